@@ -64,9 +64,13 @@ func NodeIDFromPublicKey(pub ed25519.PublicKey) NodeID {
 // PublicKey returns the node ID as an ed25519 public key.
 func (id NodeID) PublicKey() ed25519.PublicKey { return ed25519.PublicKey(id[:]) }
 
-func (id NodeID) String() string                { return b64.EncodeToString(id[:]) }
-func (id NodeID) MarshalText() ([]byte, error)  { return []byte(id.String()), nil }
-func (id *NodeID) UnmarshalText(b []byte) error { v, err := ParseNodeID(string(b)); *id = v; return err }
+func (id NodeID) String() string               { return b64.EncodeToString(id[:]) }
+func (id NodeID) MarshalText() ([]byte, error) { return []byte(id.String()), nil }
+func (id *NodeID) UnmarshalText(b []byte) error {
+	v, err := ParseNodeID(string(b))
+	*id = v
+	return err
+}
 
 // IsZero reports whether id is all zeros (unset).
 func (id NodeID) IsZero() bool { return id == NodeID{} }
@@ -81,9 +85,13 @@ func ParseRecordKey(s string) (RecordKey, error) {
 	return RecordKey(b), err
 }
 
-func (k RecordKey) String() string                { return b64.EncodeToString(k[:]) }
-func (k RecordKey) MarshalText() ([]byte, error)  { return []byte(k.String()), nil }
-func (k *RecordKey) UnmarshalText(b []byte) error { v, err := ParseRecordKey(string(b)); *k = v; return err }
+func (k RecordKey) String() string               { return b64.EncodeToString(k[:]) }
+func (k RecordKey) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+func (k *RecordKey) UnmarshalText(b []byte) error {
+	v, err := ParseRecordKey(string(b))
+	*k = v
+	return err
+}
 
 // IsZero reports whether k is all zeros (unset).
 func (k RecordKey) IsZero() bool { return k == RecordKey{} }
