@@ -1,0 +1,153 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// maxResponseBytes bounds a JSON response the CLI reads from its daemon.
+const maxResponseBytes = 64 << 20
+
+// noDaemonError says that nothing answers on the daemon socket; it exits with
+// exitNoDaemon.
+type noDaemonError struct {
+	sock, dataDir string
+}
+
+func (e *noDaemonError) Error() string {
+	return fmt.Sprintf("no daemon at %s (start one with: dweb serve --data %s)", e.sock, e.dataDir)
+}
+
+// remoteError is an error answered by the daemon: its HTTP status and message.
+type remoteError struct {
+	status int
+	msg    string
+}
+
+func (e *remoteError) Error() string { return e.msg }
+
+// client talks to the daemon's local HTTP API on its unix socket.
+type client struct {
+	sock    string
+	dataDir string
+	hc      *http.Client
+}
+
+func (a *app) client() *client {
+	sock := a.socketPath()
+	var d net.Dialer
+	return &client{
+		sock:    sock,
+		dataDir: filepath.Dir(sock),
+		hc: &http.Client{Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return d.DialContext(ctx, "unix", sock)
+			},
+			DisableCompression: true,
+		}},
+	}
+}
+
+// isNoDaemon reports whether err is a dial failure meaning no daemon listens.
+func isNoDaemon(err error) bool {
+	return errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// send makes one request with an optional JSON body and returns the response;
+// the caller closes its body. Non-2xx answers become *remoteError.
+func (c *client) send(ctx context.Context, method, path string, body any) (*http.Response, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://dweb"+path, rd)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if isNoDaemon(err) {
+			return nil, &noDaemonError{c.sock, c.dataDir}
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("daemon at %s: %w", c.sock, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		var e apiError
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+		if json.Unmarshal(b, &e) != nil || e.Error == "" {
+			e.Error = fmt.Sprintf("daemon answered %s: %s", resp.Status, strings.TrimSpace(string(b)))
+		}
+		return nil, &remoteError{resp.StatusCode, e.Error}
+	}
+	return resp, nil
+}
+
+// call makes one request and decodes the JSON answer into out (if non-nil).
+func (c *client) call(ctx context.Context, method, path string, body, out any) error {
+	resp, err := c.send(ctx, method, path, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxResponseBytes)).Decode(out); err != nil {
+		return fmt.Errorf("daemon answer to %s %s: %w", method, path, err)
+	}
+	return nil
+}
+
+// getFile runs POST /dweb/v1/groups/{group}/files/get and reads its NDJSON
+// stream, calling progress for each progress line; it returns the final line.
+func (c *client) getFile(ctx context.Context, groupPath string, req getFileRequest, progress func(done, total int64)) (getFileLine, error) {
+	resp, err := c.send(ctx, http.MethodPost, "/dweb/v1/groups/"+groupPath+"/files/get", req)
+	if err != nil {
+		return getFileLine{}, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var l getFileLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			return getFileLine{}, fmt.Errorf("daemon progress stream: %w", err)
+		}
+		switch {
+		case l.Error != "":
+			return l, &remoteError{l.Code, l.Error}
+		case l.File != nil:
+			return l, nil
+		case l.Done != nil && l.Total != nil && progress != nil:
+			progress(*l.Done, *l.Total)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		if ctx.Err() != nil {
+			return getFileLine{}, ctx.Err()
+		}
+		return getFileLine{}, fmt.Errorf("daemon progress stream: %w", err)
+	}
+	return getFileLine{}, errors.New("daemon progress stream ended without a result")
+}

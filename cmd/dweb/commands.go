@@ -1,0 +1,314 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/dwebkit/dweb/blobsync"
+	"github.com/dwebkit/dweb/core"
+	"github.com/dwebkit/dweb/internal/key"
+	"github.com/dwebkit/dweb/uri"
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+)
+
+// progressBarMin is the least file size for which `file get` draws a
+// progress bar (and only when stderr is a terminal).
+const progressBarMin = 16 << 20
+
+// printJSON writes v as one JSON value on stdout.
+func (a *app) printJSON(v any) error {
+	enc := json.NewEncoder(a.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func (a *app) table() *tabwriter.Writer {
+	return tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+}
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Local().Format("2006-01-02 15:04:05")
+}
+
+func (a *app) groupCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "group", Short: "create, join, list and invite to groups"}
+
+	create := &cobra.Command{
+		Use:   "create NAME",
+		Short: "create a group and print its key",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var g core.GroupInfo
+			if err := a.client().call(cmd.Context(), http.MethodPost, "/api/groups", nameRequest{args[0]}, &g); err != nil {
+				return err
+			}
+			if a.json {
+				return a.printJSON(g)
+			}
+			fmt.Fprintf(a.stdout, "created group %s %s\n", g.Name, g.ID)
+			return nil
+		},
+	}
+
+	invite := &cobra.Command{
+		Use:   "invite GROUP",
+		Short: "print the invite URI of a group (GROUP: key or unique name)",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var inv inviteInfo
+			if err := a.client().call(cmd.Context(), http.MethodGet, "/dweb/v1/groups/"+url.PathEscape(args[0])+"/invite", nil, &inv); err != nil {
+				return err
+			}
+			if a.json {
+				return a.printJSON(inv)
+			}
+			fmt.Fprintln(a.stdout, inv.URI)
+			return nil
+		},
+	}
+
+	join := &cobra.Command{
+		Use:   "join URI",
+		Short: "join a group from its save+dweb: invite URI",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			// Validate before contacting anything: a bad URI is the user's to fix.
+			if _, err := uri.ParseInvite(args[0]); err != nil {
+				return &usageError{err}
+			}
+			var g core.GroupInfo
+			if err := a.client().call(cmd.Context(), http.MethodPost, "/api/groups/join_from_url", groupURLRequest{args[0]}, &g); err != nil {
+				return err
+			}
+			if a.json {
+				return a.printJSON(g)
+			}
+			fmt.Fprintf(a.stdout, "joined group %s %s\n", g.Name, g.ID)
+			return nil
+		},
+	}
+
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "list the groups this node belongs to",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var body groupsBody
+			if err := a.client().call(cmd.Context(), http.MethodGet, "/api/groups", nil, &body); err != nil {
+				return err
+			}
+			if a.json {
+				return a.printJSON(body.Groups)
+			}
+			tw := a.table()
+			fmt.Fprintln(tw, "NAME\tKEY\tCREATED")
+			for _, g := range body.Groups {
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", g.Name, g.ID, fmtTime(g.CreatedAt))
+			}
+			return tw.Flush()
+		},
+	}
+
+	cmd.AddCommand(create, invite, join, list)
+	return cmd
+}
+
+func (a *app) fileCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "file", Short: "add, list, get and remove files of a group"}
+
+	add := &cobra.Command{
+		Use:   "add GROUP PATH...",
+		Short: "add files to this node's repo in GROUP (name = base name)",
+		Args:  args(cobra.MinimumNArgs(2)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			paths := make([]string, 0, len(args)-1)
+			for _, p := range args[1:] {
+				abs, err := filepath.Abs(p)
+				if err != nil {
+					return &usageError{fmt.Errorf("path %q: %w", p, err)}
+				}
+				paths = append(paths, abs)
+			}
+			var body filesBody
+			if err := a.client().call(cmd.Context(), http.MethodPost, "/dweb/v1/groups/"+url.PathEscape(args[0])+"/files", addFilesRequest{paths}, &body); err != nil {
+				return err
+			}
+			if a.json {
+				return a.printJSON(body.Files)
+			}
+			return a.printFiles(body.Files)
+		},
+	}
+
+	list := &cobra.Command{
+		Use:   "list GROUP",
+		Short: "list the files of every repo in GROUP",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var body filesBody
+			if err := a.client().call(cmd.Context(), http.MethodGet, "/dweb/v1/groups/"+url.PathEscape(args[0])+"/files", nil, &body); err != nil {
+				return err
+			}
+			if a.json {
+				return a.printJSON(body.Files)
+			}
+			return a.printFiles(body.Files)
+		},
+	}
+
+	var out, repo string
+	get := &cobra.Command{
+		Use:   "get GROUP NAME [-o PATH] [--repo KEY]",
+		Short: "download a file of GROUP (verified) to PATH (default ./NAME)",
+		Args:  args(cobra.ExactArgs(2)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dst := out
+			if dst == "" {
+				dst = filepath.Base(args[1])
+			}
+			abs, err := filepath.Abs(dst)
+			if err != nil {
+				return &usageError{fmt.Errorf("-o %q: %w", dst, err)}
+			}
+			if repo != "" {
+				if _, err := key.ParseRecordKey(repo); err != nil {
+					return &usageError{fmt.Errorf("--repo: %w", err)}
+				}
+			}
+			var bar *progressbar.ProgressBar
+			progress := func(done, total int64) {
+				if !a.stderrTTY || a.json || total < progressBarMin {
+					return
+				}
+				if bar == nil {
+					bar = progressbar.NewOptions64(total,
+						progressbar.OptionSetWriter(a.stderr),
+						progressbar.OptionSetDescription(args[1]),
+						progressbar.OptionShowBytes(true),
+						progressbar.OptionShowCount(),
+						progressbar.OptionSetWidth(30),
+						progressbar.OptionThrottle(100*time.Millisecond),
+						progressbar.OptionOnCompletion(func() { fmt.Fprintln(a.stderr) }),
+						progressbar.OptionSetPredictTime(true),
+						progressbar.OptionFullWidth(),
+					)
+				}
+				bar.Set64(done)
+			}
+			l, err := a.client().getFile(cmd.Context(), url.PathEscape(args[0]), getFileRequest{Name: args[1], Repo: repo, Out: abs}, progress)
+			if bar != nil {
+				bar.Finish()
+			}
+			if err != nil {
+				return err
+			}
+			if a.json {
+				return a.printJSON(struct {
+					core.FileInfo
+					Path string `json:"path"`
+				}{*l.File, abs})
+			}
+			fmt.Fprintf(a.stdout, "%s  %s (%d bytes)\n", l.File.Hash, abs, l.File.Size)
+			return nil
+		},
+	}
+	get.Flags().StringVarP(&out, "output", "o", "", "destination path (default ./NAME)")
+	get.Flags().StringVar(&repo, "repo", "", "take the file from this repo (record key); default any, own first")
+
+	rm := &cobra.Command{
+		Use:   "rm GROUP NAME",
+		Short: "remove a file from this node's repo in GROUP",
+		Args:  args(cobra.ExactArgs(2)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path := "/dweb/v1/groups/" + url.PathEscape(args[0]) + "/files/" + url.PathEscape(args[1])
+			if err := a.client().call(cmd.Context(), http.MethodDelete, path, nil, nil); err != nil {
+				return err
+			}
+			if a.json {
+				return a.printJSON(map[string]string{"status": "success", "removed": args[1]})
+			}
+			fmt.Fprintf(a.stdout, "removed %s\n", args[1])
+			return nil
+		},
+	}
+
+	cmd.AddCommand(add, list, get, rm)
+	return cmd
+}
+
+func (a *app) printFiles(fs []core.FileInfo) error {
+	tw := a.table()
+	fmt.Fprintln(tw, "NAME\tSIZE\tBLAKE3\tREPO\tMINE\tLOCAL")
+	for _, f := range fs {
+		repo := f.RepoName
+		if repo == "" {
+			repo = f.Repo.String()
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%t\t%t\n", f.Name, f.Size, f.Hash, repo, f.Mine, f.Local)
+	}
+	return tw.Flush()
+}
+
+func (a *app) nodeCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "node", Short: "about the running node"}
+	id := &cobra.Command{
+		Use:   "id",
+		Short: "print the node ID (with --json: node_id, addr, contact)",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var n nodeInfo
+			if err := a.client().call(cmd.Context(), http.MethodGet, "/dweb/v1/node", nil, &n); err != nil {
+				return err
+			}
+			if a.json {
+				return a.printJSON(n)
+			}
+			fmt.Fprintln(a.stdout, n.NodeID)
+			return nil
+		},
+	}
+	cmd.AddCommand(id)
+	return cmd
+}
+
+// hashLine is one result of `dweb hash --json`.
+type hashLine struct {
+	Path string `json:"path"`
+	Hash string `json:"hash"`
+	Size int64  `json:"size"`
+}
+
+func (a *app) hashCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "hash PATH...",
+		Short: "print BLAKE3-256 of files as b3sum does (no daemon needed)",
+		Args:  args(cobra.MinimumNArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var lines []hashLine
+			for _, p := range args {
+				h, n, err := blobsync.HashFile(p)
+				if err != nil {
+					return fmt.Errorf("hash %s: %w", p, err)
+				}
+				if a.json {
+					lines = append(lines, hashLine{p, h.String(), n})
+					continue
+				}
+				fmt.Fprintf(a.stdout, "%s  %s\n", h, p)
+			}
+			if a.json {
+				return a.printJSON(lines)
+			}
+			return nil
+		},
+	}
+}

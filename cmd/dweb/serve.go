@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/dwebkit/dweb/core"
+	"github.com/spf13/cobra"
+)
+
+// maxSocketPath is the longest unix socket path Linux accepts (sun_path is
+// 108 bytes including the terminating NUL).
+const maxSocketPath = 107
+
+// shutdownGrace bounds how long a stopping daemon waits for requests in
+// flight before it closes their connections.
+const shutdownGrace = 5 * time.Second
+
+// serveOptions are the flags of `dweb serve`.
+type serveOptions struct {
+	listen    string
+	bootstrap []string
+	logLevel  string
+}
+
+// readyLine is what `dweb serve --json` prints once the node is up.
+type readyLine struct {
+	NodeID  string `json:"node_id"`
+	Addr    string `json:"addr"`
+	Contact string `json:"contact"`
+	Socket  string `json:"socket"`
+}
+
+func (a *app) serveCmd() *cobra.Command {
+	var o serveOptions
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "run a node and its local API on DIR/dweb.sock until SIGINT or SIGTERM",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.serve(cmd.Context(), o)
+		},
+	}
+	cmd.Flags().StringVar(&o.listen, "listen", "127.0.0.1:0", "UDP host:port for QUIC")
+	cmd.Flags().StringArrayVar(&o.bootstrap, "bootstrap", nil, "bootstrap node as nodeID@host:port (repeatable)")
+	cmd.Flags().StringVar(&o.logLevel, "log-level", "info", "log level on stderr: debug, info, warn, error")
+	return cmd
+}
+
+// serve runs the daemon until ctx ends: the node, then the HTTP API on the
+// unix socket. It prints one ready line on stdout once both are up.
+func (a *app) serve(ctx context.Context, o serveOptions) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return &usageError{fmt.Errorf("--log-level %q: want debug, info, warn or error", o.logLevel)}
+	}
+	log := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+
+	sock := a.socketPath()
+	dataDir := filepath.Dir(sock)
+	if len(sock) > maxSocketPath {
+		return &usageError{fmt.Errorf("socket path %s is %d bytes, longer than the %d a unix socket allows: use a shorter --data", sock, len(sock), maxSocketPath)}
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	if err := clearStaleSocket(ctx, sock); err != nil {
+		return err
+	}
+
+	b, err := core.New(core.Options{DataDir: dataDir, ListenAddr: o.listen, Bootstrap: o.bootstrap, Logger: log})
+	if err != nil {
+		return fmt.Errorf("open node in %s: %w", dataDir, err)
+	}
+	defer func() {
+		if err := b.Close(); err != nil {
+			log.Error("close node", "err", err)
+		}
+	}()
+	if err := b.Start(ctx); err != nil {
+		return fmt.Errorf("start node: %w", err)
+	}
+
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", sock, err)
+	}
+	defer os.Remove(sock)
+	if err := os.Chmod(sock, 0o600); err != nil {
+		ln.Close()
+		return fmt.Errorf("socket permissions: %w", err)
+	}
+
+	reqCtx, cancelReqs := context.WithCancel(context.Background())
+	defer cancelReqs()
+	srv := &http.Server{
+		Handler:           newHandler(b, log),
+		ReadHeaderTimeout: 10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return reqCtx },
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	ready := readyLine{NodeID: b.NodeID().String(), Addr: b.Addr().String(), Contact: b.Contact(), Socket: sock}
+	if a.json {
+		if err := a.printJSON(ready); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(a.stdout, "node %s listening on %s (QUIC), API on %s\n", ready.NodeID, ready.Addr, ready.Socket)
+	}
+	log.Info("ready", "node", ready.NodeID, "addr", ready.Addr, "socket", sock)
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case serveErr = <-served:
+		log.Error("API server stopped", "err", serveErr)
+	}
+	cancelReqs() // ends streams in flight (file get) so Shutdown need not wait them out
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+	}
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return fmt.Errorf("API server: %w", serveErr)
+	}
+	return nil
+}
+
+// clearStaleSocket removes a socket file that nothing answers on, and fails
+// if a daemon answers on it.
+func clearStaleSocket(ctx context.Context, sock string) error {
+	if _, err := os.Lstat(sock); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	dctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(dctx, "unix", sock)
+	if err == nil {
+		conn.Close()
+		return fmt.Errorf("another daemon is running on %s", sock)
+	}
+	if err := os.Remove(sock); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove stale socket: %w", err)
+	}
+	return nil
+}

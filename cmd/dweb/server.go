@@ -1,0 +1,463 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/dwebkit/dweb/core"
+	"github.com/dwebkit/dweb/internal/key"
+)
+
+// version is reported by GET /status; set with -ldflags "-X main.version=...".
+var version = "dev"
+
+// maxBodyBytes bounds every JSON request body (a file add with thousands of
+// paths stays well below it).
+const maxBodyBytes = 1 << 20
+
+// progressInterval is the least time between two NDJSON progress lines of a
+// file get; the first and the last line are always sent.
+const progressInterval = 100 * time.Millisecond
+
+// apiError is the error body of every route: {"status":"error","error":msg},
+// as the Save app's API (see /work/shared/SAVE-API.md).
+type apiError struct {
+	Status string `json:"status"`
+	Error  string `json:"error"`
+}
+
+// nodeInfo is the body of GET /dweb/v1/node and of `dweb node id --json`.
+type nodeInfo struct {
+	NodeID  string `json:"node_id"`
+	Addr    string `json:"addr"`
+	Contact string `json:"contact"`
+}
+
+// inviteInfo is the body of GET /dweb/v1/groups/{group}/invite.
+type inviteInfo struct {
+	Key  key.RecordKey `json:"key"`
+	Name string        `json:"name"`
+	URI  string        `json:"uri"`
+}
+
+type groupsBody struct {
+	Groups []core.GroupInfo `json:"groups"`
+}
+
+type filesBody struct {
+	Files []core.FileInfo `json:"files"`
+}
+
+type nameRequest struct {
+	Name string `json:"name"`
+}
+
+type groupURLRequest struct {
+	GroupURL string `json:"group_url"`
+}
+
+type addFilesRequest struct {
+	Paths []string `json:"paths"`
+}
+
+// getFileRequest is the body of POST /dweb/v1/groups/{group}/files/get.
+// Repo is a record key text or "" (any repo, own first); Out is an absolute
+// path on the daemon's machine.
+type getFileRequest struct {
+	Name string `json:"name"`
+	Repo string `json:"repo"`
+	Out  string `json:"out"`
+}
+
+// getFileLine is one NDJSON line of a file get: progress ({"done","total"}),
+// then exactly one final line, {"file":...} or {"error":...,"code":status}.
+type getFileLine struct {
+	Done  *int64         `json:"done,omitempty"`
+	Total *int64         `json:"total,omitempty"`
+	File  *core.FileInfo `json:"file,omitempty"`
+	Error string         `json:"error,omitempty"`
+	Code  int            `json:"code,omitempty"`
+}
+
+// badRequestError is bad input found by the HTTP layer itself (a body that
+// does not decode, a missing field).
+type badRequestError struct{ msg string }
+
+func (e *badRequestError) Error() string { return e.msg }
+
+// server is the daemon's local HTTP API over a backend.
+type server struct {
+	b   backend
+	log *slog.Logger
+}
+
+// newHandler returns the HTTP API of docs/cli.md over b. log may be nil.
+func newHandler(b backend, log *slog.Logger) http.Handler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &server{b: b, log: log}
+	mux := http.NewServeMux()
+	// Paths of the Save app's API.
+	mux.HandleFunc("GET /status", s.status)
+	mux.HandleFunc("GET /health", s.health)
+	mux.HandleFunc("GET /health/ready", s.health)
+	mux.HandleFunc("GET /api/groups", s.listGroups)
+	mux.HandleFunc("POST /api/groups", s.createGroup)
+	mux.HandleFunc("POST /api/groups/join_from_url", s.joinGroup)
+	mux.HandleFunc("POST /api/memberships", s.joinMembership)
+	mux.HandleFunc("GET /api/groups/{group}", s.getGroup)
+	mux.HandleFunc("DELETE /api/groups/{group}", s.leaveGroup)
+	// dweb's own routes.
+	mux.HandleFunc("GET /dweb/v1/node", s.node)
+	mux.HandleFunc("GET /dweb/v1/groups/{group}/invite", s.invite)
+	mux.HandleFunc("POST /dweb/v1/groups/{group}/files", s.addFiles)
+	mux.HandleFunc("GET /dweb/v1/groups/{group}/files", s.listFiles)
+	mux.HandleFunc("POST /dweb/v1/groups/{group}/files/get", s.getFile)
+	mux.HandleFunc("DELETE /dweb/v1/groups/{group}/files/{name}", s.removeFile)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		// No route: let the mux decide between 404 and 405 (with Allow),
+		// then answer in the API's error shape.
+		rec := &statusRecorder{header: http.Header{}}
+		h.ServeHTTP(rec, r)
+		if allow := rec.header.Get("Allow"); allow != "" {
+			w.Header().Set("Allow", allow)
+		}
+		code := rec.code
+		if code == 0 || code < 400 {
+			code = http.StatusNotFound
+		}
+		writeJSON(w, code, apiError{"error", "no route " + r.Method + " " + r.URL.Path})
+	})
+}
+
+// statusRecorder keeps only the status and headers a handler writes.
+type statusRecorder struct {
+	header http.Header
+	code   int
+}
+
+func (r *statusRecorder) Header() http.Header         { return r.header }
+func (r *statusRecorder) Write(b []byte) (int, error) { return len(b), nil }
+func (r *statusRecorder) WriteHeader(code int)        { r.code = code }
+
+// statusOf maps an error to its HTTP status: 400 bad input, 404 unknown
+// group or file, 409 ambiguous name, 413 body too large, 500 otherwise.
+func statusOf(err error) int {
+	var mb *http.MaxBytesError
+	var br *badRequestError
+	var bi *core.BadInputError
+	switch {
+	case errors.As(err, &mb):
+		return http.StatusRequestEntityTooLarge
+	case errors.As(err, &br), errors.As(err, &bi):
+		return http.StatusBadRequest
+	case errors.Is(err, core.ErrUnknownGroup), errors.Is(err, core.ErrFileNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, core.ErrAmbiguous):
+		return http.StatusConflict
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	code := statusOf(err)
+	if code >= 500 {
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	} else {
+		s.log.Debug("request rejected", "method", r.Method, "path", r.URL.Path, "status", code, "err", err)
+	}
+	writeJSON(w, code, apiError{"error", err.Error()})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		code = http.StatusInternalServerError
+		b, _ = json.Marshal(apiError{"error", "encode response: " + err.Error()})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	w.Write(append(b, '\n'))
+}
+
+// decode reads one JSON object of at most maxBodyBytes into v, rejecting
+// unknown fields and trailing data.
+func decode(w http.ResponseWriter, r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mb *http.MaxBytesError
+		if errors.As(err, &mb) {
+			return fmt.Errorf("request body: %w", err)
+		}
+		if errors.Is(err, io.EOF) {
+			return &badRequestError{"request body: empty, want a JSON object"}
+		}
+		return &badRequestError{"request body: " + err.Error()}
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return &badRequestError{"request body: data after the JSON object"}
+	}
+	return nil
+}
+
+func (s *server) status(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "running", "version": version})
+}
+
+func (s *server) health(w http.ResponseWriter, r *http.Request) {
+	// The API is served only after the node has started, so it is ready.
+	writeJSON(w, http.StatusOK, map[string]string{"status": "OK"})
+}
+
+func (s *server) node(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, nodeInfo{
+		NodeID:  s.b.NodeID().String(),
+		Addr:    s.b.Addr().String(),
+		Contact: s.b.Contact(),
+	})
+}
+
+func (s *server) listGroups(w http.ResponseWriter, r *http.Request) {
+	gs := s.b.Groups()
+	if gs == nil {
+		gs = []core.GroupInfo{}
+	}
+	writeJSON(w, http.StatusOK, groupsBody{gs})
+}
+
+func (s *server) createGroup(w http.ResponseWriter, r *http.Request) {
+	var req nameRequest
+	if err := decode(w, r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if req.Name == "" {
+		s.fail(w, r, &badRequestError{"name: missing"})
+		return
+	}
+	g, err := s.b.CreateGroup(r.Context(), req.Name)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, g)
+}
+
+func (s *server) join(w http.ResponseWriter, r *http.Request) (core.GroupInfo, bool) {
+	var req groupURLRequest
+	if err := decode(w, r, &req); err != nil {
+		s.fail(w, r, err)
+		return core.GroupInfo{}, false
+	}
+	if req.GroupURL == "" {
+		s.fail(w, r, &badRequestError{"group_url: missing"})
+		return core.GroupInfo{}, false
+	}
+	g, err := s.b.JoinGroup(r.Context(), req.GroupURL)
+	if err != nil {
+		s.fail(w, r, err)
+		return core.GroupInfo{}, false
+	}
+	return g, true
+}
+
+func (s *server) joinGroup(w http.ResponseWriter, r *http.Request) {
+	if g, ok := s.join(w, r); ok {
+		writeJSON(w, http.StatusOK, g)
+	}
+}
+
+func (s *server) joinMembership(w http.ResponseWriter, r *http.Request) {
+	if g, ok := s.join(w, r); ok {
+		writeJSON(w, http.StatusOK, map[string]string{"status_message": "joined group " + g.Name + " (" + g.ID.String() + ")"})
+	}
+}
+
+// group resolves the {group} path value (record key text or unique name).
+func (s *server) group(r *http.Request) (core.GroupInfo, error) {
+	return s.b.ResolveGroup(r.PathValue("group"))
+}
+
+func (s *server) getGroup(w http.ResponseWriter, r *http.Request) {
+	g, err := s.group(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, g)
+}
+
+func (s *server) leaveGroup(w http.ResponseWriter, r *http.Request) {
+	g, err := s.group(r)
+	if err == nil {
+		err = s.b.LeaveGroup(r.Context(), g.ID)
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "success"})
+}
+
+func (s *server) invite(w http.ResponseWriter, r *http.Request) {
+	g, err := s.group(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	u, err := s.b.Invite(g.ID)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, inviteInfo{Key: g.ID, Name: g.Name, URI: u})
+}
+
+func (s *server) addFiles(w http.ResponseWriter, r *http.Request) {
+	var req addFilesRequest
+	if err := decode(w, r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if len(req.Paths) == 0 {
+		s.fail(w, r, &badRequestError{"paths: empty, want at least one absolute path"})
+		return
+	}
+	for _, p := range req.Paths {
+		if !filepath.IsAbs(p) {
+			s.fail(w, r, &badRequestError{fmt.Sprintf("paths: %q is not absolute", p)})
+			return
+		}
+	}
+	g, err := s.group(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	fs, err := s.b.AddFiles(r.Context(), g.ID, req.Paths)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if fs == nil {
+		fs = []core.FileInfo{}
+	}
+	writeJSON(w, http.StatusOK, filesBody{fs})
+}
+
+func (s *server) listFiles(w http.ResponseWriter, r *http.Request) {
+	g, err := s.group(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	fs, err := s.b.ListFiles(r.Context(), g.ID)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if fs == nil {
+		fs = []core.FileInfo{}
+	}
+	writeJSON(w, http.StatusOK, filesBody{fs})
+}
+
+func (s *server) removeFile(w http.ResponseWriter, r *http.Request) {
+	g, err := s.group(r)
+	if err == nil {
+		err = s.b.RemoveFile(r.Context(), g.ID, r.PathValue("name"))
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "success"})
+}
+
+// getFile validates the request, then answers 200 with an NDJSON stream:
+// progress lines, then one final line. Errors found before the stream starts
+// get the usual error body and status.
+func (s *server) getFile(w http.ResponseWriter, r *http.Request) {
+	var req getFileRequest
+	if err := decode(w, r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var repo key.RecordKey
+	switch {
+	case req.Name == "":
+		s.fail(w, r, &badRequestError{"name: missing"})
+		return
+	case req.Out == "" || !filepath.IsAbs(req.Out):
+		s.fail(w, r, &badRequestError{fmt.Sprintf("out: %q is not an absolute path", req.Out)})
+		return
+	case req.Repo != "":
+		var err error
+		if repo, err = key.ParseRecordKey(req.Repo); err != nil {
+			s.fail(w, r, &badRequestError{"repo: " + err.Error()})
+			return
+		}
+	}
+	g, err := s.group(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	var (
+		mu       sync.Mutex
+		buf      bytes.Buffer
+		last     time.Time
+		finished bool
+	)
+	line := func(l getFileLine) {
+		buf.Reset()
+		json.NewEncoder(&buf).Encode(l)
+		w.Write(buf.Bytes())
+		rc.Flush()
+	}
+	rc.Flush() // the client learns now that the request was accepted
+	progress := func(p core.Progress) {
+		mu.Lock()
+		defer mu.Unlock()
+		if finished || (time.Since(last) < progressInterval && p.Done < p.Total) {
+			return
+		}
+		last = time.Now()
+		line(getFileLine{Done: new(p.Done), Total: new(p.Total)})
+	}
+	fi, err := s.b.GetFile(r.Context(), g.ID, repo, req.Name, req.Out, progress)
+	mu.Lock()
+	defer mu.Unlock()
+	finished = true
+	if err != nil {
+		code := statusOf(err)
+		if code >= 500 {
+			s.log.Error("file get failed", "group", g.ID, "name", req.Name, "err", err)
+		}
+		line(getFileLine{Error: err.Error(), Code: code})
+		return
+	}
+	line(getFileLine{File: &fi})
+}
