@@ -1,0 +1,538 @@
+package transport
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dwebkit/dweb/internal/key"
+	"github.com/quic-go/quic-go"
+)
+
+// ALPN is the single TLS ALPN of dweb; each stream starts with one Protocol
+// byte that picks the protocol.
+const ALPN = "dweb/1"
+
+// Protocol is the first byte of every stream: which protocol the stream
+// speaks.
+type Protocol byte
+
+// The protocols carried over a dweb connection.
+const (
+	ProtoDHT    Protocol = 1
+	ProtoBlobs  Protocol = 2
+	ProtoTunnel Protocol = 3
+	ProtoRelay  Protocol = 4
+)
+
+func (p Protocol) String() string {
+	switch p {
+	case ProtoDHT:
+		return "dht"
+	case ProtoBlobs:
+		return "blobs"
+	case ProtoTunnel:
+		return "tunnel"
+	case ProtoRelay:
+		return "relay"
+	}
+	return fmt.Sprintf("protocol(%d)", byte(p))
+}
+
+// Stream error codes the endpoint uses when it resets a stream (RESET_STREAM
+// and STOP_SENDING). The opener sees them as *quic.StreamError with
+// Remote set. Protocols may define their own codes from 0x100 up.
+const (
+	CodeNoError         quic.StreamErrorCode = 0 // handler done; any unread input is discarded
+	CodeUnknownProtocol quic.StreamErrorCode = 1 // no handler for the protocol byte
+	CodeProtocolTimeout quic.StreamErrorCode = 2 // protocol byte not received within Options.ProtocolTimeout
+	CodeInternal        quic.StreamErrorCode = 3 // the handler panicked
+)
+
+// Connection close codes (CONNECTION_CLOSE with an application error).
+const (
+	connCodeClosed  quic.ApplicationErrorCode = 0 // endpoint closing
+	connCodeBadPeer quic.ApplicationErrorCode = 1 // peer identity unacceptable
+)
+
+// ErrClosed is returned (wrapped) by OpenStream once the endpoint is closed.
+var ErrClosed = errors.New("transport: endpoint closed")
+
+// Default values for zero Options fields.
+const (
+	DefaultHandshakeTimeout   = 5 * time.Second
+	DefaultIdleTimeout        = 30 * time.Second
+	DefaultKeepAlive          = 10 * time.Second
+	DefaultDialTimeout        = 10 * time.Second
+	DefaultProtocolTimeout    = 10 * time.Second
+	DefaultMaxIncomingStreams = 256
+)
+
+// Options configure an Endpoint. The zero value of every field but Identity
+// means the documented default.
+type Options struct {
+	Identity   key.Keypair  // required: the node's ed25519 key; its public key is the node ID
+	ListenAddr string       // UDP host:port to bind; "" means "127.0.0.1:0"
+	Logger     *slog.Logger // nil: discard
+
+	// HandshakeTimeout is QUIC's handshake idle timeout: a handshake with no
+	// packet from the peer for this long fails, and any handshake fails after
+	// twice this. Default DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
+	// IdleTimeout closes a connection that received nothing for this long
+	// (the smaller of both sides' values applies). Default
+	// DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// KeepAlive is the period of keepalive pings on idle connections (quic-go
+	// caps it at half the idle timeout). Default DefaultKeepAlive; negative
+	// disables keepalives.
+	KeepAlive time.Duration
+	// DialTimeout bounds one dial, from first packet to verified handshake.
+	// Default DefaultDialTimeout.
+	DialTimeout time.Duration
+	// ProtocolTimeout bounds how long an accepted stream may take to send
+	// its protocol byte. Default DefaultProtocolTimeout.
+	ProtocolTimeout time.Duration
+	// MaxIncomingStreams is how many bidirectional streams a peer may have
+	// open on one connection at once (QUIC stream credit), which bounds the
+	// handler goroutines per connection. Default DefaultMaxIncomingStreams.
+	MaxIncomingStreams int64
+}
+
+func (o *Options) setDefaults() {
+	if o.ListenAddr == "" {
+		o.ListenAddr = "127.0.0.1:0"
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.HandshakeTimeout <= 0 {
+		o.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = DefaultIdleTimeout
+	}
+	if o.KeepAlive == 0 {
+		o.KeepAlive = DefaultKeepAlive
+	} else if o.KeepAlive < 0 {
+		o.KeepAlive = 0 // quic-go: 0 disables
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = DefaultDialTimeout
+	}
+	if o.ProtocolTimeout <= 0 {
+		o.ProtocolTimeout = DefaultProtocolTimeout
+	}
+	if o.MaxIncomingStreams <= 0 {
+		o.MaxIncomingStreams = DefaultMaxIncomingStreams
+	}
+}
+
+// Peer is the node on the other side of a stream, as its TLS certificate
+// proved it, and the UDP address its packets come from.
+type Peer struct {
+	ID   key.NodeID
+	Addr netip.AddrPort
+}
+
+// Handler serves one inbound stream of its protocol, in its own goroutine,
+// after the protocol byte has been read. ctx is cancelled when the
+// connection or the endpoint closes. When the handler returns the endpoint
+// closes the stream's send side (FIN) and discards unread input; a handler
+// that panics has its stream reset with CodeInternal. Handlers must return
+// soon after ctx is cancelled: Endpoint.Close waits for them.
+type Handler func(ctx context.Context, peer Peer, s *quic.Stream)
+
+// Stats counts an endpoint's connections.
+type Stats struct {
+	Dials    uint64 // outbound connections established (verified handshakes)
+	Accepted uint64 // inbound connections established
+	Pooled   int    // peers with a pooled live connection now
+	Conns    int    // connections open now, pooled or not
+}
+
+// Endpoint is a node's QUIC endpoint: one UDP socket and one quic.Transport
+// that both accepts and dials, a connection pool keyed by node ID, and the
+// protocol handlers. Its methods are safe for concurrent use.
+type Endpoint struct {
+	id    key.NodeID
+	opts  Options
+	log   *slog.Logger
+	cert  tls.Certificate
+	udp   *net.UDPConn
+	tr    *quic.Transport
+	ln    *quic.Listener
+	qconf *quic.Config
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // accept loop, connection loops, dials, handlers
+
+	hmu      sync.RWMutex
+	handlers map[Protocol]Handler
+
+	pool     *pool
+	dials    atomic.Uint64
+	accepted atomic.Uint64
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Listen binds a UDP socket at opts.ListenAddr, makes the TLS certificate
+// from opts.Identity and starts accepting connections in the background.
+// Register handlers with Handle before peers connect; streams for a protocol
+// without a handler are reset with CodeUnknownProtocol.
+func Listen(opts Options) (*Endpoint, error) {
+	if len(opts.Identity.Private) != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("transport listen: identity key is %d bytes, want %d", len(opts.Identity.Private), ed25519.PrivateKeySize)
+	}
+	opts.setDefaults()
+	ua, err := net.ResolveUDPAddr("udp", opts.ListenAddr)
+	if err != nil {
+		return nil, fmt.Errorf("transport listen: address %q: %w", opts.ListenAddr, err)
+	}
+	cert, err := selfSignedCert(opts.Identity)
+	if err != nil {
+		return nil, fmt.Errorf("transport listen: %w", err)
+	}
+	udp, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return nil, fmt.Errorf("transport listen: %w", err)
+	}
+	e := &Endpoint{
+		id:   opts.Identity.ID(),
+		opts: opts,
+		log:  opts.Logger,
+		cert: cert,
+		udp:  udp,
+		tr:   &quic.Transport{Conn: udp},
+		qconf: &quic.Config{
+			HandshakeIdleTimeout:  opts.HandshakeTimeout,
+			MaxIdleTimeout:        opts.IdleTimeout,
+			KeepAlivePeriod:       opts.KeepAlive,
+			MaxIncomingStreams:    opts.MaxIncomingStreams,
+			MaxIncomingUniStreams: -1,
+		},
+		handlers: make(map[Protocol]Handler),
+		pool:     newPool(),
+	}
+	e.ln, err = e.tr.Listen(serverTLS(cert), e.qconf)
+	if err != nil {
+		e.tr.Close()
+		udp.Close()
+		return nil, fmt.Errorf("transport listen: %w", err)
+	}
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	e.log = e.log.With("node", e.id.String())
+	e.log.Debug("transport listening", "addr", e.LocalAddr())
+	e.wg.Add(1)
+	go e.acceptLoop()
+	return e, nil
+}
+
+// Handle registers h for streams that start with protocol byte p, replacing
+// any earlier handler for p.
+func (e *Endpoint) Handle(p Protocol, h Handler) {
+	e.hmu.Lock()
+	defer e.hmu.Unlock()
+	e.handlers[p] = h
+}
+
+// ID returns the endpoint's node ID.
+func (e *Endpoint) ID() key.NodeID { return e.id }
+
+// LocalAddr returns the bound UDP address (with the real port when
+// ListenAddr asked for port 0).
+func (e *Endpoint) LocalAddr() netip.AddrPort {
+	return addrPort(e.udp.LocalAddr())
+}
+
+// Stats returns the endpoint's connection counters.
+func (e *Endpoint) Stats() Stats {
+	e.pool.mu.Lock()
+	defer e.pool.mu.Unlock()
+	pooled := 0
+	for _, c := range e.pool.byID {
+		if alive(c) {
+			pooled++
+		}
+	}
+	return Stats{
+		Dials:    e.dials.Load(),
+		Accepted: e.accepted.Load(),
+		Pooled:   pooled,
+		Conns:    len(e.pool.all),
+	}
+}
+
+// OpenStream returns a new bidirectional stream to node id with protocol
+// byte p already written (buffered; it leaves with the first flush).
+//
+// It uses the pooled connection to id, inbound or outbound, if one is alive;
+// otherwise it dials addr, verifying inside the TLS handshake that the node
+// there holds id's key: a mismatch fails with an error wrapping
+// ErrWrongPeer. Concurrent calls for one id share one dial (the first
+// caller's addr is used). addr may be the zero AddrPort when a connection
+// is known to be pooled. If the pooled connection turns out dead, it is
+// dropped and dialed once more. ctx bounds the wait for the connection and
+// for stream credit; the dial itself is bounded by Options.DialTimeout and
+// is not abandoned when one waiting caller gives up. After Close it fails
+// with ErrClosed.
+func (e *Endpoint) OpenStream(ctx context.Context, id key.NodeID, addr netip.AddrPort, p Protocol) (*quic.Stream, error) {
+	if id == e.id {
+		return nil, fmt.Errorf("open %s stream: %s is this node", p, id)
+	}
+	for attempt := 0; ; attempt++ {
+		c, err := e.connTo(ctx, id, addr)
+		if err != nil {
+			return nil, fmt.Errorf("open %s stream: %w", p, err)
+		}
+		s, err := c.OpenStreamSync(ctx)
+		if err != nil {
+			if ctx.Err() == nil && attempt == 0 {
+				e.pool.drop(id, c)
+				continue
+			}
+			return nil, fmt.Errorf("open %s stream to %s: %w", p, id, err)
+		}
+		if _, err := s.Write([]byte{byte(p)}); err != nil {
+			s.CancelRead(CodeNoError)
+			s.CancelWrite(CodeNoError)
+			return nil, fmt.Errorf("open %s stream to %s: write protocol byte: %w", p, id, err)
+		}
+		return s, nil
+	}
+}
+
+// connTo returns a live connection to id: the pooled one or a shared dial.
+func (e *Endpoint) connTo(ctx context.Context, id key.NodeID, addr netip.AddrPort) (*quic.Conn, error) {
+	p := e.pool
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if c := p.liveLocked(id); c != nil {
+		p.mu.Unlock()
+		return c, nil
+	}
+	call := p.dials[id]
+	if call == nil {
+		if !addr.IsValid() {
+			p.mu.Unlock()
+			return nil, fmt.Errorf("connect to %s: no connection and no address", id)
+		}
+		call = &dialCall{done: make(chan struct{})}
+		p.dials[id] = call
+		e.wg.Add(1) // under p.mu with p.closed false: Close has not started waiting
+		go e.dial(id, addr, call)
+	}
+	p.mu.Unlock()
+	select {
+	case <-ctx.Done():
+		return nil, fmt.Errorf("connect to %s: %w", id, ctx.Err())
+	case <-call.done:
+		return call.conn, call.err
+	}
+}
+
+// dial runs one shared dial and publishes its result in call.
+func (e *Endpoint) dial(id key.NodeID, addr netip.AddrPort, call *dialCall) {
+	defer e.wg.Done()
+	c, err := e.dialConn(id, addr)
+	p := e.pool
+	p.mu.Lock()
+	delete(p.dials, id)
+	if err == nil {
+		if p.closed {
+			err = ErrClosed
+		} else {
+			call.conn = e.adoptLocked(id, c)
+			e.dials.Add(1)
+		}
+	}
+	call.err = err
+	p.mu.Unlock()
+	close(call.done)
+	if errors.Is(err, ErrClosed) && c != nil {
+		c.CloseWithError(connCodeClosed, "endpoint closed")
+	}
+}
+
+// dialConn dials addr and returns a connection whose peer proved id.
+func (e *Endpoint) dialConn(id key.NodeID, addr netip.AddrPort) (*quic.Conn, error) {
+	ctx, cancel := context.WithTimeout(e.ctx, e.opts.DialTimeout)
+	defer cancel()
+	var wrong atomic.Bool
+	c, err := e.tr.Dial(ctx, net.UDPAddrFromAddrPort(addr), clientTLS(e.cert, id, &wrong), e.qconf)
+	if err != nil {
+		switch {
+		case wrong.Load() && !errors.Is(err, ErrWrongPeer):
+			return nil, fmt.Errorf("dial %s at %s: %w: %w", id, addr, ErrWrongPeer, err)
+		case e.ctx.Err() != nil:
+			return nil, fmt.Errorf("dial %s at %s: %w", id, addr, ErrClosed)
+		}
+		return nil, fmt.Errorf("dial %s at %s: %w", id, addr, err)
+	}
+	// Belt and braces: VerifyPeerCertificate has checked this already.
+	got, err := connPeerID(c)
+	if err == nil && got != id {
+		err = fmt.Errorf("%w: want %s, got %s", ErrWrongPeer, id, got)
+	}
+	if err != nil {
+		c.CloseWithError(connCodeBadPeer, "wrong peer")
+		return nil, fmt.Errorf("dial %s at %s: %w", id, addr, err)
+	}
+	e.log.Debug("dialed", "peer", id.String(), "addr", addr)
+	return c, nil
+}
+
+// adoptLocked records c in the pool and starts serving its inbound streams.
+// It returns the pooled connection to id (c, or an older live one). The
+// caller holds e.pool.mu and has checked that the pool is not closed.
+func (e *Endpoint) adoptLocked(id key.NodeID, c *quic.Conn) *quic.Conn {
+	pooled := e.pool.addLocked(id, c)
+	e.wg.Add(1)
+	go e.serveConn(id, c)
+	return pooled
+}
+
+func (e *Endpoint) acceptLoop() {
+	defer e.wg.Done()
+	for {
+		c, err := e.ln.Accept(e.ctx)
+		if err != nil {
+			if e.ctx.Err() == nil {
+				e.log.Warn("accept stopped", "err", err)
+			}
+			return
+		}
+		id, err := connPeerID(c)
+		if err != nil {
+			e.log.Debug("rejected connection", "addr", c.RemoteAddr(), "err", err)
+			c.CloseWithError(connCodeBadPeer, "bad certificate")
+			continue
+		}
+		p := e.pool
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			c.CloseWithError(connCodeClosed, "endpoint closed")
+			return
+		}
+		e.adoptLocked(id, c)
+		e.accepted.Add(1)
+		p.mu.Unlock()
+		e.log.Debug("accepted", "peer", id.String(), "addr", c.RemoteAddr())
+	}
+}
+
+// serveConn accepts the peer's streams on c until c ends, then forgets c.
+func (e *Endpoint) serveConn(id key.NodeID, c *quic.Conn) {
+	defer e.wg.Done()
+	defer e.pool.remove(id, c)
+	peer := Peer{ID: id, Addr: addrPort(c.RemoteAddr())}
+	for {
+		s, err := c.AcceptStream(e.ctx)
+		if err != nil {
+			e.log.Debug("connection ended", "peer", id.String(), "err", err)
+			return
+		}
+		e.wg.Add(1)
+		go e.serveStream(c, peer, s)
+	}
+}
+
+// serveStream reads the protocol byte and runs its handler.
+func (e *Endpoint) serveStream(c *quic.Conn, peer Peer, s *quic.Stream) {
+	defer e.wg.Done()
+	reset := func(code quic.StreamErrorCode) {
+		s.CancelRead(code)
+		s.CancelWrite(code)
+	}
+	var b [1]byte
+	s.SetReadDeadline(time.Now().Add(e.opts.ProtocolTimeout))
+	if _, err := io.ReadFull(s, b[:]); err != nil {
+		e.log.Debug("no protocol byte", "peer", peer.ID.String(), "err", err)
+		reset(CodeProtocolTimeout)
+		return
+	}
+	s.SetReadDeadline(time.Time{})
+	p := Protocol(b[0])
+	e.hmu.RLock()
+	h := e.handlers[p]
+	e.hmu.RUnlock()
+	if h == nil {
+		e.log.Debug("unknown protocol", "peer", peer.ID.String(), "protocol", p)
+		reset(CodeUnknownProtocol)
+		return
+	}
+	ctx, cancel := context.WithCancel(e.ctx)
+	stop := context.AfterFunc(c.Context(), cancel)
+	defer func() {
+		stop()
+		cancel()
+	}()
+	if e.runHandler(ctx, h, p, peer, s) {
+		s.Close()
+		s.CancelRead(CodeNoError)
+	} else {
+		reset(CodeInternal)
+	}
+}
+
+// runHandler calls h and reports whether it returned without panicking.
+func (e *Endpoint) runHandler(ctx context.Context, h Handler, p Protocol, peer Peer, s *quic.Stream) (ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			e.log.Error("handler panicked", "protocol", p, "peer", peer.ID.String(), "panic", r)
+			ok = false
+		}
+	}()
+	h(ctx, peer, s)
+	return true
+}
+
+// Close closes every connection (CONNECTION_CLOSE to each peer) and the
+// socket. In-flight handlers see their ctx cancelled and their streams
+// fail; Close waits for them and for every goroutine the endpoint started.
+// Later OpenStream calls fail with ErrClosed. Close is idempotent.
+func (e *Endpoint) Close() error {
+	e.closeOnce.Do(func() {
+		conns, _ := e.pool.closeAll()
+		e.cancel()
+		e.ln.Close()
+		for _, c := range conns {
+			c.CloseWithError(connCodeClosed, "endpoint closed")
+		}
+		e.wg.Wait()
+		err := e.tr.Close()
+		if uerr := e.udp.Close(); err == nil {
+			err = uerr
+		}
+		if err != nil {
+			e.closeErr = fmt.Errorf("transport close: %w", err)
+		}
+		e.log.Debug("transport closed")
+	})
+	return e.closeErr
+}
+
+// addrPort converts a UDP net.Addr to netip.AddrPort, unmapping IPv4-in-IPv6.
+func addrPort(a net.Addr) netip.AddrPort {
+	if ua, ok := a.(*net.UDPAddr); ok {
+		ap := ua.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return netip.AddrPort{}
+}

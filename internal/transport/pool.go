@@ -1,0 +1,103 @@
+package transport
+
+import (
+	"sync"
+
+	"github.com/dwebkit/dweb/internal/key"
+	"github.com/quic-go/quic-go"
+)
+
+// pool holds the endpoint's connections: every live one (for Close) and, per
+// peer node ID, the one OpenStream uses. It also tracks in-flight dials so
+// concurrent OpenStream calls to one peer share a single dial.
+type pool struct {
+	mu     sync.Mutex
+	closed bool
+	byID   map[key.NodeID]*quic.Conn
+	all    map[*quic.Conn]key.NodeID
+	dials  map[key.NodeID]*dialCall
+}
+
+// dialCall is one in-flight dial; done is closed once conn/err are set.
+type dialCall struct {
+	done chan struct{}
+	conn *quic.Conn
+	err  error
+}
+
+func newPool() *pool {
+	return &pool{
+		byID:  make(map[key.NodeID]*quic.Conn),
+		all:   make(map[*quic.Conn]key.NodeID),
+		dials: make(map[key.NodeID]*dialCall),
+	}
+}
+
+func alive(c *quic.Conn) bool { return c != nil && c.Context().Err() == nil }
+
+// liveLocked returns the pooled live connection to id, dropping a dead one.
+func (p *pool) liveLocked(id key.NodeID) *quic.Conn {
+	c := p.byID[id]
+	if c == nil {
+		return nil
+	}
+	if !alive(c) {
+		delete(p.byID, id)
+		return nil
+	}
+	return c
+}
+
+// addLocked records c as a connection to id and pools it unless another live
+// connection to id is pooled already. It returns the pooled connection (c or
+// the older one). The caller has checked p.closed.
+func (p *pool) addLocked(id key.NodeID, c *quic.Conn) *quic.Conn {
+	p.all[c] = id
+	if cur := p.liveLocked(id); cur != nil {
+		return cur
+	}
+	p.byID[id] = c
+	return c
+}
+
+// remove forgets c, which has ended.
+func (p *pool) remove(id key.NodeID, c *quic.Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.all, c)
+	if p.byID[id] == c {
+		delete(p.byID, id)
+	}
+}
+
+// drop unpools c if it is pooled for id (it failed to open a stream).
+func (p *pool) drop(id key.NodeID, c *quic.Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.byID[id] == c {
+		delete(p.byID, id)
+	}
+}
+
+// closeAll marks the pool closed and returns every connection it held.
+// It reports false if the pool was closed already.
+func (p *pool) closeAll() ([]*quic.Conn, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, false
+	}
+	p.closed = true
+	conns := make([]*quic.Conn, 0, len(p.all))
+	for c := range p.all {
+		conns = append(conns, c)
+	}
+	clear(p.byID)
+	return conns, true
+}
+
+func (p *pool) len() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.byID)
+}
