@@ -21,11 +21,9 @@ import (
 // progress bar (and only when stderr is a terminal).
 const progressBarMin = 16 << 20
 
-// printJSON writes v as one JSON value on stdout.
+// printJSON writes v as one JSON value on one line of stdout.
 func (a *app) printJSON(v any) error {
-	enc := json.NewEncoder(a.stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	return json.NewEncoder(a.stdout).Encode(v)
 }
 
 func (a *app) table() *tabwriter.Writer {

@@ -310,7 +310,7 @@ func TestCLIAgainstFake(t *testing.T) {
 	if code, out, e := cli("group", "create", "photos"); code != 0 || !strings.HasPrefix(out, "created group photos ") {
 		t.Fatalf("create: %d %q %q", code, out, e)
 	}
-	if code, out, e := cli("--json", "group", "list"); code != 0 || !strings.Contains(out, `"name": "photos"`) {
+	if code, out, e := cli("--json", "group", "list"); code != 0 || !strings.Contains(out, `"name":"photos"`) {
 		t.Fatalf("list: %d %q %q", code, out, e)
 	}
 	if code, out, _ := cli("group", "list"); code != 0 || !strings.HasPrefix(out, "NAME") || !strings.Contains(out, "photos") {

@@ -1,0 +1,246 @@
+#!/usr/bin/env bash
+# demo.sh [PATH...] — three dweb daemons on 127.0.0.1 share files end to end.
+#
+# Builds ./build/dweb, then in a temporary work dir starts three `dweb serve`
+# processes with their own --data dirs: a bootstrap node (boot), alice
+# (--bootstrap boot) and bob (no --bootstrap: the invite URI alone must carry
+# what he needs). Alice creates a group and adds PATHs; bob joins from the
+# invite, lists the files (checks the count), downloads every one and checks
+# each against the original with b3sum. Then all three are stopped (SIGTERM)
+# and started again on the same addresses, and bob must still list the group
+# and its files.
+#
+# Default PATHs, when none are given: files every fresh Debian machine has —
+# a handful of licences from /usr/share/common-licenses, a few
+# /usr/share/doc/*/copyright files (renamed <package>-copyright, since a
+# group's file name is the base name) and one binary (/usr/bin/perl or
+# /bin/bash); those that do not exist are skipped.
+# Also works with many files (scripts/demo.sh /usr/share/backgrounds/gnome/*)
+# or one large file; every wait is bounded.
+#
+# Needs: go, b3sum (apt-get install b3sum), coreutils `timeout`.
+# Env: DWEB_DEMO_KEEP=1 keeps the work dir; DWEB_DEMO_GET_TIMEOUT (seconds per
+# download, default 900).
+#
+# Output: progress on stderr; the last line on stdout is exactly one JSON
+# object: {"ok": true, "files": N, "bytes": N, "join_ms": N, "download_ms": N}.
+# join_ms = bob's join + his first list showing every file; download_ms = all
+# downloads. On failure: the failed step, the daemons' log tails, exit 1.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CALL_TIMEOUT=120
+GET_TIMEOUT=${DWEB_DEMO_GET_TIMEOUT:-900}
+NODES=(boot alice bob)
+declare -A PID ADDR
+STEP=init
+WORK=
+
+say() { echo "demo: $*" >&2; }
+
+fail() {
+	trap - ERR
+	echo "demo: FAILED at step '$STEP': $*" >&2
+	if [[ -n $WORK ]]; then
+		for n in "${NODES[@]}"; do
+			if [[ -f $WORK/$n.log ]]; then
+				echo "----- $n log (last 25 lines) -----" >&2
+				tail -n 25 "$WORK/$n.log" >&2 || true
+			fi
+		done
+	fi
+	exit 1
+}
+trap 'fail "command failed (exit $?): $BASH_COMMAND"' ERR
+
+cleanup() {
+	local n
+	for n in "${NODES[@]}"; do
+		if [[ -n ${PID[$n]:-} ]] && kill -0 "${PID[$n]}" 2>/dev/null; then
+			kill -TERM "${PID[$n]}" 2>/dev/null || true
+		fi
+	done
+	for n in "${NODES[@]}"; do
+		if [[ -n ${PID[$n]:-} ]]; then
+			local i
+			for ((i = 0; i < 50; i++)); do
+				kill -0 "${PID[$n]}" 2>/dev/null || break
+				sleep 0.1
+			done
+			kill -KILL "${PID[$n]}" 2>/dev/null || true
+			wait "${PID[$n]}" 2>/dev/null || true
+		fi
+	done
+	if [[ -n $WORK && -z ${DWEB_DEMO_KEEP:-} ]]; then
+		rm -rf "$WORK"
+	elif [[ -n $WORK ]]; then
+		say "work dir kept: $WORK"
+	fi
+}
+trap cleanup EXIT
+
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+# dweb NODE ARGS... runs the CLI against NODE's daemon, bounded in time.
+dweb() {
+	local node=$1
+	shift
+	timeout "$CALL_TIMEOUT" "$DWEB" --data "$WORK/$node" "$@"
+}
+
+# jfield FIELD reads a top-level string field of the one JSON object on stdin.
+jfield() { sed -n 's/.*"'"$1"'":"\([^"]*\)".*/\1/p' | head -n 1; }
+
+# start NODE [ARGS...] starts NODE's daemon and waits (bounded) for its
+# ready line.
+start() {
+	local node=$1
+	shift
+	STEP="start $node"
+	: >"$WORK/$node.out"
+	"$DWEB" --data "$WORK/$node" --json serve "$@" >"$WORK/$node.out" 2>>"$WORK/$node.log" &
+	PID[$node]=$!
+	local i
+	for ((i = 0; i < 300; i++)); do
+		if grep -q '"socket"' "$WORK/$node.out" 2>/dev/null; then
+			ADDR[$node]=$(jfield addr <"$WORK/$node.out")
+			say "$node up: $(cat "$WORK/$node.out")"
+			return 0
+		fi
+		if ! kill -0 "${PID[$node]}" 2>/dev/null; then fail "$node exited before it was ready"; fi
+		sleep 0.1
+	done
+	fail "$node not ready after 30 s"
+}
+
+# stop NODE sends SIGTERM and waits (bounded) for a clean exit.
+stop() {
+	local node=$1 i rc=0
+	STEP="stop $node"
+	kill -TERM "${PID[$node]}"
+	for ((i = 0; i < 150; i++)); do
+		kill -0 "${PID[$node]}" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "${PID[$node]}" 2>/dev/null; then fail "$node still running 15 s after SIGTERM"; fi
+	wait "${PID[$node]}" || rc=$?
+	PID[$node]=
+	((rc == 0)) || fail "$node exited with status $rc after SIGTERM"
+	[[ ! -e $WORK/$node/dweb.sock ]] || fail "$node left its socket behind"
+}
+
+# wait_files NODE N: bob's file list of the group shows N files (bounded).
+wait_files() {
+	local node=$1 want=$2 i got=0 out
+	for ((i = 0; i < 300; i++)); do
+		if out=$(dweb "$node" --json file list "$GROUP" 2>>"$WORK/cli.log"); then
+			got=$(grep -o '"name":"' <<<"$out" | wc -l)
+			if ((got >= want)); then return 0; fi
+		fi
+		sleep 0.2
+	done
+	fail "$node lists $got files of the group, want $want (after 60 s)"
+}
+
+# --- inputs -----------------------------------------------------------------
+STEP="collect files"
+command -v b3sum >/dev/null || fail "b3sum not found (apt-get install b3sum)"
+if (($# == 0)); then
+	for f in Apache-2.0 GPL-3 LGPL-2.1 MPL-2.0 BSD Artistic; do
+		if [[ -f /usr/share/common-licenses/$f ]]; then set -- "$@" "/usr/share/common-licenses/$f"; fi
+	done
+	for p in bash coreutils dpkg libc6 tar; do
+		if [[ -f /usr/share/doc/$p/copyright ]]; then set -- "$@" "/usr/share/doc/$p/copyright"; fi
+	done
+	if [[ -f /usr/bin/perl ]]; then set -- "$@" /usr/bin/perl; elif [[ -f /bin/bash ]]; then set -- "$@" /bin/bash; fi
+fi
+(($# > 0)) || fail "no input files"
+
+WORK=$(mktemp -d /tmp/dweb-demo.XXXXXX) # short: socket paths must stay < 108 bytes
+mkdir -p "$WORK/src" "$WORK/got"
+
+# A group's file name is the base name: give duplicates a unique name
+# through a symlink (<parent dir>-<base>).
+declare -A SEEN
+NAMES=()
+SRCS=()
+BYTES=0
+for p in "$@"; do
+	[[ -f $p ]] || fail "not a regular file: $p"
+	name=$(basename "$p")
+	src=$(realpath "$p")
+	if [[ -n ${SEEN[$name]:-} ]]; then
+		name="$(basename "$(dirname "$p")")-$name"
+		k=2
+		while [[ -n ${SEEN[$name]:-} ]]; do name="$k-$(basename "$p")"; k=$((k + 1)); done
+		ln -s "$src" "$WORK/src/$name"
+		src="$WORK/src/$name"
+	fi
+	SEEN[$name]=1
+	NAMES+=("$name")
+	SRCS+=("$src")
+	BYTES=$((BYTES + $(stat -L -c %s "$p")))
+done
+N=${#NAMES[@]}
+say "$N files, $BYTES bytes, work dir $WORK"
+
+# --- build and start ----------------------------------------------------------
+STEP="build"
+mkdir -p "$ROOT/build"
+(cd "$ROOT" && go build -o build/dweb ./cmd/dweb)
+DWEB=$ROOT/build/dweb
+
+start boot --listen 127.0.0.1:0
+STEP="boot contact"
+BOOT=$(dweb boot --json node id | jfield contact)
+[[ -n $BOOT ]] || fail "no contact from boot"
+start alice --listen 127.0.0.1:0 --bootstrap "$BOOT"
+start bob --listen 127.0.0.1:0
+
+# --- alice shares ---------------------------------------------------------------
+STEP="alice creates the group"
+GROUP=$(dweb alice --json group create demo | jfield key)
+[[ -n $GROUP ]] || fail "no group key"
+STEP="alice adds $N files"
+dweb alice --json file add "$GROUP" "${SRCS[@]}" >/dev/null
+STEP="alice invites"
+INVITE=$(dweb alice group invite "$GROUP")
+say "invite: $INVITE"
+
+# --- bob joins, lists, downloads ----------------------------------------------
+STEP="bob joins"
+t0=$(now_ms)
+dweb bob --json group join "$INVITE" >/dev/null
+STEP="bob lists the files"
+wait_files bob "$N"
+t1=$(now_ms)
+
+STEP="bob downloads"
+for name in "${NAMES[@]}"; do
+	STEP="bob downloads $name"
+	timeout "$GET_TIMEOUT" "$DWEB" --data "$WORK/bob" --json file get "$GROUP" "$name" -o "$WORK/got/$name" >/dev/null
+done
+t2=$(now_ms)
+
+STEP="b3sum check"
+for i in "${!NAMES[@]}"; do
+	want=$(b3sum --no-names "${SRCS[$i]}")
+	got=$(b3sum --no-names "$WORK/got/${NAMES[$i]}")
+	[[ $want == "$got" ]] || fail "${NAMES[$i]}: b3sum $got, want $want"
+done
+say "all $N files verified with b3sum"
+
+# --- restart -----------------------------------------------------------------
+for n in bob alice boot; do stop "$n"; done
+say "stopped all three; restarting on the same addresses"
+start boot --listen "${ADDR[boot]}"
+start alice --listen "${ADDR[alice]}" --bootstrap "$BOOT"
+start bob --listen "${ADDR[bob]}"
+STEP="bob lists the group after restart"
+dweb bob --json group list | grep -q "\"key\":\"$GROUP\"" || fail "bob no longer lists group $GROUP"
+STEP="bob lists the files after restart"
+wait_files bob "$N"
+say "after restart bob still has the group and its $N files"
+
+STEP="done"
+echo "{\"ok\": true, \"files\": $N, \"bytes\": $BYTES, \"join_ms\": $((t1 - t0)), \"download_ms\": $((t2 - t1))}"
