@@ -1,0 +1,77 @@
+package blobsync
+
+import (
+	"context"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/dwebkit/dweb/internal/store"
+)
+
+// testSizes cover: empty, one byte, one chunk, one full group, one byte
+// past a group (first parent), and a large uneven tree.
+var testSizes = []int{0, 1, 1024, 16384, 16385, 1<<20 + 3}
+
+// newTestStore opens a Store over a real Pebble database in a temp dir.
+func newTestStore(t testing.TB) *Store {
+	t.Helper()
+	dir := t.TempDir()
+	db, err := store.Open(filepath.Join(dir, "db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	s, err := OpenStore(db, filepath.Join(dir, "blobs"), StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// content returns n deterministic pseudo-random bytes.
+func content(n int, seed uint64) []byte {
+	r := rand.New(rand.NewPCG(seed, uint64(n)))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+func writeTemp(t testing.TB, b []byte) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// dirFiles lists the names in the store's blob dir.
+func dirFiles(t testing.TB, s *Store) []string {
+	t.Helper()
+	des, err := os.ReadDir(s.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, de := range des {
+		names = append(names, de.Name())
+	}
+	return names
+}
+
+// servePipe starts srv.Serve on one end of a net.Pipe and returns the other
+// end, wrapped by wrap if not nil. Serve's result arrives on the channel.
+func servePipe(t testing.TB, srv *Store, allow func(Hash) bool) (net.Conn, <-chan error) {
+	t.Helper()
+	a, b := net.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, a, allow) }()
+	t.Cleanup(func() { cancel(); a.Close(); b.Close() })
+	return b, done
+}

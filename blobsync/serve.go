@@ -1,0 +1,113 @@
+package blobsync
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+// Serve answers blob requests read from rw until rw ends (io.EOF at a frame
+// boundary: Serve returns nil) or fails. It is transport-agnostic: rw is any
+// byte stream (a Noise tunnel session, a QUIC stream). Each request gets a
+// response header and, if the status is OK, the blob's whole combined stream
+// (docs/protocol.md, "Blobs"), generated on the fly from the data and
+// outboard files with bounded memory.
+//
+// allow decides which hashes this peer may fetch (nil allows every blob the
+// store holds). A hash not allowed and a hash not held get the same
+// not-found answer, so a peer cannot learn what the store holds. A malformed
+// request gets a bad-request answer and ends Serve with an error wrapping
+// ErrProtocol. If a local file turns out corrupt mid-stream, Serve stops
+// with an error (the peer sees a broken stream and the caller should close
+// rw). When ctx ends, Serve returns ctx.Err(): blocked I/O is interrupted if
+// rw has SetDeadline, else the caller must close rw.
+func (s *Store) Serve(ctx context.Context, rw io.ReadWriter, allow func(Hash) bool) error {
+	stop := watchCtx(ctx, rw)
+	defer stop()
+	br := bufio.NewReaderSize(rw, 4<<10)
+	bw := bufio.NewWriterSize(rw, ioBufSize)
+	enc := new(encoder)
+	for {
+		var wr wireRequest
+		err := readFrame(br, maxRequestFrame, "request frame", &wr)
+		if err == nil {
+			var req Request
+			if req, err = wr.decode(); err == nil {
+				err = s.serveOne(ctx, bw, enc, req, allow)
+				if err == nil {
+					err = bw.Flush()
+				}
+				if err == nil {
+					continue
+				}
+			}
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if errors.Is(err, ErrProtocol) {
+			writeFrame(bw, wireResponse{Status: statusBadRequest, Msg: err.Error()})
+			bw.Flush()
+		}
+		return fmt.Errorf("blobsync: serve: %w", err)
+	}
+}
+
+func (s *Store) serveOne(ctx context.Context, w io.Writer, enc *encoder, req Request, allow func(Hash) bool) error {
+	h := req.Hash
+	notFound := wireResponse{Status: statusNotFound, Msg: "not found"}
+	if allow != nil && !allow(h) {
+		return writeFrame(w, notFound)
+	}
+	e, err := s.getEntry(h)
+	if errors.Is(err, ErrNotFound) {
+		return writeFrame(w, notFound)
+	}
+	if err != nil {
+		s.log.Error("blobsync: serve: local entry", "hash", h, "err", err)
+		return writeFrame(w, notFound)
+	}
+	size := uint64(e.Size)
+	if !wholeBlob(req.Ranges, size) {
+		return writeFrame(w, wireResponse{Status: statusUnsupported, Msg: "v1 serves whole blobs only"})
+	}
+	var data, outboard io.Reader
+	if size <= inlineMax {
+		data = bytes.NewReader(e.Inline)
+	} else {
+		df, err := os.Open(s.dataPath(h))
+		if err != nil {
+			s.log.Error("blobsync: serve: data file", "hash", h, "err", err)
+			return writeFrame(w, notFound)
+		}
+		defer df.Close()
+		of, err := os.Open(s.obaoPath(h))
+		if err != nil {
+			s.log.Error("blobsync: serve: outboard file", "hash", h, "err", err)
+			return writeFrame(w, notFound)
+		}
+		defer of.Close()
+		data = bufio.NewReaderSize(df, ioBufSize)
+		ob := bufio.NewReaderSize(of, 64<<10)
+		if err := readOutboardHeader(ob, size); err != nil {
+			s.log.Error("blobsync: serve: outboard", "hash", h, "err", err)
+			return writeFrame(w, notFound)
+		}
+		outboard = ob
+	}
+	if err := writeFrame(w, wireResponse{Status: statusOK, Size: size}); err != nil {
+		return err
+	}
+	err = enc.encode(w, data, outboard, size, ctx.Err)
+	if errors.Is(err, ErrCorrupt) {
+		s.log.Error("blobsync: serve: local blob broken mid-stream", "hash", h, "err", err)
+	}
+	return err
+}

@@ -1,0 +1,450 @@
+package blobsync
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/dwebkit/dweb/internal/store"
+	"github.com/fxamacker/cbor/v2"
+	"github.com/zeebo/blake3"
+	"lukechampine.com/blake3/bao"
+)
+
+// StoreOptions configures OpenStore. The zero value works.
+type StoreOptions struct {
+	// Logger gets the store's events (stale files removed, local
+	// corruption). Nil: discarded.
+	Logger *slog.Logger
+}
+
+// Store holds complete, verified blobs. A blob of at most ChunkGroupSize
+// bytes lives inline in its Pebble entry; a larger one is two files in the
+// store's directory, <hex>.data (its bytes) and <hex>.obao (its outboard:
+// the 8-byte little-endian size, then the BLAKE3 tree's parent nodes down to
+// 16 KiB groups in pre-order, as bao.Encode writes with group 4). Its Pebble
+// entry, at store.Key(store.PrefixBlob, hash), is written only after both
+// files are fsynced and renamed into place, so a crash never leaves an entry
+// whose bytes are missing; an entry is removed before its files.
+//
+// Files being written end in ".part" and are removed by OpenStore. A Store
+// is safe for concurrent use.
+type Store struct {
+	db  *store.DB
+	dir string
+	log *slog.Logger
+
+	mu   sync.Mutex
+	busy map[Hash]chan struct{} // hashes being written or deleted
+}
+
+// entry is a blob's Pebble value (CBOR).
+type entry struct {
+	Size   int64  `cbor:"1,keyasint"`
+	State  uint8  `cbor:"2,keyasint"`
+	Inline []byte `cbor:"3,keyasint,omitempty"`
+}
+
+// stateComplete: every byte is present and verified.
+const stateComplete = 1
+
+var (
+	entryEnc cbor.EncMode
+	entryDec cbor.DecMode
+)
+
+func init() {
+	var err error
+	if entryEnc, err = cbor.CoreDetEncOptions().EncMode(); err != nil {
+		panic(err)
+	}
+	if entryDec, err = (cbor.DecOptions{MaxNestedLevels: 4, MaxMapPairs: 16, MaxArrayElements: 16}).DecMode(); err != nil {
+		panic(err)
+	}
+}
+
+// OpenStore opens the blob store kept in db, with large blob files in dir
+// (normally <data>/blobs, created with mode 0700). It removes the ".part"
+// files that an interrupted write left behind.
+func OpenStore(db *store.DB, dir string, opts StoreOptions) (*Store, error) {
+	if db == nil {
+		return nil, errors.New("blobsync: open store: nil db")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("blobsync: open store: %w", err)
+	}
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("blobsync: open store: %w", err)
+	}
+	for _, de := range des {
+		if de.Type().IsRegular() && strings.HasSuffix(de.Name(), ".part") {
+			p := filepath.Join(dir, de.Name())
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("blobsync: remove stale %s: %w", p, err)
+			}
+			log.Info("blobsync: removed stale partial file", "path", p)
+		}
+	}
+	return &Store{db: db, dir: dir, log: log, busy: make(map[Hash]chan struct{})}, nil
+}
+
+// Dir returns the directory holding the store's large blob files.
+func (s *Store) Dir() string { return s.dir }
+
+func (s *Store) dataPath(h Hash) string { return filepath.Join(s.dir, h.String()+".data") }
+func (s *Store) obaoPath(h Hash) string { return filepath.Join(s.dir, h.String()+".obao") }
+func entryKey(h Hash) []byte            { return store.Key(store.PrefixBlob, h[:]) }
+
+// lock serialises writers and deleters of one hash.
+func (s *Store) lock(ctx context.Context, h Hash) (unlock func(), err error) {
+	for {
+		s.mu.Lock()
+		ch, busy := s.busy[h]
+		if !busy {
+			ch = make(chan struct{})
+			s.busy[h] = ch
+			s.mu.Unlock()
+			return func() {
+				s.mu.Lock()
+				delete(s.busy, h)
+				s.mu.Unlock()
+				close(ch)
+			}, nil
+		}
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// getEntry returns the blob's complete entry, or ErrNotFound.
+func (s *Store) getEntry(h Hash) (entry, error) {
+	var e entry
+	b, err := s.db.Get(entryKey(h))
+	if errors.Is(err, store.ErrNotFound) {
+		return e, fmt.Errorf("%w: %s", ErrNotFound, h)
+	}
+	if err != nil {
+		return e, fmt.Errorf("blobsync: blob %s: %w", h, err)
+	}
+	if err := entryDec.Unmarshal(b, &e); err != nil {
+		return e, fmt.Errorf("%w: blob %s entry: %v", ErrCorrupt, h, err)
+	}
+	if e.State != stateComplete {
+		return e, fmt.Errorf("%w: %s (incomplete)", ErrNotFound, h)
+	}
+	if e.Size < 0 || e.Size > MaxBlobSize || (e.Size <= inlineMax && int64(len(e.Inline)) != e.Size) {
+		return e, fmt.Errorf("%w: blob %s entry: size %d, %d inline bytes", ErrCorrupt, h, e.Size, len(e.Inline))
+	}
+	return e, nil
+}
+
+func (s *Store) putEntry(h Hash, e entry) error {
+	b, err := entryEnc.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("blobsync: encode entry: %w", err)
+	}
+	return s.db.Set(entryKey(h), b, true)
+}
+
+// Has reports whether the store holds the complete, verified blob h.
+func (s *Store) Has(h Hash) (bool, error) {
+	_, err := s.getEntry(h)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// Size returns the size in bytes of blob h, or an error wrapping ErrNotFound.
+func (s *Store) Size(h Hash) (int64, error) {
+	e, err := s.getEntry(h)
+	return e.Size, err
+}
+
+type bytesReadSeekCloser struct{ *bytes.Reader }
+
+func (bytesReadSeekCloser) Close() error { return nil }
+
+// Open returns a reader over blob h's bytes and its size. The caller closes
+// it. Errors: ErrNotFound; ErrCorrupt if the data file is missing or has the
+// wrong size.
+func (s *Store) Open(h Hash) (io.ReadSeekCloser, int64, error) {
+	e, err := s.getEntry(h)
+	if err != nil {
+		return nil, 0, err
+	}
+	if e.Size <= inlineMax {
+		return bytesReadSeekCloser{bytes.NewReader(e.Inline)}, e.Size, nil
+	}
+	f, err := os.Open(s.dataPath(h))
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: blob %s data: %v", ErrCorrupt, h, err)
+	}
+	fi, err := f.Stat()
+	if err != nil || fi.Size() != e.Size {
+		f.Close()
+		return nil, 0, fmt.Errorf("%w: blob %s data file is not %d bytes (%v)", ErrCorrupt, h, e.Size, err)
+	}
+	return f, e.Size, nil
+}
+
+// ReadAll returns the bytes of blob h, which must be at most max bytes (for
+// small blobs such as collections). A larger blob gives a *LimitError.
+func (s *Store) ReadAll(h Hash, max int64) ([]byte, error) {
+	e, err := s.getEntry(h)
+	if err != nil {
+		return nil, err
+	}
+	if e.Size > max {
+		return nil, &LimitError{What: "blob " + h.String(), Limit: max, Got: e.Size}
+	}
+	if e.Size <= inlineMax {
+		return bytes.Clone(e.Inline), nil
+	}
+	r, n, err := s.Open(h)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, fmt.Errorf("%w: blob %s: read: %v", ErrCorrupt, h, err)
+	}
+	return b, nil
+}
+
+// AddBytes stores b and returns its hash. Storing a blob already held is a
+// no-op.
+func (s *Store) AddBytes(ctx context.Context, b []byte) (Hash, error) {
+	h := Hash(blake3.Sum256(b))
+	if int64(len(b)) > MaxBlobSize {
+		return h, &LimitError{What: "blob", Limit: MaxBlobSize, Got: int64(len(b))}
+	}
+	unlock, err := s.lock(ctx, h)
+	if err != nil {
+		return h, err
+	}
+	defer unlock()
+	if ok, err := s.Has(h); err != nil || ok {
+		return h, err
+	}
+	if len(b) <= inlineMax {
+		return h, s.putEntry(h, entry{Size: int64(len(b)), State: stateComplete, Inline: bytes.Clone(b)})
+	}
+	ob, root := bao.EncodeBuf(b, ChunkGroupLog, true)
+	if root != h {
+		return h, fmt.Errorf("blobsync: internal error: bao root %x != blake3 %s", root, h)
+	}
+	w, err := s.newPartFiles(h)
+	if err != nil {
+		return h, err
+	}
+	if _, err := w.data.Write(b); err != nil {
+		w.abort()
+		return h, fmt.Errorf("blobsync: add %s: %w", h, err)
+	}
+	if _, err := w.obao.Write(ob); err != nil {
+		w.abort()
+		return h, fmt.Errorf("blobsync: add %s: %w", h, err)
+	}
+	return h, w.commit(int64(len(b)))
+}
+
+// AddFile copies the file at path into the store and returns its hash and
+// size. One pass reads the file, hashing it (github.com/zeebo/blake3) and
+// building its outboard (bao.Encode, whose root must agree) while writing the
+// copy; the copy and outboard go to ".part" files that are fsynced and
+// renamed before the entry is written. Memory stays bounded (the outboard is
+// buffered in memory only up to 8 MiB, i.e. blobs up to 2 GiB). The file must
+// be a regular file of at most MaxBlobSize bytes; if it shrinks while being
+// read, AddFile fails; if it grows, the bytes present at the start are
+// stored.
+func (s *Store) AddFile(ctx context.Context, path string) (Hash, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Hash{}, 0, fmt.Errorf("blobsync: add file: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return Hash{}, 0, fmt.Errorf("blobsync: add file: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return Hash{}, 0, fmt.Errorf("blobsync: add file %s: not a regular file (%v)", path, fi.Mode().Type())
+	}
+	size := fi.Size()
+	if size > MaxBlobSize {
+		return Hash{}, 0, &LimitError{What: "file " + path, Limit: MaxBlobSize, Got: size}
+	}
+	if size <= inlineMax {
+		b := make([]byte, size)
+		if _, err := io.ReadFull(f, b); err != nil {
+			return Hash{}, 0, fmt.Errorf("blobsync: add file %s: %w", path, err)
+		}
+		h, err := s.AddBytes(ctx, b)
+		return h, size, err
+	}
+
+	tmp, err := s.newTempPartFiles()
+	if err != nil {
+		return Hash{}, 0, err
+	}
+	h, err := s.copyAndHash(ctx, tmp, f, size)
+	if err != nil {
+		tmp.abort()
+		return Hash{}, 0, fmt.Errorf("blobsync: add file %s: %w", path, err)
+	}
+	unlock, err := s.lock(ctx, h)
+	if err != nil {
+		tmp.abort()
+		return Hash{}, 0, err
+	}
+	defer unlock()
+	if ok, err := s.Has(h); err != nil || ok {
+		tmp.abort()
+		return h, size, err
+	}
+	tmp.h = h
+	if err := tmp.commit(size); err != nil {
+		return Hash{}, 0, fmt.Errorf("blobsync: add file %s: %w", path, err)
+	}
+	return h, size, nil
+}
+
+// maxOutboardBuf: outboards up to this size are built in memory and written
+// once; larger ones are built in place in the file.
+const maxOutboardBuf = 8 << 20
+
+func (s *Store) copyAndHash(ctx context.Context, w *partFiles, f io.Reader, size int64) (Hash, error) {
+	hs := blake3.New()
+	src := io.TeeReader(&ctxReader{ctx: ctx, r: bufio.NewReaderSize(f, ioBufSize)}, io.MultiWriter(w.data, hs))
+	var root [32]byte
+	var err error
+	if obs := outboardSize(uint64(size)); obs <= maxOutboardBuf {
+		ob := &memWriterAt{b: make([]byte, obs)}
+		if root, err = bao.Encode(ob, src, size, ChunkGroupLog, true); err == nil {
+			_, err = w.obao.Write(ob.b)
+		}
+	} else {
+		if err = w.obao.Flush(); err == nil {
+			root, err = bao.Encode(w.obaoF, src, size, ChunkGroupLog, true)
+		}
+	}
+	if err != nil {
+		return Hash{}, err
+	}
+	var h Hash
+	hs.Sum(h[:0])
+	if root != h {
+		return h, fmt.Errorf("blobsync: internal error: bao root %x != blake3 %s", root, h)
+	}
+	return h, nil
+}
+
+type memWriterAt struct{ b []byte }
+
+func (m *memWriterAt) WriteAt(p []byte, off int64) (int, error) {
+	if off < 0 || off+int64(len(p)) > int64(len(m.b)) {
+		return 0, fmt.Errorf("blobsync: outboard write at %d+%d outside %d bytes", off, len(p), len(m.b))
+	}
+	return copy(m.b[off:], p), nil
+}
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// Export writes blob h's bytes to the file dst (mode 0644): through a
+// ".part" temp file in dst's directory, fsynced and renamed, so dst is never
+// left partial. An existing dst is replaced.
+func (s *Store) Export(ctx context.Context, h Hash, dst string) error {
+	r, _, err := s.Open(h)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	f, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".*.part")
+	if err != nil {
+		return fmt.Errorf("blobsync: export %s: %w", h, err)
+	}
+	tmp := f.Name()
+	fail := func(err error) error {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("blobsync: export %s to %s: %w", h, dst, err)
+	}
+	if _, err := io.CopyBuffer(f, &ctxReader{ctx: ctx, r: r}, make([]byte, ioBufSize)); err != nil {
+		return fail(err)
+	}
+	if err := f.Chmod(0o644); err != nil {
+		return fail(err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := f.Close(); err != nil {
+		return fail(err)
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("blobsync: export %s to %s: %w", h, dst, err)
+	}
+	return syncDir(filepath.Dir(dst))
+}
+
+// Delete removes blob h: its entry first, then its files. Deleting a blob
+// the store does not hold is not an error.
+func (s *Store) Delete(h Hash) error {
+	unlock, err := s.lock(context.Background(), h)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := s.db.Delete(entryKey(h), true); err != nil {
+		return fmt.Errorf("blobsync: delete %s: %w", h, err)
+	}
+	for _, p := range []string{s.dataPath(h), s.obaoPath(h)} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("blobsync: delete %s: %w", h, err)
+		}
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("blobsync: sync dir: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("blobsync: sync dir %s: %w", dir, err)
+	}
+	return nil
+}

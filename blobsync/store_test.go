@@ -1,0 +1,209 @@
+package blobsync
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	lblake3 "lukechampine.com/blake3"
+	"lukechampine.com/blake3/bao"
+)
+
+func TestAddFileAndRead(t *testing.T) {
+	s := newTestStore(t)
+	ctx := context.Background()
+	for _, n := range testSizes {
+		b := content(n, 1)
+		h, size, err := s.AddFile(ctx, writeTemp(t, b))
+		if err != nil {
+			t.Fatalf("size %d: AddFile: %v", n, err)
+		}
+		// lukechampine's BLAKE3 is an independent implementation from the
+		// zeebo one the store hashes with.
+		if want := Hash(lblake3.Sum256(b)); h != want || size != int64(n) {
+			t.Fatalf("size %d: AddFile = %s, %d; want %s", n, h, size, want)
+		}
+		if ok, err := s.Has(h); !ok || err != nil {
+			t.Fatalf("size %d: Has = %v, %v", n, ok, err)
+		}
+		if got, err := s.Size(h); got != int64(n) || err != nil {
+			t.Fatalf("size %d: Size = %d, %v", n, got, err)
+		}
+		got, err := s.ReadAll(h, 2<<20)
+		if err != nil || !bytes.Equal(got, b) {
+			t.Fatalf("size %d: ReadAll: %v, equal=%v", n, err, bytes.Equal(got, b))
+		}
+		r, rn, err := s.Open(h)
+		if err != nil || rn != int64(n) {
+			t.Fatalf("size %d: Open: %d %v", n, rn, err)
+		}
+		got, err = io.ReadAll(r)
+		r.Close()
+		if err != nil || !bytes.Equal(got, b) {
+			t.Fatalf("size %d: Open read: %v", n, err)
+		}
+		if n > ChunkGroupSize {
+			ob, err := os.ReadFile(s.obaoPath(h))
+			want, _ := bao.EncodeBuf(b, ChunkGroupLog, true)
+			if err != nil || !bytes.Equal(ob, want) {
+				t.Fatalf("size %d: outboard differs from bao.EncodeBuf (%v)", n, err)
+			}
+		} else if _, err := os.Stat(s.dataPath(h)); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("size %d: small blob has a data file (%v)", n, err)
+		}
+		if h2, err := s.AddBytes(ctx, b); err != nil || h2 != h {
+			t.Fatalf("size %d: AddBytes of the same bytes: %s %v", n, h2, err)
+		}
+	}
+	for _, name := range dirFiles(t, s) {
+		if strings.HasSuffix(name, ".part") {
+			t.Fatalf("part file left behind: %s", name)
+		}
+	}
+}
+
+func TestAddBytesLarge(t *testing.T) {
+	s := newTestStore(t)
+	b := content(3*ChunkGroupSize+7, 2)
+	h, err := s.AddBytes(context.Background(), b)
+	if err != nil || h != HashBytes(b) {
+		t.Fatalf("AddBytes: %s %v", h, err)
+	}
+	got, err := s.ReadAll(h, int64(len(b)))
+	if err != nil || !bytes.Equal(got, b) {
+		t.Fatalf("ReadAll: %v", err)
+	}
+	var le *LimitError
+	if _, err := s.ReadAll(h, 100); !errors.As(err, &le) || le.Got != int64(len(b)) {
+		t.Fatalf("ReadAll over max: %v", err)
+	}
+}
+
+func TestNotFoundAndDelete(t *testing.T) {
+	s := newTestStore(t)
+	ctx := context.Background()
+	var missing Hash
+	missing[0] = 1
+	if _, err := s.Size(missing); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Size missing: %v", err)
+	}
+	if _, _, err := s.Open(missing); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Open missing: %v", err)
+	}
+	if ok, err := s.Has(missing); ok || err != nil {
+		t.Fatalf("Has missing: %v %v", ok, err)
+	}
+	for _, n := range []int{10, 100000} {
+		h, err := s.AddBytes(ctx, content(n, 3))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Delete(h); err != nil {
+			t.Fatal(err)
+		}
+		if ok, _ := s.Has(h); ok {
+			t.Fatalf("size %d: Has after Delete", n)
+		}
+		if err := s.Delete(h); err != nil {
+			t.Fatalf("second Delete: %v", err)
+		}
+	}
+	if names := dirFiles(t, s); len(names) != 0 {
+		t.Fatalf("files left after Delete: %v", names)
+	}
+}
+
+func TestOpenStoreRemovesParts(t *testing.T) {
+	s := newTestStore(t)
+	stale := filepath.Join(s.Dir(), "abc.data.part")
+	keep := filepath.Join(s.Dir(), "other")
+	os.WriteFile(stale, []byte("x"), 0o600)
+	os.WriteFile(keep, []byte("x"), 0o600)
+	if _, err := OpenStore(s.db, s.Dir(), StoreOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("stale part file survived: %v", err)
+	}
+	if _, err := os.Stat(keep); err != nil {
+		t.Fatalf("unrelated file removed: %v", err)
+	}
+}
+
+func TestExport(t *testing.T) {
+	s := newTestStore(t)
+	ctx := context.Background()
+	out := t.TempDir()
+	for _, n := range []int{0, 5, 1<<20 + 3} {
+		b := content(n, 4)
+		h, err := s.AddBytes(ctx, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dst := filepath.Join(out, "x")
+		if err := s.Export(ctx, h, dst); err != nil {
+			t.Fatalf("size %d: Export: %v", n, err)
+		}
+		got, err := os.ReadFile(dst)
+		if err != nil || !bytes.Equal(got, b) {
+			t.Fatalf("size %d: exported bytes differ (%v)", n, err)
+		}
+	}
+	var missing Hash
+	dst := filepath.Join(out, "missing")
+	if err := s.Export(ctx, missing, dst); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Export missing: %v", err)
+	}
+	des, _ := os.ReadDir(out)
+	if len(des) != 1 {
+		t.Fatalf("export dir holds %d files, want only x", len(des))
+	}
+}
+
+func TestHashText(t *testing.T) {
+	h := HashBytes([]byte("abc"))
+	const want = "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85"
+	if h.String() != want {
+		t.Fatalf("String = %s", h)
+	}
+	p, err := ParseHash(strings.ToUpper(want))
+	if err != nil || p != h {
+		t.Fatalf("ParseHash: %v", err)
+	}
+	var u Hash
+	if err := u.UnmarshalText([]byte(want)); err != nil || u != h {
+		t.Fatalf("UnmarshalText: %v", err)
+	}
+	for _, bad := range []string{"", "abc", want[:63] + "g", want + "00"} {
+		if _, err := ParseHash(bad); err == nil {
+			t.Fatalf("ParseHash(%q) accepted", bad)
+		}
+	}
+}
+
+func TestHashFileMatchesB3sum(t *testing.T) {
+	b3sum, err := exec.LookPath("b3sum")
+	if err != nil {
+		t.Skip("b3sum not in PATH")
+	}
+	for _, n := range testSizes {
+		p := writeTemp(t, content(n, 5))
+		out, err := exec.Command(b3sum, "--no-names", p).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, size, err := HashFile(p)
+		if err != nil || size != int64(n) {
+			t.Fatalf("HashFile: %d %v", size, err)
+		}
+		if got := strings.TrimSpace(string(out)); got != h.String() {
+			t.Fatalf("size %d: b3sum %s, HashFile %s", n, got, h)
+		}
+	}
+}

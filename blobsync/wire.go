@@ -1,0 +1,184 @@
+package blobsync
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/fxamacker/cbor/v2"
+)
+
+// ChunkRange is a range of chunk-group indexes [Start, End): group i covers
+// bytes [i*ChunkGroupSize, (i+1)*ChunkGroupSize) of the blob.
+type ChunkRange struct {
+	Start, End uint64
+}
+
+// Request asks a server for a blob. Ranges nil means the whole blob; the v1
+// server serves only whole blobs and answers other ranges with an
+// "unsupported" status (see docs/protocol.md, "Blobs").
+type Request struct {
+	Hash   Hash
+	Ranges []ChunkRange
+}
+
+// Wire limits, checked before any allocation.
+const (
+	maxRequestFrame  = 16 << 10 // request: hash and up to maxRanges ranges
+	maxResponseFrame = 1 << 10  // response header
+	maxRanges        = 512
+)
+
+// Response status codes; docs/protocol.md lists them. They map to errors in
+// statusErr and nowhere else.
+const (
+	statusOK          = 0
+	statusNotFound    = 1 // not held, or not allowed: deliberately the same
+	statusBadRequest  = 2
+	statusUnsupported = 3 // e.g. ranges other than the whole blob
+)
+
+type wireRange struct {
+	_     struct{} `cbor:",toarray"`
+	Start uint64
+	End   uint64
+}
+
+type wireRequest struct {
+	Hash   []byte      `cbor:"1,keyasint"`
+	Ranges []wireRange `cbor:"2,keyasint,omitempty"`
+}
+
+type wireResponse struct {
+	Status uint64 `cbor:"1,keyasint"`
+	Size   uint64 `cbor:"2,keyasint,omitempty"`
+	Msg    string `cbor:"3,keyasint,omitempty"`
+}
+
+var (
+	wireEnc cbor.EncMode
+	wireDec cbor.DecMode
+)
+
+func init() {
+	var err error
+	if wireEnc, err = cbor.CoreDetEncOptions().EncMode(); err != nil {
+		panic(err)
+	}
+	if wireDec, err = (cbor.DecOptions{
+		DupMapKey:        cbor.DupMapKeyEnforcedAPF,
+		MaxNestedLevels:  4,
+		MaxArrayElements: maxRanges,
+		MaxMapPairs:      16,
+	}).DecMode(); err != nil {
+		panic(err)
+	}
+}
+
+func statusErr(status uint64, msg string) error {
+	switch status {
+	case statusOK:
+		return nil
+	case statusNotFound:
+		return ErrNotFound
+	case statusBadRequest:
+		return fmt.Errorf("%w: peer says bad request: %s", ErrProtocol, truncate(msg, 200))
+	case statusUnsupported:
+		return fmt.Errorf("%w: peer says unsupported: %s", ErrProtocol, truncate(msg, 200))
+	default:
+		return fmt.Errorf("%w: unknown status %d", ErrProtocol, status)
+	}
+}
+
+// writeFrame writes v as one frame: a 4-byte big-endian length, then v in
+// deterministic CBOR.
+func writeFrame(w io.Writer, v any) error {
+	b, err := wireEnc.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("blobsync: encode frame: %w", err)
+	}
+	var hdr [4]byte
+	binary.BigEndian.PutUint32(hdr[:], uint32(len(b)))
+	if _, err := w.Write(append(hdr[:], b...)); err != nil {
+		return fmt.Errorf("blobsync: write frame: %w", err)
+	}
+	return nil
+}
+
+// readFrame reads one frame of at most max bytes into v. It returns io.EOF
+// only if r ends cleanly before the frame starts.
+func readFrame(r io.Reader, max int, what string, v any) error {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		if errors.Is(err, io.EOF) {
+			return io.EOF
+		}
+		return fmt.Errorf("blobsync: read %s: %w", what, err)
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n == 0 || n > uint32(max) {
+		return fmt.Errorf("%w: %w", ErrProtocol, &LimitError{What: what, Limit: int64(max), Got: int64(n)})
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return fmt.Errorf("blobsync: read %s: %w", what, err)
+	}
+	if err := wireDec.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrProtocol, what, err)
+	}
+	return nil
+}
+
+func (r *wireRequest) decode() (Request, error) {
+	var req Request
+	if len(r.Hash) != len(req.Hash) {
+		return req, fmt.Errorf("%w: request hash is %d bytes, want %d", ErrProtocol, len(r.Hash), len(req.Hash))
+	}
+	copy(req.Hash[:], r.Hash)
+	if r.Ranges != nil {
+		req.Ranges = make([]ChunkRange, len(r.Ranges))
+		var prev uint64
+		for i, wr := range r.Ranges {
+			if wr.Start >= wr.End || (i > 0 && wr.Start < prev) {
+				return req, fmt.Errorf("%w: request range %d [%d,%d) empty, unsorted or overlapping", ErrProtocol, i, wr.Start, wr.End)
+			}
+			prev = wr.End
+			req.Ranges[i] = ChunkRange{Start: wr.Start, End: wr.End}
+		}
+	}
+	return req, nil
+}
+
+func encodeRequest(req Request) wireRequest {
+	w := wireRequest{Hash: req.Hash[:]}
+	for _, r := range req.Ranges {
+		w.Ranges = append(w.Ranges, wireRange{Start: r.Start, End: r.End})
+	}
+	return w
+}
+
+// wholeBlob reports whether ranges ask for every group of a blob of size
+// bytes (nil does).
+func wholeBlob(ranges []ChunkRange, size uint64) bool {
+	if ranges == nil {
+		return true
+	}
+	return len(ranges) == 1 && ranges[0].Start == 0 && ranges[0].End >= numGroups(size)
+}
+
+// watchCtx makes blocking I/O on rw fail once ctx is done, if rw has
+// SetDeadline (net.Conn, quic-go streams). Otherwise the caller must close rw
+// to unblock a cancelled call.
+func watchCtx(ctx context.Context, rw any) (stop func() bool) {
+	d, ok := rw.(interface{ SetDeadline(time.Time) error })
+	if !ok {
+		return func() bool { return true }
+	}
+	return context.AfterFunc(ctx, func() { d.SetDeadline(time.Unix(1, 0)) })
+}
