@@ -1,0 +1,339 @@
+// Package core is dweb's Backend: it starts a node (identity, Pebble store,
+// QUIC endpoint, DHT, blob store), keeps the groups the node belongs to, and
+// serves the node's repos to other members through tunnels. The CLI daemon
+// and the C ABI are thin layers over it.
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/dwebkit/dweb/blobsync"
+	"github.com/dwebkit/dweb/internal/dht"
+	"github.com/dwebkit/dweb/internal/key"
+	"github.com/dwebkit/dweb/internal/store"
+	"github.com/dwebkit/dweb/internal/transport"
+	"github.com/dwebkit/dweb/internal/tunnel"
+)
+
+// Options configures a Backend. Only DataDir is required.
+type Options struct {
+	// DataDir holds the node's state: pebble/, blobs/, device.key. Created
+	// with mode 0700.
+	DataDir string
+	// ListenAddr is the UDP host:port of the QUIC endpoint. "" reuses the
+	// port of the previous run on 127.0.0.1, or picks a free one.
+	ListenAddr string
+	// Bootstrap lists nodes to enter the DHT through, as "nodeID@host:port".
+	Bootstrap []string
+	// RepoName names the repos this node creates in groups. "" uses the
+	// host name.
+	RepoName string
+	// DeviceKey seals the protected store. Nil: read or create
+	// DataDir/device.key (0600).
+	DeviceKey *key.Secret
+	// Logger receives structured logs. Nil: discarded.
+	Logger *slog.Logger
+}
+
+// Timeouts of background work the Backend does on its own.
+const (
+	publishTimeout  = 20 * time.Second
+	shutdownTimeout = 3 * time.Second
+)
+
+// Backend is one running dweb node. Its methods are safe for concurrent use.
+type Backend struct {
+	opts   Options
+	log    *slog.Logger
+	db     *store.DB
+	prot   *store.Protected
+	ident  key.Keypair
+	static tunnel.StaticKey
+	blobs  *blobsync.Store
+
+	ep  *transport.Endpoint
+	dht *dht.DHT
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	groups map[key.RecordKey]*groupState
+}
+
+// New opens the node's store and identity. It does not touch the network:
+// call Start.
+func New(opts Options) (*Backend, error) {
+	if opts.DataDir == "" {
+		return nil, badInput(errors.New("core: Options.DataDir is required"))
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	if opts.RepoName == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			h = "dweb"
+		}
+		opts.RepoName = h
+	}
+	dk := opts.DeviceKey
+	if dk == nil {
+		k, err := store.LoadOrCreateDeviceKey(filepath.Join(opts.DataDir, "device.key"))
+		if err != nil {
+			return nil, err
+		}
+		dk = &k
+	}
+	db, err := store.Open(opts.DataDir, store.Options{Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	b := &Backend{opts: opts, log: log, db: db, prot: db.Protected(*dk), groups: make(map[key.RecordKey]*groupState)}
+	if err := b.loadIdentity(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	b.blobs, err = blobsync.OpenStore(db, filepath.Join(opts.DataDir, "blobs"), blobsync.StoreOptions{Logger: log})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := b.loadGroups(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// Protected-store names of the node's own keys.
+const (
+	protNodeKey   = "node/ed25519"
+	protNoiseKey  = "node/x25519"
+	metaListen    = store.PrefixMeta + "listen"
+	metaContacts  = store.PrefixMeta + "contacts"
+	maxContactsKV = 64
+)
+
+func (b *Backend) loadIdentity() error {
+	seed, err := b.prot.Get(protNodeKey)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		b.ident = key.NewKeypair()
+		if err := b.prot.Put(protNodeKey, b.ident.Seed()); err != nil {
+			return err
+		}
+	case err != nil:
+		return fmt.Errorf("load node key: %w", err)
+	default:
+		if b.ident, err = key.KeypairFromSeed(seed); err != nil {
+			return fmt.Errorf("load node key: %w", err)
+		}
+	}
+	priv, err := b.prot.Get(protNoiseKey)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		if b.static, err = tunnel.NewStaticKey(); err != nil {
+			return err
+		}
+		return b.prot.Put(protNoiseKey, b.static.Private[:])
+	case err != nil:
+		return fmt.Errorf("load tunnel key: %w", err)
+	default:
+		b.static, err = tunnel.StaticKeyFromPrivate(priv)
+		return err
+	}
+}
+
+// Start opens the QUIC endpoint, enters the DHT through the bootstrap nodes
+// (a failure to reach them is logged, not fatal: the node may be the first)
+// and publishes this node's tunnel descriptors in its groups.
+func (b *Backend) Start(ctx context.Context) error {
+	listen := b.opts.ListenAddr
+	if listen == "" {
+		listen = "127.0.0.1:0"
+		if last, err := b.db.Get([]byte(metaListen)); err == nil {
+			listen = string(last)
+		}
+	}
+	ep, err := transport.Listen(transport.Options{Identity: b.ident, ListenAddr: listen, Logger: b.log})
+	if err != nil && b.opts.ListenAddr == "" && listen != "127.0.0.1:0" {
+		b.log.Info("last listen address unavailable, picking a new port", "addr", listen, "err", err)
+		ep, err = transport.Listen(transport.Options{Identity: b.ident, ListenAddr: "127.0.0.1:0", Logger: b.log})
+	}
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	b.db.Set([]byte(metaListen), []byte(ep.LocalAddr().String()), false)
+	boot, err := b.bootstrapContacts()
+	if err != nil {
+		ep.Close()
+		return err
+	}
+	d, err := dht.New(dht.Options{Endpoint: ep, Store: b.db, Bootstrap: boot, Logger: b.log})
+	if err != nil {
+		ep.Close()
+		return err
+	}
+	b.ep, b.dht = ep, d
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	ep.Handle(transport.ProtoTunnel, b.serveTunnel)
+
+	if len(boot) > 0 {
+		bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if err := d.Bootstrap(bctx); err != nil {
+			b.log.Warn("bootstrap failed; will serve and retry on use", "err", err)
+		}
+		cancel()
+	}
+	b.mu.Lock()
+	for _, gs := range b.groups {
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			b.serveOwnCollection(b.ctx, gs)
+			b.publishTunnel(gs)
+		}()
+	}
+	b.mu.Unlock()
+	b.log.Info("node started", "node", b.ident.ID(), "addr", ep.LocalAddr())
+	return nil
+}
+
+// bootstrapContacts merges Options.Bootstrap with the contacts saved at the
+// last shutdown, so a node that joined through an invite finds the network
+// again after a restart.
+func (b *Backend) bootstrapContacts() ([]dht.Contact, error) {
+	var out []dht.Contact
+	for _, s := range b.opts.Bootstrap {
+		c, err := dht.ParseContact(s)
+		if err != nil {
+			return nil, badInput(fmt.Errorf("bootstrap %q: %w", s, err))
+		}
+		out = append(out, c)
+	}
+	if raw, err := b.db.Get([]byte(metaContacts)); err == nil {
+		var saved []string
+		if err := transport.Unmarshal(raw, &saved); err == nil {
+			for _, s := range saved {
+				if c, err := dht.ParseContact(s); err == nil && c.ID != b.ident.ID() {
+					out = append(out, c)
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+func (b *Backend) saveContacts(extra ...dht.Contact) {
+	cs := append(extra, b.dht.Contacts()...)
+	var ss []string
+	seen := map[key.NodeID]bool{b.ident.ID(): true}
+	for _, c := range cs {
+		if !seen[c.ID] && len(ss) < maxContactsKV {
+			seen[c.ID] = true
+			ss = append(ss, c.String())
+		}
+	}
+	if raw, err := transport.Marshal(ss); err == nil {
+		b.db.Set([]byte(metaContacts), raw, true)
+	}
+}
+
+// Close removes this node's tunnel descriptors from its repos (so peers do
+// not dial a node that is gone), saves its DHT contacts and closes
+// everything. It is safe to call once.
+func (b *Backend) Close() error {
+	if b.dht != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		b.mu.Lock()
+		states := make([]*groupState, 0, len(b.groups))
+		for _, gs := range b.groups {
+			states = append(states, gs)
+		}
+		b.mu.Unlock()
+		for _, gs := range states {
+			if gs.repo != nil {
+				if err := gs.repo.ClearTunnel(ctx, 0); err != nil {
+					b.log.Debug("clear tunnel descriptor", "group", gs.info.ID, "err", err)
+				}
+			}
+		}
+		cancel()
+		b.saveContacts()
+		b.cancel()
+		b.wg.Wait()
+		b.dht.Close()
+		b.ep.Close()
+	}
+	return b.db.Close()
+}
+
+// NodeID returns this node's ID.
+func (b *Backend) NodeID() key.NodeID { return b.ident.ID() }
+
+// Addr returns the QUIC listen address (zero before Start).
+func (b *Backend) Addr() netip.AddrPort {
+	if b.ep == nil {
+		return netip.AddrPort{}
+	}
+	return b.ep.LocalAddr()
+}
+
+// Contact returns "nodeID@host:port", what other nodes pass as a bootstrap.
+func (b *Backend) Contact() string {
+	addrs := b.advertiseAddrs()
+	if len(addrs) == 0 {
+		return b.NodeID().String()
+	}
+	return b.NodeID().String() + "@" + addrs[0]
+}
+
+// advertiseAddrs lists the addresses other nodes can dial: the listen
+// address, or, when it is unspecified (0.0.0.0, ::), every address of the
+// machine's interfaces with the listen port.
+func (b *Backend) advertiseAddrs() []string {
+	la := b.Addr()
+	if !la.IsValid() {
+		return nil
+	}
+	if !la.Addr().IsUnspecified() {
+		return []string{la.String()}
+	}
+	var out []string
+	ifaddrs, _ := net.InterfaceAddrs()
+	for _, a := range ifaddrs {
+		if pn, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(pn.IP); ok {
+				ip = ip.Unmap()
+				if la.Addr().Is4() != ip.Is4() || ip.IsLinkLocalUnicast() {
+					continue
+				}
+				out = append(out, netip.AddrPortFrom(ip, la.Port()).String())
+			}
+		}
+	}
+	return out
+}
+
+func (b *Backend) started() error {
+	if b.dht == nil {
+		return ErrNotStarted
+	}
+	return nil
+}

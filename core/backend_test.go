@@ -1,0 +1,147 @@
+package core
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/dwebkit/dweb/internal/key"
+	"github.com/dwebkit/dweb/uri"
+)
+
+func startNode(t *testing.T, dir string, boot ...string) *Backend {
+	t.Helper()
+	b, err := New(Options{DataDir: dir, Bootstrap: boot, RepoName: filepath.Base(dir), Logger: testLogger(t, filepath.Base(dir))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := b.Start(ctx); err != nil {
+		b.Close()
+		t.Fatal(err)
+	}
+	return b
+}
+
+func writeFile(t *testing.T, dir, name string, size int) (string, []byte) {
+	t.Helper()
+	data := make([]byte, size)
+	rand.Read(data)
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p, data
+}
+
+// TestShareThroughInvite runs the main job in-process: alice creates a
+// group and adds files, bob joins from the invite URI alone, lists and
+// downloads them verified, and still has them after a restart.
+func TestShareThroughInvite(t *testing.T) {
+	tmp := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	boot := startNode(t, filepath.Join(tmp, "boot"))
+	defer boot.Close()
+	alice := startNode(t, filepath.Join(tmp, "alice"), boot.Contact())
+	defer alice.Close()
+	bobDir := filepath.Join(tmp, "bob")
+	bob := startNode(t, bobDir)
+
+	g, err := alice.CreateGroup(ctx, "family")
+	if err != nil {
+		t.Fatal(err)
+	}
+	small, smallData := writeFile(t, tmp, "note.txt", 1000)
+	big, bigData := writeFile(t, tmp, "video.bin", 3<<20+123)
+	added, err := alice.AddFiles(ctx, g.ID, []string{small, big})
+	if err != nil || len(added) != 2 {
+		t.Fatalf("AddFiles = %v, %v", added, err)
+	}
+	inv, err := alice.Invite(g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bg, err := bob.JoinGroup(ctx, inv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bg.ID != g.ID || bg.Name != "family" {
+		t.Fatalf("bob joined %+v, want %s family", bg, g.ID)
+	}
+	files, err := bob.ListFiles(ctx, g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 2 {
+		t.Fatalf("bob lists %d files, want 2: %+v", len(files), files)
+	}
+	for _, want := range []struct {
+		name string
+		data []byte
+	}{{"note.txt", smallData}, {"video.bin", bigData}} {
+		out := filepath.Join(tmp, "out-"+want.name)
+		var last Progress
+		fi, err := bob.GetFile(ctx, g.ID, key.RecordKey{}, want.name, out, func(p Progress) { last = p })
+		if err != nil {
+			t.Fatalf("GetFile %s: %v", want.name, err)
+		}
+		got, _ := os.ReadFile(out)
+		if !bytes.Equal(got, want.data) {
+			t.Fatalf("%s: downloaded bytes differ", want.name)
+		}
+		if fi.Mine || last.Done != int64(len(want.data)) || last.Total != int64(len(want.data)) {
+			t.Fatalf("%s: info %+v, last progress %+v", want.name, fi, last)
+		}
+	}
+
+	// Bob's own repo is separate from alice's; removing is his own business.
+	if err := bob.RemoveFile(ctx, g.ID, "note.txt"); !errors.Is(err, ErrFileNotFound) {
+		t.Fatalf("bob removing alice's file: %v, want ErrFileNotFound", err)
+	}
+	if err := alice.RemoveFile(ctx, g.ID, "note.txt"); err != nil {
+		t.Fatal(err)
+	}
+
+	// Restart bob: he keeps the group and sees the current list.
+	bob.Close()
+	bob = startNode(t, bobDir)
+	defer bob.Close()
+	gs := bob.Groups()
+	if len(gs) != 1 || gs[0].ID != g.ID {
+		t.Fatalf("after restart bob has groups %+v", gs)
+	}
+	files, err = bob.ListFiles(ctx, g.ID)
+	if err != nil || len(files) != 1 || files[0].Name != "video.bin" || !files[0].Local {
+		t.Fatalf("after restart bob lists %+v, %v", files, err)
+	}
+}
+
+func TestJoinBadInviteIsBadInput(t *testing.T) {
+	b := startNode(t, t.TempDir())
+	defer b.Close()
+	_, err := b.JoinGroup(context.Background(), "save+dweb:?v=1&dht=xyz")
+	var bad *BadInputError
+	var pe *uri.ParamError
+	if !errors.As(err, &bad) || !errors.As(err, &pe) || pe.Param != "dht" {
+		t.Fatalf("JoinGroup(bad) = %v; want BadInputError naming dht", err)
+	}
+	if _, err := b.ResolveGroup("nope"); !errors.Is(err, ErrUnknownGroup) {
+		t.Fatalf("ResolveGroup(nope) = %v", err)
+	}
+}
+
+func testLogger(t *testing.T, name string) *slog.Logger {
+	if !testing.Verbose() {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", name)
+}

@@ -1,0 +1,234 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/dwebkit/dweb/blobsync"
+	"github.com/dwebkit/dweb/datarepo"
+	"github.com/dwebkit/dweb/internal/key"
+)
+
+// FileInfo is one file of one repo in a group.
+type FileInfo struct {
+	Name      string        `json:"name"`
+	Hash      blobsync.Hash `json:"hash"` // hex, as b3sum prints it
+	Size      int64         `json:"size"` // bytes
+	CreatedAt time.Time     `json:"created_at"`
+	MediaType string        `json:"media_type"`
+	Repo      key.RecordKey `json:"repo_key"`
+	RepoName  string        `json:"repo_name"`
+	Mine      bool          `json:"mine"`  // in this node's own repo
+	Local     bool          `json:"local"` // bytes present in the local store
+}
+
+// Progress reports a download: bytes verified and stored so far, of Total.
+type Progress struct {
+	Done  int64 `json:"done"`
+	Total int64 `json:"total"`
+}
+
+func (b *Backend) fileInfo(gs *groupState, repo key.RecordKey, repoName string, e blobsync.Entry) FileInfo {
+	local, _ := b.blobs.Has(e.Hash)
+	return FileInfo{
+		Name: e.Name, Hash: e.Hash, Size: e.Size, CreatedAt: e.CreatedAt, MediaType: e.MediaType,
+		Repo: repo, RepoName: repoName, Mine: repo == gs.info.Repo, Local: local,
+	}
+}
+
+// AddFiles adds files (absolute paths on this machine) to this node's repo
+// in the group, under their base names, and publishes the new collection.
+func (b *Backend) AddFiles(ctx context.Context, g key.RecordKey, paths []string) ([]FileInfo, error) {
+	gs, err := b.group(g)
+	if err != nil {
+		return nil, err
+	}
+	if len(paths) == 0 {
+		return nil, badInput(errors.New("no files given"))
+	}
+	for _, p := range paths {
+		if !filepath.IsAbs(p) {
+			return nil, badInput(fmt.Errorf("path %q is not absolute", p))
+		}
+	}
+	entries, err := gs.repo.AddFiles(ctx, paths)
+	if errors.Is(err, datarepo.ErrBadName) {
+		return nil, badInput(err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	b.serveOwnCollection(ctx, gs)
+	name, _ := gs.repo.Name(ctx)
+	out := make([]FileInfo, len(entries))
+	for i, e := range entries {
+		out[i] = b.fileInfo(gs, gs.info.Repo, name, e)
+	}
+	return out, nil
+}
+
+// ListFiles lists the files of every repo in the group, read afresh from
+// the DHT; collections not yet local are fetched from the members. A repo
+// that cannot be read right now is skipped and logged.
+func (b *Backend) ListFiles(ctx context.Context, g key.RecordKey) ([]FileInfo, error) {
+	gs, err := b.group(g)
+	if err != nil {
+		return nil, err
+	}
+	repos, err := gs.g.RepoKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []FileInfo
+	for _, rk := range repos {
+		files, err := b.repoFiles(ctx, gs, rk)
+		if err != nil {
+			b.log.Warn("list repo", "group", g, "repo", rk, "err", err)
+			continue
+		}
+		out = append(out, files...)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Name != out[j].Name {
+			return out[i].Name < out[j].Name
+		}
+		return out[i].Repo.String() < out[j].Repo.String()
+	})
+	return out, nil
+}
+
+func (b *Backend) repoFiles(ctx context.Context, gs *groupState, rk key.RecordKey) ([]FileInfo, error) {
+	repo := gs.repo
+	if rk != gs.info.Repo {
+		var err error
+		if repo, err = datarepo.OpenKey(ctx, records{b}, b.blobs, gs.g.Secret(), rk); err != nil {
+			return nil, err
+		}
+	}
+	name, err := repo.Name(ctx)
+	if err != nil {
+		return nil, err
+	}
+	fetch := func(ctx context.Context, h blobsync.Hash) error {
+		return gs.g.Fetch(ctx, h, []key.RecordKey{rk}, b.NodeID(), b.fetchFrom(gs, h, nil))
+	}
+	c, h, err := repo.Collection(ctx, fetch)
+	if err != nil {
+		return nil, err
+	}
+	b.markServable(gs, h, c)
+	out := make([]FileInfo, 0, len(c.Entries))
+	for _, e := range c.Entries {
+		out = append(out, b.fileInfo(gs, rk, name, e))
+	}
+	return out, nil
+}
+
+// GetFile writes the named file of the group to dst (an absolute path),
+// fetching it from the members first if its bytes are not local; every
+// 16 KiB chunk group is verified before it is stored. repo narrows the
+// search to one repo (zero: this node's own repo first, then any other; a
+// name that several repos hold with different content is ErrAmbiguous).
+// progress, if not nil, is called as bytes arrive.
+func (b *Backend) GetFile(ctx context.Context, g key.RecordKey, repo key.RecordKey, name, dst string, progress func(Progress)) (FileInfo, error) {
+	gs, err := b.group(g)
+	if err != nil {
+		return FileInfo{}, err
+	}
+	if !filepath.IsAbs(dst) {
+		return FileInfo{}, badInput(fmt.Errorf("output path %q is not absolute", dst))
+	}
+	fi, err := b.findFile(ctx, gs, repo, name)
+	if err != nil {
+		return FileInfo{}, err
+	}
+	if !fi.Local {
+		var cb func(done, total int64)
+		if progress != nil {
+			cb = func(done, total int64) { progress(Progress{Done: done, Total: total}) }
+		}
+		err := gs.g.Fetch(ctx, fi.Hash, []key.RecordKey{fi.Repo}, b.NodeID(), b.fetchFrom(gs, fi.Hash, cb))
+		if err != nil {
+			return fi, fmt.Errorf("download %q: %w", name, err)
+		}
+		fi.Local = true
+		b.mu.Lock()
+		gs.servable[fi.Hash] = true
+		b.mu.Unlock()
+	} else if progress != nil {
+		progress(Progress{Done: fi.Size, Total: fi.Size})
+	}
+	if err := b.blobs.Export(ctx, fi.Hash, dst); err != nil {
+		return fi, fmt.Errorf("write %s: %w", dst, err)
+	}
+	return fi, nil
+}
+
+func (b *Backend) findFile(ctx context.Context, gs *groupState, repo key.RecordKey, name string) (FileInfo, error) {
+	if !repo.IsZero() {
+		files, err := b.repoFiles(ctx, gs, repo)
+		if err != nil {
+			return FileInfo{}, err
+		}
+		for _, f := range files {
+			if f.Name == name {
+				return f, nil
+			}
+		}
+		return FileInfo{}, fmt.Errorf("%w: %q in repo %s", ErrFileNotFound, name, repo)
+	}
+	all, err := b.ListFiles(ctx, gs.info.ID)
+	if err != nil {
+		return FileInfo{}, err
+	}
+	var match []FileInfo
+	for _, f := range all {
+		if f.Name == name {
+			if f.Mine {
+				return f, nil
+			}
+			match = append(match, f)
+		}
+	}
+	if len(match) == 0 {
+		return FileInfo{}, fmt.Errorf("%w: %q in group %s", ErrFileNotFound, name, gs.info.Name)
+	}
+	for _, f := range match[1:] {
+		if f.Hash != match[0].Hash {
+			return FileInfo{}, fmt.Errorf("%w: %d repos hold a different %q; name the repo", ErrAmbiguous, len(match), name)
+		}
+	}
+	return match[0], nil
+}
+
+// RemoveFile removes the named file from this node's repo in the group.
+func (b *Backend) RemoveFile(ctx context.Context, g key.RecordKey, name string) error {
+	gs, err := b.group(g)
+	if err != nil {
+		return err
+	}
+	err = gs.repo.DeleteFile(ctx, name)
+	if errors.Is(err, datarepo.ErrFileNotFound) {
+		return fmt.Errorf("%w: %q in your repo of group %s", ErrFileNotFound, name, gs.info.Name)
+	}
+	if err != nil {
+		return err
+	}
+	b.serveOwnCollection(ctx, gs)
+	return nil
+}
+
+// serveOwnCollection lets members fetch this node's current collection of
+// gs and its files; called after every change of the collection.
+func (b *Backend) serveOwnCollection(ctx context.Context, gs *groupState) {
+	c, h, err := gs.repo.Collection(ctx, nil)
+	if err != nil {
+		b.log.Warn("read own collection", "group", gs.info.ID, "err", err)
+		return
+	}
+	b.markServable(gs, h, c)
+}

@@ -1,0 +1,356 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/dwebkit/dweb/blobsync"
+	"github.com/dwebkit/dweb/datarepo"
+	"github.com/dwebkit/dweb/group"
+	"github.com/dwebkit/dweb/internal/dht"
+	"github.com/dwebkit/dweb/internal/key"
+	"github.com/dwebkit/dweb/internal/record"
+	"github.com/dwebkit/dweb/internal/store"
+	"github.com/dwebkit/dweb/internal/transport"
+	"github.com/dwebkit/dweb/uri"
+)
+
+// GroupInfo describes a group this node belongs to.
+type GroupInfo struct {
+	ID        key.RecordKey `json:"key"`
+	Name      string        `json:"name"`
+	CreatedAt time.Time     `json:"created_at"`
+	Repo      key.RecordKey `json:"repo_key"` // this node's own repo in the group
+}
+
+// groupState is a group in memory: its handles and the blobs this node may
+// serve to the group's members.
+type groupState struct {
+	info GroupInfo
+	g    *group.Group
+	repo *datarepo.Repo // this node's own repo
+
+	// servable holds the hashes of every collection of the group this node
+	// has read or written, and of their entries: what a member may fetch
+	// from us. Guarded by Backend.mu.
+	servable map[blobsync.Hash]bool
+}
+
+// savedGroup is the non-secret part of a group kept under grp/<key>.
+type savedGroup struct {
+	Name      string        `cbor:"1,keyasint"`
+	CreatedAt time.Time     `cbor:"2,keyasint"`
+	Repo      key.RecordKey `cbor:"3,keyasint"`
+}
+
+// groupSecrets is the protected part, under prot/group/<key>.
+type groupSecrets struct {
+	Secret    key.Secret `cbor:"1,keyasint"`
+	OwnerSeed []byte     `cbor:"2,keyasint"`
+	RepoSeed  []byte     `cbor:"3,keyasint"`
+}
+
+func protGroupName(k key.RecordKey) string { return "group/" + k.String() }
+
+func (b *Backend) loadGroups() error {
+	return b.db.Scan([]byte(store.PrefixGroup), func(k, v []byte) error {
+		gk := key.RecordKey(k[len(store.PrefixGroup):])
+		var sg savedGroup
+		if err := transport.Unmarshal(v, &sg); err != nil {
+			return fmt.Errorf("load group %s: %w", gk, err)
+		}
+		raw, err := b.prot.Get(protGroupName(gk))
+		if err != nil {
+			return fmt.Errorf("load secrets of group %s: %w", gk, err)
+		}
+		var sec groupSecrets
+		if err := transport.Unmarshal(raw, &sec); err != nil {
+			return fmt.Errorf("load secrets of group %s: %w", gk, err)
+		}
+		gs, err := b.openGroup(sec, GroupInfo{ID: gk, Name: sg.Name, CreatedAt: sg.CreatedAt, Repo: sg.Repo})
+		if err != nil {
+			return fmt.Errorf("load group %s: %w", gk, err)
+		}
+		b.groups[gk] = gs
+		return nil
+	})
+}
+
+// openGroup builds the in-memory handles from the group's secrets. The
+// DHT may not exist yet: handles reach it through b.records.
+func (b *Backend) openGroup(sec groupSecrets, info GroupInfo) (*groupState, error) {
+	owner, err := key.KeypairFromSeed(sec.OwnerSeed)
+	if err != nil {
+		return nil, err
+	}
+	g, err := group.Open(records{b}, sec.Secret, owner)
+	if err != nil {
+		return nil, err
+	}
+	if g.Key() != info.ID {
+		return nil, fmt.Errorf("owner key gives group %s, want %s", g.Key(), info.ID)
+	}
+	repoKP, err := key.KeypairFromSeed(sec.RepoSeed)
+	if err != nil {
+		return nil, err
+	}
+	repo, err := datarepo.OpenWritable(records{b}, b.blobs, sec.Secret, repoKP)
+	if err != nil {
+		return nil, err
+	}
+	return &groupState{info: info, g: g, repo: repo, servable: make(map[blobsync.Hash]bool)}, nil
+}
+
+// records gives groups and repos the DHT once Start has made it.
+type records struct{ b *Backend }
+
+func (r records) Set(ctx context.Context, desc *record.Descriptor, subkey uint32, v *record.Value) error {
+	if err := r.b.started(); err != nil {
+		return err
+	}
+	return r.b.dht.Set(ctx, desc, subkey, v)
+}
+
+func (r records) Get(ctx context.Context, k key.RecordKey, subkey uint32) (*record.Descriptor, *record.Value, error) {
+	if err := r.b.started(); err != nil {
+		return nil, nil, err
+	}
+	return r.b.dht.Get(ctx, k, subkey)
+}
+
+func (b *Backend) saveGroup(gs *groupState, sec groupSecrets) error {
+	raw, err := transport.Marshal(sec)
+	if err != nil {
+		return err
+	}
+	if err := b.prot.Put(protGroupName(gs.info.ID), raw); err != nil {
+		return err
+	}
+	meta, err := transport.Marshal(savedGroup{Name: gs.info.Name, CreatedAt: gs.info.CreatedAt, Repo: gs.info.Repo})
+	if err != nil {
+		return err
+	}
+	return b.db.Set(store.Key(store.PrefixGroup, gs.info.ID[:]), meta, true)
+}
+
+// CreateGroup creates a group named name, with this node's repo in it.
+func (b *Backend) CreateGroup(ctx context.Context, name string) (GroupInfo, error) {
+	if err := b.started(); err != nil {
+		return GroupInfo{}, err
+	}
+	g, err := group.Create(ctx, records{b}, name)
+	if errors.Is(err, group.ErrBadName) {
+		return GroupInfo{}, badInput(err)
+	}
+	if err != nil {
+		return GroupInfo{}, err
+	}
+	m, err := g.Meta(ctx)
+	if err != nil {
+		return GroupInfo{}, err
+	}
+	return b.addGroup(ctx, g, m)
+}
+
+// JoinGroup joins the group an invite URI describes. The URI is parsed
+// first: a malformed one is a *BadInputError naming the parameter, and no
+// node is contacted. The invite's bootstrap hints are added to the DHT.
+func (b *Backend) JoinGroup(ctx context.Context, inviteURI string) (GroupInfo, error) {
+	inv, err := uri.ParseInvite(inviteURI)
+	if err != nil {
+		return GroupInfo{}, badInput(err)
+	}
+	if err := b.started(); err != nil {
+		return GroupInfo{}, err
+	}
+	if gi, err := b.group(inv.Group); err == nil {
+		return gi.info, nil
+	}
+	var hints []dht.Contact
+	for _, s := range inv.Bootstrap {
+		c, err := dht.ParseContact(s)
+		if err != nil {
+			return GroupInfo{}, badInput(fmt.Errorf("invite bootstrap %q: %w", s, err))
+		}
+		if c.ID != b.NodeID() {
+			hints = append(hints, c)
+		}
+	}
+	if len(hints) > 0 {
+		b.dht.AddContacts(hints...)
+		if err := b.dht.Bootstrap(ctx); err != nil {
+			b.log.Warn("bootstrap from invite hints failed", "err", err)
+		}
+		b.saveContacts(hints...)
+	}
+	g, m, err := group.Join(ctx, records{b}, inv.Group, inv.Secret, inv.Owner)
+	if errors.Is(err, group.ErrWrongOwner) {
+		return GroupInfo{}, badInput(err)
+	}
+	if err != nil {
+		return GroupInfo{}, fmt.Errorf("join group %s: %w", inv.Group, err)
+	}
+	return b.addGroup(ctx, g, m)
+}
+
+// addGroup creates this node's repo in g, claims its subkey, publishes the
+// tunnel descriptor and persists the group.
+func (b *Backend) addGroup(ctx context.Context, g *group.Group, m group.Meta) (GroupInfo, error) {
+	repo, repoKP, err := datarepo.Create(ctx, records{b}, b.blobs, g.Secret(), b.opts.RepoName)
+	if err != nil {
+		return GroupInfo{}, fmt.Errorf("create repo: %w", err)
+	}
+	if _, err := g.ClaimRepo(ctx, repo.Key()); err != nil {
+		return GroupInfo{}, err
+	}
+	gs := &groupState{
+		info:     GroupInfo{ID: g.Key(), Name: m.Name, CreatedAt: m.CreatedAt, Repo: repo.Key()},
+		g:        g,
+		repo:     repo,
+		servable: make(map[blobsync.Hash]bool),
+	}
+	if err := b.publishTunnelErr(ctx, gs); err != nil {
+		return GroupInfo{}, err
+	}
+	sec := groupSecrets{Secret: g.Secret(), OwnerSeed: g.Owner().Seed(), RepoSeed: repoKP.Seed()}
+	if err := b.saveGroup(gs, sec); err != nil {
+		return GroupInfo{}, err
+	}
+	b.mu.Lock()
+	b.groups[gs.info.ID] = gs
+	b.mu.Unlock()
+	b.log.Info("joined group", "group", gs.info.ID, "name", gs.info.Name, "repo", gs.info.Repo)
+	return gs.info, nil
+}
+
+func (b *Backend) publishTunnel(gs *groupState) {
+	ctx, cancel := context.WithTimeout(b.ctx, publishTimeout)
+	defer cancel()
+	if err := b.publishTunnelErr(ctx, gs); err != nil {
+		b.log.Warn("publish tunnel descriptor", "group", gs.info.ID, "err", err)
+	}
+}
+
+// publishTunnelErr writes this node's tunnel descriptor into slot 0 of its
+// repo in gs.
+func (b *Backend) publishTunnelErr(ctx context.Context, gs *groupState) error {
+	td := datarepo.TunnelDescriptor{Node: b.NodeID(), Static: b.static.Public, Addrs: b.advertiseAddrs()}
+	if err := gs.repo.SetTunnel(ctx, 0, td); err != nil {
+		return fmt.Errorf("publish tunnel descriptor: %w", err)
+	}
+	return nil
+}
+
+// Groups lists the groups this node belongs to, by name.
+func (b *Backend) Groups() []GroupInfo {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]GroupInfo, 0, len(b.groups))
+	for _, gs := range b.groups {
+		out = append(out, gs.info)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Name != out[j].Name {
+			return out[i].Name < out[j].Name
+		}
+		return out[i].ID.String() < out[j].ID.String()
+	})
+	return out
+}
+
+func (b *Backend) group(k key.RecordKey) (*groupState, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	gs, ok := b.groups[k]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrUnknownGroup, k)
+	}
+	return gs, nil
+}
+
+// ResolveGroup finds a group by its record key text or its unique name.
+func (b *Backend) ResolveGroup(s string) (GroupInfo, error) {
+	if k, err := key.ParseRecordKey(s); err == nil {
+		if gs, err := b.group(k); err == nil {
+			return gs.info, nil
+		}
+	}
+	var found []GroupInfo
+	for _, gi := range b.Groups() {
+		if gi.Name == s {
+			found = append(found, gi)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return GroupInfo{}, fmt.Errorf("%w: %q", ErrUnknownGroup, s)
+	case 1:
+		return found[0], nil
+	default:
+		return GroupInfo{}, fmt.Errorf("%w: %d groups are named %q; use the group key", ErrAmbiguous, len(found), s)
+	}
+}
+
+// maxInviteHints bounds the bootstrap hints an invite carries.
+const maxInviteHints = 4
+
+// Invite returns a save+dweb: invite URI for the group: its key, secret and
+// owner keypair, and bootstrap hints (this node first) so that the URI
+// alone is enough to join.
+func (b *Backend) Invite(k key.RecordKey) (string, error) {
+	gs, err := b.group(k)
+	if err != nil {
+		return "", err
+	}
+	inv := uri.Invite{Version: uri.Version, Group: gs.g.Key(), Secret: gs.g.Secret(), Owner: gs.g.Owner()}
+	if c := b.Contact(); b.Addr().IsValid() {
+		inv.Bootstrap = append(inv.Bootstrap, c)
+	}
+	if b.dht != nil {
+		for _, c := range b.dht.Contacts() {
+			if len(inv.Bootstrap) >= maxInviteHints {
+				break
+			}
+			inv.Bootstrap = append(inv.Bootstrap, c.String())
+		}
+	}
+	return inv.String(), nil
+}
+
+// LeaveGroup forgets a group: its secrets and this node's repo handle. The
+// blobs stay until garbage collection.
+func (b *Backend) LeaveGroup(ctx context.Context, k key.RecordKey) error {
+	gs, err := b.group(k)
+	if err != nil {
+		return err
+	}
+	if b.dht != nil {
+		if err := gs.repo.ClearTunnel(ctx, 0); err != nil {
+			b.log.Debug("clear tunnel descriptor", "group", k, "err", err)
+		}
+	}
+	if err := b.db.Delete(store.Key(store.PrefixGroup, k[:]), true); err != nil {
+		return err
+	}
+	if err := b.prot.Delete(protGroupName(k)); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	delete(b.groups, k)
+	b.mu.Unlock()
+	return nil
+}
+
+// markServable records that the blobs of collection c (hash h) may be
+// served to the group's members.
+func (b *Backend) markServable(gs *groupState, h blobsync.Hash, c *blobsync.Collection) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	gs.servable[h] = true
+	for _, e := range c.Entries {
+		gs.servable[e.Hash] = true
+	}
+}

@@ -1,0 +1,345 @@
+// Package datarepo is one member's data repo inside a group: a DHT record
+// owned by the member's repo keypair, every value encrypted under the group
+// secret (DESIGN.md, "Groups and data repos"):
+//
+//	subkey 0        {"name": "..."}                       JSON
+//	subkey 1        the current collection's BLAKE3 hash  32 raw bytes
+//	subkeys 2..9    tunnel descriptors                    CBOR (TunnelDescriptor)
+//
+// Writing a file stores the blob, writes a new collection blob and sets
+// subkey 1; deleting writes a collection without the entry. Anyone with the
+// group secret can read a repo (Open with a nil writer); only the holder of
+// the repo keypair can change it.
+package datarepo
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"mime"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/dwebkit/dweb/blobsync"
+	"github.com/dwebkit/dweb/internal/key"
+	"github.com/dwebkit/dweb/internal/record"
+	"github.com/dwebkit/dweb/internal/transport"
+)
+
+// Subkeys of a repo record.
+const (
+	SubkeyName        = 0
+	SubkeyCollection  = 1
+	SubkeyTunnelFirst = 2
+	MaxTunnels        = 8
+)
+
+// MaxNameLen is the longest repo name, in bytes of UTF-8.
+const MaxNameLen = 255
+
+// Schema is the repo record's schema: the owner writes every subkey.
+var Schema = record.Schema{OwnerSubkeys: SubkeyTunnelFirst + MaxTunnels}
+
+// Errors.
+var (
+	ErrReadOnly     = errors.New("datarepo: read-only: this node does not hold the repo key")
+	ErrFileNotFound = errors.New("datarepo: no such file")
+	ErrBadName      = errors.New("datarepo: bad name")
+)
+
+// Blobs is the blob store a repo keeps its files and collections in.
+type Blobs interface {
+	AddFile(ctx context.Context, path string) (blobsync.Hash, int64, error)
+	AddBytes(ctx context.Context, b []byte) (blobsync.Hash, error)
+	ReadAll(h blobsync.Hash, max int64) ([]byte, error)
+}
+
+// MaxCollectionSize bounds a collection blob read from the store or the
+// network (bytes).
+const MaxCollectionSize = 64 << 20
+
+// TunnelDescriptor says how to open a tunnel to the node that serves this
+// repo: its node ID, its Noise static public key and where to dial it.
+type TunnelDescriptor struct {
+	Node   key.NodeID `cbor:"1,keyasint"`
+	Static [32]byte   `cbor:"2,keyasint"` // X25519 Noise static public key
+	Addrs  []string   `cbor:"3,keyasint"` // UDP host:port, direct first
+	Relays []string   `cbor:"4,keyasint,omitempty"`
+}
+
+// Repo is a handle on one data repo record.
+type Repo struct {
+	desc   *record.Descriptor
+	writer *key.Keypair // nil: read-only
+	secret key.Secret
+	recs   Records
+	blobs  Blobs
+
+	mu sync.Mutex // serialises this node's writes to the repo
+}
+
+// Create makes a new repo record with a fresh keypair, writes its name and
+// an empty collection, and returns it with the keypair, which the caller
+// must keep (in the protected store) to write again later.
+func Create(ctx context.Context, recs Records, blobs Blobs, secret key.Secret, name string) (*Repo, key.Keypair, error) {
+	if err := checkName(name); err != nil {
+		return nil, key.Keypair{}, err
+	}
+	kp := key.NewKeypair()
+	r, err := OpenWritable(recs, blobs, secret, kp)
+	if err != nil {
+		return nil, kp, err
+	}
+	if err := r.SetName(ctx, name); err != nil {
+		return nil, kp, err
+	}
+	if err := r.writeCollection(ctx, &blobsync.Collection{}); err != nil {
+		return nil, kp, err
+	}
+	return r, kp, nil
+}
+
+// OpenWritable returns a handle on the repo owned by writer, the repo
+// keypair this node keeps.
+func OpenWritable(recs Records, blobs Blobs, secret key.Secret, writer key.Keypair) (*Repo, error) {
+	desc, err := record.NewDescriptor(writer, Schema)
+	if err != nil {
+		return nil, err
+	}
+	return &Repo{desc: desc, writer: &writer, secret: secret, recs: recs, blobs: blobs}, nil
+}
+
+// OpenKey returns a read-only handle on the repo whose record key is k, by
+// fetching its descriptor from the DHT.
+func OpenKey(ctx context.Context, recs Records, blobs Blobs, secret key.Secret, k key.RecordKey) (*Repo, error) {
+	desc, _, err := recs.Get(ctx, k, SubkeyName)
+	if err != nil {
+		return nil, fmt.Errorf("open repo %s: %w", k, err)
+	}
+	if desc.Key() != k {
+		return nil, fmt.Errorf("open repo %s: descriptor has key %s", k, desc.Key())
+	}
+	return &Repo{desc: desc, secret: secret, recs: recs, blobs: blobs}, nil
+}
+
+// Key returns the repo's record key (its ID).
+func (r *Repo) Key() key.RecordKey { return r.desc.Key() }
+
+// Writable reports whether this node holds the repo keypair.
+func (r *Repo) Writable() bool { return r.writer != nil }
+
+func (r *Repo) write(ctx context.Context, subkey uint32, plaintext []byte) error {
+	if r.writer == nil {
+		return ErrReadOnly
+	}
+	_, err := WriteSealed(ctx, r.recs, r.desc, subkey, *r.writer, r.secret, plaintext)
+	return err
+}
+
+type nameValue struct {
+	Name string `json:"name"`
+}
+
+// SetName writes the repo's name (subkey 0).
+func (r *Repo) SetName(ctx context.Context, name string) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	b, _ := json.Marshal(nameValue{Name: name})
+	return r.write(ctx, SubkeyName, b)
+}
+
+// Name reads the repo's name; "" if never set.
+func (r *Repo) Name(ctx context.Context) (string, error) {
+	b, err := ReadSealed(ctx, r.recs, r.Key(), SubkeyName, r.secret)
+	if err != nil || b == nil {
+		return "", err
+	}
+	var v nameValue
+	if err := json.Unmarshal(b, &v); err != nil {
+		return "", fmt.Errorf("repo %s: name value: %w", r.Key(), err)
+	}
+	return v.Name, nil
+}
+
+// CollectionHash reads subkey 1: the hash of the repo's current collection.
+// ok is false if the repo has none yet.
+func (r *Repo) CollectionHash(ctx context.Context) (h blobsync.Hash, ok bool, err error) {
+	b, err := ReadSealed(ctx, r.recs, r.Key(), SubkeyCollection, r.secret)
+	if err != nil || b == nil {
+		return h, false, err
+	}
+	if len(b) != len(h) {
+		return h, false, fmt.Errorf("repo %s: collection value is %d bytes, want %d", r.Key(), len(b), len(h))
+	}
+	copy(h[:], b)
+	return h, true, nil
+}
+
+// Fetcher fetches a blob into the local store from wherever the caller
+// knows it can be found.
+type Fetcher func(ctx context.Context, h blobsync.Hash) error
+
+// Collection returns the repo's current collection and its hash. If the
+// collection blob is not in the local store, fetch is called to get it
+// (nil fetch: only the local store is used).
+func (r *Repo) Collection(ctx context.Context, fetch Fetcher) (*blobsync.Collection, blobsync.Hash, error) {
+	h, ok, err := r.CollectionHash(ctx)
+	if err != nil {
+		return nil, h, err
+	}
+	if !ok {
+		return &blobsync.Collection{}, h, nil
+	}
+	c, err := r.loadCollection(ctx, h, fetch)
+	return c, h, err
+}
+
+func (r *Repo) loadCollection(ctx context.Context, h blobsync.Hash, fetch Fetcher) (*blobsync.Collection, error) {
+	b, err := r.blobs.ReadAll(h, MaxCollectionSize)
+	if errors.Is(err, blobsync.ErrNotFound) && fetch != nil {
+		if err := fetch(ctx, h); err != nil {
+			return nil, fmt.Errorf("fetch collection %s of repo %s: %w", h, r.Key(), err)
+		}
+		b, err = r.blobs.ReadAll(h, MaxCollectionSize)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read collection %s of repo %s: %w", h, r.Key(), err)
+	}
+	return blobsync.DecodeCollection(b)
+}
+
+func (r *Repo) writeCollection(ctx context.Context, c *blobsync.Collection) error {
+	b, err := c.Encode()
+	if err != nil {
+		return err
+	}
+	h, err := r.blobs.AddBytes(ctx, b)
+	if err != nil {
+		return fmt.Errorf("store collection: %w", err)
+	}
+	return r.write(ctx, SubkeyCollection, h[:])
+}
+
+// AddFiles stores each file's blob (copy mode) and publishes one new
+// collection with them, under their base names; a file of the same name is
+// replaced. It returns the new entries.
+func (r *Repo) AddFiles(ctx context.Context, paths []string) ([]blobsync.Entry, error) {
+	if r.writer == nil {
+		return nil, ErrReadOnly
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, _, err := r.Collection(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	added := make([]blobsync.Entry, 0, len(paths))
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	for _, p := range paths {
+		name := filepath.Base(p)
+		if err := checkName(name); err != nil {
+			return nil, fmt.Errorf("add %s: %w", p, err)
+		}
+		fi, err := os.Stat(p)
+		if err != nil {
+			return nil, fmt.Errorf("add %s: %w", p, err)
+		}
+		if !fi.Mode().IsRegular() {
+			return nil, fmt.Errorf("add %s: not a regular file", p)
+		}
+		h, size, err := r.blobs.AddFile(ctx, p)
+		if err != nil {
+			return nil, fmt.Errorf("add %s: %w", p, err)
+		}
+		e := blobsync.Entry{
+			Name: name, Hash: h, Size: size,
+			CreatedAt: now, ModTime: fi.ModTime().UTC().Truncate(time.Millisecond),
+			MediaType: mediaType(name),
+		}
+		c.Put(e)
+		added = append(added, e)
+	}
+	if err := r.writeCollection(ctx, c); err != nil {
+		return nil, err
+	}
+	return added, nil
+}
+
+// DeleteFile publishes a collection without the named file.
+// ErrFileNotFound if it is not there.
+func (r *Repo) DeleteFile(ctx context.Context, name string) error {
+	if r.writer == nil {
+		return ErrReadOnly
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, _, err := r.Collection(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if !c.Remove(name) {
+		return fmt.Errorf("%w: %q", ErrFileNotFound, name)
+	}
+	return r.writeCollection(ctx, c)
+}
+
+// SetTunnel publishes td in tunnel slot i (0 <= i < MaxTunnels).
+func (r *Repo) SetTunnel(ctx context.Context, i int, td TunnelDescriptor) error {
+	if i < 0 || i >= MaxTunnels {
+		return fmt.Errorf("datarepo: tunnel slot %d out of range [0,%d)", i, MaxTunnels)
+	}
+	b, err := transport.Marshal(td)
+	if err != nil {
+		return err
+	}
+	return r.write(ctx, uint32(SubkeyTunnelFirst+i), b)
+}
+
+// ClearTunnel empties tunnel slot i (an empty value), as a node does before
+// a clean shutdown.
+func (r *Repo) ClearTunnel(ctx context.Context, i int) error {
+	if i < 0 || i >= MaxTunnels {
+		return fmt.Errorf("datarepo: tunnel slot %d out of range [0,%d)", i, MaxTunnels)
+	}
+	return r.write(ctx, uint32(SubkeyTunnelFirst+i), nil)
+}
+
+// Tunnel reads tunnel slot i; ok is false when it is empty.
+func (r *Repo) Tunnel(ctx context.Context, i int) (td TunnelDescriptor, ok bool, err error) {
+	b, err := ReadSealed(ctx, r.recs, r.Key(), uint32(SubkeyTunnelFirst+i), r.secret)
+	if err != nil || len(b) == 0 {
+		return td, false, err
+	}
+	if err := transport.Unmarshal(b, &td); err != nil {
+		return td, false, fmt.Errorf("repo %s: tunnel descriptor %d: %w", r.Key(), i, err)
+	}
+	return td, true, nil
+}
+
+func checkName(name string) error {
+	switch {
+	case name == "" || name == "." || name == "..":
+		return fmt.Errorf("%w: %q", ErrBadName, name)
+	case len(name) > MaxNameLen:
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrBadName, len(name), MaxNameLen)
+	case !utf8.ValidString(name):
+		return fmt.Errorf("%w: not UTF-8", ErrBadName)
+	case strings.ContainsAny(name, "/\x00"):
+		return fmt.Errorf("%w: %q contains '/' or NUL", ErrBadName, name)
+	}
+	return nil
+}
+
+// mediaType guesses a file's media type from its extension.
+func mediaType(name string) string {
+	if t := mime.TypeByExtension(filepath.Ext(name)); t != "" {
+		return t
+	}
+	return "application/octet-stream"
+}

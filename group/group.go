@@ -1,0 +1,187 @@
+// Package group is a group of members sharing data repos (DESIGN.md,
+// "Groups and data repos"). A group is a DHT record owned by the group's
+// owner keypair, every value encrypted under the group secret:
+//
+//	subkey 0       {"name": "...", "created_at": "RFC 3339"}   JSON
+//	subkeys 1..64  one member's data repo record key each      32 raw bytes
+//
+// As in the Save app, the first invite carries the owner keypair, so every
+// member can claim a repo subkey; roles come later and will be checked in
+// one place (canWrite).
+package group
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	"github.com/dwebkit/dweb/datarepo"
+	"github.com/dwebkit/dweb/internal/key"
+	"github.com/dwebkit/dweb/internal/record"
+)
+
+// Subkeys of a group record.
+const (
+	SubkeyMeta      = 0
+	SubkeyRepoFirst = 1
+	MaxRepos        = 64
+)
+
+// Schema is the group record's schema.
+var Schema = record.Schema{OwnerSubkeys: SubkeyRepoFirst + MaxRepos}
+
+// Errors.
+var (
+	ErrFull        = errors.New("group: all repo subkeys are taken")
+	ErrBadName     = errors.New("group: bad name")
+	ErrWrongOwner  = errors.New("group: owner key does not match the group's record key")
+	ErrNoGroupMeta = errors.New("group: record has no name (not a group, or not reachable yet)")
+)
+
+// MaxNameLen is the longest group name in bytes of UTF-8.
+const MaxNameLen = 255
+
+// Meta is the value of subkey 0.
+type Meta struct {
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Group is a handle on one group record.
+type Group struct {
+	desc   *record.Descriptor
+	owner  key.Keypair
+	secret key.Secret
+	recs   datarepo.Records
+}
+
+// Create makes a new group: a fresh owner keypair and group secret, and
+// its name written to subkey 0.
+func Create(ctx context.Context, recs datarepo.Records, name string) (*Group, error) {
+	if name == "" || len(name) > MaxNameLen || !utf8.ValidString(name) {
+		return nil, fmt.Errorf("%w: %q (1..%d bytes of UTF-8)", ErrBadName, name, MaxNameLen)
+	}
+	g, err := Open(recs, key.NewSecret(), key.NewKeypair())
+	if err != nil {
+		return nil, err
+	}
+	m := Meta{Name: name, CreatedAt: time.Now().UTC().Truncate(time.Second)}
+	b, _ := json.Marshal(m)
+	if _, err := datarepo.WriteSealed(ctx, recs, g.desc, SubkeyMeta, g.owner, g.secret, b); err != nil {
+		return nil, fmt.Errorf("create group %q: %w", name, err)
+	}
+	return g, nil
+}
+
+// Open returns a handle on the group owned by owner.
+func Open(recs datarepo.Records, secret key.Secret, owner key.Keypair) (*Group, error) {
+	desc, err := record.NewDescriptor(owner, Schema)
+	if err != nil {
+		return nil, err
+	}
+	return &Group{desc: desc, owner: owner, secret: secret, recs: recs}, nil
+}
+
+// Join opens the group an invite describes, checking that the owner key
+// belongs to the record key, and reads its metadata from the DHT.
+func Join(ctx context.Context, recs datarepo.Records, k key.RecordKey, secret key.Secret, owner key.Keypair) (*Group, Meta, error) {
+	g, err := Open(recs, secret, owner)
+	if err != nil {
+		return nil, Meta{}, err
+	}
+	if g.Key() != k {
+		return nil, Meta{}, fmt.Errorf("%w: invite names %s, owner key gives %s", ErrWrongOwner, k, g.Key())
+	}
+	m, err := g.Meta(ctx)
+	if err != nil {
+		return nil, Meta{}, err
+	}
+	return g, m, nil
+}
+
+// Key returns the group's record key (its ID).
+func (g *Group) Key() key.RecordKey { return g.desc.Key() }
+
+// Secret returns the group secret.
+func (g *Group) Secret() key.Secret { return g.secret }
+
+// Owner returns the owner keypair.
+func (g *Group) Owner() key.Keypair { return g.owner }
+
+// Meta reads subkey 0. ErrNoGroupMeta if it was never written or cannot be
+// found.
+func (g *Group) Meta(ctx context.Context) (Meta, error) {
+	var m Meta
+	b, err := datarepo.ReadSealed(ctx, g.recs, g.Key(), SubkeyMeta, g.secret)
+	if err != nil {
+		return m, fmt.Errorf("group %s: %w", g.Key(), err)
+	}
+	if b == nil {
+		return m, fmt.Errorf("%w: %s", ErrNoGroupMeta, g.Key())
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return m, fmt.Errorf("group %s: meta value: %w", g.Key(), err)
+	}
+	return m, nil
+}
+
+// ClaimRepo lists repo in the group: in the subkey that already holds it,
+// or else in the first free one. It returns the subkey.
+func (g *Group) ClaimRepo(ctx context.Context, repo key.RecordKey) (uint32, error) {
+	keys, err := g.repoSlots(ctx)
+	if err != nil {
+		return 0, err
+	}
+	for i, k := range keys {
+		if k == repo {
+			return SubkeyRepoFirst + uint32(i), nil
+		}
+	}
+	if len(keys) >= MaxRepos {
+		return 0, ErrFull
+	}
+	sk := SubkeyRepoFirst + uint32(len(keys))
+	if _, err := datarepo.WriteSealed(ctx, g.recs, g.desc, sk, g.owner, g.secret, repo[:]); err != nil {
+		return 0, fmt.Errorf("claim repo subkey %d of group %s: %w", sk, g.Key(), err)
+	}
+	// Two members may have raced for the same free subkey; the conflict
+	// rule keeps one. Re-read and let the loser try the next slot.
+	keys, err = g.repoSlots(ctx)
+	if err != nil {
+		return 0, err
+	}
+	for i, k := range keys {
+		if k == repo {
+			return SubkeyRepoFirst + uint32(i), nil
+		}
+	}
+	return g.ClaimRepo(ctx, repo)
+}
+
+// RepoKeys lists the record keys of the group's data repos.
+func (g *Group) RepoKeys(ctx context.Context) ([]key.RecordKey, error) {
+	return g.repoSlots(ctx)
+}
+
+// repoSlots reads subkeys 1.. up to the first empty one (claims fill them
+// in order).
+func (g *Group) repoSlots(ctx context.Context) ([]key.RecordKey, error) {
+	var keys []key.RecordKey
+	for i := 0; i < MaxRepos; i++ {
+		b, err := datarepo.ReadSealed(ctx, g.recs, g.Key(), SubkeyRepoFirst+uint32(i), g.secret)
+		if err != nil {
+			return nil, fmt.Errorf("group %s: %w", g.Key(), err)
+		}
+		if b == nil {
+			break
+		}
+		if len(b) != key.Size {
+			return nil, fmt.Errorf("group %s: repo subkey %d holds %d bytes, want %d", g.Key(), SubkeyRepoFirst+i, len(b), key.Size)
+		}
+		keys = append(keys, key.RecordKey(b))
+	}
+	return keys, nil
+}
