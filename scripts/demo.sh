@@ -205,7 +205,7 @@ STEP="alice adds $N files"
 dweb alice --json file add "$GROUP" "${SRCS[@]}" >/dev/null
 STEP="alice invites"
 INVITE=$(dweb alice group invite "$GROUP")
-say "invite: $INVITE"
+say "invite: ${INVITE:0:60}... (${#INVITE} characters)"
 
 # --- bob joins, lists, downloads ----------------------------------------------
 STEP="bob joins"
