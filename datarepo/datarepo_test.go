@@ -1,0 +1,130 @@
+package datarepo_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/dwebkit/dweb/blobsync"
+	"github.com/dwebkit/dweb/datarepo"
+	"github.com/dwebkit/dweb/internal/key"
+	"github.com/dwebkit/dweb/internal/record"
+	"github.com/dwebkit/dweb/internal/testnet"
+)
+
+func openBlobs(t *testing.T, n *testnet.Node) *blobsync.Store {
+	t.Helper()
+	s, err := blobsync.OpenStore(n.Store, filepath.Join(n.Dir, "blobs"), blobsync.StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestRepoWriteReadAcrossNodes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	net := testnet.New(t, 3)
+	writerBlobs, readerBlobs := openBlobs(t, net[0]), openBlobs(t, net[2])
+	secret := key.NewSecret()
+
+	repo, kp, err := datarepo.Create(ctx, net[0].DHT, writerBlobs, secret, "alice's phone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	p := filepath.Join(dir, "photo.jpg")
+	os.WriteFile(p, []byte("not really a jpeg"), 0o600)
+	added, err := repo.AddFiles(ctx, []string{p})
+	if err != nil || len(added) != 1 || added[0].MediaType != "image/jpeg" {
+		t.Fatalf("AddFiles = %+v, %v", added, err)
+	}
+	td := datarepo.TunnelDescriptor{Node: key.NewKeypair().ID(), Static: [32]byte{1}, Addrs: []string{"127.0.0.1:9"}}
+	if err := repo.SetTunnel(ctx, 0, td); err != nil {
+		t.Fatal(err)
+	}
+
+	// Another node reads everything with the group secret alone.
+	r, err := datarepo.OpenKey(ctx, net[2].DHT, readerBlobs, secret, repo.Key())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Writable() {
+		t.Fatal("reader's handle is writable")
+	}
+	if name, err := r.Name(ctx); err != nil || name != "alice's phone" {
+		t.Fatalf("Name = %q, %v", name, err)
+	}
+	fetched := 0
+	fetch := func(ctx context.Context, h blobsync.Hash) error {
+		fetched++
+		b, err := writerBlobs.ReadAll(h, 1<<20)
+		if err != nil {
+			return err
+		}
+		_, err = readerBlobs.AddBytes(ctx, b)
+		return err
+	}
+	c, _, err := r.Collection(ctx, fetch)
+	if err != nil || fetched != 1 || len(c.Entries) != 1 || c.Entries[0].Hash != added[0].Hash {
+		t.Fatalf("Collection = %+v, fetched %d, %v", c, fetched, err)
+	}
+	got, ok, err := r.Tunnel(ctx, 0)
+	if err != nil || !ok || got.Node != td.Node || got.Addrs[0] != td.Addrs[0] {
+		t.Fatalf("Tunnel = %+v %v %v", got, ok, err)
+	}
+	if err := r.SetName(ctx, "mallory"); !errors.Is(err, datarepo.ErrReadOnly) {
+		t.Fatalf("read-only SetName: %v", err)
+	}
+
+	// Without the group secret the values do not open.
+	stranger, _ := datarepo.OpenKey(ctx, net[1].DHT, readerBlobs, key.NewSecret(), repo.Key())
+	if _, err := stranger.Name(ctx); !errors.Is(err, record.ErrDecrypt) {
+		t.Fatalf("Name with a wrong secret: %v", err)
+	}
+
+	// Delete, and a reopened writer continues at the next seq.
+	again, err := datarepo.OpenWritable(net[1].DHT, writerBlobs, secret, kp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := again.DeleteFile(ctx, "photo.jpg"); err != nil {
+		t.Fatal(err)
+	}
+	if err := again.DeleteFile(ctx, "photo.jpg"); !errors.Is(err, datarepo.ErrFileNotFound) {
+		t.Fatalf("second delete: %v", err)
+	}
+	c, _, err = r.Collection(ctx, fetch)
+	if err != nil || len(c.Entries) != 0 {
+		t.Fatalf("after delete: %+v %v", c, err)
+	}
+	if err := again.ClearTunnel(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := r.Tunnel(ctx, 0); ok || err != nil {
+		t.Fatalf("cleared tunnel still there: %v %v", ok, err)
+	}
+}
+
+func TestBadNamesRefused(t *testing.T) {
+	ctx := context.Background()
+	net := testnet.New(t, 1)
+	repo, _, err := datarepo.Create(ctx, net[0].DHT, openBlobs(t, net[0]), key.NewSecret(), "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"", "..", "a/b", "nul\x00", string([]byte{0xff, 0xfe})} {
+		if err := repo.SetName(ctx, name); !errors.Is(err, datarepo.ErrBadName) {
+			t.Errorf("SetName(%q) = %v, want ErrBadName", name, err)
+		}
+	}
+	if _, err := repo.AddFiles(ctx, []string{t.TempDir()}); err == nil {
+		t.Error("adding a directory succeeded")
+	}
+	if err := repo.SetTunnel(ctx, datarepo.MaxTunnels, datarepo.TunnelDescriptor{}); err == nil {
+		t.Error("tunnel slot out of range accepted")
+	}
+}

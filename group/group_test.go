@@ -1,0 +1,106 @@
+package group_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/dwebkit/dweb/blobsync"
+	"github.com/dwebkit/dweb/datarepo"
+	"github.com/dwebkit/dweb/group"
+	"github.com/dwebkit/dweb/internal/key"
+	"github.com/dwebkit/dweb/internal/record"
+	"github.com/dwebkit/dweb/internal/testnet"
+)
+
+func TestCreateJoinClaim(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	net := testnet.New(t, 3)
+	g, err := group.Create(ctx, net[0].DHT, "newsroom")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r0 := key.RecordKey{1}
+	r1 := key.RecordKey{2}
+	if sk, err := g.ClaimRepo(ctx, r0); err != nil || sk != 1 {
+		t.Fatalf("first claim = %d, %v", sk, err)
+	}
+
+	joined, meta, err := group.Join(ctx, net[2].DHT, g.Key(), g.Secret(), g.Owner())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if meta.Name != "newsroom" || meta.CreatedAt.IsZero() {
+		t.Fatalf("meta = %+v", meta)
+	}
+	if sk, err := joined.ClaimRepo(ctx, r1); err != nil || sk != 2 {
+		t.Fatalf("second claim = %d, %v", sk, err)
+	}
+	if sk, err := joined.ClaimRepo(ctx, r1); err != nil || sk != 2 {
+		t.Fatalf("claim again = %d, %v (want the same subkey)", sk, err)
+	}
+	keys, err := g.RepoKeys(ctx)
+	if err != nil || len(keys) != 2 || keys[0] != r0 || keys[1] != r1 {
+		t.Fatalf("RepoKeys = %v, %v", keys, err)
+	}
+
+	if _, _, err := group.Join(ctx, net[1].DHT, g.Key(), g.Secret(), key.NewKeypair()); !errors.Is(err, group.ErrWrongOwner) {
+		t.Fatalf("join with the wrong owner key: %v", err)
+	}
+	if _, _, err := group.Join(ctx, net[1].DHT, g.Key(), key.NewSecret(), g.Owner()); !errors.Is(err, record.ErrDecrypt) {
+		t.Fatalf("join with the wrong secret: %v", err)
+	}
+	if _, err := group.Create(ctx, net[0].DHT, ""); !errors.Is(err, group.ErrBadName) {
+		t.Fatalf("empty name: %v", err)
+	}
+}
+
+func TestFetchAsksPreferredRepoFirstAndSkipsSelf(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	net := testnet.New(t, 2)
+	d := net[0].DHT
+	g, err := group.Create(ctx, d, "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, other, third := key.NewKeypair().ID(), key.NewKeypair().ID(), key.NewKeypair().ID()
+	blobs, err := blobsync.OpenStore(net[0].Store, filepath.Join(net[0].Dir, "blobs"), blobsync.StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var repos []key.RecordKey
+	for _, node := range []key.NodeID{self, other, third} {
+		r, _, err := datarepo.Create(ctx, d, blobs, g.Secret(), "r")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.SetTunnel(ctx, 0, datarepo.TunnelDescriptor{Node: node, Addrs: []string{"127.0.0.1:9"}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := g.ClaimRepo(ctx, r.Key()); err != nil {
+			t.Fatal(err)
+		}
+		repos = append(repos, r.Key())
+	}
+	var asked []key.NodeID
+	fail := func(ctx context.Context, td datarepo.TunnelDescriptor) error {
+		asked = append(asked, td.Node)
+		return errors.New("refused")
+	}
+	err = g.Fetch(ctx, blobsync.Hash{}, []key.RecordKey{repos[2]}, self, fail)
+	if !errors.Is(err, group.ErrNoProvider) {
+		t.Fatalf("Fetch = %v, want ErrNoProvider", err)
+	}
+	if len(asked) != 2 || asked[0] != third || asked[1] != other {
+		t.Fatalf("asked %v, want [third other]", asked)
+	}
+	asked = nil
+	ok := func(ctx context.Context, td datarepo.TunnelDescriptor) error { asked = append(asked, td.Node); return nil }
+	if err := g.Fetch(ctx, blobsync.Hash{}, nil, self, ok); err != nil || len(asked) != 1 || asked[0] != other {
+		t.Fatalf("Fetch = %v, asked %v", err, asked)
+	}
+}
