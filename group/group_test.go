@@ -99,7 +99,10 @@ func TestFetchAsksPreferredRepoFirstAndSkipsSelf(t *testing.T) {
 		t.Fatalf("asked %v, want [third other]", asked)
 	}
 	asked = nil
-	ok := func(ctx context.Context, td datarepo.TunnelDescriptor) error { asked = append(asked, td.Node); return nil }
+	ok := func(ctx context.Context, td datarepo.TunnelDescriptor) error {
+		asked = append(asked, td.Node)
+		return nil
+	}
 	if err := g.Fetch(ctx, blobsync.Hash{}, nil, self, ok); err != nil || len(asked) != 1 || asked[0] != other {
 		t.Fatalf("Fetch = %v, asked %v", err, asked)
 	}
