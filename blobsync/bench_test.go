@@ -31,7 +31,7 @@ func BenchmarkVerify(b *testing.B) {
 	v := new(verifier)
 	b.SetBytes(benchSize)
 	for b.Loop() {
-		if err := v.verify(bufio.NewReaderSize(bytes.NewReader(stream), ioBufSize), root, benchSize, io.Discard, io.Discard, nil); err != nil {
+		if err := v.verify(bufio.NewReaderSize(bytes.NewReader(stream), ioBufSize), root, benchSize, nil, seqSink{io.Discard, io.Discard}, nil); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -45,7 +45,7 @@ func BenchmarkEncode(b *testing.B) {
 	e := new(encoder)
 	b.SetBytes(benchSize)
 	for b.Loop() {
-		if err := e.encode(io.Discard, bytes.NewReader(data), bytes.NewReader(ob[outboardHeader:]), benchSize, nil); err != nil {
+		if err := e.encode(io.Discard, newFwdReader(bytes.NewReader(data), ioBufSize), newFwdReader(bytes.NewReader(ob[outboardHeader:]), ioBufSize), benchSize, nil, nil); err != nil {
 			b.Fatal(err)
 		}
 	}

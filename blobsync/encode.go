@@ -1,9 +1,11 @@
 package blobsync
 
 import (
+	"bufio"
 	"encoding/binary"
 	"fmt"
 	"io"
+	"sort"
 )
 
 // The whole-blob stream ("combined" encoding) is what lukechampine.com's
@@ -13,26 +15,42 @@ import (
 // || right CV, 64 bytes) comes before its two subtrees and each group's bytes
 // are a leaf. A node over n bytes has a left subtree of leftSize(n) bytes.
 //
+// A ranged stream is the same walk restricted to the nodes whose groups
+// intersect the requested ranges (bao's slice encoding, with ranges of
+// groups): a subtree that holds no requested group is left out entirely.
+//
 // The outboard file holds the same parents in the same order, after an
 // 8-byte little-endian size, so the server builds the stream by merging two
-// sequential reads (outboard and data) and the receiver builds the outboard
-// by writing the parents it verified.
+// forward-only reads (outboard and data) and the receiver of a whole blob
+// builds the outboard by writing the parents it verified.
 
-// encoder writes a blob's combined stream from its data and outboard readers
-// with bounded memory (one group buffer).
+// encoder writes a blob's stream from its data and outboard with bounded
+// memory (one group buffer).
 type encoder struct {
 	buf [ChunkGroupSize]byte
 }
 
-// encode writes the combined stream of a blob of size bytes to w. data yields
-// the blob's bytes from its start; outboard yields its outboard after the
-// 8-byte header (nil when size <= ChunkGroupSize). done, if not nil, is
-// checked between groups so a cancelled server stops promptly.
-func (e *encoder) encode(w io.Writer, data, outboard io.Reader, size uint64, done func() error) error {
-	return e.node(w, data, outboard, size, done)
+// encode writes the stream of a blob of size bytes for ranges (nil: the
+// whole blob) to w. data yields the blob's bytes from its start; outboard
+// yields its outboard after the 8-byte header (nil when size <=
+// ChunkGroupSize). done, if not nil, is checked before each group so a
+// cancelled server stops promptly.
+func (e *encoder) encode(w io.Writer, data, outboard *fwdReader, size uint64, ranges []ChunkRange, done func() error) error {
+	return e.node(w, data, outboard, 0, size, ranges, done)
 }
 
-func (e *encoder) node(w io.Writer, data, outboard io.Reader, n uint64, done func() error) error {
+func (e *encoder) node(w io.Writer, data, outboard *fwdReader, start, n uint64, ranges []ChunkRange, done func() error) error {
+	if ranges != nil && !intersects(ranges, start, n) {
+		if err := data.skip(n); err != nil {
+			return fmt.Errorf("%w: skip data: %v", ErrCorrupt, err)
+		}
+		if n > ChunkGroupSize {
+			if err := outboard.skip(parentSize * (numGroups(n) - 1)); err != nil {
+				return fmt.Errorf("%w: skip outboard: %v", ErrCorrupt, err)
+			}
+		}
+		return nil
+	}
 	if n <= ChunkGroupSize {
 		if done != nil {
 			if err := done(); err != nil {
@@ -54,10 +72,51 @@ func (e *encoder) node(w io.Writer, data, outboard io.Reader, n uint64, done fun
 		return err
 	}
 	mid := leftSize(n)
-	if err := e.node(w, data, outboard, mid, done); err != nil {
+	if err := e.node(w, data, outboard, start, mid, ranges, done); err != nil {
 		return err
 	}
-	return e.node(w, data, outboard, n-mid, done)
+	return e.node(w, data, outboard, start+mid, n-mid, ranges, done)
+}
+
+// intersects reports whether the subtree over bytes [start, start+n) holds a
+// group of the sorted, disjoint ranges.
+func intersects(ranges []ChunkRange, start, n uint64) bool {
+	lo := start / ChunkGroupSize
+	hi := lo + numGroups(n)
+	i := sort.Search(len(ranges), func(i int) bool { return ranges[i].End > lo })
+	return i < len(ranges) && ranges[i].Start < hi
+}
+
+// fwdReader is a buffered forward-only reader that can skip ahead, seeking
+// when the source allows it instead of reading the skipped bytes.
+type fwdReader struct {
+	*bufio.Reader
+	src io.Reader
+}
+
+func newFwdReader(r io.Reader, size int) *fwdReader {
+	return &fwdReader{Reader: bufio.NewReaderSize(r, size), src: r}
+}
+
+func (r *fwdReader) skip(n uint64) error {
+	b := uint64(r.Buffered())
+	s, ok := r.src.(io.Seeker)
+	if n <= b || !ok {
+		for n > 0 {
+			k := min(n, 1<<30)
+			if _, err := r.Discard(int(k)); err != nil {
+				return err
+			}
+			n -= k
+		}
+		return nil
+	}
+	r.Discard(int(b))
+	if _, err := s.Seek(int64(n-b), io.SeekCurrent); err != nil {
+		return err
+	}
+	r.Reset(r.src)
+	return nil
 }
 
 // readOutboardHeader reads and checks the 8-byte size header of an outboard.

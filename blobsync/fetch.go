@@ -80,7 +80,7 @@ func (s *Store) fetch(ctx context.Context, rw io.ReadWriter, h Hash, progress fu
 	v := new(verifier)
 	if size <= inlineMax {
 		buf := bytes.NewBuffer(make([]byte, 0, size))
-		if err := v.verify(br, h, size, buf, nil, prog); err != nil {
+		if err := v.verify(br, h, size, nil, seqSink{data: buf}, prog); err != nil {
 			return 0, err
 		}
 		return int64(size), s.putEntry(h, entry{Size: int64(size), State: stateComplete, Inline: buf.Bytes()})
@@ -92,7 +92,7 @@ func (s *Store) fetch(ctx context.Context, rw io.ReadWriter, h Hash, progress fu
 	var hdr [outboardHeader]byte
 	binary.LittleEndian.PutUint64(hdr[:], size)
 	w.obao.Write(hdr[:])
-	if err := v.verify(br, h, size, w.data, w.obao, prog); err != nil {
+	if err := v.verify(br, h, size, nil, seqSink{data: w.data, outboard: w.obao}, prog); err != nil {
 		w.abort()
 		return 0, err
 	}

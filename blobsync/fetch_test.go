@@ -22,18 +22,18 @@ func TestStreamIsBao(t *testing.T) {
 		combined, root := bao.EncodeBuf(b, ChunkGroupLog, false)
 		ob, _ := bao.EncodeBuf(b, ChunkGroupLog, true)
 		var out bytes.Buffer
-		var obr io.Reader
+		var obr *fwdReader
 		if n > ChunkGroupSize {
-			obr = bytes.NewReader(ob[outboardHeader:])
+			obr = newFwdReader(bytes.NewReader(ob[outboardHeader:]), 4096)
 		}
-		if err := new(encoder).encode(&out, bytes.NewReader(b), obr, uint64(n), nil); err != nil {
+		if err := new(encoder).encode(&out, newFwdReader(bytes.NewReader(b), 4096), obr, uint64(n), nil, nil); err != nil {
 			t.Fatalf("size %d: encode: %v", n, err)
 		}
 		if !bytes.Equal(out.Bytes(), combined[8:]) || uint64(out.Len()) != encodedSize(uint64(n)) {
 			t.Fatalf("size %d: stream differs from bao combined encoding", n)
 		}
 		var data, parents bytes.Buffer
-		if err := new(verifier).verify(bytes.NewReader(combined[8:]), root, uint64(n), &data, &parents, nil); err != nil {
+		if err := new(verifier).verify(bytes.NewReader(combined[8:]), root, uint64(n), nil, seqSink{&data, &parents}, nil); err != nil {
 			t.Fatalf("size %d: verify: %v", n, err)
 		}
 		if !bytes.Equal(data.Bytes(), b) {
@@ -226,15 +226,6 @@ func TestServeRejectsBadRequests(t *testing.T) {
 			}
 		})
 	}
-	t.Run("ranges unsupported", func(t *testing.T) {
-		conn, _ := servePipe(t, srv, nil)
-		go writeFrame(conn, encodeRequest(Request{Hash: h, Ranges: []ChunkRange{{1, 2}}}))
-		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		var resp wireResponse
-		if err := readFrame(conn, maxResponseFrame, "response", &resp); err != nil || resp.Status != statusUnsupported {
-			t.Fatalf("response %+v, %v; want unsupported", resp, err)
-		}
-	})
 	t.Run("oversized announcement", func(t *testing.T) {
 		a, b := net.Pipe()
 		defer a.Close()
@@ -316,5 +307,24 @@ func TestFetchConcurrentSameBlob(t *testing.T) {
 	}
 	if names := dirFiles(t, cli); len(names) != 2 {
 		t.Fatalf("blob dir: %v, want data and outboard", names)
+	}
+}
+
+func TestServeContextCancel(t *testing.T) {
+	srv := newTestStore(t)
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, a, nil) }()
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Serve = %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not stop")
 	}
 }

@@ -14,8 +14,9 @@ import (
 // boundary: Serve returns nil) or fails. It is transport-agnostic: rw is any
 // byte stream (a Noise tunnel session, a QUIC stream). Each request gets a
 // response header and, if the status is OK, the blob's whole combined stream
-// (docs/protocol.md, "Blobs"), generated on the fly from the data and
-// outboard files with bounded memory.
+// or the part of it that the request's ranges select (docs/protocol.md,
+// "Blobs"), generated on the fly from the data and outboard files with
+// bounded memory.
 //
 // allow decides which hashes this peer may fetch (nil allows every blob the
 // store holds). A hash not allowed and a hash not held get the same
@@ -75,12 +76,13 @@ func (s *Store) serveOne(ctx context.Context, w io.Writer, enc *encoder, req Req
 		return writeFrame(w, notFound)
 	}
 	size := uint64(e.Size)
-	if !wholeBlob(req.Ranges, size) {
-		return writeFrame(w, wireResponse{Status: statusUnsupported, Msg: "v1 serves whole blobs only"})
+	ranges := req.Ranges
+	if wholeBlob(ranges, size) {
+		ranges = nil
 	}
-	var data, outboard io.Reader
+	var data, outboard *fwdReader
 	if size <= inlineMax {
-		data = bytes.NewReader(e.Inline)
+		data = newFwdReader(bytes.NewReader(e.Inline), int(inlineMax))
 	} else {
 		df, err := os.Open(s.dataPath(h))
 		if err != nil {
@@ -94,18 +96,17 @@ func (s *Store) serveOne(ctx context.Context, w io.Writer, enc *encoder, req Req
 			return writeFrame(w, notFound)
 		}
 		defer of.Close()
-		data = bufio.NewReaderSize(df, ioBufSize)
-		ob := bufio.NewReaderSize(of, 64<<10)
-		if err := readOutboardHeader(ob, size); err != nil {
+		data = newFwdReader(df, ioBufSize)
+		outboard = newFwdReader(of, 64<<10)
+		if err := readOutboardHeader(outboard, size); err != nil {
 			s.log.Error("blobsync: serve: outboard", "hash", h, "err", err)
 			return writeFrame(w, notFound)
 		}
-		outboard = ob
 	}
 	if err := writeFrame(w, wireResponse{Status: statusOK, Size: size}); err != nil {
 		return err
 	}
-	err = enc.encode(w, data, outboard, size, ctx.Err)
+	err = enc.encode(w, data, outboard, size, ranges, ctx.Err)
 	if errors.Is(err, ErrCorrupt) {
 		s.log.Error("blobsync: serve: local blob broken mid-stream", "hash", h, "err", err)
 	}

@@ -331,7 +331,7 @@ func (s *Store) AddFile(ctx context.Context, path string) (Hash, int64, error) {
 
 // maxOutboardBuf: outboards up to this size are built in memory and written
 // once; larger ones are built in place in the file.
-const maxOutboardBuf = 8 << 20
+var maxOutboardBuf uint64 = 8 << 20
 
 func (s *Store) copyAndHash(ctx context.Context, w *partFiles, f io.Reader, size int64) (Hash, error) {
 	hs := blake3.New()

@@ -207,3 +207,54 @@ func TestHashFileMatchesB3sum(t *testing.T) {
 		}
 	}
 }
+
+// TestAddFileLargeOutboard covers the path for blobs over 2 GiB, where the
+// outboard is built in place in its file, on a small blob.
+func TestAddFileLargeOutboard(t *testing.T) {
+	old := maxOutboardBuf
+	maxOutboardBuf = 0
+	t.Cleanup(func() { maxOutboardBuf = old })
+	s := newTestStore(t)
+	b := content(1<<20+3, 14)
+	h, _, err := s.AddFile(context.Background(), writeTemp(t, b))
+	if err != nil || h != HashBytes(b) {
+		t.Fatalf("AddFile: %s %v", h, err)
+	}
+	ob, _ := os.ReadFile(s.obaoPath(h))
+	if want, _ := bao.EncodeBuf(b, ChunkGroupLog, true); !bytes.Equal(ob, want) {
+		t.Fatal("outboard differs from bao.EncodeBuf")
+	}
+}
+
+func TestAddFileErrors(t *testing.T) {
+	s := newTestStore(t)
+	ctx := context.Background()
+	if _, _, err := s.AddFile(ctx, filepath.Join(t.TempDir(), "nope")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("AddFile missing = %v", err)
+	}
+	if _, _, err := s.AddFile(ctx, t.TempDir()); err == nil {
+		t.Fatal("AddFile of a directory succeeded")
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, _, err := s.AddFile(cctx, writeTemp(t, content(100000, 15))); !errors.Is(err, context.Canceled) {
+		t.Fatalf("AddFile with a cancelled context = %v", err)
+	}
+	if names := dirFiles(t, s); len(names) != 0 {
+		t.Fatalf("files left: %v", names)
+	}
+}
+
+// TestHashCBOR: a Hash inside another package's CBOR message is a 32-byte
+// byte string.
+func TestHashCBOR(t *testing.T) {
+	h := HashBytes([]byte("x"))
+	b, err := wireEnc.Marshal(h)
+	if err != nil || len(b) != 34 || b[0] != 0x58 || b[1] != 32 {
+		t.Fatalf("CBOR of Hash = %x, %v", b, err)
+	}
+	var back Hash
+	if err := wireDec.Unmarshal(b, &back); err != nil || back != h {
+		t.Fatalf("decode: %v", err)
+	}
+}

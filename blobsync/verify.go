@@ -6,11 +6,11 @@ import (
 	"io"
 )
 
-// verifier checks a blob's combined stream (see encode.go) against its
-// hash, one chunk group at a time, before a byte of the group is passed on.
-// It keeps a stack of the chaining values still expected, so its memory is
-// one 16 KiB group buffer plus O(log size). A verifier is reusable but not
-// safe for concurrent use.
+// verifier checks a blob's stream (see encode.go) against its hash, one
+// chunk group at a time, before a byte of the group is passed on. It keeps a
+// stack of the chaining values still expected, so its memory is one 16 KiB
+// group buffer plus O(log size). A verifier is reusable but not safe for
+// concurrent use.
 type verifier struct {
 	buf   [ChunkGroupSize]byte
 	stack []expect
@@ -21,32 +21,65 @@ type expect struct {
 	cv    [8]uint32
 	start uint64 // first byte of the subtree in the blob
 	n     uint64 // bytes in the subtree
+	pidx  uint64 // pre-order index of the subtree's top parent in the outboard
 	root  bool   // the top of the tree: BLAKE3's ROOT flag applies
+}
+
+// sink receives what the verifier has verified.
+type sink interface {
+	// parent gets a verified parent node (64 bytes) and its pre-order index
+	// in the outboard (byte offset outboardHeader + 64*index).
+	parent(index uint64, p []byte) error
+	// group gets a verified chunk group and its byte offset in the blob.
+	group(start uint64, g []byte) error
+}
+
+// seqSink writes a whole blob's verified groups and parents in stream order:
+// data gets the blob's bytes, outboard (may be nil) the outboard's parents.
+type seqSink struct {
+	data, outboard io.Writer
+}
+
+func (s seqSink) parent(_ uint64, p []byte) error {
+	if s.outboard == nil {
+		return nil
+	}
+	_, err := s.outboard.Write(p)
+	return err
+}
+
+func (s seqSink) group(_ uint64, g []byte) error {
+	_, err := s.data.Write(g)
+	return err
 }
 
 // progressStep is how often (in verified bytes) verify calls its progress
 // function; it is also called once at the end.
 const progressStep = 1 << 20
 
-// verify reads the combined stream of a blob of size bytes named root from r.
-// It checks each parent node and each chunk group against the chaining value
-// its parent (or root) promised, and only then writes the group's bytes to
-// data and the parent (in pre-order: the outboard's layout, without its
-// header) to outboard, which may be nil. progress, if not nil, gets the
-// verified byte count at least every MiB and at the end.
+// verify reads the stream of a blob of size bytes named root from r, for
+// ranges (nil: the whole blob; else sorted, disjoint, as sent in the
+// request). It checks each parent node and each chunk group against the
+// chaining value its parent (or root) promised, and only then hands it to
+// out. progress, if not nil, gets the verified byte count at least every MiB
+// and once at the end.
 //
 // It returns an error wrapping ErrCorrupt at the first group or parent that
-// does not match, io.ErrUnexpectedEOF if r ends early, or the error of a
-// writer or of progress. It reads exactly encodedSize(size) bytes.
-func (v *verifier) verify(r io.Reader, root Hash, size uint64, data, outboard io.Writer, progress func(done uint64) error) error {
+// does not match, io.ErrUnexpectedEOF if r ends early, or the error of out or
+// of progress. It reads exactly the stream's length, never more.
+func (v *verifier) verify(r io.Reader, root Hash, size uint64, ranges []ChunkRange, out sink, progress func(done uint64) error) error {
 	if size > uint64(MaxBlobSize) {
 		return &LimitError{What: "blob size", Limit: MaxBlobSize, Got: int64(min(size, 1<<62))}
 	}
 	v.stack = append(v.stack[:0], expect{cv: bytesToCV(root[:]), n: size, root: true})
 	var done, reported uint64
+	called := false
 	for len(v.stack) > 0 {
 		e := v.stack[len(v.stack)-1]
 		v.stack = v.stack[:len(v.stack)-1]
+		if ranges != nil && !intersects(ranges, e.start, e.n) {
+			continue
+		}
 		if e.n > ChunkGroupSize {
 			p := v.buf[:parentSize]
 			if _, err := io.ReadFull(r, p); err != nil {
@@ -55,15 +88,13 @@ func (v *verifier) verify(r io.Reader, root Hash, size uint64, data, outboard io
 			if parentCV(p, e.root) != e.cv {
 				return fmt.Errorf("%w: parent node over bytes %d-%d", ErrCorrupt, e.start, e.start+e.n)
 			}
-			if outboard != nil {
-				if _, err := outboard.Write(p); err != nil {
-					return err
-				}
+			if err := out.parent(e.pidx, p); err != nil {
+				return err
 			}
 			mid := leftSize(e.n)
 			v.stack = append(v.stack,
-				expect{cv: bytesToCV(p[32:64]), start: e.start + mid, n: e.n - mid},
-				expect{cv: bytesToCV(p[:32]), start: e.start, n: mid})
+				expect{cv: bytesToCV(p[32:64]), start: e.start + mid, n: e.n - mid, pidx: e.pidx + numGroups(mid)},
+				expect{cv: bytesToCV(p[:32]), start: e.start, n: mid, pidx: e.pidx + 1})
 			continue
 		}
 		g := v.buf[:e.n]
@@ -73,16 +104,19 @@ func (v *verifier) verify(r io.Reader, root Hash, size uint64, data, outboard io
 		if groupCV(&v.buf, int(e.n), e.start/ChunkSize, e.root) != e.cv {
 			return fmt.Errorf("%w: chunk group %d (bytes %d-%d)", ErrCorrupt, e.start/ChunkGroupSize, e.start, e.start+e.n)
 		}
-		if _, err := data.Write(g); err != nil {
+		if err := out.group(e.start, g); err != nil {
 			return err
 		}
 		done += e.n
-		if progress != nil && (done-reported >= progressStep || done == size) {
-			reported = done
+		if progress != nil && done-reported >= progressStep {
+			reported, called = done, true
 			if err := progress(done); err != nil {
 				return err
 			}
 		}
+	}
+	if progress != nil && (!called || reported != done) {
+		return progress(done)
 	}
 	return nil
 }

@@ -17,9 +17,10 @@ type ChunkRange struct {
 	Start, End uint64
 }
 
-// Request asks a server for a blob. Ranges nil means the whole blob; the v1
-// server serves only whole blobs and answers other ranges with an
-// "unsupported" status (see docs/protocol.md, "Blobs").
+// Request asks a server for a blob. Ranges nil means the whole blob; else
+// the server sends the parents and groups that cover the ranges (sorted,
+// disjoint, non-empty; groups past the blob's end select nothing). See
+// docs/protocol.md, "Blobs".
 type Request struct {
 	Hash   Hash
 	Ranges []ChunkRange
@@ -38,7 +39,7 @@ const (
 	statusOK          = 0
 	statusNotFound    = 1 // not held, or not allowed: deliberately the same
 	statusBadRequest  = 2
-	statusUnsupported = 3 // e.g. ranges other than the whole blob
+	statusUnsupported = 3 // a feature this server lacks (none in v1)
 )
 
 type wireRange struct {
