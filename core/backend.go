@@ -43,6 +43,17 @@ type Options struct {
 	DeviceKey *key.Secret
 	// Logger receives structured logs. Nil: discarded.
 	Logger *slog.Logger
+
+	// ServeRelay makes this node a relay for nodes behind NAT: it accepts
+	// reservations and splices circuits to them (docs/tunnel.md, "Relays").
+	ServeRelay bool
+	// RelayLimits bound what this node carries as a relay; zero fields take
+	// the tunnel package's defaults.
+	RelayLimits tunnel.RelayLimits
+	// Relays lists relays, as "nodeID@host:port", that this node keeps
+	// reservations on and names in its tunnel descriptors, so peers that
+	// cannot dial it directly reach it through them.
+	Relays []string
 }
 
 // Timeouts of background work the Backend does on its own.
@@ -70,6 +81,8 @@ type Backend struct {
 
 	mu     sync.Mutex
 	groups map[key.RecordKey]*groupState
+
+	rs relayState // relay.go
 }
 
 // New opens the node's store and identity. It does not touch the network:
@@ -164,6 +177,10 @@ func (b *Backend) loadIdentity() error {
 // (a failure to reach them is logged, not fatal: the node may be the first)
 // and publishes this node's tunnel descriptors in its groups.
 func (b *Backend) Start(ctx context.Context) error {
+	relays, err := parseRelays(b.opts.Relays)
+	if err != nil {
+		return err
+	}
 	listen := b.opts.ListenAddr
 	if listen == "" {
 		listen = "127.0.0.1:0"
@@ -193,6 +210,7 @@ func (b *Backend) Start(ctx context.Context) error {
 	b.ep, b.dht = ep, d
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	ep.Handle(transport.ProtoTunnel, b.serveTunnel)
+	b.startRelay(relays)
 
 	if len(boot) > 0 {
 		bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -260,6 +278,7 @@ func (b *Backend) saveContacts(extra ...dht.Contact) {
 // everything. It is safe to call once.
 func (b *Backend) Close() error {
 	if b.dht != nil {
+		b.stopPublishing()
 		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 		b.mu.Lock()
 		states := make([]*groupState, 0, len(b.groups))
@@ -278,6 +297,7 @@ func (b *Backend) Close() error {
 		b.saveContacts()
 		b.cancel()
 		b.wg.Wait()
+		b.closeRelay()
 		b.dht.Close()
 		b.ep.Close()
 	}

@@ -237,7 +237,7 @@ func (b *Backend) publishTunnel(gs *groupState) {
 // publishTunnelErr writes this node's tunnel descriptor into slot 0 of its
 // repo in gs.
 func (b *Backend) publishTunnelErr(ctx context.Context, gs *groupState) error {
-	td := datarepo.TunnelDescriptor{Node: b.NodeID(), Static: b.static.Public, Addrs: b.advertiseAddrs()}
+	td := b.tunnelDescriptor()
 	if err := gs.repo.SetTunnel(ctx, 0, td); err != nil {
 		return fmt.Errorf("publish tunnel descriptor: %w", err)
 	}

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/dwebkit/dweb/blobsync"
 	"github.com/dwebkit/dweb/datarepo"
+	"github.com/dwebkit/dweb/internal/dht"
 	"github.com/dwebkit/dweb/internal/key"
 	"github.com/dwebkit/dweb/internal/transport"
 	"github.com/dwebkit/dweb/internal/tunnel"
@@ -46,47 +48,140 @@ func (b *Backend) lookupPSK(g key.RecordKey) ([32]byte, bool) {
 	return tunnel.PSK(gs.g.Secret()), true
 }
 
-// fetchFrom returns a group.FetchFrom that downloads blob h through a
-// tunnel to the node td names, trying its addresses in order.
-func (b *Backend) fetchFrom(gs *groupState, h blobsync.Hash, progress func(done, total int64)) func(ctx context.Context, td datarepo.TunnelDescriptor) error {
-	return func(ctx context.Context, td datarepo.TunnelDescriptor) error {
-		var errs []error
-		for _, a := range td.Addrs {
-			addr, err := netip.ParseAddrPort(a)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("address %q: %w", a, err))
-				continue
-			}
-			err = b.fetchVia(ctx, gs, td, addr, h, progress)
-			if err == nil {
-				return nil
-			}
-			errs = append(errs, fmt.Errorf("via %s: %w", addr, err))
-			if errors.Is(err, blobsync.ErrCorrupt) || ctx.Err() != nil {
+// Per-path bounds on opening a tunnel (connection, relay circuit and
+// handshake), and how often fetchFrom re-reads a descriptor that failed.
+const (
+	directPathTimeout = 3 * time.Second
+	relayPathTimeout  = 10 * time.Second
+	resolveRetries    = 2
+)
+
+// resolveDescriptor reads, from the DHT, the current tunnel descriptor that
+// node publishes in one of gs's repos.
+func (b *Backend) resolveDescriptor(ctx context.Context, gs *groupState, node key.NodeID) (datarepo.TunnelDescriptor, error) {
+	repos, err := gs.g.RepoKeys(ctx)
+	if err != nil {
+		return datarepo.TunnelDescriptor{}, err
+	}
+	for _, rk := range repos {
+		r, err := datarepo.OpenKey(ctx, records{b}, nil, gs.g.Secret(), rk)
+		if err != nil {
+			continue
+		}
+		for i := 0; i < datarepo.MaxTunnels; i++ {
+			td, ok, err := r.Tunnel(ctx, i)
+			if err != nil || !ok {
 				break
 			}
+			if td.Node == node {
+				return td, nil
+			}
 		}
-		if len(errs) == 0 {
-			return errors.New("tunnel descriptor lists no address")
+	}
+	return datarepo.TunnelDescriptor{}, fmt.Errorf("no tunnel descriptor of %s in group %s", node, gs.info.ID)
+}
+
+// fetchFrom returns a group.FetchFrom that downloads blob h through a
+// tunnel to the node td names (openTunnel picks the path). If no path
+// works, it re-reads the node's descriptor from the DHT (the node may have
+// changed its address or relays since td was read) and, if it changed,
+// tries again, up to resolveRetries times.
+func (b *Backend) fetchFrom(gs *groupState, h blobsync.Hash, progress func(done, total int64)) func(ctx context.Context, td datarepo.TunnelDescriptor) error {
+	return func(ctx context.Context, td datarepo.TunnelDescriptor) error {
+		sess, err := b.openTunnel(ctx, gs, td)
+		for try := 0; err != nil && try < resolveRetries && ctx.Err() == nil; try++ {
+			fresh, rerr := b.resolveDescriptor(ctx, gs, td.Node)
+			if rerr != nil || sameDescriptor(fresh, td) {
+				break
+			}
+			b.log.Info("tunnel descriptor changed, retrying", "peer", td.Node, "addrs", fresh.Addrs, "relays", fresh.Relays)
+			td = fresh
+			sess, err = b.openTunnel(ctx, gs, td)
 		}
-		return errors.Join(errs...)
+		if err != nil {
+			return err
+		}
+		defer sess.Close()
+		_, err = b.blobs.Fetch(ctx, sess, h, progress)
+		return err
 	}
 }
 
-func (b *Backend) fetchVia(ctx context.Context, gs *groupState, td datarepo.TunnelDescriptor, addr netip.AddrPort, h blobsync.Hash, progress func(done, total int64)) error {
-	s, err := b.ep.OpenStream(ctx, td.Node, addr, transport.ProtoTunnel)
-	if err != nil {
-		return err
+// tunnelPath is one way to reach a node: a direct address or a relay.
+type tunnelPath struct {
+	path, via string
+	timeout   time.Duration
+	open      func(ctx context.Context) (*quic.Stream, error)
+}
+
+// openTunnel opens a tunnel to the node td names: its direct addresses in
+// order first, then its relays, each bounded by its path timeout. The path that worked is recorded (PeerPaths) and logged.
+// A relay that is this node itself is a direct stream over the connection
+// the node's reservation keeps open.
+func (b *Backend) openTunnel(ctx context.Context, gs *groupState, td datarepo.TunnelDescriptor) (*tunnel.Session, error) {
+	var paths []tunnelPath
+	var errs []error
+	for _, a := range td.Addrs {
+		addr, err := netip.ParseAddrPort(a)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("address %q: %w", a, err))
+			continue
+		}
+		paths = append(paths, tunnelPath{path: PathDirect, via: addr.String(), timeout: directPathTimeout,
+			open: func(ctx context.Context) (*quic.Stream, error) {
+				return b.ep.OpenStream(ctx, td.Node, addr, transport.ProtoTunnel)
+			}})
 	}
-	sess, err := tunnel.Dial(ctx, s, tunnel.DialConfig{
-		Static: b.static, RemoteStatic: td.Static,
-		Group: gs.info.ID, PSK: tunnel.PSK(gs.g.Secret()),
-	})
-	if err != nil {
-		s.Close()
-		return err
+	for _, r := range td.Relays {
+		c, err := dht.ParseContact(r)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("relay %q: %w", r, err))
+			continue
+		}
+		if c.ID == b.NodeID() {
+			paths = append(paths, tunnelPath{path: PathDirect, via: "its reservation on this node", timeout: relayPathTimeout,
+				open: func(ctx context.Context) (*quic.Stream, error) {
+					return b.ep.OpenStream(ctx, td.Node, netip.AddrPort{}, transport.ProtoTunnel)
+				}})
+			continue
+		}
+		relay := transport.Peer{ID: c.ID, Addr: c.Addr}
+		paths = append(paths, tunnelPath{path: PathRelay, via: c.String(), timeout: relayPathTimeout,
+			open: func(ctx context.Context) (*quic.Stream, error) {
+				return b.rs.relay.Connect(ctx, relay, td.Node)
+			}})
 	}
-	defer sess.Close()
-	_, err = b.blobs.Fetch(ctx, sess, h, progress)
-	return err
+	cfg := tunnel.DialConfig{Static: b.static, RemoteStatic: td.Static, Group: gs.info.ID, PSK: tunnel.PSK(gs.g.Secret())}
+	for _, p := range paths {
+		pctx, cancel := context.WithTimeout(ctx, p.timeout)
+		sess, err := b.dialPath(pctx, p, cfg)
+		cancel()
+		if err == nil {
+			via := p.via
+			if p.path == PathDirect {
+				// A pooled connection is used whatever address was asked.
+				if a, ok := b.ep.PooledAddr(td.Node); ok {
+					via = a.String()
+				}
+			}
+			b.notePath(PeerPath{Node: td.Node, Path: p.path, Via: via, At: time.Now()})
+			return sess, nil
+		}
+		errs = append(errs, fmt.Errorf("%s via %s: %w", p.path, p.via, err))
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if len(errs) == 0 {
+		return nil, errors.New("tunnel descriptor lists no address and no relay")
+	}
+	return nil, errors.Join(errs...)
+}
+
+func (b *Backend) dialPath(ctx context.Context, p tunnelPath, cfg tunnel.DialConfig) (*tunnel.Session, error) {
+	s, err := p.open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return tunnel.Dial(ctx, s, cfg)
 }

@@ -1,0 +1,339 @@
+package core
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/dwebkit/dweb/datarepo"
+	"github.com/dwebkit/dweb/internal/key"
+	"github.com/dwebkit/dweb/internal/transport"
+	"github.com/dwebkit/dweb/internal/tunnel"
+)
+
+// startWith starts a node in dir with opts (DataDir, RepoName and Logger
+// filled in); hideDirect makes it publish no direct address.
+func startWith(t *testing.T, dir string, opts Options, hideDirect bool) *Backend {
+	t.Helper()
+	opts.DataDir, opts.RepoName, opts.Logger = dir, filepath.Base(dir), testLogger(t, filepath.Base(dir))
+	b, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.rs.hideDirect = hideDirect
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := b.Start(ctx); err != nil {
+		b.Close()
+		t.Fatal(err)
+	}
+	return b
+}
+
+// descriptorOf reads, as reader sees it in the DHT, the tunnel descriptor
+// in slot 0 of owner's repo in group g.
+func descriptorOf(ctx context.Context, t *testing.T, reader *Backend, g GroupInfo) (datarepo.TunnelDescriptor, bool) {
+	t.Helper()
+	gs, err := reader.group(g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := datarepo.OpenKey(ctx, records{reader}, nil, gs.g.Secret(), g.Repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	td, ok, err := r.Tunnel(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return td, ok
+}
+
+// waitFor polls cond every 20 ms until it holds or 15 s pass.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestDownloadThroughRelay: alice publishes no direct address and keeps a
+// reservation on the relay; bob joins from the invite and downloads her
+// file through the relay, and reports that path.
+func TestDownloadThroughRelay(t *testing.T) {
+	tmp := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	relay := startWith(t, filepath.Join(tmp, "relay"), Options{ServeRelay: true}, false)
+	defer relay.Close()
+	alice := startWith(t, filepath.Join(tmp, "alice"), Options{Bootstrap: []string{relay.Contact()}, Relays: []string{relay.Contact()}}, true)
+	defer alice.Close()
+	bob := startWith(t, filepath.Join(tmp, "bob"), Options{Bootstrap: []string{relay.Contact()}}, false)
+	defer bob.Close()
+
+	waitFor(t, "alice's reservation", func() bool { return len(alice.Relays()) == 1 })
+	waitFor(t, "alice's reachability check", func() bool { return alice.Reachability().Checked })
+	if r := alice.Reachability(); !r.Reachable || r.Observed != alice.Addr() || r.By != relay.NodeID() {
+		t.Errorf("alice's reachability = %+v, want reachable at %s by the relay", r, alice.Addr())
+	}
+
+	g, err := alice.CreateGroup(ctx, "newsroom")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, data := writeFile(t, tmp, "report.bin", 2<<20+77)
+	if _, err := alice.AddFiles(ctx, g.ID, []string{p}); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := alice.Invite(g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.JoinGroup(ctx, inv); err != nil {
+		t.Fatal(err)
+	}
+	td, ok := descriptorOf(ctx, t, bob, g)
+	if !ok || len(td.Addrs) != 0 || len(td.Relays) != 1 || td.Relays[0] != relay.Contact() {
+		t.Fatalf("alice's descriptor as bob reads it: %+v (ok %v), want no address and relay %s", td, ok, relay.Contact())
+	}
+
+	dst := filepath.Join(tmp, "got.bin")
+	if _, err := bob.GetFile(ctx, g.ID, key.RecordKey{}, "report.bin", dst, nil); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(dst)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("downloaded file differs (%v)", err)
+	}
+	var path *PeerPath
+	for _, pp := range bob.PeerPaths() {
+		if pp.Node == alice.NodeID() {
+			path = &pp
+		}
+	}
+	if path == nil || path.Path != PathRelay || path.Via != relay.Contact() {
+		t.Fatalf("bob's path to alice = %+v, want relay via %s", path, relay.Contact())
+	}
+	if st := relay.rs.relay.Stats(); st.Bytes < uint64(len(data)) {
+		t.Fatalf("relay spliced %d bytes, less than the %d-byte file", st.Bytes, len(data))
+	}
+}
+
+// TestNonMemberGetsNothing: a node that knows alice's address, node ID,
+// static key and group key but not the group secret fails the handshake
+// and receives no byte, directly or through the relay; a blobs stream
+// outside a tunnel is refused.
+func TestNonMemberGetsNothing(t *testing.T) {
+	tmp := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	relay := startWith(t, filepath.Join(tmp, "relay"), Options{ServeRelay: true}, false)
+	defer relay.Close()
+	alice := startWith(t, filepath.Join(tmp, "alice"), Options{Bootstrap: []string{relay.Contact()}, Relays: []string{relay.Contact()}}, false)
+	defer alice.Close()
+	g, err := alice.CreateGroup(ctx, "closed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := writeFile(t, tmp, "secret.bin", 100<<10)
+	if _, err := alice.AddFiles(ctx, g.ID, []string{p}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "alice's reservation", func() bool { return len(alice.Relays()) == 1 })
+
+	ep, err := transport.Listen(transport.Options{Identity: key.NewKeypair()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ep.Close()
+	mallory := tunnel.NewRelay(ep, tunnel.RelayOptions{})
+	defer mallory.Close()
+	static, err := tunnel.NewStaticKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := tunnel.DialConfig{Static: static, RemoteStatic: alice.static.Public, Group: g.ID, PSK: tunnel.PSK(key.NewSecret())}
+
+	direct, err := ep.OpenStream(ctx, alice.NodeID(), alice.Addr(), transport.ProtoTunnel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	viaRelay, err := mallory.Connect(ctx, transport.Peer{ID: relay.NodeID(), Addr: relay.Addr()}, alice.NodeID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range map[string]io.ReadWriteCloser{"direct": direct, "relay": viaRelay} {
+		// Capture what alice sends beyond the handshake: keep the raw stream.
+		rec := &recorder{rw: s}
+		if _, err := tunnel.Dial(ctx, rec, cfg); !errors.Is(err, tunnel.ErrHandshake) {
+			t.Fatalf("%s: non-member handshake: %v, want ErrHandshake", name, err)
+		}
+		// Message 2 (48 bytes + 2-byte length) is all alice may send.
+		if rec.read > 50 {
+			t.Fatalf("%s: non-member received %d bytes, more than the handshake reply", name, rec.read)
+		}
+	}
+
+	// A blobs stream outside a tunnel is reset without an answer.
+	s, err := ep.OpenStream(ctx, alice.NodeID(), alice.Addr(), transport.ProtoBlobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Write([]byte("give me everything"))
+	n, err := io.Copy(io.Discard, s)
+	if n != 0 || err == nil {
+		t.Fatalf("raw blobs stream: got %d bytes, err %v; want a reset and nothing", n, err)
+	}
+}
+
+// recorder counts what is read through it and reads on after the
+// handshake fails, to catch anything the responder sends late.
+type recorder struct {
+	rw   io.ReadWriteCloser
+	read int
+}
+
+func (r *recorder) Read(p []byte) (int, error) {
+	n, err := r.rw.Read(p)
+	r.read += n
+	return n, err
+}
+func (r *recorder) Write(p []byte) (int, error) { return r.rw.Write(p) }
+func (r *recorder) Close() error {
+	// Drain what the responder still sends before closing.
+	buf := make([]byte, 4096)
+	if d, ok := r.rw.(interface{ SetReadDeadline(time.Time) error }); ok {
+		d.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	}
+	for {
+		n, err := r.rw.Read(buf)
+		r.read += n
+		if err != nil {
+			break
+		}
+	}
+	return r.rw.Close()
+}
+
+// TestTunnelSurvivesPortChange: alice restarts on another UDP port; bob,
+// holding the descriptor he read before, fails on her old address,
+// re-reads the descriptor from the DHT and fetches from the new one.
+func TestTunnelSurvivesPortChange(t *testing.T) {
+	tmp := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	boot := startWith(t, filepath.Join(tmp, "boot"), Options{}, false)
+	defer boot.Close()
+	aliceDir := filepath.Join(tmp, "alice")
+	alice := startWith(t, aliceDir, Options{Bootstrap: []string{boot.Contact()}, ListenAddr: "127.0.0.1:0"}, false)
+	bob := startWith(t, filepath.Join(tmp, "bob"), Options{Bootstrap: []string{boot.Contact()}}, false)
+	defer bob.Close()
+
+	g, err := alice.CreateGroup(ctx, "moving")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p1, _ := writeFile(t, tmp, "one.bin", 300<<10)
+	p2, d2 := writeFile(t, tmp, "two.bin", 300<<10)
+	added, err := alice.AddFiles(ctx, g.ID, []string{p1, p2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv, err := alice.Invite(g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.JoinGroup(ctx, inv); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.GetFile(ctx, g.ID, key.RecordKey{}, "one.bin", filepath.Join(tmp, "got1"), nil); err != nil {
+		t.Fatal(err)
+	}
+	stale, ok := descriptorOf(ctx, t, bob, g)
+	if !ok {
+		t.Fatal("no descriptor")
+	}
+	oldAddr := alice.Addr()
+
+	// Alice moves to a new UDP port (as a phone changing networks).
+	alice.Close()
+	alice = startWith(t, aliceDir, Options{Bootstrap: []string{boot.Contact()}, ListenAddr: "127.0.0.1:0"}, false)
+	defer alice.Close()
+	if alice.Addr() == oldAddr {
+		t.Fatalf("alice kept port %s", oldAddr)
+	}
+	waitFor(t, "alice's new descriptor", func() bool {
+		td, ok := descriptorOf(ctx, t, bob, g)
+		return ok && len(td.Addrs) > 0 && td.Addrs[0] == alice.Addr().String()
+	})
+
+	// Bob fetches with the descriptor he read before the move.
+	gs, err := bob.group(g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h2 = added[1].Hash
+	if err := bob.fetchFrom(gs, h2, nil)(ctx, stale); err != nil {
+		t.Fatalf("fetch with a stale descriptor: %v", err)
+	}
+	var last PeerPath
+	for _, pp := range bob.PeerPaths() {
+		if pp.Node == alice.NodeID() {
+			last = pp
+		}
+	}
+	if last.Path != PathDirect || last.Via != alice.Addr().String() {
+		t.Fatalf("bob reached alice by %+v, want direct to her new address %s", last, alice.Addr())
+	}
+	dst := filepath.Join(tmp, "got2")
+	fi, err := bob.GetFile(ctx, g.ID, key.RecordKey{}, "two.bin", dst, nil)
+	if err != nil || fi.Hash != h2 {
+		t.Fatalf("GetFile two.bin = %+v, %v", fi, err)
+	}
+	if got, _ := os.ReadFile(dst); !bytes.Equal(got, d2) {
+		t.Fatal("second file differs")
+	}
+}
+
+// TestDescriptorRemovedOnClose: a clean shutdown empties the node's tunnel
+// descriptor, as a member reading the DHT sees.
+func TestDescriptorRemovedOnClose(t *testing.T) {
+	tmp := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	boot := startWith(t, filepath.Join(tmp, "boot"), Options{}, false)
+	defer boot.Close()
+	alice := startWith(t, filepath.Join(tmp, "alice"), Options{Bootstrap: []string{boot.Contact()}}, false)
+	bob := startWith(t, filepath.Join(tmp, "bob"), Options{Bootstrap: []string{boot.Contact()}}, false)
+	defer bob.Close()
+	g, err := alice.CreateGroup(ctx, "leaving")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv, err := alice.Invite(g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.JoinGroup(ctx, inv); err != nil {
+		t.Fatal(err)
+	}
+	if td, ok := descriptorOf(ctx, t, bob, g); !ok || td.Node != alice.NodeID() {
+		t.Fatalf("before close: descriptor %+v ok %v", td, ok)
+	}
+	if err := alice.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if td, ok := descriptorOf(ctx, t, bob, g); ok {
+		t.Fatalf("after a clean close bob still reads descriptor %+v", td)
+	}
+}
