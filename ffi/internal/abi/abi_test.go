@@ -1,0 +1,248 @@
+package abi
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+type resp struct {
+	Result json.RawMessage `json:"result"`
+	Error  *ErrorJSON      `json:"error"`
+}
+
+func mustCall(t *testing.T, h int64, method, params string, out any) {
+	t.Helper()
+	var r resp
+	raw := Call(h, method, []byte(params))
+	if err := json.Unmarshal(raw, &r); err != nil || r.Error != nil {
+		t.Fatalf("%s %s: %s", method, params, raw)
+	}
+	if out != nil {
+		if err := json.Unmarshal(r.Result, out); err != nil {
+			t.Fatalf("%s result %s: %v", method, r.Result, err)
+		}
+	}
+}
+
+func wantCode(t *testing.T, h int64, method, params string, code Code) {
+	t.Helper()
+	var r resp
+	raw := Call(h, method, []byte(params))
+	if err := json.Unmarshal(raw, &r); err != nil || r.Error == nil || r.Error.Code != code {
+		t.Errorf("%s %q = %s, want code %s", method, params, raw, code)
+	}
+}
+
+func newNode(t *testing.T, dir string, boot ...string) int64 {
+	t.Helper()
+	cfg, _ := json.Marshal(Config{DataDir: dir, Listen: "127.0.0.1:0", RepoName: filepath.Base(dir), Bootstrap: boot})
+	h, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// recorder collects a node's events.
+type recorder struct {
+	mu   sync.Mutex
+	evs  []map[string]any
+	cond *sync.Cond
+}
+
+func newRecorder() *recorder {
+	r := &recorder{}
+	r.cond = sync.NewCond(&r.mu)
+	return r
+}
+
+func (r *recorder) sink(b []byte) {
+	var m map[string]any
+	json.Unmarshal(b, &m)
+	r.mu.Lock()
+	r.evs = append(r.evs, m)
+	r.cond.Broadcast()
+	r.mu.Unlock()
+}
+
+// final waits for the op.done or op.failed event of op.
+func (r *recorder) final(t *testing.T, op int64) map[string]any {
+	t.Helper()
+	deadline := time.AfterFunc(60*time.Second, func() { r.mu.Lock(); r.cond.Broadcast(); r.mu.Unlock() })
+	defer deadline.Stop()
+	start := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for {
+		for _, e := range r.evs {
+			if e["op"] == float64(op) && (e["type"] == "op.done" || e["type"] == "op.failed") {
+				return e
+			}
+		}
+		if time.Since(start) > 60*time.Second {
+			t.Fatalf("no final event for op %d", op)
+		}
+		r.cond.Wait()
+	}
+}
+
+// TestShareThroughABI runs the C test's main path through the Go half of
+// the ABI: two nodes on loopback, a group, an invite, a download with
+// progress events, a buffer read with ERANGE, and nothing left after Close.
+func TestShareThroughABI(t *testing.T) {
+	tmp := t.TempDir()
+	a := newNode(t, filepath.Join(tmp, "alice"))
+	var id struct{ Contact string }
+	mustCall(t, a, "node.id", "{}", &id)
+	b := newNode(t, filepath.Join(tmp, "bob"), id.Contact)
+	rec := newRecorder()
+	if err := SetEventSink(b, rec.sink, false); err != nil {
+		t.Fatal(err)
+	}
+
+	var g struct{ Key string }
+	mustCall(t, a, "group.create", `{"name":"family"}`, &g)
+	data := make([]byte, 200<<10)
+	rand.Read(data)
+	src := filepath.Join(tmp, "photo.bin")
+	os.WriteFile(src, data, 0o600)
+	mustCall(t, a, "file.add", fmt.Sprintf(`{"group":%q,"path":%q}`, g.Key, src), nil)
+	res := AddBytes(a, []byte(`{"group":"family","name":"note.txt"}`), []byte("hello"))
+	if !bytes.HasPrefix(res, []byte(`{"result":`)) {
+		t.Fatalf("AddBytes: %s", res)
+	}
+	var inv struct{ URI string }
+	mustCall(t, a, "group.invite", fmt.Sprintf(`{"group":%q}`, g.Key), &inv)
+	mustCall(t, b, "group.join", fmt.Sprintf(`{"uri":%q}`, inv.URI), nil)
+
+	dst := filepath.Join(tmp, "copy.bin")
+	var op struct{ Op int64 }
+	mustCall(t, b, "sync.download", fmt.Sprintf(`{"group":%q,"name":"photo.bin","path":%q}`, g.Key, dst), &op)
+	if e := rec.final(t, op.Op); e["type"] != "op.done" {
+		t.Fatalf("download ended with %v", e)
+	}
+	if got, _ := os.ReadFile(dst); !bytes.Equal(got, data) {
+		t.Fatal("downloaded bytes differ")
+	}
+	rec.mu.Lock()
+	var last map[string]any
+	for _, e := range rec.evs {
+		if e["type"] == "op.progress" && e["op"] == float64(op.Op) {
+			last = e
+		}
+	}
+	rec.mu.Unlock()
+	if last == nil || last["done"] != float64(len(data)) || last["total"] != float64(len(data)) {
+		t.Fatalf("last progress event %v", last)
+	}
+
+	params := []byte(`{"group":"family","name":"note.txt"}`)
+	if n, err := ReadInto(b, params, make([]byte, 2)); CodeOf(err) != CodeRange || n != 5 {
+		t.Fatalf("ReadInto small = %d, %v", n, err)
+	}
+	buf := make([]byte, 10)
+	if n, err := ReadInto(b, params, buf); err != nil || string(buf[:n]) != "hello" {
+		t.Fatalf("ReadInto = %d %q, %v", n, buf[:n], err)
+	}
+
+	// A second refresh after alice deletes a file reports group.changed.
+	mustCall(t, b, "sync.refresh", `{"group":"family"}`, &op)
+	rec.final(t, op.Op)
+	mustCall(t, a, "file.delete", `{"group":"family","name":"note.txt"}`, nil)
+	mustCall(t, b, "sync.refresh", `{"group":"family"}`, &op)
+	rec.final(t, op.Op)
+	rec.mu.Lock()
+	changed := false
+	for _, e := range rec.evs {
+		changed = changed || (e["type"] == "group.changed" && e["files"] == float64(1))
+	}
+	rec.mu.Unlock()
+	if !changed {
+		t.Error("no group.changed event after a file was deleted")
+	}
+
+	for _, h := range []int64{a, b} {
+		if err := Close(h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := GetStats(); s.Handles != 0 || s.Operations != 0 {
+		t.Fatalf("after Close: %+v", s)
+	}
+}
+
+// TestBadInput checks that malformed input gets its code, never a panic,
+// and that a panicking method becomes an "internal" error.
+func TestBadInput(t *testing.T) {
+	for _, cfg := range []string{"", "{", "[]", "{}", `{"data_dir":"x","zzz":1}`, "\xff", `{"data_dir":"/x","call_timeout_ms":-1}`} {
+		if h, err := New([]byte(cfg)); err == nil {
+			Close(h)
+			t.Errorf("New(%q) succeeded", cfg)
+		}
+	}
+	if _, err := New(bytes.Repeat([]byte(" "), MaxInput+1)); CodeOf(err) != CodeTooLarge {
+		t.Errorf("oversized config: %v", err)
+	}
+	h := newNode(t, t.TempDir())
+	defer Close(h)
+	wantCode(t, 12345678, "node.id", "{}", CodeUnknownHandle)
+	wantCode(t, h, "nope", "{}", CodeUnknownMethod)
+	wantCode(t, h, "node.id", "", CodeInvalidJSON)
+	wantCode(t, h, "node.id", "\xff", CodeInvalidUTF8)
+	wantCode(t, h, "node.id", `{"x":1}`, CodeBadParams)
+	wantCode(t, h, "group.join", `{"uri":"save+dweb:nonsense"}`, CodeBadInput)
+	wantCode(t, h, "group.get", `{"group":"missing"}`, CodeNotFound)
+	wantCode(t, h, "op.cancel", `{"op":99999}`, CodeNotFound)
+	wantCode(t, h, "node.id", strings.Repeat(" ", MaxInput+1), CodeTooLarge)
+
+	methods["test.panic"] = method{fn: func(context.Context, *node, []byte) (any, error) { panic("boom") }}
+	defer delete(methods, "test.panic")
+	wantCode(t, h, "test.panic", "{}", CodeInternal)
+	rec := newRecorder()
+	SetEventSink(h, rec.sink, false)
+	var op struct{ Op int64 }
+	mustCall(t, h, "op.start", `{"method":"test.panic"}`, &op)
+	if e := rec.final(t, op.Op); e["type"] != "op.failed" || e["error"].(map[string]any)["code"] != string(CodeInternal) {
+		t.Fatalf("panicking op ended with %v", e)
+	}
+	if msg, _ := LastError(h); !strings.Contains(msg, "boom") {
+		t.Errorf("LastError = %q", msg)
+	}
+}
+
+// TestCloseCancelsOperations starts an operation that blocks until its
+// context ends and checks that Close cancels it and reports it.
+func TestCloseCancelsOperations(t *testing.T) {
+	h := newNode(t, t.TempDir())
+	rec := newRecorder()
+	SetEventSink(h, rec.sink, false)
+	methods["test.block"] = method{fn: func(ctx context.Context, _ *node, _ []byte) (any, error) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}}
+	defer delete(methods, "test.block")
+	var op struct{ Op int64 }
+	mustCall(t, h, "op.start", `{"method":"test.block"}`, &op)
+	if s := GetStats(); s.Operations != 1 {
+		t.Fatalf("stats %+v, want 1 operation", s)
+	}
+	if err := Close(h); err != nil {
+		t.Fatal(err)
+	}
+	e := rec.final(t, op.Op)
+	if e["type"] != "op.failed" || e["error"].(map[string]any)["code"] != string(CodeCancelled) {
+		t.Fatalf("op ended with %v", e)
+	}
+	if s := GetStats(); s.Handles != 0 || s.Operations != 0 {
+		t.Fatalf("after Close: %+v", s)
+	}
+}
