@@ -7,9 +7,13 @@
 // value by record.Better, so holders converge whatever order writes arrive
 // in. Lookups are iterative, Alpha requests in flight per round.
 //
-// This first version keeps records only where writers and readers put them;
-// hand-off to new closer nodes, re-replication, republishing, expiry and
-// watches are to come (see DESIGN.md).
+// Records are kept in place as nodes come and go (replicate.go): a joining
+// node is handed the records it is now near, a replication sweep brings
+// the R nearest up to date after holders leave, owners republish, and
+// records nobody refreshed for 48 h expire. Readers can watch subkeys
+// (watch.go); writes made offline are queued (queue.go). Per-peer limits
+// (limits.go) and Prometheus metrics (metrics.go) guard and count it all.
+// docs/dht.md describes the protocol, rules and intervals.
 package dht
 
 import (
@@ -45,6 +49,26 @@ const (
 	DefaultAlpha      = 3
 	DefaultR          = 8
 	DefaultRPCTimeout = 5 * time.Second
+
+	// DefaultReplicateInterval is the period of the replication sweep: each
+	// record this node is among the R closest to is compared (INSPECT) with
+	// the current R closest, and what they lack is sent.
+	DefaultReplicateInterval = 10 * time.Minute
+	// DefaultRepublishInterval is how often a node re-sends the records it
+	// wrote, refreshing them on their holders.
+	DefaultRepublishInterval = 12 * time.Hour
+	// DefaultExpiry is how long holders keep a record nobody refreshed
+	// (go-libp2p-kad-dht's record expiry).
+	DefaultExpiry = 48 * time.Hour
+	// DefaultRefreshInterval is the period of the self-lookup that keeps the
+	// routing table's neighbourhood current (Kademlia's bucket refresh).
+	DefaultRefreshInterval = 15 * time.Minute
+	// DefaultQueueRetry is how often queued offline writes are retried.
+	DefaultQueueRetry = 30 * time.Second
+	// DefaultWatchLease is the lease a watcher asks holders for, and
+	// MaxWatchLease the longest a holder grants.
+	DefaultWatchLease = 5 * time.Minute
+	MaxWatchLease     = 30 * time.Minute
 )
 
 // maxRounds bounds the rounds of one iterative lookup.
@@ -54,7 +78,7 @@ const maxRounds = 32
 // fields take the documented defaults.
 type Options struct {
 	Endpoint  Endpoint  // the node's transport endpoint; the DHT registers transport.ProtoDHT on it
-	Store     *store.DB // the node's store; records go under store.PrefixRecord
+	Store     *store.DB // the node's store; records go under store.PrefixRecord, offline writes under "dhtq/"
 	Bootstrap []Contact // nodes to join through (Bootstrap)
 	K         int       // bucket size and lookup width; default DefaultK (20)
 	Alpha     int       // lookup concurrency; default DefaultAlpha (3)
@@ -63,6 +87,93 @@ type Options struct {
 	// response; default DefaultRPCTimeout.
 	RPCTimeout time.Duration
 	Logger     *slog.Logger // nil: discard
+
+	// Maintenance intervals (see docs/dht.md). Zero: the default; negative:
+	// never (the work can still be run by Replicate, Republish, Expire).
+	ReplicateInterval time.Duration // default DefaultReplicateInterval
+	RepublishInterval time.Duration // default DefaultRepublishInterval
+	RefreshInterval   time.Duration // default DefaultRefreshInterval
+	QueueRetry        time.Duration // default DefaultQueueRetry
+	Expiry            time.Duration // records not refreshed for this long are dropped; default DefaultExpiry
+
+	// WatchLease is the lease Watch asks for; default DefaultWatchLease,
+	// at most MaxWatchLease. WatchRenew is how often Watch renews it and
+	// checks for missed pushes; default WatchLease/3.
+	WatchLease time.Duration
+	WatchRenew time.Duration
+
+	// Limits. Zero: the default; negative: no limit.
+	RequestRate       float64 // requests per second per peer; default DefaultRequestRate
+	RequestBurst      int     // default DefaultRequestBurst
+	MaxRecordsPerPeer int     // default DefaultMaxRecordsPerPeer
+	MaxWatchesPerPeer int     // default DefaultMaxWatchesPerPeer
+	MaxPerIPPrefix    int     // routing-table contacts per /24 (IPv4) or /48 (IPv6) per bucket; default DefaultMaxPerIPPrefix
+	MaxPerIPPrefixAll int     // the same over the whole table; default DefaultMaxPerIPPrefixAll
+	// DiversityAllAddrs applies the IP-prefix limits to loopback and
+	// private addresses too, which they skip by default (one host or LAN
+	// is one operator); for tests of the limit on loopback.
+	DiversityAllAddrs bool
+
+	// Metrics receives the DHT's counters; nil: a private set nobody
+	// reads. Share one Metrics between DHTs and register it once.
+	Metrics *Metrics
+}
+
+func (o *Options) setDefaults() {
+	def := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	if o.K <= 0 {
+		o.K = DefaultK
+	}
+	if o.Alpha <= 0 {
+		o.Alpha = DefaultAlpha
+	}
+	if o.R <= 0 {
+		o.R = DefaultR
+	}
+	if o.RPCTimeout <= 0 {
+		o.RPCTimeout = DefaultRPCTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	def(&o.ReplicateInterval, DefaultReplicateInterval)
+	def(&o.RepublishInterval, DefaultRepublishInterval)
+	def(&o.RefreshInterval, DefaultRefreshInterval)
+	def(&o.QueueRetry, DefaultQueueRetry)
+	if o.Expiry <= 0 {
+		o.Expiry = DefaultExpiry
+	}
+	if o.WatchLease <= 0 {
+		o.WatchLease = DefaultWatchLease
+	}
+	o.WatchLease = min(o.WatchLease, MaxWatchLease)
+	if o.WatchRenew <= 0 || o.WatchRenew >= o.WatchLease {
+		o.WatchRenew = o.WatchLease / 3
+	}
+	if o.RequestRate == 0 {
+		o.RequestRate = DefaultRequestRate
+	}
+	if o.RequestBurst <= 0 {
+		o.RequestBurst = DefaultRequestBurst
+	}
+	lim := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		} else if *v < 0 {
+			*v = 0 // no limit
+		}
+	}
+	lim(&o.MaxRecordsPerPeer, DefaultMaxRecordsPerPeer)
+	lim(&o.MaxWatchesPerPeer, DefaultMaxWatchesPerPeer)
+	lim(&o.MaxPerIPPrefix, DefaultMaxPerIPPrefix)
+	lim(&o.MaxPerIPPrefixAll, DefaultMaxPerIPPrefixAll)
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics()
+	}
 }
 
 // DHT is one node's view of the DHT. Its methods are safe for concurrent
@@ -74,6 +185,7 @@ type DHT struct {
 	log   *slog.Logger
 	self  Contact
 	table *table
+	m     *Metrics
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -82,45 +194,64 @@ type DHT struct {
 	closed   bool
 	boot     []Contact // Options.Bootstrap plus AddContacts hints
 	inflight sync.WaitGroup
+	bg       sync.WaitGroup // maintenance loop, hand-offs, pushes, watches
 
 	recMu sync.Mutex // serialises read-compare-write of local records
+
+	rate  *limiter
+	quota *quotas
+
+	watchMu  sync.Mutex
+	watches  map[key.RecordKey]map[watchRef]*served // watches served to others, by record
+	perPeer  map[key.NodeID]int                     // watches served, by watcher
+	watchers map[uint64]*watcher                    // this node's own watches, by ID
+	pushSem  chan struct{}                          // bounds concurrent VALUE_CHANGED pushes
+
+	deadMu sync.Mutex
+	dead   map[key.NodeID]time.Time // nodes whose last RPC failed, skipped by lookups for deadTTL
+
+	queueKick chan struct{} // wakes the offline-write queue
+	handoffs  chan struct{} // bounds concurrent hand-offs served
 }
 
-// New returns a DHT serving transport.ProtoDHT on opts.Endpoint. It sends
-// nothing; call Bootstrap to join.
+// New returns a DHT serving transport.ProtoDHT on opts.Endpoint, with its
+// maintenance (replication sweep, republishing, expiry, table refresh,
+// offline-write queue) running in the background until Close. It sends
+// nothing before the first maintenance tick; call Bootstrap to join.
 func New(opts Options) (*DHT, error) {
 	if opts.Endpoint == nil || opts.Store == nil {
 		return nil, errors.New("dht: Options.Endpoint and Options.Store are required")
 	}
-	if opts.K <= 0 {
-		opts.K = DefaultK
-	}
-	if opts.Alpha <= 0 {
-		opts.Alpha = DefaultAlpha
-	}
-	if opts.R <= 0 {
-		opts.R = DefaultR
-	}
-	if opts.RPCTimeout <= 0 {
-		opts.RPCTimeout = DefaultRPCTimeout
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
+	opts.setDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	self := Contact{ID: opts.Endpoint.ID(), Addr: opts.Endpoint.LocalAddr()}
 	d := &DHT{
-		ep:     opts.Endpoint,
-		db:     opts.Store,
-		opts:   opts,
-		log:    opts.Logger.With("dht", self.ID.String()[:8]),
-		self:   self,
-		table:  newTable(self.ID, opts.K),
-		ctx:    ctx,
-		cancel: cancel,
+		ep:        opts.Endpoint,
+		db:        opts.Store,
+		opts:      opts,
+		log:       opts.Logger.With("dht", self.ID.String()[:8]),
+		self:      self,
+		table:     newTable(self.ID, opts.K),
+		m:         opts.Metrics,
+		ctx:       ctx,
+		cancel:    cancel,
+		rate:      newLimiter(opts.RequestRate, opts.RequestBurst),
+		quota:     newQuotas(opts.MaxRecordsPerPeer),
+		watches:   map[key.RecordKey]map[watchRef]*served{},
+		perPeer:   map[key.NodeID]int{},
+		watchers:  map[uint64]*watcher{},
+		pushSem:   make(chan struct{}, 64),
+		dead:      map[key.NodeID]time.Time{},
+		queueKick: make(chan struct{}, 1),
+		handoffs:  make(chan struct{}, 4),
 	}
+	d.table.perBucket, d.table.perTable = opts.MaxPerIPPrefix, opts.MaxPerIPPrefixAll
+	d.table.allAddrs = opts.DiversityAllAddrs
+	d.table.refused = func() { d.m.refused(ReasonIPDiversity) }
 	d.AddContacts(opts.Bootstrap...)
 	d.ep.Handle(transport.ProtoDHT, d.serve)
+	d.bg.Add(1)
+	go d.maintain()
 	return d, nil
 }
 
@@ -148,13 +279,19 @@ func (d *DHT) AddContacts(cs ...Contact) {
 func (d *DHT) Contacts() []Contact { return d.table.all() }
 
 // Bootstrap joins the network: it sends FIND_NODE(self) to every bootstrap
-// contact, then runs a lookup of its own ID so that the nodes nearest to it
-// learn of it and it learns of them. It fails with ErrNoPeers if no
-// bootstrap contact answered (or there is none).
+// contact (with none, to the nearest contacts of the routing table), then
+// runs a lookup of its own ID so that the nodes nearest to it learn of it
+// and it learns of them. It then asks those nearest nodes to hand over the
+// records this node is now among the R nearest to (HANDOFF), and sends the
+// offline-write queue. It fails with ErrNoPeers if no bootstrap contact
+// answered (or there is none).
 func (d *DHT) Bootstrap(ctx context.Context) error {
 	d.mu.Lock()
 	boot := slices.Clone(d.boot)
 	d.mu.Unlock()
+	if len(boot) == 0 {
+		boot = d.table.closest(d.self.ID, d.opts.K, d.self.ID)
+	}
 	if len(boot) == 0 {
 		return fmt.Errorf("%w: no bootstrap contacts", ErrNoPeers)
 	}
@@ -182,9 +319,12 @@ func (d *DHT) Bootstrap(ctx context.Context) error {
 	if ok == 0 {
 		return fmt.Errorf("%w: bootstrap: none of %d contacts answered: %v", ErrNoPeers, len(boot), lastErr)
 	}
-	if _, err := d.Closest(ctx, d.self.ID, d.opts.K); err != nil {
+	near, err := d.closest(ctx, "bootstrap", d.self.ID, d.opts.K)
+	if err != nil {
 		return fmt.Errorf("dht: bootstrap lookup: %w", err)
 	}
+	d.askHandoff(ctx, near)
+	d.kickQueue()
 	return nil
 }
 
@@ -202,6 +342,7 @@ func (d *DHT) Close() error {
 	d.ep.Handle(transport.ProtoDHT, nil)
 	d.cancel()
 	d.inflight.Wait()
+	d.bg.Wait()
 	return nil
 }
 
@@ -217,22 +358,54 @@ func (d *DHT) holders(target [32]byte, others []Contact, n int) []Contact {
 }
 
 // Set writes v as the value of subkey of desc's record: it checks and stores
-// it locally, then sends STORE to the other nodes among the R nearest to the
-// record key (this node counts as one of them if it is that near). It
-// succeeds when at least one remote holder accepted, or when no other node
-// is known. If this node or a holder already has a better value, Set
-// returns a *StaleError (errors.Is ErrStale) carrying it, and keeps that
-// value locally. Invalid input fails with record's errors
-// (record.ErrBadSignature, ErrNotWriter, ...) or ErrKeyMismatch.
+// it locally, marks the record as written by this node (so it republishes
+// it every Options.RepublishInterval), then sends STORE to the other nodes
+// among the R nearest to the record key (this node counts as one of them if
+// it is that near). It succeeds when at least one remote holder accepted.
+//
+// When no other node can be reached (none known, or none answered), the
+// write is kept in the store's offline queue (dhtq/, see queue.go) and Set
+// returns nil: the queue is sent when the network is back (after
+// Bootstrap, and every Options.QueueRetry), across restarts. Pending
+// reports the queue's length.
+//
+// If this node or a holder already has a better value, Set returns a
+// *StaleError (errors.Is ErrStale) carrying it, and keeps that value
+// locally. Invalid input fails with record's errors (record.ErrBadSignature,
+// ErrNotWriter, record.ErrTooLarge as a *record.LimitError, ...) or
+// ErrKeyMismatch.
 func (d *DHT) Set(ctx context.Context, desc *record.Descriptor, subkey uint32, v *record.Value) error {
 	if desc == nil || v == nil {
 		return fmt.Errorf("%w: Set needs a descriptor and a value", ErrBadRequest)
 	}
 	k := desc.Key()
-	if err := d.accept(k, desc, subkey, v); err != nil {
+	if _, err := d.acceptFrom(k, desc, subkey, v, time.Now(), nil); err != nil {
 		return fmt.Errorf("dht: set %s/%d: %w", k, subkey, err)
 	}
-	others, err := d.Closest(ctx, k, d.opts.R)
+	if err := d.db.Set(pubKey(k), nil, true); err != nil {
+		return fmt.Errorf("dht: set %s/%d: %w", k, subkey, err)
+	}
+	err := d.publish(ctx, desc, subkey, v, time.Now())
+	if err == nil || errors.Is(err, ErrStale) || ctx.Err() != nil || d.ctx.Err() != nil {
+		return err
+	}
+	if qerr := d.enqueue(desc, subkey, v); qerr != nil {
+		return errors.Join(err, qerr)
+	}
+	if errors.Is(err, ErrNoPeers) {
+		d.log.Info("no node reachable: write queued", "record", k.String(), "subkey", subkey, "seq", v.Seq)
+		return nil
+	}
+	return err
+}
+
+// publish sends STORE of v to the R nearest nodes to desc's record other
+// than this one. It fails with ErrNoPeers when none is known or none
+// accepted, with a *StaleError when a holder has a better value (which is
+// then kept locally).
+func (d *DHT) publish(ctx context.Context, desc *record.Descriptor, subkey uint32, v *record.Value, refreshed time.Time) error {
+	k := desc.Key()
+	others, err := d.closest(ctx, "set", k, d.opts.R)
 	if err != nil {
 		return fmt.Errorf("dht: set %s/%d: %w", k, subkey, err)
 	}
@@ -243,7 +416,7 @@ func (d *DHT) Set(ctx context.Context, desc *record.Descriptor, subkey uint32, v
 		}
 	}
 	if len(targets) == 0 {
-		return nil // a network of one: the local copy is the record
+		return fmt.Errorf("dht: set %s/%d: %w: no other node known", k, subkey, ErrNoPeers)
 	}
 	descEnc, err := record.EncodeDescriptor(desc)
 	if err != nil {
@@ -253,7 +426,7 @@ func (d *DHT) Set(ctx context.Context, desc *record.Descriptor, subkey uint32, v
 	if err != nil {
 		return err
 	}
-	req := &request{Op: opStore, Target: k[:], Subkey: subkey, Desc: descEnc, Value: valEnc}
+	req := &request{Op: opStore, Target: k[:], Subkey: subkey, Desc: descEnc, Value: valEnc, Refreshed: unixTime(refreshed)}
 	errs := make([]error, len(targets))
 	stale := make([]*record.Value, len(targets))
 	var wg sync.WaitGroup
@@ -297,12 +470,15 @@ func (d *DHT) Set(ctx context.Context, desc *record.Descriptor, subkey uint32, v
 	if accepted == 0 {
 		return fmt.Errorf("dht: set %s/%d: %w: no holder accepted: %w", k, subkey, ErrNoPeers, errors.Join(errs...))
 	}
+	d.m.Replicated.Add(float64(accepted))
 	d.log.Debug("set", "record", k.String(), "subkey", subkey, "seq", v.Seq, "accepted", accepted, "of", len(targets))
 	return nil
 }
 
 // Get returns the descriptor of record k and the best value (record.Better)
-// of subkey among this node and the nodes nearest to k. The value is nil,
+// of subkey among this node and the R nodes nearest to k that answer (the
+// read quorum is all of them: the lookup ends only when the R nearest it
+// knows have all answered). The value is nil,
 // with no error, when the record exists but no one has written subkey. It
 // fails with ErrNotFound when no node answered with the descriptor. The
 // descriptor and best value are kept locally, and holders near k that
@@ -353,7 +529,7 @@ func (d *DHT) Get(ctx context.Context, k key.RecordKey, subkey uint32) (*record.
 		answers[c.ID] = v
 		return fromWire(resp.Closer), nil
 	}
-	others, err := d.lookup(ctx, k, d.opts.R, query)
+	others, err := d.lookup(ctx, "get", k, d.opts.R, query)
 	if err != nil {
 		return nil, nil, fmt.Errorf("dht: get %s/%d: %w", k, subkey, err)
 	}
@@ -397,7 +573,7 @@ func (d *DHT) repair(ctx context.Context, k key.RecordKey, desc *record.Descript
 	if err1 != nil || err2 != nil {
 		return
 	}
-	req := &request{Op: opStore, Target: k[:], Subkey: subkey, Desc: descEnc, Value: valEnc}
+	req := &request{Op: opStore, Target: k[:], Subkey: subkey, Desc: descEnc, Value: valEnc, Refreshed: unixTime(d.refreshed(k))}
 	var wg sync.WaitGroup
 	for _, c := range stale {
 		wg.Add(1)
@@ -447,11 +623,52 @@ func (d *DHT) call(ctx context.Context, c Contact, req *request) (*response, err
 		}
 		if ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			d.table.remove(c.ID)
+			d.markDead(c.ID, true)
 		}
 		return nil, fmt.Errorf("dht: %s: %w", c, err)
 	}
 	d.table.seen(c)
+	d.markDead(c.ID, false)
 	return resp, nil
+}
+
+// deadTTL is how long a node whose RPC failed is left out of lookups
+// (peers may still list it until they notice too).
+const deadTTL = time.Minute
+
+// markDead records that id failed (or, with false, answered).
+func (d *DHT) markDead(id key.NodeID, dead bool) {
+	d.deadMu.Lock()
+	defer d.deadMu.Unlock()
+	if !dead {
+		delete(d.dead, id)
+		return
+	}
+	now := time.Now()
+	if len(d.dead) > 4096 {
+		for x, t := range d.dead {
+			if now.Sub(t) > deadTTL {
+				delete(d.dead, x)
+			}
+		}
+	}
+	d.dead[id] = now
+}
+
+// isDead reports whether id failed within deadTTL.
+func (d *DHT) isDead(id key.NodeID) bool {
+	d.deadMu.Lock()
+	defer d.deadMu.Unlock()
+	t, ok := d.dead[id]
+	return ok && time.Since(t) < deadTTL
+}
+
+// unixTime is t in Unix seconds, 0 for the zero time.
+func unixTime(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
 }
 
 func (d *DHT) roundTrip(ctx context.Context, c Contact, req *request) (*response, error) {
@@ -495,27 +712,52 @@ func (d *DHT) serve(ctx context.Context, peer transport.Peer, s *quic.Stream) {
 	defer d.inflight.Done()
 
 	s.SetDeadline(time.Now().Add(d.opts.RPCTimeout))
+	if !d.rate.allow(peer.ID, time.Now()) {
+		d.m.refused(ReasonRateLimited)
+		transport.WriteMsg(s, &response{Code: codeRateLimited, Msg: ErrRateLimited.Error()})
+		return
+	}
 	var req request
 	if err := transport.ReadMsg(s, MaxMessageSize, &req); err != nil {
 		d.log.Debug("bad request", "peer", peer.ID.String(), "err", err)
 		if !errors.Is(err, io.EOF) {
-			transport.WriteMsg(s, &response{Code: codeBadRequest, Msg: "bad request: " + err.Error()})
+			reason := refusalReason(err)
+			if reason == "" {
+				reason = ReasonMalformed
+			}
+			d.m.refused(reason)
+			transport.WriteMsg(s, &response{Code: errCode(err), Msg: "bad request: " + err.Error()})
 		}
 		return
 	}
 	// The caller's packets come from its one UDP socket, so the address
 	// seen is the address it listens on.
 	d.table.seen(Contact{ID: peer.ID, Addr: peer.Addr})
-	resp := d.handle(req, peer.ID)
+	d.markDead(peer.ID, false)
+	resp := d.handlePeer(req, peer)
 	if err := transport.WriteMsg(s, resp); err != nil {
 		d.log.Debug("write response", "peer", peer.ID.String(), "err", err)
 	}
 }
 
-// handle computes the response to req from peer.
+// handle computes the response to req from the node from (address
+// unknown: watches it asks for cannot be served).
 func (d *DHT) handle(req request, from key.NodeID) *response {
+	return d.handlePeer(req, transport.Peer{ID: from})
+}
+
+// handlePeer computes the response to req from peer, counting the request
+// and any refusal in the metrics.
+func (d *DHT) handlePeer(req request, peer transport.Peer) *response {
+	from := peer.ID
 	fail := func(err error) *response {
+		if reason := refusalReason(err); reason != "" {
+			d.m.refused(reason)
+		}
 		return &response{Code: errCode(err), Msg: err.Error()}
+	}
+	if name, ok := opNames[req.Op]; ok {
+		d.m.Requests.WithLabelValues(name).Inc()
 	}
 	switch req.Op {
 	case opPing:
@@ -567,11 +809,22 @@ func (d *DHT) handle(req request, from key.NodeID) *response {
 		if err != nil {
 			return fail(err)
 		}
-		v, err := record.DecodeValue(req.Value)
-		if err != nil {
-			return fail(err)
+		var v *record.Value
+		if req.Value != nil {
+			if v, err = record.DecodeValue(req.Value); err != nil {
+				return fail(err)
+			}
 		}
-		err = d.accept(k, desc, req.Subkey, v)
+		var refreshed time.Time
+		if req.Refreshed > 0 {
+			refreshed = time.Unix(req.Refreshed, 0)
+			if time.Since(refreshed) > d.opts.Expiry {
+				// A copy of a record its owner stopped refreshing: it has
+				// expired here too (or will), so it is not taken back.
+				return &response{Code: codeNotFound, Msg: "record expired"}
+			}
+		}
+		_, err = d.acceptFrom(k, desc, req.Subkey, v, refreshed, &from)
 		var se *StaleError
 		if errors.As(err, &se) {
 			resp := fail(err)
@@ -585,6 +838,33 @@ func (d *DHT) handle(req request, from key.NodeID) *response {
 			return fail(err)
 		}
 		return &response{}
+	case opInspect:
+		t, err := target32(req.Target)
+		if err != nil {
+			return fail(err)
+		}
+		k := key.RecordKey(t)
+		has, err := d.db.Has(descKey(k))
+		if err != nil || !has {
+			return &response{}
+		}
+		seqs, err := d.localSeqs(k, nil)
+		if err != nil {
+			d.log.Error("read record", "record", k.String(), "err", err)
+			return fail(err)
+		}
+		if req.Refreshed > 0 {
+			if err := d.bumpRefreshed(k, time.Unix(req.Refreshed, 0)); err != nil {
+				d.log.Warn("refresh record", "record", k.String(), "err", err)
+			}
+		}
+		return &response{Has: true, Seqs: seqs}
+	case opWatch:
+		return d.serveWatch(req, peer, fail)
+	case opValueChanged:
+		return d.serveValueChanged(req, peer, fail)
+	case opHandoff:
+		return d.serveHandoff(peer)
 	}
 	return fail(fmt.Errorf("%w: unknown op %d", ErrBadRequest, req.Op))
 }

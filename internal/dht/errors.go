@@ -6,6 +6,7 @@ import (
 
 	"github.com/dwebkit/dweb/internal/key"
 	"github.com/dwebkit/dweb/internal/record"
+	"github.com/dwebkit/dweb/internal/transport"
 )
 
 // Sentinel errors; test with errors.Is.
@@ -29,6 +30,13 @@ var (
 	ErrNoPeers = errors.New("dht: no peer answered")
 	// ErrClosed: the DHT was closed.
 	ErrClosed = errors.New("dht: closed")
+	// ErrQuota: a peer is over one of its quotas on this node (records
+	// stored for it, Options.MaxRecordsPerPeer; watches,
+	// Options.MaxWatchesPerPeer).
+	ErrQuota = errors.New("dht: peer over quota")
+	// ErrRateLimited: a peer sent requests faster than Options.RequestRate
+	// allows.
+	ErrRateLimited = errors.New("dht: peer over request rate")
 )
 
 // StaleError is returned when a write loses to the value a holder already
@@ -51,8 +59,8 @@ func (e *StaleError) Unwrap() error { return ErrStale }
 // a sentinel, and the peer's message. errors.Is(err, sentinel) holds for the
 // sentinel of the code (ErrStale, ErrNotFound, ErrKeyMismatch,
 // ErrBadRequest, record.ErrBadSignature, record.ErrNotWriter,
-// record.ErrSubkeyRange, record.ErrBadSchema, record.ErrTooLarge or
-// ErrRemote).
+// record.ErrSubkeyRange, record.ErrBadSchema, record.ErrTooLarge, ErrQuota,
+// ErrRateLimited or ErrRemote).
 type RemoteError struct {
 	Peer key.NodeID
 	Code uint16
@@ -80,6 +88,8 @@ const (
 	codeSubkeyRange  uint16 = 8
 	codeBadSchema    uint16 = 9
 	codeTooLarge     uint16 = 10
+	codeQuota        uint16 = 11
+	codeRateLimited  uint16 = 12
 )
 
 var codeSentinels = []struct {
@@ -94,6 +104,8 @@ var codeSentinels = []struct {
 	{codeSubkeyRange, record.ErrSubkeyRange},
 	{codeBadSchema, record.ErrBadSchema},
 	{codeTooLarge, record.ErrTooLarge},
+	{codeQuota, ErrQuota},
+	{codeRateLimited, ErrRateLimited},
 	{codeBadRequest, ErrBadRequest},
 	{codeBadRequest, record.ErrMalformed},
 }
@@ -102,6 +114,9 @@ var codeSentinels = []struct {
 func errCode(err error) uint16 {
 	if err == nil {
 		return codeOK
+	}
+	if _, ok := errors.AsType[*transport.LimitError](err); ok {
+		return codeTooLarge
 	}
 	for _, cs := range codeSentinels {
 		if errors.Is(err, cs.err) {

@@ -16,7 +16,12 @@ import (
 // this node is never among them. An empty result with no error means no
 // other node is known.
 func (d *DHT) Closest(ctx context.Context, target [32]byte, n int) ([]Contact, error) {
-	return d.lookup(ctx, target, n, func(ctx context.Context, c Contact) ([]Contact, error) {
+	return d.closest(ctx, "find_node", target, n)
+}
+
+// closest is Closest with the op label of the lookup_hops metric.
+func (d *DHT) closest(ctx context.Context, op string, target [32]byte, n int) ([]Contact, error) {
+	return d.lookup(ctx, op, target, n, func(ctx context.Context, c Contact) ([]Contact, error) {
 		return d.findNode(ctx, c, target)
 	})
 }
@@ -29,7 +34,10 @@ type queryFunc func(ctx context.Context, c Contact) ([]Contact, error)
 // query to up to Alpha unqueried candidates among the n nearest; a round
 // that finds nothing nearer than the best so far queries all unqueried
 // candidates among the n nearest (the paper's final step).
-func (d *DHT) lookup(ctx context.Context, target [32]byte, n int, query queryFunc) ([]Contact, error) {
+//
+// The rounds until the returned nearest node was first asked are observed
+// as the lookup's hops (dweb_dht_lookup_hops{op}).
+func (d *DHT) lookup(ctx context.Context, op string, target [32]byte, n int, query queryFunc) ([]Contact, error) {
 	if n <= 0 {
 		return nil, nil
 	}
@@ -40,10 +48,11 @@ func (d *DHT) lookup(ctx context.Context, target [32]byte, n int, query queryFun
 		failed
 	)
 	seen := map[key.NodeID]state{}
-	var cands []Contact // sorted by distance, failed ones removed
+	askedIn := map[key.NodeID]int{} // round (1-based) each contact was asked in
+	var cands []Contact             // sorted by distance, failed ones removed
 	add := func(cs []Contact) {
 		for _, c := range cs {
-			if c.ID == d.self.ID {
+			if c.ID == d.self.ID || d.isDead(c.ID) {
 				continue
 			}
 			if _, ok := seen[c.ID]; ok {
@@ -86,6 +95,7 @@ func (d *DHT) lookup(ctx context.Context, target [32]byte, n int, query queryFun
 		results := make([]result, len(batch))
 		var wg sync.WaitGroup
 		for i, c := range batch {
+			askedIn[c.ID] = round + 1
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -119,6 +129,11 @@ func (d *DHT) lookup(ctx context.Context, target [32]byte, n int, query queryFun
 		}
 	}
 	var out []Contact
+	defer func() {
+		if len(out) > 0 {
+			d.m.LookupHops.WithLabelValues(op).Observe(float64(askedIn[out[0].ID]))
+		}
+	}()
 	for _, c := range cands {
 		if seen[c.ID] == answered {
 			out = append(out, c)

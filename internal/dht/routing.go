@@ -48,11 +48,20 @@ func bucketIndex(self, id key.NodeID) int {
 // contacts that fail an RPC are removed (remove), which makes room. The
 // paper pings the oldest first; that, and a replacement cache, come with the
 // churn work.
+//
+// IP diversity (against eclipse attacks, as go-libp2p-kad-dht's peer
+// diversity filter): at most perBucket contacts of one IP prefix (ipPrefix)
+// in a bucket and perTable in the table; 0 means no limit. refused is called
+// for each contact the limit keeps out.
 type table struct {
 	self    key.NodeID
 	k       int
 	mu      sync.Mutex
 	buckets [256][]Contact
+
+	perBucket, perTable int
+	allAddrs            bool // apply the diversity limit to loopback and private addresses too
+	refused             func()
 }
 
 func newTable(self key.NodeID, k int) *table { return &table{self: self, k: k} }
@@ -74,7 +83,54 @@ func (t *table) seen(c Contact) bool {
 	if len(*b) >= t.k {
 		return false
 	}
+	if !t.diverseLocked(*b, c) {
+		if t.refused != nil {
+			t.refused()
+		}
+		return false
+	}
 	*b = append(*b, c)
+	return true
+}
+
+// diverseLocked reports whether adding c to bucket b keeps within the IP
+// diversity limits.
+func (t *table) diverseLocked(b []Contact, c Contact) bool {
+	if t.perBucket <= 0 && t.perTable <= 0 {
+		return true
+	}
+	p, ok := ipPrefix(c.Addr.Addr(), t.allAddrs)
+	if !ok {
+		return true
+	}
+	same := func(x Contact) bool {
+		q, ok := ipPrefix(x.Addr.Addr(), t.allAddrs)
+		return ok && q == p
+	}
+	if t.perBucket > 0 {
+		n := 0
+		for _, x := range b {
+			if same(x) {
+				n++
+			}
+		}
+		if n >= t.perBucket {
+			return false
+		}
+	}
+	if t.perTable > 0 {
+		n := 0
+		for _, bk := range t.buckets {
+			for _, x := range bk {
+				if same(x) {
+					n++
+				}
+			}
+		}
+		if n >= t.perTable {
+			return false
+		}
+	}
 	return true
 }
 
@@ -95,6 +151,17 @@ func (t *table) closest(target [32]byte, n int, skip key.NodeID) []Contact {
 		all = all[:n]
 	}
 	return all
+}
+
+// size returns the number of contacts.
+func (t *table) size() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for _, b := range t.buckets {
+		n += len(b)
+	}
+	return n
 }
 
 // all returns every contact, bucket by bucket.

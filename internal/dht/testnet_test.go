@@ -2,8 +2,11 @@ package dht
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +25,8 @@ type testNode struct {
 	db   *store.DB
 	dht  *DHT
 	addr string // listen address, kept across restarts
+	opt  func(*Options)
+	mu   sync.Mutex
 	down bool
 }
 
@@ -29,36 +34,55 @@ type testNode struct {
 // and store dir, bootstrapping through boot (none: it is the first node).
 func startTestNode(t testing.TB, dir string, kp key.Keypair, listen string, boot []Contact) *testNode {
 	t.Helper()
+	n, err := launch(t, dir, kp, listen, boot, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// launch starts a node like startTestNode, with Options adjusted by opt
+// (may be nil), and returns errors instead of failing t, so that it can
+// run in parallel goroutines.
+func launch(t testing.TB, dir string, kp key.Keypair, listen string, boot []Contact, opt func(*Options)) (*testNode, error) {
 	if listen == "" {
 		listen = "127.0.0.1:0"
 	}
 	ep, err := transport.Listen(transport.Options{Identity: kp, ListenAddr: listen})
 	if err != nil {
-		t.Fatalf("listen: %v", err)
+		return nil, fmt.Errorf("listen: %w", err)
 	}
 	db, err := store.Open(dir, store.Options{})
 	if err != nil {
 		ep.Close()
-		t.Fatalf("store: %v", err)
+		return nil, fmt.Errorf("store: %w", err)
 	}
-	d, err := New(Options{Endpoint: ep, Store: db, Bootstrap: boot, RPCTimeout: 3 * time.Second})
+	o := Options{Endpoint: ep, Store: db, Bootstrap: boot, RPCTimeout: 3 * time.Second}
+	if opt != nil {
+		opt(&o)
+	}
+	d, err := New(o)
 	if err != nil {
-		t.Fatal(err)
+		ep.Close()
+		db.Close()
+		return nil, err
 	}
-	n := &testNode{t: t, dir: dir, kp: kp, ep: ep, db: db, dht: d, addr: ep.LocalAddr().String()}
+	n := &testNode{t: t, dir: dir, kp: kp, ep: ep, db: db, dht: d, addr: ep.LocalAddr().String(), opt: opt}
 	t.Cleanup(n.stop)
 	if len(boot) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := d.Bootstrap(ctx); err != nil {
-			t.Fatalf("bootstrap %s: %v", n.dht.Self(), err)
+			return n, fmt.Errorf("bootstrap %s: %w", n.dht.Self(), err)
 		}
 	}
-	return n
+	return n, nil
 }
 
 // stop closes the node's DHT, endpoint and store.
 func (n *testNode) stop() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	if n.down {
 		return
 	}
@@ -75,7 +99,69 @@ func (n *testNode) stop() {
 func (n *testNode) restart(boot []Contact) *testNode {
 	n.t.Helper()
 	n.stop()
-	return startTestNode(n.t, n.dir, n.kp, n.addr, boot)
+	n2, err := launch(n.t, n.dir, n.kp, n.addr, boot, n.opt)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return n2
+}
+
+// newNet builds an n-node network on loopback with Options adjusted by opt:
+// node 0 first, then the others in parallel (8 at a time), each
+// bootstrapping through node 0; then every
+// node bootstraps once more, so that all routing tables are filled.
+func newNet(t testing.TB, n int, opt func(*Options)) []*testNode {
+	t.Helper()
+	base := t.TempDir()
+	first, err := launch(t, filepath.Join(base, "0"), key.NewKeypair(), "", nil, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := make([]*testNode, n)
+	nodes[0] = first
+	boot := []Contact{first.dht.Self()}
+	errs := make([]error, n)
+	par(n-1, 8, func(i int) {
+		nodes[i+1], errs[i+1] = launch(t, filepath.Join(base, strconv.Itoa(i+1)), key.NewKeypair(), "", boot, opt)
+	})
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	refill(t, nodes)
+	return nodes
+}
+
+// refill runs Bootstrap on every live node, in parallel.
+func refill(t testing.TB, nodes []*testNode) {
+	t.Helper()
+	errs := make([]error, len(nodes))
+	par(len(nodes), 8, func(i int) {
+		if nodes[i].down {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		errs[i] = nodes[i].dht.Bootstrap(ctx)
+	})
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// par runs fn(0..n-1) with at most width at once.
+func par(n, width int, fn func(i int)) {
+	sem := make(chan struct{}, width)
+	var wg sync.WaitGroup
+	for i := range n {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			fn(i)
+		}()
+	}
+	wg.Wait()
 }
 
 // newTestNet builds an n-node network on loopback, every node bootstrapped

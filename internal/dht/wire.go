@@ -13,42 +13,78 @@ import (
 // one response frame. Frames are transport.WriteMsg frames (4-byte
 // big-endian length, deterministic CBOR) of at most MaxMessageSize bytes.
 // Descriptors and values travel as their record encodings (record.Encode*),
-// so record's decoders bound and check them.
+// so record's decoders bound and check them. docs/dht.md has the full table.
 //
-//	PING       {op 1}                                  -> {code}
-//	FIND_NODE  {op 2, target}                          -> {code, closer}
-//	GET        {op 3, target=record key, subkey, want} -> {code, desc?, value?, closer}
-//	STORE      {op 4, target=record key, subkey, desc, value}
-//	                                                   -> {code, msg, value? (the better current value when code is stale)}
+//	PING          {op 1}                                  -> {code}
+//	FIND_NODE     {op 2, target}                          -> {code, closer}
+//	GET           {op 3, target=record key, subkey, want} -> {code, desc?, value?, closer}
+//	STORE         {op 4, target, subkey, desc, value?, refreshed}
+//	                                                      -> {code, msg, value? (the better current value when code is stale)}
+//	INSPECT       {op 5, target, refreshed}               -> {code, has, seqs [{subkey, seq, hash}], closer}
+//	WATCH         {op 6, target, subkeys, watch, lease}   -> {code, lease, has, seqs}
+//	VALUE_CHANGED {op 7, target, subkey, watch, value}    -> {code}
+//	HANDOFF       {op 8}                                  -> {code, count}
+//
+// refreshed is the Unix time (seconds) the sender last saw the record
+// refreshed by its owner; the receiver keeps the later of its own and
+// min(refreshed, now), and drops records not refreshed for Options.Expiry.
+// A STORE without value stores the descriptor only.
 const (
-	opPing     uint8 = 1
-	opFindNode uint8 = 2
-	opGet      uint8 = 3
-	opStore    uint8 = 4
+	opPing         uint8 = 1
+	opFindNode     uint8 = 2
+	opGet          uint8 = 3
+	opStore        uint8 = 4
+	opInspect      uint8 = 5
+	opWatch        uint8 = 6
+	opValueChanged uint8 = 7
+	opHandoff      uint8 = 8
 )
 
+// opNames labels ops in metrics and logs.
+var opNames = map[uint8]string{
+	opPing: "ping", opFindNode: "find_node", opGet: "get", opStore: "store",
+	opInspect: "inspect", opWatch: "watch", opValueChanged: "value_changed", opHandoff: "handoff",
+}
+
 // MaxMessageSize bounds every DHT frame, in bytes: room for the largest
-// encoded descriptor and value in one STORE, plus framing.
+// encoded descriptor and value in one STORE, plus framing. An INSPECT
+// answer for record.MaxSubkeys subkeys (about 50 bytes each) fits too.
 const MaxMessageSize = record.MaxEncodedDescriptor + record.MaxEncodedValue + 1024
 
 // maxWireContacts bounds the contacts a response may carry.
 const maxWireContacts = 64
 
 type request struct {
-	Op       uint8  `cbor:"1,keyasint"`
-	Target   []byte `cbor:"2,keyasint,omitempty"` // 32 bytes: node ID or record key
-	Subkey   uint32 `cbor:"3,keyasint,omitempty"`
-	WantDesc bool   `cbor:"4,keyasint,omitempty"`
-	Desc     []byte `cbor:"5,keyasint,omitempty"` // record.EncodeDescriptor
-	Value    []byte `cbor:"6,keyasint,omitempty"` // record.EncodeValue
+	Op        uint8    `cbor:"1,keyasint"`
+	Target    []byte   `cbor:"2,keyasint,omitempty"` // 32 bytes: node ID or record key
+	Subkey    uint32   `cbor:"3,keyasint,omitempty"`
+	WantDesc  bool     `cbor:"4,keyasint,omitempty"`
+	Desc      []byte   `cbor:"5,keyasint,omitempty"`  // record.EncodeDescriptor
+	Value     []byte   `cbor:"6,keyasint,omitempty"`  // record.EncodeValue
+	Refreshed int64    `cbor:"7,keyasint,omitempty"`  // Unix seconds
+	Subkeys   []uint32 `cbor:"8,keyasint,omitempty"`  // WATCH: subkeys watched; empty: all
+	Watch     uint64   `cbor:"9,keyasint,omitempty"`  // WATCH, VALUE_CHANGED: the watcher's watch ID
+	LeaseMS   uint32   `cbor:"10,keyasint,omitempty"` // WATCH: lease asked, milliseconds; 0 cancels
 }
 
 type response struct {
-	Code   uint16        `cbor:"1,keyasint,omitempty"`
-	Msg    string        `cbor:"2,keyasint,omitempty"`
-	Desc   []byte        `cbor:"3,keyasint,omitempty"`
-	Value  []byte        `cbor:"4,keyasint,omitempty"`
-	Closer []wireContact `cbor:"5,keyasint,omitempty"`
+	Code    uint16        `cbor:"1,keyasint,omitempty"`
+	Msg     string        `cbor:"2,keyasint,omitempty"`
+	Desc    []byte        `cbor:"3,keyasint,omitempty"`
+	Value   []byte        `cbor:"4,keyasint,omitempty"`
+	Closer  []wireContact `cbor:"5,keyasint,omitempty"`
+	Has     bool          `cbor:"6,keyasint,omitempty"` // INSPECT, WATCH: the holder has the descriptor
+	Seqs    []wireSeq     `cbor:"7,keyasint,omitempty"` // INSPECT, WATCH: stored subkeys, ascending
+	LeaseMS uint32        `cbor:"8,keyasint,omitempty"` // WATCH: lease granted, milliseconds
+	Count   uint32        `cbor:"9,keyasint,omitempty"` // HANDOFF: records the holder will send
+}
+
+// wireSeq is one stored subkey as INSPECT reports it: its seq and
+// BLAKE3-256 of its data, enough to apply record.Better without the data.
+type wireSeq struct {
+	Subkey uint32 `cbor:"1,keyasint"`
+	Seq    uint64 `cbor:"2,keyasint"`
+	Hash   []byte `cbor:"3,keyasint"` // 32 bytes
 }
 
 type wireContact struct {

@@ -8,6 +8,7 @@
 //	prot/<name>               protected secrets, sealed under the device key store (Protected)
 //	rec/<key 32>/d            a DHT record's signed descriptor (CBOR)     internal/dht
 //	rec/<key 32>/s/<sk be32>  a DHT record's subkey value (CBOR)          internal/dht
+//	dhtq/<key 32><sk be32>    a DHT write queued while offline (CBOR)     internal/dht
 //	blob/<hash 32>            blob entry: size, state, inline bytes       blobsync
 //	grp/<key 32>              a group this node belongs to (CBOR)         core, group
 //	repo/<key 32>             a data repo this node owns (CBOR)           datarepo
