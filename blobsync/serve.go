@@ -27,10 +27,30 @@ import (
 // rw). When ctx ends, Serve returns ctx.Err(): blocked I/O is interrupted if
 // rw has SetDeadline, else the caller must close rw.
 func (s *Store) Serve(ctx context.Context, rw io.ReadWriter, allow func(Hash) bool) error {
+	return s.ServeWith(ctx, rw, ServeOptions{Allow: allow})
+}
+
+// ServeOptions configures ServeWith. The zero value allows every blob and
+// limits nothing.
+type ServeOptions struct {
+	// Allow decides which hashes the peer may fetch or ask about; nil
+	// allows every blob the store holds.
+	Allow func(Hash) bool
+	// Limit is the peer's upload rate and request limit, shared by all of
+	// its streams (PeerLimiter.Acquire); nil: none.
+	Limit *PeerLimit
+}
+
+// ServeWith is Serve with options: besides whole blobs and ranges of
+// complete blobs, it answers have queries and serves the recorded ranges of
+// partial blobs (docs/protocol.md, "Blobs"). Bytes sent wait for the peer's
+// token bucket; each request waits for one of the peer's request slots.
+func (s *Store) ServeWith(ctx context.Context, rw io.ReadWriter, opts ServeOptions) error {
 	stop := watchCtx(ctx, rw)
 	defer stop()
+	allow := opts.Allow
 	br := bufio.NewReaderSize(rw, 4<<10)
-	bw := bufio.NewWriterSize(rw, ioBufSize)
+	bw := bufio.NewWriterSize(opts.Limit.writer(ctx, rw), ioBufSize)
 	enc := new(encoder)
 	for {
 		var wr wireRequest
@@ -38,9 +58,15 @@ func (s *Store) Serve(ctx context.Context, rw io.ReadWriter, allow func(Hash) bo
 		if err == nil {
 			var req Request
 			if req, err = wr.decode(); err == nil {
-				err = s.serveOne(ctx, bw, enc, req, allow)
-				if err == nil {
-					err = bw.Flush()
+				var leave func()
+				if leave, err = opts.Limit.enter(ctx); err == nil {
+					err = s.serveOne(ctx, bw, enc, req, allow)
+					if err == nil && br.Buffered() == 0 {
+						// Flush only when no pipelined request waits, so
+						// back-to-back responses share writes.
+						err = bw.Flush()
+					}
+					leave()
 				}
 				if err == nil {
 					continue
@@ -67,24 +93,48 @@ func (s *Store) serveOne(ctx context.Context, w io.Writer, enc *encoder, req Req
 	if allow != nil && !allow(h) {
 		return writeFrame(w, notFound)
 	}
-	e, err := s.getEntry(h)
-	if errors.Is(err, ErrNotFound) {
-		return writeFrame(w, notFound)
-	}
+	e, found, err := s.rawEntry(h)
 	if err != nil {
 		s.log.Error("blobsync: serve: local entry", "hash", h, "err", err)
 		return writeFrame(w, notFound)
 	}
+	if !found || (e.State != stateComplete && e.State != statePartial) {
+		return writeFrame(w, notFound)
+	}
 	size := uint64(e.Size)
+	var held RangeSet // nil: complete
+	if e.State == statePartial {
+		if held, err = s.loadRanges(h); err != nil {
+			s.log.Error("blobsync: serve: local ranges", "hash", h, "err", err)
+			return writeFrame(w, notFound)
+		}
+	}
+	if req.Have {
+		all := RangeSet{{0, numGroups(size)}}
+		if e.State == statePartial {
+			all = held
+		}
+		return writeFrame(w, wireResponse{Status: statusOK, Size: size, Ranges: encodeRanges(all)})
+	}
 	ranges := req.Ranges
-	if wholeBlob(ranges, size) {
+	if e.State == statePartial {
+		if ranges == nil {
+			ranges = []ChunkRange{{0, numGroups(size)}}
+		}
+		for _, c := range ranges {
+			c.End = min(c.End, numGroups(size))
+			if c.Start < c.End && !held.Contains(c) {
+				return writeFrame(w, wireResponse{Status: statusMissing, Msg: "ranges not held; ask with have"})
+			}
+		}
+	} else if wholeBlob(ranges, size) {
 		ranges = nil
 	}
 	var data, outboard *fwdReader
 	if size <= inlineMax {
 		data = newFwdReader(bytes.NewReader(e.Inline), int(inlineMax))
 	} else {
-		df, err := os.Open(s.dataPath(h))
+		df, err := s.openData(h, e)
 		if err != nil {
 			s.log.Error("blobsync: serve: data file", "hash", h, "err", err)
 			return writeFrame(w, notFound)

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/dwebkit/dweb/internal/store"
 	"github.com/fxamacker/cbor/v2"
@@ -25,6 +26,10 @@ type StoreOptions struct {
 	// Logger gets the store's events (stale files removed, local
 	// corruption). Nil: discarded.
 	Logger *slog.Logger
+	// GCGrace: GC keeps every blob added less than this long ago, so a blob
+	// stored just before the caller's roots mention it is not collected in
+	// between. 0: 10 minutes; negative: no grace.
+	GCGrace time.Duration
 }
 
 // Store holds complete, verified blobs. A blob of at most ChunkGroupSize
@@ -43,15 +48,21 @@ type Store struct {
 	dir string
 	log *slog.Logger
 
-	mu   sync.Mutex
-	busy map[Hash]chan struct{} // hashes being written or deleted
+	gcGrace time.Duration
+
+	mu     sync.Mutex
+	busy   map[Hash]chan struct{} // hashes being written or deleted
+	active map[Hash]int           // hashes under download (GC keeps them)
 }
 
 // entry is a blob's Pebble value (CBOR).
 type entry struct {
-	Size   int64  `cbor:"1,keyasint"`
-	State  uint8  `cbor:"2,keyasint"`
-	Inline []byte `cbor:"3,keyasint,omitempty"`
+	Size    int64  `cbor:"1,keyasint"`
+	State   uint8  `cbor:"2,keyasint"`
+	Inline  []byte `cbor:"3,keyasint,omitempty"`
+	AddedAt int64  `cbor:"4,keyasint,omitempty"` // Unix seconds; 0 = before this field existed
+	RefPath string `cbor:"5,keyasint,omitempty"` // reference mode: the app's file holding the bytes
+	RefMod  int64  `cbor:"6,keyasint,omitempty"` // reference mode: its mtime (Unix ns) when imported
 }
 
 // stateComplete: every byte is present and verified.
@@ -99,7 +110,12 @@ func OpenStore(db *store.DB, dir string, opts StoreOptions) (*Store, error) {
 			log.Info("blobsync: removed stale partial file", "path", p)
 		}
 	}
-	return &Store{db: db, dir: dir, log: log, busy: make(map[Hash]chan struct{})}, nil
+	grace := opts.GCGrace
+	if grace == 0 {
+		grace = 10 * time.Minute
+	}
+	return &Store{db: db, dir: dir, log: log, gcGrace: max(grace, 0),
+		busy: make(map[Hash]chan struct{}), active: make(map[Hash]int)}, nil
 }
 
 // Dir returns the directory holding the store's large blob files.
@@ -134,18 +150,33 @@ func (s *Store) lock(ctx context.Context, h Hash) (unlock func(), err error) {
 	}
 }
 
-// getEntry returns the blob's complete entry, or ErrNotFound.
-func (s *Store) getEntry(h Hash) (entry, error) {
-	var e entry
+// rawEntry returns the blob's entry in any state; found is false if there
+// is none.
+func (s *Store) rawEntry(h Hash) (e entry, found bool, err error) {
 	b, err := s.db.Get(entryKey(h))
 	if errors.Is(err, store.ErrNotFound) {
-		return e, fmt.Errorf("%w: %s", ErrNotFound, h)
+		return e, false, nil
 	}
 	if err != nil {
-		return e, fmt.Errorf("blobsync: blob %s: %w", h, err)
+		return e, false, fmt.Errorf("blobsync: blob %s: %w", h, err)
 	}
 	if err := entryDec.Unmarshal(b, &e); err != nil {
-		return e, fmt.Errorf("%w: blob %s entry: %v", ErrCorrupt, h, err)
+		return e, false, fmt.Errorf("%w: blob %s entry: %v", ErrCorrupt, h, err)
+	}
+	if e.Size < 0 || e.Size > MaxBlobSize {
+		return e, false, fmt.Errorf("%w: blob %s entry: size %d", ErrCorrupt, h, e.Size)
+	}
+	return e, true, nil
+}
+
+// getEntry returns the blob's complete entry, or ErrNotFound.
+func (s *Store) getEntry(h Hash) (entry, error) {
+	e, found, err := s.rawEntry(h)
+	if err != nil {
+		return e, err
+	}
+	if !found {
+		return e, fmt.Errorf("%w: %s", ErrNotFound, h)
 	}
 	if e.State != stateComplete {
 		return e, fmt.Errorf("%w: %s (incomplete)", ErrNotFound, h)
@@ -156,12 +187,23 @@ func (s *Store) getEntry(h Hash) (entry, error) {
 	return e, nil
 }
 
+// putEntry writes a complete entry (synced), in one batch with the removal
+// of any range record left by a partial download of the same blob.
 func (s *Store) putEntry(h Hash, e entry) error {
+	if e.AddedAt == 0 {
+		e.AddedAt = time.Now().Unix()
+	}
 	b, err := entryEnc.Marshal(e)
 	if err != nil {
 		return fmt.Errorf("blobsync: encode entry: %w", err)
 	}
-	return s.db.Set(entryKey(h), b, true)
+	wb := s.db.NewBatch()
+	wb.Set(entryKey(h), b)
+	wb.Delete(rangesKey(h))
+	if err := wb.Commit(true); err != nil {
+		return fmt.Errorf("blobsync: write entry %s: %w", h, err)
+	}
+	return nil
 }
 
 // Has reports whether the store holds the complete, verified blob h.
@@ -194,16 +236,36 @@ func (s *Store) Open(h Hash) (io.ReadSeekCloser, int64, error) {
 	if e.Size <= inlineMax {
 		return bytesReadSeekCloser{bytes.NewReader(e.Inline)}, e.Size, nil
 	}
-	f, err := os.Open(s.dataPath(h))
+	f, err := s.openData(h, e)
 	if err != nil {
-		return nil, 0, fmt.Errorf("%w: blob %s data: %v", ErrCorrupt, h, err)
+		return nil, 0, err
+	}
+	return f, e.Size, nil
+}
+
+// openData opens the data file of the large blob h with entry e: its own
+// <hex>.data, or in reference mode the app's file, which must still have the
+// size and modification time it had when imported. Errors wrap ErrCorrupt
+// (missing, wrong size, changed since import).
+func (s *Store) openData(h Hash, e entry) (*os.File, error) {
+	path := s.dataPath(h)
+	if e.RefPath != "" {
+		path = e.RefPath
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: blob %s data: %v", ErrCorrupt, h, err)
 	}
 	fi, err := f.Stat()
 	if err != nil || fi.Size() != e.Size {
 		f.Close()
-		return nil, 0, fmt.Errorf("%w: blob %s data file is not %d bytes (%v)", ErrCorrupt, h, e.Size, err)
+		return nil, fmt.Errorf("%w: blob %s data file %s is not %d bytes (%v)", ErrCorrupt, h, path, e.Size, err)
 	}
-	return f, e.Size, nil
+	if e.RefPath != "" && fi.ModTime().UnixNano() != e.RefMod {
+		f.Close()
+		return nil, fmt.Errorf("%w: blob %s: referenced file %s changed since it was imported (%v, was %v); import it again", ErrCorrupt, h, path, fi.ModTime(), time.Unix(0, e.RefMod))
+	}
+	return f, nil
 }
 
 // ReadAll returns the bytes of blob h, which must be at most max bytes (for
@@ -418,15 +480,24 @@ func (s *Store) Export(ctx context.Context, h Hash, dst string) error {
 	return syncDir(filepath.Dir(dst))
 }
 
-// Delete removes blob h: its entry first, then its files. Deleting a blob
-// the store does not hold is not an error.
+// Delete removes blob h, complete or partial: its entry (and range record)
+// first, then its files. A file imported by reference (AddFileRef) is left
+// alone; only the store's outboard goes. Deleting a blob the store does not
+// hold is not an error.
 func (s *Store) Delete(h Hash) error {
 	unlock, err := s.lock(context.Background(), h)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	if err := s.db.Delete(entryKey(h), true); err != nil {
+	return s.deleteLocked(h)
+}
+
+func (s *Store) deleteLocked(h Hash) error {
+	wb := s.db.NewBatch()
+	wb.Delete(entryKey(h))
+	wb.Delete(rangesKey(h))
+	if err := wb.Commit(true); err != nil {
 		return fmt.Errorf("blobsync: delete %s: %w", h, err)
 	}
 	for _, p := range []string{s.dataPath(h), s.obaoPath(h)} {

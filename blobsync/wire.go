@@ -24,12 +24,15 @@ type ChunkRange struct {
 type Request struct {
 	Hash   Hash
 	Ranges []ChunkRange
+	// Have asks which ranges the server holds instead of asking for bytes
+	// (Ranges must then be nil); see Have.
+	Have bool
 }
 
 // Wire limits, checked before any allocation.
 const (
 	maxRequestFrame  = 16 << 10 // request: hash and up to maxRanges ranges
-	maxResponseFrame = 1 << 10  // response header
+	maxResponseFrame = 16 << 10 // response header (a have answer lists up to maxRanges ranges)
 	maxRanges        = 512
 )
 
@@ -40,6 +43,13 @@ const (
 	statusNotFound    = 1 // not held, or not allowed: deliberately the same
 	statusBadRequest  = 2
 	statusUnsupported = 3 // a feature this server lacks (none in v1)
+	statusMissing     = 4 // the server holds the blob only in part, not every requested group
+)
+
+// Request operations (wire key 3).
+const (
+	opGet  = 0 // send the stream of the ranges (absent key)
+	opHave = 1 // answer which ranges are held
 )
 
 type wireRange struct {
@@ -51,12 +61,14 @@ type wireRange struct {
 type wireRequest struct {
 	Hash   []byte      `cbor:"1,keyasint"`
 	Ranges []wireRange `cbor:"2,keyasint,omitempty"`
+	Op     uint64      `cbor:"3,keyasint,omitempty"`
 }
 
 type wireResponse struct {
-	Status uint64 `cbor:"1,keyasint"`
-	Size   uint64 `cbor:"2,keyasint,omitempty"`
-	Msg    string `cbor:"3,keyasint,omitempty"`
+	Status uint64      `cbor:"1,keyasint"`
+	Size   uint64      `cbor:"2,keyasint,omitempty"`
+	Msg    string      `cbor:"3,keyasint,omitempty"`
+	Ranges []wireRange `cbor:"4,keyasint,omitempty"` // have answer: the held groups
 }
 
 var (
@@ -89,6 +101,8 @@ func statusErr(status uint64, msg string) error {
 		return fmt.Errorf("%w: peer says bad request: %s", ErrProtocol, truncate(msg, 200))
 	case statusUnsupported:
 		return fmt.Errorf("%w: peer says unsupported: %s", ErrProtocol, truncate(msg, 200))
+	case statusMissing:
+		return fmt.Errorf("%w: peer holds only part of the blob, not every requested group", ErrNotFound)
 	default:
 		return fmt.Errorf("%w: unknown status %d", ErrProtocol, status)
 	}
@@ -142,6 +156,16 @@ func (r *wireRequest) decode() (Request, error) {
 		return req, fmt.Errorf("%w: request hash is %d bytes, want %d", ErrProtocol, len(r.Hash), len(req.Hash))
 	}
 	copy(req.Hash[:], r.Hash)
+	switch r.Op {
+	case opGet:
+	case opHave:
+		if r.Ranges != nil {
+			return req, fmt.Errorf("%w: a have request carries ranges", ErrProtocol)
+		}
+		req.Have = true
+	default:
+		return req, fmt.Errorf("%w: unknown request op %d", ErrProtocol, r.Op)
+	}
 	if r.Ranges != nil {
 		req.Ranges = make([]ChunkRange, len(r.Ranges))
 		var prev uint64
@@ -158,10 +182,23 @@ func (r *wireRequest) decode() (Request, error) {
 
 func encodeRequest(req Request) wireRequest {
 	w := wireRequest{Hash: req.Hash[:]}
+	if req.Have {
+		w.Op = opHave
+	}
 	for _, r := range req.Ranges {
 		w.Ranges = append(w.Ranges, wireRange{Start: r.Start, End: r.End})
 	}
 	return w
+}
+
+// encodeRanges converts a range set to its wire form, at most maxRanges
+// ranges (the first ones: a have answer may understate, never overstate).
+func encodeRanges(rs RangeSet) []wireRange {
+	out := make([]wireRange, 0, min(len(rs), maxRanges))
+	for _, c := range rs[:min(len(rs), maxRanges)] {
+		out = append(out, wireRange{Start: c.Start, End: c.End})
+	}
+	return out
 }
 
 // wholeBlob reports whether ranges ask for every group of a blob of size

@@ -1,0 +1,101 @@
+package blobsync
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+)
+
+// Have asks the server at the other end of rw (see ServeWith) which chunk
+// groups of blob h it holds. It returns the blob's size as the server
+// announces it (not verified: a ranged stream that includes the last group
+// verifies it) and the held ranges (all groups for a complete blob; at most
+// 512 ranges, possibly fewer than held, never more). ErrNotFound if the
+// server does not hold or does not share h. It reads exactly the answer, so
+// rw can carry more requests afterwards.
+func Have(ctx context.Context, rw io.ReadWriter, h Hash) (size int64, held RangeSet, err error) {
+	stop := watchCtx(ctx, rw)
+	defer stop()
+	sz, rs, err := readHave(rw, rw, h)
+	if err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w (%w)", ctx.Err(), err)
+		}
+		return 0, nil, fmt.Errorf("blobsync: have %s: %w", h, err)
+	}
+	return int64(sz), rs, nil
+}
+
+func readHave(w io.Writer, r io.Reader, h Hash) (uint64, RangeSet, error) {
+	if err := writeFrame(w, encodeRequest(Request{Hash: h, Have: true})); err != nil {
+		return 0, nil, err
+	}
+	resp, err := readResponse(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	rs := make(RangeSet, 0, len(resp.Ranges))
+	for _, c := range resp.Ranges {
+		rs = append(rs, ChunkRange{c.Start, c.End})
+	}
+	if !rs.valid() {
+		return 0, nil, fmt.Errorf("%w: have answer ranges empty, unsorted or overlapping", ErrProtocol)
+	}
+	// Merge adjacent ranges and clip to the blob.
+	var norm RangeSet
+	for _, c := range rs {
+		norm = norm.Add(ChunkRange{c.Start, min(c.End, numGroups(resp.Size))})
+	}
+	return resp.Size, norm, nil
+}
+
+// readResponse reads a response header, maps its status to an error and
+// checks the announced size against MaxBlobSize.
+func readResponse(r io.Reader) (wireResponse, error) {
+	var resp wireResponse
+	if err := readFrame(r, maxResponseFrame, "response header", &resp); err != nil {
+		if err == io.EOF {
+			err = fmt.Errorf("read response header: %w", io.ErrUnexpectedEOF)
+		}
+		return resp, err
+	}
+	if err := statusErr(resp.Status, resp.Msg); err != nil {
+		return resp, err
+	}
+	if resp.Size > uint64(MaxBlobSize) {
+		return resp, fmt.Errorf("%w: %w", ErrProtocol, &LimitError{What: "announced blob size", Limit: MaxBlobSize, Got: int64(min(resp.Size, 1<<62))})
+	}
+	return resp, nil
+}
+
+// rangeConn is the client side of one blob stream: requests written as
+// they are made (pipelined), responses read in order through one buffer.
+type rangeConn struct {
+	rw io.ReadWriteCloser
+	br *bufio.Reader
+}
+
+func newRangeConn(rw io.ReadWriteCloser) *rangeConn {
+	return &rangeConn{rw: rw, br: bufio.NewReaderSize(rw, ioBufSize)}
+}
+
+func (c *rangeConn) have(h Hash) (uint64, RangeSet, error) { return readHave(c.rw, c.br, h) }
+
+func (c *rangeConn) request(h Hash, ranges []ChunkRange) error {
+	return writeFrame(c.rw, encodeRequest(Request{Hash: h, Ranges: ranges}))
+}
+
+// readRanges reads the answer to request(h, ranges) for a blob whose
+// verified size is size, verifying it into out. A size that differs from
+// the verified one is a lie (ErrCorrupt).
+func (c *rangeConn) readRanges(v *verifier, h Hash, size uint64, ranges []ChunkRange, out sink) error {
+	resp, err := readResponse(c.br)
+	if err != nil {
+		return err
+	}
+	if resp.Size != size {
+		return fmt.Errorf("%w: peer announced size %d, the verified size is %d", ErrCorrupt, resp.Size, size)
+	}
+	return v.verify(c.br, h, size, ranges, out, nil)
+}

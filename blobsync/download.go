@@ -1,0 +1,741 @@
+package blobsync
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Provider is a peer that may serve a blob: Open returns a fresh stream to
+// its blob server (ServeWith at the other end), such as a tunnel session to
+// a group member. The downloader closes what Open returns. ID names the
+// provider in progress events and logs and must be unique per download.
+type Provider interface {
+	ID() string
+	Open(ctx context.Context) (io.ReadWriteCloser, error)
+}
+
+// DownloadOptions configures Download and DownloadCollection. The zero
+// value works.
+type DownloadOptions struct {
+	// ChunkBytes is the unit of work handed to a provider: one ranged
+	// request. Default 2 MiB; rounded up to whole 16 KiB groups.
+	ChunkBytes int64
+	// Pipeline is how many requests each provider has in flight. Default 3.
+	Pipeline int
+	// StallTimeout: a provider that sends nothing for this long while a
+	// request is pending has its stream closed; its unverified ranges go
+	// to others. Default 15 s.
+	StallTimeout time.Duration
+	// MaxRetries is how many times a provider whose stream broke (not one
+	// that lied) is opened again. Default 2.
+	MaxRetries int
+	// Concurrency is how many blobs of a collection download at once.
+	// Default 3.
+	Concurrency int
+	// Progress, if not nil, gets a snapshot at most every ProgressEvery and
+	// once at the end of each blob. Calls are serialised; they must not
+	// block for long.
+	Progress func(Progress)
+	// ProgressEvery; default 100 ms.
+	ProgressEvery time.Duration
+	// Logger gets provider failures at debug level; nil discards.
+	Logger *slog.Logger
+}
+
+func (o *DownloadOptions) defaults() {
+	if o.ChunkBytes <= 0 {
+		o.ChunkBytes = 2 << 20
+	}
+	if o.Pipeline <= 0 {
+		o.Pipeline = 3
+	}
+	if o.StallTimeout <= 0 {
+		o.StallTimeout = 15 * time.Second
+	}
+	if o.MaxRetries < 0 {
+		o.MaxRetries = 0
+	} else if o.MaxRetries == 0 {
+		o.MaxRetries = 2
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 3
+	}
+	if o.ProgressEvery <= 0 {
+		o.ProgressEvery = 100 * time.Millisecond
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Progress is a download's state. Byte counts are verified bytes of blob
+// data (parents and framing not counted).
+type Progress struct {
+	Hash       Hash  // the blob being reported (for a collection: the blob that moved)
+	Collection Hash  // the collection, or zero for a single blob
+	Done       int64 // bytes verified and written, including those verified before this run
+	Total      int64 // bytes in all (blob, or every blob of the collection); 0 until known
+	Resumed    int64 // of Done, bytes found verified at the start (resume)
+	BlobsDone  int   // collection: blobs complete
+	Blobs      int   // collection: blobs in it
+	Providers  []ProviderProgress
+	Finished   bool // the last event of the download
+}
+
+// ProviderProgress is one provider's share of a download.
+type ProviderProgress struct {
+	ID    string
+	Bytes int64  // new verified bytes received from it
+	State string // "active", "idle" (nothing more it holds), "failed" (stream broke, retries spent), "banned" (sent a bad group or size), "missing" (does not hold the blob)
+	Err   string // the last error, if any
+}
+
+// ErrNoProviders: every provider failed, lied or lacked part of the blob
+// before it was complete; the verified ranges stay recorded for a resume.
+var ErrNoProviders = errors.New("blobsync: no provider could supply the blob")
+
+// Download fetches blob h from providers and stores it, verified, returning
+// its size. If the store already holds h it returns at once.
+//
+// The blob's missing chunk groups (all of them, or those a previous run did
+// not record: resume) are cut into chunks of ChunkBytes and handed to
+// providers as they ask for work, so a faster provider gets more; each
+// provider keeps Pipeline ranged requests in flight on one stream. When no
+// unassigned chunk is left, an idle provider duplicates the oldest pending
+// chunk of another (end game), so a slow provider does not hold up the end.
+// A provider whose group or parent fails verification is banned at once;
+// one whose stream breaks or stalls (StallTimeout) is reopened up to
+// MaxRetries times; either way its unverified groups go back to the queue.
+//
+// The size a provider announces is trusted only after a ranged stream that
+// includes the blob's last group verifies under it (the final chunk binds
+// the length, as in bao); a provider announcing another size later is
+// banned. Verified groups are recorded as described in partial.go; memory
+// is a few buffers per provider whatever the blob's size.
+//
+// Errors: ErrNoProviders (joined with each provider's last error) when the
+// providers run out before the blob is complete; ctx's error. The recorded
+// ranges survive either, for the next Download.
+func (s *Store) Download(ctx context.Context, h Hash, providers []Provider, opts DownloadOptions) (int64, error) {
+	opts.defaults()
+	rep := newReporter(opts, Hash{}, 1)
+	n, err := s.download(ctx, h, providers, &opts, rep)
+	rep.finish()
+	return n, err
+}
+
+func (s *Store) download(ctx context.Context, h Hash, providers []Provider, opts *DownloadOptions, rep *reporter) (int64, error) {
+	if n, err := s.Size(h); err == nil {
+		rep.blobDone(h, n, n, true)
+		return n, nil
+	}
+	if len(providers) == 0 {
+		return 0, fmt.Errorf("blobsync: download %s: %w (none given)", h, ErrNoProviders)
+	}
+	unlock, err := s.lock(ctx, h)
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	if n, err := s.Size(h); err == nil {
+		rep.blobDone(h, n, n, true)
+		return n, nil
+	}
+	s.activeAdd(h)
+	defer s.activeDel(h)
+	d := &download{s: s, h: h, opts: opts, rep: rep, changed: make(chan struct{})}
+	if e, found, err := s.rawEntry(h); err != nil {
+		return 0, err
+	} else if found && e.State == statePartial {
+		if err := d.setSize(uint64(e.Size)); err != nil {
+			return 0, err
+		}
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make([]error, len(providers))
+	d.workers = len(providers)
+	for i, p := range providers {
+		ps := rep.provider(p.ID())
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = d.work(wctx, p, ps)
+			d.mu.Lock()
+			d.workers--
+			d.signalLocked()
+			d.mu.Unlock()
+		}()
+	}
+	// Wait for completion or for every worker to give up.
+	d.mu.Lock()
+	for !d.finished && d.workers > 0 && d.fatal == nil {
+		ch := d.changed
+		d.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+		}
+		d.mu.Lock()
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	finished, fatal := d.finished, d.fatal
+	d.mu.Unlock()
+	cancel()
+	wg.Wait()
+
+	switch {
+	case finished && d.small != nil:
+		err = s.putEntry(h, entry{Size: int64(len(d.small)), State: stateComplete, Inline: d.small})
+	case finished:
+		err = d.p.complete()
+		d.p = nil
+	case fatal != nil:
+		err = fatal
+	case ctx.Err() != nil:
+		err = ctx.Err()
+	default:
+		err = errors.Join(append([]error{ErrNoProviders}, errs...)...)
+	}
+	if d.p != nil {
+		err = errors.Join(err, d.p.close())
+	}
+	if err != nil {
+		return 0, fmt.Errorf("blobsync: download %s: %w", h, err)
+	}
+	rep.blobDone(h, int64(d.size), int64(d.size), false)
+	return int64(d.size), nil
+}
+
+// download is the shared state of one blob's download.
+type download struct {
+	s    *Store
+	h    Hash
+	opts *DownloadOptions
+	rep  *reporter
+
+	mu       sync.Mutex
+	changed  chan struct{} // closed and replaced on every change of the queue
+	size     uint64        // verified size; valid when sized
+	sized    bool
+	groups   uint64
+	p        *partial // nil for small blobs
+	small    []byte   // the whole blob when it is one group
+	missing  RangeSet // groups not yet handed out (cursor: missing[0])
+	retry    RangeSet // groups handed back by a failed provider
+	inflight map[*task]struct{}
+	finished bool
+	fatal    error // a local failure (disk): stops everything
+	workers  int
+}
+
+// task is one ranged request of one provider.
+type task struct {
+	r       ChunkRange
+	next    uint64 // first group not yet verified (groups arrive in order)
+	started time.Time
+	dup     bool // an end-game duplicate of another task
+	stolen  bool // someone duplicates it already
+}
+
+func (d *download) signalLocked() {
+	close(d.changed)
+	d.changed = make(chan struct{})
+}
+
+// setSize fixes the verified size and opens the partial blob (resume: its
+// recorded ranges are not asked again).
+func (d *download) setSize(size uint64) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.sized {
+		if size != d.size {
+			return fmt.Errorf("%w: two verified sizes %d and %d", ErrCorrupt, d.size, size)
+		}
+		return nil
+	}
+	d.size, d.groups, d.sized = size, numGroups(size), true
+	d.inflight = make(map[*task]struct{})
+	if size <= inlineMax {
+		d.missing = RangeSet{{0, 1}}
+	} else {
+		p, err := d.s.openPartial(d.h, size)
+		if err != nil {
+			d.sized = false
+			return err
+		}
+		d.p = p
+		have := p.have()
+		d.missing = have.Missing(d.groups)
+		resumed := int64(have.Bytes(size))
+		d.rep.blobStart(d.h, int64(size), resumed)
+	}
+	d.signalLocked()
+	return nil
+}
+
+// take hands out the next chunk the provider holds: a retried range, the
+// next unassigned chunk, or (end game) a duplicate of the oldest pending
+// task of another provider. It blocks while there is nothing to take but
+// work may come back; ok is false when the provider has nothing left to do.
+func (d *download) take(ctx context.Context, held RangeSet, mine map[*task]struct{}, block bool) (t *task, ok bool) {
+	chunk := uint64((d.opts.ChunkBytes + ChunkGroupSize - 1) / ChunkGroupSize)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for {
+		if d.finished || d.fatal != nil {
+			return nil, false
+		}
+		have := RangeSet(nil)
+		if d.p != nil {
+			have = d.p.have()
+		}
+		// Retried and unassigned groups, first the ones this provider holds.
+		for _, src := range []*RangeSet{&d.retry, &d.missing} {
+			for _, c := range *src {
+				for _, hc := range held.Intersect(c) {
+					// Skip groups verified meanwhile (end-game duplicates).
+					for _, m := range have.Missing(hc.End).Intersect(hc) {
+						r := ChunkRange{m.Start, min(m.End, m.Start+chunk)}
+						*src = subtract(*src, r)
+						t := &task{r: r, next: r.Start, started: time.Now()}
+						d.inflight[t] = struct{}{}
+						return t, true
+					}
+					*src = subtract(*src, hc)
+				}
+			}
+		}
+		// End game: duplicate the oldest task of another provider.
+		var oldest *task
+		for t := range d.inflight {
+			if _, own := mine[t]; own || t.stolen || t.dup || t.next >= t.r.End || !held.Contains(ChunkRange{t.next, t.r.End}) {
+				continue
+			}
+			if oldest == nil || t.started.Before(oldest.started) {
+				oldest = t
+			}
+		}
+		if oldest != nil && time.Since(oldest.started) > 50*time.Millisecond {
+			oldest.stolen = true
+			t := &task{r: ChunkRange{oldest.next, oldest.r.End}, next: oldest.next, started: time.Now(), dup: true}
+			d.inflight[t] = struct{}{}
+			return t, true
+		}
+		if !block {
+			return nil, true
+		}
+		if len(d.inflight) == 0 {
+			// Nothing pending anywhere that could come back to us.
+			return nil, false
+		}
+		ch := d.changed
+		d.mu.Unlock()
+		var timer <-chan time.Time
+		if oldest != nil {
+			timer = time.After(60 * time.Millisecond)
+		}
+		select {
+		case <-ch:
+		case <-timer:
+		case <-ctx.Done():
+			d.mu.Lock()
+			return nil, false
+		}
+		d.mu.Lock()
+	}
+}
+
+// release ends task t: groups not verified go back to the queue.
+func (d *download) release(t *task) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.inflight, t)
+	if t.next < t.r.End {
+		d.retry = d.retry.Add(ChunkRange{t.next, t.r.End})
+	}
+	d.checkDoneLocked()
+	d.signalLocked()
+}
+
+func (d *download) checkDoneLocked() {
+	if d.finished || !d.sized {
+		return
+	}
+	if d.small != nil {
+		d.finished = true
+		return
+	}
+	if d.p != nil && d.p.have().Contains(ChunkRange{0, d.groups}) {
+		d.finished = true
+	}
+}
+
+func (d *download) fail(err error) {
+	d.mu.Lock()
+	if d.fatal == nil {
+		d.fatal = err
+	}
+	d.signalLocked()
+	d.mu.Unlock()
+}
+
+// errBanned marks a provider error that must not be retried.
+type errBanned struct{ err error }
+
+func (e errBanned) Error() string { return e.err.Error() }
+func (e errBanned) Unwrap() error { return e.err }
+
+// work runs one provider until the blob is done, it has nothing more to
+// give, it lies, or its retries are spent.
+func (d *download) work(ctx context.Context, p Provider, ps *providerState) error {
+	var last error
+	for attempt := 0; attempt <= d.opts.MaxRetries; attempt++ {
+		if ctx.Err() != nil {
+			d.rep.setState(ps, "idle", nil)
+			return nil
+		}
+		err := d.session(ctx, p, ps)
+		if err == nil {
+			d.rep.setState(ps, "idle", nil)
+			return nil
+		}
+		if ctx.Err() != nil && !errors.Is(err, ErrNotFound) {
+			d.rep.setState(ps, "idle", nil)
+			return nil
+		}
+		last = fmt.Errorf("provider %s: %w", p.ID(), err)
+		d.opts.Logger.Debug("blobsync: provider failed", "hash", d.h, "provider", p.ID(), "attempt", attempt, "err", err)
+		var ban errBanned
+		switch {
+		case errors.As(err, &ban) || errors.Is(err, ErrCorrupt):
+			d.rep.setState(ps, "banned", err)
+			return last
+		case errors.Is(err, ErrNotFound):
+			d.rep.setState(ps, "missing", err)
+			return last
+		case errors.Is(err, ErrProtocol):
+			d.rep.setState(ps, "failed", err)
+			return last
+		}
+		d.rep.setState(ps, "failed", err)
+	}
+	return last
+}
+
+// session runs one stream to p: have query, size probe if needed, then
+// pipelined ranged requests.
+func (d *download) session(ctx context.Context, p Provider, ps *providerState) (err error) {
+	rw, err := p.Open(ctx)
+	if err != nil {
+		return err
+	}
+	defer rw.Close()
+	stop := context.AfterFunc(ctx, func() { rw.Close() })
+	defer stop()
+	stall := time.AfterFunc(d.opts.StallTimeout, func() { rw.Close() })
+	defer stall.Stop()
+	conn := newRangeConn(rw)
+	d.rep.setState(ps, "active", nil)
+
+	size, held, err := conn.have(d.h)
+	if err != nil {
+		return err
+	}
+	stall.Reset(d.opts.StallTimeout)
+	d.mu.Lock()
+	sized, vsize := d.sized, d.size
+	d.mu.Unlock()
+	if sized && size != vsize {
+		return errBanned{fmt.Errorf("%w: announced size %d, the verified size is %d", ErrCorrupt, size, vsize)}
+	}
+	v := new(verifier)
+	if !sized {
+		if err := d.probe(conn, v, size); err != nil {
+			return err
+		}
+		stall.Reset(d.opts.StallTimeout)
+	}
+	d.mu.Lock()
+	small, done := d.small != nil, d.finished
+	d.mu.Unlock()
+	if small || done {
+		return nil
+	}
+
+	// Requests go out from their own goroutine, so a stream without
+	// buffering (net.Pipe) cannot deadlock a pipelined request against the
+	// response we have not read yet.
+	reqs := make(chan ChunkRange, d.opts.Pipeline)
+	sendErr := make(chan error, 1)
+	defer close(reqs)
+	go func() {
+		for r := range reqs {
+			if err := conn.request(d.h, []ChunkRange{r}); err != nil {
+				sendErr <- err
+				rw.Close()
+				for range reqs {
+				}
+				return
+			}
+		}
+	}()
+	out := &groupSink{d: d, ps: ps, stall: stall, timeout: d.opts.StallTimeout, buf: make([]byte, 0, 1<<20)}
+	mine := make(map[*task]struct{})
+	var queue []*task
+	defer func() {
+		for _, t := range queue {
+			d.release(t)
+		}
+	}()
+	for {
+		// Fill the pipeline without blocking, then block only if empty
+		// (with the stall timer off: waiting for work is not a stall).
+		if len(queue) == 0 {
+			stall.Stop()
+		}
+		for len(queue) < d.opts.Pipeline {
+			t, ok := d.take(ctx, held, mine, len(queue) == 0)
+			if !ok {
+				if len(queue) == 0 {
+					return nil
+				}
+				break
+			}
+			if t == nil {
+				break
+			}
+			reqs <- t.r
+			mine[t] = struct{}{}
+			queue = append(queue, t)
+			stall.Reset(d.opts.StallTimeout)
+		}
+		if len(queue) == 0 {
+			return nil
+		}
+		t := queue[0]
+		stall.Reset(d.opts.StallTimeout)
+		out.t = t
+		err := conn.readRanges(v, d.h, d.size, []ChunkRange{t.r}, out)
+		if ferr := out.flush(); err == nil {
+			err = ferr
+		}
+		if err != nil {
+			select {
+			case serr := <-sendErr:
+				err = fmt.Errorf("%w (send: %w)", err, serr)
+			default:
+			}
+			var le localError
+			if errors.As(err, &le) {
+				d.fail(le.err)
+			}
+			return err
+		}
+		queue = queue[1:]
+		delete(mine, t)
+		d.release(t)
+	}
+}
+
+// probe verifies the size a provider announced by fetching the blob's last
+// group under it; a blob of one group is then complete.
+func (d *download) probe(conn *rangeConn, v *verifier, size uint64) error {
+	if size > uint64(MaxBlobSize) {
+		return errBanned{fmt.Errorf("%w: announced size %d", ErrProtocol, size)}
+	}
+	last := numGroups(size) - 1
+	r := []ChunkRange{{last, last + 1}}
+	if err := conn.request(d.h, r); err != nil {
+		return err
+	}
+	var m bytesSink
+	if err := conn.readRanges(v, d.h, size, r, &m); err != nil {
+		return err
+	}
+	if err := d.setSize(size); err != nil {
+		return err
+	}
+	if size <= inlineMax {
+		d.mu.Lock()
+		if d.small == nil {
+			d.small = append([]byte{}, m.b.Bytes()...)
+			d.rep.blobStart(d.h, int64(size), 0)
+		}
+		d.checkDoneLocked()
+		d.signalLocked()
+		d.mu.Unlock()
+	}
+	return nil
+}
+
+// bytesSink keeps the groups of a probe (one group: at most 16 KiB).
+type bytesSink struct{ b bytes.Buffer }
+
+func (bytesSink) parent(uint64, []byte) error { return nil }
+func (m *bytesSink) group(_ uint64, g []byte) error {
+	m.b.Write(g)
+	return nil
+}
+
+// localError marks a failure of our own disk, which stops the download.
+type localError struct{ err error }
+
+func (e localError) Error() string { return e.err.Error() }
+func (e localError) Unwrap() error { return e.err }
+
+// groupSink writes verified groups of one provider's stream into the
+// partial blob, coalescing consecutive groups into one write of up to
+// 1 MiB, and advances the task and the progress.
+type groupSink struct {
+	d       *download
+	ps      *providerState
+	t       *task
+	stall   *time.Timer
+	timeout time.Duration
+	buf     []byte
+	bufAt   uint64 // byte offset of buf[0]
+}
+
+func (g *groupSink) parent(i uint64, b []byte) error {
+	if err := g.d.p.parent(i, b); err != nil {
+		return localError{err}
+	}
+	return nil
+}
+
+func (g *groupSink) group(start uint64, b []byte) error {
+	g.stall.Reset(g.timeout)
+	if len(g.buf) > 0 && (g.bufAt+uint64(len(g.buf)) != start || len(g.buf)+len(b) > cap(g.buf)) {
+		if err := g.flush(); err != nil {
+			return err
+		}
+	}
+	if len(g.buf) == 0 {
+		g.bufAt = start
+	}
+	g.buf = append(g.buf, b...)
+	return nil
+}
+
+// flush writes the buffered groups, marks them verified and moves the
+// task's cursor past them.
+func (g *groupSink) flush() error {
+	if len(g.buf) == 0 {
+		return nil
+	}
+	d := g.d
+	if _, err := d.p.data.WriteAt(g.buf, int64(g.bufAt)); err != nil {
+		return localError{fmt.Errorf("write partial %s: %w", d.h, err)}
+	}
+	first := g.bufAt / ChunkGroupSize
+	end := (g.bufAt + uint64(len(g.buf)) + ChunkGroupSize - 1) / ChunkGroupSize
+	fresh, err := d.p.mark(ChunkRange{first, end}, uint64(len(g.buf)))
+	if err != nil {
+		return localError{err}
+	}
+	d.mu.Lock()
+	if g.t.next < end {
+		g.t.next = end
+	}
+	d.checkDoneLocked()
+	if d.finished {
+		d.signalLocked()
+	}
+	d.mu.Unlock()
+	d.rep.add(g.ps, d.h, int64(fresh.Bytes(d.size)))
+	g.buf = g.buf[:0]
+	return nil
+}
+
+// subtract returns rs without the groups of c.
+func subtract(rs RangeSet, c ChunkRange) RangeSet {
+	var out RangeSet
+	for _, r := range rs {
+		if r.End <= c.Start || r.Start >= c.End {
+			out = append(out, r)
+			continue
+		}
+		if r.Start < c.Start {
+			out = append(out, ChunkRange{r.Start, c.Start})
+		}
+		if r.End > c.End {
+			out = append(out, ChunkRange{c.End, r.End})
+		}
+	}
+	return out
+}
+
+// DownloadCollection downloads the collection blob h, then every blob it
+// lists, at most Concurrency blobs at once, each split across providers as
+// Download does. Progress events cover the whole collection (Total is the
+// sum of the entries' sizes, announced by the collection, which is itself
+// verified). It returns the collection. Blobs already held are skipped;
+// the first blob that fails stops the others (their verified ranges stay
+// recorded) and its error is returned.
+func (s *Store) DownloadCollection(ctx context.Context, h Hash, providers []Provider, opts DownloadOptions) (*Collection, error) {
+	opts.defaults()
+	crep := newReporter(DownloadOptions{}, Hash{}, 1)
+	if _, err := s.download(ctx, h, providers, &opts, crep); err != nil {
+		return nil, err
+	}
+	b, err := s.ReadAll(h, MaxCollectionSize)
+	if err != nil {
+		return nil, err
+	}
+	c, err := DecodeCollection(b)
+	if err != nil {
+		return nil, fmt.Errorf("blobsync: download collection %s: %w", h, err)
+	}
+	rep := newReporter(opts, h, len(c.Entries))
+	defer rep.finish()
+	var total int64
+	for _, e := range c.Entries {
+		total += e.Size
+	}
+	rep.setTotal(total)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sem := make(chan struct{}, opts.Concurrency)
+	var wg sync.WaitGroup
+	var once sync.Once
+	var first error
+	for _, e := range c.Entries {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			n, err := s.download(ctx, e.Hash, providers, &opts, rep)
+			if err == nil && n != e.Size {
+				err = fmt.Errorf("blobsync: collection %s entry %q: blob %s is %d bytes, the entry says %d", h, e.Name, e.Hash, n, e.Size)
+			}
+			if err != nil {
+				once.Do(func() { first = err; cancel() })
+			}
+		}()
+	}
+	wg.Wait()
+	if first == nil && ctx.Err() != nil {
+		first = ctx.Err()
+	}
+	if first != nil {
+		return nil, first
+	}
+	return c, nil
+}

@@ -1,0 +1,155 @@
+package blobsync
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/dwebkit/dweb/internal/store"
+)
+
+func (s *Store) activeAdd(h Hash) {
+	s.mu.Lock()
+	s.active[h]++
+	s.mu.Unlock()
+}
+
+func (s *Store) activeDel(h Hash) {
+	s.mu.Lock()
+	if s.active[h]--; s.active[h] <= 0 {
+		delete(s.active, h)
+	}
+	s.mu.Unlock()
+}
+
+// tryLock takes h's writer lock if nobody holds it.
+func (s *Store) tryLock(h Hash) (unlock func(), ok bool) {
+	s.mu.Lock()
+	if _, busy := s.busy[h]; busy || s.active[h] > 0 {
+		s.mu.Unlock()
+		return nil, false
+	}
+	s.mu.Unlock()
+	u, err := s.lock(context.Background(), h)
+	return u, err == nil
+}
+
+// GC removes every blob, complete or partial, that is not live, and returns
+// how many it removed. Live blobs are:
+//
+//   - the hashes roots yields (core yields each repo's current collection,
+//     pinned blobs, and the blobs it means to download);
+//   - the entries of every root that is a collection (a complete blob of at
+//     most MaxCollectionSize bytes that DecodeCollection accepts);
+//   - blobs under Download right now, and blobs being written or deleted;
+//   - blobs added less than StoreOptions.GCGrace ago.
+//
+// It also removes blob files that have no entry (left by a crash between
+// creating a partial blob's files and writing its entry) once they are
+// older than the grace. A file imported by reference is never touched. GC
+// stops at the first error or when ctx ends; what it removed stays removed.
+func (s *Store) GC(ctx context.Context, roots func(yield func(Hash) bool)) (removed int, err error) {
+	start := time.Now()
+	live := make(map[Hash]bool)
+	var rootList []Hash
+	if roots != nil {
+		roots(func(h Hash) bool {
+			live[h] = true
+			rootList = append(rootList, h)
+			return true
+		})
+	}
+	for _, h := range rootList {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		n, err := s.Size(h)
+		if err != nil || n > MaxCollectionSize {
+			continue
+		}
+		b, err := s.ReadAll(h, MaxCollectionSize)
+		if err != nil {
+			continue
+		}
+		c, err := DecodeCollection(b)
+		if err != nil {
+			continue
+		}
+		for _, e := range c.Entries {
+			live[e.Hash] = true
+		}
+	}
+
+	var doomed []Hash
+	known := make(map[Hash]bool)
+	prefix := []byte(store.PrefixBlob)
+	err = s.db.Scan(prefix, func(k, v []byte) error {
+		if len(k) != len(prefix)+len(Hash{}) {
+			return nil // a range record
+		}
+		var h Hash
+		copy(h[:], k[len(prefix):])
+		known[h] = true
+		if live[h] {
+			return nil
+		}
+		var e entry
+		if err := entryDec.Unmarshal(v, &e); err == nil && e.AddedAt != 0 && start.Sub(time.Unix(e.AddedAt, 0)) < s.gcGrace {
+			return nil
+		}
+		doomed = append(doomed, h)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("blobsync: gc: %w", err)
+	}
+	for _, h := range doomed {
+		if err := ctx.Err(); err != nil {
+			return removed, err
+		}
+		unlock, ok := s.tryLock(h)
+		if !ok {
+			continue // being downloaded, written or deleted
+		}
+		err := s.deleteLocked(h)
+		unlock()
+		if err != nil {
+			return removed, fmt.Errorf("blobsync: gc: %w", err)
+		}
+		removed++
+	}
+
+	// Stray files without an entry.
+	des, err := os.ReadDir(s.dir)
+	if err != nil {
+		return removed, fmt.Errorf("blobsync: gc: %w", err)
+	}
+	for _, de := range des {
+		name := de.Name()
+		base, ok := strings.CutSuffix(name, ".data")
+		if !ok {
+			base, ok = strings.CutSuffix(name, ".obao")
+		}
+		if !ok {
+			continue
+		}
+		h, err := ParseHash(base)
+		if err != nil || known[h] || live[h] {
+			continue
+		}
+		fi, err := de.Info()
+		if err != nil || start.Sub(fi.ModTime()) < s.gcGrace {
+			continue
+		}
+		if unlock, ok := s.tryLock(h); ok {
+			if _, found, err := s.rawEntry(h); err == nil && !found {
+				os.Remove(filepath.Join(s.dir, name))
+			}
+			unlock()
+		}
+	}
+	return removed, nil
+}

@@ -1,0 +1,116 @@
+package blobsync
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/zeebo/blake3"
+	"lukechampine.com/blake3/bao"
+)
+
+// AddFileRef imports the file at path in reference mode: the store computes
+// and keeps the blob's outboard but not a copy of its bytes; it remembers the
+// file's absolute path, size and modification time. Open, Export and Serve
+// then read the app's file and refuse it (ErrCorrupt, "changed since it was
+// imported") once its size or mtime differ; import it again after a change.
+// Deleting the blob (Delete, GC) never touches the app's file.
+//
+// Files of at most ChunkGroupSize bytes are copied inline instead (there is
+// no outboard to save). If the store already holds the blob (copied or by
+// reference) AddFileRef changes nothing. The file must not change while it
+// is hashed: AddFileRef checks size and mtime before and after and fails if
+// they moved.
+func (s *Store) AddFileRef(ctx context.Context, path string) (Hash, int64, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return Hash{}, 0, fmt.Errorf("blobsync: add file ref: %w", err)
+	}
+	f, err := os.Open(abs)
+	if err != nil {
+		return Hash{}, 0, fmt.Errorf("blobsync: add file ref: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return Hash{}, 0, fmt.Errorf("blobsync: add file ref: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return Hash{}, 0, fmt.Errorf("blobsync: add file ref %s: not a regular file (%v)", abs, fi.Mode().Type())
+	}
+	size := fi.Size()
+	if size > MaxBlobSize {
+		return Hash{}, 0, &LimitError{What: "file " + abs, Limit: MaxBlobSize, Got: size}
+	}
+	if size <= inlineMax {
+		return s.AddFile(ctx, abs)
+	}
+	ob, err := os.CreateTemp(s.dir, "ref-*.obao.part")
+	if err != nil {
+		return Hash{}, 0, fmt.Errorf("blobsync: add file ref: %w", err)
+	}
+	fail := func(err error) (Hash, int64, error) {
+		ob.Close()
+		os.Remove(ob.Name())
+		return Hash{}, 0, fmt.Errorf("blobsync: add file ref %s: %w", abs, err)
+	}
+	hs := blake3.New()
+	src := &ctxReader{ctx: ctx, r: bufio.NewReaderSize(teeHash{f, hs}, ioBufSize)}
+	root, err := bao.Encode(ob, src, size, ChunkGroupLog, true)
+	if err != nil {
+		return fail(err)
+	}
+	var h Hash
+	hs.Sum(h[:0])
+	if root != h {
+		return fail(fmt.Errorf("internal error: bao root %x != blake3 %s", root, h))
+	}
+	after, err := os.Stat(abs)
+	if err != nil {
+		return fail(err)
+	}
+	if after.Size() != size || !after.ModTime().Equal(fi.ModTime()) {
+		return fail(fmt.Errorf("the file changed while it was hashed"))
+	}
+	if err := ob.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := ob.Close(); err != nil {
+		return fail(err)
+	}
+	unlock, err := s.lock(ctx, h)
+	if err != nil {
+		return fail(err)
+	}
+	defer unlock()
+	if ok, err := s.Has(h); err != nil || ok {
+		os.Remove(ob.Name())
+		return h, size, err
+	}
+	if err := os.Rename(ob.Name(), s.obaoPath(h)); err != nil {
+		return fail(err)
+	}
+	if err := syncDir(s.dir); err != nil {
+		return Hash{}, 0, err
+	}
+	if err := s.putEntry(h, entry{Size: size, State: stateComplete, RefPath: abs, RefMod: fi.ModTime().UnixNano()}); err != nil {
+		return Hash{}, 0, err
+	}
+	os.Remove(s.dataPath(h)) // a partial download's leftover, if any
+	return h, size, nil
+}
+
+// teeHash is an io.Reader that hashes what it reads (hashing only bytes
+// actually read, so a short file cannot be hashed past its end).
+type teeHash struct {
+	r  *os.File
+	hs *blake3.Hasher
+}
+
+func (t teeHash) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	t.hs.Write(p[:n])
+	return n, err
+}
