@@ -156,7 +156,7 @@ func TestDownloadManyProviders(t *testing.T) {
 	for i := range 3 {
 		srv := newTestStore(t)
 		h = addBlob(t, srv, data)
-		provs = append(provs, prov(t, string(rune('a' + i)), srv))
+		provs = append(provs, prov(t, string(rune('a'+i)), srv))
 	}
 	cl := newTestStore(t)
 	var mu sync.Mutex

@@ -77,10 +77,10 @@ type PeerLimiter struct {
 
 // PeerLimit is one peer's share of a PeerLimiter; pass it in ServeOptions.
 type PeerLimit struct {
-	bucket *TokenBucket   // nil: no rate limit
-	sem    chan struct{}  // nil: no request limit
-	refs   int            // Serves using it (PeerLimiter.mu)
-	owner  *PeerLimiter   // nil for a standalone limit
+	bucket *TokenBucket  // nil: no rate limit
+	sem    chan struct{} // nil: no request limit
+	refs   int           // Serves using it (PeerLimiter.mu)
+	owner  *PeerLimiter  // nil for a standalone limit
 	id     string
 }
 
