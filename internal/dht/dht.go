@@ -726,7 +726,11 @@ func (d *DHT) serve(ctx context.Context, peer transport.Peer, s *quic.Stream) {
 				reason = ReasonMalformed
 			}
 			d.m.refused(reason)
-			transport.WriteMsg(s, &response{Code: errCode(err), Msg: "bad request: " + err.Error()})
+			code := errCode(err)
+			if code == codeInternal {
+				code = codeBadRequest
+			}
+			transport.WriteMsg(s, &response{Code: code, Msg: "bad request: " + err.Error()})
 		}
 		return
 	}
