@@ -223,19 +223,20 @@ type download struct {
 	opts *DownloadOptions
 	rep  *reporter
 
-	mu       sync.Mutex
-	changed  chan struct{} // closed and replaced on every change of the queue
-	size     uint64        // verified size; valid when sized
-	sized    bool
-	groups   uint64
-	p        *partial // nil for small blobs
-	small    []byte   // the whole blob when it is one group
-	missing  RangeSet // groups not yet handed out (cursor: missing[0])
-	retry    RangeSet // groups handed back by a failed provider
-	inflight map[*task]struct{}
-	finished bool
-	fatal    error // a local failure (disk): stops everything
-	workers  int
+	mu          sync.Mutex
+	changed     chan struct{} // closed and replaced on every change of the queue
+	size        uint64        // verified size; valid when sized
+	sized       bool
+	groups      uint64
+	p           *partial // nil for small blobs
+	small       []byte   // the whole blob when it is one group
+	missing     RangeSet // groups not yet handed out (cursor: missing[0])
+	retry       RangeSet // groups handed back by a failed provider
+	inflight    map[*task]struct{}
+	finished    bool
+	fatal       error // a local failure (disk): stops everything
+	workers     int
+	sizeWaiters int // providers waiting for another to verify the size
 }
 
 // task is one ranged request of one provider.
@@ -459,6 +460,18 @@ func (d *download) session(ctx context.Context, p Provider, ps *providerState) (
 		return errBanned{fmt.Errorf("%w: announced size %d, the verified size is %d", ErrCorrupt, size, vsize)}
 	}
 	v := new(verifier)
+	if !sized && !held.Has(numGroups(size)-1) {
+		// This provider cannot prove the size (it lacks the last group):
+		// wait until another one does.
+		stall.Stop()
+		if err := d.waitSize(ctx); err != nil {
+			return err
+		}
+		if d.size != size {
+			return errBanned{fmt.Errorf("%w: announced size %d, the verified size is %d", ErrCorrupt, size, d.size)}
+		}
+		sized = true
+	}
 	if !sized {
 		if err := d.probe(conn, v, size); err != nil {
 			return err
@@ -545,6 +558,31 @@ func (d *download) session(ctx context.Context, p Provider, ps *providerState) (
 		delete(mine, t)
 		d.release(t)
 	}
+}
+
+// waitSize waits until another provider verified the size. It fails with
+// ErrNotFound when every remaining provider is waiting too.
+func (d *download) waitSize(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.sizeWaiters++
+	defer func() { d.sizeWaiters-- }()
+	d.signalLocked()
+	for !d.sized {
+		if d.sizeWaiters >= d.workers {
+			return fmt.Errorf("%w: no provider holds the last group, which proves the size", ErrNotFound)
+		}
+		ch := d.changed
+		d.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			d.mu.Lock()
+			return ctx.Err()
+		}
+		d.mu.Lock()
+	}
+	return nil
 }
 
 // probe verifies the size a provider announced by fetching the blob's last

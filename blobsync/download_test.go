@@ -3,6 +3,7 @@ package blobsync
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/zeebo/blake3"
 )
@@ -288,4 +290,55 @@ func TestDownloadMissingAndSmall(t *testing.T) {
 func withFault(p *pipeProvider, f func(n int, c net.Conn) io.ReadWriteCloser) *pipeProvider {
 	p.fault = f
 	return p
+}
+
+// TestHaveAndPartialServe: a have query answers all groups for a complete
+// blob and the recorded ranges for a partial one; a partial holder serves
+// the ranges it holds (and refuses the others), so a third node can
+// download from it and from a complete holder together.
+func TestHaveAndPartialServe(t *testing.T) {
+	ctx := context.Background()
+	data := content(6<<20, 41)
+	full := newTestStore(t)
+	h := addBlob(t, full, data)
+	conn, _ := servePipe(t, full, nil)
+	size, held, err := Have(ctx, conn, h)
+	if err != nil || size != int64(len(data)) || len(held) != 1 || held[0] != (ChunkRange{0, numGroups(uint64(len(data)))}) {
+		t.Fatalf("have on complete: %d %v %v", size, held, err)
+	}
+	if _, _, err := Have(ctx, conn, HashBytes([]byte("x"))); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("have on absent: %v", err)
+	}
+
+	// An interrupted download leaves a partial holder.
+	part := newTestStore(t)
+	slow := prov(t, "slow", full)
+	slow.opts.Limit = NewPeerLimit(ServeLimits{UploadRate: 4e6})
+	dctx, cancel := context.WithTimeout(ctx, 900*time.Millisecond)
+	part.Download(dctx, h, []Provider{slow}, DownloadOptions{ChunkBytes: 256 << 10})
+	cancel()
+	rec, _ := part.loadRanges(h)
+	pc, _ := servePipe(t, part, nil)
+	size, held, err = Have(ctx, pc, h)
+	if err != nil || size != int64(len(data)) || len(rec) == 0 || fmt.Sprint(held) != fmt.Sprint(rec) {
+		t.Fatalf("have on partial: %d %v %v (record %v)", size, held, err, rec)
+	}
+	if ok, _ := part.Has(h); ok {
+		t.Fatal("partial blob is Has")
+	}
+	// A whole-blob Fetch from the partial holder is refused.
+	if _, err := newTestStore(t).Fetch(ctx, pc, h, nil); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("whole fetch from a partial holder: %v", err)
+	}
+	third := newTestStore(t)
+	pp, fp := prov(t, "partial", part), prov(t, "full", full)
+	fp.opts.Limit = NewPeerLimit(ServeLimits{UploadRate: 20e6})
+	var last Progress
+	if _, err := third.Download(ctx, h, []Provider{pp, fp}, DownloadOptions{ChunkBytes: 256 << 10, Progress: func(p Progress) { last = p }}); err != nil {
+		t.Fatal(err)
+	}
+	checkBlob(t, third, h, data)
+	if provOf(last.Providers, "partial").Bytes == 0 {
+		t.Fatalf("the partial holder served nothing: %+v", last.Providers)
+	}
 }
