@@ -1,9 +1,9 @@
 package blobsync
 
 import (
-	"fmt"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"os"
