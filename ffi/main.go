@@ -11,8 +11,8 @@ package main
 #include <string.h>
 
 typedef void (*dweb_event_fn)(const char *event_json, void *ctx);
-void dweb_trampoline(dweb_event_fn fn, const char *event_json, void *ctx);
-int dweb_in_callback(void);
+void dweb_trampoline(dweb_event_fn fn, const char *event_json, void *ctx, int64_t h);
+int64_t dweb_in_callback(void); // the handle whose callback runs on this thread, or 0
 */
 import "C"
 
@@ -117,11 +117,11 @@ func dweb_set_event_callback(h C.int64_t, fn C.dweb_event_fn, ctx unsafe.Pointer
 	if fn != nil {
 		sink = func(ev []byte) {
 			cs := C.CString(string(ev))
-			C.dweb_trampoline(fn, cs, ctx)
+			C.dweb_trampoline(fn, cs, ctx, h)
 			C.free(unsafe.Pointer(cs))
 		}
 	}
-	if err := abi.SetEventSink(int64(h), sink, C.dweb_in_callback() != 0); err != nil {
+	if err := abi.SetEventSink(int64(h), sink, C.dweb_in_callback() == h); err != nil {
 		return C.int(num(err))
 	}
 	return 0

@@ -127,14 +127,16 @@ struct sink {
 	char *events[MAX_EVENTS];
 	int n;
 	int64_t self;        /* the handle this sink listens to */
-	int close_from_cb;   /* if set, the next event tries dweb_close(self) */
+	volatile int close_from_cb; /* if set, the next event tries dweb_close(self) */
 	int close_rc;
+	int set_rc; /* and dweb_set_event_callback(self) from inside the callback */
 };
 
 static void on_event(const char *json, void *ctx) {
 	struct sink *s = ctx;
 	if (s->close_from_cb) {
 		s->close_rc = dweb_close(s->self);
+		s->set_rc = dweb_set_event_callback(s->self, on_event, s);
 		s->close_from_cb = 0;
 	}
 	pthread_mutex_lock(&s->mu);
@@ -437,6 +439,7 @@ int main(void) {
 	dweb_free(r);
 	ev = wait_op(&sb, op, 30);
 	check(ev != NULL && sb.close_rc == DWEB_ERR_BUSY, "dweb_close from callback = %d", sb.close_rc);
+	check(sb.set_rc == 0, "dweb_set_event_callback from callback = %d", sb.set_rc);
 	free(ev);
 
 	r = expect_ok(b, "group.leave", "{\"group\":\"%s\"}", group);
