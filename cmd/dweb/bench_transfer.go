@@ -1,0 +1,463 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dwebkit/dweb/blobsync"
+	"github.com/dwebkit/dweb/internal/key"
+	"github.com/dwebkit/dweb/internal/store"
+	"github.com/dwebkit/dweb/internal/transport"
+	"github.com/dwebkit/dweb/internal/tunnel"
+	"github.com/quic-go/quic-go"
+	"github.com/spf13/cobra"
+)
+
+func init() { benchCommands = append(benchCommands, benchTransferCmd) }
+
+// benchTransferResult is the JSON that `dweb bench transfer` prints.
+type benchTransferResult struct {
+	Bytes            int64   `json:"bytes"`
+	Providers        int     `json:"providers"`
+	ProviderRateMBs  float64 `json:"provider_rate_mb_s,omitempty"`
+	BaselineMBs      float64 `json:"baseline_mb_s"` // raw QUIC stream, same endpoints' config, loopback
+	MBs              float64 `json:"mb_s"`          // dweb download: tunnel + blobsync + verify + disk
+	Ratio            float64 `json:"ratio"`         // mb_s / baseline_mb_s
+	ReceiverPeakRSS  float64 `json:"receiver_peak_rss_mb"`
+	OneProviderMBs   float64 `json:"one_provider_mb_s,omitempty"` // same download from one provider (when --providers > 1)
+	Speedup          float64 `json:"speedup,omitempty"`           // mb_s / one_provider_mb_s
+	Verified         bool    `json:"verified"`
+	Hash             string  `json:"hash"`
+	ProviderBytes    []int64 `json:"provider_bytes"`
+	BaselineRSS      float64 `json:"baseline_receiver_peak_rss_mb"`
+	ReceiverSeconds  float64 `json:"seconds"`
+	BaselineSeconds  float64 `json:"baseline_seconds"`
+	OneProviderSecs  float64 `json:"one_provider_seconds,omitempty"`
+	ReceiverCPUUser  float64 `json:"receiver_cpu_user_s"`
+	ReceiverCPUSys   float64 `json:"receiver_cpu_sys_s"`
+	SenderDataOnDisk bool    `json:"sender_reference_mode"`
+}
+
+// bench transfer runs the senders in this process and each receiver in a
+// child process (a re-exec of this binary with the hidden --role flag), so
+// the receiver's peak RSS (VmHWM) is its own. The child reads its job from
+// a JSON file and prints its result as JSON on stdout.
+type btJob struct {
+	Mode      string        `json:"mode"` // "raw" or "dweb"
+	Hash      string        `json:"hash"`
+	Size      int64         `json:"size"`
+	Dir       string        `json:"dir"`
+	Group     key.RecordKey `json:"group"`
+	Secret    string        `json:"secret"`
+	Providers []btPeer      `json:"providers"`
+}
+
+type btPeer struct {
+	Node   key.NodeID `json:"node"`
+	Addr   string     `json:"addr"`
+	Static []byte     `json:"static"`
+}
+
+type btChildResult struct {
+	Seconds  float64 `json:"seconds"`
+	PeakRSS  float64 `json:"peak_rss_mb"`
+	Verified bool    `json:"verified"`
+	PerProv  []int64 `json:"per_provider"`
+	CPUUser  float64 `json:"cpu_user"`
+	CPUSys   float64 `json:"cpu_sys"`
+	Err      string  `json:"err,omitempty"`
+}
+
+func benchTransferCmd(a *app) *cobra.Command {
+	var sizeFlag, rateFlag, dir, role, job string
+	var providers int
+	cmd := &cobra.Command{
+		Use:   "transfer",
+		Short: "download a blob through the real stack (QUIC, Noise tunnel, blobsync) next to a raw QUIC stream",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if role == "receiver" {
+				return btReceiver(cmd.Context(), a, job)
+			}
+			size, err := bsParseSize(sizeFlag)
+			if err != nil {
+				return &usageError{err}
+			}
+			var rate int64
+			if rateFlag != "" {
+				if rate, err = bsParseSize(strings.TrimSuffix(rateFlag, "/s")); err != nil {
+					return &usageError{fmt.Errorf("--provider-rate: %w", err)}
+				}
+			}
+			if providers < 1 || providers > 16 {
+				return &usageError{fmt.Errorf("--providers %d: want 1..16", providers)}
+			}
+			tmp, err := os.MkdirTemp(dir, "dweb-bench-transfer-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(tmp)
+			res, err := benchTransfer(cmd.Context(), tmp, size, providers, rate)
+			if err != nil {
+				return err
+			}
+			if a.json {
+				return a.printJSON(res)
+			}
+			fmt.Fprintf(a.stdout, "%d bytes from %d provider(s): dweb %.0f MB/s, raw QUIC %.0f MB/s, ratio %.2f, receiver peak RSS %.0f MB\n",
+				res.Bytes, res.Providers, res.MBs, res.BaselineMBs, res.Ratio, res.ReceiverPeakRSS)
+			if res.Speedup > 0 {
+				fmt.Fprintf(a.stdout, "one provider: %.0f MB/s; speedup %.2fx\n", res.OneProviderMBs, res.Speedup)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&sizeFlag, "size", "1GiB", "blob size (B, KiB, MiB, GiB, KB, MB, GB)")
+	cmd.Flags().IntVar(&providers, "providers", 1, "providers serving the blob at once")
+	cmd.Flags().StringVar(&rateFlag, "provider-rate", "", "upload rate limit of each provider, e.g. 25MB/s (default: none)")
+	cmd.Flags().StringVar(&dir, "dir", "", "directory for stores and temp files (default: the system temp dir)")
+	cmd.Flags().StringVar(&role, "role", "", "internal: run as the receiver child")
+	cmd.Flags().StringVar(&job, "job", "", "internal: the receiver's job file")
+	cmd.Flags().MarkHidden("role")
+	cmd.Flags().MarkHidden("job")
+	return cmd
+}
+
+// btProvider is one sender node: endpoint, store, tunnel key.
+type btProvider struct {
+	ep     *transport.Endpoint
+	db     *store.DB
+	blobs  *blobsync.Store
+	static tunnel.StaticKey
+}
+
+func benchTransfer(ctx context.Context, dir string, size int64, n int, rate int64) (*benchTransferResult, error) {
+	dataPath := filepath.Join(dir, "data")
+	if err := bsWriteRandom(dataPath, size, 2); err != nil {
+		return nil, err
+	}
+	group := key.RecordKey(key.NewSecret())
+	secret := key.NewSecret()
+	psk := tunnel.PSK(secret)
+	var provs []*btProvider
+	defer func() {
+		for _, p := range provs {
+			p.ep.Close()
+			p.db.Close()
+		}
+	}()
+	var h blobsync.Hash
+	for i := range n {
+		pdir := filepath.Join(dir, fmt.Sprintf("provider%d", i))
+		db, err := store.Open(filepath.Join(pdir, "db"), store.Options{})
+		if err != nil {
+			return nil, err
+		}
+		bs, err := blobsync.OpenStore(db, filepath.Join(pdir, "blobs"), blobsync.StoreOptions{})
+		if err != nil {
+			db.Close()
+			return nil, err
+		}
+		// Reference mode: the providers share the one data file.
+		if h, _, err = bs.AddFileRef(ctx, dataPath); err != nil {
+			db.Close()
+			return nil, err
+		}
+		ep, err := transport.Listen(transport.Options{Identity: key.NewKeypair(), ListenAddr: "127.0.0.1:0"})
+		if err != nil {
+			db.Close()
+			return nil, err
+		}
+		st, err := tunnel.NewStaticKey()
+		if err != nil {
+			return nil, err
+		}
+		p := &btProvider{ep: ep, db: db, blobs: bs, static: st}
+		provs = append(provs, p)
+		lim := blobsync.NewPeerLimiter(blobsync.ServeLimits{UploadRate: rate})
+		ep.Handle(transport.ProtoTunnel, func(ctx context.Context, peer transport.Peer, s *quic.Stream) {
+			sess, err := tunnel.Accept(ctx, s, tunnel.AcceptConfig{Static: st, LookupPSK: func(g key.RecordKey) ([32]byte, bool) {
+				return psk, g == group
+			}})
+			if err != nil {
+				return
+			}
+			defer sess.Close()
+			pl, release := lim.Acquire(peer.ID.String())
+			defer release()
+			p.blobs.ServeWith(ctx, sess, blobsync.ServeOptions{Limit: pl})
+		})
+		// The baseline: a raw stream that moves the requested count of
+		// bytes, no tunnel, no blob protocol.
+		ep.Handle(transport.ProtoBlobs, func(ctx context.Context, _ transport.Peer, s *quic.Stream) {
+			var hdr [8]byte
+			if _, err := io.ReadFull(s, hdr[:]); err != nil {
+				return
+			}
+			left := int64(binary.BigEndian.Uint64(hdr[:]))
+			buf := make([]byte, 256<<10)
+			for left > 0 {
+				k := min(left, int64(len(buf)))
+				if _, err := s.Write(buf[:k]); err != nil {
+					return
+				}
+				left -= k
+			}
+			s.Close()
+		})
+	}
+	job := btJob{Hash: h.String(), Size: size, Group: group, Secret: secret.Text()}
+	for _, p := range provs {
+		job.Providers = append(job.Providers, btPeer{Node: p.ep.ID(), Addr: p.ep.LocalAddr().String(), Static: p.static.Public[:]})
+	}
+	res := &benchTransferResult{Bytes: size, Providers: n, Hash: h.String(), SenderDataOnDisk: true}
+	if rate > 0 {
+		res.ProviderRateMBs = float64(rate) / 1e6
+	}
+
+	raw := job
+	raw.Mode, raw.Providers = "raw", job.Providers[:1]
+	r, err := btRunChild(ctx, dir, "raw", raw)
+	if err != nil {
+		return nil, err
+	}
+	res.BaselineSeconds, res.BaselineRSS = r.Seconds, r.PeakRSS
+	res.BaselineMBs = bsRound(float64(size) / 1e6 / r.Seconds)
+
+	dw := job
+	dw.Mode = "dweb"
+	dw.Dir = filepath.Join(dir, "receiver")
+	r, err = btRunChild(ctx, dir, "dweb", dw)
+	if err != nil {
+		return nil, err
+	}
+	res.ReceiverSeconds, res.ReceiverPeakRSS, res.Verified, res.ProviderBytes = r.Seconds, r.PeakRSS, r.Verified, r.PerProv
+	res.ReceiverCPUUser, res.ReceiverCPUSys = r.CPUUser, r.CPUSys
+	res.MBs = bsRound(float64(size) / 1e6 / r.Seconds)
+	res.Ratio = bsRound(res.MBs / res.BaselineMBs)
+
+	if n > 1 {
+		one := job
+		one.Mode, one.Providers = "dweb", job.Providers[:1]
+		one.Dir = filepath.Join(dir, "receiver1")
+		r, err = btRunChild(ctx, dir, "one", one)
+		if err != nil {
+			return nil, err
+		}
+		res.OneProviderSecs = r.Seconds
+		res.OneProviderMBs = bsRound(float64(size) / 1e6 / r.Seconds)
+		res.Speedup = bsRound(res.MBs / res.OneProviderMBs)
+	}
+	return res, nil
+}
+
+// btRunChild runs one receiver job in a child process and returns its result.
+func btRunChild(ctx context.Context, dir, name string, job btJob) (*btChildResult, error) {
+	path := filepath.Join(dir, "job-"+name+".json")
+	b, err := json.Marshal(job)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return nil, err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, exe, "bench", "transfer", "--role", "receiver", "--job", path)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("bench transfer: %s receiver: %w", name, err)
+	}
+	var r btChildResult
+	if err := json.Unmarshal(out, &r); err != nil {
+		return nil, fmt.Errorf("bench transfer: %s receiver said %q: %w", name, out, err)
+	}
+	if r.Err != "" {
+		return nil, fmt.Errorf("bench transfer: %s receiver: %s", name, r.Err)
+	}
+	return &r, nil
+}
+
+// btReceiver is the child: it runs the job and prints a btChildResult.
+func btReceiver(ctx context.Context, a *app, jobPath string) error {
+	b, err := os.ReadFile(jobPath)
+	if err != nil {
+		return err
+	}
+	var job btJob
+	if err := json.Unmarshal(b, &job); err != nil {
+		return err
+	}
+	res, err := btReceive(ctx, &job)
+	if err != nil {
+		res = &btChildResult{Err: err.Error()}
+	}
+	res.PeakRSS = btPeakRSS()
+	if u, s, ok := btCPU(); ok {
+		res.CPUUser, res.CPUSys = u, s
+	}
+	return json.NewEncoder(a.stdout).Encode(res)
+}
+
+func btReceive(ctx context.Context, job *btJob) (*btChildResult, error) {
+	ep, err := transport.Listen(transport.Options{Identity: key.NewKeypair(), ListenAddr: "127.0.0.1:0"})
+	if err != nil {
+		return nil, err
+	}
+	defer ep.Close()
+	peers := make([]struct {
+		id   key.NodeID
+		addr netip.AddrPort
+		st   [32]byte
+	}, len(job.Providers))
+	for i, p := range job.Providers {
+		peers[i].id = p.Node
+		if peers[i].addr, err = netip.ParseAddrPort(p.Addr); err != nil {
+			return nil, err
+		}
+		copy(peers[i].st[:], p.Static)
+	}
+	if job.Mode == "raw" {
+		s, err := ep.OpenStream(ctx, peers[0].id, peers[0].addr, transport.ProtoBlobs)
+		if err != nil {
+			return nil, err
+		}
+		defer s.Close()
+		t := time.Now()
+		var hdr [8]byte
+		binary.BigEndian.PutUint64(hdr[:], uint64(job.Size))
+		if _, err := s.Write(hdr[:]); err != nil {
+			return nil, err
+		}
+		n, err := io.CopyBuffer(io.Discard, s, make([]byte, 256<<10))
+		if err != nil {
+			return nil, err
+		}
+		if n != job.Size {
+			return nil, fmt.Errorf("raw stream moved %d bytes, want %d", n, job.Size)
+		}
+		return &btChildResult{Seconds: time.Since(t).Seconds()}, nil
+	}
+
+	h, err := blobsync.ParseHash(job.Hash)
+	if err != nil {
+		return nil, err
+	}
+	secret, err := key.ParseSecret(job.Secret)
+	if err != nil {
+		return nil, err
+	}
+	db, err := store.Open(filepath.Join(job.Dir, "db"), store.Options{})
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	bs, err := blobsync.OpenStore(db, filepath.Join(job.Dir, "blobs"), blobsync.StoreOptions{})
+	if err != nil {
+		return nil, err
+	}
+	static, err := tunnel.NewStaticKey()
+	if err != nil {
+		return nil, err
+	}
+	var provs []blobsync.Provider
+	for i, p := range peers {
+		provs = append(provs, &btTunnelProvider{id: strconv.Itoa(i), ep: ep, node: p.id, addr: p.addr, dial: tunnel.DialConfig{
+			Static: static, RemoteStatic: p.st, Group: job.Group, PSK: tunnel.PSK(secret),
+		}})
+	}
+	var last blobsync.Progress
+	t := time.Now()
+	n, err := bs.Download(ctx, h, provs, blobsync.DownloadOptions{Progress: func(p blobsync.Progress) { last = p }})
+	if err != nil {
+		return nil, err
+	}
+	d := time.Since(t)
+	ok, err := bs.Has(h)
+	if err != nil || !ok || n != job.Size {
+		return nil, fmt.Errorf("download ended without the blob: %d bytes, %v", n, err)
+	}
+	res := &btChildResult{Seconds: d.Seconds(), Verified: true}
+	for _, p := range last.Providers {
+		res.PerProv = append(res.PerProv, p.Bytes)
+	}
+	return res, nil
+}
+
+// btTunnelProvider opens a Noise tunnel over a QUIC stream, as core does.
+type btTunnelProvider struct {
+	id   string
+	ep   *transport.Endpoint
+	node key.NodeID
+	addr netip.AddrPort
+	dial tunnel.DialConfig
+}
+
+func (p *btTunnelProvider) ID() string { return p.id }
+
+func (p *btTunnelProvider) Open(ctx context.Context) (io.ReadWriteCloser, error) {
+	s, err := p.ep.OpenStream(ctx, p.node, p.addr, transport.ProtoTunnel)
+	if err != nil {
+		return nil, err
+	}
+	sess, err := tunnel.Dial(ctx, s, p.dial)
+	if err != nil {
+		return nil, err
+	}
+	return sess, nil
+}
+
+// btPeakRSS returns this process's peak resident set (VmHWM) in MB.
+func btPeakRSS() float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			f := strings.Fields(rest)
+			if len(f) >= 1 {
+				kb, _ := strconv.ParseFloat(f[0], 64)
+				return bsRound(kb / 1024)
+			}
+		}
+	}
+	return 0
+}
+
+// btCPU returns this process's user and system CPU seconds (/proc/self/stat).
+func btCPU() (user, sys float64, ok bool) {
+	b, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		return 0, 0, false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, 0, false
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0, 0, false
+	}
+	u, err1 := strconv.ParseFloat(f[11], 64)
+	st, err2 := strconv.ParseFloat(f[12], 64)
+	if errors.Join(err1, err2) != nil {
+		return 0, 0, false
+	}
+	return u / 100, st / 100, true // USER_HZ is 100 on Linux
+}
