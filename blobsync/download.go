@@ -292,6 +292,7 @@ func (d *download) take(ctx context.Context, held RangeSet, mine map[*task]struc
 	chunk := uint64((d.opts.ChunkBytes + ChunkGroupSize - 1) / ChunkGroupSize)
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	rescanned := false
 	for {
 		if d.finished || d.fatal != nil {
 			return nil, false
@@ -336,7 +337,15 @@ func (d *download) take(ctx context.Context, held RangeSet, mine map[*task]struc
 			return nil, true
 		}
 		if len(d.inflight) == 0 {
-			// Nothing pending anywhere that could come back to us.
+			// Nothing pending anywhere that could come back to us. Before
+			// giving up, look again at what is still unverified (a group
+			// lost between the queue and the record would stall us).
+			if d.p != nil && !rescanned {
+				if again := have.Missing(d.groups); len(again) > 0 {
+					d.missing, rescanned = again, true
+					continue
+				}
+			}
 			return nil, false
 		}
 		ch := d.changed

@@ -72,6 +72,7 @@ type partial struct {
 	mu        sync.Mutex
 	recorded  RangeSet // durable and recorded in Pebble
 	pending   RangeSet // verified and written, not yet flushed
+	flushing  RangeSet // taken from pending by the flush in progress
 	pendBytes uint64
 	lastFlush time.Time
 	kick      chan struct{}
@@ -192,7 +193,7 @@ func (p *partial) mark(c ChunkRange, n uint64) (fresh RangeSet, err error) {
 		p.mu.Unlock()
 		return nil, p.flushErr
 	}
-	known := p.recorded.Intersect(c).Union(p.pending.Intersect(c))
+	known := p.recorded.Intersect(c).Union(p.pending.Intersect(c)).Union(p.flushing.Intersect(c))
 	fresh = known.Missing(c.End).Intersect(c)
 	p.pending = p.pending.Add(c)
 	p.pendBytes += n
@@ -219,7 +220,7 @@ func (p *partial) parent(i uint64, b []byte) error {
 func (p *partial) have() RangeSet {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return append(RangeSet(nil), p.recorded...).Union(p.pending)
+	return append(RangeSet(nil), p.recorded...).Union(p.flushing).Union(p.pending)
 }
 
 // durable returns a copy of the recorded groups.
@@ -257,7 +258,7 @@ func (p *partial) flush() error {
 		return p.flushErr
 	}
 	snap := p.pending
-	p.pending, p.pendBytes = nil, 0
+	p.pending, p.pendBytes, p.flushing = nil, 0, snap
 	p.mu.Unlock()
 	if len(snap) == 0 {
 		return nil
@@ -267,6 +268,7 @@ func (p *partial) flush() error {
 	if err == nil {
 		p.mu.Lock()
 		p.recorded = p.recorded.Union(snap)
+		p.flushing = nil
 		rec = append(rec, p.recorded...)
 		p.lastFlush = time.Now()
 		p.mu.Unlock()
@@ -276,6 +278,8 @@ func (p *partial) flush() error {
 		err = fmt.Errorf("blobsync: flush partial %s: %w", p.h, err)
 		p.mu.Lock()
 		p.flushErr = err
+		p.pending = p.pending.Union(p.flushing) // still verified, not recorded
+		p.flushing = nil
 		p.mu.Unlock()
 	}
 	return err

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -301,6 +302,19 @@ func btReceiver(ctx context.Context, a *app, jobPath string) error {
 	var job btJob
 	if err := json.Unmarshal(b, &job); err != nil {
 		return err
+	}
+	// DWEB_BENCH_CPUPROFILE=<prefix> writes <prefix>.<mode> CPU profiles of
+	// the receiver, for `go tool pprof`.
+	if prefix := os.Getenv("DWEB_BENCH_CPUPROFILE"); prefix != "" {
+		f, err := os.Create(prefix + "." + job.Mode + "." + strconv.Itoa(len(job.Providers)))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	res, err := btReceive(ctx, &job)
 	if err != nil {
