@@ -511,7 +511,7 @@ func (d *download) session(ctx context.Context, p Provider, ps *providerState) (
 			}
 		}
 	}()
-	out := &groupSink{d: d, ps: ps, stall: stall, timeout: d.opts.StallTimeout, buf: make([]byte, 0, 1<<20)}
+	out := &groupSink{d: d, ps: ps, stall: stall, timeout: d.opts.StallTimeout, buf: alignedBuf(1 << 20)}
 	mine := make(map[*task]struct{})
 	var queue []*task
 	defer func() {
@@ -681,7 +681,7 @@ func (g *groupSink) flush() error {
 		return nil
 	}
 	d := g.d
-	if _, err := d.p.data.WriteAt(g.buf, int64(g.bufAt)); err != nil {
+	if err := d.p.writeData(g.buf, int64(g.bufAt)); err != nil {
 		return localError{fmt.Errorf("write partial %s: %w", d.h, err)}
 	}
 	first := g.bufAt / ChunkGroupSize

@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/dwebkit/dweb/internal/store"
 	"github.com/fxamacker/cbor/v2"
@@ -68,6 +69,7 @@ type partial struct {
 	size       uint64
 	groups     uint64
 	data, obao *os.File
+	direct     *os.File // data opened with O_DIRECT, or nil (see writeData)
 
 	mu        sync.Mutex
 	recorded  RangeSet // durable and recorded in Pebble
@@ -132,6 +134,7 @@ func (s *Store) openPartial(h Hash, size uint64) (*partial, error) {
 			return nil, err
 		}
 	}
+	p.direct = openDirect(s.dataPath(h))
 	p.kick = make(chan struct{}, 1)
 	p.stop = make(chan struct{})
 	p.stopped = make(chan struct{})
@@ -304,7 +307,50 @@ func (p *partial) close() error {
 	close(p.stop)
 	<-p.stopped
 	err := p.flush()
+	if p.direct != nil {
+		err = errors.Join(err, p.direct.Close())
+	}
 	return errors.Join(err, p.data.Close(), p.obao.Close())
+}
+
+// directAlign is the alignment O_DIRECT needs of buffers, offsets and
+// lengths (the logical block size; 4 KiB covers every common disk).
+const directAlign = 4096
+
+// alignedBuf returns an empty slice of capacity n whose first byte is
+// directAlign-aligned.
+func alignedBuf(n int) []byte {
+	b := make([]byte, n+directAlign)
+	off := int(uintptr(unsafe.Pointer(&b[0])) & (directAlign - 1))
+	if off != 0 {
+		off = directAlign - off
+	}
+	return b[off : off : off+n]
+}
+
+// writeData writes verified bytes b at byte offset off of the data file:
+// the aligned part through the O_DIRECT descriptor when there is one and b
+// is aligned in memory (alignedBuf) and off is aligned, the rest through
+// the page cache. Either way the flush's fsync makes them durable.
+func (p *partial) writeData(b []byte, off int64) error {
+	if p.direct != nil && off%directAlign == 0 && len(b) >= directAlign &&
+		uintptr(unsafe.Pointer(&b[0]))%directAlign == 0 {
+		n := len(b) &^ (directAlign - 1)
+		if _, err := p.direct.WriteAt(b[:n], off); err == nil {
+			b, off = b[n:], off+int64(n)
+		} else {
+			// Refused after all (some file systems accept the open but not
+			// the write): page cache from now on.
+			p.s.log.Debug("blobsync: O_DIRECT write refused; using the page cache", "err", err)
+			p.direct.Close()
+			p.direct = nil
+		}
+	}
+	if len(b) == 0 {
+		return nil
+	}
+	_, err := p.data.WriteAt(b, off)
+	return err
 }
 
 // loadRanges reads the recorded range set of h (empty if none).

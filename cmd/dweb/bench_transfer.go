@@ -239,7 +239,18 @@ func benchTransfer(ctx context.Context, dir string, size int64, n int, rate int6
 	dw := job
 	dw.Mode = "dweb"
 	dw.Dir = filepath.Join(dir, "receiver")
+	if prefix := os.Getenv("DWEB_BENCH_CPUPROFILE"); prefix != "" {
+		f, err := os.Create(prefix + ".senders")
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, err
+		}
+	}
 	r, err = btRunChild(ctx, dir, "dweb", dw)
+	pprof.StopCPUProfile()
 	if err != nil {
 		return nil, err
 	}

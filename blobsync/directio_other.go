@@ -1,0 +1,8 @@
+//go:build !linux
+
+package blobsync
+
+import "os"
+
+// openDirect: O_DIRECT is used on Linux only.
+func openDirect(string) *os.File { return nil }
