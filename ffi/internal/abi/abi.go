@@ -73,7 +73,6 @@ type node struct {
 	lastErr  string
 	ops      map[int64]*op
 	synced   map[key.RecordKey]groupSync // last sync.refresh / file.list per group
-	peers    []string                    // bootstrap contacts and invite hints seen
 }
 
 var (
@@ -175,7 +174,6 @@ func New(config []byte) (h int64, err error) {
 		ev:     newEvents(),
 		ops:    map[int64]*op{},
 		synced: map[key.RecordKey]groupSync{},
-		peers:  append([]string(nil), cfg.Bootstrap...),
 	}
 	n.ctx, n.cancel = context.WithCancelCause(context.Background())
 	regMu.Lock()

@@ -6,14 +6,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/dwebkit/dweb/core"
 	"github.com/dwebkit/dweb/internal/key"
-	"github.com/dwebkit/dweb/uri"
 )
 
 // method is one entry of the dweb_call table. fn receives the params JSON
@@ -73,23 +71,15 @@ func nodeID(ctx context.Context, n *node, p []byte) (any, error) {
 	}{n.b.NodeID().String(), n.b.Contact(), n.b.Addr().String()}, nil
 }
 
-// nodePeers lists the contacts this handle knows: its configured bootstrap
-// nodes and the hints of the invites it joined. (The DHT routing table is
-// not exposed by core.Backend.)
+// nodePeers lists the nodes in this node's DHT routing table.
 func nodePeers(ctx context.Context, n *node, p []byte) (any, error) {
 	if err := decodeStrict("params", p, &noParams{}); err != nil {
 		return nil, err
 	}
-	n.mu.Lock()
-	peers := slices.Clone(n.peers)
-	n.mu.Unlock()
-	if peers == nil {
-		peers = []string{}
-	}
 	return struct {
 		Contact string   `json:"contact"`
 		Peers   []string `json:"peers"`
-	}{n.b.Contact(), peers}, nil
+	}{n.b.Contact(), n.b.Peers()}, nil
 }
 
 func groupCreate(ctx context.Context, n *node, p []byte) (any, error) {
@@ -112,20 +102,7 @@ func groupJoin(ctx context.Context, n *node, p []byte) (any, error) {
 	if q.URI == "" {
 		return nil, Errorf(CodeBadParams, "params: uri is required")
 	}
-	gi, err := n.b.JoinGroup(ctx, q.URI)
-	if err != nil {
-		return nil, err
-	}
-	if inv, err := uri.ParseInvite(q.URI); err == nil {
-		n.mu.Lock()
-		for _, c := range inv.Bootstrap {
-			if c != n.b.Contact() && !slices.Contains(n.peers, c) {
-				n.peers = append(n.peers, c)
-			}
-		}
-		n.mu.Unlock()
-	}
-	return gi, nil
+	return n.b.JoinGroup(ctx, q.URI)
 }
 
 func groupList(ctx context.Context, n *node, p []byte) (any, error) {
