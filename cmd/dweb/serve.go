@@ -28,6 +28,8 @@ type serveOptions struct {
 	listen    string
 	bootstrap []string
 	logLevel  string
+	relay     bool     // serve as a relay for nodes behind NAT
+	relays    []string // relays to keep reservations on
 }
 
 // readyLine is what `dweb serve --json` prints once the node is up.
@@ -50,6 +52,8 @@ func (a *app) serveCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&o.listen, "listen", "127.0.0.1:0", "UDP host:port for QUIC")
 	cmd.Flags().StringArrayVar(&o.bootstrap, "bootstrap", nil, "bootstrap node as nodeID@host:port (repeatable)")
+	cmd.Flags().BoolVar(&o.relay, "relay", false, "relay tunnels for nodes behind NAT (accept reservations)")
+	cmd.Flags().StringArrayVar(&o.relays, "relays", nil, "relay to keep a reservation on, as nodeID@host:port (repeatable)")
 	cmd.Flags().StringVar(&o.logLevel, "log-level", "info", "log level on stderr: debug, info, warn, error")
 	return cmd
 }
@@ -75,7 +79,7 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 		return err
 	}
 
-	b, err := core.New(core.Options{DataDir: dataDir, ListenAddr: o.listen, Bootstrap: o.bootstrap, Logger: log})
+	b, err := core.New(core.Options{DataDir: dataDir, ListenAddr: o.listen, Bootstrap: o.bootstrap, Logger: log, ServeRelay: o.relay, Relays: o.relays})
 	if err != nil {
 		return fmt.Errorf("open node in %s: %w", dataDir, err)
 	}
