@@ -165,12 +165,19 @@ func (d *DHT) replicateRecord(ctx context.Context, k key.RecordKey, republish bo
 	if err != nil || desc == nil {
 		return
 	}
+	isSelf := func(c Contact) bool { return c.ID == d.self.ID }
+	// The routing table knows this node's neighbourhood well: if by the
+	// table this node is far from being among the R nearest (2R), it is a
+	// reader's copy, and no lookup is spent on it.
+	if !republish && !slices.ContainsFunc(d.holders(k, d.table.closest(k, 2*d.opts.R, d.self.ID), 2*d.opts.R), isSelf) {
+		return
+	}
 	near, err := d.closest(ctx, "replicate", k, d.opts.R)
 	if err != nil {
 		return
 	}
 	holders := d.holders(k, near, d.opts.R)
-	if !republish && !slices.ContainsFunc(holders, func(c Contact) bool { return c.ID == d.self.ID }) {
+	if !republish && !slices.ContainsFunc(holders, isSelf) {
 		return
 	}
 	refreshed := d.refreshed(k)

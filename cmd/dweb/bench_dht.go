@@ -1,0 +1,423 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/dwebkit/dweb/internal/dht"
+	"github.com/dwebkit/dweb/internal/key"
+	"github.com/dwebkit/dweb/internal/record"
+	"github.com/dwebkit/dweb/internal/store"
+	"github.com/dwebkit/dweb/internal/transport"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+)
+
+func init() { benchCommands = append(benchCommands, benchDHTCmd) }
+
+// benchDHTResult is what `dweb bench dht` prints. Latencies are in
+// milliseconds, measured around one Set/Get/Watch call of the public API.
+type benchDHTResult struct {
+	Nodes                int     `json:"nodes"`
+	Records              int     `json:"records"`
+	Churn                float64 `json:"churn"`
+	Killed               int     `json:"killed"`
+	GetSuccess           float64 `json:"get_success"`             // fraction of records read back with the written value
+	GetSuccessAfterChurn float64 `json:"get_success_after_churn"` // the same after the kill and one repair sweep
+	GetP50ms             float64 `json:"get_p50_ms"`
+	GetP99ms             float64 `json:"get_p99_ms"`
+	GetAfterChurnP50ms   float64 `json:"get_after_churn_p50_ms"`
+	GetAfterChurnP99ms   float64 `json:"get_after_churn_p99_ms"`
+	SetP50ms             float64 `json:"set_p50_ms"`
+	SetP99ms             float64 `json:"set_p99_ms"`
+	MeanHops             float64 `json:"mean_hops"` // rounds of a Get lookup until its nearest holder was asked
+	Watches              int     `json:"watches"`
+	WatchSeen            int     `json:"watch_seen"` // changes that reached their watcher
+	WatchP50ms           float64 `json:"watch_p50_ms"`
+	WatchP99ms           float64 `json:"watch_p99_ms"`
+	RepairS              float64 `json:"repair_s"` // one replication sweep on every survivor, in parallel
+	StartS               float64 `json:"start_s"`  // starting and bootstrapping the nodes
+	TotalS               float64 `json:"total_s"`  // the whole run
+	Replicas             int     `json:"replicas"` // R
+	GoMaxProcs           int     `json:"gomaxprocs"`
+}
+
+// benchDHTCmd measures a network of separate DHT nodes (each its own QUIC
+// endpoint on 127.0.0.1 and its own Pebble store) in this process.
+func benchDHTCmd(a *app) *cobra.Command {
+	var cfg benchDHTConfig
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "dht",
+		Short: "a loopback network of DHT nodes: set/get/watch latencies, hops, and reads after churn (prints JSON)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfg.nodes < 2 || cfg.nodes > 1000 {
+				return &usageError{fmt.Errorf("--nodes %d: want 2..1000", cfg.nodes)}
+			}
+			if cfg.records < 1 || cfg.records > 100000 {
+				return &usageError{fmt.Errorf("--records %d: want 1..100000", cfg.records)}
+			}
+			if cfg.churn < 0 || cfg.churn > 0.9 || math.IsNaN(cfg.churn) {
+				return &usageError{fmt.Errorf("--churn %v: want 0..0.9", cfg.churn)}
+			}
+			if cfg.watches < 0 || cfg.watches > 1000 {
+				return &usageError{fmt.Errorf("--watches %d: want 0..1000", cfg.watches)}
+			}
+			tmp, err := os.MkdirTemp(dir, "dweb-bench-dht-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(tmp)
+			cfg.dir = tmp
+			ctx, cancel := context.WithTimeout(cmd.Context(), cfg.timeout)
+			defer cancel()
+			res, err := benchDHT(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			if a.json {
+				return a.printJSON(res)
+			}
+			fmt.Fprintf(a.stdout, "%d nodes, %d records: get %.0f%% (p50 %.1f ms, p99 %.1f ms), after %.0f%% churn %.0f%%; set p50 %.1f ms; %.2f hops; watch p50 %.1f ms\n",
+				res.Nodes, res.Records, 100*res.GetSuccess, res.GetP50ms, res.GetP99ms, 100*res.Churn, 100*res.GetSuccessAfterChurn, res.SetP50ms, res.MeanHops, res.WatchP50ms)
+			return nil
+		},
+	}
+	cmd.Flags().IntVar(&cfg.nodes, "nodes", 200, "nodes in the network")
+	cmd.Flags().IntVar(&cfg.records, "records", 1000, "records written (one subkey each)")
+	cmd.Flags().Float64Var(&cfg.churn, "churn", 0.3, "fraction of nodes killed before the second read")
+	cmd.Flags().IntVar(&cfg.watches, "watches", 50, "watch latency samples")
+	cmd.Flags().IntVar(&cfg.parallel, "parallel", 16, "operations in flight at once")
+	cmd.Flags().DurationVar(&cfg.timeout, "timeout", 10*time.Minute, "give up after this long")
+	cmd.Flags().StringVar(&dir, "dir", "", "directory for the node stores (default: the system temp dir)")
+	return cmd
+}
+
+type benchDHTConfig struct {
+	nodes, records, watches, parallel int
+	churn                             float64
+	timeout                           time.Duration
+	dir                               string
+}
+
+type benchNode struct {
+	ep   *transport.Endpoint
+	db   *store.DB
+	d    *dht.DHT
+	dead bool
+}
+
+func (n *benchNode) close() {
+	n.dead = true
+	n.d.Close()
+	n.ep.Close()
+	n.db.Close()
+}
+
+type benchRec struct {
+	owner key.Keypair
+	desc  *record.Descriptor
+	val   *record.Value
+}
+
+// benchDHT runs the benchmark: start and bootstrap the nodes, write
+// cfg.records records from random nodes, read each back from another
+// random node, measure watches, kill cfg.churn of the nodes, run one
+// replication sweep on every survivor, and read every record again.
+func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) {
+	began := time.Now()
+	if cfg.parallel < 1 {
+		cfg.parallel = 16
+	}
+	metrics := dht.NewMetrics()
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(metrics); err != nil {
+		return nil, err
+	}
+	res := &benchDHTResult{Nodes: cfg.nodes, Records: cfg.records, Churn: cfg.churn, Replicas: dht.DefaultR, GoMaxProcs: runtime.GOMAXPROCS(0)}
+
+	nodes := make([]*benchNode, cfg.nodes)
+	defer func() {
+		var wg sync.WaitGroup
+		for _, n := range nodes {
+			if n != nil && !n.dead {
+				wg.Add(1)
+				go func() { defer wg.Done(); n.close() }()
+			}
+		}
+		wg.Wait()
+	}()
+	start := func(i int, boot []dht.Contact) error {
+		ep, err := transport.Listen(transport.Options{
+			Identity:    key.NewKeypair(),
+			ListenAddr:  "127.0.0.1:0",
+			IdleTimeout: 20 * time.Second,
+			KeepAlive:   -1, // idle connections close; the next request dials again
+		})
+		if err != nil {
+			return err
+		}
+		db, err := store.Open(filepath.Join(cfg.dir, strconv.Itoa(i)), store.Options{})
+		if err != nil {
+			ep.Close()
+			return err
+		}
+		d, err := dht.New(dht.Options{
+			Endpoint:  ep,
+			Store:     db,
+			Bootstrap: boot,
+			// A dead node costs one timeout per caller, which dominates
+			// reads after churn; under the load of 200 nodes starting on
+			// 2 cores, 1 s is too short for a busy bootstrap node.
+			RPCTimeout: 2 * time.Second,
+			// Maintenance is driven by the benchmark (Replicate) so that
+			// the phases are measured apart.
+			ReplicateInterval: -1,
+			RepublishInterval: -1,
+			RefreshInterval:   -1,
+			QueueRetry:        -1,
+			WatchRenew:        time.Minute,
+			Metrics:           metrics,
+		})
+		if err != nil {
+			ep.Close()
+			db.Close()
+			return err
+		}
+		nodes[i] = &benchNode{ep: ep, db: db, d: d}
+		return nil
+	}
+	if err := start(0, nil); err != nil {
+		return nil, err
+	}
+	boot := []dht.Contact{nodes[0].d.Self()}
+	if err := benchPar(ctx, cfg.nodes-1, cfg.parallel, func(i int) error {
+		if err := start(i+1, boot); err != nil {
+			return err
+		}
+		var err error
+		for range 3 { // node 0 may be too busy to answer in time
+			if err = nodes[i+1].d.Bootstrap(ctx); err == nil {
+				break
+			}
+		}
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("start nodes: %w", err)
+	}
+	// A second self-lookup everywhere fills the tables of the early nodes.
+	if err := benchPar(ctx, cfg.nodes, cfg.parallel, func(i int) error { return nodes[i].d.Bootstrap(ctx) }); err != nil {
+		return nil, fmt.Errorf("refresh tables: %w", err)
+	}
+	res.StartS = time.Since(began).Seconds()
+
+	// Writes.
+	recs := make([]benchRec, cfg.records)
+	setMS := make([]float64, cfg.records)
+	if err := benchPar(ctx, cfg.records, cfg.parallel, func(i int) error {
+		owner := key.NewKeypair()
+		desc, err := record.NewDescriptor(owner, record.Schema{OwnerSubkeys: 1})
+		if err != nil {
+			return err
+		}
+		v, err := record.NewValue(desc.Key(), 0, 1, []byte("bench record "+strconv.Itoa(i)), owner)
+		if err != nil {
+			return err
+		}
+		recs[i] = benchRec{owner, desc, v}
+		t0 := time.Now()
+		if err := nodes[rand.N(cfg.nodes)].d.Set(ctx, desc, 0, v); err != nil {
+			return fmt.Errorf("set record %d: %w", i, err)
+		}
+		setMS[i] = msSince(t0)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	res.SetP50ms, res.SetP99ms = percentile(setMS, 0.5), percentile(setMS, 0.99)
+
+	// Reads, each from a random node.
+	hops0, n0 := hopStats(reg)
+	ok, getMS := benchReads(ctx, nodes, recs, cfg.parallel)
+	hops1, n1 := hopStats(reg)
+	if n1 > n0 {
+		res.MeanHops = (hops1 - hops0) / (n1 - n0)
+	}
+	res.GetSuccess = float64(ok) / float64(cfg.records)
+	res.GetP50ms, res.GetP99ms = percentile(getMS, 0.5), percentile(getMS, 0.99)
+
+	// Watches: a random node watches a record, another writes it.
+	var watchMS []float64
+	for i := range min(cfg.watches, cfg.records) {
+		ms, err := benchWatch(ctx, nodes, recs[i])
+		if err != nil {
+			return nil, err
+		}
+		res.Watches++
+		if ms >= 0 {
+			res.WatchSeen++
+			watchMS = append(watchMS, ms)
+		}
+	}
+	res.WatchP50ms, res.WatchP99ms = percentile(watchMS, 0.5), percentile(watchMS, 0.99)
+
+	// Churn: kill a fraction, repair, read again.
+	res.Killed = int(math.Round(cfg.churn * float64(cfg.nodes)))
+	var wg sync.WaitGroup
+	for _, i := range rand.Perm(cfg.nodes)[:res.Killed] {
+		wg.Add(1)
+		go func() { defer wg.Done(); nodes[i].close() }()
+	}
+	wg.Wait()
+	var alive []*benchNode
+	for _, n := range nodes {
+		if !n.dead {
+			alive = append(alive, n)
+		}
+	}
+	t0 := time.Now()
+	if err := benchPar(ctx, len(alive), len(alive), func(i int) error { return alive[i].d.Replicate(ctx) }); err != nil {
+		return nil, fmt.Errorf("repair: %w", err)
+	}
+	res.RepairS = time.Since(t0).Seconds()
+	ok, getMS = benchReads(ctx, alive, recs, cfg.parallel)
+	res.GetSuccessAfterChurn = float64(ok) / float64(cfg.records)
+	res.GetAfterChurnP50ms, res.GetAfterChurnP99ms = percentile(getMS, 0.5), percentile(getMS, 0.99)
+	res.TotalS = time.Since(began).Seconds()
+	return res, ctx.Err()
+}
+
+// benchReads reads every record from a random node of nodes and returns
+// how many came back with the written value, and the latencies.
+func benchReads(ctx context.Context, nodes []*benchNode, recs []benchRec, parallel int) (int, []float64) {
+	var mu sync.Mutex
+	ok := 0
+	ms := make([]float64, len(recs))
+	benchPar(ctx, len(recs), parallel, func(i int) error {
+		r := recs[i]
+		t0 := time.Now()
+		_, v, err := nodes[rand.N(len(nodes))].d.Get(ctx, r.desc.Key(), 0)
+		ms[i] = msSince(t0)
+		if err == nil && v != nil && !record.Better(v, r.val) && !record.Better(r.val, v) {
+			mu.Lock()
+			ok++
+			mu.Unlock()
+		}
+		return nil
+	})
+	return ok, ms
+}
+
+// benchWatch has a random node watch r, waits for the lease to be placed,
+// writes a new value from another random node and returns the time from
+// the start of that Set to the change reaching the watcher, or -1 if it
+// did not within 5 s. r.val becomes the new value.
+func benchWatch(ctx context.Context, nodes []*benchNode, r benchRec) (float64, error) {
+	wn, sn := nodes[rand.N(len(nodes))], nodes[rand.N(len(nodes))]
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch, err := wn.d.Watch(wctx, r.desc.Key(), []uint32{0})
+	if err != nil {
+		return 0, fmt.Errorf("watch: %w", err)
+	}
+	time.Sleep(100 * time.Millisecond) // the first lease goes out at once; let it land
+	v, err := record.NewValue(r.desc.Key(), 0, r.val.Seq+1, []byte("changed"), r.owner)
+	if err != nil {
+		return 0, err
+	}
+	t0 := time.Now()
+	if err := sn.d.Set(ctx, r.desc, 0, v); err != nil {
+		return 0, fmt.Errorf("set watched record: %w", err)
+	}
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case c := <-ch:
+			if c.Value.Seq == v.Seq {
+				*r.val = *v
+				return msSince(t0), nil
+			}
+		case <-timeout:
+			*r.val = *v
+			return -1, nil
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+}
+
+// hopStats returns the sum and count of dweb_dht_lookup_hops{op="get"}.
+func hopStats(reg *prometheus.Registry) (sum, count float64) {
+	mfs, err := reg.Gather()
+	if err != nil {
+		return 0, 0
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "dweb_dht_lookup_hops" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "op" && l.GetValue() == "get" {
+					sum += m.GetHistogram().GetSampleSum()
+					count += float64(m.GetHistogram().GetSampleCount())
+				}
+			}
+		}
+	}
+	return sum, count
+}
+
+// benchPar runs fn(0..n-1), width at once, and returns the first error.
+func benchPar(ctx context.Context, n, width int, fn func(i int) error) error {
+	sem := make(chan struct{}, width)
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	for i := range n {
+		if ctx.Err() != nil {
+			break
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := fn(i); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		return errs[0]
+	}
+	return ctx.Err()
+}
+
+func msSince(t time.Time) float64 { return float64(time.Since(t).Microseconds()) / 1000 }
+
+// percentile returns the p-quantile (nearest rank) of xs, 0 for none.
+func percentile(xs []float64, p float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	i := int(math.Ceil(p*float64(len(s)))) - 1
+	return math.Round(s[max(0, min(i, len(s)-1))]*100) / 100
+}
