@@ -54,7 +54,17 @@ type Options struct {
 	// reservations on and names in its tunnel descriptors, so peers that
 	// cannot dial it directly reach it through them.
 	Relays []string
+
+	// UploadRate bounds the bytes per second this node sends to any one
+	// peer (phones on metered links). 0: no limit.
+	UploadRate int64
+	// MaxPeerRequests bounds the blob requests of one peer served at once;
+	// more wait for a slot. 0: DefaultMaxPeerRequests.
+	MaxPeerRequests int
 }
+
+// DefaultMaxPeerRequests is Options.MaxPeerRequests when unset.
+const DefaultMaxPeerRequests = 16
 
 // Timeouts of background work the Backend does on its own.
 const (
@@ -71,6 +81,7 @@ type Backend struct {
 	ident  key.Keypair
 	static tunnel.StaticKey
 	blobs  *blobsync.Store
+	limits *blobsync.PeerLimiter // upload limits per peer
 
 	ep  *transport.Endpoint
 	dht *dht.DHT
@@ -81,6 +92,9 @@ type Backend struct {
 
 	mu     sync.Mutex
 	groups map[key.RecordKey]*groupState
+
+	evMu sync.Mutex
+	subs map[chan Event]struct{}
 
 	rs relayState // relay.go
 }
@@ -117,7 +131,14 @@ func New(opts Options) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Backend{opts: opts, log: log, db: db, prot: db.Protected(*dk), groups: make(map[key.RecordKey]*groupState)}
+	if opts.MaxPeerRequests <= 0 {
+		opts.MaxPeerRequests = DefaultMaxPeerRequests
+	}
+	b := &Backend{
+		opts: opts, log: log, db: db, prot: db.Protected(*dk),
+		groups: make(map[key.RecordKey]*groupState),
+		limits: blobsync.NewPeerLimiter(blobsync.ServeLimits{UploadRate: opts.UploadRate, MaxRequests: opts.MaxPeerRequests}),
+	}
 	if err := b.loadIdentity(); err != nil {
 		db.Close()
 		return nil, err
@@ -227,6 +248,7 @@ func (b *Backend) Start(ctx context.Context) error {
 			b.serveOwnCollection(b.ctx, gs)
 			b.publishTunnel(gs)
 		}()
+		b.startWatch(gs)
 	}
 	b.mu.Unlock()
 	b.log.Info("node started", "node", b.ident.ID(), "addr", ep.LocalAddr())

@@ -26,10 +26,28 @@ type FileInfo struct {
 	Local     bool          `json:"local"` // bytes present in the local store
 }
 
-// Progress reports a download: bytes verified and stored so far, of Total.
+// Progress reports a download: bytes verified and stored so far, of Total,
+// and each member's share.
 type Progress struct {
-	Done  int64 `json:"done"`
-	Total int64 `json:"total"`
+	Done      int64              `json:"done"`
+	Total     int64              `json:"total"`
+	Resumed   int64              `json:"resumed,omitempty"` // of Done, verified by an earlier attempt
+	Providers []ProviderProgress `json:"providers,omitempty"`
+}
+
+// ProviderProgress is one member node's share of a download.
+type ProviderProgress struct {
+	Node  string `json:"node"`
+	Bytes int64  `json:"bytes"`
+	State string `json:"state"` // active, idle, failed, banned (sent bad data), missing (does not hold it)
+}
+
+func progressOf(p blobsync.Progress) Progress {
+	out := Progress{Done: p.Done, Total: p.Total, Resumed: p.Resumed}
+	for _, pp := range p.Providers {
+		out.Providers = append(out.Providers, ProviderProgress{Node: pp.ID, Bytes: pp.Bytes, State: pp.State})
+	}
+	return out
 }
 
 func (b *Backend) fileInfo(gs *groupState, repo key.RecordKey, repoName string, e blobsync.Entry) FileInfo {
@@ -79,13 +97,17 @@ func (b *Backend) ListFiles(ctx context.Context, g key.RecordKey) ([]FileInfo, e
 	if err != nil {
 		return nil, err
 	}
-	repos, err := gs.g.RepoKeys(ctx)
+	grp := gs.g
+	if b.isWatched(gs, gs.info.ID) {
+		grp = gs.local
+	}
+	repos, err := grp.RepoKeys(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var out []FileInfo
 	for _, rk := range repos {
-		files, err := b.repoFiles(ctx, gs, rk)
+		files, err := b.repoFiles(ctx, gs, rk, b.isWatched(gs, rk))
 		if err != nil {
 			b.log.Warn("list repo", "group", g, "repo", rk, "err", err)
 			continue
@@ -101,11 +123,18 @@ func (b *Backend) ListFiles(ctx context.Context, g key.RecordKey) ([]FileInfo, e
 	return out, nil
 }
 
-func (b *Backend) repoFiles(ctx context.Context, gs *groupState, rk key.RecordKey) ([]FileInfo, error) {
+// repoFiles reads repo rk of gs and its collection (fetched from the
+// members if not local). With local, the record is read from this node's
+// store only: what its watch keeps current.
+func (b *Backend) repoFiles(ctx context.Context, gs *groupState, rk key.RecordKey, local bool) ([]FileInfo, error) {
 	repo := gs.repo
-	if rk != gs.info.Repo {
+	if rk != gs.info.Repo || local {
+		var recs datarepo.Records = records{b}
+		if local {
+			recs = localRecords{b}
+		}
 		var err error
-		if repo, err = datarepo.OpenKey(ctx, records{b}, b.blobs, gs.g.Secret(), rk); err != nil {
+		if repo, err = datarepo.OpenKey(ctx, recs, b.blobs, gs.g.Secret(), rk); err != nil {
 			return nil, err
 		}
 	}
@@ -114,7 +143,7 @@ func (b *Backend) repoFiles(ctx context.Context, gs *groupState, rk key.RecordKe
 		return nil, err
 	}
 	fetch := func(ctx context.Context, h blobsync.Hash) error {
-		return gs.g.Fetch(ctx, h, []key.RecordKey{rk}, b.NodeID(), b.fetchFrom(gs, h, nil))
+		return b.download(ctx, gs, h, []key.RecordKey{rk}, nil)
 	}
 	c, h, err := repo.Collection(ctx, fetch)
 	if err != nil {
@@ -147,12 +176,11 @@ func (b *Backend) GetFile(ctx context.Context, g key.RecordKey, repo key.RecordK
 		return FileInfo{}, err
 	}
 	if !fi.Local {
-		var cb func(done, total int64)
+		var cb func(blobsync.Progress)
 		if progress != nil {
-			cb = func(done, total int64) { progress(Progress{Done: done, Total: total}) }
+			cb = func(p blobsync.Progress) { progress(progressOf(p)) }
 		}
-		err := gs.g.Fetch(ctx, fi.Hash, []key.RecordKey{fi.Repo}, b.NodeID(), b.fetchFrom(gs, fi.Hash, cb))
-		if err != nil {
+		if err := b.download(ctx, gs, fi.Hash, []key.RecordKey{fi.Repo}, cb); err != nil {
 			return fi, fmt.Errorf("download %q: %w", name, err)
 		}
 		fi.Local = true
@@ -170,7 +198,7 @@ func (b *Backend) GetFile(ctx context.Context, g key.RecordKey, repo key.RecordK
 
 func (b *Backend) findFile(ctx context.Context, gs *groupState, repo key.RecordKey, name string) (FileInfo, error) {
 	if !repo.IsZero() {
-		files, err := b.repoFiles(ctx, gs, repo)
+		files, err := b.repoFiles(ctx, gs, repo, b.isWatched(gs, repo))
 		if err != nil {
 			return FileInfo{}, err
 		}

@@ -33,10 +33,31 @@ type groupState struct {
 	g    *group.Group
 	repo *datarepo.Repo // this node's own repo
 
+	// local reads the group record from this node's store only; with the
+	// watches of watch.go running it is as current as the network.
+	local *group.Group
+
 	// servable holds the hashes of every collection of the group this node
 	// has read or written, and of their entries: what a member may fetch
 	// from us. Guarded by Backend.mu.
 	servable map[blobsync.Hash]bool
+
+	// groupWatched and watched say which records a watch keeps current:
+	// the group record and each member's repo. Guarded by Backend.mu.
+	groupWatched bool
+	watched      map[key.RecordKey]bool
+}
+
+func (b *Backend) newGroupState(info GroupInfo, g *group.Group, repo *datarepo.Repo) (*groupState, error) {
+	local, err := group.Open(localRecords{b}, g.Secret(), g.Owner())
+	if err != nil {
+		return nil, err
+	}
+	return &groupState{
+		info: info, g: g, repo: repo, local: local,
+		servable: make(map[blobsync.Hash]bool),
+		watched:  make(map[key.RecordKey]bool),
+	}, nil
 }
 
 // savedGroup is the non-secret part of a group kept under grp/<key>.
@@ -101,7 +122,7 @@ func (b *Backend) openGroup(sec groupSecrets, info GroupInfo) (*groupState, erro
 	if err != nil {
 		return nil, err
 	}
-	return &groupState{info: info, g: g, repo: repo, servable: make(map[blobsync.Hash]bool)}, nil
+	return b.newGroupState(info, g, repo)
 }
 
 // records gives groups and repos the DHT once Start has made it.
@@ -119,6 +140,20 @@ func (r records) Get(ctx context.Context, k key.RecordKey, subkey uint32) (*reco
 		return nil, nil, err
 	}
 	return r.b.dht.Get(ctx, k, subkey)
+}
+
+// localRecords is records whose reads stay on this node (DHT.GetLocal).
+type localRecords struct{ b *Backend }
+
+func (r localRecords) Set(ctx context.Context, desc *record.Descriptor, subkey uint32, v *record.Value) error {
+	return records(r).Set(ctx, desc, subkey, v)
+}
+
+func (r localRecords) Get(ctx context.Context, k key.RecordKey, subkey uint32) (*record.Descriptor, *record.Value, error) {
+	if err := r.b.started(); err != nil {
+		return nil, nil, err
+	}
+	return r.b.dht.GetLocal(ctx, k, subkey)
 }
 
 func (b *Backend) saveGroup(gs *groupState, sec groupSecrets) error {
@@ -206,11 +241,9 @@ func (b *Backend) addGroup(ctx context.Context, g *group.Group, m group.Meta) (G
 	if _, err := g.ClaimRepo(ctx, repo.Key()); err != nil {
 		return GroupInfo{}, err
 	}
-	gs := &groupState{
-		info:     GroupInfo{ID: g.Key(), Name: m.Name, CreatedAt: m.CreatedAt, Repo: repo.Key()},
-		g:        g,
-		repo:     repo,
-		servable: make(map[blobsync.Hash]bool),
+	gs, err := b.newGroupState(GroupInfo{ID: g.Key(), Name: m.Name, CreatedAt: m.CreatedAt, Repo: repo.Key()}, g, repo)
+	if err != nil {
+		return GroupInfo{}, err
 	}
 	if err := b.publishTunnelErr(ctx, gs); err != nil {
 		return GroupInfo{}, err
@@ -222,6 +255,7 @@ func (b *Backend) addGroup(ctx context.Context, g *group.Group, m group.Meta) (G
 	b.mu.Lock()
 	b.groups[gs.info.ID] = gs
 	b.mu.Unlock()
+	b.startWatch(gs)
 	b.log.Info("joined group", "group", gs.info.ID, "name", gs.info.Name, "repo", gs.info.Repo)
 	return gs.info, nil
 }

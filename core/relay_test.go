@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/dwebkit/dweb/blobsync"
 	"io"
 	"os"
 	"path/filepath"
@@ -283,7 +284,8 @@ func TestTunnelSurvivesPortChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	var h2 = added[1].Hash
-	if err := bob.fetchFrom(gs, h2, nil)(ctx, stale); err != nil {
+	stalep := &memberProvider{b: bob, gs: gs, td: stale}
+	if _, err := bob.blobs.Download(ctx, h2, []blobsync.Provider{stalep}, blobsync.DownloadOptions{}); err != nil {
 		t.Fatalf("fetch with a stale descriptor: %v", err)
 	}
 	var last PeerPath

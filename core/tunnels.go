@@ -35,7 +35,9 @@ func (b *Backend) serveTunnel(ctx context.Context, peer transport.Peer, s *quic.
 		defer b.mu.Unlock()
 		return gs.servable[h]
 	}
-	if err := b.blobs.Serve(ctx, sess, allow); err != nil && ctx.Err() == nil {
+	limit, release := b.limits.Acquire(peer.ID.String())
+	defer release()
+	if err := b.blobs.ServeWith(ctx, sess, blobsync.ServeOptions{Allow: allow, Limit: limit}); err != nil && ctx.Err() == nil {
 		b.log.Debug("blob serve ended", "peer", peer.ID, "err", err)
 	}
 }
@@ -49,7 +51,8 @@ func (b *Backend) lookupPSK(g key.RecordKey) ([32]byte, bool) {
 }
 
 // Per-path bounds on opening a tunnel (connection, relay circuit and
-// handshake), and how often fetchFrom re-reads a descriptor that failed.
+// handshake), and how often a memberProvider re-reads a descriptor that
+// failed.
 const (
 	directPathTimeout = 3 * time.Second
 	relayPathTimeout  = 10 * time.Second
@@ -79,32 +82,6 @@ func (b *Backend) resolveDescriptor(ctx context.Context, gs *groupState, node ke
 		}
 	}
 	return datarepo.TunnelDescriptor{}, fmt.Errorf("no tunnel descriptor of %s in group %s", node, gs.info.ID)
-}
-
-// fetchFrom returns a group.FetchFrom that downloads blob h through a
-// tunnel to the node td names (openTunnel picks the path). If no path
-// works, it re-reads the node's descriptor from the DHT (the node may have
-// changed its address or relays since td was read) and, if it changed,
-// tries again, up to resolveRetries times.
-func (b *Backend) fetchFrom(gs *groupState, h blobsync.Hash, progress func(done, total int64)) func(ctx context.Context, td datarepo.TunnelDescriptor) error {
-	return func(ctx context.Context, td datarepo.TunnelDescriptor) error {
-		sess, err := b.openTunnel(ctx, gs, td)
-		for try := 0; err != nil && try < resolveRetries && ctx.Err() == nil; try++ {
-			fresh, rerr := b.resolveDescriptor(ctx, gs, td.Node)
-			if rerr != nil || sameDescriptor(fresh, td) {
-				break
-			}
-			b.log.Info("tunnel descriptor changed, retrying", "peer", td.Node, "addrs", fresh.Addrs, "relays", fresh.Relays)
-			td = fresh
-			sess, err = b.openTunnel(ctx, gs, td)
-		}
-		if err != nil {
-			return err
-		}
-		defer sess.Close()
-		_, err = b.blobs.Fetch(ctx, sess, h, progress)
-		return err
-	}
 }
 
 // tunnelPath is one way to reach a node: a direct address or a relay.

@@ -5,40 +5,40 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/dwebkit/dweb/blobsync"
 	"github.com/dwebkit/dweb/datarepo"
 	"github.com/dwebkit/dweb/internal/key"
 )
 
-// FetchFrom downloads one blob from the node a tunnel descriptor names;
-// the caller (core) implements it over a transport and a tunnel.
-type FetchFrom func(ctx context.Context, td datarepo.TunnelDescriptor) error
+// Member is one node serving a repo of the group, as its tunnel
+// descriptor announces it.
+type Member struct {
+	Repo   key.RecordKey
+	Tunnel datarepo.TunnelDescriptor
+}
 
-// ErrNoProvider is returned by Fetch when no member's node could supply
-// the blob; the wrapped errors say why for each one tried.
-var ErrNoProvider = errors.New("group: no member could provide the blob")
-
-// Fetch downloads blob h from the group: it asks the nodes serving the
-// group's repos, the repos in prefer first, skipping the node self, until
-// one delivers it. Each provider is tried once.
-func (g *Group) Fetch(ctx context.Context, h blobsync.Hash, prefer []key.RecordKey, self key.NodeID, fetch FetchFrom) error {
+// Providers lists the nodes that serve the group's repos: the repos in
+// prefer first, then the others in subkey order, each node once, the node
+// self left out. Repos that cannot be read right now are skipped; if none
+// can, the error says why.
+func (g *Group) Providers(ctx context.Context, prefer []key.RecordKey, self key.NodeID) ([]Member, error) {
 	repos, err := g.RepoKeys(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ordered := make([]key.RecordKey, 0, len(repos)+len(prefer))
 	seen := make(map[key.RecordKey]bool)
-	for _, k := range append(append(ordered, prefer...), repos...) {
+	for _, k := range append(append([]key.RecordKey(nil), prefer...), repos...) {
 		if !seen[k] {
 			seen[k] = true
 			ordered = append(ordered, k)
 		}
 	}
+	var out []Member
 	var errs []error
-	tried := make(map[key.NodeID]bool)
+	nodes := map[key.NodeID]bool{self: true}
 	for _, rk := range ordered {
 		if err := ctx.Err(); err != nil {
-			return err
+			return nil, err
 		}
 		r, err := datarepo.OpenKey(ctx, g.recs, nil, g.secret, rk)
 		if err != nil {
@@ -54,16 +54,14 @@ func (g *Group) Fetch(ctx context.Context, h blobsync.Hash, prefer []key.RecordK
 			if !ok {
 				break
 			}
-			if td.Node == self || tried[td.Node] {
-				continue
+			if !nodes[td.Node] {
+				nodes[td.Node] = true
+				out = append(out, Member{Repo: rk, Tunnel: td})
 			}
-			tried[td.Node] = true
-			if err := fetch(ctx, td); err != nil {
-				errs = append(errs, fmt.Errorf("node %s: %w", td.Node, err))
-				continue
-			}
-			return nil
 		}
 	}
-	return fmt.Errorf("%w %s: %w", ErrNoProvider, h, errors.Join(errs...))
+	if len(out) == 0 && len(errs) > 0 {
+		return nil, fmt.Errorf("group %s: no member readable: %w", g.Key(), errors.Join(errs...))
+	}
+	return out, nil
 }

@@ -58,7 +58,7 @@ func TestCreateJoinClaim(t *testing.T) {
 	}
 }
 
-func TestFetchAsksPreferredRepoFirstAndSkipsSelf(t *testing.T) {
+func TestProvidersPreferredFirstWithoutSelf(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	net := testnet.New(t, 2)
@@ -86,24 +86,15 @@ func TestFetchAsksPreferredRepoFirstAndSkipsSelf(t *testing.T) {
 		}
 		repos = append(repos, r.Key())
 	}
-	var asked []key.NodeID
-	fail := func(ctx context.Context, td datarepo.TunnelDescriptor) error {
-		asked = append(asked, td.Node)
-		return errors.New("refused")
+	ms, err := g.Providers(ctx, []key.RecordKey{repos[2]}, self)
+	if err != nil {
+		t.Fatal(err)
 	}
-	err = g.Fetch(ctx, blobsync.Hash{}, []key.RecordKey{repos[2]}, self, fail)
-	if !errors.Is(err, group.ErrNoProvider) {
-		t.Fatalf("Fetch = %v, want ErrNoProvider", err)
+	if len(ms) != 2 || ms[0].Tunnel.Node != third || ms[0].Repo != repos[2] || ms[1].Tunnel.Node != other {
+		t.Fatalf("Providers = %+v, want [third other]", ms)
 	}
-	if len(asked) != 2 || asked[0] != third || asked[1] != other {
-		t.Fatalf("asked %v, want [third other]", asked)
-	}
-	asked = nil
-	ok := func(ctx context.Context, td datarepo.TunnelDescriptor) error {
-		asked = append(asked, td.Node)
-		return nil
-	}
-	if err := g.Fetch(ctx, blobsync.Hash{}, nil, self, ok); err != nil || len(asked) != 1 || asked[0] != other {
-		t.Fatalf("Fetch = %v, asked %v", err, asked)
+	ms, err = g.Providers(ctx, nil, self)
+	if err != nil || len(ms) != 2 || ms[0].Tunnel.Node != other {
+		t.Fatalf("Providers without preference = %+v, %v", ms, err)
 	}
 }

@@ -1,0 +1,78 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/dwebkit/dweb/blobsync"
+	"github.com/dwebkit/dweb/datarepo"
+	"github.com/dwebkit/dweb/internal/key"
+)
+
+// memberProvider is one group member's node as a blobsync.Provider: Open
+// opens a Noise tunnel to it (direct addresses first, then relays). When
+// every path fails it re-reads the node's tunnel descriptor from the DHT
+// (the node may have moved to another address or relay since it was read)
+// and, if the descriptor changed, tries again, up to resolveRetries times.
+type memberProvider struct {
+	b  *Backend
+	gs *groupState
+
+	mu sync.Mutex
+	td datarepo.TunnelDescriptor
+}
+
+func (p *memberProvider) ID() string { return p.td.Node.String() }
+
+func (p *memberProvider) Open(ctx context.Context) (io.ReadWriteCloser, error) {
+	p.mu.Lock()
+	td := p.td
+	p.mu.Unlock()
+	sess, err := p.b.openTunnel(ctx, p.gs, td)
+	for try := 0; err != nil && try < resolveRetries && ctx.Err() == nil; try++ {
+		fresh, rerr := p.b.resolveDescriptor(ctx, p.gs, td.Node)
+		if rerr != nil || sameDescriptor(fresh, td) {
+			break
+		}
+		p.b.log.Info("tunnel descriptor changed, retrying", "peer", td.Node, "addrs", fresh.Addrs, "relays", fresh.Relays)
+		td = fresh
+		p.mu.Lock()
+		p.td = fresh
+		p.mu.Unlock()
+		sess, err = p.b.openTunnel(ctx, p.gs, td)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return sess, nil
+}
+
+// ErrNoMembers is returned when a blob must be fetched but no other member
+// of the group announces a node to fetch it from.
+var ErrNoMembers = errors.New("no other member of the group is reachable")
+
+// download fetches blob h from every member of gs at once (the nodes
+// serving the repos in prefer first): verified chunk group by chunk group,
+// split across the members that hold it, resumable from what an earlier
+// attempt verified. progress, if not nil, gets the download's state.
+func (b *Backend) download(ctx context.Context, gs *groupState, h blobsync.Hash, prefer []key.RecordKey, progress func(blobsync.Progress)) error {
+	if ok, _ := b.blobs.Has(h); ok {
+		return nil
+	}
+	members, err := gs.g.Providers(ctx, prefer, b.NodeID())
+	if err != nil {
+		return err
+	}
+	if len(members) == 0 {
+		return fmt.Errorf("%w: %s", ErrNoMembers, gs.info.Name)
+	}
+	provs := make([]blobsync.Provider, len(members))
+	for i, m := range members {
+		provs[i] = &memberProvider{b: b, gs: gs, td: m.Tunnel}
+	}
+	_, err = b.blobs.Download(ctx, h, provs, blobsync.DownloadOptions{Progress: progress, Logger: b.log})
+	return err
+}

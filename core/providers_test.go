@@ -1,0 +1,61 @@
+package core
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/dwebkit/dweb/internal/key"
+)
+
+// TestDownloadFromEveryMember: once bob holds alice's file, carol's
+// download asks both of them, and the bytes match.
+func TestDownloadFromEveryMember(t *testing.T) {
+	tmp := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	alice := startNode(t, filepath.Join(tmp, "alice"))
+	defer alice.Close()
+	bob := startNode(t, filepath.Join(tmp, "bob"), alice.Contact())
+	defer bob.Close()
+	carol := startNode(t, filepath.Join(tmp, "carol"), alice.Contact())
+	defer carol.Close()
+
+	g, err := alice.CreateGroup(ctx, "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, data := writeFile(t, tmp, "clip.mp4", 9<<20+77)
+	if _, err := alice.AddFiles(ctx, g.ID, []string{p}); err != nil {
+		t.Fatal(err)
+	}
+	inv, _ := alice.Invite(g.ID)
+	for _, n := range []*Backend{bob, carol} {
+		if _, err := n.JoinGroup(ctx, inv); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := bob.GetFile(ctx, g.ID, key.RecordKey{}, "clip.mp4", filepath.Join(tmp, "bob.mp4"), nil); err != nil {
+		t.Fatal(err)
+	}
+	var last Progress
+	out := filepath.Join(tmp, "carol.mp4")
+	if _, err := carol.GetFile(ctx, g.ID, key.RecordKey{}, "clip.mp4", out, func(p Progress) { last = p }); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(out); !bytes.Equal(got, data) {
+		t.Fatal("carol's bytes differ")
+	}
+	nodes := map[string]bool{}
+	var sum int64
+	for _, pp := range last.Providers {
+		nodes[pp.Node] = true
+		sum += pp.Bytes
+	}
+	if !nodes[alice.NodeID().String()] || !nodes[bob.NodeID().String()] || last.Done != int64(len(data)) || sum != last.Done {
+		t.Fatalf("last progress %+v: want alice and bob as providers, their bytes adding up to %d", last, len(data))
+	}
+}

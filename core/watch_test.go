@@ -1,0 +1,75 @@
+package core
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestWatchDeliversNewFiles: once bob is in the group, a file alice adds
+// reaches him through the DHT watches (an event, and the collection
+// fetched), so he lists it from local state, even after every other node
+// is gone.
+func TestWatchDeliversNewFiles(t *testing.T) {
+	tmp := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	boot := startNode(t, filepath.Join(tmp, "boot"))
+	alice := startNode(t, filepath.Join(tmp, "alice"), boot.Contact())
+	bob := startNode(t, filepath.Join(tmp, "bob"), boot.Contact())
+	defer bob.Close()
+
+	g, err := alice.CreateGroup(ctx, "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv, err := alice.Invite(g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.JoinGroup(ctx, inv); err != nil {
+		t.Fatal(err)
+	}
+	aliceRepo := alice.Groups()[0].Repo
+	gs, err := bob.group(g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "bob's watch on alice's repo", func() bool { return bob.isWatched(gs, aliceRepo) && bob.isWatched(gs, g.ID) })
+
+	events, stop := bob.Subscribe()
+	defer stop()
+	p, _ := writeFile(t, tmp, "new.jpg", 40000)
+	start := time.Now()
+	if _, err := alice.AddFiles(ctx, g.ID, []string{p}); err != nil {
+		t.Fatal(err)
+	}
+	seen := false
+	for !seen {
+		select {
+		case ev := <-events:
+			if ev.Kind != "repo.changed" || ev.Repo != aliceRepo {
+				continue
+			}
+			files, err := bob.ListFiles(ctx, g.ID)
+			seen = err == nil && len(files) == 1 && files[0].Name == "new.jpg"
+		case <-time.After(5 * time.Second):
+			t.Fatal("bob was not told of alice's new file within 5 s")
+		}
+	}
+	t.Logf("bob saw alice's new file %v after she added it", time.Since(start))
+
+	alice.Close()
+	boot.Close()
+	lctx, lcancel := context.WithTimeout(ctx, 2*time.Second)
+	defer lcancel()
+	start = time.Now()
+	files, err := bob.ListFiles(lctx, g.ID)
+	if err != nil || len(files) != 1 || files[0].Name != "new.jpg" || files[0].Repo != aliceRepo {
+		t.Fatalf("bob alone lists %+v, %v", files, err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("bob's list took %v with the network gone: it did not read the watched copy", d)
+	}
+}
