@@ -294,7 +294,9 @@ func (b *Backend) reachLoop() {
 }
 
 // checkReach asks the first peer that answers (relays, then bootstrap
-// nodes, then routing-table contacts) to dial this node back.
+// nodes, then routing-table contacts) to dial this node back, and puts the
+// DHT in client mode when the answer is "not reachable" (out of it when
+// reachable).
 func (b *Backend) checkReach() {
 	ctx, cancel := context.WithTimeout(b.ctx, reachTimeout)
 	defer cancel()
@@ -308,6 +310,11 @@ func (b *Backend) checkReach() {
 			continue
 		}
 		now := Reachability{Checked: true, Reachable: res.Reachable, Observed: res.Observed, By: p.ID, At: time.Now()}
+		// A node nothing can dial joins the DHT as a client: others keep it
+		// out of their routing tables and holder sets (docs/dht.md).
+		if b.dht != nil {
+			b.dht.SetClient(!now.Reachable)
+		}
 		b.rs.mu.Lock()
 		prev := b.rs.reach
 		b.rs.reach = now

@@ -25,6 +25,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dwebkit/dweb/internal/key"
@@ -113,6 +114,13 @@ type Options struct {
 	// private addresses too, which they skip by default (one host or LAN
 	// is one operator); for tests of the limit on loopback.
 	DiversityAllAddrs bool
+
+	// Client starts the node in client mode (SetClient changes it later):
+	// for a node others cannot dial. Its messages carry the client flag,
+	// so other nodes keep it out of their routing tables and holder sets;
+	// it still reads, writes and watches through them. docs/dht.md,
+	// "Client mode".
+	Client bool
 
 	// Metrics receives the DHT's counters; nil: a private set nobody
 	// reads. Share one Metrics between DHTs and register it once.
@@ -210,6 +218,10 @@ type DHT struct {
 	deadMu sync.Mutex
 	dead   map[key.NodeID]time.Time // nodes whose last RPC failed, skipped by lookups for deadTTL
 
+	client   atomic.Bool // this node is in client mode (client.go)
+	clientMu sync.Mutex
+	clients  map[key.NodeID]time.Time // peers that said they are clients, kept out of the table and lookups
+
 	queueKick chan struct{} // wakes the offline-write queue
 	handoffs  chan struct{} // bounds concurrent hand-offs served
 }
@@ -242,12 +254,14 @@ func New(opts Options) (*DHT, error) {
 		watchers:  map[uint64]*watcher{},
 		pushSem:   make(chan struct{}, 64),
 		dead:      map[key.NodeID]time.Time{},
+		clients:   map[key.NodeID]time.Time{},
 		queueKick: make(chan struct{}, 1),
 		handoffs:  make(chan struct{}, 4),
 	}
 	d.table.perBucket, d.table.perTable = opts.MaxPerIPPrefix, opts.MaxPerIPPrefixAll
 	d.table.allAddrs = opts.DiversityAllAddrs
 	d.table.refused = func() { d.m.refused(ReasonIPDiversity) }
+	d.client.Store(opts.Client)
 	d.AddContacts(opts.Bootstrap...)
 	d.ep.Handle(transport.ProtoDHT, d.serve)
 	d.bg.Add(1)
@@ -282,7 +296,8 @@ func (d *DHT) Contacts() []Contact { return d.table.all() }
 // contact (with none, to the nearest contacts of the routing table), then
 // runs a lookup of its own ID so that the nodes nearest to it learn of it
 // and it learns of them. It then asks those nearest nodes to hand over the
-// records this node is now among the R nearest to (HANDOFF), and sends the
+// records this node is now among the R nearest to (HANDOFF; not in client
+// mode, where this node holds no records for others), and sends the
 // offline-write queue. It fails with ErrNoPeers if no bootstrap contact
 // answered (or there is none).
 func (d *DHT) Bootstrap(ctx context.Context) error {
@@ -323,7 +338,9 @@ func (d *DHT) Bootstrap(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("dht: bootstrap lookup: %w", err)
 	}
-	d.askHandoff(ctx, near)
+	if !d.client.Load() {
+		d.askHandoff(ctx, near)
+	}
 	d.kickQueue()
 	return nil
 }
@@ -347,9 +364,13 @@ func (d *DHT) Close() error {
 }
 
 // holders returns the up-to-n nodes, this one included, nearest to target
-// among this node and others (which must not hold this node).
+// among this node and others (which must not hold this node). In client
+// mode this node is never a holder: only others are returned.
 func (d *DHT) holders(target [32]byte, others []Contact, n int) []Contact {
-	all := append(slices.Clone(others), d.self)
+	all := slices.Clone(others)
+	if !d.client.Load() {
+		all = append(all, d.self)
+	}
 	sortByDistance(target, all)
 	if len(all) > n {
 		all = all[:n]
@@ -506,6 +527,9 @@ func (d *DHT) Get(ctx context.Context, k key.RecordKey, subkey uint32) (*record.
 		if err != nil {
 			return nil, err
 		}
+		if resp.Client {
+			return nil, fmt.Errorf("dht: %s: %w", c.ID, errClientPeer)
+		}
 		if resp.Code != codeOK {
 			return nil, &RemoteError{Peer: c.ID, Code: resp.Code, Msg: resp.Msg}
 		}
@@ -593,6 +617,9 @@ func (d *DHT) findNode(ctx context.Context, c Contact, target [32]byte) ([]Conta
 	if err != nil {
 		return nil, err
 	}
+	if resp.Client {
+		return nil, fmt.Errorf("dht: %s: %w", c.ID, errClientPeer)
+	}
 	if resp.Code != codeOK {
 		return nil, &RemoteError{Peer: c.ID, Code: resp.Code, Msg: resp.Msg}
 	}
@@ -610,7 +637,8 @@ func (d *DHT) Ping(ctx context.Context, c Contact) error {
 
 // call sends one request to c on a new stream and reads the response,
 // within RPCTimeout. A transport failure removes c from the routing table;
-// an answer marks it seen.
+// an answer marks it seen, unless it carries the client flag (then c is
+// removed from the table and remembered as a client).
 func (d *DHT) call(ctx context.Context, c Contact, req *request) (*response, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.opts.RPCTimeout)
 	defer cancel()
@@ -627,7 +655,10 @@ func (d *DHT) call(ctx context.Context, c Contact, req *request) (*response, err
 		}
 		return nil, fmt.Errorf("dht: %s: %w", c, err)
 	}
-	d.table.seen(c)
+	d.noteClient(c.ID, resp.Client)
+	if !resp.Client {
+		d.table.seen(c)
+	}
 	d.markDead(c.ID, false)
 	return resp, nil
 }
@@ -671,7 +702,11 @@ func unixTime(t time.Time) int64 {
 	return t.Unix()
 }
 
+// roundTrip sends req (with this node's client flag set on a copy: req
+// may be shared by concurrent calls) and reads the response.
 func (d *DHT) roundTrip(ctx context.Context, c Contact, req *request) (*response, error) {
+	msg := *req
+	msg.Client = d.client.Load()
 	s, err := d.ep.OpenStream(ctx, c.ID, c.Addr, transport.ProtoDHT)
 	if err != nil {
 		return nil, err
@@ -685,7 +720,7 @@ func (d *DHT) roundTrip(ctx context.Context, c Contact, req *request) (*response
 	})
 	defer stop()
 	defer s.CancelRead(transport.CodeNoError)
-	if err := transport.WriteMsg(s, req); err != nil {
+	if err := transport.WriteMsg(s, &msg); err != nil {
 		s.CancelWrite(codeCanceled)
 		return nil, fmt.Errorf("send request: %w", err)
 	}
@@ -714,7 +749,7 @@ func (d *DHT) serve(ctx context.Context, peer transport.Peer, s *quic.Stream) {
 	s.SetDeadline(time.Now().Add(d.opts.RPCTimeout))
 	if !d.rate.allow(peer.ID, time.Now()) {
 		d.m.refused(ReasonRateLimited)
-		transport.WriteMsg(s, &response{Code: codeRateLimited, Msg: ErrRateLimited.Error()})
+		transport.WriteMsg(s, &response{Code: codeRateLimited, Msg: ErrRateLimited.Error(), Client: d.client.Load()})
 		return
 	}
 	var req request
@@ -730,15 +765,20 @@ func (d *DHT) serve(ctx context.Context, peer transport.Peer, s *quic.Stream) {
 			if code == codeInternal {
 				code = codeBadRequest
 			}
-			transport.WriteMsg(s, &response{Code: code, Msg: "bad request: " + err.Error()})
+			transport.WriteMsg(s, &response{Code: code, Msg: "bad request: " + err.Error(), Client: d.client.Load()})
 		}
 		return
 	}
 	// The caller's packets come from its one UDP socket, so the address
-	// seen is the address it listens on.
-	d.table.seen(Contact{ID: peer.ID, Addr: peer.Addr})
+	// seen is the address it listens on; a client is not dialable there
+	// and stays out of the table.
+	d.noteClient(peer.ID, req.Client)
+	if !req.Client {
+		d.table.seen(Contact{ID: peer.ID, Addr: peer.Addr})
+	}
 	d.markDead(peer.ID, false)
 	resp := d.handlePeer(req, peer)
+	resp.Client = d.client.Load()
 	if err := transport.WriteMsg(s, resp); err != nil {
 		d.log.Debug("write response", "peer", peer.ID.String(), "err", err)
 	}
@@ -868,7 +908,7 @@ func (d *DHT) handlePeer(req request, peer transport.Peer) *response {
 	case opValueChanged:
 		return d.serveValueChanged(req, peer, fail)
 	case opHandoff:
-		return d.serveHandoff(peer)
+		return d.serveHandoff(peer, req.Client)
 	}
 	return fail(fmt.Errorf("%w: unknown op %d", ErrBadRequest, req.Op))
 }

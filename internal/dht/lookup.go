@@ -52,7 +52,7 @@ func (d *DHT) lookup(ctx context.Context, op string, target [32]byte, n int, que
 	var cands []Contact             // sorted by distance, failed ones removed
 	add := func(cs []Contact) {
 		for _, c := range cs {
-			if c.ID == d.self.ID || d.isDead(c.ID) {
+			if c.ID == d.self.ID || d.isDead(c.ID) || d.isClient(c.ID) {
 				continue
 			}
 			if _, ok := seen[c.ID]; ok {

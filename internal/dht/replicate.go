@@ -361,10 +361,10 @@ func (d *DHT) askHandoff(ctx context.Context, near []Contact) {
 // holds that peer is among the R nearest to (by this node's routing table)
 // and sends them to peer in the background. At most 4 hand-offs run at
 // once; a request beyond that gets count 0 (the replication sweep covers
-// it later).
-func (d *DHT) serveHandoff(peer transport.Peer) *response {
+// it later). A client (which holds nothing for others) gets count 0.
+func (d *DHT) serveHandoff(peer transport.Peer, client bool) *response {
 	to := Contact{ID: peer.ID, Addr: peer.Addr}
-	if to.validate() != nil {
+	if client || to.validate() != nil {
 		return &response{}
 	}
 	select {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -281,7 +282,12 @@ func (d *DHT) serveWatch(req request, peer transport.Peer, fail func(error) *res
 		return fail(fmt.Errorf("%w: watch of %d subkeys", ErrBadRequest, len(req.Subkeys)))
 	}
 	to := Contact{ID: peer.ID, Addr: peer.Addr}
-	if to.validate() != nil {
+	if req.Client {
+		// A client cannot be dialled: pushes go only over a connection it
+		// keeps open (OpenStream with no address uses the pooled one or
+		// fails). Its renewals re-open the connection.
+		to.Addr = netip.AddrPort{}
+	} else if to.validate() != nil {
 		return fail(fmt.Errorf("%w: watcher address unknown", ErrBadRequest))
 	}
 	ref := watchRef{peer.ID, req.Watch}

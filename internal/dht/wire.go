@@ -29,6 +29,14 @@ import (
 // refreshed by its owner; the receiver keeps the later of its own and
 // min(refreshed, now), and drops records not refreshed for Options.Expiry.
 // A STORE without value stores the descriptor only.
+//
+// Client mode: every request and every response carries key 11 (request) /
+// 10 (response) "client" = true when its sender is in client mode (it
+// cannot be dialled: Options.Client, SetClient). The receiver serves it but
+// does not put it in its routing table (and drops it if it was there),
+// never lists it in closer contacts, never counts it as a holder (no
+// STORE, HANDOFF or replication to it), and pushes watch changes to it
+// only over a connection the client keeps open, never by dialling it.
 const (
 	opPing         uint8 = 1
 	opFindNode     uint8 = 2
@@ -65,6 +73,7 @@ type request struct {
 	Subkeys   []uint32 `cbor:"8,keyasint,omitempty"`  // WATCH: subkeys watched; empty: all
 	Watch     uint64   `cbor:"9,keyasint,omitempty"`  // WATCH, VALUE_CHANGED: the watcher's watch ID
 	LeaseMS   uint32   `cbor:"10,keyasint,omitempty"` // WATCH: lease asked, milliseconds; 0 cancels
+	Client    bool     `cbor:"11,keyasint,omitempty"` // the sender is in client mode (not dialable)
 }
 
 type response struct {
@@ -73,10 +82,11 @@ type response struct {
 	Desc    []byte        `cbor:"3,keyasint,omitempty"`
 	Value   []byte        `cbor:"4,keyasint,omitempty"`
 	Closer  []wireContact `cbor:"5,keyasint,omitempty"`
-	Has     bool          `cbor:"6,keyasint,omitempty"` // INSPECT, WATCH: the holder has the descriptor
-	Seqs    []wireSeq     `cbor:"7,keyasint,omitempty"` // INSPECT, WATCH: stored subkeys, ascending
-	LeaseMS uint32        `cbor:"8,keyasint,omitempty"` // WATCH: lease granted, milliseconds
-	Count   uint32        `cbor:"9,keyasint,omitempty"` // HANDOFF: records the holder will send
+	Has     bool          `cbor:"6,keyasint,omitempty"`  // INSPECT, WATCH: the holder has the descriptor
+	Seqs    []wireSeq     `cbor:"7,keyasint,omitempty"`  // INSPECT, WATCH: stored subkeys, ascending
+	LeaseMS uint32        `cbor:"8,keyasint,omitempty"`  // WATCH: lease granted, milliseconds
+	Count   uint32        `cbor:"9,keyasint,omitempty"`  // HANDOFF: records the holder will send
+	Client  bool          `cbor:"10,keyasint,omitempty"` // the answerer is in client mode (not dialable)
 }
 
 // wireSeq is one stored subkey as INSPECT reports it: its seq and
