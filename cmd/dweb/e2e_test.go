@@ -38,13 +38,19 @@ func (s *syncBuffer) String() string {
 // the test ends, and returns the data dir and the ready line.
 func startDaemon(t *testing.T, ctx context.Context, bootstrap ...string) (string, readyLine) {
 	t.Helper()
+	return startDaemonWith(t, ctx, serveOptions{listen: "127.0.0.1:0", bootstrap: bootstrap, logLevel: "warn"})
+}
+
+// startDaemonWith is startDaemon with the serve options o.
+func startDaemonWith(t *testing.T, ctx context.Context, o serveOptions) (string, readyLine) {
+	t.Helper()
 	data := t.TempDir()
 	out, logs := &syncBuffer{}, &syncBuffer{}
 	a := &app{dataDir: data, json: true, stdout: out, stderr: logs}
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- a.serve(ctx, serveOptions{listen: "127.0.0.1:0", bootstrap: bootstrap, logLevel: "warn"})
+		done <- a.serve(ctx, o)
 	}()
 	t.Cleanup(func() {
 		cancel()

@@ -30,6 +30,10 @@ type serveOptions struct {
 	logLevel  string
 	relay     bool     // serve as a relay for nodes behind NAT
 	relays    []string // relays to keep reservations on
+
+	http            string // also serve the API on this TCP host:port
+	httpAllowRemote bool   // allow a non-loopback --http address
+	maxUpload       int64  // bytes of one media upload; 0: DefaultMaxUpload
 }
 
 // readyLine is what `dweb serve --json` prints once the node is up.
@@ -38,6 +42,7 @@ type readyLine struct {
 	Addr    string `json:"addr"`
 	Contact string `json:"contact"`
 	Socket  string `json:"socket"`
+	HTTP    string `json:"http,omitempty"` // the --http listener's address
 }
 
 func (a *app) serveCmd() *cobra.Command {
@@ -54,6 +59,9 @@ func (a *app) serveCmd() *cobra.Command {
 	cmd.Flags().StringArrayVar(&o.bootstrap, "bootstrap", nil, "bootstrap node as nodeID@host:port (repeatable)")
 	cmd.Flags().BoolVar(&o.relay, "relay", false, "relay tunnels for nodes behind NAT (accept reservations)")
 	cmd.Flags().StringArrayVar(&o.relays, "relays", nil, "relay to keep a reservation on, as nodeID@host:port (repeatable)")
+	cmd.Flags().StringVar(&o.http, "http", "", "also serve the HTTP API on this TCP HOST:PORT, e.g. 127.0.0.1:8080 (loopback only unless --http-allow-remote)")
+	cmd.Flags().BoolVar(&o.httpAllowRemote, "http-allow-remote", false, "allow a non-loopback --http address: the API has no authentication")
+	cmd.Flags().Int64Var(&o.maxUpload, "max-upload", DefaultMaxUpload, "largest media upload through the HTTP API, in bytes (413 above)")
 	cmd.Flags().StringVar(&o.logLevel, "log-level", "info", "log level on stderr: debug, info, warn, error")
 	return cmd
 }
@@ -77,6 +85,14 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 	}
 	if err := clearStaleSocket(ctx, sock); err != nil {
 		return err
+	}
+	var tcpLn net.Listener
+	if o.http != "" {
+		var err error
+		if tcpLn, err = listenHTTP(o.http, o.httpAllowRemote); err != nil {
+			return err
+		}
+		defer tcpLn.Close()
 	}
 
 	b, err := core.New(core.Options{DataDir: dataDir, ListenAddr: o.listen, Bootstrap: o.bootstrap, Logger: log, ServeRelay: o.relay, Relays: o.relays})
@@ -105,23 +121,29 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 	reqCtx, cancelReqs := context.WithCancel(context.Background())
 	defer cancelReqs()
 	srv := &http.Server{
-		Handler:           newHandler(b, log),
+		Handler:           newAPI(b, apiOptions{Log: log, MaxUpload: o.maxUpload, Registry: newRegistry(b, func() int { return len(b.Peers()) })}),
 		ReadHeaderTimeout: 10 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return reqCtx },
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
-	served := make(chan error, 1)
+	served := make(chan error, 2) // one per listener
 	go func() { served <- srv.Serve(ln) }()
-
 	ready := readyLine{NodeID: b.NodeID().String(), Addr: b.Addr().String(), Contact: b.Contact(), Socket: sock}
+	if tcpLn != nil {
+		go func() { served <- srv.Serve(tcpLn) }()
+		ready.HTTP = tcpLn.Addr().String()
+	}
 	if a.json {
 		if err := a.printJSON(ready); err != nil {
 			return err
 		}
 	} else {
 		fmt.Fprintf(a.stdout, "node %s listening on %s (QUIC), API on %s\n", ready.NodeID, ready.Addr, ready.Socket)
+		if ready.HTTP != "" {
+			fmt.Fprintf(a.stdout, "HTTP API also on http://%s\n", ready.HTTP)
+		}
 	}
-	log.Info("ready", "node", ready.NodeID, "addr", ready.Addr, "socket", sock)
+	log.Info("ready", "node", ready.NodeID, "addr", ready.Addr, "socket", sock, "http", ready.HTTP)
 
 	var serveErr error
 	select {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/dwebkit/dweb/core"
 	"github.com/dwebkit/dweb/internal/key"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // version is reported by GET /status; set with -ldflags "-X main.version=...".
@@ -96,27 +97,52 @@ func (e *badRequestError) Error() string { return e.msg }
 
 // server is the daemon's local HTTP API over a backend.
 type server struct {
-	b   backend
-	log *slog.Logger
+	b         apiBackend
+	log       *slog.Logger
+	maxUpload int64
 }
 
-// newHandler returns the HTTP API of docs/cli.md over b. log may be nil.
-func newHandler(b backend, log *slog.Logger) http.Handler {
+// apiOptions configure newAPI. The zero value works.
+type apiOptions struct {
+	// Log gets request errors (5xx at error level, others at debug).
+	// Nil: discarded.
+	Log *slog.Logger
+	// MaxUpload bounds one media upload, in bytes (413 above it).
+	// 0: DefaultMaxUpload.
+	MaxUpload int64
+	// Registry, if not nil, gets the API's request metrics and is served
+	// at GET /metrics in the Prometheus text format.
+	Registry *prometheus.Registry
+}
+
+// newHandler returns the HTTP API of docs/cli.md and docs/http-api.md over
+// b, without metrics. log may be nil.
+func newHandler(b apiBackend, log *slog.Logger) http.Handler {
+	return newAPI(b, apiOptions{Log: log})
+}
+
+// newAPI returns the HTTP API of docs/cli.md and docs/http-api.md over b.
+func newAPI(b apiBackend, o apiOptions) http.Handler {
+	log := o.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &server{b: b, log: log}
+	if o.MaxUpload <= 0 {
+		o.MaxUpload = DefaultMaxUpload
+	}
+	s := &server{b: b, log: log, maxUpload: o.MaxUpload}
 	mux := http.NewServeMux()
 	// Paths of the Save app's API.
 	mux.HandleFunc("GET /status", s.status)
 	mux.HandleFunc("GET /health", s.health)
-	mux.HandleFunc("GET /health/ready", s.health)
+	mux.HandleFunc("GET /health/ready", s.ready)
 	mux.HandleFunc("GET /api/groups", s.listGroups)
 	mux.HandleFunc("POST /api/groups", s.createGroup)
 	mux.HandleFunc("POST /api/groups/join_from_url", s.joinGroup)
 	mux.HandleFunc("POST /api/memberships", s.joinMembership)
 	mux.HandleFunc("GET /api/groups/{group}", s.getGroup)
 	mux.HandleFunc("DELETE /api/groups/{group}", s.leaveGroup)
+	s.routeSave(mux)
 	// dweb's own routes.
 	mux.HandleFunc("GET /dweb/v1/node", s.node)
 	mux.HandleFunc("GET /dweb/v1/groups/{group}/invite", s.invite)
@@ -124,8 +150,32 @@ func newHandler(b backend, log *slog.Logger) http.Handler {
 	mux.HandleFunc("GET /dweb/v1/groups/{group}/files", s.listFiles)
 	mux.HandleFunc("POST /dweb/v1/groups/{group}/files/get", s.getFile)
 	mux.HandleFunc("DELETE /dweb/v1/groups/{group}/files/{name}", s.removeFile)
+	var m *httpMetrics
+	if o.Registry != nil {
+		mux.Handle("GET /metrics", metricsHandler(o.Registry))
+		m = newHTTPMetrics()
+		o.Registry.MustRegister(m.collectors()...)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h, pattern := mux.Handler(r)
+		if m != nil {
+			start := time.Now()
+			m.inFlight.Inc()
+			sw := &statusWriter{ResponseWriter: w}
+			w = sw
+			defer func() {
+				m.inFlight.Dec()
+				route := pattern
+				if route == "" {
+					route = "none"
+				}
+				code := sw.code
+				if code == 0 {
+					code = http.StatusOK
+				}
+				m.observe(route, code, time.Since(start))
+			}()
+		}
 		if pattern != "" {
 			mux.ServeHTTP(w, r)
 			return
@@ -155,18 +205,21 @@ func (r *statusRecorder) Header() http.Header         { return r.header }
 func (r *statusRecorder) Write(b []byte) (int, error) { return len(b), nil }
 func (r *statusRecorder) WriteHeader(code int)        { r.code = code }
 
-// statusOf maps an error to its HTTP status: 400 bad input, 404 unknown
-// group or file, 409 ambiguous name, 413 body too large, 500 otherwise.
+// statusOf maps an error to its HTTP status: 400 bad input, 403 a write
+// to another member's repo, 404 unknown group, repo or file, 409 ambiguous
+// name, 413 body too large, 503 request cancelled, 500 otherwise.
 func statusOf(err error) int {
 	var mb *http.MaxBytesError
 	var br *badRequestError
 	var bi *core.BadInputError
 	switch {
-	case errors.As(err, &mb):
+	case errors.As(err, &mb), errors.Is(err, core.ErrTooLarge):
 		return http.StatusRequestEntityTooLarge
 	case errors.As(err, &br), errors.As(err, &bi):
 		return http.StatusBadRequest
-	case errors.Is(err, core.ErrUnknownGroup), errors.Is(err, core.ErrFileNotFound):
+	case isReadOnly(err):
+		return http.StatusForbidden
+	case errors.Is(err, core.ErrUnknownGroup), errors.Is(err, core.ErrUnknownRepo), errors.Is(err, core.ErrFileNotFound):
 		return http.StatusNotFound
 	case errors.Is(err, core.ErrAmbiguous):
 		return http.StatusConflict
@@ -223,7 +276,17 @@ func (s *server) status(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) health(w http.ResponseWriter, r *http.Request) {
-	// The API is served only after the node has started, so it is ready.
+	writeJSON(w, http.StatusOK, map[string]string{"status": "OK"})
+}
+
+// ready answers 200 once the node has started (its QUIC endpoint is
+// listening), 503 before. The daemon serves the API only after the start,
+// so 503 is seen only by embedders that serve it earlier.
+func (s *server) ready(w http.ResponseWriter, r *http.Request) {
+	if !s.b.Addr().IsValid() {
+		writeJSON(w, http.StatusServiceUnavailable, apiError{"error", "node not started"})
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "OK"})
 }
 

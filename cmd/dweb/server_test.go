@@ -25,6 +25,8 @@ import (
 
 // fakeBackend is an in-memory backend: groups by name, files per group.
 type fakeBackend struct {
+	repoBackend // nil: the Save repo routes are tested against real nodes (server_save_test.go)
+
 	mu     sync.Mutex
 	groups []core.GroupInfo
 	files  map[key.RecordKey][]core.FileInfo
