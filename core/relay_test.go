@@ -4,14 +4,16 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/dwebkit/dweb/blobsync"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/dwebkit/dweb/blobsync"
 	"github.com/dwebkit/dweb/datarepo"
+	"github.com/dwebkit/dweb/internal/dht"
 	"github.com/dwebkit/dweb/internal/key"
 	"github.com/dwebkit/dweb/internal/transport"
 	"github.com/dwebkit/dweb/internal/tunnel"
@@ -87,6 +89,19 @@ func TestDownloadThroughRelay(t *testing.T) {
 	if r := alice.Reachability(); !r.Reachable || r.Observed != alice.Addr() || r.By != relay.NodeID() {
 		t.Errorf("alice's reachability = %+v, want reachable at %s by the relay", r, alice.Addr())
 	}
+	if alice.dht.Client() {
+		t.Fatal("alice is reachable but her DHT is in client mode")
+	}
+	// On loopback the check finds alice reachable; behind NAT it would not,
+	// and checkReach would put her DHT in client mode, as here (the next
+	// check is 10 min away). She then stays out of the others' routing
+	// tables and still writes, reads and watches through them.
+	alice.dht.SetClient(true)
+	inTable := func(b *Backend) bool {
+		return slices.ContainsFunc(b.dht.Contacts(), func(c dht.Contact) bool { return c.ID == alice.NodeID() })
+	}
+	waitFor(t, "alice out of the relay's routing table", func() bool { return !inTable(relay) })
+	accepted := alice.ep.Stats().Accepted
 
 	g, err := alice.CreateGroup(ctx, "newsroom")
 	if err != nil {
@@ -127,6 +142,12 @@ func TestDownloadThroughRelay(t *testing.T) {
 	}
 	if st := relay.rs.relay.Stats(); st.Bytes < uint64(len(data)) {
 		t.Fatalf("relay spliced %d bytes, less than the %d-byte file", st.Bytes, len(data))
+	}
+	if inTable(relay) || inTable(bob) {
+		t.Fatalf("alice, a DHT client, is in a routing table (relay %v, bob %v)", inTable(relay), inTable(bob))
+	}
+	if n := alice.ep.Stats().Accepted - accepted; n != 0 {
+		t.Fatalf("%d connections were made to alice, a DHT client: nobody may dial her", n)
 	}
 }
 
@@ -227,8 +248,9 @@ func (r *recorder) Close() error {
 }
 
 // TestTunnelSurvivesPortChange: alice restarts on another UDP port; bob,
-// holding the descriptor he read before, fails on her old address,
-// re-reads the descriptor from the DHT and fetches from the new one.
+// holding the descriptor he read before and no connection to her, fails
+// on her old address, re-reads the descriptor from the DHT
+// (memberProvider.Open) and fetches from the new one.
 func TestTunnelSurvivesPortChange(t *testing.T) {
 	tmp := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -278,15 +300,27 @@ func TestTunnelSurvivesPortChange(t *testing.T) {
 		return ok && len(td.Addrs) > 0 && td.Addrs[0] == alice.Addr().String()
 	})
 
-	// Bob fetches with the descriptor he read before the move.
+	// Bob fetches with the descriptor he read before the move. His
+	// connection to alice's new address (his DHT reads above made one) is
+	// dropped first, as a NAT mapping expiring would: otherwise the pooled
+	// connection would carry the tunnel whatever address the stale
+	// descriptor names, and the re-resolve path would not run.
 	gs, err := bob.group(g.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var h2 = added[1].Hash
 	stalep := &memberProvider{b: bob, gs: gs, td: stale}
+	bob.ep.Disconnect(alice.NodeID())
 	if _, err := bob.blobs.Download(ctx, h2, []blobsync.Provider{stalep}, blobsync.DownloadOptions{}); err != nil {
 		t.Fatalf("fetch with a stale descriptor: %v", err)
+	}
+	// Only the re-resolve path replaces the provider's descriptor.
+	stalep.mu.Lock()
+	used := stalep.td
+	stalep.mu.Unlock()
+	if len(used.Addrs) == 0 || used.Addrs[0] != alice.Addr().String() {
+		t.Fatalf("the provider still uses descriptor %+v: the fetch did not re-read it from the DHT", used)
 	}
 	var last PeerPath
 	for _, pp := range bob.PeerPaths() {
