@@ -289,13 +289,19 @@ func (e *Endpoint) Stats() Stats {
 // is not abandoned when one waiting caller gives up. After Close it fails
 // with ErrClosed.
 func (e *Endpoint) OpenStream(ctx context.Context, id key.NodeID, addr netip.AddrPort, p Protocol) (*quic.Stream, error) {
+	s, _, err := e.openStream(ctx, id, addr, p)
+	return s, err
+}
+
+// openStream is OpenStream that also returns the stream's connection.
+func (e *Endpoint) openStream(ctx context.Context, id key.NodeID, addr netip.AddrPort, p Protocol) (*quic.Stream, *quic.Conn, error) {
 	if id == e.id {
-		return nil, fmt.Errorf("open %s stream: %s is this node", p, id)
+		return nil, nil, fmt.Errorf("open %s stream: %s is this node", p, id)
 	}
 	for attempt := 0; ; attempt++ {
 		c, err := e.connTo(ctx, id, addr)
 		if err != nil {
-			return nil, fmt.Errorf("open %s stream: %w", p, err)
+			return nil, nil, fmt.Errorf("open %s stream: %w", p, err)
 		}
 		s, err := c.OpenStreamSync(ctx)
 		if err != nil {
@@ -303,14 +309,14 @@ func (e *Endpoint) OpenStream(ctx context.Context, id key.NodeID, addr netip.Add
 				e.pool.drop(id, c)
 				continue
 			}
-			return nil, fmt.Errorf("open %s stream to %s: %w", p, id, err)
+			return nil, nil, fmt.Errorf("open %s stream to %s: %w", p, id, err)
 		}
 		if _, err := s.Write([]byte{byte(p)}); err != nil {
 			s.CancelRead(CodeNoError)
 			s.CancelWrite(CodeNoError)
-			return nil, fmt.Errorf("open %s stream to %s: write protocol byte: %w", p, id, err)
+			return nil, nil, fmt.Errorf("open %s stream to %s: write protocol byte: %w", p, id, err)
 		}
-		return s, nil
+		return s, c, nil
 	}
 }
 
@@ -478,6 +484,9 @@ func (e *Endpoint) serveStream(c *quic.Conn, peer Peer, s *quic.Stream) {
 		return
 	}
 	ctx, cancel := context.WithCancel(e.ctx)
+	if b, err := ConnBinding(c); err == nil {
+		ctx = context.WithValue(ctx, bindingKey{}, b)
+	}
 	stop := context.AfterFunc(c.Context(), cancel)
 	defer func() {
 		stop()

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/dwebkit/dweb/internal/key"
@@ -30,6 +31,15 @@ type DialConfig struct {
 	// a TLS exporter value of the carrying QUIC connection. Both ends must
 	// pass the same bytes (nil through a relay), or the handshake fails.
 	Binding []byte
+	// TLSTransport asks the responder to skip Noise's transport encryption
+	// after the handshake: the session's bytes then travel as they are,
+	// protected only by the carrying connection (docs/tunnel.md, "TLS
+	// transport"). Use it only on a stream of a direct QUIC connection,
+	// with Binding set to that connection's TLS exporter (at least 32
+	// bytes; transport.StreamBinding), never through a relay. Dial fails
+	// with ErrConfig if Binding is shorter. The responder may decline; then
+	// the session encrypts as usual (Session.TLSTransport tells).
+	TLSTransport bool
 }
 
 // AcceptConfig configures the responder side of a tunnel.
@@ -42,6 +52,11 @@ type AcceptConfig struct {
 	LookupPSK func(group key.RecordKey) ([32]byte, bool)
 	// Binding: see DialConfig.Binding.
 	Binding []byte
+	// AllowTLSTransport accepts an initiator's DialConfig.TLSTransport
+	// request. It is honoured only with a Binding of at least 32 bytes,
+	// which must be the TLS exporter of the direct QUIC connection that
+	// carries the stream (never set it for relayed streams).
+	AllowTLSTransport bool
 	// Logger gets refusals at debug level (never higher: anyone can cause
 	// them). Nil discards.
 	Logger *slog.Logger
@@ -70,6 +85,9 @@ func Dial(ctx context.Context, rw io.ReadWriteCloser, cfg DialConfig) (_ *Sessio
 	if cfg.RemoteStatic == [32]byte{} {
 		return nil, fmt.Errorf("%w: dial: no remote static key", ErrConfig)
 	}
+	if cfg.TLSTransport && len(cfg.Binding) < MinTLSBinding {
+		return nil, fmt.Errorf("%w: dial: TLS transport needs a %d-byte TLS binding, have %d bytes", ErrConfig, MinTLSBinding, len(cfg.Binding))
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("tunnel: dial: %w", err)
 	}
@@ -94,12 +112,18 @@ func Dial(ctx context.Context, rw io.ReadWriteCloser, cfg DialConfig) (_ *Sessio
 		return nil, fmt.Errorf("%w: dial: %w", ErrConfig, err)
 	}
 
-	out := make([]byte, 0, 2+helloLen+2+msg1Len)
+	// Message 1 carries a one-byte flags payload only when a flag is set,
+	// so a plain dial is byte for byte what it always was.
+	var payload1 []byte
+	if cfg.TLSTransport {
+		payload1 = []byte{flagTLSTransport}
+	}
+	out := make([]byte, 0, 2+helloLen+2+msg1Len+1)
 	out = binary.BigEndian.AppendUint16(out, helloLen)
 	out = append(out, Version)
 	out = append(out, cfg.Group[:]...)
-	out = binary.BigEndian.AppendUint16(out, msg1Len)
-	out, _, _, err = hs.WriteMessage(out, nil)
+	out = binary.BigEndian.AppendUint16(out, uint16(msg1Len+len(payload1)))
+	out, _, _, err = hs.WriteMessage(out, payload1)
 	if err != nil {
 		// Only a bad RemoteStatic (a low-order point) gets here.
 		stop()
@@ -109,8 +133,9 @@ func Dial(ctx context.Context, rw io.ReadWriteCloser, cfg DialConfig) (_ *Sessio
 		return nil, fail("write hello", err)
 	}
 
-	var buf [msg2Len]byte
-	msg2, err := readHandshakeFrame(rw, buf[:], msg2Len)
+	// Message 2 answers a flags payload with the flags accepted (one byte).
+	var buf [msg2Len + 1]byte
+	msg2, err := readHandshakeFrame(rw, buf[:], msg2Len+len(payload1))
 	if err != nil {
 		return nil, fail("read message 2", err)
 	}
@@ -118,16 +143,25 @@ func Dial(ctx context.Context, rw io.ReadWriteCloser, cfg DialConfig) (_ *Sessio
 	if err != nil {
 		return nil, fail("message 2", err)
 	}
-	if len(payload) != 0 || cs1 == nil {
+	if len(payload) != len(payload1) || cs1 == nil {
 		return nil, fail("message 2", errors.New("unexpected payload"))
+	}
+	plain := false
+	if len(payload) == 1 {
+		if payload[0]&^payload1[0] != 0 {
+			return nil, fail("message 2", fmt.Errorf("accepted flags %#x that were not offered", payload[0]))
+		}
+		plain = payload[0]&flagTLSTransport != 0
 	}
 
 	s := newSession(rw, cs1, cs2, cfg.Group, cfg.RemoteStatic, hs.ChannelBinding())
 	// Key confirmation: the first initiator->responder transport frame is
-	// empty. Only an initiator with the right PSK can produce it.
+	// empty. Only an initiator with the right PSK can produce it. It is a
+	// Noise frame in TLS transport mode too.
 	if err := s.writeFrame(nil); err != nil {
 		return nil, fail("write confirmation", err)
 	}
+	s.plain = plain
 	if err := stop(); err != nil {
 		return nil, fmt.Errorf("tunnel: dial: %w", err)
 	}
@@ -174,7 +208,7 @@ func Accept(ctx context.Context, rw io.ReadWriteCloser, cfg AcceptConfig) (_ *Se
 		return err
 	}
 
-	var buf [msg1Len]byte
+	var buf [msg1Len + 1]byte
 	hello, err := readHandshakeFrame(rw, buf[:], helloLen)
 	if err != nil {
 		return nil, fail("read hello", err)
@@ -205,7 +239,7 @@ func Accept(ctx context.Context, rw io.ReadWriteCloser, cfg AcceptConfig) (_ *Se
 		return nil, fmt.Errorf("%w: accept: %w", ErrConfig, err)
 	}
 
-	msg1, err := readHandshakeFrame(rw, buf[:], msg1Len)
+	msg1, err := readHandshakeFrame(rw, buf[:], msg1Len, msg1Len+1)
 	if err != nil {
 		return nil, fail("read message 1", err)
 	}
@@ -213,15 +247,22 @@ func Accept(ctx context.Context, rw io.ReadWriteCloser, cfg AcceptConfig) (_ *Se
 	if err != nil {
 		return nil, fail("message 1", err)
 	}
-	if len(payload) != 0 {
-		return nil, fail("message 1", errors.New("unexpected payload"))
+	// A flags payload gets the accepted flags back; unknown flags are
+	// declined, so a later flag needs no new version.
+	var payload2 []byte
+	if len(payload) == 1 {
+		accepted := payload[0] & flagTLSTransport
+		if !cfg.AllowTLSTransport || len(cfg.Binding) < MinTLSBinding {
+			accepted &^= flagTLSTransport
+		}
+		payload2 = []byte{accepted}
 	}
 	var remote [32]byte
 	copy(remote[:], hs.PeerStatic())
 
-	out := make([]byte, 0, 2+msg2Len)
-	out = binary.BigEndian.AppendUint16(out, msg2Len)
-	out, cs1, cs2, err := hs.WriteMessage(out, nil)
+	out := make([]byte, 0, 2+msg2Len+1)
+	out = binary.BigEndian.AppendUint16(out, uint16(msg2Len+len(payload2)))
+	out, cs1, cs2, err := hs.WriteMessage(out, payload2)
 	if err != nil {
 		return nil, fail("message 2", err)
 	}
@@ -230,7 +271,7 @@ func Accept(ctx context.Context, rw io.ReadWriteCloser, cfg AcceptConfig) (_ *Se
 	}
 
 	s := newSession(rw, cs2, cs1, group, remote, hs.ChannelBinding())
-	pt, err := s.readFrame()
+	pt, err := s.readFrame(nil)
 	if err != nil {
 		return nil, fail("read confirmation", err)
 	}
@@ -241,29 +282,32 @@ func Accept(ctx context.Context, rw io.ReadWriteCloser, cfg AcceptConfig) (_ *Se
 		// Unreachable short of guessing a random 256-bit key.
 		return nil, fail("confirmation", errors.New("unknown group"))
 	}
+	s.plain = len(payload2) == 1 && payload2[0]&flagTLSTransport != 0
 	if err := stop(); err != nil {
 		return nil, fmt.Errorf("tunnel: accept: %w", err)
 	}
 	return s, nil
 }
 
-// readHandshakeFrame reads one frame whose body must be exactly want bytes
-// (every version-1 handshake message has a fixed size) into buf.
-func readHandshakeFrame(r io.Reader, buf []byte, want int) ([]byte, error) {
+// readHandshakeFrame reads one frame whose body must be exactly one of the
+// sizes in want (every version-1 handshake message has a fixed size, or
+// one more with a flags payload) into buf.
+func readHandshakeFrame(r io.Reader, buf []byte, want ...int) ([]byte, error) {
 	var hdr [2]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return nil, err
 	}
-	if n := int(binary.BigEndian.Uint16(hdr[:])); n != want {
-		return nil, fmt.Errorf("frame is %d bytes, want %d", n, want)
+	n := int(binary.BigEndian.Uint16(hdr[:]))
+	if !slices.Contains(want, n) {
+		return nil, fmt.Errorf("frame is %d bytes, want %v", n, want)
 	}
-	if _, err := io.ReadFull(r, buf[:want]); err != nil {
+	if _, err := io.ReadFull(r, buf[:n]); err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
 		return nil, err
 	}
-	return buf[:want], nil
+	return buf[:n], nil
 }
 
 // classify turns a handshake failure into ctx's error if ctx has ended (the

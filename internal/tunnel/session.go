@@ -18,11 +18,17 @@ import (
 // counter nonce). One goroutine may Read while another Writes; concurrent
 // Reads (or concurrent Writes) are serialised. Close closes the underlying
 // stream and unblocks both.
+//
+// In TLS transport mode (DialConfig.TLSTransport, accepted by the
+// responder) Read and Write pass bytes through to the stream unchanged
+// after the handshake: the carrying QUIC connection's TLS, to which the
+// handshake was bound, protects them.
 type Session struct {
 	rw      io.ReadWriteCloser
 	group   key.RecordKey
 	remote  [32]byte
 	binding []byte
+	plain   bool // TLS transport mode: no Noise frames after the handshake
 
 	rmu     sync.Mutex
 	recv    *noise.CipherState
@@ -61,6 +67,11 @@ func (s *Session) Group() key.RecordKey { return s.group }
 // Map it to a member through the group's tunnel descriptors.
 func (s *Session) RemoteStatic() [32]byte { return s.remote }
 
+// TLSTransport reports whether the session runs in TLS transport mode: its
+// bytes are not Noise-encrypted but carried as they are by the direct QUIC
+// connection whose TLS exporter the handshake was bound to.
+func (s *Session) TLSTransport() bool { return s.plain }
+
 // ChannelBinding is the Noise handshake hash (32 bytes), the same on both
 // ends and unique to this session; use it to bind higher-level
 // authentication to the tunnel.
@@ -72,6 +83,9 @@ func (s *Session) ChannelBinding() []byte { return append([]byte(nil), s.binding
 // error wrapping ErrFrame when a frame is cut short, has a bad length or
 // fails authentication; after an error every Read returns it again.
 func (s *Session) Read(p []byte) (int, error) {
+	if s.plain {
+		return s.rw.Read(p)
+	}
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
 	if len(p) == 0 {
@@ -81,10 +95,13 @@ func (s *Session) Read(p []byte) (int, error) {
 		if s.rerr != nil {
 			return 0, s.rerr
 		}
-		pt, err := s.readFrame()
+		pt, err := s.readFrame(p)
 		if err != nil {
 			s.rerr = err
 			return 0, err
+		}
+		if len(pt) > 0 && &pt[0] == &p[0] {
+			return len(pt), nil // decrypted straight into p
 		}
 		s.pending = pt
 	}
@@ -93,9 +110,10 @@ func (s *Session) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// readFrame reads and decrypts one transport frame. The plaintext aliases
-// s.rbuf. Callers hold rmu (or own the session exclusively).
-func (s *Session) readFrame() ([]byte, error) {
+// readFrame reads and decrypts one transport frame. The plaintext goes to
+// dst when the whole of it fits there, else it aliases s.rbuf. Callers
+// hold rmu (or own the session exclusively).
+func (s *Session) readFrame(dst []byte) ([]byte, error) {
 	if _, err := io.ReadFull(s.rw, s.rhdr[:]); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
 			return nil, fmt.Errorf("%w: truncated length", ErrFrame)
@@ -112,7 +130,11 @@ func (s *Session) readFrame() ([]byte, error) {
 		}
 		return nil, err
 	}
-	pt, err := s.recv.Decrypt(s.rbuf[:0], nil, s.rbuf[:n])
+	out := s.rbuf[:0]
+	if len(dst) >= n-TagSize {
+		out = dst[:0]
+	}
+	pt, err := s.recv.Decrypt(out, nil, s.rbuf[:n])
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrFrame, err)
 	}
@@ -126,6 +148,9 @@ func (s *Session) readFrame() ([]byte, error) {
 // 2^64-1 frames in one direction exhausts the nonce (noise.ErrMaxNonce);
 // a new handshake is then needed.
 func (s *Session) Write(p []byte) (int, error) {
+	if s.plain {
+		return s.rw.Write(p)
+	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if s.werr != nil {

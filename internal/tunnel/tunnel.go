@@ -41,6 +41,14 @@ const (
 	// (65519); Session.Write splits larger writes.
 	MaxPlaintext = MaxFrame - TagSize
 
+	// MinTLSBinding is the shortest Binding that allows TLS transport mode
+	// (DialConfig.TLSTransport): a 32-byte TLS exporter value.
+	MinTLSBinding = 32
+
+	// flagTLSTransport, in the message-1 flags payload: skip Noise
+	// transport encryption after the handshake (docs/tunnel.md).
+	flagTLSTransport = 0x01
+
 	helloLen = 1 + key.Size                // version, group record key
 	msg1Len  = 32 + 32 + TagSize + TagSize // e, encrypted s, empty encrypted payload
 	msg2Len  = 32 + TagSize                // e, empty encrypted payload
