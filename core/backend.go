@@ -23,6 +23,7 @@ import (
 	"github.com/dwebkit/dweb/internal/store"
 	"github.com/dwebkit/dweb/internal/transport"
 	"github.com/dwebkit/dweb/internal/tunnel"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Options configures a Backend. Only DataDir is required.
@@ -83,8 +84,9 @@ type Backend struct {
 	blobs  *blobsync.Store
 	limits *blobsync.PeerLimiter // upload limits per peer
 
-	ep  *transport.Endpoint
-	dht *dht.DHT
+	ep      *transport.Endpoint
+	dht     *dht.DHT
+	metrics *dht.Metrics
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -152,7 +154,18 @@ func New(opts Options) (*Backend, error) {
 		db.Close()
 		return nil, err
 	}
+	b.metrics = dht.NewMetrics()
+	// Uploads a crash interrupted are incomplete: nothing refers to them.
+	if err := os.RemoveAll(filepath.Join(opts.DataDir, uploadsDir)); err != nil {
+		b.log.Warn("remove interrupted uploads", "err", err)
+	}
 	return b, nil
+}
+
+// Collectors returns the Prometheus collectors of this node's layers (the
+// DHT's requests, refusals and lookups), for the daemon to register once.
+func (b *Backend) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{b.metrics}
 }
 
 // Protected-store names of the node's own keys.
@@ -223,7 +236,7 @@ func (b *Backend) Start(ctx context.Context) error {
 		ep.Close()
 		return err
 	}
-	d, err := dht.New(dht.Options{Endpoint: ep, Store: b.db, Bootstrap: boot, Logger: b.log})
+	d, err := dht.New(dht.Options{Endpoint: ep, Store: b.db, Bootstrap: boot, Logger: b.log, Metrics: b.metrics})
 	if err != nil {
 		ep.Close()
 		return err

@@ -121,7 +121,7 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 	reqCtx, cancelReqs := context.WithCancel(context.Background())
 	defer cancelReqs()
 	srv := &http.Server{
-		Handler:           newAPI(b, apiOptions{Log: log, MaxUpload: o.maxUpload, Registry: newRegistry(b, func() int { return len(b.Peers()) })}),
+		Handler:           newAPI(b, apiOptions{Log: log, MaxUpload: o.maxUpload, Registry: newRegistry(b, func() int { return len(b.Peers()) }, b.Collectors()...)}),
 		ReadHeaderTimeout: 10 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return reqCtx },
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),

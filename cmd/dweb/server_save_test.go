@@ -360,6 +360,7 @@ func TestSaveAPI(t *testing.T) {
 		`dweb_http_errors_total{code="500",route="GET /api/groups/{group}/repos/{repo}/media/{name}"} 1`,
 		`dweb_http_errors_total{code="405",route="none"} 1`,
 		"dweb_groups 1", "dweb_peers ", "go_goroutines ",
+		`dweb_dht_requests_total{op="get"}`,
 	} {
 		if !strings.Contains(string(raw), want) {
 			t.Errorf("metrics lack %q", want)
