@@ -660,8 +660,27 @@ func (g *groupSink) parent(i uint64, b []byte) error {
 	return nil
 }
 
+// lend gives the verifier the free tail of buf to read the group at start
+// into, flushing first if the group would not extend buf.
+func (g *groupSink) lend(start uint64) ([]byte, error) {
+	if len(g.buf) > 0 && (g.bufAt+uint64(len(g.buf)) != start || len(g.buf)+ChunkGroupSize > cap(g.buf)) {
+		if err := g.flush(); err != nil {
+			return nil, err
+		}
+	}
+	return g.buf[len(g.buf) : len(g.buf)+ChunkGroupSize], nil
+}
+
 func (g *groupSink) group(start uint64, b []byte) error {
 	g.stall.Reset(g.timeout)
+	if n := len(g.buf); len(b) > 0 && n < cap(g.buf) && &g.buf[:n+1][n] == &b[0] {
+		// Read in place (lend): extend buf over it.
+		if n == 0 {
+			g.bufAt = start
+		}
+		g.buf = g.buf[:n+len(b)]
+		return nil
+	}
 	if len(g.buf) > 0 && (g.bufAt+uint64(len(g.buf)) != start || len(g.buf)+len(b) > cap(g.buf)) {
 		if err := g.flush(); err != nil {
 			return err

@@ -57,11 +57,15 @@ func (e *encoder) node(w io.Writer, data, outboard *fwdReader, start, n uint64, 
 				return err
 			}
 		}
-		g := e.buf[:n]
-		if _, err := io.ReadFull(data, g); err != nil {
+		// The group goes out straight from the reader's buffer (no copy).
+		g, err := data.Peek(int(n))
+		if err != nil {
 			return fmt.Errorf("%w: read data: %v", ErrCorrupt, err)
 		}
-		_, err := w.Write(g)
+		if _, err := w.Write(g); err != nil {
+			return err
+		}
+		_, err = data.Discard(int(n))
 		return err
 	}
 	p := e.buf[:parentSize]
@@ -94,8 +98,10 @@ type fwdReader struct {
 	src io.Reader
 }
 
+// newFwdReader buffers r with size bytes, at least one chunk group (the
+// encoder peeks whole groups).
 func newFwdReader(r io.Reader, size int) *fwdReader {
-	return &fwdReader{Reader: bufio.NewReaderSize(r, size), src: r}
+	return &fwdReader{Reader: bufio.NewReaderSize(r, max(size, ChunkGroupSize)), src: r}
 }
 
 func (r *fwdReader) skip(n uint64) error {

@@ -34,6 +34,15 @@ type sink interface {
 	group(start uint64, g []byte) error
 }
 
+// groupLender is a sink that lends the verifier the memory to read a
+// whole group into, saving a copy: lend returns ChunkGroupSize bytes for
+// the group at byte offset start, or nil to use the verifier's own buffer.
+// The verifier then calls group with exactly that slice if, and only if,
+// the group verified.
+type groupLender interface {
+	lend(start uint64) ([]byte, error)
+}
+
 // seqSink writes a whole blob's verified groups and parents in stream order:
 // data gets the blob's bytes, outboard (may be nil) the outboard's parents.
 type seqSink struct {
@@ -97,11 +106,21 @@ func (v *verifier) verify(r io.Reader, root Hash, size uint64, ranges []ChunkRan
 				expect{cv: bytesToCV(p[:32]), start: e.start, n: mid, pidx: e.pidx + 1})
 			continue
 		}
-		g := v.buf[:e.n]
+		arr := &v.buf
+		if l, ok := out.(groupLender); ok && e.n == ChunkGroupSize {
+			b, err := l.lend(e.start)
+			if err != nil {
+				return err
+			}
+			if len(b) >= ChunkGroupSize {
+				arr = (*[ChunkGroupSize]byte)(b)
+			}
+		}
+		g := arr[:e.n]
 		if _, err := io.ReadFull(r, g); err != nil {
 			return streamErr(err, e.start, size)
 		}
-		if groupCV(&v.buf, int(e.n), e.start/ChunkSize, e.root) != e.cv {
+		if groupCV(arr, int(e.n), e.start/ChunkSize, e.root) != e.cv {
 			return fmt.Errorf("%w: chunk group %d (bytes %d-%d)", ErrCorrupt, e.start/ChunkGroupSize, e.start, e.start+e.n)
 		}
 		if err := out.group(e.start, g); err != nil {

@@ -48,6 +48,7 @@ type benchTransferResult struct {
 	ReceiverCPUUser  float64 `json:"receiver_cpu_user_s"`
 	ReceiverCPUSys   float64 `json:"receiver_cpu_sys_s"`
 	SenderDataOnDisk bool    `json:"sender_reference_mode"`
+	TunnelTransport  string  `json:"tunnel_transport"` // "tls": Noise handshake bound to the QUIC connection's TLS, no second encryption; "noise": every byte Noise-encrypted
 }
 
 // bench transfer runs the senders in this process and each receiver in a
@@ -62,6 +63,7 @@ type btJob struct {
 	Group     key.RecordKey `json:"group"`
 	Secret    string        `json:"secret"`
 	Providers []btPeer      `json:"providers"`
+	TLS       bool          `json:"tls"` // ask for the tunnel's TLS transport mode
 }
 
 type btPeer struct {
@@ -81,7 +83,7 @@ type btChildResult struct {
 }
 
 func benchTransferCmd(a *app) *cobra.Command {
-	var sizeFlag, rateFlag, dir, role, job string
+	var sizeFlag, rateFlag, dir, role, job, tt string
 	var providers int
 	cmd := &cobra.Command{
 		Use:   "transfer",
@@ -109,7 +111,10 @@ func benchTransferCmd(a *app) *cobra.Command {
 				return err
 			}
 			defer os.RemoveAll(tmp)
-			res, err := benchTransfer(cmd.Context(), tmp, size, providers, rate)
+			if tt != "tls" && tt != "noise" {
+				return &usageError{fmt.Errorf("--tunnel-transport %q: want tls or noise", tt)}
+			}
+			res, err := benchTransfer(cmd.Context(), tmp, size, providers, rate, tt == "tls")
 			if err != nil {
 				return err
 			}
@@ -127,6 +132,7 @@ func benchTransferCmd(a *app) *cobra.Command {
 	cmd.Flags().StringVar(&sizeFlag, "size", "1GiB", "blob size (B, KiB, MiB, GiB, KB, MB, GB)")
 	cmd.Flags().IntVar(&providers, "providers", 1, "providers serving the blob at once")
 	cmd.Flags().StringVar(&rateFlag, "provider-rate", "", "upload rate limit of each provider, e.g. 25MB/s (default: none)")
+	cmd.Flags().StringVar(&tt, "tunnel-transport", "tls", "tls: tunnel handshake bound to the direct QUIC connection, bytes protected by its TLS only (tunnel.DialConfig.TLSTransport); noise: Noise-encrypt every byte as over a relay")
 	cmd.Flags().StringVar(&dir, "dir", "", "directory for stores and temp files (default: the system temp dir)")
 	cmd.Flags().StringVar(&role, "role", "", "internal: run as the receiver child")
 	cmd.Flags().StringVar(&job, "job", "", "internal: the receiver's job file")
@@ -143,7 +149,7 @@ type btProvider struct {
 	static tunnel.StaticKey
 }
 
-func benchTransfer(ctx context.Context, dir string, size int64, n int, rate int64) (*benchTransferResult, error) {
+func benchTransfer(ctx context.Context, dir string, size int64, n int, rate int64, tls bool) (*benchTransferResult, error) {
 	dataPath := filepath.Join(dir, "data")
 	if err := bsWriteRandom(dataPath, size, 2); err != nil {
 		return nil, err
@@ -190,7 +196,7 @@ func benchTransfer(ctx context.Context, dir string, size int64, n int, rate int6
 		ep.Handle(transport.ProtoTunnel, func(ctx context.Context, peer transport.Peer, s *quic.Stream) {
 			sess, err := tunnel.Accept(ctx, s, tunnel.AcceptConfig{Static: st, LookupPSK: func(g key.RecordKey) ([32]byte, bool) {
 				return psk, g == group
-			}})
+			}, Binding: transport.StreamBinding(ctx), AllowTLSTransport: true})
 			if err != nil {
 				return
 			}
@@ -218,11 +224,14 @@ func benchTransfer(ctx context.Context, dir string, size int64, n int, rate int6
 			s.Close()
 		})
 	}
-	job := btJob{Hash: h.String(), Size: size, Group: group, Secret: secret.Text()}
+	job := btJob{Hash: h.String(), Size: size, Group: group, Secret: secret.Text(), TLS: tls}
 	for _, p := range provs {
 		job.Providers = append(job.Providers, btPeer{Node: p.ep.ID(), Addr: p.ep.LocalAddr().String(), Static: p.static.Public[:]})
 	}
-	res := &benchTransferResult{Bytes: size, Providers: n, Hash: h.String(), SenderDataOnDisk: true}
+	res := &benchTransferResult{Bytes: size, Providers: n, Hash: h.String(), SenderDataOnDisk: true, TunnelTransport: "noise"}
+	if tls {
+		res.TunnelTransport = "tls"
+	}
 	if rate > 0 {
 		res.ProviderRateMBs = float64(rate) / 1e6
 	}
@@ -402,7 +411,7 @@ func btReceive(ctx context.Context, job *btJob) (*btChildResult, error) {
 	var provs []blobsync.Provider
 	for i, p := range peers {
 		provs = append(provs, &btTunnelProvider{id: strconv.Itoa(i), ep: ep, node: p.id, addr: p.addr, dial: tunnel.DialConfig{
-			Static: static, RemoteStatic: p.st, Group: job.Group, PSK: tunnel.PSK(secret),
+			Static: static, RemoteStatic: p.st, Group: job.Group, PSK: tunnel.PSK(secret), TLSTransport: job.TLS,
 		}})
 	}
 	var last blobsync.Progress
@@ -423,7 +432,9 @@ func btReceive(ctx context.Context, job *btJob) (*btChildResult, error) {
 	return res, nil
 }
 
-// btTunnelProvider opens a Noise tunnel over a QUIC stream, as core does.
+// btTunnelProvider opens a Noise tunnel over a QUIC stream, as core does;
+// with dial.TLSTransport the handshake is bound to the connection's TLS
+// exporter and asks for TLS transport mode.
 type btTunnelProvider struct {
 	id   string
 	ep   *transport.Endpoint
@@ -435,13 +446,19 @@ type btTunnelProvider struct {
 func (p *btTunnelProvider) ID() string { return p.id }
 
 func (p *btTunnelProvider) Open(ctx context.Context) (io.ReadWriteCloser, error) {
-	s, err := p.ep.OpenStream(ctx, p.node, p.addr, transport.ProtoTunnel)
+	s, binding, err := p.ep.OpenStreamBinding(ctx, p.node, p.addr, transport.ProtoTunnel)
 	if err != nil {
 		return nil, err
 	}
-	sess, err := tunnel.Dial(ctx, s, p.dial)
+	cfg := p.dial
+	cfg.Binding = binding
+	sess, err := tunnel.Dial(ctx, s, cfg)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.TLSTransport && !sess.TLSTransport() {
+		sess.Close()
+		return nil, errors.New("bench transfer: the provider declined the TLS transport mode")
 	}
 	return sess, nil
 }
