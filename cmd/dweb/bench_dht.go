@@ -205,18 +205,12 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 		if err := start(i+1, boot); err != nil {
 			return err
 		}
-		var err error
-		for range 3 { // node 0 may be too busy to answer in time
-			if err = nodes[i+1].d.Bootstrap(ctx); err == nil {
-				break
-			}
-		}
-		return err
+		return bootstrapRetry(ctx, nodes[i+1].d)
 	}); err != nil {
 		return nil, fmt.Errorf("start nodes: %w", err)
 	}
 	// A second self-lookup everywhere fills the tables of the early nodes.
-	if err := benchPar(ctx, cfg.nodes, cfg.parallel, func(i int) error { return nodes[i].d.Bootstrap(ctx) }); err != nil {
+	if err := benchPar(ctx, cfg.nodes, cfg.parallel, func(i int) error { return bootstrapRetry(ctx, nodes[i].d) }); err != nil {
 		return nil, fmt.Errorf("refresh tables: %w", err)
 	}
 	res.StartS = time.Since(began).Seconds()
@@ -407,6 +401,24 @@ func benchPar(ctx context.Context, n, width int, fn func(i int) error) error {
 		return errs[0]
 	}
 	return ctx.Err()
+}
+
+// bootstrapRetry bootstraps d, trying again (at most 5 times, 200 ms
+// apart) when the contacts were too busy to answer in time: 200 nodes on
+// two shared cores queue behind each other.
+func bootstrapRetry(ctx context.Context, d *dht.DHT) error {
+	var err error
+	for try := 0; try < 5; try++ {
+		if err = d.Bootstrap(ctx); err == nil || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-time.After(200 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return err
 }
 
 func msSince(t time.Time) float64 { return float64(time.Since(t).Microseconds()) / 1000 }
