@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -29,26 +30,34 @@ func init() { benchCommands = append(benchCommands, benchTransferCmd) }
 
 // benchTransferResult is the JSON that `dweb bench transfer` prints.
 type benchTransferResult struct {
-	Bytes            int64   `json:"bytes"`
-	Providers        int     `json:"providers"`
-	ProviderRateMBs  float64 `json:"provider_rate_mb_s,omitempty"`
-	BaselineMBs      float64 `json:"baseline_mb_s"` // raw QUIC stream, same endpoints' config, loopback
-	MBs              float64 `json:"mb_s"`          // dweb download: tunnel + blobsync + verify + disk
-	Ratio            float64 `json:"ratio"`         // mb_s / baseline_mb_s
-	ReceiverPeakRSS  float64 `json:"receiver_peak_rss_mb"`
-	OneProviderMBs   float64 `json:"one_provider_mb_s,omitempty"` // same download from one provider (when --providers > 1)
-	Speedup          float64 `json:"speedup,omitempty"`           // mb_s / one_provider_mb_s
-	Verified         bool    `json:"verified"`
-	Hash             string  `json:"hash"`
-	ProviderBytes    []int64 `json:"provider_bytes"`
-	BaselineRSS      float64 `json:"baseline_receiver_peak_rss_mb"`
-	ReceiverSeconds  float64 `json:"seconds"`
-	BaselineSeconds  float64 `json:"baseline_seconds"`
-	OneProviderSecs  float64 `json:"one_provider_seconds,omitempty"`
-	ReceiverCPUUser  float64 `json:"receiver_cpu_user_s"`
-	ReceiverCPUSys   float64 `json:"receiver_cpu_sys_s"`
-	SenderDataOnDisk bool    `json:"sender_reference_mode"`
-	TunnelTransport  string  `json:"tunnel_transport"` // "tls": Noise handshake bound to the QUIC connection's TLS, no second encryption; "noise": every byte Noise-encrypted
+	Bytes            int64     `json:"bytes"`
+	Providers        int       `json:"providers"`
+	ProviderRateMBs  float64   `json:"provider_rate_mb_s,omitempty"`
+	BaselineMBs      float64   `json:"baseline_mb_s"` // raw QUIC stream, same endpoints' config, loopback
+	MBs              float64   `json:"mb_s"`          // dweb download: tunnel + blobsync + verify + disk
+	Ratio            float64   `json:"ratio"`         // mb_s / baseline_mb_s
+	ReceiverPeakRSS  float64   `json:"receiver_peak_rss_mb"`
+	OneProviderMBs   float64   `json:"one_provider_mb_s,omitempty"` // same download from one provider (when --providers > 1)
+	Speedup          float64   `json:"speedup,omitempty"`           // mb_s / one_provider_mb_s
+	Verified         bool      `json:"verified"`
+	Hash             string    `json:"hash"`
+	ProviderBytes    []int64   `json:"provider_bytes"`
+	BaselineRSS      float64   `json:"baseline_receiver_peak_rss_mb"`
+	ReceiverSeconds  float64   `json:"seconds"`
+	BaselineSeconds  float64   `json:"baseline_seconds"`
+	OneProviderSecs  float64   `json:"one_provider_seconds,omitempty"`
+	ReceiverCPUUser  float64   `json:"receiver_cpu_user_s"`
+	ReceiverCPUSys   float64   `json:"receiver_cpu_sys_s"`
+	SenderDataOnDisk bool      `json:"sender_reference_mode"`
+	Rounds           []btRound `json:"rounds,omitempty"` // with --rounds > 1: each baseline/dweb pair; the figures above are the medians (ratio: median of the rounds' ratios), peak RSS the largest
+	TunnelTransport  string    `json:"tunnel_transport"` // "tls": Noise handshake bound to the QUIC connection's TLS, no second encryption; "noise": every byte Noise-encrypted
+}
+
+// btRound is one baseline/dweb pair of a --rounds run.
+type btRound struct {
+	BaselineMBs float64 `json:"baseline_mb_s"`
+	MBs         float64 `json:"mb_s"`
+	Ratio       float64 `json:"ratio"`
 }
 
 // bench transfer runs the senders in this process and each receiver in a
@@ -84,7 +93,7 @@ type btChildResult struct {
 
 func benchTransferCmd(a *app) *cobra.Command {
 	var sizeFlag, rateFlag, dir, role, job, tt string
-	var providers int
+	var providers, rounds int
 	cmd := &cobra.Command{
 		Use:   "transfer",
 		Short: "download a blob through the real stack (QUIC, Noise tunnel, blobsync) next to a raw QUIC stream",
@@ -114,7 +123,10 @@ func benchTransferCmd(a *app) *cobra.Command {
 			if tt != "tls" && tt != "noise" {
 				return &usageError{fmt.Errorf("--tunnel-transport %q: want tls or noise", tt)}
 			}
-			res, err := benchTransfer(cmd.Context(), tmp, size, providers, rate, tt == "tls")
+			if rounds < 1 || rounds > 15 {
+				return &usageError{fmt.Errorf("--rounds %d: want 1..15", rounds)}
+			}
+			res, err := benchTransfer(cmd.Context(), tmp, size, providers, rate, tt == "tls", rounds)
 			if err != nil {
 				return err
 			}
@@ -132,6 +144,7 @@ func benchTransferCmd(a *app) *cobra.Command {
 	cmd.Flags().StringVar(&sizeFlag, "size", "1GiB", "blob size (B, KiB, MiB, GiB, KB, MB, GB)")
 	cmd.Flags().IntVar(&providers, "providers", 1, "providers serving the blob at once")
 	cmd.Flags().StringVar(&rateFlag, "provider-rate", "", "upload rate limit of each provider, e.g. 25MB/s (default: none)")
+	cmd.Flags().IntVar(&rounds, "rounds", 1, "baseline/dweb pairs run one after the other; report the medians (on a shared machine, load swings between the two runs of one pair)")
 	cmd.Flags().StringVar(&tt, "tunnel-transport", "tls", "tls: tunnel handshake bound to the direct QUIC connection, bytes protected by its TLS only (tunnel.DialConfig.TLSTransport); noise: Noise-encrypt every byte as over a relay")
 	cmd.Flags().StringVar(&dir, "dir", "", "directory for stores and temp files (default: the system temp dir)")
 	cmd.Flags().StringVar(&role, "role", "", "internal: run as the receiver child")
@@ -149,7 +162,7 @@ type btProvider struct {
 	static tunnel.StaticKey
 }
 
-func benchTransfer(ctx context.Context, dir string, size int64, n int, rate int64, tls bool) (*benchTransferResult, error) {
+func benchTransfer(ctx context.Context, dir string, size int64, n int, rate int64, tls bool, rounds int) (*benchTransferResult, error) {
 	dataPath := filepath.Join(dir, "data")
 	if err := bsWriteRandom(dataPath, size, 2); err != nil {
 		return nil, err
@@ -236,43 +249,25 @@ func benchTransfer(ctx context.Context, dir string, size int64, n int, rate int6
 		res.ProviderRateMBs = float64(rate) / 1e6
 	}
 
-	raw := job
-	raw.Mode, raw.Providers = "raw", job.Providers[:1]
-	r, err := btRunChild(ctx, dir, "raw", raw)
-	if err != nil {
-		return nil, err
-	}
-	res.BaselineSeconds, res.BaselineRSS = r.Seconds, r.PeakRSS
-	res.BaselineMBs = bsRound(float64(size) / 1e6 / r.Seconds)
-
-	dw := job
-	dw.Mode = "dweb"
-	dw.Dir = filepath.Join(dir, "receiver")
-	if prefix := os.Getenv("DWEB_BENCH_CPUPROFILE"); prefix != "" {
-		f, err := os.Create(prefix + ".senders")
-		if err != nil {
+	var base, dwebR, ratios []float64
+	for i := range rounds {
+		if err := btPair(ctx, dir, job, res, i == rounds-1); err != nil {
 			return nil, err
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return nil, err
-		}
+		base, dwebR, ratios = append(base, res.BaselineMBs), append(dwebR, res.MBs), append(ratios, res.Ratio)
+		res.Rounds = append(res.Rounds, btRound{res.BaselineMBs, res.MBs, res.Ratio})
 	}
-	r, err = btRunChild(ctx, dir, "dweb", dw)
-	pprof.StopCPUProfile()
-	if err != nil {
-		return nil, err
+	if rounds > 1 {
+		res.BaselineMBs, res.MBs, res.Ratio = btMedian(base), btMedian(dwebR), btMedian(ratios)
+	} else {
+		res.Rounds = nil
 	}
-	res.ReceiverSeconds, res.ReceiverPeakRSS, res.Verified, res.ProviderBytes = r.Seconds, r.PeakRSS, r.Verified, r.PerProv
-	res.ReceiverCPUUser, res.ReceiverCPUSys = r.CPUUser, r.CPUSys
-	res.MBs = bsRound(float64(size) / 1e6 / r.Seconds)
-	res.Ratio = bsRound(res.MBs / res.BaselineMBs)
 
 	if n > 1 {
 		one := job
 		one.Mode, one.Providers = "dweb", job.Providers[:1]
 		one.Dir = filepath.Join(dir, "receiver1")
-		r, err = btRunChild(ctx, dir, "one", one)
+		r, err := btRunChild(ctx, dir, "one", one)
 		if err != nil {
 			return nil, err
 		}
@@ -281,6 +276,60 @@ func benchTransfer(ctx context.Context, dir string, size int64, n int, rate int6
 		res.Speedup = bsRound(res.MBs / res.OneProviderMBs)
 	}
 	return res, nil
+}
+
+// btMedian returns the median of v (not empty); it sorts v.
+func btMedian(v []float64) float64 {
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return bsRound((v[len(v)/2-1] + v[len(v)/2]) / 2)
+}
+
+// btPair runs one baseline receiver and one dweb receiver (fresh store,
+// removed afterwards unless last) and sets res's per-run figures; the peak
+// RSS figures keep the largest seen.
+func btPair(ctx context.Context, dir string, job btJob, res *benchTransferResult, last bool) error {
+	size := job.Size
+	raw := job
+	raw.Mode, raw.Providers = "raw", job.Providers[:1]
+	r, err := btRunChild(ctx, dir, "raw", raw)
+	if err != nil {
+		return err
+	}
+	res.BaselineSeconds, res.BaselineRSS = r.Seconds, max(res.BaselineRSS, r.PeakRSS)
+	res.BaselineMBs = bsRound(float64(size) / 1e6 / r.Seconds)
+
+	dw := job
+	dw.Mode = "dweb"
+	dw.Dir = filepath.Join(dir, "receiver")
+	if err := os.RemoveAll(dw.Dir); err != nil {
+		return err
+	}
+	if prefix := os.Getenv("DWEB_BENCH_CPUPROFILE"); prefix != "" {
+		f, err := os.Create(prefix + ".senders")
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+	}
+	r, err = btRunChild(ctx, dir, "dweb", dw)
+	pprof.StopCPUProfile()
+	if err != nil {
+		return err
+	}
+	if !last {
+		defer os.RemoveAll(dw.Dir)
+	}
+	res.ReceiverSeconds, res.ReceiverPeakRSS, res.Verified, res.ProviderBytes = r.Seconds, max(res.ReceiverPeakRSS, r.PeakRSS), r.Verified, r.PerProv
+	res.ReceiverCPUUser, res.ReceiverCPUSys = r.CPUUser, r.CPUSys
+	res.MBs = bsRound(float64(size) / 1e6 / r.Seconds)
+	res.Ratio = bsRound(res.MBs / res.BaselineMBs)
+	return nil
 }
 
 // btRunChild runs one receiver job in a child process and returns its result.
