@@ -53,7 +53,11 @@ type PeerPath struct {
 	Node key.NodeID `json:"node"`
 	Path string     `json:"path"` // PathDirect or PathRelay
 	Via  string     `json:"via"`  // the address dialled, or the relay as nodeID@host:port
-	At   time.Time  `json:"at"`
+	// Encryption is what protects the tunnel's bytes after the handshake:
+	// "tls" (a direct path: the QUIC connection's TLS, the Noise handshake
+	// bound to it) or "noise" (through a relay, or a peer that declined).
+	Encryption string    `json:"encryption"`
+	At         time.Time `json:"at"`
 }
 
 // relayState is the Backend's relay and reachability state.
@@ -103,7 +107,7 @@ func (b *Backend) startRelay(relays []transport.Peer) {
 	rs.relay = tunnel.NewRelay(b.ep, tunnel.RelayOptions{
 		Serve:    b.opts.ServeRelay,
 		Limits:   b.opts.RelayLimits,
-		Incoming: b.serveTunnel,
+		Incoming: b.serveRelayedTunnel,
 		Logger:   b.log,
 	})
 	if len(relays) > 0 {

@@ -137,7 +137,7 @@ func TestDownloadThroughRelay(t *testing.T) {
 			path = &pp
 		}
 	}
-	if path == nil || path.Path != PathRelay || path.Via != relay.Contact() {
+	if path == nil || path.Path != PathRelay || path.Via != relay.Contact() || path.Encryption != "noise" {
 		t.Fatalf("bob's path to alice = %+v, want relay via %s", path, relay.Contact())
 	}
 	if st := relay.rs.relay.Stats(); st.Bytes < uint64(len(data)) {
@@ -328,7 +328,7 @@ func TestTunnelSurvivesPortChange(t *testing.T) {
 			last = pp
 		}
 	}
-	if last.Path != PathDirect || last.Via != alice.Addr().String() {
+	if last.Path != PathDirect || last.Via != alice.Addr().String() || last.Encryption != "tls" {
 		t.Fatalf("bob reached alice by %+v, want direct to her new address %s", last, alice.Addr())
 	}
 	dst := filepath.Join(tmp, "got2")

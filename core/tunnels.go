@@ -16,11 +16,30 @@ import (
 	"github.com/quic-go/quic-go"
 )
 
-// serveTunnel answers an inbound tunnel stream: a Noise handshake keyed by
-// the PSK of one of our groups (a node outside every group cannot finish
-// it), then blob requests limited to what that group may see.
+// serveTunnel answers a tunnel stream opened straight to this node (the
+// ProtoTunnel handler). The Noise handshake is bound to the QUIC
+// connection (its TLS exporter) and may hand the bytes to that connection's
+// TLS after it (docs/tunnel.md, "TLS transport").
 func (b *Backend) serveTunnel(ctx context.Context, peer transport.Peer, s *quic.Stream) {
-	sess, err := tunnel.Accept(ctx, s, tunnel.AcceptConfig{Static: b.static, LookupPSK: b.lookupPSK})
+	b.serveTunnelWith(ctx, peer, s, transport.StreamBinding(ctx))
+}
+
+// serveRelayedTunnel answers a tunnel that a relay spliced to this node:
+// the QUIC connection is the relay's, so the handshake is not bound to it
+// and Noise encrypts every byte; the relay sees only ciphertext.
+func (b *Backend) serveRelayedTunnel(ctx context.Context, peer transport.Peer, s *quic.Stream) {
+	b.serveTunnelWith(ctx, peer, s, nil)
+}
+
+// serveTunnelWith runs a Noise handshake keyed by the PSK of one of our
+// groups (a node outside every group cannot finish it), then serves blob
+// requests limited to what that group may see, under the peer's upload
+// limits.
+func (b *Backend) serveTunnelWith(ctx context.Context, peer transport.Peer, s *quic.Stream, binding []byte) {
+	sess, err := tunnel.Accept(ctx, s, tunnel.AcceptConfig{
+		Static: b.static, LookupPSK: b.lookupPSK,
+		Binding: binding, AllowTLSTransport: binding != nil,
+	})
 	if err != nil {
 		b.log.Debug("tunnel handshake refused", "peer", peer.ID, "err", err)
 		return
@@ -88,7 +107,9 @@ func (b *Backend) resolveDescriptor(ctx context.Context, gs *groupState, node ke
 type tunnelPath struct {
 	path, via string
 	timeout   time.Duration
-	open      func(ctx context.Context) (*quic.Stream, error)
+	// open returns the stream and, on a direct path, the channel binding of
+	// the QUIC connection that carries it (nil through a relay).
+	open func(ctx context.Context) (*quic.Stream, []byte, error)
 }
 
 // openTunnel opens a tunnel to the node td names: its direct addresses in
@@ -105,8 +126,8 @@ func (b *Backend) openTunnel(ctx context.Context, gs *groupState, td datarepo.Tu
 			continue
 		}
 		paths = append(paths, tunnelPath{path: PathDirect, via: addr.String(), timeout: directPathTimeout,
-			open: func(ctx context.Context) (*quic.Stream, error) {
-				return b.ep.OpenStream(ctx, td.Node, addr, transport.ProtoTunnel)
+			open: func(ctx context.Context) (*quic.Stream, []byte, error) {
+				return b.ep.OpenStreamBinding(ctx, td.Node, addr, transport.ProtoTunnel)
 			}})
 	}
 	for _, r := range td.Relays {
@@ -117,15 +138,16 @@ func (b *Backend) openTunnel(ctx context.Context, gs *groupState, td datarepo.Tu
 		}
 		if c.ID == b.NodeID() {
 			paths = append(paths, tunnelPath{path: PathDirect, via: "its reservation on this node", timeout: relayPathTimeout,
-				open: func(ctx context.Context) (*quic.Stream, error) {
-					return b.ep.OpenStream(ctx, td.Node, netip.AddrPort{}, transport.ProtoTunnel)
+				open: func(ctx context.Context) (*quic.Stream, []byte, error) {
+					return b.ep.OpenStreamBinding(ctx, td.Node, netip.AddrPort{}, transport.ProtoTunnel)
 				}})
 			continue
 		}
 		relay := transport.Peer{ID: c.ID, Addr: c.Addr}
 		paths = append(paths, tunnelPath{path: PathRelay, via: c.String(), timeout: relayPathTimeout,
-			open: func(ctx context.Context) (*quic.Stream, error) {
-				return b.rs.relay.Connect(ctx, relay, td.Node)
+			open: func(ctx context.Context) (*quic.Stream, []byte, error) {
+				s, err := b.rs.relay.Connect(ctx, relay, td.Node)
+				return s, nil, err
 			}})
 	}
 	cfg := tunnel.DialConfig{Static: b.static, RemoteStatic: td.Static, Group: gs.info.ID, PSK: tunnel.PSK(gs.g.Secret())}
@@ -141,7 +163,11 @@ func (b *Backend) openTunnel(ctx context.Context, gs *groupState, td datarepo.Tu
 					via = a.String()
 				}
 			}
-			b.notePath(PeerPath{Node: td.Node, Path: p.path, Via: via, At: time.Now()})
+			enc := "noise"
+			if sess.TLSTransport() {
+				enc = "tls"
+			}
+			b.notePath(PeerPath{Node: td.Node, Path: p.path, Via: via, Encryption: enc, At: time.Now()})
 			return sess, nil
 		}
 		errs = append(errs, fmt.Errorf("%s via %s: %w", p.path, p.via, err))
@@ -155,10 +181,16 @@ func (b *Backend) openTunnel(ctx context.Context, gs *groupState, td datarepo.Tu
 	return nil, errors.Join(errs...)
 }
 
+// dialPath opens p and runs the Noise handshake over it. On a direct path
+// the handshake is bound to the QUIC connection and asks for TLS transport:
+// after it, bytes ride the connection's TLS 1.3 (already end to end between
+// the two node IDs) instead of being encrypted a second time.
 func (b *Backend) dialPath(ctx context.Context, p tunnelPath, cfg tunnel.DialConfig) (*tunnel.Session, error) {
-	s, err := p.open(ctx)
+	s, binding, err := p.open(ctx)
 	if err != nil {
 		return nil, err
 	}
+	cfg.Binding = binding
+	cfg.TLSTransport = binding != nil
 	return tunnel.Dial(ctx, s, cfg)
 }
