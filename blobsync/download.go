@@ -24,9 +24,11 @@ type Provider interface {
 // value works.
 type DownloadOptions struct {
 	// ChunkBytes is the unit of work handed to a provider: one ranged
-	// request. Default 2 MiB; rounded up to whole 16 KiB groups.
+	// request. Default 4 MiB; rounded up to whole 16 KiB groups.
 	ChunkBytes int64
-	// Pipeline is how many requests each provider has in flight. Default 3.
+	// Pipeline is how many requests each provider has in flight. Default 4
+	// (with ChunkBytes, 16 MiB requested ahead: enough to keep a loopback
+	// or LAN link busy while the receiver verifies and writes).
 	Pipeline int
 	// StallTimeout: a provider that sends nothing for this long while a
 	// request is pending has its stream closed; its unverified ranges go
@@ -50,10 +52,10 @@ type DownloadOptions struct {
 
 func (o *DownloadOptions) defaults() {
 	if o.ChunkBytes <= 0 {
-		o.ChunkBytes = 2 << 20
+		o.ChunkBytes = 4 << 20
 	}
 	if o.Pipeline <= 0 {
-		o.Pipeline = 3
+		o.Pipeline = 4
 	}
 	if o.StallTimeout <= 0 {
 		o.StallTimeout = 15 * time.Second

@@ -77,6 +77,16 @@ const (
 	DefaultMaxIncomingStreams = 256
 )
 
+// QUIC flow-control windows, in bytes: the first and the largest a stream
+// and a connection grant. A peer can make this node buffer at most
+// MaxConnReceiveWindow per connection.
+const (
+	StreamReceiveWindow    = 4 << 20
+	MaxStreamReceiveWindow = 16 << 20
+	ConnReceiveWindow      = 8 << 20
+	MaxConnReceiveWindow   = 32 << 20
+)
+
 // Options configure an Endpoint. The zero value of every field but Identity
 // means the documented default.
 type Options struct {
@@ -222,6 +232,14 @@ func Listen(opts Options) (*Endpoint, error) {
 			KeepAlivePeriod:       opts.KeepAlive,
 			MaxIncomingStreams:    opts.MaxIncomingStreams,
 			MaxIncomingUniStreams: -1,
+			// Larger first windows than quic-go's (512 KiB / 768 KiB):
+			// a blob transfer keeps several MiB in flight, and with
+			// the defaults it waits on window updates while auto-tuning
+			// grows them (measured: dweb bench transfer, docs/BENCHMARKS.md).
+			InitialStreamReceiveWindow:     StreamReceiveWindow,
+			MaxStreamReceiveWindow:         MaxStreamReceiveWindow,
+			InitialConnectionReceiveWindow: ConnReceiveWindow,
+			MaxConnectionReceiveWindow:     MaxConnReceiveWindow,
 		},
 		handlers: make(map[Protocol]Handler),
 		pool:     newPool(),
