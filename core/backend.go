@@ -62,6 +62,17 @@ type Options struct {
 	// MaxPeerRequests bounds the blob requests of one peer served at once;
 	// more wait for a slot. 0: DefaultMaxPeerRequests.
 	MaxPeerRequests int
+
+	// Backup makes this node a backup server (docs/backup.md): it keeps a
+	// full, verified copy of every repo of every group it belongs to and
+	// serves it to the members (backup.go).
+	Backup bool
+	// BackupInterval is the period of the backup's full reconciliation.
+	// 0: DefaultBackupInterval.
+	BackupInterval time.Duration
+	// BackupConcurrency bounds the blobs the backup downloads at once.
+	// 0: DefaultBackupConcurrency.
+	BackupConcurrency int
 }
 
 // DefaultMaxPeerRequests is Options.MaxPeerRequests when unset.
@@ -98,7 +109,8 @@ type Backend struct {
 	evMu sync.Mutex
 	subs map[chan Event]struct{}
 
-	rs relayState // relay.go
+	rs relayState  // relay.go
+	bk backupState // backup.go
 }
 
 // New opens the node's store and identity. It does not touch the network:
@@ -264,6 +276,7 @@ func (b *Backend) Start(ctx context.Context) error {
 		b.startWatch(gs)
 	}
 	b.mu.Unlock()
+	b.startBackup()
 	b.log.Info("node started", "node", b.ident.ID(), "addr", ep.LocalAddr())
 	return nil
 }

@@ -1,0 +1,482 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/dwebkit/dweb/blobsync"
+	"github.com/dwebkit/dweb/internal/key"
+)
+
+// Backup mode (Options.Backup, `dweb serve --backup`, docs/backup.md): the
+// node keeps a full, verified copy of every repo of every group it belongs
+// to and serves it to the members.
+//
+// One loop per Backend (runBackup) schedules passes; a pass over one group
+// lists every repo of the group (fetching collections not yet local, from
+// every member through download) and then downloads every file blob the
+// node lacks, at most Options.BackupConcurrency blobs at once over all
+// groups. A group's passes never overlap: a request for a pass while one
+// runs makes one more pass follow it. Passes are requested by
+//
+//   - the watches (watch.go): a "repo.changed" or "group.members" event asks
+//     for a quick pass of that group, which reads the records the watches
+//     keep current from the local store;
+//   - the periodic full reconciliation, every Options.BackupInterval (the
+//     first at start), which reads every record afresh from the DHT;
+//   - a group this node joined since the last look (checked every
+//     backupTick);
+//   - a retry after a pass that left blobs missing, with exponential backoff
+//     from backupRetryMin to backupRetryMax (reset by a complete pass).
+//
+// Every collection and file the passes list is marked servable to the group
+// (repoFiles, markServable), so the node is a provider for all of them.
+// Downloads resume from the ranges blobsync recorded: a restart or a crash
+// loses no verified chunk group.
+
+// Defaults and bounds of backup mode.
+const (
+	// DefaultBackupInterval is Options.BackupInterval when zero.
+	DefaultBackupInterval = 10 * time.Minute
+	// DefaultBackupConcurrency is Options.BackupConcurrency when zero.
+	DefaultBackupConcurrency = 4
+
+	backupTick     = time.Second      // new groups, due retries
+	backupRetryMin = 2 * time.Second  // first retry after a failed pass
+	backupRetryMax = 5 * time.Minute  // longest wait between retries
+	maxBackupErrs  = 20               // errors kept per group in the status
+	backupListWait = 30 * time.Second // bound on reading one repo in a pass
+)
+
+// BackupStatus is what a backup node holds and lacks (Backend.BackupStatus,
+// GET /dweb/v1/backup/status, `dweb backup status`).
+type BackupStatus struct {
+	Enabled     bool                `json:"enabled"`      // Options.Backup
+	IntervalS   float64             `json:"interval_s"`   // full reconciliation period, seconds
+	Concurrency int                 `json:"concurrency"`  // blobs downloaded at once
+	Groups      []BackupGroupStatus `json:"groups"`       // by name, then key
+	Downloading []BackupDownload    `json:"downloading"`  // blobs in flight now
+	Fetched     int64               `json:"fetched"`      // new verified bytes received from members by this process
+	Resumed     int64               `json:"resumed"`      // bytes found verified by an earlier run when a download started
+	StartedAt   time.Time           `json:"started_at"`   // when the backup loop started
+	Passes      int                 `json:"passes"`       // group passes completed since the start
+	Errors      int                 `json:"errors_total"` // errors since the start, all groups
+}
+
+// BackupGroupStatus is one group's state after its last pass. Files and
+// bytes count distinct blobs (a file that two repos hold counts once);
+// collections are not counted.
+type BackupGroupStatus struct {
+	Group key.RecordKey `json:"group"`
+	Name  string        `json:"name"`
+	Repos int           `json:"repos"` // repos read in the last pass
+	// Files and Bytes: every file blob of the group's repos; Held and
+	// BytesHeld: those this node holds complete and verified; Missing =
+	// Files - Held.
+	Files     int   `json:"files"`
+	Bytes     int64 `json:"bytes"`
+	Held      int   `json:"held"`
+	BytesHeld int64 `json:"bytes_held"`
+	Missing   int   `json:"missing"`
+	// Running: a pass is under way.
+	Running bool `json:"running"`
+	// LastPass is when the last pass ended (zero: none yet); LastComplete
+	// when the last pass that left nothing missing and read every repo did.
+	LastPass     time.Time `json:"last_pass,omitzero"`
+	LastComplete time.Time `json:"last_complete,omitzero"`
+	LastPassS    float64   `json:"last_pass_s"` // duration of the last pass, seconds
+	// Errors of the last pass (at most 20; the rest are only logged).
+	Errors []string `json:"errors"`
+	// NextRetry: when a pass that failed will be retried (zero: none due).
+	NextRetry time.Time `json:"next_retry,omitzero"`
+}
+
+// BackupDownload is one blob being downloaded.
+type BackupDownload struct {
+	Group key.RecordKey `json:"group"`
+	Repo  key.RecordKey `json:"repo"`
+	Name  string        `json:"name"`
+	Hash  blobsync.Hash `json:"hash"`
+	Done  int64         `json:"done"`  // bytes verified, including resumed ones
+	Total int64         `json:"total"` // bytes in the blob
+}
+
+// backupGroup is the loop's bookkeeping of one group. Guarded by
+// backupState.mu.
+type backupGroup struct {
+	running, again bool
+	full           bool // the pass asked for reads the DHT afresh
+	retry          time.Duration
+	retryAt        time.Time
+	status         BackupGroupStatus
+}
+
+// backupState is the backup loop's state; zero when backup mode is off.
+type backupState struct {
+	mu        sync.Mutex
+	on        bool
+	sem       chan struct{} // BackupConcurrency download slots
+	groups    map[key.RecordKey]*backupGroup
+	inflight  map[*BackupDownload]struct{}
+	fetched   int64
+	resumed   int64
+	passes    int
+	errs      int
+	startedAt time.Time
+}
+
+// startBackup starts the backup loop if Options.Backup is set; Close ends
+// it with the Backend's context.
+func (b *Backend) startBackup() {
+	if !b.opts.Backup {
+		return
+	}
+	if b.opts.BackupInterval <= 0 {
+		b.opts.BackupInterval = DefaultBackupInterval
+	}
+	if b.opts.BackupConcurrency <= 0 {
+		b.opts.BackupConcurrency = DefaultBackupConcurrency
+	}
+	bs := &b.bk
+	bs.mu.Lock()
+	bs.on = true
+	bs.sem = make(chan struct{}, b.opts.BackupConcurrency)
+	bs.groups = make(map[key.RecordKey]*backupGroup)
+	bs.inflight = make(map[*BackupDownload]struct{})
+	bs.startedAt = time.Now().UTC()
+	bs.mu.Unlock()
+	events, stop := b.Subscribe()
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		defer stop()
+		b.runBackup(b.ctx, events)
+	}()
+	b.log.Info("backup mode on", "interval", b.opts.BackupInterval, "concurrency", b.opts.BackupConcurrency)
+}
+
+// runBackup is the backup loop: it turns watch events, the reconciliation
+// period, new groups and due retries into group passes, until ctx ends.
+func (b *Backend) runBackup(ctx context.Context, events <-chan Event) {
+	full := time.NewTicker(b.opts.BackupInterval)
+	defer full.Stop()
+	tick := time.NewTicker(backupTick)
+	defer tick.Stop()
+	b.backupHousekeeping(ctx, true)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-events:
+			if !ok {
+				return
+			}
+			if ev.Kind == "repo.changed" || ev.Kind == "group.members" {
+				b.log.Debug("backup: change seen", "kind", ev.Kind, "group", ev.Group, "repo", ev.Repo)
+				b.schedulePass(ctx, ev.Group, false)
+			}
+		case <-full.C:
+			b.backupHousekeeping(ctx, true)
+		case <-tick.C:
+			b.backupHousekeeping(ctx, false)
+		}
+	}
+}
+
+// backupHousekeeping starts a pass of every group (all: the periodic full
+// reconciliation), or of the groups joined since the last look and those
+// whose retry is due; it forgets groups this node left.
+func (b *Backend) backupHousekeeping(ctx context.Context, all bool) {
+	now := time.Now()
+	current := make(map[key.RecordKey]bool)
+	var due []key.RecordKey
+	bs := &b.bk
+	bs.mu.Lock()
+	for _, gi := range b.Groups() {
+		current[gi.ID] = true
+		bg, ok := bs.groups[gi.ID]
+		switch {
+		case !ok:
+			bs.groups[gi.ID] = &backupGroup{status: BackupGroupStatus{Group: gi.ID, Name: gi.Name, Errors: []string{}}}
+			due = append(due, gi.ID)
+		case all:
+			due = append(due, gi.ID)
+		case !bg.retryAt.IsZero() && !now.Before(bg.retryAt):
+			bg.retryAt = time.Time{}
+			due = append(due, gi.ID)
+		}
+	}
+	for g := range bs.groups {
+		if !current[g] {
+			delete(bs.groups, g)
+		}
+	}
+	bs.mu.Unlock()
+	for _, g := range due {
+		b.schedulePass(ctx, g, true)
+	}
+}
+
+// schedulePass starts a pass of group g, or, if one is running, makes one
+// more follow it. It is called from the backup loop's goroutine only, so
+// the WaitGroup count is above zero when it adds.
+func (b *Backend) schedulePass(ctx context.Context, g key.RecordKey, full bool) {
+	bs := &b.bk
+	bs.mu.Lock()
+	bg, ok := bs.groups[g]
+	if !ok {
+		bs.mu.Unlock()
+		return // not seen by housekeeping yet: it starts a pass within backupTick
+	}
+	bg.full = bg.full || full
+	if bg.running {
+		bg.again = true
+		bs.mu.Unlock()
+		return
+	}
+	bg.running, bg.status.Running = true, true
+	bs.mu.Unlock()
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		for {
+			bs.mu.Lock()
+			full := bg.full
+			bg.full, bg.again = false, false
+			bs.mu.Unlock()
+			b.backupPass(ctx, g, bg, full)
+			bs.mu.Lock()
+			if !bg.again || ctx.Err() != nil {
+				bg.running, bg.status.Running = false, false
+				bs.mu.Unlock()
+				return
+			}
+			bs.mu.Unlock()
+		}
+	}()
+}
+
+// backupFile is one file blob a pass wants.
+type backupFile struct {
+	fi   FileInfo
+	have bool
+}
+
+// backupPass lists every repo of group g and downloads every file blob not
+// held, then records the outcome in bg.status.
+func (b *Backend) backupPass(ctx context.Context, g key.RecordKey, bg *backupGroup, full bool) {
+	start := time.Now()
+	gs, err := b.group(g)
+	if err != nil {
+		return // left the group
+	}
+	var errs []string
+	var errN int
+	fail := func(format string, args ...any) {
+		errN++
+		msg := fmt.Sprintf(format, args...)
+		if len(errs) < maxBackupErrs {
+			errs = append(errs, msg)
+		}
+	}
+
+	// Phase 1: every repo's collection (fetched if not local), which also
+	// makes the group's blobs servable.
+	grp := gs.g
+	if !full && b.isWatched(gs, g) {
+		grp = gs.local
+	}
+	keys, err := grp.RepoKeys(ctx)
+	if err != nil {
+		fail("read group record: %v", err)
+	}
+	blobs := make(map[blobsync.Hash]*backupFile)
+	var order []blobsync.Hash
+	repos := 0
+	for _, rk := range keys {
+		local := !full && b.isWatched(gs, rk)
+		lctx, cancel := context.WithTimeout(ctx, backupListWait)
+		files, err := b.repoFiles(lctx, gs, rk, local)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			fail("read repo %s: %v", rk, err)
+			b.log.Warn("backup: read repo", "group", g, "repo", rk, "err", err)
+			continue
+		}
+		repos++
+		for _, fi := range files {
+			if _, ok := blobs[fi.Hash]; !ok {
+				blobs[fi.Hash] = &backupFile{fi: fi, have: fi.Local}
+				order = append(order, fi.Hash)
+			}
+		}
+	}
+
+	// Phase 2: the missing blobs, BackupConcurrency at once over all groups.
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for _, h := range order {
+		bf := blobs[h]
+		if bf.have {
+			continue
+		}
+		select {
+		case b.bk.sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-b.bk.sem }()
+			err := b.backupDownload(ctx, gs, bf.fi)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if ctx.Err() == nil {
+					fail("download %q (%s) of repo %s: %v", bf.fi.Name, bf.fi.Hash, bf.fi.Repo, err)
+					b.log.Warn("backup: download", "group", g, "repo", bf.fi.Repo, "file", bf.fi.Name, "hash", bf.fi.Hash, "err", err)
+				}
+				return
+			}
+			bf.have = true
+		}()
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return
+	}
+
+	st := BackupGroupStatus{Group: g, Name: gs.info.Name, Repos: repos, Errors: errs, Running: true}
+	if st.Errors == nil {
+		st.Errors = []string{}
+	}
+	for _, h := range order {
+		bf := blobs[h]
+		st.Files++
+		st.Bytes += bf.fi.Size
+		if bf.have {
+			st.Held++
+			st.BytesHeld += bf.fi.Size
+		}
+	}
+	st.Missing = st.Files - st.Held
+	end := time.Now().UTC()
+	st.LastPass, st.LastPassS = end, end.Sub(start).Seconds()
+
+	bs := &b.bk
+	bs.mu.Lock()
+	bs.passes++
+	bs.errs += errN
+	st.LastComplete = bg.status.LastComplete
+	if errN == 0 && st.Missing == 0 {
+		st.LastComplete = end
+		bg.retry, bg.retryAt = 0, time.Time{}
+	} else {
+		bg.retry = min(max(2*bg.retry, backupRetryMin), backupRetryMax)
+		bg.retryAt = time.Now().Add(bg.retry)
+		st.NextRetry = bg.retryAt.UTC()
+	}
+	bg.status = st
+	bs.mu.Unlock()
+	level := b.log.Info
+	if errN > 0 {
+		level = b.log.Warn
+	}
+	level("backup pass", "group", g, "name", gs.info.Name, "full", full, "repos", repos,
+		"files", st.Files, "held", st.Held, "missing", st.Missing, "bytes_held", st.BytesHeld,
+		"errors", errN, "took", time.Since(start).Round(time.Millisecond))
+}
+
+// backupDownload downloads one file blob from every member that holds it,
+// reporting progress in the status, and marks it servable.
+func (b *Backend) backupDownload(ctx context.Context, gs *groupState, fi FileInfo) error {
+	bs := &b.bk
+	d := &BackupDownload{Group: gs.info.ID, Repo: fi.Repo, Name: fi.Name, Hash: fi.Hash, Total: fi.Size}
+	bs.mu.Lock()
+	bs.inflight[d] = struct{}{}
+	bs.mu.Unlock()
+	var last blobsync.Progress
+	progress := func(p blobsync.Progress) {
+		bs.mu.Lock()
+		d.Done = p.Done
+		if p.Total > 0 {
+			d.Total = p.Total
+		}
+		last = p
+		bs.mu.Unlock()
+	}
+	err := b.download(ctx, gs, fi.Hash, []key.RecordKey{fi.Repo}, progress)
+	bs.mu.Lock()
+	delete(bs.inflight, d)
+	bs.resumed += last.Resumed
+	for _, pp := range last.Providers {
+		bs.fetched += pp.Bytes
+	}
+	bs.mu.Unlock()
+	if err != nil {
+		if errors.Is(err, blobsync.ErrNoProviders) && last.Total > 0 && last.Resumed == last.Total {
+			// Every range of the partial blob is recorded as verified, yet
+			// blobsync does not complete it (a download cancelled between
+			// its last verified group and completing the blob): drop it so
+			// the next pass fetches it whole rather than failing forever.
+			b.log.Error("backup: partial blob fully verified but never completed; deleting it to fetch it again",
+				"group", gs.info.ID, "file", fi.Name, "hash", fi.Hash)
+			if derr := b.blobs.Delete(fi.Hash); derr != nil {
+				err = errors.Join(err, derr)
+			}
+		}
+		return err
+	}
+	if ok, herr := b.blobs.Has(fi.Hash); herr != nil || !ok {
+		return errors.Join(fmt.Errorf("blob %s not in the store after its download", fi.Hash), herr)
+	}
+	b.mu.Lock()
+	gs.servable[fi.Hash] = true
+	b.mu.Unlock()
+	b.log.Info("backup: stored", "group", gs.info.ID, "repo", fi.Repo, "file", fi.Name, "hash", fi.Hash,
+		"bytes", fi.Size, "resumed", last.Resumed)
+	return nil
+}
+
+// BackupStatus reports what the backup loop holds and lacks, per group, as
+// of each group's last pass, and the downloads in flight. With backup mode
+// off it returns Enabled false and nothing else.
+func (b *Backend) BackupStatus() BackupStatus {
+	bs := &b.bk
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	if !bs.on {
+		return BackupStatus{Groups: []BackupGroupStatus{}, Downloading: []BackupDownload{}}
+	}
+	out := BackupStatus{
+		Enabled: true, IntervalS: b.opts.BackupInterval.Seconds(), Concurrency: b.opts.BackupConcurrency,
+		Groups: make([]BackupGroupStatus, 0, len(bs.groups)), Downloading: make([]BackupDownload, 0, len(bs.inflight)),
+		Fetched: bs.fetched, Resumed: bs.resumed, StartedAt: bs.startedAt, Passes: bs.passes, Errors: bs.errs,
+	}
+	for _, bg := range bs.groups {
+		st := bg.status
+		st.Errors = append([]string{}, st.Errors...)
+		out.Groups = append(out.Groups, st)
+	}
+	sort.Slice(out.Groups, func(i, j int) bool {
+		if out.Groups[i].Name != out.Groups[j].Name {
+			return out.Groups[i].Name < out.Groups[j].Name
+		}
+		return out.Groups[i].Group.String() < out.Groups[j].Group.String()
+	})
+	for d := range bs.inflight {
+		out.Downloading = append(out.Downloading, *d)
+	}
+	sort.Slice(out.Downloading, func(i, j int) bool { return out.Downloading[i].Name < out.Downloading[j].Name })
+	return out
+}

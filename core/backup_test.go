@@ -1,0 +1,208 @@
+package core
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/dwebkit/dweb/internal/key"
+)
+
+// backupGroupStatus returns the backup's status of group g (ok false if
+// the group has had no pass yet).
+func backupGroupStatus(b *Backend, g key.RecordKey) (BackupGroupStatus, bool) {
+	for _, st := range b.BackupStatus().Groups {
+		if st.Group == g && !st.LastPass.IsZero() {
+			return st, true
+		}
+	}
+	return BackupGroupStatus{}, false
+}
+
+func holds(b *Backend, g key.RecordKey, files int) func() bool {
+	return func() bool {
+		st, ok := backupGroupStatus(b, g)
+		return ok && st.Files == files && st.Held == files && st.Missing == 0
+	}
+}
+
+// TestBackupServesGroup: a backup node that joins from the invite fetches
+// every file without being asked, gets a new file through the watches
+// within seconds, and, once alice is gone, is the one provider a new
+// member downloads every file from.
+func TestBackupServesGroup(t *testing.T) {
+	tmp := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	boot := startNode(t, filepath.Join(tmp, "boot"))
+	defer boot.Close()
+	alice := startNode(t, filepath.Join(tmp, "alice"), boot.Contact())
+	aliceOpen := true
+	defer func() {
+		if aliceOpen {
+			alice.Close()
+		}
+	}()
+	backup := startWith(t, filepath.Join(tmp, "backup"), Options{Bootstrap: []string{boot.Contact()}, Backup: true}, false)
+	defer backup.Close()
+
+	if st := alice.BackupStatus(); st.Enabled || len(st.Groups) != 0 {
+		t.Fatalf("alice (no backup mode) reports %+v", st)
+	}
+	g, err := alice.CreateGroup(ctx, "newsroom")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]byte{}
+	var paths []string
+	for i, size := range []int{1000, 3<<20 + 17} {
+		name := []string{"note.txt", "clip.mp4"}[i]
+		p, data := writeFile(t, tmp, name, size)
+		want[name] = data
+		paths = append(paths, p)
+	}
+	if _, err := alice.AddFiles(ctx, g.ID, paths); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := alice.Invite(g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := backup.JoinGroup(ctx, inv); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the backup to hold alice's two files", holds(backup, g.ID, 2))
+	st, _ := backupGroupStatus(backup, g.ID)
+	if st.BytesHeld != int64(1000+3<<20+17) || st.Name != "newsroom" || len(st.Errors) != 0 {
+		t.Fatalf("backup status %+v", st)
+	}
+
+	// A new file reaches the backup through its watch on alice's repo.
+	gs, err := backup.group(g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aliceRepo := alice.Groups()[0].Repo
+	waitFor(t, "the backup's watch on alice's repo", func() bool { return backup.isWatched(gs, aliceRepo) })
+	p, data := writeFile(t, tmp, "late.jpg", 200<<10+3)
+	want["late.jpg"] = data
+	start := time.Now()
+	if _, err := alice.AddFiles(ctx, g.ID, []string{p}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !holds(backup, g.ID, 3)() {
+		if time.Now().After(deadline) {
+			st, _ := backupGroupStatus(backup, g.ID)
+			t.Fatalf("the backup did not get alice's new file within 5 s: %+v", st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("the backup held alice's new file %v after she added it", time.Since(start))
+
+	// Alice leaves; carol joins from the invite and gets everything from
+	// the backup alone.
+	alice.Close()
+	aliceOpen = false
+	carol := startNode(t, filepath.Join(tmp, "carol"), boot.Contact())
+	defer carol.Close()
+	if _, err := carol.JoinGroup(ctx, inv); err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range want {
+		out := filepath.Join(tmp, "carol-"+name)
+		var last Progress
+		fi, err := carol.GetFile(ctx, g.ID, key.RecordKey{}, name, out, func(p Progress) { last = p })
+		if err != nil {
+			t.Fatalf("carol gets %s: %v", name, err)
+		}
+		if got, _ := os.ReadFile(out); !bytes.Equal(got, data) {
+			t.Fatalf("carol's %s differs", name)
+		}
+		if fi.Repo != aliceRepo {
+			t.Fatalf("%s came from repo %s, want alice's %s", name, fi.Repo, aliceRepo)
+		}
+		// Every provider carol's download had is the backup (alice cleared
+		// her tunnel descriptor when she closed).
+		if len(last.Providers) != 1 || last.Providers[0].Node != backup.NodeID().String() || last.Done != int64(len(data)) {
+			t.Fatalf("carol got %s with progress %+v, want the backup %s as the one provider", name, last, backup.NodeID())
+		}
+	}
+}
+
+// TestBackupResumesAfterRestart: a backup node stopped half-way through a
+// download (its only provider left, then it was closed) is restarted, and
+// once the provider is back it finishes from the ranges it had verified,
+// without fetching them again.
+func TestBackupResumesAfterRestart(t *testing.T) {
+	tmp := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const rate = 2 << 20 // alice's upload limit, bytes/s
+	aliceDir := filepath.Join(tmp, "alice")
+	ao := Options{UploadRate: rate}
+	alice := startWith(t, aliceDir, ao, false)
+	aliceOpen := true
+	defer func() {
+		if aliceOpen {
+			alice.Close()
+		}
+	}()
+	g, err := alice.CreateGroup(ctx, "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size = 6<<20 + 5
+	p, data := writeFile(t, tmp, "big.bin", size)
+	if _, err := alice.AddFiles(ctx, g.ID, []string{p}); err != nil {
+		t.Fatal(err)
+	}
+	inv, _ := alice.Invite(g.ID)
+
+	dir := filepath.Join(tmp, "backup")
+	bo := Options{Bootstrap: []string{alice.Contact()}, Backup: true, BackupConcurrency: 1}
+	backup := startWith(t, dir, bo, false)
+	if _, err := backup.JoinGroup(ctx, inv); err != nil {
+		backup.Close()
+		t.Fatal(err)
+	}
+	waitFor(t, "1 MiB of the download", func() bool {
+		for _, d := range backup.BackupStatus().Downloading {
+			if d.Done >= 1<<20 {
+				return true
+			}
+		}
+		return false
+	})
+	alice.Close()
+	aliceOpen = false
+	if err := backup.Close(); err != nil {
+		t.Fatal(err)
+	}
+	first := backup.BackupStatus()
+	t.Logf("stopped with %d of %d bytes fetched", first.Fetched, size)
+	if first.Fetched < 1<<20 || first.Fetched >= size {
+		t.Fatalf("first run fetched %d bytes of %d: want a part", first.Fetched, size)
+	}
+
+	alice = startWith(t, aliceDir, ao, false)
+	aliceOpen = true
+	backup = startWith(t, dir, bo, false)
+	defer backup.Close()
+	waitFor(t, "the restarted backup to hold the file", holds(backup, g.ID, 1))
+	st := backup.BackupStatus()
+	t.Logf("after the restart: resumed %d bytes, fetched %d of %d", st.Resumed, st.Fetched, size)
+	if st.Resumed < 1<<20 || st.Resumed >= size || st.Fetched == 0 || st.Fetched+st.Resumed > size {
+		t.Fatalf("restarted backup resumed %d and fetched %d bytes of %d: want the verified part kept, only the rest fetched", st.Resumed, st.Fetched, size)
+	}
+	out := filepath.Join(tmp, "out.bin")
+	if _, err := backup.GetFile(ctx, g.ID, key.RecordKey{}, "big.bin", out, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(out); !bytes.Equal(got, data) {
+		t.Fatal("the backup's copy differs")
+	}
+}
