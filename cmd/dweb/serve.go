@@ -34,6 +34,10 @@ type serveOptions struct {
 	http            string // also serve the API on this TCP host:port
 	httpAllowRemote bool   // allow a non-loopback --http address
 	maxUpload       int64  // bytes of one media upload; 0: DefaultMaxUpload
+
+	backup            bool          // keep a full copy of every group's repos (docs/backup.md)
+	backupInterval    time.Duration // full reconciliation period; 0: core.DefaultBackupInterval
+	backupConcurrency int           // blobs downloaded at once; 0: core.DefaultBackupConcurrency
 }
 
 // readyLine is what `dweb serve --json` prints once the node is up.
@@ -62,6 +66,9 @@ func (a *app) serveCmd() *cobra.Command {
 	cmd.Flags().StringVar(&o.http, "http", "", "also serve the HTTP API on this TCP HOST:PORT, e.g. 127.0.0.1:8080 (loopback only unless --http-allow-remote)")
 	cmd.Flags().BoolVar(&o.httpAllowRemote, "http-allow-remote", false, "allow a non-loopback --http address: the API has no authentication")
 	cmd.Flags().Int64Var(&o.maxUpload, "max-upload", DefaultMaxUpload, "largest media upload through the HTTP API, in bytes (413 above)")
+	cmd.Flags().BoolVar(&o.backup, "backup", false, "backup server: keep a full, verified copy of every repo of every group joined, and serve it (docs/backup.md)")
+	cmd.Flags().DurationVar(&o.backupInterval, "backup-interval", core.DefaultBackupInterval, "with --backup: period of the full reconciliation")
+	cmd.Flags().IntVar(&o.backupConcurrency, "backup-concurrency", core.DefaultBackupConcurrency, "with --backup: blobs downloaded at once")
 	cmd.Flags().StringVar(&o.logLevel, "log-level", "info", "log level on stderr: debug, info, warn, error")
 	return cmd
 }
@@ -95,7 +102,11 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 		defer tcpLn.Close()
 	}
 
-	b, err := core.New(core.Options{DataDir: dataDir, ListenAddr: o.listen, Bootstrap: o.bootstrap, Logger: log, ServeRelay: o.relay, Relays: o.relays})
+	if o.backupInterval < 0 || o.backupConcurrency < 0 {
+		return &usageError{errors.New("--backup-interval and --backup-concurrency must not be negative")}
+	}
+	b, err := core.New(core.Options{DataDir: dataDir, ListenAddr: o.listen, Bootstrap: o.bootstrap, Logger: log, ServeRelay: o.relay, Relays: o.relays,
+		Backup: o.backup, BackupInterval: o.backupInterval, BackupConcurrency: o.backupConcurrency})
 	if err != nil {
 		return fmt.Errorf("open node in %s: %w", dataDir, err)
 	}
@@ -121,7 +132,7 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 	reqCtx, cancelReqs := context.WithCancel(context.Background())
 	defer cancelReqs()
 	srv := &http.Server{
-		Handler:           newAPI(b, apiOptions{Log: log, MaxUpload: o.maxUpload, Registry: newRegistry(b, func() int { return len(b.Peers()) }, b.Collectors()...)}),
+		Handler:           withBackupRoutes(b, newAPI(b, apiOptions{Log: log, MaxUpload: o.maxUpload, Registry: newRegistry(b, func() int { return len(b.Peers()) }, b.Collectors()...)})),
 		ReadHeaderTimeout: 10 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return reqCtx },
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
