@@ -10,6 +10,7 @@ import (
 
 	"github.com/dwebkit/dweb/blobsync"
 	"github.com/dwebkit/dweb/internal/key"
+	"github.com/dwebkit/dweb/internal/transport"
 )
 
 // Backup mode (Options.Backup, `dweb serve --backup`, docs/backup.md): the
@@ -127,6 +128,9 @@ type backupState struct {
 	passes    int
 	errs      int
 	startedAt time.Time
+
+	admin        key.Secret // admin.go; zero: remote administration off
+	adminCreated bool       // the secret was created by this start
 }
 
 // startBackup starts the backup loop if Options.Backup is set; Close ends
@@ -149,6 +153,14 @@ func (b *Backend) startBackup() {
 	bs.inflight = make(map[*BackupDownload]struct{})
 	bs.startedAt = time.Now().UTC()
 	bs.mu.Unlock()
+	if secret, created, err := b.loadAdminSecret(); err != nil {
+		b.log.Error("backup: remote administration off", "err", err)
+	} else {
+		bs.mu.Lock()
+		bs.admin, bs.adminCreated = secret, created
+		bs.mu.Unlock()
+		b.ep.Handle(transport.ProtoAdmin, b.serveAdmin)
+	}
 	events, stop := b.Subscribe()
 	b.wg.Add(1)
 	go func() {

@@ -1,31 +1,53 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/dwebkit/dweb/core"
 	"github.com/spf13/cobra"
 )
 
-// backupStatusPath is the daemon's route for core.Backend.BackupStatus
-// (docs/backup.md).
-const backupStatusPath = "/dweb/v1/backup/status"
+// The daemon's backup routes (docs/backup.md).
+const (
+	backupStatusPath = "/dweb/v1/backup/status"
+	backupAdminPath  = "/dweb/v1/backup/admin"
+)
 
-// backupStatuser is the part of *core.Backend the backup route serves.
-type backupStatuser interface {
+// backupBackend is the part of *core.Backend the backup routes serve.
+type backupBackend interface {
 	BackupStatus() core.BackupStatus
+	AdminURI() (uri string, firstStart bool, err error)
+}
+
+var _ backupBackend = (*core.Backend)(nil)
+
+// adminURIBody is the answer of GET /dweb/v1/backup/admin.
+type adminURIBody struct {
+	URI string `json:"uri"`
 }
 
 // withBackupRoutes returns api with the backup routes in front of it:
 // GET /dweb/v1/backup/status answers b.BackupStatus() as JSON (200, also
-// when backup mode is off: "enabled": false). Every other request goes to
-// api, so its 404/405 answers and error shape stay the same.
-func withBackupRoutes(b backupStatuser, api http.Handler) http.Handler {
+// when backup mode is off: "enabled": false); GET /dweb/v1/backup/admin
+// answers {"uri"} with the admin URI (404 when backup mode is off). Every
+// other request goes to api, so its 404/405 answers and error shape stay
+// the same.
+func withBackupRoutes(b backupBackend, api http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+backupStatusPath, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, b.BackupStatus())
+	})
+	mux.HandleFunc("GET "+backupAdminPath, func(w http.ResponseWriter, r *http.Request) {
+		uri, _, err := b.AdminURI()
+		if err != nil {
+			writeJSON(w, http.StatusNotFound, apiError{"error", err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, adminURIBody{uri})
 	})
 	mux.Handle("/", api)
 	return mux
@@ -48,8 +70,112 @@ func (a *app) backupCmd() *cobra.Command {
 			return a.printBackupStatus(st)
 		},
 	}
-	cmd.AddCommand(status)
+	adminURI := &cobra.Command{
+		Use:   "admin-uri",
+		Short: "print this backup server's admin URI (keep it secret: it controls the server)",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var body adminURIBody
+			if err := a.client().call(cmd.Context(), http.MethodGet, backupAdminPath, nil, &body); err != nil {
+				return err
+			}
+			if a.json {
+				return a.printJSON(body)
+			}
+			fmt.Fprintln(a.stdout, body.URI)
+			return nil
+		},
+	}
+
+	var server string
+	join := &cobra.Command{
+		Use:   "join INVITE_URI --server ADMIN_URI",
+		Short: "make a backup server join a group (over the network; no local daemon needed)",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			return a.withAdmin(server, func(c *core.AdminClient) error {
+				g, err := c.Join(cmd.Context(), argv[0])
+				if err != nil {
+					return err
+				}
+				if a.json {
+					return a.printJSON(g)
+				}
+				fmt.Fprintf(a.stdout, "backup server joined group %s %s\n", g.Name, g.ID)
+				return nil
+			})
+		},
+	}
+	list := &cobra.Command{
+		Use:   "list --server ADMIN_URI",
+		Short: "list a backup server's groups and what it holds of each",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.withAdmin(server, func(c *core.AdminClient) error {
+				gs, err := c.List(cmd.Context())
+				if err != nil {
+					return err
+				}
+				if a.json {
+					return a.printJSON(map[string][]core.AdminGroup{"groups": gs})
+				}
+				tw := a.table()
+				fmt.Fprintln(tw, "NAME\tKEY\tFILES\tHELD\tMISSING\tBYTES HELD\tLAST PASS")
+				for _, g := range gs {
+					last := "-"
+					if !g.LastPass.IsZero() {
+						last = fmtTime(g.LastPass)
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%s\n", g.Name, g.ID, g.Files, g.Held, g.Missing, fmtBytes(g.BytesHeld), last)
+				}
+				return tw.Flush()
+			})
+		},
+	}
+	remove := &cobra.Command{
+		Use:   "remove GROUP --server ADMIN_URI",
+		Short: "make a backup server leave a group (by key, or a name unique on the server)",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			return a.withAdmin(server, func(c *core.AdminClient) error {
+				g, err := c.Remove(cmd.Context(), argv[0])
+				if err != nil {
+					return err
+				}
+				if a.json {
+					return a.printJSON(g)
+				}
+				fmt.Fprintf(a.stdout, "backup server left group %s %s\n", g.Name, g.ID)
+				return nil
+			})
+		},
+	}
+	for _, c := range []*cobra.Command{join, list, remove} {
+		c.Flags().StringVar(&server, "server", "", "the backup server's admin URI (dweb+admin:?...; $DWEB_BACKUP_SERVER if unset)")
+	}
+	cmd.AddCommand(status, adminURI, join, list, remove)
 	return cmd
+}
+
+// withAdmin runs fn with a client of the backup server that adminURI (or
+// $DWEB_BACKUP_SERVER) names. A missing or malformed URI is a usage error.
+func (a *app) withAdmin(adminURI string, fn func(*core.AdminClient) error) error {
+	if adminURI == "" {
+		adminURI = os.Getenv("DWEB_BACKUP_SERVER")
+	}
+	if adminURI == "" {
+		return &usageError{errors.New("--server ADMIN_URI is required (or set $DWEB_BACKUP_SERVER)")}
+	}
+	c, err := core.DialAdmin(adminURI, nil)
+	if err != nil {
+		var bad *core.BadInputError
+		if errors.As(err, &bad) {
+			return &usageError{fmt.Errorf("--server: %w", err)}
+		}
+		return err
+	}
+	defer c.Close()
+	return fn(c)
 }
 
 func (a *app) printBackupStatus(st core.BackupStatus) error {

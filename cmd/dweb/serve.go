@@ -47,6 +47,9 @@ type readyLine struct {
 	Contact string `json:"contact"`
 	Socket  string `json:"socket"`
 	HTTP    string `json:"http,omitempty"` // the --http listener's address
+	// AdminURI is a --backup server's admin URI, printed on its first start
+	// only (later: dweb backup admin-uri); docs/backup.md.
+	AdminURI string `json:"admin_uri,omitempty"`
 }
 
 func (a *app) serveCmd() *cobra.Command {
@@ -144,6 +147,13 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 		go func() { served <- srv.Serve(tcpLn) }()
 		ready.HTTP = tcpLn.Addr().String()
 	}
+	if o.backup {
+		if uri, first, err := b.AdminURI(); err != nil {
+			log.Warn("no admin URI", "err", err)
+		} else if first {
+			ready.AdminURI = uri
+		}
+	}
 	if a.json {
 		if err := a.printJSON(ready); err != nil {
 			return err
@@ -152,6 +162,9 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 		fmt.Fprintf(a.stdout, "node %s listening on %s (QUIC), API on %s\n", ready.NodeID, ready.Addr, ready.Socket)
 		if ready.HTTP != "" {
 			fmt.Fprintf(a.stdout, "HTTP API also on http://%s\n", ready.HTTP)
+		}
+		if ready.AdminURI != "" {
+			fmt.Fprintf(a.stdout, "admin URI (shown once; keep it secret, it controls this backup server; dweb backup admin-uri shows it again):\n%s\n", ready.AdminURI)
 		}
 	}
 	log.Info("ready", "node", ready.NodeID, "addr", ready.Addr, "socket", sock, "http", ready.HTTP)
