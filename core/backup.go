@@ -83,6 +83,10 @@ type BackupGroupStatus struct {
 	Held      int   `json:"held"`
 	BytesHeld int64 `json:"bytes_held"`
 	Missing   int   `json:"missing"`
+	// Records: the group's records (the group record and every repo's)
+	// this node republishes, as if it had written them, so they outlive
+	// their writers being offline (docs/dht.md: republish, expiry).
+	Records int `json:"records"`
 	// Running: a pass is under way.
 	Running bool `json:"running"`
 	// LastPass is when the last pass ended (zero: none yet); LastComplete
@@ -129,6 +133,8 @@ type backupState struct {
 	errs      int
 	startedAt time.Time
 
+	republished map[key.RecordKey]bool // records this node now republishes (this process)
+
 	admin        key.Secret // admin.go; zero: remote administration off
 	adminCreated bool       // the secret was created by this start
 }
@@ -151,6 +157,7 @@ func (b *Backend) startBackup() {
 	bs.sem = make(chan struct{}, b.opts.BackupConcurrency)
 	bs.groups = make(map[key.RecordKey]*backupGroup)
 	bs.inflight = make(map[*BackupDownload]struct{})
+	bs.republished = make(map[key.RecordKey]bool)
 	bs.startedAt = time.Now().UTC()
 	bs.mu.Unlock()
 	if secret, created, err := b.loadAdminSecret(); err != nil {
@@ -331,6 +338,10 @@ func (b *Backend) backupPass(ctx context.Context, g key.RecordKey, bg *backupGro
 		}
 	}
 
+	if full {
+		b.backupRepublish(ctx, g, keys)
+	}
+
 	// Phase 2: the missing blobs, BackupConcurrency at once over all groups.
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -382,6 +393,13 @@ func (b *Backend) backupPass(ctx context.Context, g key.RecordKey, bg *backupGro
 		}
 	}
 	st.Missing = st.Files - st.Held
+	b.bk.mu.Lock()
+	for _, k := range append([]key.RecordKey{g}, keys...) {
+		if b.bk.republished[k] {
+			st.Records++
+		}
+	}
+	b.bk.mu.Unlock()
 	end := time.Now().UTC()
 	st.LastPass, st.LastPassS = end, end.Sub(start).Seconds()
 
@@ -407,6 +425,50 @@ func (b *Backend) backupPass(ctx context.Context, g key.RecordKey, bg *backupGro
 	level("backup pass", "group", g, "name", gs.info.Name, "full", full, "repos", repos,
 		"files", st.Files, "held", st.Held, "missing", st.Missing, "bytes_held", st.BytesHeld,
 		"errors", errN, "took", time.Since(start).Round(time.Millisecond))
+}
+
+// backupRepublish makes this node republish the group record g and the
+// repo records keys, which it holds locally (a member's store, the
+// watches): dht.Set of a value it holds marks the record as written by this
+// node, so the DHT re-sends it to its nearest nodes every
+// RepublishInterval, and sends it now. Each record is done once per
+// process; a failure is logged and retried by the next full pass.
+func (b *Backend) backupRepublish(ctx context.Context, g key.RecordKey, keys []key.RecordKey) {
+	for _, k := range append([]key.RecordKey{g}, keys...) {
+		b.bk.mu.Lock()
+		done := b.bk.republished[k]
+		b.bk.mu.Unlock()
+		if done || ctx.Err() != nil {
+			continue
+		}
+		if err := b.republishRecord(ctx, k); err != nil {
+			b.log.Debug("backup: republish record", "group", g, "record", k, "err", err)
+			continue
+		}
+		b.bk.mu.Lock()
+		b.bk.republished[k] = true
+		b.bk.mu.Unlock()
+	}
+}
+
+func (b *Backend) republishRecord(ctx context.Context, k key.RecordKey) error {
+	desc, v, err := b.dht.GetLocal(ctx, k, 0)
+	if err != nil {
+		return err
+	}
+	sk := uint32(0)
+	for sk+1 < desc.SubkeyCount() && v == nil {
+		sk++
+		if _, v, err = b.dht.GetLocal(ctx, k, sk); err != nil {
+			return err
+		}
+	}
+	if v == nil {
+		return errors.New("no subkey held locally")
+	}
+	sctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	defer cancel()
+	return b.dht.Set(sctx, desc, sk, v)
 }
 
 // backupDownload downloads one file blob from every member that holds it,

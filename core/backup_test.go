@@ -76,7 +76,8 @@ func TestBackupServesGroup(t *testing.T) {
 	}
 	waitFor(t, "the backup to hold alice's two files", holds(backup, g.ID, 2))
 	st, _ := backupGroupStatus(backup, g.ID)
-	if st.BytesHeld != int64(1000+3<<20+17) || st.Name != "newsroom" || len(st.Errors) != 0 {
+	// The group record and both repo records are republished by the backup.
+	if st.BytesHeld != int64(1000+3<<20+17) || st.Name != "newsroom" || len(st.Errors) != 0 || st.Records != 3 || st.Repos != 2 {
 		t.Fatalf("backup status %+v", st)
 	}
 
@@ -188,9 +189,10 @@ func TestBackupResumesAfterRestart(t *testing.T) {
 		t.Fatalf("first run fetched %d bytes of %d: want a part", first.Fetched, size)
 	}
 
-	alice = startWith(t, aliceDir, ao, false)
+	// Both at once, so neither waits out a bootstrap to the other being down.
+	nodes := startTogether(t, map[string]Options{aliceDir: ao, dir: bo})
+	alice, backup = nodes[aliceDir], nodes[dir]
 	aliceOpen = true
-	backup = startWith(t, dir, bo, false)
 	defer backup.Close()
 	waitFor(t, "the restarted backup to hold the file", holds(backup, g.ID, 1))
 	st := backup.BackupStatus()
@@ -205,4 +207,47 @@ func TestBackupResumesAfterRestart(t *testing.T) {
 	if got, _ := os.ReadFile(out); !bytes.Equal(got, data) {
 		t.Fatal("the backup's copy differs")
 	}
+}
+
+// startTogether starts a node in each directory (Options as startWith)
+// concurrently.
+func startTogether(t *testing.T, dirs map[string]Options) map[string]*Backend {
+	t.Helper()
+	type result struct {
+		dir string
+		b   *Backend
+		err error
+	}
+	ch := make(chan result, len(dirs))
+	for dir, o := range dirs {
+		go func() {
+			o.DataDir, o.RepoName, o.Logger = dir, filepath.Base(dir), testLogger(t, filepath.Base(dir))
+			b, err := New(o)
+			if err == nil {
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				if err = b.Start(ctx); err != nil {
+					b.Close()
+				}
+				cancel()
+			}
+			ch <- result{dir, b, err}
+		}()
+	}
+	out := make(map[string]*Backend)
+	var firstErr error
+	for range dirs {
+		r := <-ch
+		if r.err != nil {
+			firstErr = r.err
+			continue
+		}
+		out[r.dir] = r.b
+	}
+	if firstErr != nil {
+		for _, b := range out {
+			b.Close()
+		}
+		t.Fatal(firstErr)
+	}
+	return out
 }
