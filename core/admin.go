@@ -233,10 +233,21 @@ func (b *Backend) AdminURI() (uri string, firstStart bool, err error) {
 		return "", false, fmt.Errorf("%w: start it with backup mode on", ErrNotAdmin)
 	}
 	u := AdminURI{Node: b.NodeID(), Noise: b.static.Public, Key: secret}
+	// Addresses other machines can reach first; loopback ones only for a
+	// server that has nothing else (a test, or a client on the same host).
+	var loop []netip.AddrPort
 	for _, s := range b.advertiseAddrs() {
-		if a, err := netip.ParseAddrPort(s); err == nil && len(u.Addrs) < maxAdminAddrs {
+		a, err := netip.ParseAddrPort(s)
+		switch {
+		case err != nil:
+		case a.Addr().IsLoopback():
+			loop = append(loop, a)
+		case len(u.Addrs) < maxAdminAddrs:
 			u.Addrs = append(u.Addrs, a)
 		}
+	}
+	if len(u.Addrs) == 0 {
+		u.Addrs = loop[:min(len(loop), maxAdminAddrs)]
 	}
 	if len(u.Addrs) == 0 {
 		return "", false, fmt.Errorf("%w: no address to advertise", ErrNotAdmin)
@@ -336,6 +347,7 @@ func (b *Backend) adminDo(ctx context.Context, req adminRequest) adminResponse {
 		if err != nil {
 			return fail(err)
 		}
+		b.kickBackup()
 		return adminResponse{Groups: []AdminGroup{b.adminGroup(gi)}}
 	case "list":
 		out := []AdminGroup{}

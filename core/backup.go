@@ -125,6 +125,7 @@ type backupState struct {
 	mu        sync.Mutex
 	on        bool
 	sem       chan struct{} // BackupConcurrency download slots
+	kick      chan struct{} // asks the loop to look for new groups now
 	groups    map[key.RecordKey]*backupGroup
 	inflight  map[*BackupDownload]struct{}
 	fetched   int64
@@ -155,6 +156,7 @@ func (b *Backend) startBackup() {
 	bs.mu.Lock()
 	bs.on = true
 	bs.sem = make(chan struct{}, b.opts.BackupConcurrency)
+	bs.kick = make(chan struct{}, 1)
 	bs.groups = make(map[key.RecordKey]*backupGroup)
 	bs.inflight = make(map[*BackupDownload]struct{})
 	bs.republished = make(map[key.RecordKey]bool)
@@ -202,6 +204,22 @@ func (b *Backend) runBackup(ctx context.Context, events <-chan Event) {
 			b.backupHousekeeping(ctx, true)
 		case <-tick.C:
 			b.backupHousekeeping(ctx, false)
+		case <-b.bk.kick:
+			b.backupHousekeeping(ctx, false)
+		}
+	}
+}
+
+// kickBackup makes the backup loop look for new groups now instead of at
+// its next tick (after a join).
+func (b *Backend) kickBackup() {
+	b.bk.mu.Lock()
+	kick := b.bk.kick
+	b.bk.mu.Unlock()
+	if kick != nil {
+		select {
+		case kick <- struct{}{}:
+		default:
 		}
 	}
 }
