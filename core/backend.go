@@ -248,7 +248,10 @@ func (b *Backend) Start(ctx context.Context) error {
 		ep.Close()
 		return err
 	}
-	d, err := dht.New(dht.Options{Endpoint: ep, Store: b.db, Bootstrap: boot, Logger: b.log, Metrics: b.metrics})
+	// A node configured with relays expects to be behind NAT: it starts as
+	// a DHT client (not put in others' routing tables, so nobody wastes a
+	// dial on it) until its dial-back check proves it reachable.
+	d, err := dht.New(dht.Options{Endpoint: ep, Store: b.db, Bootstrap: boot, Logger: b.log, Metrics: b.metrics, Client: len(relays) > 0})
 	if err != nil {
 		ep.Close()
 		return err
