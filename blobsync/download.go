@@ -137,9 +137,6 @@ func (s *Store) download(ctx context.Context, h Hash, providers []Provider, opts
 		rep.blobDone(h, n, n, true)
 		return n, nil
 	}
-	if len(providers) == 0 {
-		return 0, fmt.Errorf("blobsync: download %s: %w (none given)", h, ErrNoProviders)
-	}
 	unlock, err := s.lock(ctx, h)
 	if err != nil {
 		return 0, err
@@ -158,6 +155,12 @@ func (s *Store) download(ctx context.Context, h Hash, providers []Provider, opts
 		if err := d.setSize(uint64(e.Size)); err != nil {
 			return 0, err
 		}
+	}
+	if len(providers) == 0 && !d.finished {
+		if d.p != nil {
+			d.p.close()
+		}
+		return 0, fmt.Errorf("blobsync: download %s: %w (none given)", h, ErrNoProviders)
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -282,6 +285,10 @@ func (d *download) setSize(size uint64) error {
 		resumed := int64(have.Bytes(size))
 		d.rep.blobStart(d.h, int64(size), resumed)
 	}
+	// A resumed blob may already hold every group (a download stopped
+	// between its last verified group and completing the blob): it is done
+	// without asking any provider.
+	d.checkDoneLocked()
 	d.signalLocked()
 	return nil
 }

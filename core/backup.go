@@ -516,17 +516,6 @@ func (b *Backend) backupDownload(ctx context.Context, gs *groupState, fi FileInf
 	}
 	bs.mu.Unlock()
 	if err != nil {
-		if errors.Is(err, blobsync.ErrNoProviders) && last.Total > 0 && last.Resumed == last.Total {
-			// Every range of the partial blob is recorded as verified, yet
-			// blobsync does not complete it (a download cancelled between
-			// its last verified group and completing the blob): drop it so
-			// the next pass fetches it whole rather than failing forever.
-			b.log.Error("backup: partial blob fully verified but never completed; deleting it to fetch it again",
-				"group", gs.info.ID, "file", fi.Name, "hash", fi.Hash)
-			if derr := b.blobs.Delete(fi.Hash); derr != nil {
-				err = errors.Join(err, derr)
-			}
-		}
 		return err
 	}
 	if ok, herr := b.blobs.Has(fi.Hash); herr != nil || !ok {
