@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/quic-go/quic-go"
 	"io"
 	"sync"
 
@@ -186,6 +187,14 @@ func (s *Session) writeFrame(pt []byte) error {
 // Close closes the underlying stream; later calls return the first result.
 // A blocked Read or Write returns with the stream's error.
 func (s *Session) Close() error {
-	s.closeOnce.Do(func() { s.closeErr = s.rw.Close() })
+	s.closeOnce.Do(func() {
+		// On a QUIC stream Close ends only the send side; stop reading too,
+		// so the peer stops sending at once instead of finishing what was
+		// asked (a cancelled download would otherwise drain its requests).
+		if r, ok := s.rw.(interface{ CancelRead(quic.StreamErrorCode) }); ok {
+			r.CancelRead(0)
+		}
+		s.closeErr = s.rw.Close()
+	})
 	return s.closeErr
 }
