@@ -44,6 +44,8 @@ func (p Protocol) String() string {
 		return "tunnel"
 	case ProtoRelay:
 		return "relay"
+	case ProtoAdmin:
+		return "admin"
 	}
 	return fmt.Sprintf("protocol(%d)", byte(p))
 }
