@@ -143,15 +143,24 @@ func (b *Backend) watchRepo(ctx context.Context, gs *groupState, rk key.RecordKe
 		}
 		retry = watchRetryMin
 		b.setWatched(gs, rk, true)
+		// A value this node stored before the watch existed (it may hold
+		// the record for the DHT) is never pushed to it: catch up once.
+		b.repoChanged(ctx, gs, rk)
 		for range ch {
-			if _, err := b.repoFiles(ctx, gs, rk, true); err != nil {
-				b.log.Warn("read changed repo", "group", gs.info.ID, "repo", rk, "err", err)
-				continue
-			}
-			b.emit(Event{Kind: "repo.changed", Group: gs.info.ID, Repo: rk})
+			b.repoChanged(ctx, gs, rk)
 		}
 		b.setWatched(gs, rk, false)
 	}
+}
+
+// repoChanged reads repo rk from the local store, fetching its collection
+// if it is new, and tells subscribers.
+func (b *Backend) repoChanged(ctx context.Context, gs *groupState, rk key.RecordKey) {
+	if _, err := b.repoFiles(ctx, gs, rk, true); err != nil {
+		b.log.Warn("read changed repo", "group", gs.info.ID, "repo", rk, "err", err)
+		return
+	}
+	b.emit(Event{Kind: "repo.changed", Group: gs.info.ID, Repo: rk})
 }
 
 func (b *Backend) setWatched(gs *groupState, k key.RecordKey, on bool) {
