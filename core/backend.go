@@ -73,6 +73,10 @@ type Options struct {
 	// BackupConcurrency bounds the blobs the backup downloads at once.
 	// 0: DefaultBackupConcurrency.
 	BackupConcurrency int
+	// StorageQuota bounds the bytes of complete blobs the store keeps
+	// (quota.go); a backup download that would pass it fails with a
+	// *QuotaError (ErrQuota). 0: no quota.
+	StorageQuota int64
 }
 
 // DefaultMaxPeerRequests is Options.MaxPeerRequests when unset.

@@ -66,6 +66,11 @@ type BackupStatus struct {
 	StartedAt   time.Time           `json:"started_at"`   // when the backup loop started
 	Passes      int                 `json:"passes"`       // group passes completed since the start
 	Errors      int                 `json:"errors_total"` // errors since the start, all groups
+	// Quota is Options.StorageQuota in bytes (0: none); StoreBytes the
+	// bytes of complete blobs the store keeps, which the quota bounds, as
+	// of the last pass or quota check (Backend.StorageUsage; -1: none yet).
+	Quota      int64 `json:"quota"`
+	StoreBytes int64 `json:"store_bytes"`
 }
 
 // BackupGroupStatus is one group's state after its last pass. Files and
@@ -96,6 +101,10 @@ type BackupGroupStatus struct {
 	LastPassS    float64   `json:"last_pass_s"` // duration of the last pass, seconds
 	// Errors of the last pass (at most 20; the rest are only logged).
 	Errors []string `json:"errors"`
+	// OverQuota: blobs the last pass did not download because the storage
+	// quota was reached (their errors say the quota and the bytes held and
+	// needed); they count in Missing.
+	OverQuota int `json:"over_quota"`
 	// NextRetry: when a pass that failed will be retried (zero: none due).
 	NextRetry time.Time `json:"next_retry,omitzero"`
 }
@@ -135,6 +144,8 @@ type backupState struct {
 	startedAt time.Time
 
 	republished map[key.RecordKey]bool // records this node now republishes (this process)
+
+	quota quotaState // bytes reserved against Options.StorageQuota (quota.go)
 
 	admin        key.Secret // admin.go; zero: remote administration off
 	adminCreated bool       // the secret was created by this start
@@ -312,7 +323,7 @@ func (b *Backend) backupPass(ctx context.Context, g key.RecordKey, bg *backupGro
 		return // left the group
 	}
 	var errs []string
-	var errN int
+	var errN, overQuota int
 	fail := func(format string, args ...any) {
 		errN++
 		msg := fmt.Sprintf(format, args...)
@@ -382,6 +393,9 @@ func (b *Backend) backupPass(ctx context.Context, g key.RecordKey, bg *backupGro
 			err := b.backupDownload(ctx, gs, bf.fi)
 			mu.Lock()
 			defer mu.Unlock()
+			if errors.Is(err, ErrQuota) {
+				overQuota++
+			}
 			if err != nil {
 				if ctx.Err() == nil {
 					fail("download %q (%s) of repo %s: %v", bf.fi.Name, bf.fi.Hash, bf.fi.Repo, err)
@@ -397,7 +411,7 @@ func (b *Backend) backupPass(ctx context.Context, g key.RecordKey, bg *backupGro
 		return
 	}
 
-	st := BackupGroupStatus{Group: g, Name: gs.info.Name, Repos: repos, Errors: errs, Running: true}
+	st := BackupGroupStatus{Group: g, Name: gs.info.Name, Repos: repos, Errors: errs, Running: true, OverQuota: overQuota}
 	if st.Errors == nil {
 		st.Errors = []string{}
 	}
@@ -411,6 +425,7 @@ func (b *Backend) backupPass(ctx context.Context, g key.RecordKey, bg *backupGro
 		}
 	}
 	st.Missing = st.Files - st.Held
+	b.refreshStoreBytes()
 	b.bk.mu.Lock()
 	for _, k := range append([]key.RecordKey{g}, keys...) {
 		if b.bk.republished[k] {
@@ -492,6 +507,11 @@ func (b *Backend) republishRecord(ctx context.Context, k key.RecordKey) error {
 // backupDownload downloads one file blob from every member that holds it,
 // reporting progress in the status, and marks it servable.
 func (b *Backend) backupDownload(ctx context.Context, gs *groupState, fi FileInfo) error {
+	release, err := b.reserveStorage(fi.Size)
+	if err != nil {
+		return err
+	}
+	defer release()
 	bs := &b.bk
 	d := &BackupDownload{Group: gs.info.ID, Repo: fi.Repo, Name: fi.Name, Hash: fi.Hash, Total: fi.Size}
 	bs.mu.Lock()
@@ -507,7 +527,7 @@ func (b *Backend) backupDownload(ctx context.Context, gs *groupState, fi FileInf
 		last = p
 		bs.mu.Unlock()
 	}
-	err := b.download(ctx, gs, fi.Hash, []key.RecordKey{fi.Repo}, progress)
+	err = b.download(ctx, gs, fi.Hash, []key.RecordKey{fi.Repo}, progress)
 	bs.mu.Lock()
 	delete(bs.inflight, d)
 	bs.resumed += last.Resumed
@@ -533,6 +553,7 @@ func (b *Backend) backupDownload(ctx context.Context, gs *groupState, fi FileInf
 // of each group's last pass, and the downloads in flight. With backup mode
 // off it returns Enabled false and nothing else.
 func (b *Backend) BackupStatus() BackupStatus {
+	storeBytes := b.lastStoreBytes()
 	bs := &b.bk
 	bs.mu.Lock()
 	defer bs.mu.Unlock()
@@ -543,6 +564,7 @@ func (b *Backend) BackupStatus() BackupStatus {
 		Enabled: true, IntervalS: b.opts.BackupInterval.Seconds(), Concurrency: b.opts.BackupConcurrency,
 		Groups: make([]BackupGroupStatus, 0, len(bs.groups)), Downloading: make([]BackupDownload, 0, len(bs.inflight)),
 		Fetched: bs.fetched, Resumed: bs.resumed, StartedAt: bs.startedAt, Passes: bs.passes, Errors: bs.errs,
+		Quota: b.opts.StorageQuota, StoreBytes: storeBytes,
 	}
 	for _, bg := range bs.groups {
 		st := bg.status

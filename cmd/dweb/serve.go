@@ -38,6 +38,7 @@ type serveOptions struct {
 	backup            bool          // keep a full copy of every group's repos (docs/backup.md)
 	backupInterval    time.Duration // full reconciliation period; 0: core.DefaultBackupInterval
 	backupConcurrency int           // blobs downloaded at once; 0: core.DefaultBackupConcurrency
+	quota             string        // storage quota, core.ParseSize syntax ("50GiB"); "" or "0": none
 }
 
 // readyLine is what `dweb serve --json` prints once the node is up.
@@ -72,6 +73,7 @@ func (a *app) serveCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&o.backup, "backup", false, "backup server: keep a full, verified copy of every repo of every group joined, and serve it (docs/backup.md)")
 	cmd.Flags().DurationVar(&o.backupInterval, "backup-interval", core.DefaultBackupInterval, "with --backup: period of the full reconciliation")
 	cmd.Flags().IntVar(&o.backupConcurrency, "backup-concurrency", core.DefaultBackupConcurrency, "with --backup: blobs downloaded at once")
+	cmd.Flags().StringVar(&o.quota, "quota", "", "storage quota of the blob store, e.g. 50GiB (B, KiB..TiB, KB..TB); downloads and adds past it fail (507); default none")
 	cmd.Flags().StringVar(&o.logLevel, "log-level", "info", "log level on stderr: debug, info, warn, error")
 	return cmd
 }
@@ -108,8 +110,15 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 	if o.backupInterval < 0 || o.backupConcurrency < 0 {
 		return &usageError{errors.New("--backup-interval and --backup-concurrency must not be negative")}
 	}
+	var quota int64
+	if o.quota != "" {
+		var err error
+		if quota, err = core.ParseSize(o.quota); err != nil {
+			return &usageError{fmt.Errorf("--quota: %w", err)}
+		}
+	}
 	b, err := core.New(core.Options{DataDir: dataDir, ListenAddr: o.listen, Bootstrap: o.bootstrap, Logger: log, ServeRelay: o.relay, Relays: o.relays,
-		Backup: o.backup, BackupInterval: o.backupInterval, BackupConcurrency: o.backupConcurrency})
+		Backup: o.backup, BackupInterval: o.backupInterval, BackupConcurrency: o.backupConcurrency, StorageQuota: quota})
 	if err != nil {
 		return fmt.Errorf("open node in %s: %w", dataDir, err)
 	}

@@ -207,7 +207,8 @@ func (r *statusRecorder) WriteHeader(code int)        { r.code = code }
 
 // statusOf maps an error to its HTTP status: 400 bad input, 403 a write
 // to another member's repo, 404 unknown group, repo or file, 409 ambiguous
-// name, 413 body too large, 503 request cancelled, 500 otherwise.
+// name, 413 body too large, 507 storage quota reached, 503 request
+// cancelled, 500 otherwise.
 func statusOf(err error) int {
 	var mb *http.MaxBytesError
 	var br *badRequestError
@@ -223,6 +224,8 @@ func statusOf(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, core.ErrAmbiguous):
 		return http.StatusConflict
+	case errors.Is(err, core.ErrQuota):
+		return http.StatusInsufficientStorage
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable
 	}

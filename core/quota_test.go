@@ -1,0 +1,103 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{
+		"0": 0, "123": 123, "50GiB": 50 << 30, "50 gib": 50 << 30, "1.5KiB": 1536, "2MB": 2e6,
+		"3k": 3 << 10, "1TiB": 1 << 40, "7B": 7, " 10 MiB ": 10 << 20, "0.5GB": 5e8,
+	} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "GiB", "-1", "1e9", "1.0001B", "abc", "10PiB0", "9999999999TiB", "NaN", "+5"} {
+		var bi *BadInputError
+		if _, err := ParseSize(in); !errors.As(err, &bi) {
+			t.Errorf("ParseSize(%q): %v, want a *BadInputError", in, err)
+		}
+	}
+}
+
+// TestBackupQuota: a backup whose quota holds the small file but not the
+// large one downloads the first, refuses the second with a QuotaError that
+// names the quota and the bytes held and needed, and reports it per group.
+func TestBackupQuota(t *testing.T) {
+	tmp := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	boot := startNode(t, filepath.Join(tmp, "boot"))
+	defer boot.Close()
+	alice := startNode(t, filepath.Join(tmp, "alice"), boot.Contact())
+	defer alice.Close()
+	const quota = 1 << 20
+	backup := startWith(t, filepath.Join(tmp, "backup"), Options{Bootstrap: []string{boot.Contact()}, Backup: true, StorageQuota: quota}, false)
+	defer backup.Close()
+
+	g, err := alice.CreateGroup(ctx, "newsroom")
+	if err != nil {
+		t.Fatal(err)
+	}
+	small, _ := writeFile(t, tmp, "note.txt", 300<<10)
+	big, _ := writeFile(t, tmp, "clip.mp4", 2<<20)
+	if _, err := alice.AddFiles(ctx, g.ID, []string{small, big}); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := alice.Invite(g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := backup.JoinGroup(ctx, inv); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a pass that meets the quota", func() bool {
+		st, ok := backupGroupStatus(backup, g.ID)
+		return ok && st.Files == 2 && st.Held == 1 && st.OverQuota == 1
+	})
+	st, _ := backupGroupStatus(backup, g.ID)
+	if st.Missing != 1 || st.BytesHeld != 300<<10 || len(st.Errors) != 1 ||
+		!strings.Contains(st.Errors[0], "storage quota of 1.0 MiB reached: ") || !strings.Contains(st.Errors[0], " held, ") ||
+		!strings.Contains(st.Errors[0], "2.0 MiB more needed") {
+		t.Fatalf("status %+v", st)
+	}
+	all := backup.BackupStatus()
+	if all.Quota != quota || all.StoreBytes < 300<<10 || all.StoreBytes > quota {
+		t.Fatalf("quota %d, store bytes %d", all.Quota, all.StoreBytes)
+	}
+	u, err := backup.StorageUsage()
+	if err != nil || u.Quota != quota || u.Bytes != all.StoreBytes || u.Reserved != 0 {
+		t.Fatalf("usage %+v, %v", u, err)
+	}
+
+	// The same check, directly: a typed error with the figures (held
+	// counts the collections too).
+	_, err = backup.reserveStorage(quota)
+	var qe *QuotaError
+	if !errors.Is(err, ErrQuota) || !errors.As(err, &qe) || qe.Quota != quota || qe.Held != u.Bytes || qe.Need != quota {
+		t.Fatalf("reserve the whole quota again: %v", err)
+	}
+	release, err := backup.reserveStorage(quota - u.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := backup.reserveStorage(1); !errors.Is(err, ErrQuota) {
+		t.Fatalf("one byte over the quota with a reservation held: %v", err)
+	}
+	release()
+	release() // idempotent
+	if u, _ := backup.StorageUsage(); u.Reserved != 0 {
+		t.Fatalf("reserved %d after release", u.Reserved)
+	}
+	if r, err := alice.reserveStorage(1 << 40); err != nil { // no quota
+		t.Fatal(err)
+	} else {
+		r()
+	}
+}
