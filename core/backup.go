@@ -66,6 +66,11 @@ type BackupStatus struct {
 	StartedAt   time.Time           `json:"started_at"`   // when the backup loop started
 	Passes      int                 `json:"passes"`       // group passes completed since the start
 	Errors      int                 `json:"errors_total"` // errors since the start, all groups
+	// ErrorsByKind splits Errors: "read_group" (a group record), "read_repo"
+	// (a repo's record or collection), "download" (a blob no member could
+	// supply, or a failed write), "quota" (a download the storage quota
+	// refused).
+	ErrorsByKind map[string]int `json:"errors_by_kind"`
 	// Quota is Options.StorageQuota in bytes (0: none); StoreBytes the
 	// bytes of complete blobs the store keeps, which the quota bounds, as
 	// of the last pass or quota check (Backend.StorageUsage; -1: none yet).
@@ -141,6 +146,7 @@ type backupState struct {
 	resumed   int64
 	passes    int
 	errs      int
+	errKinds  map[string]int // errs by kind (BackupStatus.ErrorsByKind)
 	startedAt time.Time
 
 	republished map[key.RecordKey]bool // records this node now republishes (this process)
@@ -171,6 +177,7 @@ func (b *Backend) startBackup() {
 	bs.groups = make(map[key.RecordKey]*backupGroup)
 	bs.inflight = make(map[*BackupDownload]struct{})
 	bs.republished = make(map[key.RecordKey]bool)
+	bs.errKinds = make(map[string]int)
 	bs.startedAt = time.Now().UTC()
 	bs.mu.Unlock()
 	if secret, created, err := b.loadAdminSecret(); err != nil {
@@ -324,8 +331,10 @@ func (b *Backend) backupPass(ctx context.Context, g key.RecordKey, bg *backupGro
 	}
 	var errs []string
 	var errN, overQuota int
-	fail := func(format string, args ...any) {
+	kinds := make(map[string]int)
+	fail := func(kind, format string, args ...any) {
 		errN++
+		kinds[kind]++
 		msg := fmt.Sprintf(format, args...)
 		if len(errs) < maxBackupErrs {
 			errs = append(errs, msg)
@@ -340,7 +349,7 @@ func (b *Backend) backupPass(ctx context.Context, g key.RecordKey, bg *backupGro
 	}
 	keys, err := grp.RepoKeys(ctx)
 	if err != nil {
-		fail("read group record: %v", err)
+		fail("read_group", "read group record: %v", err)
 	}
 	blobs := make(map[blobsync.Hash]*backupFile)
 	var order []blobsync.Hash
@@ -354,7 +363,7 @@ func (b *Backend) backupPass(ctx context.Context, g key.RecordKey, bg *backupGro
 			if ctx.Err() != nil {
 				return
 			}
-			fail("read repo %s: %v", rk, err)
+			fail("read_repo", "read repo %s: %v", rk, err)
 			b.log.Warn("backup: read repo", "group", g, "repo", rk, "err", err)
 			continue
 		}
@@ -393,12 +402,14 @@ func (b *Backend) backupPass(ctx context.Context, g key.RecordKey, bg *backupGro
 			err := b.backupDownload(ctx, gs, bf.fi)
 			mu.Lock()
 			defer mu.Unlock()
+			kind := "download"
 			if errors.Is(err, ErrQuota) {
 				overQuota++
+				kind = "quota"
 			}
 			if err != nil {
 				if ctx.Err() == nil {
-					fail("download %q (%s) of repo %s: %v", bf.fi.Name, bf.fi.Hash, bf.fi.Repo, err)
+					fail(kind, "download %q (%s) of repo %s: %v", bf.fi.Name, bf.fi.Hash, bf.fi.Repo, err)
 					b.log.Warn("backup: download", "group", g, "repo", bf.fi.Repo, "file", bf.fi.Name, "hash", bf.fi.Hash, "err", err)
 				}
 				return
@@ -440,6 +451,9 @@ func (b *Backend) backupPass(ctx context.Context, g key.RecordKey, bg *backupGro
 	bs.mu.Lock()
 	bs.passes++
 	bs.errs += errN
+	for k, n := range kinds {
+		bs.errKinds[k] += n
+	}
 	st.LastComplete = bg.status.LastComplete
 	if errN == 0 && st.Missing == 0 {
 		st.LastComplete = end
@@ -558,13 +572,16 @@ func (b *Backend) BackupStatus() BackupStatus {
 	bs.mu.Lock()
 	defer bs.mu.Unlock()
 	if !bs.on {
-		return BackupStatus{Groups: []BackupGroupStatus{}, Downloading: []BackupDownload{}}
+		return BackupStatus{Groups: []BackupGroupStatus{}, Downloading: []BackupDownload{}, ErrorsByKind: map[string]int{}}
 	}
 	out := BackupStatus{
 		Enabled: true, IntervalS: b.opts.BackupInterval.Seconds(), Concurrency: b.opts.BackupConcurrency,
 		Groups: make([]BackupGroupStatus, 0, len(bs.groups)), Downloading: make([]BackupDownload, 0, len(bs.inflight)),
 		Fetched: bs.fetched, Resumed: bs.resumed, StartedAt: bs.startedAt, Passes: bs.passes, Errors: bs.errs,
-		Quota: b.opts.StorageQuota, StoreBytes: storeBytes,
+		Quota: b.opts.StorageQuota, StoreBytes: storeBytes, ErrorsByKind: make(map[string]int, len(bs.errKinds)),
+	}
+	for k, n := range bs.errKinds {
+		out.ErrorsByKind[k] = n
 	}
 	for _, bg := range bs.groups {
 		st := bg.status

@@ -68,8 +68,8 @@ func TestBackupQuota(t *testing.T) {
 		t.Fatalf("status %+v", st)
 	}
 	all := backup.BackupStatus()
-	if all.Quota != quota || all.StoreBytes < 300<<10 || all.StoreBytes > quota {
-		t.Fatalf("quota %d, store bytes %d", all.Quota, all.StoreBytes)
+	if all.Quota != quota || all.StoreBytes < 300<<10 || all.StoreBytes > quota || all.ErrorsByKind["quota"] < 1 || all.ErrorsByKind["download"] != 0 {
+		t.Fatalf("quota %d, store bytes %d, errors by kind %v", all.Quota, all.StoreBytes, all.ErrorsByKind)
 	}
 	u, err := backup.StorageUsage()
 	if err != nil || u.Quota != quota || u.Bytes != all.StoreBytes || u.Reserved != 0 {

@@ -144,7 +144,7 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 	reqCtx, cancelReqs := context.WithCancel(context.Background())
 	defer cancelReqs()
 	srv := &http.Server{
-		Handler:           withBackupRoutes(b, newAPI(b, apiOptions{Log: log, MaxUpload: o.maxUpload, Registry: newRegistry(b, func() int { return len(b.Peers()) }, b.Collectors()...)})),
+		Handler:           withBackupRoutes(b, newAPI(b, apiOptions{Log: log, MaxUpload: o.maxUpload, Registry: newRegistry(b, func() int { return len(b.Peers()) }, append(b.Collectors(), newBackupCollector(b))...)})),
 		ReadHeaderTimeout: 10 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return reqCtx },
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
