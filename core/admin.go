@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dwebkit/dweb/blobsync"
 	"github.com/dwebkit/dweb/internal/key"
 	"github.com/dwebkit/dweb/internal/store"
 	"github.com/dwebkit/dweb/internal/transport"
@@ -257,9 +258,10 @@ func (b *Backend) AdminURI() (uri string, firstStart bool, err error) {
 
 // adminRequest is one request of the admin protocol (CBOR, one frame).
 type adminRequest struct {
-	Op     string `cbor:"1,keyasint"`           // "join", "list" or "remove"
-	Invite string `cbor:"2,keyasint,omitempty"` // join: the save+dweb: invite
-	Group  string `cbor:"3,keyasint,omitempty"` // remove: group key or unique name
+	Op     string          `cbor:"1,keyasint"`           // "join", "list", "remove" or "fetch"
+	Invite string          `cbor:"2,keyasint,omitempty"` // join: the save+dweb: invite
+	Group  string          `cbor:"3,keyasint,omitempty"` // remove, fetch: group key or unique name
+	Hashes []blobsync.Hash `cbor:"4,keyasint,omitempty"` // fetch: 1..256 blobs of the group (drain.go)
 }
 
 // adminResponse is the answer: the groups concerned (join, remove: the one
@@ -325,6 +327,10 @@ func (b *Backend) serveAdmin(ctx context.Context, peer transport.Peer, s *quic.S
 	if err := transport.WriteMsg(sess, resp); err != nil {
 		b.log.Debug("admin: write answer", "peer", peer.ID, "err", err)
 	}
+	if req.Op == "fetch" && resp.Code == 0 {
+		sess.Close()
+		b.adminFetch(req) // after the answer: the client confirms with have-queries
+	}
 }
 
 func (b *Backend) adminDo(ctx context.Context, req adminRequest) adminResponse {
@@ -361,6 +367,12 @@ func (b *Backend) adminDo(ctx context.Context, req adminRequest) adminResponse {
 			return fail(err)
 		}
 		if err := b.LeaveGroup(ctx, gi.ID); err != nil {
+			return fail(err)
+		}
+		return adminResponse{Groups: []AdminGroup{b.adminGroup(gi)}}
+	case "fetch":
+		gi, err := b.adminFetchCheck(req)
+		if err != nil {
 			return fail(err)
 		}
 		return adminResponse{Groups: []AdminGroup{b.adminGroup(gi)}}

@@ -149,6 +149,8 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 		BaseContext:       func(net.Listener) context.Context { return reqCtx },
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
+	// POST /dweb/v1/drain (drain.go)
+	srv.Handler = withDrainRoutes(b, srv.Handler)
 	served := make(chan error, 2) // one per listener
 	go func() { served <- srv.Serve(ln) }()
 	ready := readyLine{NodeID: b.NodeID().String(), Addr: b.Addr().String(), Contact: b.Contact(), Socket: sock}
