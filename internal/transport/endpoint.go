@@ -227,7 +227,7 @@ func Listen(opts Options) (*Endpoint, error) {
 		log:  opts.Logger,
 		cert: cert,
 		udp:  udp,
-		tr:   &quic.Transport{Conn: udp},
+		tr:   &quic.Transport{Conn: udp, StatelessResetKey: statelessResetKey(opts.Identity)},
 		qconf: &quic.Config{
 			HandshakeIdleTimeout:  opts.HandshakeTimeout,
 			MaxIdleTimeout:        opts.IdleTimeout,
