@@ -94,7 +94,8 @@ type DrainGroup struct {
 	Unplaced  []DrainBlob `json:"unplaced"`
 	UnplacedN int         `json:"unplaced_n"`
 	// Errors: what made the drain unsure (a repo or the member list that
-	// could not be read, a backup server that refused or was unreachable).
+	// could not be read) and, when blobs stay unplaced, the backup servers
+	// that refused them or could not be reached (at most 20).
 	Errors []string `json:"errors"`
 	// Complete: no blob unplaced and no error: this node is not the last
 	// holder of anything the group references.
@@ -217,10 +218,11 @@ func (b *Backend) drainGroup(ctx context.Context, gi GroupInfo, targets []*Admin
 		}
 	}
 	asked := 0
+	var refused []string // reported only if something stays unplaced
 	if len(pending) > 0 && len(targets) > 0 {
 		for _, c := range targets {
 			if err := c.Fetch(ctx, gi.ID.String(), pending); err != nil {
-				fail("ask %s to fetch %d blobs: %v", c.u.Node, len(pending), err)
+				refused = append(refused, fmt.Sprintf("ask %s to fetch %d blobs: %v", c.u.Node, len(pending), err))
 				continue
 			}
 			asked++
@@ -253,6 +255,11 @@ func (b *Backend) drainGroup(ctx context.Context, gi GroupInfo, targets []*Admin
 		}
 		for _, h := range pending {
 			reason[h] = fmt.Sprintf("no node confirmed holding it within %v of the fetch request", wait)
+		}
+	}
+	if len(pending) > 0 {
+		for _, e := range refused {
+			fail("%s", e)
 		}
 	}
 	for _, h := range pending {
