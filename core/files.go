@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
 	"time"
@@ -68,11 +69,20 @@ func (b *Backend) AddFiles(ctx context.Context, g key.RecordKey, paths []string)
 	if len(paths) == 0 {
 		return nil, badInput(errors.New("no files given"))
 	}
+	var need int64
 	for _, p := range paths {
 		if !filepath.IsAbs(p) {
 			return nil, badInput(fmt.Errorf("path %q is not absolute", p))
 		}
+		if fi, err := os.Stat(p); err == nil {
+			need += fi.Size()
+		}
 	}
+	release, err := b.reserveStorage(need)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	entries, err := gs.repo.AddFiles(ctx, paths)
 	if errors.Is(err, datarepo.ErrBadName) {
 		return nil, badInput(err)
@@ -176,6 +186,11 @@ func (b *Backend) GetFile(ctx context.Context, g key.RecordKey, repo key.RecordK
 		return FileInfo{}, err
 	}
 	if !fi.Local {
+		release, err := b.reserveStorage(fi.Size)
+		if err != nil {
+			return fi, fmt.Errorf("download %q: %w", name, err)
+		}
+		defer release()
 		var cb func(blobsync.Progress)
 		if progress != nil {
 			cb = func(p blobsync.Progress) { progress(progressOf(p)) }

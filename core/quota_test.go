@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dwebkit/dweb/internal/key"
 )
 
 func TestParseSize(t *testing.T) {
@@ -99,5 +101,44 @@ func TestBackupQuota(t *testing.T) {
 		t.Fatal(err)
 	} else {
 		r()
+	}
+}
+
+// TestQuotaOnAddAndGet: a member's own adds and downloads respect its
+// storage quota too, with a clear error and nothing stored.
+func TestQuotaOnAddAndGet(t *testing.T) {
+	tmp := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	alice := startNode(t, filepath.Join(tmp, "alice"))
+	defer alice.Close()
+	bob := startWith(t, filepath.Join(tmp, "bob"), Options{Bootstrap: []string{alice.Contact()}, StorageQuota: 1 << 20}, false)
+	defer bob.Close()
+
+	g, err := alice.CreateGroup(ctx, "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	big, _ := writeFile(t, tmp, "big.bin", 2<<20)
+	if _, err := alice.AddFiles(ctx, g.ID, []string{big}); err != nil {
+		t.Fatal(err)
+	}
+	inv, _ := alice.Invite(g.ID)
+	if _, err := bob.JoinGroup(ctx, inv); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.AddFiles(ctx, g.ID, []string{big}); !errors.Is(err, ErrQuota) {
+		t.Fatalf("bob adds 2 MiB under a 1 MiB quota: %v, want ErrQuota", err)
+	}
+	_, err = bob.GetFile(ctx, g.ID, key.RecordKey{}, "big.bin", filepath.Join(tmp, "out"), nil)
+	if !errors.Is(err, ErrQuota) {
+		t.Fatalf("bob gets 2 MiB under a 1 MiB quota: %v, want ErrQuota", err)
+	}
+	if u, err := bob.StorageUsage(); err != nil || u.Bytes > 1<<20 {
+		t.Fatalf("bob's store after the refusals: %+v, %v", u, err)
+	}
+	small, _ := writeFile(t, tmp, "small.txt", 1000)
+	if _, err := bob.AddFiles(ctx, g.ID, []string{small}); err != nil {
+		t.Fatalf("a small add under the quota: %v", err)
 	}
 }
