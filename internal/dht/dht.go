@@ -721,8 +721,18 @@ func (d *DHT) roundTrip(ctx context.Context, c Contact, req *request) (*response
 	defer stop()
 	defer s.CancelRead(transport.CodeNoError)
 	if err := transport.WriteMsg(s, &msg); err != nil {
-		s.CancelWrite(codeCanceled)
-		return nil, fmt.Errorf("send request: %w", err)
+		// A peer may answer before reading the whole request (a refusal:
+		// rate limit) and stop reading; its answer is still there to read.
+		var se *quic.StreamError
+		if !errors.As(err, &se) || !se.Remote {
+			s.CancelWrite(codeCanceled)
+			return nil, fmt.Errorf("send request: %w", err)
+		}
+		var resp response
+		if rerr := transport.ReadMsg(s, MaxMessageSize, &resp); rerr != nil {
+			return nil, fmt.Errorf("send request: %w (and no answer: %v)", err, rerr)
+		}
+		return &resp, nil
 	}
 	s.Close()
 	var resp response
