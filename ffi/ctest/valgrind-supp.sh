@@ -28,6 +28,15 @@ recvmsg(msg.msg_control) rt_sigaction(act) rt_sigaction(oldact) rt_sigprocmask(s
 rt_sigprocmask(oldset) sigaltstack(ss) sigaltstack(oss) sched_getaffinity(mask) uname(buf)
 clock_gettime(tp) nanosleep(req) fcntl(lock) flock(fd) fchmodat(filename) utimensat(filename)
 ioctl(arg) pipe2(filedes) prlimit64(old_rlim) getrlimit(rlim) setrlimit(rlim) madvise(start)'
+# Some kernels' valgrind names the socket calls' address fields one by one
+# (socketcall.bind(my_addr.sin_port) ...): a new UDP socket bound by the
+# reachability prober, for instance.
+for call in 'bind(my_addr' 'connect(serv_addr' 'sendto(to' 'getsockname(name' 'getpeername(name'; do
+	for f in sa_family sin_port sin_addr sin6_port sin6_flowinfo sin6_addr sin6_scope_id; do
+		params="$params socketcall.$call.$f) $call.$f)"
+	done
+	params="$params socketcall.$call)"
+done
 i=0
 while [ $i -lt 64 ]; do
 	for f in 'msg_hdr.msg_name' 'msg_hdr.msg_iov[0]' 'msg_hdr.msg_control'; do
