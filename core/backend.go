@@ -102,6 +102,7 @@ type Backend struct {
 	ep      *transport.Endpoint
 	dht     *dht.DHT
 	metrics *dht.Metrics
+	traffic traffic
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -181,7 +182,7 @@ func New(opts Options) (*Backend, error) {
 // Collectors returns the Prometheus collectors of this node's layers (the
 // DHT's requests, refusals and lookups), for the daemon to register once.
 func (b *Backend) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{b.metrics}
+	return append([]prometheus.Collector{b.metrics}, b.nodeCollectors()...)
 }
 
 // Protected-store names of the node's own keys.

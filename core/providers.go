@@ -47,7 +47,7 @@ func (p *memberProvider) Open(ctx context.Context) (io.ReadWriteCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	return sess, nil
+	return countingConn{ReadWriteCloser: sess, read: &p.b.traffic.received}, nil
 }
 
 // ErrNoMembers is returned when a blob must be fetched but no other member

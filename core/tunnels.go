@@ -56,7 +56,8 @@ func (b *Backend) serveTunnelWith(ctx context.Context, peer transport.Peer, s *q
 	}
 	limit, release := b.limits.Acquire(peer.ID.String())
 	defer release()
-	if err := b.blobs.ServeWith(ctx, sess, blobsync.ServeOptions{Allow: allow, Limit: limit}); err != nil && ctx.Err() == nil {
+	conn := countingConn{ReadWriteCloser: sess, written: &b.traffic.sent}
+	if err := b.blobs.ServeWith(ctx, conn, blobsync.ServeOptions{Allow: allow, Limit: limit}); err != nil && ctx.Err() == nil {
 		b.log.Debug("blob serve ended", "peer", peer.ID, "err", err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -366,6 +367,25 @@ func TestSaveAPI(t *testing.T) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
+	// A served B the 64 MiB file and holds the group's records.
+	for name, min := range map[string]float64{"dweb_blob_bytes_sent_total": 64 << 20, "dweb_dht_records_held": 2} {
+		v, ok := metricValue(string(raw), name)
+		if !ok || v < min {
+			t.Errorf("metric %s = %v (found %v), want at least %v", name, v, ok, min)
+		}
+	}
+}
+
+// metricValue returns the value of an unlabelled metric in a Prometheus
+// text exposition.
+func metricValue(text, name string) (float64, bool) {
+	for _, line := range strings.Split(text, "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f, err == nil
+		}
+	}
+	return 0, false
 }
 
 // TestHTTPListenLoopbackOnly: --http refuses a non-loopback address unless

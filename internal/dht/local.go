@@ -27,3 +27,10 @@ func (d *DHT) GetLocal(_ context.Context, k key.RecordKey, subkey uint32) (*reco
 	}
 	return desc, v, nil
 }
+
+// RecordsHeld returns how many records (descriptors) this node keeps in
+// its store: those it holds for the DHT, its own and those it read.
+func (d *DHT) RecordsHeld() (int, error) {
+	ks, err := d.localKeys()
+	return len(ks), err
+}

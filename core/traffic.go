@@ -1,0 +1,59 @@
+package core
+
+import (
+	"io"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// traffic counts the bytes of blob transfers through tunnels: sent while
+// serving members, received while downloading from them (after the
+// tunnel's framing, so they are blob-protocol bytes).
+type traffic struct {
+	sent, received atomic.Int64
+}
+
+// countingConn counts what passes through a tunnel session.
+type countingConn struct {
+	io.ReadWriteCloser
+	read, written *atomic.Int64
+}
+
+func (c countingConn) Read(p []byte) (int, error) {
+	n, err := c.ReadWriteCloser.Read(p)
+	if c.read != nil {
+		c.read.Add(int64(n))
+	}
+	return n, err
+}
+
+func (c countingConn) Write(p []byte) (int, error) {
+	n, err := c.ReadWriteCloser.Write(p)
+	if c.written != nil {
+		c.written.Add(int64(n))
+	}
+	return n, err
+}
+
+// nodeCollectors are the node-wide figures beside the DHT's own metrics:
+// records held and blob bytes sent and received.
+func (b *Backend) nodeCollectors() []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "dweb_dht_records_held", Help: "DHT records (descriptors) this node keeps: held for others, its own, read.",
+		}, func() float64 {
+			if b.dht == nil {
+				return 0
+			}
+			n, _ := b.dht.RecordsHeld()
+			return float64(n)
+		}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "dweb_blob_bytes_sent_total", Help: "Blob protocol bytes sent to members through tunnels.",
+		}, func() float64 { return float64(b.traffic.sent.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "dweb_blob_bytes_received_total", Help: "Blob protocol bytes received from members through tunnels.",
+		}, func() float64 { return float64(b.traffic.received.Load()) }),
+	}
+}
