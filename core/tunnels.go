@@ -82,23 +82,13 @@ const (
 // resolveDescriptor reads, from the DHT, the current tunnel descriptor that
 // node publishes in one of gs's repos.
 func (b *Backend) resolveDescriptor(ctx context.Context, gs *groupState, node key.NodeID) (datarepo.TunnelDescriptor, error) {
-	repos, err := gs.g.RepoKeys(ctx)
+	members, err := gs.g.Providers(ctx, nil, b.NodeID())
 	if err != nil {
 		return datarepo.TunnelDescriptor{}, err
 	}
-	for _, rk := range repos {
-		r, err := datarepo.OpenKey(ctx, records{b}, nil, gs.g.Secret(), rk)
-		if err != nil {
-			continue
-		}
-		for i := 0; i < datarepo.MaxTunnels; i++ {
-			td, ok, err := r.Tunnel(ctx, i)
-			if err != nil || !ok {
-				break
-			}
-			if td.Node == node {
-				return td, nil
-			}
+	for _, m := range members {
+		if m.Tunnel.Node == node {
+			return m.Tunnel, nil
 		}
 	}
 	return datarepo.TunnelDescriptor{}, fmt.Errorf("no tunnel descriptor of %s in group %s", node, gs.info.ID)

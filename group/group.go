@@ -131,7 +131,7 @@ func (g *Group) Meta(ctx context.Context) (Meta, error) {
 // ClaimRepo lists repo in the group: in the subkey that already holds it,
 // or else in the first free one. It returns the subkey.
 func (g *Group) ClaimRepo(ctx context.Context, repo key.RecordKey) (uint32, error) {
-	keys, err := g.repoSlots(ctx)
+	keys, err := g.RepoKeys(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -149,7 +149,7 @@ func (g *Group) ClaimRepo(ctx context.Context, repo key.RecordKey) (uint32, erro
 	}
 	// Two members may have raced for the same free subkey; the conflict
 	// rule keeps one. Re-read and let the loser try the next slot.
-	keys, err = g.repoSlots(ctx)
+	keys, err = g.RepoKeys(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -161,14 +161,9 @@ func (g *Group) ClaimRepo(ctx context.Context, repo key.RecordKey) (uint32, erro
 	return g.ClaimRepo(ctx, repo)
 }
 
-// RepoKeys lists the record keys of the group's data repos.
+// RepoKeys lists the record keys of the group's data repos: subkeys 1..
+// up to the first empty one (claims fill them in order).
 func (g *Group) RepoKeys(ctx context.Context) ([]key.RecordKey, error) {
-	return g.repoSlots(ctx)
-}
-
-// repoSlots reads subkeys 1.. up to the first empty one (claims fill them
-// in order).
-func (g *Group) repoSlots(ctx context.Context) ([]key.RecordKey, error) {
 	var keys []key.RecordKey
 	for i := 0; i < MaxRepos; i++ {
 		b, err := datarepo.ReadSealed(ctx, g.recs, g.Key(), SubkeyRepoFirst+uint32(i), g.secret)
