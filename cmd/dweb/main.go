@@ -64,7 +64,8 @@ func main() {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	a := &app{stdout: stdout, stderr: stderr, stderrTTY: isTerminal(stderr)}
 	root := a.rootCmd()
-	root.SetArgs(args)
+	root.PersistentPreRun = func(_ *cobra.Command, args []string) { unprotectKeyArgs(args) }
+	root.SetArgs(protectKeyArgs(root, args))
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	cmd, err := root.ExecuteContextC(ctx)
