@@ -249,8 +249,9 @@ type task struct {
 	r       ChunkRange
 	next    uint64 // first group not yet verified (groups arrive in order)
 	started time.Time
-	dup     bool // an end-game duplicate of another task
-	stolen  bool // someone duplicates it already
+	dup     bool           // an end-game duplicate of another task
+	stolen  bool           // someone duplicates it already
+	owner   *providerState // the provider that asked for it (never duplicates its own)
 }
 
 func (d *download) signalLocked() {
@@ -297,7 +298,7 @@ func (d *download) setSize(size uint64) error {
 // next unassigned chunk, or (end game) a duplicate of the oldest pending
 // task of another provider. It blocks while there is nothing to take but
 // work may come back; ok is false when the provider has nothing left to do.
-func (d *download) take(ctx context.Context, held RangeSet, mine map[*task]struct{}, block bool) (t *task, ok bool) {
+func (d *download) take(ctx context.Context, held RangeSet, owner *providerState, block bool) (t *task, ok bool) {
 	chunk := uint64((d.opts.ChunkBytes + ChunkGroupSize - 1) / ChunkGroupSize)
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -318,7 +319,7 @@ func (d *download) take(ctx context.Context, held RangeSet, mine map[*task]struc
 					for _, m := range have.Missing(hc.End).Intersect(hc) {
 						r := ChunkRange{m.Start, min(m.End, m.Start+chunk)}
 						*src = subtract(*src, r)
-						t := &task{r: r, next: r.Start, started: time.Now()}
+						t := &task{r: r, next: r.Start, started: time.Now(), owner: owner}
 						d.inflight[t] = struct{}{}
 						return t, true
 					}
@@ -329,7 +330,7 @@ func (d *download) take(ctx context.Context, held RangeSet, mine map[*task]struc
 		// End game: duplicate the oldest task of another provider.
 		var oldest *task
 		for t := range d.inflight {
-			if _, own := mine[t]; own || t.stolen || t.dup || t.next >= t.r.End || !held.Contains(ChunkRange{t.next, t.r.End}) {
+			if t.owner == owner || t.stolen || t.dup || t.next >= t.r.End || !held.Contains(ChunkRange{t.next, t.r.End}) {
 				continue
 			}
 			if oldest == nil || t.started.Before(oldest.started) {
@@ -338,7 +339,7 @@ func (d *download) take(ctx context.Context, held RangeSet, mine map[*task]struc
 		}
 		if oldest != nil && time.Since(oldest.started) > 50*time.Millisecond {
 			oldest.stolen = true
-			t := &task{r: ChunkRange{oldest.next, oldest.r.End}, next: oldest.next, started: time.Now(), dup: true}
+			t := &task{r: ChunkRange{oldest.next, oldest.r.End}, next: oldest.next, started: time.Now(), dup: true, owner: owner}
 			d.inflight[t] = struct{}{}
 			return t, true
 		}
@@ -520,10 +521,11 @@ func (d *download) session(ctx context.Context, p Provider, ps *providerState) (
 			}
 		}
 	}()
-	out := &groupSink{d: d, ps: ps, stall: stall, timeout: d.opts.StallTimeout, buf: alignedBuf(1 << 20)}
-	mine := make(map[*task]struct{})
+	out := newGroupSink(d, ps, stall, d.opts.StallTimeout)
 	var queue []*task
 	defer func() {
+		// The writer first: its writes advance the tasks' cursors.
+		out.close()
 		for _, t := range queue {
 			d.release(t)
 		}
@@ -535,7 +537,7 @@ func (d *download) session(ctx context.Context, p Provider, ps *providerState) (
 			stall.Stop()
 		}
 		for len(queue) < d.opts.Pipeline {
-			t, ok := d.take(ctx, held, mine, len(queue) == 0)
+			t, ok := d.take(ctx, held, ps, len(queue) == 0)
 			if !ok {
 				if len(queue) == 0 {
 					return nil
@@ -546,7 +548,6 @@ func (d *download) session(ctx context.Context, p Provider, ps *providerState) (
 				break
 			}
 			reqs <- t.r
-			mine[t] = struct{}{}
 			queue = append(queue, t)
 			stall.Reset(d.opts.StallTimeout)
 		}
@@ -573,8 +574,7 @@ func (d *download) session(ctx context.Context, p Provider, ps *providerState) (
 			return err
 		}
 		queue = queue[1:]
-		delete(mine, t)
-		d.release(t)
+		out.release(t)
 	}
 }
 
@@ -648,89 +648,6 @@ type localError struct{ err error }
 
 func (e localError) Error() string { return e.err.Error() }
 func (e localError) Unwrap() error { return e.err }
-
-// groupSink writes verified groups of one provider's stream into the
-// partial blob, coalescing consecutive groups into one write of up to
-// 1 MiB, and advances the task and the progress.
-type groupSink struct {
-	d       *download
-	ps      *providerState
-	t       *task
-	stall   *time.Timer
-	timeout time.Duration
-	buf     []byte
-	bufAt   uint64 // byte offset of buf[0]
-}
-
-func (g *groupSink) parent(i uint64, b []byte) error {
-	if err := g.d.p.parent(i, b); err != nil {
-		return localError{err}
-	}
-	return nil
-}
-
-// lend gives the verifier the free tail of buf to read the group at start
-// into, flushing first if the group would not extend buf.
-func (g *groupSink) lend(start uint64) ([]byte, error) {
-	if len(g.buf) > 0 && (g.bufAt+uint64(len(g.buf)) != start || len(g.buf)+ChunkGroupSize > cap(g.buf)) {
-		if err := g.flush(); err != nil {
-			return nil, err
-		}
-	}
-	return g.buf[len(g.buf) : len(g.buf)+ChunkGroupSize], nil
-}
-
-func (g *groupSink) group(start uint64, b []byte) error {
-	g.stall.Reset(g.timeout)
-	if n := len(g.buf); len(b) > 0 && n < cap(g.buf) && &g.buf[:n+1][n] == &b[0] {
-		// Read in place (lend): extend buf over it.
-		if n == 0 {
-			g.bufAt = start
-		}
-		g.buf = g.buf[:n+len(b)]
-		return nil
-	}
-	if len(g.buf) > 0 && (g.bufAt+uint64(len(g.buf)) != start || len(g.buf)+len(b) > cap(g.buf)) {
-		if err := g.flush(); err != nil {
-			return err
-		}
-	}
-	if len(g.buf) == 0 {
-		g.bufAt = start
-	}
-	g.buf = append(g.buf, b...)
-	return nil
-}
-
-// flush writes the buffered groups, marks them verified and moves the
-// task's cursor past them.
-func (g *groupSink) flush() error {
-	if len(g.buf) == 0 {
-		return nil
-	}
-	d := g.d
-	if err := d.p.writeData(g.buf, int64(g.bufAt)); err != nil {
-		return localError{fmt.Errorf("write partial %s: %w", d.h, err)}
-	}
-	first := g.bufAt / ChunkGroupSize
-	end := (g.bufAt + uint64(len(g.buf)) + ChunkGroupSize - 1) / ChunkGroupSize
-	fresh, err := d.p.mark(ChunkRange{first, end}, uint64(len(g.buf)))
-	if err != nil {
-		return localError{err}
-	}
-	d.mu.Lock()
-	if g.t.next < end {
-		g.t.next = end
-	}
-	d.checkDoneLocked()
-	if d.finished {
-		d.signalLocked()
-	}
-	d.mu.Unlock()
-	d.rep.add(g.ps, d.h, int64(fresh.Bytes(d.size)))
-	g.buf = g.buf[:0]
-	return nil
-}
 
 // subtract returns rs without the groups of c.
 func subtract(rs RangeSet, c ChunkRange) RangeSet {

@@ -1,6 +1,7 @@
 package blobsync
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -340,5 +341,41 @@ func TestHaveAndPartialServe(t *testing.T) {
 	checkBlob(t, third, h, data)
 	if provOf(last.Providers, "partial").Bytes == 0 {
 		t.Fatalf("the partial holder served nothing: %+v", last.Providers)
+	}
+}
+
+// TestDownloadOneProviderNoRefetch: with one provider and small chunks, every
+// byte crosses the stream once (no end-game duplicate of its own work while
+// its last buffers are still being written), and the outboard the receiver
+// assembled from coalesced parent writes is byte for byte the provider's.
+func TestDownloadOneProviderNoRefetch(t *testing.T) {
+	data := content(9<<20+12345, 33)
+	srv := newTestStore(t)
+	h := addBlob(t, srv, data)
+	p := prov(t, "only", srv)
+	cl := newTestStore(t)
+	// A slow link makes each response take longer than the end game's
+	// 50 ms patience, so a released-too-late task would be duplicated.
+	p.opts = ServeOptions{Limit: NewPeerLimit(ServeLimits{UploadRate: 40e6})}
+	n, err := cl.Download(context.Background(), h, []Provider{p}, DownloadOptions{ChunkBytes: 1 << 20, Pipeline: 2})
+	if err != nil || n != int64(len(data)) {
+		t.Fatalf("download: %d, %v", n, err)
+	}
+	checkBlob(t, cl, h, data)
+	// Parents (64 bytes per group), the path above each chunk and frame
+	// headers come on top of the data; a duplicated chunk would add 1 MiB.
+	if got, limit := p.read.Load(), int64(len(data))*101/100+16<<10; got > limit {
+		t.Fatalf("the client read %d bytes for a %d-byte blob (limit %d): work was fetched twice", got, len(data), limit)
+	}
+	want, err := os.ReadFile(srv.obaoPath(h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(cl.obaoPath(h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("the downloaded outboard (%d bytes) differs from the provider's (%d bytes)", len(got), len(want))
 	}
 }

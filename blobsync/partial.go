@@ -211,8 +211,9 @@ func (p *partial) mark(c ChunkRange, n uint64) (fresh RangeSet, err error) {
 	return fresh, nil
 }
 
-// parent writes the verified parent node of pre-order index i.
-func (p *partial) parent(i uint64, b []byte) error {
+// parents writes the verified parents b (a multiple of 64 bytes) at
+// consecutive outboard slots from pre-order index i.
+func (p *partial) parents(i uint64, b []byte) error {
 	if _, err := p.obao.WriteAt(b, int64(outboardHeader+parentSize*i)); err != nil {
 		return fmt.Errorf("blobsync: write partial outboard %s: %w", p.h, err)
 	}
