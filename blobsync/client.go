@@ -76,8 +76,16 @@ type rangeConn struct {
 	br *bufio.Reader
 }
 
+// rangeReadBuf is the read buffer of a rangeConn. It is small on purpose:
+// bufio reads straight into the caller's slice once its buffer is empty
+// and the slice is at least as large, so most of each 16 KiB group goes
+// from the stream into the sink's write buffer with one copy; only the
+// bytes that follow a parent node or header in the same read pass through
+// the buffer (a 256 KiB buffer copied every byte twice).
+const rangeReadBuf = 2 << 10
+
 func newRangeConn(rw io.ReadWriteCloser) *rangeConn {
-	return &rangeConn{rw: rw, br: bufio.NewReaderSize(rw, ioBufSize)}
+	return &rangeConn{rw: rw, br: bufio.NewReaderSize(rw, rangeReadBuf)}
 }
 
 func (c *rangeConn) have(h Hash) (uint64, RangeSet, error) { return readHave(c.rw, c.br, h) }
