@@ -30,34 +30,45 @@ func init() { benchCommands = append(benchCommands, benchTransferCmd) }
 
 // benchTransferResult is the JSON that `dweb bench transfer` prints.
 type benchTransferResult struct {
-	Bytes            int64     `json:"bytes"`
-	Providers        int       `json:"providers"`
-	ProviderRateMBs  float64   `json:"provider_rate_mb_s,omitempty"`
-	BaselineMBs      float64   `json:"baseline_mb_s"` // raw QUIC stream, same endpoints' config, loopback
-	MBs              float64   `json:"mb_s"`          // dweb download: tunnel + blobsync + verify + disk
-	Ratio            float64   `json:"ratio"`         // mb_s / baseline_mb_s
-	ReceiverPeakRSS  float64   `json:"receiver_peak_rss_mb"`
-	OneProviderMBs   float64   `json:"one_provider_mb_s,omitempty"` // same download from one provider (when --providers > 1)
-	Speedup          float64   `json:"speedup,omitempty"`           // mb_s / one_provider_mb_s
-	Verified         bool      `json:"verified"`
-	Hash             string    `json:"hash"`
-	ProviderBytes    []int64   `json:"provider_bytes"`
-	BaselineRSS      float64   `json:"baseline_receiver_peak_rss_mb"`
-	ReceiverSeconds  float64   `json:"seconds"`
-	BaselineSeconds  float64   `json:"baseline_seconds"`
-	OneProviderSecs  float64   `json:"one_provider_seconds,omitempty"`
-	ReceiverCPUUser  float64   `json:"receiver_cpu_user_s"`
-	ReceiverCPUSys   float64   `json:"receiver_cpu_sys_s"`
-	SenderDataOnDisk bool      `json:"sender_reference_mode"`
-	Rounds           []btRound `json:"rounds,omitempty"` // with --rounds > 1: each baseline/dweb pair; the figures above are the medians (ratio: median of the rounds' ratios), peak RSS the largest
-	TunnelTransport  string    `json:"tunnel_transport"` // "tls": Noise handshake bound to the QUIC connection's TLS, no second encryption; "noise": every byte Noise-encrypted
+	Bytes            int64      `json:"bytes"`
+	Providers        int        `json:"providers"`
+	ProviderRateMBs  float64    `json:"provider_rate_mb_s,omitempty"`
+	BaselineMBs      float64    `json:"baseline_mb_s"` // raw QUIC stream, same endpoints' config, loopback
+	MBs              float64    `json:"mb_s"`          // dweb download: tunnel + blobsync + verify + disk
+	Ratio            float64    `json:"ratio"`         // mb_s / baseline_mb_s
+	ReceiverPeakRSS  float64    `json:"receiver_peak_rss_mb"`
+	OneProviderMBs   float64    `json:"one_provider_mb_s,omitempty"` // same download from one provider (when --providers > 1)
+	Speedup          float64    `json:"speedup,omitempty"`           // mb_s / one_provider_mb_s
+	Verified         bool       `json:"verified"`
+	Hash             string     `json:"hash"`
+	ProviderBytes    []int64    `json:"provider_bytes"`
+	BaselineRSS      float64    `json:"baseline_receiver_peak_rss_mb"`
+	ReceiverSeconds  float64    `json:"seconds"`
+	BaselineSeconds  float64    `json:"baseline_seconds"`
+	OneProviderSecs  float64    `json:"one_provider_seconds,omitempty"`
+	ReceiverCPUUser  float64    `json:"receiver_cpu_user_s"`
+	ReceiverCPUSys   float64    `json:"receiver_cpu_sys_s"`
+	SenderDataOnDisk bool       `json:"sender_reference_mode"`
+	Rounds           []btRound  `json:"rounds,omitempty"` // with --rounds > 1: each baseline/dweb pair; the figures above are the medians (ratio: median of the rounds' ratios), peak RSS the largest
+	BaselineCPU      btCPUSplit `json:"baseline_cpu_s"`   // CPU seconds the raw stream cost each side (last round)
+	CPU              btCPUSplit `json:"cpu_s"`            // CPU seconds the dweb download cost each side (last round)
+	TunnelTransport  string     `json:"tunnel_transport"` // "tls": Noise handshake bound to the QUIC connection's TLS, no second encryption; "noise": every byte Noise-encrypted
 }
 
 // btRound is one baseline/dweb pair of a --rounds run.
 type btRound struct {
-	BaselineMBs float64 `json:"baseline_mb_s"`
-	MBs         float64 `json:"mb_s"`
-	Ratio       float64 `json:"ratio"`
+	BaselineMBs float64    `json:"baseline_mb_s"`
+	MBs         float64    `json:"mb_s"`
+	Ratio       float64    `json:"ratio"`
+	BaselineCPU btCPUSplit `json:"baseline_cpu_s"`
+	CPU         btCPUSplit `json:"cpu_s"`
+}
+
+// btCPUSplit is the CPU time (user + system seconds) one transfer cost
+// the sending process and the receiving one.
+type btCPUSplit struct {
+	Sender   float64 `json:"sender"`
+	Receiver float64 `json:"receiver"`
 }
 
 // bench transfer runs the senders in this process and each receiver in a
@@ -144,7 +155,7 @@ func benchTransferCmd(a *app) *cobra.Command {
 	cmd.Flags().StringVar(&sizeFlag, "size", "1GiB", "blob size (B, KiB, MiB, GiB, KB, MB, GB)")
 	cmd.Flags().IntVar(&providers, "providers", 1, "providers serving the blob at once")
 	cmd.Flags().StringVar(&rateFlag, "provider-rate", "", "upload rate limit of each provider, e.g. 25MB/s (default: none)")
-	cmd.Flags().IntVar(&rounds, "rounds", 1, "baseline/dweb pairs run one after the other; report the medians (on a shared machine, load swings between the two runs of one pair)")
+	cmd.Flags().IntVar(&rounds, "rounds", 3, "baseline/dweb pairs run one after the other; the figures are their medians (on a shared machine one run of either can swing by 20 %)")
 	cmd.Flags().StringVar(&tt, "tunnel-transport", "tls", "tls: tunnel handshake bound to the direct QUIC connection, bytes protected by its TLS only (tunnel.DialConfig.TLSTransport); noise: Noise-encrypt every byte as over a relay")
 	cmd.Flags().StringVar(&dir, "dir", "", "directory for stores and temp files (default: the system temp dir)")
 	cmd.Flags().StringVar(&role, "role", "", "internal: run as the receiver child")
@@ -255,7 +266,7 @@ func benchTransfer(ctx context.Context, dir string, size int64, n int, rate int6
 			return nil, err
 		}
 		base, dwebR, ratios = append(base, res.BaselineMBs), append(dwebR, res.MBs), append(ratios, res.Ratio)
-		res.Rounds = append(res.Rounds, btRound{res.BaselineMBs, res.MBs, res.Ratio})
+		res.Rounds = append(res.Rounds, btRound{res.BaselineMBs, res.MBs, res.Ratio, res.BaselineCPU, res.CPU})
 	}
 	if rounds > 1 {
 		res.BaselineMBs, res.MBs, res.Ratio = btMedian(base), btMedian(dwebR), btMedian(ratios)
@@ -294,10 +305,12 @@ func btPair(ctx context.Context, dir string, job btJob, res *benchTransferResult
 	size := job.Size
 	raw := job
 	raw.Mode, raw.Providers = "raw", job.Providers[:1]
+	s0 := btSelfCPU()
 	r, err := btRunChild(ctx, dir, "raw", raw)
 	if err != nil {
 		return err
 	}
+	res.BaselineCPU = btCPUSplit{Sender: bsRound(btSelfCPU() - s0), Receiver: bsRound(r.CPUUser + r.CPUSys)}
 	res.BaselineSeconds, res.BaselineRSS = r.Seconds, max(res.BaselineRSS, r.PeakRSS)
 	res.BaselineMBs = bsRound(float64(size) / 1e6 / r.Seconds)
 
@@ -317,11 +330,13 @@ func btPair(ctx context.Context, dir string, job btJob, res *benchTransferResult
 			return err
 		}
 	}
+	s0 = btSelfCPU()
 	r, err = btRunChild(ctx, dir, "dweb", dw)
 	pprof.StopCPUProfile()
 	if err != nil {
 		return err
 	}
+	res.CPU = btCPUSplit{Sender: bsRound(btSelfCPU() - s0), Receiver: bsRound(r.CPUUser + r.CPUSys)}
 	if !last {
 		defer os.RemoveAll(dw.Dir)
 	}
@@ -528,6 +543,12 @@ func btPeakRSS() float64 {
 		}
 	}
 	return 0
+}
+
+// btSelfCPU returns this process's user + system CPU seconds (0 if unknown).
+func btSelfCPU() float64 {
+	u, s, _ := btCPU()
+	return u + s
 }
 
 // btCPU returns this process's user and system CPU seconds (/proc/self/stat).
