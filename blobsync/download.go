@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 )
@@ -668,12 +669,15 @@ func subtract(rs RangeSet, c ChunkRange) RangeSet {
 }
 
 // DownloadCollection downloads the collection blob h, then every blob it
-// lists, at most Concurrency blobs at once, each split across providers as
-// Download does. Progress events cover the whole collection (Total is the
-// sum of the entries' sizes, announced by the collection, which is itself
-// verified). It returns the collection. Blobs already held are skipped;
-// the first blob that fails stops the others (their verified ranges stay
-// recorded) and its error is returned.
+// lists. Small blobs (at most 1 MiB each) not yet held go in children
+// requests, up to 256 blobs or 16 MiB per request, handed to providers as
+// they ask for work (see downloadBatches); the others, and any small one
+// the batches did not bring, are downloaded at most Concurrency at once,
+// each split across providers as Download does. Progress events cover the
+// whole collection (Total is the sum of the entries' sizes, announced by
+// the collection, which is itself verified). It returns the collection.
+// Blobs already held are skipped; the first blob that fails stops the
+// others (their verified ranges stay recorded) and its error is returned.
 func (s *Store) DownloadCollection(ctx context.Context, h Hash, providers []Provider, opts DownloadOptions) (*Collection, error) {
 	opts.defaults()
 	crep := newReporter(DownloadOptions{}, Hash{}, 1)
@@ -695,13 +699,58 @@ func (s *Store) DownloadCollection(ctx context.Context, h Hash, providers []Prov
 		total += e.Size
 	}
 	rep.setTotal(total)
+
+	// Small blobs first, in batches; the rest (and what the batches did not
+	// bring) blob by blob. An entry whose blob another entry already names
+	// waits for the end.
+	var small, each, dup []int
+	seen := make(map[Hash]bool, len(c.Entries))
+	for i, e := range c.Entries {
+		if seen[e.Hash] {
+			dup = append(dup, i)
+			continue
+		}
+		seen[e.Hash] = true
+		re, found, err := s.rawEntry(e.Hash)
+		switch {
+		case err != nil:
+			return nil, err
+		case found && re.State == stateComplete:
+			each = append(each, i) // returns at once, counted as held
+		case found || e.Size > batchBlobMax:
+			each = append(each, i) // a partial blob resumes from its record
+		default:
+			small = append(small, i)
+		}
+	}
+	if len(small) > 0 && len(providers) > 0 {
+		var left []int
+		left, providers = s.downloadBatches(ctx, h, c, small, providers, &opts, rep)
+		slices.Sort(left)
+		each = append(each, left...)
+	} else {
+		each = append(each, small...)
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	if err := s.downloadEach(ctx, h, c, append(each, dup...), providers, &opts, rep); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// downloadEach downloads the entries idx of collection h (decoded as c) one
+// blob per download, at most opts.Concurrency at once.
+func (s *Store) downloadEach(ctx context.Context, h Hash, c *Collection, idx []int, providers []Provider, opts *DownloadOptions, rep *reporter) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	sem := make(chan struct{}, opts.Concurrency)
 	var wg sync.WaitGroup
 	var once sync.Once
 	var first error
-	for _, e := range c.Entries {
+	for _, i := range idx {
+		e := c.Entries[i]
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -713,7 +762,7 @@ func (s *Store) DownloadCollection(ctx context.Context, h Hash, providers []Prov
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			n, err := s.download(ctx, e.Hash, providers, &opts, rep)
+			n, err := s.download(ctx, e.Hash, providers, opts, rep)
 			if err == nil && n != e.Size {
 				err = fmt.Errorf("blobsync: collection %s entry %q: blob %s is %d bytes, the entry says %d", h, e.Name, e.Hash, n, e.Size)
 			}
@@ -726,8 +775,5 @@ func (s *Store) DownloadCollection(ctx context.Context, h Hash, providers []Prov
 	if first == nil && ctx.Err() != nil {
 		first = ctx.Err()
 	}
-	if first != nil {
-		return nil, first
-	}
-	return c, nil
+	return first
 }

@@ -77,27 +77,34 @@ func (s *Store) fetch(ctx context.Context, rw io.ReadWriter, h Hash, progress fu
 		}
 		return ctx.Err()
 	}
-	v := new(verifier)
+	if err := s.storeWhole(br, new(verifier), h, size, prog); err != nil {
+		return 0, err
+	}
+	return int64(size), nil
+}
+
+// storeWhole verifies the whole-blob body of h, size bytes as its header
+// announced, from r and stores the blob: inline if small, else through
+// part files that become the blob only once complete and fsynced. On
+// failure nothing of h is stored. The caller holds s.lock(h).
+func (s *Store) storeWhole(r io.Reader, v *verifier, h Hash, size uint64, prog func(done uint64) error) error {
 	if size <= inlineMax {
 		buf := bytes.NewBuffer(make([]byte, 0, size))
-		if err := v.verify(br, h, size, nil, seqSink{data: buf}, prog); err != nil {
-			return 0, err
+		if err := v.verify(r, h, size, nil, seqSink{data: buf}, prog); err != nil {
+			return err
 		}
-		return int64(size), s.putEntry(h, entry{Size: int64(size), State: stateComplete, Inline: buf.Bytes()})
+		return s.putEntry(h, entry{Size: int64(size), State: stateComplete, Inline: buf.Bytes()})
 	}
 	w, err := s.newPartFiles(h)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	var hdr [outboardHeader]byte
 	binary.LittleEndian.PutUint64(hdr[:], size)
 	w.obao.Write(hdr[:])
-	if err := v.verify(br, h, size, nil, seqSink{data: w.data, outboard: w.obao}, prog); err != nil {
+	if err := v.verify(r, h, size, nil, seqSink{data: w.data, outboard: w.obao}, prog); err != nil {
 		w.abort()
-		return 0, err
+		return err
 	}
-	if err := w.commit(int64(size)); err != nil {
-		return 0, err
-	}
-	return int64(size), nil
+	return w.commit(int64(size))
 }

@@ -52,6 +52,7 @@ func (s *Store) ServeWith(ctx context.Context, rw io.ReadWriter, opts ServeOptio
 	br := bufio.NewReaderSize(rw, 4<<10)
 	bw := bufio.NewWriterSize(opts.Limit.writer(ctx, rw), ioBufSize)
 	enc := new(encoder)
+	var cc collCache
 	for {
 		var wr wireRequest
 		err := readFrame(br, maxRequestFrame, "request frame", &wr)
@@ -60,7 +61,7 @@ func (s *Store) ServeWith(ctx context.Context, rw io.ReadWriter, opts ServeOptio
 			if req, err = wr.decode(); err == nil {
 				var leave func()
 				if leave, err = opts.Limit.enter(ctx); err == nil {
-					err = s.serveOne(ctx, bw, enc, req, allow)
+					err = s.serveOne(ctx, bw, enc, req, allow, &cc)
 					if err == nil && br.Buffered() == 0 {
 						// Flush only when no pipelined request waits, so
 						// back-to-back responses share writes.
@@ -87,9 +88,18 @@ func (s *Store) ServeWith(ctx context.Context, rw io.ReadWriter, opts ServeOptio
 	}
 }
 
-func (s *Store) serveOne(ctx context.Context, w io.Writer, enc *encoder, req Request, allow func(Hash) bool) error {
-	h := req.Hash
-	notFound := wireResponse{Status: statusNotFound, Msg: "not found"}
+func (s *Store) serveOne(ctx context.Context, w io.Writer, enc *encoder, req Request, allow func(Hash) bool, cc *collCache) error {
+	if req.Children != nil {
+		return s.serveChildren(ctx, w, enc, req, allow, cc)
+	}
+	return s.serveBlob(ctx, w, enc, req.Hash, req.Ranges, req.Have, allow, 0)
+}
+
+// serveBlob answers a get (ranges; nil: the whole blob) or a have query
+// for h: a response header, with index in it for a child section, and the
+// body.
+func (s *Store) serveBlob(ctx context.Context, w io.Writer, enc *encoder, h Hash, ranges []ChunkRange, have bool, allow func(Hash) bool, index uint64) error {
+	notFound := wireResponse{Status: statusNotFound, Msg: "not found", Index: index}
 	if allow != nil && !allow(h) {
 		return writeFrame(w, notFound)
 	}
@@ -109,14 +119,13 @@ func (s *Store) serveOne(ctx context.Context, w io.Writer, enc *encoder, req Req
 			return writeFrame(w, notFound)
 		}
 	}
-	if req.Have {
+	if have {
 		all := RangeSet{{0, numGroups(size)}}
 		if e.State == statePartial {
 			all = held
 		}
 		return writeFrame(w, wireResponse{Status: statusOK, Size: size, Ranges: encodeRanges(all)})
 	}
-	ranges := req.Ranges
 	if e.State == statePartial {
 		if ranges == nil {
 			ranges = []ChunkRange{{0, numGroups(size)}}
@@ -124,7 +133,7 @@ func (s *Store) serveOne(ctx context.Context, w io.Writer, enc *encoder, req Req
 		for _, c := range ranges {
 			c.End = min(c.End, numGroups(size))
 			if c.Start < c.End && !held.Contains(c) {
-				return writeFrame(w, wireResponse{Status: statusMissing, Msg: "ranges not held; ask with have"})
+				return writeFrame(w, wireResponse{Status: statusMissing, Msg: "ranges not held; ask with have", Index: index})
 			}
 		}
 	} else if wholeBlob(ranges, size) {
@@ -153,7 +162,7 @@ func (s *Store) serveOne(ctx context.Context, w io.Writer, enc *encoder, req Req
 			return writeFrame(w, notFound)
 		}
 	}
-	if err := writeFrame(w, wireResponse{Status: statusOK, Size: size}); err != nil {
+	if err := writeFrame(w, wireResponse{Status: statusOK, Size: size, Index: index}); err != nil {
 		return err
 	}
 	err = enc.encode(w, data, outboard, size, ranges, ctx.Err)

@@ -27,7 +27,23 @@ type Request struct {
 	// Have asks which ranges the server holds instead of asking for bytes
 	// (Ranges must then be nil); see Have.
 	Have bool
+	// Children, if not nil, makes Hash name a collection and asks for
+	// ranges of the blobs it lists, one section each, in one response
+	// (Ranges must then be nil): 1..MaxChildren children with strictly
+	// increasing indexes, at most maxRanges ranges in all.
+	Children []ChildRanges
 }
+
+// ChildRanges selects ranges of the blob at position Index of a
+// collection's entries (Collection.Entries order). Ranges nil means the
+// whole blob; else as Request.Ranges.
+type ChildRanges struct {
+	Index  uint64
+	Ranges []ChunkRange
+}
+
+// MaxChildren is the most children one request may name.
+const MaxChildren = 512
 
 // Wire limits, checked before any allocation.
 const (
@@ -48,8 +64,9 @@ const (
 
 // Request operations (wire key 3).
 const (
-	opGet  = 0 // send the stream of the ranges (absent key)
-	opHave = 1 // answer which ranges are held
+	opGet      = 0 // send the stream of the ranges (absent key)
+	opHave     = 1 // answer which ranges are held
+	opChildren = 2 // send ranges of blobs a collection lists
 )
 
 type wireRange struct {
@@ -59,9 +76,17 @@ type wireRange struct {
 }
 
 type wireRequest struct {
-	Hash   []byte      `cbor:"1,keyasint"`
-	Ranges []wireRange `cbor:"2,keyasint,omitempty"`
-	Op     uint64      `cbor:"3,keyasint,omitempty"`
+	Hash     []byte      `cbor:"1,keyasint"`
+	Ranges   []wireRange `cbor:"2,keyasint,omitempty"`
+	Op       uint64      `cbor:"3,keyasint,omitempty"`
+	Children []wireChild `cbor:"4,keyasint,omitempty"` // op children
+}
+
+// wireChild is [index, ranges]; an empty ranges array means the whole blob.
+type wireChild struct {
+	_      struct{} `cbor:",toarray"`
+	Index  uint64
+	Ranges []wireRange
 }
 
 type wireResponse struct {
@@ -69,6 +94,8 @@ type wireResponse struct {
 	Size   uint64      `cbor:"2,keyasint,omitempty"`
 	Msg    string      `cbor:"3,keyasint,omitempty"`
 	Ranges []wireRange `cbor:"4,keyasint,omitempty"` // have answer: the held groups
+	Count  uint64      `cbor:"5,keyasint,omitempty"` // children answer: the sections that follow
+	Index  uint64      `cbor:"6,keyasint,omitempty"` // a child section's header: the entry it answers
 }
 
 var (
@@ -83,7 +110,7 @@ func init() {
 	}
 	if wireDec, err = (cbor.DecOptions{
 		DupMapKey:        cbor.DupMapKeyEnforcedAPF,
-		MaxNestedLevels:  4,
+		MaxNestedLevels:  5, // request: map, children, child, ranges, range
 		MaxArrayElements: maxRanges,
 		MaxMapPairs:      16,
 	}).DecMode(); err != nil {
@@ -156,6 +183,9 @@ func (r *wireRequest) decode() (Request, error) {
 		return req, fmt.Errorf("%w: request hash is %d bytes, want %d", ErrProtocol, len(r.Hash), len(req.Hash))
 	}
 	copy(req.Hash[:], r.Hash)
+	if r.Children != nil && r.Op != opChildren {
+		return req, fmt.Errorf("%w: children in a request of op %d", ErrProtocol, r.Op)
+	}
 	switch r.Op {
 	case opGet:
 	case opHave:
@@ -163,21 +193,56 @@ func (r *wireRequest) decode() (Request, error) {
 			return req, fmt.Errorf("%w: a have request carries ranges", ErrProtocol)
 		}
 		req.Have = true
+	case opChildren:
+		if r.Ranges != nil {
+			return req, fmt.Errorf("%w: a children request carries ranges of the collection", ErrProtocol)
+		}
+		if len(r.Children) == 0 || len(r.Children) > MaxChildren {
+			return req, fmt.Errorf("%w: a children request names %d children, want 1..%d", ErrProtocol, len(r.Children), MaxChildren)
+		}
+		req.Children = make([]ChildRanges, len(r.Children))
+		total := 0
+		for i, c := range r.Children {
+			if i > 0 && c.Index <= r.Children[i-1].Index {
+				return req, fmt.Errorf("%w: child %d: index %d not above %d", ErrProtocol, i, c.Index, r.Children[i-1].Index)
+			}
+			if total += len(c.Ranges); total > maxRanges {
+				return req, fmt.Errorf("%w: a children request carries more than %d ranges", ErrProtocol, maxRanges)
+			}
+			rs, err := decodeRanges(c.Ranges)
+			if err != nil {
+				return req, fmt.Errorf("child %d: %w", i, err)
+			}
+			if len(rs) == 0 {
+				rs = nil // whole blob
+			}
+			req.Children[i] = ChildRanges{Index: c.Index, Ranges: rs}
+		}
 	default:
 		return req, fmt.Errorf("%w: unknown request op %d", ErrProtocol, r.Op)
 	}
 	if r.Ranges != nil {
-		req.Ranges = make([]ChunkRange, len(r.Ranges))
-		var prev uint64
-		for i, wr := range r.Ranges {
-			if wr.Start >= wr.End || (i > 0 && wr.Start < prev) {
-				return req, fmt.Errorf("%w: request range %d [%d,%d) empty, unsorted or overlapping", ErrProtocol, i, wr.Start, wr.End)
-			}
-			prev = wr.End
-			req.Ranges[i] = ChunkRange{Start: wr.Start, End: wr.End}
+		rs, err := decodeRanges(r.Ranges)
+		if err != nil {
+			return req, err
 		}
+		req.Ranges = rs
 	}
 	return req, nil
+}
+
+// decodeRanges checks that ranges are non-empty, sorted and disjoint.
+func decodeRanges(w []wireRange) ([]ChunkRange, error) {
+	rs := make([]ChunkRange, len(w))
+	var prev uint64
+	for i, wr := range w {
+		if wr.Start >= wr.End || (i > 0 && wr.Start < prev) {
+			return nil, fmt.Errorf("%w: request range %d [%d,%d) empty, unsorted or overlapping", ErrProtocol, i, wr.Start, wr.End)
+		}
+		prev = wr.End
+		rs[i] = ChunkRange{Start: wr.Start, End: wr.End}
+	}
+	return rs, nil
 }
 
 func encodeRequest(req Request) wireRequest {
@@ -187,6 +252,16 @@ func encodeRequest(req Request) wireRequest {
 	}
 	for _, r := range req.Ranges {
 		w.Ranges = append(w.Ranges, wireRange{Start: r.Start, End: r.End})
+	}
+	if req.Children != nil {
+		w.Op = opChildren
+		w.Children = make([]wireChild, len(req.Children))
+		for i, c := range req.Children {
+			w.Children[i] = wireChild{Index: c.Index, Ranges: []wireRange{}}
+			for _, r := range c.Ranges {
+				w.Children[i].Ranges = append(w.Children[i].Ranges, wireRange{Start: r.Start, End: r.End})
+			}
+		}
 	}
 	return w
 }

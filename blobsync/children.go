@@ -1,0 +1,354 @@
+package blobsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+)
+
+// Children requests: one request names a collection and a set of its
+// entries (by index), and the answer carries a section per entry — a
+// header and that blob's verified stream — so a collection of many small
+// files moves without a request round trip, a stream and a have query per
+// file. Wire format: docs/protocol.md, "Children requests". Iroh's
+// GetRequest with a RangeSpecSeq over a HashSeq is the same idea.
+
+// Batching of a collection's small blobs (DownloadCollection). Variables
+// only so tests can cut a small collection into several batches.
+var (
+	batchBlobMax     int64 = 1 << 20  // entries of at most this many bytes go in children requests
+	batchMaxBytes    int64 = 16 << 20 // bytes of blobs one children request asks for (at most)
+	batchMaxChildren       = 256      // children one request names (at most; MaxChildren is the wire limit)
+)
+
+const batchPipeline = 2 // children requests in flight per provider
+
+// collCache keeps the entry hashes of the collection a serve session last
+// answered a children request for, so a stream of batches decodes it once.
+type collCache struct {
+	h      Hash
+	size   uint64
+	hashes []Hash
+}
+
+// serveChildren answers a children request: a header for the collection
+// (status, its size, the count of sections that follow), then one section
+// per requested child in request order, each a response header carrying
+// the child's index and, if its status is OK, the body of its ranges. A
+// child the peer may not have, or that is not held, gets a not-found
+// section; the others still come. A collection that is not held (or not
+// allowed) gets one not-found header and no sections. A blob that does not
+// decode as a collection, or an index past its entries, is a bad request.
+func (s *Store) serveChildren(ctx context.Context, w io.Writer, enc *encoder, req Request, allow func(Hash) bool, cc *collCache) error {
+	coll := req.Hash
+	notFound := wireResponse{Status: statusNotFound, Msg: "not found"}
+	if allow != nil && !allow(coll) {
+		return writeFrame(w, notFound)
+	}
+	if cc.hashes == nil || cc.h != coll {
+		size, err := s.Size(coll)
+		if err != nil {
+			return writeFrame(w, notFound)
+		}
+		b, err := s.ReadAll(coll, MaxCollectionSize)
+		if err != nil {
+			if errors.As(err, new(*LimitError)) {
+				return fmt.Errorf("%w: blob %s is too large to be a collection", ErrProtocol, coll)
+			}
+			s.log.Error("blobsync: serve: read collection", "hash", coll, "err", err)
+			return writeFrame(w, notFound)
+		}
+		c, err := DecodeCollection(b)
+		if err != nil {
+			return fmt.Errorf("%w: blob %s is not a collection: %v", ErrProtocol, coll, err)
+		}
+		hashes := make([]Hash, len(c.Entries))
+		for i, e := range c.Entries {
+			hashes[i] = e.Hash
+		}
+		*cc = collCache{h: coll, size: uint64(size), hashes: hashes}
+	}
+	for _, c := range req.Children {
+		if c.Index >= uint64(len(cc.hashes)) {
+			return fmt.Errorf("%w: child index %d: collection %s has %d entries", ErrProtocol, c.Index, coll, len(cc.hashes))
+		}
+	}
+	if err := writeFrame(w, wireResponse{Status: statusOK, Size: cc.size, Count: uint64(len(req.Children))}); err != nil {
+		return err
+	}
+	for _, c := range req.Children {
+		if err := s.serveBlob(ctx, w, enc, cc.hashes[c.Index], c.Ranges, false, allow, c.Index); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// requestChildren writes a children request for collection coll.
+func (c *rangeConn) requestChildren(coll Hash, children []ChildRanges) error {
+	return writeFrame(c.rw, encodeRequest(Request{Hash: coll, Children: children}))
+}
+
+// readChildrenHeader reads the collection header of a children answer,
+// which must announce n sections.
+func (c *rangeConn) readChildrenHeader(n int) error {
+	resp, err := readResponse(c.br)
+	if err != nil {
+		return err
+	}
+	if resp.Count != uint64(n) {
+		return fmt.Errorf("%w: children answer announces %d sections, %d were asked for", ErrProtocol, resp.Count, n)
+	}
+	return nil
+}
+
+// readChildHeader reads the header of the section for entry index. A
+// section without a body (the child is not found or held only in part)
+// gives ok false and no error; the stream goes on with the next section.
+func (c *rangeConn) readChildHeader(index uint64) (size uint64, ok bool, err error) {
+	var resp wireResponse
+	if err := readFrame(c.br, maxResponseFrame, "child header", &resp); err != nil {
+		if err == io.EOF {
+			err = fmt.Errorf("read child header: %w", io.ErrUnexpectedEOF)
+		}
+		return 0, false, err
+	}
+	if resp.Index != index {
+		return 0, false, fmt.Errorf("%w: section for entry %d where entry %d was due", ErrProtocol, resp.Index, index)
+	}
+	if err := statusErr(resp.Status, resp.Msg); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return 0, false, nil
+		}
+		return 0, false, err
+	}
+	if resp.Size > uint64(MaxBlobSize) {
+		return 0, false, fmt.Errorf("%w: %w", ErrProtocol, &LimitError{What: "announced blob size", Limit: MaxBlobSize, Got: int64(min(resp.Size, 1<<62))})
+	}
+	return resp.Size, true, nil
+}
+
+// discardSink takes verified bytes nobody needs (a blob stored meanwhile by
+// another download): the stream must still be read and checked.
+type discardSink struct{}
+
+func (discardSink) parent(uint64, []byte) error { return nil }
+func (discardSink) group(uint64, []byte) error  { return nil }
+
+// batches cuts the entries idx of c into children requests of at most
+// batchMaxChildren entries and about batchMaxBytes.
+func batches(c *Collection, idx []int) [][]int {
+	var out [][]int
+	var cur []int
+	var bytes int64
+	for _, i := range idx {
+		if len(cur) > 0 && (len(cur) == batchMaxChildren || bytes+c.Entries[i].Size > batchMaxBytes) {
+			out = append(out, cur)
+			cur, bytes = nil, 0
+		}
+		cur = append(cur, i)
+		bytes += c.Entries[i].Size
+	}
+	if len(cur) > 0 {
+		out = append(out, cur)
+	}
+	return out
+}
+
+// batchRun is the shared state of downloadBatches.
+type batchRun struct {
+	s    *Store
+	coll Hash
+	c    *Collection
+	opts *DownloadOptions
+	rep  *reporter
+	work chan []int // batches not yet handed out; closed, filled up front
+
+	mu     sync.Mutex
+	left   []int           // entries to fetch blob by blob
+	banned map[string]bool // providers that sent a bad group or size
+}
+
+func (b *batchRun) giveBack(idx []int) {
+	b.mu.Lock()
+	b.left = append(b.left, idx...)
+	b.mu.Unlock()
+}
+
+// downloadBatches fetches the entries idx of collection coll (decoded as c;
+// each at most batchMaxBytes, none held, no hash twice) with children
+// requests: batches go to providers as they ask for work, so a faster
+// provider takes more, with batchPipeline requests in flight each. Every
+// blob is verified against the hash its entry names before it is stored.
+// It returns the entries it did not get — a provider lacked them, lied,
+// or its stream failed mid-batch beyond MaxRetries — for the caller to
+// fetch blob by blob, which also reports why one cannot be had, and the
+// providers that did not lie (a liar is used for nothing more).
+func (s *Store) downloadBatches(ctx context.Context, coll Hash, c *Collection, idx []int, providers []Provider, opts *DownloadOptions, rep *reporter) (left []int, honest []Provider) {
+	all := batches(c, idx)
+	b := &batchRun{s: s, coll: coll, c: c, opts: opts, rep: rep, work: make(chan []int, len(all)), banned: map[string]bool{}}
+	for _, x := range all {
+		b.work <- x
+	}
+	close(b.work)
+	var wg sync.WaitGroup
+	for _, p := range providers {
+		ps := rep.provider(p.ID())
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b.provider(ctx, p, ps)
+		}()
+	}
+	wg.Wait()
+	for x := range b.work { // batches no provider took
+		b.giveBack(x)
+	}
+	for _, p := range providers {
+		if !b.banned[p.ID()] {
+			honest = append(honest, p)
+		}
+	}
+	return b.left, honest
+}
+
+// provider runs one provider's sessions until the batches run out, it
+// lies, lacks the collection, or its retries are spent.
+func (b *batchRun) provider(ctx context.Context, p Provider, ps *providerState) {
+	for attempt := 0; attempt <= b.opts.MaxRetries && ctx.Err() == nil; attempt++ {
+		err := b.session(ctx, p, ps)
+		if err == nil || ctx.Err() != nil {
+			b.rep.setState(ps, "idle", nil)
+			return
+		}
+		b.opts.Logger.Debug("blobsync: provider failed a children request", "collection", b.coll, "provider", p.ID(), "attempt", attempt, "err", err)
+		var ban errBanned
+		switch {
+		case errors.As(err, &ban) || errors.Is(err, ErrCorrupt):
+			b.rep.setState(ps, "banned", err)
+			b.mu.Lock()
+			b.banned[p.ID()] = true
+			b.mu.Unlock()
+			return
+		case errors.Is(err, ErrNotFound):
+			b.rep.setState(ps, "missing", err)
+			return
+		case errors.Is(err, ErrProtocol):
+			b.rep.setState(ps, "failed", err)
+			return
+		}
+		b.rep.setState(ps, "failed", err)
+	}
+}
+
+// session is one stream to p: children requests for the batches it takes,
+// pipelined. Entries of a batch it could not finish are given back.
+func (b *batchRun) session(ctx context.Context, p Provider, ps *providerState) error {
+	rw, err := p.Open(ctx)
+	if err != nil {
+		return err
+	}
+	defer rw.Close()
+	stop := context.AfterFunc(ctx, func() { rw.Close() })
+	defer stop()
+	stall := time.AfterFunc(b.opts.StallTimeout, func() { rw.Close() })
+	defer stall.Stop()
+	b.rep.setState(ps, "active", nil)
+	conn := newRangeConn(rw)
+
+	// Requests go out from their own goroutine (see download.session).
+	reqs := make(chan []ChildRanges, batchPipeline)
+	defer close(reqs)
+	go func() {
+		failed := false
+		for r := range reqs {
+			if !failed && conn.requestChildren(b.coll, r) != nil {
+				failed = true
+				rw.Close()
+			}
+		}
+	}()
+	var inflight [][]int
+	defer func() {
+		for _, x := range inflight {
+			b.giveBack(x)
+		}
+	}()
+	v := new(verifier)
+	for {
+		for len(inflight) < batchPipeline {
+			x, ok := <-b.work
+			if !ok {
+				break
+			}
+			children := make([]ChildRanges, len(x))
+			for i, ei := range x {
+				children[i] = ChildRanges{Index: uint64(ei)}
+			}
+			reqs <- children
+			inflight = append(inflight, x)
+		}
+		if len(inflight) == 0 {
+			return nil
+		}
+		stall.Reset(b.opts.StallTimeout)
+		done, err := b.read(ctx, conn, v, inflight[0], ps, stall)
+		if err != nil {
+			inflight[0] = inflight[0][done:]
+			return err
+		}
+		inflight = inflight[1:]
+	}
+}
+
+// read reads the answer to the children request for batch x. It returns
+// how many of x's entries it dealt with (stored, or given back because the
+// provider does not hold them) and the error that stopped it.
+func (b *batchRun) read(ctx context.Context, conn *rangeConn, v *verifier, x []int, ps *providerState, stall *time.Timer) (int, error) {
+	if err := conn.readChildrenHeader(len(x)); err != nil {
+		return 0, err
+	}
+	prog := func(uint64) error {
+		stall.Reset(b.opts.StallTimeout)
+		return ctx.Err()
+	}
+	for i, ei := range x {
+		e := b.c.Entries[ei]
+		size, ok, err := conn.readChildHeader(uint64(ei))
+		if err != nil {
+			return i, err
+		}
+		if !ok {
+			b.giveBack([]int{ei})
+			continue
+		}
+		if size != uint64(e.Size) {
+			return i, errBanned{fmt.Errorf("%w: entry %q: peer announced %d bytes, the collection says %d", ErrCorrupt, e.Name, size, e.Size)}
+		}
+		if err := b.store(ctx, conn, v, e.Hash, size, prog); err != nil {
+			return i, err
+		}
+		b.rep.add(ps, e.Hash, e.Size)
+		b.rep.blobDone(e.Hash, e.Size, e.Size, false)
+	}
+	return len(x), nil
+}
+
+// store verifies and stores one child's whole-blob body (or verifies and
+// drops it if another download stored the blob meanwhile).
+func (b *batchRun) store(ctx context.Context, conn *rangeConn, v *verifier, h Hash, size uint64, prog func(uint64) error) error {
+	unlock, err := b.s.lock(ctx, h)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if _, err := b.s.Size(h); err == nil {
+		return v.verify(conn.br, h, size, nil, discardSink{}, prog)
+	}
+	b.s.activeAdd(h)
+	defer b.s.activeDel(h)
+	return b.s.storeWhole(conn.br, v, h, size, prog)
+}
