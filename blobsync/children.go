@@ -19,7 +19,6 @@ import (
 // Batching of a collection's small blobs (DownloadCollection). Variables
 // only so tests can cut a small collection into several batches.
 var (
-	batchBlobMax     int64 = 1 << 20  // entries of at most this many bytes go in children requests
 	batchMaxBytes    int64 = 16 << 20 // bytes of blobs one children request asks for (at most)
 	batchMaxChildren       = 256      // children one request names (at most; MaxChildren is the wire limit)
 )
@@ -179,7 +178,7 @@ func (b *batchRun) giveBack(idx []int) {
 }
 
 // downloadBatches fetches the entries idx of collection coll (decoded as c;
-// each at most batchMaxBytes, none held, no hash twice) with children
+// each at most opts.BatchMax bytes, none held, no hash twice) with children
 // requests: batches go to providers as they ask for work, so a faster
 // provider takes more, with batchPipeline requests in flight each. Every
 // blob is verified against the hash its entry names before it is stored.

@@ -219,6 +219,9 @@ func TestDownloadCollectionBatches(t *testing.T) {
 	if provOf(last.Providers, "a").Bytes == 0 || provOf(last.Providers, "b").Bytes == 0 {
 		t.Fatalf("a provider did no work: %+v", last.Providers)
 	}
+	if sum := provOf(last.Providers, "a").Bytes + provOf(last.Providers, "b").Bytes; sum != total {
+		t.Fatalf("providers credited with %d bytes in all, want %d: %+v", sum, total, last.Providers)
+	}
 }
 
 // smallBatches cuts children requests at n children for the test.

@@ -41,6 +41,10 @@ type DownloadOptions struct {
 	// Concurrency is how many blobs of a collection download at once.
 	// Default 3.
 	Concurrency int
+	// BatchMax: DownloadCollection fetches entries of at most BatchMax
+	// bytes in children requests, many per request. Default 1 MiB;
+	// negative: none (every blob its own download).
+	BatchMax int64
 	// Progress, if not nil, gets a snapshot at most every ProgressEvery and
 	// once at the end of each blob. Calls are serialised; they must not
 	// block for long.
@@ -68,6 +72,9 @@ func (o *DownloadOptions) defaults() {
 	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = 3
+	}
+	if o.BatchMax == 0 {
+		o.BatchMax = 1 << 20
 	}
 	if o.ProgressEvery <= 0 {
 		o.ProgressEvery = 100 * time.Millisecond
@@ -669,8 +676,8 @@ func subtract(rs RangeSet, c ChunkRange) RangeSet {
 }
 
 // DownloadCollection downloads the collection blob h, then every blob it
-// lists. Small blobs (at most 1 MiB each) not yet held go in children
-// requests, up to 256 blobs or 16 MiB per request, handed to providers as
+// lists. Small blobs (at most BatchMax bytes each) not yet held go in
+// children requests, up to 256 blobs or 16 MiB per request, handed to providers as
 // they ask for work (see downloadBatches); the others, and any small one
 // the batches did not bring, are downloaded at most Concurrency at once,
 // each split across providers as Download does. Progress events cover the
@@ -717,7 +724,7 @@ func (s *Store) DownloadCollection(ctx context.Context, h Hash, providers []Prov
 			return nil, err
 		case found && re.State == stateComplete:
 			each = append(each, i) // returns at once, counted as held
-		case found || e.Size > batchBlobMax:
+		case found || e.Size > opts.BatchMax:
 			each = append(each, i) // a partial blob resumes from its record
 		default:
 			small = append(small, i)
