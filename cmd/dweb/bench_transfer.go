@@ -31,6 +31,9 @@ func init() { benchCommands = append(benchCommands, benchTransferCmd) }
 // benchTransferResult is the JSON that `dweb bench transfer` prints.
 type benchTransferResult struct {
 	Bytes            int64      `json:"bytes"`
+	Files            int        `json:"files"`                 // blobs: 1, or the entries of one collection (--files)
+	NoBatch          bool       `json:"no_batch,omitempty"`    // --no-batch: every file its own download
+	FilesPerSec      float64    `json:"files_per_s,omitempty"` // with --files > 1: entries downloaded per second
 	Providers        int        `json:"providers"`
 	ProviderRateMBs  float64    `json:"provider_rate_mb_s,omitempty"`
 	BaselineMBs      float64    `json:"baseline_mb_s"` // raw QUIC stream, same endpoints' config, loopback
@@ -83,7 +86,9 @@ type btJob struct {
 	Group     key.RecordKey `json:"group"`
 	Secret    string        `json:"secret"`
 	Providers []btPeer      `json:"providers"`
-	TLS       bool          `json:"tls"` // ask for the tunnel's TLS transport mode
+	TLS       bool          `json:"tls"`      // ask for the tunnel's TLS transport mode
+	Files     int           `json:"files"`    // > 1: Hash is a collection of that many entries (DownloadCollection)
+	NoBatch   bool          `json:"no_batch"` // no children requests: every entry its own download
 }
 
 type btPeer struct {
@@ -104,7 +109,8 @@ type btChildResult struct {
 
 func benchTransferCmd(a *app) *cobra.Command {
 	var sizeFlag, rateFlag, dir, role, job, tt string
-	var providers, rounds int
+	var providers, rounds, files int
+	var noBatch bool
 	cmd := &cobra.Command{
 		Use:   "transfer",
 		Short: "download a blob through the real stack (QUIC, Noise tunnel, blobsync) next to a raw QUIC stream",
@@ -137,7 +143,10 @@ func benchTransferCmd(a *app) *cobra.Command {
 			if rounds < 1 || rounds > 15 {
 				return &usageError{fmt.Errorf("--rounds %d: want 1..15", rounds)}
 			}
-			res, err := benchTransfer(cmd.Context(), tmp, size, providers, rate, tt == "tls", rounds)
+			if files < 1 || int64(files) > size || files > blobsync.MaxEntries {
+				return &usageError{fmt.Errorf("--files %d: want 1..%d and at most one per byte", files, blobsync.MaxEntries)}
+			}
+			res, err := benchTransfer(cmd.Context(), tmp, size, providers, rate, tt == "tls", rounds, files, noBatch)
 			if err != nil {
 				return err
 			}
@@ -154,6 +163,8 @@ func benchTransferCmd(a *app) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&sizeFlag, "size", "1GiB", "blob size (B, KiB, MiB, GiB, KB, MB, GB)")
 	cmd.Flags().IntVar(&providers, "providers", 1, "providers serving the blob at once")
+	cmd.Flags().IntVar(&files, "files", 1, "split --size into a collection of this many files and download it with DownloadCollection (small files go in children requests)")
+	cmd.Flags().BoolVar(&noBatch, "no-batch", false, "with --files: no children requests, every file its own download (to compare)")
 	cmd.Flags().StringVar(&rateFlag, "provider-rate", "", "upload rate limit of each provider, e.g. 25MB/s (default: none)")
 	cmd.Flags().IntVar(&rounds, "rounds", 3, "baseline/dweb pairs run one after the other; the figures are their medians (on a shared machine one run of either can swing by 20 %)")
 	cmd.Flags().StringVar(&tt, "tunnel-transport", "tls", "tls: tunnel handshake bound to the direct QUIC connection, bytes protected by its TLS only (tunnel.DialConfig.TLSTransport); noise: Noise-encrypt every byte as over a relay")
@@ -173,10 +184,20 @@ type btProvider struct {
 	static tunnel.StaticKey
 }
 
-func benchTransfer(ctx context.Context, dir string, size int64, n int, rate int64, tls bool, rounds int) (*benchTransferResult, error) {
-	dataPath := filepath.Join(dir, "data")
-	if err := bsWriteRandom(dataPath, size, 2); err != nil {
-		return nil, err
+func benchTransfer(ctx context.Context, dir string, size int64, n int, rate int64, tls bool, rounds, files int, noBatch bool) (*benchTransferResult, error) {
+	// The data: one file, or files of size/files bytes (the last takes the
+	// remainder) listed by a collection.
+	var paths []string
+	for i := range files {
+		p := filepath.Join(dir, fmt.Sprintf("data%06d", i))
+		sz := size / int64(files)
+		if i == files-1 {
+			sz = size - sz*int64(files-1)
+		}
+		if err := bsWriteRandom(p, sz, uint64(2+i)); err != nil {
+			return nil, err
+		}
+		paths = append(paths, p)
 	}
 	group := key.RecordKey(key.NewSecret())
 	secret := key.NewSecret()
@@ -200,8 +221,8 @@ func benchTransfer(ctx context.Context, dir string, size int64, n int, rate int6
 			db.Close()
 			return nil, err
 		}
-		// Reference mode: the providers share the one data file.
-		if h, _, err = bs.AddFileRef(ctx, dataPath); err != nil {
+		// Reference mode: the providers share the data files.
+		if h, err = btAddData(ctx, bs, paths); err != nil {
 			db.Close()
 			return nil, err
 		}
@@ -248,11 +269,11 @@ func benchTransfer(ctx context.Context, dir string, size int64, n int, rate int6
 			s.Close()
 		})
 	}
-	job := btJob{Hash: h.String(), Size: size, Group: group, Secret: secret.Text(), TLS: tls}
+	job := btJob{Hash: h.String(), Size: size, Group: group, Secret: secret.Text(), TLS: tls, Files: files, NoBatch: noBatch}
 	for _, p := range provs {
 		job.Providers = append(job.Providers, btPeer{Node: p.ep.ID(), Addr: p.ep.LocalAddr().String(), Static: p.static.Public[:]})
 	}
-	res := &benchTransferResult{Bytes: size, Providers: n, Hash: h.String(), SenderDataOnDisk: true, TunnelTransport: "noise"}
+	res := &benchTransferResult{Bytes: size, Files: files, NoBatch: noBatch, Providers: n, Hash: h.String(), SenderDataOnDisk: true, TunnelTransport: "noise"}
 	if tls {
 		res.TunnelTransport = "tls"
 	}
@@ -272,6 +293,9 @@ func benchTransfer(ctx context.Context, dir string, size int64, n int, rate int6
 		res.BaselineMBs, res.MBs, res.Ratio = btMedian(base), btMedian(dwebR), btMedian(ratios)
 	} else {
 		res.Rounds = nil
+	}
+	if files > 1 {
+		res.FilesPerSec = bsRound(float64(files) * res.MBs * 1e6 / float64(size))
 	}
 
 	if n > 1 {
@@ -479,21 +503,65 @@ func btReceive(ctx context.Context, job *btJob) (*btChildResult, error) {
 		}})
 	}
 	var last blobsync.Progress
-	t := time.Now()
-	n, err := bs.Download(ctx, h, provs, blobsync.DownloadOptions{Progress: func(p blobsync.Progress) { last = p }})
-	if err != nil {
-		return nil, err
+	opts := blobsync.DownloadOptions{Progress: func(p blobsync.Progress) { last = p }}
+	if job.NoBatch {
+		opts.BatchMax = -1
 	}
-	d := time.Since(t)
-	ok, err := bs.Has(h)
-	if err != nil || !ok || n != job.Size {
-		return nil, fmt.Errorf("download ended without the blob: %d bytes, %v", n, err)
+	t := time.Now()
+	var d time.Duration
+	if job.Files > 1 {
+		c, err := bs.DownloadCollection(ctx, h, provs, opts)
+		if err != nil {
+			return nil, err
+		}
+		d = time.Since(t)
+		var n int64
+		for _, e := range c.Entries {
+			if ok, err := bs.Has(e.Hash); err != nil || !ok {
+				return nil, fmt.Errorf("download ended without entry %s: %v", e.Name, err)
+			}
+			n += e.Size
+		}
+		if len(c.Entries) != job.Files || n != job.Size {
+			return nil, fmt.Errorf("collection of %d entries, %d bytes; want %d, %d", len(c.Entries), n, job.Files, job.Size)
+		}
+	} else {
+		n, err := bs.Download(ctx, h, provs, opts)
+		if err != nil {
+			return nil, err
+		}
+		d = time.Since(t)
+		ok, err := bs.Has(h)
+		if err != nil || !ok || n != job.Size {
+			return nil, fmt.Errorf("download ended without the blob: %d bytes, %v", n, err)
+		}
 	}
 	res := &btChildResult{Seconds: d.Seconds(), Verified: true}
 	for _, p := range last.Providers {
 		res.PerProv = append(res.PerProv, p.Bytes)
 	}
 	return res, nil
+}
+
+// btAddData adds the files at paths to bs in reference mode and returns
+// the blob's hash (one file) or that of a collection listing them.
+func btAddData(ctx context.Context, bs *blobsync.Store, paths []string) (blobsync.Hash, error) {
+	var c blobsync.Collection
+	for i, p := range paths {
+		h, n, err := bs.AddFileRef(ctx, p)
+		if err != nil {
+			return h, err
+		}
+		if len(paths) == 1 {
+			return h, nil
+		}
+		c.Put(blobsync.Entry{Name: fmt.Sprintf("file%06d", i), Hash: h, Size: n})
+	}
+	b, err := c.Encode()
+	if err != nil {
+		return blobsync.Hash{}, err
+	}
+	return bs.AddBytes(ctx, b)
 }
 
 // btTunnelProvider opens a Noise tunnel over a QUIC stream, as core does;

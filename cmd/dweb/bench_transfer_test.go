@@ -20,7 +20,7 @@ func init() {
 func TestBenchTransferSmall(t *testing.T) {
 	t.Setenv("DWEB_TEST_RUN_MAIN", "1")
 	const size = 8 << 20
-	res, err := benchTransfer(context.Background(), t.TempDir(), size, 2, 0, true, 1)
+	res, err := benchTransfer(context.Background(), t.TempDir(), size, 2, 0, true, 1, 1, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,5 +36,26 @@ func TestBenchTransferSmall(t *testing.T) {
 	}
 	if res.OneProviderMBs <= 0 || res.Speedup <= 0 {
 		t.Fatalf("no one-provider run: %+v", res)
+	}
+}
+
+// TestBenchTransferFiles runs the bench on a collection of small files:
+// the receiver downloads it with DownloadCollection (children requests).
+func TestBenchTransferFiles(t *testing.T) {
+	t.Setenv("DWEB_TEST_RUN_MAIN", "1")
+	const size, files = 4 << 20, 100
+	res, err := benchTransfer(context.Background(), t.TempDir(), size, 2, 0, true, 1, files, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Verified || res.Files != files || res.FilesPerSec <= 0 || res.MBs <= 0 {
+		t.Fatalf("result %+v", res)
+	}
+	var sum int64
+	for _, b := range res.ProviderBytes {
+		sum += b
+	}
+	if sum != size {
+		t.Fatalf("providers sent %v new bytes, want %d in all", res.ProviderBytes, size)
 	}
 }

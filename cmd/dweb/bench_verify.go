@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -160,7 +161,7 @@ func bsWriteRandom(path string, size int64, seed uint64) error {
 		return err
 	}
 	var s [32]byte
-	s[0] = byte(seed)
+	binary.LittleEndian.PutUint64(s[:], seed)
 	rng := rand.NewChaCha8(s)
 	buf := make([]byte, 1<<20)
 	for left := size; left > 0; {
