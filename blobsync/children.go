@@ -159,36 +159,141 @@ func batches(c *Collection, idx []int) [][]int {
 
 // batchRun is the shared state of downloadBatches.
 type batchRun struct {
-	s    *Store
-	coll Hash
-	c    *Collection
-	opts *DownloadOptions
-	rep  *reporter
-	work chan []int // batches not yet handed out; closed, filled up front
+	s      *Store
+	coll   Hash
+	c      *Collection
+	opts   *DownloadOptions
+	rep    *reporter
+	work   chan []int // batches not yet handed out; closed, filled up front
+	cancel context.CancelFunc
 
-	mu     sync.Mutex
-	left   []int           // entries to fetch blob by blob
-	banned map[string]bool // providers that sent a bad group or size
+	mu        sync.Mutex
+	state     map[int]entryState
+	remaining int // entries still pending
+	inflight  map[*batchTask]struct{}
+	banned    map[string]bool // providers that sent a bad group or size
 }
 
-func (b *batchRun) giveBack(idx []int) {
+type entryState uint8
+
+const (
+	entryPending entryState = iota
+	entryStored
+	entryLeft // for the blob-by-blob path
+)
+
+// batchTask is one children request of one provider.
+type batchTask struct {
+	entries []int
+	next    int  // entries[:next] read by the owner
+	reading bool // the owner is reading its answer: entries[next] is under way
+	owner   *providerState
+	started time.Time
+	stolen  bool // duplicated by another provider (end game)
+}
+
+// settle records what became of entry ei; when no entry is pending any
+// more, the run ends (a provider still streaming a duplicated batch is cut
+// off). It reports whether ei was pending or left (so a stored blob is
+// counted once).
+func (b *batchRun) settle(ei int, to entryState) bool {
 	b.mu.Lock()
-	b.left = append(b.left, idx...)
+	defer b.mu.Unlock()
+	from := b.state[ei]
+	switch {
+	case from == entryStored, from == entryLeft && to == entryLeft:
+		return false
+	case from == entryPending:
+		b.remaining--
+	}
+	b.state[ei] = to
+	if b.remaining == 0 {
+		b.cancel()
+	}
+	return true
+}
+
+// take hands provider ps its next batch: an unassigned one, or (end game:
+// none is left) the unread rest of the oldest batch of another provider
+// that has run for 50 ms, so a slow provider does not hold up the end.
+// With block it waits while another provider's batch may still need
+// help; it returns nil when there is nothing for ps to do.
+func (b *batchRun) take(ctx context.Context, ps *providerState, block bool) *batchTask {
+	for {
+		b.mu.Lock()
+		if x, ok := <-b.work; ok {
+			t := &batchTask{entries: x, owner: ps, started: time.Now()}
+			b.inflight[t] = struct{}{}
+			b.mu.Unlock()
+			return t
+		}
+		var oldest *batchTask
+		for t := range b.inflight {
+			if t.owner != ps && !t.stolen && t.next < len(t.entries) && (oldest == nil || t.started.Before(oldest.started)) {
+				oldest = t
+			}
+		}
+		if oldest != nil && time.Since(oldest.started) > 50*time.Millisecond {
+			oldest.stolen = true
+			from := oldest.next
+			if oldest.reading {
+				from++ // the owner is storing it: racing it only waits for its lock
+			}
+			var rest []int
+			for _, ei := range oldest.entries[min(from, len(oldest.entries)):] {
+				if b.state[ei] == entryPending {
+					rest = append(rest, ei)
+				}
+			}
+			if len(rest) > 0 {
+				t := &batchTask{entries: rest, owner: ps, started: time.Now(), stolen: true}
+				b.inflight[t] = struct{}{}
+				b.mu.Unlock()
+				return t
+			}
+		}
+		b.mu.Unlock()
+		if !block || oldest == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+}
+
+// drop ends task t, leaving its unread entries to the blob-by-blob path
+// unless another provider stores them first.
+func (b *batchRun) drop(t *batchTask) {
+	b.mu.Lock()
+	delete(b.inflight, t)
+	rest := t.entries[t.next:]
 	b.mu.Unlock()
+	for _, ei := range rest {
+		b.settle(ei, entryLeft)
+	}
 }
 
 // downloadBatches fetches the entries idx of collection coll (decoded as c;
 // each at most opts.BatchMax bytes, none held, no hash twice) with children
 // requests: batches go to providers as they ask for work, so a faster
-// provider takes more, with batchPipeline requests in flight each. Every
-// blob is verified against the hash its entry names before it is stored.
-// It returns the entries it did not get — a provider lacked them, lied,
-// or its stream failed mid-batch beyond MaxRetries — for the caller to
-// fetch blob by blob, which also reports why one cannot be had, and the
-// providers that did not lie (a liar is used for nothing more).
+// provider takes more, with batchPipeline requests in flight each; when
+// none is left, an idle provider duplicates the rest of another's oldest
+// batch (end game). Every blob is verified against the hash its entry
+// names before it is stored. It returns the entries it did not get — no
+// provider that was asked had them, or streams failed beyond MaxRetries —
+// for the caller to fetch blob by blob, which also reports why one cannot
+// be had, and the providers that did not lie (a liar is used for nothing
+// more).
 func (s *Store) downloadBatches(ctx context.Context, coll Hash, c *Collection, idx []int, providers []Provider, opts *DownloadOptions, rep *reporter) (left []int, honest []Provider) {
 	all := batches(c, idx)
-	b := &batchRun{s: s, coll: coll, c: c, opts: opts, rep: rep, work: make(chan []int, len(all)), banned: map[string]bool{}}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	b := &batchRun{s: s, coll: coll, c: c, opts: opts, rep: rep, cancel: cancel,
+		work: make(chan []int, len(all)), state: make(map[int]entryState, len(idx)), remaining: len(idx),
+		inflight: map[*batchTask]struct{}{}, banned: map[string]bool{}}
 	for _, x := range all {
 		b.work <- x
 	}
@@ -204,14 +309,21 @@ func (s *Store) downloadBatches(ctx context.Context, coll Hash, c *Collection, i
 	}
 	wg.Wait()
 	for x := range b.work { // batches no provider took
-		b.giveBack(x)
+		for _, ei := range x {
+			b.settle(ei, entryLeft)
+		}
+	}
+	for _, ei := range idx {
+		if b.state[ei] != entryStored {
+			left = append(left, ei)
+		}
 	}
 	for _, p := range providers {
 		if !b.banned[p.ID()] {
 			honest = append(honest, p)
 		}
 	}
-	return b.left, honest
+	return left, honest
 }
 
 // provider runs one provider's sessions until the batches run out, it
@@ -244,7 +356,7 @@ func (b *batchRun) provider(ctx context.Context, p Provider, ps *providerState) 
 }
 
 // session is one stream to p: children requests for the batches it takes,
-// pipelined. Entries of a batch it could not finish are given back.
+// pipelined. The unread entries of its batches are left when it ends.
 func (b *batchRun) session(ctx context.Context, p Provider, ps *providerState) error {
 	rw, err := p.Open(ctx)
 	if err != nil {
@@ -270,84 +382,94 @@ func (b *batchRun) session(ctx context.Context, p Provider, ps *providerState) e
 			}
 		}
 	}()
-	var inflight [][]int
+	var inflight []*batchTask
 	defer func() {
-		for _, x := range inflight {
-			b.giveBack(x)
+		for _, t := range inflight {
+			b.drop(t)
 		}
 	}()
 	v := new(verifier)
 	for {
 		for len(inflight) < batchPipeline {
-			x, ok := <-b.work
-			if !ok {
+			t := b.take(ctx, ps, len(inflight) == 0)
+			if t == nil {
 				break
 			}
-			children := make([]ChildRanges, len(x))
-			for i, ei := range x {
+			children := make([]ChildRanges, len(t.entries))
+			for i, ei := range t.entries {
 				children[i] = ChildRanges{Index: uint64(ei)}
 			}
 			reqs <- children
-			inflight = append(inflight, x)
+			inflight = append(inflight, t)
 		}
 		if len(inflight) == 0 {
 			return nil
 		}
 		stall.Reset(b.opts.StallTimeout)
-		done, err := b.read(ctx, conn, v, inflight[0], ps, stall)
-		if err != nil {
-			inflight[0] = inflight[0][done:]
+		if err := b.read(ctx, conn, v, inflight[0], ps, stall); err != nil {
 			return err
 		}
+		b.drop(inflight[0])
 		inflight = inflight[1:]
 	}
 }
 
-// read reads the answer to the children request for batch x. It returns
-// how many of x's entries it dealt with (stored, or given back because the
-// provider does not hold them) and the error that stopped it.
-func (b *batchRun) read(ctx context.Context, conn *rangeConn, v *verifier, x []int, ps *providerState, stall *time.Timer) (int, error) {
-	if err := conn.readChildrenHeader(len(x)); err != nil {
-		return 0, err
+// read reads the answer to the children request of task t, advancing
+// t.next past each entry it deals with (stored, or left because the
+// provider does not hold it).
+func (b *batchRun) read(ctx context.Context, conn *rangeConn, v *verifier, t *batchTask, ps *providerState, stall *time.Timer) error {
+	b.mu.Lock()
+	t.reading = true
+	b.mu.Unlock()
+	if err := conn.readChildrenHeader(len(t.entries)); err != nil {
+		return err
 	}
 	prog := func(uint64) error {
 		stall.Reset(b.opts.StallTimeout)
 		return ctx.Err()
 	}
-	for i, ei := range x {
+	for i, ei := range t.entries {
 		e := b.c.Entries[ei]
 		size, ok, err := conn.readChildHeader(uint64(ei))
 		if err != nil {
-			return i, err
+			return err
 		}
-		if !ok {
-			b.giveBack([]int{ei})
-			continue
+		switch {
+		case !ok:
+			b.settle(ei, entryLeft)
+		case size != uint64(e.Size):
+			return errBanned{fmt.Errorf("%w: entry %q: peer announced %d bytes, the collection says %d", ErrCorrupt, e.Name, size, e.Size)}
+		default:
+			stored, err := b.store(ctx, conn, v, e.Hash, size, prog)
+			if err != nil {
+				return err
+			}
+			if stored && b.settle(ei, entryStored) {
+				b.rep.add(ps, e.Hash, e.Size)
+				b.rep.blobDone(e.Hash, e.Size, e.Size, false)
+			}
 		}
-		if size != uint64(e.Size) {
-			return i, errBanned{fmt.Errorf("%w: entry %q: peer announced %d bytes, the collection says %d", ErrCorrupt, e.Name, size, e.Size)}
-		}
-		if err := b.store(ctx, conn, v, e.Hash, size, prog); err != nil {
-			return i, err
-		}
-		b.rep.add(ps, e.Hash, e.Size)
-		b.rep.blobDone(e.Hash, e.Size, e.Size, false)
+		b.mu.Lock()
+		t.next = i + 1
+		b.mu.Unlock()
 	}
-	return len(x), nil
+	return nil
 }
 
-// store verifies and stores one child's whole-blob body (or verifies and
-// drops it if another download stored the blob meanwhile).
-func (b *batchRun) store(ctx context.Context, conn *rangeConn, v *verifier, h Hash, size uint64, prog func(uint64) error) error {
+// store verifies and stores one child's whole-blob body, or verifies and
+// drops it if the blob is held already (an end-game duplicate, or another
+// download); stored reports which. The blob's lock is held only to store.
+func (b *batchRun) store(ctx context.Context, conn *rangeConn, v *verifier, h Hash, size uint64, prog func(uint64) error) (stored bool, err error) {
 	unlock, err := b.s.lock(ctx, h)
 	if err != nil {
-		return err
+		return false, err
+	}
+	if _, err := b.s.Size(h); err == nil {
+		unlock()
+		return false, v.verify(conn.br, h, size, nil, discardSink{}, prog)
 	}
 	defer unlock()
-	if _, err := b.s.Size(h); err == nil {
-		return v.verify(conn.br, h, size, nil, discardSink{}, prog)
-	}
 	b.s.activeAdd(h)
 	defer b.s.activeDel(h)
-	return b.s.storeWhole(conn.br, v, h, size, prog)
+	return true, b.s.storeWhole(conn.br, v, h, size, prog)
 }

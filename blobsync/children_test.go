@@ -9,6 +9,7 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"time"
 )
 
 // collFixture is a collection of blobs held by one or more stores.
@@ -265,5 +266,55 @@ func TestDownloadCollectionBatchLiar(t *testing.T) {
 	}
 	if st := provOf(last.Providers, "liar").State; st != "banned" {
 		t.Fatalf("liar state %q, want banned (%+v)", st, last.Providers)
+	}
+}
+
+// TestDownloadCollectionBatchEndGame: a slow provider's batches are
+// duplicated by the fast one once no batch is left to hand out, so the
+// slow one does not hold up the end; every blob is counted once.
+func TestDownloadCollectionBatchEndGame(t *testing.T) {
+	var sizes []int
+	for i := range 40 {
+		sizes = append(sizes, 100000+i)
+	}
+	smallBatches(t, 10)
+	fast, slow := newTestStore(t), newTestStore(t)
+	f := makeCollection(t, sizes, []*Store{fast, slow}, nil)
+	pf, ps := prov(t, "fast", fast), prov(t, "slow", slow)
+	// 500 KB/s: the two batches the slow provider takes at the start (about
+	// 2 MB) would take it 4 s.
+	ps.opts = ServeOptions{Limit: NewPeerLimit(ServeLimits{UploadRate: 500e3})}
+	cl := newTestStore(t)
+	var mu sync.Mutex
+	var last Progress
+	t0 := time.Now()
+	c, err := cl.DownloadCollection(context.Background(), f.h, []Provider{ps, pf}, DownloadOptions{Progress: func(p Progress) {
+		mu.Lock()
+		last = p
+		mu.Unlock()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range c.Entries {
+		got, err := cl.ReadAll(e.Hash, 1<<20)
+		if err != nil || !bytes.Equal(got, f.blobs[e.Hash]) {
+			t.Fatalf("entry %s: %v", e.Name, err)
+		}
+	}
+	var total int64
+	for _, n := range sizes {
+		total += int64(n)
+	}
+	slowBytes, fastBytes := provOf(last.Providers, "slow").Bytes, provOf(last.Providers, "fast").Bytes
+	if slowBytes+fastBytes != total || last.Done != total || last.BlobsDone != len(sizes) {
+		t.Fatalf("progress %+v: want %d bytes and %d blobs, each counted once", last, total, len(sizes))
+	}
+	// Without the end game the slow provider's share alone takes 4 s.
+	if d := time.Since(t0); d > 3*time.Second {
+		t.Fatalf("the download took %v: the slow provider held it up", d)
+	}
+	if slowBytes > 1<<20 {
+		t.Fatalf("the slow provider delivered %d bytes: its batches were not taken over (fast %d)", slowBytes, fastBytes)
 	}
 }

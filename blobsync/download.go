@@ -42,7 +42,7 @@ type DownloadOptions struct {
 	// Default 3.
 	Concurrency int
 	// BatchMax: DownloadCollection fetches entries of at most BatchMax
-	// bytes in children requests, many per request. Default 1 MiB;
+	// bytes in children requests, many per request. Default 8 MiB;
 	// negative: none (every blob its own download).
 	BatchMax int64
 	// Progress, if not nil, gets a snapshot at most every ProgressEvery and
@@ -74,7 +74,7 @@ func (o *DownloadOptions) defaults() {
 		o.Concurrency = 3
 	}
 	if o.BatchMax == 0 {
-		o.BatchMax = 1 << 20
+		o.BatchMax = 8 << 20
 	}
 	if o.ProgressEvery <= 0 {
 		o.ProgressEvery = 100 * time.Millisecond
