@@ -7,9 +7,9 @@ import (
 )
 
 // sinkBuffers is how many write buffers of sinkBufSize one provider's
-// stream uses: one the verifier fills while the writer writes the others.
+// stream uses: one the verifier fills while the writer writes the other.
 const (
-	sinkBuffers = 3
+	sinkBuffers = 2
 	sinkBufSize = 1 << 20
 	sinkParents = 512 // parents coalesced into one outboard write (32 KiB)
 )

@@ -166,7 +166,7 @@ func benchTransferCmd(a *app) *cobra.Command {
 	cmd.Flags().IntVar(&files, "files", 1, "split --size into a collection of this many files and download it with DownloadCollection (small files go in children requests)")
 	cmd.Flags().BoolVar(&noBatch, "no-batch", false, "with --files: no children requests, every file its own download (to compare)")
 	cmd.Flags().StringVar(&rateFlag, "provider-rate", "", "upload rate limit of each provider, e.g. 25MB/s (default: none)")
-	cmd.Flags().IntVar(&rounds, "rounds", 3, "baseline/dweb pairs run one after the other; the figures are their medians (on a shared machine one run of either can swing by 20 %)")
+	cmd.Flags().IntVar(&rounds, "rounds", 5, "baseline/dweb pairs run one after the other; the figures are their medians (on a shared machine one run of either can swing by 20 %)")
 	cmd.Flags().StringVar(&tt, "tunnel-transport", "tls", "tls: tunnel handshake bound to the direct QUIC connection, bytes protected by its TLS only (tunnel.DialConfig.TLSTransport); noise: Noise-encrypt every byte as over a relay")
 	cmd.Flags().StringVar(&dir, "dir", "", "directory for stores and temp files (default: the system temp dir)")
 	cmd.Flags().StringVar(&role, "role", "", "internal: run as the receiver child")

@@ -284,12 +284,15 @@ func TestSaveAPI(t *testing.T) {
 	if up["file_hash"] != bigHash || up["size"] != float64(bigSize) {
 		t.Fatalf("big upload %v, want hash %s", up, bigHash)
 	}
+	// The fetch behind the GET may hold up to a QUIC stream receive window
+	// (16 MiB) in memory while the disk lags the link, plus its write
+	// buffers; a download that buffered the file would grow by 64 MiB.
 	hw = watchHeap()
 	start = time.Now()
 	resp = b.do("GET", media+"/big.bin", nil)
 	gotHash, n := blake3Hex(resp.Body)
 	resp.Body.Close()
-	if grow := hw.growth(); grow > 16<<20 {
+	if grow := hw.growth(); grow > 24<<20 {
 		t.Errorf("download of %d MiB grew the heap by %d MiB", bigSize>>20, grow>>20)
 	} else {
 		t.Logf("fetch and download %d MiB in %v, heap growth %.1f MiB", bigSize>>20, time.Since(start).Round(time.Millisecond), float64(grow)/(1<<20))
