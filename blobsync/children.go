@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 )
@@ -472,4 +473,59 @@ func (b *batchRun) store(ctx context.Context, conn *rangeConn, v *verifier, h Ha
 	b.s.activeAdd(h)
 	defer b.s.activeDel(h)
 	return true, b.s.storeWhole(conn.br, v, h, size, prog)
+}
+
+// DownloadBatch downloads the entries idx (positions in c.Entries) of
+// collection h, whose decoded content c the caller holds, in children
+// requests as DownloadCollection does for its small entries (batches
+// taken by providers as they ask for work, end game, every blob verified
+// against its entry's hash). It returns the entries it did not get — no
+// provider sent them, their streams broke, or they are held in part (a
+// partial blob resumes through Download) — for the caller to fetch blob by
+// blob. Entries already held are skipped; an entry whose blob another
+// listed entry names is returned for the caller to find held. Progress
+// covers the listed entries. Errors: an index outside c.Entries; ctx's.
+func (s *Store) DownloadBatch(ctx context.Context, h Hash, c *Collection, idx []int, providers []Provider, opts DownloadOptions) ([]int, error) {
+	opts.defaults()
+	for _, i := range idx {
+		if i < 0 || i >= len(c.Entries) {
+			return nil, fmt.Errorf("blobsync: download batch of %s: entry %d of %d", h, i, len(c.Entries))
+		}
+	}
+	rep := newReporter(opts, h, len(idx))
+	defer rep.finish()
+	var total int64
+	for _, i := range idx {
+		total += c.Entries[i].Size
+	}
+	rep.setTotal(total)
+	var ask, left []int
+	seen := make(map[Hash]bool, len(idx))
+	for _, i := range idx {
+		e := c.Entries[i]
+		if seen[e.Hash] {
+			left = append(left, i)
+			continue
+		}
+		seen[e.Hash] = true
+		re, found, err := s.rawEntry(e.Hash)
+		switch {
+		case err != nil:
+			return nil, err
+		case found && re.State == stateComplete:
+			rep.blobDone(e.Hash, e.Size, e.Size, true)
+		case found:
+			left = append(left, i)
+		default:
+			ask = append(ask, i)
+		}
+	}
+	if len(ask) > 0 && len(providers) > 0 {
+		missed, _ := s.downloadBatches(ctx, h, c, ask, providers, &opts, rep)
+		left = append(left, missed...)
+	} else {
+		left = append(left, ask...)
+	}
+	slices.Sort(left)
+	return left, ctx.Err()
 }

@@ -318,3 +318,51 @@ func TestDownloadCollectionBatchEndGame(t *testing.T) {
 		t.Fatalf("the slow provider delivered %d bytes: its batches were not taken over (fast %d)", slowBytes, fastBytes)
 	}
 }
+
+// TestDownloadBatch: the listed entries of a collection come in children
+// requests; one the receiver holds is skipped, one the provider lacks and
+// one whose blob another entry names are returned for the blob-by-blob
+// path; an index outside the collection is an error.
+func TestDownloadBatch(t *testing.T) {
+	sizes := []int{100, 20000, 70000, 300000, 5, 64000}
+	srv := newTestStore(t)
+	f := makeCollection(t, sizes, []*Store{srv}, map[int][]int{0: {3}})
+	// A second entry naming entry 1's blob.
+	e1 := f.c.Entries[1]
+	f.c.Put(Entry{Name: "twin", Hash: e1.Hash, Size: e1.Size})
+	enc, err := f.c.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	coll := addBlob(t, srv, enc)
+	cl := newTestStore(t)
+	addBlob(t, cl, f.blobs[f.c.Entries[4].Hash]) // held already
+	var all []int
+	for i := range f.c.Entries {
+		all = append(all, i)
+	}
+	if _, err := cl.DownloadBatch(context.Background(), coll, f.c, []int{0, len(f.c.Entries)}, nil, DownloadOptions{}); err == nil {
+		t.Fatal("an index past the entries was accepted")
+	}
+	var last Progress
+	left, err := cl.DownloadBatch(context.Background(), coll, f.c, all, []Provider{prov(t, "a", srv)}, DownloadOptions{Progress: func(p Progress) { last = p }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	twin, _ := f.c.find("twin")
+	if want := []int{3, twin}; fmt.Sprint(left) != fmt.Sprint(want) {
+		t.Fatalf("left %v, want %v (the entry the provider lacks, the twin)", left, want)
+	}
+	for i, e := range f.c.Entries {
+		if i == 3 {
+			continue
+		}
+		got, err := cl.ReadAll(e.Hash, 1<<20)
+		if err != nil || !bytes.Equal(got, f.blobs[e.Hash]) {
+			t.Fatalf("entry %s: %v", e.Name, err)
+		}
+	}
+	if !last.Finished || last.BlobsDone != len(f.c.Entries)-2 {
+		t.Fatalf("last progress %+v", last)
+	}
+}
