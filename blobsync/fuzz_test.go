@@ -1,0 +1,438 @@
+package blobsync
+
+// Fuzz targets for the client side of the blob protocol: whatever a lying
+// or broken peer sends back must be refused with a classified error, never
+// passed on unverified, and never panic. The server side is fuzzed by
+// FuzzServeRequest (fetch_test.go).
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"reflect"
+	"testing"
+
+	"lukechampine.com/blake3/bao"
+)
+
+// fuzzBlobSize is the blob of FuzzRangeStream: 13 groups, the last one
+// short and not a whole number of chunks, so the tree is uneven.
+const fuzzBlobSize = 200<<10 + 7
+
+// recordConn is a client's end of a stream that keeps a copy of every byte
+// the client reads: the exact answer bytes of a real server, for seeds.
+type recordConn struct {
+	net.Conn
+	got bytes.Buffer
+}
+
+func (c *recordConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.got.Write(p[:n])
+	return n, err
+}
+
+// take returns the bytes read since the last take.
+func (c *recordConn) take() []byte {
+	b := bytes.Clone(c.got.Bytes())
+	c.got.Reset()
+	return b
+}
+
+// frame returns v as one wire frame, as writeFrame sends it.
+func frame(tb testing.TB, v any) []byte {
+	tb.Helper()
+	var b bytes.Buffer
+	if err := writeFrame(&b, v); err != nil {
+		tb.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// flip returns a copy of b with one bit of the byte at i flipped.
+func flip(b []byte, i int) []byte {
+	c := bytes.Clone(b)
+	c[i] ^= 0x10
+	return c
+}
+
+// FuzzHaveAnswer feeds arbitrary bytes to the client as a server's answer
+// to a have query (readHave, as Have and the downloader use it). It must
+// never panic. An accepted answer gives a size of at most MaxBlobSize and a
+// RangeSet that keeps the type's invariant (sorted, disjoint, non-adjacent,
+// non-empty ranges), ends at or before numGroups(size) and holds no group
+// the answer did not list (an answer may understate, never overstate); the
+// client read exactly the answer's frame, so the stream can carry the next
+// request. A refused answer fails with ErrProtocol, ErrNotFound or
+// io.ErrUnexpectedEOF. Seeds: a real server's answers (complete blobs, not
+// found) and hand-built frames for partial holders and malformed answers.
+func FuzzHaveAnswer(f *testing.F) {
+	srv := newTestStore(f)
+	conn, _ := servePipe(f, srv, nil)
+	rc := &recordConn{Conn: conn}
+	for _, n := range []int{0, 1, ChunkGroupSize, ChunkGroupSize + 1, fuzzBlobSize} {
+		h := addBlob(f, srv, content(n, 50))
+		if _, _, err := readHave(rc, rc, h); err != nil {
+			f.Fatalf("have on a %d-byte blob: %v", n, err)
+		}
+		f.Add(rc.take())
+	}
+	if _, _, err := readHave(rc, rc, HashBytes([]byte("absent"))); !errors.Is(err, ErrNotFound) {
+		f.Fatalf("have on an absent blob: %v", err)
+	}
+	f.Add(rc.take())
+
+	ok := func(size uint64, rs ...wireRange) []byte {
+		return frame(f, wireResponse{Status: statusOK, Size: size, Ranges: rs})
+	}
+	var most []wireRange
+	for i := range uint64(maxRanges) {
+		most = append(most, wireRange{Start: 2 * i, End: 2*i + 1})
+	}
+	good := ok(fuzzBlobSize, wireRange{Start: 0, End: 3}, wireRange{Start: 5, End: 9})
+	for _, b := range [][]byte{
+		good,
+		ok(fuzzBlobSize, wireRange{Start: 0, End: 2}, wireRange{Start: 2, End: 4}),     // adjacent: merged
+		ok(fuzzBlobSize, wireRange{Start: 10, End: 20}, wireRange{Start: 30, End: 40}), // past the end: clipped
+		ok(fuzzBlobSize, wireRange{Start: 5, End: 9}, wireRange{Start: 0, End: 3}),     // unsorted
+		ok(fuzzBlobSize, wireRange{Start: 0, End: 4}, wireRange{Start: 3, End: 6}),     // overlapping
+		ok(fuzzBlobSize, wireRange{Start: 4, End: 4}),                                  // empty range
+		ok(0),                                  // no ranges held
+		ok(1<<30, most...),                     // 512 ranges
+		ok(1<<62, wireRange{Start: 0, End: 1}), // over MaxBlobSize
+		frame(f, wireResponse{Status: statusMissing, Msg: "ranges not held; ask with have"}),
+		frame(f, wireResponse{Status: statusBadRequest, Msg: "bad"}),
+		frame(f, wireResponse{Status: 99}),
+		append(good, good...), // a second frame follows: not read
+		good[:len(good)-1],    // truncated body
+		{0, 0, 0, 0},          // empty frame
+		{0xff, 0xff, 0xff, 0xff},
+		{0, 0, 0, 1, 0xa0}, // an empty map: status 0, size 0
+		{},
+	} {
+		f.Add(b)
+	}
+
+	var h Hash
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r := bytes.NewReader(b)
+		size, rs, err := readHave(io.Discard, r, h)
+		if err != nil {
+			if !errors.Is(err, ErrProtocol) && !errors.Is(err, ErrNotFound) && !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Fatalf("readHave error %v is not ErrProtocol, ErrNotFound or io.ErrUnexpectedEOF", err)
+			}
+			return
+		}
+		if size > uint64(MaxBlobSize) {
+			t.Fatalf("accepted size %d over MaxBlobSize", size)
+		}
+		if !rs.valid() {
+			t.Fatalf("held ranges %v not sorted, disjoint and non-empty", rs)
+		}
+		for i := 1; i < len(rs); i++ {
+			if rs[i].Start == rs[i-1].End {
+				t.Fatalf("held ranges %v: adjacent ranges not merged", rs)
+			}
+		}
+		if len(rs) > 0 && rs[len(rs)-1].End > numGroups(size) {
+			t.Fatalf("held ranges %v end past the blob's %d groups", rs, numGroups(size))
+		}
+		n := int(binary.BigEndian.Uint32(b))
+		if read := len(b) - r.Len(); read != 4+n {
+			t.Fatalf("read %d bytes, the answer's frame is %d", read, 4+n)
+		}
+		var resp wireResponse
+		if err := wireDec.Unmarshal(b[4:4+n], &resp); err != nil {
+			t.Fatalf("accepted answer does not decode: %v", err)
+		}
+		var listed RangeSet
+		for _, c := range resp.Ranges {
+			listed = listed.Add(ChunkRange{c.Start, c.End})
+		}
+		for _, c := range rs {
+			if !listed.Contains(c) {
+				t.Fatalf("held ranges %v claim %v, which the answer %v does not list", rs, c, resp.Ranges)
+			}
+		}
+	})
+}
+
+// fuzzStream is a ReadWriteCloser whose reads come from a fixed answer and
+// whose writes (the client's requests) are dropped.
+type fuzzStream struct{ *bytes.Reader }
+
+func (fuzzStream) Write(p []byte) (int, error) { return len(p), nil }
+func (fuzzStream) Close() error                { return nil }
+
+// recordSink records every group and parent the verifier hands on, as
+// copies. With lending set it also lends the verifier a fresh group buffer
+// (as groupSink does), and checks that a whole group comes back in exactly
+// the memory lent for it.
+type recordSink struct {
+	lending bool
+	lent    []byte
+	lentAt  uint64
+	groups  []recordedGroup
+	parents []recordedParent
+	errs    []string
+}
+
+type recordedGroup struct {
+	start uint64
+	b     []byte
+}
+
+type recordedParent struct {
+	index uint64
+	b     []byte
+}
+
+func (s *recordSink) parent(i uint64, p []byte) error {
+	s.parents = append(s.parents, recordedParent{i, bytes.Clone(p)})
+	return nil
+}
+
+func (s *recordSink) group(start uint64, g []byte) error {
+	if s.lending && len(g) == ChunkGroupSize {
+		if s.lent == nil || &g[0] != &s.lent[0] || start != s.lentAt {
+			s.errs = append(s.errs, fmt.Sprintf("group at %d not in the buffer lent for it (lent at %d)", start, s.lentAt))
+		}
+		s.lent = nil
+	}
+	s.groups = append(s.groups, recordedGroup{start, bytes.Clone(g)})
+	return nil
+}
+
+// lendingSink is a recordSink that is also a groupLender.
+type lendingSink struct{ *recordSink }
+
+func (s lendingSink) lend(start uint64) ([]byte, error) {
+	s.lent, s.lentAt = make([]byte, ChunkGroupSize), start
+	return s.lent, nil
+}
+
+// fuzzRange derives a non-empty range of a blob's g groups from x: the low
+// 32 bits pick the start, the high 32 bits the length. fuzzRangeSeed is its
+// inverse for start < end <= g.
+func fuzzRange(x, g uint64) ChunkRange {
+	start := uint64(uint32(x)) % g
+	return ChunkRange{start, start + 1 + (x>>32)%(g-start)}
+}
+
+func fuzzRangeSeed(start, end uint64) uint64 { return start | (end-start-1)<<32 }
+
+// FuzzRangeStream feeds arbitrary bytes to the client as a server's answer
+// to a ranged request (rangeConn.readRanges, as the downloader uses it) for
+// a known 200 KiB blob. The request's ranges are the union of two ranges
+// derived from the uint64s a and b (see fuzzRange); lend makes the sink
+// lend the verifier its group buffers. It must never panic, and:
+//
+//   - every group handed to the sink is the blob's bytes at that offset,
+//     in a requested group, in stream order, and every parent handed on is
+//     the outboard's parent at that index: nothing unverified is passed on;
+//   - if readRanges returns nil, the sink got exactly the requested groups,
+//     the body was the real server's stream for those ranges, and the client
+//     read exactly the header and that body (a pipelined next response stays
+//     aligned);
+//   - otherwise the error is ErrCorrupt, ErrProtocol, ErrNotFound or
+//     io.ErrUnexpectedEOF.
+//
+// Seeds: a real server's answers (Serve over net.Pipe) for one, several and
+// all groups, and copies with a flipped bit, a cut or a wrong size.
+//
+// The seeds are up to 400 KiB, and the fuzzer minimizes each new interesting
+// input for up to -fuzzminimizetime (default 60s), which stalls a worker
+// that long; for short runs bound it, e.g. -fuzzminimizetime 200x.
+func FuzzRangeStream(f *testing.F) {
+	data := content(fuzzBlobSize, 51)
+	srv := newTestStore(f)
+	h := addBlob(f, srv, data)
+	size, groups := uint64(len(data)), numGroups(uint64(len(data)))
+	ob, _ := bao.EncodeBuf(data, ChunkGroupLog, true)
+	outboard := ob[outboardHeader:] // the parents, in pre-order
+
+	conn, _ := servePipe(f, srv, nil)
+	rc := &recordConn{Conn: conn}
+	cc := newRangeConn(rc)
+	answer := func(ranges []ChunkRange) []byte {
+		if err := cc.request(h, ranges); err != nil {
+			f.Fatal(err)
+		}
+		if err := cc.readRanges(new(verifier), h, size, ranges, &recordSink{}); err != nil {
+			f.Fatalf("real answer for %v: %v", ranges, err)
+		}
+		return rc.take()
+	}
+	hdr := int(responseHeaderLen(size))
+	for i, r := range [][2]ChunkRange{
+		{{0, groups}, {0, groups}},
+		{{0, 1}, {0, 1}},
+		{{groups - 1, groups}, {groups - 1, groups}},
+		{{5, 8}, {5, 8}},
+		{{1, 3}, {9, 11}},
+		{{0, 2}, {2, 4}},
+	} {
+		a, b := fuzzRangeSeed(r[0].Start, r[0].End), fuzzRangeSeed(r[1].Start, r[1].End)
+		ranges := []ChunkRange(RangeSet(nil).Add(r[0]).Add(r[1]))
+		ans := answer(ranges)
+		f.Add(a, b, i%2 == 1, ans)
+		if i == 0 {
+			f.Add(a, b, true, flip(ans, hdr+3))         // root parent
+			f.Add(a, b, false, flip(ans, hdr+64*4+100)) // first group
+			f.Add(a, b, true, flip(ans, len(ans)-1))    // last group
+			f.Add(a, b, false, ans[:len(ans)-10])       // cut
+			f.Add(a, b, false, append(ans, ans...))     // a second answer follows
+			wrong := frame(f, wireResponse{Status: statusOK, Size: size + 1})
+			f.Add(a, b, false, append(wrong, ans[hdr:]...)) // a size that is not the verified one
+		}
+	}
+	f.Add(uint64(0), uint64(0), false, frame(f, wireResponse{Status: statusMissing, Msg: "ranges not held; ask with have"}))
+	f.Add(uint64(0), uint64(0), false, []byte{})
+
+	f.Fuzz(func(t *testing.T, a, b uint64, lend bool, stream []byte) {
+		ranges := []ChunkRange(RangeSet(nil).Add(fuzzRange(a, groups)).Add(fuzzRange(b, groups)))
+		r := bytes.NewReader(stream)
+		c := newRangeConn(fuzzStream{r})
+		rec := &recordSink{lending: lend}
+		var out sink = rec
+		if lend {
+			out = lendingSink{rec}
+		}
+		err := c.readRanges(new(verifier), h, size, ranges, out)
+		for _, e := range rec.errs {
+			t.Error(e)
+		}
+		want := RangeSet(ranges)
+		for i, g := range rec.groups {
+			k := g.start / ChunkGroupSize
+			switch {
+			case g.start%ChunkGroupSize != 0 || g.start >= size:
+				t.Fatalf("group at byte %d is not a group of the %d-byte blob", g.start, size)
+			case i > 0 && g.start <= rec.groups[i-1].start:
+				t.Fatalf("group at %d after group at %d", g.start, rec.groups[i-1].start)
+			case !want.Has(k):
+				t.Fatalf("group %d handed on, ranges %v do not hold it", k, ranges)
+			case !bytes.Equal(g.b, data[g.start:min(g.start+ChunkGroupSize, size)]):
+				t.Fatalf("group %d handed on is not the blob's bytes (%d bytes)", k, len(g.b))
+			}
+		}
+		for i, p := range rec.parents {
+			switch {
+			case p.index >= groups-1:
+				t.Fatalf("parent %d handed on, the blob has %d", p.index, groups-1)
+			case i > 0 && p.index <= rec.parents[i-1].index:
+				t.Fatalf("parent %d after parent %d", p.index, rec.parents[i-1].index)
+			case !bytes.Equal(p.b, outboard[parentSize*p.index:parentSize*(p.index+1)]):
+				t.Fatalf("parent %d handed on is not the outboard's", p.index)
+			}
+		}
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrProtocol) && !errors.Is(err, ErrNotFound) && !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Fatalf("readRanges error %v is not ErrCorrupt, ErrProtocol, ErrNotFound or io.ErrUnexpectedEOF", err)
+			}
+			return
+		}
+		var got RangeSet
+		for _, g := range rec.groups {
+			got = got.Add(ChunkRange{g.start / ChunkGroupSize, g.start/ChunkGroupSize + 1})
+		}
+		if !reflect.DeepEqual(got, want) || uint64(len(rec.groups)) != want.Groups() {
+			t.Fatalf("readRanges accepted the answer but handed on groups %v, want %v", got, want)
+		}
+		var body bytes.Buffer
+		if err := new(encoder).encode(&body, newFwdReader(bytes.NewReader(data), 0), newFwdReader(bytes.NewReader(outboard), 0), size, ranges, nil); err != nil {
+			t.Fatal(err)
+		}
+		n := 4 + int(binary.BigEndian.Uint32(stream))
+		if read := len(stream) - r.Len() - c.br.Buffered(); read != n+body.Len() {
+			t.Fatalf("read %d bytes of the answer, want a %d-byte header and a %d-byte body", read, n, body.Len())
+		}
+		if !bytes.Equal(stream[n:n+body.Len()], body.Bytes()) {
+			t.Fatal("readRanges accepted a body that is not the server's stream")
+		}
+	})
+}
+
+// FuzzRequestDecode decodes arbitrary bytes as a request frame's body (the
+// server's wireDec and wireRequest.decode). It must never panic. A request
+// that decodes has a 32-byte hash, sorted, disjoint, non-empty ranges (at
+// most maxRanges) and no ranges if it is a have query; encoded again with
+// encodeRequest it fits one request frame and decodes to an equal Request,
+// so the client can say everything the server understands. Seeds: requests
+// as the client encodes them and malformed ones.
+func FuzzRequestDecode(f *testing.F) {
+	h := HashBytes([]byte("abc"))
+	var most []ChunkRange
+	for i := range uint64(maxRanges) {
+		most = append(most, ChunkRange{2 * i, 2*i + 1})
+	}
+	for _, req := range []Request{
+		{Hash: h},
+		{Hash: h, Have: true},
+		{Hash: h, Ranges: []ChunkRange{{0, 1}}},
+		{Hash: h, Ranges: []ChunkRange{{0, 3}, {3, 5}, {9, 1 << 40}}},
+		{Hash: h, Ranges: most},
+	} {
+		b, err := wireEnc.Marshal(encodeRequest(req))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	for _, w := range []wireRequest{
+		{Hash: h[:], Op: opHave, Ranges: []wireRange{{Start: 0, End: 1}}}, // have with ranges
+		{Hash: h[:], Op: 7}, // unknown op
+		{Hash: h[:5]},       // short hash
+		{Hash: h[:], Ranges: []wireRange{{Start: 4, End: 6}, {Start: 0, End: 2}}}, // unsorted
+		{Hash: h[:], Ranges: []wireRange{{Start: 0, End: 4}, {Start: 3, End: 6}}}, // overlapping
+		{Hash: h[:], Ranges: []wireRange{{Start: 2, End: 2}}},                     // empty range
+		{Hash: h[:], Ranges: make([]wireRange, maxRanges+1)},                      // too many
+	} {
+		b, err := wireEnc.Marshal(w)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte{0xa2, 0x01, 0x41, 0x00, 0x01, 0x41, 0x00}) // duplicate key
+	f.Add([]byte{0xa0})
+	f.Add([]byte{})
+
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var w wireRequest
+		if err := wireDec.Unmarshal(b, &w); err != nil {
+			return
+		}
+		req, err := w.decode()
+		if err != nil {
+			if !errors.Is(err, ErrProtocol) {
+				t.Fatalf("decode error %v is not ErrProtocol", err)
+			}
+			return
+		}
+		if !RangeSet(req.Ranges).valid() || len(req.Ranges) > maxRanges {
+			t.Fatalf("decoded ranges %v: not sorted, disjoint and non-empty, or more than %d", req.Ranges, maxRanges)
+		}
+		if req.Have && req.Ranges != nil {
+			t.Fatalf("decoded a have request with ranges %v", req.Ranges)
+		}
+		b2, err := wireEnc.Marshal(encodeRequest(req))
+		if err != nil {
+			t.Fatalf("decoded request %+v does not encode: %v", req, err)
+		}
+		if len(b2) > maxRequestFrame {
+			t.Fatalf("decoded request encodes to %d bytes, over the %d-byte frame limit", len(b2), maxRequestFrame)
+		}
+		var w2 wireRequest
+		if err := wireDec.Unmarshal(b2, &w2); err != nil {
+			t.Fatalf("re-encoded request does not unmarshal: %v", err)
+		}
+		req2, err := w2.decode()
+		if err != nil || !reflect.DeepEqual(req, req2) {
+			t.Fatalf("round trip: decoded %+v (ranges %#v), re-encoded %x, decoded again %+v (ranges %#v), %v", req, req.Ranges, b2, req2, req2.Ranges, err)
+		}
+	})
+}
