@@ -366,3 +366,24 @@ func TestDownloadBatch(t *testing.T) {
 		t.Fatalf("last progress %+v", last)
 	}
 }
+
+// TestEmptyRangesRequest: a request with a present but empty range list
+// selects nothing (docs/protocol.md): the answer is a header and an empty
+// body, and the stream carries the next request. (The client once dropped
+// the empty list and so asked for the whole blob.)
+func TestEmptyRangesRequest(t *testing.T) {
+	srv := newTestStore(t)
+	data := content(100000, 77)
+	h := addBlob(t, srv, data)
+	conn, _ := servePipe(t, srv, nil)
+	conn.SetDeadline(time.Now().Add(5 * time.Second)) // a whole-blob answer would block the pipe
+	rc := newRangeConn(conn)
+	go rc.request(h, []ChunkRange{})
+	var got bytesSink
+	if err := rc.readRanges(new(verifier), h, uint64(len(data)), []ChunkRange{}, &got); err != nil || got.b.Len() != 0 {
+		t.Fatalf("empty ranges: %d bytes, %v", got.b.Len(), err)
+	}
+	if _, held, err := rc.have(h); err != nil || !held.Contains(ChunkRange{0, numGroups(uint64(len(data)))}) {
+		t.Fatalf("have after the empty answer: %v %v", held, err)
+	}
+}

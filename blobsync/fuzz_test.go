@@ -375,6 +375,8 @@ func FuzzRequestDecode(f *testing.F) {
 		{Hash: h, Ranges: []ChunkRange{{0, 1}}},
 		{Hash: h, Ranges: []ChunkRange{{0, 3}, {3, 5}, {9, 1 << 40}}},
 		{Hash: h, Ranges: most},
+		{Hash: h, Ranges: []ChunkRange{}}, // present and empty: selects nothing
+		{Hash: h, Children: []ChildRanges{{Index: 0}, {Index: 3, Ranges: []ChunkRange{{1, 2}}}, {Index: 1 << 40}}},
 	} {
 		b, err := wireEnc.Marshal(encodeRequest(req))
 		if err != nil {
@@ -398,6 +400,7 @@ func FuzzRequestDecode(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte{0xa2, 0x01, 0x41, 0x00, 0x01, 0x41, 0x00}) // duplicate key
+	f.Add([]byte("\xa2\x01X 00000000000000000000000000000000\x02\x80")) // {1: hash, 2: []}: once re-encoded as the whole blob
 	f.Add([]byte{0xa0})
 	f.Add([]byte{})
 

@@ -77,7 +77,7 @@ type wireRange struct {
 
 type wireRequest struct {
 	Hash     []byte      `cbor:"1,keyasint"`
-	Ranges   []wireRange `cbor:"2,keyasint,omitempty"`
+	Ranges   []wireRange `cbor:"2,keyasint,omitzero"` // nil: absent (whole blob); empty: present, selects nothing
 	Op       uint64      `cbor:"3,keyasint,omitempty"`
 	Children []wireChild `cbor:"4,keyasint,omitempty"` // op children
 }
@@ -249,6 +249,9 @@ func encodeRequest(req Request) wireRequest {
 	w := wireRequest{Hash: req.Hash[:]}
 	if req.Have {
 		w.Op = opHave
+	}
+	if req.Ranges != nil {
+		w.Ranges = make([]wireRange, 0, len(req.Ranges))
 	}
 	for _, r := range req.Ranges {
 		w.Ranges = append(w.Ranges, wireRange{Start: r.Start, End: r.End})
