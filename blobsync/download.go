@@ -42,8 +42,12 @@ type DownloadOptions struct {
 	// Default 3.
 	Concurrency int
 	// BatchMax: DownloadCollection fetches entries of at most BatchMax
-	// bytes in children requests, many per request. Default 8 MiB;
-	// negative: none (every blob its own download).
+	// bytes in children requests, many per request. Default 1 MiB;
+	// negative: none (every blob its own download). A batched blob is
+	// stored whole: one cut off mid-stream is fetched again from its
+	// start, where a blob downloaded on its own resumes from its verified
+	// ranges, so a larger BatchMax trades resume granularity for fewer
+	// round trips.
 	BatchMax int64
 	// Progress, if not nil, gets a snapshot at most every ProgressEvery and
 	// once at the end of each blob. Calls are serialised; they must not
@@ -74,7 +78,7 @@ func (o *DownloadOptions) defaults() {
 		o.Concurrency = 3
 	}
 	if o.BatchMax == 0 {
-		o.BatchMax = 8 << 20
+		o.BatchMax = 1 << 20
 	}
 	if o.ProgressEvery <= 0 {
 		o.ProgressEvery = 100 * time.Millisecond

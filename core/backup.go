@@ -317,9 +317,23 @@ func (b *Backend) schedulePass(ctx context.Context, g key.RecordKey, full bool) 
 
 // backupFile is one file blob a pass wants.
 type backupFile struct {
-	fi   FileInfo
-	have bool
+	fi      FileInfo
+	have    bool
+	batched bool // asked for in a repo's batch already
 }
+
+// repoColl is one repo's collection as a backup pass read it.
+type repoColl struct {
+	rk key.RecordKey
+	h  blobsync.Hash
+	c  *blobsync.Collection
+}
+
+// backupBatchMax: files of at most this many bytes are fetched in
+// children requests, many per request (blobsync.DownloadBatch). A batched
+// file is stored whole, so an interrupted one starts again; larger files
+// go on their own and resume from their verified ranges.
+const backupBatchMax = 1 << 20
 
 // backupPass lists every repo of group g and downloads every file blob not
 // held, then records the outcome in bg.status.
@@ -353,11 +367,12 @@ func (b *Backend) backupPass(ctx context.Context, g key.RecordKey, bg *backupGro
 	}
 	blobs := make(map[blobsync.Hash]*backupFile)
 	var order []blobsync.Hash
+	var colls []repoColl
 	repos := 0
 	for _, rk := range keys {
 		local := !full && b.isWatched(gs, rk)
 		lctx, cancel := context.WithTimeout(ctx, backupListWait)
-		files, err := b.repoFiles(lctx, gs, rk, local)
+		name, ch, c, err := b.repoCollection(lctx, gs, rk, local)
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
@@ -368,7 +383,9 @@ func (b *Backend) backupPass(ctx context.Context, g key.RecordKey, bg *backupGro
 			continue
 		}
 		repos++
-		for _, fi := range files {
+		colls = append(colls, repoColl{rk: rk, h: ch, c: c})
+		for _, e := range c.Entries {
+			fi := b.fileInfo(gs, rk, name, e)
 			if _, ok := blobs[fi.Hash]; !ok {
 				blobs[fi.Hash] = &backupFile{fi: fi, have: fi.Local}
 				order = append(order, fi.Hash)
@@ -380,7 +397,30 @@ func (b *Backend) backupPass(ctx context.Context, g key.RecordKey, bg *backupGro
 		b.backupRepublish(ctx, g, keys)
 	}
 
-	// Phase 2: the missing blobs, BackupConcurrency at once over all groups.
+	// Phase 2: each repo's small missing files in children requests (a
+	// few streams per member rather than one per file), one repo at a time
+	// in a slot of BackupConcurrency; then every blob still missing, up to
+	// BackupConcurrency at once over all groups, where each failure is
+	// recorded per file.
+	for _, rc := range colls {
+		var idx []int
+		for i, e := range rc.c.Entries {
+			if bf := blobs[e.Hash]; bf != nil && !bf.have && !bf.batched && e.Size <= backupBatchMax {
+				bf.batched = true
+				idx = append(idx, i)
+			}
+		}
+		if len(idx) == 0 {
+			continue
+		}
+		select {
+		case b.bk.sem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		b.backupBatch(ctx, gs, rc, idx, blobs)
+		<-b.bk.sem
+	}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	for _, h := range order {
@@ -516,6 +556,65 @@ func (b *Backend) republishRecord(ctx context.Context, k key.RecordKey) error {
 	sctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	defer cancel()
 	return b.dht.Set(sctx, desc, sk, v)
+}
+
+// backupBatch downloads the entries idx of repo collection rc in children
+// requests from every member, under one storage reservation for all of
+// them, and marks the files it stored as held. Files it did not get are
+// left for the per-file downloads, which report why; a reservation refused
+// by the quota leaves them all to those too.
+func (b *Backend) backupBatch(ctx context.Context, gs *groupState, rc repoColl, idx []int, blobs map[blobsync.Hash]*backupFile) {
+	var total int64
+	for _, i := range idx {
+		total += rc.c.Entries[i].Size
+	}
+	release, err := b.reserveStorage(total)
+	if err != nil {
+		return
+	}
+	defer release()
+	provs, err := b.memberProviders(ctx, gs, []key.RecordKey{rc.rk})
+	if err != nil {
+		return
+	}
+	bs := &b.bk
+	d := &BackupDownload{Group: gs.info.ID, Repo: rc.rk, Name: fmt.Sprintf("%d files of repo %s", len(idx), rc.rk), Hash: rc.h, Total: total}
+	bs.mu.Lock()
+	bs.inflight[d] = struct{}{}
+	bs.mu.Unlock()
+	var last blobsync.Progress
+	progress := func(p blobsync.Progress) {
+		bs.mu.Lock()
+		d.Done = p.Done
+		last = p
+		bs.mu.Unlock()
+	}
+	left, err := b.blobs.DownloadBatch(ctx, rc.h, rc.c, idx, provs, blobsync.DownloadOptions{Progress: progress, Logger: b.log})
+	bs.mu.Lock()
+	delete(bs.inflight, d)
+	for _, pp := range last.Providers {
+		bs.fetched += pp.Bytes
+	}
+	bs.mu.Unlock()
+	if err != nil {
+		return
+	}
+	missed := make(map[int]bool, len(left))
+	for _, i := range left {
+		missed[i] = true
+	}
+	stored := 0
+	for _, i := range idx {
+		e := rc.c.Entries[i]
+		if missed[i] {
+			continue
+		}
+		if ok, _ := b.blobs.Has(e.Hash); ok {
+			blobs[e.Hash].have = true
+			stored++
+		}
+	}
+	b.log.Info("backup: stored batch", "group", gs.info.ID, "repo", rc.rk, "files", stored, "of", len(idx), "bytes", last.Done)
 }
 
 // backupDownload downloads one file blob from every member that holds it,

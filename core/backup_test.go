@@ -3,6 +3,7 @@ package core
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -250,4 +251,52 @@ func startTogether(t *testing.T, dirs map[string]Options) map[string]*Backend {
 		t.Fatal(firstErr)
 	}
 	return out
+}
+
+// TestBackupBatchesSmallFiles: a backup node fetches a repo of many small
+// files in children requests: every file held and equal, with a few blob
+// streams to the member rather than one (or more) per file.
+func TestBackupBatchesSmallFiles(t *testing.T) {
+	tmp := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	alice := startNode(t, filepath.Join(tmp, "alice"))
+	defer alice.Close()
+	g, err := alice.CreateGroup(ctx, "many")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const files = 60
+	var paths []string
+	datas := map[string][]byte{}
+	for i := range files {
+		name := fmt.Sprintf("f%02d.bin", i)
+		p, data := writeFile(t, tmp, name, 1000+i*9000)
+		paths, datas[name] = append(paths, p), data
+	}
+	if _, err := alice.AddFiles(ctx, g.ID, paths); err != nil {
+		t.Fatal(err)
+	}
+	inv, _ := alice.Invite(g.ID)
+	backup := startWith(t, filepath.Join(tmp, "backup"), Options{Bootstrap: []string{alice.Contact()}, Backup: true}, false)
+	defer backup.Close()
+	if _, err := backup.JoinGroup(ctx, inv); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the backup to hold every file", holds(backup, g.ID, files))
+	for name, data := range datas {
+		out := filepath.Join(tmp, "out-"+name)
+		fi, err := backup.GetFile(ctx, g.ID, key.RecordKey{}, name, out, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := os.ReadFile(out); !bytes.Equal(got, data) || !fi.Local {
+			t.Fatalf("the backup's %s differs or was not local", name)
+		}
+	}
+	// The collection, then the batches (one stream per member and pass,
+	// plus a retry or two); one stream per file would be 60 or more.
+	if n := backup.traffic.opened.Load(); n > 10 {
+		t.Fatalf("the backup opened %d blob streams for %d small files", n, files)
+	}
 }

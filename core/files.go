@@ -137,6 +137,23 @@ func (b *Backend) ListFiles(ctx context.Context, g key.RecordKey) ([]FileInfo, e
 // members if not local). With local, the record is read from this node's
 // store only: what its watch keeps current.
 func (b *Backend) repoFiles(ctx context.Context, gs *groupState, rk key.RecordKey, local bool) ([]FileInfo, error) {
+	name, _, c, err := b.repoCollection(ctx, gs, rk, local)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]FileInfo, 0, len(c.Entries))
+	for _, e := range c.Entries {
+		out = append(out, b.fileInfo(gs, rk, name, e))
+	}
+	return out, nil
+}
+
+// repoCollection reads repo rk's name and current collection (its hash
+// and content), fetching the collection blob from the members if it is
+// not local, and marks the collection and every blob it lists servable to
+// the group. local reads the records this node holds (watched) instead
+// of asking the DHT.
+func (b *Backend) repoCollection(ctx context.Context, gs *groupState, rk key.RecordKey, local bool) (string, blobsync.Hash, *blobsync.Collection, error) {
 	repo := gs.repo
 	if rk != gs.info.Repo || local {
 		var recs datarepo.Records = records{b}
@@ -145,26 +162,22 @@ func (b *Backend) repoFiles(ctx context.Context, gs *groupState, rk key.RecordKe
 		}
 		var err error
 		if repo, err = datarepo.OpenKey(ctx, recs, b.blobs, gs.g.Secret(), rk); err != nil {
-			return nil, err
+			return "", blobsync.Hash{}, nil, err
 		}
 	}
 	name, err := repo.Name(ctx)
 	if err != nil {
-		return nil, err
+		return "", blobsync.Hash{}, nil, err
 	}
 	fetch := func(ctx context.Context, h blobsync.Hash) error {
 		return b.download(ctx, gs, h, []key.RecordKey{rk}, nil)
 	}
 	c, h, err := repo.Collection(ctx, fetch)
 	if err != nil {
-		return nil, err
+		return "", blobsync.Hash{}, nil, err
 	}
 	b.markServable(gs, h, c)
-	out := make([]FileInfo, 0, len(c.Entries))
-	for _, e := range c.Entries {
-		out = append(out, b.fileInfo(gs, rk, name, e))
-	}
-	return out, nil
+	return name, h, c, nil
 }
 
 // GetFile writes the named file of the group to dst (an absolute path),

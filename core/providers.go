@@ -47,6 +47,7 @@ func (p *memberProvider) Open(ctx context.Context) (io.ReadWriteCloser, error) {
 	if err != nil {
 		return nil, err
 	}
+	p.b.traffic.opened.Add(1)
 	return countingConn{ReadWriteCloser: sess, read: &p.b.traffic.received}, nil
 }
 
@@ -62,17 +63,28 @@ func (b *Backend) download(ctx context.Context, gs *groupState, h blobsync.Hash,
 	if ok, _ := b.blobs.Has(h); ok {
 		return nil
 	}
-	members, err := gs.g.Providers(ctx, prefer, b.NodeID())
+	provs, err := b.memberProviders(ctx, gs, prefer)
 	if err != nil {
 		return err
 	}
+	_, err = b.blobs.Download(ctx, h, provs, blobsync.DownloadOptions{Progress: progress, Logger: b.log})
+	return err
+}
+
+// memberProviders returns every other member of gs that announces a node
+// (those serving the repos in prefer first) as blob providers;
+// ErrNoMembers if there is none.
+func (b *Backend) memberProviders(ctx context.Context, gs *groupState, prefer []key.RecordKey) ([]blobsync.Provider, error) {
+	members, err := gs.g.Providers(ctx, prefer, b.NodeID())
+	if err != nil {
+		return nil, err
+	}
 	if len(members) == 0 {
-		return fmt.Errorf("%w: %s", ErrNoMembers, gs.info.Name)
+		return nil, fmt.Errorf("%w: %s", ErrNoMembers, gs.info.Name)
 	}
 	provs := make([]blobsync.Provider, len(members))
 	for i, m := range members {
 		provs[i] = &memberProvider{b: b, gs: gs, td: m.Tunnel}
 	}
-	_, err = b.blobs.Download(ctx, h, provs, blobsync.DownloadOptions{Progress: progress, Logger: b.log})
-	return err
+	return provs, nil
 }

@@ -9,9 +9,11 @@ import (
 
 // traffic counts the bytes of blob transfers through tunnels: sent while
 // serving members, received while downloading from them (after the
-// tunnel's framing, so they are blob-protocol bytes).
+// tunnel's framing, so they are blob-protocol bytes), and the blob
+// streams this node opened to members (each a tunnel handshake).
 type traffic struct {
 	sent, received atomic.Int64
+	opened         atomic.Int64
 }
 
 // countingConn counts what passes through a tunnel session.
@@ -55,5 +57,8 @@ func (b *Backend) nodeCollectors() []prometheus.Collector {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "dweb_blob_bytes_received_total", Help: "Blob protocol bytes received from members through tunnels.",
 		}, func() float64 { return float64(b.traffic.received.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "dweb_blob_streams_opened_total", Help: "Blob streams opened to members (one tunnel handshake each).",
+		}, func() float64 { return float64(b.traffic.opened.Load()) }),
 	}
 }
