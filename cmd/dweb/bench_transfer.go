@@ -52,7 +52,7 @@ type benchTransferResult struct {
 	ReceiverCPUUser  float64    `json:"receiver_cpu_user_s"`
 	ReceiverCPUSys   float64    `json:"receiver_cpu_sys_s"`
 	SenderDataOnDisk bool       `json:"sender_reference_mode"`
-	Rounds           []btRound  `json:"rounds,omitempty"` // with --rounds > 1: each baseline/dweb pair; the figures above are the medians (ratio: median of the rounds' ratios), peak RSS the largest
+	Rounds           []btRound  `json:"rounds,omitempty"` // with --rounds > 1: each dweb run with the mean of the two baseline runs around it; the figures above are the medians (ratio: median of the rounds' ratios), peak RSS the largest
 	BaselineCPU      btCPUSplit `json:"baseline_cpu_s"`   // CPU seconds the raw stream cost each side (last round)
 	CPU              btCPUSplit `json:"cpu_s"`            // CPU seconds the dweb download cost each side (last round)
 	TunnelTransport  string     `json:"tunnel_transport"` // "tls": Noise handshake bound to the QUIC connection's TLS, no second encryption; "noise": every byte Noise-encrypted
@@ -166,7 +166,7 @@ func benchTransferCmd(a *app) *cobra.Command {
 	cmd.Flags().IntVar(&files, "files", 1, "split --size into a collection of this many files and download it with DownloadCollection (small files go in children requests)")
 	cmd.Flags().BoolVar(&noBatch, "no-batch", false, "with --files: no children requests, every file its own download (to compare)")
 	cmd.Flags().StringVar(&rateFlag, "provider-rate", "", "upload rate limit of each provider, e.g. 25MB/s (default: none)")
-	cmd.Flags().IntVar(&rounds, "rounds", 5, "baseline/dweb pairs run one after the other; the figures are their medians (on a shared machine one run of either can swing by 20 %)")
+	cmd.Flags().IntVar(&rounds, "rounds", 5, "dweb runs, each between two baseline runs (its ratio is to their mean); the figures are the medians (on a shared machine one run of either can swing by 20 %)")
 	cmd.Flags().StringVar(&tt, "tunnel-transport", "tls", "tls: tunnel handshake bound to the direct QUIC connection, bytes protected by its TLS only (tunnel.DialConfig.TLSTransport); noise: Noise-encrypt every byte as over a relay")
 	cmd.Flags().StringVar(&dir, "dir", "", "directory for stores and temp files (default: the system temp dir)")
 	cmd.Flags().StringVar(&role, "role", "", "internal: run as the receiver child")
@@ -281,13 +281,36 @@ func benchTransfer(ctx context.Context, dir string, size int64, n int, rate int6
 		res.ProviderRateMBs = float64(rate) / 1e6
 	}
 
+	// Each dweb run is bracketed by two baseline runs, and its ratio is to
+	// their mean: on a shared machine the speed of both drifts within
+	// seconds, and bracketing cancels a drift between the two halves of a
+	// round instead of charging it to one side.
 	var base, dwebR, ratios []float64
+	prev, err := btRawRun(ctx, dir, job)
+	if err != nil {
+		return nil, err
+	}
 	for i := range rounds {
-		if err := btPair(ctx, dir, job, res, i == rounds-1); err != nil {
+		d, err := btDwebRun(ctx, dir, job, i == rounds-1)
+		if err != nil {
 			return nil, err
 		}
+		next, err := btRawRun(ctx, dir, job)
+		if err != nil {
+			return nil, err
+		}
+		res.BaselineMBs = bsRound((prev.mbs + next.mbs) / 2)
+		res.BaselineSeconds = (prev.seconds + next.seconds) / 2
+		res.BaselineRSS = max(res.BaselineRSS, prev.rss, next.rss)
+		res.BaselineCPU = btCPUSplit{Sender: bsRound((prev.cpu.Sender + next.cpu.Sender) / 2), Receiver: bsRound((prev.cpu.Receiver + next.cpu.Receiver) / 2)}
+		r := d.child
+		res.ReceiverSeconds, res.ReceiverPeakRSS, res.Verified, res.ProviderBytes = r.Seconds, max(res.ReceiverPeakRSS, r.PeakRSS), r.Verified, r.PerProv
+		res.ReceiverCPUUser, res.ReceiverCPUSys = r.CPUUser, r.CPUSys
+		res.CPU, res.MBs = d.cpu, d.mbs
+		res.Ratio = bsRound(res.MBs / res.BaselineMBs)
 		base, dwebR, ratios = append(base, res.BaselineMBs), append(dwebR, res.MBs), append(ratios, res.Ratio)
 		res.Rounds = append(res.Rounds, btRound{res.BaselineMBs, res.MBs, res.Ratio, res.BaselineCPU, res.CPU})
+		prev = next
 	}
 	if rounds > 1 {
 		res.BaselineMBs, res.MBs, res.Ratio = btMedian(base), btMedian(dwebR), btMedian(ratios)
@@ -322,53 +345,57 @@ func btMedian(v []float64) float64 {
 	return bsRound((v[len(v)/2-1] + v[len(v)/2]) / 2)
 }
 
-// btPair runs one baseline receiver and one dweb receiver (fresh store,
-// removed afterwards unless last) and sets res's per-run figures; the peak
-// RSS figures keep the largest seen.
-func btPair(ctx context.Context, dir string, job btJob, res *benchTransferResult, last bool) error {
-	size := job.Size
+// btRun is one child's figures.
+type btRun struct {
+	mbs, seconds, rss float64
+	cpu               btCPUSplit
+	child             *btChildResult
+}
+
+// btRawRun runs one baseline receiver: a raw QUIC stream from the first
+// provider's endpoint.
+func btRawRun(ctx context.Context, dir string, job btJob) (*btRun, error) {
 	raw := job
 	raw.Mode, raw.Providers = "raw", job.Providers[:1]
 	s0 := btSelfCPU()
 	r, err := btRunChild(ctx, dir, "raw", raw)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	res.BaselineCPU = btCPUSplit{Sender: bsRound(btSelfCPU() - s0), Receiver: bsRound(r.CPUUser + r.CPUSys)}
-	res.BaselineSeconds, res.BaselineRSS = r.Seconds, max(res.BaselineRSS, r.PeakRSS)
-	res.BaselineMBs = bsRound(float64(size) / 1e6 / r.Seconds)
+	return &btRun{mbs: bsRound(float64(job.Size) / 1e6 / r.Seconds), seconds: r.Seconds, rss: r.PeakRSS, child: r,
+		cpu: btCPUSplit{Sender: bsRound(btSelfCPU() - s0), Receiver: bsRound(r.CPUUser + r.CPUSys)}}, nil
+}
 
+// btDwebRun runs one dweb receiver on a fresh store (removed afterwards
+// unless keep).
+func btDwebRun(ctx context.Context, dir string, job btJob, keep bool) (*btRun, error) {
 	dw := job
 	dw.Mode = "dweb"
 	dw.Dir = filepath.Join(dir, "receiver")
 	if err := os.RemoveAll(dw.Dir); err != nil {
-		return err
+		return nil, err
 	}
 	if prefix := os.Getenv("DWEB_BENCH_CPUPROFILE"); prefix != "" {
 		f, err := os.Create(prefix + ".senders")
 		if err != nil {
-			return err
+			return nil, err
 		}
 		defer f.Close()
 		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	s0 = btSelfCPU()
-	r, err = btRunChild(ctx, dir, "dweb", dw)
+	s0 := btSelfCPU()
+	r, err := btRunChild(ctx, dir, "dweb", dw)
 	pprof.StopCPUProfile()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	res.CPU = btCPUSplit{Sender: bsRound(btSelfCPU() - s0), Receiver: bsRound(r.CPUUser + r.CPUSys)}
-	if !last {
+	if !keep {
 		defer os.RemoveAll(dw.Dir)
 	}
-	res.ReceiverSeconds, res.ReceiverPeakRSS, res.Verified, res.ProviderBytes = r.Seconds, max(res.ReceiverPeakRSS, r.PeakRSS), r.Verified, r.PerProv
-	res.ReceiverCPUUser, res.ReceiverCPUSys = r.CPUUser, r.CPUSys
-	res.MBs = bsRound(float64(size) / 1e6 / r.Seconds)
-	res.Ratio = bsRound(res.MBs / res.BaselineMBs)
-	return nil
+	return &btRun{mbs: bsRound(float64(job.Size) / 1e6 / r.Seconds), seconds: r.Seconds, rss: r.PeakRSS, child: r,
+		cpu: btCPUSplit{Sender: bsRound(btSelfCPU() - s0), Receiver: bsRound(r.CPUUser + r.CPUSys)}}, nil
 }
 
 // btRunChild runs one receiver job in a child process and returns its result.
