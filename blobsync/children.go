@@ -330,44 +330,22 @@ func (s *Store) downloadBatches(ctx context.Context, coll Hash, c *Collection, i
 // provider runs one provider's sessions until the batches run out, it
 // lies, lacks the collection, or its retries are spent.
 func (b *batchRun) provider(ctx context.Context, p Provider, ps *providerState) {
-	for attempt := 0; attempt <= b.opts.MaxRetries && ctx.Err() == nil; attempt++ {
-		err := b.session(ctx, p, ps)
-		if err == nil || ctx.Err() != nil {
-			b.rep.setState(ps, "idle", nil)
-			return
-		}
-		b.opts.Logger.Debug("blobsync: provider failed a children request", "collection", b.coll, "provider", p.ID(), "attempt", attempt, "err", err)
-		var ban errBanned
-		switch {
-		case errors.As(err, &ban) || errors.Is(err, ErrCorrupt):
-			b.rep.setState(ps, "banned", err)
-			b.mu.Lock()
-			b.banned[p.ID()] = true
-			b.mu.Unlock()
-			return
-		case errors.Is(err, ErrNotFound):
-			b.rep.setState(ps, "missing", err)
-			return
-		case errors.Is(err, ErrProtocol):
-			b.rep.setState(ps, "failed", err)
-			return
-		}
-		b.rep.setState(ps, "failed", err)
+	err := retryProvider(ctx, b.opts, b.rep, p, ps, "collection "+b.coll.String(), func() error { return b.session(ctx, p, ps) })
+	if err != nil && lied(err) {
+		b.mu.Lock()
+		b.banned[p.ID()] = true
+		b.mu.Unlock()
 	}
 }
 
 // session is one stream to p: children requests for the batches it takes,
 // pipelined. The unread entries of its batches are left when it ends.
 func (b *batchRun) session(ctx context.Context, p Provider, ps *providerState) error {
-	rw, err := p.Open(ctx)
+	rw, stall, release, err := openStream(ctx, p, b.opts.StallTimeout)
 	if err != nil {
 		return err
 	}
-	defer rw.Close()
-	stop := context.AfterFunc(ctx, func() { rw.Close() })
-	defer stop()
-	stall := time.AfterFunc(b.opts.StallTimeout, func() { rw.Close() })
-	defer stall.Stop()
+	defer release()
 	b.rep.setState(ps, "active", nil)
 	conn := newRangeConn(rw)
 
@@ -499,27 +477,15 @@ func (s *Store) DownloadBatch(ctx context.Context, h Hash, c *Collection, idx []
 		total += c.Entries[i].Size
 	}
 	rep.setTotal(total)
-	var ask, left []int
-	seen := make(map[Hash]bool, len(idx))
-	for _, i := range idx {
-		e := c.Entries[i]
-		if seen[e.Hash] {
-			left = append(left, i)
-			continue
-		}
-		seen[e.Hash] = true
-		re, found, err := s.rawEntry(e.Hash)
-		switch {
-		case err != nil:
-			return nil, err
-		case found && re.State == stateComplete:
-			rep.blobDone(e.Hash, e.Size, e.Size, true)
-		case found:
-			left = append(left, i)
-		default:
-			ask = append(ask, i)
-		}
+	ask, each, held, dup, err := s.sortEntries(c, idx, opts.BatchMax)
+	if err != nil {
+		return nil, err
 	}
+	for _, i := range held {
+		e := c.Entries[i]
+		rep.blobDone(e.Hash, e.Size, e.Size, true)
+	}
+	left := append(each, dup...)
 	if len(ask) > 0 && len(providers) > 0 {
 		missed, _ := s.downloadBatches(ctx, h, c, ask, providers, &opts, rep)
 		left = append(left, missed...)
@@ -528,4 +494,33 @@ func (s *Store) DownloadBatch(ctx context.Context, h Hash, c *Collection, idx []
 	}
 	slices.Sort(left)
 	return left, ctx.Err()
+}
+
+// sortEntries sorts the entries idx of c for a download: ask are those to
+// fetch in children requests (not held at all, at most batchMax bytes),
+// each those to fetch blob by blob (held in part: they resume from their
+// record; or larger), held those complete already, and dup those whose
+// blob an earlier listed entry names.
+func (s *Store) sortEntries(c *Collection, idx []int, batchMax int64) (ask, each, held, dup []int, err error) {
+	seen := make(map[Hash]bool, len(idx))
+	for _, i := range idx {
+		e := c.Entries[i]
+		if seen[e.Hash] {
+			dup = append(dup, i)
+			continue
+		}
+		seen[e.Hash] = true
+		re, found, err := s.rawEntry(e.Hash)
+		switch {
+		case err != nil:
+			return nil, nil, nil, nil, err
+		case found && re.State == stateComplete:
+			held = append(held, i)
+		case found || e.Size > batchMax:
+			each = append(each, i)
+		default:
+			ask = append(ask, i)
+		}
+	}
+	return ask, each, held, dup, nil
 }

@@ -183,24 +183,9 @@ func TestDownloadCollectionBatches(t *testing.T) {
 	f := makeCollection(t, sizes, []*Store{a, b}, map[int][]int{1: {3, 30, 119}})
 	pa, pb := prov(t, "a", a), prov(t, "b", b)
 	cl := newTestStore(t)
-	var mu sync.Mutex
-	var last Progress
-	c, err := cl.DownloadCollection(context.Background(), f.h, []Provider{pa, pb}, DownloadOptions{Progress: func(p Progress) {
-		mu.Lock()
-		last = p
-		mu.Unlock()
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, last := downloadAll(t, cl, f, pa, pb)
 	if len(c.Entries) != len(sizes) {
 		t.Fatalf("%d entries, want %d", len(c.Entries), len(sizes))
-	}
-	for _, e := range c.Entries {
-		got, err := cl.ReadAll(e.Hash, 8<<20)
-		if err != nil || !bytes.Equal(got, f.blobs[e.Hash]) {
-			t.Fatalf("entry %s: %v", e.Name, err)
-		}
 	}
 	checkBlob(t, cl, c.Entries[len(c.Entries)-1].Hash, f.blobs[c.Entries[len(c.Entries)-1].Hash])
 	var total int64
@@ -223,6 +208,32 @@ func TestDownloadCollectionBatches(t *testing.T) {
 	if sum := provOf(last.Providers, "a").Bytes + provOf(last.Providers, "b").Bytes; sum != total {
 		t.Fatalf("providers credited with %d bytes in all, want %d: %+v", sum, total, last.Providers)
 	}
+}
+
+// downloadAll runs DownloadCollection of f from provs into cl, checks that
+// every entry is held with the right bytes, and returns the collection and
+// the last progress event.
+func downloadAll(t *testing.T, cl *Store, f *collFixture, provs ...Provider) (*Collection, Progress) {
+	t.Helper()
+	var mu sync.Mutex
+	var last Progress
+	c, err := cl.DownloadCollection(context.Background(), f.h, provs, DownloadOptions{Progress: func(p Progress) {
+		mu.Lock()
+		last = p
+		mu.Unlock()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range c.Entries {
+		got, err := cl.ReadAll(e.Hash, 8<<20)
+		if err != nil || !bytes.Equal(got, f.blobs[e.Hash]) {
+			t.Fatalf("entry %s: %v", e.Name, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return c, last
 }
 
 // smallBatches cuts children requests at n children for the test.
@@ -248,22 +259,7 @@ func TestDownloadCollectionBatchLiar(t *testing.T) {
 	// own small answer, inside a children answer.
 	pl.fault = func(n int, c net.Conn) io.ReadWriteCloser { return &flipAt{Conn: c, off: 100 << 10} }
 	cl := newTestStore(t)
-	var last Progress
-	var mu sync.Mutex
-	c, err := cl.DownloadCollection(context.Background(), f.h, []Provider{pl, ph}, DownloadOptions{Progress: func(p Progress) {
-		mu.Lock()
-		last = p
-		mu.Unlock()
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range c.Entries {
-		got, err := cl.ReadAll(e.Hash, 1<<20)
-		if err != nil || !bytes.Equal(got, f.blobs[e.Hash]) {
-			t.Fatalf("entry %s: %v", e.Name, err)
-		}
-	}
+	_, last := downloadAll(t, cl, f, pl, ph)
 	if st := provOf(last.Providers, "liar").State; st != "banned" {
 		t.Fatalf("liar state %q, want banned (%+v)", st, last.Providers)
 	}
@@ -285,23 +281,8 @@ func TestDownloadCollectionBatchEndGame(t *testing.T) {
 	// 2 MB) would take it 4 s.
 	ps.opts = ServeOptions{Limit: NewPeerLimit(ServeLimits{UploadRate: 500e3})}
 	cl := newTestStore(t)
-	var mu sync.Mutex
-	var last Progress
 	t0 := time.Now()
-	c, err := cl.DownloadCollection(context.Background(), f.h, []Provider{ps, pf}, DownloadOptions{Progress: func(p Progress) {
-		mu.Lock()
-		last = p
-		mu.Unlock()
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range c.Entries {
-		got, err := cl.ReadAll(e.Hash, 1<<20)
-		if err != nil || !bytes.Equal(got, f.blobs[e.Hash]) {
-			t.Fatalf("entry %s: %v", e.Name, err)
-		}
-	}
+	_, last := downloadAll(t, cl, f, ps, pf)
 	var total int64
 	for _, n := range sizes {
 		total += int64(n)

@@ -430,52 +430,75 @@ func (e errBanned) Unwrap() error { return e.err }
 // work runs one provider until the blob is done, it has nothing more to
 // give, it lies, or its retries are spent.
 func (d *download) work(ctx context.Context, p Provider, ps *providerState) error {
+	return retryProvider(ctx, d.opts, d.rep, p, ps, "blob "+d.h.String(), func() error { return d.session(ctx, p, ps) })
+}
+
+// retryProvider runs session, one stream to provider p, until it ends well
+// or ctx ends (state idle, nil returned), p lies (a bad group or size:
+// banned), lacks what is asked (missing) or breaks the protocol (failed),
+// or MaxRetries reopenings after broken streams are spent (failed). It
+// keeps ps's state and returns the last error, naming p.
+func retryProvider(ctx context.Context, opts *DownloadOptions, rep *reporter, p Provider, ps *providerState, what string, session func() error) error {
 	var last error
-	for attempt := 0; attempt <= d.opts.MaxRetries; attempt++ {
+	for attempt := 0; attempt <= opts.MaxRetries; attempt++ {
 		if ctx.Err() != nil {
-			d.rep.setState(ps, "idle", nil)
+			rep.setState(ps, "idle", nil)
 			return nil
 		}
-		err := d.session(ctx, p, ps)
-		if err == nil {
-			d.rep.setState(ps, "idle", nil)
-			return nil
-		}
-		if ctx.Err() != nil && !errors.Is(err, ErrNotFound) {
-			d.rep.setState(ps, "idle", nil)
+		err := session()
+		if err == nil || (ctx.Err() != nil && !errors.Is(err, ErrNotFound)) {
+			rep.setState(ps, "idle", nil)
 			return nil
 		}
 		last = fmt.Errorf("provider %s: %w", p.ID(), err)
-		d.opts.Logger.Debug("blobsync: provider failed", "hash", d.h, "provider", p.ID(), "attempt", attempt, "err", err)
-		var ban errBanned
+		opts.Logger.Debug("blobsync: provider failed", "what", what, "provider", p.ID(), "attempt", attempt, "err", err)
 		switch {
-		case errors.As(err, &ban) || errors.Is(err, ErrCorrupt):
-			d.rep.setState(ps, "banned", err)
+		case lied(err):
+			rep.setState(ps, "banned", err)
 			return last
 		case errors.Is(err, ErrNotFound):
-			d.rep.setState(ps, "missing", err)
+			rep.setState(ps, "missing", err)
 			return last
 		case errors.Is(err, ErrProtocol):
-			d.rep.setState(ps, "failed", err)
+			rep.setState(ps, "failed", err)
 			return last
 		}
-		d.rep.setState(ps, "failed", err)
+		rep.setState(ps, "failed", err)
 	}
 	return last
+}
+
+// lied reports whether err says the provider sent a bad group, parent or
+// size: it is used for nothing more.
+func lied(err error) bool {
+	var ban errBanned
+	return errors.As(err, &ban) || errors.Is(err, ErrCorrupt)
+}
+
+// openStream opens a stream to p that is closed when ctx ends or, once
+// stall is armed, when nothing resets it for timeout. release closes it.
+func openStream(ctx context.Context, p Provider, timeout time.Duration) (rw io.ReadWriteCloser, stall *time.Timer, release func(), err error) {
+	rw, err = p.Open(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	stop := context.AfterFunc(ctx, func() { rw.Close() })
+	stall = time.AfterFunc(timeout, func() { rw.Close() })
+	return rw, stall, func() {
+		stall.Stop()
+		stop()
+		rw.Close()
+	}, nil
 }
 
 // session runs one stream to p: have query, size probe if needed, then
 // pipelined ranged requests.
 func (d *download) session(ctx context.Context, p Provider, ps *providerState) (err error) {
-	rw, err := p.Open(ctx)
+	rw, stall, release, err := openStream(ctx, p, d.opts.StallTimeout)
 	if err != nil {
 		return err
 	}
-	defer rw.Close()
-	stop := context.AfterFunc(ctx, func() { rw.Close() })
-	defer stop()
-	stall := time.AfterFunc(d.opts.StallTimeout, func() { rw.Close() })
-	defer stall.Stop()
+	defer release()
 	conn := newRangeConn(rw)
 	d.rep.setState(ps, "active", nil)
 
@@ -712,28 +735,18 @@ func (s *Store) DownloadCollection(ctx context.Context, h Hash, providers []Prov
 	rep.setTotal(total)
 
 	// Small blobs first, in batches; the rest (and what the batches did not
-	// bring) blob by blob. An entry whose blob another entry already names
-	// waits for the end.
-	var small, each, dup []int
-	seen := make(map[Hash]bool, len(c.Entries))
-	for i, e := range c.Entries {
-		if seen[e.Hash] {
-			dup = append(dup, i)
-			continue
-		}
-		seen[e.Hash] = true
-		re, found, err := s.rawEntry(e.Hash)
-		switch {
-		case err != nil:
-			return nil, err
-		case found && re.State == stateComplete:
-			each = append(each, i) // returns at once, counted as held
-		case found || e.Size > opts.BatchMax:
-			each = append(each, i) // a partial blob resumes from its record
-		default:
-			small = append(small, i)
-		}
+	// bring) blob by blob, where a held blob returns at once, counted as
+	// held. An entry whose blob another entry already names waits for the
+	// end.
+	all := make([]int, len(c.Entries))
+	for i := range all {
+		all[i] = i
 	}
+	small, each, held, dup, err := s.sortEntries(c, all, opts.BatchMax)
+	if err != nil {
+		return nil, err
+	}
+	each = append(each, held...)
 	if len(small) > 0 && len(providers) > 0 {
 		var left []int
 		left, providers = s.downloadBatches(ctx, h, c, small, providers, &opts, rep)

@@ -399,7 +399,7 @@ func FuzzRequestDecode(f *testing.F) {
 		}
 		f.Add(b)
 	}
-	f.Add([]byte{0xa2, 0x01, 0x41, 0x00, 0x01, 0x41, 0x00}) // duplicate key
+	f.Add([]byte{0xa2, 0x01, 0x41, 0x00, 0x01, 0x41, 0x00})             // duplicate key
 	f.Add([]byte("\xa2\x01X 00000000000000000000000000000000\x02\x80")) // {1: hash, 2: []}: once re-encoded as the whole blob
 	f.Add([]byte{0xa0})
 	f.Add([]byte{})
