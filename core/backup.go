@@ -577,25 +577,9 @@ func (b *Backend) backupBatch(ctx context.Context, gs *groupState, rc repoColl, 
 	if err != nil {
 		return
 	}
-	bs := &b.bk
-	d := &BackupDownload{Group: gs.info.ID, Repo: rc.rk, Name: fmt.Sprintf("%d files of repo %s", len(idx), rc.rk), Hash: rc.h, Total: total}
-	bs.mu.Lock()
-	bs.inflight[d] = struct{}{}
-	bs.mu.Unlock()
-	var last blobsync.Progress
-	progress := func(p blobsync.Progress) {
-		bs.mu.Lock()
-		d.Done = p.Done
-		last = p
-		bs.mu.Unlock()
-	}
+	progress, done := b.trackBackupDownload(&BackupDownload{Group: gs.info.ID, Repo: rc.rk, Name: fmt.Sprintf("%d files of repo %s", len(idx), rc.rk), Hash: rc.h, Total: total})
 	left, err := b.blobs.DownloadBatch(ctx, rc.h, rc.c, idx, provs, blobsync.DownloadOptions{Progress: progress, Logger: b.log})
-	bs.mu.Lock()
-	delete(bs.inflight, d)
-	for _, pp := range last.Providers {
-		bs.fetched += pp.Bytes
-	}
-	bs.mu.Unlock()
+	last := done()
 	if err != nil {
 		return
 	}
@@ -617,21 +601,17 @@ func (b *Backend) backupBatch(ctx context.Context, gs *groupState, rc repoColl, 
 	b.log.Info("backup: stored batch", "group", gs.info.ID, "repo", rc.rk, "files", stored, "of", len(idx), "bytes", last.Done)
 }
 
-// backupDownload downloads one file blob from every member that holds it,
-// reporting progress in the status, and marks it servable.
-func (b *Backend) backupDownload(ctx context.Context, gs *groupState, fi FileInfo) error {
-	release, err := b.reserveStorage(fi.Size)
-	if err != nil {
-		return err
-	}
-	defer release()
+// trackBackupDownload lists d among the downloads in flight (BackupStatus)
+// and returns the progress function that keeps it current and done, which
+// takes it off the list, adds what it fetched and resumed to the totals
+// and returns its last progress.
+func (b *Backend) trackBackupDownload(d *BackupDownload) (progress func(blobsync.Progress), done func() blobsync.Progress) {
 	bs := &b.bk
-	d := &BackupDownload{Group: gs.info.ID, Repo: fi.Repo, Name: fi.Name, Hash: fi.Hash, Total: fi.Size}
 	bs.mu.Lock()
 	bs.inflight[d] = struct{}{}
 	bs.mu.Unlock()
 	var last blobsync.Progress
-	progress := func(p blobsync.Progress) {
+	progress = func(p blobsync.Progress) {
 		bs.mu.Lock()
 		d.Done = p.Done
 		if p.Total > 0 {
@@ -640,14 +620,30 @@ func (b *Backend) backupDownload(ctx context.Context, gs *groupState, fi FileInf
 		last = p
 		bs.mu.Unlock()
 	}
-	err = b.download(ctx, gs, fi.Hash, []key.RecordKey{fi.Repo}, progress)
-	bs.mu.Lock()
-	delete(bs.inflight, d)
-	bs.resumed += last.Resumed
-	for _, pp := range last.Providers {
-		bs.fetched += pp.Bytes
+	done = func() blobsync.Progress {
+		bs.mu.Lock()
+		defer bs.mu.Unlock()
+		delete(bs.inflight, d)
+		bs.resumed += last.Resumed
+		for _, pp := range last.Providers {
+			bs.fetched += pp.Bytes
+		}
+		return last
 	}
-	bs.mu.Unlock()
+	return progress, done
+}
+
+// backupDownload downloads one file blob from every member that holds it,
+// reporting progress in the status, and marks it servable.
+func (b *Backend) backupDownload(ctx context.Context, gs *groupState, fi FileInfo) error {
+	release, err := b.reserveStorage(fi.Size)
+	if err != nil {
+		return err
+	}
+	defer release()
+	progress, done := b.trackBackupDownload(&BackupDownload{Group: gs.info.ID, Repo: fi.Repo, Name: fi.Name, Hash: fi.Hash, Total: fi.Size})
+	err = b.download(ctx, gs, fi.Hash, []key.RecordKey{fi.Repo}, progress)
+	last := done()
 	if err != nil {
 		return err
 	}
