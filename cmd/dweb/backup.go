@@ -126,7 +126,7 @@ func (a *app) backupCmd() *cobra.Command {
 					if !g.LastPass.IsZero() {
 						last = fmtTime(g.LastPass)
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%s\n", g.Name, g.ID, g.Files, g.Held, g.Missing, fmtBytes(g.BytesHeld), last)
+					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%s\n", g.Name, g.ID, g.Files, g.Held, g.Missing, core.FormatSize(g.BytesHeld), last)
 				}
 				return tw.Flush()
 			})
@@ -184,7 +184,7 @@ func (a *app) printBackupStatus(st core.BackupStatus) error {
 		return nil
 	}
 	fmt.Fprintf(a.stdout, "backup since %s: %d passes, %d errors, %s fetched, %s resumed; full pass every %s, %d downloads at once\n",
-		fmtTime(st.StartedAt), st.Passes, st.Errors, fmtBytes(st.Fetched), fmtBytes(st.Resumed),
+		fmtTime(st.StartedAt), st.Passes, st.Errors, core.FormatSize(st.Fetched), core.FormatSize(st.Resumed),
 		time.Duration(st.IntervalS*float64(time.Second)), st.Concurrency)
 	tw := a.table()
 	fmt.Fprintln(tw, "GROUP\tKEY\tREPOS\tFILES\tHELD\tMISSING\tBYTES HELD\tLAST PASS\tERRORS")
@@ -196,7 +196,7 @@ func (a *app) printBackupStatus(st core.BackupStatus) error {
 			last = fmtTime(g.LastPass)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s of %s\t%s\t%d\n", g.Name, g.Group, g.Repos, g.Files, g.Held, g.Missing,
-			fmtBytes(g.BytesHeld), fmtBytes(g.Bytes), last, len(g.Errors))
+			core.FormatSize(g.BytesHeld), core.FormatSize(g.Bytes), last, len(g.Errors))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -207,21 +207,7 @@ func (a *app) printBackupStatus(st core.BackupStatus) error {
 		}
 	}
 	for _, d := range st.Downloading {
-		fmt.Fprintf(a.stdout, "downloading %s (%s): %s of %s\n", d.Name, d.Hash, fmtBytes(d.Done), fmtBytes(d.Total))
+		fmt.Fprintf(a.stdout, "downloading %s (%s): %s of %s\n", d.Name, d.Hash, core.FormatSize(d.Done), core.FormatSize(d.Total))
 	}
 	return nil
-}
-
-// fmtBytes prints n bytes in binary units (B, KiB, MiB, GiB, TiB).
-func fmtBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 3; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGT"[exp])
 }

@@ -111,10 +111,3 @@ func TestBackupAdminCLI(t *testing.T) {
 	cli(1, "--data", member, "backup", "admin-uri") // not a backup server
 }
 
-func TestFmtBytes(t *testing.T) {
-	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 3 << 20: "3.0 MiB", 5 << 40: "5.0 TiB", 3 << 50: "3072.0 TiB"} {
-		if got := fmtBytes(n); got != want {
-			t.Errorf("fmtBytes(%d) = %q, want %q", n, got, want)
-		}
-	}
-}

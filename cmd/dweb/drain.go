@@ -144,7 +144,7 @@ func (a *app) printDrain(rep core.DrainReport) {
 			fmt.Fprintf(a.stdout, "%s: error: %s\n", g.Name, e)
 		}
 		for _, u := range g.Unplaced {
-			fmt.Fprintf(a.stdout, "%s: unplaced %q (%s, %s, repo %s): %s\n", g.Name, u.Name, u.Hash, fmtBytes(u.Size), shortKey(u.Repo), u.Reason)
+			fmt.Fprintf(a.stdout, "%s: unplaced %q (%s, %s, repo %s): %s\n", g.Name, u.Name, u.Hash, core.FormatSize(u.Size), shortKey(u.Repo), u.Reason)
 		}
 		if g.UnplacedN > len(g.Unplaced) {
 			fmt.Fprintf(a.stdout, "%s: ... and %d more unplaced\n", g.Name, g.UnplacedN-len(g.Unplaced))
