@@ -36,111 +36,18 @@ declare -A PID ADDR
 STEP=init
 WORK=
 
-say() { echo "demo: $*" >&2; }
-
-fail() {
-	trap - ERR
-	echo "demo: FAILED at step '$STEP': $*" >&2
-	if [[ -n $WORK ]]; then
-		for n in "${NODES[@]}"; do
-			if [[ -f $WORK/$n.log ]]; then
-				echo "----- $n log (last 25 lines) -----" >&2
-				tail -n 25 "$WORK/$n.log" >&2 || true
-			fi
-		done
-	fi
-	exit 1
-}
+NAME=demo
+# shellcheck source=lib.sh
+source "$ROOT/scripts/lib.sh"
 trap 'fail "command failed (exit $?): $BASH_COMMAND"' ERR
 
 cleanup() {
-	local n
-	for n in "${NODES[@]}"; do
-		if [[ -n ${PID[$n]:-} ]] && kill -0 "${PID[$n]}" 2>/dev/null; then
-			kill -TERM "${PID[$n]}" 2>/dev/null || true
-		fi
-	done
-	for n in "${NODES[@]}"; do
-		if [[ -n ${PID[$n]:-} ]]; then
-			local i
-			for ((i = 0; i < 50; i++)); do
-				kill -0 "${PID[$n]}" 2>/dev/null || break
-				sleep 0.1
-			done
-			kill -KILL "${PID[$n]}" 2>/dev/null || true
-			wait "${PID[$n]}" 2>/dev/null || true
-		fi
-	done
-	if [[ -n $WORK && -z ${DWEB_DEMO_KEEP:-} ]]; then
-		rm -rf "$WORK"
-	elif [[ -n $WORK ]]; then
-		say "work dir kept: $WORK"
-	fi
+	stop_all
+	remove_work DWEB_DEMO_KEEP
 }
 trap cleanup EXIT
 
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
-
-# dweb NODE ARGS... runs the CLI against NODE's daemon, bounded in time.
-dweb() {
-	local node=$1
-	shift
-	timeout "$CALL_TIMEOUT" "$DWEB" --data "$WORK/$node" "$@"
-}
-
-# jfield FIELD reads a top-level string field of the one JSON object on stdin.
-jfield() { sed -n 's/.*"'"$1"'":"\([^"]*\)".*/\1/p' | head -n 1; }
-
-# start NODE [ARGS...] starts NODE's daemon and waits (bounded) for its
-# ready line.
-start() {
-	local node=$1
-	shift
-	STEP="start $node"
-	: >"$WORK/$node.out"
-	"$DWEB" --data "$WORK/$node" --json serve "$@" >"$WORK/$node.out" 2>>"$WORK/$node.log" &
-	PID[$node]=$!
-	local i
-	for ((i = 0; i < 300; i++)); do
-		if grep -q '"socket"' "$WORK/$node.out" 2>/dev/null; then
-			ADDR[$node]=$(jfield addr <"$WORK/$node.out")
-			say "$node up: $(cat "$WORK/$node.out")"
-			return 0
-		fi
-		if ! kill -0 "${PID[$node]}" 2>/dev/null; then fail "$node exited before it was ready"; fi
-		sleep 0.1
-	done
-	fail "$node not ready after 30 s"
-}
-
-# stop NODE sends SIGTERM and waits (bounded) for a clean exit.
-stop() {
-	local node=$1 i rc=0
-	STEP="stop $node"
-	kill -TERM "${PID[$node]}"
-	for ((i = 0; i < 150; i++)); do
-		kill -0 "${PID[$node]}" 2>/dev/null || break
-		sleep 0.1
-	done
-	if kill -0 "${PID[$node]}" 2>/dev/null; then fail "$node still running 15 s after SIGTERM"; fi
-	wait "${PID[$node]}" || rc=$?
-	PID[$node]=
-	((rc == 0)) || fail "$node exited with status $rc after SIGTERM"
-	[[ ! -e $WORK/$node/dweb.sock ]] || fail "$node left its socket behind"
-}
-
-# wait_files NODE N: bob's file list of the group shows N files (bounded).
-wait_files() {
-	local node=$1 want=$2 i got=0 out
-	for ((i = 0; i < 300; i++)); do
-		if out=$(dweb "$node" --json file list "$GROUP" 2>>"$WORK/cli.log"); then
-			got=$(grep -o '"name":"' <<<"$out" | wc -l)
-			if ((got >= want)); then return 0; fi
-		fi
-		sleep 0.2
-	done
-	fail "$node lists $got files of the group, want $want (after 60 s)"
-}
 
 # --- inputs -----------------------------------------------------------------
 STEP="collect files"

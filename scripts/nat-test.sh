@@ -43,48 +43,29 @@ TAG="dw$$"
 NS_PUB=$TAG-pub NS_RA=$TAG-ra NS_RB=$TAG-rb NS_A=$TAG-alice NS_B=$TAG-bob
 ALL_NS=("$NS_A" "$NS_B" "$NS_RA" "$NS_RB" "$NS_PUB")
 NODES=(relay alice bob)
-declare -A PID NSOF=([relay]=$NS_PUB [alice]=$NS_A [bob]=$NS_B)
+declare -A PID ADDR NSOF=([relay]=$NS_PUB [alice]=$NS_A [bob]=$NS_B)
 TCPDUMP_PID=
 STEP=init
 WORK=
 
-say() { echo "nat-test: $*" >&2; }
+NAME=nat-test
+# shellcheck source=lib.sh
+source "$ROOT/scripts/lib.sh"
 skip() {
 	echo "nat-test: SKIP: $*" >&2
 	exit 77
 }
 
-fail() {
-	trap - ERR
-	echo "nat-test: FAILED at step '$STEP': $*" >&2
-	if [[ -n $WORK ]]; then
-		for n in "${NODES[@]}"; do
-			if [[ -f $WORK/$n.log ]]; then
-				echo "----- $n log (last 25 lines) -----" >&2
-				tail -n 25 "$WORK/$n.log" >&2 || true
-			fi
-		done
-	fi
-	exit 1
+# serve_in NODE CMD... runs a daemon in NODE's namespace (lib.sh's start).
+serve_in() {
+	local node=$1
+	shift
+	ip netns exec "${NSOF[$node]}" "$@"
 }
 
 cleanup() {
-	local n i ns
-	for n in "${NODES[@]}"; do
-		if [[ -n ${PID[$n]:-} ]] && kill -0 "${PID[$n]}" 2>/dev/null; then
-			kill -TERM "${PID[$n]}" 2>/dev/null || true
-		fi
-	done
-	for n in "${NODES[@]}"; do
-		if [[ -n ${PID[$n]:-} ]]; then
-			for ((i = 0; i < 50; i++)); do
-				kill -0 "${PID[$n]}" 2>/dev/null || break
-				sleep 0.1
-			done
-			kill -KILL "${PID[$n]}" 2>/dev/null || true
-			wait "${PID[$n]}" 2>/dev/null || true
-		fi
-	done
+	local ns
+	stop_all
 	if [[ -n $TCPDUMP_PID ]]; then
 		kill -TERM "$TCPDUMP_PID" 2>/dev/null || true
 		wait "$TCPDUMP_PID" 2>/dev/null || true
@@ -94,11 +75,7 @@ cleanup() {
 		ip netns pids "$ns" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
 		ip netns del "$ns" 2>/dev/null || true
 	done
-	if [[ -n $WORK && -z ${DWEB_NAT_KEEP:-} ]]; then
-		rm -rf "$WORK"
-	elif [[ -n $WORK ]]; then
-		say "work dir kept: $WORK"
-	fi
+	remove_work DWEB_NAT_KEEP
 }
 
 # --- prerequisites: skip (77) rather than fail --------------------------------
@@ -157,31 +134,7 @@ STEP="build"
 (cd "$ROOT" && go build -o "$WORK/dweb" ./cmd/dweb)
 DWEB=$WORK/dweb
 
-dweb() {
-	local node=$1
-	shift
-	timeout "$CALL_TIMEOUT" "$DWEB" --data "$WORK/$node" "$@"
-}
-jfield() { sed -n 's/.*"'"$1"'":"\([^"]*\)".*/\1/p' | head -n 1; }
 
-# start NODE ARGS...: dweb serve inside the node's namespace (the CLI talks
-# to it over its unix socket from here), waiting for its ready line.
-start() {
-	local node=$1 i
-	shift
-	STEP="start $node"
-	ip netns exec "${NSOF[$node]}" "$DWEB" --data "$WORK/$node" --json serve --log-level debug "$@" >"$WORK/$node.out" 2>>"$WORK/$node.log" &
-	PID[$node]=$!
-	for ((i = 0; i < 300; i++)); do
-		if grep -q '"socket"' "$WORK/$node.out" 2>/dev/null; then
-			say "$node up: $(cat "$WORK/$node.out")"
-			return 0
-		fi
-		kill -0 "${PID[$node]}" 2>/dev/null || fail "$node exited before it was ready"
-		sleep 0.1
-	done
-	fail "$node not ready after 30 s"
-}
 
 STEP="capture"
 # A 128 MiB kernel buffer (-B, KiB) so a loaded machine drops no packets.
@@ -193,11 +146,11 @@ for ((i = 0; i < 50; i++)); do
 done
 grep -q "listening on" "$WORK/tcpdump.log" || fail "tcpdump did not start: $(cat "$WORK/tcpdump.log")"
 
-start relay --listen 10.77.0.1:4433 --relay
+start relay --log-level debug --listen 10.77.0.1:4433 --relay
 RELAY=$(dweb relay --json node id | jfield contact)
 [[ $RELAY == *@10.77.0.1:4433 ]] || fail "relay contact $RELAY"
-start alice --listen 192.168.10.2:4000 --bootstrap "$RELAY" --relays "$RELAY"
-start bob --listen 192.168.20.2:4000 --bootstrap "$RELAY"
+start alice --log-level debug --listen 192.168.10.2:4000 --bootstrap "$RELAY" --relays "$RELAY"
+start bob --log-level debug --listen 192.168.20.2:4000 --bootstrap "$RELAY"
 
 STEP="alice's reservation"
 for ((i = 0; i < 150; i++)); do
