@@ -110,4 +110,3 @@ func TestBackupAdminCLI(t *testing.T) {
 	cli(2, "backup", "list", "--server", "dweb+admin:?v=1")
 	cli(1, "--data", member, "backup", "admin-uri") // not a backup server
 }
-

@@ -133,23 +133,23 @@ func newAPI(b apiBackend, o apiOptions) http.Handler {
 	s := &server{b: b, log: log, maxUpload: o.MaxUpload}
 	mux := http.NewServeMux()
 	// Paths of the Save app's API.
-	mux.HandleFunc("GET /status", s.status)
-	mux.HandleFunc("GET /health", s.health)
-	mux.HandleFunc("GET /health/ready", s.ready)
-	mux.HandleFunc("GET /api/groups", s.listGroups)
-	mux.HandleFunc("POST /api/groups", s.createGroup)
-	mux.HandleFunc("POST /api/groups/join_from_url", s.joinGroup)
-	mux.HandleFunc("POST /api/memberships", s.joinMembership)
-	mux.HandleFunc("GET /api/groups/{group}", s.getGroup)
-	mux.HandleFunc("DELETE /api/groups/{group}", s.leaveGroup)
+	mux.HandleFunc("GET /status", s.handle(s.status))
+	mux.HandleFunc("GET /health", s.handle(s.health))
+	mux.HandleFunc("GET /health/ready", s.handle(s.ready))
+	mux.HandleFunc("GET /api/groups", s.handle(s.listGroups))
+	mux.HandleFunc("POST /api/groups", s.handle(s.createGroup))
+	mux.HandleFunc("POST /api/groups/join_from_url", s.handle(s.joinGroup))
+	mux.HandleFunc("POST /api/memberships", s.handle(s.joinMembership))
+	mux.HandleFunc("GET /api/groups/{group}", s.handle(s.getGroup))
+	mux.HandleFunc("DELETE /api/groups/{group}", s.handle(s.leaveGroup))
 	s.routeSave(mux)
 	// dweb's own routes.
-	mux.HandleFunc("GET /dweb/v1/node", s.node)
-	mux.HandleFunc("GET /dweb/v1/groups/{group}/invite", s.invite)
-	mux.HandleFunc("POST /dweb/v1/groups/{group}/files", s.addFiles)
-	mux.HandleFunc("GET /dweb/v1/groups/{group}/files", s.listFiles)
-	mux.HandleFunc("POST /dweb/v1/groups/{group}/files/get", s.getFile)
-	mux.HandleFunc("DELETE /dweb/v1/groups/{group}/files/{name}", s.removeFile)
+	mux.HandleFunc("GET /dweb/v1/node", s.handle(s.node))
+	mux.HandleFunc("GET /dweb/v1/groups/{group}/invite", s.handle(s.invite))
+	mux.HandleFunc("POST /dweb/v1/groups/{group}/files", s.handle(s.addFiles))
+	mux.HandleFunc("GET /dweb/v1/groups/{group}/files", s.handle(s.listFiles))
+	mux.HandleFunc("POST /dweb/v1/groups/{group}/files/get", s.handle(s.getFile))
+	mux.HandleFunc("DELETE /dweb/v1/groups/{group}/files/{name}", s.handle(s.removeFile))
 	var m *httpMetrics
 	if o.Registry != nil {
 		mux.Handle("GET /metrics", metricsHandler(o.Registry))
@@ -232,6 +232,17 @@ func statusOf(err error) int {
 	return http.StatusInternalServerError
 }
 
+// handle adapts a handler that returns its failure: a non-nil error is
+// answered by fail (status from statusOf, the error shape of
+// docs/http-api.md), so no handler writes an error response itself.
+func (s *server) handle(h func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			s.fail(w, r, err)
+		}
+	}
+}
+
 func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	code := statusOf(err)
 	if code >= 500 {
@@ -274,87 +285,89 @@ func decode(w http.ResponseWriter, r *http.Request, v any) error {
 	return nil
 }
 
-func (s *server) status(w http.ResponseWriter, r *http.Request) {
+func (s *server) status(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "running", "version": version})
+	return nil
 }
 
-func (s *server) health(w http.ResponseWriter, r *http.Request) {
+func (s *server) health(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "OK"})
+	return nil
 }
 
 // ready answers 200 once the node has started (its QUIC endpoint is
 // listening), 503 before. The daemon serves the API only after the start,
 // so 503 is seen only by embedders that serve it earlier.
-func (s *server) ready(w http.ResponseWriter, r *http.Request) {
+func (s *server) ready(w http.ResponseWriter, r *http.Request) error {
 	if !s.b.Addr().IsValid() {
 		writeJSON(w, http.StatusServiceUnavailable, apiError{"error", "node not started"})
-		return
+		return nil
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "OK"})
+	return nil
 }
 
-func (s *server) node(w http.ResponseWriter, r *http.Request) {
+func (s *server) node(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, nodeInfo{
 		NodeID:  s.b.NodeID().String(),
 		Addr:    s.b.Addr().String(),
 		Contact: s.b.Contact(),
 	})
+	return nil
 }
 
-func (s *server) listGroups(w http.ResponseWriter, r *http.Request) {
+func (s *server) listGroups(w http.ResponseWriter, r *http.Request) error {
 	gs := s.b.Groups()
 	if gs == nil {
 		gs = []core.GroupInfo{}
 	}
 	writeJSON(w, http.StatusOK, groupsBody{gs})
+	return nil
 }
 
-func (s *server) createGroup(w http.ResponseWriter, r *http.Request) {
+func (s *server) createGroup(w http.ResponseWriter, r *http.Request) error {
 	var req nameRequest
 	if err := decode(w, r, &req); err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	if req.Name == "" {
-		s.fail(w, r, &badRequestError{"name: missing"})
-		return
+		return &badRequestError{"name: missing"}
 	}
 	g, err := s.b.CreateGroup(r.Context(), req.Name)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, g)
+	return nil
 }
 
-func (s *server) join(w http.ResponseWriter, r *http.Request) (core.GroupInfo, bool) {
+func (s *server) join(w http.ResponseWriter, r *http.Request) (core.GroupInfo, error) {
 	var req groupURLRequest
 	if err := decode(w, r, &req); err != nil {
-		s.fail(w, r, err)
-		return core.GroupInfo{}, false
+		return core.GroupInfo{}, err
 	}
 	if req.GroupURL == "" {
-		s.fail(w, r, &badRequestError{"group_url: missing"})
-		return core.GroupInfo{}, false
+		return core.GroupInfo{}, &badRequestError{"group_url: missing"}
 	}
-	g, err := s.b.JoinGroup(r.Context(), req.GroupURL)
+	return s.b.JoinGroup(r.Context(), req.GroupURL)
+}
+
+func (s *server) joinGroup(w http.ResponseWriter, r *http.Request) error {
+	g, err := s.join(w, r)
 	if err != nil {
-		s.fail(w, r, err)
-		return core.GroupInfo{}, false
+		return err
 	}
-	return g, true
+	writeJSON(w, http.StatusOK, g)
+	return nil
 }
 
-func (s *server) joinGroup(w http.ResponseWriter, r *http.Request) {
-	if g, ok := s.join(w, r); ok {
-		writeJSON(w, http.StatusOK, g)
+func (s *server) joinMembership(w http.ResponseWriter, r *http.Request) error {
+	g, err := s.join(w, r)
+	if err != nil {
+		return err
 	}
-}
-
-func (s *server) joinMembership(w http.ResponseWriter, r *http.Request) {
-	if g, ok := s.join(w, r); ok {
-		writeJSON(w, http.StatusOK, map[string]string{"status_message": "joined group " + g.Name + " (" + g.ID.String() + ")"})
-	}
+	writeJSON(w, http.StatusOK, map[string]string{"status_message": "joined group " + g.Name + " (" + g.ID.String() + ")"})
+	return nil
 }
 
 // group resolves the {group} path value (record key text or unique name).
@@ -362,130 +375,119 @@ func (s *server) group(r *http.Request) (core.GroupInfo, error) {
 	return s.b.ResolveGroup(r.PathValue("group"))
 }
 
-func (s *server) getGroup(w http.ResponseWriter, r *http.Request) {
+func (s *server) getGroup(w http.ResponseWriter, r *http.Request) error {
 	g, err := s.group(r)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, g)
+	return nil
 }
 
-func (s *server) leaveGroup(w http.ResponseWriter, r *http.Request) {
+func (s *server) leaveGroup(w http.ResponseWriter, r *http.Request) error {
 	g, err := s.group(r)
 	if err == nil {
 		err = s.b.LeaveGroup(r.Context(), g.ID)
 	}
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "success"})
+	return nil
 }
 
-func (s *server) invite(w http.ResponseWriter, r *http.Request) {
+func (s *server) invite(w http.ResponseWriter, r *http.Request) error {
 	g, err := s.group(r)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	u, err := s.b.Invite(g.ID)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, inviteInfo{Key: g.ID, Name: g.Name, URI: u})
+	return nil
 }
 
-func (s *server) addFiles(w http.ResponseWriter, r *http.Request) {
+func (s *server) addFiles(w http.ResponseWriter, r *http.Request) error {
 	var req addFilesRequest
 	if err := decode(w, r, &req); err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	if len(req.Paths) == 0 {
-		s.fail(w, r, &badRequestError{"paths: empty, want at least one absolute path"})
-		return
+		return &badRequestError{"paths: empty, want at least one absolute path"}
 	}
 	for _, p := range req.Paths {
 		if !filepath.IsAbs(p) {
-			s.fail(w, r, &badRequestError{fmt.Sprintf("paths: %q is not absolute", p)})
-			return
+			return &badRequestError{fmt.Sprintf("paths: %q is not absolute", p)}
 		}
 	}
 	g, err := s.group(r)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	fs, err := s.b.AddFiles(r.Context(), g.ID, req.Paths)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	if fs == nil {
 		fs = []core.FileInfo{}
 	}
 	writeJSON(w, http.StatusOK, filesBody{fs})
+	return nil
 }
 
-func (s *server) listFiles(w http.ResponseWriter, r *http.Request) {
+func (s *server) listFiles(w http.ResponseWriter, r *http.Request) error {
 	g, err := s.group(r)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	fs, err := s.b.ListFiles(r.Context(), g.ID)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	if fs == nil {
 		fs = []core.FileInfo{}
 	}
 	writeJSON(w, http.StatusOK, filesBody{fs})
+	return nil
 }
 
-func (s *server) removeFile(w http.ResponseWriter, r *http.Request) {
+func (s *server) removeFile(w http.ResponseWriter, r *http.Request) error {
 	g, err := s.group(r)
 	if err == nil {
 		err = s.b.RemoveFile(r.Context(), g.ID, r.PathValue("name"))
 	}
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "success"})
+	return nil
 }
 
 // getFile validates the request, then answers 200 with an NDJSON stream:
 // progress lines, then one final line. Errors found before the stream starts
 // get the usual error body and status.
-func (s *server) getFile(w http.ResponseWriter, r *http.Request) {
+func (s *server) getFile(w http.ResponseWriter, r *http.Request) error {
 	var req getFileRequest
 	if err := decode(w, r, &req); err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	var repo key.RecordKey
 	switch {
 	case req.Name == "":
-		s.fail(w, r, &badRequestError{"name: missing"})
-		return
+		return &badRequestError{"name: missing"}
 	case req.Out == "" || !filepath.IsAbs(req.Out):
-		s.fail(w, r, &badRequestError{fmt.Sprintf("out: %q is not an absolute path", req.Out)})
-		return
+		return &badRequestError{fmt.Sprintf("out: %q is not an absolute path", req.Out)}
 	case req.Repo != "":
 		var err error
 		if repo, err = key.ParseRecordKey(req.Repo); err != nil {
-			s.fail(w, r, &badRequestError{"repo: " + err.Error()})
-			return
+			return &badRequestError{"repo: " + err.Error()}
 		}
 	}
 	g, err := s.group(r)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 
 	w.Header().Set("Content-Type", "application/x-ndjson")
@@ -523,7 +525,8 @@ func (s *server) getFile(w http.ResponseWriter, r *http.Request) {
 			s.log.Error("file get failed", "group", g.ID, "name", req.Name, "err", err)
 		}
 		line(getFileLine{Error: err.Error(), Code: code})
-		return
+		return nil
 	}
 	line(getFileLine{File: &fi})
+	return nil
 }

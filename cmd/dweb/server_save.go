@@ -59,14 +59,14 @@ type deleteMediaBody struct {
 }
 
 func (s *server) routeSave(mux *http.ServeMux) {
-	mux.HandleFunc("POST /api/groups/{group}/refresh", s.refresh)
-	mux.HandleFunc("GET /api/groups/{group}/repos", s.listRepos)
-	mux.HandleFunc("POST /api/groups/{group}/repos", s.createRepo)
-	mux.HandleFunc("GET /api/groups/{group}/repos/{repo}", s.getRepo)
-	mux.HandleFunc("GET /api/groups/{group}/repos/{repo}/media", s.listMedia)
-	mux.HandleFunc("POST /api/groups/{group}/repos/{repo}/media/{name}", s.uploadMedia)
-	mux.HandleFunc("GET /api/groups/{group}/repos/{repo}/media/{name}", s.getMedia)
-	mux.HandleFunc("DELETE /api/groups/{group}/repos/{repo}/media/{name}", s.deleteMedia)
+	mux.HandleFunc("POST /api/groups/{group}/refresh", s.handle(s.refresh))
+	mux.HandleFunc("GET /api/groups/{group}/repos", s.handle(s.listRepos))
+	mux.HandleFunc("POST /api/groups/{group}/repos", s.handle(s.createRepo))
+	mux.HandleFunc("GET /api/groups/{group}/repos/{repo}", s.handle(s.getRepo))
+	mux.HandleFunc("GET /api/groups/{group}/repos/{repo}/media", s.handle(s.listMedia))
+	mux.HandleFunc("POST /api/groups/{group}/repos/{repo}/media/{name}", s.handle(s.uploadMedia))
+	mux.HandleFunc("GET /api/groups/{group}/repos/{repo}/media/{name}", s.handle(s.getMedia))
+	mux.HandleFunc("DELETE /api/groups/{group}/repos/{repo}/media/{name}", s.handle(s.deleteMedia))
 }
 
 // groupRepo resolves {group} and parses {repo} (a record key text: 400 if
@@ -83,88 +83,81 @@ func (s *server) groupRepo(r *http.Request) (core.GroupInfo, key.RecordKey, erro
 	return g, rk, nil
 }
 
-func (s *server) refresh(w http.ResponseWriter, r *http.Request) {
+func (s *server) refresh(w http.ResponseWriter, r *http.Request) error {
 	g, err := s.group(r)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	rs, err := s.b.Refresh(r.Context(), g.ID)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, refreshBody{Status: "success", Repos: rs})
+	return nil
 }
 
-func (s *server) listRepos(w http.ResponseWriter, r *http.Request) {
+func (s *server) listRepos(w http.ResponseWriter, r *http.Request) error {
 	g, err := s.group(r)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	rs, err := s.b.Repos(r.Context(), g.ID)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, reposBody{rs})
+	return nil
 }
 
 // createRepo answers with the node's own repo in the group: dweb keeps one
 // repo per node per group, created when the node joins (docs/http-api.md).
-func (s *server) createRepo(w http.ResponseWriter, r *http.Request) {
+func (s *server) createRepo(w http.ResponseWriter, r *http.Request) error {
 	var req nameRequest
 	if err := decode(w, r, &req); err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	if req.Name == "" {
-		s.fail(w, r, &badRequestError{"name: missing"})
-		return
+		return &badRequestError{"name: missing"}
 	}
 	g, err := s.group(r)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	ri, err := s.b.OwnRepo(r.Context(), g.ID)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, ri)
+	return nil
 }
 
-func (s *server) getRepo(w http.ResponseWriter, r *http.Request) {
+func (s *server) getRepo(w http.ResponseWriter, r *http.Request) error {
 	g, rk, err := s.groupRepo(r)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	ri, err := s.b.Repo(r.Context(), g.ID, rk)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, ri)
+	return nil
 }
 
-func (s *server) listMedia(w http.ResponseWriter, r *http.Request) {
+func (s *server) listMedia(w http.ResponseWriter, r *http.Request) error {
 	g, rk, err := s.groupRepo(r)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	fs, err := s.b.RepoFiles(r.Context(), g.ID, rk)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	if fs == nil {
 		fs = []core.FileInfo{}
 	}
 	writeJSON(w, http.StatusOK, filesBody{fs})
+	return nil
 }
 
 // ownRepo checks that rk is this node's repo in g: the only one it writes.
@@ -184,41 +177,37 @@ func (e *readOnlyError) Error() string { return e.msg }
 // own repo: never more than a copy buffer in memory. A declared
 // Content-Length over the limit is refused before any byte is read; a body
 // that grows past it is cut off (413 either way).
-func (s *server) uploadMedia(w http.ResponseWriter, r *http.Request) {
+func (s *server) uploadMedia(w http.ResponseWriter, r *http.Request) error {
 	g, rk, err := s.groupRepo(r)
 	if err == nil {
 		err = ownRepo(g, rk)
 	}
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	if r.ContentLength > s.maxUpload {
-		s.fail(w, r, &http.MaxBytesError{Limit: s.maxUpload})
-		return
+		return &http.MaxBytesError{Limit: s.maxUpload}
 	}
 	body := http.MaxBytesReader(w, r.Body, s.maxUpload)
 	fi, ch, err := s.b.AddReader(r.Context(), g.ID, r.PathValue("name"), body, s.maxUpload)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, uploadBody{Name: fi.Name, UpdatedCollectionHash: ch, FileHash: fi.Hash, Size: fi.Size})
+	return nil
 }
 
 // getMedia streams the file from the local store (fetching it from the
 // group's members first if needed) with http.ServeContent: Range and
 // conditional requests work, and the ETag is the file's BLAKE3 hash.
-func (s *server) getMedia(w http.ResponseWriter, r *http.Request) {
+func (s *server) getMedia(w http.ResponseWriter, r *http.Request) error {
 	g, rk, err := s.groupRepo(r)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	rc, fi, err := s.b.OpenFile(r.Context(), g.ID, rk, r.PathValue("name"))
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	defer rc.Close()
 	ct := fi.MediaType
@@ -229,9 +218,10 @@ func (s *server) getMedia(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("ETag", `"`+fi.Hash.String()+`"`)
 	w.Header().Set("X-Dweb-Hash", fi.Hash.String())
 	http.ServeContent(w, r, fi.Name, fi.CreatedAt, rc)
+	return nil
 }
 
-func (s *server) deleteMedia(w http.ResponseWriter, r *http.Request) {
+func (s *server) deleteMedia(w http.ResponseWriter, r *http.Request) error {
 	g, rk, err := s.groupRepo(r)
 	if err == nil {
 		err = ownRepo(g, rk)
@@ -245,14 +235,14 @@ func (s *server) deleteMedia(w http.ResponseWriter, r *http.Request) {
 		h, ok, err = s.b.CollectionHash(r.Context(), g.ID, rk)
 	}
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	body := deleteMediaBody{}
 	if ok {
 		body.CollectionHash = h.String()
 	}
 	writeJSON(w, http.StatusOK, body)
+	return nil
 }
 
 // isReadOnly reports a write to another member's repo.
