@@ -124,20 +124,21 @@ func (n *node) resolve(s string) (core.GroupInfo, error) {
 	return n.b.ResolveGroup(s)
 }
 
-func groupGet(ctx context.Context, n *node, p []byte) (any, error) {
+// groupParam decodes params {"group": ...} and resolves the group.
+func (n *node) groupParam(p []byte) (core.GroupInfo, error) {
 	var q groupParams
 	if err := decodeStrict("params", p, &q); err != nil {
-		return nil, err
+		return core.GroupInfo{}, err
 	}
 	return n.resolve(q.Group)
 }
 
+func groupGet(ctx context.Context, n *node, p []byte) (any, error) {
+	return n.groupParam(p)
+}
+
 func groupInvite(ctx context.Context, n *node, p []byte) (any, error) {
-	var q groupParams
-	if err := decodeStrict("params", p, &q); err != nil {
-		return nil, err
-	}
-	g, err := n.resolve(q.Group)
+	g, err := n.groupParam(p)
 	if err != nil {
 		return nil, err
 	}
@@ -151,11 +152,7 @@ func groupInvite(ctx context.Context, n *node, p []byte) (any, error) {
 }
 
 func groupLeave(ctx context.Context, n *node, p []byte) (any, error) {
-	var q groupParams
-	if err := decodeStrict("params", p, &q); err != nil {
-		return nil, err
-	}
-	g, err := n.resolve(q.Group)
+	g, err := n.groupParam(p)
 	if err != nil {
 		return nil, err
 	}
@@ -235,11 +232,7 @@ func (n *node) addBytes(ctx context.Context, g core.GroupInfo, name string, data
 }
 
 func fileList(ctx context.Context, n *node, p []byte) (any, error) {
-	var q groupParams
-	if err := decodeStrict("params", p, &q); err != nil {
-		return nil, err
-	}
-	g, err := n.resolve(q.Group)
+	g, err := n.groupParam(p)
 	if err != nil {
 		return nil, err
 	}
@@ -343,11 +336,7 @@ type opResult struct {
 }
 
 func syncRefresh(ctx context.Context, n *node, p []byte) (any, error) {
-	var q groupParams
-	if err := decodeStrict("params", p, &q); err != nil {
-		return nil, err
-	}
-	g, err := n.resolve(q.Group)
+	g, err := n.groupParam(p)
 	if err != nil {
 		return nil, err
 	}
