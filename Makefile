@@ -46,14 +46,12 @@ ctest: $(BUILD)/ctest
 # ffi/ctest/valgrind-supp.sh silence what memcheck cannot understand of it,
 # and --vex-guest-max-insns=10 keeps valgrind 3.19's translator from running
 # out of storage on Go's large assembly blocks (see docs/ffi.md).
-$(BUILD)/valgrind.supp: ffi/ctest/valgrind-supp.sh
+$(BUILD)/valgrind.supp: ffi/ctest/valgrind-supp.sh $(shell command -v valgrind)
 	@mkdir -p $(BUILD)
 	sh ffi/ctest/valgrind-supp.sh > $@
 
 ctest-valgrind: $(BUILD)/ctest $(BUILD)/valgrind.supp
-	valgrind --tool=memcheck --vex-guest-max-insns=10 --undef-value-errors=no --error-exitcode=99 \
-		--leak-check=full --errors-for-leak-kinds=definite \
-		--suppressions=$(BUILD)/valgrind.supp --gen-suppressions=all $(BUILD)/ctest
+	sh ffi/ctest/valgrind.sh $(BUILD)/valgrind.supp $(BUILD)/ctest
 
 $(BUILD)/ctest-asan: ffi/ctest/ctest.c $(BUILD)/dweb.h $(BUILD)/libdweb.so
 	$(CC) $(CWARN) -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -I$(BUILD) -o $@ ffi/ctest/ctest.c -L$(BUILD) -ldweb -lpthread -Wl,-rpath,'$$ORIGIN'
