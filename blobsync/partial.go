@@ -175,13 +175,14 @@ func (p *partial) create() error {
 		return fail(err)
 	}
 	b := s.db.NewBatch()
-	eb, err := entryEnc.Marshal(entry{Size: int64(p.size), State: statePartial, AddedAt: time.Now().Unix()})
+	pe := entry{Size: int64(p.size), State: statePartial, AddedAt: time.Now().Unix()}
+	eb, err := entryEnc.Marshal(pe)
 	if err != nil {
 		return fail(err)
 	}
 	b.Set(entryKey(h), eb)
 	b.Delete(rangesKey(h))
-	if err := b.Commit(true); err != nil {
+	if err := s.commitEntry(h, &pe, b); err != nil {
 		return fail(err)
 	}
 	return nil

@@ -53,6 +53,8 @@ type Store struct {
 	mu     sync.Mutex
 	busy   map[Hash]chan struct{} // hashes being written or deleted
 	active map[Hash]int           // hashes under download (GC keeps them)
+
+	usage usageCount // Usage's figures (usage.go)
 }
 
 // entry is a blob's Pebble value (CBOR).
@@ -200,7 +202,7 @@ func (s *Store) putEntry(h Hash, e entry) error {
 	wb := s.db.NewBatch()
 	wb.Set(entryKey(h), b)
 	wb.Delete(rangesKey(h))
-	if err := wb.Commit(true); err != nil {
+	if err := s.commitEntry(h, &e, wb); err != nil {
 		return fmt.Errorf("blobsync: write entry %s: %w", h, err)
 	}
 	return nil
@@ -497,7 +499,7 @@ func (s *Store) deleteLocked(h Hash) error {
 	wb := s.db.NewBatch()
 	wb.Delete(entryKey(h))
 	wb.Delete(rangesKey(h))
-	if err := wb.Commit(true); err != nil {
+	if err := s.commitEntry(h, nil, wb); err != nil {
 		return fmt.Errorf("blobsync: delete %s: %w", h, err)
 	}
 	for _, p := range []string{s.dataPath(h), s.obaoPath(h)} {

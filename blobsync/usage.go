@@ -2,6 +2,8 @@ package blobsync
 
 import (
 	"fmt"
+	"sync"
+	"sync/atomic"
 
 	"github.com/dwebkit/dweb/internal/store"
 )
@@ -19,11 +21,37 @@ type Usage struct {
 	RefBytes int64 `json:"ref_bytes"`
 }
 
-// Usage sums the complete blobs of the store by one scan of their Pebble
-// entries (O(blobs); about a millisecond per 10,000 blobs on an idle
-// machine). An entry that does not decode, or whose size is out of range,
-// is an ErrCorrupt error.
+// Usage sums the complete blobs of the store. The first call scans their
+// Pebble entries (O(blobs); about a millisecond per 10,000 blobs on an idle
+// machine); after it, every entry write moves the figures, so later calls
+// cost nothing. An entry that does not decode, or whose size is out of
+// range, is an ErrCorrupt error (from the scan; a write that meets one makes
+// the next call scan again). The four figures are read one by one, so a
+// call racing writes may see some of a write and not the rest.
 func (s *Store) Usage() (Usage, error) {
+	c := &s.usage
+	if c.ready.Load() {
+		return c.load(), nil
+	}
+	c.mu.Lock() // waits for entry writes under way; holds off new ones
+	defer c.mu.Unlock()
+	if c.ready.Load() {
+		return c.load(), nil
+	}
+	u, err := s.scanUsage()
+	if err != nil {
+		return Usage{}, err
+	}
+	c.blobs.Store(u.Blobs)
+	c.bytes.Store(u.Bytes)
+	c.refBlobs.Store(u.RefBlobs)
+	c.refBytes.Store(u.RefBytes)
+	c.ready.Store(true)
+	return u, nil
+}
+
+// scanUsage sums the complete blobs by one scan of their entries.
+func (s *Store) scanUsage() (Usage, error) {
 	var u Usage
 	prefix := []byte(store.PrefixBlob)
 	err := s.db.Scan(prefix, func(k, v []byte) error {
@@ -37,20 +65,75 @@ func (s *Store) Usage() (Usage, error) {
 		if e.Size < 0 || e.Size > MaxBlobSize {
 			return fmt.Errorf("%w: blob %x entry: size %d", ErrCorrupt, k[len(prefix):], e.Size)
 		}
-		if e.State != stateComplete {
-			return nil
-		}
-		if e.RefPath != "" {
-			u.RefBlobs++
-			u.RefBytes += e.Size
-		} else {
-			u.Blobs++
-			u.Bytes += e.Size
-		}
+		u.add(e, 1)
 		return nil
 	})
 	if err != nil {
 		return Usage{}, fmt.Errorf("blobsync: usage: %w", err)
 	}
 	return u, nil
+}
+
+// add counts entry e sign times (1 or -1) if it is complete.
+func (u *Usage) add(e entry, sign int64) {
+	if e.State != stateComplete {
+		return
+	}
+	if e.RefPath != "" {
+		u.RefBlobs += sign
+		u.RefBytes += sign * e.Size
+	} else {
+		u.Blobs += sign
+		u.Bytes += sign * e.Size
+	}
+}
+
+// usageCount holds Usage's figures once a scan has set them; commitEntry
+// moves them with each entry write.
+type usageCount struct {
+	mu                               sync.RWMutex // entry writes hold it shared, the scan exclusively
+	ready                            atomic.Bool  // the figures are set
+	blobs, bytes, refBlobs, refBytes atomic.Int64
+}
+
+func (c *usageCount) load() Usage {
+	return Usage{Blobs: c.blobs.Load(), Bytes: c.bytes.Load(), RefBlobs: c.refBlobs.Load(), RefBytes: c.refBytes.Load()}
+}
+
+// commitEntry commits wb, which sets h's entry to next (nil: deletes it),
+// synced, and moves the usage figures from h's previous entry to next. The
+// caller holds s.lock(h), so no other write of h's entry runs between the
+// read of the previous one and the commit.
+func (s *Store) commitEntry(h Hash, next *entry, wb *store.Batch) error {
+	c := &s.usage
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	counted := c.ready.Load()
+	var prev entry
+	var had bool
+	if counted {
+		var err error
+		if prev, had, err = s.rawEntry(h); err != nil {
+			c.ready.Store(false) // the next Usage scans, and reports it
+			counted = false
+		}
+	}
+	if err := wb.Commit(true); err != nil {
+		c.ready.Store(false) // the write may have landed or not
+		return err
+	}
+	if counted {
+		var d Usage
+		if had {
+			d.add(prev, -1)
+		}
+		if next != nil {
+			d.add(*next, 1)
+		}
+		c.blobs.Add(d.Blobs)
+		c.bytes.Add(d.Bytes)
+		c.refBlobs.Add(d.RefBlobs)
+		c.refBytes.Add(d.RefBytes)
+	}
+	return nil
 }

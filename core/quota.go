@@ -92,8 +92,9 @@ type StorageUsage struct {
 }
 
 // StorageUsage reports the store's usage, the quota and the bytes reserved
-// by writes under way. It scans the store's blob entries (O(blobs)); call
-// it while the Backend is open (not after Close).
+// by writes under way. The store keeps the figures (blobsync's Usage: one
+// scan of its entries on first use, O(blobs), then O(1)); call it while the
+// Backend is open (not after Close).
 func (b *Backend) StorageUsage() (StorageUsage, error) {
 	u, err := b.blobs.Usage()
 	if err != nil {
