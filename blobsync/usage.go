@@ -3,7 +3,6 @@ package blobsync
 import (
 	"fmt"
 	"sync"
-	"sync/atomic"
 
 	"github.com/dwebkit/dweb/internal/store"
 )
@@ -26,27 +25,24 @@ type Usage struct {
 // machine); after it, every entry write moves the figures, so later calls
 // cost nothing. An entry that does not decode, or whose size is out of
 // range, is an ErrCorrupt error (from the scan; a write that meets one makes
-// the next call scan again). The four figures are read one by one, so a
-// call racing writes may see some of a write and not the rest.
+// the next call scan again).
 func (s *Store) Usage() (Usage, error) {
 	c := &s.usage
-	if c.ready.Load() {
-		return c.load(), nil
+	if u, ok := c.get(); ok {
+		return u, nil
 	}
-	c.mu.Lock() // waits for entry writes under way; holds off new ones
-	defer c.mu.Unlock()
-	if c.ready.Load() {
-		return c.load(), nil
+	c.writes.Lock() // waits for entry writes under way; holds off new ones
+	defer c.writes.Unlock()
+	if u, ok := c.get(); ok {
+		return u, nil
 	}
 	u, err := s.scanUsage()
 	if err != nil {
 		return Usage{}, err
 	}
-	c.blobs.Store(u.Blobs)
-	c.bytes.Store(u.Bytes)
-	c.refBlobs.Store(u.RefBlobs)
-	c.refBytes.Store(u.RefBytes)
-	c.ready.Store(true)
+	c.mu.Lock()
+	c.u, c.ready = u, true
+	c.mu.Unlock()
 	return u, nil
 }
 
@@ -91,13 +87,24 @@ func (u *Usage) add(e entry, sign int64) {
 // usageCount holds Usage's figures once a scan has set them; commitEntry
 // moves them with each entry write.
 type usageCount struct {
-	mu                               sync.RWMutex // entry writes hold it shared, the scan exclusively
-	ready                            atomic.Bool  // the figures are set
-	blobs, bytes, refBlobs, refBytes atomic.Int64
+	writes sync.RWMutex // entry writes hold it shared, the scan exclusively
+
+	mu    sync.Mutex
+	u     Usage
+	ready bool // u is set
 }
 
-func (c *usageCount) load() Usage {
-	return Usage{Blobs: c.blobs.Load(), Bytes: c.bytes.Load(), RefBlobs: c.refBlobs.Load(), RefBytes: c.refBytes.Load()}
+func (c *usageCount) get() (Usage, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.u, c.ready
+}
+
+// invalidate makes the next Usage scan again.
+func (c *usageCount) invalidate() {
+	c.mu.Lock()
+	c.ready = false
+	c.mu.Unlock()
 }
 
 // commitEntry commits wb, which sets h's entry to next (nil: deletes it),
@@ -106,34 +113,31 @@ func (c *usageCount) load() Usage {
 // read of the previous one and the commit.
 func (s *Store) commitEntry(h Hash, next *entry, wb *store.Batch) error {
 	c := &s.usage
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	counted := c.ready.Load()
+	c.writes.RLock()
+	defer c.writes.RUnlock()
+	_, counted := c.get()
 	var prev entry
 	var had bool
 	if counted {
 		var err error
 		if prev, had, err = s.rawEntry(h); err != nil {
-			c.ready.Store(false) // the next Usage scans, and reports it
+			c.invalidate() // the next Usage scans, and reports it
 			counted = false
 		}
 	}
 	if err := wb.Commit(true); err != nil {
-		c.ready.Store(false) // the write may have landed or not
+		c.invalidate() // the write may have landed or not
 		return err
 	}
 	if counted {
-		var d Usage
+		c.mu.Lock()
 		if had {
-			d.add(prev, -1)
+			c.u.add(prev, -1)
 		}
 		if next != nil {
-			d.add(*next, 1)
+			c.u.add(*next, 1)
 		}
-		c.blobs.Add(d.Blobs)
-		c.bytes.Add(d.Bytes)
-		c.refBlobs.Add(d.RefBlobs)
-		c.refBytes.Add(d.RefBytes)
+		c.mu.Unlock()
 	}
 	return nil
 }
