@@ -367,11 +367,11 @@ func TestDownloadOneProviderNoRefetch(t *testing.T) {
 	if got, limit := p.read.Load(), int64(len(data))*101/100+16<<10; got > limit {
 		t.Fatalf("the client read %d bytes for a %d-byte blob (limit %d): work was fetched twice", got, len(data), limit)
 	}
-	want, err := os.ReadFile(srv.obaoPath(h))
+	want, err := outboardOf(srv, h)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := os.ReadFile(cl.obaoPath(h))
+	got, err := outboardOf(cl, h)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -95,7 +95,7 @@ func (s *Store) storeWhole(r io.Reader, v *verifier, h Hash, size uint64, prog f
 		}
 		return s.putEntry(h, entry{Size: int64(size), State: stateComplete, Inline: buf.Bytes()})
 	}
-	w, err := s.newPartFiles(h)
+	w, err := s.newPartFiles(h, size)
 	if err != nil {
 		return err
 	}

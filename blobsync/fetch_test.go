@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"os"
 	"testing"
 	"time"
 
@@ -74,8 +73,8 @@ func TestFetch(t *testing.T) {
 			t.Fatalf("size %d: fetched bytes differ (%v)", n, err)
 		}
 		if n > ChunkGroupSize {
-			want, _ := os.ReadFile(srv.obaoPath(h))
-			ob, err := os.ReadFile(cli.obaoPath(h))
+			want, _ := outboardOf(srv, h)
+			ob, err := outboardOf(cli, h)
 			if err != nil || !bytes.Equal(ob, want) {
 				t.Fatalf("size %d: fetched outboard differs (%v)", n, err)
 			}
@@ -305,9 +304,11 @@ func TestFetchConcurrentSameBlob(t *testing.T) {
 	if err != nil || !bytes.Equal(got, b) {
 		t.Fatalf("ReadAll: %v", err)
 	}
-	if names := dirFiles(t, cli); len(names) != 2 {
-		t.Fatalf("blob dir: %v, want data and outboard", names)
+	// One data file, no leftover part files (the outboard is inline).
+	if names := dirFiles(t, cli); len(names) != 1 || names[0] != h.String()+".data" {
+		t.Fatalf("blob dir: %v, want only the data file", names)
 	}
+	checkOutboard(t, cli, h, b, "concurrent Fetch")
 }
 
 func TestServeContextCancel(t *testing.T) {

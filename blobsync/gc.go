@@ -130,14 +130,32 @@ func (s *Store) GC(ctx context.Context, roots func(yield func(Hash) bool)) (remo
 	for _, de := range des {
 		name := de.Name()
 		base, ok := strings.CutSuffix(name, ".data")
+		obao := false
 		if !ok {
 			base, ok = strings.CutSuffix(name, ".obao")
+			obao = ok
 		}
 		if !ok {
 			continue
 		}
 		h, err := ParseHash(base)
-		if err != nil || known[h] || live[h] {
+		if err != nil {
+			continue
+		}
+		if known[h] {
+			// An .obao left beside a complete entry that keeps its
+			// outboard inline (removeStale failed) is stray too.
+			if obao {
+				if unlock, ok := s.tryLock(h); ok {
+					if e, found, err := s.rawEntry(h); err == nil && found && e.State == stateComplete && len(e.Outboard) > 0 {
+						os.Remove(filepath.Join(s.dir, name))
+					}
+					unlock()
+				}
+			}
+			continue
+		}
+		if live[h] {
 			continue
 		}
 		fi, err := de.Info()

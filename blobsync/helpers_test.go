@@ -2,6 +2,9 @@ package blobsync
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -74,4 +77,21 @@ func servePipe(t testing.TB, srv *Store, allow func(Hash) bool) (net.Conn, <-cha
 	go func() { done <- srv.Serve(ctx, a, allow) }()
 	t.Cleanup(func() { cancel(); a.Close(); b.Close() })
 	return b, done
+}
+
+// outboardOf returns the outboard of complete blob h as a file would hold
+// it (size header, then parents), from its entry when it is inline, else
+// from its .obao file.
+func outboardOf(s *Store, h Hash) ([]byte, error) {
+	e, err := s.getEntry(h)
+	if err != nil {
+		return nil, err
+	}
+	if len(e.Outboard) == 0 {
+		return os.ReadFile(s.obaoPath(h))
+	}
+	if _, err := os.Stat(s.obaoPath(h)); !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("blob %s keeps its outboard inline but has an .obao file (%v)", h, err)
+	}
+	return append(binary.LittleEndian.AppendUint64(nil, uint64(e.Size)), e.Outboard...), nil
 }

@@ -2,32 +2,41 @@ package blobsync
 
 import (
 	"bufio"
-	"errors"
+	"bytes"
 	"fmt"
+	"io"
 	"os"
 )
 
-// partFiles are the ".part" data and outboard files of a blob being written.
-// commit makes them the blob's files and writes its entry; abort removes them.
+// partFiles are the ".part" data and outboard files of a blob of a known
+// size being written. commit makes them the blob's files and writes its
+// entry; abort removes them. A blob whose outboard goes inline
+// (inlineOutboard) has no outboard file: its outboard is kept in memory
+// (at most 16 KiB) and committed in the entry.
 type partFiles struct {
-	s            *Store
-	h            Hash // the blob; set before commit when the files were temp-named
-	dataF, obaoF *os.File
-	data, obao   *bufio.Writer
+	s     *Store
+	h     Hash // the blob; set before commit when the files were temp-named
+	dataF *os.File
+	obaoF *os.File // nil: the outboard goes inline
+	data  *bufio.Writer
+	obao  io.Writer     // the outboard, header first: obaoW, or obaoMem
+	obaoW *bufio.Writer // over obaoF
+	mem   *bytes.Buffer // the inline outboard, header first
 }
 
-// newPartFiles creates <hex>.data.part and <hex>.obao.part for h, truncating
-// leftovers. The caller holds s.lock(h).
-func (s *Store) newPartFiles(h Hash) (*partFiles, error) {
-	return s.createParts(h, func(final string) (*os.File, error) {
+// newPartFiles creates <hex>.data.part and, unless the outboard goes
+// inline, <hex>.obao.part for a blob h of size bytes, truncating leftovers.
+// The caller holds s.lock(h).
+func (s *Store) newPartFiles(h Hash, size uint64) (*partFiles, error) {
+	return s.createParts(h, size, func(final string) (*os.File, error) {
 		return os.OpenFile(final+".part", os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	})
 }
 
-// newTempPartFiles creates uniquely named part files for a blob whose hash is
-// not known yet (AddFile).
-func (s *Store) newTempPartFiles() (*partFiles, error) {
-	return s.createParts(Hash{}, func(final string) (*os.File, error) {
+// newTempPartFiles creates uniquely named part files for a blob of size
+// bytes whose hash is not known yet (AddFile).
+func (s *Store) newTempPartFiles(size uint64) (*partFiles, error) {
+	return s.createParts(Hash{}, size, func(final string) (*os.File, error) {
 		ext := ".data.part"
 		if final == s.obaoPath(Hash{}) {
 			ext = ".obao.part"
@@ -36,27 +45,38 @@ func (s *Store) newTempPartFiles() (*partFiles, error) {
 	})
 }
 
-func (s *Store) createParts(h Hash, create func(final string) (*os.File, error)) (*partFiles, error) {
+func (s *Store) createParts(h Hash, size uint64, create func(final string) (*os.File, error)) (*partFiles, error) {
 	df, err := create(s.dataPath(h))
 	if err != nil {
 		return nil, fmt.Errorf("blobsync: create part file: %w", err)
 	}
-	of, err := create(s.obaoPath(h))
-	if err != nil {
+	w := &partFiles{s: s, h: h, dataF: df, data: bufio.NewWriterSize(df, ioBufSize)}
+	if inlineOutboard(size) {
+		w.mem = bytes.NewBuffer(make([]byte, 0, outboardSize(size)))
+		w.obao = w.mem
+		return w, nil
+	}
+	if w.obaoF, err = create(s.obaoPath(h)); err != nil {
 		df.Close()
 		os.Remove(df.Name())
 		return nil, fmt.Errorf("blobsync: create part file: %w", err)
 	}
-	return &partFiles{
-		s: s, h: h, dataF: df, obaoF: of,
-		data: bufio.NewWriterSize(df, ioBufSize),
-		obao: bufio.NewWriterSize(of, 64<<10),
-	}, nil
+	w.obaoW = bufio.NewWriterSize(w.obaoF, 64<<10)
+	w.obao = w.obaoW
+	return w, nil
+}
+
+// files returns the part files that exist.
+func (w *partFiles) files() []*os.File {
+	if w.obaoF == nil {
+		return []*os.File{w.dataF}
+	}
+	return []*os.File{w.dataF, w.obaoF}
 }
 
 // abort closes and removes the part files.
 func (w *partFiles) abort() {
-	for _, f := range []*os.File{w.dataF, w.obaoF} {
+	for _, f := range w.files() {
 		f.Close()
 		os.Remove(f.Name())
 	}
@@ -73,26 +93,54 @@ func (w *partFiles) commit(size int64) error {
 		return err
 	}
 	s := w.s
-	if err := os.Rename(w.obaoF.Name(), s.obaoPath(w.h)); err != nil {
-		w.abort()
-		return fmt.Errorf("blobsync: commit %s: %w", w.h, err)
+	e := entry{Size: size, State: stateComplete}
+	if w.obaoF != nil {
+		if err := os.Rename(w.obaoF.Name(), s.obaoPath(w.h)); err != nil {
+			w.abort()
+			return fmt.Errorf("blobsync: commit %s: %w", w.h, err)
+		}
+	} else {
+		e.Outboard = w.mem.Bytes()[outboardHeader:]
 	}
 	if err := os.Rename(w.dataF.Name(), s.dataPath(w.h)); err != nil {
 		w.abort()
-		os.Remove(s.obaoPath(w.h))
+		if w.obaoF != nil {
+			os.Remove(s.obaoPath(w.h))
+		}
 		return fmt.Errorf("blobsync: commit %s: %w", w.h, err)
 	}
 	if err := syncDir(s.dir); err != nil {
 		return err
 	}
-	return s.putEntry(w.h, entry{Size: size, State: stateComplete})
+	if err := s.putEntry(w.h, e); err != nil {
+		return err
+	}
+	if w.obaoF == nil {
+		removeStale(s.obaoPath(w.h)) // a partial download's leftover, if any
+	}
+	return nil
 }
 
+// removeStale removes a file the blob's entry no longer refers to (an
+// .obao beside an inline outboard, a .data beside a reference). One it
+// cannot remove is only wasted space: GC removes an .obao the entry does
+// not use.
+func removeStale(path string) { os.Remove(path) }
+
 func (w *partFiles) finish(size int64) error {
-	if err := errors.Join(w.data.Flush(), w.obao.Flush()); err != nil {
+	if err := w.data.Flush(); err != nil {
 		return fmt.Errorf("blobsync: commit %s: %w", w.h, err)
 	}
-	for f, want := range map[*os.File]int64{w.dataF: size, w.obaoF: int64(outboardSize(uint64(size)))} {
+	want := map[*os.File]int64{w.dataF: size}
+	if w.obaoF != nil {
+		if err := w.obaoW.Flush(); err != nil {
+			return fmt.Errorf("blobsync: commit %s: %w", w.h, err)
+		}
+		want[w.obaoF] = int64(outboardSize(uint64(size)))
+	} else if got := w.mem.Len(); uint64(got) != outboardSize(uint64(size)) {
+		return fmt.Errorf("blobsync: commit %s: outboard is %d bytes, want %d", w.h, got, outboardSize(uint64(size)))
+	}
+	for f, want := range want {
 		fi, err := f.Stat()
 		if err != nil {
 			return fmt.Errorf("blobsync: commit %s: %w", w.h, err)

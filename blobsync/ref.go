@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -47,18 +48,30 @@ func (s *Store) AddFileRef(ctx context.Context, path string) (Hash, int64, error
 	if size <= inlineMax {
 		return s.AddFile(ctx, abs)
 	}
-	ob, err := os.CreateTemp(s.dir, "ref-*.obao.part")
-	if err != nil {
-		return Hash{}, 0, fmt.Errorf("blobsync: add file ref: %w", err)
+	// The outboard: in memory when it goes inline in the entry, else in a
+	// temp file renamed into place once the entry is about to be written.
+	var ob *os.File
+	var mem *memWriterAt
+	var dst io.WriterAt
+	if inlineOutboard(uint64(size)) {
+		mem = &memWriterAt{b: make([]byte, outboardSize(uint64(size)))}
+		dst = mem
+	} else {
+		if ob, err = os.CreateTemp(s.dir, "ref-*.obao.part"); err != nil {
+			return Hash{}, 0, fmt.Errorf("blobsync: add file ref: %w", err)
+		}
+		dst = ob
 	}
 	fail := func(err error) (Hash, int64, error) {
-		ob.Close()
-		os.Remove(ob.Name())
+		if ob != nil {
+			ob.Close()
+			os.Remove(ob.Name())
+		}
 		return Hash{}, 0, fmt.Errorf("blobsync: add file ref %s: %w", abs, err)
 	}
 	hs := blake3.New()
 	src := &ctxReader{ctx: ctx, r: bufio.NewReaderSize(teeHash{f, hs}, ioBufSize)}
-	root, err := bao.Encode(ob, src, size, ChunkGroupLog, true)
+	root, err := bao.Encode(dst, src, size, ChunkGroupLog, true)
 	if err != nil {
 		return fail(err)
 	}
@@ -74,11 +87,13 @@ func (s *Store) AddFileRef(ctx context.Context, path string) (Hash, int64, error
 	if after.Size() != size || !after.ModTime().Equal(fi.ModTime()) {
 		return fail(fmt.Errorf("the file changed while it was hashed"))
 	}
-	if err := ob.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := ob.Close(); err != nil {
-		return fail(err)
+	if ob != nil {
+		if err := ob.Sync(); err != nil {
+			return fail(err)
+		}
+		if err := ob.Close(); err != nil {
+			return fail(err)
+		}
 	}
 	unlock, err := s.lock(ctx, h)
 	if err != nil {
@@ -86,19 +101,29 @@ func (s *Store) AddFileRef(ctx context.Context, path string) (Hash, int64, error
 	}
 	defer unlock()
 	if ok, err := s.Has(h); err != nil || ok {
-		os.Remove(ob.Name())
+		if ob != nil {
+			os.Remove(ob.Name())
+		}
 		return h, size, err
 	}
-	if err := os.Rename(ob.Name(), s.obaoPath(h)); err != nil {
-		return fail(err)
+	e := entry{Size: size, State: stateComplete, RefPath: abs, RefMod: fi.ModTime().UnixNano()}
+	if ob != nil {
+		if err := os.Rename(ob.Name(), s.obaoPath(h)); err != nil {
+			return fail(err)
+		}
+		if err := syncDir(s.dir); err != nil {
+			return Hash{}, 0, err
+		}
+	} else {
+		e.Outboard = mem.b[outboardHeader:]
 	}
-	if err := syncDir(s.dir); err != nil {
+	if err := s.putEntry(h, e); err != nil {
 		return Hash{}, 0, err
 	}
-	if err := s.putEntry(h, entry{Size: size, State: stateComplete, RefPath: abs, RefMod: fi.ModTime().UnixNano()}); err != nil {
-		return Hash{}, 0, err
+	if ob == nil {
+		removeStale(s.obaoPath(h)) // a partial download's leftover, if any
 	}
-	os.Remove(s.dataPath(h)) // a partial download's leftover, if any
+	removeStale(s.dataPath(h)) // a partial download's leftover, if any
 	return h, size, nil
 }
 

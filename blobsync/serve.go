@@ -149,17 +149,25 @@ func (s *Store) serveBlob(ctx context.Context, w io.Writer, enc *encoder, h Hash
 			return writeFrame(w, notFound)
 		}
 		defer df.Close()
-		of, err := os.Open(s.obaoPath(h))
-		if err != nil {
-			s.log.Error("blobsync: serve: outboard file", "hash", h, "err", err)
-			return writeFrame(w, notFound)
-		}
-		defer of.Close()
 		data = newFwdReader(df, ioBufSize)
-		outboard = newFwdReader(of, 64<<10)
-		if err := readOutboardHeader(outboard, size); err != nil {
-			s.log.Error("blobsync: serve: outboard", "hash", h, "err", err)
-			return writeFrame(w, notFound)
+		if len(e.Outboard) > 0 {
+			if uint64(len(e.Outboard)) != outboardSize(size)-outboardHeader {
+				s.log.Error("blobsync: serve: inline outboard", "hash", h, "bytes", len(e.Outboard))
+				return writeFrame(w, notFound)
+			}
+			outboard = newFwdReader(bytes.NewReader(e.Outboard), ChunkGroupSize)
+		} else {
+			of, err := os.Open(s.obaoPath(h))
+			if err != nil {
+				s.log.Error("blobsync: serve: outboard file", "hash", h, "err", err)
+				return writeFrame(w, notFound)
+			}
+			defer of.Close()
+			outboard = newFwdReader(of, 64<<10)
+			if err := readOutboardHeader(outboard, size); err != nil {
+				s.log.Error("blobsync: serve: outboard", "hash", h, "err", err)
+				return writeFrame(w, notFound)
+			}
 		}
 	}
 	if err := writeFrame(w, wireResponse{Status: statusOK, Size: size, Index: index}); err != nil {

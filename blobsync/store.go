@@ -65,6 +65,11 @@ type entry struct {
 	AddedAt int64  `cbor:"4,keyasint,omitempty"` // Unix seconds; 0 = before this field existed
 	RefPath string `cbor:"5,keyasint,omitempty"` // reference mode: the app's file holding the bytes
 	RefMod  int64  `cbor:"6,keyasint,omitempty"` // reference mode: its mtime (Unix ns) when imported
+	// Outboard: a complete blob's parents (the outboard without its size
+	// header) when they fit in inlineOutboardMax; then there is no .obao
+	// file. Empty: the outboard is the .obao file (larger blobs, partial
+	// downloads that completed, and stores written before this field).
+	Outboard []byte `cbor:"7,keyasint,omitempty"`
 }
 
 // stateComplete: every byte is present and verified.
@@ -185,6 +190,9 @@ func (s *Store) getEntry(h Hash) (entry, error) {
 	}
 	if e.Size < 0 || e.Size > MaxBlobSize || (e.Size <= inlineMax && int64(len(e.Inline)) != e.Size) {
 		return e, fmt.Errorf("%w: blob %s entry: size %d, %d inline bytes", ErrCorrupt, h, e.Size, len(e.Inline))
+	}
+	if len(e.Outboard) > 0 && uint64(len(e.Outboard)) != outboardSize(uint64(e.Size))-outboardHeader {
+		return e, fmt.Errorf("%w: blob %s entry: size %d, %d outboard bytes", ErrCorrupt, h, e.Size, len(e.Outboard))
 	}
 	return e, nil
 }
@@ -317,7 +325,7 @@ func (s *Store) AddBytes(ctx context.Context, b []byte) (Hash, error) {
 	if root != h {
 		return h, fmt.Errorf("blobsync: internal error: bao root %x != blake3 %s", root, h)
 	}
-	w, err := s.newPartFiles(h)
+	w, err := s.newPartFiles(h, uint64(len(b)))
 	if err != nil {
 		return h, err
 	}
@@ -367,7 +375,7 @@ func (s *Store) AddFile(ctx context.Context, path string) (Hash, int64, error) {
 		return h, size, err
 	}
 
-	tmp, err := s.newTempPartFiles()
+	tmp, err := s.newTempPartFiles(uint64(size))
 	if err != nil {
 		return Hash{}, 0, err
 	}
@@ -402,13 +410,13 @@ func (s *Store) copyAndHash(ctx context.Context, w *partFiles, f io.Reader, size
 	src := io.TeeReader(&ctxReader{ctx: ctx, r: bufio.NewReaderSize(f, ioBufSize)}, io.MultiWriter(w.data, hs))
 	var root [32]byte
 	var err error
-	if obs := outboardSize(uint64(size)); obs <= maxOutboardBuf {
+	if obs := outboardSize(uint64(size)); obs <= maxOutboardBuf || w.obaoF == nil {
 		ob := &memWriterAt{b: make([]byte, obs)}
 		if root, err = bao.Encode(ob, src, size, ChunkGroupLog, true); err == nil {
 			_, err = w.obao.Write(ob.b)
 		}
 	} else {
-		if err = w.obao.Flush(); err == nil {
+		if err = w.obaoW.Flush(); err == nil {
 			root, err = bao.Encode(w.obaoF, src, size, ChunkGroupLog, true)
 		}
 	}

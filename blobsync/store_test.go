@@ -49,7 +49,7 @@ func TestAddFileAndRead(t *testing.T) {
 			t.Fatalf("size %d: Open read: %v", n, err)
 		}
 		if n > ChunkGroupSize {
-			ob, err := os.ReadFile(s.obaoPath(h))
+			ob, err := outboardOf(s, h)
 			want, _ := bao.EncodeBuf(b, ChunkGroupLog, true)
 			if err != nil || !bytes.Equal(ob, want) {
 				t.Fatalf("size %d: outboard differs from bao.EncodeBuf (%v)", n, err)
@@ -209,18 +209,19 @@ func TestHashFileMatchesB3sum(t *testing.T) {
 }
 
 // TestAddFileLargeOutboard covers the path for blobs over 2 GiB, where the
-// outboard is built in place in its file, on a small blob.
+// outboard is built in place in its file, on a smaller blob (one whose
+// outboard does not go inline).
 func TestAddFileLargeOutboard(t *testing.T) {
 	old := maxOutboardBuf
 	maxOutboardBuf = 0
 	t.Cleanup(func() { maxOutboardBuf = old })
 	s := newTestStore(t)
-	b := content(1<<20+3, 14)
+	b := content(5<<20+3, 14)
 	h, _, err := s.AddFile(context.Background(), writeTemp(t, b))
 	if err != nil || h != HashBytes(b) {
 		t.Fatalf("AddFile: %s %v", h, err)
 	}
-	ob, _ := os.ReadFile(s.obaoPath(h))
+	ob, _ := outboardOf(s, h)
 	if want, _ := bao.EncodeBuf(b, ChunkGroupLog, true); !bytes.Equal(ob, want) {
 		t.Fatal("outboard differs from bao.EncodeBuf")
 	}

@@ -20,7 +20,19 @@ const (
 	outboardHeader = 8                          // little-endian uint64 blob size
 	ioBufSize      = 256 << 10                  // buffered I/O on files and streams
 	inlineMax      = ChunkGroupSize             // blobs up to this size live inside Pebble
+	// inlineOutboardMax: a complete blob whose parents take at most this
+	// many bytes (256 parents: blobs up to 257 groups, about 4 MiB) keeps
+	// them in its Pebble entry instead of an .obao file, as Iroh keeps
+	// outboards up to 16 KiB inline. Storing such a blob then creates,
+	// fsyncs and renames one file instead of two.
+	inlineOutboardMax = 16 << 10
 )
+
+// inlineOutboard reports whether a complete blob of size bytes keeps its
+// outboard in its entry.
+func inlineOutboard(size uint64) bool {
+	return size > inlineMax && outboardSize(size)-outboardHeader <= inlineOutboardMax
+}
 
 // guts.MaxSIMD chunks are compressed in one CompressBuffer call; the group
 // must be exactly that for verifyGroup's single call to be a whole subtree.
