@@ -529,6 +529,14 @@ func btReceive(ctx context.Context, job *btJob) (*btChildResult, error) {
 			Static: static, RemoteStatic: p.st, Group: job.Group, PSK: tunnel.PSK(secret), TLSTransport: job.TLS,
 		}})
 	}
+	// The raw run opens its stream before its clock starts, so the QUIC
+	// handshake is outside its time; here too. The tunnel handshake, the
+	// have query and the requests stay inside: they are dweb's own.
+	for _, p := range peers {
+		if err := ep.Connect(ctx, p.id, p.addr); err != nil {
+			return nil, err
+		}
+	}
 	var last blobsync.Progress
 	opts := blobsync.DownloadOptions{Progress: func(p blobsync.Progress) { last = p }}
 	if job.NoBatch {

@@ -313,6 +313,18 @@ func (e *Endpoint) OpenStream(ctx context.Context, id key.NodeID, addr netip.Add
 	return s, err
 }
 
+// Connect makes sure a connection to id is pooled, dialing addr if there is
+// none (as OpenStream does, with the same peer check and errors), without
+// opening a stream: a caller about to talk to a peer can pay the QUIC
+// handshake ahead of time.
+func (e *Endpoint) Connect(ctx context.Context, id key.NodeID, addr netip.AddrPort) error {
+	if id == e.id {
+		return fmt.Errorf("connect: %s is this node", id)
+	}
+	_, err := e.connTo(ctx, id, addr)
+	return err
+}
+
 // openStream is OpenStream that also returns the stream's connection.
 func (e *Endpoint) openStream(ctx context.Context, id key.NodeID, addr netip.AddrPort, p Protocol) (*quic.Stream, *quic.Conn, error) {
 	if id == e.id {

@@ -435,3 +435,30 @@ func TestSimultaneousDials(t *testing.T) {
 		}
 	}
 }
+
+// TestConnect: Connect dials once and pools the connection, so the next
+// OpenStream dials nothing; it checks the peer's key like OpenStream.
+func TestConnect(t *testing.T) {
+	a, b := newTestEndpoint(t), newTestEndpoint(t)
+	b.Handle(ProtoDHT, echoID)
+	if err := a.Connect(testCtx(t), b.ID(), b.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Connect(testCtx(t), b.ID(), b.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	if st := a.Stats(); st.Dials != 1 || st.Pooled != 1 {
+		t.Fatalf("after two Connects: %+v, want one dial, one pooled connection", st)
+	}
+	checkReply(t, roundTrip(t, a, b, ProtoDHT, "after connect"), "after connect", a.ID())
+	if st := a.Stats(); st.Dials != 1 {
+		t.Fatalf("OpenStream dialed again after Connect: %+v", st)
+	}
+	c := newTestEndpoint(t)
+	if err := a.Connect(testCtx(t), c.ID(), b.LocalAddr()); !errors.Is(err, ErrWrongPeer) {
+		t.Fatalf("Connect to the wrong node: %v, want ErrWrongPeer", err)
+	}
+	if err := a.Connect(testCtx(t), a.ID(), b.LocalAddr()); err == nil {
+		t.Fatal("Connect to itself succeeded")
+	}
+}
