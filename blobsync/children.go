@@ -7,6 +7,7 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -166,7 +167,7 @@ type batchRun struct {
 	opts   *DownloadOptions
 	rep    *reporter
 	work   chan []int // batches not yet handed out; closed, filled up front
-	cancel context.CancelFunc
+	cancel context.CancelCauseFunc
 
 	mu        sync.Mutex
 	state     map[int]entryState
@@ -209,7 +210,7 @@ func (b *batchRun) settle(ei int, to entryState) bool {
 	}
 	b.state[ei] = to
 	if b.remaining == 0 {
-		b.cancel()
+		b.cancel(errFinished)
 	}
 	return true
 }
@@ -290,8 +291,8 @@ func (b *batchRun) drop(t *batchTask) {
 // more).
 func (s *Store) downloadBatches(ctx context.Context, coll Hash, c *Collection, idx []int, providers []Provider, opts *DownloadOptions, rep *reporter) (left []int, honest []Provider) {
 	all := batches(c, idx)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	b := &batchRun{s: s, coll: coll, c: c, opts: opts, rep: rep, cancel: cancel,
 		work: make(chan []int, len(all)), state: make(map[int]entryState, len(idx)), remaining: len(idx),
 		inflight: map[*batchTask]struct{}{}, banned: map[string]bool{}}
@@ -340,14 +341,15 @@ func (b *batchRun) provider(ctx context.Context, p Provider, ps *providerState) 
 
 // session is one stream to p: children requests for the batches it takes,
 // pipelined. The unread entries of its batches are left when it ends.
-func (b *batchRun) session(ctx context.Context, p Provider, ps *providerState) error {
-	rw, stall, release, err := openStream(ctx, p, b.opts.StallTimeout)
+func (b *batchRun) session(ctx context.Context, p Provider, ps *providerState) (err error) {
+	var waiting atomic.Bool
+	rw, stall, release, err := openStream(ctx, p, b.opts.StallTimeout, &waiting)
 	if err != nil {
 		return err
 	}
-	defer release()
-	b.rep.setState(ps, "active", nil)
 	conn := newRangeConn(rw)
+	defer func() { release(err == nil && conn.br.Buffered() == 0) }()
+	b.rep.setState(ps, "active", nil)
 
 	// Requests go out from their own goroutine (see download.session).
 	reqs := make(chan []ChildRanges, batchPipeline)
@@ -362,6 +364,7 @@ func (b *batchRun) session(ctx context.Context, p Provider, ps *providerState) e
 		}
 	}()
 	var inflight []*batchTask
+	waiting.Store(true) // nothing asked yet
 	defer func() {
 		for _, t := range inflight {
 			b.drop(t)
@@ -378,6 +381,7 @@ func (b *batchRun) session(ctx context.Context, p Provider, ps *providerState) e
 			for i, ei := range t.entries {
 				children[i] = ChildRanges{Index: uint64(ei)}
 			}
+			waiting.Store(false)
 			reqs <- children
 			inflight = append(inflight, t)
 		}
@@ -390,6 +394,7 @@ func (b *batchRun) session(ctx context.Context, p Provider, ps *providerState) e
 		}
 		b.drop(inflight[0])
 		inflight = inflight[1:]
+		waiting.Store(len(inflight) == 0)
 	}
 }
 

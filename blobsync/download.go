@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -174,8 +175,8 @@ func (s *Store) download(ctx context.Context, h Hash, providers []Provider, opts
 		}
 		return 0, fmt.Errorf("blobsync: download %s: %w (none given)", h, ErrNoProviders)
 	}
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	wctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	var wg sync.WaitGroup
 	errs := make([]error, len(providers))
 	d.workers = len(providers)
@@ -207,7 +208,11 @@ func (s *Store) download(ctx context.Context, h Hash, providers []Provider, opts
 	}
 	finished, fatal := d.finished, d.fatal
 	d.mu.Unlock()
-	cancel()
+	if finished {
+		cancel(errFinished)
+	} else {
+		cancel(nil)
+	}
 	wg.Wait()
 
 	switch {
@@ -475,18 +480,56 @@ func lied(err error) bool {
 	return errors.As(err, &ban) || errors.Is(err, ErrCorrupt)
 }
 
+// errFinished is the cause of a download's worker context ending because
+// the download (or batch run) got everything: see openStream.
+var errFinished = errors.New("blobsync: download finished")
+
 // openStream opens a stream to p that is closed when ctx ends or, once
-// stall is armed, when nothing resets it for timeout. release closes it.
-func openStream(ctx context.Context, p Provider, timeout time.Duration) (rw io.ReadWriteCloser, stall *time.Timer, release func(), err error) {
+// stall is armed, when nothing resets it for timeout. release closes it;
+// with clean (the session read every answer and left nothing buffered),
+// a stream of a StreamPool is kept for the next session instead, unless
+// ctx or the stall timer closed it first (a session that returns cleanly
+// has no request outstanding, so ctx ending after it does not matter).
+//
+// When ctx ends because the download finished (cause errFinished) while
+// the session has no request outstanding (waiting set), the stream is left
+// open: the session sees the end itself, returns cleanly and its stream
+// can be kept. Any other end of ctx closes the stream, cutting reads in
+// flight.
+func openStream(ctx context.Context, p Provider, timeout time.Duration, waiting *atomic.Bool) (rw io.ReadWriteCloser, stall *time.Timer, release func(clean bool), err error) {
 	rw, err = p.Open(ctx)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	stop := context.AfterFunc(ctx, func() { rw.Close() })
-	stall = time.AfterFunc(timeout, func() { rw.Close() })
-	return rw, stall, func() {
+	var mu sync.Mutex
+	closed := false
+	closeOnce := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !closed {
+			closed = true
+			rw.Close()
+		}
+	}
+	stop := context.AfterFunc(ctx, func() {
+		if errors.Is(context.Cause(ctx), errFinished) && waiting.Load() {
+			return
+		}
+		closeOnce()
+	})
+	stall = time.AfterFunc(timeout, closeOnce)
+	return rw, stall, func(clean bool) {
 		stall.Stop()
 		stop()
+		mu.Lock()
+		defer mu.Unlock()
+		if closed {
+			return
+		}
+		closed = true
+		if k, ok := rw.(keeper); ok && clean {
+			k.keepOnClose()
+		}
 		rw.Close()
 	}, nil
 }
@@ -494,12 +537,13 @@ func openStream(ctx context.Context, p Provider, timeout time.Duration) (rw io.R
 // session runs one stream to p: have query, size probe if needed, then
 // pipelined ranged requests.
 func (d *download) session(ctx context.Context, p Provider, ps *providerState) (err error) {
-	rw, stall, release, err := openStream(ctx, p, d.opts.StallTimeout)
+	var waiting atomic.Bool
+	rw, stall, release, err := openStream(ctx, p, d.opts.StallTimeout, &waiting)
 	if err != nil {
 		return err
 	}
-	defer release()
 	conn := newRangeConn(rw)
+	defer func() { release(err == nil && conn.br.Buffered() == 0) }()
 	d.rep.setState(ps, "active", nil)
 
 	size, held, err := conn.have(d.h)
@@ -558,6 +602,7 @@ func (d *download) session(ctx context.Context, p Provider, ps *providerState) (
 	}()
 	out := newGroupSink(d, ps, stall, d.opts.StallTimeout)
 	var queue []*task
+	waiting.Store(true) // nothing asked: the have query and probe are answered
 	defer func() {
 		// The writer first: its writes advance the tasks' cursors.
 		out.close()
@@ -582,6 +627,7 @@ func (d *download) session(ctx context.Context, p Provider, ps *providerState) (
 			if t == nil {
 				break
 			}
+			waiting.Store(false)
 			reqs <- t.r
 			queue = append(queue, t)
 			stall.Reset(d.opts.StallTimeout)
@@ -609,6 +655,7 @@ func (d *download) session(ctx context.Context, p Provider, ps *providerState) (
 			return err
 		}
 		queue = queue[1:]
+		waiting.Store(len(queue) == 0)
 		out.release(t)
 	}
 }

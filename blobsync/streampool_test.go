@@ -1,0 +1,136 @@
+package blobsync
+
+import (
+	"context"
+	"io"
+	"net"
+	"testing"
+	"time"
+)
+
+// TestStreamPoolReuse: downloads one after another from a pooled provider
+// share one stream (one open, answers still verified); DownloadBatch's
+// children sessions take and give back the same stream.
+func TestStreamPoolReuse(t *testing.T) {
+	ctx := context.Background()
+	srv := newTestStore(t)
+	var blobs [][]byte
+	var hashes []Hash
+	for i := range 4 {
+		b := content(100<<10+i*7000, uint64(60+i))
+		blobs, hashes = append(blobs, b), append(hashes, addBlob(t, srv, b))
+	}
+	pool := NewStreamPool(0, 0)
+	defer pool.Close()
+	p := prov(t, "a", srv)
+	pp := pool.Provider(p)
+	cl := newTestStore(t)
+	for i, h := range hashes {
+		if _, err := cl.Download(ctx, h, []Provider{pp}, DownloadOptions{ChunkBytes: 2 * ChunkGroupSize}); err != nil {
+			t.Fatalf("download %d: %v", i, err)
+		}
+		checkBlob(t, cl, h, blobs[i])
+	}
+	if n := p.opens.Load(); n != 1 {
+		t.Fatalf("the provider opened %d streams for 4 downloads, want 1", n)
+	}
+	if st := pool.Stats(); st.Opened != 1 || st.Reused != 3 {
+		t.Fatalf("pool stats %+v, want 1 opened, 3 reused", st)
+	}
+
+	// A collection of small files: children requests on the pooled stream.
+	c := &Collection{}
+	for i, h := range hashes {
+		c.Entries = append(c.Entries, Entry{Name: string(rune('a' + i)), Hash: h, Size: int64(len(blobs[i]))})
+	}
+	cb, err := c.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := addBlob(t, srv, cb)
+	cl2 := newTestStore(t)
+	if _, err := cl2.DownloadCollection(ctx, ch, []Provider{pp}, DownloadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for i, h := range hashes {
+		checkBlob(t, cl2, h, blobs[i])
+	}
+	if n := p.opens.Load(); n != 1 {
+		t.Fatalf("after the collection: %d streams opened, want still 1", n)
+	}
+}
+
+// TestStreamPoolDropsBadStreams: the stream of a provider that lied is not
+// kept; a kept stream that broke while idle costs one retry, then a fresh
+// stream is opened; idle streams close after the idle timeout.
+func TestStreamPoolDropsBadStreams(t *testing.T) {
+	ctx := context.Background()
+	srv := newTestStore(t)
+	b := content(300<<10, 70)
+	h := addBlob(t, srv, b)
+
+	// A liar (flips a byte of its first stream) and an honest provider.
+	pool := NewStreamPool(0, 0)
+	defer pool.Close()
+	liar, good := prov(t, "liar", srv), prov(t, "good", srv)
+	liar.fault = func(n int, c net.Conn) io.ReadWriteCloser {
+		if n == 0 {
+			return &flipAt{Conn: c, off: 40 << 10}
+		}
+		return c
+	}
+	cl := newTestStore(t)
+	if _, err := cl.Download(ctx, h, []Provider{pool.Provider(liar), pool.Provider(good)}, DownloadOptions{ChunkBytes: 2 * ChunkGroupSize}); err != nil {
+		t.Fatal(err)
+	}
+	checkBlob(t, cl, h, b)
+	if s := pool.take("liar"); s != nil {
+		t.Fatal("the liar's stream was kept")
+	}
+	if s := pool.take("good"); s == nil {
+		t.Fatal("the honest provider's stream was not kept")
+	} else {
+		s.closeIdle()
+	}
+
+	// A kept stream that dies while idle.
+	var first net.Conn
+	p := prov(t, "p", srv)
+	p.fault = func(n int, c net.Conn) io.ReadWriteCloser {
+		if n == 0 {
+			first = c
+		}
+		return c
+	}
+	pp := pool.Provider(p)
+	if _, err := newTestStore(t).Download(ctx, h, []Provider{pp}, DownloadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	first.Close() // the peer went away while the stream sat in the pool
+	cl2 := newTestStore(t)
+	if _, err := cl2.Download(ctx, h, []Provider{pp}, DownloadOptions{}); err != nil {
+		t.Fatalf("download over a dead kept stream: %v", err)
+	}
+	checkBlob(t, cl2, h, b)
+	if n := p.opens.Load(); n != 2 {
+		t.Fatalf("%d streams opened, want 2 (the dead one, then a fresh one)", n)
+	}
+
+	// Idle timeout: the kept stream is closed, so the server's session ends.
+	short := NewStreamPool(1, 20*time.Millisecond)
+	defer short.Close()
+	q := prov(t, "q", srv)
+	if _, err := newTestStore(t).Download(ctx, h, []Provider{short.Provider(q)}, DownloadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { q.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the idle stream was not closed after its timeout")
+	}
+	if s := short.take("q"); s != nil {
+		t.Fatal("an expired stream is still in the pool")
+	}
+}
