@@ -353,6 +353,9 @@ func (b *Backend) Close() error {
 		b.saveContacts()
 		b.cancel()
 		b.wg.Wait()
+		for _, gs := range states {
+			gs.streams.Close()
+		}
 		b.closeRelay()
 		b.dht.Close()
 		b.ep.Close()

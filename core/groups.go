@@ -46,6 +46,11 @@ type groupState struct {
 	// the group record and each member's repo. Guarded by Backend.mu.
 	groupWatched bool
 	watched      map[key.RecordKey]bool
+
+	// streams keeps the tunnels that downloads ended cleanly, per member
+	// node, so the next download from that member skips the handshake.
+	// Per group: a tunnel is bound to its group's key.
+	streams *blobsync.StreamPool
 }
 
 func (b *Backend) newGroupState(info GroupInfo, g *group.Group, repo *datarepo.Repo) (*groupState, error) {
@@ -57,6 +62,7 @@ func (b *Backend) newGroupState(info GroupInfo, g *group.Group, repo *datarepo.R
 		info: info, g: g, repo: repo, local: local,
 		servable: make(map[blobsync.Hash]bool),
 		watched:  make(map[key.RecordKey]bool),
+		streams:  blobsync.NewStreamPool(0, 0),
 	}, nil
 }
 
@@ -375,6 +381,7 @@ func (b *Backend) LeaveGroup(ctx context.Context, k key.RecordKey) error {
 	b.mu.Lock()
 	delete(b.groups, k)
 	b.mu.Unlock()
+	gs.streams.Close()
 	return nil
 }
 

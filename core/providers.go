@@ -72,8 +72,8 @@ func (b *Backend) download(ctx context.Context, gs *groupState, h blobsync.Hash,
 }
 
 // memberProviders returns every other member of gs that announces a node
-// (those serving the repos in prefer first) as blob providers;
-// ErrNoMembers if there is none.
+// (those serving the repos in prefer first) as blob providers, their
+// tunnels pooled in gs.streams; ErrNoMembers if there is none.
 func (b *Backend) memberProviders(ctx context.Context, gs *groupState, prefer []key.RecordKey) ([]blobsync.Provider, error) {
 	members, err := gs.g.Providers(ctx, prefer, b.NodeID())
 	if err != nil {
@@ -84,7 +84,7 @@ func (b *Backend) memberProviders(ctx context.Context, gs *groupState, prefer []
 	}
 	provs := make([]blobsync.Provider, len(members))
 	for i, m := range members {
-		provs[i] = &memberProvider{b: b, gs: gs, td: m.Tunnel}
+		provs[i] = gs.streams.Provider(&memberProvider{b: b, gs: gs, td: m.Tunnel})
 	}
 	return provs, nil
 }

@@ -523,11 +523,15 @@ func btReceive(ctx context.Context, job *btJob) (*btChildResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	// As core does: tunnels that a blob's download ended cleanly serve the
+	// next blob's (a collection downloaded blob by blob).
+	pool := blobsync.NewStreamPool(0, 0)
+	defer pool.Close()
 	var provs []blobsync.Provider
 	for i, p := range peers {
-		provs = append(provs, &btTunnelProvider{id: strconv.Itoa(i), ep: ep, node: p.id, addr: p.addr, dial: tunnel.DialConfig{
+		provs = append(provs, pool.Provider(&btTunnelProvider{id: strconv.Itoa(i), ep: ep, node: p.id, addr: p.addr, dial: tunnel.DialConfig{
 			Static: static, RemoteStatic: p.st, Group: job.Group, PSK: tunnel.PSK(secret), TLSTransport: job.TLS,
-		}})
+		}}))
 	}
 	// The raw run opens its stream before its clock starts, so the QUIC
 	// handshake is outside its time; here too. The tunnel handshake, the
