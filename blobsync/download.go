@@ -503,11 +503,16 @@ func openStream(ctx context.Context, p Provider, timeout time.Duration, waiting 
 	}
 	var mu sync.Mutex
 	closed := false
-	closeOnce := func() {
+	closeOnce := func(alone bool) {
 		mu.Lock()
 		defer mu.Unlock()
-		if !closed {
-			closed = true
+		if closed {
+			return
+		}
+		closed = true
+		if k, ok := rw.(keeper); ok && alone {
+			k.closeAlone()
+		} else {
 			rw.Close()
 		}
 	}
@@ -515,9 +520,9 @@ func openStream(ctx context.Context, p Provider, timeout time.Duration, waiting 
 		if errors.Is(context.Cause(ctx), errFinished) && waiting.Load() {
 			return
 		}
-		closeOnce()
+		closeOnce(true)
 	})
-	stall = time.AfterFunc(timeout, closeOnce)
+	stall = time.AfterFunc(timeout, func() { closeOnce(false) })
 	return rw, stall, func(clean bool) {
 		stall.Stop()
 		stop()
@@ -527,10 +532,16 @@ func openStream(ctx context.Context, p Provider, timeout time.Duration, waiting 
 			return
 		}
 		closed = true
-		if k, ok := rw.(keeper); ok && clean {
+		k, ok := rw.(keeper)
+		switch {
+		case ok && clean:
 			k.keepOnClose()
+			rw.Close()
+		case ok && ctx.Err() != nil:
+			k.closeAlone()
+		default:
+			rw.Close()
 		}
-		rw.Close()
 	}, nil
 }
 

@@ -17,10 +17,11 @@ import (
 // server answers requests on a stream until the stream ends
 // (docs/protocol.md).
 //
-// A stream is kept only after a session that returned no error; a stream
-// that failed, stalled, or whose download's context ended is closed, and
-// so are the other idle streams of its provider (they likely share its
-// connection's fate). Idle streams are closed after IdleTimeout and by
+// A stream is kept only after a session that returned no error. A stream
+// that failed or stalled is closed, and so are the other idle streams of
+// its provider (they likely share its connection's fate); one cut because
+// its download's context ended (an end-game duplicate still in flight
+// when the blob completed) is closed alone. Idle streams are closed after IdleTimeout and by
 // Close. The zero value is not usable; use NewStreamPool. Safe for
 // concurrent use.
 type StreamPool struct {
@@ -42,10 +43,12 @@ type StreamPoolStats struct {
 }
 
 // NewStreamPool returns a pool that keeps at most maxIdle idle streams per
-// provider ID (<= 0: 2) for at most idleTimeout (<= 0: 30 s).
+// provider ID (<= 0: 4, one more than DownloadOptions.Concurrency's
+// default, so a collection's parallel downloads all find one) for at most
+// idleTimeout (<= 0: 30 s).
 func NewStreamPool(maxIdle int, idleTimeout time.Duration) *StreamPool {
 	if maxIdle <= 0 {
-		maxIdle = 2
+		maxIdle = 4
 	}
 	if idleTimeout <= 0 {
 		idleTimeout = 30 * time.Second
@@ -164,13 +167,26 @@ type pooledStream struct {
 
 	mu     sync.Mutex
 	keep   bool // the session ended cleanly: Close pools it
+	alone  bool // closed because its download ended, not broken: Close leaves the other idle streams
 	idle   bool // in the pool
 	closed bool
 }
 
 // keeper is a stream that can be kept for reuse: keepOnClose says the
-// session on it ended cleanly, so Close may keep it.
-type keeper interface{ keepOnClose() }
+// session on it ended cleanly, so Close may keep it; closeAlone closes it
+// without taking the provider's other idle streams down (the session was
+// cut because its download ended, which says nothing about the provider).
+type keeper interface {
+	keepOnClose()
+	closeAlone()
+}
+
+func (s *pooledStream) closeAlone() {
+	s.mu.Lock()
+	s.alone = true
+	s.mu.Unlock()
+	s.Close()
+}
 
 func (s *pooledStream) keepOnClose() {
 	s.mu.Lock()
@@ -194,7 +210,7 @@ func (s *pooledStream) Close() error {
 		}
 		s.mu.Lock()
 		s.idle = false
-	} else {
+	} else if !s.alone {
 		defer s.pool.drop(s.id)
 	}
 	s.closed = true

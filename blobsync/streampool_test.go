@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -132,5 +133,63 @@ func TestStreamPoolDropsBadStreams(t *testing.T) {
 	}
 	if s := short.take("q"); s != nil {
 		t.Fatal("an expired stream is still in the pool")
+	}
+}
+
+// fakeStream is a stream that only records Close.
+type fakeStream struct{ closed atomic.Bool }
+
+func (f *fakeStream) Read([]byte) (int, error)  { return 0, io.EOF }
+func (f *fakeStream) Write([]byte) (int, error) { return 0, io.ErrClosedPipe }
+func (f *fakeStream) Close() error              { f.closed.Store(true); return nil }
+
+type fakeProvider struct{ opened []*fakeStream }
+
+func (p *fakeProvider) ID() string { return "x" }
+func (p *fakeProvider) Open(context.Context) (io.ReadWriteCloser, error) {
+	s := new(fakeStream)
+	p.opened = append(p.opened, s)
+	return s, nil
+}
+
+// TestStreamPoolCloseAlone: a stream cut because its download ended
+// (closeAlone) leaves the provider's idle streams in the pool; a stream
+// that failed (plain Close) takes them down; kept streams beyond maxIdle
+// are closed.
+func TestStreamPoolCloseAlone(t *testing.T) {
+	ctx := context.Background()
+	pool := NewStreamPool(2, time.Minute)
+	defer pool.Close()
+	fp := new(fakeProvider)
+	pp := pool.Provider(fp)
+	var open []io.ReadWriteCloser
+	for range 4 {
+		rw, err := pp.Open(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		open = append(open, rw)
+	}
+	for _, rw := range open[:3] { // the third is one more than maxIdle
+		rw.(keeper).keepOnClose()
+		rw.Close()
+	}
+	if !fp.opened[2].closed.Load() || fp.opened[0].closed.Load() || fp.opened[1].closed.Load() {
+		t.Fatal("want the first two kept and the third closed")
+	}
+	open[3].(keeper).closeAlone()
+	if !fp.opened[3].closed.Load() || fp.opened[0].closed.Load() || fp.opened[1].closed.Load() {
+		t.Fatal("closeAlone: want that stream closed and the idle ones kept")
+	}
+	rw, err := pp.Open(ctx) // an idle one
+	if err != nil || len(fp.opened) != 4 {
+		t.Fatalf("Open with idle streams opened a new one (%d opened, %v)", len(fp.opened), err)
+	}
+	rw.Close() // failed: the other idle stream goes too
+	if !fp.opened[0].closed.Load() || !fp.opened[1].closed.Load() {
+		t.Fatal("a failed stream left the provider's idle streams open")
+	}
+	if st := pool.Stats(); st.Opened != 4 || st.Reused != 1 {
+		t.Fatalf("stats %+v, want 4 opened, 1 reused", st)
 	}
 }

@@ -30,32 +30,33 @@ func init() { benchCommands = append(benchCommands, benchTransferCmd) }
 
 // benchTransferResult is the JSON that `dweb bench transfer` prints.
 type benchTransferResult struct {
-	Bytes            int64      `json:"bytes"`
-	Files            int        `json:"files"`                 // blobs: 1, or the entries of one collection (--files)
-	NoBatch          bool       `json:"no_batch,omitempty"`    // --no-batch: every file its own download
-	FilesPerSec      float64    `json:"files_per_s,omitempty"` // with --files > 1: entries downloaded per second
-	Providers        int        `json:"providers"`
-	ProviderRateMBs  float64    `json:"provider_rate_mb_s,omitempty"`
-	BaselineMBs      float64    `json:"baseline_mb_s"` // raw QUIC stream, same endpoints' config, loopback
-	MBs              float64    `json:"mb_s"`          // dweb download: tunnel + blobsync + verify + disk
-	Ratio            float64    `json:"ratio"`         // mb_s / baseline_mb_s
-	ReceiverPeakRSS  float64    `json:"receiver_peak_rss_mb"`
-	OneProviderMBs   float64    `json:"one_provider_mb_s,omitempty"` // same download from one provider (when --providers > 1)
-	Speedup          float64    `json:"speedup,omitempty"`           // mb_s / one_provider_mb_s
-	Verified         bool       `json:"verified"`
-	Hash             string     `json:"hash"`
-	ProviderBytes    []int64    `json:"provider_bytes"`
-	BaselineRSS      float64    `json:"baseline_receiver_peak_rss_mb"`
-	ReceiverSeconds  float64    `json:"seconds"`
-	BaselineSeconds  float64    `json:"baseline_seconds"`
-	OneProviderSecs  float64    `json:"one_provider_seconds,omitempty"`
-	ReceiverCPUUser  float64    `json:"receiver_cpu_user_s"`
-	ReceiverCPUSys   float64    `json:"receiver_cpu_sys_s"`
-	SenderDataOnDisk bool       `json:"sender_reference_mode"`
-	Rounds           []btRound  `json:"rounds,omitempty"` // with --rounds > 1: each dweb run with the mean of the two baseline runs around it; the figures above are the medians (ratio: median of the rounds' ratios), peak RSS the largest
-	BaselineCPU      btCPUSplit `json:"baseline_cpu_s"`   // CPU seconds the raw stream cost each side (last round)
-	CPU              btCPUSplit `json:"cpu_s"`            // CPU seconds the dweb download cost each side (last round)
-	TunnelTransport  string     `json:"tunnel_transport"` // "tls": Noise handshake bound to the QUIC connection's TLS, no second encryption; "noise": every byte Noise-encrypted
+	Bytes            int64                    `json:"bytes"`
+	Files            int                      `json:"files"`                 // blobs: 1, or the entries of one collection (--files)
+	NoBatch          bool                     `json:"no_batch,omitempty"`    // --no-batch: every file its own download
+	FilesPerSec      float64                  `json:"files_per_s,omitempty"` // with --files > 1: entries downloaded per second
+	Providers        int                      `json:"providers"`
+	ProviderRateMBs  float64                  `json:"provider_rate_mb_s,omitempty"`
+	BaselineMBs      float64                  `json:"baseline_mb_s"` // raw QUIC stream, same endpoints' config, loopback
+	MBs              float64                  `json:"mb_s"`          // dweb download: tunnel + blobsync + verify + disk
+	Ratio            float64                  `json:"ratio"`         // mb_s / baseline_mb_s
+	ReceiverPeakRSS  float64                  `json:"receiver_peak_rss_mb"`
+	OneProviderMBs   float64                  `json:"one_provider_mb_s,omitempty"` // same download from one provider (when --providers > 1)
+	Speedup          float64                  `json:"speedup,omitempty"`           // mb_s / one_provider_mb_s
+	Verified         bool                     `json:"verified"`
+	Hash             string                   `json:"hash"`
+	ProviderBytes    []int64                  `json:"provider_bytes"`
+	BaselineRSS      float64                  `json:"baseline_receiver_peak_rss_mb"`
+	ReceiverSeconds  float64                  `json:"seconds"`
+	BaselineSeconds  float64                  `json:"baseline_seconds"`
+	OneProviderSecs  float64                  `json:"one_provider_seconds,omitempty"`
+	ReceiverCPUUser  float64                  `json:"receiver_cpu_user_s"`
+	ReceiverCPUSys   float64                  `json:"receiver_cpu_sys_s"`
+	SenderDataOnDisk bool                     `json:"sender_reference_mode"`
+	Rounds           []btRound                `json:"rounds,omitempty"` // with --rounds > 1: each dweb run with the mean of the two baseline runs around it; the figures above are the medians (ratio: median of the rounds' ratios), peak RSS the largest
+	BaselineCPU      btCPUSplit               `json:"baseline_cpu_s"`   // CPU seconds the raw stream cost each side (last round)
+	CPU              btCPUSplit               `json:"cpu_s"`            // CPU seconds the dweb download cost each side (last round)
+	TunnelTransport  string                   `json:"tunnel_transport"` // "tls": Noise handshake bound to the QUIC connection's TLS, no second encryption; "noise": every byte Noise-encrypted
+	Tunnels          blobsync.StreamPoolStats `json:"tunnels"`          // tunnels the receiver opened and reused (pooled across a collection's blobs; last round)
 }
 
 // btRound is one baseline/dweb pair of a --rounds run.
@@ -98,13 +99,14 @@ type btPeer struct {
 }
 
 type btChildResult struct {
-	Seconds  float64 `json:"seconds"`
-	PeakRSS  float64 `json:"peak_rss_mb"`
-	Verified bool    `json:"verified"`
-	PerProv  []int64 `json:"per_provider"`
-	CPUUser  float64 `json:"cpu_user"`
-	CPUSys   float64 `json:"cpu_sys"`
-	Err      string  `json:"err,omitempty"`
+	Seconds  float64                  `json:"seconds"`
+	PeakRSS  float64                  `json:"peak_rss_mb"`
+	Verified bool                     `json:"verified"`
+	PerProv  []int64                  `json:"per_provider"`
+	CPUUser  float64                  `json:"cpu_user"`
+	CPUSys   float64                  `json:"cpu_sys"`
+	Tunnels  blobsync.StreamPoolStats `json:"tunnels"`
+	Err      string                   `json:"err,omitempty"`
 }
 
 func benchTransferCmd(a *app) *cobra.Command {
@@ -306,7 +308,7 @@ func benchTransfer(ctx context.Context, dir string, size int64, n int, rate int6
 		r := d.child
 		res.ReceiverSeconds, res.ReceiverPeakRSS, res.Verified, res.ProviderBytes = r.Seconds, max(res.ReceiverPeakRSS, r.PeakRSS), r.Verified, r.PerProv
 		res.ReceiverCPUUser, res.ReceiverCPUSys = r.CPUUser, r.CPUSys
-		res.CPU, res.MBs = d.cpu, d.mbs
+		res.CPU, res.MBs, res.Tunnels = d.cpu, d.mbs, r.Tunnels
 		res.Ratio = bsRound(res.MBs / res.BaselineMBs)
 		base, dwebR, ratios = append(base, res.BaselineMBs), append(dwebR, res.MBs), append(ratios, res.Ratio)
 		res.Rounds = append(res.Rounds, btRound{res.BaselineMBs, res.MBs, res.Ratio, res.BaselineCPU, res.CPU})
@@ -575,7 +577,7 @@ func btReceive(ctx context.Context, job *btJob) (*btChildResult, error) {
 			return nil, fmt.Errorf("download ended without the blob: %d bytes, %v", n, err)
 		}
 	}
-	res := &btChildResult{Seconds: d.Seconds(), Verified: true}
+	res := &btChildResult{Seconds: d.Seconds(), Verified: true, Tunnels: pool.Stats()}
 	for _, p := range last.Providers {
 		res.PerProv = append(res.PerProv, p.Bytes)
 	}
