@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/dwebkit/dweb/blobsync"
@@ -184,10 +185,14 @@ type RepoRefresh struct {
 }
 
 // Refresh reads every repo of group g afresh and downloads every file this
-// node lacks, one at a time, verifying each. A repo that cannot be read
-// right now is skipped and logged; a file no member can supply now is
-// listed in FailedFiles. Errors: ErrUnknownGroup; DHT errors reading the
-// group record; the context's error if it ends.
+// node lacks, verifying each: a repo's files up to 1 MiB in children
+// requests (a few streams per member for hundreds of photos, not one
+// download each), the others refreshConcurrency at a time, each from
+// every member that holds it. A repo that cannot be read right now is
+// skipped and logged; a file no member can supply now (or that the
+// storage quota has no room for) is listed in FailedFiles. Errors:
+// ErrUnknownGroup; DHT errors reading the group record; the context's
+// error if it ends.
 func (b *Backend) Refresh(ctx context.Context, g key.RecordKey) ([]RepoRefresh, error) {
 	gs, err := b.group(g)
 	if err != nil {
@@ -197,49 +202,133 @@ func (b *Backend) Refresh(ctx context.Context, g key.RecordKey) ([]RepoRefresh, 
 	if err != nil {
 		return nil, err
 	}
-	all, err := b.ListFiles(ctx, g)
-	if err != nil {
-		return nil, err
-	}
-	byRepo := make(map[key.RecordKey][]FileInfo)
-	for _, f := range all {
-		byRepo[f.Repo] = append(byRepo[f.Repo], f)
-	}
 	out := make([]RepoRefresh, 0, len(keys))
 	for _, rk := range keys {
-		r, err := b.openRepo(ctx, gs, rk)
+		rr, err := b.refreshRepo(ctx, gs, rk)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		if err != nil {
-			b.log.Warn("refresh: open repo", "group", g, "repo", rk, "err", err)
+			b.log.Warn("refresh: read repo", "group", g, "repo", rk, "err", err)
 			continue
-		}
-		name, err := r.Name(ctx)
-		if err != nil {
-			b.log.Warn("refresh: repo name", "group", g, "repo", rk, "err", err)
-			continue
-		}
-		files := byRepo[rk]
-		rr := RepoRefresh{Key: rk, Name: name, CanWrite: rk == gs.info.Repo,
-			RefreshedFiles: []string{}, AllFiles: make([]string, 0, len(files)), FailedFiles: []string{}}
-		if h, ok, err := r.CollectionHash(ctx); err == nil && ok {
-			rr.RepoHash = h.String()
-		}
-		for i := range files {
-			fi := &files[i]
-			rr.AllFiles = append(rr.AllFiles, fi.Name)
-			if fi.Local {
-				continue
-			}
-			if err := b.fetch(ctx, gs, fi); err != nil {
-				if ctx.Err() != nil {
-					return nil, ctx.Err()
-				}
-				b.log.Warn("refresh: fetch", "group", g, "repo", rk, "file", fi.Name, "err", err)
-				rr.FailedFiles = append(rr.FailedFiles, fi.Name)
-				continue
-			}
-			rr.RefreshedFiles = append(rr.RefreshedFiles, fi.Name)
 		}
 		out = append(out, rr)
 	}
 	return out, nil
+}
+
+// refreshBatchMax and refreshConcurrency: Refresh fetches files up to
+// refreshBatchMax bytes in children requests, larger ones (and those the
+// batches missed) refreshConcurrency at a time.
+const (
+	refreshBatchMax    = 1 << 20
+	refreshConcurrency = 4
+)
+
+// refreshRepo is Refresh's work on one repo.
+func (b *Backend) refreshRepo(ctx context.Context, gs *groupState, rk key.RecordKey) (RepoRefresh, error) {
+	name, h, c, err := b.repoCollection(ctx, gs, rk, false)
+	if err != nil {
+		return RepoRefresh{}, err
+	}
+	rr := RepoRefresh{Key: rk, Name: name, CanWrite: rk == gs.info.Repo,
+		RefreshedFiles: []string{}, AllFiles: make([]string, 0, len(c.Entries)), FailedFiles: []string{}}
+	if h != (blobsync.Hash{}) {
+		rr.RepoHash = h.String()
+	}
+	var missing, small, each []int
+	var smallBytes int64
+	for i, e := range c.Entries {
+		rr.AllFiles = append(rr.AllFiles, e.Name)
+		if ok, err := b.blobs.Has(e.Hash); err != nil || ok {
+			continue
+		}
+		missing = append(missing, i)
+		if e.Size <= refreshBatchMax {
+			small, smallBytes = append(small, i), smallBytes+e.Size
+		} else {
+			each = append(each, i)
+		}
+	}
+	if len(missing) == 0 {
+		return rr, nil
+	}
+	errs := make(map[int]error)
+	if len(small) > 1 {
+		left, err := b.refreshBatch(ctx, gs, rk, h, c, small, smallBytes)
+		if err != nil {
+			b.log.Debug("refresh: batch", "group", gs.info.ID, "repo", rk, "files", len(small), "err", err)
+			left = small
+		}
+		each = append(each, left...)
+	} else {
+		each = append(each, small...)
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, refreshConcurrency)
+	for _, i := range each {
+		e := c.Entries[i]
+		if ok, _ := b.blobs.Has(e.Hash); ok {
+			continue // another entry names the same blob
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			err := b.refreshFile(ctx, gs, rk, name, e)
+			if err != nil {
+				mu.Lock()
+				errs[i] = err
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return rr, ctx.Err()
+	}
+	for _, i := range missing {
+		e := c.Entries[i]
+		if ok, _ := b.blobs.Has(e.Hash); ok {
+			rr.RefreshedFiles = append(rr.RefreshedFiles, e.Name)
+			continue
+		}
+		b.log.Warn("refresh: fetch", "group", gs.info.ID, "repo", rk, "file", e.Name, "err", errs[i])
+		rr.FailedFiles = append(rr.FailedFiles, e.Name)
+	}
+	return rr, nil
+}
+
+// refreshBatch fetches the entries idx of repo rk's collection h (decoded
+// as c; bytes in all) in children requests from every member, under one
+// storage reservation, and returns those it did not get.
+func (b *Backend) refreshBatch(ctx context.Context, gs *groupState, rk key.RecordKey, h blobsync.Hash, c *blobsync.Collection, idx []int, bytes int64) ([]int, error) {
+	release, err := b.reserveStorage(bytes)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	provs, err := b.memberProviders(ctx, gs, []key.RecordKey{rk})
+	if err != nil {
+		return nil, err
+	}
+	return b.blobs.DownloadBatch(ctx, h, c, idx, provs, blobsync.DownloadOptions{Logger: b.log})
+}
+
+// refreshFile fetches one file's blob from every member, under a storage
+// reservation for it.
+func (b *Backend) refreshFile(ctx context.Context, gs *groupState, rk key.RecordKey, repoName string, e blobsync.Entry) error {
+	release, err := b.reserveStorage(e.Size)
+	if err != nil {
+		return err
+	}
+	defer release()
+	fi := b.fileInfo(gs, rk, repoName, e)
+	return b.fetch(ctx, gs, &fi)
 }
