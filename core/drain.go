@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/dwebkit/dweb/blobsync"
@@ -410,9 +411,9 @@ func (b *Backend) adminFetchCheck(req adminRequest) (GroupInfo, error) {
 	return b.ResolveGroup(req.Group)
 }
 
-// adminFetch downloads, one after the other, the blobs of a checked fetch
-// request that this node lacks, from every member of the group at once,
-// and makes them servable to the group. Only hashes that the group's
+// adminFetch downloads the blobs of a checked fetch request that this
+// node lacks, refreshConcurrency at a time, each from every member of the
+// group at once, and makes them servable to the group. Only hashes that the group's
 // repos reference are fetched (anything else is skipped and logged): the
 // request cannot make a blob of another group servable here. Bounded by
 // adminFetchWait and the Backend's life.
@@ -433,6 +434,9 @@ func (b *Backend) adminFetch(req adminRequest) {
 		return gs.servable[h]
 	}
 	listed := false
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	sem := make(chan struct{}, refreshConcurrency)
 	for _, h := range req.Hashes {
 		if ctx.Err() != nil {
 			return
@@ -454,10 +458,18 @@ func (b *Backend) adminFetch(req adminRequest) {
 			b.log.Warn("admin fetch: not a blob of the group, skipped", "group", gi.ID, "hash", h)
 			continue
 		}
-		if err := b.download(ctx, gs, h, nil, nil); err != nil {
-			b.log.Warn("admin fetch: download", "group", gi.ID, "hash", h, "err", err)
-			continue
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return
 		}
-		b.log.Info("admin fetch: stored", "group", gi.ID, "hash", h)
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := b.download(ctx, gs, h, nil, nil); err != nil {
+				b.log.Warn("admin fetch: download", "group", gi.ID, "hash", h, "err", err)
+				return
+			}
+			b.log.Info("admin fetch: stored", "group", gi.ID, "hash", h)
+		})
 	}
 }
