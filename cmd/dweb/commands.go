@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -38,7 +39,7 @@ func fmtTime(t time.Time) string {
 }
 
 func (a *app) groupCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "group", Short: "create, join, list and invite to groups"}
+	cmd := &cobra.Command{Use: "group", Short: "create, join, list, invite to and sync groups"}
 
 	create := &cobra.Command{
 		Use:   "create NAME",
@@ -116,7 +117,33 @@ func (a *app) groupCmd() *cobra.Command {
 		},
 	}
 
-	cmd.AddCommand(create, invite, join, list)
+	sync := &cobra.Command{
+		Use:   "sync GROUP",
+		Short: "read every repo of GROUP afresh and download, verified, every file this node lacks",
+		Long: `sync reads every repo of GROUP afresh and downloads every file this node
+lacks (small files many per request, larger ones four at a time, each from
+every member that holds it), then prints per repo how many files it
+fetched and which it could not get. It is the Save app's refresh
+(POST /api/groups/{group}/refresh, docs/http-api.md).`,
+		Args: args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var body refreshBody
+			if err := a.client().call(cmd.Context(), http.MethodPost, "/api/groups/"+url.PathEscape(args[0])+"/refresh", nil, &body); err != nil {
+				return err
+			}
+			if a.json {
+				return a.printJSON(body.Repos)
+			}
+			tw := a.table()
+			fmt.Fprintln(tw, "REPO	FILES	FETCHED	FAILED")
+			for _, r := range body.Repos {
+				fmt.Fprintf(tw, "%s	%d	%d	%s\n", r.Name, len(r.AllFiles), len(r.RefreshedFiles), strings.Join(r.FailedFiles, ", "))
+			}
+			return tw.Flush()
+		},
+	}
+
+	cmd.AddCommand(create, invite, join, list, sync)
 	return cmd
 }
 

@@ -154,6 +154,29 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("B lists %+v", files)
 	}
 
+	// sync (the Save app's refresh) fetches it; a second sync fetches nothing.
+	var synced []core.RepoRefresh
+	if err := json.Unmarshal([]byte(cli(dataB, "group", "sync", "e2e")), &synced); err != nil {
+		t.Fatal(err)
+	}
+	fetched := 0
+	for _, r := range synced {
+		fetched += len(r.RefreshedFiles)
+		if len(r.FailedFiles) != 0 {
+			t.Fatalf("sync failed files: %+v", synced)
+		}
+	}
+	if fetched != 1 {
+		t.Fatalf("sync fetched %d files, want 1: %+v", fetched, synced)
+	}
+	if code, out, e := runCLI(t, "--data", dataB, "group", "sync", "e2e"); code != 0 || !strings.Contains(out, "FETCHED") || strings.Count(out, "\n") != len(synced)+1 {
+		t.Fatalf("second sync (table): exit %d %q %q", code, out, e)
+	}
+	files = nil
+	if err := json.Unmarshal([]byte(cli(dataB, "file", "list", g.ID.String())), &files); err != nil || len(files) != 1 || !files[0].Local {
+		t.Fatalf("after sync B lists %+v (%v), want payload.bin local", files, err)
+	}
+
 	dst := filepath.Join(t.TempDir(), "got.bin")
 	cli(dataB, "file", "get", "e2e", "payload.bin", "-o", dst)
 	got, err := os.ReadFile(dst)
