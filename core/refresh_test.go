@@ -72,11 +72,32 @@ func TestRefresh(t *testing.T) {
 		t.Fatalf("no repo of alice in %+v", rs)
 		return RepoRefresh{}
 	}
-	rs, err := bob.Refresh(ctx, g.ID)
+	var progress []RefreshProgress
+	rs, err := bob.RefreshWithProgress(ctx, g.ID, func(p RefreshProgress) { progress = append(progress, p) })
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := aliceRepo(rs)
+	// Progress: totals known from the first call (25 files; the copy's blob
+	// counted once), never going back, everything done at the end.
+	var total int64
+	for name, data := range want {
+		if name != "copy-of-photo03.jpg" {
+			total += int64(len(data))
+		}
+	}
+	if len(progress) < 3 || progress[0].Files != len(want) || progress[0].Total != total || progress[0].Done != 0 {
+		t.Fatalf("first progress %+v of %d calls; want %d files, %d bytes, none done", progress[0], len(progress), len(want), total)
+	}
+	for i := 1; i < len(progress); i++ {
+		a, b := progress[i-1], progress[i]
+		if b.Done < a.Done || b.FilesDone < a.FilesDone || b.Files != a.Files || b.Total != a.Total || b.Done > b.Total || b.FilesDone > b.Files {
+			t.Fatalf("progress went from %+v to %+v", a, b)
+		}
+	}
+	if last := progress[len(progress)-1]; last.Done != total || last.FilesDone != len(want) {
+		t.Fatalf("last progress %+v; want %d bytes and %d files done", last, total, len(want))
+	}
 	if len(r.RefreshedFiles) != len(want) || len(r.AllFiles) != len(want) || len(r.FailedFiles) != 0 || r.CanWrite || r.RepoHash == "" {
 		t.Fatalf("first refresh: %d refreshed, %d in all, failed %v, can_write %v, hash %q; want %d, %d, none, false, set",
 			len(r.RefreshedFiles), len(r.AllFiles), r.FailedFiles, r.CanWrite, r.RepoHash, len(want), len(want))

@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/dwebkit/dweb/core"
 )
 
 // maxResponseBytes bounds a JSON response the CLI reads from its daemon.
@@ -150,4 +152,38 @@ func (c *client) getFile(ctx context.Context, groupPath string, req getFileReque
 		return getFileLine{}, fmt.Errorf("daemon progress stream: %w", err)
 	}
 	return getFileLine{}, errors.New("daemon progress stream ended without a result")
+}
+
+// syncGroup runs POST /dweb/v1/groups/{group}/sync and reads its NDJSON
+// stream, calling progress for each progress line; it returns the repos of
+// the final line.
+func (c *client) syncGroup(ctx context.Context, groupPath string, progress func(core.RefreshProgress)) ([]core.RepoRefresh, error) {
+	resp, err := c.send(ctx, http.MethodPost, "/dweb/v1/groups/"+groupPath+"/sync", nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 64<<20) // the final line lists every file name
+	for sc.Scan() {
+		var l syncLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			return nil, fmt.Errorf("daemon progress stream: %w", err)
+		}
+		switch {
+		case l.Error != "":
+			return nil, &remoteError{l.Code, l.Error}
+		case l.Repos != nil:
+			return *l.Repos, nil
+		case l.Progress != nil && progress != nil:
+			progress(*l.Progress)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("daemon progress stream: %w", err)
+	}
+	return nil, errors.New("daemon progress stream ended without a result")
 }

@@ -123,21 +123,44 @@ func (a *app) groupCmd() *cobra.Command {
 		Long: `sync reads every repo of GROUP afresh and downloads every file this node
 lacks (small files many per request, larger ones four at a time, each from
 every member that holds it), then prints per repo how many files it
-fetched and which it could not get. It is the Save app's refresh
-(POST /api/groups/{group}/refresh, docs/http-api.md).`,
+fetched and which it could not get, with a progress bar on a terminal.
+It is the Save app's refresh (POST /api/groups/{group}/refresh,
+docs/http-api.md) with progress: POST /dweb/v1/groups/{group}/sync.`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var body refreshBody
-			if err := a.client().call(cmd.Context(), http.MethodPost, "/api/groups/"+url.PathEscape(args[0])+"/refresh", nil, &body); err != nil {
+			var bar *progressbar.ProgressBar
+			progress := func(p core.RefreshProgress) {
+				if !a.stderrTTY || a.json || p.Files == 0 {
+					return
+				}
+				if bar == nil {
+					bar = progressbar.NewOptions64(p.Total,
+						progressbar.OptionSetWriter(a.stderr),
+						progressbar.OptionShowBytes(true),
+						progressbar.OptionSetWidth(30),
+						progressbar.OptionThrottle(100*time.Millisecond),
+						progressbar.OptionOnCompletion(func() { fmt.Fprintln(a.stderr) }),
+						progressbar.OptionSetPredictTime(true),
+						progressbar.OptionFullWidth(),
+					)
+				}
+				bar.Describe(fmt.Sprintf("%d/%d files", p.FilesDone, p.Files))
+				bar.Set64(p.Done)
+			}
+			repos, err := a.client().syncGroup(cmd.Context(), url.PathEscape(args[0]), progress)
+			if bar != nil {
+				bar.Finish()
+			}
+			if err != nil {
 				return err
 			}
 			if a.json {
-				return a.printJSON(body.Repos)
+				return a.printJSON(repos)
 			}
 			tw := a.table()
-			fmt.Fprintln(tw, "REPO	FILES	FETCHED	FAILED")
-			for _, r := range body.Repos {
-				fmt.Fprintf(tw, "%s	%d	%d	%s\n", r.Name, len(r.AllFiles), len(r.RefreshedFiles), strings.Join(r.FailedFiles, ", "))
+			fmt.Fprintln(tw, "REPO\tFILES\tFETCHED\tFAILED")
+			for _, r := range repos {
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", r.Name, len(r.AllFiles), len(r.RefreshedFiles), strings.Join(r.FailedFiles, ", "))
 			}
 			return tw.Flush()
 		},

@@ -89,6 +89,17 @@ type getFileLine struct {
 	Code  int            `json:"code,omitempty"`
 }
 
+// syncLine is one NDJSON line of a group sync: progress
+// ({"progress":{"files","files_done","done","total"}}), then exactly one
+// final line, {"repos":[...]} (the refresh body's repos) or
+// {"error":...,"code":status}.
+type syncLine struct {
+	Progress *core.RefreshProgress `json:"progress,omitempty"`
+	Repos    *[]core.RepoRefresh   `json:"repos,omitempty"`
+	Error    string                `json:"error,omitempty"`
+	Code     int                   `json:"code,omitempty"`
+}
+
 // badRequestError is bad input found by the HTTP layer itself (a body that
 // does not decode, a missing field).
 type badRequestError struct{ msg string }
@@ -149,6 +160,7 @@ func newAPI(b apiBackend, o apiOptions) http.Handler {
 	mux.HandleFunc("POST /dweb/v1/groups/{group}/files", s.handle(s.addFiles))
 	mux.HandleFunc("GET /dweb/v1/groups/{group}/files", s.handle(s.listFiles))
 	mux.HandleFunc("POST /dweb/v1/groups/{group}/files/get", s.handle(s.getFile))
+	mux.HandleFunc("POST /dweb/v1/groups/{group}/sync", s.handle(s.syncGroup))
 	mux.HandleFunc("DELETE /dweb/v1/groups/{group}/files/{name}", s.handle(s.removeFile))
 	var m *httpMetrics
 	if o.Registry != nil {
@@ -528,5 +540,53 @@ func (s *server) getFile(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	line(getFileLine{File: &fi})
+	return nil
+}
+
+// syncGroup runs a refresh of the group and streams its progress as NDJSON
+// (syncLine), at most every progressInterval, then its result.
+func (s *server) syncGroup(w http.ResponseWriter, r *http.Request) error {
+	g, err := s.group(r)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	var (
+		mu       sync.Mutex
+		buf      bytes.Buffer
+		last     time.Time
+		finished bool
+	)
+	line := func(l syncLine) {
+		buf.Reset()
+		json.NewEncoder(&buf).Encode(l)
+		w.Write(buf.Bytes())
+		rc.Flush()
+	}
+	rc.Flush()
+	progress := func(p core.RefreshProgress) {
+		mu.Lock()
+		defer mu.Unlock()
+		if finished || time.Since(last) < progressInterval {
+			return
+		}
+		last = time.Now()
+		line(syncLine{Progress: &p})
+	}
+	repos, err := s.b.RefreshWithProgress(r.Context(), g.ID, progress)
+	mu.Lock()
+	defer mu.Unlock()
+	finished = true
+	if err != nil {
+		code := statusOf(err)
+		if code >= 500 {
+			s.log.Error("group sync failed", "group", g.ID, "err", err)
+		}
+		line(syncLine{Error: err.Error(), Code: code})
+		return nil
+	}
+	line(syncLine{Repos: &repos})
 	return nil
 }

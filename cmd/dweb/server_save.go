@@ -27,6 +27,7 @@ type repoBackend interface {
 	AddReader(ctx context.Context, g key.RecordKey, name string, r io.Reader, maxBytes int64) (core.FileInfo, blobsync.Hash, error)
 	OpenFile(ctx context.Context, g, repo key.RecordKey, name string) (io.ReadSeekCloser, core.FileInfo, error)
 	Refresh(ctx context.Context, g key.RecordKey) ([]core.RepoRefresh, error)
+	RefreshWithProgress(ctx context.Context, g key.RecordKey, progress func(core.RefreshProgress)) ([]core.RepoRefresh, error)
 }
 
 // apiBackend is everything the HTTP API serves.

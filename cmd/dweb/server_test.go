@@ -141,6 +141,25 @@ func (f *fakeBackend) GetFile(_ context.Context, g, _ key.RecordKey, name, dst s
 	return *fi, os.WriteFile(dst, []byte("0123456789"), 0o600)
 }
 
+// RefreshWithProgress reports two steps of progress, then getErr or one
+// repo that fetched every file of the group.
+func (f *fakeBackend) RefreshWithProgress(_ context.Context, g key.RecordKey, progress func(core.RefreshProgress)) ([]core.RepoRefresh, error) {
+	f.mu.Lock()
+	var names []string
+	for _, fi := range f.files[g] {
+		names = append(names, fi.Name)
+	}
+	getErr := f.getErr
+	f.mu.Unlock()
+	progress(core.RefreshProgress{Files: len(names), Total: 10})
+	time.Sleep(progressInterval + 10*time.Millisecond) // past the daemon's throttle
+	progress(core.RefreshProgress{Files: len(names), FilesDone: len(names), Done: 10, Total: 10})
+	if getErr != nil {
+		return nil, getErr
+	}
+	return []core.RepoRefresh{{Name: "other", RefreshedFiles: names, AllFiles: names, FailedFiles: []string{}}}, nil
+}
+
 func (f *fakeBackend) RemoveFile(_ context.Context, g key.RecordKey, name string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -281,6 +300,32 @@ func TestGetFileStream(t *testing.T) {
 	}
 	if l.Error != "peer went away" || l.Code != 500 {
 		t.Fatalf("final line %+v, want error with code 500", l)
+	}
+}
+
+// TestSyncStream: POST /dweb/v1/groups/{group}/sync streams progress lines
+// and then the repos, or an error line with its status; the client reads
+// both.
+func TestSyncStream(t *testing.T) {
+	fb := newFake()
+	g, _ := fb.CreateGroup(context.Background(), "g")
+	fb.files[g.ID] = []core.FileInfo{{Name: "a.jpg", Size: 4}, {Name: "b.jpg", Size: 6}}
+	c := (&app{dataDir: serveFake(t, fb)}).client()
+	var seen []core.RefreshProgress
+	repos, err := c.syncGroup(context.Background(), "g", func(p core.RefreshProgress) { seen = append(seen, p) })
+	if err != nil || len(repos) != 1 || len(repos[0].RefreshedFiles) != 2 {
+		t.Fatalf("sync: %+v, %v", repos, err)
+	}
+	if len(seen) != 2 || seen[0].Files != 2 || seen[1].FilesDone != 2 || seen[1].Done != 10 {
+		t.Fatalf("progress lines %+v, want two", seen)
+	}
+	if _, err := c.syncGroup(context.Background(), "nope", nil); err == nil || !strings.Contains(err.Error(), "nope") {
+		t.Fatalf("sync of an unknown group: %v", err)
+	}
+	fb.getErr = errors.New("peer went away")
+	var re *remoteError
+	if _, err := c.syncGroup(context.Background(), "g", nil); !errors.As(err, &re) || re.status != 500 || !strings.Contains(err.Error(), "peer went away") {
+		t.Fatalf("sync that fails after progress: %v", err)
 	}
 }
 
