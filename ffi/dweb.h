@@ -17,7 +17,7 @@
  *   Every function may be called from any thread, concurrently. Calls block
  *   their thread until done (dweb_new while bootstrapping, dweb_call for
  *   synchronous methods, at most the call timeout); long work (sync.download,
- *   sync.refresh, op.start) returns an operation id at once and reports
+ *   sync.refresh, sync.fetch, op.start) returns an operation id at once and reports
  *   through events. Events for one handle are delivered one at a time, in
  *   order, on a library thread. From inside the callback you may call
  *   dweb_call and dweb_set_event_callback, but not dweb_close (it returns
@@ -87,8 +87,8 @@ int dweb_close(int64_t h);
  * {"error": {"code": "...", "message": "..."}}, to free with dweb_free.
  * Methods: node.id, node.peers, group.create, group.join, group.list,
  * group.get, group.invite, group.leave, file.add, file.list, file.read,
- * file.delete, sync.refresh, sync.download, sync.status, op.start,
- * op.cancel (see docs/ffi.md).
+ * file.delete, sync.refresh, sync.download, sync.fetch, sync.status,
+ * op.start, op.cancel (see docs/ffi.md).
  */
 char *dweb_call(int64_t h, const char *method, const char *params_json);
 

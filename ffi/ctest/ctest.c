@@ -381,6 +381,15 @@ int main(void) {
 	check(ev && strstr(ev, "\"type\":\"op.done\"") && strstr(ev, "photo.bin"), "sync.refresh done: %s",
 	      ev ? ev : "timeout");
 	free(ev);
+	/* sync.fetch: bob holds every file already, so it fetches nothing */
+	r = expect_ok(b, "sync.fetch", "{\"group\":\"%s\"}", group);
+	op = json_int(r, "op");
+	dweb_free(r);
+	ev = wait_op(&sb, op, 60);
+	check(ev && strstr(ev, "\"type\":\"op.done\"") && strstr(ev, "\"all_files\":[\"note.txt\",\"photo.bin\"]") &&
+	          !strstr(ev, "\"refreshed_files\":[\"") && !strstr(ev, "\"failed_files\":[\""),
+	      "sync.fetch done: %s", ev ? ev : "timeout");
+	free(ev);
 	r = expect_ok(a, "op.start", "{\"method\":\"group.list\",\"params\":{}}");
 	op = json_int(r, "op");
 	dweb_free(r);

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -154,7 +155,54 @@ func TestShareThroughABI(t *testing.T) {
 		t.Fatalf("ReadInto = %d %q, %v", n, buf[:n], err)
 	}
 
-	// A second refresh after alice deletes a file reports group.changed.
+	// sync.fetch brings every file bob lacks, with progress over all of them.
+	more, more2 := make([]byte, 100<<10), make([]byte, 2<<20)
+	rand.Read(more)
+	rand.Read(more2)
+	var paths []string
+	for name, d := range map[string][]byte{"more.bin": more, "more2.bin": more2} {
+		p := filepath.Join(tmp, name)
+		os.WriteFile(p, d, 0o600)
+		paths = append(paths, p)
+	}
+	for _, p := range paths {
+		mustCall(t, a, "file.add", fmt.Sprintf(`{"group":%q,"path":%q}`, g.Key, p), nil)
+	}
+	mustCall(t, b, "sync.fetch", `{"group":"family"}`, &op)
+	e := rec.final(t, op.Op)
+	var repos []struct {
+		Name    string   `json:"name"`
+		Fetched []string `json:"refreshed_files"`
+		Failed  []string `json:"failed_files"`
+	}
+	if raw, _ := json.Marshal(e["result"]); e["type"] != "op.done" || json.Unmarshal(raw, &repos) != nil {
+		t.Fatalf("sync.fetch ended with %v", e)
+	}
+	var fetched []string
+	for _, r := range repos {
+		fetched = append(fetched, r.Fetched...)
+		if len(r.Failed) > 0 {
+			t.Fatalf("sync.fetch failed files %v", r.Failed)
+		}
+	}
+	slices.Sort(fetched)
+	if !slices.Equal(fetched, []string{"more.bin", "more2.bin"}) {
+		t.Fatalf("sync.fetch fetched %v, want more.bin and more2.bin", fetched)
+	}
+	rec.mu.Lock()
+	last = nil
+	for _, e := range rec.evs {
+		if e["type"] == "op.progress" && e["op"] == float64(op.Op) {
+			last = e
+		}
+	}
+	rec.mu.Unlock()
+	if want := float64(len(more) + len(more2)); last == nil || last["done"] != want || last["total"] != want {
+		t.Fatalf("last sync.fetch progress %v, want %v of %v", last, want, want)
+	}
+
+	// A second refresh after alice deletes a file reports group.changed
+	// (photo.bin, more.bin and more2.bin are left).
 	mustCall(t, b, "sync.refresh", `{"group":"family"}`, &op)
 	rec.final(t, op.Op)
 	mustCall(t, a, "file.delete", `{"group":"family","name":"note.txt"}`, nil)
@@ -163,7 +211,7 @@ func TestShareThroughABI(t *testing.T) {
 	rec.mu.Lock()
 	changed := false
 	for _, e := range rec.evs {
-		changed = changed || (e["type"] == "group.changed" && e["files"] == float64(1))
+		changed = changed || (e["type"] == "group.changed" && e["files"] == float64(3))
 	}
 	rec.mu.Unlock()
 	if !changed {

@@ -42,6 +42,7 @@ func init() {
 		"file.delete":   {fn: fileDelete},
 		"sync.refresh":  {fn: syncRefresh, long: true},
 		"sync.download": {fn: syncDownload, long: true},
+		"sync.fetch":    {fn: syncFetch, long: true},
 		"sync.status":   {fn: syncStatus},
 		"op.start":      {fn: opStart, long: true},
 		"op.cancel":     {fn: opCancel},
@@ -342,6 +343,20 @@ func syncRefresh(ctx context.Context, n *node, p []byte) (any, error) {
 	}
 	id, err := n.startOp("sync.refresh", g.ID.String(), "", func(ctx context.Context, _ func(int64, int64)) (any, error) {
 		return n.listFiles(ctx, g)
+	})
+	return opResult{id}, err
+}
+
+// syncFetch runs Backend.RefreshWithProgress: every file of the group this
+// node lacks, small ones in children requests, larger ones a few at a
+// time; op.progress carries the bytes of all of them.
+func syncFetch(ctx context.Context, n *node, p []byte) (any, error) {
+	g, err := n.groupParam(p)
+	if err != nil {
+		return nil, err
+	}
+	id, err := n.startOp("sync.fetch", g.ID.String(), "", func(ctx context.Context, progress func(int64, int64)) (any, error) {
+		return n.b.RefreshWithProgress(ctx, g.ID, func(pr core.RefreshProgress) { progress(pr.Done, pr.Total) })
 	})
 	return opResult{id}, err
 }
