@@ -41,9 +41,9 @@ func checkOutboard(t *testing.T, s *Store, h Hash, b []byte, what string) {
 }
 
 // TestOutboardPlacement: every way a complete blob gets stored (AddBytes,
-// AddFile, AddFileRef, Fetch, Download) keeps a small outboard in the
-// entry and a large one in a file; both serve whole and ranged requests,
-// and both survive a reopen.
+// AddFile, AddFileRef, Fetch, a ranged Download) keeps a small outboard in
+// the entry and a large one in a file, and both serve whole and ranged
+// requests.
 func TestOutboardPlacement(t *testing.T) {
 	ctx := context.Background()
 	if !inlineOutboard(257*ChunkGroupSize) || inlineOutboard(257*ChunkGroupSize+1) || inlineOutboard(ChunkGroupSize) {
@@ -85,6 +85,8 @@ func TestOutboardPlacement(t *testing.T) {
 			t.Fatalf("size %d: Download: %v", n, err)
 		}
 		checkBlob(t, dl, h, b)
+		// A partial download that completes moves a small outboard in too.
+		checkOutboard(t, dl, h, b, "Download")
 	}
 }
 

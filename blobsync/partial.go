@@ -1,6 +1,7 @@
 package blobsync
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -291,8 +292,10 @@ func (p *partial) flush() error {
 }
 
 // complete flushes, checks that every group is recorded and turns the
-// entry complete (synced batch: complete entry, range record deleted). The
-// partial is closed either way.
+// entry complete (synced batch: complete entry, range record deleted). A
+// small outboard (inlineOutboard) moves into the entry, as a blob stored
+// whole keeps it, and its file is removed after; one that cannot be read
+// back stays in its file. The partial is closed either way.
 func (p *partial) complete() error {
 	err := p.close()
 	if err != nil {
@@ -301,7 +304,20 @@ func (p *partial) complete() error {
 	if got := p.recorded.Groups(); !p.recorded.Contains(ChunkRange{0, p.groups}) {
 		return fmt.Errorf("blobsync: internal error: complete %s with %d of %d groups", p.h, got, p.groups)
 	}
-	return p.s.putEntry(p.h, entry{Size: int64(p.size), State: stateComplete, AddedAt: time.Now().Unix()})
+	e := entry{Size: int64(p.size), State: stateComplete, AddedAt: time.Now().Unix()}
+	if inlineOutboard(p.size) {
+		ob, err := os.ReadFile(p.s.obaoPath(p.h))
+		if err == nil && uint64(len(ob)) == outboardSize(p.size) && binary.LittleEndian.Uint64(ob) == p.size {
+			e.Outboard = ob[outboardHeader:]
+		}
+	}
+	if err := p.s.putEntry(p.h, e); err != nil {
+		return err
+	}
+	if len(e.Outboard) > 0 {
+		removeStale(p.s.obaoPath(p.h))
+	}
+	return nil
 }
 
 // close stops the flusher, flushes what is pending and closes the files.

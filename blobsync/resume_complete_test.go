@@ -3,6 +3,7 @@ package blobsync
 import (
 	"bytes"
 	"context"
+	"os"
 	"testing"
 )
 
@@ -21,7 +22,15 @@ func TestResumeCompletesFullyRecordedPartial(t *testing.T) {
 	if _, err := dst.Download(ctx, h, []Provider{prov(t, "src", src)}, DownloadOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	// Put dst back in the state the stop left: partial, every range recorded.
+	// Put dst back in the state the stop left: partial (its outboard in its
+	// .obao file, where a partial download keeps it), every range recorded.
+	ob, err := outboardOf(dst, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst.obaoPath(h), ob, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if err := dst.putEntry(h, entry{Size: int64(len(data)), State: statePartial}); err != nil {
 		t.Fatal(err)
 	}
