@@ -15,7 +15,7 @@ import (
 	"github.com/dwebkit/dweb/uri"
 )
 
-func startNode(t *testing.T, dir string, boot ...string) *Backend {
+func startNode(t testing.TB, dir string, boot ...string) *Backend {
 	t.Helper()
 	b, err := New(Options{DataDir: dir, Bootstrap: boot, RepoName: filepath.Base(dir), Logger: testLogger(t, filepath.Base(dir))})
 	if err != nil {
@@ -139,7 +139,7 @@ func TestJoinBadInviteIsBadInput(t *testing.T) {
 	}
 }
 
-func testLogger(t *testing.T, name string) *slog.Logger {
+func testLogger(t testing.TB, name string) *slog.Logger {
 	if !testing.Verbose() {
 		return nil
 	}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -168,9 +167,9 @@ func TestRefresh(t *testing.T) {
 func BenchmarkRefresh(b *testing.B) {
 	tmp := b.TempDir()
 	ctx := context.Background()
-	boot := benchNode(b, filepath.Join(tmp, "boot"))
+	boot := startNode(b, filepath.Join(tmp, "boot"))
 	defer boot.Close()
-	alice := benchNode(b, filepath.Join(tmp, "alice"), boot.Contact())
+	alice := startNode(b, filepath.Join(tmp, "alice"), boot.Contact())
 	defer alice.Close()
 	g, err := alice.CreateGroup(ctx, "archive")
 	if err != nil {
@@ -201,7 +200,7 @@ func BenchmarkRefresh(b *testing.B) {
 			for b.Loop() {
 				b.StopTimer()
 				n++
-				bob := benchNode(b, filepath.Join(tmp, fmt.Sprintf("bob%d", n)), boot.Contact())
+				bob := startNode(b, filepath.Join(tmp, fmt.Sprintf("bob%d", n)), boot.Contact())
 				if _, err := bob.JoinGroup(ctx, inv); err != nil {
 					b.Fatal(err)
 				}
@@ -238,20 +237,4 @@ func BenchmarkRefresh(b *testing.B) {
 			b.ReportMetric(float64(len(paths))*float64(b.N)/b.Elapsed().Seconds(), "files/s")
 		})
 	}
-}
-
-// benchNode is startNode for benchmarks (quiet logs).
-func benchNode(b *testing.B, dir string, boot ...string) *Backend {
-	b.Helper()
-	n, err := New(Options{DataDir: dir, Bootstrap: boot, RepoName: filepath.Base(dir), Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := n.Start(ctx); err != nil {
-		n.Close()
-		b.Fatal(err)
-	}
-	return n
 }

@@ -502,45 +502,71 @@ func (s *server) getFile(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	var (
-		mu       sync.Mutex
-		buf      bytes.Buffer
-		last     time.Time
-		finished bool
-	)
-	line := func(l getFileLine) {
-		buf.Reset()
-		json.NewEncoder(&buf).Encode(l)
-		w.Write(buf.Bytes())
-		rc.Flush()
-	}
-	rc.Flush() // the client learns now that the request was accepted
+	out := startNDJSON(w)
 	progress := func(p core.Progress) {
-		mu.Lock()
-		defer mu.Unlock()
-		if finished || (time.Since(last) < progressInterval && p.Done < p.Total) {
-			return
-		}
-		last = time.Now()
-		line(getFileLine{Done: new(p.Done), Total: new(p.Total)})
+		out.progress(getFileLine{Done: new(p.Done), Total: new(p.Total)}, p.Done >= p.Total)
 	}
 	fi, err := s.b.GetFile(r.Context(), g.ID, repo, req.Name, req.Out, progress)
-	mu.Lock()
-	defer mu.Unlock()
-	finished = true
 	if err != nil {
 		code := statusOf(err)
 		if code >= 500 {
 			s.log.Error("file get failed", "group", g.ID, "name", req.Name, "err", err)
 		}
-		line(getFileLine{Error: err.Error(), Code: code})
+		out.finish(getFileLine{Error: err.Error(), Code: code})
 		return nil
 	}
-	line(getFileLine{File: &fi})
+	out.finish(getFileLine{File: &fi})
 	return nil
+}
+
+// ndjsonStream is a 200 answer of NDJSON lines: progress lines, at most
+// one per progressInterval, then one final line. Safe for concurrent use;
+// nothing is written after the final line.
+type ndjsonStream struct {
+	w  http.ResponseWriter
+	rc *http.ResponseController
+
+	mu       sync.Mutex
+	buf      bytes.Buffer
+	last     time.Time
+	finished bool
+}
+
+// startNDJSON sends the status and headers at once, so the client learns
+// that the request was accepted before the first line.
+func startNDJSON(w http.ResponseWriter) *ndjsonStream {
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	n := &ndjsonStream{w: w, rc: http.NewResponseController(w)}
+	n.rc.Flush()
+	return n
+}
+
+// progress writes v unless a line went out less than progressInterval ago
+// (force: write it anyway, e.g. the last step).
+func (n *ndjsonStream) progress(v any, force bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.finished || (!force && time.Since(n.last) < progressInterval) {
+		return
+	}
+	n.last = time.Now()
+	n.lineLocked(v)
+}
+
+// finish writes the final line v.
+func (n *ndjsonStream) finish(v any) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.finished = true
+	n.lineLocked(v)
+}
+
+func (n *ndjsonStream) lineLocked(v any) {
+	n.buf.Reset()
+	json.NewEncoder(&n.buf).Encode(v)
+	n.w.Write(n.buf.Bytes())
+	n.rc.Flush()
 }
 
 // syncGroup runs a refresh of the group and streams its progress as NDJSON
@@ -550,43 +576,17 @@ func (s *server) syncGroup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	var (
-		mu       sync.Mutex
-		buf      bytes.Buffer
-		last     time.Time
-		finished bool
-	)
-	line := func(l syncLine) {
-		buf.Reset()
-		json.NewEncoder(&buf).Encode(l)
-		w.Write(buf.Bytes())
-		rc.Flush()
-	}
-	rc.Flush()
-	progress := func(p core.RefreshProgress) {
-		mu.Lock()
-		defer mu.Unlock()
-		if finished || time.Since(last) < progressInterval {
-			return
-		}
-		last = time.Now()
-		line(syncLine{Progress: &p})
-	}
+	out := startNDJSON(w)
+	progress := func(p core.RefreshProgress) { out.progress(syncLine{Progress: &p}, false) }
 	repos, err := s.b.RefreshWithProgress(r.Context(), g.ID, progress)
-	mu.Lock()
-	defer mu.Unlock()
-	finished = true
 	if err != nil {
 		code := statusOf(err)
 		if code >= 500 {
 			s.log.Error("group sync failed", "group", g.ID, "err", err)
 		}
-		line(syncLine{Error: err.Error(), Code: code})
+		out.finish(syncLine{Error: err.Error(), Code: code})
 		return nil
 	}
-	line(syncLine{Repos: &repos})
+	out.finish(syncLine{Repos: &repos})
 	return nil
 }
