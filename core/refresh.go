@@ -69,21 +69,38 @@ func (b *Backend) RefreshWithProgress(ctx context.Context, g key.RecordKey, prog
 	if err != nil {
 		return nil, err
 	}
-	// Read every repo first, so the totals are known before the first byte.
+	// Read every repo first (refreshConcurrency at once: each is a DHT
+	// read, and perhaps a collection to fetch), so the totals are known
+	// before the first byte.
+	read := make([]*repoPlan, len(keys))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, refreshConcurrency)
+	for i, rk := range keys {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			p, err := b.planRefresh(ctx, gs, rk)
+			if err != nil {
+				if ctx.Err() == nil {
+					b.log.Warn("refresh: read repo", "group", g, "repo", rk, "err", err)
+				}
+				return
+			}
+			read[i] = p
+		})
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
 	m := &refreshMeter{fn: progress, parts: make(map[partKey]int64)}
 	plans := make([]*repoPlan, 0, len(keys))
-	for _, rk := range keys {
-		p, err := b.planRefresh(ctx, gs, rk)
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
+	for _, p := range read {
+		if p != nil {
+			plans = append(plans, p)
+			m.p.Files += len(p.missing)
+			m.p.Total += p.bytes
 		}
-		if err != nil {
-			b.log.Warn("refresh: read repo", "group", g, "repo", rk, "err", err)
-			continue
-		}
-		plans = append(plans, p)
-		m.p.Files += len(p.missing)
-		m.p.Total += p.bytes
 	}
 	m.report()
 	out := make([]RepoRefresh, 0, len(plans))
