@@ -151,7 +151,7 @@ func (s *Store) serveBlob(ctx context.Context, w io.Writer, enc *encoder, h Hash
 		defer df.Close()
 		data = newFwdReader(df, ioBufSize)
 		if len(e.Outboard) > 0 {
-			if uint64(len(e.Outboard)) != outboardSize(size)-outboardHeader {
+			if !e.outboardFits() {
 				s.log.Error("blobsync: serve: inline outboard", "hash", h, "bytes", len(e.Outboard))
 				return writeFrame(w, notFound)
 			}

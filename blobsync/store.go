@@ -72,6 +72,12 @@ type entry struct {
 	Outboard []byte `cbor:"7,keyasint,omitempty"`
 }
 
+// outboardFits reports whether an inline outboard, if e has one, is as
+// long as its size needs.
+func (e entry) outboardFits() bool {
+	return len(e.Outboard) == 0 || uint64(len(e.Outboard)) == outboardSize(uint64(e.Size))-outboardHeader
+}
+
 // stateComplete: every byte is present and verified.
 const stateComplete = 1
 
@@ -191,7 +197,7 @@ func (s *Store) getEntry(h Hash) (entry, error) {
 	if e.Size < 0 || e.Size > MaxBlobSize || (e.Size <= inlineMax && int64(len(e.Inline)) != e.Size) {
 		return e, fmt.Errorf("%w: blob %s entry: size %d, %d inline bytes", ErrCorrupt, h, e.Size, len(e.Inline))
 	}
-	if len(e.Outboard) > 0 && uint64(len(e.Outboard)) != outboardSize(uint64(e.Size))-outboardHeader {
+	if !e.outboardFits() {
 		return e, fmt.Errorf("%w: blob %s entry: size %d, %d outboard bytes", ErrCorrupt, h, e.Size, len(e.Outboard))
 	}
 	return e, nil

@@ -208,13 +208,9 @@ func (b *Backend) GetFile(ctx context.Context, g key.RecordKey, repo key.RecordK
 		if progress != nil {
 			cb = func(p blobsync.Progress) { progress(progressOf(p)) }
 		}
-		if err := b.download(ctx, gs, fi.Hash, []key.RecordKey{fi.Repo}, cb); err != nil {
-			return fi, fmt.Errorf("download %q: %w", name, err)
+		if err := b.fetch(ctx, gs, &fi, cb); err != nil {
+			return fi, err
 		}
-		fi.Local = true
-		b.mu.Lock()
-		gs.servable[fi.Hash] = true
-		b.mu.Unlock()
 	} else if progress != nil {
 		progress(Progress{Done: fi.Size, Total: fi.Size})
 	}

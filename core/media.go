@@ -120,12 +120,13 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 
 // fetch downloads fi's blob from the group's members if it is not local,
 // verifying every 16 KiB chunk group (from every member that holds it at
-// once), and marks it servable.
-func (b *Backend) fetch(ctx context.Context, gs *groupState, fi *FileInfo) error {
+// once), and marks it servable. progress, if not nil, gets the download's
+// state.
+func (b *Backend) fetch(ctx context.Context, gs *groupState, fi *FileInfo, progress func(blobsync.Progress)) error {
 	if fi.Local {
 		return nil
 	}
-	if err := b.download(ctx, gs, fi.Hash, []key.RecordKey{fi.Repo}, nil); err != nil {
+	if err := b.download(ctx, gs, fi.Hash, []key.RecordKey{fi.Repo}, progress); err != nil {
 		return fmt.Errorf("download %q: %w", fi.Name, err)
 	}
 	fi.Local = true
@@ -157,7 +158,7 @@ func (b *Backend) OpenFile(ctx context.Context, g, repo key.RecordKey, name stri
 	if err != nil {
 		return nil, FileInfo{}, err
 	}
-	if err := b.fetch(ctx, gs, &fi); err != nil {
+	if err := b.fetch(ctx, gs, &fi, nil); err != nil {
 		return nil, fi, err
 	}
 	rc, _, err := b.blobs.Open(fi.Hash)

@@ -256,13 +256,7 @@ func (b *Backend) refreshFile(ctx context.Context, gs *groupState, rk key.Record
 		return err
 	}
 	defer release()
-	if err := b.download(ctx, gs, e.Hash, []key.RecordKey{rk}, progress); err != nil {
-		return err
-	}
-	b.mu.Lock()
-	gs.servable[e.Hash] = true
-	b.mu.Unlock()
-	return nil
+	return b.fetch(ctx, gs, &FileInfo{Name: e.Name, Hash: e.Hash, Repo: rk}, progress)
 }
 
 // refreshMeter adds up the progress of a refresh's downloads, which run

@@ -221,7 +221,7 @@ func BenchmarkRefresh(b *testing.B) {
 					}
 					gs, _ := bob.group(g.ID)
 					for i := range files {
-						if err := bob.fetch(ctx, gs, &files[i]); err != nil {
+						if err := bob.fetch(ctx, gs, &files[i], nil); err != nil {
 							b.Fatal(err)
 						}
 						got++

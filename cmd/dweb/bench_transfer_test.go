@@ -27,13 +27,7 @@ func TestBenchTransferSmall(t *testing.T) {
 	if !res.Verified || res.Hash == "" || res.MBs <= 0 || res.BaselineMBs <= 0 || res.Ratio <= 0 {
 		t.Fatalf("result %+v", res)
 	}
-	var sum int64
-	for _, b := range res.ProviderBytes {
-		sum += b
-	}
-	if sum != size {
-		t.Fatalf("providers sent %v new bytes, want %d in all", res.ProviderBytes, size)
-	}
+	checkProviderBytes(t, res, size)
 	if res.OneProviderMBs <= 0 || res.Speedup <= 0 {
 		t.Fatalf("no one-provider run: %+v", res)
 	}
@@ -51,6 +45,12 @@ func TestBenchTransferFiles(t *testing.T) {
 	if !res.Verified || res.Files != files || res.FilesPerSec <= 0 || res.MBs <= 0 {
 		t.Fatalf("result %+v", res)
 	}
+	checkProviderBytes(t, res, size)
+}
+
+// checkProviderBytes fails unless the providers sent size new bytes in all.
+func checkProviderBytes(t *testing.T, res *benchTransferResult, size int64) {
+	t.Helper()
 	var sum int64
 	for _, b := range res.ProviderBytes {
 		sum += b
