@@ -33,7 +33,7 @@ fail() {
 # stop_all sends SIGTERM to every daemon still running, gives each 5 s,
 # then SIGKILL.
 stop_all() {
-	local n i
+	local n
 	for n in "${NODES[@]}"; do
 		if [[ -n ${PID[$n]:-} ]] && kill -0 "${PID[$n]}" 2>/dev/null; then
 			kill -TERM "${PID[$n]}" 2>/dev/null || true
@@ -41,14 +41,21 @@ stop_all() {
 	done
 	for n in "${NODES[@]}"; do
 		if [[ -n ${PID[$n]:-} ]]; then
-			for ((i = 0; i < 50; i++)); do
-				kill -0 "${PID[$n]}" 2>/dev/null || break
-				sleep 0.1
-			done
-			kill -KILL "${PID[$n]}" 2>/dev/null || true
-			wait "${PID[$n]}" 2>/dev/null || true
+			reap "${PID[$n]}"
 		fi
 	done
+}
+
+# reap PID waits up to 5 s for a process that was asked to stop, then
+# SIGKILLs it, and collects it.
+reap() {
+	local i
+	for ((i = 0; i < 50; i++)); do
+		kill -0 "$1" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$1" 2>/dev/null || true
+	wait "$1" 2>/dev/null || true
 }
 
 # remove_work removes the work dir unless the variable named $1 is set.

@@ -214,12 +214,7 @@ STEP="capture check"
 # SIGTERM: a background job of a script ignores SIGINT. tcpdump flushes
 # the capture on either.
 kill -TERM "$TCPDUMP_PID"
-for ((i = 0; i < 50; i++)); do
-	kill -0 "$TCPDUMP_PID" 2>/dev/null || break
-	sleep 0.1
-done
-kill -KILL "$TCPDUMP_PID" 2>/dev/null || true
-wait "$TCPDUMP_PID" 2>/dev/null || true
+reap "$TCPDUMP_PID"
 TCPDUMP_PID=
 pcap_bytes=$(stat -c %s "$WORK/relay.pcap")
 dropped=$(sed -n 's/^\([0-9]*\) packets dropped by kernel.*/\1/p' "$WORK/tcpdump.log")
