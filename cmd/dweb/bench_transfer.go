@@ -19,6 +19,7 @@ import (
 
 	"github.com/dwebkit/dweb/blobsync"
 	"github.com/dwebkit/dweb/internal/key"
+	"github.com/dwebkit/dweb/internal/netem"
 	"github.com/dwebkit/dweb/internal/store"
 	"github.com/dwebkit/dweb/internal/transport"
 	"github.com/dwebkit/dweb/internal/tunnel"
@@ -52,11 +53,24 @@ type benchTransferResult struct {
 	ReceiverCPUUser  float64                  `json:"receiver_cpu_user_s"`
 	ReceiverCPUSys   float64                  `json:"receiver_cpu_sys_s"`
 	SenderDataOnDisk bool                     `json:"sender_reference_mode"`
-	Rounds           []btRound                `json:"rounds,omitempty"` // with --rounds > 1: each dweb run with the mean of the two baseline runs around it; the figures above are the medians (ratio: median of the rounds' ratios), peak RSS the largest
-	BaselineCPU      btCPUSplit               `json:"baseline_cpu_s"`   // CPU seconds the raw stream cost each side (last round)
-	CPU              btCPUSplit               `json:"cpu_s"`            // CPU seconds the dweb download cost each side (last round)
-	TunnelTransport  string                   `json:"tunnel_transport"` // "tls": Noise handshake bound to the QUIC connection's TLS, no second encryption; "noise": every byte Noise-encrypted
-	Tunnels          blobsync.StreamPoolStats `json:"tunnels"`          // tunnels the receiver opened and reused (pooled across a collection's blobs; last round)
+	Rounds           []btRound                `json:"rounds,omitempty"`  // with --rounds > 1: each dweb run with the mean of the two baseline runs around it; the figures above are the medians (ratio: median of the rounds' ratios), peak RSS the largest
+	BaselineCPU      btCPUSplit               `json:"baseline_cpu_s"`    // CPU seconds the raw stream cost each side (last round)
+	CPU              btCPUSplit               `json:"cpu_s"`             // CPU seconds the dweb download cost each side (last round)
+	TunnelTransport  string                   `json:"tunnel_transport"`  // "tls": Noise handshake bound to the QUIC connection's TLS, no second encryption; "noise": every byte Noise-encrypted
+	Tunnels          blobsync.StreamPoolStats `json:"tunnels"`           // tunnels the receiver opened and reused (pooled across a collection's blobs; last round)
+	NoPool           bool                     `json:"no_pool,omitempty"` // --no-pool: every blob opens its own tunnels
+	Link             *btLink                  `json:"link,omitempty"`    // with --rtt, --loss or --link-rate: the emulated path between receiver and each provider
+}
+
+// btLink describes the emulated link (internal/netem) that every
+// provider's traffic crossed, baseline and dweb alike, and what it
+// dropped over the whole run, summed over providers and directions.
+type btLink struct {
+	RTTms      float64 `json:"rtt_ms"`
+	Loss       float64 `json:"loss"`                // probability per datagram, each direction
+	RateMBs    float64 `json:"rate_mb_s,omitempty"` // bottleneck per provider, each direction
+	Lost       uint64  `json:"lost"`
+	QueueDrops uint64  `json:"queue_drops"`
 }
 
 // btRound is one baseline/dweb pair of a --rounds run.
@@ -90,6 +104,7 @@ type btJob struct {
 	TLS       bool          `json:"tls"`      // ask for the tunnel's TLS transport mode
 	Files     int           `json:"files"`    // > 1: Hash is a collection of that many entries (DownloadCollection)
 	NoBatch   bool          `json:"no_batch"` // no children requests: every entry its own download
+	NoPool    bool          `json:"no_pool"`  // no StreamPool: every blob's download opens its own tunnels
 }
 
 type btPeer struct {
@@ -110,9 +125,10 @@ type btChildResult struct {
 }
 
 func benchTransferCmd(a *app) *cobra.Command {
-	var sizeFlag, rateFlag, dir, role, job, tt string
+	var sizeFlag, rateFlag, dir, role, job, tt, lossFlag, linkRateFlag string
 	var providers, rounds, files int
-	var noBatch bool
+	var noBatch, noPool bool
+	var rtt time.Duration
 	cmd := &cobra.Command{
 		Use:   "transfer",
 		Short: "download a blob through the real stack (QUIC, Noise tunnel, blobsync) next to a raw QUIC stream",
@@ -148,7 +164,23 @@ func benchTransferCmd(a *app) *cobra.Command {
 			if files < 1 || int64(files) > size || files > blobsync.MaxEntries {
 				return &usageError{fmt.Errorf("--files %d: want 1..%d and at most one per byte", files, blobsync.MaxEntries)}
 			}
-			res, err := benchTransfer(cmd.Context(), tmp, size, providers, rate, tt == "tls", rounds, files, noBatch)
+			var lo netem.Options
+			if rtt < 0 || rtt > 2*time.Second {
+				return &usageError{fmt.Errorf("--rtt %v: want 0 to 2s", rtt)}
+			}
+			lo.Delay = rtt / 2
+			if lossFlag != "" {
+				if lo.Loss, err = btParseLoss(lossFlag); err != nil {
+					return &usageError{err}
+				}
+			}
+			if linkRateFlag != "" {
+				if lo.Rate, err = bsParseSize(strings.TrimSuffix(linkRateFlag, "/s")); err != nil {
+					return &usageError{fmt.Errorf("--link-rate: %w", err)}
+				}
+			}
+			opts := btOptions{rate: rate, tls: tt == "tls", rounds: rounds, files: files, noBatch: noBatch, noPool: noPool, link: lo}
+			res, err := benchTransfer(cmd.Context(), tmp, size, providers, opts)
 			if err != nil {
 				return err
 			}
@@ -168,6 +200,10 @@ func benchTransferCmd(a *app) *cobra.Command {
 	cmd.Flags().IntVar(&files, "files", 1, "split --size into a collection of this many files and download it with DownloadCollection (small files go in children requests)")
 	cmd.Flags().BoolVar(&noBatch, "no-batch", false, "with --files: no children requests, every file its own download (to compare)")
 	cmd.Flags().StringVar(&rateFlag, "provider-rate", "", "upload rate limit of each provider, e.g. 25MB/s (default: none)")
+	cmd.Flags().BoolVar(&noPool, "no-pool", false, "no tunnel pool: every blob's download opens its own tunnels (to compare)")
+	cmd.Flags().DurationVar(&rtt, "rtt", 0, "emulate a wide-area path to each provider with this round-trip time, e.g. 50ms (a loopback UDP relay, internal/netem; baseline and dweb alike)")
+	cmd.Flags().StringVar(&lossFlag, "loss", "", "with the emulated path: datagrams lost at random each way, e.g. 0.1% (default: none)")
+	cmd.Flags().StringVar(&linkRateFlag, "link-rate", "", "with the emulated path: its bottleneck each way, e.g. 12.5MB/s (default: none)")
 	cmd.Flags().IntVar(&rounds, "rounds", 5, "dweb runs, each between two baseline runs (its ratio is to their mean); the figures are the medians (on a shared machine one run of either can swing by 20 %)")
 	cmd.Flags().StringVar(&tt, "tunnel-transport", "tls", "tls: tunnel handshake bound to the direct QUIC connection, bytes protected by its TLS only (tunnel.DialConfig.TLSTransport); noise: Noise-encrypt every byte as over a relay")
 	cmd.Flags().StringVar(&dir, "dir", "", "directory for stores and temp files (default: the system temp dir)")
@@ -186,7 +222,30 @@ type btProvider struct {
 	static tunnel.StaticKey
 }
 
-func benchTransfer(ctx context.Context, dir string, size int64, n int, rate int64, tls bool, rounds, files int, noBatch bool) (*benchTransferResult, error) {
+// btOptions are bench transfer's settings besides size and providers.
+type btOptions struct {
+	rate            int64 // each provider's upload limit, bytes/s; 0: none
+	tls             bool  // tunnel in TLS transport mode
+	rounds, files   int
+	noBatch, noPool bool
+	link            netem.Options // the emulated path; zero: straight loopback
+}
+
+// btParseLoss parses a loss probability: "0.1%" or "0.001".
+func btParseLoss(s string) (float64, error) {
+	v, pct := strings.CutSuffix(strings.TrimSpace(s), "%")
+	f, err := strconv.ParseFloat(v, 64)
+	if pct {
+		f /= 100
+	}
+	if err != nil || !(f >= 0 && f < 0.5) {
+		return 0, fmt.Errorf("--loss %q: want a probability under 50 %%, as 0.1%% or 0.001", s)
+	}
+	return f, nil
+}
+
+func benchTransfer(ctx context.Context, dir string, size int64, n int, o btOptions) (*benchTransferResult, error) {
+	rate, tls, rounds, files, noBatch := o.rate, o.tls, o.rounds, o.files, o.noBatch
 	// The data: one file, or files of size/files bytes (the last takes the
 	// remainder) listed by a collection.
 	var paths []string
@@ -271,11 +330,31 @@ func benchTransfer(ctx context.Context, dir string, size int64, n int, rate int6
 			s.Close()
 		})
 	}
-	job := btJob{Hash: h.String(), Size: size, Group: group, Secret: secret.Text(), TLS: tls, Files: files, NoBatch: noBatch}
-	for _, p := range provs {
-		job.Providers = append(job.Providers, btPeer{Node: p.ep.ID(), Addr: p.ep.LocalAddr().String(), Static: p.static.Public[:]})
+	job := btJob{Hash: h.String(), Size: size, Group: group, Secret: secret.Text(), TLS: tls, Files: files, NoBatch: noBatch, NoPool: o.noPool}
+	res := &benchTransferResult{Bytes: size, Files: files, NoBatch: noBatch, NoPool: o.noPool, Providers: n, Hash: h.String(), SenderDataOnDisk: true, TunnelTransport: "noise"}
+	emulate := o.link != (netem.Options{})
+	if emulate {
+		res.Link = &btLink{RTTms: float64(2*o.link.Delay) / 1e6, Loss: o.link.Loss, RateMBs: float64(o.link.Rate) / 1e6}
 	}
-	res := &benchTransferResult{Bytes: size, Files: files, NoBatch: noBatch, Providers: n, Hash: h.String(), SenderDataOnDisk: true, TunnelTransport: "noise"}
+	for _, p := range provs {
+		addr := p.ep.LocalAddr()
+		if emulate {
+			// The receiver reaches the provider through the link; the
+			// link's counts go into the result when the run ends.
+			l, err := netem.New(addr, o.link)
+			if err != nil {
+				return nil, err
+			}
+			defer func() {
+				l.Close()
+				up, down := l.Up(), l.Down()
+				res.Link.Lost += up.Lost + down.Lost
+				res.Link.QueueDrops += up.QueueDrops + down.QueueDrops
+			}()
+			addr = l.Addr()
+		}
+		job.Providers = append(job.Providers, btPeer{Node: p.ep.ID(), Addr: addr.String(), Static: p.static.Public[:]})
+	}
 	if tls {
 		res.TunnelTransport = "tls"
 	}
@@ -531,9 +610,13 @@ func btReceive(ctx context.Context, job *btJob) (*btChildResult, error) {
 	defer pool.Close()
 	var provs []blobsync.Provider
 	for i, p := range peers {
-		provs = append(provs, pool.Provider(&btTunnelProvider{id: strconv.Itoa(i), ep: ep, node: p.id, addr: p.addr, dial: tunnel.DialConfig{
+		var bp blobsync.Provider = &btTunnelProvider{id: strconv.Itoa(i), ep: ep, node: p.id, addr: p.addr, dial: tunnel.DialConfig{
 			Static: static, RemoteStatic: p.st, Group: job.Group, PSK: tunnel.PSK(secret), TLSTransport: job.TLS,
-		}}))
+		}}
+		if !job.NoPool {
+			bp = pool.Provider(bp)
+		}
+		provs = append(provs, bp)
 	}
 	// The raw run opens its stream before its clock starts, so the QUIC
 	// handshake is outside its time; here too. The tunnel handshake, the
