@@ -25,8 +25,10 @@ type Provider interface {
 // DownloadOptions configures Download and DownloadCollection. The zero
 // value works.
 type DownloadOptions struct {
-	// ChunkBytes is the unit of work handed to a provider: one ranged
-	// request. Default 4 MiB; rounded up to whole 16 KiB groups.
+	// ChunkBytes is the largest unit of work handed to a provider: one
+	// ranged request. Default 4 MiB; rounded up to whole 16 KiB groups. A
+	// blob too small to give every provider two pipelines of such chunks
+	// is cut finer, down to MinChunkBytes (see chunkGroups).
 	ChunkBytes int64
 	// Pipeline is how many requests each provider has in flight. Default 4
 	// (with ChunkBytes, 16 MiB requested ahead: enough to keep a loopback
@@ -161,7 +163,7 @@ func (s *Store) download(ctx context.Context, h Hash, providers []Provider, opts
 	}
 	s.activeAdd(h)
 	defer s.activeDel(h)
-	d := &download{s: s, h: h, opts: opts, rep: rep, changed: make(chan struct{})}
+	d := &download{s: s, h: h, opts: opts, rep: rep, changed: make(chan struct{}), providers: len(providers)}
 	if e, found, err := s.rawEntry(h); err != nil {
 		return 0, err
 	} else if found && e.State == statePartial {
@@ -258,7 +260,31 @@ type download struct {
 	finished    bool
 	fatal       error // a local failure (disk): stops everything
 	workers     int
+	providers   int // given to the download (workers counts those still at it)
 	sizeWaiters int // providers waiting for another to verify the size
+}
+
+// MinChunkBytes is the smallest unit of work chunkGroups cuts: 16 groups.
+const MinChunkBytes = 16 * ChunkGroupSize
+
+// chunkGroups is the unit of work in groups: ChunkBytes, or, with more
+// than one provider, less for a blob that would not fill two pipelines of
+// every provider with such chunks. A provider takes Pipeline chunks at
+// once, so with whole 4 MiB chunks the first provider to ask would take
+// all of a 16 MiB blob and leave the others only end-game duplicates of
+// its work, as measured over an emulated 40 ms path (docs/BENCHMARKS.md,
+// "Fifth session"). Cut into providers × Pipeline × 2 chunks, a blob
+// leaves half its work for the providers that prove faster. A lone
+// provider keeps whole chunks: cutting would only add requests (measured:
+// 6-10 % fewer files/s on loopback). The size must be fixed.
+func (d *download) chunkGroups() uint64 {
+	most := uint64((d.opts.ChunkBytes + ChunkGroupSize - 1) / ChunkGroupSize)
+	if d.providers < 2 {
+		return most
+	}
+	pieces := uint64(d.providers * d.opts.Pipeline * 2)
+	c := (d.groups + pieces - 1) / pieces
+	return max(min(c, most), min(MinChunkBytes/ChunkGroupSize, most))
 }
 
 // task is one ranged request of one provider.
@@ -316,8 +342,8 @@ func (d *download) setSize(size uint64) error {
 // task of another provider. It blocks while there is nothing to take but
 // work may come back; ok is false when the provider has nothing left to do.
 func (d *download) take(ctx context.Context, held RangeSet, owner *providerState, block bool) (t *task, ok bool) {
-	chunk := uint64((d.opts.ChunkBytes + ChunkGroupSize - 1) / ChunkGroupSize)
 	d.mu.Lock()
+	chunk := d.chunkGroups()
 	defer d.mu.Unlock()
 	rescanned := false
 	for {

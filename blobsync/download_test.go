@@ -194,6 +194,62 @@ func TestDownloadManyProviders(t *testing.T) {
 	}
 }
 
+// TestDownloadSmallBlobShared: a blob of less than two default chunks,
+// from three providers at 8 MB/s each, is cut finer (chunkGroups), so
+// every provider sends a share instead of the first taking the whole blob.
+func TestDownloadSmallBlobShared(t *testing.T) {
+	data := content(6<<20+99, 36)
+	var provs []Provider
+	var h Hash
+	for i := range 3 {
+		srv := newTestStore(t)
+		h = addBlob(t, srv, data)
+		p := prov(t, string(rune('a'+i)), srv)
+		p.opts = ServeOptions{Limit: NewPeerLimit(ServeLimits{UploadRate: 8e6})}
+		provs = append(provs, p)
+	}
+	cl := newTestStore(t)
+	var last Progress
+	if _, err := cl.Download(context.Background(), h, provs, DownloadOptions{Progress: func(p Progress) { last = p }}); err != nil {
+		t.Fatal(err)
+	}
+	checkBlob(t, cl, h, data)
+	var sum int64
+	for _, p := range last.Providers {
+		if p.Bytes < MinChunkBytes {
+			t.Errorf("provider %s sent %d new bytes, less than one chunk: %+v", p.ID, p.Bytes, last.Providers)
+		}
+		sum += p.Bytes
+	}
+	if sum != int64(len(data)) {
+		t.Errorf("providers sent %d new bytes in all, want %d", sum, len(data))
+	}
+}
+
+func TestChunkGroups(t *testing.T) {
+	for _, c := range []struct {
+		size      int64
+		providers int
+		chunk     int64 // option
+		want      uint64
+	}{
+		{1 << 30, 1, 0, 256},       // one provider: whole 4 MiB chunks
+		{16 << 20, 1, 0, 256},      // whatever the size
+		{1 << 30, 3, 0, 256},       // large blob: 4 MiB chunks
+		{16 << 20, 3, 0, 43},       // 1024 groups in 24 pieces
+		{3 << 20, 3, 0, 16},        // not below 256 KiB
+		{16 << 20, 2, 64 << 10, 4}, // nor above ChunkBytes
+		{16 << 20, 2, 1, 1},        // which may be less than 256 KiB
+	} {
+		o := DownloadOptions{ChunkBytes: c.chunk}
+		o.defaults()
+		d := &download{opts: &o, providers: c.providers, groups: numGroups(uint64(c.size))}
+		if got := d.chunkGroups(); got != c.want {
+			t.Errorf("%d bytes, %d providers, ChunkBytes %d: chunk of %d groups, want %d", c.size, c.providers, c.chunk, got, c.want)
+		}
+	}
+}
+
 // TestDownloadLiarCaught: a provider that flips one byte is banned at the
 // first bad group; its ranges come from the honest provider; the result
 // matches b3sum.
