@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/dwebkit/dweb/internal/ctxio"
 	"github.com/zeebo/blake3"
 	"lukechampine.com/blake3/bao"
 )
@@ -70,7 +71,7 @@ func (s *Store) AddFileRef(ctx context.Context, path string) (Hash, int64, error
 		return Hash{}, 0, fmt.Errorf("blobsync: add file ref %s: %w", abs, err)
 	}
 	hs := blake3.New()
-	src := &ctxReader{ctx: ctx, r: bufio.NewReaderSize(teeHash{f, hs}, ioBufSize)}
+	src := ctxio.NewReader(ctx, bufio.NewReaderSize(teeHash{f, hs}, ioBufSize))
 	root, err := bao.Encode(dst, src, size, ChunkGroupLog, true)
 	if err != nil {
 		return fail(err)

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dwebkit/dweb/internal/ctxio"
 	"github.com/dwebkit/dweb/internal/store"
 	"github.com/fxamacker/cbor/v2"
 	"github.com/zeebo/blake3"
@@ -413,7 +414,7 @@ var maxOutboardBuf uint64 = 8 << 20
 
 func (s *Store) copyAndHash(ctx context.Context, w *partFiles, f io.Reader, size int64) (Hash, error) {
 	hs := blake3.New()
-	src := io.TeeReader(&ctxReader{ctx: ctx, r: bufio.NewReaderSize(f, ioBufSize)}, io.MultiWriter(w.data, hs))
+	src := io.TeeReader(ctxio.NewReader(ctx, bufio.NewReaderSize(f, ioBufSize)), io.MultiWriter(w.data, hs))
 	var root [32]byte
 	var err error
 	if obs := outboardSize(uint64(size)); obs <= maxOutboardBuf || w.obaoF == nil {
@@ -446,18 +447,6 @@ func (m *memWriterAt) WriteAt(p []byte, off int64) (int, error) {
 	return copy(m.b[off:], p), nil
 }
 
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c *ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
-
 // Export writes blob h's bytes to the file dst (mode 0644): through a
 // ".part" temp file in dst's directory, fsynced and renamed, so dst is never
 // left partial. An existing dst is replaced.
@@ -477,7 +466,7 @@ func (s *Store) Export(ctx context.Context, h Hash, dst string) error {
 		os.Remove(tmp)
 		return fmt.Errorf("blobsync: export %s to %s: %w", h, dst, err)
 	}
-	if _, err := io.CopyBuffer(f, &ctxReader{ctx: ctx, r: r}, make([]byte, ioBufSize)); err != nil {
+	if _, err := io.CopyBuffer(f, ctxio.NewReader(ctx, r), make([]byte, ioBufSize)); err != nil {
 		return fail(err)
 	}
 	if err := f.Chmod(0o644); err != nil {

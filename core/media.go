@@ -11,6 +11,7 @@ import (
 
 	"github.com/dwebkit/dweb/blobsync"
 	"github.com/dwebkit/dweb/datarepo"
+	"github.com/dwebkit/dweb/internal/ctxio"
 	"github.com/dwebkit/dweb/internal/key"
 )
 
@@ -75,7 +76,7 @@ func (b *Backend) AddReader(ctx context.Context, g key.RecordKey, name string, r
 	if err != nil {
 		return FileInfo{}, blobsync.Hash{}, fmt.Errorf("upload %q: %w", name, err)
 	}
-	n, err := io.CopyBuffer(onlyWriter{f}, &ctxReader{ctx: ctx, r: io.LimitReader(r, maxBytes+1)}, make([]byte, uploadBuf))
+	n, err := io.CopyBuffer(onlyWriter{f}, ctxio.NewReader(ctx, io.LimitReader(r, maxBytes+1)), make([]byte, uploadBuf))
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -104,19 +105,6 @@ func (b *Backend) AddReader(ctx context.Context, g key.RecordKey, name string, r
 type onlyWriter struct{ w io.Writer }
 
 func (o onlyWriter) Write(p []byte) (int, error) { return o.w.Write(p) }
-
-// ctxReader fails reads once ctx ends.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c *ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
 
 // fetch downloads fi's blob from the group's members if it is not local,
 // verifying every 16 KiB chunk group (from every member that holds it at
