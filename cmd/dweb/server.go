@@ -276,6 +276,25 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Write(append(b, '\n'))
 }
 
+// reply answers 200 with v as JSON, or, if err is not nil, returns err for
+// handle to answer instead.
+func reply(w http.ResponseWriter, v any, err error) error {
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, v)
+	return nil
+}
+
+// orEmpty returns s, or an empty slice if s is nil, so that a list in a
+// response body encodes as [] rather than null.
+func orEmpty[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
 // decode reads one JSON object of at most maxBodyBytes into v, rejecting
 // unknown fields and trailing data.
 func decode(w http.ResponseWriter, r *http.Request, v any) error {
@@ -329,11 +348,7 @@ func (s *server) node(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *server) listGroups(w http.ResponseWriter, r *http.Request) error {
-	gs := s.b.Groups()
-	if gs == nil {
-		gs = []core.GroupInfo{}
-	}
-	writeJSON(w, http.StatusOK, groupsBody{gs})
+	writeJSON(w, http.StatusOK, groupsBody{orEmpty(s.b.Groups())})
 	return nil
 }
 
@@ -346,11 +361,7 @@ func (s *server) createGroup(w http.ResponseWriter, r *http.Request) error {
 		return &badRequestError{"name: missing"}
 	}
 	g, err := s.b.CreateGroup(r.Context(), req.Name)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, g)
-	return nil
+	return reply(w, g, err)
 }
 
 func (s *server) join(w http.ResponseWriter, r *http.Request) (core.GroupInfo, error) {
@@ -366,11 +377,7 @@ func (s *server) join(w http.ResponseWriter, r *http.Request) (core.GroupInfo, e
 
 func (s *server) joinGroup(w http.ResponseWriter, r *http.Request) error {
 	g, err := s.join(w, r)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, g)
-	return nil
+	return reply(w, g, err)
 }
 
 func (s *server) joinMembership(w http.ResponseWriter, r *http.Request) error {
@@ -389,11 +396,7 @@ func (s *server) group(r *http.Request) (core.GroupInfo, error) {
 
 func (s *server) getGroup(w http.ResponseWriter, r *http.Request) error {
 	g, err := s.group(r)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, g)
-	return nil
+	return reply(w, g, err)
 }
 
 func (s *server) leaveGroup(w http.ResponseWriter, r *http.Request) error {
@@ -401,11 +404,7 @@ func (s *server) leaveGroup(w http.ResponseWriter, r *http.Request) error {
 	if err == nil {
 		err = s.b.LeaveGroup(r.Context(), g.ID)
 	}
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "success"})
-	return nil
+	return reply(w, map[string]string{"status": "success"}, err)
 }
 
 func (s *server) invite(w http.ResponseWriter, r *http.Request) error {
@@ -414,11 +413,7 @@ func (s *server) invite(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	u, err := s.b.Invite(g.ID)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, inviteInfo{Key: g.ID, Name: g.Name, URI: u})
-	return nil
+	return reply(w, inviteInfo{Key: g.ID, Name: g.Name, URI: u}, err)
 }
 
 func (s *server) addFiles(w http.ResponseWriter, r *http.Request) error {
@@ -439,14 +434,7 @@ func (s *server) addFiles(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	fs, err := s.b.AddFiles(r.Context(), g.ID, req.Paths)
-	if err != nil {
-		return err
-	}
-	if fs == nil {
-		fs = []core.FileInfo{}
-	}
-	writeJSON(w, http.StatusOK, filesBody{fs})
-	return nil
+	return reply(w, filesBody{orEmpty(fs)}, err)
 }
 
 func (s *server) listFiles(w http.ResponseWriter, r *http.Request) error {
@@ -455,14 +443,7 @@ func (s *server) listFiles(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	fs, err := s.b.ListFiles(r.Context(), g.ID)
-	if err != nil {
-		return err
-	}
-	if fs == nil {
-		fs = []core.FileInfo{}
-	}
-	writeJSON(w, http.StatusOK, filesBody{fs})
-	return nil
+	return reply(w, filesBody{orEmpty(fs)}, err)
 }
 
 func (s *server) removeFile(w http.ResponseWriter, r *http.Request) error {
@@ -470,11 +451,7 @@ func (s *server) removeFile(w http.ResponseWriter, r *http.Request) error {
 	if err == nil {
 		err = s.b.RemoveFile(r.Context(), g.ID, r.PathValue("name"))
 	}
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "success"})
-	return nil
+	return reply(w, map[string]string{"status": "success"}, err)
 }
 
 // getFile validates the request, then answers 200 with an NDJSON stream:

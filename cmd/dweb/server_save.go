@@ -90,11 +90,7 @@ func (s *server) refresh(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	rs, err := s.b.Refresh(r.Context(), g.ID)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, refreshBody{Status: "success", Repos: rs})
-	return nil
+	return reply(w, refreshBody{Status: "success", Repos: rs}, err)
 }
 
 func (s *server) listRepos(w http.ResponseWriter, r *http.Request) error {
@@ -103,11 +99,7 @@ func (s *server) listRepos(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	rs, err := s.b.Repos(r.Context(), g.ID)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, reposBody{rs})
-	return nil
+	return reply(w, reposBody{rs}, err)
 }
 
 // createRepo answers with the node's own repo in the group: dweb keeps one
@@ -125,11 +117,7 @@ func (s *server) createRepo(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	ri, err := s.b.OwnRepo(r.Context(), g.ID)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, ri)
-	return nil
+	return reply(w, ri, err)
 }
 
 func (s *server) getRepo(w http.ResponseWriter, r *http.Request) error {
@@ -138,11 +126,7 @@ func (s *server) getRepo(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	ri, err := s.b.Repo(r.Context(), g.ID, rk)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, ri)
-	return nil
+	return reply(w, ri, err)
 }
 
 func (s *server) listMedia(w http.ResponseWriter, r *http.Request) error {
@@ -151,14 +135,7 @@ func (s *server) listMedia(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	fs, err := s.b.RepoFiles(r.Context(), g.ID, rk)
-	if err != nil {
-		return err
-	}
-	if fs == nil {
-		fs = []core.FileInfo{}
-	}
-	writeJSON(w, http.StatusOK, filesBody{fs})
-	return nil
+	return reply(w, filesBody{orEmpty(fs)}, err)
 }
 
 // ownRepo checks that rk is this node's repo in g: the only one it writes.
@@ -191,11 +168,7 @@ func (s *server) uploadMedia(w http.ResponseWriter, r *http.Request) error {
 	}
 	body := http.MaxBytesReader(w, r.Body, s.maxUpload)
 	fi, ch, err := s.b.AddReader(r.Context(), g.ID, r.PathValue("name"), body, s.maxUpload)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, uploadBody{Name: fi.Name, UpdatedCollectionHash: ch, FileHash: fi.Hash, Size: fi.Size})
-	return nil
+	return reply(w, uploadBody{Name: fi.Name, UpdatedCollectionHash: ch, FileHash: fi.Hash, Size: fi.Size}, err)
 }
 
 // getMedia streams the file from the local store (fetching it from the
