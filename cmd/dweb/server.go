@@ -352,15 +352,24 @@ func (s *server) listGroups(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (s *server) createGroup(w http.ResponseWriter, r *http.Request) error {
+// decodeName reads a nameRequest body; a missing name is bad input.
+func decodeName(w http.ResponseWriter, r *http.Request) (string, error) {
 	var req nameRequest
 	if err := decode(w, r, &req); err != nil {
-		return err
+		return "", err
 	}
 	if req.Name == "" {
-		return &badRequestError{"name: missing"}
+		return "", &badRequestError{"name: missing"}
 	}
-	g, err := s.b.CreateGroup(r.Context(), req.Name)
+	return req.Name, nil
+}
+
+func (s *server) createGroup(w http.ResponseWriter, r *http.Request) error {
+	name, err := decodeName(w, r)
+	if err != nil {
+		return err
+	}
+	g, err := s.b.CreateGroup(r.Context(), name)
 	return reply(w, g, err)
 }
 

@@ -105,12 +105,8 @@ func (s *server) listRepos(w http.ResponseWriter, r *http.Request) error {
 // createRepo answers with the node's own repo in the group: dweb keeps one
 // repo per node per group, created when the node joins (docs/http-api.md).
 func (s *server) createRepo(w http.ResponseWriter, r *http.Request) error {
-	var req nameRequest
-	if err := decode(w, r, &req); err != nil {
+	if _, err := decodeName(w, r); err != nil {
 		return err
-	}
-	if req.Name == "" {
-		return &badRequestError{"name: missing"}
 	}
 	g, err := s.group(r)
 	if err != nil {
