@@ -79,11 +79,7 @@ func (a *app) backupCmd() *cobra.Command {
 			if err := a.client().call(cmd.Context(), http.MethodGet, backupAdminPath, nil, &body); err != nil {
 				return err
 			}
-			if a.json {
-				return a.printJSON(body)
-			}
-			fmt.Fprintln(a.stdout, body.URI)
-			return nil
+			return a.printResult(body, "%s\n", body.URI)
 		},
 	}
 
@@ -98,11 +94,7 @@ func (a *app) backupCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if a.json {
-					return a.printJSON(g)
-				}
-				fmt.Fprintf(a.stdout, "backup server joined group %s %s\n", g.Name, g.ID)
-				return nil
+				return a.printResult(g, "backup server joined group %s %s\n", g.Name, g.ID)
 			})
 		},
 	}
@@ -142,11 +134,7 @@ func (a *app) backupCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if a.json {
-					return a.printJSON(g)
-				}
-				fmt.Fprintf(a.stdout, "backup server left group %s %s\n", g.Name, g.ID)
-				return nil
+				return a.printResult(g, "backup server left group %s %s\n", g.Name, g.ID)
 			})
 		},
 	}

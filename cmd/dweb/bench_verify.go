@@ -63,11 +63,7 @@ func benchVerifyCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if a.json {
-				return a.printJSON(res)
-			}
-			fmt.Fprintf(a.stdout, "%d bytes: hash %.0f MB/s, verify %.0f MB/s, ratio %.2f\n", res.Bytes, res.HashMBs, res.VerifyMBs, res.Ratio)
-			return nil
+			return a.printResult(res, "%d bytes: hash %.0f MB/s, verify %.0f MB/s, ratio %.2f\n", res.Bytes, res.HashMBs, res.VerifyMBs, res.Ratio)
 		},
 	}
 	cmd.Flags().StringVar(&sizeFlag, "size", "1GiB", "blob size (B, KiB, MiB, GiB, KB, MB, GB)")

@@ -27,6 +27,16 @@ func (a *app) printJSON(v any) error {
 	return json.NewEncoder(a.stdout).Encode(v)
 }
 
+// printResult writes a command's result: v with --json (printJSON),
+// otherwise the text that format and args make (fmt.Fprintf).
+func (a *app) printResult(v any, format string, args ...any) error {
+	if a.json {
+		return a.printJSON(v)
+	}
+	fmt.Fprintf(a.stdout, format, args...)
+	return nil
+}
+
 func (a *app) table() *tabwriter.Writer {
 	return tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 }
@@ -50,11 +60,7 @@ func (a *app) groupCmd() *cobra.Command {
 			if err := a.client().call(cmd.Context(), http.MethodPost, "/api/groups", nameRequest{args[0]}, &g); err != nil {
 				return err
 			}
-			if a.json {
-				return a.printJSON(g)
-			}
-			fmt.Fprintf(a.stdout, "created group %s %s\n", g.Name, g.ID)
-			return nil
+			return a.printResult(g, "created group %s %s\n", g.Name, g.ID)
 		},
 	}
 
@@ -67,11 +73,7 @@ func (a *app) groupCmd() *cobra.Command {
 			if err := a.client().call(cmd.Context(), http.MethodGet, "/dweb/v1/groups/"+url.PathEscape(args[0])+"/invite", nil, &inv); err != nil {
 				return err
 			}
-			if a.json {
-				return a.printJSON(inv)
-			}
-			fmt.Fprintln(a.stdout, inv.URI)
-			return nil
+			return a.printResult(inv, "%s\n", inv.URI)
 		},
 	}
 
@@ -88,11 +90,7 @@ func (a *app) groupCmd() *cobra.Command {
 			if err := a.client().call(cmd.Context(), http.MethodPost, "/api/groups/join_from_url", groupURLRequest{args[0]}, &g); err != nil {
 				return err
 			}
-			if a.json {
-				return a.printJSON(g)
-			}
-			fmt.Fprintf(a.stdout, "joined group %s %s\n", g.Name, g.ID)
-			return nil
+			return a.printResult(g, "joined group %s %s\n", g.Name, g.ID)
 		},
 	}
 
@@ -259,14 +257,11 @@ func (a *app) fileCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if a.json {
-				return a.printJSON(struct {
-					core.FileInfo
-					Path string `json:"path"`
-				}{*l.File, abs})
-			}
-			fmt.Fprintf(a.stdout, "%s  %s (%d bytes)\n", l.File.Hash, abs, l.File.Size)
-			return nil
+			got := struct {
+				core.FileInfo
+				Path string `json:"path"`
+			}{*l.File, abs}
+			return a.printResult(got, "%s  %s (%d bytes)\n", l.File.Hash, abs, l.File.Size)
 		},
 	}
 	get.Flags().StringVarP(&out, "output", "o", "", "destination path (default ./NAME)")
@@ -281,11 +276,7 @@ func (a *app) fileCmd() *cobra.Command {
 			if err := a.client().call(cmd.Context(), http.MethodDelete, path, nil, nil); err != nil {
 				return err
 			}
-			if a.json {
-				return a.printJSON(map[string]string{"status": "success", "removed": args[1]})
-			}
-			fmt.Fprintf(a.stdout, "removed %s\n", args[1])
-			return nil
+			return a.printResult(map[string]string{"status": "success", "removed": args[1]}, "removed %s\n", args[1])
 		},
 	}
 
@@ -317,11 +308,7 @@ func (a *app) nodeCmd() *cobra.Command {
 			if err := a.client().call(cmd.Context(), http.MethodGet, "/dweb/v1/node", nil, &n); err != nil {
 				return err
 			}
-			if a.json {
-				return a.printJSON(n)
-			}
-			fmt.Fprintln(a.stdout, n.NodeID)
-			return nil
+			return a.printResult(n, "%s\n", n.NodeID)
 		},
 	}
 	cmd.AddCommand(id)
