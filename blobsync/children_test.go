@@ -115,7 +115,7 @@ func TestChildrenRequest(t *testing.T) {
 		}
 	}
 	// The stream carries another request after it.
-	if _, held, err := rc.have(f.c.Entries[3].Hash); err != nil || !held.Contains(ChunkRange{0, 2}) {
+	if _, held, err := rc.have(f.c.Entries[3].Hash, nil); err != nil || !held.Contains(ChunkRange{0, 2}) {
 		t.Fatalf("have after the children answer: %v %v", held, err)
 	}
 }
@@ -364,7 +364,7 @@ func TestEmptyRangesRequest(t *testing.T) {
 	if err := rc.readRanges(new(verifier), h, uint64(len(data)), []ChunkRange{}, &got); err != nil || got.b.Len() != 0 {
 		t.Fatalf("empty ranges: %d bytes, %v", got.b.Len(), err)
 	}
-	if _, held, err := rc.have(h); err != nil || !held.Contains(ChunkRange{0, numGroups(uint64(len(data)))}) {
+	if _, held, err := rc.have(h, nil); err != nil || !held.Contains(ChunkRange{0, numGroups(uint64(len(data)))}) {
 		t.Fatalf("have after the empty answer: %v %v", held, err)
 	}
 }

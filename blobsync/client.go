@@ -2,6 +2,7 @@ package blobsync
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -31,6 +32,12 @@ func readHave(w io.Writer, r io.Reader, h Hash) (uint64, RangeSet, error) {
 	if err := writeFrame(w, encodeRequest(Request{Hash: h, Have: true})); err != nil {
 		return 0, nil, err
 	}
+	return readHaveAnswer(r)
+}
+
+// readHaveAnswer reads the answer to a have query: the announced size and
+// the held ranges, merged and clipped to the blob.
+func readHaveAnswer(r io.Reader) (uint64, RangeSet, error) {
 	resp, err := readResponse(r)
 	if err != nil {
 		return 0, nil, err
@@ -88,7 +95,27 @@ func newRangeConn(rw io.ReadWriteCloser) *rangeConn {
 	return &rangeConn{rw: rw, br: bufio.NewReaderSize(rw, rangeReadBuf)}
 }
 
-func (c *rangeConn) have(h Hash) (uint64, RangeSet, error) { return readHave(c.rw, c.br, h) }
+// have asks which groups of h the server holds. With then, a get of those
+// ranges goes out with the query, before its answer is read (pipelined):
+// the caller reads the get's answer next. Both go in one write, so a
+// stream without buffering (net.Pipe) cannot deadlock the second request
+// against the first answer.
+func (c *rangeConn) have(h Hash, then []ChunkRange) (uint64, RangeSet, error) {
+	if then == nil {
+		return readHave(c.rw, c.br, h)
+	}
+	var b bytes.Buffer
+	if err := writeFrame(&b, encodeRequest(Request{Hash: h, Have: true})); err != nil {
+		return 0, nil, err
+	}
+	if err := writeFrame(&b, encodeRequest(Request{Hash: h, Ranges: then})); err != nil {
+		return 0, nil, err
+	}
+	if _, err := c.rw.Write(b.Bytes()); err != nil {
+		return 0, nil, err
+	}
+	return readHaveAnswer(c.br)
+}
 
 func (c *rangeConn) request(h Hash, ranges []ChunkRange) error {
 	return writeFrame(c.rw, encodeRequest(Request{Hash: h, Ranges: ranges}))

@@ -58,6 +58,14 @@ type DownloadOptions struct {
 	Progress func(Progress)
 	// ProgressEvery; default 100 ms.
 	ProgressEvery time.Duration
+	// SizeHint is the blob's size if the caller knows it from elsewhere,
+	// such as a collection entry; 0: unknown. It is not trusted: a session
+	// sends the request for the hinted last group together with its have
+	// query, and that group proves the size only if it is the real last
+	// group. A right hint saves a round trip per provider; a wrong one
+	// costs one group of bytes. Download only: DownloadCollection uses
+	// each entry's size.
+	SizeHint int64
 	// Logger gets provider failures at debug level; nil discards.
 	Logger *slog.Logger
 }
@@ -142,12 +150,14 @@ var ErrNoProviders = errors.New("blobsync: no provider could supply the blob")
 func (s *Store) Download(ctx context.Context, h Hash, providers []Provider, opts DownloadOptions) (int64, error) {
 	opts.defaults()
 	rep := newReporter(opts, Hash{}, 1)
-	n, err := s.download(ctx, h, providers, &opts, rep)
+	n, err := s.download(ctx, h, opts.SizeHint, providers, &opts, rep)
 	rep.finish()
 	return n, err
 }
 
-func (s *Store) download(ctx context.Context, h Hash, providers []Provider, opts *DownloadOptions, rep *reporter) (int64, error) {
+// download fetches h as Download does; hint is its size if known (0: not),
+// see DownloadOptions.SizeHint.
+func (s *Store) download(ctx context.Context, h Hash, hint int64, providers []Provider, opts *DownloadOptions, rep *reporter) (int64, error) {
 	if n, err := s.Size(h); err == nil {
 		rep.blobDone(h, n, n, true)
 		return n, nil
@@ -164,6 +174,9 @@ func (s *Store) download(ctx context.Context, h Hash, providers []Provider, opts
 	s.activeAdd(h)
 	defer s.activeDel(h)
 	d := &download{s: s, h: h, opts: opts, rep: rep, changed: make(chan struct{}), providers: len(providers)}
+	if hint > 0 && hint <= MaxBlobSize {
+		d.hint = uint64(hint)
+	}
 	if e, found, err := s.rawEntry(h); err != nil {
 		return 0, err
 	} else if found && e.State == statePartial {
@@ -260,8 +273,9 @@ type download struct {
 	finished    bool
 	fatal       error // a local failure (disk): stops everything
 	workers     int
-	providers   int // given to the download (workers counts those still at it)
-	sizeWaiters int // providers waiting for another to verify the size
+	providers   int    // given to the download (workers counts those still at it)
+	hint        uint64 // the caller's idea of the size (0: none); never trusted
+	sizeWaiters int    // providers waiting for another to verify the size
 }
 
 // MinChunkBytes is the smallest unit of work chunkGroups cuts: 16 groups.
@@ -583,7 +597,17 @@ func (d *download) session(ctx context.Context, p Provider, ps *providerState) (
 	defer func() { release(err == nil && conn.br.Buffered() == 0) }()
 	d.rep.setState(ps, "active", nil)
 
-	size, held, err := conn.have(d.h)
+	// With a size hint, the probe of the hinted last group goes out with
+	// the have query instead of a round trip after it.
+	d.mu.Lock()
+	sized := d.sized
+	d.mu.Unlock()
+	var probe []ChunkRange
+	if !sized && d.hint > 0 {
+		last := numGroups(d.hint) - 1
+		probe = []ChunkRange{{last, last + 1}}
+	}
+	size, held, err := conn.have(d.h, probe)
 	if err != nil {
 		return err
 	}
@@ -595,6 +619,16 @@ func (d *download) session(ctx context.Context, p Provider, ps *providerState) (
 		return errBanned{fmt.Errorf("%w: announced size %d, the verified size is %d", ErrCorrupt, size, vsize)}
 	}
 	v := new(verifier)
+	if probe != nil {
+		// A provider that holds the blob in part may lack the hinted
+		// group: then it is as if it had not been asked.
+		proved, err := d.probeAnswer(conn, v, size, probe)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		sized = sized || proved
+		stall.Reset(d.opts.StallTimeout)
+	}
 	if !sized && !held.Has(numGroups(size)-1) {
 		// This provider cannot prove the size (it lacks the last group):
 		// wait until another one does.
@@ -733,12 +767,28 @@ func (d *download) probe(conn *rangeConn, v *verifier, size uint64) error {
 	if err := conn.request(d.h, r); err != nil {
 		return err
 	}
+	_, err := d.probeAnswer(conn, v, size, r)
+	return err
+}
+
+// probeAnswer reads the answer to a get of range r (one group) sent as a
+// probe, for a provider that announced size. If r is the last group under
+// size, it proves the size (proved true); else (a wrong size hint) the
+// group is verified and dropped. A provider that holds only part of the
+// blob may answer that it lacks r: ErrNotFound.
+func (d *download) probeAnswer(conn *rangeConn, v *verifier, size uint64, r []ChunkRange) (proved bool, err error) {
+	if size > uint64(MaxBlobSize) {
+		return false, errBanned{fmt.Errorf("%w: announced size %d", ErrProtocol, size)}
+	}
+	if r[0].Start != numGroups(size)-1 {
+		return false, conn.readRanges(v, d.h, size, r, discardSink{})
+	}
 	var m bytesSink
 	if err := conn.readRanges(v, d.h, size, r, &m); err != nil {
-		return err
+		return false, err
 	}
 	if err := d.setSize(size); err != nil {
-		return err
+		return false, err
 	}
 	if size <= inlineMax {
 		d.mu.Lock()
@@ -750,7 +800,7 @@ func (d *download) probe(conn *rangeConn, v *verifier, size uint64) error {
 		d.signalLocked()
 		d.mu.Unlock()
 	}
-	return nil
+	return true, nil
 }
 
 // bytesSink keeps the groups of a probe (one group: at most 16 KiB).
@@ -799,7 +849,7 @@ func subtract(rs RangeSet, c ChunkRange) RangeSet {
 func (s *Store) DownloadCollection(ctx context.Context, h Hash, providers []Provider, opts DownloadOptions) (*Collection, error) {
 	opts.defaults()
 	crep := newReporter(DownloadOptions{}, Hash{}, 1)
-	if _, err := s.download(ctx, h, providers, &opts, crep); err != nil {
+	if _, err := s.download(ctx, h, 0, providers, &opts, crep); err != nil {
 		return nil, err
 	}
 	b, err := s.ReadAll(h, MaxCollectionSize)
@@ -870,7 +920,7 @@ func (s *Store) downloadEach(ctx context.Context, h Hash, c *Collection, idx []i
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			n, err := s.download(ctx, e.Hash, providers, opts, rep)
+			n, err := s.download(ctx, e.Hash, e.Size, providers, opts, rep)
 			if err == nil && n != e.Size {
 				err = fmt.Errorf("blobsync: collection %s entry %q: blob %s is %d bytes, the entry says %d", h, e.Name, e.Hash, n, e.Size)
 			}

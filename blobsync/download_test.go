@@ -400,6 +400,80 @@ func TestHaveAndPartialServe(t *testing.T) {
 	}
 }
 
+// countWrites counts the writes of the client end of a stream: requests
+// written together count once.
+type countWrites struct {
+	net.Conn
+	n *atomic.Int32
+}
+
+func (c countWrites) Write(p []byte) (int, error) {
+	c.n.Add(1)
+	return c.Conn.Write(p)
+}
+
+// TestDownloadSizeHint: with the size known beforehand, the size probe goes
+// out with the have query (one write, one round trip, less); a wrong or
+// absurd hint costs only that, and a provider that lacks the hinted last
+// group still serves what it holds.
+func TestDownloadSizeHint(t *testing.T) {
+	data := content(1<<20+5, 42)
+	srv := newTestStore(t)
+	h := addBlob(t, srv, data)
+	size := int64(len(data))
+	for _, c := range []struct {
+		hint   int64
+		writes int32 // have (+ probe), probe, one get
+	}{
+		{0, 3},
+		{size, 2},
+		{size - 3, 2}, // the same last group: it proves the real size
+		{size + 1<<20, 3},
+		{1, 3},
+		{MaxBlobSize + 1, 3}, // ignored
+	} {
+		var writes atomic.Int32
+		p := withFault(prov(t, "p", srv), func(_ int, c net.Conn) io.ReadWriteCloser {
+			return countWrites{c, &writes}
+		})
+		cl := newTestStore(t)
+		n, err := cl.Download(context.Background(), h, []Provider{p}, DownloadOptions{SizeHint: c.hint})
+		if err != nil || n != size {
+			t.Fatalf("hint %d: %d, %v", c.hint, n, err)
+		}
+		checkBlob(t, cl, h, data)
+		if writes.Load() != c.writes {
+			t.Errorf("hint %d: %d writes, want %d", c.hint, writes.Load(), c.writes)
+		}
+	}
+
+	// A partial holder without the last group, hinted: it waits for the
+	// full provider to prove the size, then serves its groups.
+	big := content(6<<20, 43)
+	full := newTestStore(t)
+	hb := addBlob(t, full, big)
+	part := newTestStore(t)
+	slow := prov(t, "slow", full)
+	slow.opts.Limit = NewPeerLimit(ServeLimits{UploadRate: 4e6})
+	dctx, cancel := context.WithTimeout(context.Background(), 900*time.Millisecond)
+	part.Download(dctx, hb, []Provider{slow}, DownloadOptions{ChunkBytes: 256 << 10})
+	cancel()
+	if rec, _ := part.loadRanges(hb); len(rec) == 0 || rec.Has(numGroups(uint64(len(big)))-1) {
+		t.Fatalf("partial holder's record %v: want some groups, not the last", rec)
+	}
+	third := newTestStore(t)
+	pp, fp := prov(t, "partial", part), prov(t, "full", full)
+	fp.opts.Limit = NewPeerLimit(ServeLimits{UploadRate: 20e6})
+	var last Progress
+	if _, err := third.Download(context.Background(), hb, []Provider{pp, fp}, DownloadOptions{SizeHint: int64(len(big)), Progress: func(p Progress) { last = p }}); err != nil {
+		t.Fatal(err)
+	}
+	checkBlob(t, third, hb, big)
+	if pr := provOf(last.Providers, "partial"); pr.Bytes == 0 || pr.State == "failed" || pr.State == "banned" {
+		t.Fatalf("the hinted partial holder served nothing: %+v", last.Providers)
+	}
+}
+
 // TestDownloadOneProviderNoRefetch: with one provider and small chunks, every
 // byte crosses the stream once (no end-game duplicate of its own work while
 // its last buffers are still being written), and the outboard the receiver

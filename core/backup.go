@@ -642,7 +642,7 @@ func (b *Backend) backupDownload(ctx context.Context, gs *groupState, fi FileInf
 	}
 	defer release()
 	progress, done := b.trackBackupDownload(&BackupDownload{Group: gs.info.ID, Repo: fi.Repo, Name: fi.Name, Hash: fi.Hash, Total: fi.Size})
-	err = b.download(ctx, gs, fi.Hash, []key.RecordKey{fi.Repo}, progress)
+	err = b.download(ctx, gs, fi.Hash, fi.Size, []key.RecordKey{fi.Repo}, progress)
 	last := done()
 	if err != nil {
 		return err

@@ -465,7 +465,7 @@ func (b *Backend) adminFetch(req adminRequest) {
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if err := b.download(ctx, gs, h, nil, nil); err != nil {
+			if err := b.download(ctx, gs, h, 0, nil, nil); err != nil {
 				b.log.Warn("admin fetch: download", "group", gi.ID, "hash", h, "err", err)
 				return
 			}

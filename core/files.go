@@ -170,7 +170,7 @@ func (b *Backend) repoCollection(ctx context.Context, gs *groupState, rk key.Rec
 		return "", blobsync.Hash{}, nil, err
 	}
 	fetch := func(ctx context.Context, h blobsync.Hash) error {
-		return b.download(ctx, gs, h, []key.RecordKey{rk}, nil)
+		return b.download(ctx, gs, h, 0, []key.RecordKey{rk}, nil)
 	}
 	c, h, err := repo.Collection(ctx, fetch)
 	if err != nil {

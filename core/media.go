@@ -114,7 +114,7 @@ func (b *Backend) fetch(ctx context.Context, gs *groupState, fi *FileInfo, progr
 	if fi.Local {
 		return nil
 	}
-	if err := b.download(ctx, gs, fi.Hash, []key.RecordKey{fi.Repo}, progress); err != nil {
+	if err := b.download(ctx, gs, fi.Hash, fi.Size, []key.RecordKey{fi.Repo}, progress); err != nil {
 		return fmt.Errorf("download %q: %w", fi.Name, err)
 	}
 	fi.Local = true

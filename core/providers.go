@@ -58,8 +58,11 @@ var ErrNoMembers = errors.New("no other member of the group is reachable")
 // download fetches blob h from every member of gs at once (the nodes
 // serving the repos in prefer first): verified chunk group by chunk group,
 // split across the members that hold it, resumable from what an earlier
-// attempt verified. progress, if not nil, gets the download's state.
-func (b *Backend) download(ctx context.Context, gs *groupState, h blobsync.Hash, prefer []key.RecordKey, progress func(blobsync.Progress)) error {
+// attempt verified. size is the blob's size as a collection entry gives
+// it, or 0: a hint that saves a round trip (blobsync.DownloadOptions.
+// SizeHint), never trusted. progress, if not nil, gets the download's
+// state.
+func (b *Backend) download(ctx context.Context, gs *groupState, h blobsync.Hash, size int64, prefer []key.RecordKey, progress func(blobsync.Progress)) error {
 	if ok, _ := b.blobs.Has(h); ok {
 		return nil
 	}
@@ -67,7 +70,7 @@ func (b *Backend) download(ctx context.Context, gs *groupState, h blobsync.Hash,
 	if err != nil {
 		return err
 	}
-	_, err = b.blobs.Download(ctx, h, provs, blobsync.DownloadOptions{Progress: progress, Logger: b.log})
+	_, err = b.blobs.Download(ctx, h, provs, blobsync.DownloadOptions{Progress: progress, Logger: b.log, SizeHint: size})
 	return err
 }
 

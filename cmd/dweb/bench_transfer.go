@@ -650,6 +650,7 @@ func btReceive(ctx context.Context, job *btJob) (*btChildResult, error) {
 			return nil, fmt.Errorf("collection of %d entries, %d bytes; want %d, %d", len(c.Entries), n, job.Files, job.Size)
 		}
 	} else {
+		opts.SizeHint = job.Size // as core passes a file's size from its collection entry
 		n, err := bs.Download(ctx, h, provs, opts)
 		if err != nil {
 			return nil, err
