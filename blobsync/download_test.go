@@ -150,17 +150,28 @@ func provOf(ps []ProviderProgress, id string) ProviderProgress {
 	return ProviderProgress{}
 }
 
+// holders returns n providers "a", "b", ... each with its own store that
+// holds data, serving at rate bytes/s each (0: no limit), and data's hash.
+func holders(t *testing.T, n int, data []byte, rate int64) ([]Provider, Hash) {
+	var provs []Provider
+	var h Hash
+	for i := range n {
+		srv := newTestStore(t)
+		h = addBlob(t, srv, data)
+		p := prov(t, string(rune('a'+i)), srv)
+		if rate > 0 {
+			p.opts = ServeOptions{Limit: NewPeerLimit(ServeLimits{UploadRate: rate})}
+		}
+		provs = append(provs, p)
+	}
+	return provs, h
+}
+
 // TestDownloadManyProviders: one blob split across three providers; every
 // provider does part of the work; the progress events end at the total.
 func TestDownloadManyProviders(t *testing.T) {
 	data := content(12<<20+777, 31)
-	var provs []Provider
-	var h Hash
-	for i := range 3 {
-		srv := newTestStore(t)
-		h = addBlob(t, srv, data)
-		provs = append(provs, prov(t, string(rune('a'+i)), srv))
-	}
+	provs, h := holders(t, 3, data, 0)
 	cl := newTestStore(t)
 	var mu sync.Mutex
 	var last Progress
@@ -199,15 +210,7 @@ func TestDownloadManyProviders(t *testing.T) {
 // every provider sends a share instead of the first taking the whole blob.
 func TestDownloadSmallBlobShared(t *testing.T) {
 	data := content(6<<20+99, 36)
-	var provs []Provider
-	var h Hash
-	for i := range 3 {
-		srv := newTestStore(t)
-		h = addBlob(t, srv, data)
-		p := prov(t, string(rune('a'+i)), srv)
-		p.opts = ServeOptions{Limit: NewPeerLimit(ServeLimits{UploadRate: 8e6})}
-		provs = append(provs, p)
-	}
+	provs, h := holders(t, 3, data, 8e6)
 	cl := newTestStore(t)
 	var last Progress
 	if _, err := cl.Download(context.Background(), h, provs, DownloadOptions{Progress: func(p Progress) { last = p }}); err != nil {
