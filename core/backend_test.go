@@ -3,9 +3,7 @@ package core
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -14,32 +12,6 @@ import (
 	"github.com/dwebkit/dweb/internal/key"
 	"github.com/dwebkit/dweb/uri"
 )
-
-func startNode(t testing.TB, dir string, boot ...string) *Backend {
-	t.Helper()
-	b, err := New(Options{DataDir: dir, Bootstrap: boot, RepoName: filepath.Base(dir), Logger: testLogger(t, filepath.Base(dir))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := b.Start(ctx); err != nil {
-		b.Close()
-		t.Fatal(err)
-	}
-	return b
-}
-
-func writeFile(t *testing.T, dir, name string, size int) (string, []byte) {
-	t.Helper()
-	data := make([]byte, size)
-	rand.Read(data)
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p, data
-}
 
 // TestShareThroughInvite runs the main job in-process: alice creates a
 // group and adds files, bob joins from the invite URI alone, lists and
@@ -137,11 +109,4 @@ func TestJoinBadInviteIsBadInput(t *testing.T) {
 	if _, err := b.ResolveGroup("nope"); !errors.Is(err, ErrUnknownGroup) {
 		t.Fatalf("ResolveGroup(nope) = %v", err)
 	}
-}
-
-func testLogger(t testing.TB, name string) *slog.Logger {
-	if !testing.Verbose() {
-		return nil
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", name)
 }

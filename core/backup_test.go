@@ -210,49 +210,6 @@ func TestBackupResumesAfterRestart(t *testing.T) {
 	}
 }
 
-// startTogether starts a node in each directory (Options as startWith)
-// concurrently.
-func startTogether(t *testing.T, dirs map[string]Options) map[string]*Backend {
-	t.Helper()
-	type result struct {
-		dir string
-		b   *Backend
-		err error
-	}
-	ch := make(chan result, len(dirs))
-	for dir, o := range dirs {
-		go func() {
-			o.DataDir, o.RepoName, o.Logger = dir, filepath.Base(dir), testLogger(t, filepath.Base(dir))
-			b, err := New(o)
-			if err == nil {
-				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-				if err = b.Start(ctx); err != nil {
-					b.Close()
-				}
-				cancel()
-			}
-			ch <- result{dir, b, err}
-		}()
-	}
-	out := make(map[string]*Backend)
-	var firstErr error
-	for range dirs {
-		r := <-ch
-		if r.err != nil {
-			firstErr = r.err
-			continue
-		}
-		out[r.dir] = r.b
-	}
-	if firstErr != nil {
-		for _, b := range out {
-			b.Close()
-		}
-		t.Fatal(firstErr)
-	}
-	return out
-}
-
 // TestBackupBatchesSmallFiles: a backup node fetches a repo of many small
 // files in children requests: every file held and equal, with a few blob
 // streams to the member rather than one (or more) per file.

@@ -19,25 +19,6 @@ import (
 	"github.com/dwebkit/dweb/internal/tunnel"
 )
 
-// startWith starts a node in dir with opts (DataDir, RepoName and Logger
-// filled in); hideDirect makes it publish no direct address.
-func startWith(t *testing.T, dir string, opts Options, hideDirect bool) *Backend {
-	t.Helper()
-	opts.DataDir, opts.RepoName, opts.Logger = dir, filepath.Base(dir), testLogger(t, filepath.Base(dir))
-	b, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.rs.hideDirect = hideDirect
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := b.Start(ctx); err != nil {
-		b.Close()
-		t.Fatal(err)
-	}
-	return b
-}
-
 // descriptorOf reads, as reader sees it in the DHT, the tunnel descriptor
 // in slot 0 of owner's repo in group g.
 func descriptorOf(ctx context.Context, t *testing.T, reader *Backend, g GroupInfo) (datarepo.TunnelDescriptor, bool) {
@@ -55,18 +36,6 @@ func descriptorOf(ctx context.Context, t *testing.T, reader *Backend, g GroupInf
 		t.Fatal(err)
 	}
 	return td, ok
-}
-
-// waitFor polls cond every 20 ms until it holds or 15 s pass.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // TestDownloadThroughRelay: alice publishes no direct address and keeps a

@@ -1,0 +1,119 @@
+package core
+
+import (
+	"context"
+	"crypto/rand"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// The core tests run real nodes in one process: QUIC on 127.0.0.1, a
+// Pebble store and blob store in a temporary directory per node. The
+// helpers here start them and wait on them.
+
+// startNode starts a node in dir that enters the DHT through boot.
+func startNode(t testing.TB, dir string, boot ...string) *Backend {
+	t.Helper()
+	return startWith(t, dir, Options{Bootstrap: boot}, false)
+}
+
+// startWith starts a node in dir with opts (DataDir, RepoName and Logger
+// filled in); hideDirect makes it publish no direct address.
+func startWith(t testing.TB, dir string, opts Options, hideDirect bool) *Backend {
+	t.Helper()
+	b, err := start(t, dir, opts, hideDirect)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// startTogether starts a node in each directory (Options as startWith)
+// concurrently.
+func startTogether(t testing.TB, dirs map[string]Options) map[string]*Backend {
+	t.Helper()
+	type result struct {
+		dir string
+		b   *Backend
+		err error
+	}
+	ch := make(chan result, len(dirs))
+	for dir, o := range dirs {
+		go func() {
+			b, err := start(t, dir, o, false)
+			ch <- result{dir, b, err}
+		}()
+	}
+	out := make(map[string]*Backend)
+	var firstErr error
+	for range dirs {
+		r := <-ch
+		if r.err != nil {
+			firstErr = r.err
+			continue
+		}
+		out[r.dir] = r.b
+	}
+	if firstErr != nil {
+		for _, b := range out {
+			b.Close()
+		}
+		t.Fatal(firstErr)
+	}
+	return out
+}
+
+// start is startWith's work, safe to call from any goroutine: it returns
+// the error rather than failing t.
+func start(t testing.TB, dir string, opts Options, hideDirect bool) (*Backend, error) {
+	opts.DataDir, opts.RepoName, opts.Logger = dir, filepath.Base(dir), testLogger(t, filepath.Base(dir))
+	b, err := New(opts)
+	if err != nil {
+		return nil, err
+	}
+	b.rs.hideDirect = hideDirect
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := b.Start(ctx); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// testLogger logs a node's debug output to stderr under go test -v, and
+// nothing otherwise.
+func testLogger(t testing.TB, name string) *slog.Logger {
+	if !testing.Verbose() {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", name)
+}
+
+// writeFile writes size random bytes to dir/name and returns its path and
+// the bytes.
+func writeFile(t testing.TB, dir, name string, size int) (string, []byte) {
+	t.Helper()
+	data := make([]byte, size)
+	rand.Read(data)
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p, data
+}
+
+// waitFor polls cond every 20 ms until it holds or 15 s pass.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
