@@ -61,16 +61,9 @@ func TestAdminAllowDeny(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	alice := startNode(t, filepath.Join(tmp, "alice"))
-	defer alice.Close()
 	dir := filepath.Join(tmp, "backup")
 	bo := Options{Bootstrap: []string{alice.Contact()}, Backup: true}
 	backup := startWith(t, dir, bo, false)
-	backupOpen := true
-	defer func() {
-		if backupOpen {
-			backup.Close()
-		}
-	}()
 	if _, _, err := alice.AdminURI(); !errors.Is(err, ErrNotAdmin) {
 		t.Fatalf("AdminURI of a node without backup mode: %v", err)
 	}
@@ -150,9 +143,7 @@ func TestAdminAllowDeny(t *testing.T) {
 
 	// The same URI after a restart, not announced as new.
 	backup.Close()
-	backupOpen = false
 	backup = startWith(t, dir, bo, false)
-	defer backup.Close()
 	again, first, err := backup.AdminURI()
 	if err != nil || first || again != uri {
 		t.Fatalf("after a restart AdminURI = %q, %v, %v; want %q, not first", again, first, err, uri)

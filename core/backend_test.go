@@ -22,9 +22,7 @@ func TestShareThroughInvite(t *testing.T) {
 	defer cancel()
 
 	boot := startNode(t, filepath.Join(tmp, "boot"))
-	defer boot.Close()
 	alice := startNode(t, filepath.Join(tmp, "alice"), boot.Contact())
-	defer alice.Close()
 	bobDir := filepath.Join(tmp, "bob")
 	bob := startNode(t, bobDir)
 
@@ -86,7 +84,6 @@ func TestShareThroughInvite(t *testing.T) {
 	// Restart bob: he keeps the group and sees the current list.
 	bob.Close()
 	bob = startNode(t, bobDir)
-	defer bob.Close()
 	gs := bob.Groups()
 	if len(gs) != 1 || gs[0].ID != g.ID {
 		t.Fatalf("after restart bob has groups %+v", gs)
@@ -99,7 +96,6 @@ func TestShareThroughInvite(t *testing.T) {
 
 func TestJoinBadInviteIsBadInput(t *testing.T) {
 	b := startNode(t, t.TempDir())
-	defer b.Close()
 	_, err := b.JoinGroup(context.Background(), "save+dweb:?v=1&dht=xyz")
 	var bad *BadInputError
 	var pe *uri.ParamError

@@ -39,16 +39,8 @@ func TestBackupServesGroup(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	boot := startNode(t, filepath.Join(tmp, "boot"))
-	defer boot.Close()
 	alice := startNode(t, filepath.Join(tmp, "alice"), boot.Contact())
-	aliceOpen := true
-	defer func() {
-		if aliceOpen {
-			alice.Close()
-		}
-	}()
 	backup := startWith(t, filepath.Join(tmp, "backup"), Options{Bootstrap: []string{boot.Contact()}, Backup: true}, false)
-	defer backup.Close()
 
 	if st := alice.BackupStatus(); st.Enabled || len(st.Groups) != 0 {
 		t.Fatalf("alice (no backup mode) reports %+v", st)
@@ -108,9 +100,7 @@ func TestBackupServesGroup(t *testing.T) {
 	// Alice leaves; carol joins from the invite and gets everything from
 	// the backup alone.
 	alice.Close()
-	aliceOpen = false
 	carol := startNode(t, filepath.Join(tmp, "carol"), boot.Contact())
-	defer carol.Close()
 	if _, err := carol.JoinGroup(ctx, inv); err != nil {
 		t.Fatal(err)
 	}
@@ -147,12 +137,6 @@ func TestBackupResumesAfterRestart(t *testing.T) {
 	aliceDir := filepath.Join(tmp, "alice")
 	ao := Options{UploadRate: rate}
 	alice := startWith(t, aliceDir, ao, false)
-	aliceOpen := true
-	defer func() {
-		if aliceOpen {
-			alice.Close()
-		}
-	}()
 	g, err := alice.CreateGroup(ctx, "g")
 	if err != nil {
 		t.Fatal(err)
@@ -168,7 +152,6 @@ func TestBackupResumesAfterRestart(t *testing.T) {
 	bo := Options{Bootstrap: []string{alice.Contact()}, Backup: true, BackupConcurrency: 1}
 	backup := startWith(t, dir, bo, false)
 	if _, err := backup.JoinGroup(ctx, inv); err != nil {
-		backup.Close()
 		t.Fatal(err)
 	}
 	waitFor(t, "1 MiB of the download", func() bool {
@@ -180,7 +163,6 @@ func TestBackupResumesAfterRestart(t *testing.T) {
 		return false
 	})
 	alice.Close()
-	aliceOpen = false
 	if err := backup.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -192,9 +174,7 @@ func TestBackupResumesAfterRestart(t *testing.T) {
 
 	// Both at once, so neither waits out a bootstrap to the other being down.
 	nodes := startTogether(t, map[string]Options{aliceDir: ao, dir: bo})
-	alice, backup = nodes[aliceDir], nodes[dir]
-	aliceOpen = true
-	defer backup.Close()
+	backup = nodes[dir]
 	waitFor(t, "the restarted backup to hold the file", holds(backup, g.ID, 1))
 	st := backup.BackupStatus()
 	t.Logf("after the restart: resumed %d bytes, fetched %d of %d", st.Resumed, st.Fetched, size)
@@ -218,7 +198,6 @@ func TestBackupBatchesSmallFiles(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	alice := startNode(t, filepath.Join(tmp, "alice"))
-	defer alice.Close()
 	g, err := alice.CreateGroup(ctx, "many")
 	if err != nil {
 		t.Fatal(err)
@@ -236,7 +215,6 @@ func TestBackupBatchesSmallFiles(t *testing.T) {
 	}
 	inv, _ := alice.Invite(g.ID)
 	backup := startWith(t, filepath.Join(tmp, "backup"), Options{Bootstrap: []string{alice.Contact()}, Backup: true}, false)
-	defer backup.Close()
 	if _, err := backup.JoinGroup(ctx, inv); err != nil {
 		t.Fatal(err)
 	}

@@ -25,24 +25,10 @@ func TestDrainHandsOverToAnotherBackup(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	boot := startNode(t, filepath.Join(tmp, "boot"))
-	defer boot.Close()
 	alice := startNode(t, filepath.Join(tmp, "alice"), boot.Contact())
-	aliceOpen := true
-	defer func() {
-		if aliceOpen {
-			alice.Close()
-		}
-	}()
 	bo := Options{Bootstrap: []string{boot.Contact()}, Backup: true, BackupInterval: time.Hour}
 	nodes := startTogether(t, map[string]Options{filepath.Join(tmp, "a"): bo, filepath.Join(tmp, "b"): bo})
 	a, bk := nodes[filepath.Join(tmp, "a")], nodes[filepath.Join(tmp, "b")]
-	aOpen := true
-	defer func() {
-		if aOpen {
-			a.Close()
-		}
-	}()
-	defer bk.Close()
 
 	g, err := alice.CreateGroup(ctx, "newsroom")
 	if err != nil {
@@ -72,7 +58,6 @@ func TestDrainHandsOverToAnotherBackup(t *testing.T) {
 	waitFor(t, "backup A to hold alice's files", holds(a, g.ID, 2))
 	waitFor(t, "backup B to hold alice's files", holds(bk, g.ID, 2))
 	alice.Close()
-	aliceOpen = false
 
 	// B loses photo.jpg and cannot fetch it by itself: its backup loop's
 	// download slots are all taken.
@@ -123,11 +108,9 @@ func TestDrainHandsOverToAnotherBackup(t *testing.T) {
 		t.Fatalf("A is still in %+v", a.Groups())
 	}
 	a.Close()
-	aOpen = false
 
 	// Carol joins and gets every file from B alone.
 	carol := startNode(t, filepath.Join(tmp, "carol"), boot.Contact())
-	defer carol.Close()
 	if _, err := carol.JoinGroup(ctx, inv); err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +136,6 @@ func TestAdminFetchRefusesBadRequests(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	srv := startWith(t, filepath.Join(tmp, "srv"), Options{Backup: true}, false)
-	defer srv.Close()
 	uri, _, err := srv.AdminURI()
 	if err != nil {
 		t.Fatal(err)

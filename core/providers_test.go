@@ -18,11 +18,8 @@ func TestDownloadFromEveryMember(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	alice := startNode(t, filepath.Join(tmp, "alice"))
-	defer alice.Close()
 	bob := startNode(t, filepath.Join(tmp, "bob"), alice.Contact())
-	defer bob.Close()
 	carol := startNode(t, filepath.Join(tmp, "carol"), alice.Contact())
-	defer carol.Close()
 
 	g, err := alice.CreateGroup(ctx, "g")
 	if err != nil {

@@ -36,12 +36,9 @@ func TestBackupQuota(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	boot := startNode(t, filepath.Join(tmp, "boot"))
-	defer boot.Close()
 	alice := startNode(t, filepath.Join(tmp, "alice"), boot.Contact())
-	defer alice.Close()
 	const quota = 1 << 20
 	backup := startWith(t, filepath.Join(tmp, "backup"), Options{Bootstrap: []string{boot.Contact()}, Backup: true, StorageQuota: quota}, false)
-	defer backup.Close()
 
 	g, err := alice.CreateGroup(ctx, "newsroom")
 	if err != nil {
@@ -111,9 +108,7 @@ func TestQuotaOnAddAndGet(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	alice := startNode(t, filepath.Join(tmp, "alice"))
-	defer alice.Close()
 	bob := startWith(t, filepath.Join(tmp, "bob"), Options{Bootstrap: []string{alice.Contact()}, StorageQuota: 1 << 20}, false)
-	defer bob.Close()
 
 	g, err := alice.CreateGroup(ctx, "g")
 	if err != nil {

@@ -24,11 +24,8 @@ func TestRefresh(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	boot := startNode(t, filepath.Join(tmp, "boot"))
-	defer boot.Close()
 	alice := startNode(t, filepath.Join(tmp, "alice"), boot.Contact())
-	defer alice.Close()
 	bob := startNode(t, filepath.Join(tmp, "bob"), boot.Contact())
-	defer bob.Close()
 
 	g, err := alice.CreateGroup(ctx, "archive")
 	if err != nil {
@@ -168,9 +165,7 @@ func BenchmarkRefresh(b *testing.B) {
 	tmp := b.TempDir()
 	ctx := context.Background()
 	boot := startNode(b, filepath.Join(tmp, "boot"))
-	defer boot.Close()
 	alice := startNode(b, filepath.Join(tmp, "alice"), boot.Contact())
-	defer alice.Close()
 	g, err := alice.CreateGroup(ctx, "archive")
 	if err != nil {
 		b.Fatal(err)

@@ -47,11 +47,8 @@ func TestDownloadThroughRelay(t *testing.T) {
 	defer cancel()
 
 	relay := startWith(t, filepath.Join(tmp, "relay"), Options{ServeRelay: true}, false)
-	defer relay.Close()
 	alice := startWith(t, filepath.Join(tmp, "alice"), Options{Bootstrap: []string{relay.Contact()}, Relays: []string{relay.Contact()}}, true)
-	defer alice.Close()
 	bob := startWith(t, filepath.Join(tmp, "bob"), Options{Bootstrap: []string{relay.Contact()}}, false)
-	defer bob.Close()
 
 	waitFor(t, "alice's reservation", func() bool { return len(alice.Relays()) == 1 })
 	waitFor(t, "alice's reachability check", func() bool { return alice.Reachability().Checked })
@@ -129,9 +126,7 @@ func TestNonMemberGetsNothing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	relay := startWith(t, filepath.Join(tmp, "relay"), Options{ServeRelay: true}, false)
-	defer relay.Close()
 	alice := startWith(t, filepath.Join(tmp, "alice"), Options{Bootstrap: []string{relay.Contact()}, Relays: []string{relay.Contact()}}, false)
-	defer alice.Close()
 	g, err := alice.CreateGroup(ctx, "closed")
 	if err != nil {
 		t.Fatal(err)
@@ -225,11 +220,9 @@ func TestTunnelSurvivesPortChange(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	boot := startWith(t, filepath.Join(tmp, "boot"), Options{}, false)
-	defer boot.Close()
 	aliceDir := filepath.Join(tmp, "alice")
 	alice := startWith(t, aliceDir, Options{Bootstrap: []string{boot.Contact()}, ListenAddr: "127.0.0.1:0"}, false)
 	bob := startWith(t, filepath.Join(tmp, "bob"), Options{Bootstrap: []string{boot.Contact()}}, false)
-	defer bob.Close()
 
 	g, err := alice.CreateGroup(ctx, "moving")
 	if err != nil {
@@ -260,7 +253,6 @@ func TestTunnelSurvivesPortChange(t *testing.T) {
 	// Alice moves to a new UDP port (as a phone changing networks).
 	alice.Close()
 	alice = startWith(t, aliceDir, Options{Bootstrap: []string{boot.Contact()}, ListenAddr: "127.0.0.1:0"}, false)
-	defer alice.Close()
 	if alice.Addr() == oldAddr {
 		t.Fatalf("alice kept port %s", oldAddr)
 	}
@@ -317,10 +309,8 @@ func TestDescriptorRemovedOnClose(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	boot := startWith(t, filepath.Join(tmp, "boot"), Options{}, false)
-	defer boot.Close()
 	alice := startWith(t, filepath.Join(tmp, "alice"), Options{Bootstrap: []string{boot.Contact()}}, false)
 	bob := startWith(t, filepath.Join(tmp, "bob"), Options{Bootstrap: []string{boot.Contact()}}, false)
-	defer bob.Close()
 	g, err := alice.CreateGroup(ctx, "leaving")
 	if err != nil {
 		t.Fatal(err)

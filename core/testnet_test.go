@@ -12,7 +12,8 @@ import (
 
 // The core tests run real nodes in one process: QUIC on 127.0.0.1, a
 // Pebble store and blob store in a temporary directory per node. The
-// helpers here start them and wait on them.
+// helpers here start them and wait on them. A node they start is closed
+// when the test ends, unless the test closed it itself.
 
 // startNode starts a node in dir that enters the DHT through boot.
 func startNode(t testing.TB, dir string, boot ...string) *Backend {
@@ -28,6 +29,7 @@ func startWith(t testing.TB, dir string, opts Options, hideDirect bool) *Backend
 	if err != nil {
 		t.Fatal(err)
 	}
+	closeAtEnd(t, b)
 	return b
 }
 
@@ -55,15 +57,23 @@ func startTogether(t testing.TB, dirs map[string]Options) map[string]*Backend {
 			firstErr = r.err
 			continue
 		}
+		closeAtEnd(t, r.b)
 		out[r.dir] = r.b
 	}
 	if firstErr != nil {
-		for _, b := range out {
-			b.Close()
-		}
 		t.Fatal(firstErr)
 	}
 	return out
+}
+
+// closeAtEnd closes b when the test ends, unless it is closed already
+// (Close cancels b.ctx).
+func closeAtEnd(t testing.TB, b *Backend) {
+	t.Cleanup(func() {
+		if b.ctx.Err() == nil {
+			b.Close()
+		}
+	})
 }
 
 // start is startWith's work, safe to call from any goroutine: it returns

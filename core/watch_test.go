@@ -18,7 +18,6 @@ func TestWatchDeliversNewFiles(t *testing.T) {
 	boot := startNode(t, filepath.Join(tmp, "boot"))
 	alice := startNode(t, filepath.Join(tmp, "alice"), boot.Contact())
 	bob := startNode(t, filepath.Join(tmp, "bob"), boot.Contact())
-	defer bob.Close()
 
 	g, err := alice.CreateGroup(ctx, "g")
 	if err != nil {
