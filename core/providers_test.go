@@ -17,9 +17,8 @@ func TestDownloadFromEveryMember(t *testing.T) {
 	tmp := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	alice := startNode(t, filepath.Join(tmp, "alice"))
-	bob := startNode(t, filepath.Join(tmp, "bob"), alice.Contact())
-	carol := startNode(t, filepath.Join(tmp, "carol"), alice.Contact())
+	nodes := startNodes(t, tmp, "alice", "bob", "carol")
+	alice, bob, carol := nodes[0], nodes[1], nodes[2]
 
 	g, err := alice.CreateGroup(ctx, "g")
 	if err != nil {
@@ -46,13 +45,13 @@ func TestDownloadFromEveryMember(t *testing.T) {
 	if got, _ := os.ReadFile(out); !bytes.Equal(got, data) {
 		t.Fatal("carol's bytes differ")
 	}
-	nodes := map[string]bool{}
+	providers := map[string]bool{}
 	var sum int64
 	for _, pp := range last.Providers {
-		nodes[pp.Node] = true
+		providers[pp.Node] = true
 		sum += pp.Bytes
 	}
-	if !nodes[alice.NodeID().String()] || !nodes[bob.NodeID().String()] || last.Done != int64(len(data)) || sum != last.Done {
+	if !providers[alice.NodeID().String()] || !providers[bob.NodeID().String()] || last.Done != int64(len(data)) || sum != last.Done {
 		t.Fatalf("last progress %+v: want alice and bob as providers, their bytes adding up to %d", last, len(data))
 	}
 }

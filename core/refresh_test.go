@@ -23,9 +23,8 @@ func TestRefresh(t *testing.T) {
 	tmp := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	boot := startNode(t, filepath.Join(tmp, "boot"))
-	alice := startNode(t, filepath.Join(tmp, "alice"), boot.Contact())
-	bob := startNode(t, filepath.Join(tmp, "bob"), boot.Contact())
+	nodes := startNodes(t, tmp, "boot", "alice", "bob")
+	alice, bob := nodes[1], nodes[2]
 
 	g, err := alice.CreateGroup(ctx, "archive")
 	if err != nil {

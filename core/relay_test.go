@@ -308,9 +308,8 @@ func TestDescriptorRemovedOnClose(t *testing.T) {
 	tmp := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	boot := startWith(t, filepath.Join(tmp, "boot"), Options{}, false)
-	alice := startWith(t, filepath.Join(tmp, "alice"), Options{Bootstrap: []string{boot.Contact()}}, false)
-	bob := startWith(t, filepath.Join(tmp, "bob"), Options{Bootstrap: []string{boot.Contact()}}, false)
+	nodes := startNodes(t, tmp, "boot", "alice", "bob")
+	alice, bob := nodes[1], nodes[2]
 	g, err := alice.CreateGroup(ctx, "leaving")
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,17 @@ func startNode(t testing.TB, dir string, boot ...string) *Backend {
 	return startWith(t, dir, Options{Bootstrap: boot}, false)
 }
 
+// startNodes starts a node in dir/name for each name, one after the
+// other; the first is the bootstrap of the rest.
+func startNodes(t testing.TB, dir string, names ...string) []*Backend {
+	t.Helper()
+	nodes := []*Backend{startNode(t, filepath.Join(dir, names[0]))}
+	for _, name := range names[1:] {
+		nodes = append(nodes, startNode(t, filepath.Join(dir, name), nodes[0].Contact()))
+	}
+	return nodes
+}
+
 // startWith starts a node in dir with opts (DataDir, RepoName and Logger
 // filled in); hideDirect makes it publish no direct address.
 func startWith(t testing.TB, dir string, opts Options, hideDirect bool) *Backend {

@@ -2,7 +2,6 @@ package core
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 )
@@ -15,9 +14,8 @@ func TestWatchDeliversNewFiles(t *testing.T) {
 	tmp := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	boot := startNode(t, filepath.Join(tmp, "boot"))
-	alice := startNode(t, filepath.Join(tmp, "alice"), boot.Contact())
-	bob := startNode(t, filepath.Join(tmp, "bob"), boot.Contact())
+	nodes := startNodes(t, tmp, "boot", "alice", "bob")
+	boot, alice, bob := nodes[0], nodes[1], nodes[2]
 
 	g, err := alice.CreateGroup(ctx, "g")
 	if err != nil {
