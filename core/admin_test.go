@@ -71,15 +71,8 @@ func TestAdminAllowDeny(t *testing.T) {
 	if err != nil || !first {
 		t.Fatalf("AdminURI = %q, %v, %v; want one made by this first start", uri, first, err)
 	}
-	g, err := alice.CreateGroup(ctx, "desk")
-	if err != nil {
-		t.Fatal(err)
-	}
 	p, _ := writeFile(t, tmp, "a.jpg", 50000)
-	if _, err := alice.AddFiles(ctx, g.ID, []string{p}); err != nil {
-		t.Fatal(err)
-	}
-	inv, _ := alice.Invite(g.ID)
+	g, _, inv := newGroup(ctx, t, alice, "desk", p)
 
 	c, err := DialAdmin(uri, nil)
 	if err != nil {

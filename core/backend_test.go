@@ -26,19 +26,11 @@ func TestShareThroughInvite(t *testing.T) {
 	bobDir := filepath.Join(tmp, "bob")
 	bob := startNode(t, bobDir)
 
-	g, err := alice.CreateGroup(ctx, "family")
-	if err != nil {
-		t.Fatal(err)
-	}
 	small, smallData := writeFile(t, tmp, "note.txt", 1000)
 	big, bigData := writeFile(t, tmp, "video.bin", 3<<20+123)
-	added, err := alice.AddFiles(ctx, g.ID, []string{small, big})
-	if err != nil || len(added) != 2 {
-		t.Fatalf("AddFiles = %v, %v", added, err)
-	}
-	inv, err := alice.Invite(g.ID)
-	if err != nil {
-		t.Fatal(err)
+	g, added, inv := newGroup(ctx, t, alice, "family", small, big)
+	if len(added) != 2 {
+		t.Fatalf("AddFiles = %v", added)
 	}
 	bg, err := bob.JoinGroup(ctx, inv)
 	if err != nil {

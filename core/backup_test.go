@@ -45,10 +45,6 @@ func TestBackupServesGroup(t *testing.T) {
 	if st := alice.BackupStatus(); st.Enabled || len(st.Groups) != 0 {
 		t.Fatalf("alice (no backup mode) reports %+v", st)
 	}
-	g, err := alice.CreateGroup(ctx, "newsroom")
-	if err != nil {
-		t.Fatal(err)
-	}
 	want := map[string][]byte{}
 	var paths []string
 	for i, size := range []int{1000, 3<<20 + 17} {
@@ -57,16 +53,8 @@ func TestBackupServesGroup(t *testing.T) {
 		want[name] = data
 		paths = append(paths, p)
 	}
-	if _, err := alice.AddFiles(ctx, g.ID, paths); err != nil {
-		t.Fatal(err)
-	}
-	inv, err := alice.Invite(g.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := backup.JoinGroup(ctx, inv); err != nil {
-		t.Fatal(err)
-	}
+	g, _, inv := newGroup(ctx, t, alice, "newsroom", paths...)
+	join(ctx, t, inv, backup)
 	waitFor(t, "the backup to hold alice's two files", holds(backup, g.ID, 2))
 	st, _ := backupGroupStatus(backup, g.ID)
 	// The group record and both repo records are republished by the backup.
@@ -101,9 +89,7 @@ func TestBackupServesGroup(t *testing.T) {
 	// the backup alone.
 	alice.Close()
 	carol := startNode(t, filepath.Join(tmp, "carol"), boot.Contact())
-	if _, err := carol.JoinGroup(ctx, inv); err != nil {
-		t.Fatal(err)
-	}
+	join(ctx, t, inv, carol)
 	for name, data := range want {
 		out := filepath.Join(tmp, "carol-"+name)
 		var last Progress
@@ -137,23 +123,14 @@ func TestBackupResumesAfterRestart(t *testing.T) {
 	aliceDir := filepath.Join(tmp, "alice")
 	ao := Options{UploadRate: rate}
 	alice := startWith(t, aliceDir, ao, false)
-	g, err := alice.CreateGroup(ctx, "g")
-	if err != nil {
-		t.Fatal(err)
-	}
 	const size = 6<<20 + 5
 	p, data := writeFile(t, tmp, "big.bin", size)
-	if _, err := alice.AddFiles(ctx, g.ID, []string{p}); err != nil {
-		t.Fatal(err)
-	}
-	inv, _ := alice.Invite(g.ID)
+	g, _, inv := newGroup(ctx, t, alice, "g", p)
 
 	dir := filepath.Join(tmp, "backup")
 	bo := Options{Bootstrap: []string{alice.Contact()}, Backup: true, BackupConcurrency: 1}
 	backup := startWith(t, dir, bo, false)
-	if _, err := backup.JoinGroup(ctx, inv); err != nil {
-		t.Fatal(err)
-	}
+	join(ctx, t, inv, backup)
 	waitFor(t, "1 MiB of the download", func() bool {
 		for _, d := range backup.BackupStatus().Downloading {
 			if d.Done >= 1<<20 {
@@ -198,10 +175,6 @@ func TestBackupBatchesSmallFiles(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	alice := startNode(t, filepath.Join(tmp, "alice"))
-	g, err := alice.CreateGroup(ctx, "many")
-	if err != nil {
-		t.Fatal(err)
-	}
 	const files = 60
 	var paths []string
 	datas := map[string][]byte{}
@@ -210,14 +183,9 @@ func TestBackupBatchesSmallFiles(t *testing.T) {
 		p, data := writeFile(t, tmp, name, 1000+i*9000)
 		paths, datas[name] = append(paths, p), data
 	}
-	if _, err := alice.AddFiles(ctx, g.ID, paths); err != nil {
-		t.Fatal(err)
-	}
-	inv, _ := alice.Invite(g.ID)
+	g, _, inv := newGroup(ctx, t, alice, "many", paths...)
 	backup := startWith(t, filepath.Join(tmp, "backup"), Options{Bootstrap: []string{alice.Contact()}, Backup: true}, false)
-	if _, err := backup.JoinGroup(ctx, inv); err != nil {
-		t.Fatal(err)
-	}
+	join(ctx, t, inv, backup)
 	waitFor(t, "the backup to hold every file", holds(backup, g.ID, files))
 	for name, data := range datas {
 		out := filepath.Join(tmp, "out-"+name)

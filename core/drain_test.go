@@ -30,10 +30,6 @@ func TestDrainHandsOverToAnotherBackup(t *testing.T) {
 	nodes := startTogether(t, map[string]Options{filepath.Join(tmp, "a"): bo, filepath.Join(tmp, "b"): bo})
 	a, bk := nodes[filepath.Join(tmp, "a")], nodes[filepath.Join(tmp, "b")]
 
-	g, err := alice.CreateGroup(ctx, "newsroom")
-	if err != nil {
-		t.Fatal(err)
-	}
 	want := map[string][]byte{}
 	var paths []string
 	for i, size := range []int{1000, 300<<10 + 5} {
@@ -42,19 +38,8 @@ func TestDrainHandsOverToAnotherBackup(t *testing.T) {
 		want[name] = data
 		paths = append(paths, p)
 	}
-	added, err := alice.AddFiles(ctx, g.ID, paths)
-	if err != nil {
-		t.Fatal(err)
-	}
-	inv, err := alice.Invite(g.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range []*Backend{a, bk} {
-		if _, err := n.JoinGroup(ctx, inv); err != nil {
-			t.Fatal(err)
-		}
-	}
+	g, added, inv := newGroup(ctx, t, alice, "newsroom", paths...)
+	join(ctx, t, inv, a, bk)
 	waitFor(t, "backup A to hold alice's files", holds(a, g.ID, 2))
 	waitFor(t, "backup B to hold alice's files", holds(bk, g.ID, 2))
 	alice.Close()
@@ -111,9 +96,7 @@ func TestDrainHandsOverToAnotherBackup(t *testing.T) {
 
 	// Carol joins and gets every file from B alone.
 	carol := startNode(t, filepath.Join(tmp, "carol"), boot.Contact())
-	if _, err := carol.JoinGroup(ctx, inv); err != nil {
-		t.Fatal(err)
-	}
+	join(ctx, t, inv, carol)
 	for name, data := range want {
 		out := filepath.Join(tmp, "carol-"+name)
 		var last Progress

@@ -20,20 +20,9 @@ func TestDownloadFromEveryMember(t *testing.T) {
 	nodes := startNodes(t, tmp, "alice", "bob", "carol")
 	alice, bob, carol := nodes[0], nodes[1], nodes[2]
 
-	g, err := alice.CreateGroup(ctx, "g")
-	if err != nil {
-		t.Fatal(err)
-	}
 	p, data := writeFile(t, tmp, "clip.mp4", 9<<20+77)
-	if _, err := alice.AddFiles(ctx, g.ID, []string{p}); err != nil {
-		t.Fatal(err)
-	}
-	inv, _ := alice.Invite(g.ID)
-	for _, n := range []*Backend{bob, carol} {
-		if _, err := n.JoinGroup(ctx, inv); err != nil {
-			t.Fatal(err)
-		}
-	}
+	g, _, inv := newGroup(ctx, t, alice, "g", p)
+	join(ctx, t, inv, bob, carol)
 	if _, err := bob.GetFile(ctx, g.ID, key.RecordKey{}, "clip.mp4", filepath.Join(tmp, "bob.mp4"), nil); err != nil {
 		t.Fatal(err)
 	}

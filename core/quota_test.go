@@ -40,22 +40,10 @@ func TestBackupQuota(t *testing.T) {
 	const quota = 1 << 20
 	backup := startWith(t, filepath.Join(tmp, "backup"), Options{Bootstrap: []string{boot.Contact()}, Backup: true, StorageQuota: quota}, false)
 
-	g, err := alice.CreateGroup(ctx, "newsroom")
-	if err != nil {
-		t.Fatal(err)
-	}
 	small, _ := writeFile(t, tmp, "note.txt", 300<<10)
 	big, _ := writeFile(t, tmp, "clip.mp4", 2<<20)
-	if _, err := alice.AddFiles(ctx, g.ID, []string{small, big}); err != nil {
-		t.Fatal(err)
-	}
-	inv, err := alice.Invite(g.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := backup.JoinGroup(ctx, inv); err != nil {
-		t.Fatal(err)
-	}
+	g, _, inv := newGroup(ctx, t, alice, "newsroom", small, big)
+	join(ctx, t, inv, backup)
 	waitFor(t, "a pass that meets the quota", func() bool {
 		st, ok := backupGroupStatus(backup, g.ID)
 		return ok && st.Files == 2 && st.Held == 1 && st.OverQuota == 1
@@ -110,22 +98,13 @@ func TestQuotaOnAddAndGet(t *testing.T) {
 	alice := startNode(t, filepath.Join(tmp, "alice"))
 	bob := startWith(t, filepath.Join(tmp, "bob"), Options{Bootstrap: []string{alice.Contact()}, StorageQuota: 1 << 20}, false)
 
-	g, err := alice.CreateGroup(ctx, "g")
-	if err != nil {
-		t.Fatal(err)
-	}
 	big, _ := writeFile(t, tmp, "big.bin", 2<<20)
-	if _, err := alice.AddFiles(ctx, g.ID, []string{big}); err != nil {
-		t.Fatal(err)
-	}
-	inv, _ := alice.Invite(g.ID)
-	if _, err := bob.JoinGroup(ctx, inv); err != nil {
-		t.Fatal(err)
-	}
+	g, _, inv := newGroup(ctx, t, alice, "g", big)
+	join(ctx, t, inv, bob)
 	if _, err := bob.AddFiles(ctx, g.ID, []string{big}); !errors.Is(err, ErrQuota) {
 		t.Fatalf("bob adds 2 MiB under a 1 MiB quota: %v, want ErrQuota", err)
 	}
-	_, err = bob.GetFile(ctx, g.ID, key.RecordKey{}, "big.bin", filepath.Join(tmp, "out"), nil)
+	_, err := bob.GetFile(ctx, g.ID, key.RecordKey{}, "big.bin", filepath.Join(tmp, "out"), nil)
 	if !errors.Is(err, ErrQuota) {
 		t.Fatalf("bob gets 2 MiB under a 1 MiB quota: %v, want ErrQuota", err)
 	}

@@ -26,10 +26,6 @@ func TestRefresh(t *testing.T) {
 	nodes := startNodes(t, tmp, "boot", "alice", "bob")
 	alice, bob := nodes[1], nodes[2]
 
-	g, err := alice.CreateGroup(ctx, "archive")
-	if err != nil {
-		t.Fatal(err)
-	}
 	want := map[string][]byte{}
 	var paths []string
 	for i := range 24 {
@@ -46,16 +42,8 @@ func TestRefresh(t *testing.T) {
 		t.Fatal(err)
 	}
 	paths, want["copy-of-photo03.jpg"] = append(paths, dup), want["photo03.jpg"]
-	if _, err := alice.AddFiles(ctx, g.ID, paths); err != nil {
-		t.Fatal(err)
-	}
-	inv, err := alice.Invite(g.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bob.JoinGroup(ctx, inv); err != nil {
-		t.Fatal(err)
-	}
+	g, _, inv := newGroup(ctx, t, alice, "archive", paths...)
+	join(ctx, t, inv, bob)
 
 	aliceRepo := func(rs []RepoRefresh) RepoRefresh {
 		t.Helper()
@@ -165,10 +153,6 @@ func BenchmarkRefresh(b *testing.B) {
 	ctx := context.Background()
 	boot := startNode(b, filepath.Join(tmp, "boot"))
 	alice := startNode(b, filepath.Join(tmp, "alice"), boot.Contact())
-	g, err := alice.CreateGroup(ctx, "archive")
-	if err != nil {
-		b.Fatal(err)
-	}
 	var paths []string
 	for i := range 300 {
 		size := 20000 + i*100
@@ -181,13 +165,7 @@ func BenchmarkRefresh(b *testing.B) {
 		}
 		paths = append(paths, p)
 	}
-	if _, err := alice.AddFiles(ctx, g.ID, paths); err != nil {
-		b.Fatal(err)
-	}
-	inv, err := alice.Invite(g.ID)
-	if err != nil {
-		b.Fatal(err)
-	}
+	g, _, inv := newGroup(ctx, b, alice, "archive", paths...)
 	n := 0
 	for _, mode := range []string{"refresh", "one-by-one"} {
 		b.Run(mode, func(b *testing.B) {
@@ -195,9 +173,7 @@ func BenchmarkRefresh(b *testing.B) {
 				b.StopTimer()
 				n++
 				bob := startNode(b, filepath.Join(tmp, fmt.Sprintf("bob%d", n)), boot.Contact())
-				if _, err := bob.JoinGroup(ctx, inv); err != nil {
-					b.Fatal(err)
-				}
+				join(ctx, b, inv, bob)
 				b.StartTimer()
 				got := 0
 				if mode == "refresh" {

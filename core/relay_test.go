@@ -69,21 +69,9 @@ func TestDownloadThroughRelay(t *testing.T) {
 	waitFor(t, "alice out of the relay's routing table", func() bool { return !inTable(relay) })
 	accepted := alice.ep.Stats().Accepted
 
-	g, err := alice.CreateGroup(ctx, "newsroom")
-	if err != nil {
-		t.Fatal(err)
-	}
 	p, data := writeFile(t, tmp, "report.bin", 2<<20+77)
-	if _, err := alice.AddFiles(ctx, g.ID, []string{p}); err != nil {
-		t.Fatal(err)
-	}
-	inv, err := alice.Invite(g.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bob.JoinGroup(ctx, inv); err != nil {
-		t.Fatal(err)
-	}
+	g, _, inv := newGroup(ctx, t, alice, "newsroom", p)
+	join(ctx, t, inv, bob)
 	td, ok := descriptorOf(ctx, t, bob, g)
 	if !ok || len(td.Addrs) != 0 || len(td.Relays) != 1 || td.Relays[0] != relay.Contact() {
 		t.Fatalf("alice's descriptor as bob reads it: %+v (ok %v), want no address and relay %s", td, ok, relay.Contact())
@@ -127,14 +115,8 @@ func TestNonMemberGetsNothing(t *testing.T) {
 	defer cancel()
 	relay := startWith(t, filepath.Join(tmp, "relay"), Options{ServeRelay: true}, false)
 	alice := startWith(t, filepath.Join(tmp, "alice"), Options{Bootstrap: []string{relay.Contact()}, Relays: []string{relay.Contact()}}, false)
-	g, err := alice.CreateGroup(ctx, "closed")
-	if err != nil {
-		t.Fatal(err)
-	}
 	p, _ := writeFile(t, tmp, "secret.bin", 100<<10)
-	if _, err := alice.AddFiles(ctx, g.ID, []string{p}); err != nil {
-		t.Fatal(err)
-	}
+	g, _, _ := newGroup(ctx, t, alice, "closed", p)
 	waitFor(t, "alice's reservation", func() bool { return len(alice.Relays()) == 1 })
 
 	ep, err := transport.Listen(transport.Options{Identity: key.NewKeypair()})
@@ -224,23 +206,10 @@ func TestTunnelSurvivesPortChange(t *testing.T) {
 	alice := startWith(t, aliceDir, Options{Bootstrap: []string{boot.Contact()}, ListenAddr: "127.0.0.1:0"}, false)
 	bob := startWith(t, filepath.Join(tmp, "bob"), Options{Bootstrap: []string{boot.Contact()}}, false)
 
-	g, err := alice.CreateGroup(ctx, "moving")
-	if err != nil {
-		t.Fatal(err)
-	}
 	p1, _ := writeFile(t, tmp, "one.bin", 300<<10)
 	p2, d2 := writeFile(t, tmp, "two.bin", 300<<10)
-	added, err := alice.AddFiles(ctx, g.ID, []string{p1, p2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	inv, err := alice.Invite(g.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bob.JoinGroup(ctx, inv); err != nil {
-		t.Fatal(err)
-	}
+	g, added, inv := newGroup(ctx, t, alice, "moving", p1, p2)
+	join(ctx, t, inv, bob)
 	if _, err := bob.GetFile(ctx, g.ID, key.RecordKey{}, "one.bin", filepath.Join(tmp, "got1"), nil); err != nil {
 		t.Fatal(err)
 	}
@@ -310,17 +279,8 @@ func TestDescriptorRemovedOnClose(t *testing.T) {
 	defer cancel()
 	nodes := startNodes(t, tmp, "boot", "alice", "bob")
 	alice, bob := nodes[1], nodes[2]
-	g, err := alice.CreateGroup(ctx, "leaving")
-	if err != nil {
-		t.Fatal(err)
-	}
-	inv, err := alice.Invite(g.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bob.JoinGroup(ctx, inv); err != nil {
-		t.Fatal(err)
-	}
+	g, _, inv := newGroup(ctx, t, alice, "leaving")
+	join(ctx, t, inv, bob)
 	if td, ok := descriptorOf(ctx, t, bob, g); !ok || td.Node != alice.NodeID() {
 		t.Fatalf("before close: descriptor %+v ok %v", td, ok)
 	}

@@ -138,3 +138,35 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// newGroup creates group name on owner, adds the files at paths to it
+// (none: the group stays empty) and returns the group, the files added
+// and an invite to it.
+func newGroup(ctx context.Context, t testing.TB, owner *Backend, name string, paths ...string) (GroupInfo, []FileInfo, string) {
+	t.Helper()
+	g, err := owner.CreateGroup(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var added []FileInfo
+	if len(paths) > 0 {
+		if added, err = owner.AddFiles(ctx, g.ID, paths); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inv, err := owner.Invite(g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g, added, inv
+}
+
+// join makes each member join the group of invite inv.
+func join(ctx context.Context, t testing.TB, inv string, members ...*Backend) {
+	t.Helper()
+	for _, m := range members {
+		if _, err := m.JoinGroup(ctx, inv); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

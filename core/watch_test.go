@@ -17,17 +17,8 @@ func TestWatchDeliversNewFiles(t *testing.T) {
 	nodes := startNodes(t, tmp, "boot", "alice", "bob")
 	boot, alice, bob := nodes[0], nodes[1], nodes[2]
 
-	g, err := alice.CreateGroup(ctx, "g")
-	if err != nil {
-		t.Fatal(err)
-	}
-	inv, err := alice.Invite(g.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bob.JoinGroup(ctx, inv); err != nil {
-		t.Fatal(err)
-	}
+	g, _, inv := newGroup(ctx, t, alice, "g")
+	join(ctx, t, inv, bob)
 	aliceRepo := alice.Groups()[0].Repo
 	gs, err := bob.group(g.ID)
 	if err != nil {
