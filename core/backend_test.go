@@ -1,15 +1,12 @@
 package core
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/dwebkit/dweb/internal/key"
 	"github.com/dwebkit/dweb/uri"
 )
 
@@ -50,16 +47,7 @@ func TestShareThroughInvite(t *testing.T) {
 		name string
 		data []byte
 	}{{"note.txt", smallData}, {"video.bin", bigData}} {
-		out := filepath.Join(tmp, "out-"+want.name)
-		var last Progress
-		fi, err := bob.GetFile(ctx, g.ID, key.RecordKey{}, want.name, out, func(p Progress) { last = p })
-		if err != nil {
-			t.Fatalf("GetFile %s: %v", want.name, err)
-		}
-		got, _ := os.ReadFile(out)
-		if !bytes.Equal(got, want.data) {
-			t.Fatalf("%s: downloaded bytes differ", want.name)
-		}
+		fi, last := getFile(ctx, t, bob, g.ID, want.name, filepath.Join(tmp, "out-"+want.name), want.data)
 		if fi.Mine || last.Done != int64(len(want.data)) || last.Total != int64(len(want.data)) {
 			t.Fatalf("%s: info %+v, last progress %+v", want.name, fi, last)
 		}

@@ -1,10 +1,8 @@
 package core
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -91,15 +89,7 @@ func TestBackupServesGroup(t *testing.T) {
 	carol := startNode(t, filepath.Join(tmp, "carol"), boot.Contact())
 	join(ctx, t, inv, carol)
 	for name, data := range want {
-		out := filepath.Join(tmp, "carol-"+name)
-		var last Progress
-		fi, err := carol.GetFile(ctx, g.ID, key.RecordKey{}, name, out, func(p Progress) { last = p })
-		if err != nil {
-			t.Fatalf("carol gets %s: %v", name, err)
-		}
-		if got, _ := os.ReadFile(out); !bytes.Equal(got, data) {
-			t.Fatalf("carol's %s differs", name)
-		}
+		fi, last := getFile(ctx, t, carol, g.ID, name, filepath.Join(tmp, "carol-"+name), data)
 		if fi.Repo != aliceRepo {
 			t.Fatalf("%s came from repo %s, want alice's %s", name, fi.Repo, aliceRepo)
 		}
@@ -158,13 +148,7 @@ func TestBackupResumesAfterRestart(t *testing.T) {
 	if st.Resumed < 1<<20 || st.Resumed >= size || st.Fetched == 0 || st.Fetched+st.Resumed > size {
 		t.Fatalf("restarted backup resumed %d and fetched %d bytes of %d: want the verified part kept, only the rest fetched", st.Resumed, st.Fetched, size)
 	}
-	out := filepath.Join(tmp, "out.bin")
-	if _, err := backup.GetFile(ctx, g.ID, key.RecordKey{}, "big.bin", out, nil); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := os.ReadFile(out); !bytes.Equal(got, data) {
-		t.Fatal("the backup's copy differs")
-	}
+	getFile(ctx, t, backup, g.ID, "big.bin", filepath.Join(tmp, "out.bin"), data)
 }
 
 // TestBackupBatchesSmallFiles: a backup node fetches a repo of many small
@@ -188,13 +172,8 @@ func TestBackupBatchesSmallFiles(t *testing.T) {
 	join(ctx, t, inv, backup)
 	waitFor(t, "the backup to hold every file", holds(backup, g.ID, files))
 	for name, data := range datas {
-		out := filepath.Join(tmp, "out-"+name)
-		fi, err := backup.GetFile(ctx, g.ID, key.RecordKey{}, name, out, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got, _ := os.ReadFile(out); !bytes.Equal(got, data) || !fi.Local {
-			t.Fatalf("the backup's %s differs or was not local", name)
+		if fi, _ := getFile(ctx, t, backup, g.ID, name, filepath.Join(tmp, "out-"+name), data); !fi.Local {
+			t.Fatalf("the backup's %s was not local", name)
 		}
 	}
 	// The collection, then the batches (one stream per member and pass,

@@ -1,17 +1,14 @@
 package core
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/dwebkit/dweb/blobsync"
-	"github.com/dwebkit/dweb/internal/key"
 )
 
 // TestDrainHandsOverToAnotherBackup: two backup servers hold alice's files;
@@ -98,14 +95,7 @@ func TestDrainHandsOverToAnotherBackup(t *testing.T) {
 	carol := startNode(t, filepath.Join(tmp, "carol"), boot.Contact())
 	join(ctx, t, inv, carol)
 	for name, data := range want {
-		out := filepath.Join(tmp, "carol-"+name)
-		var last Progress
-		if _, err := carol.GetFile(ctx, g.ID, key.RecordKey{}, name, out, func(p Progress) { last = p }); err != nil {
-			t.Fatalf("carol gets %s: %v", name, err)
-		}
-		if got, _ := os.ReadFile(out); !bytes.Equal(got, data) {
-			t.Fatalf("carol's %s differs", name)
-		}
+		_, last := getFile(ctx, t, carol, g.ID, name, filepath.Join(tmp, "carol-"+name), data)
 		if len(last.Providers) != 1 || last.Providers[0].Node != bk.NodeID().String() {
 			t.Fatalf("carol got %s with progress %+v, want B %s as the one provider", name, last, bk.NodeID())
 		}

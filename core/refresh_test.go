@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/dwebkit/dweb/blobsync"
-	"github.com/dwebkit/dweb/internal/key"
 )
 
 // TestRefresh: bob's Refresh fetches every file of alice's repo that he
@@ -86,13 +85,8 @@ func TestRefresh(t *testing.T) {
 			len(r.RefreshedFiles), len(r.AllFiles), r.FailedFiles, r.CanWrite, r.RepoHash, len(want), len(want))
 	}
 	for name, data := range want {
-		out := filepath.Join(tmp, "out-"+name)
-		fi, err := bob.GetFile(ctx, g.ID, key.RecordKey{}, name, out, nil)
-		if err != nil {
-			t.Fatalf("GetFile %s: %v", name, err)
-		}
-		if got, _ := os.ReadFile(out); !bytes.Equal(got, data) || !fi.Local {
-			t.Fatalf("%s: bytes differ or not local after the refresh (%+v)", name, fi)
+		if fi, _ := getFile(ctx, t, bob, g.ID, name, filepath.Join(tmp, "out-"+name), data); !fi.Local {
+			t.Fatalf("%s: not local after the refresh (%+v)", name, fi)
 		}
 	}
 	gs, err := bob.group(g.ID)

@@ -1,11 +1,9 @@
 package core
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -77,14 +75,7 @@ func TestDownloadThroughRelay(t *testing.T) {
 		t.Fatalf("alice's descriptor as bob reads it: %+v (ok %v), want no address and relay %s", td, ok, relay.Contact())
 	}
 
-	dst := filepath.Join(tmp, "got.bin")
-	if _, err := bob.GetFile(ctx, g.ID, key.RecordKey{}, "report.bin", dst, nil); err != nil {
-		t.Fatal(err)
-	}
-	got, err := os.ReadFile(dst)
-	if err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("downloaded file differs (%v)", err)
-	}
+	getFile(ctx, t, bob, g.ID, "report.bin", filepath.Join(tmp, "got.bin"), data)
 	var path *PeerPath
 	for _, pp := range bob.PeerPaths() {
 		if pp.Node == alice.NodeID() {
@@ -261,13 +252,8 @@ func TestTunnelSurvivesPortChange(t *testing.T) {
 	if last.Path != PathDirect || last.Via != alice.Addr().String() || last.Encryption != "tls" {
 		t.Fatalf("bob reached alice by %+v, want direct to her new address %s", last, alice.Addr())
 	}
-	dst := filepath.Join(tmp, "got2")
-	fi, err := bob.GetFile(ctx, g.ID, key.RecordKey{}, "two.bin", dst, nil)
-	if err != nil || fi.Hash != h2 {
-		t.Fatalf("GetFile two.bin = %+v, %v", fi, err)
-	}
-	if got, _ := os.ReadFile(dst); !bytes.Equal(got, d2) {
-		t.Fatal("second file differs")
+	if fi, _ := getFile(ctx, t, bob, g.ID, "two.bin", filepath.Join(tmp, "got2"), d2); fi.Hash != h2 {
+		t.Fatalf("GetFile two.bin = %+v, want hash %s", fi, h2)
 	}
 }
 

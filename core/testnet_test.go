@@ -1,6 +1,7 @@
 package core
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"log/slog"
@@ -8,6 +9,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/dwebkit/dweb/internal/key"
 )
 
 // The core tests run real nodes in one process: QUIC on 127.0.0.1, a
@@ -169,4 +172,20 @@ func join(ctx context.Context, t testing.TB, inv string, members ...*Backend) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// getFile downloads file name of group g, from whichever repo holds it,
+// with b to out; it fails t unless out then holds want. It returns the
+// file's info and the last progress reported.
+func getFile(ctx context.Context, t testing.TB, b *Backend, g key.RecordKey, name, out string, want []byte) (FileInfo, Progress) {
+	t.Helper()
+	var last Progress
+	fi, err := b.GetFile(ctx, g, key.RecordKey{}, name, out, func(p Progress) { last = p })
+	if err != nil {
+		t.Fatalf("%s gets %s: %v", b.opts.RepoName, name, err)
+	}
+	if got, err := os.ReadFile(out); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("%s's %s differs from the bytes added (%v)", b.opts.RepoName, name, err)
+	}
+	return fi, last
 }
