@@ -1,7 +1,6 @@
 package core
 
 import (
-	"context"
 	"errors"
 	"net/netip"
 	"path/filepath"
@@ -58,8 +57,7 @@ func TestAdminURIRoundTrip(t *testing.T) {
 // and the URI stays the same after a restart.
 func TestAdminAllowDeny(t *testing.T) {
 	tmp := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testContext(t, 60*time.Second)
 	alice := startNode(t, filepath.Join(tmp, "alice"))
 	dir := filepath.Join(tmp, "backup")
 	bo := Options{Bootstrap: []string{alice.Contact()}, Backup: true}

@@ -15,8 +15,7 @@ import (
 // downloads them verified, and still has them after a restart.
 func TestShareThroughInvite(t *testing.T) {
 	tmp := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testContext(t, 60*time.Second)
 
 	boot := startNode(t, filepath.Join(tmp, "boot"))
 	alice := startNode(t, filepath.Join(tmp, "alice"), boot.Contact())

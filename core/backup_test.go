@@ -1,7 +1,6 @@
 package core
 
 import (
-	"context"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -34,8 +33,7 @@ func holds(b *Backend, g key.RecordKey, files int) func() bool {
 // member downloads every file from.
 func TestBackupServesGroup(t *testing.T) {
 	tmp := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testContext(t, 60*time.Second)
 	boot := startNode(t, filepath.Join(tmp, "boot"))
 	alice := startNode(t, filepath.Join(tmp, "alice"), boot.Contact())
 	backup := startWith(t, filepath.Join(tmp, "backup"), Options{Bootstrap: []string{boot.Contact()}, Backup: true}, false)
@@ -107,8 +105,7 @@ func TestBackupServesGroup(t *testing.T) {
 // without fetching them again.
 func TestBackupResumesAfterRestart(t *testing.T) {
 	tmp := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testContext(t, 60*time.Second)
 	const rate = 2 << 20 // alice's upload limit, bytes/s
 	aliceDir := filepath.Join(tmp, "alice")
 	ao := Options{UploadRate: rate}
@@ -156,8 +153,7 @@ func TestBackupResumesAfterRestart(t *testing.T) {
 // streams to the member rather than one (or more) per file.
 func TestBackupBatchesSmallFiles(t *testing.T) {
 	tmp := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testContext(t, 60*time.Second)
 	alice := startNode(t, filepath.Join(tmp, "alice"))
 	const files = 60
 	var paths []string

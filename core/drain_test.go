@@ -1,7 +1,6 @@
 package core
 
 import (
-	"context"
 	"errors"
 	"path/filepath"
 	"strings"
@@ -19,8 +18,7 @@ import (
 // member downloads every file from B alone.
 func TestDrainHandsOverToAnotherBackup(t *testing.T) {
 	tmp := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testContext(t, 60*time.Second)
 	boot := startNode(t, filepath.Join(tmp, "boot"))
 	alice := startNode(t, filepath.Join(tmp, "alice"), boot.Contact())
 	bo := Options{Bootstrap: []string{boot.Contact()}, Backup: true, BackupInterval: time.Hour}
@@ -106,8 +104,7 @@ func TestDrainHandsOverToAnotherBackup(t *testing.T) {
 // hashes of a group the server is in.
 func TestAdminFetchRefusesBadRequests(t *testing.T) {
 	tmp := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testContext(t, 30*time.Second)
 	srv := startWith(t, filepath.Join(tmp, "srv"), Options{Backup: true}, false)
 	uri, _, err := srv.AdminURI()
 	if err != nil {

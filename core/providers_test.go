@@ -1,7 +1,6 @@
 package core
 
 import (
-	"context"
 	"path/filepath"
 	"testing"
 	"time"
@@ -13,8 +12,7 @@ import (
 // download asks both of them, and the bytes match.
 func TestDownloadFromEveryMember(t *testing.T) {
 	tmp := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testContext(t, 60*time.Second)
 	nodes := startNodes(t, tmp, "alice", "bob", "carol")
 	alice, bob, carol := nodes[0], nodes[1], nodes[2]
 

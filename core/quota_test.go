@@ -1,7 +1,6 @@
 package core
 
 import (
-	"context"
 	"errors"
 	"path/filepath"
 	"strings"
@@ -33,8 +32,7 @@ func TestParseSize(t *testing.T) {
 // names the quota and the bytes held and needed, and reports it per group.
 func TestBackupQuota(t *testing.T) {
 	tmp := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testContext(t, 60*time.Second)
 	boot := startNode(t, filepath.Join(tmp, "boot"))
 	alice := startNode(t, filepath.Join(tmp, "alice"), boot.Contact())
 	const quota = 1 << 20
@@ -93,8 +91,7 @@ func TestBackupQuota(t *testing.T) {
 // storage quota too, with a clear error and nothing stored.
 func TestQuotaOnAddAndGet(t *testing.T) {
 	tmp := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testContext(t, 60*time.Second)
 	alice := startNode(t, filepath.Join(tmp, "alice"))
 	bob := startWith(t, filepath.Join(tmp, "bob"), Options{Bootstrap: []string{alice.Contact()}, StorageQuota: 1 << 20}, false)
 

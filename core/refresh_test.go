@@ -20,8 +20,7 @@ import (
 // FailedFiles and the rest still come.
 func TestRefresh(t *testing.T) {
 	tmp := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
+	ctx := testContext(t, 90*time.Second)
 	nodes := startNodes(t, tmp, "boot", "alice", "bob")
 	alice, bob := nodes[1], nodes[2]
 

@@ -41,8 +41,7 @@ func descriptorOf(ctx context.Context, t *testing.T, reader *Backend, g GroupInf
 // file through the relay, and reports that path.
 func TestDownloadThroughRelay(t *testing.T) {
 	tmp := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testContext(t, 60*time.Second)
 
 	relay := startWith(t, filepath.Join(tmp, "relay"), Options{ServeRelay: true}, false)
 	alice := startWith(t, filepath.Join(tmp, "alice"), Options{Bootstrap: []string{relay.Contact()}, Relays: []string{relay.Contact()}}, true)
@@ -102,8 +101,7 @@ func TestDownloadThroughRelay(t *testing.T) {
 // outside a tunnel is refused.
 func TestNonMemberGetsNothing(t *testing.T) {
 	tmp := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testContext(t, 60*time.Second)
 	relay := startWith(t, filepath.Join(tmp, "relay"), Options{ServeRelay: true}, false)
 	alice := startWith(t, filepath.Join(tmp, "alice"), Options{Bootstrap: []string{relay.Contact()}, Relays: []string{relay.Contact()}}, false)
 	p, _ := writeFile(t, tmp, "secret.bin", 100<<10)
@@ -190,8 +188,7 @@ func (r *recorder) Close() error {
 // (memberProvider.Open) and fetches from the new one.
 func TestTunnelSurvivesPortChange(t *testing.T) {
 	tmp := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testContext(t, 60*time.Second)
 	boot := startWith(t, filepath.Join(tmp, "boot"), Options{}, false)
 	aliceDir := filepath.Join(tmp, "alice")
 	alice := startWith(t, aliceDir, Options{Bootstrap: []string{boot.Contact()}, ListenAddr: "127.0.0.1:0"}, false)
@@ -261,8 +258,7 @@ func TestTunnelSurvivesPortChange(t *testing.T) {
 // descriptor, as a member reading the DHT sees.
 func TestDescriptorRemovedOnClose(t *testing.T) {
 	tmp := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testContext(t, 60*time.Second)
 	nodes := startNodes(t, tmp, "boot", "alice", "bob")
 	alice, bob := nodes[1], nodes[2]
 	g, _, inv := newGroup(ctx, t, alice, "leaving")

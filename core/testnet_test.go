@@ -18,6 +18,14 @@ import (
 // helpers here start them and wait on them. A node they start is closed
 // when the test ends, unless the test closed it itself.
 
+// testContext returns a context that ends after d or when the test ends,
+// after the nodes started later are closed.
+func testContext(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
 // startNode starts a node in dir that enters the DHT through boot.
 func startNode(t testing.TB, dir string, boot ...string) *Backend {
 	t.Helper()

@@ -12,8 +12,7 @@ import (
 // is gone.
 func TestWatchDeliversNewFiles(t *testing.T) {
 	tmp := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testContext(t, 60*time.Second)
 	nodes := startNodes(t, tmp, "boot", "alice", "bob")
 	boot, alice, bob := nodes[0], nodes[1], nodes[2]
 
