@@ -41,14 +41,7 @@ func TestBackupServesGroup(t *testing.T) {
 	if st := alice.BackupStatus(); st.Enabled || len(st.Groups) != 0 {
 		t.Fatalf("alice (no backup mode) reports %+v", st)
 	}
-	want := map[string][]byte{}
-	var paths []string
-	for i, size := range []int{1000, 3<<20 + 17} {
-		name := []string{"note.txt", "clip.mp4"}[i]
-		p, data := writeFile(t, tmp, name, size)
-		want[name] = data
-		paths = append(paths, p)
-	}
+	paths, want := writeFiles(t, tmp, []string{"note.txt", "clip.mp4"}, 1000, 3<<20+17)
 	g, _, inv := newGroup(ctx, t, alice, "newsroom", paths...)
 	join(ctx, t, inv, backup)
 	waitFor(t, "the backup to hold alice's two files", holds(backup, g.ID, 2))

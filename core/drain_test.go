@@ -25,14 +25,7 @@ func TestDrainHandsOverToAnotherBackup(t *testing.T) {
 	nodes := startTogether(t, map[string]Options{filepath.Join(tmp, "a"): bo, filepath.Join(tmp, "b"): bo})
 	a, bk := nodes[filepath.Join(tmp, "a")], nodes[filepath.Join(tmp, "b")]
 
-	want := map[string][]byte{}
-	var paths []string
-	for i, size := range []int{1000, 300<<10 + 5} {
-		name := []string{"note.txt", "photo.jpg"}[i]
-		p, data := writeFile(t, tmp, name, size)
-		want[name] = data
-		paths = append(paths, p)
-	}
+	paths, want := writeFiles(t, tmp, []string{"note.txt", "photo.jpg"}, 1000, 300<<10+5)
 	g, added, inv := newGroup(ctx, t, alice, "newsroom", paths...)
 	join(ctx, t, inv, a, bk)
 	waitFor(t, "backup A to hold alice's files", holds(a, g.ID, 2))

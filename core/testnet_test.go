@@ -138,6 +138,18 @@ func writeFile(t testing.TB, dir, name string, size int) (string, []byte) {
 	return p, data
 }
 
+// writeFiles writes a file of random bytes to dir for each name, of the
+// size at the same index, and returns their paths in that order and their
+// bytes by name.
+func writeFiles(t testing.TB, dir string, names []string, sizes ...int) ([]string, map[string][]byte) {
+	t.Helper()
+	paths, data := make([]string, len(names)), make(map[string][]byte)
+	for i, name := range names {
+		paths[i], data[name] = writeFile(t, dir, name, sizes[i])
+	}
+	return paths, data
+}
+
 // waitFor polls cond every 20 ms until it holds or 15 s pass.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
