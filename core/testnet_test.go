@@ -15,8 +15,9 @@ import (
 
 // The core tests run real nodes in one process: QUIC on 127.0.0.1, a
 // Pebble store and blob store in a temporary directory per node. The
-// helpers here start them and wait on them. A node they start is closed
-// when the test ends, unless the test closed it itself.
+// helpers here start them, write files, share a group among them, fetch
+// files and wait. A node they start is closed when the test ends, unless
+// the test closed it itself.
 
 // testContext returns a context that ends after d or when the test ends,
 // after the nodes started later are closed.
@@ -150,18 +151,6 @@ func writeFiles(t testing.TB, dir string, names []string, sizes ...int) ([]strin
 	return paths, data
 }
 
-// waitFor polls cond every 20 ms until it holds or 15 s pass.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // newGroup creates group name on owner, adds the files at paths to it
 // (none: the group stays empty) and returns the group, the files added
 // and an invite to it.
@@ -208,4 +197,16 @@ func getFile(ctx context.Context, t testing.TB, b *Backend, g key.RecordKey, nam
 		t.Fatalf("%s's %s differs from the bytes added (%v)", b.opts.RepoName, name, err)
 	}
 	return fi, last
+}
+
+// waitFor polls cond every 20 ms until it holds or 15 s pass.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
