@@ -192,6 +192,10 @@ func benchTransferCmd(a *app) *cobra.Command {
 			if res.Speedup > 0 {
 				fmt.Fprintf(a.stdout, "one provider: %.0f MB/s; speedup %.2fx\n", res.OneProviderMBs, res.Speedup)
 			}
+			if l := res.Link; l != nil {
+				fmt.Fprintf(a.stdout, "emulated path to each provider: %.0f ms round trip, %.2f %% loss, bottleneck %.1f MB/s (0: none); %d datagrams lost, %d dropped at the queue\n",
+					l.RTTms, l.Loss*100, l.RateMBs, l.Lost, l.QueueDrops)
+			}
 			return nil
 		},
 	}
