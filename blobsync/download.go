@@ -273,9 +273,10 @@ type download struct {
 	finished    bool
 	fatal       error // a local failure (disk): stops everything
 	workers     int
-	providers   int    // given to the download (workers counts those still at it)
-	hint        uint64 // the caller's idea of the size (0: none); never trusted
-	sizeWaiters int    // providers waiting for another to verify the size
+	providers   int           // given to the download (workers counts those still at it)
+	hint        uint64        // the caller's idea of the size (0: none); never trusted
+	taskTime    time.Duration // moving average of completed tasks' times, request to last group
+	sizeWaiters int           // providers waiting for another to verify the size
 }
 
 // MinChunkBytes is the smallest unit of work chunkGroups cuts: 16 groups.
@@ -394,7 +395,8 @@ func (d *download) take(ctx context.Context, held RangeSet, owner *providerState
 				oldest = t
 			}
 		}
-		if oldest != nil && time.Since(oldest.started) > 50*time.Millisecond {
+		late := d.lateAfterLocked()
+		if oldest != nil && time.Since(oldest.started) > late {
 			oldest.stolen = true
 			t := &task{r: ChunkRange{oldest.next, oldest.r.End}, next: oldest.next, started: time.Now(), dup: true, owner: owner}
 			d.inflight[t] = struct{}{}
@@ -419,7 +421,8 @@ func (d *download) take(ctx context.Context, held RangeSet, owner *providerState
 		d.mu.Unlock()
 		var timer <-chan time.Time
 		if oldest != nil {
-			timer = time.After(60 * time.Millisecond)
+			// Look again when the oldest task turns late.
+			timer = time.After(max(late-time.Since(oldest.started), 0) + 10*time.Millisecond)
 		}
 		select {
 		case <-ch:
@@ -432,13 +435,37 @@ func (d *download) take(ctx context.Context, held RangeSet, owner *providerState
 	}
 }
 
-// release ends task t: groups not verified go back to the queue.
+// lateAfterLocked is the age at which a task counts as late, so that
+// another provider may duplicate it (end game): 50 ms, or twice the
+// typical time a task took from its request to its last group, whichever
+// is longer. On a long path every task is older than 50 ms before its
+// first byte arrives; duplicating tasks that are on time only wastes the
+// link and, when the blob completes, cuts the streams still answering
+// them instead of keeping them for the next blob (measured over emulated
+// 40 ms paths, docs/BENCHMARKS.md, "Fifth session"). Tasks wait in their
+// provider's pipeline before they are served, so a blob's last tasks are
+// older than the typical: at 1.5 times it, equal providers still
+// duplicated each other's. A stalled or much slower provider's tasks
+// still turn late (TestDownloadSlowProviderTakenOver).
+func (d *download) lateAfterLocked() time.Duration {
+	return max(50*time.Millisecond, 2*d.taskTime)
+}
+
+// release ends task t: groups not verified go back to the queue. A task
+// of its owner's own that completed feeds the typical task time.
 func (d *download) release(t *task) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	delete(d.inflight, t)
 	if t.next < t.r.End {
 		d.retry = d.retry.Add(ChunkRange{t.next, t.r.End})
+	} else if !t.dup {
+		took := time.Since(t.started)
+		if d.taskTime == 0 {
+			d.taskTime = took
+		} else {
+			d.taskTime = (3*d.taskTime + took) / 4
+		}
 	}
 	d.checkDoneLocked()
 	d.signalLocked()

@@ -229,6 +229,30 @@ func TestDownloadSmallBlobShared(t *testing.T) {
 	}
 }
 
+// TestDownloadSlowProviderTakenOver: of two providers, one at 40 MB/s and
+// one at 500 KB/s, the slow one's chunks turn late against the typical
+// task time and the fast one duplicates them (end game), so the blob does
+// not wait the 4 s the slow one's first chunks alone would take.
+func TestDownloadSlowProviderTakenOver(t *testing.T) {
+	data := content(8<<20+3, 37)
+	provs, h := holders(t, 2, data, 40e6)
+	provs[1].(*pipeProvider).opts.Limit = NewPeerLimit(ServeLimits{UploadRate: 500e3})
+	cl := newTestStore(t)
+	var last Progress
+	t0 := time.Now()
+	if _, err := cl.Download(context.Background(), h, provs, DownloadOptions{Progress: func(p Progress) { last = p }}); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(t0)
+	checkBlob(t, cl, h, data)
+	if took > 2*time.Second {
+		t.Fatalf("the download took %v: the slow provider held it up", took)
+	}
+	if slow := provOf(last.Providers, "b"); slow.Bytes > 1<<20 {
+		t.Fatalf("the slow provider delivered %d bytes: its chunks were not taken over (%+v)", slow.Bytes, last.Providers)
+	}
+}
+
 func TestChunkGroups(t *testing.T) {
 	for _, c := range []struct {
 		size      int64

@@ -193,3 +193,47 @@ func TestStreamPoolCloseAlone(t *testing.T) {
 		t.Fatalf("stats %+v, want 4 opened, 1 reused", st)
 	}
 }
+
+// TestEndGameSparesOnTimeTasks: three equal providers behind 8 MB/s
+// links, four blobs one after another. A task that is merely older than
+// 50 ms is on time on such a link; the end game duplicates only tasks
+// late against the typical task time, so at each blob's end no stream is
+// still answering a duplicate, and the streams are kept for the next blob
+// rather than cut.
+func TestEndGameSparesOnTimeTasks(t *testing.T) {
+	ctx := context.Background()
+	pool := NewStreamPool(0, 0)
+	defer pool.Close()
+	var datas [][]byte
+	var hashes []Hash
+	var raw []*pipeProvider
+	var provs []Provider
+	for i := range 3 {
+		srv := newTestStore(t)
+		for j := range 4 {
+			b := content(6<<20+j*999, uint64(80+j))
+			h := addBlob(t, srv, b)
+			if i == 0 {
+				datas, hashes = append(datas, b), append(hashes, h)
+			}
+		}
+		p := prov(t, string(rune('a'+i)), srv)
+		p.opts = ServeOptions{Limit: NewPeerLimit(ServeLimits{UploadRate: 8e6})}
+		raw, provs = append(raw, p), append(provs, pool.Provider(p))
+	}
+	cl := newTestStore(t)
+	for i, h := range hashes {
+		if _, err := cl.Download(ctx, h, provs, DownloadOptions{SizeHint: int64(len(datas[i]))}); err != nil {
+			t.Fatalf("download %d: %v", i, err)
+		}
+		checkBlob(t, cl, h, datas[i])
+	}
+	var opens int32
+	for _, p := range raw {
+		opens += p.opens.Load()
+	}
+	// One stream per provider; a late task now and then may cost one more.
+	if st := pool.Stats(); opens > 4 || st.Reused < 8 {
+		t.Fatalf("%d streams opened for 4 blobs from 3 providers (pool %+v), want about 3", opens, st)
+	}
+}
