@@ -140,13 +140,29 @@ func (discardSink) parent(uint64, []byte) error { return nil }
 func (discardSink) group(uint64, []byte) error  { return nil }
 
 // batches cuts the entries idx of c into children requests of at most
-// batchMaxChildren entries and about batchMaxBytes.
-func batches(c *Collection, idx []int) [][]int {
+// batchMaxChildren entries and about batchMaxBytes. For several providers
+// (n > 1) it cuts finer, into at least n × batchPipeline × 2 batches (down
+// to 16 entries or 1 MiB each), as chunkGroups does for a blob: else the
+// first provider to ask takes every batch of a collection of a few dozen
+// megabytes into its pipeline and the others have nothing to do (measured
+// over emulated 40 ms paths: 320 files of 100 KB from three providers came
+// at the speed of one).
+func batches(c *Collection, idx []int, n int) [][]int {
+	maxChildren, maxBytes := batchMaxChildren, batchMaxBytes
+	if n > 1 {
+		var total int64
+		for _, i := range idx {
+			total += c.Entries[i].Size
+		}
+		pieces := n * batchPipeline * 2
+		maxChildren = min(maxChildren, max(16, (len(idx)+pieces-1)/pieces))
+		maxBytes = min(maxBytes, max(1<<20, (total+int64(pieces)-1)/int64(pieces)))
+	}
 	var out [][]int
 	var cur []int
 	var bytes int64
 	for _, i := range idx {
-		if len(cur) > 0 && (len(cur) == batchMaxChildren || bytes+c.Entries[i].Size > batchMaxBytes) {
+		if len(cur) > 0 && (len(cur) == maxChildren || bytes+c.Entries[i].Size > maxBytes) {
 			out = append(out, cur)
 			cur, bytes = nil, 0
 		}
@@ -290,7 +306,7 @@ func (b *batchRun) drop(t *batchTask) {
 // be had, and the providers that did not lie (a liar is used for nothing
 // more).
 func (s *Store) downloadBatches(ctx context.Context, coll Hash, c *Collection, idx []int, providers []Provider, opts *DownloadOptions, rep *reporter) (left []int, honest []Provider) {
-	all := batches(c, idx)
+	all := batches(c, idx, len(providers))
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	b := &batchRun{s: s, coll: coll, c: c, opts: opts, rep: rep, cancel: cancel,

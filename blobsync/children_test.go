@@ -368,3 +368,71 @@ func TestEmptyRangesRequest(t *testing.T) {
 		t.Fatalf("have after the empty answer: %v %v", held, err)
 	}
 }
+
+// TestBatchesSplitForProviders: one provider gets the largest batches
+// (fewest round trips); several get at least n × batchPipeline × 2, down
+// to 16 entries or 1 MiB each, so that each has work from the start.
+func TestBatchesSplitForProviders(t *testing.T) {
+	c := &Collection{}
+	var idx []int
+	for i := range 320 {
+		c.Entries = append(c.Entries, Entry{Name: fmt.Sprintf("f%04d", i), Size: 100_000})
+		idx = append(idx, i)
+	}
+	count := func(n int) (batches_, largest int) {
+		bs := batches(c, idx, n)
+		seen := 0
+		for _, b := range bs {
+			largest = max(largest, len(b))
+			seen += len(b)
+		}
+		if seen != len(idx) {
+			t.Fatalf("%d providers: batches hold %d entries, want %d", n, seen, len(idx))
+		}
+		return len(bs), largest
+	}
+	if n, _ := count(1); n != 2 { // 16 MiB each: 167 and 153 entries
+		t.Errorf("one provider: %d batches, want 2", n)
+	}
+	if n, largest := count(3); n < 12 || largest > 27 {
+		t.Errorf("three providers: %d batches of up to %d entries, want 12 or more of at most 27", n, largest)
+	}
+	// The floors: 40 entries of 1 KB for 8 providers make batches of 16
+	// entries; of 100 KB, batches of 1 MiB (10 entries).
+	tiny := &Collection{}
+	for i := range 40 {
+		tiny.Entries = append(tiny.Entries, Entry{Name: fmt.Sprintf("t%02d", i), Size: 1000})
+	}
+	if bs := batches(tiny, idx[:40], 8); len(bs) != 3 || len(bs[0]) != 16 {
+		t.Errorf("40 entries of 1 KB, 8 providers: %d batches, the first of %d", len(bs), len(bs[0]))
+	}
+	if bs := batches(c, idx[:40], 8); len(bs) != 4 || len(bs[0]) != 10 {
+		t.Errorf("40 entries of 100 KB, 8 providers: %d batches, the first of %d", len(bs), len(bs[0]))
+	}
+}
+
+// TestDownloadCollectionBatchesShared: 60 small files from three providers
+// at 4 MB/s each: every provider sends a share of the children batches.
+func TestDownloadCollectionBatchesShared(t *testing.T) {
+	var sizes []int
+	for i := range 60 {
+		sizes = append(sizes, 100_000+i)
+	}
+	var srvs []*Store
+	for range 3 {
+		srvs = append(srvs, newTestStore(t))
+	}
+	f := makeCollection(t, sizes, srvs, nil)
+	var provs []Provider
+	for i, s := range srvs {
+		p := prov(t, string(rune('a'+i)), s)
+		p.opts = ServeOptions{Limit: NewPeerLimit(ServeLimits{UploadRate: 4e6})}
+		provs = append(provs, p)
+	}
+	_, last := downloadAll(t, newTestStore(t), f, provs...)
+	for _, p := range last.Providers {
+		if p.Bytes < 500_000 {
+			t.Errorf("provider %s sent %d bytes of 6 MB: %+v", p.ID, p.Bytes, last.Providers)
+		}
+	}
+}
