@@ -95,21 +95,23 @@ func newRangeConn(rw io.ReadWriteCloser) *rangeConn {
 	return &rangeConn{rw: rw, br: bufio.NewReaderSize(rw, rangeReadBuf)}
 }
 
-// have asks which groups of h the server holds. With then, a get of those
-// ranges goes out with the query, before its answer is read (pipelined):
-// the caller reads the get's answer next. Both go in one write, so a
-// stream without buffering (net.Pipe) cannot deadlock the second request
-// against the first answer.
-func (c *rangeConn) have(h Hash, then []ChunkRange) (uint64, RangeSet, error) {
-	if then == nil {
+// have asks which groups of h the server holds. With then, a get of each
+// of those range sets goes out with the query, before its answer is read
+// (pipelined): the caller reads the gets' answers next, in order. All go
+// in one write, so a stream without buffering (net.Pipe) cannot deadlock
+// a later request against the first answer.
+func (c *rangeConn) have(h Hash, then ...[]ChunkRange) (uint64, RangeSet, error) {
+	if len(then) == 0 {
 		return readHave(c.rw, c.br, h)
 	}
 	var b bytes.Buffer
 	if err := writeFrame(&b, encodeRequest(Request{Hash: h, Have: true})); err != nil {
 		return 0, nil, err
 	}
-	if err := writeFrame(&b, encodeRequest(Request{Hash: h, Ranges: then})); err != nil {
-		return 0, nil, err
+	for _, rs := range then {
+		if err := writeFrame(&b, encodeRequest(Request{Hash: h, Ranges: rs})); err != nil {
+			return 0, nil, err
+		}
 	}
 	if _, err := c.rw.Write(b.Bytes()); err != nil {
 		return 0, nil, err

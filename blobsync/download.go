@@ -451,6 +451,17 @@ func (d *download) lateAfterLocked() time.Duration {
 	return max(50*time.Millisecond, 2*d.taskTime)
 }
 
+// claim makes range r, already asked of owner, its task: r leaves the
+// unassigned groups.
+func (d *download) claim(r ChunkRange, owner *providerState) *task {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.missing = subtract(d.missing, r)
+	t := &task{r: r, next: r.Start, started: time.Now(), owner: owner}
+	d.inflight[t] = struct{}{}
+	return t
+}
+
 // release ends task t: groups not verified go back to the queue. A task
 // of its owner's own that completed feeds the typical task time.
 func (d *download) release(t *task) {
@@ -625,16 +636,24 @@ func (d *download) session(ctx context.Context, p Provider, ps *providerState) (
 	d.rep.setState(ps, "active", nil)
 
 	// With a size hint, the probe of the hinted last group goes out with
-	// the have query instead of a round trip after it.
+	// the have query instead of a round trip after it; a lone provider's
+	// first chunk too (spec), so its data starts flowing one round trip
+	// sooner.
 	d.mu.Lock()
 	sized := d.sized
 	d.mu.Unlock()
-	var probe []ChunkRange
+	var probe, spec []ChunkRange
+	then := [][]ChunkRange{}
 	if !sized && d.hint > 0 {
-		last := numGroups(d.hint) - 1
-		probe = []ChunkRange{{last, last + 1}}
+		groups := numGroups(d.hint)
+		probe = []ChunkRange{{groups - 1, groups}}
+		then = append(then, probe)
+		if d.providers == 1 && groups > 1 {
+			spec = []ChunkRange{{0, min(groups, d.chunkGroups())}}
+			then = append(then, spec)
+		}
 	}
-	size, held, err := conn.have(d.h, probe)
+	size, held, err := conn.have(d.h, then...)
 	if err != nil {
 		return err
 	}
@@ -654,6 +673,14 @@ func (d *download) session(ctx context.Context, p Provider, ps *providerState) (
 			return err
 		}
 		sized = sized || proved
+		if spec != nil && !proved {
+			// A wrong hint: the first chunk was cut under another size.
+			// Its answer is read, verified and dropped.
+			if err := conn.readRanges(v, d.h, size, spec, discardSink{}); err != nil && !errors.Is(err, ErrNotFound) {
+				return err
+			}
+			spec = nil
+		}
 		stall.Reset(d.opts.StallTimeout)
 	}
 	if !sized && !held.Has(numGroups(size)-1) {
@@ -677,6 +704,18 @@ func (d *download) session(ctx context.Context, p Provider, ps *providerState) (
 	d.mu.Lock()
 	small, done := d.small != nil, d.finished
 	d.mu.Unlock()
+	var queue []*task
+	if spec != nil {
+		// The size is proved under the hint, so the first chunk asked
+		// with the have query is a task of this provider's.
+		if small || done {
+			if err := conn.readRanges(v, d.h, size, spec, discardSink{}); err != nil {
+				return err
+			}
+		} else {
+			queue = append(queue, d.claim(spec[0], ps))
+		}
+	}
 	if small || done {
 		return nil
 	}
@@ -699,8 +738,9 @@ func (d *download) session(ctx context.Context, p Provider, ps *providerState) (
 		}
 	}()
 	out := newGroupSink(d, ps, stall, d.opts.StallTimeout)
-	var queue []*task
-	waiting.Store(true) // nothing asked: the have query and probe are answered
+	// Nothing asked but the claimed first chunk, if any: the have query
+	// and the probe are answered.
+	waiting.Store(len(queue) == 0)
 	defer func() {
 		// The writer first: its writes advance the tasks' cursors.
 		out.close()

@@ -439,10 +439,10 @@ func (c countWrites) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
-// TestDownloadSizeHint: with the size known beforehand, the size probe goes
-// out with the have query (one write, one round trip, less); a wrong or
-// absurd hint costs only that, and a provider that lacks the hinted last
-// group still serves what it holds.
+// TestDownloadSizeHint: with the size known beforehand, the size probe and
+// (a lone provider) the first chunk go out with the have query: one write,
+// and two round trips less. A wrong or absurd hint costs only that, and a
+// provider that lacks the hinted last group still serves what it holds.
 func TestDownloadSizeHint(t *testing.T) {
 	data := content(1<<20+5, 42)
 	srv := newTestStore(t)
@@ -450,11 +450,11 @@ func TestDownloadSizeHint(t *testing.T) {
 	size := int64(len(data))
 	for _, c := range []struct {
 		hint   int64
-		writes int32 // have (+ probe), probe, one get
+		writes int32 // have (+ probe + first chunk), probe, one get
 	}{
 		{0, 3},
-		{size, 2},
-		{size - 3, 2}, // the same last group: it proves the real size
+		{size, 1},
+		{size - 3, 1}, // the same last group: it proves the real size
 		{size + 1<<20, 3},
 		{1, 3},
 		{MaxBlobSize + 1, 3}, // ignored
