@@ -26,9 +26,9 @@ type Provider interface {
 // value works.
 type DownloadOptions struct {
 	// ChunkBytes is the largest unit of work handed to a provider: one
-	// ranged request. Default 4 MiB; rounded up to whole 16 KiB groups. A
-	// blob too small to give every provider two pipelines of such chunks
-	// is cut finer, down to MinChunkBytes (see chunkGroups).
+	// ranged request. Default 4 MiB; rounded up to whole 16 KiB groups.
+	// With several providers, a blob too small to give each two pipelines
+	// of such chunks is cut finer, down to MinChunkBytes (see chunkGroups).
 	ChunkBytes int64
 	// Pipeline is how many requests each provider has in flight. Default 4
 	// (with ChunkBytes, 16 MiB requested ahead: enough to keep a loopback
@@ -61,10 +61,11 @@ type DownloadOptions struct {
 	// SizeHint is the blob's size if the caller knows it from elsewhere,
 	// such as a collection entry; 0: unknown. It is not trusted: a session
 	// sends the request for the hinted last group together with its have
-	// query, and that group proves the size only if it is the real last
-	// group. A right hint saves a round trip per provider; a wrong one
-	// costs one group of bytes. Download only: DownloadCollection uses
-	// each entry's size.
+	// query (a lone provider's first chunk too), and that group proves the
+	// size only if it is the real last group. A right hint saves a round
+	// trip per provider (two for a lone one); a wrong one costs one group
+	// of bytes (a lone provider's: one chunk). Download only:
+	// DownloadCollection uses each entry's size.
 	SizeHint int64
 	// Logger gets provider failures at debug level; nil discards.
 	Logger *slog.Logger
@@ -293,13 +294,18 @@ const MinChunkBytes = 16 * ChunkGroupSize
 // provider keeps whole chunks: cutting would only add requests (measured:
 // 6-10 % fewer files/s on loopback). The size must be fixed.
 func (d *download) chunkGroups() uint64 {
-	most := uint64((d.opts.ChunkBytes + ChunkGroupSize - 1) / ChunkGroupSize)
+	most := d.maxChunkGroups()
 	if d.providers < 2 {
 		return most
 	}
 	pieces := uint64(d.providers * d.opts.Pipeline * 2)
 	c := (d.groups + pieces - 1) / pieces
 	return max(min(c, most), min(MinChunkBytes/ChunkGroupSize, most))
+}
+
+// maxChunkGroups is ChunkBytes in groups, rounded up.
+func (d *download) maxChunkGroups() uint64 {
+	return uint64((d.opts.ChunkBytes + ChunkGroupSize - 1) / ChunkGroupSize)
 }
 
 // task is one ranged request of one provider.
@@ -649,7 +655,7 @@ func (d *download) session(ctx context.Context, p Provider, ps *providerState) (
 		probe = []ChunkRange{{groups - 1, groups}}
 		then = append(then, probe)
 		if d.providers == 1 && groups > 1 {
-			spec = []ChunkRange{{0, min(groups, d.chunkGroups())}}
+			spec = []ChunkRange{{0, min(groups, d.maxChunkGroups())}}
 			then = append(then, spec)
 		}
 	}
