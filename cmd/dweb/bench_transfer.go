@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/dwebkit/dweb/blobsync"
@@ -613,10 +614,11 @@ func btReceive(ctx context.Context, job *btJob) (*btChildResult, error) {
 	pool := blobsync.NewStreamPool(0, 0)
 	defer pool.Close()
 	var provs []blobsync.Provider
+	var opened atomic.Int64
 	for i, p := range peers {
 		var bp blobsync.Provider = &btTunnelProvider{id: strconv.Itoa(i), ep: ep, node: p.id, addr: p.addr, dial: tunnel.DialConfig{
 			Static: static, RemoteStatic: p.st, Group: job.Group, PSK: tunnel.PSK(secret), TLSTransport: job.TLS,
-		}}
+		}, opened: &opened}
 		if !job.NoPool {
 			bp = pool.Provider(bp)
 		}
@@ -666,6 +668,9 @@ func btReceive(ctx context.Context, job *btJob) (*btChildResult, error) {
 		}
 	}
 	res := &btChildResult{Seconds: d.Seconds(), Verified: true, Tunnels: pool.Stats()}
+	if job.NoPool {
+		res.Tunnels.Opened = opened.Load()
+	}
 	for _, p := range last.Providers {
 		res.PerProv = append(res.PerProv, p.Bytes)
 	}
@@ -697,11 +702,12 @@ func btAddData(ctx context.Context, bs *blobsync.Store, paths []string) (blobsyn
 // with dial.TLSTransport the handshake is bound to the connection's TLS
 // exporter and asks for TLS transport mode.
 type btTunnelProvider struct {
-	id   string
-	ep   *transport.Endpoint
-	node key.NodeID
-	addr netip.AddrPort
-	dial tunnel.DialConfig
+	id     string
+	ep     *transport.Endpoint
+	node   key.NodeID
+	addr   netip.AddrPort
+	dial   tunnel.DialConfig
+	opened *atomic.Int64 // tunnels opened, counted across providers
 }
 
 func (p *btTunnelProvider) ID() string { return p.id }
@@ -717,6 +723,7 @@ func (p *btTunnelProvider) Open(ctx context.Context) (io.ReadWriteCloser, error)
 	if err != nil {
 		return nil, err
 	}
+	p.opened.Add(1)
 	if cfg.TLSTransport && !sess.TLSTransport() {
 		sess.Close()
 		return nil, errors.New("bench transfer: the provider declined the TLS transport mode")
