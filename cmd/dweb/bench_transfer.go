@@ -58,7 +58,7 @@ type benchTransferResult struct {
 	BaselineCPU      btCPUSplit               `json:"baseline_cpu_s"`    // CPU seconds the raw stream cost each side (last round)
 	CPU              btCPUSplit               `json:"cpu_s"`             // CPU seconds the dweb download cost each side (last round)
 	TunnelTransport  string                   `json:"tunnel_transport"`  // "tls": Noise handshake bound to the QUIC connection's TLS, no second encryption; "noise": every byte Noise-encrypted
-	Tunnels          blobsync.StreamPoolStats `json:"tunnels"`           // tunnels the receiver opened and reused (pooled across a collection's blobs; last round)
+	Tunnels          blobsync.StreamPoolStats `json:"tunnels"`           // tunnels the receiver opened and reused (pooled across a collection's blobs; with --no-pool: opened only; last round)
 	NoPool           bool                     `json:"no_pool,omitempty"` // --no-pool: every blob opens its own tunnels
 	Link             *btLink                  `json:"link,omitempty"`    // with --rtt, --loss or --link-rate: the emulated path between receiver and each provider
 }
