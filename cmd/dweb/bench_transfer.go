@@ -193,6 +193,9 @@ func benchTransferCmd(a *app) *cobra.Command {
 			if res.Speedup > 0 {
 				fmt.Fprintf(a.stdout, "one provider: %.0f MB/s; speedup %.2fx\n", res.OneProviderMBs, res.Speedup)
 			}
+			if res.Files > 1 {
+				fmt.Fprintf(a.stdout, "%d files: %.1f files/s; tunnels opened %d, reused %d\n", res.Files, res.FilesPerSec, res.Tunnels.Opened, res.Tunnels.Reused)
+			}
 			if l := res.Link; l != nil {
 				fmt.Fprintf(a.stdout, "emulated path to each provider: %.0f ms round trip, %.2f %% loss, bottleneck %.1f MB/s (0: none); %d datagrams lost, %d dropped at the queue\n",
 					l.RTTms, l.Loss*100, l.RateMBs, l.Lost, l.QueueDrops)
