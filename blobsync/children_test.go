@@ -379,7 +379,7 @@ func TestBatchesSplitForProviders(t *testing.T) {
 		c.Entries = append(c.Entries, Entry{Name: fmt.Sprintf("f%04d", i), Size: 100_000})
 		idx = append(idx, i)
 	}
-	count := func(n int) (batches_, largest int) {
+	count := func(n int) (nb, largest int) {
 		bs := batches(c, idx, n)
 		seen := 0
 		for _, b := range bs {

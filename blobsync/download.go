@@ -649,7 +649,7 @@ func (d *download) session(ctx context.Context, p Provider, ps *providerState) (
 	sized := d.sized
 	d.mu.Unlock()
 	var probe, spec []ChunkRange
-	then := [][]ChunkRange{}
+	var then [][]ChunkRange
 	if !sized && d.hint > 0 {
 		groups := numGroups(d.hint)
 		probe = []ChunkRange{{groups - 1, groups}}
