@@ -190,3 +190,23 @@ func (b *Backend) CollectionHash(ctx context.Context, g, rk key.RecordKey) (h bl
 	}
 	return r.CollectionHash(ctx)
 }
+
+// SetRepoName names this node's own repo in group g (subkey 0 of the repo
+// record, sealed under the group secret: datarepo.Repo.SetName) and returns
+// it as the group now lists it. The name is 1 to datarepo.MaxNameLen bytes
+// of UTF-8 without '/' or NUL; several members may share one name (the repo
+// key tells them apart). Errors: ErrUnknownGroup; a *BadInputError for a
+// bad name; DHT errors writing the record.
+func (b *Backend) SetRepoName(ctx context.Context, g key.RecordKey, name string) (RepoInfo, error) {
+	gs, err := b.group(g)
+	if err != nil {
+		return RepoInfo{}, err
+	}
+	if err := gs.repo.SetName(ctx, name); err != nil {
+		if errors.Is(err, datarepo.ErrBadName) {
+			return RepoInfo{}, badInput(fmt.Errorf("repo name: %w", err))
+		}
+		return RepoInfo{}, fmt.Errorf("name repo %s: %w", gs.info.Repo, err)
+	}
+	return b.repoInfo(ctx, gs, gs.info.Repo)
+}

@@ -8,50 +8,9 @@ import (
 	"time"
 
 	"github.com/dwebkit/dweb/core"
+	"github.com/dwebkit/dweb/httpapi"
 	"github.com/spf13/cobra"
 )
-
-// The daemon's backup routes (docs/backup.md).
-const (
-	backupStatusPath = "/dweb/v1/backup/status"
-	backupAdminPath  = "/dweb/v1/backup/admin"
-)
-
-// backupBackend is the part of *core.Backend the backup routes serve.
-type backupBackend interface {
-	BackupStatus() core.BackupStatus
-	AdminURI() (uri string, firstStart bool, err error)
-}
-
-var _ backupBackend = (*core.Backend)(nil)
-
-// adminURIBody is the answer of GET /dweb/v1/backup/admin.
-type adminURIBody struct {
-	URI string `json:"uri"`
-}
-
-// withBackupRoutes returns api with the backup routes in front of it:
-// GET /dweb/v1/backup/status answers b.BackupStatus() as JSON (200, also
-// when backup mode is off: "enabled": false); GET /dweb/v1/backup/admin
-// answers {"uri"} with the admin URI (404 when backup mode is off). Every
-// other request goes to api, so its 404/405 answers and error shape stay
-// the same.
-func withBackupRoutes(b backupBackend, api http.Handler) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET "+backupStatusPath, func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, b.BackupStatus())
-	})
-	mux.HandleFunc("GET "+backupAdminPath, func(w http.ResponseWriter, r *http.Request) {
-		uri, _, err := b.AdminURI()
-		if err != nil {
-			writeJSON(w, http.StatusNotFound, apiError{"error", err.Error()})
-			return
-		}
-		writeJSON(w, http.StatusOK, adminURIBody{uri})
-	})
-	mux.Handle("/", api)
-	return mux
-}
 
 func (a *app) backupCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "backup", Short: "a backup server's state (dweb serve --backup)"}
@@ -61,7 +20,7 @@ func (a *app) backupCmd() *cobra.Command {
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var st core.BackupStatus
-			if err := a.client().call(cmd.Context(), http.MethodGet, backupStatusPath, nil, &st); err != nil {
+			if err := a.client().call(cmd.Context(), http.MethodGet, httpapi.BackupStatusPath, nil, &st); err != nil {
 				return err
 			}
 			if a.json {
@@ -75,8 +34,8 @@ func (a *app) backupCmd() *cobra.Command {
 		Short: "print this backup server's admin URI (keep it secret: it controls the server)",
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var body adminURIBody
-			if err := a.client().call(cmd.Context(), http.MethodGet, backupAdminPath, nil, &body); err != nil {
+			var body httpapi.AdminURIBody
+			if err := a.client().call(cmd.Context(), http.MethodGet, httpapi.BackupAdminPath, nil, &body); err != nil {
 				return err
 			}
 			return a.printResult(body, "%s\n", body.URI)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dwebkit/dweb/core"
+	"github.com/dwebkit/dweb/httpapi"
 )
 
 // TestBackupStatusCLI: `dweb serve --backup` reports its state through the
@@ -86,7 +87,7 @@ func TestBackupAdminCLI(t *testing.T) {
 	}
 	var g core.GroupInfo
 	json.Unmarshal([]byte(cli(0, "--data", member, "--json", "group", "create", "desk")), &g)
-	var inv inviteInfo
+	var inv httpapi.InviteInfo
 	if err := json.Unmarshal([]byte(cli(0, "--data", member, "--json", "group", "invite", g.ID.String())), &inv); err != nil || inv.URI == "" {
 		t.Fatalf("invite: %+v %v", inv, err)
 	}

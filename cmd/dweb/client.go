@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/dwebkit/dweb/core"
+	"github.com/dwebkit/dweb/httpapi"
 )
 
 // maxResponseBytes bounds a JSON response the CLI reads from its daemon.
@@ -95,14 +96,24 @@ func (c *client) send(ctx context.Context, method, path string, body any) (*http
 	}
 	if resp.StatusCode/100 != 2 {
 		defer resp.Body.Close()
-		var e apiError
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
-		if json.Unmarshal(b, &e) != nil || e.Error == "" {
-			e.Error = fmt.Sprintf("daemon answered %s: %s", resp.Status, strings.TrimSpace(string(b)))
-		}
-		return nil, &remoteError{resp.StatusCode, e.Error}
+		return nil, &remoteError{resp.StatusCode, errorMessage(resp.Status, b)}
 	}
 	return resp, nil
+}
+
+// errorMessage reads an error answer: dweb's routes answer an
+// httpapi.ErrorBody, the Save routes a bare JSON string.
+func errorMessage(status string, body []byte) string {
+	var e httpapi.ErrorBody
+	if json.Unmarshal(body, &e) == nil && e.Error != "" {
+		return e.Error
+	}
+	var msg string
+	if json.Unmarshal(body, &msg) == nil && msg != "" {
+		return msg
+	}
+	return fmt.Sprintf("daemon answered %s: %s", status, strings.TrimSpace(string(body)))
 }
 
 // call makes one request and decodes the JSON answer into out (if non-nil).
@@ -123,18 +134,18 @@ func (c *client) call(ctx context.Context, method, path string, body, out any) e
 
 // getFile runs POST /dweb/v1/groups/{group}/files/get and reads its NDJSON
 // stream, calling progress for each progress line; it returns the final line.
-func (c *client) getFile(ctx context.Context, groupPath string, req getFileRequest, progress func(done, total int64)) (getFileLine, error) {
+func (c *client) getFile(ctx context.Context, groupPath string, req httpapi.GetFileRequest, progress func(done, total int64)) (httpapi.GetFileLine, error) {
 	resp, err := c.send(ctx, http.MethodPost, "/dweb/v1/groups/"+groupPath+"/files/get", req)
 	if err != nil {
-		return getFileLine{}, err
+		return httpapi.GetFileLine{}, err
 	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		var l getFileLine
+		var l httpapi.GetFileLine
 		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			return getFileLine{}, fmt.Errorf("daemon progress stream: %w", err)
+			return httpapi.GetFileLine{}, fmt.Errorf("daemon progress stream: %w", err)
 		}
 		switch {
 		case l.Error != "":
@@ -147,11 +158,11 @@ func (c *client) getFile(ctx context.Context, groupPath string, req getFileReque
 	}
 	if err := sc.Err(); err != nil {
 		if ctx.Err() != nil {
-			return getFileLine{}, ctx.Err()
+			return httpapi.GetFileLine{}, ctx.Err()
 		}
-		return getFileLine{}, fmt.Errorf("daemon progress stream: %w", err)
+		return httpapi.GetFileLine{}, fmt.Errorf("daemon progress stream: %w", err)
 	}
-	return getFileLine{}, errors.New("daemon progress stream ended without a result")
+	return httpapi.GetFileLine{}, errors.New("daemon progress stream ended without a result")
 }
 
 // syncGroup runs POST /dweb/v1/groups/{group}/sync and reads its NDJSON
@@ -166,7 +177,7 @@ func (c *client) syncGroup(ctx context.Context, groupPath string, progress func(
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 64<<20) // the final line lists every file name
 	for sc.Scan() {
-		var l syncLine
+		var l httpapi.SyncLine
 		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
 			return nil, fmt.Errorf("daemon progress stream: %w", err)
 		}

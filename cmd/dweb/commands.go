@@ -12,6 +12,7 @@ import (
 
 	"github.com/dwebkit/dweb/blobsync"
 	"github.com/dwebkit/dweb/core"
+	"github.com/dwebkit/dweb/httpapi"
 	"github.com/dwebkit/dweb/internal/key"
 	"github.com/dwebkit/dweb/uri"
 	"github.com/schollz/progressbar/v3"
@@ -56,8 +57,8 @@ func (a *app) groupCmd() *cobra.Command {
 		Short: "create a group and print its key",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var g core.GroupInfo
-			if err := a.client().call(cmd.Context(), http.MethodPost, "/api/groups", nameRequest{args[0]}, &g); err != nil {
+			var g httpapi.Group
+			if err := a.client().call(cmd.Context(), http.MethodPost, "/api/groups", httpapi.NameRequest{Name: args[0]}, &g); err != nil {
 				return err
 			}
 			return a.printResult(g, "created group %s %s\n", g.Name, g.ID)
@@ -69,7 +70,7 @@ func (a *app) groupCmd() *cobra.Command {
 		Short: "print the invite URI of a group (GROUP: key or unique name)",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var inv inviteInfo
+			var inv httpapi.InviteInfo
 			if err := a.client().call(cmd.Context(), http.MethodGet, "/dweb/v1/groups/"+url.PathEscape(args[0])+"/invite", nil, &inv); err != nil {
 				return err
 			}
@@ -86,8 +87,8 @@ func (a *app) groupCmd() *cobra.Command {
 			if _, err := uri.ParseInvite(args[0]); err != nil {
 				return &usageError{err}
 			}
-			var g core.GroupInfo
-			if err := a.client().call(cmd.Context(), http.MethodPost, "/api/groups/join_from_url", groupURLRequest{args[0]}, &g); err != nil {
+			var g httpapi.Group
+			if err := a.client().call(cmd.Context(), http.MethodPost, "/api/groups/join_from_url", httpapi.JoinURLRequest{URL: args[0]}, &g); err != nil {
 				return err
 			}
 			return a.printResult(g, "joined group %s %s\n", g.Name, g.ID)
@@ -99,7 +100,7 @@ func (a *app) groupCmd() *cobra.Command {
 		Short: "list the groups this node belongs to",
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var body groupsBody
+			var body httpapi.GroupsBody
 			if err := a.client().call(cmd.Context(), http.MethodGet, "/api/groups", nil, &body); err != nil {
 				return err
 			}
@@ -184,8 +185,8 @@ func (a *app) fileCmd() *cobra.Command {
 				}
 				paths = append(paths, abs)
 			}
-			var body filesBody
-			if err := a.client().call(cmd.Context(), http.MethodPost, "/dweb/v1/groups/"+url.PathEscape(args[0])+"/files", addFilesRequest{paths}, &body); err != nil {
+			var body httpapi.FileInfosBody
+			if err := a.client().call(cmd.Context(), http.MethodPost, "/dweb/v1/groups/"+url.PathEscape(args[0])+"/files", httpapi.AddFilesRequest{Paths: paths}, &body); err != nil {
 				return err
 			}
 			if a.json {
@@ -200,7 +201,7 @@ func (a *app) fileCmd() *cobra.Command {
 		Short: "list the files of every repo in GROUP",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var body filesBody
+			var body httpapi.FileInfosBody
 			if err := a.client().call(cmd.Context(), http.MethodGet, "/dweb/v1/groups/"+url.PathEscape(args[0])+"/files", nil, &body); err != nil {
 				return err
 			}
@@ -250,7 +251,7 @@ func (a *app) fileCmd() *cobra.Command {
 				}
 				bar.Set64(done)
 			}
-			l, err := a.client().getFile(cmd.Context(), url.PathEscape(args[0]), getFileRequest{Name: args[1], Repo: repo, Out: abs}, progress)
+			l, err := a.client().getFile(cmd.Context(), url.PathEscape(args[0]), httpapi.GetFileRequest{Name: args[1], Repo: repo, Out: abs}, progress)
 			if bar != nil {
 				bar.Finish()
 			}
@@ -304,7 +305,7 @@ func (a *app) nodeCmd() *cobra.Command {
 		Short: "print the node ID (with --json: node_id, addr, contact)",
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var n nodeInfo
+			var n httpapi.NodeInfo
 			if err := a.client().call(cmd.Context(), http.MethodGet, "/dweb/v1/node", nil, &n); err != nil {
 				return err
 			}

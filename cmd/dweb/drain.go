@@ -1,82 +1,18 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/dwebkit/dweb/core"
+	"github.com/dwebkit/dweb/httpapi"
 	"github.com/dwebkit/dweb/internal/key"
 	"github.com/spf13/cobra"
 )
-
-// drainPath is the daemon's drain route (docs/backup.md, "Draining").
-const drainPath = "/dweb/v1/drain"
-
-// maxDrainBody bounds the body of POST /dweb/v1/drain.
-const maxDrainBody = 64 << 10
-
-// drainBackend is the part of *core.Backend the drain route serves.
-type drainBackend interface {
-	ResolveGroup(s string) (core.GroupInfo, error)
-	Drain(ctx context.Context, opts core.DrainOptions) (core.DrainReport, error)
-}
-
-var _ drainBackend = (*core.Backend)(nil)
-
-// drainRequest is the body of POST /dweb/v1/drain.
-type drainRequest struct {
-	Group string   `json:"group,omitempty"`  // key or unique name; empty: every group
-	To    []string `json:"to,omitempty"`     // admin URIs of other backup servers (at most 16)
-	Leave bool     `json:"leave,omitempty"`  // leave each group whose drain was complete
-	WaitS float64  `json:"wait_s,omitempty"` // seconds to wait for confirmations; 0: core.DefaultDrainWait
-}
-
-// withDrainRoutes returns api with POST /dweb/v1/drain in front of it: the
-// body is a drainRequest, the answer core.DrainReport (200, also when the
-// drain was not complete: see "complete"); 400 for a malformed body or
-// admin URI, 404 for an unknown group, the error shape of every route.
-// Every other request goes to api.
-func withDrainRoutes(b drainBackend, api http.Handler) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST "+drainPath, func(w http.ResponseWriter, r *http.Request) {
-		fail := func(err error) { writeJSON(w, statusOf(err), apiError{"error", err.Error()}) }
-		var req drainRequest
-		dec := json.NewDecoder(io.LimitReader(r.Body, maxDrainBody))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil && !errors.Is(err, io.EOF) {
-			fail(&core.BadInputError{Err: fmt.Errorf("drain request: %w", err)})
-			return
-		}
-		if len(req.To) > 16 || req.WaitS < 0 || req.WaitS > 24*3600 {
-			fail(&core.BadInputError{Err: errors.New("drain request: at most 16 servers in \"to\", wait_s from 0 to 86400")})
-			return
-		}
-		opts := core.DrainOptions{To: req.To, Leave: req.Leave, Wait: time.Duration(req.WaitS * float64(time.Second))}
-		if req.Group != "" {
-			gi, err := b.ResolveGroup(req.Group)
-			if err != nil {
-				fail(err)
-				return
-			}
-			opts.Group = gi.ID
-		}
-		rep, err := b.Drain(r.Context(), opts)
-		if err != nil {
-			fail(err)
-			return
-		}
-		writeJSON(w, http.StatusOK, rep)
-	})
-	mux.Handle("/", api)
-	return mux
-}
 
 func (a *app) drainCmd() *cobra.Command {
 	var (
@@ -108,8 +44,8 @@ drain was not complete. See docs/backup.md, "Draining".`,
 				return &usageError{errors.New("--wait must not be negative")}
 			}
 			var rep core.DrainReport
-			req := drainRequest{Group: group, To: to, Leave: leave, WaitS: wait.Seconds()}
-			if err := a.client().call(cmd.Context(), http.MethodPost, drainPath, req, &rep); err != nil {
+			req := httpapi.DrainRequest{Group: group, To: to, Leave: leave, WaitS: wait.Seconds()}
+			if err := a.client().call(cmd.Context(), http.MethodPost, httpapi.DrainPath, req, &rep); err != nil {
 				return err
 			}
 			if a.json {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dwebkit/dweb/core"
+	"github.com/dwebkit/dweb/httpapi"
 )
 
 // syncBuffer is a bytes.Buffer safe for one writer and a polling reader.
@@ -113,7 +114,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("second daemon on %s: %v", dataA, err)
 	}
 
-	var n nodeInfo
+	var n httpapi.NodeInfo
 	if err := json.Unmarshal([]byte(cli(dataA, "node", "id")), &n); err != nil || n.Contact != readyA.Contact {
 		t.Fatalf("node id: %+v %v", n, err)
 	}
@@ -130,7 +131,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	cli(dataA, "file", "add", "e2e", src)
 
-	var inv inviteInfo
+	var inv httpapi.InviteInfo
 	if err := json.Unmarshal([]byte(cli(dataA, "group", "invite", g.ID.String())), &inv); err != nil || !strings.HasPrefix(inv.URI, "save+dweb:") {
 		t.Fatalf("invite: %+v %v", inv, err)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dwebkit/dweb/core"
+	"github.com/dwebkit/dweb/httpapi"
 	"github.com/spf13/cobra"
 )
 
@@ -33,7 +34,7 @@ type serveOptions struct {
 
 	http            string // also serve the API on this TCP host:port
 	httpAllowRemote bool   // allow a non-loopback --http address
-	maxUpload       int64  // bytes of one media upload; 0: DefaultMaxUpload
+	maxUpload       int64  // bytes of one media upload; 0: httpapi.DefaultMaxUpload
 
 	backup            bool          // keep a full copy of every group's repos (docs/backup.md)
 	backupInterval    time.Duration // full reconciliation period; 0: core.DefaultBackupInterval
@@ -69,7 +70,7 @@ func (a *app) serveCmd() *cobra.Command {
 	cmd.Flags().StringArrayVar(&o.relays, "relays", nil, "relay to keep a reservation on, as nodeID@host:port (repeatable)")
 	cmd.Flags().StringVar(&o.http, "http", "", "also serve the HTTP API on this TCP HOST:PORT, e.g. 127.0.0.1:8080 (loopback only unless --http-allow-remote)")
 	cmd.Flags().BoolVar(&o.httpAllowRemote, "http-allow-remote", false, "allow a non-loopback --http address: the API has no authentication")
-	cmd.Flags().Int64Var(&o.maxUpload, "max-upload", DefaultMaxUpload, "largest media upload through the HTTP API, in bytes (413 above)")
+	cmd.Flags().Int64Var(&o.maxUpload, "max-upload", httpapi.DefaultMaxUpload, "largest media upload through the HTTP API, in bytes (413 above)")
 	cmd.Flags().BoolVar(&o.backup, "backup", false, "backup server: keep a full, verified copy of every repo of every group joined, and serve it (docs/backup.md)")
 	cmd.Flags().DurationVar(&o.backupInterval, "backup-interval", core.DefaultBackupInterval, "with --backup: period of the full reconciliation")
 	cmd.Flags().IntVar(&o.backupConcurrency, "backup-concurrency", core.DefaultBackupConcurrency, "with --backup: blobs downloaded at once")
@@ -99,12 +100,21 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 		return err
 	}
 	var tcpLn net.Listener
+	var token string
 	if o.http != "" {
 		var err error
-		if tcpLn, err = listenHTTP(o.http, o.httpAllowRemote); err != nil {
+		if tcpLn, err = httpapi.ListenTCP(o.http, o.httpAllowRemote); err != nil {
+			var ae *httpapi.AddrError
+			if errors.As(err, &ae) {
+				return &usageError{err}
+			}
 			return err
 		}
 		defer tcpLn.Close()
+		// dweb's own routes over TCP need this token (docs/http-api.md).
+		if token, err = httpapi.LoadOrCreateToken(filepath.Join(dataDir, httpapi.TokenFile)); err != nil {
+			return err
+		}
 	}
 
 	if o.backupInterval < 0 || o.backupConcurrency < 0 {
@@ -144,13 +154,11 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 	reqCtx, cancelReqs := context.WithCancel(context.Background())
 	defer cancelReqs()
 	srv := &http.Server{
-		Handler:           withBackupRoutes(b, newAPI(b, apiOptions{Log: log, MaxUpload: o.maxUpload, Registry: newRegistry(b, func() int { return len(b.Peers()) }, append(b.Collectors(), newBackupCollector(b))...)})),
+		Handler:           httpapi.New(b, httpapi.Options{Log: log, MaxUpload: o.maxUpload, Token: token, Registry: httpapi.NewRegistry(b, func() int { return len(b.Peers()) }, append(b.Collectors(), httpapi.NewBackupCollector(b))...)}),
 		ReadHeaderTimeout: 10 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return reqCtx },
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
-	// POST /dweb/v1/drain (drain.go)
-	srv.Handler = withDrainRoutes(b, srv.Handler)
 	served := make(chan error, 2) // one per listener
 	go func() { served <- srv.Serve(ln) }()
 	ready := readyLine{NodeID: b.NodeID().String(), Addr: b.Addr().String(), Contact: b.Contact(), Socket: sock}

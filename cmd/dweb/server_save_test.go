@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dwebkit/dweb/httpapi"
 	"github.com/dwebkit/dweb/internal/key"
 	"github.com/zeebo/blake3"
 )
@@ -43,15 +44,22 @@ func newAPIClient(t *testing.T, sock string) *apiClient {
 func (c *apiClient) do(method, path string, body any, hdr ...string) *http.Response {
 	c.t.Helper()
 	var rd io.Reader
+	ct := ""
 	switch b := body.(type) {
 	case string:
 		rd = strings.NewReader(b)
+		if strings.HasPrefix(b, "{") {
+			ct = "application/json" // as the app's Retrofit client declares its JSON bodies
+		}
 	case io.Reader:
 		rd = b
 	}
 	req, err := http.NewRequest(method, "http://dweb"+path, rd)
 	if err != nil {
 		c.t.Fatal(err)
+	}
+	if ct != "" {
+		req.Header.Set("Content-Type", ct)
 	}
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
@@ -63,9 +71,9 @@ func (c *apiClient) do(method, path string, body any, hdr ...string) *http.Respo
 	return resp
 }
 
-// json sends a request and decodes the JSON answer, which must have status
-// want; an error answer must have the API's error shape.
-func (c *apiClient) json(method, path string, body any, want int) map[string]any {
+// raw sends a request and returns its JSON answer, which must have status
+// want.
+func (c *apiClient) raw(method, path string, body any, want int) []byte {
 	c.t.Helper()
 	resp := c.do(method, path, body)
 	defer resp.Body.Close()
@@ -76,21 +84,38 @@ func (c *apiClient) json(method, path string, body any, want int) map[string]any
 	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
 		c.t.Fatalf("%s %s: Content-Type %q", method, path, ct)
 	}
+	return raw
+}
+
+// json sends a request and decodes the JSON object it answers with status
+// want.
+func (c *apiClient) json(method, path string, body any, want int) map[string]any {
+	c.t.Helper()
+	raw := c.raw(method, path, body, want)
 	var m map[string]any
 	if err := json.Unmarshal(raw, &m); err != nil {
 		c.t.Fatalf("%s %s: body %q: %v", method, path, raw, err)
 	}
-	if want >= 400 && (m["status"] != "error" || m["error"] == "" || len(m) != 2) {
-		c.t.Fatalf("%s %s: error body %s, want {status:error, error:msg}", method, path, raw)
-	}
 	return m
 }
 
-// wantErr checks an error answer and that its message contains part.
+// wantErr checks an error answer and that its message contains part: on
+// the Save routes a bare JSON string (save-rust's shape, which the app
+// decodes and shows), on dweb's own {"status":"error","error":msg}.
 func (c *apiClient) wantErr(method, path string, body any, code int, part string) {
 	c.t.Helper()
-	m := c.json(method, path, body, code)
-	if msg, _ := m["error"].(string); !strings.Contains(msg, part) {
+	raw := c.raw(method, path, body, code)
+	var msg string
+	if strings.HasPrefix(path, "/dweb/") {
+		var e httpapi.ErrorBody
+		if err := json.Unmarshal(raw, &e); err != nil || e.Status != "error" || e.Error == "" {
+			c.t.Fatalf("%s %s: error body %s, want {status:error, error:msg}", method, path, raw)
+		}
+		msg = e.Error
+	} else if err := json.Unmarshal(raw, &msg); err != nil || msg == "" {
+		c.t.Fatalf("%s %s: error body %s, want a JSON string", method, path, raw)
+	}
+	if !strings.Contains(msg, part) {
 		c.t.Errorf("%s %s: error %q, want it to contain %q", method, path, msg, part)
 	}
 }
@@ -167,7 +192,7 @@ func TestSaveAPI(t *testing.T) {
 	a, b := newAPIClient(t, readyA.Socket), newAPIClient(t, readyB.Socket)
 
 	// Status and health, on the socket and on the TCP port.
-	if m := a.json("GET", "/status", nil, 200); m["status"] != "running" || m["version"] != version {
+	if m := a.json("GET", "/status", nil, 200); m["status"] != "running" || m["version"] != httpapi.Version {
 		t.Fatalf("status %v", m)
 	}
 	if m := a.json("GET", "/health", nil, 200); m["status"] != "OK" {
@@ -201,17 +226,17 @@ func TestSaveAPI(t *testing.T) {
 		t.Fatalf("get group %v", m)
 	}
 	inv := a.json("GET", "/dweb/v1/groups/"+gid+"/invite", nil, 200)["uri"].(string)
-	if m := b.json("POST", "/api/groups/join_from_url", `{"group_url":"`+inv+`"}`, 200); m["key"] != gid || m["name"] != "newsroom" {
+	if m := b.json("POST", "/api/groups/join_from_url", `{"url":"`+inv+`"}`, 200); m["key"] != gid || m["name"] != "newsroom" || m["uri"] == "" {
 		t.Fatalf("join %v", m)
 	}
-	if m := b.json("POST", "/api/memberships", `{"group_url":"`+inv+`"}`, 200); !strings.Contains(m["status_message"].(string), gid) {
+	if m := b.json("POST", "/api/memberships", `{"uri":"`+inv+`"}`, 200)["group"].(map[string]any); m["key"] != gid || m["uri"] == "" {
 		t.Fatalf("membership %v", m)
 	}
 
 	// Repos: A's own, then both.
 	own := a.json("POST", "/api/groups/"+gid+"/repos", `{"name":"phone"}`, 200)
 	repoA, _ := own["key"].(string)
-	if _, err := key.ParseRecordKey(repoA); err != nil || own["can_write"] != true || own["name"] == "" || own["created_at"] == nil {
+	if _, err := key.ParseRecordKey(repoA); err != nil || own["can_write"] != true || own["name"] != "phone" || own["created_at"] == nil {
 		t.Fatalf("create repo %v", own)
 	}
 	if m := a.json("GET", "/api/groups/"+gid+"/repos/"+repoA, nil, 200); m["key"] != repoA || m["created_at"] != own["created_at"] {
@@ -302,30 +327,32 @@ func TestSaveAPI(t *testing.T) {
 	}
 
 	// Delete: the collection changes and the file is gone.
-	del := a.json("DELETE", media+"/photo.jpg", nil, 200)
-	if ch, _ := del["collection_hash"].(string); len(ch) != 64 || ch == up["updated_collection_hash"] {
-		t.Fatalf("delete %v (collection before %v)", del, up["updated_collection_hash"])
+	var ch string
+	if err := json.Unmarshal(a.raw("DELETE", media+"/photo.jpg", nil, 200), &ch); err != nil || len(ch) != 64 || ch == up["updated_collection_hash"] {
+		t.Fatalf("delete: collection %q, %v (before %v)", ch, err, up["updated_collection_hash"])
 	}
 	if fs := a.json("GET", media, nil, 200)["files"].([]any); len(fs) != 1 || fs[0].(map[string]any)["name"] != "big.bin" {
 		t.Fatalf("after delete: %v", fs)
 	}
 
-	// Errors: 400, 403, 404, 413, 500.
+	// Errors: the Save routes answer 400 for a body that does not decode,
+	// 413 over the limit, 500 for the rest, as save-rust does.
 	unknown := key.RecordKey{9, 9, 9}.String()
 	a.wantErr("POST", "/api/groups", `{"name":`, 400, "request body")
 	a.wantErr("POST", "/api/groups/"+gid+"/repos", `{"name":""}`, 400, "name")
 	a.wantErr("GET", "/api/groups/"+gid+"/repos/zz", nil, 400, "repo id")
 	a.wantErr("POST", media+"/"+strings.Repeat("n", 256), "x", 400, "bad name")
 	a.wantErr("POST", media+"/a%00b", "x", 400, "NUL")
-	b.wantErr("POST", media+"/mine.txt", "x", 403, "read-only")
-	b.wantErr("DELETE", media+"/big.bin", nil, 403, "read-only")
-	a.wantErr("GET", "/api/groups/"+unknown, nil, 404, "unknown group")
-	a.wantErr("GET", "/api/groups/"+unknown+"/repos", nil, 404, "unknown group")
-	a.wantErr("POST", "/api/groups/"+unknown+"/refresh", nil, 404, "unknown group")
-	a.wantErr("GET", "/api/groups/"+gid+"/repos/"+unknown, nil, 404, "unknown repo")
-	a.wantErr("GET", "/api/groups/"+gid+"/repos/"+unknown+"/media", nil, 404, "unknown repo")
-	a.wantErr("GET", media+"/nope.bin", nil, 404, "not found")
-	a.wantErr("DELETE", media+"/nope.bin", nil, 404, "not found")
+	a.wantErr("POST", "/api/groups", strings.NewReader(`{"name":"x"}`), 415, "application/json")
+	b.wantErr("POST", media+"/mine.txt", "x", 500, "read-only")
+	b.wantErr("DELETE", media+"/big.bin", nil, 500, "read-only")
+	a.wantErr("GET", "/api/groups/"+unknown, nil, 500, "unknown group")
+	a.wantErr("GET", "/api/groups/"+unknown+"/repos", nil, 500, "unknown group")
+	a.wantErr("POST", "/api/groups/"+unknown+"/refresh", nil, 500, "unknown group")
+	a.wantErr("GET", "/api/groups/"+gid+"/repos/"+unknown, nil, 500, "unknown repo")
+	a.wantErr("GET", "/api/groups/"+gid+"/repos/"+unknown+"/media", nil, 500, "unknown repo")
+	a.wantErr("GET", media+"/nope.bin", nil, 500, "not found")
+	a.wantErr("DELETE", media+"/nope.bin", nil, 500, "not found")
 	a.wantErr("PUT", media+"/big.bin", nil, 405, "no route")
 	ownB := b.json("POST", "/api/groups/"+gid+"/repos", `{"name":"x"}`, 200)["key"].(string)
 	mediaB := "/api/groups/" + gid + "/repos/" + ownB + "/media"
@@ -349,10 +376,10 @@ func TestSaveAPI(t *testing.T) {
 	a.wantErr("GET", media+"/broken.bin", nil, 500, "failed verification")
 
 	// Leave: B's group is gone.
-	if m := b.json("DELETE", "/api/groups/"+gid, nil, 200); m["status"] != "success" {
+	if m := b.json("DELETE", "/api/groups/"+gid, nil, 200); len(m) != 0 {
 		t.Fatalf("leave %v", m)
 	}
-	b.wantErr("GET", "/api/groups/"+gid, nil, 404, "unknown group")
+	b.wantErr("GET", "/api/groups/"+gid, nil, 500, "unknown group")
 
 	// Metrics count the requests above by route and status.
 	resp = a.do("GET", "/metrics", nil)
@@ -360,8 +387,8 @@ func TestSaveAPI(t *testing.T) {
 	resp.Body.Close()
 	for _, want := range []string{
 		`dweb_http_requests_total{code="200",route="GET /status"} 2`,
-		`dweb_http_errors_total{code="404",route="GET /api/groups/{group}"} 1`,
-		`dweb_http_errors_total{code="500",route="GET /api/groups/{group}/repos/{repo}/media/{name}"} 1`,
+		`dweb_http_errors_total{code="500",route="GET /api/groups/{group}"} 1`,
+		`dweb_http_errors_total{code="500",route="GET /api/groups/{group}/repos/{repo}/media/{name}"} 2`,
 		`dweb_http_errors_total{code="405",route="none"} 1`,
 		"dweb_groups 1", "dweb_peers ", "go_goroutines ",
 		`dweb_dht_requests_total{op="get"}`,
@@ -395,17 +422,17 @@ func metricValue(text, name string) (float64, bool) {
 // --http-allow-remote, before anything starts.
 func TestHTTPListenLoopbackOnly(t *testing.T) {
 	for _, addr := range []string{"0.0.0.0:0", ":0", "10.1.2.3:0", "example.com:0"} {
-		if _, err := listenHTTP(addr, false); err == nil || !strings.Contains(err.Error(), "--http-allow-remote") {
+		if _, err := httpapi.ListenTCP(addr, false); err == nil || !strings.Contains(err.Error(), "--http-allow-remote") {
 			t.Errorf("%s: %v, want a refusal naming --http-allow-remote", addr, err)
 		}
 	}
 	for _, addr := range []string{"127.0.0.1", "127.0.0.1:http-nope"} {
-		if _, err := listenHTTP(addr, false); err == nil {
+		if _, err := httpapi.ListenTCP(addr, false); err == nil {
 			t.Errorf("%s: accepted", addr)
 		}
 	}
 	for _, addr := range []string{"127.0.0.1:0", "localhost:0"} {
-		ln, err := listenHTTP(addr, false)
+		ln, err := httpapi.ListenTCP(addr, false)
 		if err != nil {
 			t.Fatalf("%s: %v", addr, err)
 		}

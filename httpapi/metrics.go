@@ -1,4 +1,4 @@
-package main
+package httpapi
 
 import (
 	"io"
@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/dwebkit/dweb/core"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -59,11 +60,11 @@ func (m *httpMetrics) observe(route string, code int, d time.Duration) {
 	m.duration.WithLabelValues(route).Observe(d.Seconds())
 }
 
-// newRegistry returns the daemon's Prometheus registry: the Go runtime and
+// NewRegistry returns the daemon's Prometheus registry: the Go runtime and
 // process collectors, dweb_groups and dweb_peers read from b at scrape
 // time, and extra (e.g. the DHT's dht.Metrics). The HTTP API adds its own
 // collectors to it.
-func newRegistry(b backend, peers func() int, extra ...prometheus.Collector) *prometheus.Registry {
+func NewRegistry(b interface{ Groups() []core.GroupInfo }, peers func() int, extra ...prometheus.Collector) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{

@@ -1,17 +1,17 @@
-package main
+package httpapi
 
 import (
 	"github.com/dwebkit/dweb/core"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// storageSource is what backupCollector reads at scrape time.
-type storageSource interface {
+// StorageSource is what the collector of NewBackupCollector reads at scrape time.
+type StorageSource interface {
 	BackupStatus() core.BackupStatus
 	StorageUsage() (core.StorageUsage, error)
 }
 
-var _ storageSource = (*core.Backend)(nil)
+var _ StorageSource = (*core.Backend)(nil)
 
 // backupCollector exports the blob store and the backup loop
 // (docs/http-api.md, "Metrics"), read once per scrape:
@@ -31,7 +31,7 @@ var _ storageSource = (*core.Backend)(nil)
 // The backup metrics are absent when backup mode is off; the store's are
 // absent if its usage cannot be read (the scrape goes on).
 type backupCollector struct {
-	src storageSource
+	src StorageSource
 
 	blobs, bytes, refBytes, quota, reserved *prometheus.Desc
 	inFlight, fetched, resumed, passes      *prometheus.Desc
@@ -42,7 +42,9 @@ type backupCollector struct {
 // none happened), so a rate() over them has a series from the start.
 var errorKinds = []string{"read_group", "read_repo", "download", "quota"}
 
-func newBackupCollector(src storageSource) *backupCollector {
+// NewBackupCollector returns the collector of the store's and the backup's
+// metrics, read from src at scrape time.
+func NewBackupCollector(src StorageSource) prometheus.Collector {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(name, help, labels, nil)
 	}

@@ -1,0 +1,51 @@
+package httpapi
+
+import (
+	"context"
+	"io"
+	"net/netip"
+
+	"github.com/dwebkit/dweb/blobsync"
+	"github.com/dwebkit/dweb/core"
+	"github.com/dwebkit/dweb/internal/key"
+)
+
+// Backend is the part of *core.Backend that the HTTP API serves. The daemon
+// and the JNI library pass the real backend.
+type Backend interface {
+	NodeID() key.NodeID
+	Addr() netip.AddrPort
+	Contact() string
+
+	// Groups.
+	CreateGroup(ctx context.Context, name string) (core.GroupInfo, error)
+	JoinGroup(ctx context.Context, inviteURI string) (core.GroupInfo, error)
+	Groups() []core.GroupInfo
+	ResolveGroup(s string) (core.GroupInfo, error)
+	Invite(group key.RecordKey) (string, error)
+	LeaveGroup(ctx context.Context, group key.RecordKey) error
+
+	// Files of the node's own repo, and of the whole group.
+	AddFiles(ctx context.Context, group key.RecordKey, paths []string) ([]core.FileInfo, error)
+	AddReader(ctx context.Context, g key.RecordKey, name string, r io.Reader, maxBytes int64) (core.FileInfo, blobsync.Hash, error)
+	ListFiles(ctx context.Context, group key.RecordKey) ([]core.FileInfo, error)
+	GetFile(ctx context.Context, group, repo key.RecordKey, name, dst string, progress func(core.Progress)) (core.FileInfo, error)
+	OpenFile(ctx context.Context, g, repo key.RecordKey, name string) (io.ReadSeekCloser, core.FileInfo, error)
+	RemoveFile(ctx context.Context, group key.RecordKey, name string) error
+
+	// Repos.
+	Repos(ctx context.Context, g key.RecordKey) ([]core.RepoInfo, error)
+	Repo(ctx context.Context, g, repo key.RecordKey) (core.RepoInfo, error)
+	SetRepoName(ctx context.Context, g key.RecordKey, name string) (core.RepoInfo, error)
+	RepoFiles(ctx context.Context, g, repo key.RecordKey) ([]core.FileInfo, error)
+	CollectionHash(ctx context.Context, g, repo key.RecordKey) (blobsync.Hash, bool, error)
+	Refresh(ctx context.Context, g key.RecordKey) ([]core.RepoRefresh, error)
+	RefreshWithProgress(ctx context.Context, g key.RecordKey, progress func(core.RefreshProgress)) ([]core.RepoRefresh, error)
+
+	// Backup servers (docs/backup.md).
+	BackupStatus() core.BackupStatus
+	AdminURI() (uri string, firstStart bool, err error)
+	Drain(ctx context.Context, opts core.DrainOptions) (core.DrainReport, error)
+}
+
+var _ Backend = (*core.Backend)(nil)

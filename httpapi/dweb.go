@@ -1,0 +1,197 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/dwebkit/dweb/core"
+	"github.com/dwebkit/dweb/internal/key"
+)
+
+// dweb's own routes (docs/cli.md), used by the CLI over the unix socket.
+// Over TCP they need the token (guard.go): two of them read or write
+// arbitrary paths on the daemon's machine.
+func (s *server) routeDweb(mux *http.ServeMux) {
+	mux.HandleFunc("GET /dweb/v1/node", s.handle(s.node))
+	mux.HandleFunc("GET /dweb/v1/groups/{group}/invite", s.handle(s.invite))
+	mux.HandleFunc("POST /dweb/v1/groups/{group}/files", s.handle(s.addFiles))
+	mux.HandleFunc("GET /dweb/v1/groups/{group}/files", s.handle(s.listFiles))
+	mux.HandleFunc("POST /dweb/v1/groups/{group}/files/get", s.handle(s.getFile))
+	mux.HandleFunc("POST /dweb/v1/groups/{group}/sync", s.handle(s.syncGroup))
+	mux.HandleFunc("DELETE /dweb/v1/groups/{group}/files/{name}", s.handle(s.removeFile))
+}
+
+func (s *server) node(w http.ResponseWriter, r *http.Request) error {
+	writeJSON(w, http.StatusOK, NodeInfo{
+		NodeID:  s.b.NodeID().String(),
+		Addr:    s.b.Addr().String(),
+		Contact: s.b.Contact(),
+	})
+	return nil
+}
+
+func (s *server) invite(w http.ResponseWriter, r *http.Request) error {
+	g, err := s.group(r)
+	if err != nil {
+		return err
+	}
+	u, err := s.b.Invite(g.ID)
+	return reply(w, InviteInfo{Key: g.ID, Name: g.Name, URI: u}, err)
+}
+
+func (s *server) addFiles(w http.ResponseWriter, r *http.Request) error {
+	var req AddFilesRequest
+	if err := decode(w, r, &req, decodeOptions{}); err != nil {
+		return err
+	}
+	if len(req.Paths) == 0 {
+		return &badRequestError{"paths: empty, want at least one absolute path"}
+	}
+	for _, p := range req.Paths {
+		if !filepath.IsAbs(p) {
+			return &badRequestError{fmt.Sprintf("paths: %q is not absolute", p)}
+		}
+	}
+	g, err := s.group(r)
+	if err != nil {
+		return err
+	}
+	fs, err := s.b.AddFiles(r.Context(), g.ID, req.Paths)
+	return reply(w, FileInfosBody{orEmpty(fs)}, err)
+}
+
+func (s *server) listFiles(w http.ResponseWriter, r *http.Request) error {
+	g, err := s.group(r)
+	if err != nil {
+		return err
+	}
+	fs, err := s.b.ListFiles(r.Context(), g.ID)
+	return reply(w, FileInfosBody{orEmpty(fs)}, err)
+}
+
+func (s *server) removeFile(w http.ResponseWriter, r *http.Request) error {
+	g, err := s.group(r)
+	if err == nil {
+		err = s.b.RemoveFile(r.Context(), g.ID, r.PathValue("name"))
+	}
+	return reply(w, map[string]string{"status": "success"}, err)
+}
+
+// getFile validates the request, then answers 200 with an NDJSON stream:
+// progress lines, then one final line. Errors found before the stream starts
+// get the usual error body and status.
+func (s *server) getFile(w http.ResponseWriter, r *http.Request) error {
+	var req GetFileRequest
+	if err := decode(w, r, &req, decodeOptions{}); err != nil {
+		return err
+	}
+	var repo key.RecordKey
+	switch {
+	case req.Name == "":
+		return &badRequestError{"name: missing"}
+	case req.Out == "" || !filepath.IsAbs(req.Out):
+		return &badRequestError{fmt.Sprintf("out: %q is not an absolute path", req.Out)}
+	case req.Repo != "":
+		var err error
+		if repo, err = key.ParseRecordKey(req.Repo); err != nil {
+			return &badRequestError{"repo: " + err.Error()}
+		}
+	}
+	g, err := s.group(r)
+	if err != nil {
+		return err
+	}
+
+	out := startNDJSON(w)
+	progress := func(p core.Progress) {
+		out.progress(GetFileLine{Done: new(p.Done), Total: new(p.Total)}, p.Done >= p.Total)
+	}
+	fi, err := s.b.GetFile(r.Context(), g.ID, repo, req.Name, req.Out, progress)
+	if err != nil {
+		code := StatusOf(err)
+		if code >= 500 {
+			s.log.Error("file get failed", "group", g.ID, "name", req.Name, "err", err)
+		}
+		out.finish(GetFileLine{Error: err.Error(), Code: code})
+		return nil
+	}
+	out.finish(GetFileLine{File: &fi})
+	return nil
+}
+
+// syncGroup runs a refresh of the group and streams its progress as NDJSON
+// (SyncLine), at most every progressInterval, then its result.
+func (s *server) syncGroup(w http.ResponseWriter, r *http.Request) error {
+	g, err := s.group(r)
+	if err != nil {
+		return err
+	}
+	out := startNDJSON(w)
+	progress := func(p core.RefreshProgress) { out.progress(SyncLine{Progress: &p}, false) }
+	repos, err := s.b.RefreshWithProgress(r.Context(), g.ID, progress)
+	if err != nil {
+		code := StatusOf(err)
+		if code >= 500 {
+			s.log.Error("group sync failed", "group", g.ID, "err", err)
+		}
+		out.finish(SyncLine{Error: err.Error(), Code: code})
+		return nil
+	}
+	out.finish(SyncLine{Repos: &repos})
+	return nil
+}
+
+// ndjsonStream is a 200 answer of NDJSON lines: progress lines, at most
+// one per progressInterval, then one final line. Safe for concurrent use;
+// nothing is written after the final line.
+type ndjsonStream struct {
+	w  http.ResponseWriter
+	rc *http.ResponseController
+
+	mu       sync.Mutex
+	buf      bytes.Buffer
+	last     time.Time
+	finished bool
+}
+
+// startNDJSON sends the status and headers at once, so the client learns
+// that the request was accepted before the first line.
+func startNDJSON(w http.ResponseWriter) *ndjsonStream {
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	n := &ndjsonStream{w: w, rc: http.NewResponseController(w)}
+	n.rc.Flush()
+	return n
+}
+
+// progress writes v unless a line went out less than progressInterval ago
+// (force: write it anyway, e.g. the last step).
+func (n *ndjsonStream) progress(v any, force bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.finished || (!force && time.Since(n.last) < progressInterval) {
+		return
+	}
+	n.last = time.Now()
+	n.lineLocked(v)
+}
+
+// finish writes the final line v.
+func (n *ndjsonStream) finish(v any) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.finished = true
+	n.lineLocked(v)
+}
+
+func (n *ndjsonStream) lineLocked(v any) {
+	n.buf.Reset()
+	json.NewEncoder(&n.buf).Encode(v)
+	n.w.Write(n.buf.Bytes())
+	n.rc.Flush()
+}

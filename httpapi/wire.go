@@ -1,0 +1,163 @@
+package httpapi
+
+import (
+	"github.com/dwebkit/dweb/blobsync"
+	"github.com/dwebkit/dweb/core"
+	"github.com/dwebkit/dweb/internal/key"
+)
+
+// The request and answer bodies of the API, shared with its clients (the
+// CLI). Field names are the wire's; docs/http-api.md and docs/cli.md give
+// every route's.
+
+// ErrorBody is the error answer of dweb's own routes (the Save routes
+// answer a bare JSON string, as save-rust does).
+type ErrorBody struct {
+	Status string `json:"status"` // always "error"
+	Error  string `json:"error"`
+}
+
+// NameRequest is the body of POST /api/groups and POST .../repos.
+type NameRequest struct {
+	Name string `json:"name"`
+}
+
+// MembershipRequest is the body of POST /api/memberships: the scanned join
+// code, an invite URI with the app's "&name=" appended.
+type MembershipRequest struct {
+	URI string `json:"uri"`
+}
+
+// JoinURLRequest is the body of POST /api/groups/join_from_url. URL is
+// save-rust's field; GroupURL the name dweb's first API used, still read.
+type JoinURLRequest struct {
+	URL      string `json:"url,omitempty"`
+	GroupURL string `json:"group_url,omitempty"`
+}
+
+// Group is a group as the Save routes answer it: core.GroupInfo and its
+// invite URI (the app builds its share QR from uri).
+type Group struct {
+	core.GroupInfo
+	URI string `json:"uri"`
+}
+
+// GroupsBody is the answer of GET /api/groups.
+type GroupsBody struct {
+	Groups []Group `json:"groups"`
+}
+
+// MembershipBody is the answer of POST /api/memberships.
+type MembershipBody struct {
+	Group Group `json:"group"`
+}
+
+// ReposBody is the answer of GET /api/groups/{group}/repos.
+type ReposBody struct {
+	Repos []core.RepoInfo `json:"repos"`
+}
+
+// File is a file as the Save routes answer it: core.FileInfo, with
+// is_downloaded (its bytes are in this node's store) and mimeType, the
+// app's names for local and media_type.
+type File struct {
+	core.FileInfo
+	IsDownloaded bool   `json:"is_downloaded"`
+	MimeType     string `json:"mimeType"`
+}
+
+// FilesBody is the answer of GET .../media.
+type FilesBody struct {
+	Files []File `json:"files"`
+}
+
+// RepoRefresh is one repo of a refresh answer: core.RepoRefresh with
+// repo_id (the app's name for key) and error (always absent: a repo that
+// cannot be read is left out and logged).
+type RepoRefresh struct {
+	core.RepoRefresh
+	RepoID key.RecordKey `json:"repo_id"`
+	Error  string        `json:"error,omitempty"`
+}
+
+// RefreshBody is the answer of POST /api/groups/{group}/refresh.
+type RefreshBody struct {
+	Status string        `json:"status"` // "success"
+	Repos  []RepoRefresh `json:"repos"`
+}
+
+// UploadBody is the answer to a media upload. Hashes are hex BLAKE3.
+type UploadBody struct {
+	Name                  string        `json:"name"`
+	UpdatedCollectionHash blobsync.Hash `json:"updated_collection_hash"`
+	FileHash              blobsync.Hash `json:"file_hash"`
+	Size                  int64         `json:"size"`
+}
+
+// NodeInfo is the answer of GET /dweb/v1/node.
+type NodeInfo struct {
+	NodeID  string `json:"node_id"`
+	Addr    string `json:"addr"`
+	Contact string `json:"contact"`
+}
+
+// InviteInfo is the answer of GET /dweb/v1/groups/{group}/invite.
+type InviteInfo struct {
+	Key  key.RecordKey `json:"key"`
+	Name string        `json:"name"`
+	URI  string        `json:"uri"`
+}
+
+// FileInfosBody is the answer of dweb's file routes: core.FileInfo as is.
+type FileInfosBody struct {
+	Files []core.FileInfo `json:"files"`
+}
+
+// AddFilesRequest is the body of POST /dweb/v1/groups/{group}/files:
+// absolute paths on the daemon's machine.
+type AddFilesRequest struct {
+	Paths []string `json:"paths"`
+}
+
+// GetFileRequest is the body of POST /dweb/v1/groups/{group}/files/get.
+// Repo is a record key text or "" (any repo, own first); Out is an absolute
+// path on the daemon's machine.
+type GetFileRequest struct {
+	Name string `json:"name"`
+	Repo string `json:"repo"`
+	Out  string `json:"out"`
+}
+
+// GetFileLine is one NDJSON line of a file get: progress ({"done","total"}),
+// then exactly one final line, {"file":...} or {"error":...,"code":status}.
+type GetFileLine struct {
+	Done  *int64         `json:"done,omitempty"`
+	Total *int64         `json:"total,omitempty"`
+	File  *core.FileInfo `json:"file,omitempty"`
+	Error string         `json:"error,omitempty"`
+	Code  int            `json:"code,omitempty"`
+}
+
+// SyncLine is one NDJSON line of a group sync: progress
+// ({"progress":{"files","files_done","done","total"}}), then exactly one
+// final line, {"repos":[...]} (core.RepoRefresh) or
+// {"error":...,"code":status}.
+type SyncLine struct {
+	Progress *core.RefreshProgress `json:"progress,omitempty"`
+	Repos    *[]core.RepoRefresh   `json:"repos,omitempty"`
+	Error    string                `json:"error,omitempty"`
+	Code     int                   `json:"code,omitempty"`
+}
+
+// AdminURIBody is the answer of GET /dweb/v1/backup/admin.
+type AdminURIBody struct {
+	URI string `json:"uri"`
+}
+
+// DrainRequest is the body of POST /dweb/v1/drain.
+type DrainRequest struct {
+	Group string   `json:"group,omitempty"`  // key or unique name; empty: every group
+	To    []string `json:"to,omitempty"`     // admin URIs of other backup servers (at most 16)
+	Leave bool     `json:"leave,omitempty"`  // leave each group whose drain was complete
+	WaitS float64  `json:"wait_s,omitempty"` // seconds to wait for confirmations; 0: core.DefaultDrainWait
+}
