@@ -90,7 +90,11 @@ STEP="collect files"
 command -v b3sum >/dev/null || fail "b3sum not found (apt-get install b3sum)"
 WORK=$(mktemp -d /tmp/dweb-bk.XXXXXX) # short: socket paths must stay < 108 bytes
 mkdir -p "$WORK/src" "$WORK/got"
-declare -a F1 F2 F3
+# Initialised empty, not just declared: under set -u, bash 5.2 stops at
+# ${#F1[@]} of an array that was declared but never assigned.
+F1=()
+F2=()
+F3=()
 shopt -s nullglob
 for p in /usr/share/backgrounds/gnome/*; do [[ -f $p ]] && F1+=("$p"); done
 for f in Apache-2.0 GPL-3 LGPL-2.1 MPL-2.0; do
