@@ -23,8 +23,11 @@
 #     connection to the killed process now gets a stateless reset from the
 #     restarted one and redials: internal/transport's reset_test.go.)
 #
-# Photos: /usr/share/backgrounds/gnome/* if present, else none; other files:
-# /usr/share/common-licenses/* (a few) and /usr/bin binaries.
+# Photos: /usr/share/backgrounds/gnome/* if present, else stand-ins of about
+# their number and weight (up to 25 shared libraries and programs of 256 KiB
+# to 2 MiB from /usr/lib/<multiarch> and /usr/bin, which every Debian machine
+# has); other files: /usr/share/common-licenses/* (a few) and /usr/bin
+# binaries.
 #
 # Needs: go, b3sum (apt-get install b3sum), coreutils `timeout`, ~1.5 GB free
 # in /tmp. Env: DWEB_DEMO_KEEP=1 keeps the work dir; DWEB_BACKUP_DEMO_MB (size
@@ -102,6 +105,32 @@ for f in Apache-2.0 GPL-3 LGPL-2.1 MPL-2.0; do
 done
 for b in bash tar gzip perl; do [[ -f /usr/bin/$b ]] && F3+=("$(realpath "/usr/bin/$b")"); done
 ((${#F3[@]} > 0)) || fail "no licences or binaries found"
+PHOTOS=photos
+if ((${#F1[@]} == 0)); then
+	# No photos (a fresh machine has none): stand-ins of about their number
+	# and weight, real files every Debian machine has — shared libraries and
+	# programs of 256 KiB to 2 MiB from /usr/lib/<multiarch> and /usr/bin,
+	# largest first, at most 25, each distinct in name and content from the
+	# others and from F3's.
+	PHOTOS="stand-ins for photos"
+	declare -A TAKEN_NAME TAKEN_SUM
+	for p in "${F3[@]}"; do
+		TAKEN_NAME[$(basename "$p")]=1
+		TAKEN_SUM[$(sha256sum <"$p" | cut -d' ' -f1)]=1
+	done
+	while IFS= read -r p; do
+		((${#F1[@]} < 25)) || break
+		name=$(basename "$p")
+		sum=$(sha256sum <"$p" | cut -d' ' -f1)
+		[[ -z ${TAKEN_NAME[$name]:-} && -z ${TAKEN_SUM[$sum]:-} ]] || continue
+		TAKEN_NAME[$name]=1
+		TAKEN_SUM[$sum]=1
+		F1+=("$p")
+	done < <(find /usr/lib/*-linux-gnu* /usr/bin -maxdepth 1 -type f -readable -size +256k -size -2049k -printf '%s %p\n' |
+		sort -k1,1nr -k2,2 | cut -d' ' -f2-)
+	((${#F1[@]} > 0)) || fail "no photos in /usr/share/backgrounds/gnome and no stand-ins found"
+	say "no photos in /usr/share/backgrounds/gnome: ${#F1[@]} libraries and programs stand in for them"
+fi
 say "making two files of $MB MB from /dev/urandom"
 head -c "$((MB * 1024 * 1024))" /dev/urandom >"$WORK/src/big-$MB.bin"
 head -c "$((MB * 1024 * 1024))" /dev/urandom >"$WORK/src/late-$MB.bin"
@@ -156,7 +185,7 @@ STEP="srv joins through its admin URI"
 dweb m1 --json backup join "$INVITE" --server "$ADMIN" >/dev/null
 say "srv joined group $GROUP through its admin URI"
 
-STEP="m1 adds ${#F1[@]} photos"
+STEP="m1 adds ${#F1[@]} $PHOTOS"
 ((${#F1[@]} == 0)) || dweb m1 --json file add "$GROUP" "${F1[@]}" >/dev/null
 STEP="m2 adds the $MB MB file"
 dweb m2 --json file add "$GROUP" "${F2[@]}" >/dev/null
