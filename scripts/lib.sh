@@ -74,6 +74,13 @@ dweb() {
 	timeout "$CALL_TIMEOUT" "$DWEB" --data "$WORK/$node" "$@"
 }
 
+# same_bytes ORIG COPY NAME fails unless COPY holds exactly ORIG's bytes
+# (cmp, from diffutils, which every Debian machine has; on a mismatch it
+# names the first differing byte).
+same_bytes() {
+	cmp -- "$1" "$2" >&2 || fail "$3: the download differs from the original"
+}
+
 # jfield FIELD reads the first string field FIELD of the JSON on stdin.
 jfield() { sed -n 's/.*"'"$1"'":"\([^"]*\)".*/\1/p' | head -n 1; }
 # jnum FIELD reads the first number field FIELD of the JSON on stdin.
