@@ -12,6 +12,7 @@ require (
 	github.com/schollz/progressbar/v3 v3.19.1
 	github.com/spf13/cobra v1.10.2
 	github.com/spf13/pflag v1.0.9
+	github.com/wlynxg/anet v0.0.5
 	github.com/zeebo/blake3 v0.2.4
 	golang.org/x/crypto v0.58.0
 	lukechampine.com/blake3 v1.4.1

@@ -395,7 +395,7 @@ func (b *Backend) advertiseAddrs() []string {
 		return []string{la.String()}
 	}
 	var out []string
-	ifaddrs, _ := net.InterfaceAddrs()
+	ifaddrs, _ := interfaceAddrs()
 	for _, a := range ifaddrs {
 		if pn, ok := a.(*net.IPNet); ok {
 			if ip, ok := netip.AddrFromSlice(pn.IP); ok {
