@@ -234,6 +234,9 @@ func (b *Backend) JoinGroup(ctx context.Context, inviteURI string) (GroupInfo, e
 	if err != nil {
 		return GroupInfo{}, fmt.Errorf("join group %s: %w", inv.Group, err)
 	}
+	if m.Name == "" { // the Save app's join code carries the name too
+		m.Name = inv.Name
+	}
 	return b.addGroup(ctx, g, m)
 }
 

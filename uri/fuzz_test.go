@@ -8,7 +8,9 @@ import (
 
 // FuzzParseInvite checks that ParseInvite never panics, that every failure is
 // a one-line *ParamError, and that every accepted invite survives
-// String/ParseInvite unchanged with a String no longer than MaxURILen.
+// String/ParseInvite unchanged but for its name (String leaves it out), and
+// JoinCode(Name)/ParseInvite unchanged with the name, both no longer than
+// MaxURILen.
 // `go test` runs the seed corpus; `go test -fuzz FuzzParseInvite ./uri`
 // explores further.
 func FuzzParseInvite(f *testing.F) {
@@ -43,6 +45,17 @@ func FuzzParseInvite(f *testing.F) {
 		"save+dweb:?v=1&%zz=1",
 		"save+dweb:?v=%",
 		canon + strings.Repeat("&bs=x", 900),
+		// name
+		canon + "&name=Tom+%26+Jerry",
+		"save+dweb:?name=Caf%C3%A9&" + query[1:],
+		canon + "&name=",
+		canon + "&name=%F0%9F%93%B7+%7E*",
+		canon + "&name=" + strings.Repeat("%C3%A9", 128),
+		canon + "&name=a%0Ab",
+		canon + "&name=%FF",
+		canon + "&name=a&name=b",
+		canon + "&name=a&name=a",
+		canon + "&name",
 	}
 	for _, s := range seeds {
 		f.Add(s)
@@ -67,11 +80,25 @@ func FuzzParseInvite(f *testing.F) {
 		if err != nil {
 			t.Fatalf("String of an accepted invite does not parse: %v\ninput %q\noutput %q", err, s, out)
 		}
-		if !equalInvite(inv, again) {
+		if !equalInvite(inv, again) || again.Name != "" {
 			t.Fatalf("round trip changed the invite:\n%#v\n%#v", inv, again)
 		}
 		if out2 := again.String(); out2 != out {
 			t.Fatalf("String not stable:\n%q\n%q", out, out2)
+		}
+		code := inv.JoinCode(inv.Name)
+		if len(code) > MaxURILen {
+			t.Fatalf("accepted invite's JoinCode is %d bytes, over MaxURILen", len(code))
+		}
+		if !strings.HasPrefix(code, out+NameSeparator) {
+			t.Fatalf("JoinCode %q does not start with String and %q", code, NameSeparator)
+		}
+		named, err := ParseInvite(code)
+		if err != nil {
+			t.Fatalf("JoinCode of an accepted invite does not parse: %v\ninput %q\noutput %q", err, s, code)
+		}
+		if !equalInvite(inv, named) || named.Name != inv.Name {
+			t.Fatalf("JoinCode round trip changed the invite:\n%#v\n%#v", inv, named)
 		}
 	})
 }

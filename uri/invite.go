@@ -9,8 +9,10 @@
 // with every key in the URL-safe base64 text form of internal/key (43
 // characters, no padding). The parameter names dht, enc, pk and sk are those
 // of the Save app's Rust backend (OpenArchive save-dweb-backend, Group::get_url);
-// v and bs are dweb's. docs/uri.md is the full specification, with the
-// differences from Save's own links.
+// v and bs are dweb's. The optional name parameter is the group's name as the
+// Save Android app appends it to make its "join code" (see Invite.JoinCode).
+// docs/uri.md is the full specification, with the differences from Save's
+// own links.
 package uri
 
 import (
@@ -36,14 +38,17 @@ const Version = 1
 // Limits enforced by ParseInvite.
 const (
 	// MaxURILen is the longest input accepted, in bytes, before any
-	// trimming. Any invite ParseInvite accepts has a String no longer
-	// than this.
-	MaxURILen = 4096
+	// trimming. Any invite ParseInvite accepts has a String, and a
+	// JoinCode with any name it accepts, no longer than this.
+	MaxURILen = 4352
 	// MaxBootstrap is the most bs entries one invite may carry.
 	MaxBootstrap = 16
 	// MaxBootstrapLen is the longest bs entry, in bytes after
 	// percent-decoding.
 	MaxBootstrapLen = 200
+	// MaxNameLen is the longest name parameter, in bytes of UTF-8 after
+	// percent-decoding: group.MaxNameLen, so any group name fits.
+	MaxNameLen = 255
 )
 
 // Parameter names.
@@ -54,6 +59,7 @@ const (
 	paramPublic    = "pk"
 	paramSeed      = "sk"
 	paramBootstrap = "bs"
+	paramName      = "name"
 )
 
 var b64 = base64.RawURLEncoding
@@ -69,13 +75,15 @@ type Invite struct {
 	Secret    key.Secret    // enc: the group secret
 	Owner     key.Keypair   // pk + sk: the group owner's keypair; sk is the 32-byte ed25519 seed
 	Bootstrap []string      // bs (repeatable, <= MaxBootstrap): hints "nodeID@host:port"
+	Name      string        // name (optional): the group's name from a join code; String leaves it out, JoinCode writes it
 }
 
 // String returns the invite URI in canonical form:
 //
 //	save+dweb:?v=1&dht=...&enc=...&pk=...&sk=...&bs=...&bs=...
 //
-// Parameters come in that order; bs entries in slice order. pk and sk are
+// Parameters come in that order; bs entries in slice order. Name is never
+// written (JoinCode appends it). pk and sk are
 // left out when Owner holds no 64-byte ed25519 private key. String never
 // fails and never validates: use Validate (or ParseInvite) for that.
 // Characters outside [A-Za-z0-9-._~:@[]] are percent-encoded; valid values
@@ -115,20 +123,21 @@ func (i Invite) Validate() error {
 	return err
 }
 
-// LogValue keeps secrets out of logs: it shows the version, the group key and
-// the bootstrap hints only.
+// LogValue keeps secrets out of logs: it shows the version, the group key,
+// the bootstrap hints and the name only.
 func (i Invite) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.Int("v", i.Version),
 		slog.String("group", i.Group.String()),
 		slog.Any("bootstrap", i.Bootstrap),
+		slog.String("name", i.Name),
 	)
 }
 
 // GoString hides the secret and the owner's private key from %#v.
 func (i Invite) GoString() string {
-	return fmt.Sprintf("uri.Invite{Version:%d, Group:%s, Secret:%s, Owner:%s, Bootstrap:%q}",
-		i.Version, i.Group, i.Secret, i.Owner, i.Bootstrap)
+	return fmt.Sprintf("uri.Invite{Version:%d, Group:%s, Secret:%s, Owner:%s, Bootstrap:%q, Name:%q}",
+		i.Version, i.Group, i.Secret, i.Owner, i.Bootstrap, i.Name)
 }
 
 // ParseInvite parses and validates an invite URI. The rules (docs/uri.md):
@@ -146,6 +155,10 @@ func (i Invite) GoString() string {
 //     seed and the public key derived from it must equal pk;
 //   - bs is optional and repeatable (<= MaxBootstrap distinct entries, each
 //     <= MaxBootstrapLen bytes): "nodeID@host:port", see Invite.Bootstrap;
+//   - name is optional, at most once: "+" and percent-escapes decode as in
+//     application/x-www-form-urlencoded, and the result must be valid UTF-8
+//     of at most MaxNameLen bytes without control characters; it may be
+//     empty. It goes to Invite.Name;
 //   - any other parameter is an error, so a typo never silently drops data.
 //
 // Every error is a *ParamError naming the parameter; a wrong or missing scheme
@@ -227,6 +240,13 @@ func parseInvite(s string) (Invite, *ParamError) {
 		}
 	}
 	inv.Bootstrap = bs
+
+	if names := params[paramName]; len(names) > 0 {
+		if reason := checkName(names[0]); reason != "" {
+			return Invite{}, paramErr(paramName, reason)
+		}
+		inv.Name = names[0]
+	}
 	return inv, nil
 }
 
@@ -259,7 +279,7 @@ func stripScheme(s string) (string, *ParamError) {
 
 func singleValued(name string) bool {
 	switch name {
-	case paramVersion, paramGroup, paramSecret, paramPublic, paramSeed:
+	case paramVersion, paramGroup, paramSecret, paramPublic, paramSeed, paramName:
 		return true
 	}
 	return false

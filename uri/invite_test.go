@@ -339,7 +339,7 @@ func TestOversized(t *testing.T) {
 	if _, err := ParseInvite(canon + strings.Repeat(" ", pad)); err != nil {
 		t.Fatalf("input of exactly MaxURILen bytes: %v", err)
 	}
-	wantParamError(t, canon+strings.Repeat(" ", pad+1), "", "longer than 4096 bytes")
+	wantParamError(t, canon+strings.Repeat(" ", pad+1), "", fmt.Sprintf("longer than %d bytes", MaxURILen))
 	wantParamError(t, "save+dweb:?v=1&"+strings.Repeat("x=1&", 1<<20), "", "longer than")
 }
 

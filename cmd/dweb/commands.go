@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -65,18 +66,59 @@ func (a *app) groupCmd() *cobra.Command {
 		},
 	}
 
+	var inviteQR, inviteInvert bool
+	var invitePNG string
 	invite := &cobra.Command{
 		Use:   "invite GROUP",
-		Short: "print the invite URI of a group (GROUP: key or unique name)",
-		Args:  args(cobra.ExactArgs(1)),
+		Short: "print the invite URI of a group, or draw its join code as a QR code (GROUP: key or unique name)",
+		Long: `invite prints the group's save+dweb: invite URI.
+
+--qr draws the Save app's join code for the group (the invite URI, "&name="
+and the group name) as a QR code on the terminal, for the app to scan;
+--png FILE writes that QR code as a PNG image (mode 0600: it holds the group
+secret). --json prints {"key","name","uri","join_code"}.`,
+		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if inviteQR && a.json {
+				return &usageError{errors.New("--qr and --json both write to stdout: use --png FILE with --json")}
+			}
+			if inviteInvert && !inviteQR {
+				return &usageError{errors.New("--invert applies to --qr only")}
+			}
 			var inv httpapi.InviteInfo
 			if err := a.client().call(cmd.Context(), http.MethodGet, "/dweb/v1/groups/"+url.PathEscape(args[0])+"/invite", nil, &inv); err != nil {
 				return err
 			}
-			return a.printResult(inv, "%s\n", inv.URI)
+			draw := inviteQR || invitePNG != ""
+			if !draw && !a.json {
+				fmt.Fprintln(a.stdout, inv.URI)
+				return nil
+			}
+			out := inviteOutput{InviteInfo: inv}
+			code, err := joinCode(inv.URI, inv.Name)
+			switch {
+			case err == nil:
+				out.JoinCode = code
+			case draw:
+				return err
+			}
+			if draw {
+				if err := a.drawJoinCode(code, inviteQR, inviteInvert, invitePNG); err != nil {
+					return err
+				}
+			}
+			switch {
+			case a.json:
+				return a.printJSON(out)
+			case !inviteQR:
+				fmt.Fprintf(a.stdout, "wrote the join code of group %s to %s\n", inv.Name, invitePNG)
+			}
+			return nil
 		},
 	}
+	invite.Flags().BoolVar(&inviteQR, "qr", false, "draw the Save app's join code as a QR code on the terminal")
+	invite.Flags().BoolVar(&inviteInvert, "invert", false, "with --qr: draw for dark text on a light background")
+	invite.Flags().StringVar(&invitePNG, "png", "", "write the Save app's join code as a QR code PNG image to `FILE`")
 
 	join := &cobra.Command{
 		Use:   "join URI",
