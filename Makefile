@@ -10,6 +10,7 @@
 #                        machine (JDK headers); with an Android NDK
 #                        (ANDROID_NDK_HOME or ANDROID_NDK_ROOT) also
 #                        build/android/{arm64-v8a,armeabi-v7a,x86_64}/libsave.so
+#   make jvmtest         load build/libsave.so into a JVM and drive it as the app does
 
 GO      ?= go
 CC      ?= cc
@@ -18,7 +19,7 @@ CFLAGS  ?= -O1 -g
 CWARN   := -std=c11 -Wall -Wextra -Werror
 GOFILES := $(wildcard ffi/*.go ffi/*.c ffi/*.h ffi/internal/*/*.go) $(shell find core blobsync datarepo group uri internal -name '*.go' ! -name '*_test.go') go.mod go.sum
 
-.PHONY: lib archive ctest ctest-valgrind ctest-asan clean-lib android-lib android-abis
+.PHONY: lib archive ctest ctest-valgrind ctest-asan clean-lib android-lib android-abis jvmtest
 
 lib: $(BUILD)/libdweb.so $(BUILD)/dweb.h
 
@@ -65,7 +66,7 @@ ctest-asan: $(BUILD)/ctest-asan
 
 clean-lib:
 	rm -f $(BUILD)/libdweb.so $(BUILD)/libdweb.a $(BUILD)/dweb.h $(BUILD)/ctest $(BUILD)/ctest-asan $(BUILD)/valgrind.supp
-	rm -rf $(BUILD)/libsave.so $(BUILD)/android
+	rm -rf $(BUILD)/libsave.so $(BUILD)/android $(BUILD)/jvmtest $(BUILD)/jvmtest.log
 
 # libsave.so (docs/ffi.md, "libsave.so"): ffi/save, whose jni.c needs jni.h.
 # On this machine it comes from the JDK that javac belongs to (or JDK=...);
@@ -115,3 +116,8 @@ else
 	$(call ndk_build,armeabi-v7a,arm,7,armv7a-linux-androideabi$(ANDROID_API))
 	$(call ndk_build,x86_64,amd64,,x86_64-linux-android$(ANDROID_API))
 endif
+
+# The JVM test (ffi/save/jvmtest): the app's SnowbirdBridge class in Java
+# loads build/libsave.so and runs the app's calls; fails without a JDK.
+jvmtest: $(BUILD)/libsave.so
+	JDK=$(JDK) sh ffi/save/jvmtest/run.sh $(BUILD)
