@@ -17,7 +17,6 @@ import "C"
 
 import (
 	"fmt"
-	"log/slog"
 	"os"
 	"sync"
 	"unicode/utf16"
@@ -33,7 +32,7 @@ func main() {}
 const (
 	envHTTP   = "DWEB_SAVE_HTTP"   // the API's TCP address instead of 127.0.0.1:8080
 	envListen = "DWEB_SAVE_LISTEN" // the node's QUIC address instead of 0.0.0.0:0
-	envLog    = "DWEB_SAVE_LOG"    // log level on stderr: debug, info, warn, error; unset: none
+	envLog    = "DWEB_SAVE_LOG"    // log level: debug, info, warn, error (log.go)
 )
 
 var (
@@ -44,19 +43,11 @@ var (
 // theService returns the process's one Service, made at the first call.
 func theService() *service.Service {
 	svcOnce.Do(func() {
-		log := slog.New(slog.DiscardHandler)
-		if lv := os.Getenv(envLog); lv != "" {
-			var level slog.Level
-			if err := level.UnmarshalText([]byte(lv)); err != nil {
-				level = slog.LevelInfo
-			}
-			log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-		}
 		svc = service.New(service.Options{
 			HTTPAddr:   os.Getenv(envHTTP),
 			ListenAddr: os.Getenv(envListen),
 			Status:     sendStatus,
-			Log:        log,
+			Log:        newLogger(),
 		})
 	})
 	return svc
