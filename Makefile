@@ -11,6 +11,9 @@
 #                        (ANDROID_NDK_HOME or ANDROID_NDK_ROOT) also
 #                        build/android/{arm64-v8a,armeabi-v7a,x86_64}/libsave.so
 #   make jvmtest         load build/libsave.so into a JVM and drive it as the app does
+#   make jvmtest-android-headers
+#                        the same with libsave.so's Android-only code (Android's
+#                        jni.h, logcat) built against Debian's Android headers
 
 GO      ?= go
 CC      ?= cc
@@ -19,7 +22,7 @@ CFLAGS  ?= -O1 -g
 CWARN   := -std=c11 -Wall -Wextra -Werror
 GOFILES := $(wildcard ffi/*.go ffi/*.c ffi/*.h ffi/internal/*/*.go) $(shell find core blobsync datarepo group uri internal -name '*.go' ! -name '*_test.go') go.mod go.sum
 
-.PHONY: lib archive ctest ctest-valgrind ctest-asan clean-lib android-lib android-abis jvmtest
+.PHONY: lib archive ctest ctest-valgrind ctest-asan clean-lib android-lib android-abis jvmtest jvmtest-android-headers
 
 lib: $(BUILD)/libdweb.so $(BUILD)/dweb.h
 
@@ -66,7 +69,7 @@ ctest-asan: $(BUILD)/ctest-asan
 
 clean-lib:
 	rm -f $(BUILD)/libdweb.so $(BUILD)/libdweb.a $(BUILD)/dweb.h $(BUILD)/ctest $(BUILD)/ctest-asan $(BUILD)/valgrind.supp
-	rm -rf $(BUILD)/libsave.so $(BUILD)/android $(BUILD)/jvmtest $(BUILD)/jvmtest.log
+	rm -rf $(BUILD)/libsave.so $(BUILD)/android $(BUILD)/jvmtest $(BUILD)/jvmtest.log $(BUILD)/android-headers
 
 # libsave.so (docs/ffi.md, "libsave.so"): ffi/save, whose jni.c needs jni.h.
 # On this machine it comes from the JDK that javac belongs to (or JDK=...);
@@ -121,3 +124,23 @@ endif
 # loads build/libsave.so and runs the app's calls; fails without a JDK.
 jvmtest: $(BUILD)/libsave.so
 	JDK=$(JDK) sh ffi/save/jvmtest/run.sh $(BUILD)
+
+# What can be checked of the Android build without an NDK: jni.c compiled as
+# for Android (__ANDROID__, Android's jni.h, whose AttachCurrentThread takes
+# JNIEnv **) and the logcat logger (tag savelogcat) linked to liblog, from
+# Debian's android-libnativehelper-dev and android-liblog-dev, then the JVM
+# test against that library (its log lines go to stderr in logcat's format).
+ANDROID_INCLUDE ?= /usr/include/android
+ANDROID_LIBLOG  ?= /usr/lib/$(shell $(CC) -print-multiarch 2>/dev/null)/android
+
+jvmtest-android-headers: $(SAVEFILES)
+	@test -f $(ANDROID_INCLUDE)/nativehelper/jni.h -a -f $(ANDROID_INCLUDE)/android/log.h -a -f $(ANDROID_LIBLOG)/liblog.so || \
+		{ echo "jvmtest-android-headers: needs Android's jni.h and liblog (apt-get install android-libnativehelper-dev android-liblog-dev)" >&2; exit 1; }
+	@mkdir -p $(BUILD)/android-headers
+	CGO_ENABLED=1 CGO_CFLAGS="-g -O2 -D__ANDROID__ -Werror=incompatible-pointer-types -I$(ANDROID_INCLUDE)/nativehelper -I$(ANDROID_INCLUDE)" \
+		CGO_LDFLAGS="-L$(ANDROID_LIBLOG) -Wl,-rpath,$(ANDROID_LIBLOG)" \
+		$(GO) build -trimpath -tags savelogcat -buildmode=c-shared -ldflags='-extldflags=$(SAVE_LINK)' \
+		-o $(BUILD)/android-headers/libsave.so ./ffi/save
+	@rm -f $(BUILD)/android-headers/libsave.h
+	sh ffi/save/check-exports.sh nm $(BUILD)/android-headers/libsave.so
+	JDK=$(JDK) sh ffi/save/jvmtest/run.sh $(BUILD)/android-headers
