@@ -1,9 +1,13 @@
 package httpapi
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
+	"os"
+	"time"
 )
 
 // AddrError is a refused or malformed TCP address for the API (a usage
@@ -44,4 +48,39 @@ func IsLoopbackHost(host string) bool {
 	}
 	a, err := netip.ParseAddr(host)
 	return err == nil && a.Unmap().IsLoopback()
+}
+
+// MaxSocketPath is the longest unix socket path Linux accepts (sun_path is
+// 108 bytes with the terminating NUL).
+const MaxSocketPath = 107
+
+// ListenUnix opens the API's unix socket at path, mode 0600 (only the
+// owner's user can connect). The parent directory must exist. A socket file
+// left by a process that is gone is replaced; one that a server still
+// answers on, or a file that is not a socket, is an error.
+func ListenUnix(path string) (net.Listener, error) {
+	if len(path) > MaxSocketPath {
+		return nil, fmt.Errorf("socket path %s is %d bytes, longer than the %d a unix socket allows", path, len(path), MaxSocketPath)
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode().Type() != fs.ModeSocket {
+			return nil, fmt.Errorf("socket path %s: a file that is not a socket is in the way", path)
+		}
+		if conn, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			conn.Close()
+			return nil, fmt.Errorf("socket path %s: another server is listening on it", path)
+		}
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("remove stale socket: %w", err)
+		}
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("socket permissions: %w", err)
+	}
+	return ln, nil
 }
