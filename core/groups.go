@@ -240,7 +240,7 @@ func (b *Backend) JoinGroup(ctx context.Context, inviteURI string) (GroupInfo, e
 // addGroup creates this node's repo in g, claims its subkey, publishes the
 // tunnel descriptor and persists the group.
 func (b *Backend) addGroup(ctx context.Context, g *group.Group, m group.Meta) (GroupInfo, error) {
-	repo, repoKP, err := datarepo.Create(ctx, records{b}, b.blobs, g.Secret(), b.opts.RepoName)
+	repo, repoKP, err := datarepo.Create(ctx, records{b}, b.blobs, g.Secret(), b.opts.DeviceName)
 	if err != nil {
 		return GroupInfo{}, fmt.Errorf("create repo: %w", err)
 	}

@@ -63,7 +63,7 @@ typedef void (*dweb_event_fn)(const char *event_json, void *ctx);
 /*
  * Opens and starts a node. config_json is an object:
  *   {"data_dir": "/abs/dir" (required), "listen": "127.0.0.1:0",
- *    "bootstrap": ["nodeID@host:port"], "repo_name": "phone",
+ *    "bootstrap": ["nodeID@host:port"], "device_name": "phone",
  *    "device_key": "<32 bytes, URL-safe base64>", "call_timeout_ms": 60000,
  *    "log_level": "" | "debug" | "info" | "warn" | "error"}
  * Blocks while the node bootstraps (at most 30 s). Returns a handle > 0, or

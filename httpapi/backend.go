@@ -16,6 +16,7 @@ type Backend interface {
 	NodeID() key.NodeID
 	Addr() netip.AddrPort
 	Contact() string
+	DeviceName() string
 
 	// Groups.
 	CreateGroup(ctx context.Context, name string) (core.GroupInfo, error)

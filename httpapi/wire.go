@@ -94,11 +94,14 @@ type UploadBody struct {
 	Size                  int64         `json:"size"`
 }
 
-// NodeInfo is the answer of GET /dweb/v1/node.
+// NodeInfo is the answer of GET /dweb/v1/node. DeviceName is the name the
+// node's repo gets in a group it creates or joins without asking for
+// another (core.Options.DeviceName).
 type NodeInfo struct {
-	NodeID  string `json:"node_id"`
-	Addr    string `json:"addr"`
-	Contact string `json:"contact"`
+	NodeID     string `json:"node_id"`
+	Addr       string `json:"addr"`
+	Contact    string `json:"contact"`
+	DeviceName string `json:"device_name"`
 }
 
 // InviteInfo is the answer of GET /dweb/v1/groups/{group}/invite.

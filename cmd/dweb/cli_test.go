@@ -51,6 +51,7 @@ func TestUsageErrors(t *testing.T) {
 		{"file", "get", "onlygroup"},
 		{"group", "create"},
 		{"serve", "--log-level", "loud"},
+		{"serve", "--device-name", "a/b"},
 		{"file", "get", "g", "n", "--repo", "not-a-key"},
 	} {
 		code, _, errOut := runCLI(t, append([]string{"--data", t.TempDir()}, args...)...)

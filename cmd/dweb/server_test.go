@@ -41,6 +41,7 @@ func newFake() *fakeBackend {
 func (f *fakeBackend) NodeID() key.NodeID   { return key.NodeID{1, 2, 3} }
 func (f *fakeBackend) Addr() netip.AddrPort { return netip.MustParseAddrPort("127.0.0.1:4242") }
 func (f *fakeBackend) Contact() string      { return f.NodeID().String() + "@127.0.0.1:4242" }
+func (f *fakeBackend) DeviceName() string   { return core.DefaultDeviceName }
 
 func (f *fakeBackend) CreateGroup(_ context.Context, name string) (core.GroupInfo, error) {
 	if strings.ContainsAny(name, "\x00\n") {

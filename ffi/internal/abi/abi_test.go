@@ -45,7 +45,7 @@ func wantCode(t *testing.T, h int64, method, params string, code Code) {
 
 func newNode(t *testing.T, dir string, boot ...string) int64 {
 	t.Helper()
-	cfg, _ := json.Marshal(Config{DataDir: dir, Listen: "127.0.0.1:0", RepoName: filepath.Base(dir), Bootstrap: boot})
+	cfg, _ := json.Marshal(Config{DataDir: dir, Listen: "127.0.0.1:0", DeviceName: filepath.Base(dir), Bootstrap: boot})
 	h, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)

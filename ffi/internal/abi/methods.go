@@ -66,10 +66,11 @@ func nodeID(ctx context.Context, n *node, p []byte) (any, error) {
 		return nil, err
 	}
 	return struct {
-		NodeID  string `json:"node_id"`
-		Contact string `json:"contact"`
-		Addr    string `json:"addr"`
-	}{n.b.NodeID().String(), n.b.Contact(), n.b.Addr().String()}, nil
+		NodeID     string `json:"node_id"`
+		Contact    string `json:"contact"`
+		Addr       string `json:"addr"`
+		DeviceName string `json:"device_name"`
+	}{n.b.NodeID().String(), n.b.Contact(), n.b.Addr().String(), n.b.DeviceName()}, nil
 }
 
 // nodePeers lists the nodes in this node's DHT routing table.
