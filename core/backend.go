@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/dwebkit/dweb/blobsync"
+	"github.com/dwebkit/dweb/datarepo"
 	"github.com/dwebkit/dweb/internal/dht"
 	"github.com/dwebkit/dweb/internal/key"
 	"github.com/dwebkit/dweb/internal/store"
@@ -36,9 +37,14 @@ type Options struct {
 	ListenAddr string
 	// Bootstrap lists nodes to enter the DHT through, as "nodeID@host:port".
 	Bootstrap []string
-	// RepoName names the repos this node creates in groups. "" uses the
-	// host name.
-	RepoName string
+	// DeviceName is the name this node's repo gets in a group it creates
+	// or joins, unless the create or join asks for another
+	// (GroupOptions.RepoName). It is the node's config: a name given here
+	// is saved in the store, and "" uses the name saved by an earlier run,
+	// else DefaultDeviceName. Never the host name, which would leak to
+	// every member. Rules of a repo name (datarepo.CheckName); a bad one
+	// is a *BadInputError from New.
+	DeviceName string
 	// DeviceKey seals the protected store. Nil: read or create
 	// DataDir/device.key (0600).
 	DeviceKey *key.Secret
@@ -81,6 +87,9 @@ type Options struct {
 
 // DefaultMaxPeerRequests is Options.MaxPeerRequests when unset.
 const DefaultMaxPeerRequests = 16
+
+// DefaultDeviceName is Options.DeviceName of a node that never had one.
+const DefaultDeviceName = "dweb device"
 
 // Timeouts of background work the Backend does on its own.
 const (
@@ -131,12 +140,10 @@ func New(opts Options) (*Backend, error) {
 	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
-	if opts.RepoName == "" {
-		h, err := os.Hostname()
-		if err != nil || h == "" {
-			h = "dweb"
+	if opts.DeviceName != "" {
+		if err := datarepo.CheckName(opts.DeviceName); err != nil {
+			return nil, badInput(fmt.Errorf("device name: %w", err))
 		}
-		opts.RepoName = h
 	}
 	dk := opts.DeviceKey
 	if dk == nil {
@@ -159,6 +166,10 @@ func New(opts Options) (*Backend, error) {
 		limits: blobsync.NewPeerLimiter(blobsync.ServeLimits{UploadRate: opts.UploadRate, MaxRequests: opts.MaxPeerRequests}),
 	}
 	if err := b.loadIdentity(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := b.loadDeviceName(); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -190,6 +201,7 @@ const (
 	protNodeKey   = "node/ed25519"
 	protNoiseKey  = "node/x25519"
 	metaListen    = store.PrefixMeta + "listen"
+	metaDevice    = store.PrefixMeta + "device-name"
 	metaContacts  = store.PrefixMeta + "contacts"
 	maxContactsKV = 64
 )
@@ -223,6 +235,33 @@ func (b *Backend) loadIdentity() error {
 		return err
 	}
 }
+
+// loadDeviceName saves Options.DeviceName in the store, or when it is
+// empty reads the one saved by an earlier run (DefaultDeviceName if none).
+func (b *Backend) loadDeviceName() error {
+	if b.opts.DeviceName != "" {
+		if err := b.db.Set([]byte(metaDevice), []byte(b.opts.DeviceName), true); err != nil {
+			return fmt.Errorf("save device name: %w", err)
+		}
+		return nil
+	}
+	b.opts.DeviceName = DefaultDeviceName
+	saved, err := b.db.Get([]byte(metaDevice))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("load device name: %w", err)
+	case datarepo.CheckName(string(saved)) != nil:
+		b.log.Warn("saved device name is not a valid name; using the default", "saved", string(saved))
+	default:
+		b.opts.DeviceName = string(saved)
+	}
+	return nil
+}
+
+// DeviceName returns the name this node's repos get in the groups it
+// creates or joins without asking for another (Options.DeviceName).
+func (b *Backend) DeviceName() string { return b.opts.DeviceName }
 
 // Start opens the QUIC endpoint, enters the DHT through the bootstrap nodes
 // (a failure to reach them is logged, not fatal: the node may be the first)

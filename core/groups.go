@@ -177,8 +177,42 @@ func (b *Backend) saveGroup(gs *groupState, sec groupSecrets) error {
 	return b.db.Set(store.Key(store.PrefixGroup, gs.info.ID[:]), meta, true)
 }
 
-// CreateGroup creates a group named name, with this node's repo in it.
+// GroupOptions are this node's choices for a group it creates or joins
+// (CreateGroupWith, JoinGroupWith). The zero value works.
+type GroupOptions struct {
+	// RepoName names this node's repo in the group: 1 to
+	// datarepo.MaxNameLen bytes of UTF-8 without '/' or NUL, not "." or
+	// ".." (datarepo.CheckName). Several members may choose one name; the
+	// repo key tells them apart. "": the device name (Options.DeviceName).
+	RepoName string
+}
+
+// repoName returns the name this node's new repo gets: o.RepoName or the
+// device name. A bad o.RepoName is a *BadInputError.
+func (b *Backend) repoName(o GroupOptions) (string, error) {
+	if o.RepoName == "" {
+		return b.opts.DeviceName, nil
+	}
+	if err := datarepo.CheckName(o.RepoName); err != nil {
+		return "", badInput(fmt.Errorf("repo name: %w", err))
+	}
+	return o.RepoName, nil
+}
+
+// CreateGroup creates a group named name, with this node's repo in it,
+// named after the device (CreateGroupWith with no options).
 func (b *Backend) CreateGroup(ctx context.Context, name string) (GroupInfo, error) {
+	return b.CreateGroupWith(ctx, name, GroupOptions{})
+}
+
+// CreateGroupWith creates a group named name, with this node's repo in it
+// named o.RepoName. Every input is checked before anything is written: a
+// bad group or repo name is a *BadInputError and creates nothing.
+func (b *Backend) CreateGroupWith(ctx context.Context, name string, o GroupOptions) (GroupInfo, error) {
+	repoName, err := b.repoName(o)
+	if err != nil {
+		return GroupInfo{}, err
+	}
 	if err := b.started(); err != nil {
 		return GroupInfo{}, err
 	}
@@ -193,21 +227,40 @@ func (b *Backend) CreateGroup(ctx context.Context, name string) (GroupInfo, erro
 	if err != nil {
 		return GroupInfo{}, err
 	}
-	return b.addGroup(ctx, g, m)
+	return b.addGroup(ctx, g, m, repoName)
 }
 
-// JoinGroup joins the group an invite URI describes. The URI is parsed
-// first: a malformed one is a *BadInputError naming the parameter, and no
-// node is contacted. The invite's bootstrap hints are added to the DHT.
+// JoinGroup joins the group an invite URI describes, with this node's repo
+// named after the device (JoinGroupWith with no options).
 func (b *Backend) JoinGroup(ctx context.Context, inviteURI string) (GroupInfo, error) {
+	return b.JoinGroupWith(ctx, inviteURI, GroupOptions{})
+}
+
+// JoinGroupWith joins the group an invite URI describes and makes this
+// node's repo in it, named o.RepoName. The URI and the name are checked
+// first: a malformed URI is a *BadInputError naming the parameter, a bad
+// name a *BadInputError, and no node is contacted. The invite's bootstrap
+// hints are added to the DHT. Joining a group this node is already in
+// answers it as it is, after renaming this node's repo to o.RepoName if
+// one is given (SetRepoName).
+func (b *Backend) JoinGroupWith(ctx context.Context, inviteURI string, o GroupOptions) (GroupInfo, error) {
 	inv, err := uri.ParseInvite(inviteURI)
 	if err != nil {
 		return GroupInfo{}, badInput(err)
+	}
+	repoName, err := b.repoName(o)
+	if err != nil {
+		return GroupInfo{}, err
 	}
 	if err := b.started(); err != nil {
 		return GroupInfo{}, err
 	}
 	if gi, err := b.group(inv.Group); err == nil {
+		if o.RepoName != "" {
+			if _, err := b.SetRepoName(ctx, gi.info.ID, o.RepoName); err != nil {
+				return GroupInfo{}, err
+			}
+		}
 		return gi.info, nil
 	}
 	var hints []dht.Contact
@@ -237,13 +290,13 @@ func (b *Backend) JoinGroup(ctx context.Context, inviteURI string) (GroupInfo, e
 	if m.Name == "" { // the Save app's join code carries the name too
 		m.Name = inv.Name
 	}
-	return b.addGroup(ctx, g, m)
+	return b.addGroup(ctx, g, m, repoName)
 }
 
-// addGroup creates this node's repo in g, claims its subkey, publishes the
-// tunnel descriptor and persists the group.
-func (b *Backend) addGroup(ctx context.Context, g *group.Group, m group.Meta) (GroupInfo, error) {
-	repo, repoKP, err := datarepo.Create(ctx, records{b}, b.blobs, g.Secret(), b.opts.RepoName)
+// addGroup creates this node's repo in g named repoName, claims its
+// subkey, publishes the tunnel descriptor and persists the group.
+func (b *Backend) addGroup(ctx context.Context, g *group.Group, m group.Meta, repoName string) (GroupInfo, error) {
+	repo, repoKP, err := datarepo.Create(ctx, records{b}, b.blobs, g.Secret(), repoName)
 	if err != nil {
 		return GroupInfo{}, fmt.Errorf("create repo: %w", err)
 	}

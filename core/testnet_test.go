@@ -44,8 +44,9 @@ func startNodes(t testing.TB, dir string, names ...string) []*Backend {
 	return nodes
 }
 
-// startWith starts a node in dir with opts (DataDir, RepoName and Logger
-// filled in); hideDirect makes it publish no direct address.
+// startWith starts a node in dir with opts (DataDir and Logger filled in,
+// DeviceName too when empty: the directory's base name); hideDirect makes
+// it publish no direct address.
 func startWith(t testing.TB, dir string, opts Options, hideDirect bool) *Backend {
 	t.Helper()
 	b, err := start(t, dir, opts, hideDirect)
@@ -102,7 +103,10 @@ func closeAtEnd(t testing.TB, b *Backend) {
 // start is startWith's work, safe to call from any goroutine: it returns
 // the error rather than failing t.
 func start(t testing.TB, dir string, opts Options, hideDirect bool) (*Backend, error) {
-	opts.DataDir, opts.RepoName, opts.Logger = dir, filepath.Base(dir), testLogger(t, filepath.Base(dir))
+	opts.DataDir, opts.Logger = dir, testLogger(t, filepath.Base(dir))
+	if opts.DeviceName == "" {
+		opts.DeviceName = filepath.Base(dir)
+	}
 	b, err := New(opts)
 	if err != nil {
 		return nil, err
@@ -191,10 +195,10 @@ func getFile(ctx context.Context, t testing.TB, b *Backend, g key.RecordKey, nam
 	var last Progress
 	fi, err := b.GetFile(ctx, g, key.RecordKey{}, name, out, func(p Progress) { last = p })
 	if err != nil {
-		t.Fatalf("%s gets %s: %v", b.opts.RepoName, name, err)
+		t.Fatalf("%s gets %s: %v", b.DeviceName(), name, err)
 	}
 	if got, err := os.ReadFile(out); err != nil || !bytes.Equal(got, want) {
-		t.Fatalf("%s's %s differs from the bytes added (%v)", b.opts.RepoName, name, err)
+		t.Fatalf("%s's %s differs from the bytes added (%v)", b.DeviceName(), name, err)
 	}
 	return fi, last
 }

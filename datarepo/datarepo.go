@@ -87,7 +87,7 @@ type Repo struct {
 // an empty collection, and returns it with the keypair, which the caller
 // must keep (in the protected store) to write again later.
 func Create(ctx context.Context, recs Records, blobs Blobs, secret key.Secret, name string) (*Repo, key.Keypair, error) {
-	if err := checkName(name); err != nil {
+	if err := CheckName(name); err != nil {
 		return nil, key.Keypair{}, err
 	}
 	kp := key.NewKeypair()
@@ -147,7 +147,7 @@ type nameValue struct {
 
 // SetName writes the repo's name (subkey 0).
 func (r *Repo) SetName(ctx context.Context, name string) error {
-	if err := checkName(name); err != nil {
+	if err := CheckName(name); err != nil {
 		return err
 	}
 	b, _ := json.Marshal(nameValue{Name: name})
@@ -243,7 +243,7 @@ func (r *Repo) AddFiles(ctx context.Context, paths []string) ([]blobsync.Entry, 
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	for _, p := range paths {
 		name := filepath.Base(p)
-		if err := checkName(name); err != nil {
+		if err := CheckName(name); err != nil {
 			return nil, fmt.Errorf("add %s: %w", p, err)
 		}
 		fi, err := os.Stat(p)
@@ -322,7 +322,11 @@ func (r *Repo) Tunnel(ctx context.Context, i int) (td TunnelDescriptor, ok bool,
 	return td, true, nil
 }
 
-func checkName(name string) error {
+// CheckName validates a repo name or a file name: 1 to MaxNameLen bytes of
+// UTF-8, not "." or "..", without '/' or NUL. The error wraps ErrBadName
+// and says what is wrong. Callers above datarepo check a name with it
+// before they change anything.
+func CheckName(name string) error {
 	switch {
 	case name == "" || name == "." || name == "..":
 		return fmt.Errorf("%w: %q", ErrBadName, name)

@@ -63,9 +63,12 @@ typedef void (*dweb_event_fn)(const char *event_json, void *ctx);
 /*
  * Opens and starts a node. config_json is an object:
  *   {"data_dir": "/abs/dir" (required), "listen": "127.0.0.1:0",
- *    "bootstrap": ["nodeID@host:port"], "repo_name": "phone",
+ *    "bootstrap": ["nodeID@host:port"], "device_name": "phone",
  *    "device_key": "<32 bytes, URL-safe base64>", "call_timeout_ms": 60000,
  *    "log_level": "" | "debug" | "info" | "warn" | "error"}
+ * device_name names this node's repo in the groups it creates or joins; the
+ * node keeps it, so a later dweb_new may omit it ("dweb device" if never
+ * given).
  * Blocks while the node bootstraps (at most 30 s). Returns a handle > 0, or
  * a negative DWEB_ERR_*; dweb_last_error(0, ...) then says why.
  */
@@ -86,9 +89,11 @@ int dweb_close(int64_t h);
  * on node h. Returns a malloc'd JSON string, {"result": ...} or
  * {"error": {"code": "...", "message": "..."}}, to free with dweb_free.
  * Methods: node.id, node.peers, group.create, group.join, group.list,
- * group.get, group.invite, group.leave, file.add, file.list, file.read,
- * file.delete, sync.refresh, sync.download, sync.fetch, sync.status,
- * op.start, op.cancel (see docs/ffi.md).
+ * group.get, group.invite, group.leave, repo.list, repo.rename, file.add,
+ * file.list, file.read, file.delete, sync.refresh, sync.download,
+ * sync.fetch, sync.status, op.start, op.cancel (see docs/ffi.md).
+ * group.create and group.join take an optional "repo_name", the name of
+ * this node's repo in the group (default: the config's device_name).
  */
 char *dweb_call(int64_t h, const char *method, const char *params_json);
 

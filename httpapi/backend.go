@@ -16,10 +16,11 @@ type Backend interface {
 	NodeID() key.NodeID
 	Addr() netip.AddrPort
 	Contact() string
+	DeviceName() string
 
 	// Groups.
-	CreateGroup(ctx context.Context, name string) (core.GroupInfo, error)
-	JoinGroup(ctx context.Context, inviteURI string) (core.GroupInfo, error)
+	CreateGroupWith(ctx context.Context, name string, o core.GroupOptions) (core.GroupInfo, error)
+	JoinGroupWith(ctx context.Context, inviteURI string, o core.GroupOptions) (core.GroupInfo, error)
 	Groups() []core.GroupInfo
 	ResolveGroup(s string) (core.GroupInfo, error)
 	Invite(group key.RecordKey) (string, error)

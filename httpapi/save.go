@@ -79,11 +79,14 @@ func decodeName(w http.ResponseWriter, r *http.Request) (string, error) {
 }
 
 func (s *server) createGroup(w http.ResponseWriter, r *http.Request) error {
-	name, err := decodeName(w, r)
-	if err != nil {
+	var req CreateGroupRequest
+	if err := decode(w, r, &req, decodeOptions{lenient: true}); err != nil {
 		return err
 	}
-	g, err := s.b.CreateGroup(r.Context(), name)
+	if req.Name == "" {
+		return &badRequestError{"name: missing"}
+	}
+	g, err := s.b.CreateGroupWith(r.Context(), req.Name, core.GroupOptions{RepoName: req.RepoName})
 	if err != nil {
 		return err
 	}
@@ -92,9 +95,10 @@ func (s *server) createGroup(w http.ResponseWriter, r *http.Request) error {
 }
 
 // join joins the group of an invite URI (or the app's join code: the
-// invite with "&name=" appended) and answers it with its URI.
-func (s *server) join(r *http.Request, inviteURI string) (Group, error) {
-	g, err := s.b.JoinGroup(r.Context(), inviteURI)
+// invite with "&name=" appended), with this node's repo named repoName
+// ("": the device name), and answers it with its URI.
+func (s *server) join(r *http.Request, inviteURI, repoName string) (Group, error) {
+	g, err := s.b.JoinGroupWith(r.Context(), inviteURI, core.GroupOptions{RepoName: repoName})
 	if err != nil {
 		return Group{}, err
 	}
@@ -113,7 +117,7 @@ func (s *server) joinFromURL(w http.ResponseWriter, r *http.Request) error {
 	if u == "" {
 		return &badRequestError{"url: missing"}
 	}
-	g, err := s.join(r, u)
+	g, err := s.join(r, u, req.RepoName)
 	return reply(w, g, err)
 }
 
@@ -125,7 +129,7 @@ func (s *server) joinMembership(w http.ResponseWriter, r *http.Request) error {
 	if req.URI == "" {
 		return &badRequestError{"uri: missing"}
 	}
-	g, err := s.join(r, req.URI)
+	g, err := s.join(r, req.URI, "")
 	return reply(w, MembershipBody{g}, err)
 }
 

@@ -17,9 +17,17 @@ type ErrorBody struct {
 	Error  string `json:"error"`
 }
 
-// NameRequest is the body of POST /api/groups and POST .../repos.
+// NameRequest is the body of POST /api/groups/{group}/repos.
 type NameRequest struct {
 	Name string `json:"name"`
+}
+
+// CreateGroupRequest is the body of POST /api/groups: the group's name,
+// and optionally the name of this node's repo in it (dweb's; the app sends
+// only name, and its repo is named after the device until POST .../repos).
+type CreateGroupRequest struct {
+	Name     string `json:"name"`
+	RepoName string `json:"repo_name,omitempty"`
 }
 
 // MembershipRequest is the body of POST /api/memberships: the scanned join
@@ -30,9 +38,12 @@ type MembershipRequest struct {
 
 // JoinURLRequest is the body of POST /api/groups/join_from_url. URL is
 // save-rust's field; GroupURL the name dweb's first API used, still read.
+// RepoName, dweb's, names this node's repo in the group (empty: the
+// device name; core.GroupOptions).
 type JoinURLRequest struct {
 	URL      string `json:"url,omitempty"`
 	GroupURL string `json:"group_url,omitempty"`
+	RepoName string `json:"repo_name,omitempty"`
 }
 
 // Group is a group as the Save routes answer it: core.GroupInfo and its
@@ -94,11 +105,14 @@ type UploadBody struct {
 	Size                  int64         `json:"size"`
 }
 
-// NodeInfo is the answer of GET /dweb/v1/node.
+// NodeInfo is the answer of GET /dweb/v1/node. DeviceName is the name the
+// node's repo gets in a group it creates or joins without asking for
+// another (core.Options.DeviceName).
 type NodeInfo struct {
-	NodeID  string `json:"node_id"`
-	Addr    string `json:"addr"`
-	Contact string `json:"contact"`
+	NodeID     string `json:"node_id"`
+	Addr       string `json:"addr"`
+	Contact    string `json:"contact"`
+	DeviceName string `json:"device_name"`
 }
 
 // InviteInfo is the answer of GET /dweb/v1/groups/{group}/invite.

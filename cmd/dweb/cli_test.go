@@ -32,6 +32,8 @@ func TestNoDaemon(t *testing.T) {
 		{"node", "id"},
 		{"file", "list", "g"},
 		{"file", "get", "g", "name", "-o", "x"},
+		{"repo", "list", "g"},
+		{"repo", "rename", "g", "phone"},
 	} {
 		code, out, errOut := runCLI(t, append([]string{"--data", data}, args...)...)
 		if code != exitNoDaemon || out != "" || errOut != want {
@@ -51,6 +53,10 @@ func TestUsageErrors(t *testing.T) {
 		{"file", "get", "onlygroup"},
 		{"group", "create"},
 		{"serve", "--log-level", "loud"},
+		{"serve", "--device-name", "a/b"},
+		{"repo", "rename", "g"},
+		{"repo", "rename", "g", "a/b"},
+		{"group", "create", "g", "--repo-name", ".."},
 		{"file", "get", "g", "n", "--repo", "not-a-key"},
 	} {
 		code, _, errOut := runCLI(t, append([]string{"--data", t.TempDir()}, args...)...)

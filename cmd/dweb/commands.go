@@ -53,18 +53,25 @@ func fmtTime(t time.Time) string {
 func (a *app) groupCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "group", Short: "create, join, list, invite to and sync groups"}
 
+	var createRepoName string
 	create := &cobra.Command{
-		Use:   "create NAME",
+		Use:   "create NAME [--repo-name REPO]",
 		Short: "create a group and print its key",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if createRepoName != "" {
+				if err := checkRepoName("--repo-name", createRepoName); err != nil {
+					return err
+				}
+			}
 			var g httpapi.Group
-			if err := a.client().call(cmd.Context(), http.MethodPost, "/api/groups", httpapi.NameRequest{Name: args[0]}, &g); err != nil {
+			if err := a.client().call(cmd.Context(), http.MethodPost, "/api/groups", httpapi.CreateGroupRequest{Name: args[0], RepoName: createRepoName}, &g); err != nil {
 				return err
 			}
 			return a.printResult(g, "created group %s %s\n", g.Name, g.ID)
 		},
 	}
+	create.Flags().StringVar(&createRepoName, "repo-name", "", "name of this node's repo in the group (default: the device name)")
 
 	var inviteQR, inviteInvert bool
 	var invitePNG string
@@ -120,22 +127,29 @@ secret). --json prints {"key","name","uri","join_code"}.`,
 	invite.Flags().BoolVar(&inviteInvert, "invert", false, "with --qr: draw for dark text on a light background")
 	invite.Flags().StringVar(&invitePNG, "png", "", "write the Save app's join code as a QR code PNG image to `FILE`")
 
+	var joinName string
 	join := &cobra.Command{
-		Use:   "join URI",
-		Short: "join a group from its save+dweb: invite URI",
+		Use:   "join URI [--name NAME]",
+		Short: "join a group from its save+dweb: invite URI, as NAME (default: the device name)",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			// Validate before contacting anything: a bad URI is the user's to fix.
+			// Validate before contacting anything: a bad URI or name is the user's to fix.
 			if _, err := uri.ParseInvite(args[0]); err != nil {
 				return &usageError{err}
 			}
+			if joinName != "" {
+				if err := checkRepoName("--name", joinName); err != nil {
+					return err
+				}
+			}
 			var g httpapi.Group
-			if err := a.client().call(cmd.Context(), http.MethodPost, "/api/groups/join_from_url", httpapi.JoinURLRequest{URL: args[0]}, &g); err != nil {
+			if err := a.client().call(cmd.Context(), http.MethodPost, "/api/groups/join_from_url", httpapi.JoinURLRequest{URL: args[0], RepoName: joinName}, &g); err != nil {
 				return err
 			}
 			return a.printResult(g, "joined group %s %s\n", g.Name, g.ID)
 		},
 	}
+	join.Flags().StringVar(&joinName, "name", "", "name of this node's repo in the group, as the other members see it (default: the device name); already a member: renames it")
 
 	list := &cobra.Command{
 		Use:   "list",
@@ -198,10 +212,15 @@ docs/http-api.md) with progress: POST /dweb/v1/groups/{group}/sync.`,
 			if a.json {
 				return a.printJSON(repos)
 			}
+			refs := make([]repoRef, len(repos))
+			for i, r := range repos {
+				refs[i] = repoRef{r.Key, r.Name}
+			}
+			labels := repoLabels(refs)
 			tw := a.table()
 			fmt.Fprintln(tw, "REPO\tFILES\tFETCHED\tFAILED")
 			for _, r := range repos {
-				fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", r.Name, len(r.AllFiles), len(r.RefreshedFiles), strings.Join(r.FailedFiles, ", "))
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", labels[r.Key], len(r.AllFiles), len(r.RefreshedFiles), strings.Join(r.FailedFiles, ", "))
 			}
 			return tw.Flush()
 		},
@@ -327,15 +346,18 @@ func (a *app) fileCmd() *cobra.Command {
 	return cmd
 }
 
+// printFiles writes fs as a table; REPO is the repo's name, with a short
+// key when two repos of the listing share it (repoLabels).
 func (a *app) printFiles(fs []core.FileInfo) error {
+	refs := make([]repoRef, len(fs))
+	for i, f := range fs {
+		refs[i] = repoRef{f.Repo, f.RepoName}
+	}
+	labels := repoLabels(refs)
 	tw := a.table()
 	fmt.Fprintln(tw, "NAME\tSIZE\tBLAKE3\tREPO\tMINE\tLOCAL")
 	for _, f := range fs {
-		repo := f.RepoName
-		if repo == "" {
-			repo = f.Repo.String()
-		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%t\t%t\n", f.Name, f.Size, f.Hash, repo, f.Mine, f.Local)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%t\t%t\n", f.Name, f.Size, f.Hash, labels[f.Repo], f.Mine, f.Local)
 	}
 	return tw.Flush()
 }

@@ -46,6 +46,14 @@ func startDaemon(t *testing.T, ctx context.Context, bootstrap ...string) (string
 func startDaemonWith(t *testing.T, ctx context.Context, o serveOptions) (string, readyLine) {
 	t.Helper()
 	data := t.TempDir()
+	r, _ := runDaemon(t, ctx, data, o)
+	return data, r
+}
+
+// runDaemon runs `dweb --json serve` in-process on data until stop is
+// called or the test ends, and returns its ready line.
+func runDaemon(t *testing.T, ctx context.Context, data string, o serveOptions) (ready readyLine, stop func()) {
+	t.Helper()
 	out, logs := &syncBuffer{}, &syncBuffer{}
 	a := &app{dataDir: data, json: true, stdout: out, stderr: logs}
 	ctx, cancel := context.WithCancel(ctx)
@@ -53,23 +61,27 @@ func startDaemonWith(t *testing.T, ctx context.Context, o serveOptions) (string,
 	go func() {
 		done <- a.serve(ctx, o)
 	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("serve %s: %v", data, err)
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("serve %s: %v", data, err)
+				}
+			case <-time.After(15 * time.Second):
+				t.Errorf("serve %s did not stop within 15 s", data)
 			}
-		case <-time.After(15 * time.Second):
-			t.Errorf("serve %s did not stop within 15 s", data)
-		}
-		if _, err := os.Stat(filepath.Join(data, socketName)); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("socket left behind: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("daemon %s logs:\n%s", data, logs.String())
-		}
-	})
+			if _, err := os.Stat(filepath.Join(data, socketName)); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("socket left behind: %v", err)
+			}
+			if t.Failed() {
+				t.Logf("daemon %s logs:\n%s", data, logs.String())
+			}
+		})
+	}
+	t.Cleanup(stop)
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		if line, _, ok := strings.Cut(out.String(), "\n"); ok {
@@ -77,7 +89,7 @@ func startDaemonWith(t *testing.T, ctx context.Context, o serveOptions) (string,
 			if err := json.Unmarshal([]byte(line), &r); err != nil {
 				t.Fatalf("ready line %q: %v", line, err)
 			}
-			return data, r
+			return r, stop
 		}
 		select {
 		case err := <-done:
@@ -86,7 +98,7 @@ func startDaemonWith(t *testing.T, ctx context.Context, o serveOptions) (string,
 		}
 	}
 	t.Fatalf("daemon not ready in 20 s\n%s", logs.String())
-	return "", readyLine{}
+	return readyLine{}, stop
 }
 
 // TestEndToEnd runs two real nodes with their daemons and drives them with

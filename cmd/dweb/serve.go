@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dwebkit/dweb/core"
+	"github.com/dwebkit/dweb/datarepo"
 	"github.com/dwebkit/dweb/httpapi"
 	"github.com/spf13/cobra"
 )
@@ -31,6 +32,7 @@ type serveOptions struct {
 	logLevel  string
 	relay     bool     // serve as a relay for nodes behind NAT
 	relays    []string // relays to keep reservations on
+	device    string   // this node's device name, saved in its store; "": the saved one
 
 	http            string // also serve the API on this TCP host:port
 	httpAllowRemote bool   // allow a non-loopback --http address
@@ -66,6 +68,7 @@ func (a *app) serveCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&o.listen, "listen", "127.0.0.1:0", "UDP host:port for QUIC")
 	cmd.Flags().StringArrayVar(&o.bootstrap, "bootstrap", nil, "bootstrap node as nodeID@host:port (repeatable)")
+	cmd.Flags().StringVar(&o.device, "device-name", "", `name of this node's repo in the groups it creates or joins (saved: later runs keep it); default the saved one, else "`+core.DefaultDeviceName+`"`)
 	cmd.Flags().BoolVar(&o.relay, "relay", false, "relay tunnels for nodes behind NAT (accept reservations)")
 	cmd.Flags().StringArrayVar(&o.relays, "relays", nil, "relay to keep a reservation on, as nodeID@host:port (repeatable)")
 	cmd.Flags().StringVar(&o.http, "http", "", "also serve the HTTP API on this TCP HOST:PORT, e.g. 127.0.0.1:8080 (loopback only unless --http-allow-remote)")
@@ -120,6 +123,11 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 	if o.backupInterval < 0 || o.backupConcurrency < 0 {
 		return &usageError{errors.New("--backup-interval and --backup-concurrency must not be negative")}
 	}
+	if o.device != "" {
+		if err := datarepo.CheckName(o.device); err != nil {
+			return &usageError{fmt.Errorf("--device-name: %w", err)}
+		}
+	}
 	var quota int64
 	if o.quota != "" {
 		var err error
@@ -127,7 +135,7 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 			return &usageError{fmt.Errorf("--quota: %w", err)}
 		}
 	}
-	b, err := core.New(core.Options{DataDir: dataDir, ListenAddr: o.listen, Bootstrap: o.bootstrap, Logger: log, ServeRelay: o.relay, Relays: o.relays,
+	b, err := core.New(core.Options{DataDir: dataDir, ListenAddr: o.listen, Bootstrap: o.bootstrap, DeviceName: o.device, Logger: log, ServeRelay: o.relay, Relays: o.relays,
 		Backup: o.backup, BackupInterval: o.backupInterval, BackupConcurrency: o.backupConcurrency, StorageQuota: quota})
 	if err != nil {
 		return fmt.Errorf("open node in %s: %w", dataDir, err)

@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -28,10 +29,11 @@ import (
 type fakeBackend struct {
 	httpapi.Backend // nil: the repo, media and backup routes are tested against real nodes (server_save_test.go)
 
-	mu     sync.Mutex
-	groups []core.GroupInfo
-	files  map[key.RecordKey][]core.FileInfo
-	getErr error // returned by GetFile after its progress calls
+	mu        sync.Mutex
+	groups    []core.GroupInfo
+	repoNames []string // GroupOptions.RepoName of every create and join
+	files     map[key.RecordKey][]core.FileInfo
+	getErr    error // returned by GetFile after its progress calls
 }
 
 func newFake() *fakeBackend {
@@ -41,23 +43,25 @@ func newFake() *fakeBackend {
 func (f *fakeBackend) NodeID() key.NodeID   { return key.NodeID{1, 2, 3} }
 func (f *fakeBackend) Addr() netip.AddrPort { return netip.MustParseAddrPort("127.0.0.1:4242") }
 func (f *fakeBackend) Contact() string      { return f.NodeID().String() + "@127.0.0.1:4242" }
+func (f *fakeBackend) DeviceName() string   { return core.DefaultDeviceName }
 
-func (f *fakeBackend) CreateGroup(_ context.Context, name string) (core.GroupInfo, error) {
+func (f *fakeBackend) CreateGroupWith(_ context.Context, name string, o core.GroupOptions) (core.GroupInfo, error) {
 	if strings.ContainsAny(name, "\x00\n") {
 		return core.GroupInfo{}, &core.BadInputError{Err: errors.New("bad group name")}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.repoNames = append(f.repoNames, o.RepoName)
 	g := core.GroupInfo{ID: key.RecordKey{byte(len(f.groups) + 1)}, Name: name, CreatedAt: time.Unix(1700000000, 0).UTC()}
 	f.groups = append(f.groups, g)
 	return g, nil
 }
 
-func (f *fakeBackend) JoinGroup(ctx context.Context, u string) (core.GroupInfo, error) {
+func (f *fakeBackend) JoinGroupWith(ctx context.Context, u string, o core.GroupOptions) (core.GroupInfo, error) {
 	if !strings.HasPrefix(u, "save+dweb:") {
 		return core.GroupInfo{}, &core.BadInputError{Err: errors.New(`invite: parameter "scheme": want save+dweb:`)}
 	}
-	return f.CreateGroup(ctx, "joined")
+	return f.CreateGroupWith(ctx, "joined", o)
 }
 
 func (f *fakeBackend) Groups() []core.GroupInfo {
@@ -285,10 +289,31 @@ func TestRoutes(t *testing.T) {
 	}
 }
 
+// TestRepoNameRequests checks that the create and join routes pass the
+// optional repo_name on, and that the app's bodies without it ask for none.
+func TestRepoNameRequests(t *testing.T) {
+	fb := newFake()
+	h := httpapi.New(fb, httpapi.Options{})
+	for _, body := range []struct{ path, body string }{
+		{"/api/groups", `{"name":"g"}`},
+		{"/api/groups", `{"name":"g","repo_name":"desk"}`},
+		{"/api/groups/join_from_url", `{"url":"save+dweb:?x"}`},
+		{"/api/groups/join_from_url", `{"url":"save+dweb:?x","repo_name":"phone"}`},
+		{"/api/memberships", `{"uri":"save+dweb:?x"}`},
+	} {
+		if code, _, raw := do(t, h, "POST", body.path, body.body); code != 200 {
+			t.Fatalf("POST %s %s: %d %s", body.path, body.body, code, raw)
+		}
+	}
+	if want := []string{"", "desk", "", "phone", ""}; !slices.Equal(fb.repoNames, want) {
+		t.Fatalf("repo names asked for %q, want %q", fb.repoNames, want)
+	}
+}
+
 func TestGetFileStream(t *testing.T) {
 	fb := newFake()
 	h := httpapi.New(fb, httpapi.Options{})
-	g, _ := fb.CreateGroup(context.Background(), "g")
+	g, _ := fb.CreateGroupWith(context.Background(), "g", core.GroupOptions{})
 	fb.files[g.ID] = []core.FileInfo{{Name: "a.txt", Size: 10}}
 	out := filepath.Join(t.TempDir(), "out.txt")
 
@@ -336,7 +361,7 @@ func TestGetFileStream(t *testing.T) {
 // both.
 func TestSyncStream(t *testing.T) {
 	fb := newFake()
-	g, _ := fb.CreateGroup(context.Background(), "g")
+	g, _ := fb.CreateGroupWith(context.Background(), "g", core.GroupOptions{})
 	fb.files[g.ID] = []core.FileInfo{{Name: "a.jpg", Size: 4}, {Name: "b.jpg", Size: 6}}
 	c := (&app{dataDir: serveFake(t, fb)}).client()
 	var seen []core.RefreshProgress

@@ -244,10 +244,10 @@ static int64_t new_node(const char *dir, const char *name, const char *boot) {
 	char cfg[4096];
 	if (boot)
 		snprintf(cfg, sizeof cfg,
-		         "{\"data_dir\":\"%s/%s\",\"listen\":\"127.0.0.1:0\",\"repo_name\":\"%s\",\"bootstrap\":[\"%s\"]}",
+		         "{\"data_dir\":\"%s/%s\",\"listen\":\"127.0.0.1:0\",\"device_name\":\"%s\",\"bootstrap\":[\"%s\"]}",
 		         dir, name, name, boot);
 	else
-		snprintf(cfg, sizeof cfg, "{\"data_dir\":\"%s/%s\",\"listen\":\"127.0.0.1:0\",\"repo_name\":\"%s\"}",
+		snprintf(cfg, sizeof cfg, "{\"data_dir\":\"%s/%s\",\"listen\":\"127.0.0.1:0\",\"device_name\":\"%s\"}",
 		         dir, name, name);
 	int64_t h = dweb_new(cfg);
 	if (h <= 0) {

@@ -45,8 +45,10 @@ type Config struct {
 	Listen string `json:"listen"`
 	// Bootstrap lists "nodeID@host:port" contacts.
 	Bootstrap []string `json:"bootstrap"`
-	// RepoName names this node's repos; "" uses the host name.
-	RepoName string `json:"repo_name"`
+	// DeviceName names this node's repo in the groups it creates or joins
+	// unless the call asks for another (core.Options.DeviceName): saved in
+	// the node's store; "" keeps the saved one, else "dweb device".
+	DeviceName string `json:"device_name"`
 	// DeviceKey is the 32-byte key sealing the protected store, in the
 	// URL-safe base64 text form of key.Secret (from the phone's keystore).
 	// "": a device.key file in DataDir.
@@ -194,7 +196,7 @@ func (c Config) options() (core.Options, time.Duration, error) {
 	} else if c.CallTimeoutMS > 0 {
 		timeout = time.Duration(c.CallTimeoutMS) * time.Millisecond
 	}
-	opts := core.Options{DataDir: c.DataDir, ListenAddr: c.Listen, Bootstrap: c.Bootstrap, RepoName: c.RepoName}
+	opts := core.Options{DataDir: c.DataDir, ListenAddr: c.Listen, Bootstrap: c.Bootstrap, DeviceName: c.DeviceName}
 	if c.DeviceKey != "" {
 		s, err := key.ParseSecret(c.DeviceKey)
 		if err != nil {

@@ -45,7 +45,7 @@ func wantCode(t *testing.T, h int64, method, params string, code Code) {
 
 func newNode(t *testing.T, dir string, boot ...string) int64 {
 	t.Helper()
-	cfg, _ := json.Marshal(Config{DataDir: dir, Listen: "127.0.0.1:0", RepoName: filepath.Base(dir), Bootstrap: boot})
+	cfg, _ := json.Marshal(Config{DataDir: dir, Listen: "127.0.0.1:0", DeviceName: filepath.Base(dir), Bootstrap: boot})
 	h, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -292,5 +292,122 @@ func TestCloseCancelsOperations(t *testing.T) {
 	}
 	if s := GetStats(); s.Handles != 0 || s.Operations != 0 {
 		t.Fatalf("after Close: %+v", s)
+	}
+}
+
+// TestRepoNamesThroughABI names repos through the JSON calls: at create
+// and join (repo_name), by repo.rename, and after the device (device_name
+// of the config, kept across dweb_new calls; "dweb device" when never
+// set). Two members named "phone" list apart by key; bad names are
+// bad_input and change nothing.
+func TestRepoNamesThroughABI(t *testing.T) {
+	tmp := t.TempDir()
+	a := newNode(t, filepath.Join(tmp, "alice"))
+	defer Close(a)
+	var id struct {
+		Contact    string
+		DeviceName string `json:"device_name"`
+	}
+	mustCall(t, a, "node.id", "{}", &id)
+	b := newNode(t, filepath.Join(tmp, "bob"), id.Contact)
+	defer Close(b)
+	cDir := filepath.Join(tmp, "carol")
+	openC := func(device string) int64 {
+		t.Helper()
+		cfg, _ := json.Marshal(map[string]any{"data_dir": cDir, "listen": "127.0.0.1:0", "bootstrap": []string{id.Contact}, "device_name": device})
+		h, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	deviceName := func(h int64) string {
+		t.Helper()
+		mustCall(t, h, "node.id", "{}", &id)
+		return id.DeviceName
+	}
+	c := openC("")
+	if n := deviceName(c); n != "dweb device" {
+		t.Fatalf("device name of a node never given one: %q", n)
+	}
+
+	type group struct {
+		Key  string
+		Repo string `json:"repo_key"`
+	}
+	var g, gb, gc group
+	mustCall(t, a, "group.create", `{"name":"family","repo_name":"desk"}`, &g)
+	var inv struct{ URI string }
+	mustCall(t, a, "group.invite", fmt.Sprintf(`{"group":%q}`, g.Key), &inv)
+	for _, bad := range []string{"a/b", "..", "nul\x00", strings.Repeat("x", 256)} {
+		params, _ := json.Marshal(map[string]string{"uri": inv.URI, "repo_name": bad})
+		wantCode(t, c, "group.join", string(params), CodeBadInput)
+	}
+	wantCode(t, c, "group.create", `{"name":"x","repo_name":"a/b"}`, CodeBadInput)
+	var groups []group
+	if mustCall(t, c, "group.list", "{}", &groups); len(groups) != 0 {
+		t.Fatalf("carol is in %+v after bad names", groups)
+	}
+	mustCall(t, b, "group.join", fmt.Sprintf(`{"uri":%q,"repo_name":"phone"}`, inv.URI), &gb)
+	mustCall(t, c, "group.join", fmt.Sprintf(`{"uri":%q,"repo_name":"phone"}`, inv.URI), &gc)
+
+	type repo struct {
+		Key      string
+		Name     string
+		CanWrite bool `json:"can_write"`
+	}
+	want := map[string]string{g.Repo: "desk", gb.Repo: "phone", gc.Repo: "phone"}
+	listedAsWanted := func(h int64, own string) bool {
+		t.Helper()
+		var rs []repo
+		mustCall(t, h, "repo.list", fmt.Sprintf(`{"group":%q}`, g.Key), &rs)
+		if len(rs) != len(want) {
+			return false
+		}
+		for _, r := range rs {
+			if want[r.Key] != r.Name || r.CanWrite != (r.Key == own) {
+				return false
+			}
+		}
+		return true
+	}
+	waitList := func(h int64, own, what string) {
+		t.Helper()
+		for deadline := time.Now().Add(15 * time.Second); !listedAsWanted(h, own); time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+		}
+	}
+	waitList(a, g.Repo, "alice listing desk and two phones")
+	waitList(b, gb.Repo, "bob listing desk and two phones")
+
+	var r repo
+	mustCall(t, b, "repo.rename", fmt.Sprintf(`{"group":%q,"name":"bob's phone"}`, g.Key), &r)
+	if r.Key != gb.Repo || r.Name != "bob's phone" || !r.CanWrite {
+		t.Fatalf("repo.rename answered %+v", r)
+	}
+	wantCode(t, b, "repo.rename", fmt.Sprintf(`{"group":%q,"name":"a/b"}`, g.Key), CodeBadInput)
+	wantCode(t, b, "repo.rename", fmt.Sprintf(`{"group":%q,"name":""}`, g.Key), CodeBadInput)
+	wantCode(t, b, "repo.rename", `{"name":"x"}`, CodeBadParams)
+	wantCode(t, b, "repo.rename", `{"group":"missing","name":"x"}`, CodeNotFound)
+	wantCode(t, b, "repo.list", `{"group":"family","x":1}`, CodeBadParams)
+	want[gb.Repo] = "bob's phone"
+	waitList(a, g.Repo, "alice seeing bob's new name")
+	waitList(c, gc.Repo, "carol seeing bob's new name")
+
+	// device_name is kept by the node: a later dweb_new without it keeps it.
+	if err := Close(c); err != nil {
+		t.Fatal(err)
+	}
+	c = openC("Carol's phone")
+	Close(c)
+	if _, err := New([]byte(fmt.Sprintf(`{"data_dir":%q,"device_name":"a/b"}`, cDir))); CodeOf(err) != CodeBadInput {
+		t.Fatalf("dweb_new with a bad device_name: %v", err)
+	}
+	c = openC("")
+	defer Close(c)
+	if n := deviceName(c); n != "Carol's phone" {
+		t.Fatalf("device name after reopening without one: %q, want the saved one", n)
 	}
 }

@@ -36,6 +36,8 @@ func init() {
 		"group.get":     {fn: groupGet},
 		"group.invite":  {fn: groupInvite},
 		"group.leave":   {fn: groupLeave},
+		"repo.list":     {fn: repoList},
+		"repo.rename":   {fn: repoRename},
 		"file.add":      {fn: fileAdd},
 		"file.list":     {fn: fileList},
 		"file.read":     {fn: fileRead},
@@ -66,10 +68,11 @@ func nodeID(ctx context.Context, n *node, p []byte) (any, error) {
 		return nil, err
 	}
 	return struct {
-		NodeID  string `json:"node_id"`
-		Contact string `json:"contact"`
-		Addr    string `json:"addr"`
-	}{n.b.NodeID().String(), n.b.Contact(), n.b.Addr().String()}, nil
+		NodeID     string `json:"node_id"`
+		Contact    string `json:"contact"`
+		Addr       string `json:"addr"`
+		DeviceName string `json:"device_name"`
+	}{n.b.NodeID().String(), n.b.Contact(), n.b.Addr().String(), n.b.DeviceName()}, nil
 }
 
 // nodePeers lists the nodes in this node's DHT routing table.
@@ -83,19 +86,23 @@ func nodePeers(ctx context.Context, n *node, p []byte) (any, error) {
 	}{n.b.Contact(), n.b.Peers()}, nil
 }
 
+// groupCreate and groupJoin take an optional repo_name: this node's repo's
+// name in the group ("": the device name; core.GroupOptions).
 func groupCreate(ctx context.Context, n *node, p []byte) (any, error) {
 	var q struct {
-		Name string `json:"name"`
+		Name     string `json:"name"`
+		RepoName string `json:"repo_name"`
 	}
 	if err := decodeStrict("params", p, &q); err != nil {
 		return nil, err
 	}
-	return n.b.CreateGroup(ctx, q.Name)
+	return n.b.CreateGroupWith(ctx, q.Name, core.GroupOptions{RepoName: q.RepoName})
 }
 
 func groupJoin(ctx context.Context, n *node, p []byte) (any, error) {
 	var q struct {
-		URI string `json:"uri"`
+		URI      string `json:"uri"`
+		RepoName string `json:"repo_name"`
 	}
 	if err := decodeStrict("params", p, &q); err != nil {
 		return nil, err
@@ -103,7 +110,7 @@ func groupJoin(ctx context.Context, n *node, p []byte) (any, error) {
 	if q.URI == "" {
 		return nil, Errorf(CodeBadParams, "params: uri is required")
 	}
-	return n.b.JoinGroup(ctx, q.URI)
+	return n.b.JoinGroupWith(ctx, q.URI, core.GroupOptions{RepoName: q.RepoName})
 }
 
 func groupList(ctx context.Context, n *node, p []byte) (any, error) {
@@ -164,6 +171,36 @@ func groupLeave(ctx context.Context, n *node, p []byte) (any, error) {
 	delete(n.synced, g.ID)
 	n.mu.Unlock()
 	return nil, nil
+}
+
+// repoList lists the group's repos, read afresh from the network
+// (core.Backend.Repos).
+func repoList(ctx context.Context, n *node, p []byte) (any, error) {
+	g, err := n.groupParam(p)
+	if err != nil {
+		return nil, err
+	}
+	rs, err := n.b.Repos(ctx, g.ID)
+	if rs == nil && err == nil {
+		rs = []core.RepoInfo{}
+	}
+	return rs, err
+}
+
+// repoRename names this node's repo in the group (core.Backend.SetRepoName).
+func repoRename(ctx context.Context, n *node, p []byte) (any, error) {
+	var q struct {
+		Group string `json:"group"`
+		Name  string `json:"name"`
+	}
+	if err := decodeStrict("params", p, &q); err != nil {
+		return nil, err
+	}
+	g, err := n.resolve(q.Group)
+	if err != nil {
+		return nil, err
+	}
+	return n.b.SetRepoName(ctx, g.ID, q.Name)
 }
 
 func fileAdd(ctx context.Context, n *node, p []byte) (any, error) {

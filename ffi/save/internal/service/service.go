@@ -70,9 +70,9 @@ type Options struct {
 	ListenAddr string
 	// Bootstrap lists nodes to enter the DHT through ("nodeID@host:port").
 	Bootstrap []string
-	// RepoName names this node's repos until the app names them. "": core's
-	// default (the host name).
-	RepoName string
+	// DeviceName names this node's repos until the app names them (saved
+	// in the node's store). "": the saved one, else core.DefaultDeviceName.
+	DeviceName string
 	// MaxUpload bounds one media upload in bytes. 0: httpapi's default.
 	MaxUpload int64
 	// ShutdownGrace: see DefaultShutdownGrace. 0: the default.
@@ -238,7 +238,7 @@ func (s *Service) start(baseDir, socketPath string) (string, *run, error) {
 // and waits for Stop (ctx) or a server that stopped by itself. It closes
 // the node before it returns; the caller then closes the servers.
 func (s *Service) runNode(ctx context.Context, dataDir string, h *swapHandler, served <-chan error) {
-	b, err := core.New(core.Options{DataDir: dataDir, ListenAddr: s.opts.ListenAddr, Bootstrap: s.opts.Bootstrap, RepoName: s.opts.RepoName, Logger: s.log})
+	b, err := core.New(core.Options{DataDir: dataDir, ListenAddr: s.opts.ListenAddr, Bootstrap: s.opts.Bootstrap, DeviceName: s.opts.DeviceName, Logger: s.log})
 	if err != nil {
 		s.report(Error, fmt.Sprintf("open node in %s: %v", dataDir, err))
 		return
