@@ -52,7 +52,7 @@ func TestGC(t *testing.T) {
 	dctx, cancel := context.WithTimeout(ctx, 700*time.Millisecond)
 	s.Download(dctx, orphanPart, []Provider{slow}, DownloadOptions{})
 	cancel()
-	if e, found, _ := s.rawEntry(orphanPart); !found || e.State != statePartial {
+	if e, found := entryOf(t, s, orphanPart); !found || e.State != statePartial {
 		t.Fatalf("setup: no partial entry for the interrupted download")
 	}
 	dctx, cancel = context.WithCancel(ctx)
@@ -62,7 +62,7 @@ func TestGC(t *testing.T) {
 		done <- err
 	}()
 	for {
-		if _, found, _ := s.rawEntry(hBig); found {
+		if _, found := entryOf(t, s, hBig); found {
 			break
 		}
 		time.Sleep(5 * time.Millisecond)
@@ -75,17 +75,17 @@ func TestGC(t *testing.T) {
 		t.Errorf("removed %d, want 3 (orphan, inline orphan, orphan partial)", removed)
 	}
 	for h, want := range map[Hash]bool{coll: true, inColl: true, orphan: false, small: false} {
-		if ok, _ := s.Has(h); ok != want {
+		if ok := has(t, s, h); ok != want {
 			t.Errorf("after GC Has(%s) = %v, want %v", h, ok, want)
 		}
 	}
-	if _, found, _ := s.rawEntry(orphanPart); found {
+	if _, found := entryOf(t, s, orphanPart); found {
 		t.Error("orphan partial blob survived GC")
 	}
 	if _, err := os.Stat(s.dataPath(orphan)); !os.IsNotExist(err) {
 		t.Errorf("orphan data file still there: %v", err)
 	}
-	if _, found, _ := s.rawEntry(hBig); !found {
+	if _, found := entryOf(t, s, hBig); !found {
 		t.Error("blob under download lost its entry")
 	}
 	cancel()
