@@ -61,9 +61,19 @@ func TestGC(t *testing.T) {
 		_, err := s.Download(dctx, hBig, []Provider{slow}, DownloadOptions{})
 		done <- err
 	}()
+	// The download makes its entry at once; at 4 MB/s it runs for 2 s.
+	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if _, found := entryOf(t, s, hBig); found {
 			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("setup: the download under GC ended before it made its entry: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("setup: the download made no entry within 10 s")
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -89,7 +99,11 @@ func TestGC(t *testing.T) {
 		t.Error("blob under download lost its entry")
 	}
 	cancel()
-	<-done
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the download under GC did not end within 10 s of its cancel")
+	}
 	// Not under download any more, not a root: collected. With a grace,
 	// a fresh blob stays.
 	if n, err := s.GC(ctx, func(yield func(Hash) bool) { yield(coll) }); err != nil || n != 1 {
