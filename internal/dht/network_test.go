@@ -315,6 +315,17 @@ func TestExpiryAndRepublish(t *testing.T) {
 	if err := nodes[2].dht.Set(ctx, descB, 0, vb); err != nil {
 		t.Fatal(err)
 	}
+	// Both records are held by every other node before B's writer leaves:
+	// the test is that B then goes, not that it never came. (Six nodes, R
+	// = 8: every node is among the nearest.)
+	eventually(t, time.Second, "every node holding both records", func() bool {
+		for i, n := range nodes {
+			if i != 2 && (!sameValue(localValueOf(t, n, descA.Key(), 0), va) || !sameValue(localValueOf(t, n, descB.Key(), 0), vb)) {
+				return false
+			}
+		}
+		return true
+	})
 	nodes[2].stop() // B's writer leaves for good
 	time.Sleep(4500 * time.Millisecond)
 	for i, n := range live(nodes) {
