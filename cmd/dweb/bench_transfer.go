@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,6 +27,7 @@ import (
 	"github.com/dwebkit/dweb/internal/tunnel"
 	"github.com/quic-go/quic-go"
 	"github.com/spf13/cobra"
+	"github.com/zeebo/blake3"
 )
 
 func init() { benchCommands = append(benchCommands, benchTransferCmd) }
@@ -44,7 +46,7 @@ type benchTransferResult struct {
 	ReceiverPeakRSS  float64                  `json:"receiver_peak_rss_mb"`
 	OneProviderMBs   float64                  `json:"one_provider_mb_s,omitempty"` // same download from one provider (when --providers > 1)
 	Speedup          float64                  `json:"speedup,omitempty"`           // mb_s / one_provider_mb_s
-	Verified         bool                     `json:"verified"`
+	Verified         bool                     `json:"verified"`                    // every dweb run's received blobs, hashed as the receiver's store holds them on disk, have their source files' BLAKE3 (zeebo/blake3, apart from blobsync)
 	Hash             string                   `json:"hash"`
 	ProviderBytes    []int64                  `json:"provider_bytes"`
 	BaselineRSS      float64                  `json:"baseline_receiver_peak_rss_mb"`
@@ -115,14 +117,23 @@ type btPeer struct {
 }
 
 type btChildResult struct {
-	Seconds  float64                  `json:"seconds"`
-	PeakRSS  float64                  `json:"peak_rss_mb"`
-	Verified bool                     `json:"verified"`
-	PerProv  []int64                  `json:"per_provider"`
-	CPUUser  float64                  `json:"cpu_user"`
-	CPUSys   float64                  `json:"cpu_sys"`
-	Tunnels  blobsync.StreamPoolStats `json:"tunnels"`
-	Err      string                   `json:"err,omitempty"`
+	Seconds float64                  `json:"seconds"`
+	PeakRSS float64                  `json:"peak_rss_mb"`
+	PerProv []int64                  `json:"per_provider"`
+	CPUUser float64                  `json:"cpu_user"` // up to the end of the download, before Received is hashed
+	CPUSys  float64                  `json:"cpu_sys"`
+	Tunnels blobsync.StreamPoolStats `json:"tunnels"`
+	// Received: the BLAKE3 hash of each blob the download stored, of its
+	// bytes as the store holds them on disk (dweb runs).
+	Received []btReceived `json:"received,omitempty"`
+	Err      string       `json:"err,omitempty"`
+}
+
+// btReceived is one received blob: its name in the collection ("" for a
+// lone blob) and the hex BLAKE3 hash of its bytes on disk.
+type btReceived struct {
+	Name string `json:"name"`
+	Hash string `json:"hash"`
 }
 
 func benchTransferCmd(a *app) *cobra.Command {
@@ -185,11 +196,18 @@ func benchTransferCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// The figures are printed either way; a download whose bytes
+			// differ from the source also fails the command.
+			var bad error
+			if !res.Verified {
+				bad = errors.New("bench transfer: the received bytes differ from the source files (BLAKE3)")
+			}
 			if a.json {
-				return a.printJSON(res)
+				return errors.Join(a.printJSON(res), bad)
 			}
 			fmt.Fprintf(a.stdout, "%d bytes from %d provider(s): dweb %.0f MB/s, raw QUIC %.0f MB/s, ratio %.2f, receiver peak RSS %.0f MB\n",
 				res.Bytes, res.Providers, res.MBs, res.BaselineMBs, res.Ratio, res.ReceiverPeakRSS)
+			fmt.Fprintf(a.stdout, "tunnel transport %s; received bytes match the source's BLAKE3: %v\n", res.TunnelTransport, res.Verified)
 			if res.Speedup > 0 {
 				fmt.Fprintf(a.stdout, "one provider: %.0f MB/s; speedup %.2fx\n", res.OneProviderMBs, res.Speedup)
 			}
@@ -200,7 +218,7 @@ func benchTransferCmd(a *app) *cobra.Command {
 				fmt.Fprintf(a.stdout, "emulated path to each provider: %.0f ms round trip, %.2f %% loss, bottleneck %.1f MB/s (0: none); %d datagrams lost, %d dropped at the queue\n",
 					l.RTTms, l.Loss*100, l.RateMBs, l.Lost, l.QueueDrops)
 			}
-			return nil
+			return bad
 		},
 	}
 	cmd.Flags().StringVar(&sizeFlag, "size", "1GiB", "blob size (B, KiB, MiB, GiB, KB, MB, GB)")
@@ -267,6 +285,12 @@ func benchTransfer(ctx context.Context, dir string, size int64, n int, o btOptio
 			return nil, err
 		}
 		paths = append(paths, p)
+	}
+	// What the receivers must end up with, hashed from the source files
+	// here, apart from the store that serves them.
+	want, err := btSourceHashes(paths)
+	if err != nil {
+		return nil, err
 	}
 	group := key.RecordKey(key.NewSecret())
 	secret := key.NewSecret()
@@ -366,6 +390,14 @@ func benchTransfer(ctx context.Context, dir string, size int64, n int, o btOptio
 	if tls {
 		res.TunnelTransport = "tls"
 	}
+	// Every dweb run's received bytes are checked against the sources.
+	res.Verified = true
+	check := func(name string, r *btChildResult) {
+		if err := btVerify(want, r.Received); err != nil {
+			fmt.Fprintf(os.Stderr, "bench transfer: %s run: %v\n", name, err)
+			res.Verified = false
+		}
+	}
 	if rate > 0 {
 		res.ProviderRateMBs = float64(rate) / 1e6
 	}
@@ -393,7 +425,8 @@ func benchTransfer(ctx context.Context, dir string, size int64, n int, o btOptio
 		res.BaselineRSS = max(res.BaselineRSS, prev.rss, next.rss)
 		res.BaselineCPU = btCPUSplit{Sender: bsRound((prev.cpu.Sender + next.cpu.Sender) / 2), Receiver: bsRound((prev.cpu.Receiver + next.cpu.Receiver) / 2)}
 		r := d.child
-		res.ReceiverSeconds, res.ReceiverPeakRSS, res.Verified, res.ProviderBytes = r.Seconds, max(res.ReceiverPeakRSS, r.PeakRSS), r.Verified, r.PerProv
+		check(fmt.Sprintf("round %d", i+1), r)
+		res.ReceiverSeconds, res.ReceiverPeakRSS, res.ProviderBytes = r.Seconds, max(res.ReceiverPeakRSS, r.PeakRSS), r.PerProv
 		res.ReceiverCPUUser, res.ReceiverCPUSys = r.CPUUser, r.CPUSys
 		res.CPU, res.MBs, res.Tunnels = d.cpu, d.mbs, r.Tunnels
 		res.Ratio = bsRound(res.MBs / res.BaselineMBs)
@@ -418,11 +451,72 @@ func benchTransfer(ctx context.Context, dir string, size int64, n int, o btOptio
 		if err != nil {
 			return nil, err
 		}
+		check("one-provider", r)
 		res.OneProviderSecs = r.Seconds
 		res.OneProviderMBs = bsRound(float64(size) / 1e6 / r.Seconds)
 		res.Speedup = bsRound(res.MBs / res.OneProviderMBs)
 	}
 	return res, nil
+}
+
+// btSourceHashes returns the hex BLAKE3 hash of each source file, keyed
+// as the receiver names what it got: "" for a lone file, else its entry
+// name in the collection (btAddData).
+func btSourceHashes(paths []string) (map[string]string, error) {
+	want := make(map[string]string, len(paths))
+	for i, p := range paths {
+		h, err := btHashFile(p)
+		if err != nil {
+			return nil, err
+		}
+		name := ""
+		if len(paths) > 1 {
+			name = btEntryName(i)
+		}
+		want[name] = h
+	}
+	return want, nil
+}
+
+// btHashFile returns the hex BLAKE3-256 hash of the file at path
+// (github.com/zeebo/blake3, as b3sum prints it).
+func btHashFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	return btHashReader(f)
+}
+
+func btHashReader(r io.Reader) (string, error) {
+	h := blake3.New()
+	if _, err := io.CopyBuffer(h, r, make([]byte, 1<<20)); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// btVerify checks that got names each blob of want exactly once, with its
+// hash.
+func btVerify(want map[string]string, got []btReceived) error {
+	seen := make(map[string]bool, len(got))
+	for _, g := range got {
+		w, ok := want[g.Name]
+		switch {
+		case !ok:
+			return fmt.Errorf("received %q, which is not among the sources", g.Name)
+		case seen[g.Name]:
+			return fmt.Errorf("received %q twice", g.Name)
+		case g.Hash != w:
+			return fmt.Errorf("received %q with BLAKE3 %s, its source has %s", g.Name, g.Hash, w)
+		}
+		seen[g.Name] = true
+	}
+	if len(seen) != len(want) {
+		return fmt.Errorf("received %d of the %d sources", len(seen), len(want))
+	}
+	return nil
 }
 
 // btMedian returns the median of v (not empty); it sorts v.
@@ -543,11 +637,9 @@ func btReceiver(ctx context.Context, a *app, jobPath string) error {
 	res, err := btReceive(ctx, &job)
 	if err != nil {
 		res = &btChildResult{Err: err.Error()}
+		res.CPUUser, res.CPUSys, _ = btCPU()
 	}
 	res.PeakRSS = btPeakRSS()
-	if u, s, ok := btCPU(); ok {
-		res.CPUUser, res.CPUSys = u, s
-	}
 	return json.NewEncoder(a.stdout).Encode(res)
 }
 
@@ -588,7 +680,9 @@ func btReceive(ctx context.Context, job *btJob) (*btChildResult, error) {
 		if n != job.Size {
 			return nil, fmt.Errorf("raw stream moved %d bytes, want %d", n, job.Size)
 		}
-		return &btChildResult{Seconds: time.Since(t).Seconds()}, nil
+		res := &btChildResult{Seconds: time.Since(t).Seconds()}
+		res.CPUUser, res.CPUSys, _ = btCPU()
+		return res, nil
 	}
 
 	h, err := blobsync.ParseHash(job.Hash)
@@ -642,42 +736,57 @@ func btReceive(ctx context.Context, job *btJob) (*btChildResult, error) {
 	}
 	t := time.Now()
 	var d time.Duration
+	got := []btReceived{{Hash: h.String()}} // blobs to hash: the lone blob, or the collection's entries
 	if job.Files > 1 {
 		c, err := bs.DownloadCollection(ctx, h, provs, opts)
 		if err != nil {
 			return nil, err
 		}
 		d = time.Since(t)
-		var n int64
+		got = got[:0]
 		for _, e := range c.Entries {
-			if ok, err := bs.Has(e.Hash); err != nil || !ok {
-				return nil, fmt.Errorf("download ended without entry %s: %v", e.Name, err)
-			}
-			n += e.Size
-		}
-		if len(c.Entries) != job.Files || n != job.Size {
-			return nil, fmt.Errorf("collection of %d entries, %d bytes; want %d, %d", len(c.Entries), n, job.Files, job.Size)
+			got = append(got, btReceived{Name: e.Name, Hash: e.Hash.String()})
 		}
 	} else {
 		opts.SizeHint = job.Size // as core passes a file's size from its collection entry
-		n, err := bs.Download(ctx, h, provs, opts)
-		if err != nil {
+		if _, err := bs.Download(ctx, h, provs, opts); err != nil {
 			return nil, err
 		}
 		d = time.Since(t)
-		ok, err := bs.Has(h)
-		if err != nil || !ok || n != job.Size {
-			return nil, fmt.Errorf("download ended without the blob: %d bytes, %v", n, err)
-		}
 	}
-	res := &btChildResult{Seconds: d.Seconds(), Verified: true, Tunnels: pool.Stats()}
+	res := &btChildResult{Seconds: d.Seconds(), Tunnels: pool.Stats()}
 	if job.NoPool {
 		res.Tunnels.Opened = opened.Load()
 	}
 	for _, p := range last.Providers {
 		res.PerProv = append(res.PerProv, p.Bytes)
 	}
+	// The CPU figures end with the download; hashing what it stored is the
+	// check's cost, not dweb's.
+	res.CPUUser, res.CPUSys, _ = btCPU()
+	for i, g := range got {
+		hh, err := blobsync.ParseHash(g.Hash)
+		if err != nil {
+			return nil, err
+		}
+		if got[i].Hash, err = btHashStored(bs, hh); err != nil {
+			return nil, err
+		}
+	}
+	res.Received = got
 	return res, nil
+}
+
+// btHashStored hashes blob h's bytes as bs holds them: its data file on
+// disk, or its inline bytes for a small blob. Store.Open does not verify
+// them, so the hash says what is there.
+func btHashStored(bs *blobsync.Store, h blobsync.Hash) (string, error) {
+	r, _, err := bs.Open(h)
+	if err != nil {
+		return "", fmt.Errorf("received blob %s: %w", h, err)
+	}
+	defer r.Close()
+	return btHashReader(r)
 }
 
 // btAddData adds the files at paths to bs in reference mode and returns
@@ -692,7 +801,7 @@ func btAddData(ctx context.Context, bs *blobsync.Store, paths []string) (blobsyn
 		if len(paths) == 1 {
 			return h, nil
 		}
-		c.Put(blobsync.Entry{Name: fmt.Sprintf("file%06d", i), Hash: h, Size: n})
+		c.Put(blobsync.Entry{Name: btEntryName(i), Hash: h, Size: n})
 	}
 	b, err := c.Encode()
 	if err != nil {
@@ -700,6 +809,9 @@ func btAddData(ctx context.Context, bs *blobsync.Store, paths []string) (blobsyn
 	}
 	return bs.AddBytes(ctx, b)
 }
+
+// btEntryName is the name of the i-th file in the bench's collection.
+func btEntryName(i int) string { return fmt.Sprintf("file%06d", i) }
 
 // btTunnelProvider opens a Noise tunnel over a QUIC stream, as core does;
 // with dial.TLSTransport the handshake is bound to the connection's TLS

@@ -2,11 +2,16 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/dwebkit/dweb/blobsync"
 	"github.com/dwebkit/dweb/internal/netem"
+	"github.com/dwebkit/dweb/internal/store"
+	"github.com/zeebo/blake3"
 )
 
 // The bench runs each receiver in a child process, a re-exec of its own
@@ -49,6 +54,78 @@ func TestBenchTransferFiles(t *testing.T) {
 		t.Fatalf("result %+v", res)
 	}
 	checkProviderBytes(t, res, size)
+}
+
+// TestBTVerify: the check behind "verified" fails on a received blob whose
+// bytes on disk differ from its source, and on one missing, extra or
+// repeated.
+func TestBTVerify(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	data := make([]byte, 200<<10) // large enough for its own data file
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	if err := os.WriteFile(src, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	want, err := btSourceHashes([]string{src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := blake3.Sum256(data); want[""] != hex.EncodeToString(w[:]) {
+		t.Fatalf("source hash %s, want %x", want[""], w)
+	}
+	db, err := store.Open(filepath.Join(dir, "db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	bs, err := blobsync.OpenStore(db, filepath.Join(dir, "blobs"), blobsync.StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _, err := bs.AddFile(ctx, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := btHashStored(bs, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := btVerify(want, []btReceived{{Hash: got}}); err != nil {
+		t.Fatalf("intact blob: %v", err)
+	}
+	for _, bad := range [][]btReceived{
+		nil,
+		{{Hash: got}, {Hash: got}},
+		{{Hash: got}, {Name: "other", Hash: got}},
+		{{Name: "other", Hash: got}},
+	} {
+		if err := btVerify(want, bad); err == nil {
+			t.Errorf("btVerify(%v) passed", bad)
+		}
+	}
+	// One byte flipped on disk, behind the store's back: Open does not
+	// verify, so the hash shows it.
+	f, err := os.OpenFile(filepath.Join(bs.Dir(), h.String()+".data"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte{data[1000] ^ 1}, 1000); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got, err = btHashStored(bs, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := btVerify(want, []btReceived{{Hash: got}}); err == nil {
+		t.Fatal("a blob changed on disk passed")
+	}
 }
 
 // TestBenchTransferLink runs the bench over an emulated path (--rtt,
