@@ -56,13 +56,14 @@ type benchTransferResult struct {
 	ReceiverCPUUser  float64                  `json:"receiver_cpu_user_s"`
 	ReceiverCPUSys   float64                  `json:"receiver_cpu_sys_s"`
 	SenderDataOnDisk bool                     `json:"sender_reference_mode"`
-	Rounds           []btRound                `json:"rounds,omitempty"`  // with --rounds > 1: each dweb run with the mean of the two baseline runs around it; the figures above are the medians (ratio: median of the rounds' ratios), peak RSS the largest
-	BaselineCPU      btCPUSplit               `json:"baseline_cpu_s"`    // CPU seconds the raw stream cost each side (last round)
-	CPU              btCPUSplit               `json:"cpu_s"`             // CPU seconds the dweb download cost each side (last round)
-	TunnelTransport  string                   `json:"tunnel_transport"`  // "tls": Noise handshake bound to the QUIC connection's TLS, no second encryption; "noise": every byte Noise-encrypted
-	Tunnels          blobsync.StreamPoolStats `json:"tunnels"`           // tunnels the receiver opened and reused (pooled across a collection's blobs; with --no-pool: opened only; last round)
-	NoPool           bool                     `json:"no_pool,omitempty"` // --no-pool: every blob opens its own tunnels
-	Link             *btLink                  `json:"link,omitempty"`    // with --rtt, --loss or --link-rate: the emulated path between receiver and each provider
+	Rounds           []btRound                `json:"rounds,omitempty"`       // with --rounds > 1: each dweb run with the mean of the two baseline runs around it; the figures above are the medians (ratio: median of the rounds' ratios), peak RSS the largest
+	BaselineCPU      btCPUSplit               `json:"baseline_cpu_s"`         // CPU seconds the raw stream cost each side (last round)
+	CPU              btCPUSplit               `json:"cpu_s"`                  // CPU seconds the dweb download cost each side (last round)
+	TunnelTransport  string                   `json:"tunnel_transport"`       // as the tunnels of every dweb run negotiated it (Session.TLSTransport): "tls": Noise handshake bound to the QUIC connection's TLS, no second encryption; "noise": every byte Noise-encrypted; "mixed": both
+	TunnelAsked      string                   `json:"tunnel_transport_asked"` // --tunnel-transport; a provider may decline "tls"
+	Tunnels          blobsync.StreamPoolStats `json:"tunnels"`                // tunnels the receiver opened and reused (pooled across a collection's blobs; with --no-pool: opened only; last round)
+	NoPool           bool                     `json:"no_pool,omitempty"`      // --no-pool: every blob opens its own tunnels
+	Link             *btLink                  `json:"link,omitempty"`         // with --rtt, --loss or --link-rate: the emulated path between receiver and each provider
 }
 
 // btLink describes the emulated link (internal/netem) that every
@@ -126,7 +127,11 @@ type btChildResult struct {
 	// Received: the BLAKE3 hash of each blob the download stored, of its
 	// bytes as the store holds them on disk (dweb runs).
 	Received []btReceived `json:"received,omitempty"`
-	Err      string       `json:"err,omitempty"`
+	// TLSTunnels and NoiseTunnels count the tunnels the receiver opened by
+	// the transport each session negotiated (Session.TLSTransport).
+	TLSTunnels   int64  `json:"tls_tunnels"`
+	NoiseTunnels int64  `json:"noise_tunnels"`
+	Err          string `json:"err,omitempty"`
 }
 
 // btReceived is one received blob: its name in the collection ("" for a
@@ -207,7 +212,7 @@ func benchTransferCmd(a *app) *cobra.Command {
 			}
 			fmt.Fprintf(a.stdout, "%d bytes from %d provider(s): dweb %.0f MB/s, raw QUIC %.0f MB/s, ratio %.2f, receiver peak RSS %.0f MB\n",
 				res.Bytes, res.Providers, res.MBs, res.BaselineMBs, res.Ratio, res.ReceiverPeakRSS)
-			fmt.Fprintf(a.stdout, "tunnel transport %s; received bytes match the source's BLAKE3: %v\n", res.TunnelTransport, res.Verified)
+			fmt.Fprintf(a.stdout, "tunnel transport %s (asked %s); received bytes match the source's BLAKE3: %v\n", res.TunnelTransport, res.TunnelAsked, res.Verified)
 			if res.Speedup > 0 {
 				fmt.Fprintf(a.stdout, "one provider: %.0f MB/s; speedup %.2fx\n", res.OneProviderMBs, res.Speedup)
 			}
@@ -255,6 +260,9 @@ type btOptions struct {
 	rounds, files   int
 	noBatch, noPool bool
 	link            netem.Options // the emulated path; zero: straight loopback
+	// providerNoTLS makes the providers decline the TLS transport mode
+	// (tests: the result must report what was negotiated, not asked).
+	providerNoTLS bool
 }
 
 // btParseLoss parses a loss probability: "0.1%" or "0.001".
@@ -334,7 +342,7 @@ func benchTransfer(ctx context.Context, dir string, size int64, n int, o btOptio
 		ep.Handle(transport.ProtoTunnel, func(ctx context.Context, peer transport.Peer, s *quic.Stream) {
 			sess, err := tunnel.Accept(ctx, s, tunnel.AcceptConfig{Static: st, LookupPSK: func(g key.RecordKey) ([32]byte, bool) {
 				return psk, g == group
-			}, Binding: transport.StreamBinding(ctx), AllowTLSTransport: true})
+			}, Binding: transport.StreamBinding(ctx), AllowTLSTransport: !o.providerNoTLS})
 			if err != nil {
 				return
 			}
@@ -363,7 +371,7 @@ func benchTransfer(ctx context.Context, dir string, size int64, n int, o btOptio
 		})
 	}
 	job := btJob{Hash: h.String(), Size: size, Group: group, Secret: secret.Text(), TLS: tls, Files: files, NoBatch: noBatch, NoPool: o.noPool}
-	res := &benchTransferResult{Bytes: size, Files: files, NoBatch: noBatch, NoPool: o.noPool, Providers: n, Hash: h.String(), SenderDataOnDisk: true, TunnelTransport: "noise"}
+	res := &benchTransferResult{Bytes: size, Files: files, NoBatch: noBatch, NoPool: o.noPool, Providers: n, Hash: h.String(), SenderDataOnDisk: true, TunnelAsked: "noise"}
 	emulate := o.link != (netem.Options{})
 	if emulate {
 		res.Link = &btLink{RTTms: float64(2*o.link.Delay) / 1e6, Loss: o.link.Loss, RateMBs: float64(o.link.Rate) / 1e6}
@@ -388,15 +396,19 @@ func benchTransfer(ctx context.Context, dir string, size int64, n int, o btOptio
 		job.Providers = append(job.Providers, btPeer{Node: p.ep.ID(), Addr: addr.String(), Static: p.static.Public[:]})
 	}
 	if tls {
-		res.TunnelTransport = "tls"
+		res.TunnelAsked = "tls"
 	}
-	// Every dweb run's received bytes are checked against the sources.
+	// Every dweb run's received bytes are checked against the sources, and
+	// its tunnels counted by the transport they negotiated.
 	res.Verified = true
+	var tlsTunnels, noiseTunnels int64
 	check := func(name string, r *btChildResult) {
 		if err := btVerify(want, r.Received); err != nil {
 			fmt.Fprintf(os.Stderr, "bench transfer: %s run: %v\n", name, err)
 			res.Verified = false
 		}
+		tlsTunnels += r.TLSTunnels
+		noiseTunnels += r.NoiseTunnels
 	}
 	if rate > 0 {
 		res.ProviderRateMBs = float64(rate) / 1e6
@@ -455,6 +467,16 @@ func benchTransfer(ctx context.Context, dir string, size int64, n int, o btOptio
 		res.OneProviderSecs = r.Seconds
 		res.OneProviderMBs = bsRound(float64(size) / 1e6 / r.Seconds)
 		res.Speedup = bsRound(res.MBs / res.OneProviderMBs)
+	}
+	switch {
+	case tlsTunnels > 0 && noiseTunnels == 0:
+		res.TunnelTransport = "tls"
+	case noiseTunnels > 0 && tlsTunnels == 0:
+		res.TunnelTransport = "noise"
+	case tlsTunnels > 0:
+		res.TunnelTransport = "mixed"
+	default:
+		return nil, errors.New("bench transfer: the dweb runs opened no tunnel")
 	}
 	return res, nil
 }
@@ -711,7 +733,7 @@ func btReceive(ctx context.Context, job *btJob) (*btChildResult, error) {
 	pool := blobsync.NewStreamPool(0, 0)
 	defer pool.Close()
 	var provs []blobsync.Provider
-	var opened atomic.Int64
+	var opened btOpened
 	for i, p := range peers {
 		var bp blobsync.Provider = &btTunnelProvider{id: strconv.Itoa(i), ep: ep, node: p.id, addr: p.addr, dial: tunnel.DialConfig{
 			Static: static, RemoteStatic: p.st, Group: job.Group, PSK: tunnel.PSK(secret), TLSTransport: job.TLS,
@@ -754,9 +776,9 @@ func btReceive(ctx context.Context, job *btJob) (*btChildResult, error) {
 		}
 		d = time.Since(t)
 	}
-	res := &btChildResult{Seconds: d.Seconds(), Tunnels: pool.Stats()}
+	res := &btChildResult{Seconds: d.Seconds(), Tunnels: pool.Stats(), TLSTunnels: opened.tls.Load(), NoiseTunnels: opened.noise.Load()}
 	if job.NoPool {
-		res.Tunnels.Opened = opened.Load()
+		res.Tunnels.Opened = res.TLSTunnels + res.NoiseTunnels
 	}
 	for _, p := range last.Providers {
 		res.PerProv = append(res.PerProv, p.Bytes)
@@ -788,6 +810,10 @@ func btHashStored(bs *blobsync.Store, h blobsync.Hash) (string, error) {
 	defer r.Close()
 	return btHashReader(r)
 }
+
+// btOpened counts the tunnels a receiver opened, by the transport each
+// negotiated.
+type btOpened struct{ tls, noise atomic.Int64 }
 
 // btAddData adds the files at paths to bs in reference mode and returns
 // the blob's hash (one file) or that of a collection listing them.
@@ -822,7 +848,7 @@ type btTunnelProvider struct {
 	node   key.NodeID
 	addr   netip.AddrPort
 	dial   tunnel.DialConfig
-	opened *atomic.Int64 // tunnels opened, counted across providers
+	opened *btOpened // tunnels opened, counted across providers
 }
 
 func (p *btTunnelProvider) ID() string { return p.id }
@@ -838,10 +864,12 @@ func (p *btTunnelProvider) Open(ctx context.Context) (io.ReadWriteCloser, error)
 	if err != nil {
 		return nil, err
 	}
-	p.opened.Add(1)
-	if cfg.TLSTransport && !sess.TLSTransport() {
-		sess.Close()
-		return nil, errors.New("bench transfer: the provider declined the TLS transport mode")
+	// A provider may decline the TLS transport mode; the session then
+	// Noise-encrypts and the result reports it.
+	if sess.TLSTransport() {
+		p.opened.tls.Add(1)
+	} else {
+		p.opened.noise.Add(1)
 	}
 	return sess, nil
 }

@@ -35,6 +35,7 @@ func TestBenchTransferSmall(t *testing.T) {
 	if !res.Verified || res.Hash == "" || res.MBs <= 0 || res.BaselineMBs <= 0 || res.Ratio <= 0 {
 		t.Fatalf("result %+v", res)
 	}
+	checkTransport(t, res, "tls", "tls")
 	checkProviderBytes(t, res, size)
 	if res.OneProviderMBs <= 0 || res.Speedup <= 0 {
 		t.Fatalf("no one-provider run: %+v", res)
@@ -53,7 +54,38 @@ func TestBenchTransferFiles(t *testing.T) {
 	if !res.Verified || res.Files != files || res.FilesPerSec <= 0 || res.MBs <= 0 {
 		t.Fatalf("result %+v", res)
 	}
+	checkTransport(t, res, "tls", "tls")
 	checkProviderBytes(t, res, size)
+}
+
+// TestBenchTransferNegotiated: providers that decline the TLS transport
+// mode give Noise tunnels, and the result says so, not what was asked.
+func TestBenchTransferNegotiated(t *testing.T) {
+	t.Setenv("DWEB_TEST_RUN_MAIN", "1")
+	const size = 1 << 20
+	for _, tc := range []struct {
+		name         string
+		tls, decline bool
+		want         string
+	}{
+		{"asked noise", false, false, "noise"},
+		{"tls declined", true, true, "noise"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := benchTransfer(context.Background(), t.TempDir(), size, 1, btOptions{tls: tc.tls, rounds: 1, files: 1, providerNoTLS: tc.decline})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !res.Verified {
+				t.Fatalf("result %+v", res)
+			}
+			asked := "noise"
+			if tc.tls {
+				asked = "tls"
+			}
+			checkTransport(t, res, tc.want, asked)
+		})
+	}
 }
 
 // TestBTVerify: the check behind "verified" fails on a received blob whose
@@ -128,6 +160,15 @@ func TestBTVerify(t *testing.T) {
 	}
 }
 
+// checkTransport fails unless the result reports the tunnel transport
+// negotiated as want and the one asked as asked.
+func checkTransport(t *testing.T, res *benchTransferResult, want, asked string) {
+	t.Helper()
+	if res.TunnelTransport != want || res.TunnelAsked != asked {
+		t.Fatalf("tunnel transport %q (asked %q), want %q (asked %q)", res.TunnelTransport, res.TunnelAsked, want, asked)
+	}
+}
+
 // TestBenchTransferLink runs the bench over an emulated path (--rtt,
 // --loss): the collection still arrives verified, every run pays the
 // round trips, and the link reports what it dropped.
@@ -142,6 +183,7 @@ func TestBenchTransferLink(t *testing.T) {
 	if !res.Verified || res.Files != files || !res.NoPool || res.Link == nil || res.Link.RTTms != 20 || res.Link.Loss != 0.005 {
 		t.Fatalf("result %+v", res)
 	}
+	checkTransport(t, res, "tls", "tls")
 	checkProviderBytes(t, res, size)
 	// Tunnel handshake, collection, children request: three round trips
 	// at least, after the QUIC handshake outside the clock.
