@@ -330,7 +330,10 @@ func TestDownloadBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	twin, _ := f.c.find("twin")
+	twin, ok := f.c.find("twin")
+	if !ok {
+		t.Fatal("the collection has no entry named twin")
+	}
 	if want := []int{3, twin}; fmt.Sprint(left) != fmt.Sprint(want) {
 		t.Fatalf("left %v, want %v (the entry the provider lacks, the twin)", left, want)
 	}

@@ -35,7 +35,10 @@ func TestCollectionRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(c, d) {
 		t.Fatalf("round trip:\n%+v\n%+v", c, d)
 	}
-	b2, _ := d.Encode()
+	b2, err := d.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if string(b) != string(b2) {
 		t.Fatal("encoding is not deterministic")
 	}
@@ -43,7 +46,7 @@ func TestCollectionRoundTrip(t *testing.T) {
 		t.Fatalf("Get: %+v %v", e, ok)
 	}
 	d.Put(Entry{Name: "b.jpg", Size: 9})
-	if e, _ := d.Get("b.jpg"); e.Size != 9 || len(d.Entries) != 3 {
+	if e, ok := d.Get("b.jpg"); !ok || e.Size != 9 || len(d.Entries) != 3 {
 		t.Fatal("Put did not replace")
 	}
 	if !d.Remove("a.txt") || d.Remove("a.txt") || len(d.Entries) != 2 {
@@ -127,9 +130,15 @@ func TestCollectionEntryLimit(t *testing.T) {
 }
 
 func FuzzDecodeCollection(f *testing.F) {
-	b, _ := sampleCollection().Encode()
+	b, err := sampleCollection().Encode()
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Add(b)
-	e, _ := (&Collection{}).Encode()
+	e, err := (&Collection{}).Encode()
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Add(e)
 	f.Add([]byte{0xa2, 0x00, 0x01, 0x01, 0x9a, 0x7f, 0xff, 0xff, 0xff})
 	f.Add([]byte{})

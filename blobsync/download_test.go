@@ -197,7 +197,7 @@ func TestDownloadManyProviders(t *testing.T) {
 	if sum != int64(len(data)) {
 		t.Errorf("providers sent %d new bytes in all, want %d", sum, len(data))
 	}
-	if ok, _ := cl.Has(h); !ok {
+	if !has(t, cl, h) {
 		t.Fatal("not complete after download")
 	}
 	if b, err := cl.db.Get(rangesKey(h)); err == nil {
@@ -401,13 +401,13 @@ func TestHaveAndPartialServe(t *testing.T) {
 	dctx, cancel := context.WithTimeout(ctx, 900*time.Millisecond)
 	part.Download(dctx, h, []Provider{slow}, DownloadOptions{ChunkBytes: 256 << 10})
 	cancel()
-	rec, _ := part.loadRanges(h)
+	rec := rangesOf(t, part, h)
 	pc, _ := servePipe(t, part, nil)
 	size, held, err = Have(ctx, pc, h)
 	if err != nil || size != int64(len(data)) || len(rec) == 0 || fmt.Sprint(held) != fmt.Sprint(rec) {
 		t.Fatalf("have on partial: %d %v %v (record %v)", size, held, err, rec)
 	}
-	if ok, _ := part.Has(h); ok {
+	if has(t, part, h) {
 		t.Fatal("partial blob is Has")
 	}
 	// A whole-blob Fetch from the partial holder is refused.
@@ -485,7 +485,7 @@ func TestDownloadSizeHint(t *testing.T) {
 	dctx, cancel := context.WithTimeout(context.Background(), 900*time.Millisecond)
 	part.Download(dctx, hb, []Provider{slow}, DownloadOptions{ChunkBytes: 256 << 10})
 	cancel()
-	if rec, _ := part.loadRanges(hb); len(rec) == 0 || rec.Has(numGroups(uint64(len(big)))-1) {
+	if rec := rangesOf(t, part, hb); len(rec) == 0 || rec.Has(numGroups(uint64(len(big)))-1) {
 		t.Fatalf("partial holder's record %v: want some groups, not the last", rec)
 	}
 	third := newTestStore(t)

@@ -73,7 +73,10 @@ func TestFetch(t *testing.T) {
 			t.Fatalf("size %d: fetched bytes differ (%v)", n, err)
 		}
 		if n > ChunkGroupSize {
-			want, _ := outboardOf(srv, h)
+			want, err := outboardOf(srv, h)
+			if err != nil {
+				t.Fatalf("size %d: the server's outboard: %v", n, err)
+			}
 			ob, err := outboardOf(cli, h)
 			if err != nil || !bytes.Equal(ob, want) {
 				t.Fatalf("size %d: fetched outboard differs (%v)", n, err)
@@ -114,7 +117,10 @@ func (c *corruptConn) Read(p []byte) (int, error) {
 }
 
 func responseHeaderLen(size uint64) int64 {
-	b, _ := wireEnc.Marshal(wireResponse{Status: statusOK, Size: size})
+	b, err := wireEnc.Marshal(wireResponse{Status: statusOK, Size: size})
+	if err != nil {
+		panic(err)
+	}
 	return 4 + int64(len(b))
 }
 
@@ -152,7 +158,7 @@ func TestFetchRejectsBadStreams(t *testing.T) {
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("Fetch = %v, want %v", err, tc.want)
 			}
-			if ok, _ := cli.Has(h); ok {
+			if has(t, cli, h) {
 				t.Fatal("Has after a failed Fetch")
 			}
 			if names := dirFiles(t, cli); len(names) != 0 {
@@ -198,14 +204,14 @@ func TestServeNotFoundDoesNotLeak(t *testing.T) {
 	if a, b := raw(held), raw(absent); !bytes.Equal(a, b) {
 		t.Fatalf("not-allowed answer %x differs from not-held %x", a, b)
 	}
-	if ok, _ := cli.Has(held); ok {
+	if has(t, cli, held) {
 		t.Fatal("client holds a blob it was refused")
 	}
 }
 
 func TestServeRejectsBadRequests(t *testing.T) {
 	srv := newTestStore(t)
-	h, _ := srv.AddBytes(context.Background(), content(50000, 10))
+	h := addBlob(t, srv, content(50000, 10))
 	for name, frame := range map[string][]byte{
 		"huge length": {0xff, 0xff, 0xff, 0xff},
 		"zero length": {0, 0, 0, 0},
@@ -244,7 +250,7 @@ func TestServeRejectsBadRequests(t *testing.T) {
 
 func TestFetchContextCancel(t *testing.T) {
 	srv, cli := newTestStore(t), newTestStore(t)
-	h, _ := srv.AddBytes(context.Background(), content(1<<20, 11))
+	h := addBlob(t, srv, content(1<<20, 11))
 	a, b := net.Pipe()
 	defer a.Close()
 	defer b.Close()
@@ -267,7 +273,10 @@ func TestFetchContextCancel(t *testing.T) {
 // must never panic and must answer or fail with an error.
 func FuzzServeRequest(f *testing.F) {
 	var h Hash
-	req, _ := wireEnc.Marshal(encodeRequest(Request{Hash: h, Ranges: []ChunkRange{{0, 1}}}))
+	req, err := wireEnc.Marshal(encodeRequest(Request{Hash: h, Ranges: []ChunkRange{{0, 1}}}))
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Add(append([]byte{0, 0, 0, byte(len(req))}, req...))
 	f.Add([]byte{0, 0, 0, 1, 0xa0})
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
@@ -286,7 +295,7 @@ func FuzzServeRequest(f *testing.F) {
 func TestFetchConcurrentSameBlob(t *testing.T) {
 	srv, cli := newTestStore(t), newTestStore(t)
 	b := content(300000, 13)
-	h, _ := srv.AddBytes(context.Background(), b)
+	h := addBlob(t, srv, b)
 	errs := make(chan error, 4)
 	for range 4 {
 		conn, _ := servePipe(t, srv, nil)

@@ -52,7 +52,7 @@ func TestGC(t *testing.T) {
 	dctx, cancel := context.WithTimeout(ctx, 700*time.Millisecond)
 	s.Download(dctx, orphanPart, []Provider{slow}, DownloadOptions{})
 	cancel()
-	if e, found, _ := s.rawEntry(orphanPart); !found || e.State != statePartial {
+	if e, found := entryOf(t, s, orphanPart); !found || e.State != statePartial {
 		t.Fatalf("setup: no partial entry for the interrupted download")
 	}
 	dctx, cancel = context.WithCancel(ctx)
@@ -61,9 +61,19 @@ func TestGC(t *testing.T) {
 		_, err := s.Download(dctx, hBig, []Provider{slow}, DownloadOptions{})
 		done <- err
 	}()
+	// The download makes its entry at once; at 4 MB/s it runs for 2 s.
+	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if _, found, _ := s.rawEntry(hBig); found {
+		if _, found := entryOf(t, s, hBig); found {
 			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("setup: the download under GC ended before it made its entry: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("setup: the download made no entry within 10 s")
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -75,21 +85,25 @@ func TestGC(t *testing.T) {
 		t.Errorf("removed %d, want 3 (orphan, inline orphan, orphan partial)", removed)
 	}
 	for h, want := range map[Hash]bool{coll: true, inColl: true, orphan: false, small: false} {
-		if ok, _ := s.Has(h); ok != want {
+		if ok := has(t, s, h); ok != want {
 			t.Errorf("after GC Has(%s) = %v, want %v", h, ok, want)
 		}
 	}
-	if _, found, _ := s.rawEntry(orphanPart); found {
+	if _, found := entryOf(t, s, orphanPart); found {
 		t.Error("orphan partial blob survived GC")
 	}
 	if _, err := os.Stat(s.dataPath(orphan)); !os.IsNotExist(err) {
 		t.Errorf("orphan data file still there: %v", err)
 	}
-	if _, found, _ := s.rawEntry(hBig); !found {
+	if _, found := entryOf(t, s, hBig); !found {
 		t.Error("blob under download lost its entry")
 	}
 	cancel()
-	<-done
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the download under GC did not end within 10 s of its cancel")
+	}
 	// Not under download any more, not a root: collected. With a grace,
 	// a fresh blob stays.
 	if n, err := s.GC(ctx, func(yield func(Hash) bool) { yield(coll) }); err != nil || n != 1 {

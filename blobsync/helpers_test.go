@@ -95,3 +95,34 @@ func outboardOf(s *Store, h Hash) ([]byte, error) {
 	}
 	return append(binary.LittleEndian.AppendUint64(nil, uint64(e.Size)), e.Outboard...), nil
 }
+
+// has is s.Has(h) for assertions: an error fails the test, so false means
+// the store answered "not held", not that it could not answer.
+func has(t testing.TB, s *Store, h Hash) bool {
+	t.Helper()
+	ok, err := s.Has(h)
+	if err != nil {
+		t.Fatalf("Has(%s): %v", h, err)
+	}
+	return ok
+}
+
+// entryOf is s.rawEntry(h) for assertions; an error fails the test.
+func entryOf(t testing.TB, s *Store, h Hash) (entry, bool) {
+	t.Helper()
+	e, found, err := s.rawEntry(h)
+	if err != nil {
+		t.Fatalf("entry of %s: %v", h, err)
+	}
+	return e, found
+}
+
+// rangesOf is s.loadRanges(h) for assertions; an error fails the test.
+func rangesOf(t testing.TB, s *Store, h Hash) RangeSet {
+	t.Helper()
+	rs, err := s.loadRanges(h)
+	if err != nil {
+		t.Fatalf("ranges of %s: %v", h, err)
+	}
+	return rs
+}

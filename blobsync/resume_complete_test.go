@@ -37,7 +37,7 @@ func TestResumeCompletesFullyRecordedPartial(t *testing.T) {
 	if err := dst.saveRanges(h, RangeSet{{0, numGroups(uint64(len(data)))}}); err != nil {
 		t.Fatal(err)
 	}
-	if ok, _ := dst.Has(h); ok {
+	if has(t, dst, h) {
 		t.Fatal("a partial blob reported as held")
 	}
 
@@ -46,7 +46,7 @@ func TestResumeCompletesFullyRecordedPartial(t *testing.T) {
 	if err != nil || n != int64(len(data)) {
 		t.Fatalf("Download with no providers = %d, %v; want the recorded blob completed", n, err)
 	}
-	if ok, _ := dst.Has(h); !ok {
+	if !has(t, dst, h) {
 		t.Fatal("blob not complete after the resume")
 	}
 	got, err := dst.ReadAll(h, 1<<20)

@@ -98,8 +98,8 @@ func TestResumeChild(t *testing.T) {
 	s, db := openStoreAt(t, os.Getenv("DWEB_RESUME_DIR"))
 	defer db.Close()
 	_, err = s.Download(context.Background(), h, []Provider{tcpProvider{os.Getenv("DWEB_RESUME_ADDR")}}, DownloadOptions{ChunkBytes: 512 << 10, Progress: func(p Progress) {
-		rs, _ := s.loadRanges(h)
-		fmt.Fprintf(os.Stderr, "child: %d verified, record %v\n", p.Done, rs)
+		rs, err := s.loadRanges(h)
+		fmt.Fprintf(os.Stderr, "child: %d verified, record %v (%v)\n", p.Done, rs, err)
 	}})
 	t.Fatalf("the child should be killed before it finishes (err %v)", err)
 }
@@ -168,7 +168,7 @@ func TestDownloadResumeAfterKill(t *testing.T) {
 		}
 	}
 	f.Close()
-	if ok, _ := cl.Has(h); ok {
+	if has(t, cl, h) {
 		t.Fatal("partial blob reported complete")
 	}
 

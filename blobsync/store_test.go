@@ -107,7 +107,7 @@ func TestNotFoundAndDelete(t *testing.T) {
 		if err := s.Delete(h); err != nil {
 			t.Fatal(err)
 		}
-		if ok, _ := s.Has(h); ok {
+		if has(t, s, h) {
 			t.Fatalf("size %d: Has after Delete", n)
 		}
 		if err := s.Delete(h); err != nil {
@@ -160,7 +160,10 @@ func TestExport(t *testing.T) {
 	if err := s.Export(ctx, missing, dst); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Export missing: %v", err)
 	}
-	des, _ := os.ReadDir(out)
+	des, err := os.ReadDir(out)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(des) != 1 {
 		t.Fatalf("export dir holds %d files, want only x", len(des))
 	}
@@ -221,7 +224,10 @@ func TestAddFileLargeOutboard(t *testing.T) {
 	if err != nil || h != HashBytes(b) {
 		t.Fatalf("AddFile: %s %v", h, err)
 	}
-	ob, _ := outboardOf(s, h)
+	ob, err := outboardOf(s, h)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if want, _ := bao.EncodeBuf(b, ChunkGroupLog, true); !bytes.Equal(ob, want) {
 		t.Fatal("outboard differs from bao.EncodeBuf")
 	}

@@ -45,8 +45,8 @@ func TestUsage(t *testing.T) {
 	if err := s.Delete(h); err != nil {
 		t.Fatal(err)
 	}
-	if u, _ = s.Usage(); u.Blobs != 1 || u.Bytes != int64(len(big)) {
-		t.Fatalf("after delete: %+v", u)
+	if u, err = s.Usage(); err != nil || u.Blobs != 1 || u.Bytes != int64(len(big)) {
+		t.Fatalf("after delete: %+v, %v", u, err)
 	}
 }
 

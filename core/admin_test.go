@@ -99,7 +99,10 @@ func TestAdminAllowDeny(t *testing.T) {
 
 	// Denied: another secret, another Noise key; and a node that is not a
 	// backup server.
-	u, _ := ParseAdminURI(uri)
+	u, err := ParseAdminURI(uri)
+	if err != nil {
+		t.Fatal(err)
+	}
 	wrongKey := u
 	wrongKey.Key = key.NewSecret()
 	wrongNoise := u

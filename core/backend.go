@@ -57,6 +57,10 @@ type Options struct {
 	// RelayLimits bound what this node carries as a relay; zero fields take
 	// the tunnel package's defaults.
 	RelayLimits tunnel.RelayLimits
+	// RelayTap, with ServeRelay, gets a copy of every byte this relay
+	// splices (tunnel.RelayOptions.Tap): the check that a relay carries
+	// only ciphertext (`dweb serve --relay-dump`). Nil: none.
+	RelayTap func(circuit uint64, toTarget bool) io.WriteCloser
 	// Relays lists relays, as "nodeID@host:port", that this node keeps
 	// reservations on and names in its tunnel descriptors, so peers that
 	// cannot dial it directly reach it through them.

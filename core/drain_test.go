@@ -74,8 +74,8 @@ func TestDrainHandsOverToAnotherBackup(t *testing.T) {
 		len(dg.Errors) != 0 || !dg.Left || dg.Group != g.ID || dg.Name != "newsroom" {
 		t.Fatalf("drain to B: %+v", rep)
 	}
-	if ok, _ := bk.blobs.Has(lost.Hash); !ok {
-		t.Fatal("B does not hold the blob handed over")
+	if ok, err := bk.blobs.Has(lost.Hash); err != nil || !ok {
+		t.Fatalf("B does not hold the blob handed over (%v)", err)
 	}
 	if len(a.Groups()) != 0 {
 		t.Fatalf("A is still in %+v", a.Groups())

@@ -30,7 +30,10 @@ func TestJoinFromJoinCode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	meta, _ := json.Marshal(group.Meta{Name: "", CreatedAt: time.Now().UTC().Truncate(time.Second)})
+	meta, err := json.Marshal(group.Meta{Name: "", CreatedAt: time.Now().UTC().Truncate(time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := datarepo.WriteSealed(ctx, records{alice}, desc, group.SubkeyMeta, inv.Owner, inv.Secret, meta); err != nil {
 		t.Fatal(err)
 	}

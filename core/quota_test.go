@@ -77,8 +77,8 @@ func TestBackupQuota(t *testing.T) {
 	}
 	release()
 	release() // idempotent
-	if u, _ := backup.StorageUsage(); u.Reserved != 0 {
-		t.Fatalf("reserved %d after release", u.Reserved)
+	if u, err := backup.StorageUsage(); err != nil || u.Reserved != 0 {
+		t.Fatalf("reserved %d after release (%v)", u.Reserved, err)
 	}
 	if r, err := alice.reserveStorage(1 << 40); err != nil { // no quota
 		t.Fatal(err)

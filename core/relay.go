@@ -108,6 +108,7 @@ func (b *Backend) startRelay(relays []transport.Peer) {
 		Serve:    b.opts.ServeRelay,
 		Limits:   b.opts.RelayLimits,
 		Incoming: b.serveRelayedTunnel,
+		Tap:      b.opts.RelayTap,
 		Logger:   b.log,
 	})
 	if len(relays) > 0 {

@@ -81,7 +81,10 @@ func TestRepoWriteReadAcrossNodes(t *testing.T) {
 	}
 
 	// Without the group secret the values do not open.
-	stranger, _ := datarepo.OpenKey(ctx, net[1].DHT, readerBlobs, key.NewSecret(), repo.Key())
+	stranger, err := datarepo.OpenKey(ctx, net[1].DHT, readerBlobs, key.NewSecret(), repo.Key())
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := stranger.Name(ctx); !errors.Is(err, record.ErrDecrypt) {
 		t.Fatalf("Name with a wrong secret: %v", err)
 	}

@@ -18,8 +18,10 @@
 #  4. m5 joins and adds another large file; once srv has verified a quarter
 #     of it (past blobsync's 500 ms / 64 MiB range flushes), srv is killed
 #     with SIGKILL, started again on the same address and data dir, and must
-#     finish the sync (status: nothing missing; the bytes it resumed are
-#     logged); m5 stops and a fresh member m6 downloads the new file from
+#     finish the sync (status: nothing missing; the bytes its status
+#     reports resumed must be more than 0 and less than the file, the bytes
+#     fetched after the restart less than the file, and the two together
+#     cover it); m5 stops and a fresh member m6 downloads the new file from
 #     srv alone and compares it with the original. (A member that kept a
 #     QUIC connection to the killed process now gets a stateless reset from
 #     the restarted one and redials: internal/transport's reset_test.go.)
@@ -244,8 +246,21 @@ t_restart=$(now_s)
 start srv --listen "${ADDR[srv]}" --bootstrap "$BOOT" --backup --backup-interval 1m
 STEP="srv finishes the sync after the crash"
 wait_synced "$((BLOBS + 1))"
-resumed=$(srv_status | jnum resumed)
-say "srv holds all $((BLOBS + 1)) blobs $(elapsed "$t_restart" "$(now_s)")s after its restart (resumed ${resumed:-?} bytes)"
+STEP="srv resumed the download it was killed in"
+# The restarted process has downloaded nothing but the new file: the
+# bytes its status reports resumed must be that file's, found verified on
+# disk from before the kill: some, but not all of it (a download that
+# started over resumes 0; a whole file counted as resumed was never cut).
+st=$(srv_status)
+resumed=$(jnum resumed <<<"$st")
+fetched=$(jnum fetched <<<"$st")
+size=$(stat -c %s "$LATE")
+[[ -n $resumed && -n $fetched ]] || fail "srv's backup status has no resumed or fetched figure: $st"
+((resumed > 0)) || fail "srv resumed 0 bytes after its restart: the download started over ($done_at_kill bytes were verified at the kill)"
+((resumed < size)) || fail "srv reports $resumed bytes resumed of a $size-byte file: nothing was left to fetch after the kill"
+((fetched < size)) || fail "srv fetched $fetched bytes after its restart, the whole $size-byte file again, though it reports $resumed resumed"
+((resumed + fetched >= size)) || fail "srv resumed $resumed and fetched $fetched bytes after its restart, less than the file's $size"
+say "srv holds all $((BLOBS + 1)) blobs $(elapsed "$t_restart" "$(now_s)")s after its restart: $resumed bytes resumed, $fetched fetched, of $size ($done_at_kill verified at the kill)"
 stop m5
 start m6 --listen 127.0.0.1:0 --bootstrap "$BOOT"
 STEP="m6 joins"

@@ -130,14 +130,15 @@ stop() {
 	[[ ! -e $WORK/$node/dweb.sock ]] || fail "$node left its socket behind"
 }
 
-# wait_files NODE N: NODE's file list of group $GROUP shows N files
-# (bounded: 60 s).
+# wait_files NODE N: NODE's file list of group $GROUP shows exactly N
+# files (bounded: 60 s); more than N fails at once.
 wait_files() {
 	local node=$1 want=$2 i got=0 out
 	for ((i = 0; i < 300; i++)); do
 		if out=$(dweb "$node" --json file list "$GROUP" 2>>"$WORK/cli.log"); then
 			got=$(grep -o '"name":"' <<<"$out" | wc -l)
-			if ((got >= want)); then return 0; fi
+			if ((got == want)); then return 0; fi
+			((got < want)) || fail "$node lists $got files of the group, want exactly $want: $out"
 		fi
 		sleep 0.2
 	done

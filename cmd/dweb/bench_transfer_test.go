@@ -2,11 +2,16 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/dwebkit/dweb/blobsync"
 	"github.com/dwebkit/dweb/internal/netem"
+	"github.com/dwebkit/dweb/internal/store"
+	"github.com/zeebo/blake3"
 )
 
 // The bench runs each receiver in a child process, a re-exec of its own
@@ -30,6 +35,7 @@ func TestBenchTransferSmall(t *testing.T) {
 	if !res.Verified || res.Hash == "" || res.MBs <= 0 || res.BaselineMBs <= 0 || res.Ratio <= 0 {
 		t.Fatalf("result %+v", res)
 	}
+	checkTransport(t, res, "tls", "tls")
 	checkProviderBytes(t, res, size)
 	if res.OneProviderMBs <= 0 || res.Speedup <= 0 {
 		t.Fatalf("no one-provider run: %+v", res)
@@ -48,7 +54,119 @@ func TestBenchTransferFiles(t *testing.T) {
 	if !res.Verified || res.Files != files || res.FilesPerSec <= 0 || res.MBs <= 0 {
 		t.Fatalf("result %+v", res)
 	}
+	checkTransport(t, res, "tls", "tls")
 	checkProviderBytes(t, res, size)
+}
+
+// TestBenchTransferNegotiated: providers that decline the TLS transport
+// mode give Noise tunnels, and the result says so, not what was asked.
+func TestBenchTransferNegotiated(t *testing.T) {
+	t.Setenv("DWEB_TEST_RUN_MAIN", "1")
+	const size = 1 << 20
+	for _, tc := range []struct {
+		name         string
+		tls, decline bool
+		want         string
+	}{
+		{"asked noise", false, false, "noise"},
+		{"tls declined", true, true, "noise"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := benchTransfer(context.Background(), t.TempDir(), size, 1, btOptions{tls: tc.tls, rounds: 1, files: 1, providerNoTLS: tc.decline})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !res.Verified {
+				t.Fatalf("result %+v", res)
+			}
+			asked := "noise"
+			if tc.tls {
+				asked = "tls"
+			}
+			checkTransport(t, res, tc.want, asked)
+		})
+	}
+}
+
+// TestBTVerify: the check behind "verified" fails on a received blob whose
+// bytes on disk differ from its source, and on one missing, extra or
+// repeated.
+func TestBTVerify(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	data := make([]byte, 200<<10) // large enough for its own data file
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	if err := os.WriteFile(src, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	want, err := btSourceHashes([]string{src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := blake3.Sum256(data); want[""] != hex.EncodeToString(w[:]) {
+		t.Fatalf("source hash %s, want %x", want[""], w)
+	}
+	db, err := store.Open(filepath.Join(dir, "db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	bs, err := blobsync.OpenStore(db, filepath.Join(dir, "blobs"), blobsync.StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _, err := bs.AddFile(ctx, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := btHashStored(bs, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := btVerify(want, []btReceived{{Hash: got}}); err != nil {
+		t.Fatalf("intact blob: %v", err)
+	}
+	for _, bad := range [][]btReceived{
+		nil,
+		{{Hash: got}, {Hash: got}},
+		{{Hash: got}, {Name: "other", Hash: got}},
+		{{Name: "other", Hash: got}},
+	} {
+		if err := btVerify(want, bad); err == nil {
+			t.Errorf("btVerify(%v) passed", bad)
+		}
+	}
+	// One byte flipped on disk, behind the store's back: Open does not
+	// verify, so the hash shows it.
+	f, err := os.OpenFile(filepath.Join(bs.Dir(), h.String()+".data"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte{data[1000] ^ 1}, 1000); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got, err = btHashStored(bs, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := btVerify(want, []btReceived{{Hash: got}}); err == nil {
+		t.Fatal("a blob changed on disk passed")
+	}
+}
+
+// checkTransport fails unless the result reports the tunnel transport
+// negotiated as want and the one asked as asked.
+func checkTransport(t *testing.T, res *benchTransferResult, want, asked string) {
+	t.Helper()
+	if res.TunnelTransport != want || res.TunnelAsked != asked {
+		t.Fatalf("tunnel transport %q (asked %q), want %q (asked %q)", res.TunnelTransport, res.TunnelAsked, want, asked)
+	}
 }
 
 // TestBenchTransferLink runs the bench over an emulated path (--rtt,
@@ -65,6 +183,7 @@ func TestBenchTransferLink(t *testing.T) {
 	if !res.Verified || res.Files != files || !res.NoPool || res.Link == nil || res.Link.RTTms != 20 || res.Link.Loss != 0.005 {
 		t.Fatalf("result %+v", res)
 	}
+	checkTransport(t, res, "tls", "tls")
 	checkProviderBytes(t, res, size)
 	// Tunnel handshake, collection, children request: three round trips
 	// at least, after the QUIC handshake outside the clock.

@@ -106,7 +106,10 @@ func TestLocalAPIRefusesWebPages(t *testing.T) {
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("token file: %v %v", fi, err)
 	}
-	tok, _ := os.ReadFile(filepath.Join(dataA, httpapi.TokenFile))
+	tok, err := os.ReadFile(filepath.Join(dataA, httpapi.TokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if code, body := send("GET", "/dweb/v1/node", "", "Authorization", "Bearer "+strings.TrimSpace(string(tok))); code != 200 || !strings.Contains(body, readyA.NodeID) {
 		t.Fatalf("node over TCP with the token: %d %s", code, body)
 	}

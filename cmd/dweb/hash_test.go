@@ -42,7 +42,10 @@ func TestHashMatchesBlake3AndB3sum(t *testing.T) {
 	}
 	var want bytes.Buffer
 	for _, p := range paths {
-		b, _ := os.ReadFile(p)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
 		sum := blake3.Sum256(b)
 		fmt.Fprintf(&want, "%s  %s\n", hex.EncodeToString(sum[:]), p)
 	}

@@ -243,7 +243,9 @@ func TestGroupInviteQR(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if st, _ := f.Stat(); st.Mode().Perm() != 0o600 {
+	if st, err := f.Stat(); err != nil {
+		t.Error(err)
+	} else if st.Mode().Perm() != 0o600 {
 		t.Errorf("PNG mode %v, want 0600", st.Mode().Perm())
 	}
 	img, err := png.Decode(f)

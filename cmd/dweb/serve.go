@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -33,6 +34,7 @@ type serveOptions struct {
 	relay     bool     // serve as a relay for nodes behind NAT
 	relays    []string // relays to keep reservations on
 	device    string   // this node's device name, saved in its store; "": the saved one
+	relayDump string   // with relay: write every spliced byte to files in this directory
 
 	http            string // also serve the API on this TCP host:port
 	httpAllowRemote bool   // allow a non-loopback --http address
@@ -71,6 +73,7 @@ func (a *app) serveCmd() *cobra.Command {
 	cmd.Flags().StringVar(&o.device, "device-name", "", `name of this node's repo in the groups it creates or joins (saved: later runs keep it); default the saved one, else "`+core.DefaultDeviceName+`"`)
 	cmd.Flags().BoolVar(&o.relay, "relay", false, "relay tunnels for nodes behind NAT (accept reservations)")
 	cmd.Flags().StringArrayVar(&o.relays, "relays", nil, "relay to keep a reservation on, as nodeID@host:port (repeatable)")
+	cmd.Flags().StringVar(&o.relayDump, "relay-dump", "", "with --relay: write every byte this relay splices to files in DIR, one per circuit and direction, to check it sees only ciphertext (they grow with the traffic)")
 	cmd.Flags().StringVar(&o.http, "http", "", "also serve the HTTP API on this TCP HOST:PORT, e.g. 127.0.0.1:8080 (loopback only unless --http-allow-remote)")
 	cmd.Flags().BoolVar(&o.httpAllowRemote, "http-allow-remote", false, "allow a non-loopback --http address: the API has no authentication")
 	cmd.Flags().Int64Var(&o.maxUpload, "max-upload", httpapi.DefaultMaxUpload, "largest media upload through the HTTP API, in bytes (413 above)")
@@ -135,7 +138,18 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 			return &usageError{fmt.Errorf("--quota: %w", err)}
 		}
 	}
-	b, err := core.New(core.Options{DataDir: dataDir, ListenAddr: o.listen, Bootstrap: o.bootstrap, DeviceName: o.device, Logger: log, ServeRelay: o.relay, Relays: o.relays,
+	var relayTap func(uint64, bool) io.WriteCloser
+	if o.relayDump != "" {
+		if !o.relay {
+			return &usageError{errors.New("--relay-dump needs --relay")}
+		}
+		d, err := newRelayDumper(o.relayDump, log)
+		if err != nil {
+			return err
+		}
+		relayTap = d.tap
+	}
+	b, err := core.New(core.Options{DataDir: dataDir, ListenAddr: o.listen, Bootstrap: o.bootstrap, DeviceName: o.device, Logger: log, ServeRelay: o.relay, Relays: o.relays, RelayTap: relayTap,
 		Backup: o.backup, BackupInterval: o.backupInterval, BackupConcurrency: o.backupConcurrency, StorageQuota: quota})
 	if err != nil {
 		return fmt.Errorf("open node in %s: %w", dataDir, err)

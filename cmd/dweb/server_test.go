@@ -330,8 +330,8 @@ func TestGetFileStream(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil || first.Total == nil || *first.Total != 10 {
 		t.Fatalf("first line %q, want progress with total 10", lines[0])
 	}
-	if b, _ := os.ReadFile(out); string(b) != "0123456789" {
-		t.Fatalf("out file %q", b)
+	if b, err := os.ReadFile(out); err != nil || string(b) != "0123456789" {
+		t.Fatalf("out file %q (%v)", b, err)
 	}
 
 	// A missing file is found by the backend once the stream has started:
@@ -434,8 +434,8 @@ func TestCLIAgainstFake(t *testing.T) {
 	if code, out, e := cli("file", "get", "photos", "rel.txt", "-o", "copy.txt"); code != 0 || !strings.Contains(out, filepath.Join(wd, "copy.txt")) {
 		t.Fatalf("get: %d %q %q", code, out, e)
 	}
-	if b, _ := os.ReadFile(filepath.Join(wd, "copy.txt")); !bytes.Equal(b, []byte("0123456789")) {
-		t.Fatalf("copy: %q", b)
+	if b, err := os.ReadFile(filepath.Join(wd, "copy.txt")); err != nil || !bytes.Equal(b, []byte("0123456789")) {
+		t.Fatalf("copy: %q (%v)", b, err)
 	}
 	if code, _, e := cli("file", "get", "photos", "missing", "-o", "m"); code != exitError || !strings.Contains(e, "not found") {
 		t.Fatalf("get missing: %d %q", code, e)

@@ -82,7 +82,7 @@ func TestClientMode(t *testing.T) {
 	}
 	held := 0
 	for _, n := range nearest(servers, desc.Key(), DefaultR) {
-		if lv, _ := n.dht.localValue(desc.Key(), 0); sameValue(lv, v1) {
+		if lv := localValueOf(t, n, desc.Key(), 0); sameValue(lv, v1) {
 			held++
 		}
 	}

@@ -92,7 +92,7 @@ func TestNetwork(t *testing.T) {
 		}
 		held := 0
 		for _, n := range nearest(nodes, desc.Key(), DefaultR) {
-			if lv, _ := n.dht.localValue(desc.Key(), 0); sameValue(lv, v) {
+			if lv := localValueOf(t, n, desc.Key(), 0); sameValue(lv, v) {
 				held++
 			}
 		}
@@ -142,10 +142,10 @@ func TestNetwork(t *testing.T) {
 		if resp := rawStore(t, from, to, wrongKey, desc, 0, newValue(t, desc, 0, 1, "x", owner)); !errors.Is(&RemoteError{Code: resp.Code}, ErrKeyMismatch) {
 			t.Fatalf("wrong key: response %d %q", resp.Code, resp.Msg)
 		}
-		if d, _ := to.dht.localDesc(k); d != nil {
+		if d := localDescOf(t, to, k); d != nil {
 			t.Fatal("descriptor stored despite refused value")
 		}
-		if v, _ := to.dht.localValue(k, 0); v != nil {
+		if v := localValueOf(t, to, k, 0); v != nil {
 			t.Fatal("forged value stored")
 		}
 		// Set refuses it locally too, before sending anything.
@@ -209,7 +209,7 @@ func TestNetwork(t *testing.T) {
 			t.Fatalf("Set B (the loser): err = %v, want *StaleError carrying A", err)
 		}
 		for _, n := range nearest(nodes, k, DefaultR) {
-			lv, _ := n.dht.localValue(k, 0)
+			lv := localValueOf(t, n, k, 0)
 			if n != nodes[4] && n != nodes[9] && !sameValue(lv, win) {
 				t.Fatalf("holder %s has %q, want the winner %q", n.dht.Self().ID, lv.Data, win.Data)
 			}
@@ -219,7 +219,7 @@ func TestNetwork(t *testing.T) {
 			if err != nil || !sameValue(gv, win) {
 				t.Fatalf("node %d Get = %v, %v; want the winner", i, gv, err)
 			}
-			if lv, _ := n.dht.localValue(k, 0); !sameValue(lv, win) {
+			if lv := localValueOf(t, n, k, 0); !sameValue(lv, win) {
 				t.Fatalf("node %d keeps %q after Get", i, lv.Data)
 			}
 		}
@@ -243,7 +243,7 @@ func TestRestartKeepsRecords(t *testing.T) {
 	var h *testNode
 	for _, n := range nearest(nodes, k, len(nodes)) {
 		if n != nodes[0] {
-			if lv, _ := n.dht.localValue(k, 0); sameValue(lv, v) {
+			if lv := localValueOf(t, n, k, 0); sameValue(lv, v) {
 				h = n
 				break
 			}

@@ -40,11 +40,23 @@ func FuzzHandleRequest(f *testing.F) {
 		f.Fatal(err)
 	}
 	owner := key.NewKeypair()
-	desc, _ := record.NewDescriptor(owner, record.Schema{OwnerSubkeys: 2})
+	desc, err := record.NewDescriptor(owner, record.Schema{OwnerSubkeys: 2})
+	if err != nil {
+		f.Fatal(err)
+	}
 	k := desc.Key()
-	v, _ := record.NewValue(k, 1, 4, []byte("seed"), owner)
-	de, _ := record.EncodeDescriptor(desc)
-	ve, _ := record.EncodeValue(v)
+	v, err := record.NewValue(k, 1, 4, []byte("seed"), owner)
+	if err != nil {
+		f.Fatal(err)
+	}
+	de, err := record.EncodeDescriptor(desc)
+	if err != nil {
+		f.Fatal(err)
+	}
+	ve, err := record.EncodeValue(v)
+	if err != nil {
+		f.Fatal(err)
+	}
 	for _, req := range []request{
 		{Op: opPing},
 		{Op: opFindNode, Target: k[:]},

@@ -270,7 +270,7 @@ func TestOfflineWrites(t *testing.T) {
 	}
 	held := 0
 	for _, h := range nearest(nodes, desc.Key(), DefaultR) {
-		if lv, _ := h.dht.localValue(desc.Key(), 0); sameValue(lv, v) {
+		if lv := localValueOf(t, h, desc.Key(), 0); sameValue(lv, v) {
 			held++
 		}
 	}

@@ -44,10 +44,10 @@ func live(nodes []*testNode) []*testNode {
 
 // holding counts the nodes among the R nearest live nodes to r that store
 // r's value.
-func holding(nodes []*testNode, r testRec) int {
+func holding(t testing.TB, nodes []*testNode, r testRec) int {
 	n := 0
 	for _, h := range nearest(live(nodes), r.desc.Key(), DefaultR) {
-		if lv, _ := h.dht.localValue(r.desc.Key(), 0); sameValue(lv, r.val) {
+		if lv := localValueOf(t, h, r.desc.Key(), 0); sameValue(lv, r.val) {
 			n++
 		}
 	}
@@ -112,7 +112,7 @@ func TestScale(t *testing.T) {
 			t.Fatalf("Set %d: %v", i, err)
 		}
 		r := testRec{owner, desc, v}
-		if h := holding(nodes, r); h < DefaultR-1 {
+		if h := holding(t, nodes, r); h < DefaultR-1 {
 			t.Errorf("record %d: %d of the %d nearest hold it after Set", i, h, DefaultR)
 		}
 		if i%2 == 0 {
@@ -133,14 +133,14 @@ func TestScale(t *testing.T) {
 		}
 		before := 0
 		for _, r := range kept {
-			before += holding(nodes, r)
+			before += holding(t, nodes, r)
 		}
 		start := time.Now()
 		replicateAll(t, nodes)
 		took := time.Since(start)
 		after := 0
 		for i, r := range kept {
-			h := holding(nodes, r)
+			h := holding(t, nodes, r)
 			after += h
 			if h < DefaultR {
 				t.Errorf("record %d: %d of the %d nearest live nodes hold it after repair", i, h, DefaultR)
@@ -176,7 +176,7 @@ func TestScale(t *testing.T) {
 		deadline := time.Now().Add(5 * time.Second)
 		for _, r := range mine {
 			for {
-				if lv, _ := j.dht.localValue(r.desc.Key(), 0); sameValue(lv, r.val) {
+				if lv := localValueOf(t, j, r.desc.Key(), 0); sameValue(lv, r.val) {
 					break
 				}
 				if time.Now().After(deadline) {
@@ -287,7 +287,7 @@ func TestPartitionsConverge(t *testing.T) {
 	refill(t, all)
 	replicateAll(t, all)
 	for _, h := range nearest(all, k, DefaultR) {
-		if lv, _ := h.dht.localValue(k, 0); !sameValue(lv, win) {
+		if lv := localValueOf(t, h, k, 0); !sameValue(lv, win) {
 			t.Errorf("holder %s has %v after healing, want the winner", h.dht.Self().ID, lv)
 		}
 	}
@@ -315,13 +315,24 @@ func TestExpiryAndRepublish(t *testing.T) {
 	if err := nodes[2].dht.Set(ctx, descB, 0, vb); err != nil {
 		t.Fatal(err)
 	}
+	// Both records are held by every other node before B's writer leaves:
+	// the test is that B then goes, not that it never came. (Six nodes, R
+	// = 8: every node is among the nearest.)
+	eventually(t, time.Second, "every node holding both records", func() bool {
+		for i, n := range nodes {
+			if i != 2 && (!sameValue(localValueOf(t, n, descA.Key(), 0), va) || !sameValue(localValueOf(t, n, descB.Key(), 0), vb)) {
+				return false
+			}
+		}
+		return true
+	})
 	nodes[2].stop() // B's writer leaves for good
 	time.Sleep(4500 * time.Millisecond)
 	for i, n := range live(nodes) {
-		if d, _ := n.dht.localDesc(descB.Key()); d != nil {
+		if d := localDescOf(t, n, descB.Key()); d != nil {
 			t.Errorf("node %d still holds the abandoned record", i)
 		}
-		if lv, _ := n.dht.localValue(descA.Key(), 0); !sameValue(lv, va) {
+		if lv := localValueOf(t, n, descA.Key(), 0); !sameValue(lv, va) {
 			t.Errorf("node %d lost the republished record", i)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dwebkit/dweb/internal/key"
+	"github.com/dwebkit/dweb/internal/record"
 	"github.com/dwebkit/dweb/internal/store"
 	"github.com/dwebkit/dweb/internal/transport"
 )
@@ -174,4 +175,27 @@ func newTestNet(t testing.TB, n int) []*testNode {
 		nodes = append(nodes, startTestNode(t, filepath.Join(base, strconv.Itoa(i)), key.NewKeypair(), "", []Contact{nodes[0].dht.Self()}))
 	}
 	return nodes
+}
+
+// localValueOf returns n's stored value of subkey of record k (nil: none
+// stored). A store error fails the test, so nil means "not held", not
+// "could not read".
+func localValueOf(t testing.TB, n *testNode, k key.RecordKey, subkey uint32) *record.Value {
+	t.Helper()
+	v, err := n.dht.localValue(k, subkey)
+	if err != nil {
+		t.Fatalf("node %s: stored value of %s/%d: %v", n.dht.Self().ID, k, subkey, err)
+	}
+	return v
+}
+
+// localDescOf returns n's stored descriptor of record k (nil: none); a
+// store error fails the test.
+func localDescOf(t testing.TB, n *testNode, k key.RecordKey) *record.Descriptor {
+	t.Helper()
+	d, err := n.dht.localDesc(k)
+	if err != nil {
+		t.Fatalf("node %s: stored descriptor of %s: %v", n.dht.Self().ID, k, err)
+	}
+	return d
 }

@@ -13,9 +13,7 @@ func blakeSum(b []byte) [32]byte { return blake3.Sum256(b) }
 func FuzzDecodeValue(f *testing.F) {
 	owner, _, d := testRecord(f)
 	for _, data := range [][]byte{nil, []byte("x"), make([]byte, 300)} {
-		v, _ := NewValue(d.Key(), 0, 3, data, owner)
-		b, _ := EncodeValue(v)
-		f.Add(b)
+		f.Add(mustEncode(f, mustValue(f, d.Key(), 0, 3, data, owner)))
 	}
 	f.Add([]byte{0xa0})
 	f.Add([]byte{0xa4, 0x01, 0x1b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
@@ -44,11 +42,13 @@ func FuzzDecodeValue(f *testing.F) {
 
 func FuzzDecodeDescriptor(f *testing.F) {
 	_, _, d := testRecord(f)
-	b, _ := EncodeDescriptor(d)
-	f.Add(b)
-	d1, _ := NewDescriptor(key.NewKeypair(), Schema{OwnerSubkeys: 1})
-	b, _ = EncodeDescriptor(d1)
-	f.Add(b)
+	for _, d := range []*Descriptor{d, mustDescriptor(f, key.NewKeypair(), Schema{OwnerSubkeys: 1})} {
+		b, err := EncodeDescriptor(d)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
 	f.Add([]byte{0xa3, 0x01, 0x40, 0x02, 0xa0, 0x03, 0x40})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		d, err := DecodeDescriptor(b)

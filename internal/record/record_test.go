@@ -18,6 +18,37 @@ func testRecord(t testing.TB) (owner, member key.Keypair, d *Descriptor) {
 	return owner, member, d
 }
 
+// mustValue is NewValue for setup: an error fails the test, so a check on
+// the value never runs on a nil one.
+func mustValue(t testing.TB, k key.RecordKey, subkey uint32, seq uint64, data []byte, writer key.Keypair) *Value {
+	t.Helper()
+	v, err := NewValue(k, subkey, seq, data, writer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// mustDescriptor is NewDescriptor for setup; an error fails the test.
+func mustDescriptor(t testing.TB, owner key.Keypair, s Schema) *Descriptor {
+	t.Helper()
+	d, err := NewDescriptor(owner, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// mustEncode is EncodeValue for setup; an error fails the test.
+func mustEncode(t testing.TB, v *Value) []byte {
+	t.Helper()
+	b, err := EncodeValue(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 func TestDescriptorRoundTrip(t *testing.T) {
 	owner, member, d := testRecord(t)
 	if err := d.Verify(); err != nil {
@@ -37,7 +68,10 @@ func TestDescriptorRoundTrip(t *testing.T) {
 	if d2.Key() != d.Key() || d2.Verify() != nil {
 		t.Fatal("decoded descriptor differs")
 	}
-	b2, _ := EncodeDescriptor(d2)
+	b2, err := EncodeDescriptor(d2)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if !bytes.Equal(b, b2) {
 		t.Fatal("encoding is not deterministic")
 	}
@@ -54,13 +88,13 @@ func TestDescriptorRoundTrip(t *testing.T) {
 
 func TestRecordKeyCommitsToSchema(t *testing.T) {
 	owner := key.NewKeypair()
-	d1, _ := NewDescriptor(owner, Schema{OwnerSubkeys: 1})
-	d2, _ := NewDescriptor(owner, Schema{OwnerSubkeys: 2})
-	d3, _ := NewDescriptor(key.NewKeypair(), Schema{OwnerSubkeys: 1})
+	d1 := mustDescriptor(t, owner, Schema{OwnerSubkeys: 1})
+	d2 := mustDescriptor(t, owner, Schema{OwnerSubkeys: 2})
+	d3 := mustDescriptor(t, key.NewKeypair(), Schema{OwnerSubkeys: 1})
 	if d1.Key() == d2.Key() || d1.Key() == d3.Key() {
 		t.Fatal("record keys collide across schema or owner")
 	}
-	d1again, _ := NewDescriptor(owner, Schema{OwnerSubkeys: 1})
+	d1again := mustDescriptor(t, owner, Schema{OwnerSubkeys: 1})
 	if d1.Key() != d1again.Key() {
 		t.Fatal("record key is not deterministic")
 	}
@@ -132,12 +166,12 @@ func TestValueRoundTripAndVerify(t *testing.T) {
 	if v2.Seq != 7 || !bytes.Equal(v2.Data, []byte("hello")) || d.VerifyValue(0, v2) != nil {
 		t.Fatalf("decoded value %+v differs", v2)
 	}
-	mv, _ := NewValue(k, 3, 1, []byte("member"), member)
+	mv := mustValue(t, k, 3, 1, []byte("member"), member)
 	if err := d.VerifyValue(3, mv); err != nil {
 		t.Fatalf("member value: %v", err)
 	}
 	// Empty data is a valid value (a cleared subkey).
-	ev, _ := NewValue(k, 1, 1, nil, owner)
+	ev := mustValue(t, k, 1, 1, nil, owner)
 	if err := d.VerifyValue(1, ev); err != nil {
 		t.Fatalf("empty value: %v", err)
 	}
@@ -146,7 +180,7 @@ func TestValueRoundTripAndVerify(t *testing.T) {
 func TestValueRefused(t *testing.T) {
 	owner, member, d := testRecord(t)
 	k := d.Key()
-	v, _ := NewValue(k, 0, 1, []byte("x"), owner)
+	v := mustValue(t, k, 0, 1, []byte("x"), owner)
 
 	forged := *v
 	forged.Data = []byte("y")
@@ -162,26 +196,26 @@ func TestValueRefused(t *testing.T) {
 		t.Errorf("moved to subkey 1: err = %v, want ErrBadSignature", err)
 	}
 	_, _, other := testRecord(t)
-	ov, _ := NewValue(other.Key(), 0, 1, []byte("x"), owner)
+	ov := mustValue(t, other.Key(), 0, 1, []byte("x"), owner)
 	if err := d.VerifyValue(0, ov); !errors.Is(err, ErrBadSignature) {
 		t.Errorf("signed for another record: err = %v, want ErrBadSignature", err)
 	}
 
 	// Wrong writer: the member writes an owner subkey, the owner a member one,
 	// a stranger anything.
-	mv, _ := NewValue(k, 0, 1, []byte("x"), member)
+	mv := mustValue(t, k, 0, 1, []byte("x"), member)
 	if err := d.VerifyValue(0, mv); !errors.Is(err, ErrNotWriter) {
 		t.Errorf("member on owner subkey: err = %v, want ErrNotWriter", err)
 	}
-	ow, _ := NewValue(k, 2, 1, []byte("x"), owner)
+	ow := mustValue(t, k, 2, 1, []byte("x"), owner)
 	if err := d.VerifyValue(2, ow); !errors.Is(err, ErrNotWriter) {
 		t.Errorf("owner on member subkey: err = %v, want ErrNotWriter", err)
 	}
-	sv, _ := NewValue(k, 4, 1, []byte("x"), key.NewKeypair())
+	sv := mustValue(t, k, 4, 1, []byte("x"), key.NewKeypair())
 	if err := d.VerifyValue(4, sv); !errors.Is(err, ErrNotWriter) {
 		t.Errorf("stranger: err = %v, want ErrNotWriter", err)
 	}
-	rv, _ := NewValue(k, 5, 1, []byte("x"), member)
+	rv := mustValue(t, k, 5, 1, []byte("x"), member)
 	if err := d.VerifyValue(5, rv); !errors.Is(err, ErrSubkeyRange) {
 		t.Errorf("subkey 5: err = %v, want ErrSubkeyRange", err)
 	}
@@ -200,7 +234,7 @@ func TestValueRefused(t *testing.T) {
 	if err := d.VerifyValue(0, huge); !errors.Is(err, ErrTooLarge) {
 		t.Errorf("VerifyValue oversize: err = %v, want ErrTooLarge", err)
 	}
-	hb, _ := EncodeValue(huge)
+	hb := mustEncode(t, huge)
 	if _, err := DecodeValue(hb); !errors.Is(err, ErrTooLarge) {
 		t.Errorf("DecodeValue oversize: err = %v, want ErrTooLarge", err)
 	}
@@ -289,7 +323,10 @@ func TestSealOpen(t *testing.T) {
 	if err != nil || !bytes.Equal(got, pt) {
 		t.Fatalf("Open = %q, %v", got, err)
 	}
-	again, _ := Seal(secret, k, 1, pt)
+	again, err := Seal(secret, k, 1, pt)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if bytes.Equal(again, sealed) {
 		t.Fatal("nonce not random")
 	}
@@ -320,12 +357,12 @@ func TestSealOpen(t *testing.T) {
 func TestDecodeRejectsBadShapes(t *testing.T) {
 	owner, _, d := testRecord(t)
 	k := d.Key()
-	v, _ := NewValue(k, 0, 1, []byte("x"), owner)
+	v := mustValue(t, k, 0, 1, []byte("x"), owner)
 	for name, bad := range map[string]*Value{
 		"short writer": {Seq: 1, Data: v.Data, Writer: v.Writer[:31], Sig: v.Sig},
 		"no sig":       {Seq: 1, Data: v.Data, Writer: v.Writer},
 	} {
-		b, _ := EncodeValue(bad)
+		b := mustEncode(t, bad)
 		if _, err := DecodeValue(b); err == nil {
 			t.Errorf("%s: decoded", name)
 		}

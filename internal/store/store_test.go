@@ -77,7 +77,10 @@ func TestProtected(t *testing.T) {
 	if err != nil || string(got) != "seed" {
 		t.Fatalf("Get = %q, %v", got, err)
 	}
-	raw, _ := db.Get(Key(PrefixProt, []byte("node")))
+	raw, err := db.Get(Key(PrefixProt, []byte("node")))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if string(raw) == "seed" || len(raw) < 24+16+4 {
 		t.Fatal("protected value stored in the clear")
 	}

@@ -44,17 +44,17 @@ func TestMarshalDeterministic(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 20 {
-		b, _ := Marshal(m)
-		if !bytes.Equal(b, first) {
-			t.Fatal("Marshal is not deterministic")
+		b, err := Marshal(m)
+		if err != nil || !bytes.Equal(b, first) {
+			t.Fatalf("Marshal is not deterministic (%v)", err)
 		}
 	}
 	// Shortest integer form (RFC 8949 §4.2.1): 23 is one byte, 24 two.
-	if b, _ := Marshal(uint64(23)); !bytes.Equal(b, []byte{0x17}) {
-		t.Fatalf("23 encodes as %x", b)
+	if b, err := Marshal(uint64(23)); err != nil || !bytes.Equal(b, []byte{0x17}) {
+		t.Fatalf("23 encodes as %x (%v)", b, err)
 	}
-	if b, _ := Marshal(uint64(24)); !bytes.Equal(b, []byte{0x18, 0x18}) {
-		t.Fatalf("24 encodes as %x", b)
+	if b, err := Marshal(uint64(24)); err != nil || !bytes.Equal(b, []byte{0x18, 0x18}) {
+		t.Fatalf("24 encodes as %x (%v)", b, err)
 	}
 }
 

@@ -35,6 +35,16 @@ type RelayOptions struct {
 	// initiator's bytes end to end; Incoming owns it until it returns and
 	// must return soon after ctx ends. Nil refuses incoming circuits.
 	Incoming func(ctx context.Context, from transport.Peer, s *quic.Stream)
+	// Tap, if set, is called as a relay starts splicing a circuit, once
+	// per direction (toTarget: the bytes the initiator sends to the
+	// reserved node; else the reserved node's replies), and every byte
+	// that direction carries is written, in order, to the writer it
+	// returns (nil: that direction is not tapped). The relay closes the
+	// writer when the direction ends. circuit numbers this relay's
+	// circuits from 1. A write error ends the tapping, not the circuit.
+	// For checks: `dweb serve --relay-dump` shows with it what a relay
+	// sees, which must be ciphertext only.
+	Tap func(circuit uint64, toTarget bool) io.WriteCloser
 	// Logger gets refusals at debug level. Nil discards.
 	Logger *slog.Logger
 }
@@ -68,11 +78,9 @@ type Relay struct {
 	held   map[key.NodeID]*Reservation // client side: reservations this node holds
 
 	circuits atomic.Int64
+	spliced  atomic.Uint64 // circuits spliced since start, numbering RelayOptions.Tap's
 	bytes    atomic.Uint64
 	refused  atomic.Uint64
-
-	// tap, if set (tests only), sees every chunk the relay splices.
-	tap func(b []byte)
 }
 
 // NewRelay registers the relay protocol handler on ep and returns the

@@ -200,16 +200,32 @@ func (r *Relay) splice(ctx context.Context, a, b *quic.Stream, rs *reservation) 
 		abort(code)
 	})
 	defer stop()
+	id := r.spliced.Add(1)
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); r.pipe(b, a, rs, abort) }()
-	go func() { defer wg.Done(); r.pipe(a, b, rs, abort) }()
+	go func() { defer wg.Done(); r.pipe(b, a, rs, abort, r.tap(id, true)) }()
+	go func() { defer wg.Done(); r.pipe(a, b, rs, abort, r.tap(id, false)) }()
 	wg.Wait()
 	b.CancelRead(transport.CodeNoError)
 }
 
-// pipe copies src to dst until src ends, then closes dst's send side.
-func (r *Relay) pipe(dst, src *quic.Stream, rs *reservation, abort func(quic.StreamErrorCode)) {
+// tap returns RelayOptions.Tap's writer for one direction of circuit id,
+// or nil.
+func (r *Relay) tap(id uint64, toTarget bool) io.WriteCloser {
+	if r.opts.Tap == nil {
+		return nil
+	}
+	return r.opts.Tap(id, toTarget)
+}
+
+// pipe copies src to dst until src ends, then closes dst's send side. tap,
+// if not nil, gets a copy of every byte and is closed at the end.
+func (r *Relay) pipe(dst, src *quic.Stream, rs *reservation, abort func(quic.StreamErrorCode), tap io.WriteCloser) {
+	defer func() {
+		if tap != nil {
+			tap.Close()
+		}
+	}()
 	buf := make([]byte, 32<<10)
 	max := r.opts.Limits.MaxBytes
 	for {
@@ -220,8 +236,12 @@ func (r *Relay) pipe(dst, src *quic.Stream, rs *reservation, abort func(quic.Str
 				return
 			}
 			r.bytes.Add(uint64(n))
-			if r.tap != nil {
-				r.tap(buf[:n])
+			if tap != nil {
+				if _, terr := tap.Write(buf[:n]); terr != nil {
+					r.log.Debug("relay tap", "err", terr)
+					tap.Close()
+					tap = nil
+				}
 			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				abort(CodeRelayBroken)

@@ -41,6 +41,60 @@ func newRelayNode(t testing.TB, opts RelayOptions) *relayNode {
 	return &relayNode{ep: ep, relay: r}
 }
 
+// tapRecorder keeps what a relay's RelayOptions.Tap saw, per circuit and
+// direction.
+type tapRecorder struct {
+	mu     sync.Mutex
+	bufs   map[tapDir]*bytes.Buffer
+	closed map[tapDir]bool
+}
+
+type tapDir struct {
+	circuit  uint64
+	toTarget bool
+}
+
+func newTapRecorder() *tapRecorder {
+	return &tapRecorder{bufs: map[tapDir]*bytes.Buffer{}, closed: map[tapDir]bool{}}
+}
+
+func (tr *tapRecorder) tap(circuit uint64, toTarget bool) io.WriteCloser {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	d := tapDir{circuit, toTarget}
+	tr.bufs[d] = new(bytes.Buffer)
+	return tapWriter{tr, d}
+}
+
+// bytes returns a copy of what direction d carried so far, and whether it
+// ended.
+func (tr *tapRecorder) bytes(d tapDir) ([]byte, bool) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if tr.bufs[d] == nil {
+		return nil, false
+	}
+	return bytes.Clone(tr.bufs[d].Bytes()), tr.closed[d]
+}
+
+type tapWriter struct {
+	tr *tapRecorder
+	d  tapDir
+}
+
+func (w tapWriter) Write(p []byte) (int, error) {
+	w.tr.mu.Lock()
+	defer w.tr.mu.Unlock()
+	return w.tr.bufs[w.d].Write(p)
+}
+
+func (w tapWriter) Close() error {
+	w.tr.mu.Lock()
+	defer w.tr.mu.Unlock()
+	w.tr.closed[w.d] = true
+	return nil
+}
+
 // echoMember accepts tunnels for m on incoming circuits and echoes every
 // byte back.
 func echoIncoming(m member) func(ctx context.Context, from transport.Peer, s *quic.Stream) {
@@ -62,20 +116,16 @@ func testCtx(t testing.TB) context.Context {
 
 // TestRelayCircuitCarriesOnlyCiphertext: A reserves on R, B reaches A
 // through R and moves 10 MiB both ways through a Noise session; R splices
-// every byte but none of them shows the plaintext marker.
+// every byte, as its Tap shows, but none of them shows the plaintext
+// marker. A second circuit that carries the marker in the clear shows it
+// in the tap: the check can fail.
 func TestRelayCircuitCarriesOnlyCiphertext(t *testing.T) {
 	ctx := testCtx(t)
 	group, secret := testGroup(t)
 	ma, mb := newMember(t, group, secret), newMember(t, group, secret)
 
-	r := newRelayNode(t, RelayOptions{Serve: true})
-	var captured bytes.Buffer
-	var capMu sync.Mutex
-	r.relay.tap = func(b []byte) {
-		capMu.Lock()
-		captured.Write(b)
-		capMu.Unlock()
-	}
+	tr := newTapRecorder()
+	r := newRelayNode(t, RelayOptions{Serve: true, Tap: tr.tap})
 	a := newRelayNode(t, RelayOptions{Incoming: echoIncoming(ma)})
 	b := newRelayNode(t, RelayOptions{})
 
@@ -122,16 +172,41 @@ func TestRelayCircuitCarriesOnlyCiphertext(t *testing.T) {
 	if !bytes.Equal(got, data) {
 		t.Fatal("echoed data differs")
 	}
-	capMu.Lock()
-	defer capMu.Unlock()
-	if captured.Len() < 2*size {
-		t.Fatalf("relay spliced %d bytes, want at least %d", captured.Len(), 2*size)
-	}
-	if bytes.Contains(captured.Bytes(), marker) {
-		t.Fatal("the relay saw the plaintext marker")
+	for _, d := range []tapDir{{1, true}, {1, false}} {
+		b, _ := tr.bytes(d)
+		if len(b) < size {
+			t.Fatalf("circuit %d, to target %v: the relay spliced %d bytes, want at least %d", d.circuit, d.toTarget, len(b), size)
+		}
+		if bytes.Contains(b, marker) {
+			t.Fatalf("circuit %d, to target %v: the relay saw the plaintext marker", d.circuit, d.toTarget)
+		}
 	}
 	if st := r.relay.Stats(); st.Bytes < 2*size {
 		t.Errorf("stats bytes %d, want >= %d", st.Bytes, 2*size)
+	}
+
+	// The control: bytes sent in the clear through a circuit reach the
+	// tap as they are (A's Noise responder refuses them and ends it).
+	s2, err := b.relay.Connect(ctx, r.peer(), a.ep.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.CancelRead(0)
+	clear := bytes.Repeat(marker, 100)
+	if _, err := s2.Write(clear); err != nil {
+		t.Fatal(err)
+	}
+	s2.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, ended := tr.bytes(tapDir{2, true})
+		if bytes.Contains(b, marker) {
+			break
+		}
+		if ended || time.Now().After(deadline) {
+			t.Fatalf("the tap of a circuit that carried the marker in the clear holds %d bytes without it (ended %v)", len(b), ended)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

@@ -131,8 +131,8 @@ func TestShareThroughABI(t *testing.T) {
 	if e := rec.final(t, op.Op); e["type"] != "op.done" {
 		t.Fatalf("download ended with %v", e)
 	}
-	if got, _ := os.ReadFile(dst); !bytes.Equal(got, data) {
-		t.Fatal("downloaded bytes differ")
+	if got, err := os.ReadFile(dst); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("downloaded bytes differ (%v)", err)
 	}
 	rec.mu.Lock()
 	var last map[string]any
@@ -175,7 +175,7 @@ func TestShareThroughABI(t *testing.T) {
 		Fetched []string `json:"refreshed_files"`
 		Failed  []string `json:"failed_files"`
 	}
-	if raw, _ := json.Marshal(e["result"]); e["type"] != "op.done" || json.Unmarshal(raw, &repos) != nil {
+	if raw, err := json.Marshal(e["result"]); err != nil || e["type"] != "op.done" || json.Unmarshal(raw, &repos) != nil {
 		t.Fatalf("sync.fetch ended with %v", e)
 	}
 	var fetched []string
@@ -262,8 +262,8 @@ func TestBadInput(t *testing.T) {
 	if e := rec.final(t, op.Op); e["type"] != "op.failed" || e["error"].(map[string]any)["code"] != string(CodeInternal) {
 		t.Fatalf("panicking op ended with %v", e)
 	}
-	if msg, _ := LastError(h); !strings.Contains(msg, "boom") {
-		t.Errorf("LastError = %q", msg)
+	if msg, err := LastError(h); err != nil || !strings.Contains(msg, "boom") {
+		t.Errorf("LastError = %q, %v", msg, err)
 	}
 }
 
