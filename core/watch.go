@@ -9,55 +9,6 @@ import (
 	"github.com/dwebkit/dweb/internal/key"
 )
 
-// Event is something that changed in a group, as the Backend's watches see
-// it. Kinds:
-//
-//	"repo.changed"     a member's repo changed (name or collection); its
-//	                   collection has been fetched, so ListFiles shows it
-//	"group.members"    a member joined (a repo subkey of the group changed)
-type Event struct {
-	Kind  string        `json:"kind"`
-	Group key.RecordKey `json:"group"`
-	Repo  key.RecordKey `json:"repo,omitzero"`
-}
-
-// eventBuffer is each subscriber's channel capacity; events beyond it are
-// dropped for that subscriber (it can re-list to catch up).
-const eventBuffer = 64
-
-// Subscribe returns a channel of events and a function that ends the
-// subscription (and closes the channel). A subscriber that does not keep up
-// loses events, never blocks the Backend.
-func (b *Backend) Subscribe() (<-chan Event, func()) {
-	ch := make(chan Event, eventBuffer)
-	b.evMu.Lock()
-	if b.subs == nil {
-		b.subs = make(map[chan Event]struct{})
-	}
-	b.subs[ch] = struct{}{}
-	b.evMu.Unlock()
-	var once sync.Once
-	return ch, func() {
-		once.Do(func() {
-			b.evMu.Lock()
-			delete(b.subs, ch)
-			b.evMu.Unlock()
-			close(ch)
-		})
-	}
-}
-
-func (b *Backend) emit(ev Event) {
-	b.evMu.Lock()
-	defer b.evMu.Unlock()
-	for ch := range b.subs {
-		select {
-		case ch <- ev:
-		default:
-		}
-	}
-}
-
 // Backoff between attempts to (re)establish a watch.
 const (
 	watchRetryMin = time.Second
@@ -68,7 +19,8 @@ const (
 // a DHT watch on the group record (members joining) and one on each
 // member's repo (name and collection). When a repo's collection changes,
 // the new collection blob is fetched at once, so ListFiles reads only local
-// state and a new file of a member appears without asking the network.
+// state and a new file of a member appears without asking the network;
+// subscribers hear of each change (changes.go).
 func (b *Backend) startWatch(gs *groupState) {
 	b.wg.Add(1)
 	go func() {
@@ -96,36 +48,32 @@ func (b *Backend) watchGroup(ctx context.Context, gs *groupState) {
 		b.setWatched(gs, gs.info.ID, true)
 		b.watchNewRepos(ctx, gs, repos, &wg)
 		for range ch {
-			if b.watchNewRepos(ctx, gs, repos, &wg) {
-				b.emit(Event{Kind: "group.members", Group: gs.info.ID})
-			}
+			b.watchNewRepos(ctx, gs, repos, &wg)
 		}
 		b.setWatched(gs, gs.info.ID, false)
 	}
 }
 
-// watchNewRepos starts a watch on every repo of gs not watched yet; it
-// reports whether there was one.
-func (b *Backend) watchNewRepos(ctx context.Context, gs *groupState, repos map[key.RecordKey]bool, wg *sync.WaitGroup) bool {
+// watchNewRepos tells subscribers of the members that joined or left gs
+// (noteMembers) and starts a watch on every repo of gs not watched yet.
+func (b *Backend) watchNewRepos(ctx context.Context, gs *groupState, repos map[key.RecordKey]bool, wg *sync.WaitGroup) {
 	keys, err := gs.local.RepoKeys(ctx)
 	if err != nil {
 		b.log.Debug("list repos", "group", gs.info.ID, "err", err)
-		return false
+		return
 	}
-	added := false
+	b.noteMembers(gs, keys)
 	for _, rk := range keys {
 		if repos[rk] || rk == gs.info.Repo {
 			continue
 		}
 		repos[rk] = true
-		added = true
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			b.watchRepo(ctx, gs, rk)
 		}()
 	}
-	return added
 }
 
 func (b *Backend) watchRepo(ctx context.Context, gs *groupState, rk key.RecordKey) {
@@ -154,13 +102,14 @@ func (b *Backend) watchRepo(ctx context.Context, gs *groupState, rk key.RecordKe
 }
 
 // repoChanged reads repo rk from the local store, fetching its collection
-// if it is new, and tells subscribers.
+// if it is new, and tells subscribers what changed (noteRepo).
 func (b *Backend) repoChanged(ctx context.Context, gs *groupState, rk key.RecordKey) {
-	if _, err := b.repoFiles(ctx, gs, rk, true); err != nil {
+	name, h, c, err := b.repoCollection(ctx, gs, rk, true)
+	if err != nil {
 		b.log.Warn("read changed repo", "group", gs.info.ID, "repo", rk, "err", err)
 		return
 	}
-	b.emit(Event{Kind: "repo.changed", Group: gs.info.ID, Repo: rk})
+	b.noteRepo(gs, rk, name, h, c)
 }
 
 func (b *Backend) setWatched(gs *groupState, k key.RecordKey, on bool) {
