@@ -325,3 +325,40 @@ func TestEventHub(t *testing.T) {
 		t.Fatal("a subscription after Close is open")
 	}
 }
+
+// TestChangeRetried: when a member's new collection cannot be fetched at
+// first (here: its writer does not serve it yet), the watch tries again,
+// so the change is still told without another push.
+func TestChangeRetried(t *testing.T) {
+	tmp := t.TempDir()
+	ctx := testContext(t, 60*time.Second)
+	nodes := startNodes(t, tmp, "boot", "alice", "bob")
+	alice, bob := nodes[1], nodes[2]
+	p, _ := writeFile(t, tmp, "late.txt", 100)
+	g, _, inv := newGroup(ctx, t, alice, "g", p)
+	gsA, err := alice.group(g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, h, _, err := alice.repoCollection(ctx, gsA, gsA.info.Repo, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice.mu.Lock()
+	delete(gsA.servable, h)
+	alice.mu.Unlock()
+
+	sub := bob.Subscribe(SubscribeOptions{Kinds: []string{KindFileAdded}})
+	defer sub.Close()
+	join(ctx, t, inv, bob)
+	gsB, err := bob.group(g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "bob's watch on alice's repo", func() bool { return bob.isWatched(gsB, gsA.info.Repo) })
+	time.Sleep(changeRetryMin / 2) // bob's first read fails
+	alice.mu.Lock()
+	gsA.servable[h] = true
+	alice.mu.Unlock()
+	nextEvent(t, sub, 5*time.Second, "file.added after a retry", isFile(KindFileAdded, "late.txt"))
+}

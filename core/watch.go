@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/dwebkit/dweb/datarepo"
+	"github.com/dwebkit/dweb/internal/dht"
 	"github.com/dwebkit/dweb/internal/key"
 )
 
@@ -93,23 +94,58 @@ func (b *Backend) watchRepo(ctx context.Context, gs *groupState, rk key.RecordKe
 		b.setWatched(gs, rk, true)
 		// A value this node stored before the watch existed (it may hold
 		// the record for the DHT) is never pushed to it: catch up once.
-		b.repoChanged(ctx, gs, rk)
-		for range ch {
-			b.repoChanged(ctx, gs, rk)
-		}
+		b.followRepo(ctx, gs, rk, ch)
 		b.setWatched(gs, rk, false)
 	}
 }
 
+// Retries of a change whose collection could not be fetched (its writer
+// unreachable for a moment): changeRetries at most, from changeRetryMin,
+// doubling. A new push restarts them.
+const (
+	changeRetries  = 5
+	changeRetryMin = 500 * time.Millisecond
+)
+
+// followRepo reads repo rk now and at each push on ch, until ch closes. A
+// read that fails is tried again a few times, so a change is not lost
+// when its collection cannot be fetched at once.
+func (b *Backend) followRepo(ctx context.Context, gs *groupState, rk key.RecordKey, ch <-chan dht.Change) {
+	var retry <-chan time.Time
+	tries, wait := 0, changeRetryMin
+	for {
+		if b.repoChanged(ctx, gs, rk) {
+			retry, tries, wait = nil, 0, changeRetryMin
+		} else if tries < changeRetries {
+			retry = time.After(wait)
+			tries, wait = tries+1, 2*wait
+		}
+		select {
+		case _, ok := <-ch:
+			if !ok {
+				return
+			}
+			tries, wait = 0, changeRetryMin
+		case <-retry:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
 // repoChanged reads repo rk from the local store, fetching its collection
-// if it is new, and tells subscribers what changed (noteRepo).
-func (b *Backend) repoChanged(ctx context.Context, gs *groupState, rk key.RecordKey) {
+// if it is new, and tells subscribers what changed (noteRepo). It reports
+// whether it could.
+func (b *Backend) repoChanged(ctx context.Context, gs *groupState, rk key.RecordKey) bool {
 	name, h, c, err := b.repoCollection(ctx, gs, rk, true)
 	if err != nil {
-		b.log.Warn("read changed repo", "group", gs.info.ID, "repo", rk, "err", err)
-		return
+		if ctx.Err() == nil {
+			b.log.Warn("read changed repo", "group", gs.info.ID, "repo", rk, "err", err)
+		}
+		return false
 	}
 	b.noteRepo(gs, rk, name, h, c)
+	return true
 }
 
 func (b *Backend) setWatched(gs *groupState, k key.RecordKey, on bool) {
