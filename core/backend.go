@@ -124,8 +124,8 @@ type Backend struct {
 	mu     sync.Mutex
 	groups map[key.RecordKey]*groupState
 
-	evMu sync.Mutex
-	subs map[chan Event]struct{}
+	ev      eventHub    // events.go
+	changes changeState // changes.go
 
 	rs relayState  // relay.go
 	bk backupState // backup.go
@@ -169,6 +169,8 @@ func New(opts Options) (*Backend, error) {
 		groups: make(map[key.RecordKey]*groupState),
 		limits: blobsync.NewPeerLimiter(blobsync.ServeLimits{UploadRate: opts.UploadRate, MaxRequests: opts.MaxPeerRequests}),
 	}
+	b.ev.init(time.Now())
+	b.changes.init()
 	if err := b.loadIdentity(); err != nil {
 		db.Close()
 		return nil, err
@@ -299,7 +301,7 @@ func (b *Backend) Start(ctx context.Context) error {
 	// A node configured with relays expects to be behind NAT: it starts as
 	// a DHT client (not put in others' routing tables, so nobody wastes a
 	// dial on it) until its dial-back check proves it reachable.
-	d, err := dht.New(dht.Options{Endpoint: ep, Store: b.db, Bootstrap: boot, Logger: b.log, Metrics: b.metrics, Client: len(relays) > 0})
+	d, err := dht.New(dht.Options{Endpoint: ep, Store: b.db, Bootstrap: boot, Logger: b.log, Metrics: b.metrics, Client: len(relays) > 0, OnWrite: b.onWrite})
 	if err != nil {
 		ep.Close()
 		return err
@@ -321,7 +323,7 @@ func (b *Backend) Start(ctx context.Context) error {
 		b.wg.Add(1)
 		go func() {
 			defer b.wg.Done()
-			b.serveOwnCollection(b.ctx, gs)
+			b.ownRepoChanged(b.ctx, gs)
 			b.publishTunnel(gs)
 		}()
 		b.startWatch(gs)
@@ -373,8 +375,8 @@ func (b *Backend) saveContacts(extra ...dht.Contact) {
 }
 
 // Close removes this node's tunnel descriptors from its repos (so peers do
-// not dial a node that is gone), saves its DHT contacts and closes
-// everything. It is safe to call once.
+// not dial a node that is gone), saves its DHT contacts, ends every event
+// subscription and closes everything. It is safe to call once.
 func (b *Backend) Close() error {
 	if b.dht != nil {
 		b.stopPublishing()
@@ -403,6 +405,7 @@ func (b *Backend) Close() error {
 		b.dht.Close()
 		b.ep.Close()
 	}
+	b.closeEvents()
 	return b.db.Close()
 }
 

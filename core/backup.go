@@ -24,9 +24,10 @@ import (
 // groups. A group's passes never overlap: a request for a pass while one
 // runs makes one more pass follow it. Passes are requested by
 //
-//   - the watches (watch.go): a "repo.changed" or "group.members" event asks
-//     for a quick pass of that group, which reads the records the watches
-//     keep current from the local store;
+//   - the watches (watch.go): a repo.changed or member.joined event
+//     (events.go) asks for a quick pass of that group, which reads the
+//     records the watches keep current from the local store; a lagged
+//     event (the loop fell behind) a full pass of every group;
 //   - the periodic full reconciliation, every Options.BackupInterval (the
 //     first at start), which reads every record afresh from the DHT;
 //   - a group this node joined since the last look (checked every
@@ -188,12 +189,12 @@ func (b *Backend) startBackup() {
 		bs.mu.Unlock()
 		b.ep.Handle(transport.ProtoAdmin, b.serveAdmin)
 	}
-	events, stop := b.Subscribe()
+	sub := b.Subscribe(SubscribeOptions{Kinds: []string{KindRepoChanged, KindMemberJoined, KindLagged}})
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
-		defer stop()
-		b.runBackup(b.ctx, events)
+		defer sub.Close()
+		b.runBackup(b.ctx, sub.C)
 	}()
 	b.log.Info("backup mode on", "interval", b.opts.BackupInterval, "concurrency", b.opts.BackupConcurrency)
 }
@@ -214,9 +215,12 @@ func (b *Backend) runBackup(ctx context.Context, events <-chan Event) {
 			if !ok {
 				return
 			}
-			if ev.Kind == "repo.changed" || ev.Kind == "group.members" {
+			switch ev.Kind {
+			case KindRepoChanged, KindMemberJoined:
 				b.log.Debug("backup: change seen", "kind", ev.Kind, "group", ev.Group, "repo", ev.Repo)
 				b.schedulePass(ctx, ev.Group, false)
+			case KindLagged: // changes were missed: look at every group
+				b.backupHousekeeping(ctx, true)
 			}
 		case <-full.C:
 			b.backupHousekeeping(ctx, true)

@@ -90,7 +90,7 @@ func (b *Backend) AddFiles(ctx context.Context, g key.RecordKey, paths []string)
 	if err != nil {
 		return nil, err
 	}
-	b.serveOwnCollection(ctx, gs)
+	b.ownRepoChanged(ctx, gs)
 	name, _ := gs.repo.Name(ctx)
 	out := make([]FileInfo, len(entries))
 	for i, e := range entries {
@@ -185,7 +185,8 @@ func (b *Backend) repoCollection(ctx context.Context, gs *groupState, rk key.Rec
 // 16 KiB chunk group is verified before it is stored. repo narrows the
 // search to one repo (zero: this node's own repo first, then any other; a
 // name that several repos hold with different content is ErrAmbiguous).
-// progress, if not nil, is called as bytes arrive.
+// progress, if not nil, is called as bytes arrive; subscribers hear of a
+// download as download.progress events.
 func (b *Backend) GetFile(ctx context.Context, g key.RecordKey, repo key.RecordKey, name, dst string, progress func(Progress)) (FileInfo, error) {
 	gs, err := b.group(g)
 	if err != nil {
@@ -208,7 +209,7 @@ func (b *Backend) GetFile(ctx context.Context, g key.RecordKey, repo key.RecordK
 		if progress != nil {
 			cb = func(p blobsync.Progress) { progress(progressOf(p)) }
 		}
-		if err := b.fetch(ctx, gs, &fi, cb); err != nil {
+		if err := b.fetchTold(ctx, gs, &fi, cb); err != nil {
 			return fi, err
 		}
 	} else if progress != nil {
@@ -270,17 +271,18 @@ func (b *Backend) RemoveFile(ctx context.Context, g key.RecordKey, name string) 
 	if err != nil {
 		return err
 	}
-	b.serveOwnCollection(ctx, gs)
+	b.ownRepoChanged(ctx, gs)
 	return nil
 }
 
-// serveOwnCollection lets members fetch this node's current collection of
-// gs and its files; called after every change of the collection.
-func (b *Backend) serveOwnCollection(ctx context.Context, gs *groupState) {
-	c, h, err := gs.repo.Collection(ctx, nil)
+// ownRepoChanged lets members fetch this node's current collection of gs
+// and its files, and tells subscribers what changed (noteRepo); called at
+// start and after every change of the repo.
+func (b *Backend) ownRepoChanged(ctx context.Context, gs *groupState) {
+	name, h, c, err := b.repoCollection(ctx, gs, gs.info.Repo, true)
 	if err != nil {
 		b.log.Warn("read own collection", "group", gs.info.ID, "err", err)
 		return
 	}
-	b.markServable(gs, h, c)
+	b.noteRepo(gs, gs.info.Repo, name, h, c)
 }

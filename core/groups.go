@@ -58,12 +58,16 @@ func (b *Backend) newGroupState(info GroupInfo, g *group.Group, repo *datarepo.R
 	if err != nil {
 		return nil, err
 	}
-	return &groupState{
+	gs := &groupState{
 		info: info, g: g, repo: repo, local: local,
 		servable: make(map[blobsync.Hash]bool),
 		watched:  make(map[key.RecordKey]bool),
 		streams:  blobsync.NewStreamPool(0, 0),
-	}, nil
+	}
+	// Members fetch a new collection as soon as its hash reaches them:
+	// serve it before it is published.
+	repo.BeforePublish(func(h blobsync.Hash, c *blobsync.Collection) { b.markServable(gs, h, c) })
+	return gs, nil
 }
 
 // savedGroup is the non-secret part of a group kept under grp/<key>.
@@ -317,6 +321,7 @@ func (b *Backend) addGroup(ctx context.Context, g *group.Group, m group.Meta, re
 	b.mu.Lock()
 	b.groups[gs.info.ID] = gs
 	b.mu.Unlock()
+	b.ownRepoChanged(ctx, gs) // its first, empty collection: servable, and told
 	b.startWatch(gs)
 	b.log.Info("joined group", "group", gs.info.ID, "name", gs.info.Name, "repo", gs.info.Repo)
 	return gs.info, nil

@@ -124,6 +124,23 @@ func (b *Backend) fetch(ctx context.Context, gs *groupState, fi *FileInfo, progr
 	return nil
 }
 
+// fetchTold is fetch for a download an app asked for: subscribers hear of
+// it (download.progress events, op "get") if there is one.
+func (b *Backend) fetchTold(ctx context.Context, gs *groupState, fi *FileInfo, progress func(blobsync.Progress)) error {
+	if fi.Local {
+		return nil
+	}
+	de := b.newDownloadEvents(gs.info.ID, fi.Repo, DownloadEvent{Op: "get", Name: fi.Name, Hash: fi.Hash, Total: fi.Size})
+	err := b.fetch(ctx, gs, fi, func(p blobsync.Progress) {
+		de.update(func(e *DownloadEvent) { e.Done, e.Total = p.Done, p.Total })
+		if progress != nil {
+			progress(p)
+		}
+	})
+	de.end(err)
+	return err
+}
+
 // OpenFile opens the named file of group g for reading, fetching it from
 // the members first if its bytes are not local. repo narrows the search to
 // one repo (zero: this node's own repo first, then any other, as GetFile).
@@ -146,7 +163,7 @@ func (b *Backend) OpenFile(ctx context.Context, g, repo key.RecordKey, name stri
 	if err != nil {
 		return nil, FileInfo{}, err
 	}
-	if err := b.fetch(ctx, gs, &fi, nil); err != nil {
+	if err := b.fetchTold(ctx, gs, &fi, nil); err != nil {
 		return nil, fi, err
 	}
 	rc, _, err := b.blobs.Open(fi.Hash)

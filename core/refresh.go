@@ -59,11 +59,30 @@ func (b *Backend) Refresh(ctx context.Context, g key.RecordKey) ([]RepoRefresh, 
 // RefreshWithProgress is Refresh that reports its state to progress (if
 // not nil): once the repos are read, as bytes arrive and as files are
 // dealt with, and once at the end. Calls are serialised and must not
-// block for long; a caller that draws a bar throttles them itself.
-func (b *Backend) RefreshWithProgress(ctx context.Context, g key.RecordKey, progress func(RefreshProgress)) ([]RepoRefresh, error) {
+// block for long; a caller that draws a bar throttles them itself. A
+// refresh that fetches files is told to subscribers too
+// (download.progress events, op "refresh").
+func (b *Backend) RefreshWithProgress(ctx context.Context, g key.RecordKey, progress func(RefreshProgress)) (_ []RepoRefresh, err error) {
 	gs, err := b.group(g)
 	if err != nil {
 		return nil, err
+	}
+	var de *downloadEvents
+	defer func() {
+		if de != nil {
+			de.end(err)
+		}
+	}()
+	told := func(p RefreshProgress) {
+		if p.Files > 0 {
+			if de == nil {
+				de = b.newDownloadEvents(g, key.RecordKey{}, DownloadEvent{Op: "refresh"})
+			}
+			de.update(func(e *DownloadEvent) { e.Files, e.FilesDone, e.Done, e.Total = p.Files, p.FilesDone, p.Done, p.Total })
+		}
+		if progress != nil {
+			progress(p)
+		}
 	}
 	keys, err := gs.g.RepoKeys(ctx)
 	if err != nil {
@@ -93,7 +112,7 @@ func (b *Backend) RefreshWithProgress(ctx context.Context, g key.RecordKey, prog
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
-	m := &refreshMeter{fn: progress, parts: make(map[partKey]int64)}
+	m := &refreshMeter{fn: told, parts: make(map[partKey]int64)}
 	plans := make([]*repoPlan, 0, len(keys))
 	for _, p := range read {
 		if p != nil {

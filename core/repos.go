@@ -208,5 +208,6 @@ func (b *Backend) SetRepoName(ctx context.Context, g key.RecordKey, name string)
 		}
 		return RepoInfo{}, fmt.Errorf("name repo %s: %w", gs.info.Repo, err)
 	}
+	b.ownRepoChanged(ctx, gs)
 	return b.repoInfo(ctx, gs, gs.info.Repo)
 }

@@ -6,57 +6,9 @@ import (
 	"time"
 
 	"github.com/dwebkit/dweb/datarepo"
+	"github.com/dwebkit/dweb/internal/dht"
 	"github.com/dwebkit/dweb/internal/key"
 )
-
-// Event is something that changed in a group, as the Backend's watches see
-// it. Kinds:
-//
-//	"repo.changed"     a member's repo changed (name or collection); its
-//	                   collection has been fetched, so ListFiles shows it
-//	"group.members"    a member joined (a repo subkey of the group changed)
-type Event struct {
-	Kind  string        `json:"kind"`
-	Group key.RecordKey `json:"group"`
-	Repo  key.RecordKey `json:"repo,omitzero"`
-}
-
-// eventBuffer is each subscriber's channel capacity; events beyond it are
-// dropped for that subscriber (it can re-list to catch up).
-const eventBuffer = 64
-
-// Subscribe returns a channel of events and a function that ends the
-// subscription (and closes the channel). A subscriber that does not keep up
-// loses events, never blocks the Backend.
-func (b *Backend) Subscribe() (<-chan Event, func()) {
-	ch := make(chan Event, eventBuffer)
-	b.evMu.Lock()
-	if b.subs == nil {
-		b.subs = make(map[chan Event]struct{})
-	}
-	b.subs[ch] = struct{}{}
-	b.evMu.Unlock()
-	var once sync.Once
-	return ch, func() {
-		once.Do(func() {
-			b.evMu.Lock()
-			delete(b.subs, ch)
-			b.evMu.Unlock()
-			close(ch)
-		})
-	}
-}
-
-func (b *Backend) emit(ev Event) {
-	b.evMu.Lock()
-	defer b.evMu.Unlock()
-	for ch := range b.subs {
-		select {
-		case ch <- ev:
-		default:
-		}
-	}
-}
 
 // Backoff between attempts to (re)establish a watch.
 const (
@@ -68,7 +20,8 @@ const (
 // a DHT watch on the group record (members joining) and one on each
 // member's repo (name and collection). When a repo's collection changes,
 // the new collection blob is fetched at once, so ListFiles reads only local
-// state and a new file of a member appears without asking the network.
+// state and a new file of a member appears without asking the network;
+// subscribers hear of each change (changes.go).
 func (b *Backend) startWatch(gs *groupState) {
 	b.wg.Add(1)
 	go func() {
@@ -96,36 +49,32 @@ func (b *Backend) watchGroup(ctx context.Context, gs *groupState) {
 		b.setWatched(gs, gs.info.ID, true)
 		b.watchNewRepos(ctx, gs, repos, &wg)
 		for range ch {
-			if b.watchNewRepos(ctx, gs, repos, &wg) {
-				b.emit(Event{Kind: "group.members", Group: gs.info.ID})
-			}
+			b.watchNewRepos(ctx, gs, repos, &wg)
 		}
 		b.setWatched(gs, gs.info.ID, false)
 	}
 }
 
-// watchNewRepos starts a watch on every repo of gs not watched yet; it
-// reports whether there was one.
-func (b *Backend) watchNewRepos(ctx context.Context, gs *groupState, repos map[key.RecordKey]bool, wg *sync.WaitGroup) bool {
+// watchNewRepos tells subscribers of the members that joined or left gs
+// (noteMembers) and starts a watch on every repo of gs not watched yet.
+func (b *Backend) watchNewRepos(ctx context.Context, gs *groupState, repos map[key.RecordKey]bool, wg *sync.WaitGroup) {
 	keys, err := gs.local.RepoKeys(ctx)
 	if err != nil {
 		b.log.Debug("list repos", "group", gs.info.ID, "err", err)
-		return false
+		return
 	}
-	added := false
+	b.noteMembers(gs, keys)
 	for _, rk := range keys {
 		if repos[rk] || rk == gs.info.Repo {
 			continue
 		}
 		repos[rk] = true
-		added = true
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			b.watchRepo(ctx, gs, rk)
 		}()
 	}
-	return added
 }
 
 func (b *Backend) watchRepo(ctx context.Context, gs *groupState, rk key.RecordKey) {
@@ -145,22 +94,58 @@ func (b *Backend) watchRepo(ctx context.Context, gs *groupState, rk key.RecordKe
 		b.setWatched(gs, rk, true)
 		// A value this node stored before the watch existed (it may hold
 		// the record for the DHT) is never pushed to it: catch up once.
-		b.repoChanged(ctx, gs, rk)
-		for range ch {
-			b.repoChanged(ctx, gs, rk)
-		}
+		b.followRepo(ctx, gs, rk, ch)
 		b.setWatched(gs, rk, false)
 	}
 }
 
-// repoChanged reads repo rk from the local store, fetching its collection
-// if it is new, and tells subscribers.
-func (b *Backend) repoChanged(ctx context.Context, gs *groupState, rk key.RecordKey) {
-	if _, err := b.repoFiles(ctx, gs, rk, true); err != nil {
-		b.log.Warn("read changed repo", "group", gs.info.ID, "repo", rk, "err", err)
-		return
+// Retries of a change whose collection could not be fetched (its writer
+// unreachable for a moment): changeRetries at most, from changeRetryMin,
+// doubling. A new push restarts them.
+const (
+	changeRetries  = 5
+	changeRetryMin = 500 * time.Millisecond
+)
+
+// followRepo reads repo rk now and at each push on ch, until ch closes. A
+// read that fails is tried again a few times, so a change is not lost
+// when its collection cannot be fetched at once.
+func (b *Backend) followRepo(ctx context.Context, gs *groupState, rk key.RecordKey, ch <-chan dht.Change) {
+	var retry <-chan time.Time
+	tries, wait := 0, changeRetryMin
+	for {
+		if b.repoChanged(ctx, gs, rk) {
+			retry, tries, wait = nil, 0, changeRetryMin
+		} else if tries < changeRetries {
+			retry = time.After(wait)
+			tries, wait = tries+1, 2*wait
+		}
+		select {
+		case _, ok := <-ch:
+			if !ok {
+				return
+			}
+			tries, wait = 0, changeRetryMin
+		case <-retry:
+		case <-ctx.Done():
+			return
+		}
 	}
-	b.emit(Event{Kind: "repo.changed", Group: gs.info.ID, Repo: rk})
+}
+
+// repoChanged reads repo rk from the local store, fetching its collection
+// if it is new, and tells subscribers what changed (noteRepo). It reports
+// whether it could.
+func (b *Backend) repoChanged(ctx context.Context, gs *groupState, rk key.RecordKey) bool {
+	name, h, c, err := b.repoCollection(ctx, gs, rk, true)
+	if err != nil {
+		if ctx.Err() == nil {
+			b.log.Warn("read changed repo", "group", gs.info.ID, "repo", rk, "err", err)
+		}
+		return false
+	}
+	b.noteRepo(gs, rk, name, h, c)
+	return true
 }
 
 func (b *Backend) setWatched(gs *groupState, k key.RecordKey, on bool) {

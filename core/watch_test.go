@@ -25,8 +25,8 @@ func TestWatchDeliversNewFiles(t *testing.T) {
 	}
 	waitFor(t, "bob's watch on alice's repo", func() bool { return bob.isWatched(gs, aliceRepo) && bob.isWatched(gs, g.ID) })
 
-	events, stop := bob.Subscribe()
-	defer stop()
+	sub := bob.Subscribe(SubscribeOptions{})
+	defer sub.Close()
 	p, _ := writeFile(t, tmp, "new.jpg", 40000)
 	start := time.Now()
 	if _, err := alice.AddFiles(ctx, g.ID, []string{p}); err != nil {
@@ -35,8 +35,8 @@ func TestWatchDeliversNewFiles(t *testing.T) {
 	seen := false
 	for !seen {
 		select {
-		case ev := <-events:
-			if ev.Kind != "repo.changed" || ev.Repo != aliceRepo {
+		case ev := <-sub.C:
+			if ev.Kind != KindRepoChanged || ev.Repo != aliceRepo {
 				continue
 			}
 			files, err := bob.ListFiles(ctx, g.ID)

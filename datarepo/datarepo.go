@@ -81,6 +81,8 @@ type Repo struct {
 	blobs  Blobs
 
 	mu sync.Mutex // serialises this node's writes to the repo
+
+	beforePublish func(blobsync.Hash, *blobsync.Collection)
 }
 
 // Create makes a new repo record with a fresh keypair, writes its name and
@@ -125,6 +127,15 @@ func OpenKey(ctx context.Context, recs Records, blobs Blobs, secret key.Secret, 
 		return nil, fmt.Errorf("open repo %s: descriptor has key %s", k, desc.Key())
 	}
 	return &Repo{desc: desc, secret: secret, recs: recs, blobs: blobs}, nil
+}
+
+// BeforePublish sets fn (nil: none), called with each new collection this
+// handle writes, and its hash, once the collection's blob is stored and
+// before its hash is published. A reader the publication wakes (a watch)
+// fetches the collection at once: fn lets the writer serve it, and the
+// files it lists, before anyone can ask. Set it before the first write.
+func (r *Repo) BeforePublish(fn func(blobsync.Hash, *blobsync.Collection)) {
+	r.beforePublish = fn
 }
 
 // Key returns the repo's record key (its ID).
@@ -222,6 +233,9 @@ func (r *Repo) writeCollection(ctx context.Context, c *blobsync.Collection) erro
 	h, err := r.blobs.AddBytes(ctx, b)
 	if err != nil {
 		return fmt.Errorf("store collection: %w", err)
+	}
+	if r.beforePublish != nil {
+		r.beforePublish(h, c)
 	}
 	return r.write(ctx, SubkeyCollection, h[:])
 }

@@ -131,3 +131,39 @@ func TestBadNamesRefused(t *testing.T) {
 		t.Error("tunnel slot out of range accepted")
 	}
 }
+
+// TestBeforePublish: the hook sees each new collection, stored, before its
+// hash is published; the hash then published is the one it saw.
+func TestBeforePublish(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	net := testnet.New(t, 2)
+	blobs := openBlobs(t, net[0])
+	repo, _, err := datarepo.Create(ctx, net[0].DHT, blobs, key.NewSecret(), "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []blobsync.Hash
+	repo.BeforePublish(func(h blobsync.Hash, c *blobsync.Collection) {
+		if ok, _ := blobs.Has(h); !ok {
+			t.Error("hook called before the collection blob was stored")
+		}
+		if cur, _, _ := repo.CollectionHash(ctx); cur == h {
+			t.Error("hook called after the hash was published")
+		}
+		if len(c.Entries) != len(seen)+1 {
+			t.Errorf("hook's collection has %d entries, want %d", len(c.Entries), len(seen)+1)
+		}
+		seen = append(seen, h)
+	})
+	for _, name := range []string{"a.txt", "b.txt"} {
+		p := filepath.Join(t.TempDir(), name)
+		os.WriteFile(p, []byte(name), 0o600)
+		if _, err := repo.AddFiles(ctx, []string{p}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if cur, _, err := repo.CollectionHash(ctx); err != nil || len(seen) != 2 || cur != seen[1] {
+		t.Fatalf("published %s (%v), hook saw %v", cur, err, seen)
+	}
+}

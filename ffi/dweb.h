@@ -54,9 +54,14 @@ extern "C" {
 #define DWEB_ERR_INTERNAL       -8 /* a bug inside the library (a recovered panic) */
 
 /*
- * The event callback: event_json is one JSON object with a "type" field
- * (op.progress, op.done, op.failed, group.changed, events.dropped), valid
- * only during the call; ctx is the pointer given to dweb_set_event_callback.
+ * The event callback: event_json is one JSON object with a "type" field,
+ * valid only during the call; ctx is the pointer given to
+ * dweb_set_event_callback. Types: the node's events as they happen
+ * (file.added, file.removed, file.changed, repo.changed, member.joined,
+ * member.left, download.progress, publication.state, lagged), in the JSON
+ * of GET /dweb/v1/events ({"id","time","kind","group","repo","payload"})
+ * with "type" = the kind; and this ABI's own (op.progress, op.done,
+ * op.failed, group.changed, events.dropped). docs/ffi.md lists them.
  */
 typedef void (*dweb_event_fn)(const char *event_json, void *ctx);
 

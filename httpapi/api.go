@@ -52,6 +52,10 @@ type Options struct {
 	// /metrics with "Authorization: Bearer TOKEN" (guard.go). Empty: those
 	// routes answer only on the unix socket.
 	Token string
+	// EventHeartbeat is the interval of the comment lines that keep GET
+	// /dweb/v1/events alive while no event comes. 0:
+	// DefaultEventHeartbeat.
+	EventHeartbeat time.Duration
 }
 
 // server is the API over a backend.
@@ -59,6 +63,7 @@ type server struct {
 	b         Backend
 	log       *slog.Logger
 	maxUpload int64
+	heartbeat time.Duration // of the event stream
 }
 
 // New returns the HTTP API of docs/http-api.md and docs/cli.md over b,
@@ -73,7 +78,10 @@ func New(b Backend, o Options) http.Handler {
 	if o.MaxUpload <= 0 {
 		o.MaxUpload = DefaultMaxUpload
 	}
-	s := &server{b: b, log: log, maxUpload: o.MaxUpload}
+	if o.EventHeartbeat <= 0 {
+		o.EventHeartbeat = DefaultEventHeartbeat
+	}
+	s := &server{b: b, log: log, maxUpload: o.MaxUpload, heartbeat: o.EventHeartbeat}
 	mux := http.NewServeMux()
 	s.routeSave(mux)
 	s.routeDweb(mux)

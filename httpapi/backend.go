@@ -43,6 +43,9 @@ type Backend interface {
 	Refresh(ctx context.Context, g key.RecordKey) ([]core.RepoRefresh, error)
 	RefreshWithProgress(ctx context.Context, g key.RecordKey, progress func(core.RefreshProgress)) ([]core.RepoRefresh, error)
 
+	// Events (core/events.go): GET /dweb/v1/events.
+	Subscribe(o core.SubscribeOptions) *core.Subscription
+
 	// Backup servers (docs/backup.md).
 	BackupStatus() core.BackupStatus
 	AdminURI() (uri string, firstStart bool, err error)

@@ -24,6 +24,7 @@ func (s *server) routeDweb(mux *http.ServeMux) {
 	mux.HandleFunc("POST /dweb/v1/groups/{group}/files/get", s.handle(s.getFile))
 	mux.HandleFunc("POST /dweb/v1/groups/{group}/sync", s.handle(s.syncGroup))
 	mux.HandleFunc("DELETE /dweb/v1/groups/{group}/files/{name}", s.handle(s.removeFile))
+	mux.HandleFunc("GET "+EventsPath, s.handle(s.events))
 }
 
 func (s *server) node(w http.ResponseWriter, r *http.Request) error {

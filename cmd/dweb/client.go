@@ -69,6 +69,11 @@ func isNoDaemon(err error) bool {
 // send makes one request with an optional JSON body and returns the response;
 // the caller closes its body. Non-2xx answers become *remoteError.
 func (c *client) send(ctx context.Context, method, path string, body any) (*http.Response, error) {
+	return c.sendWith(ctx, method, path, body, nil)
+}
+
+// sendWith is send with extra request headers hdr (may be nil).
+func (c *client) sendWith(ctx context.Context, method, path string, body any, hdr http.Header) (*http.Response, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -80,6 +85,9 @@ func (c *client) send(ctx context.Context, method, path string, body any) (*http
 	req, err := http.NewRequestWithContext(ctx, method, "http://dweb"+path, rd)
 	if err != nil {
 		return nil, err
+	}
+	for k, vs := range hdr {
+		req.Header[k] = vs
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")

@@ -184,6 +184,29 @@ static char *wait_op(struct sink *s, long long op, int secs) {
 	}
 }
 
+/* wait_event waits up to secs for an event containing both a and b and
+ * returns a malloc'd copy of it (NULL on timeout). */
+static char *wait_event(struct sink *s, const char *a, const char *b, int secs) {
+	struct timespec dl;
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += secs;
+	pthread_mutex_lock(&s->mu);
+	for (;;) {
+		for (int i = 0; i < s->n; i++) {
+			const char *e = s->events[i];
+			if (strstr(e, a) && strstr(e, b)) {
+				char *c = strdup(e);
+				pthread_mutex_unlock(&s->mu);
+				return c;
+			}
+		}
+		if (pthread_cond_timedwait(&s->cond, &s->mu, &dl) == ETIMEDOUT) {
+			pthread_mutex_unlock(&s->mu);
+			return NULL;
+		}
+	}
+}
+
 /* count_progress counts op.progress events of op; *last gets the last one's done. */
 static int count_progress(struct sink *s, long long op, long long *last_done, long long *last_total) {
 	int c = 0;
@@ -328,6 +351,11 @@ int main(void) {
 	r = expect_ok(b, "file.list", "{\"group\":\"%s\"}", group);
 	check(strstr(r, "\"name\":\"photo.bin\"") && strstr(r, "\"name\":\"note.txt\""), "file.list on bob: %s", r);
 	dweb_free(r);
+	/* the files of the group bob joined reach his callback as file.added events */
+	char *fa = wait_event(&sb, "\"type\":\"file.added\"", "\"name\":\"photo.bin\"", 15);
+	check(fa && strstr(fa, "\"kind\":\"file.added\"") && strstr(fa, "\"hash\":\""), "file.added event on bob: %s",
+	      fa ? fa : "timeout");
+	free(fa);
 
 	/* bob downloads the photo as a long operation with progress events */
 	char out[1024];

@@ -125,6 +125,13 @@ type Options struct {
 	// Metrics receives the DHT's counters; nil: a private set nobody
 	// reads. Share one Metrics between DHTs and register it once.
 	Metrics *Metrics
+
+	// OnWrite, if not nil, hears what became of this node's own writes
+	// (Set): sent to a holder at once, queued offline, and later sent or
+	// superseded from the queue (queue.go). It is called synchronously,
+	// from Set or the queue's goroutine, and must neither block nor call
+	// into the DHT.
+	OnWrite func(WriteEvent)
 }
 
 func (o *Options) setDefaults() {
@@ -407,12 +414,16 @@ func (d *DHT) Set(ctx context.Context, desc *record.Descriptor, subkey uint32, v
 		return fmt.Errorf("dht: set %s/%d: %w", k, subkey, err)
 	}
 	err := d.publish(ctx, desc, subkey, v, time.Now())
+	if err == nil {
+		d.noteWrite(k, subkey, v.Seq, WriteSent)
+	}
 	if err == nil || errors.Is(err, ErrStale) || ctx.Err() != nil || d.ctx.Err() != nil {
 		return err
 	}
 	if qerr := d.enqueue(desc, subkey, v); qerr != nil {
 		return errors.Join(err, qerr)
 	}
+	d.noteWrite(k, subkey, v.Seq, WriteQueued)
 	if errors.Is(err, ErrNoPeers) {
 		d.log.Info("no node reachable: write queued", "record", k.String(), "subkey", subkey, "seq", v.Seq)
 		return nil

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -232,7 +234,8 @@ func TestIPDiversity(t *testing.T) {
 }
 
 // TestOfflineWrites: a Set made while no node is reachable is kept across a
-// restart and sent when the network is back.
+// restart and sent when the network is back; OnWrite hears it queued, then
+// sent.
 func TestOfflineWrites(t *testing.T) {
 	ctx := testCtx(t)
 	opts := func(o *Options) {
@@ -240,8 +243,23 @@ func TestOfflineWrites(t *testing.T) {
 		o.QueueRetry = 200 * time.Millisecond
 	}
 	nodes := newNet(t, 6, opts)
+	var mu sync.Mutex
+	var writes []WriteEvent
+	xopts := func(o *Options) {
+		opts(o)
+		o.OnWrite = func(w WriteEvent) {
+			mu.Lock()
+			writes = append(writes, w)
+			mu.Unlock()
+		}
+	}
+	heard := func() []WriteEvent {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(writes)
+	}
 	dir, kp := t.TempDir(), key.NewKeypair()
-	x, err := launch(t, dir, kp, "", nil, opts)
+	x, err := launch(t, dir, kp, "", nil, xopts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,6 +270,9 @@ func TestOfflineWrites(t *testing.T) {
 	}
 	if n := x.dht.Pending(); n != 1 {
 		t.Fatalf("Pending = %d, want 1", n)
+	}
+	if got, want := heard(), []WriteEvent{{desc.Key(), 0, 1, WriteQueued}}; !slices.Equal(got, want) {
+		t.Fatalf("OnWrite heard %v, want %v", got, want)
 	}
 	x = x.restart(nil)
 	if n := x.dht.Pending(); n != 1 {
@@ -268,6 +289,9 @@ func TestOfflineWrites(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	if got, want := heard(), []WriteEvent{{desc.Key(), 0, 1, WriteQueued}, {desc.Key(), 0, 1, WriteSent}}; !slices.Equal(got, want) {
+		t.Fatalf("OnWrite heard %v, want %v", got, want)
+	}
 	held := 0
 	for _, h := range nearest(nodes, desc.Key(), DefaultR) {
 		if lv := localValueOf(t, h, desc.Key(), 0); sameValue(lv, v) {
@@ -279,5 +303,12 @@ func TestOfflineWrites(t *testing.T) {
 	}
 	if _, gv, err := nodes[4].dht.Get(ctx, desc.Key(), 0); err != nil || !sameValue(gv, v) {
 		t.Fatalf("Get of queued write: %v, %v", gv, err)
+	}
+	// Online, a write is sent at once.
+	if err := x.dht.Set(ctx, desc, 0, newValue(t, desc, 0, 2, "written online", owner)); err != nil {
+		t.Fatal(err)
+	}
+	if got := heard(); got[len(got)-1] != (WriteEvent{desc.Key(), 0, 2, WriteSent}) {
+		t.Fatalf("OnWrite heard %v, want a sent seq 2 last", got)
 	}
 }

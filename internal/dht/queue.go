@@ -27,6 +27,49 @@ import (
 // internal/store's prefix table).
 const queuePrefix = "dhtq/"
 
+// WriteState is what became of one of this node's writes (Options.OnWrite).
+type WriteState uint8
+
+// States of a write.
+const (
+	// WriteSent: a holder accepted it, at once (Set) or from the queue.
+	WriteSent WriteState = iota + 1
+	// WriteQueued: no node took it; it waits in the offline queue.
+	WriteQueued
+	// WriteSuperseded: it left the queue unsent because a better value of
+	// its subkey is known (a later write of this node went instead, or a
+	// holder has one).
+	WriteSuperseded
+)
+
+func (s WriteState) String() string {
+	switch s {
+	case WriteSent:
+		return "sent"
+	case WriteQueued:
+		return "queued"
+	case WriteSuperseded:
+		return "superseded"
+	}
+	return "unknown"
+}
+
+// WriteEvent is one change of a write's state: the subkey of record Key
+// written with sequence number Seq.
+type WriteEvent struct {
+	Key    key.RecordKey
+	Subkey uint32
+	Seq    uint64
+	State  WriteState
+}
+
+// noteWrite tells Options.OnWrite.
+func (d *DHT) noteWrite(k key.RecordKey, subkey uint32, seq uint64, s WriteState) {
+	if d.opts.OnWrite != nil {
+		d.opts.OnWrite(WriteEvent{Key: k, Subkey: subkey, Seq: seq, State: s})
+	}
+}
+
 type queued struct {
 	Desc  []byte `cbor:"1,keyasint"`
 	Value []byte `cbor:"2,keyasint"`
@@ -111,6 +154,7 @@ func (d *DHT) flushQueue(ctx context.Context) error {
 			continue
 		}
 		k := desc.Key()
+		queuedSeq := v.Seq
 		// The node keeps its own copy too (it may have lost it); a newer
 		// local value goes instead of the queued one.
 		if err := d.accept(k, desc, e.sk, v); errors.Is(err, ErrStale) {
@@ -123,6 +167,11 @@ func (d *DHT) flushQueue(ctx context.Context) error {
 		case err == nil, errors.Is(err, ErrStale):
 			if err := d.db.Delete(e.k, true); err != nil {
 				return err
+			}
+			if err == nil && v.Seq == queuedSeq {
+				d.noteWrite(k, e.sk, queuedSeq, WriteSent)
+			} else {
+				d.noteWrite(k, e.sk, queuedSeq, WriteSuperseded)
 			}
 			d.log.Info("offline write sent", "record", k.String(), "subkey", e.sk, "seq", v.Seq)
 		case errors.Is(err, ErrNoPeers):

@@ -68,6 +68,7 @@ type node struct {
 	ctx     context.Context // cancelled (cause errClosed) by Close
 	cancel  context.CancelCauseFunc
 	ev      *events
+	fwd     chan struct{} // closed when forwardEvents has ended
 
 	mu       sync.Mutex
 	closing  bool
@@ -178,6 +179,8 @@ func New(config []byte) (h int64, err error) {
 		synced: map[key.RecordKey]groupSync{},
 	}
 	n.ctx, n.cancel = context.WithCancelCause(context.Background())
+	n.fwd = make(chan struct{})
+	go n.forwardEvents(b.Subscribe(core.SubscribeOptions{}))
 	regMu.Lock()
 	nextH++
 	n.h = nextH
@@ -237,6 +240,7 @@ func Close(h int64) error {
 	n.cancel(errClosed)
 	n.inflight.Wait()
 	err := n.b.Close()
+	<-n.fwd // the node's events are all queued
 	n.ev.close()
 	if err != nil {
 		return fmt.Errorf("close node: %w", err)

@@ -228,6 +228,75 @@ func TestShareThroughABI(t *testing.T) {
 	}
 }
 
+// waitFor waits up to d for an event that keep accepts and returns it.
+func (r *recorder) waitFor(t *testing.T, d time.Duration, what string, keep func(map[string]any) bool) map[string]any {
+	t.Helper()
+	deadline := time.AfterFunc(d, func() { r.mu.Lock(); r.cond.Broadcast(); r.mu.Unlock() })
+	defer deadline.Stop()
+	start := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for {
+		for _, e := range r.evs {
+			if keep(e) {
+				return e
+			}
+		}
+		if time.Since(start) >= d {
+			t.Fatalf("no %s event within %v", what, d)
+		}
+		r.cond.Wait()
+	}
+}
+
+// TestCoreEventsThroughABI: the node's events reach the callback as they
+// happen, in the JSON of GET /dweb/v1/events with "type" set to the kind:
+// a file alice adds is a file.added on bob within a second of her call
+// returning, with its name and hash; its removal a file.removed.
+func TestCoreEventsThroughABI(t *testing.T) {
+	tmp := t.TempDir()
+	a := newNode(t, filepath.Join(tmp, "alice"))
+	defer Close(a)
+	var id struct{ Contact string }
+	mustCall(t, a, "node.id", "{}", &id)
+	b := newNode(t, filepath.Join(tmp, "bob"), id.Contact)
+	defer Close(b)
+	rec := newRecorder()
+	if err := SetEventSink(b, rec.sink, false); err != nil {
+		t.Fatal(err)
+	}
+	var g struct{ Key string }
+	mustCall(t, a, "group.create", `{"name":"family"}`, &g)
+	var inv struct{ URI string }
+	mustCall(t, a, "group.invite", fmt.Sprintf(`{"group":%q}`, g.Key), &inv)
+	mustCall(t, b, "group.join", fmt.Sprintf(`{"uri":%q}`, inv.URI), nil)
+	// bob's watch on alice's repo is up once her (empty) repo is told.
+	rec.waitFor(t, 15*time.Second, "repo.changed of alice's repo", func(e map[string]any) bool {
+		p, _ := e["payload"].(map[string]any)
+		return e["type"] == "repo.changed" && p["mine"] == false
+	})
+
+	src := filepath.Join(tmp, "photo.jpg")
+	os.WriteFile(src, []byte("not really a jpeg"), 0o600)
+	var fi struct{ Hash string }
+	mustCall(t, a, "file.add", fmt.Sprintf(`{"group":%q,"path":%q}`, g.Key, src), &fi)
+	isFile := func(kind string) func(map[string]any) bool {
+		return func(e map[string]any) bool {
+			p, _ := e["payload"].(map[string]any)
+			return e["type"] == kind && p["name"] == "photo.jpg"
+		}
+	}
+	e := rec.waitFor(t, time.Second, "file.added", isFile("file.added"))
+	p := e["payload"].(map[string]any)
+	if e["kind"] != "file.added" || e["group"] != g.Key || p["hash"] != fi.Hash || p["mine"] != false || e["id"] == nil {
+		t.Fatalf("file.added event %v, want hash %s", e, fi.Hash)
+	}
+	mustCall(t, a, "file.delete", fmt.Sprintf(`{"group":%q,"name":"photo.jpg"}`, g.Key), nil)
+	if e := rec.waitFor(t, time.Second, "file.removed", isFile("file.removed")); e["payload"].(map[string]any)["hash"] != fi.Hash {
+		t.Fatalf("file.removed event %v", e)
+	}
+}
+
 // TestBadInput checks that malformed input gets its code, never a panic,
 // and that a panicking method becomes an "internal" error.
 func TestBadInput(t *testing.T) {

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"sync"
 	"sync/atomic"
+
+	"github.com/dwebkit/dweb/core"
 )
 
 // maxQueued bounds the events waiting for a slow callback; beyond it new
@@ -22,6 +24,24 @@ type events struct {
 	closed  bool
 	wake    chan struct{}
 	done    chan struct{}
+}
+
+// coreEvent is one of the node's events (core/events.go) as the callback
+// gets it: the event's JSON, the shape GET /dweb/v1/events and `dweb
+// watch --json` give, with "type" set to its kind like every callback
+// event.
+type coreEvent struct {
+	Type string `json:"type"`
+	core.Event
+}
+
+// forwardEvents queues the node's events for the callback as they happen,
+// until the node closes the subscription.
+func (n *node) forwardEvents(sub *core.Subscription) {
+	defer close(n.fwd)
+	for ev := range sub.C {
+		n.ev.emit(coreEvent{Type: ev.Kind, Event: ev})
+	}
 }
 
 type eventsDropped struct {
