@@ -19,7 +19,7 @@ func TestListenUnix(t *testing.T) {
 	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("socket mode: %v, %v; want 0600", fi.Mode(), err)
 	}
-	go func() {
+	go func(ln net.Listener) {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
@@ -27,7 +27,7 @@ func TestListenUnix(t *testing.T) {
 			}
 			c.Close()
 		}
-	}()
+	}(ln)
 	if _, err := ListenUnix(sock); err == nil || !strings.Contains(err.Error(), "another server") {
 		t.Fatalf("second listener on a live socket: %v", err)
 	}
