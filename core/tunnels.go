@@ -44,6 +44,7 @@ func (b *Backend) serveTunnelWith(ctx context.Context, peer transport.Peer, s *q
 		b.log.Debug("tunnel handshake refused", "peer", peer.ID, "err", err)
 		return
 	}
+	transport.Opened(ctx)
 	defer sess.Close()
 	gs, err := b.group(sess.Group())
 	if err != nil {

@@ -756,7 +756,8 @@ func (d *DHT) serve(ctx context.Context, peer transport.Peer, s *quic.Stream) {
 	d.mu.Unlock()
 	defer d.inflight.Done()
 
-	s.SetDeadline(time.Now().Add(d.opts.RPCTimeout))
+	deadline := time.Now().Add(d.opts.RPCTimeout)
+	s.SetDeadline(deadline)
 	if !d.rate.allow(peer.ID, time.Now()) {
 		d.m.refused(ReasonRateLimited)
 		transport.WriteMsg(s, &response{Code: codeRateLimited, Msg: ErrRateLimited.Error(), Client: d.client.Load()})
@@ -779,6 +780,8 @@ func (d *DHT) serve(ctx context.Context, peer transport.Peer, s *quic.Stream) {
 		}
 		return
 	}
+	transport.Opened(ctx)
+	s.SetDeadline(deadline)
 	// The caller's packets come from its one UDP socket, so the address
 	// seen is the address it listens on; a client is not dialable there
 	// and stays out of the table.

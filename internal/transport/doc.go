@@ -20,10 +20,14 @@
 //     ([ErrWrongPeer]). Session tickets are disabled, so every handshake
 //     presents certificates.
 //   - One request per bidirectional stream. The opener writes one
-//     [Protocol] byte first (1 DHT, 2 blobs, 3 tunnel, 4 relay). The acceptor
-//     must receive it within [Options.ProtocolTimeout]; an unknown byte makes
-//     it reset both directions of the stream with [CodeUnknownProtocol].
-//     Unidirectional streams are not used and not allowed.
+//     [Protocol] byte first (1 DHT, 2 blobs, 3 tunnel, 4 relay, 5 admin).
+//     The acceptor must receive it within [Options.ProtocolTimeout]; an
+//     unknown byte makes it reset both directions of the stream with
+//     [CodeUnknownProtocol]. The protocol's first request or handshake must
+//     then be through within [Options.FirstFrameTimeout] of the stream's
+//     accept (the handler says so with [Opened]), or the stream is cut off
+//     and reset with [CodeProtocolTimeout]. Unidirectional streams are not
+//     used and not allowed.
 //   - After the protocol byte, protocols exchange frames: a 4-byte big-endian
 //     unsigned length, then that many bytes ([WriteFrame], [ReadFrame]). The
 //     reader checks the length against its limit before it allocates; each

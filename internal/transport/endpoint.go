@@ -56,7 +56,7 @@ func (p Protocol) String() string {
 const (
 	CodeNoError         quic.StreamErrorCode = 0 // handler done; any unread input is discarded
 	CodeUnknownProtocol quic.StreamErrorCode = 1 // no handler for the protocol byte
-	CodeProtocolTimeout quic.StreamErrorCode = 2 // protocol byte not received within Options.ProtocolTimeout
+	CodeProtocolTimeout quic.StreamErrorCode = 2 // protocol byte not received within Options.ProtocolTimeout, or the opening not done within Options.FirstFrameTimeout
 	CodeInternal        quic.StreamErrorCode = 3 // the handler panicked
 )
 
@@ -78,6 +78,14 @@ const (
 	DefaultProtocolTimeout    = 10 * time.Second
 	DefaultMaxIncomingStreams = 256
 )
+
+// DefaultFirstFrameTimeout is Options.FirstFrameTimeout when unset: the
+// time an inbound stream has, from its accept, to get through its opening
+// (the protocol byte and the protocol's first message or handshake; see
+// Opened). Every opening dweb speaks is a few hundred bytes and at most
+// two round trips, so 10 s is generous on the slowest mobile link and
+// still bounds what a peer that opens streams and stalls can hold.
+const DefaultFirstFrameTimeout = 10 * time.Second
 
 // QUIC flow-control windows, in bytes: the first and the largest a stream
 // and a connection grant. A peer can make this node buffer at most
@@ -114,6 +122,13 @@ type Options struct {
 	// ProtocolTimeout bounds how long an accepted stream may take to send
 	// its protocol byte. Default DefaultProtocolTimeout.
 	ProtocolTimeout time.Duration
+	// FirstFrameTimeout bounds an accepted stream's opening: from its
+	// accept until its handler calls Opened (after the protocol's first
+	// request, or its handshake). Until then the stream carries a deadline
+	// (both directions) at accept + FirstFrameTimeout, so a peer that says
+	// nothing, or stops halfway, is cut off then. Default
+	// DefaultFirstFrameTimeout.
+	FirstFrameTimeout time.Duration
 	// MaxIncomingStreams is how many bidirectional streams a peer may have
 	// open on one connection at once (QUIC stream credit), which bounds the
 	// handler goroutines per connection. Default DefaultMaxIncomingStreams.
@@ -144,6 +159,9 @@ func (o *Options) setDefaults() {
 	if o.ProtocolTimeout <= 0 {
 		o.ProtocolTimeout = DefaultProtocolTimeout
 	}
+	if o.FirstFrameTimeout <= 0 {
+		o.FirstFrameTimeout = DefaultFirstFrameTimeout
+	}
 	if o.MaxIncomingStreams <= 0 {
 		o.MaxIncomingStreams = DefaultMaxIncomingStreams
 	}
@@ -162,6 +180,13 @@ type Peer struct {
 // closes the stream's send side (FIN) and discards unread input; a handler
 // that panics has its stream reset with CodeInternal. Handlers must return
 // soon after ctx is cancelled: Endpoint.Close waits for them.
+//
+// The stream arrives in its opening, with a deadline at its accept plus
+// Options.FirstFrameTimeout: the handler reads its protocol's first
+// request (or runs its handshake) under that deadline, then calls
+// Opened(ctx), which lifts it. A handler that never calls Opened has its
+// I/O fail at the deadline, and if it returns after the deadline the
+// stream is reset with CodeProtocolTimeout.
 type Handler func(ctx context.Context, peer Peer, s *quic.Stream)
 
 // Stats counts an endpoint's connections.
@@ -491,21 +516,25 @@ func (e *Endpoint) serveConn(id key.NodeID, c *quic.Conn) {
 	}
 }
 
-// serveStream reads the protocol byte and runs its handler.
+// serveStream reads the protocol byte and runs its handler, the stream's
+// opening bounded by Options.FirstFrameTimeout.
 func (e *Endpoint) serveStream(c *quic.Conn, peer Peer, s *quic.Stream) {
 	defer e.wg.Done()
 	reset := func(code quic.StreamErrorCode) {
 		s.CancelRead(code)
 		s.CancelWrite(code)
 	}
+	start := time.Now()
+	op := &opening{s: s, deadline: start.Add(e.opts.FirstFrameTimeout)}
+	s.SetDeadline(op.deadline)
 	var b [1]byte
-	s.SetReadDeadline(time.Now().Add(e.opts.ProtocolTimeout))
+	s.SetReadDeadline(minTime(start.Add(e.opts.ProtocolTimeout), op.deadline))
 	if _, err := io.ReadFull(s, b[:]); err != nil {
 		e.log.Debug("no protocol byte", "peer", peer.ID.String(), "err", err)
 		reset(CodeProtocolTimeout)
 		return
 	}
-	s.SetReadDeadline(time.Time{})
+	s.SetReadDeadline(op.deadline)
 	p := Protocol(b[0])
 	e.hmu.RLock()
 	h := e.handlers[p]
@@ -519,16 +548,23 @@ func (e *Endpoint) serveStream(c *quic.Conn, peer Peer, s *quic.Stream) {
 	if b, err := ConnBinding(c); err == nil {
 		ctx = context.WithValue(ctx, bindingKey{}, b)
 	}
+	ctx = context.WithValue(ctx, openingKey{}, op)
 	stop := context.AfterFunc(c.Context(), cancel)
 	defer func() {
 		stop()
 		cancel()
 	}()
-	if e.runHandler(ctx, h, p, peer, s) {
+	ok := e.runHandler(ctx, h, p, peer, s)
+	opened := op.end()
+	switch {
+	case !ok:
+		reset(CodeInternal)
+	case !opened && !time.Now().Before(op.deadline):
+		e.log.Debug("stream opening timed out", "peer", peer.ID.String(), "protocol", p)
+		reset(CodeProtocolTimeout)
+	default:
 		s.Close()
 		s.CancelRead(CodeNoError)
-	} else {
-		reset(CodeInternal)
 	}
 }
 
@@ -567,6 +603,13 @@ func (e *Endpoint) Close() error {
 		e.log.Debug("transport closed")
 	})
 	return e.closeErr
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // addrPort converts a UDP net.Addr to netip.AddrPort, unmapping IPv4-in-IPv6.

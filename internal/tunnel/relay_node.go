@@ -153,7 +153,7 @@ func (r *Relay) handle(ctx context.Context, peer transport.Peer, s *quic.Stream)
 		}
 		return
 	}
-	s.SetReadDeadline(time.Time{})
+	transport.Opened(ctx) // lifts the read deadline too
 	switch req.Op {
 	case opReserve:
 		r.serveReserve(ctx, peer, s)

@@ -1,0 +1,52 @@
+package transport
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+)
+
+// opening is an inbound stream's opening: from its accept until its
+// handler calls Opened or returns.
+type opening struct {
+	s        *quic.Stream
+	deadline time.Time // accept + Options.FirstFrameTimeout
+
+	mu     sync.Mutex
+	opened bool // Opened was called
+	ended  bool // Opened was called or the handler returned
+}
+
+type openingKey struct{}
+
+// Opened tells the endpoint that the inbound stream whose Handler got ctx
+// is through its opening: the protocol's first request has been read, or
+// its handshake has finished. It lifts the opening deadline
+// (Options.FirstFrameTimeout) in both directions; a handler that wants a
+// deadline for the rest of the exchange sets it after calling Opened.
+// Opened is idempotent, and does nothing for a ctx that is not an inbound
+// stream handler's, or once the handler has returned.
+func Opened(ctx context.Context) {
+	op, _ := ctx.Value(openingKey{}).(*opening)
+	if op == nil {
+		return
+	}
+	op.mu.Lock()
+	defer op.mu.Unlock()
+	if op.ended {
+		return
+	}
+	op.opened, op.ended = true, true
+	op.s.SetDeadline(time.Time{})
+}
+
+// end closes the opening when the handler returns, and reports whether the
+// handler called Opened.
+func (op *opening) end() (opened bool) {
+	op.mu.Lock()
+	defer op.mu.Unlock()
+	op.ended = true
+	return op.opened
+}
