@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dwebkit/dweb/internal/key"
+	"github.com/dwebkit/dweb/internal/transport/rcmgr"
 	"github.com/quic-go/quic-go"
 )
 
@@ -58,12 +59,14 @@ const (
 	CodeUnknownProtocol quic.StreamErrorCode = 1 // no handler for the protocol byte
 	CodeProtocolTimeout quic.StreamErrorCode = 2 // protocol byte not received within Options.ProtocolTimeout, or the opening not done within Options.FirstFrameTimeout
 	CodeInternal        quic.StreamErrorCode = 3 // the handler panicked
+	CodeRefused         quic.StreamErrorCode = 4 // refused by the resource manager: a limit of the peer, its address, its prefix or the node (Options.Resources)
 )
 
 // Connection close codes (CONNECTION_CLOSE with an application error).
 const (
 	connCodeClosed  quic.ApplicationErrorCode = 0 // endpoint closing
 	connCodeBadPeer quic.ApplicationErrorCode = 1 // peer identity unacceptable
+	connCodeRefused quic.ApplicationErrorCode = 2 // over the peer's connection limit (Options.Resources)
 )
 
 // ErrClosed is returned (wrapped) by OpenStream once the endpoint is closed.
@@ -131,8 +134,15 @@ type Options struct {
 	FirstFrameTimeout time.Duration
 	// MaxIncomingStreams is how many bidirectional streams a peer may have
 	// open on one connection at once (QUIC stream credit), which bounds the
-	// handler goroutines per connection. Default DefaultMaxIncomingStreams.
+	// handler goroutines per connection. Default DefaultMaxIncomingStreams,
+	// and never more than the resource manager's streams per peer.
 	MaxIncomingStreams int64
+	// Resources is the node's resource manager: it admits every inbound
+	// connection (by address at its first packet, before any crypto; by
+	// node ID after the handshake), stream and stream opening, and the
+	// layers above share it (Endpoint.Resources). Nil: a manager of the
+	// endpoint's own with rcmgr.PhoneLimits.
+	Resources *rcmgr.Manager
 }
 
 func (o *Options) setDefaults() {
@@ -164,6 +174,12 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxIncomingStreams <= 0 {
 		o.MaxIncomingStreams = DefaultMaxIncomingStreams
+	}
+	if o.Resources == nil {
+		o.Resources = rcmgr.New(rcmgr.Limits{})
+	}
+	if p := int64(o.Resources.Limits().Streams.Peer); p > 0 && p < o.MaxIncomingStreams {
+		o.MaxIncomingStreams = p
 	}
 }
 
@@ -209,6 +225,7 @@ type Endpoint struct {
 	tr    *quic.Transport
 	ln    *quic.Listener
 	qconf *quic.Config
+	rm    *rcmgr.Manager
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -252,6 +269,7 @@ func Listen(opts Options) (*Endpoint, error) {
 		log:  opts.Logger,
 		cert: cert,
 		udp:  udp,
+		rm:   opts.Resources,
 		tr:   &quic.Transport{Conn: udp, StatelessResetKey: statelessResetKey(opts.Identity)},
 		qconf: &quic.Config{
 			HandshakeIdleTimeout:  opts.HandshakeTimeout,
@@ -271,6 +289,8 @@ func Listen(opts Options) (*Endpoint, error) {
 		handlers: make(map[Protocol]Handler),
 		pool:     newPool(),
 	}
+	e.tr.ConnContext = e.admitConn
+	e.tr.VerifySourceAddress = func(net.Addr) bool { return e.rm.RetryNeeded() }
 	e.ln, err = e.tr.Listen(serverTLS(cert), e.qconf)
 	if err != nil {
 		e.tr.Close()
@@ -292,6 +312,10 @@ func (e *Endpoint) Handle(p Protocol, h Handler) {
 	defer e.hmu.Unlock()
 	e.handlers[p] = h
 }
+
+// Resources returns the endpoint's resource manager (Options.Resources),
+// for the layers above to count their own kinds in.
+func (e *Endpoint) Resources() *rcmgr.Manager { return e.rm }
 
 // ID returns the endpoint's node ID.
 func (e *Endpoint) ID() key.NodeID { return e.id }
@@ -486,6 +510,13 @@ func (e *Endpoint) acceptLoop() {
 			c.CloseWithError(connCodeBadPeer, "bad certificate")
 			continue
 		}
+		if rc, _ := c.Context().Value(connKey{}).(*rcmgr.Conn); rc != nil {
+			if err := rc.Handshaken(id); err != nil {
+				e.log.Debug("refused connection", "peer", id.String(), "addr", c.RemoteAddr(), "err", err)
+				c.CloseWithError(connCodeRefused, "connection limit")
+				continue
+			}
+		}
 		p := e.pool
 		p.mu.Lock()
 		if p.closed {
@@ -504,28 +535,57 @@ func (e *Endpoint) acceptLoop() {
 func (e *Endpoint) serveConn(id key.NodeID, c *quic.Conn) {
 	defer e.wg.Done()
 	defer e.pool.remove(id, c)
-	peer := Peer{ID: id, Addr: addrPort(c.RemoteAddr())}
 	for {
 		s, err := c.AcceptStream(e.ctx)
 		if err != nil {
 			e.log.Debug("connection ended", "peer", id.String(), "err", err)
 			return
 		}
+		// The peer's address is the connection's as it is now (QUIC
+		// connections may migrate).
+		addr := addrPort(c.RemoteAddr())
+		rs, err := e.rm.AdmitStream(id, addr.Addr())
+		if err != nil {
+			e.log.Debug("refused stream", "peer", id.String(), "addr", addr, "err", err)
+			s.CancelRead(CodeRefused)
+			s.CancelWrite(CodeRefused)
+			continue
+		}
 		e.wg.Add(1)
-		go e.serveStream(c, peer, s)
+		go e.serveStream(c, Peer{ID: id, Addr: addr}, s, rs)
 	}
+}
+
+type connKey struct{}
+
+// admitConn is the transport's ConnContext: it runs at a connection
+// attempt's first packet, before any crypto, and refuses the attempt
+// (CONNECTION_REFUSED) when its address or the node is at a limit.
+func (e *Endpoint) admitConn(ctx context.Context, info *quic.ClientInfo) (context.Context, error) {
+	addr := addrPort(info.RemoteAddr)
+	rc, err := e.rm.AdmitConn(addr)
+	if err != nil {
+		e.log.Debug("refused connection attempt", "addr", addr, "err", err)
+		return ctx, err
+	}
+	ctx = context.WithValue(ctx, connKey{}, rc)
+	// quic-go cancels ctx when the handshake fails or the connection
+	// ends, however it ends.
+	context.AfterFunc(ctx, rc.Close)
+	return ctx, nil
 }
 
 // serveStream reads the protocol byte and runs its handler, the stream's
 // opening bounded by Options.FirstFrameTimeout.
-func (e *Endpoint) serveStream(c *quic.Conn, peer Peer, s *quic.Stream) {
+func (e *Endpoint) serveStream(c *quic.Conn, peer Peer, s *quic.Stream, rs *rcmgr.Stream) {
 	defer e.wg.Done()
+	defer rs.Close()
 	reset := func(code quic.StreamErrorCode) {
 		s.CancelRead(code)
 		s.CancelWrite(code)
 	}
 	start := time.Now()
-	op := &opening{s: s, deadline: start.Add(e.opts.FirstFrameTimeout)}
+	op := &opening{s: s, rs: rs, deadline: start.Add(e.opts.FirstFrameTimeout)}
 	s.SetDeadline(op.deadline)
 	var b [1]byte
 	s.SetReadDeadline(minTime(start.Add(e.opts.ProtocolTimeout), op.deadline))

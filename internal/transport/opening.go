@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dwebkit/dweb/internal/transport/rcmgr"
 	"github.com/quic-go/quic-go"
 )
 
@@ -12,7 +13,8 @@ import (
 // handler calls Opened or returns.
 type opening struct {
 	s        *quic.Stream
-	deadline time.Time // accept + Options.FirstFrameTimeout
+	rs       *rcmgr.Stream // gives back its handshake at Opened
+	deadline time.Time     // accept + Options.FirstFrameTimeout
 
 	mu     sync.Mutex
 	opened bool // Opened was called
@@ -24,8 +26,10 @@ type openingKey struct{}
 // Opened tells the endpoint that the inbound stream whose Handler got ctx
 // is through its opening: the protocol's first request has been read, or
 // its handshake has finished. It lifts the opening deadline
-// (Options.FirstFrameTimeout) in both directions; a handler that wants a
-// deadline for the rest of the exchange sets it after calling Opened.
+// (Options.FirstFrameTimeout) in both directions and gives back the
+// stream's handshake in the resource manager (a peer may have only so many
+// streams in their opening at once); a handler that wants a deadline for
+// the rest of the exchange sets it after calling Opened.
 // Opened is idempotent, and does nothing for a ctx that is not an inbound
 // stream handler's, or once the handler has returned.
 func Opened(ctx context.Context) {
@@ -40,6 +44,7 @@ func Opened(ctx context.Context) {
 	}
 	op.opened, op.ended = true, true
 	op.s.SetDeadline(time.Time{})
+	op.rs.Opened()
 }
 
 // end closes the opening when the handler returns, and reports whether the
