@@ -636,7 +636,8 @@ func (d *DHT) Ping(ctx context.Context, c Contact) error {
 }
 
 // call sends one request to c on a new stream and reads the response,
-// within RPCTimeout. A transport failure removes c from the routing table;
+// within RPCTimeout. A transport failure removes c from the routing table
+// (unless c's resource manager refused the stream: transport.Refused);
 // an answer marks it seen, unless it carries the client flag (then c is
 // removed from the table and remembered as a client).
 func (d *DHT) call(ctx context.Context, c Contact, req *request) (*response, error) {
@@ -649,7 +650,8 @@ func (d *DHT) call(ctx context.Context, c Contact, req *request) (*response, err
 		if d.ctx.Err() != nil {
 			return nil, fmt.Errorf("%w: %v", ErrClosed, err)
 		}
-		if ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		// A node that refused us at one of its limits is alive: it stays.
+		if (ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded)) && !transport.Refused(err) {
 			d.table.remove(c.ID)
 			d.markDead(c.ID, true)
 		}
