@@ -32,6 +32,7 @@ import (
 	"github.com/dwebkit/dweb/internal/record"
 	"github.com/dwebkit/dweb/internal/store"
 	"github.com/dwebkit/dweb/internal/transport"
+	"github.com/dwebkit/dweb/internal/transport/rcmgr"
 	"github.com/quic-go/quic-go"
 )
 
@@ -103,13 +104,26 @@ type Options struct {
 	WatchLease time.Duration
 	WatchRenew time.Duration
 
-	// Limits. Zero: the default; negative: no limit.
-	RequestRate       float64 // requests per second per peer; default DefaultRequestRate
-	RequestBurst      int     // default DefaultRequestBurst
-	MaxRecordsPerPeer int     // default DefaultMaxRecordsPerPeer
-	MaxWatchesPerPeer int     // default DefaultMaxWatchesPerPeer
-	MaxPerIPPrefix    int     // routing-table contacts per /24 (IPv4) or /48 (IPv6) per bucket; default DefaultMaxPerIPPrefix
-	MaxPerIPPrefixAll int     // the same over the whole table; default DefaultMaxPerIPPrefixAll
+	// Limits. Zero: the default; negative: no limit. "Prefix" is an IPv4
+	// /24 or IPv6 /48 (rcmgr.Prefix); loopback and private addresses count
+	// in no prefix (and loopback in no IP) unless the resource manager's
+	// Limits.LocalAddrs says so.
+	RequestRate         float64 // requests per second per peer; default DefaultRequestRate
+	RequestBurst        int     // default DefaultRequestBurst
+	PrefixRequestRate   float64 // requests per second per prefix; default DefaultPrefixRequestRate
+	PrefixRequestBurst  int     // default DefaultPrefixBurst
+	MaxRecordsPerPeer   int     // default DefaultMaxRecordsPerPeer
+	MaxRecordsPerIP     int     // default DefaultMaxRecordsPerIP
+	MaxRecordsPerPrefix int     // default DefaultMaxRecordsPerPrefix
+	MaxWatchesPerPeer   int     // default DefaultMaxWatchesPerPeer
+	MaxWatchesPerPrefix int     // default DefaultMaxWatchesPerPrefix
+	MaxPerIPPrefix      int     // routing-table contacts per prefix per bucket; default DefaultMaxPerIPPrefix
+	MaxPerIPPrefixAll   int     // the same over the whole table; default DefaultMaxPerIPPrefixAll
+	// Resources is the node's resource manager, in which the record and
+	// watch quotas and the request rates are counted (their refusals in
+	// its metrics too). Nil: the endpoint's (transport.Endpoint.Resources),
+	// or if it has none a private one without metrics.
+	Resources *rcmgr.Manager
 	// DiversityAllAddrs applies the IP-prefix limits to loopback and
 	// private addresses too, which they skip by default (one host or LAN
 	// is one operator); for tests of the limit on loopback.
@@ -168,6 +182,17 @@ func (o *Options) setDefaults() {
 	if o.RequestBurst <= 0 {
 		o.RequestBurst = DefaultRequestBurst
 	}
+	if o.PrefixRequestRate == 0 {
+		o.PrefixRequestRate = DefaultPrefixRequestRate
+	}
+	if o.PrefixRequestBurst <= 0 {
+		o.PrefixRequestBurst = DefaultPrefixBurst
+	}
+	if o.Resources == nil {
+		if r, ok := o.Endpoint.(interface{ Resources() *rcmgr.Manager }); ok {
+			o.Resources = r.Resources()
+		}
+	}
 	lim := func(v *int, d int) {
 		if *v == 0 {
 			*v = d
@@ -176,7 +201,10 @@ func (o *Options) setDefaults() {
 		}
 	}
 	lim(&o.MaxRecordsPerPeer, DefaultMaxRecordsPerPeer)
+	lim(&o.MaxRecordsPerIP, DefaultMaxRecordsPerIP)
+	lim(&o.MaxRecordsPerPrefix, DefaultMaxRecordsPerPrefix)
 	lim(&o.MaxWatchesPerPeer, DefaultMaxWatchesPerPeer)
+	lim(&o.MaxWatchesPerPrefix, DefaultMaxWatchesPerPrefix)
 	lim(&o.MaxPerIPPrefix, DefaultMaxPerIPPrefix)
 	lim(&o.MaxPerIPPrefixAll, DefaultMaxPerIPPrefixAll)
 	if o.Metrics == nil {
@@ -206,12 +234,12 @@ type DHT struct {
 
 	recMu sync.Mutex // serialises read-compare-write of local records
 
-	rate  *limiter
-	quota *quotas
+	rate   *rcmgr.Rate
+	quota  *quotas
+	watchQ *rcmgr.Quota // watches served, by watcher
 
 	watchMu  sync.Mutex
 	watches  map[key.RecordKey]map[watchRef]*served // watches served to others, by record
-	perPeer  map[key.NodeID]int                     // watches served, by watcher
 	watchers map[uint64]*watcher                    // this node's own watches, by ID
 	pushSem  chan struct{}                          // bounds concurrent VALUE_CHANGED pushes
 
@@ -238,19 +266,26 @@ func New(opts Options) (*DHT, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	self := Contact{ID: opts.Endpoint.ID(), Addr: opts.Endpoint.LocalAddr()}
 	d := &DHT{
-		ep:        opts.Endpoint,
-		db:        opts.Store,
-		opts:      opts,
-		log:       opts.Logger.With("dht", self.ID.String()[:8]),
-		self:      self,
-		table:     newTable(self.ID, opts.K),
-		m:         opts.Metrics,
-		ctx:       ctx,
-		cancel:    cancel,
-		rate:      newLimiter(opts.RequestRate, opts.RequestBurst),
-		quota:     newQuotas(opts.MaxRecordsPerPeer),
+		ep:     opts.Endpoint,
+		db:     opts.Store,
+		opts:   opts,
+		log:    opts.Logger.With("dht", self.ID.String()[:8]),
+		self:   self,
+		table:  newTable(self.ID, opts.K),
+		m:      opts.Metrics,
+		ctx:    ctx,
+		cancel: cancel,
+		rate: opts.Resources.Rate(KindRequest, rcmgr.RateLimit{
+			PeerRate: opts.RequestRate, PeerBurst: opts.RequestBurst,
+			PrefixRate: opts.PrefixRequestRate, PrefixBurst: opts.PrefixRequestBurst,
+		}),
+		quota: newQuotas(opts.Resources.Quota(KindRecord, rcmgr.Limit{
+			Peer: opts.MaxRecordsPerPeer, IP: opts.MaxRecordsPerIP, Prefix: opts.MaxRecordsPerPrefix,
+		})),
+		watchQ: opts.Resources.Quota(KindWatch, rcmgr.Limit{
+			Peer: opts.MaxWatchesPerPeer, Prefix: opts.MaxWatchesPerPrefix, System: maxServedWatches,
+		}),
 		watches:   map[key.RecordKey]map[watchRef]*served{},
-		perPeer:   map[key.NodeID]int{},
 		watchers:  map[uint64]*watcher{},
 		pushSem:   make(chan struct{}, 64),
 		dead:      map[key.NodeID]time.Time{},
@@ -760,9 +795,9 @@ func (d *DHT) serve(ctx context.Context, peer transport.Peer, s *quic.Stream) {
 
 	deadline := time.Now().Add(d.opts.RPCTimeout)
 	s.SetDeadline(deadline)
-	if !d.rate.allow(peer.ID, time.Now()) {
+	if err := d.rate.Allow(peer.ID, peer.Addr.Addr(), time.Now()); err != nil {
 		d.m.refused(ReasonRateLimited)
-		transport.WriteMsg(s, &response{Code: codeRateLimited, Msg: ErrRateLimited.Error(), Client: d.client.Load()})
+		transport.WriteMsg(s, &response{Code: codeRateLimited, Msg: fmt.Sprintf("%v: %v", ErrRateLimited, err), Client: d.client.Load()})
 		return
 	}
 	var req request
@@ -883,7 +918,7 @@ func (d *DHT) handlePeer(req request, peer transport.Peer) *response {
 				return &response{Code: codeNotFound, Msg: "record expired"}
 			}
 		}
-		_, err = d.acceptFrom(k, desc, req.Subkey, v, refreshed, &from)
+		_, err = d.acceptFrom(k, desc, req.Subkey, v, refreshed, &peer)
 		var se *StaleError
 		if errors.As(err, &se) {
 			resp := fail(err)
