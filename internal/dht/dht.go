@@ -794,7 +794,7 @@ func (d *DHT) serve(ctx context.Context, peer transport.Peer, s *quic.Stream) {
 	defer d.inflight.Done()
 
 	deadline := time.Now().Add(d.opts.RPCTimeout)
-	s.SetDeadline(deadline)
+	s.SetDeadline(transport.Within(ctx, deadline))
 	if err := d.rate.Allow(peer.ID, peer.Addr.Addr(), time.Now()); err != nil {
 		d.m.refused(ReasonRateLimited)
 		transport.WriteMsg(s, &response{Code: codeRateLimited, Msg: fmt.Sprintf("%v: %v", ErrRateLimited, err), Client: d.client.Load()})

@@ -47,6 +47,35 @@ func Opened(ctx context.Context) {
 	op.rs.Opened()
 }
 
+// OpeningDeadline returns the opening deadline of the inbound stream whose
+// Handler got ctx (its accept plus Options.FirstFrameTimeout), and false
+// once Opened has been called, or for a ctx that is not a handler's. A
+// handler that sets its own deadline during the opening must not set it
+// later than this, or a stalled peer would hold the stream longer than the
+// node's first-frame limit.
+func OpeningDeadline(ctx context.Context) (time.Time, bool) {
+	op, _ := ctx.Value(openingKey{}).(*opening)
+	if op == nil {
+		return time.Time{}, false
+	}
+	op.mu.Lock()
+	defer op.mu.Unlock()
+	if op.ended {
+		return time.Time{}, false
+	}
+	return op.deadline, true
+}
+
+// Within returns t, or the opening deadline of ctx's stream (see
+// OpeningDeadline) if that comes first: the deadline a handler sets while
+// it reads its first request.
+func Within(ctx context.Context, t time.Time) time.Time {
+	if od, ok := OpeningDeadline(ctx); ok && od.Before(t) {
+		return od
+	}
+	return t
+}
+
 // end closes the opening when the handler returns, and reports whether the
 // handler called Opened.
 func (op *opening) end() (opened bool) {

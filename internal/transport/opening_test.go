@@ -46,13 +46,24 @@ func TestFirstFrameTimeout(t *testing.T) {
 		}
 		WriteFrame(s, f)
 	})
-	// ProtoTunnel: reads one frame, calls Opened, then waits for a second
-	// frame that comes after the deadline.
+	// ProtoTunnel: reads one frame (with a deadline of its own that
+	// Within keeps inside the opening's), calls Opened, then waits for a
+	// second frame that comes after the deadline.
 	b.Handle(ProtoTunnel, func(ctx context.Context, peer Peer, s *quic.Stream) {
+		od, ok := OpeningDeadline(ctx)
+		if !ok || Within(ctx, time.Now().Add(time.Hour)) != od || !Within(ctx, time.Now()).Before(od) {
+			handlerErr <- errors.New("no opening deadline, or Within does not keep to it")
+			return
+		}
+		s.SetReadDeadline(Within(ctx, time.Now().Add(time.Hour)))
 		if _, err := ReadFrame(s, 1024); err != nil {
 			return
 		}
 		Opened(ctx)
+		if _, ok := OpeningDeadline(ctx); ok {
+			handlerErr <- errors.New("an opening deadline after Opened")
+			return
+		}
 		f, err := ReadFrame(s, 1024)
 		if err != nil {
 			return
@@ -85,6 +96,11 @@ func TestFirstFrameTimeout(t *testing.T) {
 	})
 	t.Run("opened outlives the deadline", func(t *testing.T) {
 		checkEcho(t, a, b, ProtoTunnel, 2*timeout)
+		select {
+		case err := <-handlerErr:
+			t.Fatal(err)
+		default:
+		}
 	})
 }
 

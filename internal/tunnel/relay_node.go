@@ -169,7 +169,7 @@ func (r *Relay) handle(ctx context.Context, peer transport.Peer, s *quic.Stream)
 	defer stop()
 
 	var req relayRequest
-	s.SetReadDeadline(time.Now().Add(requestTimeout))
+	s.SetReadDeadline(transport.Within(ctx, time.Now().Add(requestTimeout)))
 	if err := transport.ReadMsg(s, maxRelayMsg, &req); err != nil {
 		r.log.Debug("bad relay request", "peer", peer.ID.String(), "err", err)
 		if !errors.Is(err, io.EOF) {
