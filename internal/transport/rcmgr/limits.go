@@ -90,15 +90,21 @@ func (l Limits) WithDefaults(d Limits) Limits {
 	return l
 }
 
+// What one resource costs the node, measured (docs/limits.md): an inbound
+// connection about 100 KiB (quic-go's state; 65 KiB of heap), a stream
+// with a running handler about 15 KiB (its goroutine's stack and quic-go's
+// stream), and a stream in its opening up to 98 KiB more (the DHT
+// allocates the request a frame header announces, at most
+// dht.MaxMessageSize, before it reads the body).
+
 // PhoneLimits are the limits of a node on a phone or a laptop: a member of
 // a few small groups, often behind NAT, on a device whose memory and
-// battery belong to its user. Each stream a peer holds costs about 13 KiB
-// (a goroutine and quic-go's stream state: measured, docs/limits.md), a
-// connection some 100 KiB more; at these totals a node holds at most about
-// 30 MB for strangers, and one peer or one network at most an eighth of
-// it. Legitimate use is far below: a member downloads over at most 16
-// streams at once (core.DefaultMaxPeerRequests), a DHT peer has a few
-// requests in flight.
+// battery belong to its user. At these totals strangers can make it hold
+// about 50 MB at worst (128 connections, 1024 streams, 256 openings), one
+// address about 11 MB and one network about 22 MB. Legitimate use is far
+// below: a member downloads over at most 16 streams at once
+// (core.DefaultMaxPeerRequests), a DHT peer has a few requests in flight,
+// and a burst of 64 new streams from one peer is still served.
 func PhoneLimits() Limits {
 	return Limits{
 		Conns:      Limit{Peer: 4, IP: 8, Prefix: 16, System: 128},
@@ -108,15 +114,16 @@ func PhoneLimits() Limits {
 }
 
 // ServerLimits are the limits of a public node: a relay, a bootstrap node
-// or a backup server that many members of many groups (and the whole DHT)
-// reach, often many of them behind one carrier NAT's address. Totals allow
-// thousands of peers within about 512 MB; one address or network still
-// gets at most a sixteenth of the node, so a single attacker host cannot
-// take it all.
+// or a backup server that the members of many groups (and the whole DHT)
+// reach, many of them behind one carrier NAT's address. The totals let
+// 2048 peers in at once within about 420 MB at worst, which a 1 GB server
+// holds with room to serve; one address gets at most an eighth of that,
+// one network a quarter, so no single attacker host or network takes the
+// node.
 func ServerLimits() Limits {
 	return Limits{
-		Conns:      Limit{Peer: 8, IP: 64, Prefix: 256, System: 4096},
-		Streams:    Limit{Peer: 512, IP: 1024, Prefix: 2048, System: 16384},
-		Handshakes: Limit{Peer: 128, IP: 256, Prefix: 512, System: 2048},
+		Conns:      Limit{Peer: 8, IP: 64, Prefix: 256, System: 2048},
+		Streams:    Limit{Peer: 512, IP: 1024, Prefix: 2048, System: 8192},
+		Handshakes: Limit{Peer: 128, IP: 256, Prefix: 512, System: 1024},
 	}
 }
