@@ -52,4 +52,15 @@
 // Each connection admits at most [Options.MaxIncomingStreams] concurrent
 // streams from the peer (QUIC flow control enforces it), which bounds the
 // handler goroutines per connection.
+//
+// # Limits
+//
+// The node's resource manager ([Options.Resources], package rcmgr) admits
+// every inbound connection by its address at its first packet, before any
+// crypto runs, and by node ID after the handshake; every inbound stream,
+// and its opening until [Opened], per peer, IP, /24 or /48 and in total.
+// A refused connection attempt gets CONNECTION_REFUSED, a refused stream is
+// reset with [CodeRefused]; [Refused] tells a caller it met a limit. The
+// layers above count their own kinds in the same manager
+// ([Endpoint.Resources]). docs/limits.md lists every limit.
 package transport
