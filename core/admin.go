@@ -53,8 +53,13 @@ const (
 	maxAdminAddrs    = 4
 	maxAdminRequest  = 16 << 10 // bytes of one request frame
 	maxAdminResponse = 1 << 20  // bytes of one answer frame
-	adminTimeout     = 30 * time.Second
-	protAdminKey     = "node/admin"
+	// adminTimeout bounds one admin request, end to end, on both sides:
+	// the client's whole exchange, and the server's work on a request and
+	// the write of its answer. The server's handshake and the read of the
+	// request are bounded sooner, by the endpoint's first-frame deadline
+	// (transport.Options.FirstFrameTimeout, 10 s).
+	adminTimeout = 30 * time.Second
+	protAdminKey = "node/admin"
 )
 
 // Errors of remote administration; test with errors.Is.
@@ -306,9 +311,7 @@ func (b *Backend) serveAdmin(ctx context.Context, peer transport.Peer, s *quic.S
 		return
 	}
 	id, psk := adminID(secret), adminPSK(secret)
-	hctx, cancel := context.WithTimeout(ctx, adminTimeout)
-	defer cancel()
-	sess, err := tunnel.Accept(hctx, s, tunnel.AcceptConfig{
+	sess, err := tunnel.Accept(ctx, s, tunnel.AcceptConfig{
 		Static: b.static, Binding: transport.StreamBinding(ctx), Logger: b.log,
 		LookupPSK: func(g key.RecordKey) ([32]byte, bool) { return psk, g == id },
 	})
@@ -317,13 +320,18 @@ func (b *Backend) serveAdmin(ctx context.Context, peer transport.Peer, s *quic.S
 		return
 	}
 	defer sess.Close()
+	// The request is read under the stream's opening deadline, still set.
 	var req adminRequest
 	if err := transport.ReadMsg(sess, maxAdminRequest, &req); err != nil {
 		b.log.Debug("admin: read request", "peer", peer.ID, "err", err)
 		return
 	}
-	resp := b.adminDo(hctx, req)
+	transport.Opened(ctx)
+	dctx, dcancel := context.WithTimeout(ctx, adminTimeout)
+	defer dcancel()
+	resp := b.adminDo(dctx, req)
 	b.log.Info("admin request", "peer", peer.ID, "op", req.Op, "group", req.Group, "code", resp.Code, "err", resp.Error)
+	s.SetWriteDeadline(time.Now().Add(adminTimeout))
 	if err := transport.WriteMsg(sess, resp); err != nil {
 		b.log.Debug("admin: write answer", "peer", peer.ID, "err", err)
 	}
@@ -494,6 +502,13 @@ func (c *AdminClient) doAt(ctx context.Context, addr netip.AddrPort, req adminRe
 	if err != nil {
 		return nil, err
 	}
+	// ctx bounds the whole exchange, not only the handshake: a server that
+	// stalls after it must not hold the client.
+	if dl, ok := ctx.Deadline(); ok {
+		s.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { s.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
 	sess, err := tunnel.Dial(ctx, s, tunnel.DialConfig{
 		Static: c.static, RemoteStatic: c.u.Noise, Group: adminID(c.u.Key), PSK: adminPSK(c.u.Key), Binding: binding,
 	})

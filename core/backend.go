@@ -23,6 +23,7 @@ import (
 	"github.com/dwebkit/dweb/internal/key"
 	"github.com/dwebkit/dweb/internal/store"
 	"github.com/dwebkit/dweb/internal/transport"
+	"github.com/dwebkit/dweb/internal/transport/rcmgr"
 	"github.com/dwebkit/dweb/internal/tunnel"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -73,6 +74,17 @@ type Options struct {
 	// more wait for a slot. 0: DefaultMaxPeerRequests.
 	MaxPeerRequests int
 
+	// Limits bound what peers may make this node hold: connections,
+	// streams and handshakes per peer, per IP, per prefix and in total
+	// (docs/limits.md). Zero fields take the preset of the node's role:
+	// rcmgr.ServerLimits for a node that serves strangers (ServeRelay or
+	// Backup), else rcmgr.PhoneLimits.
+	Limits rcmgr.Limits
+	// FirstFrameTimeout bounds an inbound stream's opening (the protocol
+	// byte and its first request or handshake). 0: the transport's
+	// default, 10 s.
+	FirstFrameTimeout time.Duration
+
 	// Backup makes this node a backup server (docs/backup.md): it keeps a
 	// full, verified copy of every repo of every group it belongs to and
 	// serves it to the members (backup.go).
@@ -115,6 +127,7 @@ type Backend struct {
 	ep      *transport.Endpoint
 	dht     *dht.DHT
 	metrics *dht.Metrics
+	rm      *rcmgr.Manager // the node's resource manager, shared by every layer
 	traffic traffic
 
 	ctx    context.Context // cancelled by Close
@@ -189,6 +202,11 @@ func New(opts Options) (*Backend, error) {
 		return nil, err
 	}
 	b.metrics = dht.NewMetrics()
+	preset := rcmgr.PhoneLimits()
+	if opts.ServeRelay || opts.Backup {
+		preset = rcmgr.ServerLimits()
+	}
+	b.rm = rcmgr.New(opts.Limits.WithDefaults(preset))
 	// Uploads a crash interrupted are incomplete: nothing refers to them.
 	if err := os.RemoveAll(filepath.Join(opts.DataDir, uploadsDir)); err != nil {
 		b.log.Warn("remove interrupted uploads", "err", err)
@@ -197,10 +215,14 @@ func New(opts Options) (*Backend, error) {
 }
 
 // Collectors returns the Prometheus collectors of this node's layers (the
-// DHT's requests, refusals and lookups), for the daemon to register once.
+// DHT's requests, refusals and lookups; the resource manager's refusals
+// and usage), for the daemon to register once.
 func (b *Backend) Collectors() []prometheus.Collector {
-	return append([]prometheus.Collector{b.metrics}, b.nodeCollectors()...)
+	return append([]prometheus.Collector{b.metrics, b.rm}, b.nodeCollectors()...)
 }
+
+// Resources returns the node's resource manager (Options.Limits).
+func (b *Backend) Resources() *rcmgr.Manager { return b.rm }
 
 // Protected-store names of the node's own keys.
 const (
@@ -284,10 +306,12 @@ func (b *Backend) Start(ctx context.Context) error {
 			listen = string(last)
 		}
 	}
-	ep, err := transport.Listen(transport.Options{Identity: b.ident, ListenAddr: listen, Logger: b.log})
+	topts := transport.Options{Identity: b.ident, ListenAddr: listen, Logger: b.log, Resources: b.rm, FirstFrameTimeout: b.opts.FirstFrameTimeout}
+	ep, err := transport.Listen(topts)
 	if err != nil && b.opts.ListenAddr == "" && listen != "127.0.0.1:0" {
 		b.log.Info("last listen address unavailable, picking a new port", "addr", listen, "err", err)
-		ep, err = transport.Listen(transport.Options{Identity: b.ident, ListenAddr: "127.0.0.1:0", Logger: b.log})
+		topts.ListenAddr = "127.0.0.1:0"
+		ep, err = transport.Listen(topts)
 	}
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)

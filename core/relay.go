@@ -105,11 +105,12 @@ func (b *Backend) startRelay(relays []transport.Peer) {
 	rs.paths = make(map[key.NodeID]PeerPath)
 	rs.observed = make(map[key.NodeID]netip.AddrPort)
 	rs.relay = tunnel.NewRelay(b.ep, tunnel.RelayOptions{
-		Serve:    b.opts.ServeRelay,
-		Limits:   b.opts.RelayLimits,
-		Incoming: b.serveRelayedTunnel,
-		Tap:      b.opts.RelayTap,
-		Logger:   b.log,
+		Serve:     b.opts.ServeRelay,
+		Limits:    b.opts.RelayLimits,
+		Incoming:  b.serveRelayedTunnel,
+		GroupPSKs: b.groupPSKs,
+		Tap:       b.opts.RelayTap,
+		Logger:    b.log,
 	})
 	if len(relays) > 0 {
 		rs.relay.Keep(b.ctx, relays, b.reservationsChanged)
@@ -117,6 +118,20 @@ func (b *Backend) startRelay(relays []transport.Peer) {
 	b.wg.Add(2)
 	go b.republishLoop()
 	go b.reachLoop()
+}
+
+// groupPSKs returns the tunnel PSKs of this node's groups: as a relay it
+// grants members of its groups a member's reservation (longer, from a
+// larger share than strangers get), and it proves its own membership to
+// the relays it reserves on (docs/tunnel.md, "Relays").
+func (b *Backend) groupPSKs() [][32]byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([][32]byte, 0, len(b.groups))
+	for _, gs := range b.groups {
+		out = append(out, tunnel.PSK(gs.g.Secret()))
+	}
+	return out
 }
 
 // closeRelay ends reservations and circuits. Called by Close after b.ctx is

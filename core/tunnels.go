@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"time"
 
@@ -44,6 +45,7 @@ func (b *Backend) serveTunnelWith(ctx context.Context, peer transport.Peer, s *q
 		b.log.Debug("tunnel handshake refused", "peer", peer.ID, "err", err)
 		return
 	}
+	transport.Opened(ctx)
 	defer sess.Close()
 	gs, err := b.group(sess.Group())
 	if err != nil {
@@ -56,11 +58,47 @@ func (b *Backend) serveTunnelWith(ctx context.Context, peer transport.Peer, s *q
 	}
 	limit, release := b.limits.Acquire(peer.ID.String())
 	defer release()
-	conn := countingConn{ReadWriteCloser: sess, written: &b.traffic.sent}
+	idle := newIdleConn(sess, tunnelIdleTimeout)
+	defer idle.stop()
+	conn := countingConn{ReadWriteCloser: idle, written: &b.traffic.sent}
 	if err := b.blobs.ServeWith(ctx, conn, blobsync.ServeOptions{Allow: allow, Limit: limit}); err != nil && ctx.Err() == nil {
 		b.log.Debug("blob serve ended", "peer", peer.ID, "err", err)
 	}
 }
+
+// tunnelIdleTimeout closes a served tunnel session that has moved no byte,
+// either way, for this long: a member that opened a tunnel and went quiet,
+// or stopped reading an answer, gives its stream and goroutine back. A
+// downloader keeps an idle tunnel for 30 s (blobsync.StreamPool), well
+// within it.
+const tunnelIdleTimeout = 2 * time.Minute
+
+// idleConn closes its ReadWriteCloser when no Read or Write has returned
+// for its timeout.
+type idleConn struct {
+	io.ReadWriteCloser
+	d time.Duration
+	t *time.Timer
+}
+
+func newIdleConn(rw io.ReadWriteCloser, d time.Duration) *idleConn {
+	return &idleConn{ReadWriteCloser: rw, d: d, t: time.AfterFunc(d, func() { rw.Close() })}
+}
+
+func (c *idleConn) Read(p []byte) (int, error) {
+	n, err := c.ReadWriteCloser.Read(p)
+	c.t.Reset(c.d)
+	return n, err
+}
+
+func (c *idleConn) Write(p []byte) (int, error) {
+	n, err := c.ReadWriteCloser.Write(p)
+	c.t.Reset(c.d)
+	return n, err
+}
+
+// stop disarms the timer.
+func (c *idleConn) stop() { c.t.Stop() }
 
 func (b *Backend) lookupPSK(g key.RecordKey) ([32]byte, bool) {
 	gs, err := b.group(g)

@@ -18,6 +18,7 @@ import (
 	"github.com/dwebkit/dweb/internal/record"
 	"github.com/dwebkit/dweb/internal/store"
 	"github.com/dwebkit/dweb/internal/transport"
+	"github.com/dwebkit/dweb/internal/transport/rcmgr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 )
@@ -163,6 +164,9 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 			ListenAddr:  "127.0.0.1:0",
 			IdleTimeout: 20 * time.Second,
 			KeepAlive:   -1, // idle connections close; the next request dials again
+			// Every node reaches the bootstrap node: the phone preset's
+			// 128 connections would refuse most of 200 nodes.
+			Resources: rcmgr.New(rcmgr.ServerLimits()),
 		})
 		if err != nil {
 			return err

@@ -346,6 +346,7 @@ func benchTransfer(ctx context.Context, dir string, size int64, n int, o btOptio
 			if err != nil {
 				return
 			}
+			transport.Opened(ctx)
 			defer sess.Close()
 			pl, release := lim.Acquire(peer.ID.String())
 			defer release()
@@ -358,6 +359,7 @@ func benchTransfer(ctx context.Context, dir string, size int64, n int, o btOptio
 			if _, err := io.ReadFull(s, hdr[:]); err != nil {
 				return
 			}
+			transport.Opened(ctx)
 			left := int64(binary.BigEndian.Uint64(hdr[:]))
 			buf := make([]byte, 256<<10)
 			for left > 0 {

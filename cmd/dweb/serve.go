@@ -15,6 +15,7 @@ import (
 	"github.com/dwebkit/dweb/core"
 	"github.com/dwebkit/dweb/datarepo"
 	"github.com/dwebkit/dweb/httpapi"
+	"github.com/dwebkit/dweb/internal/transport/rcmgr"
 	"github.com/spf13/cobra"
 )
 
@@ -44,6 +45,7 @@ type serveOptions struct {
 	backupInterval    time.Duration // full reconciliation period; 0: core.DefaultBackupInterval
 	backupConcurrency int           // blobs downloaded at once; 0: core.DefaultBackupConcurrency
 	quota             string        // storage quota, core.ParseSize syntax ("50GiB"); "" or "0": none
+	limits            string        // "phone", "server" or "" (by role: server with --relay or --backup)
 }
 
 // readyLine is what `dweb serve --json` prints once the node is up.
@@ -82,6 +84,7 @@ func (a *app) serveCmd() *cobra.Command {
 	cmd.Flags().IntVar(&o.backupConcurrency, "backup-concurrency", core.DefaultBackupConcurrency, "with --backup: blobs downloaded at once")
 	cmd.Flags().StringVar(&o.quota, "quota", "", "storage quota of the blob store, e.g. 50GiB (B, KiB..TiB, KB..TB); downloads and adds past it fail (507); default none")
 	cmd.Flags().StringVar(&o.logLevel, "log-level", "info", "log level on stderr: debug, info, warn, error")
+	cmd.Flags().StringVar(&o.limits, "limits", "", "limits on what peers may make the node hold: phone or server (docs/limits.md); default server with --relay or --backup, else phone")
 	return cmd
 }
 
@@ -131,6 +134,16 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 			return &usageError{fmt.Errorf("--device-name: %w", err)}
 		}
 	}
+	var limits rcmgr.Limits
+	switch o.limits {
+	case "":
+	case "phone":
+		limits = rcmgr.PhoneLimits()
+	case "server":
+		limits = rcmgr.ServerLimits()
+	default:
+		return &usageError{fmt.Errorf("--limits %q: want phone or server", o.limits)}
+	}
 	var quota int64
 	if o.quota != "" {
 		var err error
@@ -150,7 +163,7 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 		relayTap = d.tap
 	}
 	b, err := core.New(core.Options{DataDir: dataDir, ListenAddr: o.listen, Bootstrap: o.bootstrap, DeviceName: o.device, Logger: log, ServeRelay: o.relay, Relays: o.relays, RelayTap: relayTap,
-		Backup: o.backup, BackupInterval: o.backupInterval, BackupConcurrency: o.backupConcurrency, StorageQuota: quota})
+		Backup: o.backup, BackupInterval: o.backupInterval, BackupConcurrency: o.backupConcurrency, StorageQuota: quota, Limits: limits})
 	if err != nil {
 		return fmt.Errorf("open node in %s: %w", dataDir, err)
 	}

@@ -32,6 +32,7 @@ import (
 	"github.com/dwebkit/dweb/internal/record"
 	"github.com/dwebkit/dweb/internal/store"
 	"github.com/dwebkit/dweb/internal/transport"
+	"github.com/dwebkit/dweb/internal/transport/rcmgr"
 	"github.com/quic-go/quic-go"
 )
 
@@ -103,13 +104,26 @@ type Options struct {
 	WatchLease time.Duration
 	WatchRenew time.Duration
 
-	// Limits. Zero: the default; negative: no limit.
-	RequestRate       float64 // requests per second per peer; default DefaultRequestRate
-	RequestBurst      int     // default DefaultRequestBurst
-	MaxRecordsPerPeer int     // default DefaultMaxRecordsPerPeer
-	MaxWatchesPerPeer int     // default DefaultMaxWatchesPerPeer
-	MaxPerIPPrefix    int     // routing-table contacts per /24 (IPv4) or /48 (IPv6) per bucket; default DefaultMaxPerIPPrefix
-	MaxPerIPPrefixAll int     // the same over the whole table; default DefaultMaxPerIPPrefixAll
+	// Limits. Zero: the default; negative: no limit. "Prefix" is an IPv4
+	// /24 or IPv6 /48 (rcmgr.Prefix); loopback and private addresses count
+	// in no prefix (and loopback in no IP) unless the resource manager's
+	// Limits.LocalAddrs says so.
+	RequestRate         float64 // requests per second per peer; default DefaultRequestRate
+	RequestBurst        int     // default DefaultRequestBurst
+	PrefixRequestRate   float64 // requests per second per prefix; default DefaultPrefixRequestRate
+	PrefixRequestBurst  int     // default DefaultPrefixBurst
+	MaxRecordsPerPeer   int     // default DefaultMaxRecordsPerPeer
+	MaxRecordsPerIP     int     // default DefaultMaxRecordsPerIP
+	MaxRecordsPerPrefix int     // default DefaultMaxRecordsPerPrefix
+	MaxWatchesPerPeer   int     // default DefaultMaxWatchesPerPeer
+	MaxWatchesPerPrefix int     // default DefaultMaxWatchesPerPrefix
+	MaxPerIPPrefix      int     // routing-table contacts per prefix per bucket; default DefaultMaxPerIPPrefix
+	MaxPerIPPrefixAll   int     // the same over the whole table; default DefaultMaxPerIPPrefixAll
+	// Resources is the node's resource manager, in which the record and
+	// watch quotas and the request rates are counted (their refusals in
+	// its metrics too). Nil: the endpoint's (transport.Endpoint.Resources),
+	// or if it has none a private one without metrics.
+	Resources *rcmgr.Manager
 	// DiversityAllAddrs applies the IP-prefix limits to loopback and
 	// private addresses too, which they skip by default (one host or LAN
 	// is one operator); for tests of the limit on loopback.
@@ -175,6 +189,17 @@ func (o *Options) setDefaults() {
 	if o.RequestBurst <= 0 {
 		o.RequestBurst = DefaultRequestBurst
 	}
+	if o.PrefixRequestRate == 0 {
+		o.PrefixRequestRate = DefaultPrefixRequestRate
+	}
+	if o.PrefixRequestBurst <= 0 {
+		o.PrefixRequestBurst = DefaultPrefixBurst
+	}
+	if o.Resources == nil {
+		if r, ok := o.Endpoint.(interface{ Resources() *rcmgr.Manager }); ok {
+			o.Resources = r.Resources()
+		}
+	}
 	lim := func(v *int, d int) {
 		if *v == 0 {
 			*v = d
@@ -183,7 +208,10 @@ func (o *Options) setDefaults() {
 		}
 	}
 	lim(&o.MaxRecordsPerPeer, DefaultMaxRecordsPerPeer)
+	lim(&o.MaxRecordsPerIP, DefaultMaxRecordsPerIP)
+	lim(&o.MaxRecordsPerPrefix, DefaultMaxRecordsPerPrefix)
 	lim(&o.MaxWatchesPerPeer, DefaultMaxWatchesPerPeer)
+	lim(&o.MaxWatchesPerPrefix, DefaultMaxWatchesPerPrefix)
 	lim(&o.MaxPerIPPrefix, DefaultMaxPerIPPrefix)
 	lim(&o.MaxPerIPPrefixAll, DefaultMaxPerIPPrefixAll)
 	if o.Metrics == nil {
@@ -213,12 +241,12 @@ type DHT struct {
 
 	recMu sync.Mutex // serialises read-compare-write of local records
 
-	rate  *limiter
-	quota *quotas
+	rate   *rcmgr.Rate
+	quota  *quotas
+	watchQ *rcmgr.Quota // watches served, by watcher
 
 	watchMu  sync.Mutex
 	watches  map[key.RecordKey]map[watchRef]*served // watches served to others, by record
-	perPeer  map[key.NodeID]int                     // watches served, by watcher
 	watchers map[uint64]*watcher                    // this node's own watches, by ID
 	pushSem  chan struct{}                          // bounds concurrent VALUE_CHANGED pushes
 
@@ -245,19 +273,26 @@ func New(opts Options) (*DHT, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	self := Contact{ID: opts.Endpoint.ID(), Addr: opts.Endpoint.LocalAddr()}
 	d := &DHT{
-		ep:        opts.Endpoint,
-		db:        opts.Store,
-		opts:      opts,
-		log:       opts.Logger.With("dht", self.ID.String()[:8]),
-		self:      self,
-		table:     newTable(self.ID, opts.K),
-		m:         opts.Metrics,
-		ctx:       ctx,
-		cancel:    cancel,
-		rate:      newLimiter(opts.RequestRate, opts.RequestBurst),
-		quota:     newQuotas(opts.MaxRecordsPerPeer),
+		ep:     opts.Endpoint,
+		db:     opts.Store,
+		opts:   opts,
+		log:    opts.Logger.With("dht", self.ID.String()[:8]),
+		self:   self,
+		table:  newTable(self.ID, opts.K),
+		m:      opts.Metrics,
+		ctx:    ctx,
+		cancel: cancel,
+		rate: opts.Resources.Rate(KindRequest, rcmgr.RateLimit{
+			PeerRate: opts.RequestRate, PeerBurst: opts.RequestBurst,
+			PrefixRate: opts.PrefixRequestRate, PrefixBurst: opts.PrefixRequestBurst,
+		}),
+		quota: newQuotas(opts.Resources.Quota(KindRecord, rcmgr.Limit{
+			Peer: opts.MaxRecordsPerPeer, IP: opts.MaxRecordsPerIP, Prefix: opts.MaxRecordsPerPrefix,
+		})),
+		watchQ: opts.Resources.Quota(KindWatch, rcmgr.Limit{
+			Peer: opts.MaxWatchesPerPeer, Prefix: opts.MaxWatchesPerPrefix, System: maxServedWatches,
+		}),
 		watches:   map[key.RecordKey]map[watchRef]*served{},
-		perPeer:   map[key.NodeID]int{},
 		watchers:  map[uint64]*watcher{},
 		pushSem:   make(chan struct{}, 64),
 		dead:      map[key.NodeID]time.Time{},
@@ -647,7 +682,8 @@ func (d *DHT) Ping(ctx context.Context, c Contact) error {
 }
 
 // call sends one request to c on a new stream and reads the response,
-// within RPCTimeout. A transport failure removes c from the routing table;
+// within RPCTimeout. A transport failure removes c from the routing table
+// (unless c's resource manager refused the stream: transport.Refused);
 // an answer marks it seen, unless it carries the client flag (then c is
 // removed from the table and remembered as a client).
 func (d *DHT) call(ctx context.Context, c Contact, req *request) (*response, error) {
@@ -660,7 +696,8 @@ func (d *DHT) call(ctx context.Context, c Contact, req *request) (*response, err
 		if d.ctx.Err() != nil {
 			return nil, fmt.Errorf("%w: %v", ErrClosed, err)
 		}
-		if ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		// A node that refused us at one of its limits is alive: it stays.
+		if (ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded)) && !transport.Refused(err) {
 			d.table.remove(c.ID)
 			d.markDead(c.ID, true)
 		}
@@ -767,10 +804,11 @@ func (d *DHT) serve(ctx context.Context, peer transport.Peer, s *quic.Stream) {
 	d.mu.Unlock()
 	defer d.inflight.Done()
 
-	s.SetDeadline(time.Now().Add(d.opts.RPCTimeout))
-	if !d.rate.allow(peer.ID, time.Now()) {
+	deadline := time.Now().Add(d.opts.RPCTimeout)
+	s.SetDeadline(transport.Within(ctx, deadline))
+	if err := d.rate.Allow(peer.ID, peer.Addr.Addr(), time.Now()); err != nil {
 		d.m.refused(ReasonRateLimited)
-		transport.WriteMsg(s, &response{Code: codeRateLimited, Msg: ErrRateLimited.Error(), Client: d.client.Load()})
+		transport.WriteMsg(s, &response{Code: codeRateLimited, Msg: fmt.Sprintf("%v: %v", ErrRateLimited, err), Client: d.client.Load()})
 		return
 	}
 	var req request
@@ -790,6 +828,8 @@ func (d *DHT) serve(ctx context.Context, peer transport.Peer, s *quic.Stream) {
 		}
 		return
 	}
+	transport.Opened(ctx)
+	s.SetDeadline(deadline)
 	// The caller's packets come from its one UDP socket, so the address
 	// seen is the address it listens on; a client is not dialable there
 	// and stays out of the table.
@@ -889,7 +929,7 @@ func (d *DHT) handlePeer(req request, peer transport.Peer) *response {
 				return &response{Code: codeNotFound, Msg: "record expired"}
 			}
 		}
-		_, err = d.acceptFrom(k, desc, req.Subkey, v, refreshed, &from)
+		_, err = d.acceptFrom(k, desc, req.Subkey, v, refreshed, &peer)
 		var se *StaleError
 		if errors.As(err, &se) {
 			resp := fail(err)

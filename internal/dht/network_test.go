@@ -235,8 +235,12 @@ func TestScale(t *testing.T) {
 		// were replaced), a write happens, and the renewal catches it.
 		for _, h := range ln {
 			h.dht.watchMu.Lock()
-			clear(h.dht.watches)
-			clear(h.dht.perPeer)
+			for k, m := range h.dht.watches {
+				for ref, s := range m {
+					delete(m, ref)
+					h.dht.unservedLocked(k, s)
+				}
+			}
 			h.dht.watchMu.Unlock()
 		}
 		v := newValue(t, r.desc, 0, 9, "missed push", r.owner)

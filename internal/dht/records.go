@@ -10,6 +10,7 @@ import (
 	"github.com/dwebkit/dweb/internal/key"
 	"github.com/dwebkit/dweb/internal/record"
 	"github.com/dwebkit/dweb/internal/store"
+	"github.com/dwebkit/dweb/internal/transport"
 	"github.com/zeebo/blake3"
 )
 
@@ -185,11 +186,12 @@ func (d *DHT) accept(k key.RecordKey, desc *record.Descriptor, subkey uint32, v 
 }
 
 // acceptFrom is accept for a value that came from peer (nil: from this
-// node): a record new to this node is charged to peer's quota. It reports
+// node): a record new to this node is charged to the quotas of peer, its
+// IP and its prefix. It reports
 // whether the stored value changed. refreshed is when the sender last saw
 // the record refreshed by its owner (capped at now); zero leaves the
 // record's refresh time as it is.
-func (d *DHT) acceptFrom(k key.RecordKey, desc *record.Descriptor, subkey uint32, v *record.Value, refreshed time.Time, peer *key.NodeID) (bool, error) {
+func (d *DHT) acceptFrom(k key.RecordKey, desc *record.Descriptor, subkey uint32, v *record.Value, refreshed time.Time, peer *transport.Peer) (bool, error) {
 	if desc == nil {
 		return false, fmt.Errorf("%w: no descriptor", ErrBadRequest)
 	}

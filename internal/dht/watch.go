@@ -13,6 +13,7 @@ import (
 	"github.com/dwebkit/dweb/internal/key"
 	"github.com/dwebkit/dweb/internal/record"
 	"github.com/dwebkit/dweb/internal/transport"
+	"github.com/dwebkit/dweb/internal/transport/rcmgr"
 )
 
 // Watches (after Veilid's WatchValue): a reader asks the R nearest holders
@@ -44,6 +45,7 @@ type watchRef struct {
 
 // served is a watch this node serves to another.
 type served struct {
+	charge  rcmgr.Charge // in d.watchQ
 	to      Contact
 	subkeys map[uint32]bool // nil: all
 	expires time.Time
@@ -294,31 +296,29 @@ func (d *DHT) serveWatch(req request, peer transport.Peer, fail func(error) *res
 	lease := min(time.Duration(req.LeaseMS)*time.Millisecond, MaxWatchLease)
 	d.watchMu.Lock()
 	m := d.watches[k]
-	_, exists := m[ref]
+	old, exists := m[ref]
 	if req.LeaseMS == 0 {
 		if exists {
 			delete(m, ref)
-			d.unservedLocked(k, ref)
+			d.unservedLocked(k, old)
 		}
 		d.watchMu.Unlock()
 		return &response{}
 	}
-	if !exists {
-		total := 0
-		for _, n := range d.perPeer {
-			total += n
-		}
-		if (d.opts.MaxWatchesPerPeer > 0 && d.perPeer[peer.ID] >= d.opts.MaxWatchesPerPeer) || total >= maxServedWatches {
+	var charge rcmgr.Charge
+	if exists {
+		charge = old.charge
+	} else {
+		if charge, err = d.watchQ.Take(peer.ID, peer.Addr.Addr()); err != nil {
 			d.watchMu.Unlock()
-			return fail(fmt.Errorf("%w: %d watches", ErrQuota, d.perPeer[peer.ID]))
+			return fail(fmt.Errorf("%w: watches: %w", ErrQuota, err))
 		}
 		if m == nil {
 			m = map[watchRef]*served{}
 			d.watches[k] = m
 		}
-		d.perPeer[peer.ID]++
 	}
-	s := &served{to: to, expires: time.Now().Add(lease)}
+	s := &served{charge: charge, to: to, expires: time.Now().Add(lease)}
 	var want map[uint32]bool
 	if len(req.Subkeys) > 0 {
 		want = map[uint32]bool{}
@@ -339,14 +339,13 @@ func (d *DHT) serveWatch(req request, peer transport.Peer, fail func(error) *res
 	return resp
 }
 
-// unservedLocked forgets served watch ref of k (watchMu held).
-func (d *DHT) unservedLocked(k key.RecordKey, ref watchRef) {
+// unservedLocked forgets served watch s of k, already deleted from
+// d.watches[k] (watchMu held).
+func (d *DHT) unservedLocked(k key.RecordKey, s *served) {
 	if len(d.watches[k]) == 0 {
 		delete(d.watches, k)
 	}
-	if d.perPeer[ref.peer]--; d.perPeer[ref.peer] <= 0 {
-		delete(d.perPeer, ref.peer)
-	}
+	d.watchQ.Release(s.charge)
 }
 
 // expireWatches forgets the served watches whose lease ran out.
@@ -358,7 +357,7 @@ func (d *DHT) expireWatches() {
 		for ref, s := range m {
 			if now.After(s.expires) {
 				delete(m, ref)
-				d.unservedLocked(k, ref)
+				d.unservedLocked(k, s)
 			}
 		}
 	}
@@ -380,7 +379,7 @@ func (d *DHT) notifyWatchers(k key.RecordKey, subkey uint32, v *record.Value) {
 	for ref, s := range d.watches[k] {
 		if now.After(s.expires) {
 			delete(d.watches[k], ref)
-			d.unservedLocked(k, ref)
+			d.unservedLocked(k, s)
 			continue
 		}
 		if s.subkeys == nil || s.subkeys[subkey] {
@@ -421,9 +420,9 @@ func (d *DHT) notifyWatchers(k key.RecordKey, subkey uint32, v *record.Value) {
 			if resp.Code == codeNotFound { // the watcher has forgotten this watch
 				d.watchMu.Lock()
 				ref := watchRef{t.to.ID, t.id}
-				if _, ok := d.watches[k][ref]; ok {
+				if s, ok := d.watches[k][ref]; ok {
 					delete(d.watches[k], ref)
-					d.unservedLocked(k, ref)
+					d.unservedLocked(k, s)
 				}
 				d.watchMu.Unlock()
 			}

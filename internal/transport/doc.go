@@ -20,10 +20,14 @@
 //     ([ErrWrongPeer]). Session tickets are disabled, so every handshake
 //     presents certificates.
 //   - One request per bidirectional stream. The opener writes one
-//     [Protocol] byte first (1 DHT, 2 blobs, 3 tunnel, 4 relay). The acceptor
-//     must receive it within [Options.ProtocolTimeout]; an unknown byte makes
-//     it reset both directions of the stream with [CodeUnknownProtocol].
-//     Unidirectional streams are not used and not allowed.
+//     [Protocol] byte first (1 DHT, 2 blobs, 3 tunnel, 4 relay, 5 admin).
+//     The acceptor must receive it within [Options.ProtocolTimeout]; an
+//     unknown byte makes it reset both directions of the stream with
+//     [CodeUnknownProtocol]. The protocol's first request or handshake must
+//     then be through within [Options.FirstFrameTimeout] of the stream's
+//     accept (the handler says so with [Opened]), or the stream is cut off
+//     and reset with [CodeProtocolTimeout]. Unidirectional streams are not
+//     used and not allowed.
 //   - After the protocol byte, protocols exchange frames: a 4-byte big-endian
 //     unsigned length, then that many bytes ([WriteFrame], [ReadFrame]). The
 //     reader checks the length against its limit before it allocates; each
@@ -48,4 +52,15 @@
 // Each connection admits at most [Options.MaxIncomingStreams] concurrent
 // streams from the peer (QUIC flow control enforces it), which bounds the
 // handler goroutines per connection.
+//
+// # Limits
+//
+// The node's resource manager ([Options.Resources], package rcmgr) admits
+// every inbound connection by its address at its first packet, before any
+// crypto runs, and by node ID after the handshake; every inbound stream,
+// and its opening until [Opened], per peer, IP, /24 or /48 and in total.
+// A refused connection attempt gets CONNECTION_REFUSED, a refused stream is
+// reset with [CodeRefused]; [Refused] tells a caller it met a limit. The
+// layers above count their own kinds in the same manager
+// ([Endpoint.Resources]). docs/limits.md lists every limit.
 package transport

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dwebkit/dweb/internal/key"
+	"github.com/dwebkit/dweb/internal/transport/rcmgr"
 	"github.com/quic-go/quic-go"
 )
 
@@ -56,14 +57,16 @@ func (p Protocol) String() string {
 const (
 	CodeNoError         quic.StreamErrorCode = 0 // handler done; any unread input is discarded
 	CodeUnknownProtocol quic.StreamErrorCode = 1 // no handler for the protocol byte
-	CodeProtocolTimeout quic.StreamErrorCode = 2 // protocol byte not received within Options.ProtocolTimeout
+	CodeProtocolTimeout quic.StreamErrorCode = 2 // protocol byte not received within Options.ProtocolTimeout, or the opening not done within Options.FirstFrameTimeout
 	CodeInternal        quic.StreamErrorCode = 3 // the handler panicked
+	CodeRefused         quic.StreamErrorCode = 4 // refused by the resource manager: a limit of the peer, its address, its prefix or the node (Options.Resources)
 )
 
 // Connection close codes (CONNECTION_CLOSE with an application error).
 const (
 	connCodeClosed  quic.ApplicationErrorCode = 0 // endpoint closing
 	connCodeBadPeer quic.ApplicationErrorCode = 1 // peer identity unacceptable
+	connCodeRefused quic.ApplicationErrorCode = 2 // over the peer's connection limit (Options.Resources)
 )
 
 // ErrClosed is returned (wrapped) by OpenStream once the endpoint is closed.
@@ -78,6 +81,14 @@ const (
 	DefaultProtocolTimeout    = 10 * time.Second
 	DefaultMaxIncomingStreams = 256
 )
+
+// DefaultFirstFrameTimeout is Options.FirstFrameTimeout when unset: the
+// time an inbound stream has, from its accept, to get through its opening
+// (the protocol byte and the protocol's first message or handshake; see
+// Opened). Every opening dweb speaks is a few hundred bytes and at most
+// two round trips, so 10 s is generous on the slowest mobile link and
+// still bounds what a peer that opens streams and stalls can hold.
+const DefaultFirstFrameTimeout = 10 * time.Second
 
 // QUIC flow-control windows, in bytes: the first and the largest a stream
 // and a connection grant. A peer can make this node buffer at most
@@ -114,10 +125,24 @@ type Options struct {
 	// ProtocolTimeout bounds how long an accepted stream may take to send
 	// its protocol byte. Default DefaultProtocolTimeout.
 	ProtocolTimeout time.Duration
+	// FirstFrameTimeout bounds an accepted stream's opening: from its
+	// accept until its handler calls Opened (after the protocol's first
+	// request, or its handshake). Until then the stream carries a deadline
+	// (both directions) at accept + FirstFrameTimeout, so a peer that says
+	// nothing, or stops halfway, is cut off then. Default
+	// DefaultFirstFrameTimeout.
+	FirstFrameTimeout time.Duration
 	// MaxIncomingStreams is how many bidirectional streams a peer may have
 	// open on one connection at once (QUIC stream credit), which bounds the
-	// handler goroutines per connection. Default DefaultMaxIncomingStreams.
+	// handler goroutines per connection. Default DefaultMaxIncomingStreams,
+	// and never more than the resource manager's streams per peer.
 	MaxIncomingStreams int64
+	// Resources is the node's resource manager: it admits every inbound
+	// connection (by address at its first packet, before any crypto; by
+	// node ID after the handshake), stream and stream opening, and the
+	// layers above share it (Endpoint.Resources). Nil: a manager of the
+	// endpoint's own with rcmgr.PhoneLimits.
+	Resources *rcmgr.Manager
 }
 
 func (o *Options) setDefaults() {
@@ -144,8 +169,17 @@ func (o *Options) setDefaults() {
 	if o.ProtocolTimeout <= 0 {
 		o.ProtocolTimeout = DefaultProtocolTimeout
 	}
+	if o.FirstFrameTimeout <= 0 {
+		o.FirstFrameTimeout = DefaultFirstFrameTimeout
+	}
 	if o.MaxIncomingStreams <= 0 {
 		o.MaxIncomingStreams = DefaultMaxIncomingStreams
+	}
+	if o.Resources == nil {
+		o.Resources = rcmgr.New(rcmgr.Limits{})
+	}
+	if p := int64(o.Resources.Limits().Streams.Peer); p > 0 && p < o.MaxIncomingStreams {
+		o.MaxIncomingStreams = p
 	}
 }
 
@@ -162,6 +196,13 @@ type Peer struct {
 // closes the stream's send side (FIN) and discards unread input; a handler
 // that panics has its stream reset with CodeInternal. Handlers must return
 // soon after ctx is cancelled: Endpoint.Close waits for them.
+//
+// The stream arrives in its opening, with a deadline at its accept plus
+// Options.FirstFrameTimeout: the handler reads its protocol's first
+// request (or runs its handshake) under that deadline, then calls
+// Opened(ctx), which lifts it. A handler that never calls Opened has its
+// I/O fail at the deadline, and if it returns after the deadline the
+// stream is reset with CodeProtocolTimeout.
 type Handler func(ctx context.Context, peer Peer, s *quic.Stream)
 
 // Stats counts an endpoint's connections.
@@ -184,6 +225,7 @@ type Endpoint struct {
 	tr    *quic.Transport
 	ln    *quic.Listener
 	qconf *quic.Config
+	rm    *rcmgr.Manager
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -227,6 +269,7 @@ func Listen(opts Options) (*Endpoint, error) {
 		log:  opts.Logger,
 		cert: cert,
 		udp:  udp,
+		rm:   opts.Resources,
 		tr:   &quic.Transport{Conn: udp, StatelessResetKey: statelessResetKey(opts.Identity)},
 		qconf: &quic.Config{
 			HandshakeIdleTimeout:  opts.HandshakeTimeout,
@@ -246,6 +289,8 @@ func Listen(opts Options) (*Endpoint, error) {
 		handlers: make(map[Protocol]Handler),
 		pool:     newPool(),
 	}
+	e.tr.ConnContext = e.admitConn
+	e.tr.VerifySourceAddress = func(net.Addr) bool { return e.rm.RetryNeeded() }
 	e.ln, err = e.tr.Listen(serverTLS(cert), e.qconf)
 	if err != nil {
 		e.tr.Close()
@@ -267,6 +312,10 @@ func (e *Endpoint) Handle(p Protocol, h Handler) {
 	defer e.hmu.Unlock()
 	e.handlers[p] = h
 }
+
+// Resources returns the endpoint's resource manager (Options.Resources),
+// for the layers above to count their own kinds in.
+func (e *Endpoint) Resources() *rcmgr.Manager { return e.rm }
 
 // ID returns the endpoint's node ID.
 func (e *Endpoint) ID() key.NodeID { return e.id }
@@ -461,6 +510,13 @@ func (e *Endpoint) acceptLoop() {
 			c.CloseWithError(connCodeBadPeer, "bad certificate")
 			continue
 		}
+		if rc, _ := c.Context().Value(connKey{}).(*rcmgr.Conn); rc != nil {
+			if err := rc.Handshaken(id); err != nil {
+				e.log.Debug("refused connection", "peer", id.String(), "addr", c.RemoteAddr(), "err", err)
+				c.CloseWithError(connCodeRefused, "connection limit")
+				continue
+			}
+		}
 		p := e.pool
 		p.mu.Lock()
 		if p.closed {
@@ -479,33 +535,66 @@ func (e *Endpoint) acceptLoop() {
 func (e *Endpoint) serveConn(id key.NodeID, c *quic.Conn) {
 	defer e.wg.Done()
 	defer e.pool.remove(id, c)
-	peer := Peer{ID: id, Addr: addrPort(c.RemoteAddr())}
 	for {
 		s, err := c.AcceptStream(e.ctx)
 		if err != nil {
 			e.log.Debug("connection ended", "peer", id.String(), "err", err)
 			return
 		}
+		// The peer's address is the connection's as it is now (QUIC
+		// connections may migrate).
+		addr := addrPort(c.RemoteAddr())
+		rs, err := e.rm.AdmitStream(id, addr.Addr())
+		if err != nil {
+			e.log.Debug("refused stream", "peer", id.String(), "addr", addr, "err", err)
+			s.CancelRead(CodeRefused)
+			s.CancelWrite(CodeRefused)
+			continue
+		}
 		e.wg.Add(1)
-		go e.serveStream(c, peer, s)
+		go e.serveStream(c, Peer{ID: id, Addr: addr}, s, rs)
 	}
 }
 
-// serveStream reads the protocol byte and runs its handler.
-func (e *Endpoint) serveStream(c *quic.Conn, peer Peer, s *quic.Stream) {
+type connKey struct{}
+
+// admitConn is the transport's ConnContext: it runs at a connection
+// attempt's first packet, before any crypto, and refuses the attempt
+// (CONNECTION_REFUSED) when its address or the node is at a limit.
+func (e *Endpoint) admitConn(ctx context.Context, info *quic.ClientInfo) (context.Context, error) {
+	addr := addrPort(info.RemoteAddr)
+	rc, err := e.rm.AdmitConn(addr)
+	if err != nil {
+		e.log.Debug("refused connection attempt", "addr", addr, "err", err)
+		return ctx, err
+	}
+	ctx = context.WithValue(ctx, connKey{}, rc)
+	// quic-go cancels ctx when the handshake fails or the connection
+	// ends, however it ends.
+	context.AfterFunc(ctx, rc.Close)
+	return ctx, nil
+}
+
+// serveStream reads the protocol byte and runs its handler, the stream's
+// opening bounded by Options.FirstFrameTimeout.
+func (e *Endpoint) serveStream(c *quic.Conn, peer Peer, s *quic.Stream, rs *rcmgr.Stream) {
 	defer e.wg.Done()
+	defer rs.Close()
 	reset := func(code quic.StreamErrorCode) {
 		s.CancelRead(code)
 		s.CancelWrite(code)
 	}
+	start := time.Now()
+	op := &opening{s: s, rs: rs, deadline: start.Add(e.opts.FirstFrameTimeout)}
+	s.SetDeadline(op.deadline)
 	var b [1]byte
-	s.SetReadDeadline(time.Now().Add(e.opts.ProtocolTimeout))
+	s.SetReadDeadline(minTime(start.Add(e.opts.ProtocolTimeout), op.deadline))
 	if _, err := io.ReadFull(s, b[:]); err != nil {
 		e.log.Debug("no protocol byte", "peer", peer.ID.String(), "err", err)
 		reset(CodeProtocolTimeout)
 		return
 	}
-	s.SetReadDeadline(time.Time{})
+	s.SetReadDeadline(op.deadline)
 	p := Protocol(b[0])
 	e.hmu.RLock()
 	h := e.handlers[p]
@@ -519,16 +608,23 @@ func (e *Endpoint) serveStream(c *quic.Conn, peer Peer, s *quic.Stream) {
 	if b, err := ConnBinding(c); err == nil {
 		ctx = context.WithValue(ctx, bindingKey{}, b)
 	}
+	ctx = context.WithValue(ctx, openingKey{}, op)
 	stop := context.AfterFunc(c.Context(), cancel)
 	defer func() {
 		stop()
 		cancel()
 	}()
-	if e.runHandler(ctx, h, p, peer, s) {
+	ok := e.runHandler(ctx, h, p, peer, s)
+	opened := op.end()
+	switch {
+	case !ok:
+		reset(CodeInternal)
+	case !opened && !time.Now().Before(op.deadline):
+		e.log.Debug("stream opening timed out", "peer", peer.ID.String(), "protocol", p)
+		reset(CodeProtocolTimeout)
+	default:
 		s.Close()
 		s.CancelRead(CodeNoError)
-	} else {
-		reset(CodeInternal)
 	}
 }
 
@@ -567,6 +663,13 @@ func (e *Endpoint) Close() error {
 		e.log.Debug("transport closed")
 	})
 	return e.closeErr
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // addrPort converts a UDP net.Addr to netip.AddrPort, unmapping IPv4-in-IPv6.

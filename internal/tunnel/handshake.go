@@ -15,6 +15,13 @@ import (
 	"github.com/flynn/noise"
 )
 
+// DefaultHandshakeTimeout bounds one tunnel handshake, either side, when
+// DialConfig.HandshakeTimeout or AcceptConfig.HandshakeTimeout is zero: the
+// four handshake frames are under 200 bytes in all, so a peer that has not
+// finished in 10 s (many round trips on the slowest mobile link) is
+// stalling, and the stream and goroutine it holds are given back.
+const DefaultHandshakeTimeout = 10 * time.Second
+
 // DialConfig configures the initiator side of a tunnel.
 type DialConfig struct {
 	// Static is this node's Noise static keypair; required.
@@ -40,6 +47,10 @@ type DialConfig struct {
 	// with ErrConfig if Binding is shorter. The responder may decline; then
 	// the session encrypts as usual (Session.TLSTransport tells).
 	TLSTransport bool
+	// HandshakeTimeout bounds the handshake from Dial's start to the key
+	// confirmation written, whatever ctx allows. Zero:
+	// DefaultHandshakeTimeout; negative: only ctx bounds it.
+	HandshakeTimeout time.Duration
 }
 
 // AcceptConfig configures the responder side of a tunnel.
@@ -60,6 +71,23 @@ type AcceptConfig struct {
 	// Logger gets refusals at debug level (never higher: anyone can cause
 	// them). Nil discards.
 	Logger *slog.Logger
+	// HandshakeTimeout bounds the handshake from Accept's start to the
+	// initiator's key confirmation, whatever ctx allows: an initiator that
+	// sends its hello and stops is cut off then. Zero:
+	// DefaultHandshakeTimeout; negative: only ctx bounds it.
+	HandshakeTimeout time.Duration
+}
+
+// handshakeCtx bounds ctx by the handshake timeout d (zero: the default,
+// negative: none).
+func handshakeCtx(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if d == 0 {
+		d = DefaultHandshakeTimeout
+	}
+	if d < 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, d)
 }
 
 // Dial runs the initiator side of the handshake on rw and returns the
@@ -68,11 +96,12 @@ type AcceptConfig struct {
 // transport frame (key confirmation) is written so the responder knows the
 // initiator holds the PSK.
 //
-// ctx bounds the handshake only: when it ends, rw's deadline is set to the
-// past if rw has SetDeadline(time.Time) error, else rw is closed. Errors:
-// ErrHandshake (wrapped, with the stage) for any refusal or bad message,
-// ctx.Err() (wrapped) when ctx ends, ErrConfig for an unusable config. On
-// any error rw is closed.
+// ctx and cfg.HandshakeTimeout bound the handshake only: when either ends
+// it, rw's deadline is set to the past if rw has SetDeadline(time.Time)
+// error, else rw is closed. Errors: ErrHandshake (wrapped, with the stage)
+// for any refusal or bad message, ctx.Err() (wrapped) when ctx ends,
+// context.DeadlineExceeded (wrapped) when the handshake timeout passes,
+// ErrConfig for an unusable config. On any error rw is closed.
 func Dial(ctx context.Context, rw io.ReadWriteCloser, cfg DialConfig) (_ *Session, err error) {
 	defer func() {
 		if err != nil {
@@ -91,6 +120,8 @@ func Dial(ctx context.Context, rw io.ReadWriteCloser, cfg DialConfig) (_ *Sessio
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("tunnel: dial: %w", err)
 	}
+	ctx, cancel := handshakeCtx(ctx, cfg.HandshakeTimeout)
+	defer cancel()
 	stop := guard(ctx, rw)
 	fail := func(stage string, err error) error {
 		stop()
@@ -180,7 +211,9 @@ func Dial(ctx context.Context, rw io.ReadWriteCloser, cfg DialConfig) (_ *Sessio
 // non-member. A message 1 that does not decrypt (wrong responder key,
 // garbage) is answered with nothing.
 //
-// ctx, errors and closing of rw: as for Dial.
+// ctx, cfg.HandshakeTimeout, errors and closing of rw: as for Dial. The
+// timeout is what keeps a stranger that opens streams and stalls from
+// holding them: it is the responder's deadline on the first frames.
 func Accept(ctx context.Context, rw io.ReadWriteCloser, cfg AcceptConfig) (_ *Session, err error) {
 	defer func() {
 		if err != nil {
@@ -196,6 +229,8 @@ func Accept(ctx context.Context, rw io.ReadWriteCloser, cfg AcceptConfig) (_ *Se
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("tunnel: accept: %w", err)
 	}
+	ctx, cancel := handshakeCtx(ctx, cfg.HandshakeTimeout)
+	defer cancel()
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

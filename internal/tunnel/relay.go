@@ -6,7 +6,9 @@ import (
 	"time"
 
 	"github.com/dwebkit/dweb/internal/key"
+	"github.com/dwebkit/dweb/internal/transport/rcmgr"
 	"github.com/quic-go/quic-go"
+	"github.com/zeebo/blake3"
 )
 
 // Relay wire (docs/tunnel.md, section "Relays"). Every stream that starts
@@ -59,6 +61,10 @@ type relayRequest struct {
 	// Addr is the UDP host:port to dial back (dial-back); "" means the
 	// address the answerer sees the request come from.
 	Addr string `cbor:"3,keyasint,omitempty"`
+	// Proofs (reserve) prove the opener a member of groups the relay may
+	// serve: each is MembershipProof under one group's PSK, at most
+	// maxProofs of them, 32 bytes each.
+	Proofs [][]byte `cbor:"4,keyasint,omitempty"`
 }
 
 // relayReply answers a relayRequest.
@@ -73,6 +79,40 @@ type relayReply struct {
 	MaxCircuits uint32 `cbor:"6,keyasint,omitempty"`
 	// Dial-back: whether the fresh dial reached the node.
 	Reachable bool `cbor:"7,keyasint,omitempty"`
+	// Reserve: the relay took one of the proofs, so the reservation is a
+	// member's (its TTL and limits), not a stranger's.
+	Member bool `cbor:"8,keyasint,omitempty"`
+}
+
+// maxProofs bounds the membership proofs of one reserve request (a node in
+// more groups sends those of 16 of them), which keeps the request under
+// maxRelayMsg and the relay's work per request small.
+const maxProofs = 16
+
+// MembershipContext is the BLAKE3 derive-key context of the key a member
+// proves its membership to a relay with, derived from the group's tunnel
+// PSK.
+const MembershipContext = "dweb 2026 relay membership"
+
+// MembershipProof is what a node sends a relay to prove it holds the group
+// secret behind psk (PSK(secret)): BLAKE3 keyed by derive_key(
+// MembershipContext, psk) over relay || node (the two node IDs, 32 bytes
+// each). Only holders of the secret can compute it; it names both ends, so
+// a relay cannot replay it to another relay, nor another node present it
+// (the relay checks node against the TLS-proved caller); and it names no
+// group, so a relay outside the group learns nothing from it.
+func MembershipProof(psk [32]byte, relay, node key.NodeID) [32]byte {
+	var k [32]byte
+	blake3.DeriveKey(MembershipContext, psk[:], k[:])
+	h, err := blake3.NewKeyed(k[:])
+	if err != nil {
+		panic("tunnel: blake3 keyed hash: " + err.Error()) // 32-byte key: cannot fail
+	}
+	h.Write(relay[:])
+	h.Write(node[:])
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
 }
 
 // RelayCode is the status of a relay reply. The codes are wire values.
@@ -148,6 +188,28 @@ const (
 	DefaultMaxCircuits      = 16
 	DefaultMaxDialBacks     = 8
 	DefaultRelayDialTimeout = 5 * time.Second
+
+	// DefaultMaxStrangerReservations: strangers (nodes that prove no
+	// membership of a group this relay serves) may hold a quarter of the
+	// reservations, so the members always find three quarters free.
+	DefaultMaxStrangerReservations = 32
+	// DefaultStrangerReservationTTL: a stranger's reservation lasts 10
+	// min, a member's DefaultReservationTTL; a stranger who hoards
+	// reservations has to keep asking for them.
+	DefaultStrangerReservationTTL = 10 * time.Minute
+	// DefaultMaxReservationsPerPrefix: reservations of all nodes of one
+	// IPv4 /24 or IPv6 /48 (a quarter of the relay), members behind one
+	// carrier NAT included.
+	DefaultMaxReservationsPerPrefix = 32
+	// DefaultMaxStrangerReservationsPerPrefix: strangers of one /24 or /48
+	// hold at most 4, however many node IDs they make.
+	DefaultMaxStrangerReservationsPerPrefix = 4
+)
+
+// Kinds of the relay's counts in the node's resource manager.
+const (
+	KindRelayReservation rcmgr.Kind = "relay_reservation" // every reservation held on this relay
+	KindRelayStranger    rcmgr.Kind = "relay_stranger"    // reservations of strangers
 )
 
 // RelayLimits bound what a relay carries. Zero fields take the defaults.
@@ -173,6 +235,27 @@ type RelayLimits struct {
 	// DialTimeout bounds the relay's stream to a reserved node and one
 	// dial-back probe. Default DefaultRelayDialTimeout (5 s).
 	DialTimeout time.Duration
+
+	// A reservation is a member's when its request proves membership of
+	// a group this relay serves (MembershipProof, checked against
+	// RelayOptions.GroupPSKs), else a stranger's. Strangers get the
+	// shorter TTL and the smaller shares below; reservations are counted
+	// per prefix (IPv4 /24, IPv6 /48; rcmgr.Prefix) whatever the node IDs,
+	// in the node's resource manager.
+
+	// MaxStrangerReservations is how many reservations strangers may hold
+	// at once, all together. Default DefaultMaxStrangerReservations (32).
+	MaxStrangerReservations int
+	// StrangerReservationTTL is how long a stranger's reservation lasts
+	// (at most ReservationTTL). Default DefaultStrangerReservationTTL
+	// (10 min).
+	StrangerReservationTTL time.Duration
+	// MaxReservationsPerPrefix bounds the reservations of one prefix,
+	// members and strangers. Default DefaultMaxReservationsPerPrefix (32).
+	MaxReservationsPerPrefix int
+	// MaxStrangerReservationsPerPrefix bounds the strangers' reservations
+	// of one prefix. Default DefaultMaxStrangerReservationsPerPrefix (4).
+	MaxStrangerReservationsPerPrefix int
 }
 
 func (l *RelayLimits) setDefaults() {
@@ -193,5 +276,18 @@ func (l *RelayLimits) setDefaults() {
 	}
 	if l.DialTimeout <= 0 {
 		l.DialTimeout = DefaultRelayDialTimeout
+	}
+	if l.MaxStrangerReservations <= 0 {
+		l.MaxStrangerReservations = DefaultMaxStrangerReservations
+	}
+	if l.StrangerReservationTTL <= 0 {
+		l.StrangerReservationTTL = DefaultStrangerReservationTTL
+	}
+	l.StrangerReservationTTL = min(l.StrangerReservationTTL, l.ReservationTTL)
+	if l.MaxReservationsPerPrefix <= 0 {
+		l.MaxReservationsPerPrefix = DefaultMaxReservationsPerPrefix
+	}
+	if l.MaxStrangerReservationsPerPrefix <= 0 {
+		l.MaxStrangerReservationsPerPrefix = DefaultMaxStrangerReservationsPerPrefix
 	}
 }

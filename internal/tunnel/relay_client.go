@@ -23,6 +23,7 @@ type Reservation struct {
 	Expires     time.Time      // when the relay ends the reservation
 	MaxBytes    int64          // the relay's byte budget for it, both directions
 	MaxCircuits int            // the relay's bound on concurrent circuits
+	Member      bool           // the relay took this node's membership proof (RelayOptions.GroupPSKs)
 
 	r        *Relay
 	s        *quic.Stream
@@ -44,7 +45,9 @@ func (res *Reservation) Close() {
 }
 
 // Reserve asks relay (dialled at relay.Addr unless a connection to it is
-// pooled) for a reservation and returns it once granted. Errors: a
+// pooled) for a reservation and returns it once granted. The request
+// carries this node's membership proofs (RelayOptions.GroupPSKs), so a
+// relay in one of its groups grants a member's reservation. Errors: a
 // *RelayError (ErrNotRelay, ErrRelayLimit) on refusal, ErrRelayClosed after
 // Close, transport errors and ctx's error otherwise. ctx bounds the request
 // only, not the reservation.
@@ -52,7 +55,7 @@ func (r *Relay) Reserve(ctx context.Context, relay transport.Peer) (*Reservation
 	if !r.enter() {
 		return nil, ErrRelayClosed
 	}
-	s, rep, err := roundTrip(ctx, r.ep, relay, relayRequest{Op: opReserve})
+	s, rep, err := roundTrip(ctx, r.ep, relay, relayRequest{Op: opReserve, Proofs: r.proofs(relay.ID)})
 	if err != nil {
 		r.wg.Done()
 		return nil, err
@@ -63,6 +66,7 @@ func (r *Relay) Reserve(ctx context.Context, relay transport.Peer) (*Reservation
 		Expires:     time.Now().Add(time.Duration(rep.TTLSeconds) * time.Second),
 		MaxBytes:    rep.MaxBytes,
 		MaxCircuits: int(rep.MaxCircuits),
+		Member:      rep.Member,
 		r:           r,
 		s:           s,
 		done:        make(chan struct{}),
@@ -76,6 +80,23 @@ func (r *Relay) Reserve(ctx context.Context, relay transport.Peer) (*Reservation
 	}
 	go res.watch()
 	return res, nil
+}
+
+// proofs returns this node's membership proofs to relay, one per group
+// (RelayOptions.GroupPSKs), at most maxProofs.
+func (r *Relay) proofs(relay key.NodeID) [][]byte {
+	if r.opts.GroupPSKs == nil {
+		return nil
+	}
+	var out [][]byte
+	for _, psk := range r.opts.GroupPSKs() {
+		if len(out) == maxProofs {
+			break
+		}
+		p := MembershipProof(psk, relay, r.ep.ID())
+		out = append(out, p[:])
+	}
+	return out
 }
 
 // watch waits for the reservation stream to end, then forgets it.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/dwebkit/dweb/internal/key"
 	"github.com/dwebkit/dweb/internal/transport"
+	"github.com/dwebkit/dweb/internal/transport/rcmgr"
 	"github.com/quic-go/quic-go"
 )
 
@@ -45,6 +46,12 @@ type RelayOptions struct {
 	// For checks: `dweb serve --relay-dump` shows with it what a relay
 	// sees, which must be ciphertext only.
 	Tap func(circuit uint64, toTarget bool) io.WriteCloser
+	// GroupPSKs returns the tunnel PSKs (PSK) of the groups this node is
+	// in. As a relay it takes a reserve request that carries a
+	// MembershipProof under one of them as a member's (RelayLimits); as a
+	// node it sends the proofs of up to 16 of them with its own reserve
+	// requests. Nil: no groups (every reservation is a stranger's).
+	GroupPSKs func() [][32]byte
 	// Logger gets refusals at debug level. Nil discards.
 	Logger *slog.Logger
 }
@@ -52,6 +59,7 @@ type RelayOptions struct {
 // RelayStats counts what a Relay did as a relay server.
 type RelayStats struct {
 	Reservations int    // held on this relay now
+	Strangers    int    // of which strangers' (RelayLimits)
 	Circuits     int    // open through this relay now
 	Bytes        uint64 // spliced in both directions since start
 	Refused      uint64 // requests refused with a non-OK code
@@ -71,6 +79,10 @@ type Relay struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	probes chan struct{} // dial-back semaphore
+
+	// Reservations held here, in the node's resource manager: every one,
+	// and strangers' (RelayLimits).
+	resQ, strangerQ *rcmgr.Quota
 
 	mu     sync.Mutex
 	closed bool
@@ -95,8 +107,14 @@ func NewRelay(ep *transport.Endpoint, opts RelayOptions) *Relay {
 		opts:   opts,
 		log:    opts.Logger.With("relay", ep.ID().String()[:8]),
 		probes: make(chan struct{}, opts.Limits.MaxDialBacks),
-		res:    make(map[key.NodeID]*reservation),
-		held:   make(map[key.NodeID]*Reservation),
+		resQ: ep.Resources().Quota(KindRelayReservation, rcmgr.Limit{
+			Prefix: opts.Limits.MaxReservationsPerPrefix, System: opts.Limits.MaxReservations,
+		}),
+		strangerQ: ep.Resources().Quota(KindRelayStranger, rcmgr.Limit{
+			Prefix: opts.Limits.MaxStrangerReservationsPerPrefix, System: opts.Limits.MaxStrangerReservations,
+		}),
+		res:  make(map[key.NodeID]*reservation),
+		held: make(map[key.NodeID]*Reservation),
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	ep.Handle(transport.ProtoRelay, r.handle)
@@ -107,8 +125,14 @@ func NewRelay(ep *transport.Endpoint, opts RelayOptions) *Relay {
 func (r *Relay) Stats() RelayStats {
 	r.mu.Lock()
 	n := len(r.res)
+	strangers := 0
+	for _, rs := range r.res {
+		if !rs.member {
+			strangers++
+		}
+	}
 	r.mu.Unlock()
-	return RelayStats{Reservations: n, Circuits: int(r.circuits.Load()), Bytes: r.bytes.Load(), Refused: r.refused.Load()}
+	return RelayStats{Reservations: n, Strangers: strangers, Circuits: int(r.circuits.Load()), Bytes: r.bytes.Load(), Refused: r.refused.Load()}
 }
 
 // Close stops serving the relay protocol, ends every reservation held here
@@ -153,7 +177,7 @@ func (r *Relay) handle(ctx context.Context, peer transport.Peer, s *quic.Stream)
 	defer stop()
 
 	var req relayRequest
-	s.SetReadDeadline(time.Now().Add(requestTimeout))
+	s.SetReadDeadline(transport.Within(ctx, time.Now().Add(requestTimeout)))
 	if err := transport.ReadMsg(s, maxRelayMsg, &req); err != nil {
 		r.log.Debug("bad relay request", "peer", peer.ID.String(), "err", err)
 		if !errors.Is(err, io.EOF) {
@@ -161,10 +185,10 @@ func (r *Relay) handle(ctx context.Context, peer transport.Peer, s *quic.Stream)
 		}
 		return
 	}
-	s.SetReadDeadline(time.Time{})
+	transport.Opened(ctx) // lifts the read deadline too
 	switch req.Op {
 	case opReserve:
-		r.serveReserve(ctx, peer, s)
+		r.serveReserve(ctx, peer, s, req.Proofs)
 	case opConnect:
 		r.serveConnect(ctx, peer, s, req.Peer)
 	case opIncoming:

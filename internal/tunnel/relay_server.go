@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -12,15 +13,20 @@ import (
 
 	"github.com/dwebkit/dweb/internal/key"
 	"github.com/dwebkit/dweb/internal/transport"
+	"github.com/dwebkit/dweb/internal/transport/rcmgr"
 	"github.com/quic-go/quic-go"
 )
 
 // reservation is one node's reservation on this relay.
 type reservation struct {
-	node     key.NodeID
-	expires  time.Time
-	bytes    atomic.Int64 // spliced so far, both directions, all circuits
-	circuits int          // open now; guarded by Relay.mu
+	node    key.NodeID
+	member  bool // proved membership of a group this relay serves
+	expires time.Time
+	// charges in Relay.resQ and (strangers) Relay.strangerQ, held while
+	// the reservation is in Relay.res; guarded by Relay.mu
+	charge, strangerCharge rcmgr.Charge
+	bytes                  atomic.Int64 // spliced so far, both directions, all circuits
+	circuits               int          // open now; guarded by Relay.mu
 	// gone is closed when the reservation expires, its stream ends or the
 	// relay closes: its circuits end then. A replaced reservation's
 	// circuits keep running until its own expiry.
@@ -32,19 +38,26 @@ type reservation struct {
 func (rs *reservation) end() { rs.goneOnce.Do(func() { close(rs.gone) }) }
 
 // serveReserve holds a reservation for peer for as long as its stream stays
-// open, up to the TTL.
-func (r *Relay) serveReserve(ctx context.Context, peer transport.Peer, s *quic.Stream) {
+// open, up to the TTL: a member's if one of proofs proves it a member of a
+// group this node serves, else a stranger's, with the stranger's shorter
+// TTL and smaller shares.
+func (r *Relay) serveReserve(ctx context.Context, peer transport.Peer, s *quic.Stream, proofs [][]byte) {
 	if !r.opts.Serve {
 		r.reply(s, peer, relayReply{Code: RelayNotRelay, Msg: "this node does not relay"})
 		return
 	}
 	lim := r.opts.Limits
-	rs := &reservation{node: peer.ID, expires: time.Now().Add(lim.ReservationTTL), gone: make(chan struct{}), replaced: make(chan struct{})}
+	member := r.isMember(peer.ID, proofs)
+	ttl := lim.ReservationTTL
+	if !member {
+		ttl = lim.StrangerReservationTTL
+	}
+	rs := &reservation{node: peer.ID, member: member, expires: time.Now().Add(ttl), gone: make(chan struct{}), replaced: make(chan struct{})}
 	r.mu.Lock()
 	old := r.res[peer.ID]
-	if old == nil && len(r.res) >= lim.MaxReservations {
+	if err := r.chargeLocked(rs, old, peer.Addr); err != nil {
 		r.mu.Unlock()
-		r.reply(s, peer, relayReply{Code: RelayLimit, Msg: fmt.Sprintf("relay holds %d reservations, its limit", lim.MaxReservations)})
+		r.reply(s, peer, relayReply{Code: RelayLimit, Msg: "reservations: " + err.Error()})
 		return
 	}
 	r.res[peer.ID] = rs
@@ -56,21 +69,23 @@ func (r *Relay) serveReserve(ctx context.Context, peer transport.Peer, s *quic.S
 		r.mu.Lock()
 		if r.res[peer.ID] == rs {
 			delete(r.res, peer.ID)
+			r.releaseLocked(rs)
 		}
 		r.mu.Unlock()
 	}()
 
 	err := r.reply(s, peer, relayReply{
 		Code:        RelayOK,
-		TTLSeconds:  uint32(lim.ReservationTTL / time.Second),
+		TTLSeconds:  uint32(ttl / time.Second),
 		MaxBytes:    lim.MaxBytes,
 		MaxCircuits: uint32(lim.MaxCircuits),
+		Member:      member,
 	})
 	if err != nil {
 		rs.end()
 		return
 	}
-	r.log.Debug("reservation", "node", peer.ID.String(), "addr", peer.Addr, "ttl", lim.ReservationTTL)
+	r.log.Debug("reservation", "node", peer.ID.String(), "addr", peer.Addr, "member", member, "ttl", ttl)
 
 	// The node sends nothing more; a read returns when it closes the
 	// stream or the connection ends.
@@ -112,6 +127,67 @@ func (r *Relay) serveReserve(ctx context.Context, peer transport.Peer, s *quic.S
 	s.CancelRead(code)
 	s.CancelWrite(code)
 	<-closedByNode
+}
+
+// chargeLocked counts rs (replacing old, if any, whose charges it takes
+// over or gives back) in the relay's quotas, from addr; r.mu is held. On
+// a refusal nothing changes and the *rcmgr.LimitError is returned.
+func (r *Relay) chargeLocked(rs, old *reservation, addr netip.AddrPort) error {
+	if old != nil && old.member == rs.member {
+		rs.charge, rs.strangerCharge = old.charge, old.strangerCharge
+		old.charge, old.strangerCharge = rcmgr.Charge{}, rcmgr.Charge{}
+		return nil
+	}
+	if old != nil {
+		r.releaseLocked(old)
+	}
+	err := r.takeLocked(rs, addr)
+	if err != nil && old != nil {
+		r.takeLocked(old, addr) // the room it just gave back: cannot fail under r.mu
+	}
+	return err
+}
+
+// takeLocked takes rs's charges; r.mu is held.
+func (r *Relay) takeLocked(rs *reservation, addr netip.AddrPort) error {
+	c, err := r.resQ.Take(rs.node, addr.Addr())
+	if err != nil {
+		return err
+	}
+	if !rs.member {
+		sc, err := r.strangerQ.Take(rs.node, addr.Addr())
+		if err != nil {
+			r.resQ.Release(c)
+			return err
+		}
+		rs.strangerCharge = sc
+	}
+	rs.charge = c
+	return nil
+}
+
+// releaseLocked gives rs's charges back; r.mu is held.
+func (r *Relay) releaseLocked(rs *reservation) {
+	r.resQ.Release(rs.charge)
+	r.strangerQ.Release(rs.strangerCharge)
+	rs.charge, rs.strangerCharge = rcmgr.Charge{}, rcmgr.Charge{}
+}
+
+// isMember reports whether one of proofs is node's MembershipProof to this
+// relay under one of the PSKs of RelayOptions.GroupPSKs.
+func (r *Relay) isMember(node key.NodeID, proofs [][]byte) bool {
+	if r.opts.GroupPSKs == nil || len(proofs) == 0 {
+		return false
+	}
+	for _, psk := range r.opts.GroupPSKs() {
+		want := MembershipProof(psk, r.ep.ID(), node)
+		for _, p := range proofs[:min(len(proofs), maxProofs)] {
+			if subtle.ConstantTimeCompare(p, want[:]) == 1 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // serveConnect joins the initiator's stream s to a new stream to target

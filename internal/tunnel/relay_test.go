@@ -425,6 +425,7 @@ func BenchmarkTunnelPath(b *testing.B) {
 				if err != nil {
 					return
 				}
+				transport.Opened(ctx)
 				defer sess.Close()
 				n, _ := io.Copy(io.Discard, sess)
 				var lenBuf [8]byte

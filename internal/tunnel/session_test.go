@@ -188,6 +188,50 @@ func TestHandshakeContext(t *testing.T) {
 	})
 }
 
+// TestHandshakeTimeout: with no deadline on ctx, a peer that stalls in the
+// handshake (after its first bytes, or before any) is cut off by the
+// handshake timeout, on either side, and rw is closed.
+func TestHandshakeTimeout(t *testing.T) {
+	g, secret := testGroup(t)
+	alice, bob := newMember(t, g, secret), newMember(t, g, secret)
+	const timeout = 100 * time.Millisecond
+	check := func(t *testing.T, start time.Time, err error, rw net.Conn) {
+		t.Helper()
+		if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrHandshake) {
+			t.Fatalf("err = %v, want context.DeadlineExceeded", err)
+		}
+		if el := time.Since(start); el < timeout || el > timeout+2*time.Second {
+			t.Fatalf("cut off after %v, want about %v", el, timeout)
+		}
+		if _, err := rw.Write([]byte{1}); err == nil {
+			t.Fatal("rw still open after the timeout")
+		}
+	}
+	t.Run("accept/hello only", func(t *testing.T) {
+		ca, cb := tcpPair(t)
+		ca.Write([]byte{0, helloLen, Version}) // the start of a hello, then nothing
+		cfg := bob.acceptConfig()
+		cfg.HandshakeTimeout = timeout
+		start := time.Now()
+		_, err := Accept(context.Background(), cb, cfg)
+		check(t, start, err, cb)
+	})
+	t.Run("dial/silent responder", func(t *testing.T) {
+		ca, cb := tcpPair(t)
+		go silent(cb)
+		cfg := alice.dialConfig(bob)
+		cfg.HandshakeTimeout = timeout
+		start := time.Now()
+		_, err := Dial(context.Background(), ca, cfg)
+		check(t, start, err, ca)
+	})
+	t.Run("default", func(t *testing.T) {
+		if DefaultHandshakeTimeout <= 0 || DefaultHandshakeTimeout > 30*time.Second {
+			t.Fatalf("DefaultHandshakeTimeout = %v", DefaultHandshakeTimeout)
+		}
+	})
+}
+
 func TestConcurrentClose(t *testing.T) {
 	g, secret := testGroup(t)
 	alice, bob := newMember(t, g, secret), newMember(t, g, secret)

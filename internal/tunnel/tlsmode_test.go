@@ -34,6 +34,7 @@ func TestTLSTransportOverQUIC(t *testing.T) {
 			got <- accepted{err: err}
 			return
 		}
+		transport.Opened(ctx)
 		defer sess.Close()
 		got <- accepted{plain: sess.TLSTransport(), binding: cfg.Binding}
 		io.Copy(sess, sess)
