@@ -144,9 +144,9 @@ func (r *Relay) handle(ctx context.Context, peer transport.Peer, s *quic.Stream)
 	stop := context.AfterFunc(r.ctx, cancel)
 	defer stop()
 
-	var req relayRequest
 	s.SetReadDeadline(time.Now().Add(requestTimeout))
-	if err := transport.ReadMsg(s, maxRelayMsg, &req); err != nil {
+	req, err := readRelayRequest(s)
+	if err != nil {
 		r.log.Debug("bad relay request", "peer", peer.ID.String(), "err", err)
 		if !errors.Is(err, io.EOF) {
 			r.reply(s, peer, relayReply{Code: RelayBadRequest, Msg: "bad request: " + err.Error()})
@@ -168,6 +168,27 @@ func (r *Relay) handle(ctx context.Context, peer transport.Peer, s *quic.Stream)
 	default:
 		r.reply(s, peer, relayReply{Code: RelayBadRequest, Msg: fmt.Sprintf("unknown op %d", req.Op)})
 	}
+}
+
+// readRelayRequest reads the request frame that opens a relay stream, the
+// first thing any node that dials this one may send: at most maxRelayMsg
+// bytes (a longer declared length is refused before anything is read or
+// allocated). Errors: as transport.ReadMsg (io.EOF for a stream that ends
+// before the frame, io.ErrUnexpectedEOF, *transport.LimitError, a CBOR
+// decode error). The op is not checked here; handle answers an unknown op
+// with RelayBadRequest.
+func readRelayRequest(r io.Reader) (relayRequest, error) {
+	var req relayRequest
+	err := transport.ReadMsg(r, maxRelayMsg, &req)
+	return req, err
+}
+
+// readRelayReply reads the reply frame that answers a relay request; the
+// bounds and errors are readRelayRequest's.
+func readRelayReply(r io.Reader) (relayReply, error) {
+	var rep relayReply
+	err := transport.ReadMsg(r, maxRelayMsg, &rep)
+	return rep, err
 }
 
 // reply writes rep to s, filling in the peer's observed address, and
@@ -208,8 +229,8 @@ func roundTrip(ctx context.Context, ep *transport.Endpoint, peer transport.Peer,
 	if err := transport.WriteMsg(s, req); err != nil {
 		return fail(ctxErr(ctx, fmt.Errorf("relay %s to %s: send: %w", req.Op, peer.ID, err)))
 	}
-	var rep relayReply
-	if err := transport.ReadMsg(s, maxRelayMsg, &rep); err != nil {
+	rep, err := readRelayReply(s)
+	if err != nil {
 		return fail(ctxErr(ctx, fmt.Errorf("relay %s to %s: read reply: %w", req.Op, peer.ID, err)))
 	}
 	if !stop() {
