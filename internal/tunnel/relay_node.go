@@ -254,10 +254,14 @@ func ctxErr(ctx context.Context, err error) error {
 	return err
 }
 
-// parseObserved parses a reply's Observed field; bad or empty gives zero.
+// parseObserved parses a reply's Observed field: an address another node
+// could send UDP to, so one with an IPv6 zone (meaningful only on the
+// host that wrote it), an unspecified IP or port 0 is bad. Bad or empty
+// gives zero. The peer chooses what it says, and a node may publish it in
+// its tunnel descriptors (core's reachability check).
 func parseObserved(s string) netip.AddrPort {
 	ap, err := netip.ParseAddrPort(s)
-	if err != nil {
+	if err != nil || ap.Addr().Zone() != "" || ap.Addr().IsUnspecified() || ap.Port() == 0 {
 		return netip.AddrPort{}
 	}
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
