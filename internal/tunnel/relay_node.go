@@ -7,9 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/dwebkit/dweb/internal/key"
 	"github.com/dwebkit/dweb/internal/transport"
@@ -191,19 +193,40 @@ func readRelayReply(r io.Reader) (relayReply, error) {
 	return rep, err
 }
 
-// reply writes rep to s, filling in the peer's observed address, and
-// counts refusals.
+// reply writes rep to s, as forPeer makes it for peer, and counts
+// refusals.
 func (r *Relay) reply(s *quic.Stream, peer transport.Peer, rep relayReply) error {
 	if rep.Code != RelayOK {
 		r.refused.Add(1)
 		r.log.Debug("relay refused", "peer", peer.ID.String(), "code", rep.Code, "msg", rep.Msg)
 	}
-	if peer.Addr.IsValid() {
-		rep.Observed = peer.Addr.String()
-	}
 	s.SetWriteDeadline(time.Now().Add(requestTimeout))
 	defer s.SetWriteDeadline(time.Time{})
-	return transport.WriteMsg(s, rep)
+	return transport.WriteMsg(s, rep.forPeer(peer.Addr))
+}
+
+// maxRelayText bounds a reply's Msg, in bytes (before the "..." that marks
+// a cut), so that every reply fits one frame of maxRelayMsg bytes whatever
+// the message quotes from the request.
+const maxRelayText = 256
+
+// forPeer returns rep as it is sent to the peer at observed: with that
+// address in Observed (if valid) and Msg cut to maxRelayText bytes of
+// valid UTF-8.
+func (rep relayReply) forPeer(observed netip.AddrPort) relayReply {
+	if observed.IsValid() {
+		rep.Observed = observed.String()
+	}
+	msg := strings.ToValidUTF8(rep.Msg, "\ufffd")
+	if len(msg) > maxRelayText {
+		n := maxRelayText
+		for n > 0 && !utf8.RuneStart(msg[n]) {
+			n--
+		}
+		msg = msg[:n] + "..."
+	}
+	rep.Msg = msg
+	return rep
 }
 
 // roundTrip opens a relay stream to peer (dialing addr if no connection is
