@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"io"
+	"slices"
 	"testing"
 
+	"github.com/dwebkit/dweb/internal/fuzzcorpus"
 	"github.com/dwebkit/dweb/internal/key"
 	"github.com/flynn/noise"
 )
@@ -81,6 +84,171 @@ func FuzzAccept(f *testing.F) {
 		}
 		if s != nil {
 			t.Fatal("session returned with an error")
+		}
+	})
+}
+
+// fuzzBinding is the TLS exporter FuzzDialAnswer binds a TLS-transport
+// handshake to.
+var fuzzBinding = bytes.Repeat([]byte{0xb1}, MinTLSBinding)
+
+// answerConn is the initiator's end of a stream to a responder that is a
+// real Noise responder (fuzzResponder, holding fuzzPSK) up to what it
+// sends: when Dial writes its hello and message 1, the responder builds
+// message 2 with payload as its flags payload, and Dial reads that frame
+// as the fuzz input alters it (alter). It records the key confirmation
+// Dial writes next and whether Dial closed it.
+type answerConn struct {
+	t       *testing.T
+	binding []byte
+	payload []byte
+	alter   func(frame []byte) []byte
+
+	r      *bytes.Reader
+	frame  []byte             // message 2 as the responder sent it
+	sent   int                // bytes Dial was given to read, altered
+	recv   *noise.CipherState // the responder's receiving cipher
+	hash   []byte             // the responder's handshake hash
+	writes [][]byte
+	closed bool
+}
+
+func (c *answerConn) Read(p []byte) (int, error) {
+	if c.r == nil {
+		return 0, io.EOF
+	}
+	return c.r.Read(p)
+}
+
+func (c *answerConn) Close() error { c.closed = true; return nil }
+
+func (c *answerConn) Write(p []byte) (int, error) {
+	c.writes = append(c.writes, bytes.Clone(p))
+	if len(c.writes) > 1 {
+		return len(p), nil
+	}
+	// The opening: hello frame, message 1 frame.
+	if len(p) < 2+helloLen+2 || int(binary.BigEndian.Uint16(p)) != helloLen || p[2] != Version {
+		c.t.Fatalf("Dial wrote a malformed hello: %x", p)
+	}
+	var group key.RecordKey
+	copy(group[:], p[3:2+helloLen])
+	msg1 := p[2+helloLen+2:]
+	if int(binary.BigEndian.Uint16(p[2+helloLen:])) != len(msg1) {
+		c.t.Fatalf("Dial wrote message 1 with a wrong length: %x", p)
+	}
+	hs, err := noise.NewHandshakeState(noise.Config{
+		CipherSuite: suite, Pattern: noise.HandshakeIK, Initiator: false,
+		Prologue: prologue(group, c.binding), PresharedKey: fuzzPSK[:], PresharedKeyPlacement: 2,
+		StaticKeypair: fuzzResponder.dhKey(),
+	})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if _, _, _, err := hs.ReadMessage(nil, msg1); err != nil {
+		c.t.Fatalf("Dial's message 1 does not decrypt: %v", err)
+	}
+	frame := binary.BigEndian.AppendUint16(nil, uint16(msg2Len+len(c.payload)))
+	frame, cs1, _, err := hs.WriteMessage(frame, c.payload)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.frame, c.recv, c.hash = frame, cs1, hs.ChannelBinding()
+	answer := c.alter(bytes.Clone(frame))
+	c.sent = len(answer)
+	c.r = bytes.NewReader(answer)
+	return len(p), nil
+}
+
+// FuzzDialAnswer fuzzes the dialling side of the tunnel handshake: Dial
+// reading the responder's message 2. The responder is real (answerConn)
+// and answers with payload as its flags payload, so a member of the group
+// that sends any flags can be played; the bytes Dial reads are its message
+// 2 frame XORed with mask (a mask longer than the frame appends its tail)
+// and cut to cut bytes when cut is non-zero, so the fuzzer can write any
+// answer and still start from valid ones. tls makes Dial offer TLS
+// transport. It must never panic, and Dial succeeds exactly when the
+// frame reached it whole and unaltered and the payload is one it may
+// accept (a payload only if it offered flags, and no flag it did not
+// offer): a Noise forgery is the only other way. Then the session is in
+// TLS transport mode exactly when the responder accepted the flag, it
+// names the responder's key and group, shares the responder's handshake
+// hash, Dial read nothing past the frame, and its key confirmation
+// decrypts, empty, under the responder's key. Otherwise the error wraps
+// ErrHandshake and Dial closed the stream.
+func FuzzDialAnswer(f *testing.F) {
+	fuzzcorpus.Add(f, false, []byte{}, []byte{}, uint16(0))
+	fuzzcorpus.Add(f, true, []byte{flagTLSTransport}, []byte{}, uint16(0))
+	fuzzcorpus.Add(f, true, []byte{0}, []byte{}, uint16(0))
+	fuzzcorpus.Add(f, false, []byte{}, []byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 'n', 'e', 'x', 't'}, uint16(0))
+	f.Add(false, []byte{}, []byte{0, 0, 0, 1}, uint16(0))       // a bit of e
+	f.Add(false, []byte{}, []byte{0, 1}, uint16(0))             // the length
+	f.Add(false, []byte{}, []byte{}, uint16(2+msg2Len-1))       // cut in the tag
+	f.Add(false, []byte{}, []byte{}, uint16(1))                 // cut in the length
+	f.Add(false, []byte{flagTLSTransport}, []byte{}, uint16(0)) // flags not offered
+	f.Add(true, []byte{}, []byte{}, uint16(0))                  // offered, no answer
+	f.Add(true, []byte{flagTLSTransport | 0x80}, []byte{}, uint16(0))
+	f.Add(true, []byte{1, 1}, []byte{}, uint16(0))
+	f.Add(true, []byte{1}, append(make([]byte, 2+msg2Len), 1), uint16(0))                    // the flags byte
+	f.Add(false, []byte{}, append(make([]byte, 2+msg2Len), 1, 2, 3, 4), uint16(2+msg2Len+3)) // bytes after it, cut
+
+	f.Fuzz(func(t *testing.T, tls bool, payload, mask []byte, cut uint16) {
+		c := &answerConn{t: t, payload: payload, alter: func(b []byte) []byte {
+			for i, m := range mask {
+				if i < len(b) {
+					b[i] ^= m
+				} else {
+					b = append(b, m)
+				}
+			}
+			if cut != 0 && int(cut) < len(b) {
+				b = b[:cut]
+			}
+			return b
+		}}
+		cfg := DialConfig{Static: fuzzInitiator, RemoteStatic: fuzzResponder.Public, Group: fuzzGroup, PSK: fuzzPSK}
+		var offered []byte
+		if tls {
+			c.binding, cfg.Binding, cfg.TLSTransport = fuzzBinding, fuzzBinding, true
+			offered = []byte{flagTLSTransport}
+		}
+		if len(payload) > MaxFrame-msg2Len {
+			return // the responder cannot send it
+		}
+		s, err := Dial(context.Background(), c, cfg)
+
+		frameLen := 2 + msg2Len + len(payload)
+		intact := (cut == 0 || int(cut) >= frameLen) && !slices.ContainsFunc(mask[:min(len(mask), frameLen)], func(m byte) bool { return m != 0 })
+		acceptable := len(payload) == len(offered) && (len(payload) == 0 || payload[0]&^offered[0] == 0)
+		if err != nil {
+			if !errors.Is(err, ErrHandshake) {
+				t.Fatalf("Dial error %v does not wrap ErrHandshake", err)
+			}
+			if !c.closed {
+				t.Fatal("Dial failed and left the stream open")
+			}
+			if intact && acceptable {
+				t.Fatalf("Dial refused an intact answer with payload %x: %v", payload, err)
+			}
+			return
+		}
+		if !intact || !acceptable {
+			t.Fatalf("Dial accepted an answer altered by mask %x, cut %d, payload %x", mask, cut, payload)
+		}
+		if want := len(payload) == 1 && payload[0]&flagTLSTransport != 0; s.TLSTransport() != want {
+			t.Fatalf("TLS transport %v, the responder's payload %x says %v", s.TLSTransport(), payload, want)
+		}
+		if s.RemoteStatic() != fuzzResponder.Public || s.Group() != fuzzGroup || !bytes.Equal(s.ChannelBinding(), c.hash) {
+			t.Fatal("session does not name the responder, its group and its handshake hash")
+		}
+		if unread := c.r.Len(); unread != c.sent-frameLen {
+			t.Fatalf("Dial left %d bytes unread, want the %d after message 2", unread, c.sent-frameLen)
+		}
+		if len(c.writes) != 2 || len(c.writes[1]) != 2+TagSize || int(binary.BigEndian.Uint16(c.writes[1])) != TagSize {
+			t.Fatalf("key confirmation is not one empty frame: %x", c.writes[1:])
+		}
+		if pt, err := c.recv.Decrypt(nil, nil, c.writes[1][2:]); err != nil || len(pt) != 0 {
+			t.Fatalf("key confirmation does not decrypt empty under the responder's key: %v", err)
 		}
 	})
 }
