@@ -252,3 +252,120 @@ func FuzzDialAnswer(f *testing.F) {
 		}
 	})
 }
+
+// fuzzKey keys the transport frames of FuzzSessionRead.
+var fuzzKey = [32]byte{0x5e, 0x55}
+
+// bufConn is a stream that collects what is written to it.
+type bufConn struct{ *bytes.Buffer }
+
+func (bufConn) Close() error { return nil }
+
+// writeFrames is what a session keyed with fuzzKey writes for pt, in
+// Write calls of chunk bytes each, and the plaintext length of each frame.
+func writeFrames(pt []byte, chunk int) ([]byte, []int) {
+	var out bytes.Buffer
+	s := newSession(bufConn{&out}, noise.UnsafeNewCipherState(suite, fuzzKey, 0), nil, fuzzGroup, [32]byte{}, nil)
+	var sizes []int
+	for len(pt) > 0 {
+		n := min(chunk, len(pt))
+		if _, err := s.Write(pt[:n]); err != nil {
+			panic(err)
+		}
+		for m := n; m > 0; m -= MaxPlaintext {
+			sizes = append(sizes, min(m, MaxPlaintext))
+		}
+		pt = pt[n:]
+	}
+	return out.Bytes(), sizes
+}
+
+// FuzzSessionRead fuzzes the transport frames a session reads after the
+// handshake (Session.Read, readFrame). The stream is what a peer's session
+// writes for pt in Write calls of chunk bytes, XORed with mask (a longer
+// mask appends its tail) and cut to cut bytes when cut is non-zero; the
+// reader reads it with a buffer of buf bytes. It must never panic, and:
+//
+//   - what Read returns is always a prefix of pt: no byte that failed
+//     authentication, or came out of order, is ever handed on;
+//   - no Read returns more than len(p) bytes or more than one frame's
+//     MaxPlaintext;
+//   - reading ends with io.EOF at a frame boundary (everything read is
+//     the plaintext of whole frames) or with an error wrapping ErrFrame,
+//     and the next Read returns the same error;
+//   - frames that arrive unaltered are read whole; then an unaltered
+//     stream ends with io.EOF.
+func FuzzSessionRead(f *testing.F) {
+	fuzzcorpus.Add(f, []byte("hello, tunnel"), uint16(5), []byte{}, uint32(0), uint16(4))
+	fuzzcorpus.Add(f, bytes.Repeat([]byte("0123456789"), 1000), uint16(4096), []byte{}, uint32(0), uint16(1000))
+	fuzzcorpus.Add(f, []byte("x"), uint16(1), []byte{}, uint32(0), uint16(0))
+	f.Add([]byte("hello, tunnel"), uint16(5), []byte{0, 0, 1}, uint32(0), uint16(4))    // ciphertext
+	f.Add([]byte("hello, tunnel"), uint16(5), []byte{0, 1}, uint32(0), uint16(4))       // a length
+	f.Add([]byte("hello, tunnel"), uint16(5), []byte{}, uint32(2+5+TagSize), uint16(4)) // a frame boundary
+	f.Add([]byte("hello, tunnel"), uint16(5), []byte{}, uint32(2+5+TagSize-1), uint16(4))
+	f.Add([]byte("hello, tunnel"), uint16(5), []byte{}, uint32(1), uint16(4))
+	f.Add([]byte{}, uint16(0), []byte{0, 0}, uint32(0), uint16(4))                                 // an empty frame without its tag
+	f.Add([]byte{}, uint16(0), []byte{0xff, 0xff}, uint32(0), uint16(4))                           // a 64 KiB frame, cut
+	f.Add([]byte("ab"), uint16(1), append(make([]byte, 2+1+TagSize), 0, 17), uint32(0), uint16(4)) // garbage after
+	f.Fuzz(func(t *testing.T, pt []byte, chunk uint16, mask []byte, cut uint32, buf uint16) {
+		stream, sizes := writeFrames(pt, int(chunk)+1)
+		// intact: every frame arrives unaltered (garbage may follow).
+		intact := cut == 0 || int(cut) >= len(stream)
+		appended := len(mask) > len(stream)
+		for i, m := range mask {
+			if i < len(stream) {
+				stream[i] ^= m
+				intact = intact && m == 0
+			} else {
+				stream = append(stream, m)
+			}
+		}
+		unaltered := intact && !appended
+		if cut != 0 && int(cut) < len(stream) {
+			stream = stream[:cut]
+		}
+		s := newSession(fuzzConn{bytes.NewReader(stream)}, nil, noise.UnsafeNewCipherState(suite, fuzzKey, 0), fuzzGroup, [32]byte{}, nil)
+		p := make([]byte, int(buf)+1)
+		var got []byte
+		var err error
+		for err == nil {
+			var n int
+			n, err = s.Read(p)
+			if n > len(p) || n > MaxPlaintext {
+				t.Fatalf("Read returned %d bytes into %d", n, len(p))
+			}
+			if len(got)+n > len(pt) || !bytes.Equal(p[:n], pt[len(got):len(got)+n]) {
+				t.Fatalf("Read handed on bytes %d..%d, which are not the plaintext's", len(got), len(got)+n)
+			}
+			got = append(got, p[:n]...)
+		}
+		if n, again := s.Read(p); n != 0 || again != err {
+			t.Fatalf("after %v, Read returned %d, %v", err, n, again)
+		}
+		if err != io.EOF {
+			if !errors.Is(err, ErrFrame) {
+				t.Fatalf("Read error %v is neither io.EOF nor ErrFrame", err)
+			}
+			if unaltered {
+				t.Fatalf("unaltered stream refused after %d bytes: %v", len(got), err)
+			}
+			if intact && len(got) != len(pt) {
+				t.Fatalf("%v after %d bytes of %d, all in frames that arrived unaltered", err, len(got), len(pt))
+			}
+			return
+		}
+		whole := 0
+		for _, n := range sizes {
+			if whole == len(got) {
+				break
+			}
+			whole += n
+		}
+		if whole != len(got) {
+			t.Fatalf("io.EOF after %d bytes, inside a frame", len(got))
+		}
+		if intact && len(got) != len(pt) {
+			t.Fatalf("frames arrived unaltered: read %d bytes of %d, then io.EOF", len(got), len(pt))
+		}
+	})
+}
