@@ -14,7 +14,6 @@ package datarepo
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"mime"
@@ -150,21 +149,21 @@ func (r *Repo) SetName(ctx context.Context, name string) error {
 	if err := checkName(name); err != nil {
 		return err
 	}
-	b, _ := json.Marshal(nameValue{Name: name})
-	return r.write(ctx, SubkeyName, b)
+	return r.write(ctx, SubkeyName, encodeName(name))
 }
 
-// Name reads the repo's name; "" if never set.
+// Name reads the repo's name; "" if never set. A name that does not decode
+// or breaks SetName's rules is an error wrapping ErrBadValue.
 func (r *Repo) Name(ctx context.Context) (string, error) {
 	b, err := ReadSealed(ctx, r.recs, r.Key(), SubkeyName, r.secret)
 	if err != nil || b == nil {
 		return "", err
 	}
-	var v nameValue
-	if err := json.Unmarshal(b, &v); err != nil {
-		return "", fmt.Errorf("repo %s: name value: %w", r.Key(), err)
+	name, err := decodeName(b)
+	if err != nil {
+		return "", fmt.Errorf("repo %s: %w", r.Key(), err)
 	}
-	return v.Name, nil
+	return name, nil
 }
 
 // CollectionHash reads subkey 1: the hash of the repo's current collection.
