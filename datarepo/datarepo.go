@@ -288,10 +288,15 @@ func (r *Repo) DeleteFile(ctx context.Context, name string) error {
 	return r.writeCollection(ctx, c)
 }
 
-// SetTunnel publishes td in tunnel slot i (0 <= i < MaxTunnels).
+// SetTunnel publishes td in tunnel slot i (0 <= i < MaxTunnels). A
+// descriptor that readers would refuse (see MaxTunnelAddrs) is an error
+// wrapping ErrBadValue, and is not written.
 func (r *Repo) SetTunnel(ctx context.Context, i int, td TunnelDescriptor) error {
 	if i < 0 || i >= MaxTunnels {
 		return fmt.Errorf("datarepo: tunnel slot %d out of range [0,%d)", i, MaxTunnels)
+	}
+	if err := td.check(); err != nil {
+		return err
 	}
 	b, err := transport.Marshal(td)
 	if err != nil {
@@ -309,14 +314,16 @@ func (r *Repo) ClearTunnel(ctx context.Context, i int) error {
 	return r.write(ctx, uint32(SubkeyTunnelFirst+i), nil)
 }
 
-// Tunnel reads tunnel slot i; ok is false when it is empty.
+// Tunnel reads tunnel slot i; ok is false when it is empty. A descriptor
+// that does not decode or breaks its bounds (see MaxTunnelAddrs) is an
+// error wrapping ErrBadValue.
 func (r *Repo) Tunnel(ctx context.Context, i int) (td TunnelDescriptor, ok bool, err error) {
 	b, err := ReadSealed(ctx, r.recs, r.Key(), uint32(SubkeyTunnelFirst+i), r.secret)
 	if err != nil || len(b) == 0 {
 		return td, false, err
 	}
-	if err := transport.Unmarshal(b, &td); err != nil {
-		return td, false, fmt.Errorf("repo %s: tunnel descriptor %d: %w", r.Key(), i, err)
+	if td, err = decodeTunnel(b); err != nil {
+		return td, false, fmt.Errorf("repo %s: slot %d: %w", r.Key(), i, err)
 	}
 	return td, true, nil
 }
