@@ -7,6 +7,7 @@ package blobsync
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -14,7 +15,9 @@ import (
 	"net"
 	"reflect"
 	"testing"
+	"time"
 
+	"github.com/dwebkit/dweb/internal/fuzzcorpus"
 	"lukechampine.com/blake3/bao"
 )
 
@@ -436,6 +439,193 @@ func FuzzRequestDecode(f *testing.F) {
 		req2, err := w2.decode()
 		if err != nil || !reflect.DeepEqual(req, req2) {
 			t.Fatalf("round trip: decoded %+v (ranges %#v), re-encoded %x, decoded again %+v (ranges %#v), %v", req, req.Ranges, b2, req2, req2.Ranges, err)
+		}
+	})
+}
+
+// fuzzChildSizes are the entries of FuzzChildrenAnswer's collection: empty,
+// small, exactly one group, and one with a tree (two groups).
+var fuzzChildSizes = []int{0, 1, 700, 5000, ChunkGroupSize, ChunkGroupSize + 1}
+
+// textContent returns n bytes of printable text, different for each seed:
+// blob bytes that stay readable (and small) in corpus files.
+func textContent(n int, seed int) []byte {
+	var b bytes.Buffer
+	for i := 0; b.Len() < n; i++ {
+		fmt.Fprintf(&b, "blob %d line %d\n", seed, i)
+	}
+	return b.Bytes()[:n]
+}
+
+// fuzzChildren returns the entries of c that bits selects (bit i: entry
+// i); no bit set selects every entry.
+func fuzzChildren(c *Collection, bits uint64) []int {
+	var idx []int
+	for i := range c.Entries {
+		if bits&(1<<i) != 0 {
+			idx = append(idx, i)
+		}
+	}
+	if len(idx) == 0 {
+		for i := range c.Entries {
+			idx = append(idx, i)
+		}
+	}
+	return idx
+}
+
+// FuzzChildrenAnswer feeds arbitrary bytes to the client as a provider's
+// answer to a children request: the batch reader of a collection download
+// (batchRun.read, with its header, section and blob readers and the
+// verifier), storing into a real store. The request asks for the entries
+// of a six-entry collection that sel picks (fuzzChildren). It must never
+// panic, and:
+//
+//   - a blob is stored only for an entry the answer completed, and then
+//     with exactly that entry's bytes; every other entry leaves nothing in
+//     the store, no part file either: nothing unverified is kept;
+//   - the task's progress (next) counts the entries dealt with, in
+//     request order: each stored or left (its section not found), the
+//     rest still pending;
+//   - without an error every entry was dealt with; an error is ErrProtocol,
+//     ErrCorrupt, ErrNotFound or io.ErrUnexpectedEOF, and a header frame
+//     that declares more than the response limit is refused as a
+//     *LimitError before its body is read.
+//
+// Seeds and the checked-in corpus: a real server's answers (Serve over
+// net.Pipe) for every entry, one entry, a few, with one child not allowed,
+// and for a collection it does not hold; and copies broken in telling
+// places.
+func FuzzChildrenAnswer(f *testing.F) {
+	srv, cl := newTestStore(f), newTestStore(f)
+	c := &Collection{}
+	blobs := map[Hash][]byte{}
+	for i, n := range fuzzChildSizes {
+		b := textContent(n, i)
+		h := addBlob(f, srv, b)
+		blobs[h] = b
+		c.Put(Entry{Name: fmt.Sprintf("c%d", i), Hash: h, Size: int64(n)})
+	}
+	enc, err := c.Encode()
+	if err != nil {
+		f.Fatal(err)
+	}
+	coll := addBlob(f, srv, enc)
+	denied := c.Entries[3].Hash
+
+	// answer is the real server's answer to a children request for the
+	// entries sel picks, of collection h.
+	answer := func(h Hash, sel uint64, allow func(Hash) bool) []byte {
+		conn, _ := servePipe(f, srv, allow)
+		rc := &recordConn{Conn: conn}
+		cc := newRangeConn(rc)
+		idx := fuzzChildren(c, sel)
+		children := make([]ChildRanges, len(idx))
+		for i, ei := range idx {
+			children[i] = ChildRanges{Index: uint64(ei)}
+		}
+		go cc.requestChildren(h, children)
+		if err := cc.readChildrenHeader(len(idx)); err != nil {
+			if h == coll {
+				f.Fatal(err)
+			}
+			return rc.take()
+		}
+		for _, ei := range idx {
+			size, ok, err := cc.readChildHeader(uint64(ei))
+			if err != nil {
+				f.Fatal(err)
+			}
+			if ok {
+				if err := new(verifier).verify(cc.br, c.Entries[ei].Hash, size, nil, discardSink{}, nil); err != nil {
+					f.Fatal(err)
+				}
+			}
+		}
+		return rc.take()
+	}
+	all := answer(coll, 0, nil)
+	fuzzcorpus.Add(f, uint64(0), all)
+	fuzzcorpus.Add(f, uint64(1<<5), answer(coll, 1<<5, nil))
+	fuzzcorpus.Add(f, uint64(0b010110), answer(coll, 0b010110, nil))
+	fuzzcorpus.Add(f, uint64(0), answer(coll, 0, func(h Hash) bool { return h != denied }))
+	fuzzcorpus.Add(f, uint64(0), answer(HashBytes([]byte("not held")), 0, nil))
+	hdr := 4 + int(binary.BigEndian.Uint32(all))
+	second := hdr + 4 + int(binary.BigEndian.Uint32(all[hdr:]))
+	f.Add(uint64(0), all[:len(all)-1])                                                            // the last group cut
+	f.Add(uint64(0), flip(all, len(all)-1))                                                       // the last group
+	f.Add(uint64(0), flip(all, hdr+6))                                                            // a section's index
+	f.Add(uint64(1), all)                                                                         // more sections than asked for
+	f.Add(uint64(0), append(bytes.Clone(all), all...))                                            // another answer follows: not read
+	f.Add(uint64(0), append(frame(f, wireResponse{Status: statusOK, Count: 6}), all[second:]...)) // the first section missing
+	f.Add(uint64(1), append(frame(f, wireResponse{Status: statusOK, Count: 1}), frame(f, wireResponse{Status: statusOK, Size: 5})...))
+	f.Add(uint64(1), append(frame(f, wireResponse{Status: statusOK, Count: 1}), frame(f, wireResponse{Status: statusOK, Size: 1 << 62})...))
+	f.Add(uint64(0), []byte{0, 0, 0x40, 1}) // a header over the limit
+	f.Add(uint64(0), []byte{})
+
+	opts := DownloadOptions{}
+	opts.defaults()
+	f.Fuzz(func(t *testing.T, sel uint64, b []byte) {
+		idx := fuzzChildren(c, sel)
+		ctx, cancel := context.WithCancelCause(context.Background())
+		defer cancel(nil)
+		rep := newReporter(opts, coll, len(idx))
+		run := &batchRun{s: cl, coll: coll, c: c, opts: &opts, rep: rep, cancel: cancel,
+			state: map[int]entryState{}, remaining: len(idx), inflight: map[*batchTask]struct{}{}, banned: map[string]bool{}}
+		task := &batchTask{entries: idx}
+		stall := time.NewTimer(time.Hour)
+		defer stall.Stop()
+		err := run.read(ctx, newRangeConn(fuzzStream{bytes.NewReader(b)}), new(verifier), task, rep.provider("p"), stall)
+
+		// Empty the store for the next input; what is found there is
+		// checked below.
+		defer func() {
+			for _, e := range c.Entries {
+				if _, found, _ := cl.rawEntry(e.Hash); found {
+					if err := cl.Delete(e.Hash); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if left := dirFiles(t, cl); len(left) != 0 {
+				t.Fatalf("files left in the store: %v", left)
+			}
+		}()
+		for i, ei := range idx {
+			e := c.Entries[ei]
+			st := run.state[ei]
+			switch {
+			case i < task.next && st != entryStored && st != entryLeft:
+				t.Fatalf("entry %d counted as dealt with (next %d) but neither stored nor left", ei, task.next)
+			case i >= task.next && st != entryPending:
+				t.Fatalf("entry %d past next %d is not pending", ei, task.next)
+			}
+			re, found, rerr := cl.rawEntry(e.Hash)
+			if rerr != nil {
+				t.Fatal(rerr)
+			}
+			if st != entryStored {
+				if found {
+					t.Fatalf("entry %d not stored, but the store holds %s (state %d)", ei, e.Hash, re.State)
+				}
+				continue
+			}
+			got, rerr := cl.ReadAll(e.Hash, MaxCollectionSize)
+			if !found || re.State != stateComplete || rerr != nil || !bytes.Equal(got, blobs[e.Hash]) {
+				t.Fatalf("entry %d stored, but the store's blob is not its bytes (%v)", ei, rerr)
+			}
+		}
+		if err == nil {
+			if task.next != len(idx) {
+				t.Fatalf("answer accepted after %d of %d entries", task.next, len(idx))
+			}
+			return
+		}
+		if !errors.Is(err, ErrProtocol) && !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrNotFound) && !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("read error %v is not ErrProtocol, ErrCorrupt, ErrNotFound or io.ErrUnexpectedEOF", err)
+		}
+		if len(b) >= 4 && binary.BigEndian.Uint32(b) > maxResponseFrame && !errors.As(err, new(*LimitError)) {
+			t.Fatalf("header of %d bytes over the limit refused with %v, want a *LimitError", binary.BigEndian.Uint32(b), err)
 		}
 	})
 }

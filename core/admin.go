@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"net/url"
@@ -321,8 +322,8 @@ func (b *Backend) serveAdmin(ctx context.Context, peer transport.Peer, s *quic.S
 	}
 	defer sess.Close()
 	// The request is read under the stream's opening deadline, still set.
-	var req adminRequest
-	if err := transport.ReadMsg(sess, maxAdminRequest, &req); err != nil {
+	req, err := readAdminRequest(sess)
+	if err != nil {
 		b.log.Debug("admin: read request", "peer", peer.ID, "err", err)
 		return
 	}
@@ -355,6 +356,9 @@ func (b *Backend) adminDo(ctx context.Context, req adminRequest) adminResponse {
 		}
 		return adminResponse{Error: err.Error(), Code: code}
 	}
+	if err := req.check(); err != nil {
+		return fail(err)
+	}
 	switch req.Op {
 	case "join":
 		gi, err := b.JoinGroup(ctx, req.Invite)
@@ -379,13 +383,55 @@ func (b *Backend) adminDo(ctx context.Context, req adminRequest) adminResponse {
 		}
 		return adminResponse{Groups: []AdminGroup{b.adminGroup(gi)}}
 	case "fetch":
-		gi, err := b.adminFetchCheck(req)
+		// The downloads start after the answer (serveAdmin, adminFetch).
+		gi, err := b.ResolveGroup(req.Group)
 		if err != nil {
 			return fail(err)
 		}
 		return adminResponse{Groups: []AdminGroup{b.adminGroup(gi)}}
 	}
-	return fail(badInput(fmt.Errorf("unknown admin operation %q", clipText(req.Op))))
+	return fail(fmt.Errorf("admin operation %q passed the check", clipText(req.Op)))
+}
+
+// readAdminRequest reads the one request of an admin stream (after the
+// handshake): a frame of at most maxAdminRequest bytes, refused before it
+// is read if it declares more. Errors: as transport.ReadMsg. What the
+// request asks for is checked by adminRequest.check.
+func readAdminRequest(r io.Reader) (adminRequest, error) {
+	var req adminRequest
+	err := transport.ReadMsg(r, maxAdminRequest, &req)
+	return req, err
+}
+
+// check reports whether the server can act on req: a known operation, and
+// for "fetch" 1 to maxFetchHashes hashes. Errors are *BadInputError (the
+// answer's code 400).
+func (req adminRequest) check() error {
+	switch req.Op {
+	case "join", "list", "remove":
+	case "fetch":
+		if len(req.Hashes) == 0 || len(req.Hashes) > maxFetchHashes {
+			return badInput(fmt.Errorf("fetch: %d hashes, want 1 to %d", len(req.Hashes), maxFetchHashes))
+		}
+	default:
+		return badInput(fmt.Errorf("unknown admin operation %q", clipText(req.Op)))
+	}
+	return nil
+}
+
+// readAdminResponse reads the server's answer to an admin request: a frame
+// of at most maxAdminResponse bytes, refused before it is read if it
+// declares more, holding the groups or the server's error, returned as an
+// *AdminError. Other errors: as transport.ReadMsg.
+func readAdminResponse(r io.Reader) ([]AdminGroup, error) {
+	var resp adminResponse
+	if err := transport.ReadMsg(r, maxAdminResponse, &resp); err != nil {
+		return nil, err
+	}
+	if resp.Error != "" || resp.Code != 0 {
+		return nil, &AdminError{Code: resp.Code, Msg: resp.Error}
+	}
+	return resp.Groups, nil
 }
 
 func (b *Backend) adminGroup(gi GroupInfo) AdminGroup {
@@ -526,12 +572,10 @@ func (c *AdminClient) doAt(ctx context.Context, addr netip.AddrPort, req adminRe
 	if err := transport.WriteMsg(sess, req); err != nil {
 		return nil, fmt.Errorf("send admin request: %w", err)
 	}
-	var resp adminResponse
-	if err := transport.ReadMsg(sess, maxAdminResponse, &resp); err != nil {
+	gs, err := readAdminResponse(sess)
+	var ae *AdminError
+	if err != nil && !errors.As(err, &ae) {
 		return nil, fmt.Errorf("read admin answer: %w", err)
 	}
-	if resp.Error != "" || resp.Code != 0 {
-		return nil, &AdminError{Code: resp.Code, Msg: resp.Error}
-	}
-	return resp.Groups, nil
+	return gs, err
 }

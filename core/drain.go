@@ -402,15 +402,6 @@ func (c *AdminClient) Fetch(ctx context.Context, group string, hashes []blobsync
 	return nil
 }
 
-// adminFetchCheck validates a fetch request (the answer is sent before the
-// downloads start, by serveAdmin, then adminFetch runs).
-func (b *Backend) adminFetchCheck(req adminRequest) (GroupInfo, error) {
-	if len(req.Hashes) == 0 || len(req.Hashes) > maxFetchHashes {
-		return GroupInfo{}, badInput(fmt.Errorf("fetch: %d hashes, want 1 to %d", len(req.Hashes), maxFetchHashes))
-	}
-	return b.ResolveGroup(req.Group)
-}
-
 // adminFetch downloads the blobs of a checked fetch request that this
 // node lacks, refreshConcurrency at a time, each from every member of the
 // group at once, and makes them servable to the group. Only hashes that the group's

@@ -219,7 +219,9 @@ func (b *Backend) notePath(p PeerPath) {
 
 // tunnelDescriptor is what this node publishes in its repos: its direct
 // addresses (the observed public one first when a dial-back proved it
-// reachable), then the relays it holds reservations on.
+// reachable), then the relays it holds reservations on; the first
+// datarepo.MaxTunnelAddrs and MaxTunnelRelays of them, as many as readers
+// take.
 func (b *Backend) tunnelDescriptor() datarepo.TunnelDescriptor {
 	addrs := b.advertiseAddrs()
 	if r := b.Reachability(); r.Reachable && r.Observed.IsValid() {
@@ -229,7 +231,10 @@ func (b *Backend) tunnelDescriptor() datarepo.TunnelDescriptor {
 	if b.rs.hideDirect {
 		addrs = nil
 	}
-	return datarepo.TunnelDescriptor{Node: b.NodeID(), Static: b.static.Public, Addrs: addrs, Relays: b.Relays()}
+	relays := b.Relays()
+	return datarepo.TunnelDescriptor{Node: b.NodeID(), Static: b.static.Public,
+		Addrs:  addrs[:min(len(addrs), datarepo.MaxTunnelAddrs)],
+		Relays: relays[:min(len(relays), datarepo.MaxTunnelRelays)]}
 }
 
 // republishLoop rewrites the tunnel descriptors of every group when they

@@ -14,7 +14,6 @@ package datarepo
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"mime"
@@ -161,21 +160,21 @@ func (r *Repo) SetName(ctx context.Context, name string) error {
 	if err := CheckName(name); err != nil {
 		return err
 	}
-	b, _ := json.Marshal(nameValue{Name: name})
-	return r.write(ctx, SubkeyName, b)
+	return r.write(ctx, SubkeyName, encodeName(name))
 }
 
-// Name reads the repo's name; "" if never set.
+// Name reads the repo's name; "" if never set. A name that does not decode
+// or breaks SetName's rules is an error wrapping ErrBadValue.
 func (r *Repo) Name(ctx context.Context) (string, error) {
 	b, err := ReadSealed(ctx, r.recs, r.Key(), SubkeyName, r.secret)
 	if err != nil || b == nil {
 		return "", err
 	}
-	var v nameValue
-	if err := json.Unmarshal(b, &v); err != nil {
-		return "", fmt.Errorf("repo %s: name value: %w", r.Key(), err)
+	name, err := decodeName(b)
+	if err != nil {
+		return "", fmt.Errorf("repo %s: %w", r.Key(), err)
 	}
-	return v.Name, nil
+	return name, nil
 }
 
 // CollectionHash reads subkey 1: the hash of the repo's current collection.
@@ -303,10 +302,15 @@ func (r *Repo) DeleteFile(ctx context.Context, name string) error {
 	return r.writeCollection(ctx, c)
 }
 
-// SetTunnel publishes td in tunnel slot i (0 <= i < MaxTunnels).
+// SetTunnel publishes td in tunnel slot i (0 <= i < MaxTunnels). A
+// descriptor that readers would refuse (see MaxTunnelAddrs) is an error
+// wrapping ErrBadValue, and is not written.
 func (r *Repo) SetTunnel(ctx context.Context, i int, td TunnelDescriptor) error {
 	if i < 0 || i >= MaxTunnels {
 		return fmt.Errorf("datarepo: tunnel slot %d out of range [0,%d)", i, MaxTunnels)
+	}
+	if err := td.check(); err != nil {
+		return err
 	}
 	b, err := transport.Marshal(td)
 	if err != nil {
@@ -324,14 +328,16 @@ func (r *Repo) ClearTunnel(ctx context.Context, i int) error {
 	return r.write(ctx, uint32(SubkeyTunnelFirst+i), nil)
 }
 
-// Tunnel reads tunnel slot i; ok is false when it is empty.
+// Tunnel reads tunnel slot i; ok is false when it is empty. A descriptor
+// that does not decode or breaks its bounds (see MaxTunnelAddrs) is an
+// error wrapping ErrBadValue.
 func (r *Repo) Tunnel(ctx context.Context, i int) (td TunnelDescriptor, ok bool, err error) {
 	b, err := ReadSealed(ctx, r.recs, r.Key(), uint32(SubkeyTunnelFirst+i), r.secret)
 	if err != nil || len(b) == 0 {
 		return td, false, err
 	}
-	if err := transport.Unmarshal(b, &td); err != nil {
-		return td, false, fmt.Errorf("repo %s: tunnel descriptor %d: %w", r.Key(), i, err)
+	if td, err = decodeTunnel(b); err != nil {
+		return td, false, fmt.Errorf("repo %s: slot %d: %w", r.Key(), i, err)
 	}
 	return td, true, nil
 }

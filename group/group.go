@@ -39,6 +39,9 @@ var (
 	ErrBadName     = errors.New("group: bad name")
 	ErrWrongOwner  = errors.New("group: owner key does not match the group's record key")
 	ErrNoGroupMeta = errors.New("group: record has no name (not a group, or not reachable yet)")
+	// ErrBadMeta: the group's name value does not decode or breaks its
+	// bounds (decodeMeta).
+	ErrBadMeta = errors.New("group: bad name value")
 )
 
 // MaxNameLen is the longest group name in bytes of UTF-8.
@@ -69,7 +72,10 @@ func Create(ctx context.Context, recs datarepo.Records, name string) (*Group, er
 		return nil, err
 	}
 	m := Meta{Name: name, CreatedAt: time.Now().UTC().Truncate(time.Second)}
-	b, _ := json.Marshal(m)
+	b, err := encodeMeta(m)
+	if err != nil {
+		return nil, fmt.Errorf("create group %q: %w", name, err)
+	}
 	if _, err := datarepo.WriteSealed(ctx, recs, g.desc, SubkeyMeta, g.owner, g.secret, b); err != nil {
 		return nil, fmt.Errorf("create group %q: %w", name, err)
 	}
@@ -112,18 +118,45 @@ func (g *Group) Secret() key.Secret { return g.secret }
 func (g *Group) Owner() key.Keypair { return g.owner }
 
 // Meta reads subkey 0. ErrNoGroupMeta if it was never written or cannot be
-// found.
+// found; a value that does not decode, or whose name is over MaxNameLen
+// bytes, is an error wrapping ErrBadMeta.
 func (g *Group) Meta(ctx context.Context) (Meta, error) {
-	var m Meta
 	b, err := datarepo.ReadSealed(ctx, g.recs, g.Key(), SubkeyMeta, g.secret)
 	if err != nil {
-		return m, fmt.Errorf("group %s: %w", g.Key(), err)
+		return Meta{}, fmt.Errorf("group %s: %w", g.Key(), err)
 	}
 	if b == nil {
-		return m, fmt.Errorf("%w: %s", ErrNoGroupMeta, g.Key())
+		return Meta{}, fmt.Errorf("%w: %s", ErrNoGroupMeta, g.Key())
 	}
+	m, err := decodeMeta(b)
+	if err != nil {
+		return Meta{}, fmt.Errorf("group %s: %w", g.Key(), err)
+	}
+	return m, nil
+}
+
+// encodeMeta is the value of subkey 0: JSON {"name", "created_at"}.
+func encodeMeta(m Meta) ([]byte, error) {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("group meta: %w", err)
+	}
+	return b, nil
+}
+
+// decodeMeta decodes the value of subkey 0, which anyone who holds the
+// group's invite (and so its owner key) can write. Other fields are
+// ignored, for later versions. The name may be empty (a record some other
+// writer made: Join's caller may name the group from the invite) but no
+// longer than MaxNameLen bytes; created_at is an RFC 3339 time, or absent.
+// Errors wrap ErrBadMeta.
+func decodeMeta(b []byte) (Meta, error) {
+	var m Meta
 	if err := json.Unmarshal(b, &m); err != nil {
-		return m, fmt.Errorf("group %s: meta value: %w", g.Key(), err)
+		return Meta{}, fmt.Errorf("%w: %v", ErrBadMeta, err)
+	}
+	if len(m.Name) > MaxNameLen {
+		return Meta{}, fmt.Errorf("%w: name of %d bytes, limit %d", ErrBadMeta, len(m.Name), MaxNameLen)
 	}
 	return m, nil
 }

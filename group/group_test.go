@@ -78,7 +78,7 @@ func TestProvidersPreferredFirstWithoutSelf(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := r.SetTunnel(ctx, 0, datarepo.TunnelDescriptor{Node: node, Addrs: []string{"127.0.0.1:9"}}); err != nil {
+		if err := r.SetTunnel(ctx, 0, datarepo.TunnelDescriptor{Node: node, Static: [32]byte{1}, Addrs: []string{"127.0.0.1:9"}}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := g.ClaimRepo(ctx, r.Key()); err != nil {

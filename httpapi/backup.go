@@ -1,8 +1,6 @@
 package httpapi
 
 import (
-	"errors"
-	"fmt"
 	"net/http"
 	"time"
 
@@ -42,16 +40,9 @@ func (s *server) routeBackup(mux *http.ServeMux) {
 }
 
 func (s *server) drain(w http.ResponseWriter, r *http.Request) error {
-	var req DrainRequest
-	if err := decode(w, r, &req, decodeOptions{}); err != nil {
-		var br *badRequestError
-		if !errors.As(err, &br) || r.ContentLength != 0 {
-			return err
-		}
-		// An empty body drains every group with the defaults.
-	}
-	if len(req.To) > maxDrainServers || req.WaitS < 0 || req.WaitS > 24*3600 {
-		return &core.BadInputError{Err: fmt.Errorf("drain request: at most %d servers in \"to\", wait_s from 0 to 86400", maxDrainServers)}
+	req, err := readDrain(w, r)
+	if err != nil {
+		return err
 	}
 	opts := core.DrainOptions{To: req.To, Leave: req.Leave, Wait: time.Duration(req.WaitS * float64(time.Second))}
 	if req.Group != "" {

@@ -3,14 +3,11 @@ package httpapi
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"net/http"
-	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/dwebkit/dweb/core"
-	"github.com/dwebkit/dweb/internal/key"
 )
 
 // dweb's own routes (docs/cli.md), used by the CLI over the unix socket.
@@ -47,23 +44,15 @@ func (s *server) invite(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *server) addFiles(w http.ResponseWriter, r *http.Request) error {
-	var req AddFilesRequest
-	if err := decode(w, r, &req, decodeOptions{}); err != nil {
+	paths, err := readAddFiles(w, r)
+	if err != nil {
 		return err
-	}
-	if len(req.Paths) == 0 {
-		return &badRequestError{"paths: empty, want at least one absolute path"}
-	}
-	for _, p := range req.Paths {
-		if !filepath.IsAbs(p) {
-			return &badRequestError{fmt.Sprintf("paths: %q is not absolute", p)}
-		}
 	}
 	g, err := s.group(r)
 	if err != nil {
 		return err
 	}
-	fs, err := s.b.AddFiles(r.Context(), g.ID, req.Paths)
+	fs, err := s.b.AddFiles(r.Context(), g.ID, paths)
 	return reply(w, FileInfosBody{orEmpty(fs)}, err)
 }
 
@@ -88,21 +77,9 @@ func (s *server) removeFile(w http.ResponseWriter, r *http.Request) error {
 // progress lines, then one final line. Errors found before the stream starts
 // get the usual error body and status.
 func (s *server) getFile(w http.ResponseWriter, r *http.Request) error {
-	var req GetFileRequest
-	if err := decode(w, r, &req, decodeOptions{}); err != nil {
+	req, repo, err := readGetFile(w, r)
+	if err != nil {
 		return err
-	}
-	var repo key.RecordKey
-	switch {
-	case req.Name == "":
-		return &badRequestError{"name: missing"}
-	case req.Out == "" || !filepath.IsAbs(req.Out):
-		return &badRequestError{fmt.Sprintf("out: %q is not an absolute path", req.Out)}
-	case req.Repo != "":
-		var err error
-		if repo, err = key.ParseRecordKey(req.Repo); err != nil {
-			return &badRequestError{"repo: " + err.Error()}
-		}
 	}
 	g, err := s.group(r)
 	if err != nil {

@@ -3,7 +3,6 @@ package httpapi
 import (
 	"errors"
 	"net/http"
-	"strconv"
 
 	"github.com/dwebkit/dweb/blobsync"
 	"github.com/dwebkit/dweb/core"
@@ -66,25 +65,10 @@ func (s *server) listGroups(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// decodeName reads a NameRequest body; a missing name is bad input.
-func decodeName(w http.ResponseWriter, r *http.Request) (string, error) {
-	var req NameRequest
-	if err := decode(w, r, &req, decodeOptions{lenient: true}); err != nil {
-		return "", err
-	}
-	if req.Name == "" {
-		return "", &badRequestError{"name: missing"}
-	}
-	return req.Name, nil
-}
-
 func (s *server) createGroup(w http.ResponseWriter, r *http.Request) error {
-	var req CreateGroupRequest
-	if err := decode(w, r, &req, decodeOptions{lenient: true}); err != nil {
+	req, err := readCreateGroup(w, r)
+	if err != nil {
 		return err
-	}
-	if req.Name == "" {
-		return &badRequestError{"name: missing"}
 	}
 	g, err := s.b.CreateGroupWith(r.Context(), req.Name, core.GroupOptions{RepoName: req.RepoName})
 	if err != nil {
@@ -106,30 +90,20 @@ func (s *server) join(r *http.Request, inviteURI, repoName string) (Group, error
 }
 
 func (s *server) joinFromURL(w http.ResponseWriter, r *http.Request) error {
-	var req JoinURLRequest
-	if err := decode(w, r, &req, decodeOptions{lenient: true}); err != nil {
+	req, err := readJoinURL(w, r)
+	if err != nil {
 		return err
 	}
-	u := req.URL
-	if u == "" {
-		u = req.GroupURL
-	}
-	if u == "" {
-		return &badRequestError{"url: missing"}
-	}
-	g, err := s.join(r, u, req.RepoName)
+	g, err := s.join(r, req.URL, req.RepoName)
 	return reply(w, g, err)
 }
 
 func (s *server) joinMembership(w http.ResponseWriter, r *http.Request) error {
-	var req MembershipRequest
-	if err := decode(w, r, &req, decodeOptions{lenient: true}); err != nil {
+	u, err := readMembership(w, r)
+	if err != nil {
 		return err
 	}
-	if req.URI == "" {
-		return &badRequestError{"uri: missing"}
-	}
-	g, err := s.join(r, req.URI, "")
+	g, err := s.join(r, u, "")
 	return reply(w, MembershipBody{g}, err)
 }
 
@@ -163,11 +137,8 @@ func (s *server) groupRepo(r *http.Request) (core.GroupInfo, key.RecordKey, erro
 	if err != nil {
 		return g, key.RecordKey{}, err
 	}
-	rk, err := key.ParseRecordKey(r.PathValue("repo"))
-	if err != nil {
-		return g, rk, &badRequestError{"repo id " + strconv.Quote(r.PathValue("repo")) + ": " + err.Error()}
-	}
-	return g, rk, nil
+	rk, err := parseRepoID(r.PathValue("repo"))
+	return g, rk, err
 }
 
 func (s *server) refresh(w http.ResponseWriter, r *http.Request) error {
@@ -201,7 +172,7 @@ func (s *server) listRepos(w http.ResponseWriter, r *http.Request) error {
 // node creates or joins the group, as save-rust does since joining makes
 // one (its create_repo is idempotent the same way).
 func (s *server) createRepo(w http.ResponseWriter, r *http.Request) error {
-	name, err := decodeName(w, r)
+	name, err := readName(w, r)
 	if err != nil {
 		return err
 	}

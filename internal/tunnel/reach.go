@@ -65,17 +65,9 @@ func (r *Relay) DialBack(ctx context.Context, peer transport.Peer, addr netip.Ad
 // serveDialBack probes addr (or peer's observed address) from a temporary
 // endpoint and reports whether peer answered there.
 func (r *Relay) serveDialBack(ctx context.Context, peer transport.Peer, s *quic.Stream, addrText string) {
-	target := peer.Addr
-	if addrText != "" {
-		ap, err := netip.ParseAddrPort(addrText)
-		if err != nil {
-			r.reply(s, peer, relayReply{Code: RelayBadRequest, Msg: fmt.Sprintf("dial-back address %q: %v", addrText, err)})
-			return
-		}
-		target = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	}
-	if !target.IsValid() || target.Addr() != peer.Addr.Addr() || target.Port() == 0 {
-		r.reply(s, peer, relayReply{Code: RelayDialBackRefused, Msg: fmt.Sprintf("dial-back address %s is not on your observed address %s", target, peer.Addr)})
+	target, refuse := dialBackTarget(addrText, peer.Addr)
+	if refuse != nil {
+		r.reply(s, peer, *refuse)
 		return
 	}
 	select {
@@ -87,6 +79,28 @@ func (r *Relay) serveDialBack(ctx context.Context, peer transport.Peer, s *quic.
 	}
 	reachable := r.probe(ctx, peer.ID, target)
 	r.reply(s, peer, relayReply{Code: RelayOK, Reachable: reachable})
+}
+
+// dialBackTarget picks the address a dial-back request asks to probe:
+// addrText (a UDP host:port, as the request's Addr carries it) or, when it
+// is empty, observed, the address the request came from. The target must
+// be on observed's IP with a non-zero port, so a probe cannot be aimed at a
+// third party; otherwise it returns the refusal to answer with
+// (RelayBadRequest for an address that does not parse,
+// RelayDialBackRefused for one elsewhere).
+func dialBackTarget(addrText string, observed netip.AddrPort) (netip.AddrPort, *relayReply) {
+	target := observed
+	if addrText != "" {
+		ap, err := netip.ParseAddrPort(addrText)
+		if err != nil {
+			return netip.AddrPort{}, &relayReply{Code: RelayBadRequest, Msg: fmt.Sprintf("dial-back address %q: %v", addrText, err)}
+		}
+		target = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	if !target.IsValid() || target.Addr() != observed.Addr() || target.Port() == 0 {
+		return netip.AddrPort{}, &relayReply{Code: RelayDialBackRefused, Msg: fmt.Sprintf("dial-back address %s is not on your observed address %s", target, observed)}
+	}
+	return target, nil
 }
 
 // probe dials id at addr from a fresh endpoint and pings it.

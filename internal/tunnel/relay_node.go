@@ -7,9 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/dwebkit/dweb/internal/key"
 	"github.com/dwebkit/dweb/internal/transport"
@@ -176,9 +178,9 @@ func (r *Relay) handle(ctx context.Context, peer transport.Peer, s *quic.Stream)
 	stop := context.AfterFunc(r.ctx, cancel)
 	defer stop()
 
-	var req relayRequest
 	s.SetReadDeadline(transport.Within(ctx, time.Now().Add(requestTimeout)))
-	if err := transport.ReadMsg(s, maxRelayMsg, &req); err != nil {
+	req, err := readRelayRequest(s)
+	if err != nil {
 		r.log.Debug("bad relay request", "peer", peer.ID.String(), "err", err)
 		if !errors.Is(err, io.EOF) {
 			r.reply(s, peer, relayReply{Code: RelayBadRequest, Msg: "bad request: " + err.Error()})
@@ -202,19 +204,61 @@ func (r *Relay) handle(ctx context.Context, peer transport.Peer, s *quic.Stream)
 	}
 }
 
-// reply writes rep to s, filling in the peer's observed address, and
-// counts refusals.
+// readRelayRequest reads the request frame that opens a relay stream, the
+// first thing any node that dials this one may send: at most maxRelayMsg
+// bytes (a longer declared length is refused before anything is read or
+// allocated). Errors: as transport.ReadMsg (io.EOF for a stream that ends
+// before the frame, io.ErrUnexpectedEOF, *transport.LimitError, a CBOR
+// decode error). The op is not checked here; handle answers an unknown op
+// with RelayBadRequest.
+func readRelayRequest(r io.Reader) (relayRequest, error) {
+	var req relayRequest
+	err := transport.ReadMsg(r, maxRelayMsg, &req)
+	return req, err
+}
+
+// readRelayReply reads the reply frame that answers a relay request; the
+// bounds and errors are readRelayRequest's.
+func readRelayReply(r io.Reader) (relayReply, error) {
+	var rep relayReply
+	err := transport.ReadMsg(r, maxRelayMsg, &rep)
+	return rep, err
+}
+
+// reply writes rep to s, as forPeer makes it for peer, and counts
+// refusals.
 func (r *Relay) reply(s *quic.Stream, peer transport.Peer, rep relayReply) error {
 	if rep.Code != RelayOK {
 		r.refused.Add(1)
 		r.log.Debug("relay refused", "peer", peer.ID.String(), "code", rep.Code, "msg", rep.Msg)
 	}
-	if peer.Addr.IsValid() {
-		rep.Observed = peer.Addr.String()
-	}
 	s.SetWriteDeadline(time.Now().Add(requestTimeout))
 	defer s.SetWriteDeadline(time.Time{})
-	return transport.WriteMsg(s, rep)
+	return transport.WriteMsg(s, rep.forPeer(peer.Addr))
+}
+
+// maxRelayText bounds a reply's Msg, in bytes (before the "..." that marks
+// a cut), so that every reply fits one frame of maxRelayMsg bytes whatever
+// the message quotes from the request.
+const maxRelayText = 256
+
+// forPeer returns rep as it is sent to the peer at observed: with that
+// address in Observed (if valid) and Msg cut to maxRelayText bytes of
+// valid UTF-8.
+func (rep relayReply) forPeer(observed netip.AddrPort) relayReply {
+	if observed.IsValid() {
+		rep.Observed = observed.String()
+	}
+	msg := strings.ToValidUTF8(rep.Msg, "\ufffd")
+	if len(msg) > maxRelayText {
+		n := maxRelayText
+		for n > 0 && !utf8.RuneStart(msg[n]) {
+			n--
+		}
+		msg = msg[:n] + "..."
+	}
+	rep.Msg = msg
+	return rep
 }
 
 // roundTrip opens a relay stream to peer (dialing addr if no connection is
@@ -240,8 +284,8 @@ func roundTrip(ctx context.Context, ep *transport.Endpoint, peer transport.Peer,
 	if err := transport.WriteMsg(s, req); err != nil {
 		return fail(ctxErr(ctx, fmt.Errorf("relay %s to %s: send: %w", req.Op, peer.ID, err)))
 	}
-	var rep relayReply
-	if err := transport.ReadMsg(s, maxRelayMsg, &rep); err != nil {
+	rep, err := readRelayReply(s)
+	if err != nil {
 		return fail(ctxErr(ctx, fmt.Errorf("relay %s to %s: read reply: %w", req.Op, peer.ID, err)))
 	}
 	if !stop() {
@@ -265,10 +309,14 @@ func ctxErr(ctx context.Context, err error) error {
 	return err
 }
 
-// parseObserved parses a reply's Observed field; bad or empty gives zero.
+// parseObserved parses a reply's Observed field: an address another node
+// could send UDP to, so one with an IPv6 zone (meaningful only on the
+// host that wrote it), an unspecified IP or port 0 is bad. Bad or empty
+// gives zero. The peer chooses what it says, and a node may publish it in
+// its tunnel descriptors (core's reachability check).
 func parseObserved(s string) netip.AddrPort {
 	ap, err := netip.ParseAddrPort(s)
-	if err != nil {
+	if err != nil || ap.Addr().Zone() != "" || ap.Addr().IsUnspecified() || ap.Port() == 0 {
 		return netip.AddrPort{}
 	}
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())

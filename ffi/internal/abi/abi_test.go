@@ -319,9 +319,16 @@ func TestBadInput(t *testing.T) {
 	wantCode(t, h, "group.join", `{"uri":"save+dweb:nonsense"}`, CodeBadInput)
 	wantCode(t, h, "group.get", `{"group":"missing"}`, CodeNotFound)
 	wantCode(t, h, "op.cancel", `{"op":99999}`, CodeNotFound)
+	// Params are checked before the group is looked up, and op.start's
+	// method's params before the operation starts.
+	wantCode(t, h, "file.read", `{"group":"missing","path":"/tmp/x"}`, CodeBadParams)
+	wantCode(t, h, "op.start", `{"method":"group.get","params":{"x":1}}`, CodeBadParams)
+	wantCode(t, h, "op.start", `{"method":"group.get"}`, CodeBadParams)
+	wantCode(t, h, "op.start", `{"method":"sync.refresh","params":{"group":"g"}}`, CodeBadParams)
+	wantCode(t, h, "op.start", `{"method":"nope"}`, CodeUnknownMethod)
 	wantCode(t, h, "node.id", strings.Repeat(" ", MaxInput+1), CodeTooLarge)
 
-	methods["test.panic"] = method{fn: func(context.Context, *node, []byte) (any, error) { panic("boom") }}
+	methods["test.panic"] = def(parseNone, func(context.Context, *node, noParams) (any, error) { panic("boom") })
 	defer delete(methods, "test.panic")
 	wantCode(t, h, "test.panic", "{}", CodeInternal)
 	rec := newRecorder()
@@ -342,10 +349,10 @@ func TestCloseCancelsOperations(t *testing.T) {
 	h := newNode(t, t.TempDir())
 	rec := newRecorder()
 	SetEventSink(h, rec.sink, false)
-	methods["test.block"] = method{fn: func(ctx context.Context, _ *node, _ []byte) (any, error) {
+	methods["test.block"] = def(parseNone, func(ctx context.Context, _ *node, _ noParams) (any, error) {
 		<-ctx.Done()
 		return nil, ctx.Err()
-	}}
+	})
 	defer delete(methods, "test.block")
 	var op struct{ Op int64 }
 	mustCall(t, h, "op.start", `{"method":"test.block"}`, &op)

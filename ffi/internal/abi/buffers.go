@@ -79,10 +79,15 @@ func AddBytes(h int64, params []byte, data []byte) []byte {
 // success.
 func ReadInto(h int64, params []byte, buf []byte) (int64, error) {
 	res, err := withNode(h, func(ctx context.Context, n *node) (any, error) {
-		g, repo, q, err := n.target(params, false)
+		q, err := parseTarget(params, false)
 		if err != nil {
 			return nil, err
 		}
+		g, err := n.resolve(q.Group)
+		if err != nil {
+			return nil, err
+		}
+		repo := q.repo
 		files, err := n.b.ListFiles(ctx, g.ID)
 		if err != nil {
 			return nil, err

@@ -64,23 +64,20 @@ func call(h int64, method string, params []byte) (res any, err error) {
 	if err != nil {
 		return nil, err
 	}
-	m, ok := methods[method]
-	if !ok {
-		return nil, Errorf(CodeUnknownMethod, "unknown method %q", method)
-	}
-	if !json.Valid(params) {
-		return nil, Errorf(CodeInvalidJSON, "params of %s are not valid JSON", method)
+	m, q, err := parseCall(method, params)
+	if err != nil {
+		return nil, err
 	}
 	if !n.enter() {
 		return nil, Errorf(CodeClosed, "handle %d is closing", h)
 	}
 	defer n.inflight.Done()
 	if m.long {
-		return m.fn(n.ctx, n, params)
+		return m.run(n.ctx, n, q)
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, n.timeout)
 	defer cancel()
-	res, err = m.fn(ctx, n, params)
+	res, err = m.run(ctx, n, q)
 	if err != nil && ctx.Err() != nil && context.Cause(n.ctx) == errClosed {
 		err = &Error{Code: CodeClosed, Err: fmt.Errorf("%s: %w", method, err)}
 	}

@@ -14,12 +14,30 @@ import (
 	"github.com/dwebkit/dweb/internal/key"
 )
 
-// method is one entry of the dweb_call table. fn receives the params JSON
-// (already valid JSON) and a context that ends with the call's timeout, or
-// for long methods with the node.
+// method is one entry of the dweb_call table, in two halves: parse
+// decodes and checks the params JSON (already valid JSON) without the
+// node, so every refusal of the params comes before the backend is
+// touched; run does the work with what parse returned, under a context
+// that ends with the call's timeout, or for long methods with the node.
 type method struct {
-	fn   func(ctx context.Context, n *node, params []byte) (any, error)
-	long bool // returns {"op": id} at once; the work runs as an operation
+	parse func(params []byte) (any, error)
+	run   func(ctx context.Context, n *node, q any) (any, error)
+	long  bool // returns {"op": id} at once; the work runs as an operation
+}
+
+// def makes a method of a parse and a run of the same params type.
+func def[P any](parse func([]byte) (P, error), run func(context.Context, *node, P) (any, error)) method {
+	return method{
+		parse: func(p []byte) (any, error) { return parse(p) },
+		run:   func(ctx context.Context, n *node, q any) (any, error) { return run(ctx, n, q.(P)) },
+	}
+}
+
+// longDef is def for a long method.
+func longDef[P any](parse func([]byte) (P, error), run func(context.Context, *node, P) (any, error)) method {
+	m := def(parse, run)
+	m.long = true
+	return m
 }
 
 var methods map[string]method
@@ -28,27 +46,46 @@ var methods map[string]method
 // literal because op.start refers back to the table.
 func init() {
 	methods = map[string]method{
-		"node.id":       {fn: nodeID},
-		"node.peers":    {fn: nodePeers},
-		"group.create":  {fn: groupCreate},
-		"group.join":    {fn: groupJoin},
-		"group.list":    {fn: groupList},
-		"group.get":     {fn: groupGet},
-		"group.invite":  {fn: groupInvite},
-		"group.leave":   {fn: groupLeave},
-		"repo.list":     {fn: repoList},
-		"repo.rename":   {fn: repoRename},
-		"file.add":      {fn: fileAdd},
-		"file.list":     {fn: fileList},
-		"file.read":     {fn: fileRead},
-		"file.delete":   {fn: fileDelete},
-		"sync.refresh":  {fn: syncRefresh, long: true},
-		"sync.download": {fn: syncDownload, long: true},
-		"sync.fetch":    {fn: syncFetch, long: true},
-		"sync.status":   {fn: syncStatus},
-		"op.start":      {fn: opStart, long: true},
-		"op.cancel":     {fn: opCancel},
+		"node.id":       def(parseNone, nodeID),
+		"node.peers":    def(parseNone, nodePeers),
+		"group.create":  def(parseCreate, groupCreate),
+		"group.join":    def(parseJoin, groupJoin),
+		"group.list":    def(parseNone, groupList),
+		"group.get":     def(parseGroup, groupGet),
+		"group.invite":  def(parseGroup, groupInvite),
+		"group.leave":   def(parseGroup, groupLeave),
+		"repo.list":     def(parseGroup, repoList),
+		"repo.rename":   def(parseRename, repoRename),
+		"file.add":      def(parseFileAdd, fileAdd),
+		"file.list":     def(parseGroup, fileList),
+		"file.read":     def(parseTargetPath, fileRead),
+		"file.delete":   def(parseFileDelete, fileDelete),
+		"sync.refresh":  longDef(parseGroup, syncRefresh),
+		"sync.download": longDef(parseTargetPath, syncDownload),
+		"sync.fetch":    longDef(parseGroup, syncFetch),
+		"sync.status":   def(parseStatus, syncStatus),
+		"op.start":      longDef(parseOpStart, opStart),
+		"op.cancel":     def(parseOpCancel, opCancel),
 	}
+}
+
+// parseCall finds method in the table and parses params for it:
+// everything dweb_call checks of a call before it touches the node.
+// Errors: CodeUnknownMethod, CodeInvalidJSON, and the method's parse
+// errors (CodeBadParams, CodeBadInput).
+func parseCall(name string, params []byte) (method, any, error) {
+	m, ok := methods[name]
+	if !ok {
+		return method{}, nil, Errorf(CodeUnknownMethod, "unknown method %q", name)
+	}
+	if !json.Valid(params) {
+		return method{}, nil, Errorf(CodeInvalidJSON, "params of %s are not valid JSON", name)
+	}
+	q, err := m.parse(params)
+	if err != nil {
+		return method{}, nil, err
+	}
+	return m, q, nil
 }
 
 // Methods lists the method names dweb_call knows, sorted.
@@ -63,10 +100,13 @@ func Methods() []string {
 
 type noParams struct{}
 
-func nodeID(ctx context.Context, n *node, p []byte) (any, error) {
-	if err := decodeStrict("params", p, &noParams{}); err != nil {
-		return nil, err
-	}
+// parseNone parses the params of a method that takes none: {}.
+func parseNone(p []byte) (noParams, error) {
+	var q noParams
+	return q, decodeStrict("params", p, &q)
+}
+
+func nodeID(ctx context.Context, n *node, _ noParams) (any, error) {
 	return struct {
 		NodeID     string `json:"node_id"`
 		Contact    string `json:"contact"`
@@ -76,47 +116,53 @@ func nodeID(ctx context.Context, n *node, p []byte) (any, error) {
 }
 
 // nodePeers lists the nodes in this node's DHT routing table.
-func nodePeers(ctx context.Context, n *node, p []byte) (any, error) {
-	if err := decodeStrict("params", p, &noParams{}); err != nil {
-		return nil, err
-	}
+func nodePeers(ctx context.Context, n *node, _ noParams) (any, error) {
 	return struct {
 		Contact string   `json:"contact"`
 		Peers   []string `json:"peers"`
 	}{n.b.Contact(), n.b.Peers()}, nil
 }
 
-// groupCreate and groupJoin take an optional repo_name: this node's repo's
-// name in the group ("": the device name; core.GroupOptions).
-func groupCreate(ctx context.Context, n *node, p []byte) (any, error) {
-	var q struct {
-		Name     string `json:"name"`
-		RepoName string `json:"repo_name"`
-	}
-	if err := decodeStrict("params", p, &q); err != nil {
-		return nil, err
-	}
+// createParams and joinParams take an optional repo_name: this node's
+// repo's name in the group ("": the device name; core.GroupOptions).
+type createParams struct {
+	Name     string `json:"name"`
+	RepoName string `json:"repo_name"`
+}
+
+// parseCreate parses {"name", "repo_name"?}; core checks the names.
+func parseCreate(p []byte) (createParams, error) {
+	var q createParams
+	return q, decodeStrict("params", p, &q)
+}
+
+func groupCreate(ctx context.Context, n *node, q createParams) (any, error) {
 	return n.b.CreateGroupWith(ctx, q.Name, core.GroupOptions{RepoName: q.RepoName})
 }
 
-func groupJoin(ctx context.Context, n *node, p []byte) (any, error) {
-	var q struct {
-		URI      string `json:"uri"`
-		RepoName string `json:"repo_name"`
-	}
+type joinParams struct {
+	URI      string `json:"uri"`
+	RepoName string `json:"repo_name"`
+}
+
+// parseJoin parses {"uri", "repo_name"?}; the uri is required; core parses
+// the URI and checks the name.
+func parseJoin(p []byte) (joinParams, error) {
+	var q joinParams
 	if err := decodeStrict("params", p, &q); err != nil {
-		return nil, err
+		return q, err
 	}
 	if q.URI == "" {
-		return nil, Errorf(CodeBadParams, "params: uri is required")
+		return q, Errorf(CodeBadParams, "params: uri is required")
 	}
+	return q, nil
+}
+
+func groupJoin(ctx context.Context, n *node, q joinParams) (any, error) {
 	return n.b.JoinGroupWith(ctx, q.URI, core.GroupOptions{RepoName: q.RepoName})
 }
 
-func groupList(ctx context.Context, n *node, p []byte) (any, error) {
-	if err := decodeStrict("params", p, &noParams{}); err != nil {
-		return nil, err
-	}
+func groupList(ctx context.Context, n *node, _ noParams) (any, error) {
 	return n.b.Groups(), nil
 }
 
@@ -125,28 +171,35 @@ type groupParams struct {
 	Group string `json:"group"`
 }
 
-func (n *node) resolve(s string) (core.GroupInfo, error) {
+// parseGroup parses {"group"}, which is required.
+func parseGroup(p []byte) (groupParams, error) {
+	var q groupParams
+	if err := decodeStrict("params", p, &q); err != nil {
+		return q, err
+	}
+	return q, requireGroup(q.Group)
+}
+
+func requireGroup(s string) error {
 	if s == "" {
-		return core.GroupInfo{}, Errorf(CodeBadParams, "params: group is required")
+		return Errorf(CodeBadParams, "params: group is required")
+	}
+	return nil
+}
+
+func (n *node) resolve(s string) (core.GroupInfo, error) {
+	if err := requireGroup(s); err != nil {
+		return core.GroupInfo{}, err
 	}
 	return n.b.ResolveGroup(s)
 }
 
-// groupParam decodes params {"group": ...} and resolves the group.
-func (n *node) groupParam(p []byte) (core.GroupInfo, error) {
-	var q groupParams
-	if err := decodeStrict("params", p, &q); err != nil {
-		return core.GroupInfo{}, err
-	}
+func groupGet(ctx context.Context, n *node, q groupParams) (any, error) {
 	return n.resolve(q.Group)
 }
 
-func groupGet(ctx context.Context, n *node, p []byte) (any, error) {
-	return n.groupParam(p)
-}
-
-func groupInvite(ctx context.Context, n *node, p []byte) (any, error) {
-	g, err := n.groupParam(p)
+func groupInvite(ctx context.Context, n *node, q groupParams) (any, error) {
+	g, err := n.resolve(q.Group)
 	if err != nil {
 		return nil, err
 	}
@@ -159,8 +212,8 @@ func groupInvite(ctx context.Context, n *node, p []byte) (any, error) {
 	}{u}, nil
 }
 
-func groupLeave(ctx context.Context, n *node, p []byte) (any, error) {
-	g, err := n.groupParam(p)
+func groupLeave(ctx context.Context, n *node, q groupParams) (any, error) {
+	g, err := n.resolve(q.Group)
 	if err != nil {
 		return nil, err
 	}
@@ -175,8 +228,8 @@ func groupLeave(ctx context.Context, n *node, p []byte) (any, error) {
 
 // repoList lists the group's repos, read afresh from the network
 // (core.Backend.Repos).
-func repoList(ctx context.Context, n *node, p []byte) (any, error) {
-	g, err := n.groupParam(p)
+func repoList(ctx context.Context, n *node, q groupParams) (any, error) {
+	g, err := n.resolve(q.Group)
 	if err != nil {
 		return nil, err
 	}
@@ -187,15 +240,23 @@ func repoList(ctx context.Context, n *node, p []byte) (any, error) {
 	return rs, err
 }
 
-// repoRename names this node's repo in the group (core.Backend.SetRepoName).
-func repoRename(ctx context.Context, n *node, p []byte) (any, error) {
-	var q struct {
-		Group string `json:"group"`
-		Name  string `json:"name"`
-	}
+type renameParams struct {
+	Group string `json:"group"`
+	Name  string `json:"name"`
+}
+
+// parseRename parses {"group", "name"}; the group is required, core checks
+// the name.
+func parseRename(p []byte) (renameParams, error) {
+	var q renameParams
 	if err := decodeStrict("params", p, &q); err != nil {
-		return nil, err
+		return q, err
 	}
+	return q, requireGroup(q.Group)
+}
+
+// repoRename names this node's repo in the group (core.Backend.SetRepoName).
+func repoRename(ctx context.Context, n *node, q renameParams) (any, error) {
 	g, err := n.resolve(q.Group)
 	if err != nil {
 		return nil, err
@@ -203,33 +264,48 @@ func repoRename(ctx context.Context, n *node, p []byte) (any, error) {
 	return n.b.SetRepoName(ctx, g.ID, q.Name)
 }
 
-func fileAdd(ctx context.Context, n *node, p []byte) (any, error) {
-	var q struct {
-		Group string  `json:"group"`
-		Path  string  `json:"path"`
-		Name  string  `json:"name"`
-		Data  *[]byte `json:"data"` // standard base64 in JSON
-	}
+type fileAddParams struct {
+	Group string  `json:"group"`
+	Path  string  `json:"path"`
+	Name  string  `json:"name"`
+	Data  *[]byte `json:"data"` // standard base64 in JSON
+}
+
+// parseFileAdd parses {"group", "path"} or {"group", "name", "data"}:
+// exactly one of the two forms, and in the second a name that is one path
+// element (checkBaseName). core checks the path.
+func parseFileAdd(p []byte) (fileAddParams, error) {
+	var q fileAddParams
 	if err := decodeStrict("params", p, &q); err != nil {
-		return nil, err
+		return q, err
 	}
+	if err := requireGroup(q.Group); err != nil {
+		return q, err
+	}
+	switch {
+	case q.Path != "" && (q.Data != nil || q.Name != ""):
+		return q, Errorf(CodeBadParams, "params: give path, or name and data, not both")
+	case q.Path != "":
+		return q, nil
+	case q.Data != nil:
+		return q, checkBaseName(q.Name)
+	}
+	return q, Errorf(CodeBadParams, "params: path, or name and data, is required")
+}
+
+func fileAdd(ctx context.Context, n *node, q fileAddParams) (any, error) {
 	g, err := n.resolve(q.Group)
 	if err != nil {
 		return nil, err
 	}
-	switch {
-	case q.Path != "" && (q.Data != nil || q.Name != ""):
-		return nil, Errorf(CodeBadParams, "params: give path, or name and data, not both")
-	case q.Path != "":
+	if q.Path != "" {
 		fs, err := n.b.AddFiles(ctx, g.ID, []string{q.Path})
 		if err != nil {
 			return nil, err
 		}
 		return fs[0], nil
-	case q.Data != nil:
-		return n.addBytes(ctx, g, q.Name, *q.Data)
 	}
-	return nil, Errorf(CodeBadParams, "params: path, or name and data, is required")
+	return n.addBytes(ctx, g, q.Name, *q.Data)
 }
 
 // checkBaseName rejects file names that are not a single path element.
@@ -269,8 +345,8 @@ func (n *node) addBytes(ctx context.Context, g core.GroupInfo, name string, data
 	return fs[0], nil
 }
 
-func fileList(ctx context.Context, n *node, p []byte) (any, error) {
-	g, err := n.groupParam(p)
+func fileList(ctx context.Context, n *node, q groupParams) (any, error) {
+	g, err := n.resolve(q.Group)
 	if err != nil {
 		return nil, err
 	}
@@ -312,59 +388,76 @@ type fileTarget struct {
 	Name  string `json:"name"`
 	Repo  string `json:"repo"` // optional repo key
 	Path  string `json:"path"` // absolute output path; not for dweb_read_file
+
+	repo key.RecordKey // Repo parsed; zero without one
 }
 
-func (n *node) target(p []byte, needPath bool) (core.GroupInfo, key.RecordKey, fileTarget, error) {
+// parseTarget parses a fileTarget: a group and a name, which are
+// required, a repo that is a record key if given, and with needPath an
+// absolute path (without it, none).
+func parseTarget(p []byte, needPath bool) (fileTarget, error) {
 	var q fileTarget
 	if err := decodeStrict("params", p, &q); err != nil {
-		return core.GroupInfo{}, key.RecordKey{}, q, err
+		return q, err
 	}
-	g, err := n.resolve(q.Group)
-	if err != nil {
-		return core.GroupInfo{}, key.RecordKey{}, q, err
+	if err := requireGroup(q.Group); err != nil {
+		return q, err
 	}
 	if q.Name == "" {
-		return g, key.RecordKey{}, q, Errorf(CodeBadParams, "params: name is required")
+		return q, Errorf(CodeBadParams, "params: name is required")
 	}
-	var repo key.RecordKey
 	if q.Repo != "" {
-		if repo, err = key.ParseRecordKey(q.Repo); err != nil {
-			return g, repo, q, Errorf(CodeBadParams, "params: repo: %v", err)
+		var err error
+		if q.repo, err = key.ParseRecordKey(q.Repo); err != nil {
+			return q, Errorf(CodeBadParams, "params: repo: %v", err)
 		}
 	}
 	switch {
 	case needPath && q.Path == "":
-		return g, repo, q, Errorf(CodeBadParams, "params: path is required")
+		return q, Errorf(CodeBadParams, "params: path is required")
 	case needPath && !filepath.IsAbs(q.Path):
-		return g, repo, q, Errorf(CodeBadInput, "params: path %q is not absolute", q.Path)
+		return q, Errorf(CodeBadInput, "params: path %q is not absolute", q.Path)
 	case !needPath && q.Path != "":
-		return g, repo, q, Errorf(CodeBadParams, "params: path is not used here")
+		return q, Errorf(CodeBadParams, "params: path is not used here")
 	}
-	return g, repo, q, nil
+	return q, nil
 }
 
-func fileRead(ctx context.Context, n *node, p []byte) (any, error) {
-	g, repo, q, err := n.target(p, true)
-	if err != nil {
-		return nil, err
-	}
-	return n.b.GetFile(ctx, g.ID, repo, q.Name, q.Path, nil)
-}
+// parseTargetPath is parseTarget with a path: file.read, sync.download.
+func parseTargetPath(p []byte) (fileTarget, error) { return parseTarget(p, true) }
 
-func fileDelete(ctx context.Context, n *node, p []byte) (any, error) {
-	var q struct {
-		Group string `json:"group"`
-		Name  string `json:"name"`
-	}
-	if err := decodeStrict("params", p, &q); err != nil {
-		return nil, err
-	}
+func fileRead(ctx context.Context, n *node, q fileTarget) (any, error) {
 	g, err := n.resolve(q.Group)
 	if err != nil {
 		return nil, err
 	}
+	return n.b.GetFile(ctx, g.ID, q.repo, q.Name, q.Path, nil)
+}
+
+type fileDeleteParams struct {
+	Group string `json:"group"`
+	Name  string `json:"name"`
+}
+
+// parseFileDelete parses {"group", "name"}, both required.
+func parseFileDelete(p []byte) (fileDeleteParams, error) {
+	var q fileDeleteParams
+	if err := decodeStrict("params", p, &q); err != nil {
+		return q, err
+	}
+	if err := requireGroup(q.Group); err != nil {
+		return q, err
+	}
 	if q.Name == "" {
-		return nil, Errorf(CodeBadParams, "params: name is required")
+		return q, Errorf(CodeBadParams, "params: name is required")
+	}
+	return q, nil
+}
+
+func fileDelete(ctx context.Context, n *node, q fileDeleteParams) (any, error) {
+	g, err := n.resolve(q.Group)
+	if err != nil {
+		return nil, err
 	}
 	return nil, n.b.RemoveFile(ctx, g.ID, q.Name)
 }
@@ -373,8 +466,8 @@ type opResult struct {
 	Op int64 `json:"op"`
 }
 
-func syncRefresh(ctx context.Context, n *node, p []byte) (any, error) {
-	g, err := n.groupParam(p)
+func syncRefresh(ctx context.Context, n *node, q groupParams) (any, error) {
+	g, err := n.resolve(q.Group)
 	if err != nil {
 		return nil, err
 	}
@@ -387,8 +480,8 @@ func syncRefresh(ctx context.Context, n *node, p []byte) (any, error) {
 // syncFetch runs Backend.RefreshWithProgress: every file of the group this
 // node lacks, small ones in children requests, larger ones a few at a
 // time; op.progress carries the bytes of all of them.
-func syncFetch(ctx context.Context, n *node, p []byte) (any, error) {
-	g, err := n.groupParam(p)
+func syncFetch(ctx context.Context, n *node, q groupParams) (any, error) {
+	g, err := n.resolve(q.Group)
 	if err != nil {
 		return nil, err
 	}
@@ -398,13 +491,13 @@ func syncFetch(ctx context.Context, n *node, p []byte) (any, error) {
 	return opResult{id}, err
 }
 
-func syncDownload(ctx context.Context, n *node, p []byte) (any, error) {
-	g, repo, q, err := n.target(p, true)
+func syncDownload(ctx context.Context, n *node, q fileTarget) (any, error) {
+	g, err := n.resolve(q.Group)
 	if err != nil {
 		return nil, err
 	}
 	id, err := n.startOp("sync.download", g.ID.String(), q.Name, func(ctx context.Context, progress func(int64, int64)) (any, error) {
-		return n.b.GetFile(ctx, g.ID, repo, q.Name, q.Path, func(pr core.Progress) { progress(pr.Done, pr.Total) })
+		return n.b.GetFile(ctx, g.ID, q.repo, q.Name, q.Path, func(pr core.Progress) { progress(pr.Done, pr.Total) })
 	})
 	return opResult{id}, err
 }
@@ -425,11 +518,13 @@ type groupStatus struct {
 	LocalFiles  int        `json:"local_files"`
 }
 
-func syncStatus(ctx context.Context, n *node, p []byte) (any, error) {
+// parseStatus parses {"group"?}.
+func parseStatus(p []byte) (groupParams, error) {
 	var q groupParams
-	if err := decodeStrict("params", p, &q); err != nil {
-		return nil, err
-	}
+	return q, decodeStrict("params", p, &q)
+}
+
+func syncStatus(ctx context.Context, n *node, q groupParams) (any, error) {
 	groups := n.b.Groups()
 	if q.Group != "" {
 		g, err := n.resolve(q.Group)
@@ -461,38 +556,55 @@ func syncStatus(ctx context.Context, n *node, p []byte) (any, error) {
 	return out, nil
 }
 
-func opStart(ctx context.Context, n *node, p []byte) (any, error) {
-	var q struct {
-		Method string          `json:"method"`
-		Params json.RawMessage `json:"params"`
-	}
+type opStartParams struct {
+	Method string          `json:"method"`
+	Params json.RawMessage `json:"params"`
+
+	m method // Method in the table
+	q any    // Params as m parsed them
+}
+
+// parseOpStart parses {"method", "params"?}: a synchronous method of the
+// table, and its params (absent: {}) as that method parses them, so bad
+// params are an error of op.start rather than of the operation.
+func parseOpStart(p []byte) (opStartParams, error) {
+	var q opStartParams
 	if err := decodeStrict("params", p, &q); err != nil {
-		return nil, err
+		return q, err
 	}
-	m, ok := methods[q.Method]
-	if !ok {
-		return nil, Errorf(CodeUnknownMethod, "unknown method %q", q.Method)
-	}
-	if m.long {
-		return nil, Errorf(CodeBadParams, "params: %s already runs as an operation", q.Method)
+	if m, ok := methods[q.Method]; ok && m.long {
+		return q, Errorf(CodeBadParams, "params: %s already runs as an operation", q.Method)
 	}
 	params := []byte(q.Params)
 	if len(params) == 0 {
 		params = []byte("{}")
 	}
+	m, inner, err := parseCall(q.Method, params)
+	if err != nil {
+		return q, err
+	}
+	q.m, q.q = m, inner
+	return q, nil
+}
+
+func opStart(ctx context.Context, n *node, q opStartParams) (any, error) {
 	id, err := n.startOp(q.Method, "", "", func(ctx context.Context, _ func(int64, int64)) (any, error) {
-		return m.fn(ctx, n, params)
+		return q.m.run(ctx, n, q.q)
 	})
 	return opResult{id}, err
 }
 
-func opCancel(ctx context.Context, n *node, p []byte) (any, error) {
-	var q struct {
-		Op int64 `json:"op"`
-	}
-	if err := decodeStrict("params", p, &q); err != nil {
-		return nil, err
-	}
+type opCancelParams struct {
+	Op int64 `json:"op"`
+}
+
+// parseOpCancel parses {"op"}.
+func parseOpCancel(p []byte) (opCancelParams, error) {
+	var q opCancelParams
+	return q, decodeStrict("params", p, &q)
+}
+
+func opCancel(ctx context.Context, n *node, q opCancelParams) (any, error) {
 	n.mu.Lock()
 	o, ok := n.ops[q.Op]
 	n.mu.Unlock()

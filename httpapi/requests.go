@@ -1,0 +1,144 @@
+package httpapi
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strconv"
+
+	"github.com/dwebkit/dweb/core"
+	"github.com/dwebkit/dweb/internal/key"
+)
+
+// The readers of the request bodies and path values, one per route that
+// takes them: each decodes (decode: declared application/json, at most
+// maxBodyBytes, one object) and checks what its handler needs before the
+// backend is called. Errors are *badRequestError (400), or from decode
+// *unsupportedTypeError (415) and *http.MaxBytesError (413); the drain
+// route's bounds are a *core.BadInputError (400).
+
+// readName reads a NameRequest body (POST .../repos); a
+// missing name is bad input.
+func readName(w http.ResponseWriter, r *http.Request) (string, error) {
+	var req NameRequest
+	if err := decode(w, r, &req, decodeOptions{lenient: true}); err != nil {
+		return "", err
+	}
+	if req.Name == "" {
+		return "", &badRequestError{"name: missing"}
+	}
+	return req.Name, nil
+}
+
+// readCreateGroup reads a CreateGroupRequest body (POST /api/groups); a
+// missing name is bad input.
+func readCreateGroup(w http.ResponseWriter, r *http.Request) (CreateGroupRequest, error) {
+	var req CreateGroupRequest
+	if err := decode(w, r, &req, decodeOptions{lenient: true}); err != nil {
+		return req, err
+	}
+	if req.Name == "" {
+		return req, &badRequestError{"name: missing"}
+	}
+	return req, nil
+}
+
+// readJoinURL reads a JoinURLRequest body (POST
+// /api/groups/join_from_url): its url, else its group_url, in URL (and
+// GroupURL cleared), and its repo_name.
+func readJoinURL(w http.ResponseWriter, r *http.Request) (JoinURLRequest, error) {
+	var req JoinURLRequest
+	if err := decode(w, r, &req, decodeOptions{lenient: true}); err != nil {
+		return req, err
+	}
+	if req.URL == "" {
+		req.URL = req.GroupURL
+	}
+	req.GroupURL = ""
+	if req.URL == "" {
+		return req, &badRequestError{"url: missing"}
+	}
+	return req, nil
+}
+
+// readMembership reads a MembershipRequest body (POST /api/memberships):
+// its uri, which must be there.
+func readMembership(w http.ResponseWriter, r *http.Request) (string, error) {
+	var req MembershipRequest
+	if err := decode(w, r, &req, decodeOptions{lenient: true}); err != nil {
+		return "", err
+	}
+	if req.URI == "" {
+		return "", &badRequestError{"uri: missing"}
+	}
+	return req.URI, nil
+}
+
+// readAddFiles reads an AddFilesRequest body (POST
+// /dweb/v1/groups/{group}/files): at least one path, every one absolute.
+func readAddFiles(w http.ResponseWriter, r *http.Request) ([]string, error) {
+	var req AddFilesRequest
+	if err := decode(w, r, &req, decodeOptions{}); err != nil {
+		return nil, err
+	}
+	if len(req.Paths) == 0 {
+		return nil, &badRequestError{"paths: empty, want at least one absolute path"}
+	}
+	for _, p := range req.Paths {
+		if !filepath.IsAbs(p) {
+			return nil, &badRequestError{fmt.Sprintf("paths: %q is not absolute", p)}
+		}
+	}
+	return req.Paths, nil
+}
+
+// readGetFile reads a GetFileRequest body (POST
+// /dweb/v1/groups/{group}/files/get): a name, an absolute out path, and a
+// repo that is empty (zero key: any repo) or a record key.
+func readGetFile(w http.ResponseWriter, r *http.Request) (GetFileRequest, key.RecordKey, error) {
+	var req GetFileRequest
+	var repo key.RecordKey
+	if err := decode(w, r, &req, decodeOptions{}); err != nil {
+		return req, repo, err
+	}
+	switch {
+	case req.Name == "":
+		return req, repo, &badRequestError{"name: missing"}
+	case req.Out == "" || !filepath.IsAbs(req.Out):
+		return req, repo, &badRequestError{fmt.Sprintf("out: %q is not an absolute path", req.Out)}
+	case req.Repo != "":
+		var err error
+		if repo, err = key.ParseRecordKey(req.Repo); err != nil {
+			return req, repo, &badRequestError{"repo: " + err.Error()}
+		}
+	}
+	return req, repo, nil
+}
+
+// readDrain reads a DrainRequest body (POST /dweb/v1/drain); an empty body
+// (Content-Length 0) is the zero request. At most maxDrainServers servers,
+// wait_s from 0 to 86400.
+func readDrain(w http.ResponseWriter, r *http.Request) (DrainRequest, error) {
+	var req DrainRequest
+	if err := decode(w, r, &req, decodeOptions{}); err != nil {
+		var br *badRequestError
+		if !errors.As(err, &br) || r.ContentLength != 0 {
+			return req, err
+		}
+		// An empty body drains every group with the defaults.
+	}
+	if len(req.To) > maxDrainServers || req.WaitS < 0 || req.WaitS > 24*3600 {
+		return req, &core.BadInputError{Err: fmt.Errorf("drain request: at most %d servers in \"to\", wait_s from 0 to 86400", maxDrainServers)}
+	}
+	return req, nil
+}
+
+// parseRepoID parses a {repo} path value: a record key's text form.
+func parseRepoID(s string) (key.RecordKey, error) {
+	rk, err := key.ParseRecordKey(s)
+	if err != nil {
+		return rk, &badRequestError{"repo id " + strconv.Quote(s) + ": " + err.Error()}
+	}
+	return rk, nil
+}
