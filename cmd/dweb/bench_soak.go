@@ -442,7 +442,9 @@ func (s *soak) work(ctx context.Context, n *soakNode) {
 		if !n.isUp() {
 			continue
 		}
-		if rng.IntN(3) == 0 {
+		// Every member adds first, so that even a short run has files
+		// to check; then one call in three is an add.
+		if seq == 0 || rng.IntN(3) == 0 {
 			s.add(ctx, n, seq, 1024*(1+rng.IntN(s.o.maxFileKB)))
 		} else {
 			s.sync(ctx, n)
