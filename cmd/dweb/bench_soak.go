@@ -251,10 +251,13 @@ func benchSoak(ctx context.Context, dir string, o soakOptions) (*benchSoakResult
 		}
 	}
 	for _, n := range s.nodes {
-		s.scrape(ctx, n)
-		s.noteRSS(n)
-		s.stop(n, syscall.SIGTERM, 20*time.Second)
+		wg.Go(func() {
+			s.scrape(ctx, n)
+			s.noteRSS(n)
+			s.stop(n, syscall.SIGTERM, 20*time.Second)
+		})
 	}
+	wg.Wait()
 	s.check()
 	s.res.PeakRSSMB = bsRound(s.rss)
 	return &s.res, nil
