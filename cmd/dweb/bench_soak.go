@@ -194,7 +194,7 @@ type soak struct {
 	files    map[string]*soakFile
 	res      benchSoakResult
 	rss      float64
-	inflight sync.WaitGroup
+	killedAt map[int][]time.Time // when each node was killed
 }
 
 func benchSoak(ctx context.Context, dir string, o soakOptions) (*benchSoakResult, error) {
@@ -208,7 +208,7 @@ func benchSoak(ctx context.Context, dir string, o soakOptions) (*benchSoakResult
 	if err != nil {
 		return nil, err
 	}
-	s := &soak{o: o, dir: dir, exe: exe, files: make(map[string]*soakFile)}
+	s := &soak{o: o, dir: dir, exe: exe, files: make(map[string]*soakFile), killedAt: make(map[int][]time.Time)}
 	s.res.Refused = map[string]float64{}
 	s.res.RSSBoundMB = o.rssBound
 	s.res.Nodes, s.res.Groups = o.nodes, o.groups
@@ -236,7 +236,7 @@ func benchSoak(ctx context.Context, dir string, o soakOptions) (*benchSoakResult
 	wg.Go(func() { s.sampleRSS(runCtx) })
 	wg.Go(func() { s.churn(runCtx) })
 	if o.attack {
-		wg.Go(func() { s.res.Attack = soakAttackRun(runCtx, dir, s.victims()) })
+		wg.Go(func() { s.res.Attack = soakAttackRun(runCtx, dir, s.victims(), s.killedSince) })
 	}
 	wg.Wait()
 	s.res.DurationS = bsRound(time.Since(start).Seconds())
@@ -534,6 +534,7 @@ func (s *soak) churn(ctx context.Context) {
 		s.stop(n, syscall.SIGKILL, 10*time.Second)
 		s.mu.Lock()
 		s.res.Kills++
+		s.killedAt[n.idx] = append(s.killedAt[n.idx], time.Now())
 		s.mu.Unlock()
 		s.o.logf("killed node %d", n.idx)
 		time.Sleep(time.Duration(1000+mrand.IntN(2000)) * time.Millisecond)
@@ -649,11 +650,23 @@ func (s *soak) victims() []soakVictim {
 	for _, n := range s.nodes {
 		if n.idx%3 == 0 {
 			n.mu.Lock()
-			v = append(v, soakVictim{contact: n.contact})
+			v = append(v, soakVictim{idx: n.idx, contact: n.contact})
 			n.mu.Unlock()
 		}
 	}
 	return v
+}
+
+// killedSince reports whether node idx was killed after t.
+func (s *soak) killedSince(idx int, t time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, k := range s.killedAt[idx] {
+		if k.After(t) {
+			return true
+		}
+	}
+	return false
 }
 
 // check opens every node's store (the daemons are stopped) and hashes

@@ -44,17 +44,22 @@ type soakAttack struct {
 	StreamsOpened int `json:"streams_opened"` // stalled streams the attacker got to send on
 	Refused       int `json:"refused"`        // streams the victim reset as refused
 	CutOff        int `json:"cut_off"`        // streams the victim cut at its opening deadline
-	Held          int `json:"held"`           // streams still open after soakAttackHold (a failure of the deadline)
-	OtherEnd      int `json:"other_end"`      // streams that ended otherwise
+	Held          int `json:"held"`           // streams still open after soakAttackHold, their victim up all along (a deadline missed)
+	OtherEnd      int `json:"other_end"`      // streams that ended otherwise, their victim up all along
+	VictimKilled  int `json:"victim_killed"`  // streams not ended by a refusal or the deadline whose victim was killed meanwhile (churn)
 	Stores        int `json:"stores"`         // Sybil records stored
 	StoreErrors   int `json:"store_errors"`   // Sybil stores refused or failed
 }
 
-type soakVictim struct{ contact string }
+// soakVictim is a node to attack: its index and contact.
+type soakVictim struct {
+	idx     int
+	contact string
+}
 
 // soakAttackRun attacks victims until ctx ends; dir holds the Sybils'
-// stores.
-func soakAttackRun(ctx context.Context, dir string, victims []soakVictim) soakAttack {
+// stores. killedSince reports whether node idx was killed after t.
+func soakAttackRun(ctx context.Context, dir string, victims []soakVictim, killedSince func(idx int, t time.Time) bool) soakAttack {
 	var (
 		mu  sync.Mutex
 		rep soakAttack
@@ -65,7 +70,8 @@ func soakAttackRun(ctx context.Context, dir string, victims []soakVictim) soakAt
 		mu.Unlock()
 	}
 	for round := 0; ctx.Err() == nil && len(victims) > 0; round++ {
-		c, err := dht.ParseContact(victims[round%len(victims)].contact)
+		v := victims[round%len(victims)]
+		c, err := dht.ParseContact(v.contact)
 		if err != nil {
 			break
 		}
@@ -73,7 +79,7 @@ func soakAttackRun(ctx context.Context, dir string, victims []soakVictim) soakAt
 		var wg sync.WaitGroup
 		for i := range soakAttackIDs {
 			wg.Go(func() {
-				soakAttackID(ctx, filepath.Join(dir, fmt.Sprintf("sybil-%d-%d", round, i)), c, note)
+				soakAttackID(ctx, filepath.Join(dir, fmt.Sprintf("sybil-%d-%d", round, i)), c, func(t time.Time) bool { return killedSince(v.idx, t) }, note)
 			})
 		}
 		wg.Wait()
@@ -86,7 +92,8 @@ func soakAttackRun(ctx context.Context, dir string, victims []soakVictim) soakAt
 }
 
 // soakAttackID is one fresh identity's attack on c.
-func soakAttackID(ctx context.Context, dir string, c dht.Contact, note func(func(*soakAttack))) {
+// killed reports whether the victim was killed after a time.
+func soakAttackID(ctx context.Context, dir string, c dht.Contact, killed func(time.Time) bool, note func(func(*soakAttack))) {
 	ep, err := transport.Listen(transport.Options{Identity: key.NewKeypair(), ListenAddr: soakAttackAddr + ":0"})
 	if err != nil {
 		note(func(r *soakAttack) { r.ConnFailed++ })
@@ -133,6 +140,7 @@ func soakAttackID(ctx context.Context, dir string, c dht.Contact, note func(func
 			continue
 		}
 		note(func(r *soakAttack) { r.StreamsOpened++ })
+		opened := time.Now()
 		wg.Go(func() {
 			s.SetReadDeadline(time.Now().Add(soakAttackHold))
 			_, err := io.ReadAll(s)
@@ -147,6 +155,8 @@ func soakAttackID(ctx context.Context, dir string, c dht.Contact, note func(func
 					r.Refused++
 				case errors.As(err, &se) && se.Remote && se.ErrorCode == transport.CodeProtocolTimeout, err == nil:
 					r.CutOff++
+				case killed(opened):
+					r.VictimKilled++
 				case errors.As(err, &ne) && ne.Timeout():
 					r.Held++
 				default:
