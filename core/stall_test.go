@@ -204,7 +204,9 @@ func TestStalledStreams(t *testing.T) {
 	for _, v := range refused {
 		counted += v
 	}
-	if want := float64(rep.ConnRefused + rep.Refused); counted != want {
+	// At least what the attacker saw: a retransmitted handshake is refused
+	// (and counted) again without the attacker seeing a second refusal.
+	if want := float64(rep.ConnRefused + rep.Refused); counted < want {
 		t.Errorf("refusals counted %v, the attacker saw %v (%d connections, %d streams)", counted, want, rep.ConnRefused, rep.Refused)
 	}
 }

@@ -130,8 +130,10 @@ func TestConnLimitPerPeer(t *testing.T) {
 	if !Refused(err) {
 		t.Fatalf("second connection of one peer: %v, want refused", err)
 	}
-	if got := refused(t, rm, rcmgr.ScopePeer, rcmgr.KindConn); got != 1 {
-		t.Errorf("refused{peer,conn} = %v, want 1", got)
+	// At least the one refusal; a loaded machine can make the dialer send
+	// its handshake again, and each attempt is refused and counted.
+	if got := refused(t, rm, rcmgr.ScopePeer, rcmgr.KindConn); got < 1 {
+		t.Errorf("refused{peer,conn} = %v, want at least 1", got)
 	}
 }
 
