@@ -182,11 +182,13 @@ func TestStalledStreams(t *testing.T) {
 	if growth := peak.heap - base.heap; growth > stallHeapBound {
 		t.Errorf("heap in use grew by %.1f MB under the attack, over the %d MB bound", mb(growth), stallHeapBound>>20)
 	}
-	if growth := peak.rss - base.rss; base.rss > 0 && growth > stallRSSBound {
+	if growth := peak.rss - base.rss; base.rss > 0 && !raceEnabled && growth > stallRSSBound {
 		t.Errorf("resident memory grew by %.1f MB under the attack, over the %d MB bound", mb(growth), stallRSSBound>>20)
 	}
-	// Everything the attack made the node hold is given back.
-	for deadline := time.Now().Add(stallFirstFrame + 2*time.Second); ; time.Sleep(20 * time.Millisecond) {
+	// Everything the attack made the node hold is given back: streams at
+	// the opening deadline, and a handshake the attacker left half done
+	// when it exited at QUIC's handshake idle timeout.
+	for deadline := time.Now().Add(stallFirstFrame + transport.DefaultHandshakeTimeout + 3*time.Second); ; time.Sleep(20 * time.Millisecond) {
 		u := victim.Resources().Usage()
 		if u.Streams == 0 && u.Handshakes == 0 {
 			break
