@@ -11,34 +11,8 @@ import (
 	"github.com/dwebkit/dweb/internal/record"
 	"github.com/dwebkit/dweb/internal/transport"
 	"github.com/dwebkit/dweb/internal/transport/rcmgr"
-	"github.com/prometheus/client_golang/prometheus"
+	"github.com/dwebkit/dweb/internal/transport/rcmgr/rcmgrtest"
 )
-
-// rcmgrRefused scrapes dweb_rcmgr_refused_total{scope,kind} from rm.
-func rcmgrRefused(t *testing.T, rm *rcmgr.Manager, scope rcmgr.Scope, kind rcmgr.Kind) float64 {
-	t.Helper()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(rm)
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "dweb_rcmgr_refused_total" {
-			continue
-		}
-		for _, mt := range mf.Metric {
-			labels := map[string]string{}
-			for _, l := range mt.Label {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["scope"] == string(scope) && labels["kind"] == string(kind) {
-				return mt.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
-}
 
 // sybil is a fresh node ID with its own QUIC endpoint on listen: all an
 // attacker needs to speak to a node, with no DHT or store of its own.
@@ -131,10 +105,10 @@ func TestSybilRecordQuota(t *testing.T) {
 	if n := storeAll(func(i int) string { return fmt.Sprintf("127.0.%d.1:0", 100+i) }); n != 50 {
 		t.Errorf("25 IDs on 25 /24s stored %d records, want all 50", n)
 	}
-	if got, want := rcmgrRefused(t, rm, rcmgr.ScopeIP, KindRecord), float64(50-perIP); got != want {
+	if got, want := rcmgrtest.Refused(t, rm, rcmgr.ScopeIP, KindRecord), float64(50-perIP); got != want {
 		t.Errorf("refused{ip,dht_record} = %v, want %v", got, want)
 	}
-	if got, want := rcmgrRefused(t, rm, rcmgr.ScopePrefix, KindRecord), float64(50-perPrefix); got != want {
+	if got, want := rcmgrtest.Refused(t, rm, rcmgr.ScopePrefix, KindRecord), float64(50-perPrefix); got != want {
 		t.Errorf("refused{prefix,dht_record} = %v, want %v", got, want)
 	}
 	if got, want := refusedCount(t, m, ReasonQuota), float64(100-perIP-perPrefix); got != want {
@@ -171,7 +145,7 @@ func TestSybilRequestRate(t *testing.T) {
 	if resp := sendRequest(t, sybil(t, "127.0.14.1:0"), victim.dht.Self(), &request{Op: opPing}); resp.Code != codeOK {
 		t.Fatalf("another /24 limited: %q", resp.Msg)
 	}
-	if got := rcmgrRefused(t, rm, rcmgr.ScopePrefix, KindRequest); got != 5 {
+	if got := rcmgrtest.Refused(t, rm, rcmgr.ScopePrefix, KindRequest); got != 5 {
 		t.Fatalf("refused{prefix,dht_request} = %v, want 5", got)
 	}
 }

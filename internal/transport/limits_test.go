@@ -9,7 +9,7 @@ import (
 
 	"github.com/dwebkit/dweb/internal/key"
 	"github.com/dwebkit/dweb/internal/transport/rcmgr"
-	"github.com/prometheus/client_golang/prometheus"
+	"github.com/dwebkit/dweb/internal/transport/rcmgr/rcmgrtest"
 	"github.com/quic-go/quic-go"
 )
 
@@ -25,37 +25,6 @@ func listenOn(t *testing.T, listen string, opts Options) *Endpoint {
 	}
 	t.Cleanup(func() { e.Close() })
 	return e
-}
-
-// refused scrapes dweb_rcmgr_refused_total{scope,kind} from m.
-func refused(t *testing.T, m *rcmgr.Manager, scope rcmgr.Scope, kind rcmgr.Kind) float64 {
-	t.Helper()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(m)
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "dweb_rcmgr_refused_total" {
-			continue
-		}
-		for _, mt := range mf.Metric {
-			var s, k string
-			for _, l := range mt.Label {
-				switch l.GetName() {
-				case "scope":
-					s = l.GetValue()
-				case "kind":
-					k = l.GetValue()
-				}
-			}
-			if s == string(scope) && k == string(kind) {
-				return mt.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
 }
 
 // TestConnLimitsByAddress: connections are refused by their source address
@@ -90,10 +59,10 @@ func TestConnLimitsByAddress(t *testing.T) {
 	if err := dial("127.0.6.1:0"); err != nil {
 		t.Fatalf("another /24: %v", err)
 	}
-	if got := refused(t, rm, rcmgr.ScopeIP, rcmgr.KindConn); got != 1 {
+	if got := rcmgrtest.Refused(t, rm, rcmgr.ScopeIP, rcmgr.KindConn); got != 1 {
 		t.Errorf("refused{ip,conn} = %v, want 1", got)
 	}
-	if got := refused(t, rm, rcmgr.ScopePrefix, rcmgr.KindConn); got != 1 {
+	if got := rcmgrtest.Refused(t, rm, rcmgr.ScopePrefix, rcmgr.KindConn); got != 1 {
 		t.Errorf("refused{prefix,conn} = %v, want 1", got)
 	}
 	for deadline := time.Now().Add(2 * time.Second); b.Stats().Accepted != 4; time.Sleep(10 * time.Millisecond) {
@@ -132,7 +101,7 @@ func TestConnLimitPerPeer(t *testing.T) {
 	}
 	// At least the one refusal; a loaded machine can make the dialer send
 	// its handshake again, and each attempt is refused and counted.
-	if got := refused(t, rm, rcmgr.ScopePeer, rcmgr.KindConn); got < 1 {
+	if got := rcmgrtest.Refused(t, rm, rcmgr.ScopePeer, rcmgr.KindConn); got < 1 {
 		t.Errorf("refused{peer,conn} = %v, want at least 1", got)
 	}
 }
@@ -169,7 +138,7 @@ func TestStreamLimits(t *testing.T) {
 	if codes[CodeRefused] != 2 || codes[CodeProtocolTimeout] != 3 {
 		t.Fatalf("reset codes %v, want 2 refused and 3 timed out", codes)
 	}
-	if got := refused(t, rm, rcmgr.ScopePeer, rcmgr.KindHandshake); got != 2 {
+	if got := rcmgrtest.Refused(t, rm, rcmgr.ScopePeer, rcmgr.KindHandshake); got != 2 {
 		t.Errorf("refused{peer,handshake} = %v, want 2", got)
 	}
 	// Everything is given back: a request works again.

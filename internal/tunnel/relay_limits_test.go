@@ -9,7 +9,7 @@ import (
 	"github.com/dwebkit/dweb/internal/key"
 	"github.com/dwebkit/dweb/internal/transport"
 	"github.com/dwebkit/dweb/internal/transport/rcmgr"
-	"github.com/prometheus/client_golang/prometheus"
+	"github.com/dwebkit/dweb/internal/transport/rcmgr/rcmgrtest"
 )
 
 // relayNodeOn is newRelayNode on listen, with the resource manager rm
@@ -26,32 +26,6 @@ func relayNodeOn(t testing.TB, listen string, rm *rcmgr.Manager, opts RelayOptio
 		ep.Close()
 	})
 	return &relayNode{ep: ep, relay: r}
-}
-
-// rcmgrRefused scrapes dweb_rcmgr_refused_total{scope,kind} from rm.
-func rcmgrRefused(t *testing.T, rm *rcmgr.Manager, scope rcmgr.Scope, kind rcmgr.Kind) float64 {
-	t.Helper()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(rm)
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "dweb_rcmgr_refused_total" {
-			continue
-		}
-		for _, mt := range mf.Metric {
-			labels := map[string]string{}
-			for _, l := range mt.Label {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["scope"] == string(scope) && labels["kind"] == string(kind) {
-				return mt.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
 }
 
 // TestRelayReservationsBySybils: fresh node IDs of one /24 get no more
@@ -132,7 +106,7 @@ func TestRelayReservationsBySybils(t *testing.T) {
 		{rcmgr.ScopeSystem, KindRelayStranger, 4},
 		{rcmgr.ScopeSystem, KindRelayReservation, 2},
 	} {
-		if got := rcmgrRefused(t, rm, c.scope, c.kind); got != c.want {
+		if got := rcmgrtest.Refused(t, rm, c.scope, c.kind); got != c.want {
 			t.Errorf("refused{%s,%s} = %v, want %v", c.scope, c.kind, got, c.want)
 		}
 	}
