@@ -55,6 +55,8 @@ type benchSoakResult struct {
 	DurationS       float64     `json:"duration_s"` // the churn phase; setup and the final check come on top
 	Nodes           int         `json:"nodes"`
 	Lost            []string    `json:"lost,omitempty"` // the first few losses, described
+	// Errors are the first few failed adds and syncs, described.
+	Errors []string `json:"errors,omitempty"`
 }
 
 // soakLinkNA is never set: nodes learn each other's addresses from the
@@ -231,7 +233,7 @@ func benchSoak(ctx context.Context, dir string, o soakOptions) (*benchSoakResult
 	defer stopRun()
 	var wg sync.WaitGroup
 	for _, n := range s.nodes {
-		wg.Go(func() { s.work(runCtx, n) })
+		wg.Go(func() { s.work(runCtx, ctx, n) })
 	}
 	wg.Go(func() { s.sampleRSS(runCtx) })
 	wg.Go(func() { s.churn(runCtx) })
@@ -430,15 +432,17 @@ func (s *soak) makeGroups(ctx context.Context) error {
 	return nil
 }
 
-// work is one member's life until ctx ends: add a file or sync its group,
-// a pause, again. Calls to a node that is down (or killed during the call)
-// fail and are counted; nothing is required of them.
-func (s *soak) work(ctx context.Context, n *soakNode) {
+// work is one member's life until run ends: add a file or sync its group,
+// a pause, again. A call in flight when run ends finishes, bounded by ctx
+// and its own timeout: the end of the churn phase is not a failure of the
+// node. Calls to a node that is down (or killed during the call) fail and
+// are counted; nothing is required of them.
+func (s *soak) work(run, ctx context.Context, n *soakNode) {
 	rng := mrand.New(mrand.NewPCG(uint64(n.idx), uint64(time.Now().UnixNano())))
-	for seq := 0; ctx.Err() == nil; seq++ {
+	for seq := 0; run.Err() == nil; seq++ {
 		pause := time.Duration(500+rng.IntN(1500)) * time.Millisecond
 		select {
-		case <-ctx.Done():
+		case <-run.Done():
 			return
 		case <-time.After(pause):
 		}
@@ -452,6 +456,13 @@ func (s *soak) work(ctx context.Context, n *soakNode) {
 		} else {
 			s.sync(ctx, n)
 		}
+	}
+}
+
+// noteError keeps the first few call failures for the result; s.mu held.
+func (s *soak) noteError(n *soakNode, call string, err error) {
+	if len(s.res.Errors) < 8 {
+		s.res.Errors = append(s.res.Errors, fmt.Sprintf("node %d %s: %v", n.idx, call, err))
 	}
 }
 
@@ -474,8 +485,12 @@ func (s *soak) add(ctx context.Context, n *soakNode, seq, size int) {
 	err = n.cli.call(cctx, http.MethodPost, "/dweb/v1/groups/"+s.groups[n.group]+"/files", httpapi.AddFilesRequest{Paths: []string{path}}, &body)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err != nil || len(body.Files) != 1 || body.Files[0].Hash.String() != want {
+	if err == nil && (len(body.Files) != 1 || body.Files[0].Hash.String() != want) {
+		err = fmt.Errorf("answered %d files, want one with hash %s", len(body.Files), want)
+	}
+	if err != nil {
 		s.res.AddErrors++
+		s.noteError(n, "add", err)
 		return
 	}
 	s.res.Adds++
@@ -492,6 +507,7 @@ func (s *soak) sync(ctx context.Context, n *soakNode) {
 	defer s.mu.Unlock()
 	if err != nil {
 		s.res.SyncErrors++
+		s.noteError(n, "sync", err)
 		return
 	}
 	s.res.Syncs++
