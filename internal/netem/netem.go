@@ -190,7 +190,7 @@ func (l *Link) readFront() {
 		if f == nil {
 			continue
 		}
-		f.up.push(buf[:n])
+		f.up.push(buf[:n], netip.AddrPort{})
 	}
 }
 
@@ -217,8 +217,8 @@ func (l *Link) flow(from netip.AddrPort) *flow {
 	bigBuffers(back)
 	i := uint64(len(l.flows))
 	f := &flow{client: from, back: back}
-	f.up = newLine(l, &l.up, l.seed+2*i, func(b []byte) { back.Write(b) })
-	f.down = newLine(l, &l.down, l.seed+2*i+1, func(b []byte) { l.front.WriteToUDPAddrPort(b, from) })
+	f.up = newLine(&l.opts, l.closed, &l.wg, &l.up, l.seed+2*i, func(b []byte, _ netip.AddrPort) { back.Write(b) })
+	f.down = newLine(&l.opts, l.closed, &l.wg, &l.down, l.seed+2*i+1, func(b []byte, _ netip.AddrPort) { l.front.WriteToUDPAddrPort(b, from) })
 	l.flows[from] = f
 	l.wg.Add(1)
 	go func() {
@@ -232,7 +232,7 @@ func (l *Link) flow(from netip.AddrPort) *flow {
 				}
 				continue // ICMP unreachable from a target not yet listening
 			}
-			f.down.push(buf[:n])
+			f.down.push(buf[:n], netip.AddrPort{})
 		}
 	}()
 	return f
@@ -241,10 +241,12 @@ func (l *Link) flow(from netip.AddrPort) *flow {
 // line is one direction of a flow: the loss draw and the bottleneck in
 // push, the delay in its delivery goroutine.
 type line struct {
-	l       *Link
+	opts    *Options
+	closed  <-chan struct{}
+	wg      *sync.WaitGroup
 	c       *counters
 	rng     *rand.Rand
-	send    func([]byte)
+	send    func(b []byte, to netip.AddrPort)
 	q       chan datagram
 	busy    time.Time // when the bottleneck has sent everything queued
 	arrival time.Time // delivery time of the last datagram queued (FIFO)
@@ -253,20 +255,23 @@ type line struct {
 
 type datagram struct {
 	b  *[]byte
+	to netip.AddrPort // the address send is given; unused by a Link's lines
 	at time.Time
 }
 
-func newLine(l *Link, c *counters, seed uint64, send func([]byte)) *line {
-	ln := &line{l: l, c: c, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), send: send, q: make(chan datagram, queuePackets)}
+// newLine starts a line's delivery goroutine, counted in wg, until closed.
+func newLine(opts *Options, closed <-chan struct{}, wg *sync.WaitGroup, c *counters, seed uint64, send func(b []byte, to netip.AddrPort)) *line {
+	ln := &line{opts: opts, closed: closed, wg: wg, c: c, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), send: send, q: make(chan datagram, queuePackets)}
 	ln.pool.New = func() any { b := make([]byte, 0, 2048); return &b }
-	l.wg.Add(1)
+	wg.Add(1)
 	go ln.deliver()
 	return ln
 }
 
-// push queues a copy of b, or drops it. It is called by one goroutine.
-func (ln *line) push(b []byte) {
-	o := &ln.l.opts
+// push queues a copy of b, or drops it. It is called by one goroutine at a
+// time.
+func (ln *line) push(b []byte, to netip.AddrPort) {
+	o := ln.opts
 	if o.Loss > 0 && ln.rng.Float64() < o.Loss {
 		ln.c.lost.Add(1)
 		return
@@ -296,7 +301,7 @@ func (ln *line) push(b []byte) {
 	p := ln.pool.Get().(*[]byte)
 	*p = append((*p)[:0], b...)
 	select {
-	case ln.q <- datagram{p, at}:
+	case ln.q <- datagram{p, to, at}:
 	default:
 		ln.pool.Put(p)
 		ln.c.queueDrops.Add(1)
@@ -306,27 +311,27 @@ func (ln *line) push(b []byte) {
 // deliver sends each datagram at its time. Datagrams due within 50 µs go
 // at once: a timer per datagram would cost more than the precision gained.
 func (ln *line) deliver() {
-	defer ln.l.wg.Done()
+	defer ln.wg.Done()
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
 	for {
 		var d datagram
 		select {
 		case d = <-ln.q:
-		case <-ln.l.closed:
+		case <-ln.closed:
 			return
 		}
 		if wait := time.Until(d.at); wait > 50*time.Microsecond {
 			t.Reset(wait)
 			select {
 			case <-t.C:
-			case <-ln.l.closed:
+			case <-ln.closed:
 				return
 			}
 		}
 		ln.c.datagrams.Add(1)
 		ln.c.bytes.Add(uint64(len(*d.b)))
-		ln.send(*d.b)
+		ln.send(*d.b, d.to)
 		ln.pool.Put(d.b)
 	}
 }

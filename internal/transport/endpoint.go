@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dwebkit/dweb/internal/key"
+	"github.com/dwebkit/dweb/internal/netem"
 	"github.com/dwebkit/dweb/internal/transport/rcmgr"
 	"github.com/quic-go/quic-go"
 )
@@ -143,6 +144,11 @@ type Options struct {
 	// layers above share it (Endpoint.Resources). Nil: a manager of the
 	// endpoint's own with rcmgr.PhoneLimits.
 	Resources *rcmgr.Manager
+	// Link, when set, shapes the endpoint's UDP socket as an emulated
+	// access link (netem.Conn: delay, loss and a bottleneck on everything
+	// it sends and receives), for tests and `dweb bench soak`; quic-go then
+	// reads one datagram at a time. Nil: the socket as the kernel gives it.
+	Link *netem.Options
 }
 
 func (o *Options) setDefaults() {
@@ -221,7 +227,7 @@ type Endpoint struct {
 	opts  Options
 	log   *slog.Logger
 	cert  tls.Certificate
-	udp   *net.UDPConn
+	udp   net.PacketConn // the socket, or the netem.Conn shaping it
 	tr    *quic.Transport
 	ln    *quic.Listener
 	qconf *quic.Config
@@ -259,9 +265,16 @@ func Listen(opts Options) (*Endpoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("transport listen: %w", err)
 	}
-	udp, err := net.ListenUDP("udp", ua)
+	sock, err := net.ListenUDP("udp", ua)
 	if err != nil {
 		return nil, fmt.Errorf("transport listen: %w", err)
+	}
+	var udp net.PacketConn = sock
+	if opts.Link != nil {
+		if udp, err = netem.NewConn(sock, *opts.Link); err != nil {
+			sock.Close()
+			return nil, fmt.Errorf("transport listen: %w", err)
+		}
 	}
 	e := &Endpoint{
 		id:   opts.Identity.ID(),

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dwebkit/dweb/internal/key"
 	"github.com/dwebkit/dweb/internal/netem"
 	"github.com/quic-go/quic-go"
 )
@@ -70,4 +71,58 @@ func TestStreamOverLossyLink(t *testing.T) {
 		t.Fatalf("1 MiB over a 10 MB/s, 30 ms link took %v: the link did not shape it", took)
 	}
 	t.Logf("1 MiB in %v; lost %d up, %d down", took, up.Lost, down.Lost)
+}
+
+// TestShapedEndpoint moves 256 KiB each way between an endpoint whose own
+// socket is shaped (Options.Link: 10 ms each way, 2 % loss) and a plain
+// one, dialled from either side: the shaped node is reached at the address
+// it listens on, datagrams were lost on its link in both directions, and
+// the bytes arrive whole.
+func TestShapedEndpoint(t *testing.T) {
+	shaped, err := Listen(Options{Identity: key.NewKeypair(), Link: &netem.Options{Delay: 10 * time.Millisecond, Loss: 0.02, Seed: 5}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shaped.Close()
+	plain := newTestEndpoint(t)
+	const size = 256 << 10
+	want := make([]byte, size)
+	rand.NewChaCha8([32]byte{2}).Read(want)
+	serve := func(ctx context.Context, _ Peer, s *quic.Stream) {
+		got := make([]byte, size)
+		if _, err := io.ReadFull(s, got); err != nil {
+			return
+		}
+		s.Write(got)
+	}
+	shaped.Handle(ProtoBlobs, serve)
+	plain.Handle(ProtoBlobs, serve)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for _, dir := range []struct{ from, to *Endpoint }{{plain, shaped}, {shaped, plain}} {
+		start := time.Now()
+		s, err := dir.from.OpenStream(ctx, dir.to.ID(), dir.to.LocalAddr(), ProtoBlobs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go s.Write(want)
+		got, err := io.ReadAll(s)
+		s.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("got %d bytes back, not the %d sent", len(got), size)
+		}
+		if took := time.Since(start); took < 20*time.Millisecond {
+			t.Fatalf("echo took %v, less than the link's 20 ms round trip", took)
+		}
+	}
+	c := shaped.udp.(*netem.Conn)
+	up, down := c.Up(), c.Down()
+	t.Logf("shaped link: up %+v, down %+v", up, down)
+	if up.Lost == 0 || down.Lost == 0 || up.Datagrams == 0 || down.Datagrams == 0 {
+		t.Fatalf("link saw up %+v, down %+v: want datagrams delivered and lost both ways", up, down)
+	}
 }
