@@ -61,6 +61,37 @@ func WriteSealed(ctx context.Context, recs Records, desc *record.Descriptor, sub
 	}
 }
 
+// ErrTaken is returned by CreateSealed for a subkey that already holds a
+// value.
+var ErrTaken = errors.New("subkey already written")
+
+// CreateSealed writes plaintext, encrypted under secret and signed by
+// writer, as the first value (seq 0) of a subkey that holds none: a claim
+// of a free slot. A subkey some holder already has a value for fails with
+// an error wrapping ErrTaken, and nothing is overwritten; WriteSealed
+// would take the next seq and evict the value there. Two writers that
+// create at once may both succeed at different holders: the conflict rule
+// keeps one, so a claimer re-reads to learn whether it won.
+func CreateSealed(ctx context.Context, recs Records, desc *record.Descriptor, subkey uint32, writer key.Keypair, secret key.Secret, plaintext []byte) error {
+	k := desc.Key()
+	sealed, err := record.Seal(secret, k, subkey, plaintext)
+	if err != nil {
+		return fmt.Errorf("seal subkey %d of %s: %w", subkey, k, err)
+	}
+	v, err := record.NewValue(k, subkey, 0, sealed, writer)
+	if err != nil {
+		return fmt.Errorf("sign subkey %d of %s: %w", subkey, k, err)
+	}
+	if err := recs.Set(ctx, desc, subkey, v); err != nil {
+		var stale *dht.StaleError
+		if errors.As(err, &stale) {
+			return fmt.Errorf("create subkey %d of %s: %w (holder has seq %d)", subkey, k, ErrTaken, stale.Current.Seq)
+		}
+		return fmt.Errorf("create subkey %d of %s: %w", subkey, k, err)
+	}
+	return nil
+}
+
 // ReadSealed reads and decrypts a subkey. A subkey never written returns
 // (nil, nil).
 func ReadSealed(ctx context.Context, recs Records, k key.RecordKey, subkey uint32, secret key.Secret) ([]byte, error) {

@@ -163,35 +163,49 @@ func decodeMeta(b []byte) (Meta, error) {
 
 // ClaimRepo lists repo in the group: in the subkey that already holds it,
 // or else in the first free one. It returns the subkey.
+//
+// A claim never overwrites a slot: it creates the slot's first value
+// (datarepo.CreateSealed). Members that join at once race for the same
+// free slot; a loser (its write refused, or overruled by the conflict
+// rule, as the re-read shows) tries the next slot, up to MaxRepos
+// attempts in all.
 func (g *Group) ClaimRepo(ctx context.Context, repo key.RecordKey) (uint32, error) {
-	keys, err := g.RepoKeys(ctx)
-	if err != nil {
-		return 0, err
-	}
-	for i, k := range keys {
-		if k == repo {
-			return SubkeyRepoFirst + uint32(i), nil
+	for range MaxRepos {
+		keys, err := g.RepoKeys(ctx)
+		if err != nil {
+			return 0, err
+		}
+		if sk, ok := repoSubkey(keys, repo); ok {
+			return sk, nil
+		}
+		if len(keys) >= MaxRepos {
+			return 0, ErrFull
+		}
+		sk := SubkeyRepoFirst + uint32(len(keys))
+		err = datarepo.CreateSealed(ctx, g.recs, g.desc, sk, g.owner, g.secret, repo[:])
+		if err != nil && !errors.Is(err, datarepo.ErrTaken) {
+			return 0, fmt.Errorf("claim repo subkey %d of group %s: %w", sk, g.Key(), err)
+		}
+		if err == nil {
+			if keys, err = g.RepoKeys(ctx); err != nil {
+				return 0, err
+			}
+			if sk, ok := repoSubkey(keys, repo); ok {
+				return sk, nil
+			}
 		}
 	}
-	if len(keys) >= MaxRepos {
-		return 0, ErrFull
-	}
-	sk := SubkeyRepoFirst + uint32(len(keys))
-	if _, err := datarepo.WriteSealed(ctx, g.recs, g.desc, sk, g.owner, g.secret, repo[:]); err != nil {
-		return 0, fmt.Errorf("claim repo subkey %d of group %s: %w", sk, g.Key(), err)
-	}
-	// Two members may have raced for the same free subkey; the conflict
-	// rule keeps one. Re-read and let the loser try the next slot.
-	keys, err = g.RepoKeys(ctx)
-	if err != nil {
-		return 0, err
-	}
+	return 0, fmt.Errorf("claim a repo subkey of group %s: lost the race for a free slot %d times", g.Key(), MaxRepos)
+}
+
+// repoSubkey is the subkey of repo in keys, as RepoKeys lists them.
+func repoSubkey(keys []key.RecordKey, repo key.RecordKey) (uint32, bool) {
 	for i, k := range keys {
 		if k == repo {
-			return SubkeyRepoFirst + uint32(i), nil
+			return SubkeyRepoFirst + uint32(i), true
 		}
 	}
-	return g.ClaimRepo(ctx, repo)
+	return 0, false
 }
 
 // RepoKeys lists the record keys of the group's data repos: subkeys 1..

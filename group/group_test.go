@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -96,5 +97,51 @@ func TestProvidersPreferredFirstWithoutSelf(t *testing.T) {
 	ms, err = g.Providers(ctx, nil, self)
 	if err != nil || len(ms) != 2 || ms[0].Tunnel.Node != other {
 		t.Fatalf("Providers without preference = %+v, %v", ms, err)
+	}
+}
+
+// TestConcurrentClaims has six members on six real nodes join and claim a
+// repo slot at once: every claim succeeds, each repo ends in a slot of its
+// own, and no claim evicted another (all six are listed).
+func TestConcurrentClaims(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	net := testnet.New(t, 6)
+	g, err := group.Create(ctx, net[0].DHT, "crowd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 6
+	subkeys := make([]uint32, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			m, _, err := group.Join(ctx, net[i].DHT, g.Key(), g.Secret(), g.Owner())
+			if err == nil {
+				subkeys[i], err = m.ClaimRepo(ctx, key.RecordKey{byte(i + 1)})
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	seen := map[uint32]bool{}
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("member %d: %v", i, err)
+		}
+		if seen[subkeys[i]] {
+			t.Fatalf("subkeys %v: two members claimed one slot", subkeys)
+		}
+		seen[subkeys[i]] = true
+	}
+	keys, err := g.RepoKeys(ctx)
+	if err != nil || len(keys) != n {
+		t.Fatalf("RepoKeys = %v, %v: want all %d repos", keys, err, n)
+	}
+	for i, sk := range subkeys {
+		if keys[sk-group.SubkeyRepoFirst] != (key.RecordKey{byte(i + 1)}) {
+			t.Fatalf("slot %d holds %v, not member %d's repo", sk, keys[sk-group.SubkeyRepoFirst], i)
+		}
 	}
 }
