@@ -21,6 +21,7 @@ import (
 	"github.com/dwebkit/dweb/datarepo"
 	"github.com/dwebkit/dweb/internal/dht"
 	"github.com/dwebkit/dweb/internal/key"
+	"github.com/dwebkit/dweb/internal/netem"
 	"github.com/dwebkit/dweb/internal/store"
 	"github.com/dwebkit/dweb/internal/transport"
 	"github.com/dwebkit/dweb/internal/transport/rcmgr"
@@ -84,6 +85,9 @@ type Options struct {
 	// byte and its first request or handshake). 0: the transport's
 	// default, 10 s.
 	FirstFrameTimeout time.Duration
+	// Link, when set, shapes the node's UDP socket as an emulated lossy
+	// access link (netem.Conn), for tests and `dweb bench soak`. Nil: none.
+	Link *netem.Options
 
 	// Backup makes this node a backup server (docs/backup.md): it keeps a
 	// full, verified copy of every repo of every group it belongs to and
@@ -306,7 +310,7 @@ func (b *Backend) Start(ctx context.Context) error {
 			listen = string(last)
 		}
 	}
-	topts := transport.Options{Identity: b.ident, ListenAddr: listen, Logger: b.log, Resources: b.rm, FirstFrameTimeout: b.opts.FirstFrameTimeout}
+	topts := transport.Options{Identity: b.ident, ListenAddr: listen, Logger: b.log, Resources: b.rm, FirstFrameTimeout: b.opts.FirstFrameTimeout, Link: b.opts.Link}
 	ep, err := transport.Listen(topts)
 	if err != nil && b.opts.ListenAddr == "" && listen != "127.0.0.1:0" {
 		b.log.Info("last listen address unavailable, picking a new port", "addr", listen, "err", err)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/dwebkit/dweb/blobsync"
 	"github.com/dwebkit/dweb/httpapi"
+	"github.com/dwebkit/dweb/internal/netem"
 	"github.com/dwebkit/dweb/internal/store"
 	"github.com/spf13/cobra"
 )
@@ -48,21 +49,24 @@ type benchSoakResult struct {
 	SyncErrors int                `json:"sync_errors"` // syncs that failed
 	// SyncFailedFiles counts files a sync OK listed as not fetched this
 	// time (their member down, say): no copy is required of them.
-	SyncFailedFiles int         `json:"sync_failed_files"`
-	Attack          soakAttack  `json:"attack"`
-	Groups          int         `json:"groups"`
-	Link            *soakLinkNA `json:"link,omitempty"`
-	DurationS       float64     `json:"duration_s"` // the churn phase; setup and the final check come on top
-	Nodes           int         `json:"nodes"`
-	Lost            []string    `json:"lost,omitempty"` // the first few losses, described
+	SyncFailedFiles int        `json:"sync_failed_files"`
+	Attack          soakAttack `json:"attack"`
+	Groups          int        `json:"groups"`
+	Link            soakLink   `json:"link"`
+	DurationS       float64    `json:"duration_s"` // the churn phase; setup and the final check come on top
+	Nodes           int        `json:"nodes"`
+	Lost            []string   `json:"lost,omitempty"` // the first few losses, described
 	// Errors are the first few failed adds and syncs, described.
 	Errors []string `json:"errors,omitempty"`
 }
 
-// soakLinkNA is never set: nodes learn each other's addresses from the
-// DHT and from the packets they receive, so a relay in front of some of
-// them (internal/netem) would be bypassed by every dial but the first.
-type soakLinkNA struct{}
+// soakLink says which nodes sat behind an emulated lossy link: their own
+// UDP socket shaped (`dweb serve --emulate-link`, netem.Conn), so every
+// datagram they sent or received crossed it, whoever the peer.
+type soakLink struct {
+	Nodes []int  `json:"nodes"` // indexes of the shaped nodes
+	Shape string `json:"shape"` // netem.ParseOptions syntax
+}
 
 // soakOptions are the settings of one soak run.
 type soakOptions struct {
@@ -73,6 +77,8 @@ type soakOptions struct {
 	rssBound  float64 // MB of VmHWM a daemon may reach
 	maxFileKB int     // files added are 1 KiB..maxFileKB KiB
 	attack    bool
+	lossyFrac float64                          // fraction of the nodes whose socket is shaped by link
+	link      string                           // netem.ParseOptions syntax
 	logf      func(format string, args ...any) // progress; nil: none
 }
 
@@ -105,6 +111,12 @@ peak RSS passes --rss-bound-mb.`,
 			if o.groups < 0 || o.groups > o.nodes/2 {
 				return &usageError{fmt.Errorf("--groups %d: want 0 (one per 6 nodes) up to nodes/2", o.groups)}
 			}
+			if o.lossyFrac < 0 || o.lossyFrac > 1 {
+				return &usageError{fmt.Errorf("--lossy %v: want 0..1", o.lossyFrac)}
+			}
+			if _, err := netem.ParseOptions(o.link); err != nil {
+				return &usageError{fmt.Errorf("--link: %w", err)}
+			}
 			if o.maxFileKB < 1 || o.maxFileKB > 64<<10 {
 				return &usageError{fmt.Errorf("--max-file-kb %d: want 1..65536", o.maxFileKB)}
 			}
@@ -135,6 +147,8 @@ peak RSS passes --rss-bound-mb.`,
 	cmd.Flags().Float64Var(&o.killFrac, "kill", 0.3, "fraction of the nodes killed with SIGKILL and restarted during the run")
 	cmd.Flags().Float64Var(&o.rssBound, "rss-bound-mb", 256, "largest peak RSS (VmHWM) a daemon may reach, MB")
 	cmd.Flags().IntVar(&o.maxFileKB, "max-file-kb", 256, "largest file added, KiB (sizes are uniform from 1 KiB)")
+	cmd.Flags().Float64Var(&o.lossyFrac, "lossy", 0.3, "fraction of the nodes behind an emulated lossy link (never node 0, the bootstrap)")
+	cmd.Flags().StringVar(&o.link, "link", defaultSoakLink, "the lossy link: delay, jitter, loss, rate (bytes/s) as `dweb serve --emulate-link` takes them")
 	cmd.Flags().BoolVar(&o.attack, "attack", true, "run the attacker (stalled streams, Sybil DHT stores)")
 	cmd.Flags().StringVar(&dir, "dir", "", "directory for the nodes' data (default: the system temp dir)")
 	return cmd
@@ -180,6 +194,7 @@ type soakNode struct {
 	cmd     *exec.Cmd
 	exited  chan struct{}
 	addr    string // host:port, reused on restart so others' contacts stay valid
+	lossy   bool   // behind the emulated link
 	contact string
 	up      bool
 }
@@ -265,10 +280,29 @@ func benchSoak(ctx context.Context, dir string, o soakOptions) (*benchSoakResult
 	return &s.res, nil
 }
 
+// defaultSoakLink is a poor mobile path: 20 ms each way (±5 ms), 1 % of
+// the datagrams lost each way, 2 MB/s.
+const defaultSoakLink = "delay=20ms,jitter=5ms,loss=1%,rate=2000000"
+
+// soakNodeAddr is node i's loopback address: eight nodes per /24
+// (127.0.10.0/24, 127.0.11.0/24, ...), each on an address of its own, so
+// that the resource manager's IP and prefix scopes (counted on loopback
+// with --limits-loopback) see distinct hosts on a few networks, and the
+// attacker (soakAttackAddr) a network of its own.
+func soakNodeAddr(i int) string { return fmt.Sprintf("127.0.%d.%d", 10+i/8, 1+i%8) }
+
 // startAll starts node 0 (everyone's bootstrap), then the others.
 func (s *soak) startAll(ctx context.Context) error {
+	lossy := int(s.o.lossyFrac*float64(s.o.nodes) + 0.5)
+	lossy = min(lossy, s.o.nodes-1)
+	s.res.Link = soakLink{Nodes: []int{}, Shape: s.o.link}
 	for i := range s.o.nodes {
-		n := &soakNode{idx: i, dir: filepath.Join(s.dir, fmt.Sprintf("n%03d", i)), group: i % s.o.groups, addr: "127.0.0.1:0"}
+		n := &soakNode{idx: i, dir: filepath.Join(s.dir, fmt.Sprintf("n%03d", i)), group: i % s.o.groups, addr: soakNodeAddr(i) + ":0"}
+		// The last nodes are the lossy ones: spread over the groups.
+		if i >= s.o.nodes-lossy {
+			n.lossy = true
+			s.res.Link.Nodes = append(s.res.Link.Nodes, i)
+		}
 		n.src = filepath.Join(n.dir, "src")
 		if err := os.MkdirAll(n.src, 0o700); err != nil {
 			return err
@@ -308,7 +342,10 @@ func (s *soak) start(ctx context.Context, n *soakNode) error {
 		}
 		n.log = f
 	}
-	args := []string{"--data", n.dir, "--json", "serve", "--listen", n.addr, "--log-level", "warn"}
+	args := []string{"--data", n.dir, "--json", "serve", "--listen", n.addr, "--log-level", "warn", "--limits-loopback"}
+	if n.lossy {
+		args = append(args, "--emulate-link", s.o.link)
+	}
 	if n.idx != 0 {
 		args = append(args, "--bootstrap", s.nodes[0].contact)
 	}

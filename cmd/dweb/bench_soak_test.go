@@ -9,13 +9,15 @@ import (
 
 // TestBenchSoakShort runs `dweb bench soak` for a few seconds on four
 // daemons (children: this test binary running main, see
-// bench_transfer_test.go): groups, adds, syncs, a SIGKILL and restart, the
-// attacker, and the check on disk.
+// bench_transfer_test.go), one behind the lossy link: groups, adds,
+// syncs, a SIGKILL and restart, the attacker, and the check on disk. The
+// attacker's address is capped in its IP scope, so the node's totals are
+// never reached: no member's opening is refused for the attacker's sake.
 func TestBenchSoakShort(t *testing.T) {
 	t.Setenv("DWEB_TEST_RUN_MAIN", "1")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	res, err := benchSoak(ctx, t.TempDir(), soakOptions{nodes: 4, duration: 5 * time.Second, killFrac: 0.3, rssBound: 256, maxFileKB: 64, attack: true})
+	res, err := benchSoak(ctx, t.TempDir(), soakOptions{nodes: 4, duration: 5 * time.Second, killFrac: 0.3, rssBound: 256, maxFileKB: 64, attack: true, lossyFrac: 0.3, link: defaultSoakLink})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,6 +30,17 @@ func TestBenchSoakShort(t *testing.T) {
 	}
 	if res.Attack.IDs == 0 || res.Attack.StreamsOpened == 0 || res.Attack.Held > 0 {
 		t.Fatalf("attack %+v", res.Attack)
+	}
+	if len(res.Link.Nodes) != 1 || res.Link.Nodes[0] != 3 {
+		t.Fatalf("lossy nodes %v, want [3]", res.Link.Nodes)
+	}
+	if res.Refused["ip/handshake"] == 0 {
+		t.Fatalf("refused %v: the attacker's address was never capped", res.Refused)
+	}
+	for k, v := range res.Refused {
+		if strings.HasPrefix(k, "system/") && v > 0 {
+			t.Fatalf("refused %v: a node's total was reached", res.Refused)
+		}
 	}
 }
 

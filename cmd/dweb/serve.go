@@ -15,6 +15,7 @@ import (
 	"github.com/dwebkit/dweb/core"
 	"github.com/dwebkit/dweb/datarepo"
 	"github.com/dwebkit/dweb/httpapi"
+	"github.com/dwebkit/dweb/internal/netem"
 	"github.com/dwebkit/dweb/internal/transport/rcmgr"
 	"github.com/spf13/cobra"
 )
@@ -45,6 +46,8 @@ type serveOptions struct {
 	backupInterval    time.Duration // full reconciliation period; 0: core.DefaultBackupInterval
 	backupConcurrency int           // blobs downloaded at once; 0: core.DefaultBackupConcurrency
 	quota             string        // storage quota, core.ParseSize syntax ("50GiB"); "" or "0": none
+	link              string        // --emulate-link, netem.ParseOptions
+	limitsLoopback    bool          // count loopback addresses in the IP and prefix scopes
 	limits            string        // "phone", "server" or "" (by role: server with --relay or --backup)
 }
 
@@ -85,6 +88,8 @@ func (a *app) serveCmd() *cobra.Command {
 	cmd.Flags().StringVar(&o.quota, "quota", "", "storage quota of the blob store, e.g. 50GiB (B, KiB..TiB, KB..TB); downloads and adds past it fail (507); default none")
 	cmd.Flags().StringVar(&o.logLevel, "log-level", "info", "log level on stderr: debug, info, warn, error")
 	cmd.Flags().StringVar(&o.limits, "limits", "", "limits on what peers may make the node hold: phone or server (docs/limits.md); default server with --relay or --backup, else phone")
+	cmd.Flags().BoolVar(&o.limitsLoopback, "limits-loopback", false, "for tests: count loopback, private and link-local addresses in the per-IP and per-prefix limits, so that nodes on 127.x.y.z act as hosts of distinct networks")
+	cmd.Flags().StringVar(&o.link, "emulate-link", "", "for tests: shape this node's UDP socket as a lossy link, e.g. delay=20ms,jitter=5ms,loss=2%,rate=1000000 (bytes/s) (docs/limits.md)")
 	return cmd
 }
 
@@ -144,6 +149,15 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 	default:
 		return &usageError{fmt.Errorf("--limits %q: want phone or server", o.limits)}
 	}
+	limits.LocalAddrs = o.limitsLoopback
+	var link *netem.Options
+	if o.link != "" {
+		l, err := netem.ParseOptions(o.link)
+		if err != nil {
+			return &usageError{fmt.Errorf("--emulate-link: %w", err)}
+		}
+		link = &l
+	}
 	var quota int64
 	if o.quota != "" {
 		var err error
@@ -163,7 +177,7 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 		relayTap = d.tap
 	}
 	b, err := core.New(core.Options{DataDir: dataDir, ListenAddr: o.listen, Bootstrap: o.bootstrap, DeviceName: o.device, Logger: log, ServeRelay: o.relay, Relays: o.relays, RelayTap: relayTap,
-		Backup: o.backup, BackupInterval: o.backupInterval, BackupConcurrency: o.backupConcurrency, StorageQuota: quota, Limits: limits})
+		Backup: o.backup, BackupInterval: o.backupInterval, BackupConcurrency: o.backupConcurrency, StorageQuota: quota, Limits: limits, Link: link})
 	if err != nil {
 		return fmt.Errorf("open node in %s: %w", dataDir, err)
 	}
