@@ -486,9 +486,10 @@ func (s *soak) work(run, ctx context.Context, n *soakNode) {
 		if !n.isUp() {
 			continue
 		}
-		// Every member adds first, so that even a short run has files
-		// to check; then one call in three is an add.
-		if seq == 0 || rng.IntN(3) == 0 {
+		// Every member adds first, then syncs, so that even a short run
+		// has files to check and copies to confirm; then one call in
+		// three is an add.
+		if seq == 0 || seq > 1 && rng.IntN(3) == 0 {
 			s.add(ctx, n, seq, 1024*(1+rng.IntN(s.o.maxFileKB)))
 		} else {
 			s.sync(ctx, n)

@@ -140,3 +140,26 @@ func TestNewConnRefusesBadOptions(t *testing.T) {
 		t.Fatal("loss 1 accepted")
 	}
 }
+
+// TestParseOptions reads the --emulate-link syntax and refuses bad input.
+func TestParseOptions(t *testing.T) {
+	o, err := ParseOptions("delay=20ms, jitter=5ms,loss=2%,rate=1000000,queue=50ms,seed=7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Options{Delay: 20 * time.Millisecond, Jitter: 5 * time.Millisecond, Loss: 0.02, Rate: 1e6, QueueDelay: 50 * time.Millisecond, Seed: 7}
+	if o != want {
+		t.Fatalf("got %+v, want %+v", o, want)
+	}
+	if o, err := ParseOptions("loss=0.5"); err != nil || o.Loss != 0.5 {
+		t.Fatalf("loss=0.5: %+v, %v", o, err)
+	}
+	if o, err := ParseOptions(""); err != nil || o != (Options{}) {
+		t.Fatalf("empty: %+v, %v", o, err)
+	}
+	for _, bad := range []string{"delay", "delay=fast", "loss=100%", "loss=-0.1", "rate=-5", "mtu=1400", "delay=2h"} {
+		if _, err := ParseOptions(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

@@ -27,6 +27,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -334,4 +336,48 @@ func (ln *line) deliver() {
 		ln.send(*d.b, d.to)
 		ln.pool.Put(d.b)
 	}
+}
+
+// ParseOptions reads options written as comma-separated key=value pairs,
+// as `dweb serve --emulate-link` takes them: delay, jitter and queue
+// (durations, "20ms"), loss (a probability, "0.02", or a percentage,
+// "2%"), rate (bytes per second, an integer) and seed. "" is the zero
+// Options. Unknown keys and values out of range are errors.
+func ParseOptions(s string) (Options, error) {
+	var o Options
+	if s == "" {
+		return o, nil
+	}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		if !ok {
+			return o, fmt.Errorf("netem: %q: want key=value", kv)
+		}
+		var err error
+		switch k {
+		case "delay":
+			o.Delay, err = time.ParseDuration(v)
+		case "jitter":
+			o.Jitter, err = time.ParseDuration(v)
+		case "queue":
+			o.QueueDelay, err = time.ParseDuration(v)
+		case "loss":
+			if p, ok := strings.CutSuffix(v, "%"); ok {
+				o.Loss, err = strconv.ParseFloat(p, 64)
+				o.Loss /= 100
+			} else {
+				o.Loss, err = strconv.ParseFloat(v, 64)
+			}
+		case "rate":
+			o.Rate, err = strconv.ParseInt(v, 10, 64)
+		case "seed":
+			o.Seed, err = strconv.ParseUint(v, 10, 64)
+		default:
+			return o, fmt.Errorf("netem: unknown key %q: want delay, jitter, loss, rate, queue or seed", k)
+		}
+		if err != nil {
+			return o, fmt.Errorf("netem: %s=%q: %w", k, v, err)
+		}
+	}
+	return o, o.Validate()
 }
