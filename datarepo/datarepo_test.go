@@ -167,3 +167,37 @@ func TestBeforePublish(t *testing.T) {
 		t.Fatalf("published %s (%v), hook saw %v", cur, err, seen)
 	}
 }
+
+// TestWriteSealedAtMaxSeq: a subkey whose value is at record.MaxSeq has no
+// next seq; WriteSealed says so instead of signing one past the limit.
+func TestWriteSealedAtMaxSeq(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	net := testnet.New(t, 2)
+	secret, kp := key.NewSecret(), key.NewKeypair()
+	desc, err := record.NewDescriptor(kp, datarepo.Schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seq, err := datarepo.WriteSealed(ctx, net[0].DHT, desc, datarepo.SubkeyName, kp, secret, []byte(`{"name":"a"}`)); err != nil || seq != 0 {
+		t.Fatalf("first write: seq %d, %v", seq, err)
+	}
+	sealed, err := record.Seal(secret, desc.Key(), datarepo.SubkeyName, []byte(`{"name":"b"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := record.NewValue(desc.Key(), datarepo.SubkeyName, record.MaxSeq, sealed, kp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := net[0].DHT.Set(ctx, desc, datarepo.SubkeyName, v); err != nil {
+		t.Fatal(err)
+	}
+	_, err = datarepo.WriteSealed(ctx, net[1].DHT, desc, datarepo.SubkeyName, kp, secret, []byte(`{"name":"c"}`))
+	if !errors.Is(err, record.ErrSeqRange) {
+		t.Fatalf("write after MaxSeq: %v, want record.ErrSeqRange", err)
+	}
+	if pt, err := datarepo.ReadSealed(ctx, net[1].DHT, desc.Key(), datarepo.SubkeyName, secret); err != nil || string(pt) != `{"name":"b"}` {
+		t.Fatalf("value after the refused write: %q, %v", pt, err)
+	}
+}
