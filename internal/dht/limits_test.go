@@ -135,6 +135,28 @@ func TestRefusals(t *testing.T) {
 		check(ReasonNotWriter, b, rawStore(t, from, to, desc.Key(), desc, 2, newValue(t, desc, 2, 1, "owner", owner)), record.ErrNotWriter)
 	})
 
+	t.Run("SeqRange", func(t *testing.T) {
+		owner, desc := newRecord(t, 1)
+		k := desc.Key()
+		if err := desc.VerifyValue(0, signedAt(k, 0, 1, []byte("x"), owner)); err != nil {
+			t.Fatalf("signedAt makes no valid signature: %v", err)
+		}
+		if resp := rawStore(t, from, to, k, desc, 0, newValue(t, desc, 0, 7, "honest", owner)); resp.Code != codeOK {
+			t.Fatalf("honest value refused: %d %q", resp.Code, resp.Msg)
+		}
+		for _, seq := range []uint64{record.MaxSeq + 1, 1<<64 - 1} {
+			b := refusedCount(t, m, ReasonSeqRange)
+			v := signedAt(k, 0, seq, []byte("hostile"), owner)
+			check(ReasonSeqRange, b, rawStore(t, from, to, k, desc, 0, v), record.ErrSeqRange)
+			if err := from.dht.Set(testCtx(t), desc, 0, v); !errors.Is(err, record.ErrSeqRange) {
+				t.Errorf("Set of seq %d: %v, want record.ErrSeqRange", seq, err)
+			}
+		}
+		if v := localValueOf(t, to, k, 0); v == nil || v.Seq != 7 {
+			t.Fatalf("holder's value after the refusals: %+v", v)
+		}
+	})
+
 	t.Run("RecordQuota", func(t *testing.T) {
 		// Fresh peer identity, so earlier subtests' records do not count.
 		q, err := launch(t, t.TempDir(), key.NewKeypair(), "", []Contact{nodes[0].dht.Self()}, scaleOpts)
@@ -310,5 +332,38 @@ func TestOfflineWrites(t *testing.T) {
 	}
 	if got := heard(); got[len(got)-1] != (WriteEvent{desc.Key(), 0, 2, WriteSent}) {
 		t.Fatalf("OnWrite heard %v, want a sent seq 2 last", got)
+	}
+}
+
+// TestStoredValueAboveMaxSeq: a value above record.MaxSeq that a holder
+// stored before the limit existed reads as absent, is not reported by
+// INSPECT, and is replaced by the next valid write.
+func TestStoredValueAboveMaxSeq(t *testing.T) {
+	nodes := newNet(t, 2, scaleOpts)
+	n := nodes[0]
+	owner, desc := newRecord(t, 2)
+	k := desc.Key()
+	if err := n.dht.accept(k, desc, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	enc, err := record.EncodeValue(signedAt(k, 1, 1<<64-1, []byte("old hostile"), owner))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.db.Set(valueKey(k, 1), enc, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, v, err := n.dht.GetLocal(testCtx(t), k, 1); err != nil || v != nil {
+		t.Fatalf("GetLocal = %+v, %v; want no value", v, err)
+	}
+	resp := n.dht.handle(request{Op: opInspect, Target: k[:]}, nodes[1].dht.Self().ID)
+	if resp.Code != codeOK || !resp.Has || len(resp.Seqs) != 0 {
+		t.Fatalf("INSPECT = %+v, want the descriptor and no seqs", resp)
+	}
+	if err := nodes[1].dht.Set(testCtx(t), desc, 1, newValue(t, desc, 1, 0, "repair", owner)); err != nil {
+		t.Fatalf("repair: %v", err)
+	}
+	if v := localValueOf(t, n, k, 1); v == nil || string(v.Data) != "repair" {
+		t.Fatalf("value after the repair: %+v", v)
 	}
 }
