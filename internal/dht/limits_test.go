@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -14,6 +16,7 @@ import (
 	"github.com/dwebkit/dweb/internal/key"
 	"github.com/dwebkit/dweb/internal/record"
 	"github.com/dwebkit/dweb/internal/transport"
+	"github.com/dwebkit/dweb/internal/wireio"
 	dto "github.com/prometheus/client_model/go"
 )
 
@@ -365,5 +368,33 @@ func TestStoredValueAboveMaxSeq(t *testing.T) {
 	}
 	if v := localValueOf(t, n, k, 1); v == nil || string(v.Data) != "repair" {
 		t.Fatalf("value after the repair: %+v", v)
+	}
+}
+
+// TestRequestBufferGrowsWithBytes: the frame reader of every DHT request
+// and answer (transport.ReadMsg at MaxMessageSize) spends memory on the
+// bytes a peer sent, not on the length it announced. A request that
+// announces MaxMessageSize and sends ten bytes ends with
+// io.ErrUnexpectedEOF and costs a few KiB, not 98.
+func TestRequestBufferGrowsWithBytes(t *testing.T) {
+	frame := binary.BigEndian.AppendUint32(nil, MaxMessageSize)
+	frame = append(frame, "ten bytes!"...)
+	read := func() {
+		var req request
+		if err := transport.ReadMsg(bytes.NewReader(frame), MaxMessageSize, &req); !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("err = %v, want io.ErrUnexpectedEOF", err)
+		}
+	}
+	const runs = 50
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	read()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range runs {
+		read()
+	}
+	runtime.ReadMemStats(&after)
+	if per := (after.TotalAlloc - before.TotalAlloc) / runs; per > 2*wireio.FirstChunk {
+		t.Fatalf("%d bytes allocated per request that announced %d and sent 10", per, MaxMessageSize)
 	}
 }
