@@ -3,9 +3,11 @@ package blobsync
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
+	"runtime"
 	"testing"
 	"time"
 
@@ -336,5 +338,31 @@ func TestServeContextCancel(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Serve did not stop")
+	}
+}
+
+// TestReadFrameGrowsWithBytes: a request frame that announces
+// maxRequestFrame and sends ten bytes costs the server a few KiB, not
+// the announced length.
+func TestReadFrameGrowsWithBytes(t *testing.T) {
+	frame := binary.BigEndian.AppendUint32(nil, maxRequestFrame)
+	frame = append(frame, "ten bytes!"...)
+	read := func() {
+		var req wireRequest
+		if err := readFrame(bytes.NewReader(frame), maxRequestFrame, "request", &req); !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("err = %v, want io.ErrUnexpectedEOF", err)
+		}
+	}
+	const runs = 50
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	read()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range runs {
+		read()
+	}
+	runtime.ReadMemStats(&after)
+	if per := (after.TotalAlloc - before.TotalAlloc) / runs; per > maxRequestFrame/2 {
+		t.Fatalf("%d bytes allocated per frame that announced %d and sent 10", per, maxRequestFrame)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/dwebkit/dweb/internal/wireio"
 	"github.com/fxamacker/cbor/v2"
 )
 
@@ -150,7 +151,8 @@ func writeFrame(w io.Writer, v any) error {
 	return nil
 }
 
-// readFrame reads one frame of at most max bytes into v. It returns io.EOF
+// readFrame reads one frame of at most max bytes into v, its buffer
+// growing with the bytes that arrive (wireio.ReadN). It returns io.EOF
 // only if r ends cleanly before the frame starts.
 func readFrame(r io.Reader, max int, what string, v any) error {
 	var hdr [4]byte
@@ -164,8 +166,8 @@ func readFrame(r io.Reader, max int, what string, v any) error {
 	if n == 0 || n > uint32(max) {
 		return fmt.Errorf("%w: %w", ErrProtocol, &LimitError{What: what, Limit: int64(max), Got: int64(n)})
 	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(r, b); err != nil {
+	b, err := wireio.ReadN(r, int(n))
+	if err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}

@@ -58,6 +58,9 @@ func (b *Backend) newGroupState(info GroupInfo, g *group.Group, repo *datarepo.R
 	if err != nil {
 		return nil, err
 	}
+	g.SetLogger(b.log)
+	local.SetLogger(b.log)
+	repo.SetLogger(b.log)
 	gs := &groupState{
 		info: info, g: g, repo: repo, local: local,
 		servable: make(map[blobsync.Hash]bool),
@@ -300,6 +303,7 @@ func (b *Backend) JoinGroupWith(ctx context.Context, inviteURI string, o GroupOp
 // addGroup creates this node's repo in g named repoName, claims its
 // subkey, publishes the tunnel descriptor and persists the group.
 func (b *Backend) addGroup(ctx context.Context, g *group.Group, m group.Meta, repoName string) (GroupInfo, error) {
+	g.SetLogger(b.log)
 	repo, repoKP, err := datarepo.Create(ctx, records{b}, b.blobs, g.Secret(), repoName)
 	if err != nil {
 		return GroupInfo{}, fmt.Errorf("create repo: %w", err)

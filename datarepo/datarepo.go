@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"mime"
 	"os"
 	"path/filepath"
@@ -78,6 +79,7 @@ type Repo struct {
 	secret key.Secret
 	recs   Records
 	blobs  Blobs
+	log    *slog.Logger
 
 	mu sync.Mutex // serialises this node's writes to the repo
 
@@ -112,7 +114,7 @@ func OpenWritable(recs Records, blobs Blobs, secret key.Secret, writer key.Keypa
 	if err != nil {
 		return nil, err
 	}
-	return &Repo{desc: desc, writer: &writer, secret: secret, recs: recs, blobs: blobs}, nil
+	return &Repo{desc: desc, writer: &writer, secret: secret, recs: recs, blobs: blobs, log: discard}, nil
 }
 
 // OpenKey returns a read-only handle on the repo whose record key is k, by
@@ -125,7 +127,18 @@ func OpenKey(ctx context.Context, recs Records, blobs Blobs, secret key.Secret, 
 	if desc.Key() != k {
 		return nil, fmt.Errorf("open repo %s: descriptor has key %s", k, desc.Key())
 	}
-	return &Repo{desc: desc, secret: secret, recs: recs, blobs: blobs}, nil
+	return &Repo{desc: desc, secret: secret, recs: recs, blobs: blobs, log: discard}, nil
+}
+
+var discard = slog.New(slog.DiscardHandler)
+
+// SetLogger sets where the repo reports what it skips (Tunnels); nil:
+// nowhere. Set it before use.
+func (r *Repo) SetLogger(l *slog.Logger) {
+	if l == nil {
+		l = discard
+	}
+	r.log = l
 }
 
 // BeforePublish sets fn (nil: none), called with each new collection this
@@ -340,6 +353,29 @@ func (r *Repo) Tunnel(ctx context.Context, i int) (td TunnelDescriptor, ok bool,
 		return td, false, fmt.Errorf("repo %s: slot %d: %w", r.Key(), i, err)
 	}
 	return td, true, nil
+}
+
+// Tunnels reads the tunnel slots in order up to the first empty one and
+// returns their descriptors. A slot whose value does not decrypt, decode
+// or pass its bounds is skipped and logged as a warning, so one bad slot
+// never hides the others. An error means a slot could not be read (the
+// record is not reachable); the descriptors read before it come with it.
+func (r *Repo) Tunnels(ctx context.Context) ([]TunnelDescriptor, error) {
+	var out []TunnelDescriptor
+	for i := 0; i < MaxTunnels; i++ {
+		td, ok, err := r.Tunnel(ctx, i)
+		switch {
+		case errors.Is(err, record.ErrDecrypt), errors.Is(err, ErrBadValue):
+			r.log.Warn("datarepo: skipped a bad tunnel slot", "repo", r.Key().String(), "slot", i, "err", err)
+			continue
+		case err != nil:
+			return out, err
+		case !ok:
+			return out, nil
+		}
+		out = append(out, td)
+	}
+	return out, nil
 }
 
 // CheckName validates a repo name or a file name: 1 to MaxNameLen bytes of

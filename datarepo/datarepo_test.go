@@ -3,8 +3,10 @@ package datarepo_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -165,5 +167,89 @@ func TestBeforePublish(t *testing.T) {
 	}
 	if cur, _, err := repo.CollectionHash(ctx); err != nil || len(seen) != 2 || cur != seen[1] {
 		t.Fatalf("published %s (%v), hook saw %v", cur, err, seen)
+	}
+}
+
+// TestWriteSealedAtMaxSeq: a subkey whose value is at record.MaxSeq has no
+// next seq; WriteSealed says so instead of signing one past the limit.
+func TestWriteSealedAtMaxSeq(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	net := testnet.New(t, 2)
+	secret, kp := key.NewSecret(), key.NewKeypair()
+	desc, err := record.NewDescriptor(kp, datarepo.Schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seq, err := datarepo.WriteSealed(ctx, net[0].DHT, desc, datarepo.SubkeyName, kp, secret, []byte(`{"name":"a"}`)); err != nil || seq != 0 {
+		t.Fatalf("first write: seq %d, %v", seq, err)
+	}
+	sealed, err := record.Seal(secret, desc.Key(), datarepo.SubkeyName, []byte(`{"name":"b"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := record.NewValue(desc.Key(), datarepo.SubkeyName, record.MaxSeq, sealed, kp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := net[0].DHT.Set(ctx, desc, datarepo.SubkeyName, v); err != nil {
+		t.Fatal(err)
+	}
+	_, err = datarepo.WriteSealed(ctx, net[1].DHT, desc, datarepo.SubkeyName, kp, secret, []byte(`{"name":"c"}`))
+	if !errors.Is(err, record.ErrSeqRange) {
+		t.Fatalf("write after MaxSeq: %v, want record.ErrSeqRange", err)
+	}
+	if pt, err := datarepo.ReadSealed(ctx, net[1].DHT, desc.Key(), datarepo.SubkeyName, secret); err != nil || string(pt) != `{"name":"b"}` {
+		t.Fatalf("value after the refused write: %q, %v", pt, err)
+	}
+}
+
+// TestTunnelsSkipBadSlot: a tunnel slot that does not decode, or does not
+// decrypt, is skipped with a warning; the good slots after it are still
+// listed.
+func TestTunnelsSkipBadSlot(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	net := testnet.New(t, 2)
+	secret := key.NewSecret()
+	repo, kp, err := datarepo.Create(ctx, net[0].DHT, openBlobs(t, net[0]), secret, "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, err := record.NewDescriptor(kp, datarepo.Schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Slot 0: sealed bytes that are no CBOR descriptor. Slot 1: not sealed.
+	if _, err := datarepo.WriteSealed(ctx, net[0].DHT, desc, datarepo.SubkeyTunnelFirst, kp, secret, []byte{0xff, 0x00}); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := record.NewValue(desc.Key(), datarepo.SubkeyTunnelFirst+1, 0, make([]byte, 64), kp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := net[0].DHT.Set(ctx, desc, datarepo.SubkeyTunnelFirst+1, raw); err != nil {
+		t.Fatal(err)
+	}
+	td := datarepo.TunnelDescriptor{Node: key.NewKeypair().ID(), Static: [32]byte{1}, Addrs: []string{"127.0.0.1:9"}}
+	if err := repo.SetTunnel(ctx, 2, td); err != nil {
+		t.Fatal(err)
+	}
+
+	r, err := datarepo.OpenKey(ctx, net[1].DHT, nil, secret, repo.Key())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs strings.Builder
+	r.SetLogger(slog.New(slog.NewTextHandler(&logs, nil)))
+	tds, err := r.Tunnels(ctx)
+	if err != nil || len(tds) != 1 || tds[0].Node != td.Node {
+		t.Fatalf("Tunnels = %+v, %v; want the descriptor of slot 2", tds, err)
+	}
+	if n := strings.Count(logs.String(), "level=WARN"); n != 2 {
+		t.Fatalf("%d warnings, want 2:\n%s", n, logs.String())
+	}
+	if _, _, err := r.Tunnel(ctx, 0); !errors.Is(err, datarepo.ErrBadValue) {
+		t.Fatalf("Tunnel(0) = %v, want ErrBadValue", err)
 	}
 }

@@ -24,7 +24,9 @@ const maxWriteTries = 4
 // WriteSealed encrypts plaintext under secret for (desc's record, subkey),
 // signs it with writer at the next seq and stores it in the DHT. When a
 // holder has a newer value (dht.ErrStale) it re-reads and retries, at most
-// maxWriteTries times. It returns the seq written.
+// maxWriteTries times. It returns the seq written. When the current value
+// is already at record.MaxSeq there is no next seq: the error wraps
+// record.ErrSeqRange and nothing is written.
 //
 // Shared by datarepo and group: both keep encrypted values in records whose
 // writers are known keypairs.
@@ -38,7 +40,9 @@ func WriteSealed(ctx context.Context, recs Records, desc *record.Descriptor, sub
 	_, cur, err := recs.Get(ctx, k, subkey)
 	switch {
 	case err == nil && cur != nil:
-		next = cur.Seq + 1
+		if next, err = record.NextSeq(cur.Seq); err != nil {
+			return 0, fmt.Errorf("write subkey %d of %s: %w", subkey, k, err)
+		}
 	case err == nil, errors.Is(err, dht.ErrNotFound):
 		next = 0
 	default:
@@ -57,7 +61,9 @@ func WriteSealed(ctx context.Context, recs Records, desc *record.Descriptor, sub
 		if !errors.As(err, &stale) || try+1 >= maxWriteTries {
 			return 0, fmt.Errorf("write subkey %d of %s: %w", subkey, k, err)
 		}
-		next = stale.Current.Seq + 1
+		if next, err = record.NextSeq(stale.Current.Seq); err != nil {
+			return 0, fmt.Errorf("write subkey %d of %s: %w", subkey, k, err)
+		}
 	}
 }
 

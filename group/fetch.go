@@ -18,8 +18,9 @@ type Member struct {
 
 // Providers lists the nodes that serve the group's repos: the repos in
 // prefer first, then the others in subkey order, each node once, the node
-// self left out. Repos that cannot be read right now are skipped; if none
-// can, the error says why.
+// self left out. Repos that cannot be read right now are skipped, and
+// malformed slots (RepoKeys, datarepo.Repo.Tunnels) skipped and logged; if
+// no repo can be read, the error says why.
 func (g *Group) Providers(ctx context.Context, prefer []key.RecordKey, self key.NodeID) ([]Member, error) {
 	repos, err := g.RepoKeys(ctx)
 	if err != nil {
@@ -45,15 +46,12 @@ func (g *Group) Providers(ctx context.Context, prefer []key.RecordKey, self key.
 			errs = append(errs, err)
 			continue
 		}
-		for i := 0; i < datarepo.MaxTunnels; i++ {
-			td, ok, err := r.Tunnel(ctx, i)
-			if err != nil {
-				errs = append(errs, err)
-				break
-			}
-			if !ok {
-				break
-			}
+		r.SetLogger(g.log)
+		tds, err := r.Tunnels(ctx)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		for _, td := range tds {
 			if !nodes[td.Node] {
 				nodes[td.Node] = true
 				out = append(out, Member{Repo: rk, Tunnel: td})

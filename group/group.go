@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 	"unicode/utf8"
 
@@ -59,6 +60,7 @@ type Group struct {
 	owner  key.Keypair
 	secret key.Secret
 	recs   datarepo.Records
+	log    *slog.Logger
 }
 
 // Create makes a new group: a fresh owner keypair and group secret, and
@@ -88,7 +90,16 @@ func Open(recs datarepo.Records, secret key.Secret, owner key.Keypair) (*Group, 
 	if err != nil {
 		return nil, err
 	}
-	return &Group{desc: desc, owner: owner, secret: secret, recs: recs}, nil
+	return &Group{desc: desc, owner: owner, secret: secret, recs: recs, log: slog.New(slog.DiscardHandler)}, nil
+}
+
+// SetLogger sets where the group reports what it skips (a malformed repo
+// slot, a member's bad tunnel slot); nil: nowhere. Set it before use.
+func (g *Group) SetLogger(l *slog.Logger) {
+	if l == nil {
+		l = slog.New(slog.DiscardHandler)
+	}
+	g.log = l
 }
 
 // Join opens the group an invite describes, checking that the owner key
@@ -171,26 +182,25 @@ func decodeMeta(b []byte) (Meta, error) {
 // attempts in all.
 func (g *Group) ClaimRepo(ctx context.Context, repo key.RecordKey) (uint32, error) {
 	for range MaxRepos {
-		keys, err := g.RepoKeys(ctx)
+		slots, free, err := g.repoSlots(ctx)
 		if err != nil {
 			return 0, err
 		}
-		if sk, ok := repoSubkey(keys, repo); ok {
+		if sk, ok := slotOf(slots, repo); ok {
 			return sk, nil
 		}
-		if len(keys) >= MaxRepos {
+		if free == 0 {
 			return 0, ErrFull
 		}
-		sk := SubkeyRepoFirst + uint32(len(keys))
-		err = datarepo.CreateSealed(ctx, g.recs, g.desc, sk, g.owner, g.secret, repo[:])
+		err = datarepo.CreateSealed(ctx, g.recs, g.desc, free, g.owner, g.secret, repo[:])
 		if err != nil && !errors.Is(err, datarepo.ErrTaken) {
-			return 0, fmt.Errorf("claim repo subkey %d of group %s: %w", sk, g.Key(), err)
+			return 0, fmt.Errorf("claim repo subkey %d of group %s: %w", free, g.Key(), err)
 		}
 		if err == nil {
-			if keys, err = g.RepoKeys(ctx); err != nil {
+			if slots, _, err = g.repoSlots(ctx); err != nil {
 				return 0, err
 			}
-			if sk, ok := repoSubkey(keys, repo); ok {
+			if sk, ok := slotOf(slots, repo); ok {
 				return sk, nil
 			}
 		}
@@ -198,32 +208,59 @@ func (g *Group) ClaimRepo(ctx context.Context, repo key.RecordKey) (uint32, erro
 	return 0, fmt.Errorf("claim a repo subkey of group %s: lost the race for a free slot %d times", g.Key(), MaxRepos)
 }
 
-// repoSubkey is the subkey of repo in keys, as RepoKeys lists them.
-func repoSubkey(keys []key.RecordKey, repo key.RecordKey) (uint32, bool) {
-	for i, k := range keys {
-		if k == repo {
-			return SubkeyRepoFirst + uint32(i), true
+// RepoKeys lists the record keys of the group's data repos: subkeys 1..
+// up to the first empty one (claims fill them in order). A slot whose
+// value does not decrypt or is not a 32-byte key (any member can write
+// any slot) is skipped and logged as a warning: one bad slot never hides
+// the others. An error means the record could not be read.
+func (g *Group) RepoKeys(ctx context.Context) ([]key.RecordKey, error) {
+	slots, _, err := g.repoSlots(ctx)
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]key.RecordKey, len(slots))
+	for i, s := range slots {
+		keys[i] = s.repo
+	}
+	return keys, nil
+}
+
+// repoSlot is one readable repo subkey of the group record.
+type repoSlot struct {
+	subkey uint32
+	repo   key.RecordKey
+}
+
+// slotOf returns the subkey of the first slot listing repo.
+func slotOf(slots []repoSlot, repo key.RecordKey) (uint32, bool) {
+	for _, s := range slots {
+		if s.repo == repo {
+			return s.subkey, true
 		}
 	}
 	return 0, false
 }
 
-// RepoKeys lists the record keys of the group's data repos: subkeys 1..
-// up to the first empty one (claims fill them in order).
-func (g *Group) RepoKeys(ctx context.Context) ([]key.RecordKey, error) {
-	var keys []key.RecordKey
-	for i := 0; i < MaxRepos; i++ {
-		b, err := datarepo.ReadSealed(ctx, g.recs, g.Key(), SubkeyRepoFirst+uint32(i), g.secret)
-		if err != nil {
-			return nil, fmt.Errorf("group %s: %w", g.Key(), err)
+// repoSlots reads the repo subkeys in order up to the first empty one,
+// which it returns as free (0: every subkey is written). Bad slots are
+// left out of slots, logged, and not free: RepoKeys.
+func (g *Group) repoSlots(ctx context.Context) (slots []repoSlot, free uint32, err error) {
+	for i := uint32(0); i < MaxRepos; i++ {
+		sk := SubkeyRepoFirst + i
+		b, err := datarepo.ReadSealed(ctx, g.recs, g.Key(), sk, g.secret)
+		switch {
+		case errors.Is(err, record.ErrDecrypt):
+			g.log.Warn("group: skipped a repo slot that does not decrypt", "group", g.Key().String(), "subkey", sk, "err", err)
+			continue
+		case err != nil:
+			return nil, 0, fmt.Errorf("group %s: %w", g.Key(), err)
+		case b == nil:
+			return slots, sk, nil
+		case len(b) != key.Size:
+			g.log.Warn("group: skipped a malformed repo slot", "group", g.Key().String(), "subkey", sk, "bytes", len(b), "want", key.Size)
+			continue
 		}
-		if b == nil {
-			break
-		}
-		if len(b) != key.Size {
-			return nil, fmt.Errorf("group %s: repo subkey %d holds %d bytes, want %d", g.Key(), SubkeyRepoFirst+i, len(b), key.Size)
-		}
-		keys = append(keys, key.RecordKey(b))
+		slots = append(slots, repoSlot{subkey: sk, repo: key.RecordKey(b)})
 	}
-	return keys, nil
+	return slots, 0, nil
 }

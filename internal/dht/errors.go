@@ -59,8 +59,8 @@ func (e *StaleError) Unwrap() error { return ErrStale }
 // a sentinel, and the peer's message. errors.Is(err, sentinel) holds for the
 // sentinel of the code (ErrStale, ErrNotFound, ErrKeyMismatch,
 // ErrBadRequest, record.ErrBadSignature, record.ErrNotWriter,
-// record.ErrSubkeyRange, record.ErrBadSchema, record.ErrTooLarge, ErrQuota,
-// ErrRateLimited or ErrRemote).
+// record.ErrSubkeyRange, record.ErrBadSchema, record.ErrTooLarge,
+// record.ErrSeqRange, ErrQuota, ErrRateLimited or ErrRemote).
 type RemoteError struct {
 	Peer key.NodeID
 	Code uint16
@@ -90,6 +90,7 @@ const (
 	codeTooLarge     uint16 = 10
 	codeQuota        uint16 = 11
 	codeRateLimited  uint16 = 12
+	codeSeqRange     uint16 = 13
 )
 
 var codeSentinels = []struct {
@@ -106,6 +107,7 @@ var codeSentinels = []struct {
 	{codeTooLarge, record.ErrTooLarge},
 	{codeQuota, ErrQuota},
 	{codeRateLimited, ErrRateLimited},
+	{codeSeqRange, record.ErrSeqRange},
 	{codeBadRequest, ErrBadRequest},
 	{codeBadRequest, record.ErrMalformed},
 }

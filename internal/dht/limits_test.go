@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -14,6 +16,7 @@ import (
 	"github.com/dwebkit/dweb/internal/key"
 	"github.com/dwebkit/dweb/internal/record"
 	"github.com/dwebkit/dweb/internal/transport"
+	"github.com/dwebkit/dweb/internal/wireio"
 	dto "github.com/prometheus/client_model/go"
 )
 
@@ -133,6 +136,28 @@ func TestRefusals(t *testing.T) {
 		check(ReasonNotWriter, b, rawStore(t, from, to, desc.Key(), desc, 0, newValue(t, desc, 0, 1, "not mine", member)), record.ErrNotWriter)
 		b = refusedCount(t, m, ReasonNotWriter)
 		check(ReasonNotWriter, b, rawStore(t, from, to, desc.Key(), desc, 2, newValue(t, desc, 2, 1, "owner", owner)), record.ErrNotWriter)
+	})
+
+	t.Run("SeqRange", func(t *testing.T) {
+		owner, desc := newRecord(t, 1)
+		k := desc.Key()
+		if err := desc.VerifyValue(0, signedAt(k, 0, 1, []byte("x"), owner)); err != nil {
+			t.Fatalf("signedAt makes no valid signature: %v", err)
+		}
+		if resp := rawStore(t, from, to, k, desc, 0, newValue(t, desc, 0, 7, "honest", owner)); resp.Code != codeOK {
+			t.Fatalf("honest value refused: %d %q", resp.Code, resp.Msg)
+		}
+		for _, seq := range []uint64{record.MaxSeq + 1, 1<<64 - 1} {
+			b := refusedCount(t, m, ReasonSeqRange)
+			v := signedAt(k, 0, seq, []byte("hostile"), owner)
+			check(ReasonSeqRange, b, rawStore(t, from, to, k, desc, 0, v), record.ErrSeqRange)
+			if err := from.dht.Set(testCtx(t), desc, 0, v); !errors.Is(err, record.ErrSeqRange) {
+				t.Errorf("Set of seq %d: %v, want record.ErrSeqRange", seq, err)
+			}
+		}
+		if v := localValueOf(t, to, k, 0); v == nil || v.Seq != 7 {
+			t.Fatalf("holder's value after the refusals: %+v", v)
+		}
 	})
 
 	t.Run("RecordQuota", func(t *testing.T) {
@@ -310,5 +335,66 @@ func TestOfflineWrites(t *testing.T) {
 	}
 	if got := heard(); got[len(got)-1] != (WriteEvent{desc.Key(), 0, 2, WriteSent}) {
 		t.Fatalf("OnWrite heard %v, want a sent seq 2 last", got)
+	}
+}
+
+// TestStoredValueAboveMaxSeq: a value above record.MaxSeq that a holder
+// stored before the limit existed reads as absent, is not reported by
+// INSPECT, and is replaced by the next valid write.
+func TestStoredValueAboveMaxSeq(t *testing.T) {
+	nodes := newNet(t, 2, scaleOpts)
+	n := nodes[0]
+	owner, desc := newRecord(t, 2)
+	k := desc.Key()
+	if err := n.dht.accept(k, desc, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	enc, err := record.EncodeValue(signedAt(k, 1, 1<<64-1, []byte("old hostile"), owner))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.db.Set(valueKey(k, 1), enc, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, v, err := n.dht.GetLocal(testCtx(t), k, 1); err != nil || v != nil {
+		t.Fatalf("GetLocal = %+v, %v; want no value", v, err)
+	}
+	resp := n.dht.handle(request{Op: opInspect, Target: k[:]}, nodes[1].dht.Self().ID)
+	if resp.Code != codeOK || !resp.Has || len(resp.Seqs) != 0 {
+		t.Fatalf("INSPECT = %+v, want the descriptor and no seqs", resp)
+	}
+	if err := nodes[1].dht.Set(testCtx(t), desc, 1, newValue(t, desc, 1, 0, "repair", owner)); err != nil {
+		t.Fatalf("repair: %v", err)
+	}
+	if v := localValueOf(t, n, k, 1); v == nil || string(v.Data) != "repair" {
+		t.Fatalf("value after the repair: %+v", v)
+	}
+}
+
+// TestRequestBufferGrowsWithBytes: the frame reader of every DHT request
+// and answer (transport.ReadMsg at MaxMessageSize) spends memory on the
+// bytes a peer sent, not on the length it announced. A request that
+// announces MaxMessageSize and sends ten bytes ends with
+// io.ErrUnexpectedEOF and costs a few KiB, not 98.
+func TestRequestBufferGrowsWithBytes(t *testing.T) {
+	frame := binary.BigEndian.AppendUint32(nil, MaxMessageSize)
+	frame = append(frame, "ten bytes!"...)
+	read := func() {
+		var req request
+		if err := transport.ReadMsg(bytes.NewReader(frame), MaxMessageSize, &req); !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("err = %v, want io.ErrUnexpectedEOF", err)
+		}
+	}
+	const runs = 50
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	read()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range runs {
+		read()
+	}
+	runtime.ReadMemStats(&after)
+	if per := (after.TotalAlloc - before.TotalAlloc) / runs; per > 2*wireio.FirstChunk {
+		t.Fatalf("%d bytes allocated per request that announced %d and sent 10", per, MaxMessageSize)
 	}
 }

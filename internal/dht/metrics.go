@@ -21,6 +21,7 @@ const (
 	ReasonQuota        = "quota"         // a peer over its record or watch quota
 	ReasonRateLimited  = "rate_limited"  // a peer over its request rate
 	ReasonIPDiversity  = "ip_diversity"  // a contact kept out of the routing table by the IP-prefix limit
+	ReasonSeqRange     = "seq_range"     // a value whose seq is above record.MaxSeq
 )
 
 // Metrics are the DHT's Prometheus collectors. One Metrics may be shared by
@@ -121,6 +122,8 @@ func refusalReason(err error) string {
 		return ReasonQuota
 	case errors.Is(err, ErrRateLimited):
 		return ReasonRateLimited
+	case errors.Is(err, record.ErrSeqRange):
+		return ReasonSeqRange
 	case errors.Is(err, ErrBadRequest), errors.Is(err, record.ErrMalformed):
 		return ReasonMalformed
 	}

@@ -22,7 +22,9 @@ import (
 //	rec/<key 32>/s/<sk be32>  record.EncodeValue
 //
 // Only verified descriptors and values are written, so reads decode without
-// re-verifying signatures.
+// re-verifying signatures. A value above record.MaxSeq, which a node
+// stored before that limit existed, reads as absent: a valid write
+// replaces it, and it is neither served nor replicated.
 
 const recKeyLen = len(store.PrefixRecord) + key.Size
 
@@ -75,6 +77,9 @@ func (d *DHT) localValue(k key.RecordKey, subkey uint32) (*record.Value, error) 
 	if err != nil {
 		return nil, fmt.Errorf("dht: stored value of %s/%d: %w", k, subkey, err)
 	}
+	if v.Seq > record.MaxSeq {
+		return nil, nil
+	}
 	return v, nil
 }
 
@@ -89,6 +94,9 @@ func (d *DHT) localValues(k key.RecordKey) (map[uint32]*record.Value, error) {
 		v, err := record.DecodeValue(vv)
 		if err != nil {
 			return fmt.Errorf("dht: stored value of %s: %w", k, err)
+		}
+		if v.Seq > record.MaxSeq {
+			return nil
 		}
 		out[binary.BigEndian.Uint32(kk[len(pre):])] = v
 		return nil
@@ -112,6 +120,9 @@ func (d *DHT) localSeqs(k key.RecordKey, want map[uint32]bool) ([]wireSeq, error
 		v, err := record.DecodeValue(vv)
 		if err != nil {
 			return fmt.Errorf("dht: stored value of %s: %w", k, err)
+		}
+		if v.Seq > record.MaxSeq {
+			return nil
 		}
 		h := blake3.Sum256(v.Data)
 		out = append(out, wireSeq{Subkey: sk, Seq: v.Seq, Hash: h[:]})

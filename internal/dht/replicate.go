@@ -219,7 +219,9 @@ func (d *DHT) syncTo(ctx context.Context, c Contact, k key.RecordKey, desc *reco
 	}
 	theirs := map[uint32]wireSeq{}
 	for _, s := range resp.Seqs {
-		if len(s.Hash) == 32 && s.Subkey < desc.SubkeyCount() {
+		// A seq above record.MaxSeq is one no node may store (a holder
+		// kept it from before the limit): c lacks a valid value there.
+		if len(s.Hash) == 32 && s.Subkey < desc.SubkeyCount() && s.Seq <= record.MaxSeq {
 			theirs[s.Subkey] = s
 		}
 	}

@@ -249,7 +249,7 @@ func (d *DHT) renewWatch(ctx context.Context, w *watcher) {
 			mu.Lock()
 			defer mu.Unlock()
 			for _, s := range resp.Seqs {
-				if len(s.Hash) != 32 || (w.want != nil && !w.want[s.Subkey]) {
+				if len(s.Hash) != 32 || s.Seq > record.MaxSeq || (w.want != nil && !w.want[s.Subkey]) {
 					continue
 				}
 				if v := w.last[s.Subkey]; v == nil || seqBeats(s, v) {

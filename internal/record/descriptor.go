@@ -38,6 +38,21 @@ const (
 	MaxSubkeys = 1024
 )
 
+// MaxSeq is the highest sequence number a value may carry: 2^62. NewValue
+// will not sign a value above it and Descriptor.VerifyValue refuses one
+// (ErrSeqRange), so every holder refuses it at store time; NextSeq will
+// not step past it.
+//
+// Why a bound: without one, a writer of a subkey who sets seq = 2^64-1
+// makes that value unbeatable (no higher seq exists) and every writer's
+// seq+1 wraps to 0, so the subkey can never be repaired. 2^62 leaves the
+// arithmetic of seq+1 far from wrapping and the top of the space free for
+// a later rule; no honest writer gets near it (one write a microsecond
+// takes 146,000 years). It does not stop a writer allowed on a subkey from
+// setting exactly MaxSeq: a value there is still replaced only by one of
+// equal seq and smaller BLAKE3(data).
+const MaxSeq uint64 = 1 << 62
+
 const (
 	descriptorContext = "dweb record descriptor v1\x00"
 	valueContext      = "dweb record value v1\x00"

@@ -16,6 +16,9 @@ var (
 	ErrBadSignature = errors.New("record: bad signature")
 	// ErrSubkeyRange: the subkey is not below the schema's subkey count.
 	ErrSubkeyRange = errors.New("record: subkey out of range")
+	// ErrSeqRange: a value's sequence number is above MaxSeq, or the next
+	// one would be.
+	ErrSeqRange = errors.New("record: sequence number above MaxSeq")
 	// ErrNotWriter: the value's writer is not the key the schema gives the
 	// subkey to.
 	ErrNotWriter = errors.New("record: writer may not write this subkey")

@@ -15,6 +15,10 @@ func FuzzDecodeValue(f *testing.F) {
 	for _, data := range [][]byte{nil, []byte("x"), make([]byte, 300)} {
 		f.Add(mustEncode(f, mustValue(f, d.Key(), 0, 3, data, owner)))
 	}
+	// Validly signed, but above MaxSeq: VerifyValue must refuse them.
+	for _, seq := range []uint64{MaxSeq + 1, 1<<64 - 1} {
+		f.Add(mustEncode(f, signedAt(d.Key(), 0, seq, []byte("x"), owner)))
+	}
 	f.Add([]byte{0xa0})
 	f.Add([]byte{0xa4, 0x01, 0x1b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -25,7 +29,9 @@ func FuzzDecodeValue(f *testing.F) {
 		if len(v.Writer) != 32 || len(v.Sig) != 64 || len(v.Data) > MaxValueSize {
 			t.Fatalf("decoded bad shape: %d %d %d", len(v.Writer), len(v.Sig), len(v.Data))
 		}
-		_ = d.VerifyValue(0, v) // must not panic
+		if err := d.VerifyValue(0, v); err == nil && v.Seq > MaxSeq {
+			t.Fatalf("VerifyValue accepted seq %d, over MaxSeq", v.Seq)
+		}
 		enc, err := EncodeValue(v)
 		if err != nil {
 			t.Fatal(err)

@@ -243,6 +243,44 @@ func TestValueRefused(t *testing.T) {
 	}
 }
 
+// signedAt is a value at seq signed as a hostile writer would sign it,
+// past NewValue's check.
+func signedAt(k key.RecordKey, subkey uint32, seq uint64, data []byte, w key.Keypair) *Value {
+	return &Value{Seq: seq, Data: data, Writer: w.Public(), Sig: w.Sign(valueSigned(k, subkey, seq, data))}
+}
+
+func TestSeqLimit(t *testing.T) {
+	owner, _, d := testRecord(t)
+	k := d.Key()
+	if _, err := NewValue(k, 0, MaxSeq, []byte("x"), owner); err != nil {
+		t.Errorf("NewValue at MaxSeq: %v", err)
+	}
+	for _, seq := range []uint64{MaxSeq + 1, MaxSeq * 2, 1<<64 - 1} {
+		if _, err := NewValue(k, 0, seq, []byte("x"), owner); !errors.Is(err, ErrSeqRange) {
+			t.Errorf("NewValue seq %d: err = %v, want ErrSeqRange", seq, err)
+		}
+		v := signedAt(k, 0, seq, []byte("x"), owner)
+		if err := d.VerifyValue(0, v); !errors.Is(err, ErrSeqRange) {
+			t.Errorf("VerifyValue seq %d: err = %v, want ErrSeqRange", seq, err)
+		}
+		// The codec still reads it: a holder decodes, then refuses it.
+		if dv, err := DecodeValue(mustEncode(t, v)); err != nil || dv.Seq != seq {
+			t.Errorf("DecodeValue seq %d: %v", seq, err)
+		}
+	}
+	if err := d.VerifyValue(0, signedAt(k, 0, MaxSeq, []byte("x"), owner)); err != nil {
+		t.Errorf("VerifyValue at MaxSeq: %v", err)
+	}
+	if n, err := NextSeq(MaxSeq - 1); err != nil || n != MaxSeq {
+		t.Errorf("NextSeq(MaxSeq-1) = %d, %v", n, err)
+	}
+	for _, seq := range []uint64{MaxSeq, MaxSeq + 1, 1<<64 - 1} {
+		if _, err := NextSeq(seq); !errors.Is(err, ErrSeqRange) {
+			t.Errorf("NextSeq(%d): err = %v, want ErrSeqRange", seq, err)
+		}
+	}
+}
+
 func TestBetter(t *testing.T) {
 	owner, _, d := testRecord(t)
 	k := d.Key()

@@ -30,8 +30,11 @@ func valueSigned(k key.RecordKey, subkey uint32, seq uint64, data []byte) []byte
 // NewValue returns data as the value of subkey in record k at seq, signed by
 // writer. It does not check that writer may write subkey: that is
 // Descriptor.VerifyValue's job. Data over MaxValueSize gives a *LimitError
-// (ErrTooLarge).
+// (ErrTooLarge); seq above MaxSeq gives ErrSeqRange.
 func NewValue(k key.RecordKey, subkey uint32, seq uint64, data []byte, writer key.Keypair) (*Value, error) {
+	if seq > MaxSeq {
+		return nil, fmt.Errorf("%w: seq %d of subkey %d of record %s, limit %d", ErrSeqRange, seq, subkey, k, MaxSeq)
+	}
 	if len(data) > MaxValueSize {
 		return nil, &LimitError{What: "value data", Size: len(data), Max: MaxValueSize}
 	}
@@ -41,6 +44,15 @@ func NewValue(k key.RecordKey, subkey uint32, seq uint64, data []byte, writer ke
 		Writer: bytes.Clone(writer.Public()),
 		Sig:    writer.Sign(valueSigned(k, subkey, seq, data)),
 	}, nil
+}
+
+// NextSeq returns seq+1, the seq of a write that replaces a value at seq.
+// It fails with ErrSeqRange when that would be above MaxSeq.
+func NextSeq(seq uint64) (uint64, error) {
+	if seq >= MaxSeq {
+		return 0, fmt.Errorf("%w: the current value has seq %d, limit %d", ErrSeqRange, seq, MaxSeq)
+	}
+	return seq + 1, nil
 }
 
 func (v *Value) checkShape() error {
@@ -58,8 +70,9 @@ func (v *Value) checkShape() error {
 
 // VerifyValue checks v as the value of subkey in d's record: subkey in range
 // (ErrSubkeyRange), v's writer is the one the schema names (ErrNotWriter),
-// data within MaxValueSize (ErrTooLarge), shapes and the writer's signature
-// (ErrMalformed, ErrBadSignature). It does not verify d itself; call Verify.
+// data within MaxValueSize (ErrTooLarge), seq at most MaxSeq (ErrSeqRange),
+// shapes and the writer's signature (ErrMalformed, ErrBadSignature). It
+// does not verify d itself; call Verify.
 func (d *Descriptor) VerifyValue(subkey uint32, v *Value) error {
 	if v == nil {
 		return fmt.Errorf("%w: nil value", ErrMalformed)
@@ -75,6 +88,9 @@ func (d *Descriptor) VerifyValue(subkey uint32, v *Value) error {
 		return fmt.Errorf("%w: subkey %d of record %s", ErrNotWriter, subkey, d.Key())
 	}
 	k := d.Key()
+	if v.Seq > MaxSeq {
+		return fmt.Errorf("%w: seq %d of subkey %d of record %s, limit %d", ErrSeqRange, v.Seq, subkey, k, MaxSeq)
+	}
 	if !ed25519.Verify(ed25519.PublicKey(v.Writer), valueSigned(k, subkey, v.Seq, v.Data), v.Sig) {
 		return fmt.Errorf("%w: value seq %d of subkey %d of record %s", ErrBadSignature, v.Seq, subkey, k)
 	}

@@ -4,7 +4,10 @@
 package testnet
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
+	"fmt"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -12,6 +15,7 @@ import (
 
 	"github.com/dwebkit/dweb/internal/dht"
 	"github.com/dwebkit/dweb/internal/key"
+	"github.com/dwebkit/dweb/internal/record"
 	"github.com/dwebkit/dweb/internal/store"
 	"github.com/dwebkit/dweb/internal/transport"
 )
@@ -75,4 +79,56 @@ func Start(t testing.TB, dir string, boot []dht.Contact) *Node {
 		}
 	}
 	return n
+}
+
+// SignValue signs data as the value of subkey of record k at seq with w,
+// as record.NewValue does but without its checks (a seq above
+// record.MaxSeq, data over the limit): what a hostile writer can send.
+// The signed message is record's (its package doc).
+func SignValue(k key.RecordKey, subkey uint32, seq uint64, data []byte, w key.Keypair) *record.Value {
+	msg := append([]byte("dweb record value v1\x00"), k[:]...)
+	msg = binary.BigEndian.AppendUint32(msg, subkey)
+	msg = binary.BigEndian.AppendUint64(msg, seq)
+	msg = append(msg, data...)
+	return &record.Value{Seq: seq, Data: bytes.Clone(data), Writer: w.Public(), Sig: w.Sign(msg)}
+}
+
+// RawStore sends one DHT STORE of v as subkey of desc's record from node
+// from to the node at to, on a QUIC stream of its own, past every check
+// dht.Set makes: what a hostile peer can send. It returns the holder's
+// answer, its wire code (0 stored, 13 seq range, ...: docs/dht.md) and
+// message.
+func RawStore(ctx context.Context, from *Node, to dht.Contact, desc *record.Descriptor, subkey uint32, v *record.Value) (code uint16, msg string, err error) {
+	de, err := record.EncodeDescriptor(desc)
+	if err != nil {
+		return 0, "", err
+	}
+	ve, err := record.EncodeValue(v)
+	if err != nil {
+		return 0, "", err
+	}
+	k := desc.Key()
+	// The request's CBOR map (internal/dht/wire.go): 1 op (4 STORE),
+	// 2 target, 3 subkey, 5 descriptor, 6 value.
+	req := map[int]any{1: 4, 2: k[:], 3: subkey, 5: de, 6: ve}
+	s, err := from.Endpoint.OpenStream(ctx, to.ID, to.Addr, transport.ProtoDHT)
+	if err != nil {
+		return 0, "", err
+	}
+	defer s.CancelRead(transport.CodeNoError)
+	if dl, ok := ctx.Deadline(); ok {
+		s.SetDeadline(dl)
+	}
+	if err := transport.WriteMsg(s, req); err != nil {
+		return 0, "", err
+	}
+	s.Close()
+	var resp struct {
+		Code uint16 `cbor:"1,keyasint,omitempty"`
+		Msg  string `cbor:"2,keyasint,omitempty"`
+	}
+	if err := transport.ReadMsg(s, dht.MaxMessageSize, &resp); err != nil {
+		return 0, "", fmt.Errorf("testnet: STORE answer: %w", err)
+	}
+	return resp.Code, resp.Msg, nil
 }

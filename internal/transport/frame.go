@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+
+	"github.com/dwebkit/dweb/internal/wireio"
 )
 
 // FrameHeaderSize is the size of a frame's length prefix in bytes.
@@ -56,7 +58,9 @@ func WriteFrame(w io.Writer, b []byte) error {
 //
 // The length is checked against max (bytes; a negative max counts as 0)
 // before anything is allocated: a longer frame fails with *LimitError and the
-// payload is left unread, so the stream should then be abandoned. At a clean
+// payload is left unread, so the stream should then be abandoned. The
+// payload's buffer grows with the bytes that arrive (wireio.ReadN), so a
+// peer that announces max and sends little costs little. At a clean
 // end of stream before a frame starts ReadFrame returns io.EOF; a stream that
 // ends inside a header or payload gives io.ErrUnexpectedEOF. Other read
 // errors are returned wrapped.
@@ -75,8 +79,8 @@ func ReadFrame(r io.Reader, max int) ([]byte, error) {
 	if n > int64(max) {
 		return nil, &LimitError{What: "frame", Size: n, Max: int64(max)}
 	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(r, b); err != nil {
+	b, err := wireio.ReadN(r, int(n))
+	if err != nil {
 		if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) {
 			return nil, io.ErrUnexpectedEOF
 		}

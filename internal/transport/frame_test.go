@@ -113,6 +113,10 @@ func FuzzReadFrame(f *testing.F) {
 	f.Add([]byte{0, 0}, 16)
 	f.Add([]byte{}, 0)
 	f.Add([]byte{0, 0, 0, 3, 1, 2, 3, 0, 0, 0, 1, 9}, 3)
+	// A long announcement that sends little, and a payload over several
+	// of the body buffer's growth steps.
+	f.Add([]byte{0, 1, 0, 0, 1, 2, 3}, 1<<20)
+	f.Add(append([]byte{0, 0, 0x27, 0x10}, bytes.Repeat([]byte{0x5a}, 10000)...), 1<<20)
 	f.Fuzz(func(t *testing.T, data []byte, maxSize int) {
 		maxSize %= 1 << 20       // keep the fuzzer's own allocations small
 		limit := max(maxSize, 0) // ReadFrame treats a negative max as 0
