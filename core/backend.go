@@ -119,14 +119,15 @@ const (
 
 // Backend is one running dweb node. Its methods are safe for concurrent use.
 type Backend struct {
-	opts   Options
-	log    *slog.Logger
-	db     *store.DB
-	prot   *store.Protected
-	ident  key.Keypair
-	static tunnel.StaticKey
-	blobs  *blobsync.Store
-	limits *blobsync.PeerLimiter // upload limits per peer
+	opts     Options
+	log      *slog.Logger
+	db       *store.DB
+	prot     *store.Protected
+	memberMu sync.Mutex // serializes the member key's creation (contact.go)
+	ident    key.Keypair
+	static   tunnel.StaticKey
+	blobs    *blobsync.Store
+	limits   *blobsync.PeerLimiter // upload limits per peer
 
 	ep      *transport.Endpoint
 	dht     *dht.DHT

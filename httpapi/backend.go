@@ -8,6 +8,7 @@ import (
 	"github.com/dwebkit/dweb/blobsync"
 	"github.com/dwebkit/dweb/core"
 	"github.com/dwebkit/dweb/internal/key"
+	"github.com/dwebkit/dweb/uri"
 )
 
 // Backend is the part of *core.Backend that the HTTP API serves. The daemon
@@ -17,6 +18,7 @@ type Backend interface {
 	Addr() netip.AddrPort
 	Contact() string
 	DeviceName() string
+	MemberContact() (uri.Contact, error)
 
 	// Groups.
 	CreateGroupWith(ctx context.Context, name string, o core.GroupOptions) (core.GroupInfo, error)

@@ -15,6 +15,7 @@ import (
 // arbitrary paths on the daemon's machine.
 func (s *server) routeDweb(mux *http.ServeMux) {
 	mux.HandleFunc("GET /dweb/v1/node", s.handle(s.node))
+	mux.HandleFunc("GET /dweb/v1/contact", s.handle(s.contact))
 	mux.HandleFunc("GET /dweb/v1/groups/{group}/invite", s.handle(s.invite))
 	mux.HandleFunc("POST /dweb/v1/groups/{group}/files", s.handle(s.addFiles))
 	mux.HandleFunc("GET /dweb/v1/groups/{group}/files", s.handle(s.listFiles))
@@ -31,6 +32,15 @@ func (s *server) node(w http.ResponseWriter, r *http.Request) error {
 		Contact:    s.b.Contact(),
 		DeviceName: s.b.DeviceName(),
 	})
+	return nil
+}
+
+func (s *server) contact(w http.ResponseWriter, r *http.Request) error {
+	c, err := s.b.MemberContact()
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, ContactInfo{Contact: c.String()})
 	return nil
 }
 

@@ -115,6 +115,12 @@ type NodeInfo struct {
 	DeviceName string `json:"device_name"`
 }
 
+// ContactInfo is the answer of GET /dweb/v1/contact: this device's
+// contact code (uri.Contact), the public half of its member key.
+type ContactInfo struct {
+	Contact string `json:"contact"`
+}
+
 // InviteInfo is the answer of GET /dweb/v1/groups/{group}/invite.
 type InviteInfo struct {
 	Key  key.RecordKey `json:"key"`

@@ -141,7 +141,7 @@ func (a *app) rootCmd() *cobra.Command {
 	root.PersistentFlags().StringVar(&a.dataDir, "data", defaultDataDir(), "data directory ($DWEB_DATA, else ~/.local/share/dweb)")
 	root.PersistentFlags().BoolVar(&a.json, "json", false, "machine-readable output: one JSON value on stdout, errors as {\"error\":...} on stderr")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
-	root.AddCommand(a.serveCmd(), a.groupCmd(), a.repoCmd(), a.fileCmd(), a.nodeCmd(), a.hashCmd(), a.benchCmd(), a.backupCmd(), a.drainCmd(), a.watchCmd())
+	root.AddCommand(a.serveCmd(), a.groupCmd(), a.repoCmd(), a.fileCmd(), a.nodeCmd(), a.hashCmd(), a.benchCmd(), a.backupCmd(), a.drainCmd(), a.watchCmd(), a.contactCmd())
 	return root
 }
 

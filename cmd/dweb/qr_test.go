@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/dwebkit/dweb/core"
+	"github.com/dwebkit/dweb/httpapi"
 	"github.com/dwebkit/dweb/internal/key"
 	"github.com/dwebkit/dweb/uri"
 	"github.com/makiuchi-d/gozxing"
@@ -285,5 +286,53 @@ func TestGroupInviteQR(t *testing.T) {
 		if code != exitUsage || out != "" || strings.Count(errOut, "\n") != 1 {
 			t.Errorf("%v: exit %d stdout %q stderr %q, want a usage error", args, code, out, errOut)
 		}
+	}
+}
+
+// TestContactCommand drives `dweb contact` against a daemon: the plain
+// form prints a contact code that parses, --json and a second call give
+// the same one, --qr and --png draw it, and --qr with --json is a usage
+// error.
+func TestContactCommand(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	data, _ := startDaemon(t, ctx)
+	cli := func(args ...string) string {
+		t.Helper()
+		code, out, errOut := runCLI(t, append([]string{"--data", data}, args...)...)
+		if code != 0 {
+			t.Fatalf("dweb %v: exit %d: %s", args, code, errOut)
+		}
+		return out
+	}
+	plain := strings.TrimSuffix(cli("contact"), "\n")
+	if _, err := uri.ParseContact(plain); err != nil {
+		t.Fatalf("dweb contact printed %q: %v", plain, err)
+	}
+	var c httpapi.ContactInfo
+	if err := json.Unmarshal([]byte(cli("--json", "contact")), &c); err != nil || c.Contact != plain {
+		t.Fatalf("--json: %+v, %v; want %s", c, err, plain)
+	}
+	if got := decodeQR(t, textToImage(t, cli("contact", "--qr"), false)); got != plain {
+		t.Fatalf("--qr decodes to %q, want %q", got, plain)
+	}
+	pngPath := filepath.Join(t.TempDir(), "contact.png")
+	if got := cli("contact", "--png", pngPath); got != "wrote the contact code to "+pngPath+"\n" {
+		t.Fatalf("--png output %q", got)
+	}
+	f, err := os.Open(pngPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := decodeQR(t, img); got != plain {
+		t.Fatalf("PNG decodes to %q, want %q", got, plain)
+	}
+	if code, out, errOut := runCLI(t, "--data", data, "--json", "contact", "--qr"); code != exitUsage || out != "" {
+		t.Fatalf("--json --qr: exit %d stdout %q stderr %q, want a usage error", code, out, errOut)
 	}
 }

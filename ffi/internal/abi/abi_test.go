@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/dwebkit/dweb/uri"
 )
 
 type resp struct {
@@ -486,4 +488,17 @@ func TestRepoNamesThroughABI(t *testing.T) {
 	if n := deviceName(c); n != "Carol's phone" {
 		t.Fatalf("device name after reopening without one: %q, want the saved one", n)
 	}
+}
+
+// TestNodeContact: node.contact answers a contact code that parses, the
+// same on every call, and refuses params.
+func TestNodeContact(t *testing.T) {
+	a := newNode(t, filepath.Join(t.TempDir(), "alice"))
+	var c1, c2 struct{ Contact string }
+	mustCall(t, a, "node.contact", "{}", &c1)
+	mustCall(t, a, "node.contact", "{}", &c2)
+	if _, err := uri.ParseContact(c1.Contact); err != nil || c2.Contact != c1.Contact {
+		t.Fatalf("node.contact: %q then %q: %v", c1.Contact, c2.Contact, err)
+	}
+	wantCode(t, a, "node.contact", `{"x":1}`, CodeBadParams)
 }

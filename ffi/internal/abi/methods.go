@@ -48,6 +48,7 @@ func init() {
 	methods = map[string]method{
 		"node.id":       def(parseNone, nodeID),
 		"node.peers":    def(parseNone, nodePeers),
+		"node.contact":  def(parseNone, nodeContact),
 		"group.create":  def(parseCreate, groupCreate),
 		"group.join":    def(parseJoin, groupJoin),
 		"group.list":    def(parseNone, groupList),
@@ -113,6 +114,17 @@ func nodeID(ctx context.Context, n *node, _ noParams) (any, error) {
 		Addr       string `json:"addr"`
 		DeviceName string `json:"device_name"`
 	}{n.b.NodeID().String(), n.b.Contact(), n.b.Addr().String(), n.b.DeviceName()}, nil
+}
+
+// nodeContact is this device's contact code (core.Backend.MemberContact).
+func nodeContact(ctx context.Context, n *node, _ noParams) (any, error) {
+	c, err := n.b.MemberContact()
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		Contact string `json:"contact"`
+	}{c.String()}, nil
 }
 
 // nodePeers lists the nodes in this node's DHT routing table.
