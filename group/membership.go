@@ -1,0 +1,430 @@
+package group
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/dwebkit/dweb/internal/key"
+	"github.com/dwebkit/dweb/uri"
+	"github.com/fxamacker/cbor/v2"
+	"github.com/zeebo/blake3"
+)
+
+// Role is what a member may do in a group (docs/trust.md, "Member keys
+// and the membership list").
+type Role uint8
+
+const (
+	// RoleViewer reads and holds the group's files and writes nothing: no
+	// repo slot (a backup server, a follower).
+	RoleViewer Role = 1
+	// RoleMember also writes its own repo, in the slot the list gives it.
+	RoleMember Role = 2
+	// RoleAdmin also signs membership changes: adds, removals, roles.
+	RoleAdmin Role = 3
+)
+
+func (r Role) String() string {
+	switch r {
+	case RoleViewer:
+		return "viewer"
+	case RoleMember:
+		return "member"
+	case RoleAdmin:
+		return "admin"
+	}
+	return fmt.Sprintf("role(%d)", uint8(r))
+}
+
+// ParseRole reads "viewer", "member" or "admin".
+func ParseRole(s string) (Role, error) {
+	for _, r := range []Role{RoleViewer, RoleMember, RoleAdmin} {
+		if s == r.String() {
+			return r, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: role %q: want viewer, member or admin", ErrBadMembership, s)
+}
+
+// Membership limits.
+const (
+	// MaxMembers is the most members a list holds: MaxRepos writers, and
+	// as many viewers.
+	MaxMembers = 2 * MaxRepos
+	// MaxMemberName is the longest sealed display name, in bytes.
+	MaxMemberName = 512
+	// maxEncodedMembership bounds a list's encoding: it is one subkey value.
+	maxEncodedMembership = 32 << 10
+)
+
+// ErrBadMembership is wrapped by every error of decoding or checking a
+// membership list.
+var ErrBadMembership = errors.New("group: bad membership list")
+
+const membershipContext = "dweb membership v1\x00"
+
+// MemberEntry is one entry of a membership list: a device's member key
+// (uri.Contact: signing key, X25519 key and the signature binding them),
+// its role and repo slot, who added it and in which epoch.
+type MemberEntry struct {
+	Sign    []byte `cbor:"1,keyasint"`           // ed25519 public key, 32 bytes
+	Box     []byte `cbor:"2,keyasint"`           // X25519 public key, 32 bytes
+	BoxSig  []byte `cbor:"3,keyasint"`           // the contact signature, 64 bytes
+	Role    Role   `cbor:"4,keyasint"`           //
+	Slot    uint32 `cbor:"5,keyasint"`           // repo subkey; 0 for a viewer
+	AddedBy []byte `cbor:"6,keyasint"`           // the admin's signing key, 32 bytes
+	AddedIn uint64 `cbor:"7,keyasint"`           // epoch it was added in
+	Name    []byte `cbor:"8,keyasint,omitempty"` // display name, sealed by the caller
+}
+
+// Contact is the member's key as a contact code.
+func (m MemberEntry) Contact() uri.Contact {
+	return uri.Contact{Sign: ed25519.PublicKey(m.Sign), Box: [32]byte(m.Box), Sig: m.BoxSig}
+}
+
+// Membership is a group's membership list, one version of it: the value
+// of the group record's membership subkey, signed by an admin. Each
+// version names the hash of the one before (Prev), so a member that holds
+// version n can check that version n+1 was made from it by an admin of n
+// (CheckNext). Epoch counts removals: a list that drops a member starts
+// the next epoch (new group keys, not sealed to the removed member).
+//
+// Encoding: deterministic CBOR (RFC 8949 §4.2.1) with small integer map
+// keys; the signature is ed25519 (RFC 8032) over "dweb membership
+// v1\x00" || the encoding with Sig empty.
+type Membership struct {
+	Group   []byte        `cbor:"1,keyasint"`           // the group's record key
+	Version uint64        `cbor:"2,keyasint"`           // 0 for the first list, then +1 per change
+	Epoch   uint64        `cbor:"3,keyasint"`           //
+	Prev    []byte        `cbor:"4,keyasint,omitempty"` // BLAKE3-256 of the previous version's encoding
+	Members []MemberEntry `cbor:"5,keyasint"`           // sorted by Sign
+	Signer  []byte        `cbor:"6,keyasint"`           // an admin's signing key
+	Sig     []byte        `cbor:"7,keyasint"`
+}
+
+var (
+	memEnc cbor.EncMode
+	memDec cbor.DecMode
+)
+
+func init() {
+	var err error
+	if memEnc, err = cbor.CoreDetEncOptions().EncMode(); err != nil {
+		panic("group: cbor EncMode: " + err.Error())
+	}
+	if memDec, err = (cbor.DecOptions{
+		DupMapKey:        cbor.DupMapKeyEnforcedAPF,
+		IndefLength:      cbor.IndefLengthForbidden,
+		TagsMd:           cbor.TagsForbidden,
+		MaxNestedLevels:  4,
+		MaxArrayElements: MaxMembers,
+		MaxMapPairs:      16,
+	}).DecMode(); err != nil {
+		panic("group: cbor DecMode: " + err.Error())
+	}
+}
+
+// Encode returns the list's deterministic encoding.
+func (l *Membership) Encode() ([]byte, error) {
+	b, err := memEnc.Marshal(l)
+	if err != nil {
+		return nil, fmt.Errorf("group: encode membership: %w", err)
+	}
+	return b, nil
+}
+
+// Hash is BLAKE3-256 of the encoding: what the next version's Prev names.
+func (l *Membership) Hash() ([32]byte, error) {
+	b, err := l.Encode()
+	if err != nil {
+		return [32]byte{}, err
+	}
+	return blake3.Sum256(b), nil
+}
+
+func (l *Membership) signed() ([]byte, error) {
+	c := *l
+	c.Sig = nil
+	b, err := c.Encode()
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte(membershipContext), b...), nil
+}
+
+// DecodeMembership parses an encoded list of at most 32 KiB, in its
+// deterministic encoding only (one list, one byte string), and checks
+// its shape and its own rules (Check); it does not say whether the signer
+// may sign it: that is CheckGenesis's or CheckNext's. Errors wrap
+// ErrBadMembership.
+func DecodeMembership(b []byte) (*Membership, error) {
+	if len(b) > maxEncodedMembership {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrBadMembership, len(b), maxEncodedMembership)
+	}
+	var l Membership
+	if err := memDec.Unmarshal(b, &l); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadMembership, err)
+	}
+	if again, err := l.Encode(); err != nil || !bytes.Equal(again, b) {
+		return nil, fmt.Errorf("%w: not in deterministic encoding", ErrBadMembership)
+	}
+	if err := l.Check(); err != nil {
+		return nil, err
+	}
+	return &l, nil
+}
+
+// Member returns the entry of the member whose signing key is sign.
+func (l *Membership) Member(sign []byte) (MemberEntry, bool) {
+	i, ok := slices.BinarySearchFunc(l.Members, sign, func(m MemberEntry, s []byte) int { return bytes.Compare(m.Sign, s) })
+	if !ok {
+		return MemberEntry{}, false
+	}
+	return l.Members[i], true
+}
+
+// Check verifies the list on its own: sizes, members sorted and unique,
+// each contact signature, roles, slots (a writer's slot within the
+// group's repo subkeys and unique, a viewer's 0), at least one admin, a
+// signer who is an admin of this list or of the previous one (CheckNext
+// says which), and the signature.
+func (l *Membership) Check() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrBadMembership}, args...)...)
+	}
+	switch {
+	case len(l.Group) != key.Size:
+		return bad("group key of %d bytes", len(l.Group))
+	case l.Prev != nil && len(l.Prev) != 32:
+		return bad("previous hash of %d bytes", len(l.Prev))
+	case l.Version == 0 && l.Prev != nil:
+		return bad("version 0 names a previous version")
+	case l.Version > 0 && l.Prev == nil:
+		return bad("version %d names no previous version", l.Version)
+	case len(l.Members) == 0 || len(l.Members) > MaxMembers:
+		return bad("%d members, want 1..%d", len(l.Members), MaxMembers)
+	case len(l.Signer) != ed25519.PublicKeySize || len(l.Sig) != ed25519.SignatureSize:
+		return bad("signer key of %d bytes, signature of %d", len(l.Signer), len(l.Sig))
+	}
+	slots := map[uint32]bool{}
+	admins := 0
+	for i, m := range l.Members {
+		if i > 0 && bytes.Compare(l.Members[i-1].Sign, m.Sign) >= 0 {
+			return bad("members not sorted by key, or a key twice")
+		}
+		if len(m.Box) != 32 || len(m.AddedBy) != ed25519.PublicKeySize || len(m.Name) > MaxMemberName {
+			return bad("member %d: X25519 key of %d bytes, added-by of %d, name of %d (limit %d)", i, len(m.Box), len(m.AddedBy), len(m.Name), MaxMemberName)
+		}
+		if err := m.Contact().Verify(); err != nil {
+			return bad("member %d: %v", i, err)
+		}
+		if m.AddedIn > l.Epoch {
+			return bad("member %d added in epoch %d, after the list's %d", i, m.AddedIn, l.Epoch)
+		}
+		switch m.Role {
+		case RoleViewer:
+			if m.Slot != 0 {
+				return bad("member %d: a viewer with repo slot %d", i, m.Slot)
+			}
+			continue
+		case RoleAdmin:
+			admins++
+		case RoleMember:
+		default:
+			return bad("member %d: %v", i, m.Role)
+		}
+		if m.Slot < SubkeyRepoFirst || m.Slot >= SubkeyRepoFirst+MaxRepos || slots[m.Slot] {
+			return bad("member %d: repo slot %d taken or outside %d..%d", i, m.Slot, SubkeyRepoFirst, SubkeyRepoFirst+MaxRepos-1)
+		}
+		slots[m.Slot] = true
+	}
+	if admins == 0 {
+		return bad("no admin: the last admin cannot leave or lose the role")
+	}
+	msg, err := l.signed()
+	if err != nil {
+		return err
+	}
+	if !ed25519.Verify(l.Signer, msg, l.Sig) {
+		return bad("signature does not verify")
+	}
+	return nil
+}
+
+// NewMembership is a group's first list, signed by its creator: the
+// creator as its only member, an admin in repo slot SubkeyRepoFirst.
+func NewMembership(group key.RecordKey, creator MemberKey, name []byte) (*Membership, error) {
+	c := creator.Contact()
+	l := &Membership{Group: group[:], Members: []MemberEntry{{
+		Sign: c.Sign, Box: c.Box[:], BoxSig: c.Sig, Role: RoleAdmin, Slot: SubkeyRepoFirst, AddedBy: c.Sign, Name: name,
+	}}}
+	return l, l.sign(creator)
+}
+
+func (l *Membership) sign(admin MemberKey) error {
+	l.Signer = admin.sign.Public().(ed25519.PublicKey)
+	l.Sig = nil
+	msg, err := l.signed()
+	if err != nil {
+		return err
+	}
+	l.Sig = ed25519.Sign(admin.sign, msg)
+	return l.Check()
+}
+
+// CheckGenesis checks a first list: version 0, signed by the key the
+// group's record commits to as its first admin, who is an admin in it.
+func (l *Membership) CheckGenesis(group key.RecordKey, firstAdmin ed25519.PublicKey) error {
+	if err := l.Check(); err != nil {
+		return err
+	}
+	if !bytes.Equal(l.Group, group[:]) || l.Version != 0 || l.Epoch != 0 {
+		return fmt.Errorf("%w: not the first list of group %s", ErrBadMembership, group)
+	}
+	if m, ok := l.Member(firstAdmin); !ok || m.Role != RoleAdmin || !bytes.Equal(l.Signer, firstAdmin) {
+		return fmt.Errorf("%w: the first list is not signed by the group's first admin", ErrBadMembership)
+	}
+	return nil
+}
+
+// CheckNext checks that next may follow l: same group, the next version,
+// Prev naming l, signed by an admin of l, entries of members kept
+// unchanged but for role and name, and a removal starting the next epoch
+// (an epoch never moves otherwise: keys are rotated on removal only).
+func (l *Membership) CheckNext(next *Membership) error {
+	if err := next.Check(); err != nil {
+		return err
+	}
+	h, err := l.Hash()
+	if err != nil {
+		return err
+	}
+	switch {
+	case !bytes.Equal(next.Group, l.Group):
+		return fmt.Errorf("%w: a list of another group", ErrBadMembership)
+	case next.Version != l.Version+1 || !bytes.Equal(next.Prev, h[:]):
+		return fmt.Errorf("%w: version %d does not follow version %d", ErrBadMembership, next.Version, l.Version)
+	}
+	if m, ok := l.Member(next.Signer); !ok || m.Role != RoleAdmin {
+		return fmt.Errorf("%w: version %d is signed by a key that is not an admin of version %d", ErrBadMembership, next.Version, l.Version)
+	}
+	removed := false
+	for _, m := range l.Members {
+		n, ok := next.Member(m.Sign)
+		if !ok {
+			removed = true
+			continue
+		}
+		if !bytes.Equal(n.Box, m.Box) || n.Slot != m.Slot || !bytes.Equal(n.AddedBy, m.AddedBy) || n.AddedIn != m.AddedIn {
+			return fmt.Errorf("%w: version %d changes member %x's keys, slot or origin", ErrBadMembership, next.Version, m.Sign[:4])
+		}
+	}
+	for _, n := range next.Members {
+		if _, ok := l.Member(n.Sign); !ok && (!bytes.Equal(n.AddedBy, next.Signer) || n.AddedIn != next.Epoch) {
+			return fmt.Errorf("%w: version %d adds %x as added by another key or in another epoch", ErrBadMembership, next.Version, n.Sign[:4])
+		}
+	}
+	want := l.Epoch
+	if removed {
+		want++
+	}
+	if next.Epoch != want {
+		return fmt.Errorf("%w: version %d is in epoch %d, want %d (a removal, and only a removal, starts the next epoch)", ErrBadMembership, next.Version, next.Epoch, want)
+	}
+	return nil
+}
+
+// Change makes the next version of l: edit applies the change to a copy
+// of the members, then admin signs it, and CheckNext must accept it (so
+// an admin of l, and a change the rules allow). The epoch moves on when
+// a member was removed.
+func (l *Membership) Change(admin MemberKey, edit func(members []MemberEntry) ([]MemberEntry, error)) (*Membership, error) {
+	h, err := l.Hash()
+	if err != nil {
+		return nil, err
+	}
+	members, err := edit(slices.Clone(l.Members))
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(members, func(a, b MemberEntry) int { return bytes.Compare(a.Sign, b.Sign) })
+	next := &Membership{Group: l.Group, Version: l.Version + 1, Epoch: l.Epoch, Prev: h[:], Members: members}
+	for _, m := range l.Members {
+		if _, ok := next.Member(m.Sign); !ok {
+			next.Epoch = l.Epoch + 1
+			break
+		}
+	}
+	if err := next.sign(admin); err != nil {
+		return nil, err
+	}
+	if err := l.CheckNext(next); err != nil {
+		return nil, err
+	}
+	return next, nil
+}
+
+// Add returns the next version with c added in role (a writer in the
+// first free repo slot), signed by admin.
+func (l *Membership) Add(admin MemberKey, c uri.Contact, role Role, name []byte) (*Membership, error) {
+	if err := c.Verify(); err != nil {
+		return nil, err
+	}
+	if _, ok := l.Member(c.Sign); ok {
+		return nil, fmt.Errorf("%w: %x is already a member", ErrBadMembership, []byte(c.Sign[:4]))
+	}
+	return l.Change(admin, func(ms []MemberEntry) ([]MemberEntry, error) {
+		m := MemberEntry{Sign: c.Sign, Box: c.Box[:], BoxSig: c.Sig, Role: role, AddedBy: admin.sign.Public().(ed25519.PublicKey), AddedIn: l.Epoch, Name: name}
+		if role != RoleViewer {
+			used := map[uint32]bool{}
+			for _, x := range ms {
+				used[x.Slot] = true
+			}
+			for s := uint32(SubkeyRepoFirst); s < SubkeyRepoFirst+MaxRepos && m.Slot == 0; s++ {
+				if !used[s] {
+					m.Slot = s
+				}
+			}
+			if m.Slot == 0 {
+				return nil, ErrFull
+			}
+		}
+		return append(ms, m), nil
+	})
+}
+
+// Remove returns the next version without the member whose signing key
+// is sign, in the next epoch, signed by admin. Removing the last admin
+// fails.
+func (l *Membership) Remove(admin MemberKey, sign []byte) (*Membership, error) {
+	if _, ok := l.Member(sign); !ok {
+		return nil, fmt.Errorf("%w: %x is not a member", ErrBadMembership, sign[:min(4, len(sign))])
+	}
+	return l.Change(admin, func(ms []MemberEntry) ([]MemberEntry, error) {
+		return slices.DeleteFunc(ms, func(m MemberEntry) bool { return bytes.Equal(m.Sign, sign) }), nil
+	})
+}
+
+// SetRole returns the next version with the member's role changed, signed
+// by admin. A viewer made a writer, or a writer made a viewer, is refused:
+// a repo slot is given when a member is added (remove and add instead).
+func (l *Membership) SetRole(admin MemberKey, sign []byte, role Role) (*Membership, error) {
+	m, ok := l.Member(sign)
+	if !ok {
+		return nil, fmt.Errorf("%w: %x is not a member", ErrBadMembership, sign[:min(4, len(sign))])
+	}
+	if (m.Role == RoleViewer) != (role == RoleViewer) {
+		return nil, fmt.Errorf("%w: %v to %v changes whether the member has a repo: remove and add it instead", ErrBadMembership, m.Role, role)
+	}
+	return l.Change(admin, func(ms []MemberEntry) ([]MemberEntry, error) {
+		for i := range ms {
+			if bytes.Equal(ms[i].Sign, sign) {
+				ms[i].Role = role
+			}
+		}
+		return ms, nil
+	})
+}
