@@ -107,7 +107,9 @@ func TestExportMethods(t *testing.T) {
 	cases := exportCases(t, s)
 	out := t.TempDir()
 	canClone := probeReflink(t, out)
-	if !canClone {
+	if canClone {
+		t.Logf("the file system of %s reflinks: auto must clone", out)
+	} else {
 		t.Logf("the file system of %s does not reflink (FICLONE refused): auto must fall back to copy_file_range", out)
 	}
 	ctx := context.Background()
