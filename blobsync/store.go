@@ -31,6 +31,12 @@ type StoreOptions struct {
 	// stored just before the caller's roots mention it is not collected in
 	// between. 0: 10 minutes; negative: no grace.
 	GCGrace time.Duration
+	// Export is the first method Export tries (ExportAuto: reflink, then
+	// copy_file_range, then a copy through a buffer). With ExportAuto the
+	// environment variable DWEB_EXPORT (auto, copy_file_range or copy)
+	// picks it instead: a knob for benchmarks that measure the old copy
+	// next to the new paths in one run (docs/BENCHMARKS.md).
+	Export ExportMethod
 }
 
 // Store holds complete, verified blobs. A blob of at most ChunkGroupSize
@@ -56,6 +62,10 @@ type Store struct {
 	active map[Hash]int           // hashes under download (GC keeps them)
 
 	usage usageCount // Usage's figures (usage.go)
+
+	exportFrom  ExportMethod
+	exportChunk int64       // copy_file_range chunk; 0: exportChunkDefault (tests set it)
+	exportHook  func(int64) // tests: called with the bytes exported so far after each chunk
 }
 
 // entry is a blob's Pebble value (CBOR).
@@ -124,11 +134,17 @@ func OpenStore(db *store.DB, dir string, opts StoreOptions) (*Store, error) {
 			log.Info("blobsync: removed stale partial file", "path", p)
 		}
 	}
+	export := opts.Export
+	if export == ExportAuto {
+		if export, err = ParseExportMethod(os.Getenv("DWEB_EXPORT")); err != nil {
+			return nil, fmt.Errorf("blobsync: open store: DWEB_EXPORT: %w", err)
+		}
+	}
 	grace := opts.GCGrace
 	if grace == 0 {
 		grace = 10 * time.Minute
 	}
-	return &Store{db: db, dir: dir, log: log, gcGrace: max(grace, 0),
+	return &Store{db: db, dir: dir, log: log, gcGrace: max(grace, 0), exportFrom: export,
 		busy: make(map[Hash]chan struct{}), active: make(map[Hash]int)}, nil
 }
 
@@ -445,44 +461,6 @@ func (m *memWriterAt) WriteAt(p []byte, off int64) (int, error) {
 		return 0, fmt.Errorf("blobsync: outboard write at %d+%d outside %d bytes", off, len(p), len(m.b))
 	}
 	return copy(m.b[off:], p), nil
-}
-
-// Export writes blob h's bytes to the file dst (mode 0644): through a
-// ".part" temp file in dst's directory, fsynced and renamed, so dst is never
-// left partial. An existing dst is replaced.
-func (s *Store) Export(ctx context.Context, h Hash, dst string) error {
-	r, _, err := s.Open(h)
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	f, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".*.part")
-	if err != nil {
-		return fmt.Errorf("blobsync: export %s: %w", h, err)
-	}
-	tmp := f.Name()
-	fail := func(err error) error {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("blobsync: export %s to %s: %w", h, dst, err)
-	}
-	if _, err := io.CopyBuffer(f, ctxio.NewReader(ctx, r), make([]byte, ioBufSize)); err != nil {
-		return fail(err)
-	}
-	if err := f.Chmod(0o644); err != nil {
-		return fail(err)
-	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		return fail(err)
-	}
-	if err := os.Rename(tmp, dst); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("blobsync: export %s to %s: %w", h, dst, err)
-	}
-	return syncDir(filepath.Dir(dst))
 }
 
 // Delete removes blob h, complete or partial: its entry (and range record)

@@ -64,6 +64,7 @@ type benchTransferResult struct {
 	Tunnels          blobsync.StreamPoolStats `json:"tunnels"`                // tunnels the receiver opened and reused (pooled across a collection's blobs; with --no-pool: opened only; last round)
 	NoPool           bool                     `json:"no_pool,omitempty"`      // --no-pool: every blob opens its own tunnels
 	Link             *btLink                  `json:"link,omitempty"`         // with --rtt, --loss or --link-rate: the emulated path between receiver and each provider
+	E2E              *btE2E                   `json:"e2e,omitempty"`          // with --e2e: the real file get between two daemons, and cp, in the same rounds
 }
 
 // btLink describes the emulated link (internal/netem) that every
@@ -144,7 +145,7 @@ type btReceived struct {
 func benchTransferCmd(a *app) *cobra.Command {
 	var sizeFlag, rateFlag, dir, role, job, tt, lossFlag, linkRateFlag string
 	var providers, rounds, files int
-	var noBatch, noPool bool
+	var noBatch, noPool, e2e bool
 	var rtt time.Duration
 	cmd := &cobra.Command{
 		Use:   "transfer",
@@ -196,7 +197,10 @@ func benchTransferCmd(a *app) *cobra.Command {
 					return &usageError{fmt.Errorf("--link-rate: %w", err)}
 				}
 			}
-			opts := btOptions{rate: rate, tls: tt == "tls", rounds: rounds, files: files, noBatch: noBatch, noPool: noPool, link: lo}
+			if e2e && (providers != 1 || files != 1 || lo != (netem.Options{}) || rate != 0) {
+				return &usageError{errors.New("--e2e: one provider, one file, no emulated link and no --provider-rate")}
+			}
+			opts := btOptions{rate: rate, tls: tt == "tls", rounds: rounds, files: files, noBatch: noBatch, noPool: noPool, link: lo, e2e: e2e}
 			res, err := benchTransfer(cmd.Context(), tmp, size, providers, opts)
 			if err != nil {
 				return err
@@ -204,7 +208,7 @@ func benchTransferCmd(a *app) *cobra.Command {
 			// The figures are printed either way; a download whose bytes
 			// differ from the source also fails the command.
 			var bad error
-			if !res.Verified {
+			if !res.Verified || (res.E2E != nil && !res.E2E.Verified) {
 				bad = errors.New("bench transfer: the received bytes differ from the source files (BLAKE3)")
 			}
 			if a.json {
@@ -223,6 +227,10 @@ func benchTransferCmd(a *app) *cobra.Command {
 				fmt.Fprintf(a.stdout, "emulated path to each provider: %.0f ms round trip, %.2f %% loss, bottleneck %.1f MB/s (0: none); %d datagrams lost, %d dropped at the queue\n",
 					l.RTTms, l.Loss*100, l.RateMBs, l.Lost, l.QueueDrops)
 			}
+			if e := res.E2E; e != nil {
+				fmt.Fprintf(a.stdout, "file get end to end: %.0f MB/s (%.2f of raw QUIC, %.2f of the bench); with the old copy export %.0f MB/s; cp %.0f MB/s (%s); outputs match: %v\n",
+					e.MBs, e.RatioToRaw, e.RatioToBench, e.CopyMBs, e.CpMBs, e.FileSystem, e.Verified)
+			}
 			return bad
 		},
 	}
@@ -237,6 +245,7 @@ func benchTransferCmd(a *app) *cobra.Command {
 	cmd.Flags().StringVar(&linkRateFlag, "link-rate", "", "with the emulated path: its bottleneck each way, e.g. 12.5MB/s (default: none)")
 	cmd.Flags().IntVar(&rounds, "rounds", 5, "dweb runs, each between two baseline runs (its ratio is to their mean); the figures are the medians (on a shared machine one run of either can swing by 20 %)")
 	cmd.Flags().StringVar(&tt, "tunnel-transport", "tls", "tls: tunnel handshake bound to the direct QUIC connection, bytes protected by its TLS only (tunnel.DialConfig.TLSTransport); noise: Noise-encrypt every byte as over a relay")
+	cmd.Flags().BoolVar(&e2e, "e2e", false, "also time, in each round, the real `dweb file get` of the file to a path between two `dweb serve` daemons (fresh receiver each time), with the default export and with DWEB_EXPORT=copy, and `cp` of the file")
 	cmd.Flags().StringVar(&dir, "dir", "", "directory for stores and temp files (default: the system temp dir)")
 	cmd.Flags().StringVar(&role, "role", "", "internal: run as the receiver child")
 	cmd.Flags().StringVar(&job, "job", "", "internal: the receiver's job file")
@@ -260,6 +269,7 @@ type btOptions struct {
 	rounds, files   int
 	noBatch, noPool bool
 	link            netem.Options // the emulated path; zero: straight loopback
+	e2e             bool          // also the real file get between daemons, and cp
 	// providerNoTLS makes the providers decline the TLS transport mode
 	// (tests: the result must report what was negotiated, not asked).
 	providerNoTLS bool
@@ -421,6 +431,19 @@ func benchTransfer(ctx context.Context, dir string, size int64, n int, o btOptio
 	// seconds, and bracketing cancels a drift between the two halves of a
 	// round instead of charging it to one side.
 	var base, dwebR, ratios []float64
+	var e2eSetup *btE2ESetup
+	var e2eMBs, e2eCopy, e2eCp, e2eRaw, e2eBench, e2eVsCopy, e2eVsCp []float64
+	if o.e2e {
+		edir := filepath.Join(dir, "e2e")
+		if err := os.Mkdir(edir, 0o700); err != nil {
+			return nil, err
+		}
+		if e2eSetup, err = btE2EStart(ctx, edir, paths[0]); err != nil {
+			return nil, err
+		}
+		defer e2eSetup.close()
+		res.E2E = &btE2E{FileSystem: btFileSystem(edir), Verified: true}
+	}
 	prev, err := btRawRun(ctx, dir, job)
 	if err != nil {
 		return nil, err
@@ -429,6 +452,14 @@ func benchTransfer(ctx context.Context, dir string, size int64, n int, o btOptio
 		d, err := btDwebRun(ctx, dir, job, i == rounds-1)
 		if err != nil {
 			return nil, err
+		}
+		var esecs [3]float64
+		if o.e2e {
+			var ok bool
+			if esecs, ok, err = btE2ERun(ctx, e2eSetup, want[""], i%2 == 1); err != nil {
+				return nil, err
+			}
+			res.E2E.Verified = res.E2E.Verified && ok
 		}
 		next, err := btRawRun(ctx, dir, job)
 		if err != nil {
@@ -446,7 +477,26 @@ func benchTransfer(ctx context.Context, dir string, size int64, n int, o btOptio
 		res.Ratio = bsRound(res.MBs / res.BaselineMBs)
 		base, dwebR, ratios = append(base, res.BaselineMBs), append(dwebR, res.MBs), append(ratios, res.Ratio)
 		res.Rounds = append(res.Rounds, btRound{res.BaselineMBs, res.MBs, res.Ratio, res.BaselineCPU, res.CPU})
+		if o.e2e {
+			mbs := func(sec float64) float64 { return bsRound(float64(size) / 1e6 / sec) }
+			r := btE2ERound{MBs: mbs(esecs[0]), CopyMBs: mbs(esecs[1]), CpMBs: mbs(esecs[2])}
+			e := res.E2E
+			e.Rounds = append(e.Rounds, r)
+			e.Seconds, e.CopySeconds, e.CpSeconds = esecs[0], esecs[1], esecs[2]
+			e2eMBs, e2eCopy, e2eCp = append(e2eMBs, r.MBs), append(e2eCopy, r.CopyMBs), append(e2eCp, r.CpMBs)
+			e2eRaw = append(e2eRaw, bsRound(r.MBs/res.BaselineMBs))
+			e2eBench = append(e2eBench, bsRound(r.MBs/res.MBs))
+			e2eVsCopy = append(e2eVsCopy, bsRound(r.MBs/r.CopyMBs))
+			e2eVsCp = append(e2eVsCp, bsRound(r.MBs/r.CpMBs))
+		}
 		prev = next
+	}
+	if e := res.E2E; e != nil {
+		e.MBs, e.CopyMBs, e.CpMBs = btMedian(e2eMBs), btMedian(e2eCopy), btMedian(e2eCp)
+		e.RatioToRaw, e.RatioToBench, e.RatioToCopy, e.RatioToCp = btMedian(e2eRaw), btMedian(e2eBench), btMedian(e2eVsCopy), btMedian(e2eVsCp)
+		if rounds == 1 {
+			e.Rounds = nil
+		}
 	}
 	if rounds > 1 {
 		res.BaselineMBs, res.MBs, res.Ratio = btMedian(base), btMedian(dwebR), btMedian(ratios)

@@ -212,3 +212,27 @@ func checkProviderBytes(t *testing.T, res *benchTransferResult, size int64) {
 		t.Fatalf("providers sent %v new bytes, want %d in all", res.ProviderBytes, size)
 	}
 }
+
+// TestBenchTransferE2E runs --e2e on a small file: two `dweb serve`
+// children (the test binary running main) share it, a fresh receiver
+// daemon gets it with `dweb file get` under each export method, and cp
+// copies it; every output must hash to the source.
+func TestBenchTransferE2E(t *testing.T) {
+	t.Setenv("DWEB_TEST_RUN_MAIN", "1")
+	const size = 4 << 20
+	dir := t.TempDir()
+	res, err := benchTransfer(context.Background(), dir, size, 1, btOptions{tls: true, rounds: 1, files: 1, e2e: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := res.E2E
+	if e == nil || !e.Verified || e.MBs <= 0 || e.CopyMBs <= 0 || e.CpMBs <= 0 || e.RatioToRaw <= 0 || e.RatioToBench <= 0 || e.FileSystem == "" {
+		t.Fatalf("e2e result %+v", e)
+	}
+	// Each receiver and its output are gone after its get.
+	for _, p := range []string{"bob", "got", "cp-copy"} {
+		if _, err := os.Stat(filepath.Join(dir, "e2e", p)); !os.IsNotExist(err) {
+			t.Errorf("e2e/%s left behind (%v)", p, err)
+		}
+	}
+}

@@ -1,0 +1,296 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// btE2E is what --e2e adds to bench transfer's result: the real `dweb
+// file get` of the same file, between two `dweb serve` daemons on
+// loopback, timed from the CLI's start to its exit, next to `cp` of the
+// source file; the MB/s figures and ratios are the medians over the
+// rounds (the ratios: of each round's), the seconds the last round's.
+type btE2E struct {
+	MBs     float64 `json:"mb_s"` // file get: CLI, daemon, DHT lookups, tunnel, verified download into the store, export to the path
+	Seconds float64 `json:"seconds"`
+	// CopyMBs: the same with the daemon's DWEB_EXPORT=copy, the export
+	// that read the blob back through a buffer before copy_file_range and
+	// reflinks.
+	CopyMBs      float64 `json:"copy_export_mb_s"`
+	CopySeconds  float64 `json:"copy_export_seconds"`
+	CpMBs        float64 `json:"cp_mb_s"` // cp of the source file (page cache warm) to the same file system, then fsync
+	CpSeconds    float64 `json:"cp_seconds"`
+	RatioToRaw   float64 `json:"ratio_to_raw"`   // mb_s / baseline_mb_s
+	RatioToBench float64 `json:"ratio_to_bench"` // mb_s / the bench's mb_s (the download into the store alone)
+	RatioToCopy  float64 `json:"ratio_to_copy_export"`
+	RatioToCp    float64 `json:"ratio_to_cp"`
+	FileSystem   string  `json:"file_system"` // of the receiver's store and output dir
+	// Verified: every file get's output hashed (BLAKE3) to its source's.
+	Verified bool         `json:"verified"`
+	Rounds   []btE2ERound `json:"rounds,omitempty"`
+}
+
+// btE2ERound is one round's end-to-end figures.
+type btE2ERound struct {
+	MBs     float64 `json:"mb_s"`
+	CopyMBs float64 `json:"copy_export_mb_s"`
+	CpMBs   float64 `json:"cp_mb_s"`
+}
+
+// btDaemon is one `dweb serve` child process.
+type btDaemon struct {
+	exe, data string
+	cmd       *exec.Cmd
+	ready     readyLine
+	done      chan error
+}
+
+// btStartDaemon starts `dweb --data data --json serve args...` with env
+// added to this process's environment and waits (30 s at most) for its
+// ready line. Its log goes to data.log.
+func btStartDaemon(ctx context.Context, exe, data string, env []string, args ...string) (*btDaemon, error) {
+	logf, err := os.Create(data + ".log")
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	cmd := exec.Command(exe, append([]string{"--data", data, "--json", "serve", "--log-level", "warn"}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stderr = logf
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	d := &btDaemon{exe: exe, data: data, cmd: cmd, done: make(chan error, 1)}
+	line := make(chan []byte, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if bytes.Contains(sc.Bytes(), []byte(`"socket"`)) {
+				line <- bytes.Clone(sc.Bytes())
+				break
+			}
+		}
+		close(line)
+		for sc.Scan() { // drain until exit
+		}
+		d.done <- cmd.Wait()
+	}()
+	select {
+	case b, ok := <-line:
+		if ok {
+			if err := json.Unmarshal(b, &d.ready); err == nil {
+				return d, nil
+			}
+		}
+		d.stop()
+		return nil, fmt.Errorf("bench transfer: daemon %s did not start (log: %s.log)", data, data)
+	case <-time.After(30 * time.Second):
+	case <-ctx.Done():
+	}
+	d.stop()
+	return nil, fmt.Errorf("bench transfer: daemon %s not ready in 30 s (log: %s.log)", data, data)
+}
+
+// stop sends SIGTERM and waits up to 15 s, then kills.
+func (d *btDaemon) stop() {
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+	case <-time.After(15 * time.Second):
+		d.cmd.Process.Kill()
+		<-d.done
+	}
+}
+
+// cli runs `dweb --data d.data --json args...` against the daemon.
+func (d *btDaemon) cli(ctx context.Context, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, d.exe, append([]string{"--data", d.data, "--json"}, args...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return out, fmt.Errorf("dweb %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return out, nil
+}
+
+// btE2ESetup is a group that one daemon (alice, bootstrapped by a
+// second) shares the source file in; each get starts a fresh receiver.
+type btE2ESetup struct {
+	exe, dir, src string
+	group, invite string
+	boot, alice   *btDaemon
+}
+
+func btE2EStart(ctx context.Context, dir, src string) (_ *btE2ESetup, err error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	s := &btE2ESetup{exe: exe, dir: dir, src: src}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	if s.boot, err = btStartDaemon(ctx, exe, filepath.Join(dir, "boot"), nil); err != nil {
+		return nil, err
+	}
+	if s.alice, err = btStartDaemon(ctx, exe, filepath.Join(dir, "alice"), nil, "--bootstrap", s.boot.ready.Contact); err != nil {
+		return nil, err
+	}
+	out, err := s.alice.cli(ctx, "group", "create", "bench")
+	if err != nil {
+		return nil, err
+	}
+	var g struct {
+		Key string `json:"key"`
+	}
+	if err := json.Unmarshal(out, &g); err != nil || g.Key == "" {
+		return nil, fmt.Errorf("bench transfer: group create said %q (%v)", out, err)
+	}
+	s.group = g.Key
+	if _, err := s.alice.cli(ctx, "file", "add", s.group, src); err != nil {
+		return nil, err
+	}
+	if out, err = exec.CommandContext(ctx, exe, "--data", s.alice.data, "group", "invite", s.group).Output(); err != nil {
+		return nil, fmt.Errorf("bench transfer: group invite: %w", err)
+	}
+	s.invite = strings.TrimSpace(string(out))
+	return s, nil
+}
+
+func (s *btE2ESetup) close() {
+	for _, d := range []*btDaemon{s.alice, s.boot} {
+		if d != nil {
+			d.stop()
+		}
+	}
+}
+
+// get starts a fresh receiver daemon (env added to its environment), has
+// it join the group and list the file, then times `dweb file get` of the
+// file to a path beside its data dir; it returns the seconds and the
+// BLAKE3 hash of the output, and removes the receiver and the output.
+func (s *btE2ESetup) get(ctx context.Context, env []string) (float64, string, error) {
+	data := filepath.Join(s.dir, "bob")
+	out := filepath.Join(s.dir, "got")
+	defer os.RemoveAll(data)
+	defer os.Remove(out)
+	bob, err := btStartDaemon(ctx, s.exe, data, env)
+	if err != nil {
+		return 0, "", err
+	}
+	defer bob.stop()
+	if _, err := bob.cli(ctx, "group", "join", s.invite); err != nil {
+		return 0, "", err
+	}
+	name := filepath.Base(s.src)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		b, err := bob.cli(ctx, "file", "list", s.group)
+		var files []struct {
+			Name string `json:"name"`
+		}
+		if err == nil && json.Unmarshal(b, &files) == nil && len(files) == 1 && files[0].Name == name {
+			break
+		}
+		if time.Now().After(deadline) {
+			return 0, "", fmt.Errorf("bench transfer: the receiver does not list %s after 60 s (%s, %v)", name, b, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t := time.Now()
+	if _, err := bob.cli(ctx, "file", "get", s.group, name, "-o", out); err != nil {
+		return 0, "", err
+	}
+	sec := time.Since(t).Seconds()
+	h, err := btHashFile(out)
+	return sec, h, err
+}
+
+// btCp times `cp src dst` and an fsync of dst, then removes dst.
+func btCp(ctx context.Context, src, dst string) (float64, error) {
+	defer os.Remove(dst)
+	t := time.Now()
+	if out, err := exec.CommandContext(ctx, "cp", src, dst).CombinedOutput(); err != nil {
+		return 0, fmt.Errorf("cp: %w: %s", err, out)
+	}
+	f, err := os.Open(dst)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return 0, err
+	}
+	return time.Since(t).Seconds(), nil
+}
+
+// btFileSystem names the file system holding dir.
+func btFileSystem(dir string) string {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return "unknown"
+	}
+	switch st.Type {
+	case unix.EXT4_SUPER_MAGIC:
+		return "ext2/3/4"
+	case unix.XFS_SUPER_MAGIC:
+		return "xfs"
+	case unix.BTRFS_SUPER_MAGIC:
+		return "btrfs"
+	case unix.TMPFS_MAGIC:
+		return "tmpfs"
+	case unix.OVERLAYFS_SUPER_MAGIC:
+		return "overlay"
+	}
+	return fmt.Sprintf("0x%x", st.Type)
+}
+
+// btE2ERun is one round of --e2e: file get with the default export and
+// with DWEB_EXPORT=copy (copy first when copyFirst, so that a drift of
+// the machine's speed does not always favour one), then cp. secs are
+// those three times; verified is false if a get's output differs from
+// the source (BLAKE3 want).
+func btE2ERun(ctx context.Context, s *btE2ESetup, want string, copyFirst bool) (secs [3]float64, verified bool, err error) {
+	verified = true
+	order := []int{0, 1}
+	if copyFirst {
+		order = []int{1, 0}
+	}
+	for _, i := range order {
+		var env []string
+		if i == 1 {
+			env = []string{"DWEB_EXPORT=copy"}
+		}
+		sec, h, err := s.get(ctx, env)
+		if err != nil {
+			return secs, false, err
+		}
+		if h != want {
+			fmt.Fprintf(os.Stderr, "bench transfer: file get (env %q) wrote BLAKE3 %s, the source has %s\n", env, h, want)
+			verified = false
+		}
+		secs[i] = sec
+	}
+	secs[2], err = btCp(ctx, s.src, filepath.Join(s.dir, "cp-copy"))
+	return secs, verified, err
+}
