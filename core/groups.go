@@ -138,13 +138,15 @@ func (b *Backend) openGroup(sec groupSecrets, info GroupInfo) (*groupState, erro
 	return b.newGroupState(info, g, repo)
 }
 
-// records gives groups and repos the DHT once Start has made it.
+// records gives groups and repos the DHT once Start has made it; its reads
+// and writes wait for the node's first bootstrap attempt (waitBooted).
 type records struct{ b *Backend }
 
 func (r records) Set(ctx context.Context, desc *record.Descriptor, subkey uint32, v *record.Value) error {
 	if err := r.b.started(); err != nil {
 		return err
 	}
+	r.b.waitBooted(ctx)
 	return r.b.dht.Set(ctx, desc, subkey, v)
 }
 
@@ -152,6 +154,7 @@ func (r records) Get(ctx context.Context, k key.RecordKey, subkey uint32) (*reco
 	if err := r.b.started(); err != nil {
 		return nil, nil, err
 	}
+	r.b.waitBooted(ctx)
 	return r.b.dht.Get(ctx, k, subkey)
 }
 
