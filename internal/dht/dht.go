@@ -259,6 +259,7 @@ type DHT struct {
 	clients  map[key.NodeID]time.Time // peers that said they are clients, kept out of the table and lookups
 
 	queueKick chan struct{} // wakes the offline-write queue
+	qs        queueState    // the queue's retries (queue.go)
 	handoffs  chan struct{} // bounds concurrent hand-offs served
 }
 
@@ -740,6 +741,7 @@ func (d *DHT) markDead(id key.NodeID, dead bool) {
 			delete(d.seenAt, oldest)
 		}
 		d.seenAt[id] = now
+		d.queueNodeSeen()
 		return
 	}
 	if len(d.dead) > 4096 {
