@@ -1,12 +1,15 @@
 package core
 
 import (
+	"context"
 	"net/netip"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/dwebkit/dweb/datarepo"
 	"github.com/dwebkit/dweb/internal/dht"
 	"github.com/dwebkit/dweb/internal/key"
 	"github.com/dwebkit/dweb/internal/transport"
@@ -156,4 +159,127 @@ func TestLoadContactsOldFormat(t *testing.T) {
 	if got := b.loadContacts(); len(got) != 0 {
 		t.Fatalf("junk read as %+v", got)
 	}
+}
+
+// publicationOf returns b's waiting publication of its collection in g.
+func publicationOf(b *Backend, g GroupInfo) (Publication, bool) {
+	for _, p := range b.Publications() {
+		if p.Group == g.ID && p.Repo == g.Repo && p.Record == "collection" {
+			return p, true
+		}
+	}
+	return Publication{}, false
+}
+
+// heldCollection returns the hash of repo rk's collection as b's own store
+// holds it (what the DHT stored there), without asking the network.
+func heldCollection(t *testing.T, b *Backend, rk key.RecordKey) (uint64, bool) {
+	t.Helper()
+	_, v, err := b.dht.GetLocal(context.Background(), rk, datarepo.SubkeyCollection)
+	if err != nil || v == nil {
+		return 0, false
+	}
+	return v.Seq, true
+}
+
+// TestAddWithPeersDown: with its only peer closed, alice's add returns
+// long before a DHT request could time out, and its publication shows as
+// waiting; when bob comes back it is published to him and he lists the
+// file.
+func TestAddWithPeersDown(t *testing.T) {
+	tmp := t.TempDir()
+	ctx := testContext(t, 60*time.Second)
+	nodes := startNodes(t, tmp, "alice", "bob")
+	alice, bob := nodes[0], nodes[1]
+	g, _, inv := newGroup(ctx, t, alice, "offline")
+	join(ctx, t, inv, bob)
+	waitFor(t, "alice's empty collection published", func() bool { _, ok := publicationOf(alice, g); return !ok })
+	bob.Close()
+
+	p, _ := writeFile(t, tmp, "while-alone.txt", 4000)
+	t0 := time.Now()
+	added, err := alice.AddFiles(ctx, g.ID, []string{p})
+	took := time.Since(t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bound := dht.DefaultRPCTimeout / 10; took > bound {
+		t.Fatalf("AddFiles with every peer down took %v, want under %v (a tenth of a DHT request's timeout)", took, bound)
+	}
+	pub, ok := publicationOf(alice, g)
+	if !ok || (pub.State != PublicationQueued && pub.State != PublicationRetrying) {
+		t.Fatalf("after the add alice's publications are %+v", alice.Publications())
+	}
+	if added[0].Publication == "" {
+		t.Fatalf("the added file says publication %q", added[0].Publication)
+	}
+	files, err := alice.RepoFiles(ctx, g.ID, g.Repo)
+	if err != nil || len(files) != 1 || files[0].Publication == "" {
+		t.Fatalf("alice lists her repo as %+v, %v; want the file, its publication waiting", files, err)
+	}
+
+	// Bob comes back on his old address: alice's queue sends to him.
+	bob = startNode(t, filepath.Join(tmp, "bob"))
+	waitFor(t, "alice's collection published", func() bool {
+		_, waiting := publicationOf(alice, g)
+		seq, held := heldCollection(t, bob, g.Repo)
+		return !waiting && held && seq == pub.Seq
+	})
+	waitFor(t, "bob to list the file", func() bool {
+		fs, err := bob.RepoFiles(ctx, g.ID, g.Repo)
+		return err == nil && len(fs) == 1 && fs[0].Name == "while-alone.txt"
+	})
+	if files, _ := alice.RepoFiles(ctx, g.ID, g.Repo); len(files) != 1 || files[0].Publication != "" {
+		t.Fatalf("after publication alice lists %+v", files)
+	}
+	closeTogether(alice, bob)
+}
+
+// TestPublicationSurvivesRestart: a write queued on a node alone is still
+// waiting after a restart, and goes out when a node calls in.
+func TestPublicationSurvivesRestart(t *testing.T) {
+	tmp := t.TempDir()
+	ctx := testContext(t, 60*time.Second)
+	aliceDir := filepath.Join(tmp, "alice")
+	alice := startNode(t, aliceDir)
+	g, err := alice.CreateGroup(ctx, "alone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := writeFile(t, tmp, "a.txt", 100)
+	if _, err := alice.AddFiles(ctx, g.ID, []string{p}); err != nil {
+		t.Fatal(err)
+	}
+	before, ok := publicationOf(alice, g)
+	if !ok {
+		t.Fatalf("alone, alice's publications are %+v", alice.Publications())
+	}
+	alice.Close()
+
+	alice = startNode(t, aliceDir)
+	after, ok := publicationOf(alice, g)
+	if !ok || after.Seq != before.Seq || !after.Since.Equal(before.Since) {
+		t.Fatalf("after a restart alice's publications are %+v, want %+v", alice.Publications(), before)
+	}
+	bob := startNode(t, filepath.Join(tmp, "bob"), alice.Contact())
+	waitFor(t, "alice's queued collection sent to bob", func() bool {
+		_, waiting := publicationOf(alice, g)
+		seq, held := heldCollection(t, bob, g.Repo)
+		return !waiting && held && seq == before.Seq
+	})
+	closeTogether(alice, bob)
+}
+
+// closeTogether closes nodes at once: one closed after the others would
+// wait out its shutdown's clearing of its descriptors on them.
+func closeTogether(nodes ...*Backend) {
+	var wg sync.WaitGroup
+	for _, b := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b.Close()
+		}()
+	}
+	wg.Wait()
 }
