@@ -17,6 +17,9 @@ type Backend interface {
 	Addr() netip.AddrPort
 	Contact() string
 	DeviceName() string
+	// Publications lists this node's own writes waiting for the DHT
+	// (core/publish.go): GET /dweb/v1/node.
+	Publications() []core.Publication
 
 	// Groups.
 	CreateGroupWith(ctx context.Context, name string, o core.GroupOptions) (core.GroupInfo, error)
