@@ -138,6 +138,7 @@ type Backend struct {
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	booted chan struct{} // closed when the first bootstrap attempt ends (connect.go)
 
 	mu     sync.Mutex
 	groups map[key.RecordKey]*groupState
@@ -296,9 +297,14 @@ func (b *Backend) loadDeviceName() error {
 // creates or joins without asking for another (Options.DeviceName).
 func (b *Backend) DeviceName() string { return b.opts.DeviceName }
 
-// Start opens the QUIC endpoint, enters the DHT through the bootstrap nodes
-// (a failure to reach them is logged, not fatal: the node may be the first)
-// and publishes this node's tunnel descriptors in its groups.
+// Start opens the QUIC endpoint and returns as soon as it listens: it never
+// waits for the network. Behind it (connect.go) the node enters the DHT
+// through the bootstrap nodes and the contacts saved by earlier runs,
+// retrying while none answers (the node may be the first, or offline),
+// and publishes its tunnel descriptors and watches its groups. Operations
+// that need the network (a join, a DHT read or write) wait for that first
+// attempt to end, within their own context; local ones never do. ctx is
+// not used after Start returns.
 func (b *Backend) Start(ctx context.Context) error {
 	relays, err := parseRelays(b.opts.Relays)
 	if err != nil {
@@ -340,13 +346,9 @@ func (b *Backend) Start(ctx context.Context) error {
 	ep.Handle(transport.ProtoTunnel, b.serveTunnel)
 	b.startRelay(relays)
 
-	if len(boot) > 0 {
-		bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		if err := d.Bootstrap(bctx); err != nil {
-			b.log.Warn("bootstrap failed; will serve and retry on use", "err", err)
-		}
-		cancel()
-	}
+	b.booted = make(chan struct{})
+	b.wg.Add(1)
+	go b.connect(len(boot) > 0)
 	b.mu.Lock()
 	for _, gs := range b.groups {
 		b.wg.Add(1)
@@ -363,46 +365,6 @@ func (b *Backend) Start(ctx context.Context) error {
 	return nil
 }
 
-// bootstrapContacts merges Options.Bootstrap with the contacts saved at the
-// last shutdown, so a node that joined through an invite finds the network
-// again after a restart.
-func (b *Backend) bootstrapContacts() ([]dht.Contact, error) {
-	var out []dht.Contact
-	for _, s := range b.opts.Bootstrap {
-		c, err := dht.ParseContact(s)
-		if err != nil {
-			return nil, badInput(fmt.Errorf("bootstrap %q: %w", s, err))
-		}
-		out = append(out, c)
-	}
-	if raw, err := b.db.Get([]byte(metaContacts)); err == nil {
-		var saved []string
-		if err := transport.Unmarshal(raw, &saved); err == nil {
-			for _, s := range saved {
-				if c, err := dht.ParseContact(s); err == nil && c.ID != b.ident.ID() {
-					out = append(out, c)
-				}
-			}
-		}
-	}
-	return out, nil
-}
-
-func (b *Backend) saveContacts(extra ...dht.Contact) {
-	cs := append(extra, b.dht.Contacts()...)
-	var ss []string
-	seen := map[key.NodeID]bool{b.ident.ID(): true}
-	for _, c := range cs {
-		if !seen[c.ID] && len(ss) < maxContactsKV {
-			seen[c.ID] = true
-			ss = append(ss, c.String())
-		}
-	}
-	if raw, err := transport.Marshal(ss); err == nil {
-		b.db.Set([]byte(metaContacts), raw, true)
-	}
-}
-
 // Close removes this node's tunnel descriptors from its repos (so peers do
 // not dial a node that is gone), saves its DHT contacts, ends every event
 // subscription and closes everything. It is safe to call once.
@@ -416,8 +378,11 @@ func (b *Backend) Close() error {
 			states = append(states, gs)
 		}
 		b.mu.Unlock()
+		// A node that has not entered the network, or knows no one now,
+		// has nobody to tell: waiting would only delay the shutdown.
+		tell := b.isBooted() && len(b.dht.Contacts()) > 0
 		for _, gs := range states {
-			if gs.repo != nil {
+			if gs.repo != nil && tell {
 				if err := gs.repo.ClearTunnel(ctx, 0); err != nil {
 					b.log.Debug("clear tunnel descriptor", "group", gs.info.ID, "err", err)
 				}

@@ -86,13 +86,20 @@ func TestFileEvents(t *testing.T) {
 	if added.Group != g.ID || added.Repo != aliceRepo || fe.Hash != fis[0].Hash || fe.Size != 40000 || fe.Mine || fe.RepoName != "alice" || fe.MediaType != "image/jpeg" {
 		t.Fatalf("file.added %+v %+v, want alice's %+v", added, fe, fis[0])
 	}
-	// On alice: the write published (told as the DHT took it), then the
-	// file added.
-	nextEvent(t, aliceSub, time.Second, "publication.state of alice's add", func(ev Event) bool {
-		pe, ok := ev.Payload.(PublicationEvent)
-		return ev.Kind == KindPublicationState && ok && pe.Record == "collection" && pe.State == "published"
+	// On alice: the file added (told once the write is stored locally: a
+	// write does not wait for the network) and the write published (told
+	// as the DHT took it, in the background: either may come first).
+	var own Event
+	published := false
+	nextEvent(t, aliceSub, time.Second, "file.added and publication.state on alice", func(ev Event) bool {
+		if pe, ok := ev.Payload.(PublicationEvent); ok && ev.Kind == KindPublicationState && pe.Record == "collection" && pe.State == "published" {
+			published = true
+		}
+		if isFile(KindFileAdded, "new.jpg")(ev) {
+			own = ev
+		}
+		return published && own.ID != 0
 	})
-	own := nextEvent(t, aliceSub, time.Second, "file.added on alice", isFile(KindFileAdded, "new.jpg"))
 	if !own.Payload.(FileEvent).Mine || own.Repo != aliceRepo {
 		t.Fatalf("alice's own file.added %+v", own)
 	}

@@ -25,6 +25,11 @@ type FileInfo struct {
 	RepoName  string        `json:"repo_name"`
 	Mine      bool          `json:"mine"`  // in this node's own repo
 	Local     bool          `json:"local"` // bytes present in the local store
+	// Publication, of a file of this node's own repo, is the state of the
+	// publication of the repo's collection that lists it, while it waits
+	// for the DHT (Publication.State: "queued", "retrying"); "" once
+	// published, and for others' files.
+	Publication string `json:"publication,omitempty"`
 }
 
 // Progress reports a download: bytes verified and stored so far, of Total,
@@ -61,6 +66,9 @@ func (b *Backend) fileInfo(gs *groupState, repo key.RecordKey, repoName string, 
 
 // AddFiles adds files (absolute paths on this machine) to this node's repo
 // in the group, under their base names, and publishes the new collection.
+// It returns once the blobs and the collection are stored locally: the
+// publication to the DHT is queued and sent in the background (publish.go;
+// FileInfo.Publication, Publications).
 func (b *Backend) AddFiles(ctx context.Context, g key.RecordKey, paths []string) ([]FileInfo, error) {
 	gs, err := b.group(g)
 	if err != nil {
@@ -92,9 +100,11 @@ func (b *Backend) AddFiles(ctx context.Context, g key.RecordKey, paths []string)
 	}
 	b.ownRepoChanged(ctx, gs)
 	name, _ := gs.repo.Name(ctx)
+	pending := b.collectionPending(gs)
 	out := make([]FileInfo, len(entries))
 	for i, e := range entries {
 		out[i] = b.fileInfo(gs, gs.info.Repo, name, e)
+		out[i].Publication = pending
 	}
 	return out, nil
 }
@@ -141,9 +151,15 @@ func (b *Backend) repoFiles(ctx context.Context, gs *groupState, rk key.RecordKe
 	if err != nil {
 		return nil, err
 	}
+	var pending string
+	if rk == gs.info.Repo {
+		pending = b.collectionPending(gs)
+	}
 	out := make([]FileInfo, 0, len(c.Entries))
 	for _, e := range c.Entries {
-		out = append(out, b.fileInfo(gs, rk, name, e))
+		fi := b.fileInfo(gs, rk, name, e)
+		fi.Publication = pending
+		out = append(out, fi)
 	}
 	return out, nil
 }
@@ -259,6 +275,8 @@ func (b *Backend) findFile(ctx context.Context, gs *groupState, repo key.RecordK
 }
 
 // RemoveFile removes the named file from this node's repo in the group.
+// Like AddFiles it returns once the new collection is stored locally; its
+// publication is queued.
 func (b *Backend) RemoveFile(ctx context.Context, g key.RecordKey, name string) error {
 	gs, err := b.group(g)
 	if err != nil {

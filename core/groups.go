@@ -131,20 +131,22 @@ func (b *Backend) openGroup(sec groupSecrets, info GroupInfo) (*groupState, erro
 	if err != nil {
 		return nil, err
 	}
-	repo, err := datarepo.OpenWritable(records{b}, b.blobs, sec.Secret, repoKP)
+	repo, err := datarepo.OpenWritable(ownRecords{b}, b.blobs, sec.Secret, repoKP)
 	if err != nil {
 		return nil, err
 	}
 	return b.newGroupState(info, g, repo)
 }
 
-// records gives groups and repos the DHT once Start has made it.
+// records gives groups and repos the DHT once Start has made it; its reads
+// and writes wait for the node's first bootstrap attempt (waitBooted).
 type records struct{ b *Backend }
 
 func (r records) Set(ctx context.Context, desc *record.Descriptor, subkey uint32, v *record.Value) error {
 	if err := r.b.started(); err != nil {
 		return err
 	}
+	r.b.waitBooted(ctx)
 	return r.b.dht.Set(ctx, desc, subkey, v)
 }
 
@@ -152,6 +154,7 @@ func (r records) Get(ctx context.Context, k key.RecordKey, subkey uint32) (*reco
 	if err := r.b.started(); err != nil {
 		return nil, nil, err
 	}
+	r.b.waitBooted(ctx)
 	return r.b.dht.Get(ctx, k, subkey)
 }
 
@@ -304,9 +307,15 @@ func (b *Backend) JoinGroupWith(ctx context.Context, inviteURI string, o GroupOp
 // subkey, publishes the tunnel descriptor and persists the group.
 func (b *Backend) addGroup(ctx context.Context, g *group.Group, m group.Meta, repoName string) (GroupInfo, error) {
 	g.SetLogger(b.log)
-	repo, repoKP, err := datarepo.Create(ctx, records{b}, b.blobs, g.Secret(), repoName)
+	created, repoKP, err := datarepo.Create(ctx, records{b}, b.blobs, g.Secret(), repoName)
 	if err != nil {
 		return GroupInfo{}, fmt.Errorf("create repo: %w", err)
+	}
+	// Made through the network, so that members can read it once it is
+	// claimed; written from now on locally first (ownRecords).
+	repo, err := datarepo.OpenWritable(ownRecords{b}, b.blobs, g.Secret(), repoKP)
+	if err != nil {
+		return GroupInfo{}, fmt.Errorf("open repo %s: %w", created.Key(), err)
 	}
 	if _, err := g.ClaimRepo(ctx, repo.Key()); err != nil {
 		return GroupInfo{}, err

@@ -59,6 +59,9 @@ func TestDownloadThroughRelay(t *testing.T) {
 	// and checkReach would put her DHT in client mode, as here (the next
 	// check is 10 min away). She then stays out of the others' routing
 	// tables and still writes, reads and watches through them.
+	// Her bootstrap, behind Start, must not send a request made before the
+	// switch after it.
+	waitBootedT(t, alice)
 	alice.dht.SetClient(true)
 	inTable := func(b *Backend) bool {
 		return slices.ContainsFunc(b.dht.Contacts(), func(c dht.Contact) bool { return c.ID == alice.NodeID() })

@@ -195,8 +195,9 @@ func (b *Backend) CollectionHash(ctx context.Context, g, rk key.RecordKey) (h bl
 // record, sealed under the group secret: datarepo.Repo.SetName) and returns
 // it as the group now lists it. The name is 1 to datarepo.MaxNameLen bytes
 // of UTF-8 without '/' or NUL; several members may share one name (the repo
-// key tells them apart). Errors: ErrUnknownGroup; a *BadInputError for a
-// bad name; DHT errors writing the record.
+// key tells them apart). It returns once the name is stored locally; its
+// publication to the DHT is queued (publish.go). Errors: ErrUnknownGroup;
+// a *BadInputError for a bad name; store errors.
 func (b *Backend) SetRepoName(ctx context.Context, g key.RecordKey, name string) (RepoInfo, error) {
 	gs, err := b.group(g)
 	if err != nil {

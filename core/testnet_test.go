@@ -203,6 +203,17 @@ func getFile(ctx context.Context, t testing.TB, b *Backend, g key.RecordKey, nam
 	return fi, last
 }
 
+// waitBootedT waits until b's first bootstrap attempt has ended (Start
+// returns before it), for tests whose premise is a node in the network.
+func waitBootedT(t testing.TB, b *Backend) {
+	t.Helper()
+	select {
+	case <-b.booted:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s: the first bootstrap attempt did not end", b.DeviceName())
+	}
+}
+
 // waitFor polls cond every 20 ms until it holds or 15 s pass.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()

@@ -19,6 +19,9 @@ type Backend interface {
 	Contact() string
 	DeviceName() string
 	MemberContact() (uri.Contact, error)
+	// Publications lists this node's own writes waiting for the DHT
+	// (core/publish.go): GET /dweb/v1/node.
+	Publications() []core.Publication
 
 	// Groups.
 	CreateGroupWith(ctx context.Context, name string, o core.GroupOptions) (core.GroupInfo, error)

@@ -27,10 +27,11 @@ func (s *server) routeDweb(mux *http.ServeMux) {
 
 func (s *server) node(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, NodeInfo{
-		NodeID:     s.b.NodeID().String(),
-		Addr:       s.b.Addr().String(),
-		Contact:    s.b.Contact(),
-		DeviceName: s.b.DeviceName(),
+		NodeID:       s.b.NodeID().String(),
+		Addr:         s.b.Addr().String(),
+		Contact:      s.b.Contact(),
+		DeviceName:   s.b.DeviceName(),
+		Publications: orEmpty(s.b.Publications()),
 	})
 	return nil
 }

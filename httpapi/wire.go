@@ -113,6 +113,10 @@ type NodeInfo struct {
 	Addr       string `json:"addr"`
 	Contact    string `json:"contact"`
 	DeviceName string `json:"device_name"`
+	// Publications are this node's own writes (a repo's collection or
+	// name) that wait to be published to the DHT, with their state;
+	// empty when every write went out.
+	Publications []core.Publication `json:"publications"`
 }
 
 // ContactInfo is the answer of GET /dweb/v1/contact: this device's

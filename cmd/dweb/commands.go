@@ -356,10 +356,20 @@ func (a *app) printFiles(fs []core.FileInfo) error {
 	labels := repoLabels(refs)
 	tw := a.table()
 	fmt.Fprintln(tw, "NAME\tSIZE\tBLAKE3\tREPO\tMINE\tLOCAL")
+	pending := ""
 	for _, f := range fs {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%t\t%t\n", f.Name, f.Size, f.Hash, labels[f.Repo], f.Mine, f.Local)
+		if f.Mine && f.Publication != "" {
+			pending = f.Publication
+		}
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if pending != "" {
+		fmt.Fprintf(a.stdout, "your repo's latest change is not published yet (%s): the other members see it once a DHT node takes it\n", pending)
+	}
+	return nil
 }
 
 func (a *app) nodeCmd() *cobra.Command {
@@ -376,7 +386,47 @@ func (a *app) nodeCmd() *cobra.Command {
 			return a.printResult(n, "%s\n", n.NodeID)
 		},
 	}
-	cmd.AddCommand(id)
+	status := &cobra.Command{
+		Use:   "status",
+		Short: "the node's ID and contact, and its writes waiting to be published (with --json: GET /dweb/v1/node)",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var n httpapi.NodeInfo
+			if err := a.client().call(cmd.Context(), http.MethodGet, "/dweb/v1/node", nil, &n); err != nil {
+				return err
+			}
+			if a.json {
+				return a.printJSON(n)
+			}
+			fmt.Fprintf(a.stdout, "node %s (%s)\ncontact %s\n", n.NodeID, n.DeviceName, n.Contact)
+			if len(n.Publications) == 0 {
+				fmt.Fprintln(a.stdout, "publications: none waiting")
+				return nil
+			}
+			groups := map[key.RecordKey]string{}
+			var gs httpapi.GroupsBody
+			if err := a.client().call(cmd.Context(), http.MethodGet, "/api/groups", nil, &gs); err == nil {
+				for _, g := range gs.Groups {
+					groups[g.ID] = g.Name
+				}
+			}
+			tw := a.table()
+			fmt.Fprintln(tw, "GROUP\tRECORD\tSEQ\tSTATE\tTRIES\tWAITING\tLAST ERROR")
+			for _, p := range n.Publications {
+				name := groups[p.Group]
+				if name == "" {
+					name = p.Group.String()
+				}
+				waiting := "-"
+				if !p.Since.IsZero() {
+					waiting = time.Since(p.Since).Round(time.Second).String()
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\t%s\n", name, p.Record, p.Seq, p.State, p.Tries, waiting, p.LastError)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.AddCommand(id, status)
 	return cmd
 }
 

@@ -252,12 +252,14 @@ type DHT struct {
 
 	deadMu sync.Mutex
 	dead   map[key.NodeID]time.Time // nodes whose last RPC failed, skipped by lookups for deadTTL
+	seenAt map[key.NodeID]time.Time // when each node last answered or called this run (LastSeen)
 
 	client   atomic.Bool // this node is in client mode (client.go)
 	clientMu sync.Mutex
 	clients  map[key.NodeID]time.Time // peers that said they are clients, kept out of the table and lookups
 
 	queueKick chan struct{} // wakes the offline-write queue
+	qs        queueState    // the queue's retries (queue.go)
 	handoffs  chan struct{} // bounds concurrent hand-offs served
 }
 
@@ -296,6 +298,7 @@ func New(opts Options) (*DHT, error) {
 		watchers:  map[uint64]*watcher{},
 		pushSem:   make(chan struct{}, 64),
 		dead:      map[key.NodeID]time.Time{},
+		seenAt:    map[key.NodeID]time.Time{},
 		clients:   map[key.NodeID]time.Time{},
 		queueKick: make(chan struct{}, 1),
 		handoffs:  make(chan struct{}, 4),
@@ -715,15 +718,32 @@ func (d *DHT) call(ctx context.Context, c Contact, req *request) (*response, err
 // (peers may still list it until they notice too).
 const deadTTL = time.Minute
 
-// markDead records that id failed (or, with false, answered).
+// maxSeenAt bounds the nodes LastSeen remembers; past it, the ones not
+// heard from for longest are forgotten first.
+const maxSeenAt = 4096
+
+// markDead records that id failed (or, with false, answered: its last-seen
+// time becomes now).
 func (d *DHT) markDead(id key.NodeID, dead bool) {
 	d.deadMu.Lock()
 	defer d.deadMu.Unlock()
+	now := time.Now()
 	if !dead {
 		delete(d.dead, id)
+		if _, ok := d.seenAt[id]; !ok && len(d.seenAt) >= maxSeenAt {
+			var oldest key.NodeID
+			var at time.Time
+			for x, t := range d.seenAt {
+				if at.IsZero() || t.Before(at) {
+					oldest, at = x, t
+				}
+			}
+			delete(d.seenAt, oldest)
+		}
+		d.seenAt[id] = now
+		d.queueNodeSeen()
 		return
 	}
-	now := time.Now()
 	if len(d.dead) > 4096 {
 		for x, t := range d.dead {
 			if now.Sub(t) > deadTTL {
@@ -732,6 +752,16 @@ func (d *DHT) markDead(id key.NodeID, dead bool) {
 		}
 	}
 	d.dead[id] = now
+}
+
+// LastSeen returns when node id last answered a request of this node or
+// sent it one, during this run; the zero time if it has not. Contacts
+// added from outside (Options.Bootstrap, AddContacts) are not seen until
+// they answer.
+func (d *DHT) LastSeen(id key.NodeID) time.Time {
+	d.deadMu.Lock()
+	defer d.deadMu.Unlock()
+	return d.seenAt[id]
 }
 
 // isDead reports whether id failed within deadTTL.

@@ -67,11 +67,7 @@ func (d *DHT) maintain() {
 	d.every(d.opts.RefreshInterval, nil, func(ctx context.Context) {
 		d.refresh(ctx)
 	})
-	d.every(d.opts.QueueRetry, d.queueKick, func(ctx context.Context) {
-		if err := d.flushQueue(ctx); err != nil && ctx.Err() == nil {
-			d.log.Debug("offline queue", "err", err)
-		}
-	})
+	d.spawn(d.queueLoop)
 }
 
 // every runs fn every interval (the first time after a random 50-100% of

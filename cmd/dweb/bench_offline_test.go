@@ -1,0 +1,39 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dwebkit/dweb/internal/dht"
+)
+
+// TestBenchOffline runs one round of `dweb bench offline`: the restart
+// with dead contacts is ready, and the add with no peers returns, long
+// before one DHT request could time out, and the add's publication waits.
+func TestBenchOffline(t *testing.T) {
+	res, err := benchOffline(context.Background(), t.TempDir(), 1, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	timeout := float64(dht.DefaultRPCTimeout / time.Millisecond)
+	if res.ReadyDeadContacts <= 0 || res.ReadyDeadContacts >= timeout/2 || res.ReadyLiveContacts <= 0 {
+		t.Fatalf("ready with dead contacts %.1f ms (live %.1f ms); a DHT request times out after %.0f ms", res.ReadyDeadContacts, res.ReadyLiveContacts, timeout)
+	}
+	if res.AddNoPeers <= 0 || res.AddNoPeers >= timeout/10 || res.AddPeersUp <= 0 {
+		t.Fatalf("add with no peers %.1f ms (peers up %.1f ms)", res.AddNoPeers, res.AddPeersUp)
+	}
+	if res.PendingAfter < 1 {
+		t.Fatalf("%d publications pending after the adds with no peers, want the collection's", res.PendingAfter)
+	}
+}
+
+func TestBenchOfflineBadFlags(t *testing.T) {
+	for _, args := range [][]string{{"--rounds", "0"}, {"--rounds", "51"}, {"--size", "0"}, {"--size", "lots"}} {
+		code, _, errOut := runCLI(t, append([]string{"bench", "offline"}, args...)...)
+		if code != 2 || !strings.Contains(errOut, strings.TrimLeft(args[0], "-")) {
+			t.Errorf("bench offline %v: exit %d, stderr %q; want 2 naming the flag", args, code, errOut)
+		}
+	}
+}
