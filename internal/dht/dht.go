@@ -136,6 +136,12 @@ type Options struct {
 	// "Client mode".
 	Client bool
 
+	// Membership checks the values of membership-checked records
+	// (record.MembershipSchema) against their membership lists; group
+	// provides it (group.Holders). Nil: this node stores no value of such
+	// a record (record.ErrBadSchema).
+	Membership MembershipChecker
+
 	// Metrics receives the DHT's counters; nil: a private set nobody
 	// reads. Share one Metrics between DHTs and register it once.
 	Metrics *Metrics
@@ -445,13 +451,21 @@ func (d *DHT) Set(ctx context.Context, desc *record.Descriptor, subkey uint32, v
 		return fmt.Errorf("%w: Set needs a descriptor and a value", ErrBadRequest)
 	}
 	k := desc.Key()
-	if _, err := d.acceptFrom(k, desc, subkey, v, time.Now(), nil); err != nil {
+	_, err := d.acceptFrom(k, desc, subkey, v, time.Now(), nil)
+	if errors.Is(err, ErrNoList) {
+		// A slot of a membership-checked record, and this node has not
+		// read the list yet: read it (Get keeps it), then check again.
+		if _, _, gerr := d.Get(ctx, k, 0); gerr == nil {
+			_, err = d.acceptFrom(k, desc, subkey, v, time.Now(), nil)
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("dht: set %s/%d: %w", k, subkey, err)
 	}
 	if err := d.db.Set(pubKey(k), nil, true); err != nil {
 		return fmt.Errorf("dht: set %s/%d: %w", k, subkey, err)
 	}
-	err := d.publish(ctx, desc, subkey, v, time.Now())
+	err = d.publish(ctx, desc, subkey, v, time.Now())
 	if err == nil {
 		d.noteWrite(k, subkey, v.Seq, WriteSent)
 	}
@@ -504,14 +518,14 @@ func (d *DHT) publish(ctx context.Context, desc *record.Descriptor, subkey uint3
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, err := d.call(ctx, c, req)
+			resp, err := d.storeTo(ctx, c, req)
 			if err != nil {
 				errs[i] = err
 				return
 			}
 			if resp.Code == codeStale {
 				cur, derr := record.DecodeValue(resp.Value)
-				if derr == nil && desc.VerifyValue(subkey, cur) == nil {
+				if derr == nil && d.verifyValue(k, desc, subkey, cur) == nil {
 					stale[i] = cur
 				}
 			}
@@ -609,10 +623,19 @@ func (d *DHT) Get(ctx context.Context, k key.RecordKey, subkey uint32) (*record.
 	if desc == nil {
 		return nil, nil, fmt.Errorf("dht: get %s: %w", k, ErrNotFound)
 	}
+	if desc.Schema.MembershipChecked() && subkey != 0 {
+		// Slot values are checked against the list: read it first if
+		// this node has none (Get keeps it).
+		if list, err := d.localValue(k, 0); err == nil && list == nil {
+			if _, _, err := d.Get(ctx, k, 0); err != nil {
+				d.log.Debug("read membership list", "record", k.String(), "err", err)
+			}
+		}
+	}
 	// Values are checked against the descriptor only now: it may have
 	// arrived after them.
 	for id, v := range answers {
-		if v != nil && desc.VerifyValue(subkey, v) != nil {
+		if v != nil && d.verifyValue(k, desc, subkey, v) != nil {
 			d.log.Debug("invalid value in GET response", "peer", id.String(), "record", k.String())
 			answers[id] = nil
 			continue
@@ -652,7 +675,7 @@ func (d *DHT) repair(ctx context.Context, k key.RecordKey, desc *record.Descript
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := d.call(ctx, c, req); err != nil {
+			if _, err := d.storeTo(ctx, c, req); err != nil {
 				d.log.Debug("read repair", "peer", c.ID.String(), "err", err)
 			}
 		}()

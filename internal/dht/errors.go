@@ -37,6 +37,14 @@ var (
 	// ErrRateLimited: a peer sent requests faster than Options.RequestRate
 	// allows.
 	ErrRateLimited = errors.New("dht: peer over request rate")
+	// ErrNoList: a holder of a membership-checked record has no
+	// membership list yet, so it cannot check a slot value; the writer
+	// sends the list first and tries again (Set does).
+	ErrNoList = errors.New("dht: no membership list held to check the slot against")
+	// ErrBadList: a membership list that may not replace the one the
+	// holder has (not signed by one of its admins, not its next version,
+	// malformed; the MembershipChecker's error says which).
+	ErrBadList = errors.New("dht: membership list refused")
 )
 
 // StaleError is returned when a write loses to the value a holder already
@@ -60,7 +68,8 @@ func (e *StaleError) Unwrap() error { return ErrStale }
 // sentinel of the code (ErrStale, ErrNotFound, ErrKeyMismatch,
 // ErrBadRequest, record.ErrBadSignature, record.ErrNotWriter,
 // record.ErrSubkeyRange, record.ErrBadSchema, record.ErrTooLarge,
-// record.ErrSeqRange, ErrQuota, ErrRateLimited or ErrRemote).
+// record.ErrSeqRange, ErrQuota, ErrRateLimited, ErrNoList, ErrBadList or
+// ErrRemote).
 type RemoteError struct {
 	Peer key.NodeID
 	Code uint16
@@ -91,6 +100,8 @@ const (
 	codeQuota        uint16 = 11
 	codeRateLimited  uint16 = 12
 	codeSeqRange     uint16 = 13
+	codeNoList       uint16 = 14
+	codeBadList      uint16 = 15
 )
 
 var codeSentinels = []struct {
@@ -108,6 +119,8 @@ var codeSentinels = []struct {
 	{codeQuota, ErrQuota},
 	{codeRateLimited, ErrRateLimited},
 	{codeSeqRange, record.ErrSeqRange},
+	{codeNoList, ErrNoList},
+	{codeBadList, ErrBadList},
 	{codeBadRequest, ErrBadRequest},
 	{codeBadRequest, record.ErrMalformed},
 }

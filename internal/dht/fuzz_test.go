@@ -57,7 +57,32 @@ func FuzzHandleRequest(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	// A membership-checked record: this node has no MembershipChecker,
+	// so it must store none of its values.
+	admin := key.NewKeypair()
+	cdesc, err := record.NewDescriptor(owner, record.Schema{Membership: &record.MembershipSchema{FirstAdmin: admin.Public(), Slots: 64}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	ck := cdesc.Key()
+	cde, err := record.EncodeDescriptor(cdesc)
+	if err != nil {
+		f.Fatal(err)
+	}
+	var cvals [2][]byte
+	for sk := range cvals {
+		cv, err := record.NewValue(ck, uint32(sk), 1, []byte("list or slot"), admin)
+		if err != nil {
+			f.Fatal(err)
+		}
+		if cvals[sk], err = record.EncodeValue(cv); err != nil {
+			f.Fatal(err)
+		}
+	}
 	for _, req := range []request{
+		{Op: opStore, Target: ck[:], Subkey: 0, Desc: cde, Value: cvals[0]},
+		{Op: opStore, Target: ck[:], Subkey: 1, Desc: cde, Value: cvals[1]},
+		{Op: opStore, Target: ck[:], Desc: cde},
 		{Op: opPing},
 		{Op: opFindNode, Target: k[:]},
 		{Op: opGet, Target: k[:], Subkey: 1, WantDesc: true},
@@ -81,9 +106,15 @@ func FuzzHandleRequest(f *testing.F) {
 			if err != nil || sd == nil || sd.Verify() != nil || sd.Key() != rk {
 				t.Fatalf("accepted store left descriptor %v, %v", sd, err)
 			}
+			if req.Value == nil {
+				return
+			}
 			sv, err := d.localValue(rk, req.Subkey)
 			if err != nil || sv == nil || sd.VerifyValue(req.Subkey, sv) != nil {
 				t.Fatalf("accepted store left value %v, %v", sv, err)
+			}
+			if sd.Schema.MembershipChecked() {
+				t.Fatalf("a node without a membership checker stored subkey %d of membership-checked record %s", req.Subkey, rk)
 			}
 		}
 	})

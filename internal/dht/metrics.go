@@ -22,6 +22,8 @@ const (
 	ReasonRateLimited  = "rate_limited"  // a peer over its request rate
 	ReasonIPDiversity  = "ip_diversity"  // a contact kept out of the routing table by the IP-prefix limit
 	ReasonSeqRange     = "seq_range"     // a value whose seq is above record.MaxSeq
+	ReasonNoList       = "no_list"       // a slot of a membership-checked record, and no list held to check it
+	ReasonBadList      = "bad_list"      // a membership list that may not replace the one held
 )
 
 // Metrics are the DHT's Prometheus collectors. One Metrics may be shared by
@@ -124,6 +126,10 @@ func refusalReason(err error) string {
 		return ReasonRateLimited
 	case errors.Is(err, record.ErrSeqRange):
 		return ReasonSeqRange
+	case errors.Is(err, ErrNoList):
+		return ReasonNoList
+	case errors.Is(err, ErrBadList):
+		return ReasonBadList
 	case errors.Is(err, ErrBadRequest), errors.Is(err, record.ErrMalformed):
 		return ReasonMalformed
 	}

@@ -187,7 +187,9 @@ func (d *DHT) dropRecord(k key.RecordKey) error {
 
 // accept is the storing node's rule, for STORE requests and local writes:
 // desc must verify and hash to k, v must verify for subkey; then v is kept
-// unless the current value is better (a *StaleError carrying it). An equal
+// unless the current value is better (a *StaleError carrying it). A value
+// of a membership-checked record that would replace the current one must
+// also pass the membership list this node holds (checkMembership). An equal
 // value is accepted without a write. v may be nil to store only desc.
 // The record's refresh time is left as it is. Watchers of subkey are told
 // of a new value.
@@ -222,6 +224,32 @@ func (d *DHT) acceptFrom(k key.RecordKey, desc *record.Descriptor, subkey uint32
 	}
 	d.recMu.Lock()
 	defer d.recMu.Unlock()
+	// The value first: a refusal takes no quota.
+	var cur *record.Value
+	replace := false
+	if v != nil {
+		var err error
+		if cur, err = d.localValue(k, subkey); err != nil {
+			return false, err
+		}
+		switch {
+		case record.Better(cur, v):
+			return false, &StaleError{Current: cur}
+		case record.Better(v, cur):
+			if desc.Schema.MembershipChecked() {
+				held := cur
+				if subkey != 0 {
+					if held, err = d.localValue(k, 0); err != nil {
+						return false, err
+					}
+				}
+				if err := d.checkMembership(k, desc, subkey, v, held); err != nil {
+					return false, err
+				}
+			}
+			replace = true
+		}
+	}
 	var writes [][2][]byte // key, value
 	if ok, err := d.db.Has(descKey(k)); err != nil {
 		return false, err
@@ -238,22 +266,13 @@ func (d *DHT) acceptFrom(k key.RecordKey, desc *record.Descriptor, subkey uint32
 		writes = append(writes, [2][]byte{descKey(k), enc})
 	}
 	changed := false
-	if v != nil {
-		cur, err := d.localValue(k, subkey)
+	if replace {
+		enc, err := record.EncodeValue(v)
 		if err != nil {
 			return false, err
 		}
-		switch {
-		case record.Better(cur, v):
-			return false, &StaleError{Current: cur}
-		case record.Better(v, cur):
-			enc, err := record.EncodeValue(v)
-			if err != nil {
-				return false, err
-			}
-			writes = append(writes, [2][]byte{valueKey(k, subkey), enc})
-			changed = true
-		}
+		writes = append(writes, [2][]byte{valueKey(k, subkey), enc})
+		changed = true
 	}
 	if !refreshed.IsZero() && refreshed.After(d.refreshed(k)) {
 		writes = append(writes, [2][]byte{metaKey(k), binary.BigEndian.AppendUint64(nil, uint64(refreshed.Unix()))})

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -236,7 +237,7 @@ func (d *DHT) syncTo(ctx context.Context, c Contact, k key.RecordKey, desc *reco
 				return err
 			}
 		}
-		resp, err := d.call(ctx, c, req)
+		resp, err := d.storeTo(ctx, c, req)
 		if err != nil {
 			return err
 		}
@@ -256,7 +257,10 @@ func (d *DHT) syncTo(ctx context.Context, c Contact, k key.RecordKey, desc *reco
 	if !resp.Has && len(local) == 0 {
 		errs = append(errs, store(0, nil))
 	}
-	for sk, v := range local {
+	// In subkey order: a membership-checked record's list (subkey 0)
+	// reaches a holder before the slots it checks.
+	for _, sk := range slices.Sorted(maps.Keys(local)) {
+		v := local[sk]
 		if t, ok := theirs[sk]; ok && !beatsSeq(v, t) {
 			continue
 		}

@@ -8,6 +8,15 @@
 // the next Count subkeys. A record's key is BLAKE3-256(owner public key ||
 // schema bytes), so the key commits to both.
 //
+// A second schema kind, membership-checked (Schema.Membership), is for
+// group records whose writers change (docs/trust.md): subkey 0 holds a
+// membership list signed by an admin, subkeys 1..Slots are repo slots, and
+// who may write each is decided by the list a holder has, not by the
+// schema; the schema commits only to the first admin's key, who signs the
+// first list. This package checks such values' shapes, seqs and
+// signatures; the list rules are the caller's (internal/dht's
+// MembershipChecker, implemented in group).
+//
 // Signed messages (ed25519, RFC 8032):
 //
 //	descriptor: "dweb record descriptor v1\x00" || schema bytes
@@ -64,12 +73,30 @@ type MemberRange struct {
 	Count uint32 `cbor:"2,keyasint"` // number of subkeys, >= 1
 }
 
-// Schema lays out a record's subkeys: 0..OwnerSubkeys-1 belong to the owner,
-// then each member range in order. The total is 1..MaxSubkeys.
-type Schema struct {
-	OwnerSubkeys uint32        `cbor:"1,keyasint"`
-	Members      []MemberRange `cbor:"2,keyasint,omitempty"`
+// MembershipSchema makes a record membership-checked: subkey 0 is the
+// membership list, subkeys 1..Slots the repo slots, each written by whom
+// the list a holder has allows (docs/trust.md, "Member keys and the
+// membership list"; docs/dht.md, "Membership-checked records").
+type MembershipSchema struct {
+	FirstAdmin []byte `cbor:"1,keyasint"` // ed25519 member key of the first admin, 32 bytes: it signs list version 0
+	Slots      uint32 `cbor:"2,keyasint"` // repo slots, 1..MaxSubkeys-1
 }
+
+// Schema lays out a record's subkeys. Of the default kind (Membership
+// nil, Veilid's DFLT and SMPL): 0..OwnerSubkeys-1 belong to the owner,
+// then each member range in order; the total is 1..MaxSubkeys. Of the
+// membership-checked kind (Membership set, OwnerSubkeys 0, no member
+// ranges): subkey 0 and the Membership.Slots repo slots, whose writers the
+// membership list names; the owner writes nothing.
+type Schema struct {
+	OwnerSubkeys uint32            `cbor:"1,keyasint"`
+	Members      []MemberRange     `cbor:"2,keyasint,omitempty"`
+	Membership   *MembershipSchema `cbor:"3,keyasint,omitempty"`
+}
+
+// MembershipChecked reports whether the schema is of the
+// membership-checked kind.
+func (s Schema) MembershipChecked() bool { return s.Membership != nil }
 
 // Bytes returns the schema's deterministic CBOR encoding, the bytes the
 // record key and the descriptor signature cover.
@@ -84,6 +111,17 @@ func (s Schema) Bytes() []byte {
 
 // count returns the number of subkeys, checking the limits.
 func (s Schema) count() (uint32, error) {
+	if m := s.Membership; m != nil {
+		switch {
+		case s.OwnerSubkeys != 0 || len(s.Members) != 0:
+			return 0, fmt.Errorf("%w: a membership-checked schema with %d owner subkeys and %d member ranges, want none", ErrBadSchema, s.OwnerSubkeys, len(s.Members))
+		case len(m.FirstAdmin) != ed25519.PublicKeySize:
+			return 0, fmt.Errorf("%w: first admin key is %d bytes, want %d", ErrBadSchema, len(m.FirstAdmin), ed25519.PublicKeySize)
+		case m.Slots == 0 || m.Slots >= MaxSubkeys:
+			return 0, fmt.Errorf("%w: %d repo slots, want 1..%d", ErrBadSchema, m.Slots, MaxSubkeys-1)
+		}
+		return 1 + m.Slots, nil
+	}
 	if len(s.Members) > MaxSubkeys {
 		return 0, fmt.Errorf("%w: %d member ranges, limit %d", ErrBadSchema, len(s.Members), MaxSubkeys)
 	}
@@ -169,7 +207,9 @@ func (d *Descriptor) SubkeyCount() uint32 {
 
 // Writer returns the key allowed to write subkey: the owner for
 // 0..OwnerSubkeys-1, then the member whose range holds it. Errors wrap
-// ErrSubkeyRange (or ErrBadSchema for an invalid schema).
+// ErrSubkeyRange (or ErrBadSchema for an invalid schema); for a
+// membership-checked record, whose writers the membership list names, an
+// in-range subkey gives ErrNotWriter.
 func (d *Descriptor) Writer(subkey uint32) (ed25519.PublicKey, error) {
 	n, err := d.Schema.count()
 	if err != nil {
@@ -177,6 +217,9 @@ func (d *Descriptor) Writer(subkey uint32) (ed25519.PublicKey, error) {
 	}
 	if subkey >= n {
 		return nil, fmt.Errorf("%w: subkey %d, record has %d", ErrSubkeyRange, subkey, n)
+	}
+	if d.Schema.MembershipChecked() {
+		return nil, fmt.Errorf("%w: subkey %d of membership-checked record %s: the membership list names its writer", ErrNotWriter, subkey, d.Key())
 	}
 	if subkey < d.Schema.OwnerSubkeys {
 		return ed25519.PublicKey(d.Owner), nil

@@ -2,6 +2,7 @@ package record
 
 import (
 	"bytes"
+	"errors"
 	"testing"
 
 	"github.com/dwebkit/dweb/internal/key"
@@ -48,7 +49,8 @@ func FuzzDecodeValue(f *testing.F) {
 
 func FuzzDecodeDescriptor(f *testing.F) {
 	_, _, d := testRecord(f)
-	for _, d := range []*Descriptor{d, mustDescriptor(f, key.NewKeypair(), Schema{OwnerSubkeys: 1})} {
+	checked := Schema{Membership: &MembershipSchema{FirstAdmin: key.NewKeypair().Public(), Slots: 64}}
+	for _, d := range []*Descriptor{d, mustDescriptor(f, key.NewKeypair(), Schema{OwnerSubkeys: 1}), mustDescriptor(f, key.NewKeypair(), checked)} {
 		b, err := EncodeDescriptor(d)
 		if err != nil {
 			f.Fatal(err)
@@ -68,9 +70,18 @@ func FuzzDecodeDescriptor(f *testing.F) {
 		if n == 0 || n > MaxSubkeys {
 			t.Fatalf("decoded schema with %d subkeys", n)
 		}
-		for sk := uint32(0); sk < n; sk++ {
-			if w, err := d.Writer(sk); err != nil || len(w) != 32 {
-				t.Fatalf("Writer(%d): %v", sk, err)
+		if m := d.Schema.Membership; m != nil {
+			if len(m.FirstAdmin) != 32 || n != 1+m.Slots || d.Schema.OwnerSubkeys != 0 || len(d.Schema.Members) != 0 {
+				t.Fatalf("decoded membership-checked schema %+v with %d subkeys", d.Schema, n)
+			}
+			if _, err := d.Writer(0); !errors.Is(err, ErrNotWriter) {
+				t.Fatalf("Writer(0) of a membership-checked record: %v", err)
+			}
+		} else {
+			for sk := uint32(0); sk < n; sk++ {
+				if w, err := d.Writer(sk); err != nil || len(w) != 32 {
+					t.Fatalf("Writer(%d): %v", sk, err)
+				}
 			}
 		}
 		_ = d.Verify() // must not panic

@@ -423,3 +423,61 @@ func TestDecodeRejectsBadShapes(t *testing.T) {
 		t.Errorf("oversize descriptor: err = %v", err)
 	}
 }
+
+func TestMembershipSchema(t *testing.T) {
+	// The default kind's encoding is unchanged by the new field, so the
+	// keys of every existing record stay what they were.
+	if got, want := (Schema{OwnerSubkeys: 65}).Bytes(), []byte{0xa1, 0x01, 0x18, 0x41}; !bytes.Equal(got, want) {
+		t.Fatalf("default schema encodes as %x, want %x", got, want)
+	}
+	admin, other := key.NewKeypair(), key.NewKeypair()
+	s := Schema{Membership: &MembershipSchema{FirstAdmin: admin.Public(), Slots: 64}}
+	d := mustDescriptor(t, key.NewKeypair(), s)
+	if n := d.SubkeyCount(); n != 65 {
+		t.Fatalf("SubkeyCount = %d, want 65", n)
+	}
+	// The key commits to the first admin.
+	s2 := Schema{Membership: &MembershipSchema{FirstAdmin: other.Public(), Slots: 64}}
+	if d2 := (&Descriptor{Owner: d.Owner, Schema: s2}); d2.Key() == d.Key() {
+		t.Fatal("record key does not commit to the first admin")
+	}
+	if _, err := d.Writer(3); !errors.Is(err, ErrNotWriter) {
+		t.Fatalf("Writer: %v, want ErrNotWriter", err)
+	}
+	// Any writer's well-signed value passes VerifyValue: the list decides.
+	for _, w := range []key.Keypair{admin, other} {
+		if err := d.VerifyValue(5, mustValue(t, d.Key(), 5, 1, []byte("x"), w)); err != nil {
+			t.Fatalf("VerifyValue: %v", err)
+		}
+	}
+	v := mustValue(t, d.Key(), 5, 1, []byte("x"), other)
+	v.Data = []byte("y")
+	if err := d.VerifyValue(5, v); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("altered value: %v, want ErrBadSignature", err)
+	}
+	if err := d.VerifyValue(65, mustValue(t, d.Key(), 65, 1, nil, other)); !errors.Is(err, ErrSubkeyRange) {
+		t.Fatalf("subkey 65: %v, want ErrSubkeyRange", err)
+	}
+	if err := d.VerifyValue(1, signedAt(d.Key(), 1, MaxSeq+1, nil, other)); !errors.Is(err, ErrSeqRange) {
+		t.Fatalf("seq above MaxSeq: %v, want ErrSeqRange", err)
+	}
+	for _, bad := range []Schema{
+		{Membership: &MembershipSchema{FirstAdmin: admin.Public()[:31], Slots: 1}},
+		{Membership: &MembershipSchema{FirstAdmin: admin.Public(), Slots: 0}},
+		{Membership: &MembershipSchema{FirstAdmin: admin.Public(), Slots: MaxSubkeys}},
+		{OwnerSubkeys: 1, Membership: &MembershipSchema{FirstAdmin: admin.Public(), Slots: 1}},
+		{Members: []MemberRange{{Key: other.Public(), Count: 1}}, Membership: &MembershipSchema{FirstAdmin: admin.Public(), Slots: 1}},
+	} {
+		if _, err := NewDescriptor(admin, bad); !errors.Is(err, ErrBadSchema) {
+			t.Errorf("schema %+v: %v, want ErrBadSchema", bad.Membership, err)
+		}
+	}
+	enc, err := EncodeDescriptor(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := DecodeDescriptor(enc)
+	if err != nil || back.Verify() != nil || back.Key() != d.Key() {
+		t.Fatalf("round trip: %v", err)
+	}
+}

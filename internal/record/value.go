@@ -73,18 +73,32 @@ func (v *Value) checkShape() error {
 // data within MaxValueSize (ErrTooLarge), seq at most MaxSeq (ErrSeqRange),
 // shapes and the writer's signature (ErrMalformed, ErrBadSignature). It
 // does not verify d itself; call Verify.
+//
+// For a membership-checked record (Schema.Membership) it checks all of
+// that but whether v's writer may write subkey: the membership list a
+// holder has decides that, and the caller must ask it (internal/dht does,
+// through its MembershipChecker).
 func (d *Descriptor) VerifyValue(subkey uint32, v *Value) error {
 	if v == nil {
 		return fmt.Errorf("%w: nil value", ErrMalformed)
 	}
-	w, err := d.Writer(subkey)
-	if err != nil {
-		return err
+	var w ed25519.PublicKey // nil for a membership-checked record
+	if d.Schema.MembershipChecked() {
+		if n, err := d.Schema.count(); err != nil {
+			return err
+		} else if subkey >= n {
+			return fmt.Errorf("%w: subkey %d, record has %d", ErrSubkeyRange, subkey, n)
+		}
+	} else {
+		var err error
+		if w, err = d.Writer(subkey); err != nil {
+			return err
+		}
 	}
 	if err := v.checkShape(); err != nil {
 		return fmt.Errorf("subkey %d: %w", subkey, err)
 	}
-	if !bytes.Equal(w, v.Writer) {
+	if w != nil && !bytes.Equal(w, v.Writer) {
 		return fmt.Errorf("%w: subkey %d of record %s", ErrNotWriter, subkey, d.Key())
 	}
 	k := d.Key()

@@ -31,8 +31,23 @@ type Node struct {
 // Contact returns the node's DHT contact.
 func (n *Node) Contact() dht.Contact { return n.DHT.Self() }
 
+// Options configure the nodes of a test network; the zero value is the
+// default.
+type Options struct {
+	// Membership is given to each node's DHT (dht.Options.Membership):
+	// group's rules for membership-checked records, which this package
+	// cannot import.
+	Membership dht.MembershipChecker
+}
+
 // New starts n nodes (n >= 1) and bootstraps nodes 1..n-1 through node 0.
 func New(t testing.TB, n int) []*Node {
+	t.Helper()
+	return NewWith(t, n, Options{})
+}
+
+// NewWith is New with options.
+func NewWith(t testing.TB, n int, o Options) []*Node {
 	t.Helper()
 	dir := t.TempDir()
 	nodes := make([]*Node, 0, n)
@@ -41,7 +56,7 @@ func New(t testing.TB, n int) []*Node {
 		if i > 0 {
 			boot = []dht.Contact{nodes[0].Contact()}
 		}
-		nodes = append(nodes, Start(t, filepath.Join(dir, "node"+strconv.Itoa(i)), boot))
+		nodes = append(nodes, StartWith(t, filepath.Join(dir, "node"+strconv.Itoa(i)), boot, o))
 	}
 	return nodes
 }
@@ -49,6 +64,12 @@ func New(t testing.TB, n int) []*Node {
 // Start starts one node with a fresh identity and its store in dir,
 // bootstrapping through boot (none: it is the first node).
 func Start(t testing.TB, dir string, boot []dht.Contact) *Node {
+	t.Helper()
+	return StartWith(t, dir, boot, Options{})
+}
+
+// StartWith is Start with options.
+func StartWith(t testing.TB, dir string, boot []dht.Contact, o Options) *Node {
 	t.Helper()
 	ep, err := transport.Listen(transport.Options{Identity: key.NewKeypair(), ListenAddr: "127.0.0.1:0"})
 	if err != nil {
@@ -59,7 +80,7 @@ func Start(t testing.TB, dir string, boot []dht.Contact) *Node {
 		ep.Close()
 		t.Fatalf("testnet: store: %v", err)
 	}
-	d, err := dht.New(dht.Options{Endpoint: ep, Store: db, Bootstrap: boot, RPCTimeout: 3 * time.Second})
+	d, err := dht.New(dht.Options{Endpoint: ep, Store: db, Bootstrap: boot, RPCTimeout: 3 * time.Second, Membership: o.Membership})
 	if err != nil {
 		ep.Close()
 		db.Close()
