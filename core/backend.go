@@ -19,6 +19,7 @@ import (
 
 	"github.com/dwebkit/dweb/blobsync"
 	"github.com/dwebkit/dweb/datarepo"
+	"github.com/dwebkit/dweb/group"
 	"github.com/dwebkit/dweb/internal/dht"
 	"github.com/dwebkit/dweb/internal/key"
 	"github.com/dwebkit/dweb/internal/netem"
@@ -336,7 +337,7 @@ func (b *Backend) Start(ctx context.Context) error {
 	// A node configured with relays expects to be behind NAT: it starts as
 	// a DHT client (not put in others' routing tables, so nobody wastes a
 	// dial on it) until its dial-back check proves it reachable.
-	d, err := dht.New(dht.Options{Endpoint: ep, Store: b.db, Bootstrap: boot, Logger: b.log, Metrics: b.metrics, Client: len(relays) > 0, OnWrite: b.onWrite})
+	d, err := dht.New(dht.Options{Endpoint: ep, Store: b.db, Bootstrap: boot, Logger: b.log, Metrics: b.metrics, Client: len(relays) > 0, OnWrite: b.onWrite, Membership: group.NewHolders()})
 	if err != nil {
 		ep.Close()
 		return err
