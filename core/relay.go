@@ -311,6 +311,12 @@ func (b *Backend) reachLoop() {
 			return
 		case <-t.C:
 		case <-b.rs.recheck:
+			// A check that ran since the signal may have seen the new
+			// address already (the first check races the first
+			// reservation): then there is nothing new to check.
+			if !b.observedChanged() {
+				continue
+			}
 			t.Stop()
 		}
 		b.checkReach()
@@ -350,6 +356,19 @@ func (b *Backend) checkReach() {
 		}
 		return
 	}
+}
+
+// observedChanged reports whether a relay observed this node at another
+// address than the last reachability check did.
+func (b *Backend) observedChanged() bool {
+	b.rs.mu.Lock()
+	defer b.rs.mu.Unlock()
+	for _, a := range b.rs.observed {
+		if a != b.rs.reach.Observed {
+			return true
+		}
+	}
+	return false
 }
 
 func (b *Backend) reachCandidates() []transport.Peer {
