@@ -71,10 +71,19 @@ func launch(t testing.TB, dir string, kp key.Keypair, listen string, boot []Cont
 	n := &testNode{t: t, dir: dir, kp: kp, ep: ep, db: db, dht: d, addr: ep.LocalAddr().String(), opt: opt}
 	t.Cleanup(n.stop)
 	if len(boot) > 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		// Tried up to three times, as a node's start retries it
+		// (core/connect.go): under the race detector on two busy cores a
+		// first request can outlast a short RPCTimeout.
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		if err := d.Bootstrap(ctx); err != nil {
-			return n, fmt.Errorf("bootstrap %s: %w", n.dht.Self(), err)
+		for try := 1; ; try++ {
+			err := d.Bootstrap(ctx)
+			if err == nil {
+				break
+			}
+			if try == 3 || ctx.Err() != nil {
+				return n, fmt.Errorf("bootstrap %s (%d tries): %w", n.dht.Self(), try, err)
+			}
 		}
 	}
 	return n, nil
