@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -86,11 +85,8 @@ and the group name) as a QR code on the terminal, for the app to scan;
 secret). --json prints {"key","name","uri","join_code"}.`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if inviteQR && a.json {
-				return &usageError{errors.New("--qr and --json both write to stdout: use --png FILE with --json")}
-			}
-			if inviteInvert && !inviteQR {
-				return &usageError{errors.New("--invert applies to --qr only")}
+			if err := a.checkQRFlags(inviteQR, inviteInvert); err != nil {
+				return err
 			}
 			var inv httpapi.InviteInfo
 			if err := a.client().call(cmd.Context(), http.MethodGet, "/dweb/v1/groups/"+url.PathEscape(args[0])+"/invite", nil, &inv); err != nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 
@@ -25,11 +24,8 @@ invite that only this device can open (docs/trust.md).
 as a PNG image. --json prints {"contact"}.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if qr && a.json {
-				return &usageError{errors.New("--qr and --json both write to stdout: use --png FILE with --json")}
-			}
-			if invert && !qr {
-				return &usageError{errors.New("--invert applies to --qr only")}
+			if err := a.checkQRFlags(qr, invert); err != nil {
+				return err
 			}
 			var c httpapi.ContactInfo
 			if err := a.client().call(cmd.Context(), http.MethodGet, "/dweb/v1/contact", nil, &c); err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -73,6 +74,18 @@ func qrPNG(q *qrcode.QRCode) ([]byte, error) {
 // a PNG file (pngPath, unless empty; created with mode 0600, since the code
 // holds the group secret). A drawing wider than the terminal gets a hint on
 // stderr.
+// checkQRFlags refuses --qr with --json (both write to stdout) and
+// --invert without --qr.
+func (a *app) checkQRFlags(qr, invert bool) error {
+	if qr && a.json {
+		return &usageError{errors.New("--qr and --json both write to stdout: use --png FILE with --json")}
+	}
+	if invert && !qr {
+		return &usageError{errors.New("--invert applies to --qr only")}
+	}
+	return nil
+}
+
 func (a *app) drawJoinCode(code string, draw, invert bool, pngPath string) error {
 	q, err := newQR(code)
 	if err != nil {

@@ -203,14 +203,10 @@ func TestJoinCodeRefusesBadName(t *testing.T) {
 	}
 }
 
-// TestGroupInviteQR drives `dweb group invite` against a daemon: --png
-// writes a PNG that decodes to the join code, --json adds join_code, --qr
-// draws it, and the plain form still prints the invite URI.
-func TestGroupInviteQR(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	data, _ := startDaemon(t, ctx)
-	cli := func(args ...string) string {
+// cliOK returns a runner of dweb with --data data that fails the test
+// unless the command exits 0, and returns its stdout.
+func cliOK(t *testing.T, data string) func(args ...string) string {
+	return func(args ...string) string {
 		t.Helper()
 		code, out, errOut := runCLI(t, append([]string{"--data", data}, args...)...)
 		if code != 0 {
@@ -218,6 +214,16 @@ func TestGroupInviteQR(t *testing.T) {
 		}
 		return out
 	}
+}
+
+// TestGroupInviteQR drives `dweb group invite` against a daemon: --png
+// writes a PNG that decodes to the join code, --json adds join_code, --qr
+// draws it, and the plain form still prints the invite URI.
+func TestGroupInviteQR(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	data, _ := startDaemon(t, ctx)
+	cli := cliOK(t, data)
 	const name = "Tom & Jerry's photos"
 	var g core.GroupInfo
 	if err := json.Unmarshal([]byte(cli("--json", "group", "create", name)), &g); err != nil {
@@ -297,14 +303,7 @@ func TestContactCommand(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	data, _ := startDaemon(t, ctx)
-	cli := func(args ...string) string {
-		t.Helper()
-		code, out, errOut := runCLI(t, append([]string{"--data", data}, args...)...)
-		if code != 0 {
-			t.Fatalf("dweb %v: exit %d: %s", args, code, errOut)
-		}
-		return out
-	}
+	cli := cliOK(t, data)
 	plain := strings.TrimSuffix(cli("contact"), "\n")
 	if _, err := uri.ParseContact(plain); err != nil {
 		t.Fatalf("dweb contact printed %q: %v", plain, err)
