@@ -152,3 +152,33 @@ func (b *Backend) heldRepoKeys(ctx context.Context, gs *groupState, known []key.
 	}
 	return keys
 }
+
+// knownBackupStatus is the backup status of group gi as this node's last
+// verified collections give it (blobs counted once, as a pass does): what
+// the backup list shows after a restart until a pass ends.
+func (b *Backend) knownBackupStatus(gi GroupInfo) BackupGroupStatus {
+	st := BackupGroupStatus{Group: gi.ID, Name: gi.Name, Errors: []string{}}
+	known, order := b.knownRepos(gi.ID)
+	seen := make(map[blobsync.Hash]bool)
+	for _, rk := range order {
+		c, err := b.knownCollection(known[rk], true)
+		if err != nil {
+			continue
+		}
+		st.Repos++
+		for _, e := range c.Entries {
+			if seen[e.Hash] {
+				continue
+			}
+			seen[e.Hash] = true
+			st.Files++
+			st.Bytes += e.Size
+			if ok, _ := b.blobs.Has(e.Hash); ok {
+				st.Held++
+				st.BytesHeld += e.Size
+			}
+		}
+	}
+	st.Missing = st.Files - st.Held
+	return st
+}

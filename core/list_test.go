@@ -113,3 +113,31 @@ func TestListProviderGone(t *testing.T) {
 	check("contacts dead")
 	bob.Close()
 }
+
+// TestBackupListAfterRestart: a backup server restarted with every other
+// node gone shows the files it holds at once (the backup list, before its
+// first pass has ended), and still after that pass, which could read no
+// record from the network.
+func TestBackupListAfterRestart(t *testing.T) {
+	tmp := t.TempDir()
+	ctx := testContext(t, 60*time.Second)
+	alice := startNode(t, filepath.Join(tmp, "alice"))
+	backupDir := filepath.Join(tmp, "backup")
+	backup := startWith(t, backupDir, Options{Bootstrap: []string{alice.Contact()}, Backup: true}, false)
+	paths, _ := writeFiles(t, tmp, []string{"note.txt", "clip.bin"}, 1000, 200<<10)
+	g, _, inv := newGroup(ctx, t, alice, "newsroom", paths...)
+	join(ctx, t, inv, backup)
+	waitFor(t, "the backup to hold alice's two files", holds(backup, g.ID, 2))
+	closeTogether(alice, backup)
+
+	backup = startWith(t, backupDir, Options{Backup: true}, false)
+	gi := backup.Groups()[0]
+	if ag := backup.adminGroup(gi); ag.Files != 2 || ag.Held != 2 || ag.Missing != 0 {
+		t.Fatalf("right after the restart the backup list shows %+v, want the 2 files held", ag)
+	}
+	waitFor(t, "the backup's first pass", func() bool { _, ok := backupGroupStatus(backup, g.ID); return ok })
+	if st, _ := backupGroupStatus(backup, g.ID); st.Files != 2 || st.Held != 2 {
+		t.Fatalf("after a pass with every other node gone the backup shows %+v", st)
+	}
+	backup.Close()
+}
