@@ -785,6 +785,14 @@ func (d *DHT) markDead(id key.NodeID, dead bool) {
 	d.dead[id] = now
 }
 
+// PeerShutdown records that node id shut down cleanly (its connection
+// closed as its endpoint closed: transport.Endpoint.SetPeerShutdown):
+// lookups leave it out, as a node whose request failed, until it is heard
+// from again, rather than each waiting out RPCTimeout on it.
+func (d *DHT) PeerShutdown(id key.NodeID) {
+	d.markDead(id, true)
+}
+
 // LastSeen returns when node id last answered a request of this node or
 // sent it one, during this run; the zero time if it has not. Contacts
 // added from outside (Options.Bootstrap, AddContacts) are not seen until
