@@ -218,8 +218,9 @@ func (d *DHT) runWatch(ctx context.Context, w *watcher, out chan<- Change) {
 }
 
 // Watching reports whether a watch of this node on record k holds a lease
-// with another node: one that accepted it at its last renewal, so the
-// changes written elsewhere reach this node's copy. A watch whose leases
+// with another node: one that accepted it at its last renewal, whose
+// newer values have been read since, so this node's copy is current and
+// the changes written elsewhere reach it. A watch whose leases
 // all failed (no node reachable) keeps only this node's own writes.
 func (d *DHT) Watching(k key.RecordKey) bool {
 	d.watchMu.Lock()
@@ -287,7 +288,7 @@ func (d *DHT) renewWatch(ctx context.Context, w *watcher) {
 	}
 	wg.Wait()
 	w.mu.Lock()
-	w.holders, w.placed = holders, placed
+	w.holders = holders
 	w.mu.Unlock()
 	for sk := range newer {
 		_, v, err := d.Get(ctx, w.k, sk)
@@ -297,6 +298,10 @@ func (d *DHT) renewWatch(ctx context.Context, w *watcher) {
 		}
 		w.offer(sk, v)
 	}
+	// Only now is this node's copy as new as the holders said.
+	w.mu.Lock()
+	w.placed = placed
+	w.mu.Unlock()
 }
 
 // serveWatch answers WATCH: it places, renews or (lease 0) cancels peer's
