@@ -132,6 +132,7 @@ type Backend struct {
 
 	ep      *transport.Endpoint
 	dht     *dht.DHT
+	health  providerHealth // how member nodes answered (health.go)
 	metrics *dht.Metrics
 	rm      *rcmgr.Manager // the node's resource manager, shared by every layer
 	traffic traffic
@@ -343,6 +344,7 @@ func (b *Backend) Start(ctx context.Context) error {
 		return err
 	}
 	b.ep, b.dht = ep, d
+	ep.SetPeerShutdown(b.peerShutdown)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	ep.Handle(transport.ProtoTunnel, b.serveTunnel)
 	b.startRelay(relays)

@@ -180,6 +180,12 @@ func (b *Backend) startBackup() {
 	bs.republished = make(map[key.RecordKey]bool)
 	bs.errKinds = make(map[string]int)
 	bs.startedAt = time.Now().UTC()
+	// Until its first pass ends, each group shows what this node verified
+	// before: a restart holds its blobs already. The loop's first look
+	// passes every group.
+	for _, gi := range b.Groups() {
+		bs.groups[gi.ID] = &backupGroup{status: b.knownBackupStatus(gi)}
+	}
 	bs.mu.Unlock()
 	if secret, created, err := b.loadAdminSecret(); err != nil {
 		b.log.Error("backup: remote administration off", "err", err)
@@ -260,7 +266,7 @@ func (b *Backend) backupHousekeeping(ctx context.Context, all bool) {
 		bg, ok := bs.groups[gi.ID]
 		switch {
 		case !ok:
-			bs.groups[gi.ID] = &backupGroup{status: BackupGroupStatus{Group: gi.ID, Name: gi.Name, Errors: []string{}}}
+			bs.groups[gi.ID] = &backupGroup{status: b.knownBackupStatus(gi)}
 			due = append(due, gi.ID)
 		case all:
 			due = append(due, gi.ID)
@@ -365,9 +371,11 @@ func (b *Backend) backupPass(ctx context.Context, g key.RecordKey, bg *backupGro
 	if !full && b.isWatched(gs, g) {
 		grp = gs.local
 	}
+	known, knownOrder := b.knownRepos(g)
 	keys, err := grp.RepoKeys(ctx)
 	if err != nil {
 		fail("read_group", "read group record: %v", err)
+		keys = b.heldRepoKeys(ctx, gs, knownOrder)
 	}
 	blobs := make(map[blobsync.Hash]*backupFile)
 	var order []blobsync.Hash
@@ -384,7 +392,15 @@ func (b *Backend) backupPass(ctx context.Context, g key.RecordKey, bg *backupGro
 			}
 			fail("read_repo", "read repo %s: %v", rk, err)
 			b.log.Warn("backup: read repo", "group", g, "repo", rk, "err", err)
-			continue
+			// Count, and fetch what is missing of, the collection this
+			// node verified last.
+			kr, ok := known[rk]
+			kc, kerr := b.knownCollection(kr, ok)
+			if kerr != nil {
+				continue
+			}
+			name, ch, c = kr.Name, kr.Collection, kc
+			b.markServable(gs, ch, c)
 		}
 		repos++
 		colls = append(colls, repoColl{rk: rk, h: ch, c: c})

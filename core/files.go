@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dwebkit/dweb/blobsync"
@@ -30,6 +33,10 @@ type FileInfo struct {
 	// for the DHT (Publication.State: "queued", "retrying"); "" once
 	// published, and for others' files.
 	Publication string `json:"publication,omitempty"`
+	// RepoSeenFresh is when this node last read the file's repo afresh;
+	// RepoReachable, whether the listing did now (List, RepoState).
+	RepoSeenFresh time.Time `json:"repo_seen_fresh"`
+	RepoReachable bool      `json:"repo_reachable"`
 }
 
 // Progress reports a download: bytes verified and stored so far, of Total,
@@ -109,38 +116,155 @@ func (b *Backend) AddFiles(ctx context.Context, g key.RecordKey, paths []string)
 	return out, nil
 }
 
-// ListFiles lists the files of every repo in the group, read afresh from
-// the DHT; collections not yet local are fetched from the members. A repo
-// that cannot be read right now is skipped and logged.
+// Listing is a group's files as this node knows them, with the state of
+// each repo they come from.
+type Listing struct {
+	Files []FileInfo `json:"files"` // by name, then repo key
+	// Repos: every repo of the group this listing covers, in the group's
+	// order, this node's own first when the group does not list it yet.
+	Repos []RepoState `json:"repos"`
+	// Warnings say, one line each, what could not be read now and what
+	// was listed instead; empty when every repo was read afresh.
+	Warnings []string `json:"warnings"`
+}
+
+// RepoState is one repo of a listing.
+type RepoState struct {
+	Repo key.RecordKey `json:"repo_key"`
+	Name string        `json:"name"`
+	// Collection is the hash of the collection listed (zero: none).
+	Collection blobsync.Hash `json:"collection"`
+	Files      int           `json:"files"`
+	// SeenFresh is when this node last read the repo's current record and
+	// collection (zero: never).
+	SeenFresh time.Time `json:"seen_fresh"`
+	// Reachable: this listing read the repo's current collection now.
+	// When false, Error says why, and Files come from the collection this
+	// node verified at SeenFresh (none if it never did).
+	Reachable bool   `json:"reachable"`
+	Error     string `json:"error,omitempty"`
+}
+
+// ListFiles is List's files.
 func (b *Backend) ListFiles(ctx context.Context, g key.RecordKey) ([]FileInfo, error) {
+	l, err := b.List(ctx, g)
+	return l.Files, err
+}
+
+// List lists the files of every repo in the group. Each repo is read
+// afresh (from the DHT, or from the records its watch keeps current), its
+// collection fetched from the members if not local. A repo that cannot be
+// read now is listed from the last collection this node verified of it,
+// marked unreachable, with a warning; when the group record cannot be
+// read, the repos are those this node knows. When the node knows a
+// verified collection of a repo, the listing waits on the network for it
+// (and for the group record) listRepoWait at most, from its start. Errors:
+// ErrUnknownGroup, ctx's.
+func (b *Backend) List(ctx context.Context, g key.RecordKey) (Listing, error) {
 	gs, err := b.group(g)
 	if err != nil {
-		return nil, err
+		return Listing{}, err
 	}
-	grp := gs.g
-	if b.isWatched(gs, gs.info.ID) {
-		grp = gs.local
-	}
-	repos, err := grp.RepoKeys(ctx)
+	known, knownOrder := b.knownRepos(g)
+	deadline := time.Now().Add(listRepoWait)
+	keys, warn, err := b.groupRepoKeys(ctx, gs, knownOrder, deadline)
 	if err != nil {
-		return nil, err
+		return Listing{}, err
 	}
-	var out []FileInfo
-	for _, rk := range repos {
-		files, err := b.repoFiles(ctx, gs, rk, b.isWatched(gs, rk))
-		if err != nil {
-			b.log.Warn("list repo", "group", g, "repo", rk, "err", err)
-			continue
-		}
-		out = append(out, files...)
+	l := Listing{Files: []FileInfo{}, Warnings: []string{}}
+	if warn != "" {
+		l.Warnings = append(l.Warnings, warn)
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Name != out[j].Name {
-			return out[i].Name < out[j].Name
+	if !slices.Contains(keys, gs.info.Repo) {
+		keys = append([]key.RecordKey{gs.info.Repo}, keys...)
+	}
+	files := make([][]FileInfo, len(keys))
+	l.Repos = make([]RepoState, len(keys))
+	var wg sync.WaitGroup
+	for i, rk := range keys {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			kr, ok := known[rk]
+			files[i], l.Repos[i] = b.listRepo(ctx, gs, rk, kr, ok, deadline)
+		}()
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return Listing{}, ctx.Err()
+	}
+	for i, rs := range l.Repos {
+		if !rs.Reachable {
+			label := rs.Repo.String()
+			if rs.Name != "" {
+				label = fmt.Sprintf("%q (%s)", rs.Name, rs.Repo)
+			}
+			l.Warnings = append(l.Warnings, fmt.Sprintf("repo %s unreachable: %s", label, rs.Error))
+			b.log.Warn("list repo", "group", g, "repo", rs.Repo, "err", rs.Error)
 		}
-		return out[i].Repo.String() < out[j].Repo.String()
+		l.Files = append(l.Files, files[i]...)
+	}
+	sort.Slice(l.Files, func(i, j int) bool {
+		if l.Files[i].Name != l.Files[j].Name {
+			return l.Files[i].Name < l.Files[j].Name
+		}
+		return l.Files[i].Repo.String() < l.Files[j].Repo.String()
 	})
-	return out, nil
+	return l, nil
+}
+
+// listRepo reads repo rk of gs for List: afresh, or, failing that, from
+// kr, what this node last verified of it (ok: it has), waiting on the
+// network until deadline at most when it has.
+func (b *Backend) listRepo(ctx context.Context, gs *groupState, rk key.RecordKey, kr knownRepo, ok bool, deadline time.Time) ([]FileInfo, RepoState) {
+	rctx := ctx
+	fallback, ferr := b.knownCollection(kr, ok)
+	if ferr == nil && rk != gs.info.Repo {
+		var cancel context.CancelFunc
+		rctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+	}
+	rs := RepoState{Repo: rk}
+	name, h, c, fresh, err := b.readRepo(rctx, gs, rk, b.isWatched(gs, rk))
+	switch {
+	case err == nil && fresh:
+		rs.Name, rs.Collection, rs.Reachable, rs.SeenFresh = name, h, true, time.Now().UTC().Truncate(time.Millisecond)
+	case err == nil:
+		// Read from this node's own copy of the records: what it holds,
+		// not known to be current.
+		rs.Name, rs.Collection = name, h
+		if ok {
+			rs.SeenFresh = kr.Fresh
+		}
+		rs.Error = fmt.Sprintf("no other node answered for its record: listing the %d files of the collection this node holds", len(c.Entries))
+	default:
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			err = fmt.Errorf("no answer within %v", listRepoWait)
+		}
+		if ok {
+			rs.Name, rs.SeenFresh = kr.Name, kr.Fresh
+		}
+		if ferr != nil {
+			rs.Error = fmt.Sprintf("%v; no files listed: %v", err, ferr)
+			return nil, rs
+		}
+		c, rs.Collection = fallback, kr.Collection
+		b.markServable(gs, kr.Collection, c)
+		rs.Error = fmt.Sprintf("%v; listing the %d files of its collection last seen fresh at %s", err, len(c.Entries), kr.Fresh.Format(time.RFC3339))
+	}
+	var pending string
+	if rk == gs.info.Repo {
+		pending = b.collectionPending(gs)
+	}
+	out := make([]FileInfo, 0, len(c.Entries))
+	for _, e := range c.Entries {
+		fi := b.fileInfo(gs, rk, rs.Name, e)
+		fi.Publication = pending
+		fi.RepoSeenFresh, fi.RepoReachable = rs.SeenFresh, rs.Reachable
+		out = append(out, fi)
+	}
+	rs.Files = len(out)
+	return out, rs
 }
 
 // repoFiles reads repo rk of gs and its collection (fetched from the
@@ -170,30 +294,44 @@ func (b *Backend) repoFiles(ctx context.Context, gs *groupState, rk key.RecordKe
 // the group. local reads the records this node holds (watched) instead
 // of asking the DHT.
 func (b *Backend) repoCollection(ctx context.Context, gs *groupState, rk key.RecordKey, local bool) (string, blobsync.Hash, *blobsync.Collection, error) {
+	name, h, c, _, err := b.readRepo(ctx, gs, rk, local)
+	return name, h, c, err
+}
+
+// readRepo is repoCollection that also says whether what it read is
+// fresh: this node's own repo, one whose watch holds a lease with another
+// node (dht.Watching), or one whose records another node answered for. Only a fresh read is remembered as what this
+// node last verified of the repo (known.go).
+func (b *Backend) readRepo(ctx context.Context, gs *groupState, rk key.RecordKey, local bool) (string, blobsync.Hash, *blobsync.Collection, bool, error) {
 	repo := gs.repo
+	var missed atomic.Bool
 	if rk != gs.info.Repo || local {
-		var recs datarepo.Records = records{b}
+		var recs datarepo.Records = probedRecords{b, &missed}
 		if local {
 			recs = localRecords{b}
 		}
 		var err error
 		if repo, err = datarepo.OpenKey(ctx, recs, b.blobs, gs.g.Secret(), rk); err != nil {
-			return "", blobsync.Hash{}, nil, err
+			return "", blobsync.Hash{}, nil, false, err
 		}
 	}
 	name, err := repo.Name(ctx)
 	if err != nil {
-		return "", blobsync.Hash{}, nil, err
+		return "", blobsync.Hash{}, nil, false, err
 	}
 	fetch := func(ctx context.Context, h blobsync.Hash) error {
 		return b.download(ctx, gs, h, 0, []key.RecordKey{rk}, nil)
 	}
 	c, h, err := repo.Collection(ctx, fetch)
 	if err != nil {
-		return "", blobsync.Hash{}, nil, err
+		return "", blobsync.Hash{}, nil, false, err
 	}
 	b.markServable(gs, h, c)
-	return name, h, c, nil
+	fresh := rk == gs.info.Repo || (!local && !missed.Load()) || (local && b.dht.Watching(rk))
+	if fresh {
+		b.rememberRepo(gs.info.ID, rk, name, h)
+	}
+	return name, h, c, fresh, nil
 }
 
 // GetFile writes the named file of the group to dst (an absolute path),
@@ -238,21 +376,17 @@ func (b *Backend) GetFile(ctx context.Context, g key.RecordKey, repo key.RecordK
 }
 
 func (b *Backend) findFile(ctx context.Context, gs *groupState, repo key.RecordKey, name string) (FileInfo, error) {
+	all, err := b.ListFiles(ctx, gs.info.ID)
+	if err != nil {
+		return FileInfo{}, err
+	}
 	if !repo.IsZero() {
-		files, err := b.repoFiles(ctx, gs, repo, b.isWatched(gs, repo))
-		if err != nil {
-			return FileInfo{}, err
-		}
-		for _, f := range files {
-			if f.Name == name {
+		for _, f := range all {
+			if f.Repo == repo && f.Name == name {
 				return f, nil
 			}
 		}
 		return FileInfo{}, fmt.Errorf("%w: %q in repo %s", ErrFileNotFound, name, repo)
-	}
-	all, err := b.ListFiles(ctx, gs.info.ID)
-	if err != nil {
-		return FileInfo{}, err
 	}
 	var match []FileInfo
 	for _, f := range all {

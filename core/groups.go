@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/dwebkit/dweb/blobsync"
@@ -156,6 +157,29 @@ func (r records) Get(ctx context.Context, k key.RecordKey, subkey uint32) (*reco
 	}
 	r.b.waitBooted(ctx)
 	return r.b.dht.Get(ctx, k, subkey)
+}
+
+// probedRecords is records that notes, in missed, a read no other node
+// answered (DHT.GetReached): its value is this node's own copy.
+type probedRecords struct {
+	b      *Backend
+	missed *atomic.Bool
+}
+
+func (r probedRecords) Set(ctx context.Context, desc *record.Descriptor, subkey uint32, v *record.Value) error {
+	return records{r.b}.Set(ctx, desc, subkey, v)
+}
+
+func (r probedRecords) Get(ctx context.Context, k key.RecordKey, subkey uint32) (*record.Descriptor, *record.Value, error) {
+	if err := r.b.started(); err != nil {
+		return nil, nil, err
+	}
+	r.b.waitBooted(ctx)
+	desc, v, reached, err := r.b.dht.GetReached(ctx, k, subkey)
+	if err == nil && !reached {
+		r.missed.Store(true)
+	}
+	return desc, v, err
 }
 
 // localRecords is records whose reads stay on this node (DHT.GetLocal).
@@ -452,6 +476,7 @@ func (b *Backend) LeaveGroup(ctx context.Context, k key.RecordKey) error {
 	if err := b.prot.Delete(protGroupName(k)); err != nil {
 		return err
 	}
+	b.forgetRepos(k)
 	b.mu.Lock()
 	delete(b.groups, k)
 	b.mu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/dwebkit/dweb/blobsync"
 	"github.com/dwebkit/dweb/datarepo"
@@ -31,6 +32,7 @@ func (p *memberProvider) Open(ctx context.Context) (io.ReadWriteCloser, error) {
 	p.mu.Lock()
 	td := p.td
 	p.mu.Unlock()
+	start := time.Now()
 	sess, err := p.b.openTunnel(ctx, p.gs, td)
 	for try := 0; err != nil && try < resolveRetries && ctx.Err() == nil; try++ {
 		fresh, rerr := p.b.resolveDescriptor(ctx, p.gs, td.Node)
@@ -45,8 +47,12 @@ func (p *memberProvider) Open(ctx context.Context) (io.ReadWriteCloser, error) {
 		sess, err = p.b.openTunnel(ctx, p.gs, td)
 	}
 	if err != nil {
+		if ctx.Err() == nil {
+			p.b.health.failed(td.Node)
+		}
 		return nil, err
 	}
+	p.b.health.opened(td.Node, time.Since(start))
 	p.b.traffic.opened.Add(1)
 	return countingConn{ReadWriteCloser: sess, read: &p.b.traffic.received}, nil
 }
@@ -75,8 +81,10 @@ func (b *Backend) download(ctx context.Context, gs *groupState, h blobsync.Hash,
 }
 
 // memberProviders returns every other member of gs that announces a node
-// (those serving the repos in prefer first) as blob providers, their
-// tunnels pooled in gs.streams; ErrNoMembers if there is none.
+// as blob providers, their tunnels pooled in gs.streams, in the order of
+// b.health: the nodes that answered before, fastest first, then the
+// others (those serving the repos in prefer first), without the nodes
+// down unless all are; ErrNoMembers if there is none.
 func (b *Backend) memberProviders(ctx context.Context, gs *groupState, prefer []key.RecordKey) ([]blobsync.Provider, error) {
 	members, err := gs.g.Providers(ctx, prefer, b.NodeID())
 	if err != nil {
@@ -85,9 +93,19 @@ func (b *Backend) memberProviders(ctx context.Context, gs *groupState, prefer []
 	if len(members) == 0 {
 		return nil, fmt.Errorf("%w: %s", ErrNoMembers, gs.info.Name)
 	}
+	members = b.health.order(members)
 	provs := make([]blobsync.Provider, len(members))
 	for i, m := range members {
 		provs[i] = gs.streams.Provider(&memberProvider{b: b, gs: gs, td: m.Tunnel})
 	}
 	return provs, nil
+}
+
+// peerShutdown learns that node id shut down cleanly (its connection to
+// this node closed as its endpoint closed): DHT lookups and downloads
+// leave it out until it is heard from again.
+func (b *Backend) peerShutdown(id key.NodeID) {
+	b.log.Debug("peer shut down", "peer", id)
+	b.dht.PeerShutdown(id)
+	b.health.shutdown(id)
 }

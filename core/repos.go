@@ -62,12 +62,15 @@ func (b *Backend) openRepo(ctx context.Context, gs *groupState, rk key.RecordKey
 	return datarepo.OpenKey(ctx, records{b}, b.blobs, gs.g.Secret(), rk)
 }
 
-// checkRepo returns ErrUnknownRepo unless rk is one of gs's repos.
+// checkRepo returns ErrUnknownRepo unless rk is one of gs's repos (as
+// groupRepoKeys reads them: when the group record cannot be read, those
+// this node holds or knows).
 func (b *Backend) checkRepo(ctx context.Context, gs *groupState, rk key.RecordKey) error {
 	if rk == gs.info.Repo {
 		return nil
 	}
-	keys, err := gs.g.RepoKeys(ctx)
+	_, order := b.knownRepos(gs.info.ID)
+	keys, _, err := b.groupRepoKeys(ctx, gs, order, time.Now().Add(listRepoWait))
 	if err != nil {
 		return err
 	}
@@ -93,22 +96,40 @@ func (b *Backend) repoInfo(ctx context.Context, gs *groupState, rk key.RecordKey
 
 // Repos lists the data repos of group g, read afresh from the DHT, in the
 // order of the group's repo subkeys; this node's own repo is always listed.
-// A repo whose record cannot be read right now is skipped and logged.
-// Errors: ErrUnknownGroup; DHT errors reading the group record.
+// A repo whose record cannot be read right now is listed under the name
+// this node last read (known.go), or skipped and logged if it never read
+// one; when the group record cannot be read, the repos are those this
+// node holds or knows (List). Reads of repos this node knows wait
+// listRepoWait at most. Errors: ErrUnknownGroup; ctx's.
 func (b *Backend) Repos(ctx context.Context, g key.RecordKey) ([]RepoInfo, error) {
 	gs, err := b.group(g)
 	if err != nil {
 		return nil, err
 	}
-	keys, err := gs.g.RepoKeys(ctx)
+	known, order := b.knownRepos(g)
+	deadline := time.Now().Add(listRepoWait)
+	keys, warn, err := b.groupRepoKeys(ctx, gs, order, deadline)
 	if err != nil {
 		return nil, err
+	}
+	if warn != "" {
+		b.log.Warn("list repos", "group", g, "warning", warn)
 	}
 	out := make([]RepoInfo, 0, len(keys)+1)
 	own := false
 	for _, rk := range keys {
 		own = own || rk == gs.info.Repo
-		ri, err := b.repoInfo(ctx, gs, rk)
+		rctx, cancel := ctx, context.CancelFunc(func() {})
+		kr, ok := known[rk]
+		if ok {
+			rctx, cancel = context.WithDeadline(ctx, deadline)
+		}
+		ri, err := b.repoInfo(rctx, gs, rk)
+		cancel()
+		if err != nil && ok && ctx.Err() == nil {
+			ri, err = RepoInfo{Key: rk, Name: kr.Name, CreatedAt: b.firstSeen(rk), CanWrite: rk == gs.info.Repo}, nil
+			b.log.Warn("list repo: listed under the name last read", "group", g, "repo", rk, "seen_fresh", kr.Fresh)
+		}
 		if err != nil {
 			b.log.Warn("list repo", "group", g, "repo", rk, "err", err)
 			continue

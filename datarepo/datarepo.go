@@ -224,17 +224,33 @@ func (r *Repo) Collection(ctx context.Context, fetch Fetcher) (*blobsync.Collect
 }
 
 func (r *Repo) loadCollection(ctx context.Context, h blobsync.Hash, fetch Fetcher) (*blobsync.Collection, error) {
-	b, err := r.blobs.ReadAll(h, MaxCollectionSize)
+	c, err := LocalCollection(r.blobs, h)
 	if errors.Is(err, blobsync.ErrNotFound) && fetch != nil {
 		if err := fetch(ctx, h); err != nil {
 			return nil, fmt.Errorf("fetch collection %s of repo %s: %w", h, r.Key(), err)
 		}
-		b, err = r.blobs.ReadAll(h, MaxCollectionSize)
+		c, err = LocalCollection(r.blobs, h)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read collection %s of repo %s: %w", h, r.Key(), err)
+		return nil, fmt.Errorf("collection of repo %s: %w", r.Key(), err)
 	}
-	return blobsync.DecodeCollection(b)
+	return c, nil
+}
+
+// LocalCollection reads and decodes collection h from the local store
+// only: a collection this node verified before (blobs are stored only once
+// verified), without asking the DHT for the repo's current hash. Errors
+// wrap blobsync.ErrNotFound when the blob is not held.
+func LocalCollection(blobs Blobs, h blobsync.Hash) (*blobsync.Collection, error) {
+	b, err := blobs.ReadAll(h, MaxCollectionSize)
+	if err != nil {
+		return nil, fmt.Errorf("read collection %s: %w", h, err)
+	}
+	c, err := blobsync.DecodeCollection(b)
+	if err != nil {
+		return nil, fmt.Errorf("decode collection %s: %w", h, err)
+	}
+	return c, nil
 }
 
 func (r *Repo) writeCollection(ctx context.Context, c *blobsync.Collection) error {

@@ -35,6 +35,7 @@ type Backend interface {
 	AddFiles(ctx context.Context, group key.RecordKey, paths []string) ([]core.FileInfo, error)
 	AddReader(ctx context.Context, g key.RecordKey, name string, r io.Reader, maxBytes int64) (core.FileInfo, blobsync.Hash, error)
 	ListFiles(ctx context.Context, group key.RecordKey) ([]core.FileInfo, error)
+	List(ctx context.Context, group key.RecordKey) (core.Listing, error)
 	GetFile(ctx context.Context, group, repo key.RecordKey, name, dst string, progress func(core.Progress)) (core.FileInfo, error)
 	OpenFile(ctx context.Context, g, repo key.RecordKey, name string) (io.ReadSeekCloser, core.FileInfo, error)
 	RemoveFile(ctx context.Context, group key.RecordKey, name string) error

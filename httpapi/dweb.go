@@ -72,8 +72,8 @@ func (s *server) listFiles(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	fs, err := s.b.ListFiles(r.Context(), g.ID)
-	return reply(w, FileInfosBody{orEmpty(fs)}, err)
+	l, err := s.b.List(r.Context(), g.ID)
+	return reply(w, FileListBody{orEmpty(l.Files), orEmpty(l.Repos), orEmpty(l.Warnings)}, err)
 }
 
 func (s *server) removeFile(w http.ResponseWriter, r *http.Request) error {

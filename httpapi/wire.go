@@ -137,6 +137,16 @@ type FileInfosBody struct {
 	Files []core.FileInfo `json:"files"`
 }
 
+// FileListBody is the answer of GET /dweb/v1/groups/{group}/files: the
+// group's files, each repo's state (when this node last read it afresh,
+// whether it could now) and warnings, one line each, naming every repo
+// listed from what this node last verified instead of afresh (core.List).
+type FileListBody struct {
+	Files    []core.FileInfo  `json:"files"`
+	Repos    []core.RepoState `json:"repos"`
+	Warnings []string         `json:"warnings"`
+}
+
 // AddFilesRequest is the body of POST /dweb/v1/groups/{group}/files:
 // absolute paths on the daemon's machine.
 type AddFilesRequest struct {

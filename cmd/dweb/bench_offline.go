@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dwebkit/dweb/core"
+	"github.com/dwebkit/dweb/internal/key"
 	"github.com/spf13/cobra"
 )
 
@@ -32,21 +33,45 @@ type benchOfflineResult struct {
 	// PendingAfter: the publications waiting on the lone node after its
 	// adds: its collection (rewritten by each add), and its name if that
 	// was not out yet either.
-	PendingAfter int   `json:"publications_pending_after"`
-	FileBytes    int64 `json:"file_bytes"`
-	Rounds       int   `json:"rounds"`
+	PendingAfter int `json:"publications_pending_after"`
+	// ListProviderGone: List on a member restarted after the only other
+	// member published a new collection and left (its new collection
+	// cannot be fetched); ListProvidersUp: the same member's List with
+	// everyone up. ListComplete: every listing with the provider gone
+	// held every file the member had listed before, its own and the
+	// other's; ListWarnings: the warnings of the last of them.
+	ListProviderGone float64 `json:"list_ms_provider_gone"`
+	// ListFirstProviderGone: the first of those listings, right after
+	// the restart (the median's rounds follow it).
+	ListFirstProviderGone float64 `json:"list_ms_provider_gone_first"`
+	ListProvidersUp       float64 `json:"list_ms_providers_up"`
+	ListComplete          bool    `json:"list_complete"`
+	ListWarnings          int     `json:"list_warnings_provider_gone"`
+	// FirstByteBackupOnly: from GetFile's call to its first verified byte
+	// of a file that only a backup server can serve, every member that
+	// added or held it having shut down cleanly just before;
+	// FirstByteMembersUp: the same with them up. GetBackupOnly and
+	// GetMembersUp: the whole GetFile. Files of BackupFileBytes.
+	FirstByteBackupOnly float64 `json:"first_byte_ms_backup_only"`
+	FirstByteMembersUp  float64 `json:"first_byte_ms_members_up"`
+	GetBackupOnly       float64 `json:"get_ms_backup_only"`
+	GetMembersUp        float64 `json:"get_ms_members_up"`
+	BackupFileBytes     int64   `json:"backup_file_bytes"`
+	FileBytes           int64   `json:"file_bytes"`
+	Rounds              int     `json:"rounds"`
 }
 
 // benchOfflineCmd builds the offline situations with in-process nodes on
 // loopback (real QUIC, real Pebble, each in its own directory): a phone
 // whose saved contacts (two peers) are all down restarts; a member adds
-// files while the only other member is down.
+// files while the only other member is down; a member lists after the
+// other published a collection it cannot fetch and left.
 func benchOfflineCmd(a *app) *cobra.Command {
 	var rounds int
 	var sizeFlag, dir string
 	cmd := &cobra.Command{
 		Use:   "offline",
-		Short: "start with every saved contact down, and add with every peer down, beside the same with the network up",
+		Short: "start with every saved contact down, add with every peer down, list with the provider gone, beside the same with the network up",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if rounds < 1 || rounds > 50 {
@@ -68,8 +93,8 @@ func benchOfflineCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.printResult(res, "ready: %.1f ms with contacts dead, %.1f ms live; add: %.1f ms with no peers, %.1f ms with peers up\n",
-				res.ReadyDeadContacts, res.ReadyLiveContacts, res.AddNoPeers, res.AddPeersUp)
+			return a.printResult(res, "ready: %.1f ms with contacts dead, %.1f ms live; add: %.1f ms with no peers, %.1f ms with peers up; list: %.1f ms with the provider gone (complete %t), %.1f ms with it up\n",
+				res.ReadyDeadContacts, res.ReadyLiveContacts, res.AddNoPeers, res.AddPeersUp, res.ListProviderGone, res.ListComplete, res.ListProvidersUp)
 		},
 	}
 	cmd.Flags().IntVar(&rounds, "rounds", 5, "measure each situation this many times; the median counts")
@@ -105,6 +130,19 @@ func benchOffline(ctx context.Context, dir string, rounds int, size int64) (*ben
 			open = append(open, b)
 		}
 		return b, took, err
+	}
+	startWith := func(name string, o core.Options) (*core.Backend, error) {
+		o.DataDir, o.DeviceName = filepath.Join(dir, name), name
+		b, err := core.New(o)
+		if err != nil {
+			return nil, err
+		}
+		if err := b.Start(ctx); err != nil {
+			b.Close()
+			return nil, err
+		}
+		open = append(open, b)
+		return b, nil
 	}
 	closeNode := func(bs ...*core.Backend) {
 		closeAll(bs...)
@@ -202,7 +240,219 @@ func benchOffline(ctx context.Context, dir string, rounds int, size int64) (*ben
 		return nil, err
 	}
 	res.PendingAfter = len(alice.Publications())
+	closeNode(alice)
+	if err := benchListGone(ctx, res, start, closeNode, dir, rounds); err != nil {
+		return nil, err
+	}
+	if err := benchBackupOnly(ctx, res, startWith, closeNode, dir, rounds); err != nil {
+		return nil, err
+	}
 	return res, nil
+}
+
+// benchBackupFile is the size of each file benchBackupOnly gets (the
+// issue's 5 MB).
+const benchBackupFile = 5 << 20
+
+// benchBackupOnly times GetFile on erin of files alice added and bob
+// holds, with alice and bob up, then of others right after both shut
+// down cleanly, when the group's backup server is the one node that
+// holds them. Each file is got once (rounds of each).
+func benchBackupOnly(ctx context.Context, res *benchOfflineResult, start func(string, core.Options) (*core.Backend, error), closeNode func(...*core.Backend), dir string, rounds int) error {
+	res.BackupFileBytes = benchBackupFile
+	peer, err := start("bk-peer", core.Options{})
+	if err != nil {
+		return err
+	}
+	boot := []string{peer.Contact()}
+	alice, err := start("bk-alice", core.Options{Bootstrap: boot})
+	if err != nil {
+		return err
+	}
+	bob, err := start("bk-bob", core.Options{Bootstrap: boot})
+	if err != nil {
+		return err
+	}
+	backup, err := start("bk-backup", core.Options{Bootstrap: boot, Backup: true})
+	if err != nil {
+		return err
+	}
+	erin, err := start("bk-erin", core.Options{Bootstrap: boot})
+	if err != nil {
+		return err
+	}
+	var paths []string
+	for i := range 2 * rounds {
+		p := filepath.Join(dir, fmt.Sprintf("bk-%d.bin", i))
+		data := make([]byte, benchBackupFile)
+		rand.Read(data)
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			return err
+		}
+		paths = append(paths, p)
+	}
+	g, err := alice.CreateGroup(ctx, "backup-only")
+	if err != nil {
+		return err
+	}
+	if _, err := alice.AddFiles(ctx, g.ID, paths); err != nil {
+		return err
+	}
+	inv, err := alice.Invite(g.ID)
+	if err != nil {
+		return err
+	}
+	for _, m := range []*core.Backend{bob, backup, erin} {
+		if _, err := m.JoinGroup(ctx, inv); err != nil {
+			return err
+		}
+	}
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		st := backup.BackupStatus()
+		if len(st.Groups) == 1 && st.Groups[0].Files == len(paths) && st.Groups[0].Missing == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the backup server does not hold the files: %+v", st.Groups)
+		}
+	}
+	if _, err := bob.Refresh(ctx, g.ID); err != nil {
+		return err
+	}
+	get := func(from int) (float64, float64, error) {
+		var first, whole []time.Duration
+		for i := from; i < from+rounds; i++ {
+			name := filepath.Base(paths[i])
+			var once sync.Once
+			var fb time.Duration
+			t := time.Now()
+			_, err := erin.GetFile(ctx, g.ID, key.RecordKey{}, name, filepath.Join(dir, "got-"+name), func(p core.Progress) {
+				if p.Done > 0 {
+					once.Do(func() { fb = time.Since(t) })
+				}
+			})
+			if err != nil {
+				return 0, 0, fmt.Errorf("get %s: %w", name, err)
+			}
+			whole = append(whole, time.Since(t))
+			if fb == 0 {
+				fb = whole[len(whole)-1]
+			}
+			first = append(first, fb)
+		}
+		return median(first), median(whole), nil
+	}
+	if res.FirstByteMembersUp, res.GetMembersUp, err = get(0); err != nil {
+		return err
+	}
+	closeNode(alice, bob)
+	res.FirstByteBackupOnly, res.GetBackupOnly, err = get(rounds)
+	return err
+}
+
+// benchListGone times List on carol, a member restarted after dave, the
+// other member, published a new collection (to a DHT peer) and left,
+// beside carol's List with everyone up.
+func benchListGone(ctx context.Context, res *benchOfflineResult, start func(string, ...string) (*core.Backend, time.Duration, error), closeNode func(...*core.Backend), dir string, rounds int) error {
+	peer, _, err := start("list-peer")
+	if err != nil {
+		return err
+	}
+	dave, _, err := start("dave", peer.Contact())
+	if err != nil {
+		return err
+	}
+	carol, _, err := start("carol", peer.Contact())
+	if err != nil {
+		return err
+	}
+	file := func(name string) (string, error) {
+		p := filepath.Join(dir, name)
+		return p, os.WriteFile(p, []byte("offline-first listing: "+name), 0o600)
+	}
+	g, err := dave.CreateGroup(ctx, "listing")
+	if err != nil {
+		return err
+	}
+	inv, err := dave.Invite(g.ID)
+	if err != nil {
+		return err
+	}
+	if _, err := carol.JoinGroup(ctx, inv); err != nil {
+		return err
+	}
+	for _, m := range []struct {
+		b    *core.Backend
+		name string
+	}{{dave, "dave-1.txt"}, {carol, "carol-1.txt"}} {
+		p, err := file(m.name)
+		if err != nil {
+			return err
+		}
+		if _, err := m.b.AddFiles(ctx, g.ID, []string{p}); err != nil {
+			return err
+		}
+	}
+	want := []string{"carol-1.txt", "dave-1.txt"}
+	complete := func(l core.Listing) bool {
+		var names []string
+		for _, f := range l.Files {
+			names = append(names, f.Name)
+		}
+		return slices.Equal(names, want)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if l, err := carol.List(ctx, g.ID); err == nil && complete(l) && len(l.Warnings) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("carol does not list %v", want)
+		}
+	}
+	var first time.Duration
+	list := func() (float64, bool, int, error) {
+		var times []time.Duration
+		ok, warnings := true, 0
+		for range rounds {
+			t := time.Now()
+			l, err := carol.List(ctx, g.ID)
+			if err != nil {
+				return 0, false, 0, err
+			}
+			times = append(times, time.Since(t))
+			if len(times) == 1 {
+				first = times[0]
+			}
+			ok = ok && complete(l)
+			warnings = len(l.Warnings)
+		}
+		return median(times), ok, warnings, nil
+	}
+	if res.ListProvidersUp, _, _, err = list(); err != nil {
+		return err
+	}
+
+	// Carol is away while dave publishes a new collection, then leaves.
+	closeNode(carol)
+	p, err := file("dave-2.txt")
+	if err != nil {
+		return err
+	}
+	if _, err := dave.AddFiles(ctx, g.ID, []string{p}); err != nil {
+		return err
+	}
+	for deadline := time.Now().Add(30 * time.Second); len(dave.Publications()) > 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("dave's collection not published: %+v", dave.Publications())
+		}
+	}
+	closeNode(dave)
+	if carol, _, err = start("carol"); err != nil {
+		return err
+	}
+	res.ListProviderGone, res.ListComplete, res.ListWarnings, err = list()
+	res.ListFirstProviderGone = float64(first.Microseconds()) / 1000
+	return err
 }
 
 // closeAll closes nodes at once: one closed after the others would wait

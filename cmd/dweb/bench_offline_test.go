@@ -11,7 +11,9 @@ import (
 
 // TestBenchOffline runs one round of `dweb bench offline`: the restart
 // with dead contacts is ready, and the add with no peers returns, long
-// before one DHT request could time out, and the add's publication waits.
+// before one DHT request could time out, and the add's publication waits;
+// the listing with the provider gone is complete and warns; the first
+// byte from the backup server alone comes within a fifth of that timeout.
 func TestBenchOffline(t *testing.T) {
 	res, err := benchOffline(context.Background(), t.TempDir(), 1, 1024)
 	if err != nil {
@@ -26,6 +28,12 @@ func TestBenchOffline(t *testing.T) {
 	}
 	if res.PendingAfter < 1 {
 		t.Fatalf("%d publications pending after the adds with no peers, want the collection's", res.PendingAfter)
+	}
+	if !res.ListComplete || res.ListWarnings == 0 || res.ListProviderGone <= 0 || res.ListProvidersUp <= 0 {
+		t.Fatalf("list with the provider gone: complete %t, %d warnings, %.1f ms (up: %.1f ms)", res.ListComplete, res.ListWarnings, res.ListProviderGone, res.ListProvidersUp)
+	}
+	if res.FirstByteBackupOnly <= 0 || res.FirstByteBackupOnly >= timeout/5 || res.FirstByteMembersUp <= 0 {
+		t.Fatalf("first byte from the backup alone %.1f ms (members up %.1f ms)", res.FirstByteBackupOnly, res.FirstByteMembersUp)
 	}
 }
 

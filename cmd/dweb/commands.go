@@ -258,9 +258,12 @@ func (a *app) fileCmd() *cobra.Command {
 		Short: "list the files of every repo in GROUP",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var body httpapi.FileInfosBody
+			var body httpapi.FileListBody
 			if err := a.client().call(cmd.Context(), http.MethodGet, "/dweb/v1/groups/"+url.PathEscape(args[0])+"/files", nil, &body); err != nil {
 				return err
+			}
+			for _, w := range body.Warnings {
+				fmt.Fprintln(a.stderr, "warning: "+w)
 			}
 			if a.json {
 				return a.printJSON(body.Files)

@@ -126,6 +126,11 @@ func (f *fakeBackend) ListFiles(_ context.Context, g key.RecordKey) ([]core.File
 	return append([]core.FileInfo(nil), f.files[g]...), nil
 }
 
+func (f *fakeBackend) List(ctx context.Context, g key.RecordKey) (core.Listing, error) {
+	fs, err := f.ListFiles(ctx, g)
+	return core.Listing{Files: fs}, err
+}
+
 func (f *fakeBackend) GetFile(_ context.Context, g, _ key.RecordKey, name, dst string, progress func(core.Progress)) (core.FileInfo, error) {
 	f.mu.Lock()
 	var fi *core.FileInfo

@@ -568,14 +568,22 @@ func (d *DHT) publish(ctx context.Context, desc *record.Descriptor, subkey uint3
 // descriptor and best value are kept locally, and holders near k that
 // answered with a worse value or none are sent the best one (read repair).
 func (d *DHT) Get(ctx context.Context, k key.RecordKey, subkey uint32) (*record.Descriptor, *record.Value, error) {
+	desc, v, _, err := d.GetReached(ctx, k, subkey)
+	return desc, v, err
+}
+
+// GetReached is Get that also reports whether any other node answered:
+// with reached false the value is this node's own copy, possibly stale
+// (its routing table was empty, or every node asked failed).
+func (d *DHT) GetReached(ctx context.Context, k key.RecordKey, subkey uint32) (_ *record.Descriptor, _ *record.Value, reached bool, _ error) {
 	desc, err := d.localDesc(k)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	var best *record.Value
 	if desc != nil {
 		if best, err = d.localValue(k, subkey); err != nil {
-			return nil, nil, err
+			return nil, nil, false, err
 		}
 	}
 	var (
@@ -618,10 +626,10 @@ func (d *DHT) Get(ctx context.Context, k key.RecordKey, subkey uint32) (*record.
 	}
 	others, err := d.lookup(ctx, "get", k, d.opts.R, query)
 	if err != nil {
-		return nil, nil, fmt.Errorf("dht: get %s/%d: %w", k, subkey, err)
+		return nil, nil, false, fmt.Errorf("dht: get %s/%d: %w", k, subkey, err)
 	}
 	if desc == nil {
-		return nil, nil, fmt.Errorf("dht: get %s: %w", k, ErrNotFound)
+		return nil, nil, false, fmt.Errorf("dht: get %s: %w", k, ErrNotFound)
 	}
 	if desc.Schema.MembershipChecked() && subkey != 0 {
 		// Slot values are checked against the list: read it first if
@@ -650,7 +658,7 @@ func (d *DHT) Get(ctx context.Context, k key.RecordKey, subkey uint32) (*record.
 	if best != nil {
 		d.repair(ctx, k, desc, subkey, best, others, answers)
 	}
-	return desc, best, nil
+	return desc, best, len(answers) > 0, nil
 }
 
 // repair sends best to the holders near k that answered without it.
@@ -775,6 +783,14 @@ func (d *DHT) markDead(id key.NodeID, dead bool) {
 		}
 	}
 	d.dead[id] = now
+}
+
+// PeerShutdown records that node id shut down cleanly (its connection
+// closed as its endpoint closed: transport.Endpoint.SetPeerShutdown):
+// lookups leave it out, as a node whose request failed, until it is heard
+// from again, rather than each waiting out RPCTimeout on it.
+func (d *DHT) PeerShutdown(id key.NodeID) {
+	d.markDead(id, true)
 }
 
 // LastSeen returns when node id last answered a request of this node or

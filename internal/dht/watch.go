@@ -63,6 +63,7 @@ type watcher struct {
 	pending map[uint32]*record.Value // to deliver
 	kick    chan struct{}
 	holders []Contact // holders the lease was last renewed with
+	placed  int       // of holders, those that accepted it
 }
 
 // offer queues v for delivery if it is better than what was delivered.
@@ -216,6 +217,31 @@ func (d *DHT) runWatch(ctx context.Context, w *watcher, out chan<- Change) {
 	}
 }
 
+// Watching reports whether a watch of this node on record k holds a lease
+// with another node: one that accepted it at its last renewal, whose
+// newer values have been read since, so this node's copy is current and
+// the changes written elsewhere reach it. A watch whose leases
+// all failed (no node reachable) keeps only this node's own writes.
+func (d *DHT) Watching(k key.RecordKey) bool {
+	d.watchMu.Lock()
+	ws := make([]*watcher, 0, len(d.watchers))
+	for _, w := range d.watchers {
+		if w.k == k {
+			ws = append(ws, w)
+		}
+	}
+	d.watchMu.Unlock()
+	for _, w := range ws {
+		w.mu.Lock()
+		placed := w.placed
+		w.mu.Unlock()
+		if placed > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // renewWatch finds the R nearest holders of w's record, (re)places the
 // lease with each, and re-reads the subkeys a holder reports newer than
 // what was delivered.
@@ -232,9 +258,10 @@ func (d *DHT) renewWatch(ctx context.Context, w *watcher) {
 	}
 	req := &request{Op: opWatch, Target: w.k[:], Subkeys: w.subs, Watch: w.id, LeaseMS: uint32(d.opts.WatchLease / time.Millisecond)}
 	var (
-		mu    sync.Mutex
-		newer = map[uint32]bool{}
-		wg    sync.WaitGroup
+		mu     sync.Mutex
+		newer  = map[uint32]bool{}
+		placed int
+		wg     sync.WaitGroup
 	)
 	for _, c := range holders {
 		wg.Add(1)
@@ -248,6 +275,7 @@ func (d *DHT) renewWatch(ctx context.Context, w *watcher) {
 			defer w.mu.Unlock()
 			mu.Lock()
 			defer mu.Unlock()
+			placed++
 			for _, s := range resp.Seqs {
 				if len(s.Hash) != 32 || s.Seq > record.MaxSeq || (w.want != nil && !w.want[s.Subkey]) {
 					continue
@@ -270,6 +298,10 @@ func (d *DHT) renewWatch(ctx context.Context, w *watcher) {
 		}
 		w.offer(sk, v)
 	}
+	// Only now is this node's copy as new as the holders said.
+	w.mu.Lock()
+	w.placed = placed
+	w.mu.Unlock()
 }
 
 // serveWatch answers WATCH: it places, renews or (lease 0) cancels peer's

@@ -3,6 +3,8 @@ package transport
 import (
 	"testing"
 	"time"
+
+	"github.com/dwebkit/dweb/internal/key"
 )
 
 // TestDisconnect: Disconnect closes the pooled connection on both sides;
@@ -35,5 +37,40 @@ func TestDisconnect(t *testing.T) {
 	a.Close()
 	if n := a.Disconnect(b.ID()); n != 0 {
 		t.Fatalf("Disconnect after Close closed %d", n)
+	}
+}
+
+// TestPeerShutdown: a peer's Close reaches this endpoint as a shutdown
+// (SetPeerShutdown's callback, with its ID); a Disconnect does not.
+func TestPeerShutdown(t *testing.T) {
+	a, b, c := newTestEndpoint(t), newTestEndpoint(t), newTestEndpoint(t)
+	for _, e := range []*Endpoint{a, b, c} {
+		e.Handle(ProtoDHT, echoID)
+	}
+	gone := make(chan key.NodeID, 4)
+	a.SetPeerShutdown(func(id key.NodeID) { gone <- id })
+	checkReply(t, roundTrip(t, a, b, ProtoDHT, "b"), "b", a.ID())
+	checkReply(t, roundTrip(t, a, c, ProtoDHT, "c"), "c", a.ID())
+
+	// c drops its connection to a but stays up: not a shutdown.
+	c.Disconnect(a.ID())
+	deadline := time.Now().Add(5 * time.Second)
+	for a.Stats().Conns != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("a still has %d connections open", a.Stats().Conns)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.Close()
+	select {
+	case id := <-gone:
+		if id != b.ID() {
+			t.Fatalf("shutdown reported of %s, want b (%s); c only disconnected", id, b.ID())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("b's Close was not reported as a shutdown")
+	}
+	if len(gone) != 0 {
+		t.Fatalf("a second shutdown reported, of %s", <-gone)
 	}
 }

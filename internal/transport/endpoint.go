@@ -63,6 +63,30 @@ const (
 	CodeRefused         quic.StreamErrorCode = 4 // refused by the resource manager: a limit of the peer, its address, its prefix or the node (Options.Resources)
 )
 
+// shutdownReason is the CONNECTION_CLOSE reason of an endpoint closing
+// (code connCodeClosed): the peer that receives it knows this node shut
+// down cleanly, not that one connection went stale ("disconnected").
+const shutdownReason = "endpoint closed"
+
+// SetPeerShutdown sets fn (nil: none), called with a peer's node ID when
+// the peer closes a connection because its endpoint is closing: it shut
+// down cleanly, and dialling it again now would only wait out
+// DialTimeout. fn runs on the connection's goroutine: it must not block.
+func (e *Endpoint) SetPeerShutdown(fn func(key.NodeID)) {
+	if fn == nil {
+		e.peerShutdown.Store(nil)
+		return
+	}
+	e.peerShutdown.Store(&fn)
+}
+
+// isShutdown reports whether err ends a connection because the peer's
+// endpoint closed.
+func isShutdown(err error) bool {
+	var ae *quic.ApplicationError
+	return errors.As(err, &ae) && ae.Remote && ae.ErrorCode == connCodeClosed && ae.ErrorMessage == shutdownReason
+}
+
 // Connection close codes (CONNECTION_CLOSE with an application error).
 const (
 	connCodeClosed  quic.ApplicationErrorCode = 0 // endpoint closing
@@ -246,6 +270,8 @@ type Endpoint struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	peerShutdown atomic.Pointer[func(key.NodeID)] // SetPeerShutdown
 }
 
 // Listen binds a UDP socket at opts.ListenAddr, makes the TLS certificate
@@ -465,7 +491,7 @@ func (e *Endpoint) dial(id key.NodeID, addr netip.AddrPort, call *dialCall) {
 	p.mu.Unlock()
 	close(call.done)
 	if errors.Is(err, ErrClosed) && c != nil {
-		c.CloseWithError(connCodeClosed, "endpoint closed")
+		c.CloseWithError(connCodeClosed, shutdownReason)
 	}
 }
 
@@ -534,7 +560,7 @@ func (e *Endpoint) acceptLoop() {
 		p.mu.Lock()
 		if p.closed {
 			p.mu.Unlock()
-			c.CloseWithError(connCodeClosed, "endpoint closed")
+			c.CloseWithError(connCodeClosed, shutdownReason)
 			return
 		}
 		e.adoptLocked(id, c)
@@ -552,6 +578,9 @@ func (e *Endpoint) serveConn(id key.NodeID, c *quic.Conn) {
 		s, err := c.AcceptStream(e.ctx)
 		if err != nil {
 			e.log.Debug("connection ended", "peer", id.String(), "err", err)
+			if fn := e.peerShutdown.Load(); fn != nil && isShutdown(err) {
+				(*fn)(id)
+			}
 			return
 		}
 		// The peer's address is the connection's as it is now (QUIC
@@ -663,7 +692,7 @@ func (e *Endpoint) Close() error {
 		e.cancel()
 		e.ln.Close()
 		for _, c := range conns {
-			c.CloseWithError(connCodeClosed, "endpoint closed")
+			c.CloseWithError(connCodeClosed, shutdownReason)
 		}
 		e.wg.Wait()
 		err := e.tr.Close()
