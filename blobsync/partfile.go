@@ -94,20 +94,8 @@ func (w *partFiles) commit(size int64) error {
 	}
 	s := w.s
 	e := entry{Size: size, State: stateComplete}
-	if w.obaoF != nil {
-		if err := os.Rename(w.obaoF.Name(), s.obaoPath(w.h)); err != nil {
-			w.abort()
-			return fmt.Errorf("blobsync: commit %s: %w", w.h, err)
-		}
-	} else {
-		e.Outboard = w.mem.Bytes()[outboardHeader:]
-	}
-	if err := os.Rename(w.dataF.Name(), s.dataPath(w.h)); err != nil {
-		w.abort()
-		if w.obaoF != nil {
-			os.Remove(s.obaoPath(w.h))
-		}
-		return fmt.Errorf("blobsync: commit %s: %w", w.h, err)
+	if e.Outboard, err = w.rename(); err != nil {
+		return err
 	}
 	if err := syncDir(s.dir); err != nil {
 		return err
@@ -121,6 +109,29 @@ func (w *partFiles) commit(size int64) error {
 	return nil
 }
 
+// rename gives the part files (written and synced) w.h's final names and
+// returns the inline outboard, if the blob has one. On error the part
+// files are removed.
+func (w *partFiles) rename() (outboard []byte, err error) {
+	s := w.s
+	if w.obaoF != nil {
+		if err := os.Rename(w.obaoF.Name(), s.obaoPath(w.h)); err != nil {
+			w.abort()
+			return nil, fmt.Errorf("blobsync: commit %s: %w", w.h, err)
+		}
+	} else {
+		outboard = w.mem.Bytes()[outboardHeader:]
+	}
+	if err := os.Rename(w.dataF.Name(), s.dataPath(w.h)); err != nil {
+		w.abort()
+		if w.obaoF != nil {
+			os.Remove(s.obaoPath(w.h))
+		}
+		return nil, fmt.Errorf("blobsync: commit %s: %w", w.h, err)
+	}
+	return outboard, nil
+}
+
 // removeStale removes a file the blob's entry no longer refers to (an
 // .obao beside an inline outboard, a .data beside a reference). One it
 // cannot remove is only wasted space: GC removes an .obao the entry does
@@ -128,6 +139,23 @@ func (w *partFiles) commit(size int64) error {
 func removeStale(path string) { os.Remove(path) }
 
 func (w *partFiles) finish(size int64) error {
+	if err := w.flushCheck(size); err != nil {
+		return err
+	}
+	for _, f := range w.files() {
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("blobsync: commit %s: fsync: %w", w.h, err)
+		}
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("blobsync: commit %s: %w", w.h, err)
+		}
+	}
+	return nil
+}
+
+// flushCheck flushes the part files' buffers and checks their sizes (and
+// the inline outboard's) against a blob of size bytes.
+func (w *partFiles) flushCheck(size int64) error {
 	if err := w.data.Flush(); err != nil {
 		return fmt.Errorf("blobsync: commit %s: %w", w.h, err)
 	}
@@ -147,12 +175,6 @@ func (w *partFiles) finish(size int64) error {
 		}
 		if fi.Size() != want {
 			return fmt.Errorf("blobsync: commit %s: %s is %d bytes, want %d", w.h, f.Name(), fi.Size(), want)
-		}
-		if err := f.Sync(); err != nil {
-			return fmt.Errorf("blobsync: commit %s: fsync: %w", w.h, err)
-		}
-		if err := f.Close(); err != nil {
-			return fmt.Errorf("blobsync: commit %s: %w", w.h, err)
 		}
 	}
 	return nil
