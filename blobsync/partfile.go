@@ -50,7 +50,8 @@ func (s *Store) createParts(h Hash, size uint64, create func(final string) (*os.
 	if err != nil {
 		return nil, fmt.Errorf("blobsync: create part file: %w", err)
 	}
-	w := &partFiles{s: s, h: h, dataF: df, data: bufio.NewWriterSize(df, ioBufSize)}
+	// A small blob's buffer is its size: a commit batch holds many.
+	w := &partFiles{s: s, h: h, dataF: df, data: bufio.NewWriterSize(df, int(min(size, ioBufSize)))}
 	if inlineOutboard(size) {
 		w.mem = bytes.NewBuffer(make([]byte, 0, outboardSize(size)))
 		w.obao = w.mem
@@ -168,6 +169,7 @@ func (w *partFiles) flushCheck(size int64) error {
 	} else if got := w.mem.Len(); uint64(got) != outboardSize(uint64(size)) {
 		return fmt.Errorf("blobsync: commit %s: outboard is %d bytes, want %d", w.h, got, outboardSize(uint64(size)))
 	}
+	w.data = nil // flushed: its buffer is not kept while a batch waits for its commit
 	for f, want := range want {
 		fi, err := f.Stat()
 		if err != nil {
