@@ -186,6 +186,7 @@ type batchRun struct {
 	cancel context.CancelCauseFunc
 
 	commits   chan stagedBatch // to the committer (nil: s.commitEach)
+	pool      *partPool        // data part files created ahead (nil: s.commitEach)
 	committed chan struct{}    // closed when the committer has finished
 
 	mu        sync.Mutex
@@ -330,6 +331,7 @@ func (s *Store) downloadBatches(ctx context.Context, coll Hash, c *Collection, i
 		b.commits = make(chan stagedBatch, 1)
 		b.committed = make(chan struct{})
 		go b.committer()
+		b.pool = newPartPool(s.dir)
 	}
 	var wg sync.WaitGroup
 	for _, p := range providers {
@@ -342,6 +344,7 @@ func (s *Store) downloadBatches(ctx context.Context, coll Hash, c *Collection, i
 	}
 	wg.Wait()
 	if b.commits != nil {
+		b.pool.close()
 		close(b.commits)
 		<-b.committed
 	}
@@ -523,7 +526,7 @@ func (b *batchRun) stage(ctx context.Context, conn *rangeConn, v *verifier, h Ha
 		unlock()
 		return nil, v.verify(conn.br, h, size, nil, discardSink{}, prog)
 	}
-	return b.s.stageWhole(conn.br, v, h, size, unlock, prog)
+	return b.s.stageWhole(conn.br, v, h, size, unlock, b.pool, prog)
 }
 
 // commit hands staged blobs from provider ps to the committer.

@@ -65,7 +65,9 @@ func (st *staged) release() {
 // files and keeps the lock unlock (of h) and h's active mark: commitStaged
 // makes it durable and stored. On error nothing of h is kept and h is
 // released.
-func (s *Store) stageWhole(r io.Reader, v *verifier, h Hash, size uint64, unlock func(), prog func(uint64) error) (*staged, error) {
+// A data file from pool, if one is ready, saves the reader the file's
+// creation.
+func (s *Store) stageWhole(r io.Reader, v *verifier, h Hash, size uint64, unlock func(), pool *partPool, prog func(uint64) error) (*staged, error) {
 	s.activeAdd(h)
 	st := &staged{s: s, h: h, size: int64(size), unlock: unlock}
 	if size <= inlineMax {
@@ -77,7 +79,18 @@ func (s *Store) stageWhole(r io.Reader, v *verifier, h Hash, size uint64, unlock
 		st.inline = buf.Bytes()
 		return st, nil
 	}
-	w, err := s.newPartFiles(h, size)
+	var w *partFiles
+	var err error
+	if df := pool.get(); df != nil {
+		w, err = s.createParts(h, size, func(final string) (*os.File, error) {
+			if final == s.dataPath(h) {
+				return df, nil
+			}
+			return os.OpenFile(final+".part", os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+		})
+	} else {
+		w, err = s.newPartFiles(h, size)
+	}
 	if err != nil {
 		st.release()
 		return nil, err
@@ -96,6 +109,85 @@ func (s *Store) stageWhole(r io.Reader, v *verifier, h Hash, size uint64, unlock
 	}
 	st.w = w
 	return st, nil
+}
+
+// partPool creates empty data part files ahead of the reader that fills
+// them. On ext4 creating a file while the committer's fsyncs hold the
+// journal took 0.4 ms here (2000 files: 0.78 s of a 2.1 s download, spent
+// in the reader's goroutine); the pool's goroutine waits for that instead.
+// The files are named "rx-*.data.part" (renamed to the blob's name at
+// commit; OpenStore removes any a crash leaves). A nil *partPool has no
+// files; a pool starts creating at its first get, so a run of inline blobs
+// creates none.
+type partPool struct {
+	dir     string
+	once    sync.Once
+	started bool
+	files   chan *os.File
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+// partPoolSize: files created ahead.
+const partPoolSize = 64
+
+func newPartPool(dir string) *partPool {
+	return &partPool{dir: dir, files: make(chan *os.File, partPoolSize), stop: make(chan struct{}), done: make(chan struct{})}
+}
+
+func (p *partPool) run() {
+	defer close(p.done)
+	for {
+		f, err := os.CreateTemp(p.dir, "rx-*.data.part")
+		if err != nil {
+			return // the reader creates its own
+		}
+		select {
+		case p.files <- f:
+		case <-p.stop:
+			f.Close()
+			os.Remove(f.Name())
+			return
+		}
+	}
+}
+
+// get returns a ready file, or nil if none is (it does not wait). Safe
+// for concurrent use (several providers' readers).
+func (p *partPool) get() *os.File {
+	if p == nil {
+		return nil
+	}
+	p.once.Do(func() {
+		p.started = true
+		go p.run()
+	})
+	select {
+	case f := <-p.files:
+		return f
+	default:
+		return nil
+	}
+}
+
+// close stops the pool and removes the files nobody took. No get may run
+// during or after it.
+func (p *partPool) close() {
+	p.once.Do(func() {}) // never started: nothing to stop
+	if !p.started {
+		return
+	}
+	close(p.stop)
+	<-p.done
+	for {
+		select {
+		case f := <-p.files:
+			f.Close()
+			os.Remove(f.Name())
+		default:
+			return
+		}
+	}
 }
 
 // commitStaged commits the staged blobs as described above and releases

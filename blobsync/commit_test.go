@@ -151,4 +151,8 @@ func TestCollectionCommitAfterKill(t *testing.T) {
 			t.Fatalf("entry %s after the resumed download: %v", e.Name, err)
 		}
 	}
+	// The data files created ahead and not used are removed.
+	if parts, _ := filepath.Glob(filepath.Join(dir, "blobs", "*.part")); len(parts) > 0 {
+		t.Fatalf("part files left after the download: %v", parts)
+	}
 }
