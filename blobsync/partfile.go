@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 )
 
 // partFiles are the ".part" data and outboard files of a blob of a known
@@ -50,8 +51,7 @@ func (s *Store) createParts(h Hash, size uint64, create func(final string) (*os.
 	if err != nil {
 		return nil, fmt.Errorf("blobsync: create part file: %w", err)
 	}
-	// A small blob's buffer is its size: a commit batch holds many.
-	w := &partFiles{s: s, h: h, dataF: df, data: bufio.NewWriterSize(df, int(min(size, ioBufSize)))}
+	w := &partFiles{s: s, h: h, dataF: df, data: getDataWriter(df)}
 	if inlineOutboard(size) {
 		w.mem = bytes.NewBuffer(make([]byte, 0, outboardSize(size)))
 		w.obao = w.mem
@@ -65,6 +65,17 @@ func (s *Store) createParts(h Hash, size uint64, create func(final string) (*os.
 	w.obaoW = bufio.NewWriterSize(w.obaoF, 64<<10)
 	w.obao = w.obaoW
 	return w, nil
+}
+
+// dataWriters keeps the part files' write buffers for the next blob: a
+// collection of small files would otherwise allocate (and clear) one per
+// file, hundreds of megabytes for the garbage collector.
+var dataWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, ioBufSize) }}
+
+func getDataWriter(f *os.File) *bufio.Writer {
+	w := dataWriters.Get().(*bufio.Writer)
+	w.Reset(f)
+	return w
 }
 
 // files returns the part files that exist.
@@ -169,7 +180,8 @@ func (w *partFiles) flushCheck(size int64) error {
 	} else if got := w.mem.Len(); uint64(got) != outboardSize(uint64(size)) {
 		return fmt.Errorf("blobsync: commit %s: outboard is %d bytes, want %d", w.h, got, outboardSize(uint64(size)))
 	}
-	w.data = nil // flushed: its buffer is not kept while a batch waits for its commit
+	dataWriters.Put(w.data) // flushed: its buffer is not kept while a batch waits for its commit
+	w.data = nil
 	for f, want := range want {
 		fi, err := f.Stat()
 		if err != nil {
