@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dwebkit/dweb/internal/store"
 )
 
 // commitKillSizes: the collection TestCollectionCommitAfterKill downloads,
@@ -154,5 +156,41 @@ func TestCollectionCommitAfterKill(t *testing.T) {
 	// The data files created ahead and not used are removed.
 	if parts, _ := filepath.Glob(filepath.Join(dir, "blobs", "*.part")); len(parts) > 0 {
 		t.Fatalf("part files left after the download: %v", parts)
+	}
+}
+
+// TestCommitEachEnv: DWEB_BLOB_COMMIT=each stores a collection's small
+// blobs one by one (the comparison path) with the same result and
+// progress; an unknown value is refused by OpenStore.
+func TestCommitEachEnv(t *testing.T) {
+	t.Setenv("DWEB_BLOB_COMMIT", "each")
+	var sizes []int
+	for i := range 40 {
+		sizes = append(sizes, 1+(i*7919)%40000)
+	}
+	smallBatches(t, 16)
+	srv := newTestStore(t)
+	f := makeCollection(t, sizes, []*Store{srv}, nil)
+	cl := newTestStore(t)
+	if !cl.commitEach {
+		t.Fatal("DWEB_BLOB_COMMIT=each: store commits in batches")
+	}
+	_, last := downloadAll(t, cl, f, prov(t, "a", srv))
+	if !last.Finished || last.BlobsDone != len(sizes) {
+		t.Fatalf("last progress %+v, want %d blobs", last, len(sizes))
+	}
+
+	t.Setenv("DWEB_BLOB_COMMIT", "sometimes")
+	dir := t.TempDir()
+	db, err := store.Open(filepath.Join(dir, "db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := OpenStore(db, filepath.Join(dir, "blobs"), StoreOptions{}); err == nil {
+		t.Fatal("OpenStore with DWEB_BLOB_COMMIT=sometimes: no error")
+	}
+	if s, err := OpenStore(db, filepath.Join(dir, "blobs"), StoreOptions{CommitEach: true}); err != nil || !s.commitEach {
+		t.Fatalf("OpenStore with CommitEach: %v", err)
 	}
 }
