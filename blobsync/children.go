@@ -185,11 +185,22 @@ type batchRun struct {
 	work   chan []int // batches not yet handed out; closed, filled up front
 	cancel context.CancelCauseFunc
 
+	commits   chan stagedBatch // to the committer (nil: s.commitEach)
+	pool      *partPool        // data part files created ahead (nil: s.commitEach)
+	committed chan struct{}    // closed when the committer has finished
+
 	mu        sync.Mutex
 	state     map[int]entryState
 	remaining int // entries still pending
 	inflight  map[*batchTask]struct{}
 	banned    map[string]bool // providers that sent a bad group or size
+}
+
+// stagedBatch is what one children answer's reader staged: blobs whose
+// tag is their entry's index, from provider ps.
+type stagedBatch struct {
+	ps  *providerState
+	sts []*staged
 }
 
 type entryState uint8
@@ -316,6 +327,12 @@ func (s *Store) downloadBatches(ctx context.Context, coll Hash, c *Collection, i
 		b.work <- x
 	}
 	close(b.work)
+	if !s.commitEach {
+		b.commits = make(chan stagedBatch, 1)
+		b.committed = make(chan struct{})
+		go b.committer()
+		b.pool = newPartPool(s.dir)
+	}
 	var wg sync.WaitGroup
 	for _, p := range providers {
 		ps := rep.provider(p.ID())
@@ -326,6 +343,11 @@ func (s *Store) downloadBatches(ctx context.Context, coll Hash, c *Collection, i
 		}()
 	}
 	wg.Wait()
+	if b.commits != nil {
+		b.pool.close()
+		close(b.commits)
+		<-b.committed
+	}
 	for x := range b.work { // batches no provider took
 		for _, ei := range x {
 			b.settle(ei, entryLeft)
@@ -428,6 +450,8 @@ func (b *batchRun) read(ctx context.Context, conn *rangeConn, v *verifier, t *ba
 		stall.Reset(b.opts.StallTimeout)
 		return ctx.Err()
 	}
+	var stage []*staged // verified, written, for the committer
+	defer func() { b.commit(ps, stage) }()
 	for i, ei := range t.entries {
 		e := b.c.Entries[ei]
 		size, ok, err := conn.readChildHeader(uint64(ei))
@@ -439,6 +463,15 @@ func (b *batchRun) read(ctx context.Context, conn *rangeConn, v *verifier, t *ba
 			b.settle(ei, entryLeft)
 		case size != uint64(e.Size):
 			return errBanned{fmt.Errorf("%w: entry %q: peer announced %d bytes, the collection says %d", ErrCorrupt, e.Name, size, e.Size)}
+		case b.commits != nil:
+			st, err := b.stage(ctx, conn, v, e.Hash, size, prog, ps, &stage)
+			if err != nil {
+				return err
+			}
+			if st != nil {
+				st.tag = ei
+				stage = append(stage, st)
+			}
 		default:
 			stored, err := b.store(ctx, conn, v, e.Hash, size, prog)
 			if err != nil {
@@ -472,6 +505,62 @@ func (b *batchRun) store(ctx context.Context, conn *rangeConn, v *verifier, h Ha
 	b.s.activeAdd(h)
 	defer b.s.activeDel(h)
 	return true, b.s.storeWhole(conn.br, v, h, size, prog)
+}
+
+// stage verifies one child's whole-blob body and stages it for the
+// committer (commit.go), or verifies and drops it if the blob is held
+// already (then st is nil). The blob's lock stays held until its batch is
+// committed. If the lock is busy, the reader's own staged blobs (*pending)
+// go to the committer before it waits: two readers each holding a blob
+// the other waits for would wait forever otherwise.
+func (b *batchRun) stage(ctx context.Context, conn *rangeConn, v *verifier, h Hash, size uint64, prog func(uint64) error, ps *providerState, pending *[]*staged) (st *staged, err error) {
+	unlock, ok := b.s.tryLock(h)
+	if !ok {
+		b.commit(ps, *pending)
+		*pending = nil
+		if unlock, err = b.s.lock(ctx, h); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := b.s.Size(h); err == nil {
+		unlock()
+		return nil, v.verify(conn.br, h, size, nil, discardSink{}, prog)
+	}
+	return b.s.stageWhole(conn.br, v, h, size, unlock, b.pool, prog)
+}
+
+// commit hands staged blobs from provider ps to the committer.
+func (b *batchRun) commit(ps *providerState, sts []*staged) {
+	if len(sts) > 0 {
+		b.commits <- stagedBatch{ps: ps, sts: sts}
+	}
+}
+
+// committer commits the staged batches one after the other, and only then
+// settles their entries and reports them stored. An entry whose commit
+// failed is left to the blob-by-blob path, which reports why.
+func (b *batchRun) committer() {
+	defer close(b.committed)
+	for sb := range b.commits {
+		stored, err := b.s.commitStaged(sb.sts)
+		if err != nil {
+			b.s.log.Error("blobsync: commit a batch of blobs", "collection", b.coll, "blobs", len(sb.sts), "stored", len(stored), "err", err)
+		}
+		done := make(map[*staged]bool, len(stored))
+		for _, st := range stored {
+			done[st] = true
+			e := b.c.Entries[st.tag]
+			if b.settle(st.tag, entryStored) {
+				b.rep.add(sb.ps, e.Hash, e.Size)
+				b.rep.blobDone(e.Hash, e.Size, e.Size, false)
+			}
+		}
+		for _, st := range sb.sts {
+			if !done[st] {
+				b.settle(st.tag, entryLeft)
+			}
+		}
+	}
 }
 
 // DownloadBatch downloads the entries idx (positions in c.Entries) of

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 )
 
 // partFiles are the ".part" data and outboard files of a blob of a known
@@ -50,7 +51,7 @@ func (s *Store) createParts(h Hash, size uint64, create func(final string) (*os.
 	if err != nil {
 		return nil, fmt.Errorf("blobsync: create part file: %w", err)
 	}
-	w := &partFiles{s: s, h: h, dataF: df, data: bufio.NewWriterSize(df, ioBufSize)}
+	w := &partFiles{s: s, h: h, dataF: df, data: getDataWriter(df)}
 	if inlineOutboard(size) {
 		w.mem = bytes.NewBuffer(make([]byte, 0, outboardSize(size)))
 		w.obao = w.mem
@@ -64,6 +65,17 @@ func (s *Store) createParts(h Hash, size uint64, create func(final string) (*os.
 	w.obaoW = bufio.NewWriterSize(w.obaoF, 64<<10)
 	w.obao = w.obaoW
 	return w, nil
+}
+
+// dataWriters keeps the part files' write buffers for the next blob: a
+// collection of small files would otherwise allocate (and clear) one per
+// file, hundreds of megabytes for the garbage collector.
+var dataWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, ioBufSize) }}
+
+func getDataWriter(f *os.File) *bufio.Writer {
+	w := dataWriters.Get().(*bufio.Writer)
+	w.Reset(f)
+	return w
 }
 
 // files returns the part files that exist.
@@ -94,20 +106,8 @@ func (w *partFiles) commit(size int64) error {
 	}
 	s := w.s
 	e := entry{Size: size, State: stateComplete}
-	if w.obaoF != nil {
-		if err := os.Rename(w.obaoF.Name(), s.obaoPath(w.h)); err != nil {
-			w.abort()
-			return fmt.Errorf("blobsync: commit %s: %w", w.h, err)
-		}
-	} else {
-		e.Outboard = w.mem.Bytes()[outboardHeader:]
-	}
-	if err := os.Rename(w.dataF.Name(), s.dataPath(w.h)); err != nil {
-		w.abort()
-		if w.obaoF != nil {
-			os.Remove(s.obaoPath(w.h))
-		}
-		return fmt.Errorf("blobsync: commit %s: %w", w.h, err)
+	if e.Outboard, err = w.rename(); err != nil {
+		return err
 	}
 	if err := syncDir(s.dir); err != nil {
 		return err
@@ -121,6 +121,29 @@ func (w *partFiles) commit(size int64) error {
 	return nil
 }
 
+// rename gives the part files (written and synced) w.h's final names and
+// returns the inline outboard, if the blob has one. On error the part
+// files are removed.
+func (w *partFiles) rename() (outboard []byte, err error) {
+	s := w.s
+	if w.obaoF != nil {
+		if err := os.Rename(w.obaoF.Name(), s.obaoPath(w.h)); err != nil {
+			w.abort()
+			return nil, fmt.Errorf("blobsync: commit %s: %w", w.h, err)
+		}
+	} else {
+		outboard = w.mem.Bytes()[outboardHeader:]
+	}
+	if err := os.Rename(w.dataF.Name(), s.dataPath(w.h)); err != nil {
+		w.abort()
+		if w.obaoF != nil {
+			os.Remove(s.obaoPath(w.h))
+		}
+		return nil, fmt.Errorf("blobsync: commit %s: %w", w.h, err)
+	}
+	return outboard, nil
+}
+
 // removeStale removes a file the blob's entry no longer refers to (an
 // .obao beside an inline outboard, a .data beside a reference). One it
 // cannot remove is only wasted space: GC removes an .obao the entry does
@@ -128,6 +151,23 @@ func (w *partFiles) commit(size int64) error {
 func removeStale(path string) { os.Remove(path) }
 
 func (w *partFiles) finish(size int64) error {
+	if err := w.flushCheck(size); err != nil {
+		return err
+	}
+	for _, f := range w.files() {
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("blobsync: commit %s: fsync: %w", w.h, err)
+		}
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("blobsync: commit %s: %w", w.h, err)
+		}
+	}
+	return nil
+}
+
+// flushCheck flushes the part files' buffers and checks their sizes (and
+// the inline outboard's) against a blob of size bytes.
+func (w *partFiles) flushCheck(size int64) error {
 	if err := w.data.Flush(); err != nil {
 		return fmt.Errorf("blobsync: commit %s: %w", w.h, err)
 	}
@@ -140,6 +180,8 @@ func (w *partFiles) finish(size int64) error {
 	} else if got := w.mem.Len(); uint64(got) != outboardSize(uint64(size)) {
 		return fmt.Errorf("blobsync: commit %s: outboard is %d bytes, want %d", w.h, got, outboardSize(uint64(size)))
 	}
+	dataWriters.Put(w.data) // flushed: its buffer is not kept while a batch waits for its commit
+	w.data = nil
 	for f, want := range want {
 		fi, err := f.Stat()
 		if err != nil {
@@ -147,12 +189,6 @@ func (w *partFiles) finish(size int64) error {
 		}
 		if fi.Size() != want {
 			return fmt.Errorf("blobsync: commit %s: %s is %d bytes, want %d", w.h, f.Name(), fi.Size(), want)
-		}
-		if err := f.Sync(); err != nil {
-			return fmt.Errorf("blobsync: commit %s: fsync: %w", w.h, err)
-		}
-		if err := f.Close(); err != nil {
-			return fmt.Errorf("blobsync: commit %s: %w", w.h, err)
 		}
 	}
 	return nil

@@ -149,7 +149,7 @@ func (s *Store) serveBlob(ctx context.Context, w io.Writer, enc *encoder, h Hash
 			return writeFrame(w, notFound)
 		}
 		defer df.Close()
-		data = newFwdReader(df, ioBufSize)
+		data = newFwdReader(df, int(min(e.Size, ioBufSize))) // a small blob needs no more
 		if len(e.Outboard) > 0 {
 			if !e.outboardFits() {
 				s.log.Error("blobsync: serve: inline outboard", "hash", h, "bytes", len(e.Outboard))

@@ -37,6 +37,12 @@ type StoreOptions struct {
 	// picks it instead: a knob for benchmarks that measure the old copy
 	// next to the new paths in one run (docs/BENCHMARKS.md).
 	Export ExportMethod
+	// CommitEach commits every blob a children answer brings alone (fsync
+	// its file, the directory, one Pebble commit) instead of in batches
+	// (commit.go). False: the environment variable DWEB_BLOB_COMMIT
+	// ("batch" or "each") decides, a knob for benchmarks that compare the
+	// two in one run (docs/BENCHMARKS.md); unset: batches.
+	CommitEach bool
 }
 
 // Store holds complete, verified blobs. A blob of at most ChunkGroupSize
@@ -64,6 +70,7 @@ type Store struct {
 	usage usageCount // Usage's figures (usage.go)
 
 	exportFrom  ExportMethod
+	commitEach  bool        // commit whole blobs one by one (StoreOptions.CommitEach)
 	exportChunk int64       // copy_file_range chunk; 0: exportChunkDefault (tests set it)
 	exportHook  func(int64) // tests: called with the bytes exported so far after each chunk
 }
@@ -140,11 +147,19 @@ func OpenStore(db *store.DB, dir string, opts StoreOptions) (*Store, error) {
 			return nil, fmt.Errorf("blobsync: open store: DWEB_EXPORT: %w", err)
 		}
 	}
+	commitEach := opts.CommitEach
+	switch v := os.Getenv("DWEB_BLOB_COMMIT"); {
+	case commitEach, v == "", v == "batch":
+	case v == "each":
+		commitEach = true
+	default:
+		return nil, fmt.Errorf("blobsync: open store: DWEB_BLOB_COMMIT=%q: want batch or each", v)
+	}
 	grace := opts.GCGrace
 	if grace == 0 {
 		grace = 10 * time.Minute
 	}
-	return &Store{db: db, dir: dir, log: log, gcGrace: max(grace, 0), exportFrom: export,
+	return &Store{db: db, dir: dir, log: log, gcGrace: max(grace, 0), exportFrom: export, commitEach: commitEach,
 		busy: make(map[Hash]chan struct{}), active: make(map[Hash]int)}, nil
 }
 

@@ -110,19 +110,31 @@ func (c *usageCount) invalidate() {
 // commitEntry commits wb, which sets h's entry to next (nil: deletes it),
 // synced, and moves the usage figures from h's previous entry to next. The
 // caller holds s.lock(h), so no other write of h's entry runs between the
-// read of the previous one and the commit.
+// read of the previous entry and the commit.
 func (s *Store) commitEntry(h Hash, next *entry, wb *store.Batch) error {
+	if next == nil {
+		return s.commitEntries([]Hash{h}, nil, wb)
+	}
+	return s.commitEntries([]Hash{h}, []entry{*next}, wb)
+}
+
+// commitEntries is commitEntry for several hashes hs at once, which wb
+// sets to next (nil: deletes them all). The caller holds their locks.
+func (s *Store) commitEntries(hs []Hash, next []entry, wb *store.Batch) error {
 	c := &s.usage
 	c.writes.RLock()
 	defer c.writes.RUnlock()
 	_, counted := c.get()
-	var prev entry
-	var had bool
+	prev := make([]entry, len(hs))
+	had := make([]bool, len(hs))
 	if counted {
-		var err error
-		if prev, had, err = s.rawEntry(h); err != nil {
-			c.invalidate() // the next Usage scans, and reports it
-			counted = false
+		for i, h := range hs {
+			var err error
+			if prev[i], had[i], err = s.rawEntry(h); err != nil {
+				c.invalidate() // the next Usage scans, and reports it
+				counted = false
+				break
+			}
 		}
 	}
 	if err := wb.Commit(true); err != nil {
@@ -131,11 +143,13 @@ func (s *Store) commitEntry(h Hash, next *entry, wb *store.Batch) error {
 	}
 	if counted {
 		c.mu.Lock()
-		if had {
-			c.u.add(prev, -1)
-		}
-		if next != nil {
-			c.u.add(*next, 1)
+		for i := range hs {
+			if had[i] {
+				c.u.add(prev[i], -1)
+			}
+			if next != nil {
+				c.u.add(next[i], 1)
+			}
 		}
 		c.mu.Unlock()
 	}
