@@ -39,6 +39,7 @@ func FuzzHandleRequest(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	f.Cleanup(func() { d.Close() }) // before the store's (cleanups run last first): its loops read the store
 	owner := key.NewKeypair()
 	desc, err := record.NewDescriptor(owner, record.Schema{OwnerSubkeys: 2})
 	if err != nil {
