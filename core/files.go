@@ -311,7 +311,7 @@ func (b *Backend) readRepo(ctx context.Context, gs *groupState, rk key.RecordKey
 			recs = localRecords{b}
 		}
 		var err error
-		if repo, err = datarepo.OpenKey(ctx, recs, b.blobs, gs.g.Secret(), rk); err != nil {
+		if repo, err = datarepo.OpenKey(ctx, recs, b.blobs, gs.g.Keys(), rk); err != nil {
 			return "", blobsync.Hash{}, nil, false, err
 		}
 	}

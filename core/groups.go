@@ -132,7 +132,7 @@ func (b *Backend) openGroup(sec groupSecrets, info GroupInfo) (*groupState, erro
 	if err != nil {
 		return nil, err
 	}
-	repo, err := datarepo.OpenWritable(ownRecords{b}, b.blobs, sec.Secret, repoKP)
+	repo, err := datarepo.OpenWritable(ownRecords{b}, b.blobs, g.Keys(), repoKP)
 	if err != nil {
 		return nil, err
 	}
@@ -331,13 +331,13 @@ func (b *Backend) JoinGroupWith(ctx context.Context, inviteURI string, o GroupOp
 // subkey, publishes the tunnel descriptor and persists the group.
 func (b *Backend) addGroup(ctx context.Context, g *group.Group, m group.Meta, repoName string) (GroupInfo, error) {
 	g.SetLogger(b.log)
-	created, repoKP, err := datarepo.Create(ctx, records{b}, b.blobs, g.Secret(), repoName)
+	created, repoKP, err := datarepo.Create(ctx, records{b}, b.blobs, g.Keys(), repoName)
 	if err != nil {
 		return GroupInfo{}, fmt.Errorf("create repo: %w", err)
 	}
 	// Made through the network, so that members can read it once it is
 	// claimed; written from now on locally first (ownRecords).
-	repo, err := datarepo.OpenWritable(ownRecords{b}, b.blobs, g.Secret(), repoKP)
+	repo, err := datarepo.OpenWritable(ownRecords{b}, b.blobs, g.Keys(), repoKP)
 	if err != nil {
 		return GroupInfo{}, fmt.Errorf("open repo %s: %w", created.Key(), err)
 	}

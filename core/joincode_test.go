@@ -34,7 +34,7 @@ func TestJoinFromJoinCode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := datarepo.WriteSealed(ctx, records{alice}, desc, group.SubkeyMeta, inv.Owner, inv.Secret, meta); err != nil {
+	if _, err := datarepo.WriteSealed(ctx, records{alice}, desc, group.SubkeyMeta, inv.Owner, record.Secret(inv.Secret), meta); err != nil {
 		t.Fatal(err)
 	}
 

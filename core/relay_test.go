@@ -25,7 +25,7 @@ func descriptorOf(ctx context.Context, t *testing.T, reader *Backend, g GroupInf
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := datarepo.OpenKey(ctx, records{reader}, nil, gs.g.Secret(), g.Repo)
+	r, err := datarepo.OpenKey(ctx, records{reader}, nil, gs.g.Keys(), g.Repo)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,7 +59,7 @@ func (b *Backend) openRepo(ctx context.Context, gs *groupState, rk key.RecordKey
 	if rk == gs.info.Repo {
 		return gs.repo, nil
 	}
-	return datarepo.OpenKey(ctx, records{b}, b.blobs, gs.g.Secret(), rk)
+	return datarepo.OpenKey(ctx, records{b}, b.blobs, gs.g.Keys(), rk)
 }
 
 // checkRepo returns ErrUnknownRepo unless rk is one of gs's repos (as

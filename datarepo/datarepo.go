@@ -1,6 +1,7 @@
 // Package datarepo is one member's data repo inside a group: a DHT record
-// owned by the member's repo keypair, every value encrypted under the group
-// secret (DESIGN.md, "Groups and data repos"):
+// owned by the member's repo keypair, every value encrypted with the group's
+// keys (a record.Sealer: the group secret, or the group's epoch keys;
+// DESIGN.md, "Groups and data repos"):
 //
 //	subkey 0        {"name": "..."}                       JSON
 //	subkey 1        the current collection's BLAKE3 hash  32 raw bytes
@@ -8,7 +9,7 @@
 //
 // Writing a file stores the blob, writes a new collection blob and sets
 // subkey 1; deleting writes a collection without the entry. Anyone with the
-// group secret can read a repo (Open with a nil writer); only the holder of
+// group's keys can read a repo (Open with a nil writer); only the holder of
 // the repo keypair can change it.
 package datarepo
 
@@ -76,7 +77,7 @@ type TunnelDescriptor struct {
 type Repo struct {
 	desc   *record.Descriptor
 	writer *key.Keypair // nil: read-only
-	secret key.Secret
+	keys   record.Sealer
 	recs   Records
 	blobs  Blobs
 	log    *slog.Logger
@@ -89,12 +90,12 @@ type Repo struct {
 // Create makes a new repo record with a fresh keypair, writes its name and
 // an empty collection, and returns it with the keypair, which the caller
 // must keep (in the protected store) to write again later.
-func Create(ctx context.Context, recs Records, blobs Blobs, secret key.Secret, name string) (*Repo, key.Keypair, error) {
+func Create(ctx context.Context, recs Records, blobs Blobs, keys record.Sealer, name string) (*Repo, key.Keypair, error) {
 	if err := CheckName(name); err != nil {
 		return nil, key.Keypair{}, err
 	}
 	kp := key.NewKeypair()
-	r, err := OpenWritable(recs, blobs, secret, kp)
+	r, err := OpenWritable(recs, blobs, keys, kp)
 	if err != nil {
 		return nil, kp, err
 	}
@@ -109,17 +110,17 @@ func Create(ctx context.Context, recs Records, blobs Blobs, secret key.Secret, n
 
 // OpenWritable returns a handle on the repo owned by writer, the repo
 // keypair this node keeps.
-func OpenWritable(recs Records, blobs Blobs, secret key.Secret, writer key.Keypair) (*Repo, error) {
+func OpenWritable(recs Records, blobs Blobs, keys record.Sealer, writer key.Keypair) (*Repo, error) {
 	desc, err := record.NewDescriptor(writer, Schema)
 	if err != nil {
 		return nil, err
 	}
-	return &Repo{desc: desc, writer: &writer, secret: secret, recs: recs, blobs: blobs, log: discard}, nil
+	return &Repo{desc: desc, writer: &writer, keys: keys, recs: recs, blobs: blobs, log: discard}, nil
 }
 
 // OpenKey returns a read-only handle on the repo whose record key is k, by
 // fetching its descriptor from the DHT.
-func OpenKey(ctx context.Context, recs Records, blobs Blobs, secret key.Secret, k key.RecordKey) (*Repo, error) {
+func OpenKey(ctx context.Context, recs Records, blobs Blobs, keys record.Sealer, k key.RecordKey) (*Repo, error) {
 	desc, _, err := recs.Get(ctx, k, SubkeyName)
 	if err != nil {
 		return nil, fmt.Errorf("open repo %s: %w", k, err)
@@ -127,7 +128,7 @@ func OpenKey(ctx context.Context, recs Records, blobs Blobs, secret key.Secret, 
 	if desc.Key() != k {
 		return nil, fmt.Errorf("open repo %s: descriptor has key %s", k, desc.Key())
 	}
-	return &Repo{desc: desc, secret: secret, recs: recs, blobs: blobs, log: discard}, nil
+	return &Repo{desc: desc, keys: keys, recs: recs, blobs: blobs, log: discard}, nil
 }
 
 var discard = slog.New(slog.DiscardHandler)
@@ -160,7 +161,7 @@ func (r *Repo) write(ctx context.Context, subkey uint32, plaintext []byte) error
 	if r.writer == nil {
 		return ErrReadOnly
 	}
-	_, err := WriteSealed(ctx, r.recs, r.desc, subkey, *r.writer, r.secret, plaintext)
+	_, err := WriteSealed(ctx, r.recs, r.desc, subkey, *r.writer, r.keys, plaintext)
 	return err
 }
 
@@ -179,7 +180,7 @@ func (r *Repo) SetName(ctx context.Context, name string) error {
 // Name reads the repo's name; "" if never set. A name that does not decode
 // or breaks SetName's rules is an error wrapping ErrBadValue.
 func (r *Repo) Name(ctx context.Context) (string, error) {
-	b, err := ReadSealed(ctx, r.recs, r.Key(), SubkeyName, r.secret)
+	b, err := ReadSealed(ctx, r.recs, r.Key(), SubkeyName, r.keys)
 	if err != nil || b == nil {
 		return "", err
 	}
@@ -193,7 +194,7 @@ func (r *Repo) Name(ctx context.Context) (string, error) {
 // CollectionHash reads subkey 1: the hash of the repo's current collection.
 // ok is false if the repo has none yet.
 func (r *Repo) CollectionHash(ctx context.Context) (h blobsync.Hash, ok bool, err error) {
-	b, err := ReadSealed(ctx, r.recs, r.Key(), SubkeyCollection, r.secret)
+	b, err := ReadSealed(ctx, r.recs, r.Key(), SubkeyCollection, r.keys)
 	if err != nil || b == nil {
 		return h, false, err
 	}
@@ -361,7 +362,7 @@ func (r *Repo) ClearTunnel(ctx context.Context, i int) error {
 // that does not decode or breaks its bounds (see MaxTunnelAddrs) is an
 // error wrapping ErrBadValue.
 func (r *Repo) Tunnel(ctx context.Context, i int) (td TunnelDescriptor, ok bool, err error) {
-	b, err := ReadSealed(ctx, r.recs, r.Key(), uint32(SubkeyTunnelFirst+i), r.secret)
+	b, err := ReadSealed(ctx, r.recs, r.Key(), uint32(SubkeyTunnelFirst+i), r.keys)
 	if err != nil || len(b) == 0 {
 		return td, false, err
 	}

@@ -31,7 +31,7 @@ func TestRepoWriteReadAcrossNodes(t *testing.T) {
 	defer cancel()
 	net := testnet.New(t, 3)
 	writerBlobs, readerBlobs := openBlobs(t, net[0]), openBlobs(t, net[2])
-	secret := key.NewSecret()
+	secret := record.Secret(key.NewSecret())
 
 	repo, kp, err := datarepo.Create(ctx, net[0].DHT, writerBlobs, secret, "alice's phone")
 	if err != nil {
@@ -83,7 +83,7 @@ func TestRepoWriteReadAcrossNodes(t *testing.T) {
 	}
 
 	// Without the group secret the values do not open.
-	stranger, err := datarepo.OpenKey(ctx, net[1].DHT, readerBlobs, key.NewSecret(), repo.Key())
+	stranger, err := datarepo.OpenKey(ctx, net[1].DHT, readerBlobs, record.Secret(key.NewSecret()), repo.Key())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func TestRepoWriteReadAcrossNodes(t *testing.T) {
 func TestBadNamesRefused(t *testing.T) {
 	ctx := context.Background()
 	net := testnet.New(t, 1)
-	repo, _, err := datarepo.Create(ctx, net[0].DHT, openBlobs(t, net[0]), key.NewSecret(), "r")
+	repo, _, err := datarepo.Create(ctx, net[0].DHT, openBlobs(t, net[0]), record.Secret(key.NewSecret()), "r")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +141,7 @@ func TestBeforePublish(t *testing.T) {
 	defer cancel()
 	net := testnet.New(t, 2)
 	blobs := openBlobs(t, net[0])
-	repo, _, err := datarepo.Create(ctx, net[0].DHT, blobs, key.NewSecret(), "r")
+	repo, _, err := datarepo.Create(ctx, net[0].DHT, blobs, record.Secret(key.NewSecret()), "r")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +176,7 @@ func TestWriteSealedAtMaxSeq(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	net := testnet.New(t, 2)
-	secret, kp := key.NewSecret(), key.NewKeypair()
+	secret, kp := record.Secret(key.NewSecret()), key.NewKeypair()
 	desc, err := record.NewDescriptor(kp, datarepo.Schema)
 	if err != nil {
 		t.Fatal(err)
@@ -184,7 +184,7 @@ func TestWriteSealedAtMaxSeq(t *testing.T) {
 	if seq, err := datarepo.WriteSealed(ctx, net[0].DHT, desc, datarepo.SubkeyName, kp, secret, []byte(`{"name":"a"}`)); err != nil || seq != 0 {
 		t.Fatalf("first write: seq %d, %v", seq, err)
 	}
-	sealed, err := record.Seal(secret, desc.Key(), datarepo.SubkeyName, []byte(`{"name":"b"}`))
+	sealed, err := secret.Seal(desc.Key(), datarepo.SubkeyName, []byte(`{"name":"b"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +211,7 @@ func TestTunnelsSkipBadSlot(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	net := testnet.New(t, 2)
-	secret := key.NewSecret()
+	secret := record.Secret(key.NewSecret())
 	repo, kp, err := datarepo.Create(ctx, net[0].DHT, openBlobs(t, net[0]), secret, "r")
 	if err != nil {
 		t.Fatal(err)

@@ -21,7 +21,7 @@ type Records interface {
 // another writer keeps winning the seq race.
 const maxWriteTries = 4
 
-// WriteSealed encrypts plaintext under secret for (desc's record, subkey),
+// WriteSealed encrypts plaintext with keys for (desc's record, subkey),
 // signs it with writer at the next seq and stores it in the DHT. When a
 // holder has a newer value (dht.ErrStale) it re-reads and retries, at most
 // maxWriteTries times. It returns the seq written. When the current value
@@ -30,9 +30,9 @@ const maxWriteTries = 4
 //
 // Shared by datarepo and group: both keep encrypted values in records whose
 // writers are known keypairs.
-func WriteSealed(ctx context.Context, recs Records, desc *record.Descriptor, subkey uint32, writer key.Keypair, secret key.Secret, plaintext []byte) (uint64, error) {
+func WriteSealed(ctx context.Context, recs Records, desc *record.Descriptor, subkey uint32, writer key.Keypair, keys record.Sealer, plaintext []byte) (uint64, error) {
 	k := desc.Key()
-	sealed, err := record.Seal(secret, k, subkey, plaintext)
+	sealed, err := keys.Seal(k, subkey, plaintext)
 	if err != nil {
 		return 0, fmt.Errorf("seal subkey %d of %s: %w", subkey, k, err)
 	}
@@ -71,16 +71,16 @@ func WriteSealed(ctx context.Context, recs Records, desc *record.Descriptor, sub
 // value.
 var ErrTaken = errors.New("subkey already written")
 
-// CreateSealed writes plaintext, encrypted under secret and signed by
+// CreateSealed writes plaintext, encrypted with keys and signed by
 // writer, as the first value (seq 0) of a subkey that holds none: a claim
 // of a free slot. A subkey some holder already has a value for fails with
 // an error wrapping ErrTaken, and nothing is overwritten; WriteSealed
 // would take the next seq and evict the value there. Two writers that
 // create at once may both succeed at different holders: the conflict rule
 // keeps one, so a claimer re-reads to learn whether it won.
-func CreateSealed(ctx context.Context, recs Records, desc *record.Descriptor, subkey uint32, writer key.Keypair, secret key.Secret, plaintext []byte) error {
+func CreateSealed(ctx context.Context, recs Records, desc *record.Descriptor, subkey uint32, writer key.Keypair, keys record.Sealer, plaintext []byte) error {
 	k := desc.Key()
-	sealed, err := record.Seal(secret, k, subkey, plaintext)
+	sealed, err := keys.Seal(k, subkey, plaintext)
 	if err != nil {
 		return fmt.Errorf("seal subkey %d of %s: %w", subkey, k, err)
 	}
@@ -100,7 +100,7 @@ func CreateSealed(ctx context.Context, recs Records, desc *record.Descriptor, su
 
 // ReadSealed reads and decrypts a subkey. A subkey never written returns
 // (nil, nil).
-func ReadSealed(ctx context.Context, recs Records, k key.RecordKey, subkey uint32, secret key.Secret) ([]byte, error) {
+func ReadSealed(ctx context.Context, recs Records, k key.RecordKey, subkey uint32, keys record.Sealer) ([]byte, error) {
 	_, v, err := recs.Get(ctx, k, subkey)
 	if err != nil {
 		return nil, fmt.Errorf("read subkey %d of %s: %w", subkey, k, err)
@@ -108,7 +108,7 @@ func ReadSealed(ctx context.Context, recs Records, k key.RecordKey, subkey uint3
 	if v == nil {
 		return nil, nil
 	}
-	pt, err := record.Open(secret, k, subkey, v.Data)
+	pt, err := keys.Open(k, subkey, v.Data)
 	if err != nil {
 		return nil, fmt.Errorf("decrypt subkey %d of %s: %w", subkey, k, err)
 	}

@@ -41,7 +41,7 @@ func (g *Group) Providers(ctx context.Context, prefer []key.RecordKey, self key.
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		r, err := datarepo.OpenKey(ctx, g.recs, nil, g.secret, rk)
+		r, err := datarepo.OpenKey(ctx, g.recs, nil, g.keys, rk)
 		if err != nil {
 			errs = append(errs, err)
 			continue

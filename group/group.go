@@ -59,6 +59,7 @@ type Group struct {
 	desc   *record.Descriptor
 	owner  key.Keypair
 	secret key.Secret
+	keys   record.Sealer
 	recs   datarepo.Records
 	log    *slog.Logger
 }
@@ -78,7 +79,7 @@ func Create(ctx context.Context, recs datarepo.Records, name string) (*Group, er
 	if err != nil {
 		return nil, fmt.Errorf("create group %q: %w", name, err)
 	}
-	if _, err := datarepo.WriteSealed(ctx, recs, g.desc, SubkeyMeta, g.owner, g.secret, b); err != nil {
+	if _, err := datarepo.WriteSealed(ctx, recs, g.desc, SubkeyMeta, g.owner, g.keys, b); err != nil {
 		return nil, fmt.Errorf("create group %q: %w", name, err)
 	}
 	return g, nil
@@ -90,7 +91,7 @@ func Open(recs datarepo.Records, secret key.Secret, owner key.Keypair) (*Group, 
 	if err != nil {
 		return nil, err
 	}
-	return &Group{desc: desc, owner: owner, secret: secret, recs: recs, log: slog.New(slog.DiscardHandler)}, nil
+	return &Group{desc: desc, owner: owner, secret: secret, keys: record.Secret(secret), recs: recs, log: slog.New(slog.DiscardHandler)}, nil
 }
 
 // SetLogger sets where the group reports what it skips (a malformed repo
@@ -125,6 +126,10 @@ func (g *Group) Key() key.RecordKey { return g.desc.Key() }
 // Secret returns the group secret.
 func (g *Group) Secret() key.Secret { return g.secret }
 
+// Keys returns what the group's values, and its members' repo values,
+// are sealed with.
+func (g *Group) Keys() record.Sealer { return g.keys }
+
 // Owner returns the owner keypair.
 func (g *Group) Owner() key.Keypair { return g.owner }
 
@@ -132,7 +137,7 @@ func (g *Group) Owner() key.Keypair { return g.owner }
 // found; a value that does not decode, or whose name is over MaxNameLen
 // bytes, is an error wrapping ErrBadMeta.
 func (g *Group) Meta(ctx context.Context) (Meta, error) {
-	b, err := datarepo.ReadSealed(ctx, g.recs, g.Key(), SubkeyMeta, g.secret)
+	b, err := datarepo.ReadSealed(ctx, g.recs, g.Key(), SubkeyMeta, g.keys)
 	if err != nil {
 		return Meta{}, fmt.Errorf("group %s: %w", g.Key(), err)
 	}
@@ -192,7 +197,7 @@ func (g *Group) ClaimRepo(ctx context.Context, repo key.RecordKey) (uint32, erro
 		if free == 0 {
 			return 0, ErrFull
 		}
-		err = datarepo.CreateSealed(ctx, g.recs, g.desc, free, g.owner, g.secret, repo[:])
+		err = datarepo.CreateSealed(ctx, g.recs, g.desc, free, g.owner, g.keys, repo[:])
 		if err != nil && !errors.Is(err, datarepo.ErrTaken) {
 			return 0, fmt.Errorf("claim repo subkey %d of group %s: %w", free, g.Key(), err)
 		}
@@ -247,7 +252,7 @@ func slotOf(slots []repoSlot, repo key.RecordKey) (uint32, bool) {
 func (g *Group) repoSlots(ctx context.Context) (slots []repoSlot, free uint32, err error) {
 	for i := uint32(0); i < MaxRepos; i++ {
 		sk := SubkeyRepoFirst + i
-		b, err := datarepo.ReadSealed(ctx, g.recs, g.Key(), sk, g.secret)
+		b, err := datarepo.ReadSealed(ctx, g.recs, g.Key(), sk, g.keys)
 		switch {
 		case errors.Is(err, record.ErrDecrypt):
 			g.log.Warn("group: skipped a repo slot that does not decrypt", "group", g.Key().String(), "subkey", sk, "err", err)

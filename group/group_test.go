@@ -75,7 +75,7 @@ func TestProvidersPreferredFirstWithoutSelf(t *testing.T) {
 	}
 	var repos []key.RecordKey
 	for _, node := range []key.NodeID{self, other, third} {
-		r, _, err := datarepo.Create(ctx, d, blobs, g.Secret(), "r")
+		r, _, err := datarepo.Create(ctx, d, blobs, g.Keys(), "r")
 		if err != nil {
 			t.Fatal(err)
 		}

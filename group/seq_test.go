@@ -78,7 +78,7 @@ func TestHostileSeqRefused(t *testing.T) {
 		}
 	}
 	// The owner still writes: subkey 1 again, and a new claim.
-	if seq, err := datarepo.WriteSealed(ctx, net[0].DHT, desc, group.SubkeyRepoFirst, g.Owner(), g.Secret(), r0[:]); err != nil || seq != 1 {
+	if seq, err := datarepo.WriteSealed(ctx, net[0].DHT, desc, group.SubkeyRepoFirst, g.Owner(), g.Keys(), r0[:]); err != nil || seq != 1 {
 		t.Fatalf("owner rewrites subkey 1: seq %d, %v", seq, err)
 	}
 	if sk, err := g.ClaimRepo(ctx, r1); err != nil || sk != 2 {

@@ -57,7 +57,7 @@ func TestRepoKeysSkipBadSlots(t *testing.T) {
 	if sk, err := g.ClaimRepo(ctx, r0); err != nil || sk != 1 {
 		t.Fatalf("claim r0 = %d, %v", sk, err)
 	}
-	if _, err := datarepo.WriteSealed(ctx, net[1].DHT, desc, 2, g.Owner(), g.Secret(), []byte("short")); err != nil {
+	if _, err := datarepo.WriteSealed(ctx, net[1].DHT, desc, 2, g.Owner(), g.Keys(), []byte("short")); err != nil {
 		t.Fatal(err)
 	}
 	if sk, err := g.ClaimRepo(ctx, r1); err != nil || sk != 3 {

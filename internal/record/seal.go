@@ -53,3 +53,26 @@ func Open(secret key.Secret, k key.RecordKey, subkey uint32, sealed []byte) ([]b
 	}
 	return pt, nil
 }
+
+// Sealer seals and opens the values of a group's records. A group of the
+// first invite's format has one secret (Secret); a membership-checked
+// group has one key per epoch (group.Keyring, docs/trust.md "Epochs and
+// removal"). Seal's output is at most MaxValueSize bytes; Open gives an
+// error wrapping ErrDecrypt for anything it cannot open.
+type Sealer interface {
+	Seal(k key.RecordKey, subkey uint32, plaintext []byte) ([]byte, error)
+	Open(k key.RecordKey, subkey uint32, sealed []byte) ([]byte, error)
+}
+
+// Secret is a Sealer of one group secret: Seal and Open above.
+type Secret key.Secret
+
+// Seal implements Sealer with Seal.
+func (s Secret) Seal(k key.RecordKey, subkey uint32, plaintext []byte) ([]byte, error) {
+	return Seal(key.Secret(s), k, subkey, plaintext)
+}
+
+// Open implements Sealer with Open.
+func (s Secret) Open(k key.RecordKey, subkey uint32, sealed []byte) ([]byte, error) {
+	return Open(key.Secret(s), k, subkey, sealed)
+}
