@@ -132,7 +132,7 @@ func TestHoldersCheckMembership(t *testing.T) {
 	admin, bob, carol := ks[0], ks[1], ks[2]
 	g := newCheckedGroup(t, ctx, net, admin)
 
-	v0, err := group.NewMembership(g.k, admin, nil)
+	v0, err := group.NewMembership(g.k, admin, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +146,7 @@ func TestHoldersCheckMembership(t *testing.T) {
 	}
 	// Before any list: a first list not signed by the admin the record
 	// commits to.
-	bobs, err := group.NewMembership(g.k, bob, nil)
+	bobs, err := group.NewMembership(g.k, bob, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +239,7 @@ func TestSlotWritePushesListFirst(t *testing.T) {
 	ks := memberKeys(t, 3)
 	admin, bob, carol := ks[0], ks[1], ks[2]
 	g := newCheckedGroup(t, ctx, net, admin)
-	v0, err := group.NewMembership(g.k, admin, nil)
+	v0, err := group.NewMembership(g.k, admin, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +280,7 @@ func TestSlotWritePushesListFirst(t *testing.T) {
 	// A second group, whose list only nodes 0..2 hold, written by carol
 	// from node 3, which has none: its Set reads the list, then writes.
 	g2 := newCheckedGroup(t, ctx, net, admin)
-	u0, err := group.NewMembership(g2.k, admin, nil)
+	u0, err := group.NewMembership(g2.k, admin, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

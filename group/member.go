@@ -56,6 +56,9 @@ func (m MemberKey) Bytes() []byte {
 	return append(append(make([]byte, 0, MemberKeySize), m.sign.Seed()...), m.box.Bytes()...)
 }
 
+// Public is the public signing key: how lists name the member.
+func (m MemberKey) Public() ed25519.PublicKey { return m.sign.Public().(ed25519.PublicKey) }
+
 // Contact is the key's public half, signed: what the member shows an
 // admin to be invited.
 func (m MemberKey) Contact() uri.Contact {

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/dwebkit/dweb/internal/key"
@@ -54,8 +55,14 @@ const (
 	// MaxMembers is the most members a list holds: MaxRepos writers, and
 	// as many viewers.
 	MaxMembers = 2 * MaxRepos
-	// MaxMemberName is the longest sealed display name, in bytes.
-	MaxMemberName = 512
+	// MaxMemberName is the longest display name, in bytes; sealed, it
+	// takes 40 bytes more.
+	MaxMemberName = 256
+	// MaxMeta is the longest group metadata (JSON of Meta), in bytes;
+	// sealed, it takes 40 bytes more.
+	MaxMeta = 1024
+	// sealOverhead is what sealWith adds: a nonce and a tag.
+	sealOverhead = 24 + 16
 	// maxEncodedMembership bounds a list's encoding: it is one subkey value.
 	maxEncodedMembership = 32 << 10
 )
@@ -68,7 +75,8 @@ const membershipContext = "dweb membership v1\x00"
 
 // MemberEntry is one entry of a membership list: a device's member key
 // (uri.Contact: signing key, X25519 key and the signature binding them),
-// its role and repo slot, who added it and in which epoch.
+// its role and repo slot, who added it and in which epoch, the list's
+// epoch key sealed to it, and its display name sealed under that key.
 type MemberEntry struct {
 	Sign    []byte `cbor:"1,keyasint"`           // ed25519 public key, 32 bytes
 	Box     []byte `cbor:"2,keyasint"`           // X25519 public key, 32 bytes
@@ -77,7 +85,8 @@ type MemberEntry struct {
 	Slot    uint32 `cbor:"5,keyasint"`           // repo subkey; 0 for a viewer
 	AddedBy []byte `cbor:"6,keyasint"`           // the admin's signing key, 32 bytes
 	AddedIn uint64 `cbor:"7,keyasint"`           // epoch it was added in
-	Name    []byte `cbor:"8,keyasint,omitempty"` // display name, sealed by the caller
+	Name    []byte `cbor:"8,keyasint,omitempty"` // display name, sealed (MemberName)
+	Key     []byte `cbor:"9,keyasint"`           // the list's epoch key sealed to Box, EpochKeyBoxSize bytes
 }
 
 // Contact is the member's key as a contact code.
@@ -91,6 +100,8 @@ func (m MemberEntry) Contact() uri.Contact {
 // version n can check that version n+1 was made from it by an admin of n
 // (CheckNext). Epoch counts removals: a list that drops a member starts
 // the next epoch (new group keys, not sealed to the removed member).
+// Each version carries the epoch key sealed to each member, the earlier
+// epochs' keys and the group's metadata sealed under it (epoch.go).
 //
 // Encoding: deterministic CBOR (RFC 8949 §4.2.1) with small integer map
 // keys; the signature is ed25519 (RFC 8032) over "dweb membership
@@ -102,7 +113,9 @@ type Membership struct {
 	Prev    []byte        `cbor:"4,keyasint,omitempty"` // BLAKE3-256 of the previous version's encoding
 	Members []MemberEntry `cbor:"5,keyasint"`           // sorted by Sign
 	Signer  []byte        `cbor:"6,keyasint"`           // an admin's signing key
-	Sig     []byte        `cbor:"7,keyasint"`
+	Sig     []byte        `cbor:"7,keyasint"`           //
+	Meta    []byte        `cbor:"8,keyasint,omitempty"` // the group's Meta as JSON, sealed (OpenMeta)
+	Chain   []byte        `cbor:"9,keyasint,omitempty"` // earlier epochs' keys, sealed; none in epoch 0
 }
 
 var (
@@ -208,6 +221,12 @@ func (l *Membership) Check() error {
 		return bad("%d members, want 1..%d", len(l.Members), MaxMembers)
 	case len(l.Signer) != ed25519.PublicKeySize || len(l.Sig) != ed25519.SignatureSize:
 		return bad("signer key of %d bytes, signature of %d", len(l.Signer), len(l.Sig))
+	case len(l.Meta) > MaxMeta+sealOverhead:
+		return bad("metadata of %d bytes, limit %d", len(l.Meta), MaxMeta+sealOverhead)
+	case (l.Epoch == 0) != (l.Chain == nil):
+		return bad("epoch %d with an earlier-keys chain of %d bytes (want one after epoch 0 only)", l.Epoch, len(l.Chain))
+	case l.Chain != nil && (len(l.Chain) < 8+sealOverhead || len(l.Chain) > 8+32*MaxEpochChain+sealOverhead):
+		return bad("earlier-keys chain of %d bytes", len(l.Chain))
 	}
 	slots := map[uint32]bool{}
 	admins := 0
@@ -215,8 +234,9 @@ func (l *Membership) Check() error {
 		if i > 0 && bytes.Compare(l.Members[i-1].Sign, m.Sign) >= 0 {
 			return bad("members not sorted by key, or a key twice")
 		}
-		if len(m.Box) != 32 || len(m.AddedBy) != ed25519.PublicKeySize || len(m.Name) > MaxMemberName {
-			return bad("member %d: X25519 key of %d bytes, added-by of %d, name of %d (limit %d)", i, len(m.Box), len(m.AddedBy), len(m.Name), MaxMemberName)
+		if len(m.Box) != 32 || len(m.AddedBy) != ed25519.PublicKeySize || len(m.Name) > MaxMemberName+sealOverhead || len(m.Key) != EpochKeyBoxSize {
+			return bad("member %d: X25519 key of %d bytes, added-by of %d, sealed name of %d (limit %d), sealed epoch key of %d (want %d)",
+				i, len(m.Box), len(m.AddedBy), len(m.Name), MaxMemberName+sealOverhead, len(m.Key), EpochKeyBoxSize)
 		}
 		if err := m.Contact().Verify(); err != nil {
 			return bad("member %d: %v", i, err)
@@ -255,17 +275,112 @@ func (l *Membership) Check() error {
 }
 
 // NewMembership is a group's first list, signed by its creator: the
-// creator as its only member, an admin in repo slot SubkeyRepoFirst.
-func NewMembership(group key.RecordKey, creator MemberKey, name []byte) (*Membership, error) {
+// creator as its only member, an admin in repo slot SubkeyRepoFirst, a
+// fresh epoch-0 key sealed to it, its display name (at most
+// MaxMemberName bytes) and the group's metadata (at most MaxMeta bytes)
+// sealed under that key.
+func NewMembership(group key.RecordKey, creator MemberKey, name, meta []byte) (*Membership, error) {
+	if len(name) > MaxMemberName || len(meta) > MaxMeta {
+		return nil, fmt.Errorf("%w: name of %d bytes (limit %d), metadata of %d (limit %d)", ErrBadMembership, len(name), MaxMemberName, len(meta), MaxMeta)
+	}
 	c := creator.Contact()
 	l := &Membership{Group: group[:], Members: []MemberEntry{{
-		Sign: c.Sign, Box: c.Box[:], BoxSig: c.Sig, Role: RoleAdmin, Slot: SubkeyRepoFirst, AddedBy: c.Sign, Name: name,
+		Sign: c.Sign, Box: c.Box[:], BoxSig: c.Sig, Role: RoleAdmin, Slot: SubkeyRepoFirst, AddedBy: c.Sign,
 	}}}
+	k := key.NewSecret()
+	if err := l.seal(k, map[string][]byte{string(c.Sign): name}, meta); err != nil {
+		return nil, err
+	}
 	return l, l.sign(creator)
 }
 
+// seal fills the list's sealed parts under k, its epoch's key: each
+// member's copy of k, the display names (plaintext, by signing key; a
+// member without one gets none) and the metadata (nil: none).
+func (l *Membership) seal(k key.Secret, names map[string][]byte, meta []byte) error {
+	for i := range l.Members {
+		m := &l.Members[i]
+		var err error
+		if m.Key, err = sealEpochKey(*m, l.Group, l.Epoch, k); err != nil {
+			return err
+		}
+		m.Name = nil
+		if n := names[string(m.Sign)]; len(n) > 0 {
+			if m.Name, err = sealWith(ctxNames, k, nameAD(l.Group, l.Epoch, m.Sign), n); err != nil {
+				return err
+			}
+		}
+	}
+	l.Meta = nil
+	if len(meta) > 0 {
+		var err error
+		if l.Meta, err = sealWith(ctxNames, k, chainAD(l.Group, l.Epoch), meta); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// OpenKeys opens the epoch keys this list holds for member mk: the
+// current one (sealed to mk's entry) and the earlier ones of its chain.
+// A key that is not a member of this version gets an error wrapping
+// ErrNoEpochKey: a removed member cannot read the new epoch.
+func (l *Membership) OpenKeys(mk MemberKey) (*Keyring, error) {
+	m, ok := l.Member(mk.Public())
+	if !ok {
+		return nil, fmt.Errorf("%w: not a member of list version %d (epoch %d)", ErrNoEpochKey, l.Version, l.Epoch)
+	}
+	k, err := openEpochKey(mk, m, l.Group, l.Epoch)
+	if err != nil {
+		return nil, err
+	}
+	r := &Keyring{group: key.RecordKey(l.Group), epoch: l.Epoch, keys: map[uint64]key.Secret{l.Epoch: k}}
+	if l.Chain == nil {
+		return r, nil
+	}
+	pt, err := openWith(ctxChain, k, chainAD(l.Group, l.Epoch), l.Chain)
+	if err != nil {
+		return nil, fmt.Errorf("%w: list version %d: earlier keys: %v", ErrBadMembership, l.Version, err)
+	}
+	first, keys, err := decodeChain(pt)
+	if err != nil || first+uint64(len(keys)) != l.Epoch {
+		return nil, fmt.Errorf("%w: list version %d: earlier keys do not lead to epoch %d", ErrBadMembership, l.Version, l.Epoch)
+	}
+	for i, ek := range keys {
+		r.keys[first+uint64(i)] = ek
+	}
+	return r, nil
+}
+
+// OpenMeta opens the group's metadata with the list's epoch key, held in
+// r; nil when the list has none.
+func (l *Membership) OpenMeta(r *Keyring) ([]byte, error) {
+	if l.Meta == nil {
+		return nil, nil
+	}
+	k, ok := r.Key(l.Epoch)
+	if !ok {
+		return nil, fmt.Errorf("group metadata of epoch %d: %w", l.Epoch, ErrNoEpochKey)
+	}
+	return openWith(ctxNames, k, chainAD(l.Group, l.Epoch), l.Meta)
+}
+
+// MemberName opens member m's display name with the list's epoch key,
+// held in r; "" when it has none.
+func (l *Membership) MemberName(r *Keyring, m MemberEntry) (string, error) {
+	if m.Name == nil {
+		return "", nil
+	}
+	k, ok := r.Key(l.Epoch)
+	if !ok {
+		return "", fmt.Errorf("member name of epoch %d: %w", l.Epoch, ErrNoEpochKey)
+	}
+	b, err := openWith(ctxNames, k, nameAD(l.Group, l.Epoch, m.Sign), m.Name)
+	return string(b), err
+}
+
 func (l *Membership) sign(admin MemberKey) error {
-	l.Signer = admin.sign.Public().(ed25519.PublicKey)
+	l.Signer = admin.Public()
 	l.Sig = nil
 	msg, err := l.signed()
 	if err != nil {
@@ -340,23 +455,69 @@ func (l *Membership) CheckNext(next *Membership) error {
 // Change makes the next version of l: edit applies the change to a copy
 // of the members, then admin signs it, and CheckNext must accept it (so
 // an admin of l, and a change the rules allow). The epoch moves on when
-// a member was removed.
+// a member was removed: a fresh key, sealed to each remaining member,
+// with the earlier keys chained under it and the names and metadata
+// sealed again; otherwise new members get the current key. newNames
+// gives display names of added members, by signing key.
 func (l *Membership) Change(admin MemberKey, edit func(members []MemberEntry) ([]MemberEntry, error)) (*Membership, error) {
+	return l.change(admin, edit, nil, nil)
+}
+
+func (l *Membership) change(admin MemberKey, edit func(members []MemberEntry) ([]MemberEntry, error), newNames map[string][]byte, meta []byte) (*Membership, error) {
+	ring, err := l.OpenKeys(admin)
+	if err != nil {
+		return nil, err
+	}
 	h, err := l.Hash()
 	if err != nil {
 		return nil, err
+	}
+	names := map[string][]byte{}
+	for _, m := range l.Members {
+		n, err := l.MemberName(ring, m)
+		if err != nil {
+			return nil, fmt.Errorf("%w: member %x's name: %v", ErrBadMembership, m.Sign[:4], err)
+		}
+		names[string(m.Sign)] = []byte(n)
+	}
+	maps.Copy(names, newNames)
+	if meta == nil {
+		if meta, err = l.OpenMeta(ring); err != nil {
+			return nil, fmt.Errorf("%w: group metadata: %v", ErrBadMembership, err)
+		}
 	}
 	members, err := edit(slices.Clone(l.Members))
 	if err != nil {
 		return nil, err
 	}
 	slices.SortFunc(members, func(a, b MemberEntry) int { return bytes.Compare(a.Sign, b.Sign) })
-	next := &Membership{Group: l.Group, Version: l.Version + 1, Epoch: l.Epoch, Prev: h[:], Members: members}
+	next := &Membership{Group: l.Group, Version: l.Version + 1, Epoch: l.Epoch, Prev: h[:], Members: members, Chain: l.Chain}
 	for _, m := range l.Members {
 		if _, ok := next.Member(m.Sign); !ok {
 			next.Epoch = l.Epoch + 1
 			break
 		}
+	}
+	k := ring.Current()
+	if next.Epoch != l.Epoch {
+		k = key.NewSecret()
+		first := next.Epoch - min(next.Epoch, MaxEpochChain)
+		for e := first; e < next.Epoch; e++ {
+			if _, ok := ring.Key(e); !ok {
+				first = e + 1 // keep the run of held keys that ends at l.Epoch
+			}
+		}
+		keys := make([]key.Secret, 0, next.Epoch-first)
+		for e := first; e < next.Epoch; e++ {
+			ek, _ := ring.Key(e)
+			keys = append(keys, ek)
+		}
+		if next.Chain, err = sealWith(ctxChain, k, chainAD(next.Group, next.Epoch), encodeChain(first, keys)); err != nil {
+			return nil, err
+		}
+	}
+	if err := next.seal(k, names, meta); err != nil {
+		return nil, err
 	}
 	if err := next.sign(admin); err != nil {
 		return nil, err
@@ -367,17 +528,30 @@ func (l *Membership) Change(admin MemberKey, edit func(members []MemberEntry) ([
 	return next, nil
 }
 
+// SetMeta returns the next version with the group's metadata (at most
+// MaxMeta bytes) replaced, signed by admin.
+func (l *Membership) SetMeta(admin MemberKey, meta []byte) (*Membership, error) {
+	if len(meta) == 0 || len(meta) > MaxMeta {
+		return nil, fmt.Errorf("%w: metadata of %d bytes, want 1..%d", ErrBadMembership, len(meta), MaxMeta)
+	}
+	return l.change(admin, func(ms []MemberEntry) ([]MemberEntry, error) { return ms, nil }, nil, meta)
+}
+
 // Add returns the next version with c added in role (a writer in the
-// first free repo slot), signed by admin.
+// first free repo slot), its display name (at most MaxMemberName bytes)
+// and the current epoch key sealed to it, signed by admin.
 func (l *Membership) Add(admin MemberKey, c uri.Contact, role Role, name []byte) (*Membership, error) {
 	if err := c.Verify(); err != nil {
 		return nil, err
 	}
+	if len(name) > MaxMemberName {
+		return nil, fmt.Errorf("%w: name of %d bytes, limit %d", ErrBadMembership, len(name), MaxMemberName)
+	}
 	if _, ok := l.Member(c.Sign); ok {
 		return nil, fmt.Errorf("%w: %x is already a member", ErrBadMembership, []byte(c.Sign[:4]))
 	}
-	return l.Change(admin, func(ms []MemberEntry) ([]MemberEntry, error) {
-		m := MemberEntry{Sign: c.Sign, Box: c.Box[:], BoxSig: c.Sig, Role: role, AddedBy: admin.sign.Public().(ed25519.PublicKey), AddedIn: l.Epoch, Name: name}
+	return l.change(admin, func(ms []MemberEntry) ([]MemberEntry, error) {
+		m := MemberEntry{Sign: c.Sign, Box: c.Box[:], BoxSig: c.Sig, Role: role, AddedBy: admin.Public(), AddedIn: l.Epoch}
 		if role != RoleViewer {
 			used := map[uint32]bool{}
 			for _, x := range ms {
@@ -393,7 +567,7 @@ func (l *Membership) Add(admin MemberKey, c uri.Contact, role Role, name []byte)
 			}
 		}
 		return append(ms, m), nil
-	})
+	}, map[string][]byte{string(c.Sign): name}, nil)
 }
 
 // Remove returns the next version without the member whose signing key

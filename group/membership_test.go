@@ -10,6 +10,7 @@ import (
 	"github.com/dwebkit/dweb/group"
 	"github.com/dwebkit/dweb/internal/fuzzcorpus"
 	"github.com/dwebkit/dweb/internal/key"
+	"github.com/dwebkit/dweb/internal/record"
 	"github.com/dwebkit/dweb/uri"
 )
 
@@ -54,7 +55,7 @@ func TestMembershipLifecycle(t *testing.T) {
 	ks := memberKeys(t, 4)
 	ana, bo, carol, srv := ks[0], ks[1], ks[2], ks[3]
 	g := key.RecordKey{7}
-	v0, err := group.NewMembership(g, ana, []byte("sealed name"))
+	v0, err := group.NewMembership(g, ana, []byte("ana"), []byte(`{"name":"newsroom"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,8 +118,9 @@ func TestMembershipLifecycle(t *testing.T) {
 	if _, ok := v5.Member(signKey(carol)); ok {
 		t.Fatal("carol still listed after her removal")
 	}
-	// carol, no longer a member, cannot sign a change; nor can a viewer.
-	if _, err := v5.Add(carol, carol.Contact(), group.RoleAdmin, nil); !errors.Is(err, group.ErrBadMembership) {
+	// carol, no longer a member, cannot sign a change (she does not even
+	// hold the epoch's key); nor can a viewer.
+	if _, err := v5.Add(carol, carol.Contact(), group.RoleAdmin, nil); !errors.Is(err, group.ErrNoEpochKey) {
 		t.Fatalf("a removed member re-added herself: %v", err)
 	}
 	if _, err := v5.Remove(srv, signKey(ana)); !errors.Is(err, group.ErrBadMembership) {
@@ -145,13 +147,13 @@ func TestMembershipLifecycle(t *testing.T) {
 func TestCheckNextRefuses(t *testing.T) {
 	ks := memberKeys(t, 3)
 	ana, bo, eve := ks[0], ks[1], ks[2]
-	v0, _ := group.NewMembership(key.RecordKey{1}, ana, nil)
+	v0, _ := group.NewMembership(key.RecordKey{1}, ana, nil, nil)
 	v1, err := v0.Add(ana, bo.Contact(), group.RoleMember, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A list eve made on her own, claiming to be the group's.
-	forged, _ := group.NewMembership(key.RecordKey{1}, eve, nil)
+	forged, _ := group.NewMembership(key.RecordKey{1}, eve, nil, nil)
 	if err := v0.CheckNext(forged); !errors.Is(err, group.ErrBadMembership) {
 		t.Fatalf("a stranger's list accepted: %v", err)
 	}
@@ -183,7 +185,7 @@ func TestCheckNextRefuses(t *testing.T) {
 // re-encodes to the same bytes, and its Member lookup finds each entry.
 func FuzzDecodeMembership(f *testing.F) {
 	ks := memberKeys(f, 3)
-	v0, _ := group.NewMembership(key.RecordKey{3}, ks[0], []byte("n"))
+	v0, _ := group.NewMembership(key.RecordKey{3}, ks[0], []byte("n"), []byte(`{"name":"g"}`))
 	v1, _ := v0.Add(ks[0], ks[1].Contact(), group.RoleMember, nil)
 	v2, _ := v1.Add(ks[0], ks[2].Contact(), group.RoleViewer, nil)
 	v3, _ := v2.Remove(ks[0], signKey(ks[1]))
@@ -213,6 +215,53 @@ func FuzzDecodeMembership(f *testing.F) {
 			if _, err := uri.ParseContact(m.Contact().String()); err != nil {
 				t.Fatal(err)
 			}
+		}
+		// The sealed parts open for the seeds' members or fail cleanly.
+		for _, k := range ks {
+			r, err := l.OpenKeys(k)
+			if err != nil {
+				if !errors.Is(err, group.ErrNoEpochKey) && !errors.Is(err, group.ErrBadMembership) {
+					t.Fatalf("OpenKeys: %v", err)
+				}
+				continue
+			}
+			if _, err := l.OpenMeta(r); err != nil && !errors.Is(err, record.ErrDecrypt) {
+				t.Fatalf("OpenMeta: %v", err)
+			}
+		}
+	})
+}
+
+// FuzzKeyringOpen: a value that is not an epoch-sealed value of a key
+// held, or was moved to another place, fails with record.ErrDecrypt and
+// never panics; a sealed value opens to its plaintext.
+func FuzzKeyringOpen(f *testing.F) {
+	ks := memberKeys(f, 2)
+	v0, _ := group.NewMembership(key.RecordKey{3}, ks[0], nil, nil)
+	v1, _ := v0.Add(ks[0], ks[1].Contact(), group.RoleMember, nil)
+	v2, _ := v1.Remove(ks[0], signKey(ks[1]))
+	r0, _ := v0.OpenKeys(ks[0])
+	r2, _ := v2.OpenKeys(ks[0])
+	rk := key.RecordKey{8}
+	for _, r := range []*group.Keyring{r0, r2} {
+		b, _ := r.Seal(rk, 1, []byte("value"))
+		fuzzcorpus.Add(f, uint32(1), b)
+	}
+	f.Add(uint32(0), []byte{0xff})
+	f.Fuzz(func(t *testing.T, subkey uint32, b []byte) {
+		pt, err := r2.Open(rk, subkey, b)
+		if err != nil {
+			if !errors.Is(err, record.ErrDecrypt) {
+				t.Fatalf("error %v does not wrap record.ErrDecrypt", err)
+			}
+			return
+		}
+		again, err := r2.Seal(rk, subkey, pt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pt2, err := r2.Open(rk, subkey, again); err != nil || !bytes.Equal(pt, pt2) {
+			t.Fatalf("round trip: %v", err)
 		}
 	})
 }
