@@ -1,6 +1,7 @@
 package group
 
 import (
+	"bytes"
 	"crypto/ecdh"
 	"crypto/hpke"
 	"crypto/rand"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/dwebkit/dweb/internal/key"
 	"github.com/dwebkit/dweb/internal/record"
+	"github.com/fxamacker/cbor/v2"
 	"github.com/zeebo/blake3"
 	"golang.org/x/crypto/chacha20poly1305"
 )
@@ -196,6 +198,12 @@ func (r *Keyring) Open(k key.RecordKey, subkey uint32, sealed []byte) ([]byte, e
 	return record.Open(derive(ctxValues, ek), k, subkey, sealed[n:])
 }
 
+// epochOf reads the epoch a Keyring-sealed value was sealed in.
+func epochOf(sealed []byte) (uint64, bool) {
+	e, n := binary.Uvarint(sealed)
+	return e, n > 0
+}
+
 // encodeChain lays out the keys of epochs first..first+n-1.
 func encodeChain(first uint64, keys []key.Secret) []byte {
 	b := binary.BigEndian.AppendUint64(nil, first)
@@ -222,4 +230,52 @@ func chainAD(group []byte, epoch uint64) []byte {
 
 func nameAD(group []byte, epoch uint64, member []byte) []byte {
 	return append(chainAD(group, epoch), member...)
+}
+
+// keyringWire is a Keyring's encoding: what a member keeps, in its
+// protected store, of the keys it has seen.
+type keyringWire struct {
+	Group []byte            `cbor:"1,keyasint"`
+	Epoch uint64            `cbor:"2,keyasint"`
+	Keys  map[uint64][]byte `cbor:"3,keyasint"`
+}
+
+// MarshalBinary encodes the keyring (deterministic CBOR). It holds
+// secrets: keep it where the node keeps its secrets.
+func (r *Keyring) MarshalBinary() ([]byte, error) {
+	w := keyringWire{Group: r.group[:], Epoch: r.epoch, Keys: map[uint64][]byte{}}
+	for e, k := range r.keys {
+		w.Keys[e] = bytes.Clone(k[:])
+	}
+	return memEnc.Marshal(w)
+}
+
+// maxKeyringEpochs bounds a decoded keyring: the epochs a member can
+// have seen in a group's lifetime here.
+const maxKeyringEpochs = 1 << 16
+
+// UnmarshalKeyring decodes MarshalBinary's encoding.
+func UnmarshalKeyring(b []byte) (*Keyring, error) {
+	var w keyringWire
+	dec, err := cbor.DecOptions{MaxMapPairs: maxKeyringEpochs, MaxNestedLevels: 4}.DecMode()
+	if err != nil {
+		return nil, err
+	}
+	if err := dec.Unmarshal(b, &w); err != nil {
+		return nil, fmt.Errorf("group: keyring: %w", err)
+	}
+	if len(w.Group) != key.Size {
+		return nil, fmt.Errorf("group: keyring: group key of %d bytes", len(w.Group))
+	}
+	r := &Keyring{group: key.RecordKey(w.Group), epoch: w.Epoch, keys: map[uint64]key.Secret{}}
+	for e, k := range w.Keys {
+		if len(k) != len(key.Secret{}) {
+			return nil, fmt.Errorf("group: keyring: epoch %d key of %d bytes", e, len(k))
+		}
+		r.keys[e] = key.Secret(k)
+	}
+	if _, ok := r.keys[r.epoch]; !ok {
+		return nil, fmt.Errorf("group: keyring: no key for its current epoch %d", r.epoch)
+	}
+	return r, nil
 }

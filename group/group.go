@@ -6,8 +6,14 @@
 //	subkeys 1..64  one member's data repo record key each      32 raw bytes
 //
 // As in the Save app, the first invite carries the owner keypair, so every
-// member can claim a repo subkey; roles come later and will be checked in
-// one place (canWrite).
+// member can claim a repo subkey.
+//
+// A membership-checked group (members.go, membership.go, epoch.go;
+// docs/trust.md) replaces the owner key and the group secret with a
+// membership list signed by admins, a repo slot per writer that only it
+// can write, and epoch keys sealed to each member and rotated on every
+// removal. The same Group type serves both kinds: ClaimRepo, RepoKeys,
+// Meta and Keys follow the kind.
 package group
 
 import (
@@ -16,6 +22,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -62,6 +70,14 @@ type Group struct {
 	keys   record.Sealer
 	recs   datarepo.Records
 	log    *slog.Logger
+
+	// A membership-checked group (members.go): this device's member key,
+	// the list it holds with its keys, and a lock that serialises this
+	// node's list changes. member is nil for a group of the first
+	// invite's format.
+	member *MemberKey
+	mu     sync.Mutex
+	state  atomic.Pointer[listState]
 }
 
 // Create makes a new group: a fresh owner keypair and group secret, and
@@ -137,6 +153,12 @@ func (g *Group) Owner() key.Keypair { return g.owner }
 // found; a value that does not decode, or whose name is over MaxNameLen
 // bytes, is an error wrapping ErrBadMeta.
 func (g *Group) Meta(ctx context.Context) (Meta, error) {
+	if g.member != nil {
+		if _, err := g.Refresh(ctx); err != nil {
+			g.log.Warn("group: list not refreshed; the held one answers", "group", g.Key().String(), "err", err)
+		}
+		return g.heldMeta()
+	}
 	b, err := datarepo.ReadSealed(ctx, g.recs, g.Key(), SubkeyMeta, g.keys)
 	if err != nil {
 		return Meta{}, fmt.Errorf("group %s: %w", g.Key(), err)
@@ -180,12 +202,20 @@ func decodeMeta(b []byte) (Meta, error) {
 // ClaimRepo lists repo in the group: in the subkey that already holds it,
 // or else in the first free one. It returns the subkey.
 //
+// In a membership-checked group the list gives each writer its slot: the
+// claim writes it there (again when the epoch moved on, so the value is
+// sealed under the new key); a viewer gets ErrViewer, a removed member
+// ErrRemoved. In a group of the first format:
+//
 // A claim never overwrites a slot: it creates the slot's first value
 // (datarepo.CreateSealed). Members that join at once race for the same
 // free slot; a loser (its write refused, or overruled by the conflict
 // rule, as the re-read shows) tries the next slot, up to MaxRepos
 // attempts in all.
 func (g *Group) ClaimRepo(ctx context.Context, repo key.RecordKey) (uint32, error) {
+	if g.member != nil {
+		return g.claimChecked(ctx, repo)
+	}
 	for range MaxRepos {
 		slots, free, err := g.repoSlots(ctx)
 		if err != nil {
@@ -217,7 +247,9 @@ func (g *Group) ClaimRepo(ctx context.Context, repo key.RecordKey) (uint32, erro
 // up to the first empty one (claims fill them in order). A slot whose
 // value does not decrypt or is not a 32-byte key (any member can write
 // any slot) is skipped and logged as a warning: one bad slot never hides
-// the others. An error means the record could not be read.
+// the others. An error means the record could not be read. In a
+// membership-checked group only the slots the held list gives its writers
+// are read, and a value not signed by the slot's member is skipped.
 func (g *Group) RepoKeys(ctx context.Context) ([]key.RecordKey, error) {
 	slots, _, err := g.repoSlots(ctx)
 	if err != nil {
@@ -250,6 +282,10 @@ func slotOf(slots []repoSlot, repo key.RecordKey) (uint32, bool) {
 // which it returns as free (0: every subkey is written). Bad slots are
 // left out of slots, logged, and not free: RepoKeys.
 func (g *Group) repoSlots(ctx context.Context) (slots []repoSlot, free uint32, err error) {
+	if g.member != nil {
+		slots, err := g.checkedSlots(ctx)
+		return slots, 0, err
+	}
 	for i := uint32(0); i < MaxRepos; i++ {
 		sk := SubkeyRepoFirst + i
 		b, err := datarepo.ReadSealed(ctx, g.recs, g.Key(), sk, g.keys)
