@@ -165,6 +165,30 @@ func (r *Repo) write(ctx context.Context, subkey uint32, plaintext []byte) error
 	return err
 }
 
+// Reseal writes every value of the repo again, sealed under the group's
+// current key: after a key rotation (docs/trust.md, "Epochs and
+// removal") the repo's values need only the new epoch's key from then
+// on. A subkey never written, or whose value does not open, is left as
+// it is. ErrReadOnly without the repo keypair.
+func (r *Repo) Reseal(ctx context.Context) error {
+	if r.writer == nil {
+		return ErrReadOnly
+	}
+	for sk := uint32(0); sk < r.desc.SubkeyCount(); sk++ {
+		b, err := ReadSealed(ctx, r.recs, r.Key(), sk, r.keys)
+		switch {
+		case errors.Is(err, record.ErrDecrypt), err == nil && b == nil:
+			continue
+		case err != nil:
+			return fmt.Errorf("reseal repo %s: %w", r.Key(), err)
+		}
+		if err := r.write(ctx, sk, b); err != nil {
+			return fmt.Errorf("reseal subkey %d of repo %s: %w", sk, r.Key(), err)
+		}
+	}
+	return nil
+}
+
 type nameValue struct {
 	Name string `json:"name"`
 }

@@ -22,8 +22,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -71,13 +69,24 @@ type Group struct {
 	recs   datarepo.Records
 	log    *slog.Logger
 
-	// A membership-checked group (members.go): this device's member key,
-	// the list it holds with its keys, and a lock that serialises this
-	// node's list changes. member is nil for a group of the first
+	// A membership-checked group (members.go): this device's member key
+	// and the list it holds with its keys, shared by every handle on the
+	// group (WithRecords). member is nil for a group of the first
 	// invite's format.
 	member *MemberKey
-	mu     sync.Mutex
-	state  atomic.Pointer[listState]
+	held   *held
+}
+
+// WithRecords returns a handle on the same group that reads and writes
+// through recs (a node's local copy, say). Handles on a
+// membership-checked group share the held list: a refresh through one is
+// seen by all.
+func (g *Group) WithRecords(recs datarepo.Records) *Group {
+	c := &Group{desc: g.desc, owner: g.owner, secret: g.secret, keys: g.keys, recs: recs, log: g.log, member: g.member, held: g.held}
+	if g.member != nil {
+		c.keys = ringSealer{g.held}
+	}
+	return c
 }
 
 // Create makes a new group: a fresh owner keypair and group secret, and

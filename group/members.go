@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -51,22 +53,29 @@ type listState struct {
 	removed bool
 }
 
+// held is the list state every handle on one group shares, and a lock
+// that serialises this node's list changes.
+type held struct {
+	mu    sync.Mutex
+	state atomic.Pointer[listState]
+}
+
 // ringSealer seals with the group's current keyring.
-type ringSealer struct{ g *Group }
+type ringSealer struct{ h *held }
 
 func (s ringSealer) Seal(k key.RecordKey, subkey uint32, pt []byte) ([]byte, error) {
-	return s.g.state.Load().ring.Seal(k, subkey, pt)
+	return s.h.state.Load().ring.Seal(k, subkey, pt)
 }
 
 func (s ringSealer) Open(k key.RecordKey, subkey uint32, sealed []byte) ([]byte, error) {
-	return s.g.state.Load().ring.Open(k, subkey, sealed)
+	return s.h.state.Load().ring.Open(k, subkey, sealed)
 }
 
 func newChecked(recs datarepo.Records, desc *record.Descriptor, mk MemberKey, l *Membership, ring *Keyring) *Group {
-	g := &Group{desc: desc, recs: recs, member: &mk}
+	g := &Group{desc: desc, recs: recs, member: &mk, held: &held{}}
 	g.SetLogger(nil)
-	g.keys = ringSealer{g}
-	g.state.Store(&listState{list: l, ring: ring})
+	g.keys = ringSealer{g.held}
+	g.held.state.Store(&listState{list: l, ring: ring})
 	return g
 }
 
@@ -186,7 +195,7 @@ func (g *Group) Save() ([]byte, error) {
 	if g.member == nil {
 		return nil, ErrNotChecked
 	}
-	st := g.state.Load()
+	st := g.held.state.Load()
 	var s SavedChecked
 	var err error
 	if s.Desc, err = record.EncodeDescriptor(g.desc); err != nil {
@@ -222,7 +231,7 @@ func OpenChecked(recs datarepo.Records, mk MemberKey, saved []byte) (*Group, err
 	}
 	g := newChecked(recs, desc, mk, l, ring)
 	if _, ok := l.Member(mk.Public()); !ok {
-		g.state.Store(&listState{list: l, ring: ring, removed: true})
+		g.held.state.Store(&listState{list: l, ring: ring, removed: true})
 	}
 	return g, nil
 }
@@ -236,7 +245,7 @@ func (g *Group) Membership() *Membership {
 	if g.member == nil {
 		return nil
 	}
-	return g.state.Load().list
+	return g.held.state.Load().list
 }
 
 // Keyring returns the epoch keys this member holds (nil for a group of
@@ -245,12 +254,12 @@ func (g *Group) Keyring() *Keyring {
 	if g.member == nil {
 		return nil
 	}
-	return g.state.Load().ring
+	return g.held.state.Load().ring
 }
 
 // Removed reports whether the newest list this member accepted no longer
 // names it.
-func (g *Group) Removed() bool { return g.member != nil && g.state.Load().removed }
+func (g *Group) Removed() bool { return g.member != nil && g.held.state.Load().removed }
 
 // TunnelSecret is the secret the group's tunnel pre-shared key derives
 // from: the group secret, or the current epoch's key, so that a removed
@@ -259,7 +268,7 @@ func (g *Group) TunnelSecret() key.Secret {
 	if g.member == nil {
 		return g.secret
 	}
-	return g.state.Load().ring.Current()
+	return g.held.state.Load().ring.Current()
 }
 
 // publish writes l as the list, at seq = its version, signed by this
@@ -285,7 +294,7 @@ func (g *Group) publish(ctx context.Context, l *Membership) error {
 // ones held; a list that no longer names this member marks it removed.
 // It reports whether the held list changed.
 func (g *Group) accept(next *Membership, writer []byte) (bool, error) {
-	cur := g.state.Load()
+	cur := g.held.state.Load()
 	if !bytes.Equal(writer, next.Signer) {
 		return false, fmt.Errorf("%w: the list's value is not signed by its signer", ErrBadMembership)
 	}
@@ -311,7 +320,7 @@ func (g *Group) accept(next *Membership, writer []byte) (bool, error) {
 	default:
 		st.ring = cur.ring.With(ring)
 	}
-	g.state.Store(st)
+	g.held.state.Store(st)
 	return true, nil
 }
 
@@ -324,8 +333,8 @@ func (g *Group) Refresh(ctx context.Context) (bool, error) {
 	if g.member == nil {
 		return false, ErrNotChecked
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
+	g.held.mu.Lock()
+	defer g.held.mu.Unlock()
 	return g.refresh(ctx)
 }
 
@@ -353,15 +362,15 @@ func (g *Group) change(ctx context.Context, edit func(l *Membership, admin Membe
 	if g.member == nil {
 		return nil, ErrNotChecked
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
+	g.held.mu.Lock()
+	defer g.held.mu.Unlock()
 	if _, err := g.refresh(ctx); err != nil {
 		return nil, err
 	}
-	if g.state.Load().removed {
+	if g.held.state.Load().removed {
 		return nil, ErrRemoved
 	}
-	next, err := edit(g.state.Load().list, *g.member)
+	next, err := edit(g.held.state.Load().list, *g.member)
 	if err != nil {
 		return nil, err
 	}
@@ -438,7 +447,7 @@ func (g *Group) Members() ([]MemberInfo, error) {
 	if g.member == nil {
 		return nil, ErrNotChecked
 	}
-	st := g.state.Load()
+	st := g.held.state.Load()
 	self := g.member.Public()
 	out := make([]MemberInfo, 0, len(st.list.Members))
 	for _, m := range st.list.Members {
@@ -453,7 +462,7 @@ func (g *Group) Members() ([]MemberInfo, error) {
 
 // heldMeta is the metadata of the held list.
 func (g *Group) heldMeta() (Meta, error) {
-	st := g.state.Load()
+	st := g.held.state.Load()
 	b, err := st.list.OpenMeta(st.ring)
 	if err != nil {
 		return Meta{}, fmt.Errorf("group %s: %w", g.Key(), err)
@@ -466,7 +475,7 @@ func (g *Group) heldMeta() (Meta, error) {
 
 // claimChecked writes repo into the slot the list gives this member.
 func (g *Group) claimChecked(ctx context.Context, repo key.RecordKey) (uint32, error) {
-	st := g.state.Load()
+	st := g.held.state.Load()
 	if st.removed {
 		return 0, ErrRemoved
 	}
@@ -495,7 +504,7 @@ func (g *Group) claimChecked(ctx context.Context, repo key.RecordKey) (uint32, e
 // order; a slot whose value is not signed by its member, or does not
 // open, is skipped and logged.
 func (g *Group) checkedSlots(ctx context.Context) ([]repoSlot, error) {
-	st := g.state.Load()
+	st := g.held.state.Load()
 	writers := slices.DeleteFunc(slices.Clone(st.list.Members), func(m MemberEntry) bool { return m.Role == RoleViewer })
 	slices.SortFunc(writers, func(a, b MemberEntry) int { return int(a.Slot) - int(b.Slot) })
 	var slots []repoSlot

@@ -190,6 +190,19 @@ func TestCheckedGroupRemoval(t *testing.T) {
 	if pt, err := gc.Keys().Open(repos["bo"].Key(), datarepo.SubkeyName, oldValue.Data); err != nil || len(pt) == 0 {
 		t.Fatalf("carol lost what she could read before: %v", err)
 	}
+	// Reseal moves bo's older values (his collection) to epoch 1 too.
+	if _, ok, err := boAtCarol.CollectionHash(ctx); err != nil || !ok {
+		t.Fatalf("before the reseal carol reads bo's epoch-0 collection value: %v", err)
+	}
+	if err := repos["bo"].Reseal(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := boAtCarol.CollectionHash(ctx); !errors.Is(err, record.ErrDecrypt) {
+		t.Fatalf("after the reseal carol still reads bo's collection value: %v", err)
+	}
+	if _, ok, err := boAtDave.CollectionHash(ctx); err != nil || !ok {
+		t.Fatalf("dave after the reseal: %v", err)
+	}
 	if _, err := gc.RemoveMember(ctx, bo.Public()); !errors.Is(err, group.ErrRemoved) {
 		t.Fatalf("a removed member changed the list: %v", err)
 	}
