@@ -11,11 +11,12 @@ import (
 var ErrScheme = errors.New("not a save+dweb URI")
 
 // ParamError is the only error type ParseInvite returns. Param names the
-// query parameter at fault ("v", "dht", "enc", "pk", "sk", "bs", or an
-// unknown parameter's decoded name); it is empty when the fault is in the URI
-// as a whole (size, scheme, characters, shape). Reason is a short lower-case
-// phrase such as "missing", "duplicated", "not a 32-byte key in base64url" or
-// "unsupported version 2 (this build reads up to 1)".
+// query parameter at fault ("v", "dht", "enc", "pk", "sk", "for", "ik",
+// "lv", "lh", "bs", "name", or an unknown parameter's decoded name); it is
+// empty when the fault is in the URI as a whole (size, scheme, characters,
+// shape). Reason is a short lower-case phrase such as "missing",
+// "duplicated", "not a 32-byte key in base64url" or "unsupported version 3
+// (this build reads up to 2)".
 //
 // When the fault comes from another package's check (key.ErrBadKey) or is a
 // scheme mismatch (ErrScheme), the error unwraps to it.

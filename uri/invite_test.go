@@ -60,7 +60,7 @@ func randHost(r *rand.Rand) string {
 
 func randInvite(t testing.TB, r *rand.Rand) Invite {
 	inv := Invite{
-		Version: Version,
+		Version: 1,
 		Group:   key.RecordKey(randBytes(r)),
 		Secret:  key.Secret(randBytes(r)),
 		Owner:   randKeypair(t, r),
@@ -72,9 +72,12 @@ func randInvite(t testing.TB, r *rand.Rand) Invite {
 	return inv
 }
 
+// equalInvite compares every field but Name.
 func equalInvite(a, b Invite) bool {
 	if a.Version != b.Version || a.Group != b.Group || a.Secret != b.Secret ||
-		!bytes.Equal(a.Owner.Private, b.Owner.Private) || len(a.Bootstrap) != len(b.Bootstrap) {
+		!bytes.Equal(a.Owner.Private, b.Owner.Private) || len(a.Bootstrap) != len(b.Bootstrap) ||
+		!bytes.Equal(a.For, b.For) || !bytes.Equal(a.InviteKey.Private, b.InviteKey.Private) ||
+		a.ListVersion != b.ListVersion || a.ListHash != b.ListHash {
 		return false
 	}
 	for i := range a.Bootstrap {
@@ -192,11 +195,14 @@ func TestCanonicalForm(t *testing.T) {
 	if got, want := f.inv.String(), build(f.pairs); got != want {
 		t.Fatalf("String =\n%s\nwant\n%s", got, want)
 	}
-	// Version 0 writes the current version.
+	// Version 0 and Version 2 (as callers written when Version was 1 set
+	// it) write version 1 for an invite with a secret and no v2 field.
 	inv := f.inv
-	inv.Version = 0
-	if !strings.HasPrefix(inv.String(), "save+dweb:?v=1&dht=") {
-		t.Fatalf("zero Version wrote %q", inv.String()[:20])
+	for _, v := range []int{0, Version} {
+		inv.Version = v
+		if inv.String() != f.inv.String() {
+			t.Fatalf("Version %d wrote %q", v, inv.String()[:20])
+		}
 	}
 	// No bootstrap hints: no bs parameter, parses to nil.
 	inv.Bootstrap = nil
@@ -279,11 +285,11 @@ func TestVersion(t *testing.T) {
 	for _, v := range []string{"0", "01", "-1", "+1", "1.0", "one", "%201", "1%00"} {
 		wantParamError(t, build(f.with("v", [2]string{"v", v})), "v", "not a positive decimal integer")
 	}
-	wantParamError(t, build(f.with("v", [2]string{"v", "2"})), "v", "unsupported version 2")
+	wantParamError(t, build(f.with("v", [2]string{"v", "3"})), "v", "unsupported version 3 (this build reads up to 2)")
 	wantParamError(t, build(f.with("v", [2]string{"v", "99999999999999999999999"})), "v", "unsupported version")
 	// A future invite with parameters we do not know is refused for its
 	// version, not for the new parameter.
-	future := append(f.with("v", [2]string{"v", "2"}), [2]string{"relay", "x"})
+	future := append(f.with("v", [2]string{"v", "3"}), [2]string{"relay", "x"})
 	wantParamError(t, build(future), "v", "unsupported version")
 	wantParamError(t, "save+dweb:?", "v", "missing")
 	wantParamError(t, "save+dweb:", "", "want \"save+dweb:?\"")

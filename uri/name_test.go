@@ -1,7 +1,6 @@
 package uri
 
 import (
-	"fmt"
 	"net/url"
 	"strings"
 	"testing"
@@ -118,24 +117,21 @@ func TestNameParameter(t *testing.T) {
 }
 
 // TestJoinCodeLongest checks that the longest invite ParseInvite accepts,
-// with the longest encoded name, still fits MaxURILen.
+// with the longest encoded name, still fits MaxURILen: a version 1 invite
+// of 204 bytes, 16 hints of 4 + 200 bytes, "&name=" and 3 × 255 bytes of
+// name make 4239 (TestV2Longest checks version 2, which is shorter).
 func TestJoinCodeLongest(t *testing.T) {
 	f := newFixture(t)
 	inv := f.inv
 	inv.Bootstrap = nil
-	id := inv.Owner.ID().String()
-	for i := 0; i < MaxBootstrap; i++ {
-		// id@host:65535 of exactly MaxBootstrapLen bytes, labels of <= 63.
-		host := []byte(fmt.Sprintf("h%02d", i) + strings.Repeat("a", MaxBootstrapLen-len(id)-1-len(":65535")-3))
-		for j := 60; j < len(host)-1; j += 60 {
-			host[j] = '.'
-		}
-		inv.Bootstrap = append(inv.Bootstrap, id+"@"+string(host)+":65535")
+	if s := inv.String(); len(s) != 204 {
+		t.Fatalf("version 1 invite without hints is %d bytes, want 204", len(s))
 	}
+	inv.Bootstrap = longestBootstrap(inv.Owner.Public())
 	name := strings.Repeat("!", MaxNameLen) // every byte encoded: 765 bytes
 	code := inv.JoinCode(name)
-	if len(code) > MaxURILen {
-		t.Fatalf("longest join code is %d bytes, over MaxURILen %d", len(code), MaxURILen)
+	if len(code) != 4239 || len(code) > MaxURILen {
+		t.Fatalf("longest join code is %d bytes, want 4239 (MaxURILen %d)", len(code), MaxURILen)
 	}
 	got, err := ParseInvite(code)
 	if err != nil || got.Name != name || !equalInvite(got, inv) {
