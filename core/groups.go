@@ -55,10 +55,7 @@ type groupState struct {
 }
 
 func (b *Backend) newGroupState(info GroupInfo, g *group.Group, repo *datarepo.Repo) (*groupState, error) {
-	local, err := group.Open(localRecords{b}, g.Secret(), g.Owner())
-	if err != nil {
-		return nil, err
-	}
+	local := g.WithRecords(localRecords{b})
 	g.SetLogger(b.log)
 	local.SetLogger(b.log)
 	repo.SetLogger(b.log)
@@ -86,6 +83,9 @@ type groupSecrets struct {
 	Secret    key.Secret `cbor:"1,keyasint"`
 	OwnerSeed []byte     `cbor:"2,keyasint"`
 	RepoSeed  []byte     `cbor:"3,keyasint"`
+	// Checked is a membership-checked group's held list and keys
+	// (group.Group.Save); Secret and OwnerSeed are then unused.
+	Checked []byte `cbor:"4,keyasint,omitempty"`
 }
 
 func protGroupName(k key.RecordKey) string { return "group/" + k.String() }
@@ -117,13 +117,23 @@ func (b *Backend) loadGroups() error {
 // openGroup builds the in-memory handles from the group's secrets. The
 // DHT may not exist yet: handles reach it through b.records.
 func (b *Backend) openGroup(sec groupSecrets, info GroupInfo) (*groupState, error) {
-	owner, err := key.KeypairFromSeed(sec.OwnerSeed)
-	if err != nil {
-		return nil, err
-	}
-	g, err := group.Open(records{b}, sec.Secret, owner)
-	if err != nil {
-		return nil, err
+	var g *group.Group
+	if sec.Checked != nil {
+		mk, err := b.memberKey()
+		if err != nil {
+			return nil, err
+		}
+		if g, err = group.OpenChecked(records{b}, mk, sec.Checked); err != nil {
+			return nil, err
+		}
+	} else {
+		owner, err := key.KeypairFromSeed(sec.OwnerSeed)
+		if err != nil {
+			return nil, err
+		}
+		if g, err = group.Open(records{b}, sec.Secret, owner); err != nil {
+			return nil, err
+		}
 	}
 	if g.Key() != info.ID {
 		return nil, fmt.Errorf("owner key gives group %s, want %s", g.Key(), info.ID)
@@ -219,6 +229,11 @@ type GroupOptions struct {
 	// ".." (datarepo.CheckName). Several members may choose one name; the
 	// repo key tells them apart. "": the device name (Options.DeviceName).
 	RepoName string
+	// Checked makes a membership-checked group (docs/trust.md): members
+	// with roles, invites sealed to one person, removal with key
+	// rotation. Its invites are made per person (InviteMember); the Save
+	// app's QR flow needs a group of the first format for now.
+	Checked bool
 }
 
 // repoName returns the name this node's new repo gets: o.RepoName or the
@@ -250,7 +265,16 @@ func (b *Backend) CreateGroupWith(ctx context.Context, name string, o GroupOptio
 	if err := b.started(); err != nil {
 		return GroupInfo{}, err
 	}
-	g, err := group.Create(ctx, records{b}, name)
+	var g *group.Group
+	if o.Checked {
+		mk, err := b.memberKey()
+		if err != nil {
+			return GroupInfo{}, err
+		}
+		g, err = group.CreateChecked(ctx, records{b}, mk, name, b.opts.DeviceName)
+	} else {
+		g, err = group.Create(ctx, records{b}, name)
+	}
 	if errors.Is(err, group.ErrBadName) {
 		return GroupInfo{}, badInput(err)
 	}
@@ -314,7 +338,17 @@ func (b *Backend) JoinGroupWith(ctx context.Context, inviteURI string, o GroupOp
 		}
 		b.saveContacts(hints...)
 	}
-	g, m, err := group.Join(ctx, records{b}, inv.Group, inv.Secret, inv.Owner)
+	var g *group.Group
+	var m group.Meta
+	if inv.Version >= 2 {
+		g, m, err = b.joinChecked(ctx, inv)
+	} else {
+		g, m, err = group.Join(ctx, records{b}, inv.Group, inv.Secret, inv.Owner)
+	}
+	var bad *BadInputError
+	if errors.As(err, &bad) {
+		return GroupInfo{}, err
+	}
 	if errors.Is(err, group.ErrWrongOwner) {
 		return GroupInfo{}, badInput(err)
 	}
@@ -341,7 +375,9 @@ func (b *Backend) addGroup(ctx context.Context, g *group.Group, m group.Meta, re
 	if err != nil {
 		return GroupInfo{}, fmt.Errorf("open repo %s: %w", created.Key(), err)
 	}
-	if _, err := g.ClaimRepo(ctx, repo.Key()); err != nil {
+	// A viewer of a membership-checked group has no slot: its repo stays
+	// unlisted (it holds its tunnel descriptor, and nothing else).
+	if _, err := g.ClaimRepo(ctx, repo.Key()); err != nil && !errors.Is(err, group.ErrViewer) {
 		return GroupInfo{}, err
 	}
 	gs, err := b.newGroupState(GroupInfo{ID: g.Key(), Name: m.Name, CreatedAt: m.CreatedAt, Repo: repo.Key()}, g, repo)
@@ -351,7 +387,14 @@ func (b *Backend) addGroup(ctx context.Context, g *group.Group, m group.Meta, re
 	if err := b.publishTunnelErr(ctx, gs); err != nil {
 		return GroupInfo{}, err
 	}
-	sec := groupSecrets{Secret: g.Secret(), OwnerSeed: g.Owner().Seed(), RepoSeed: repoKP.Seed()}
+	sec := groupSecrets{RepoSeed: repoKP.Seed()}
+	if g.Checked() {
+		if sec.Checked, err = g.Save(); err != nil {
+			return GroupInfo{}, err
+		}
+	} else {
+		sec.Secret, sec.OwnerSeed = g.Secret(), g.Owner().Seed()
+	}
 	if err := b.saveGroup(gs, sec); err != nil {
 		return GroupInfo{}, err
 	}
@@ -443,19 +486,29 @@ func (b *Backend) Invite(k key.RecordKey) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	inv := uri.Invite{Version: uri.Version, Group: gs.g.Key(), Secret: gs.g.Secret(), Owner: gs.g.Owner()}
+	if gs.g.Checked() {
+		return "", badInput(fmt.Errorf("group %s: %w (InviteMember; dweb group invite --for CONTACT)", k, ErrInviteForOne))
+	}
+	inv := uri.Invite{Version: 1, Group: gs.g.Key(), Secret: gs.g.Secret(), Owner: gs.g.Owner(), Bootstrap: b.inviteHints()}
+	return inv.String(), nil
+}
+
+// inviteHints are the bootstrap hints an invite carries: this node first,
+// then contacts of its routing table, at most maxInviteHints.
+func (b *Backend) inviteHints() []string {
+	var hints []string
 	if c := b.Contact(); b.Addr().IsValid() {
-		inv.Bootstrap = append(inv.Bootstrap, c)
+		hints = append(hints, c)
 	}
 	if b.dht != nil {
 		for _, c := range b.dht.Contacts() {
-			if len(inv.Bootstrap) >= maxInviteHints {
+			if len(hints) >= maxInviteHints {
 				break
 			}
-			inv.Bootstrap = append(inv.Bootstrap, c.String())
+			hints = append(hints, c.String())
 		}
 	}
-	return inv.String(), nil
+	return hints
 }
 
 // LeaveGroup forgets a group: its secrets and this node's repo handle. The

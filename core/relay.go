@@ -129,7 +129,7 @@ func (b *Backend) groupPSKs() [][32]byte {
 	defer b.mu.Unlock()
 	out := make([][32]byte, 0, len(b.groups))
 	for _, gs := range b.groups {
-		out = append(out, tunnel.PSK(gs.g.Secret()))
+		out = append(out, tunnel.PSK(gs.g.TunnelSecret()))
 	}
 	return out
 }

@@ -105,7 +105,7 @@ func (b *Backend) lookupPSK(g key.RecordKey) ([32]byte, bool) {
 	if err != nil {
 		return [32]byte{}, false
 	}
-	return tunnel.PSK(gs.g.Secret()), true
+	return tunnel.PSK(gs.g.TunnelSecret()), true
 }
 
 // Per-path bounds on opening a tunnel (connection, relay circuit and
@@ -179,7 +179,7 @@ func (b *Backend) openTunnel(ctx context.Context, gs *groupState, td datarepo.Tu
 				return s, nil, err
 			}})
 	}
-	cfg := tunnel.DialConfig{Static: b.static, RemoteStatic: td.Static, Group: gs.info.ID, PSK: tunnel.PSK(gs.g.Secret())}
+	cfg := tunnel.DialConfig{Static: b.static, RemoteStatic: td.Static, Group: gs.info.ID, PSK: tunnel.PSK(gs.g.TunnelSecret())}
 	for _, p := range paths {
 		pctx, cancel := context.WithTimeout(ctx, p.timeout)
 		sess, err := b.dialPath(pctx, p, cfg)

@@ -55,9 +55,10 @@ func (b *Backend) watchGroup(ctx context.Context, gs *groupState) {
 	}
 }
 
-// watchNewRepos tells subscribers of the members that joined or left gs
+// watchNewRepos accepts a new membership list (refreshMembership), tells subscribers of the members that joined or left gs
 // (noteMembers) and starts a watch on every repo of gs not watched yet.
 func (b *Backend) watchNewRepos(ctx context.Context, gs *groupState, repos map[key.RecordKey]bool, wg *sync.WaitGroup) {
+	b.refreshMembership(ctx, gs, gs.local)
 	keys, err := gs.local.RepoKeys(ctx)
 	if err != nil {
 		b.log.Debug("list repos", "group", gs.info.ID, "err", err)

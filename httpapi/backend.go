@@ -31,6 +31,12 @@ type Backend interface {
 	Invite(group key.RecordKey) (string, error)
 	LeaveGroup(ctx context.Context, group key.RecordKey) error
 
+	// Members of membership-checked groups (core/members.go).
+	Members(ctx context.Context, group key.RecordKey) (core.MembershipInfo, error)
+	InviteMember(ctx context.Context, group key.RecordKey, contact, role, name string) (string, error)
+	RemoveMember(ctx context.Context, group key.RecordKey, who string) (core.MembershipInfo, error)
+	SetMemberRole(ctx context.Context, group key.RecordKey, who, role string) (core.MembershipInfo, error)
+
 	// Files of the node's own repo, and of the whole group.
 	AddFiles(ctx context.Context, group key.RecordKey, paths []string) ([]core.FileInfo, error)
 	AddReader(ctx context.Context, g key.RecordKey, name string, r io.Reader, maxBytes int64) (core.FileInfo, blobsync.Hash, error)

@@ -23,6 +23,58 @@ func (s *server) routeDweb(mux *http.ServeMux) {
 	mux.HandleFunc("POST /dweb/v1/groups/{group}/sync", s.handle(s.syncGroup))
 	mux.HandleFunc("DELETE /dweb/v1/groups/{group}/files/{name}", s.handle(s.removeFile))
 	mux.HandleFunc("GET "+EventsPath, s.handle(s.events))
+	mux.HandleFunc("GET /dweb/v1/groups/{group}/members", s.handle(s.members))
+	mux.HandleFunc("POST /dweb/v1/groups/{group}/members", s.handle(s.inviteMember))
+	mux.HandleFunc("DELETE /dweb/v1/groups/{group}/members/{member}", s.handle(s.removeMember))
+	mux.HandleFunc("POST /dweb/v1/groups/{group}/members/{member}/role", s.handle(s.setMemberRole))
+}
+
+func (s *server) members(w http.ResponseWriter, r *http.Request) error {
+	g, err := s.group(r)
+	if err != nil {
+		return err
+	}
+	m, err := s.b.Members(r.Context(), g.ID)
+	return reply(w, m, err)
+}
+
+func (s *server) inviteMember(w http.ResponseWriter, r *http.Request) error {
+	req, err := readInviteMember(w, r)
+	if err != nil {
+		return err
+	}
+	g, err := s.group(r)
+	if err != nil {
+		return err
+	}
+	u, err := s.b.InviteMember(r.Context(), g.ID, req.Contact, req.Role, req.Name)
+	if err != nil {
+		return err
+	}
+	m, err := s.b.Members(r.Context(), g.ID)
+	return reply(w, MemberInviteInfo{Key: g.ID, Name: g.Name, URI: u, Membership: m}, err)
+}
+
+func (s *server) removeMember(w http.ResponseWriter, r *http.Request) error {
+	g, err := s.group(r)
+	if err != nil {
+		return err
+	}
+	m, err := s.b.RemoveMember(r.Context(), g.ID, r.PathValue("member"))
+	return reply(w, m, err)
+}
+
+func (s *server) setMemberRole(w http.ResponseWriter, r *http.Request) error {
+	role, err := readRole(w, r)
+	if err != nil {
+		return err
+	}
+	g, err := s.group(r)
+	if err != nil {
+		return err
+	}
+	m, err := s.b.SetMemberRole(r.Context(), g.ID, r.PathValue("member"), role)
+	return reply(w, m, err)
 }
 
 func (s *server) node(w http.ResponseWriter, r *http.Request) error {

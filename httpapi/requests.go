@@ -142,3 +142,28 @@ func parseRepoID(s string) (key.RecordKey, error) {
 	}
 	return rk, nil
 }
+
+// readInviteMember reads an InviteMemberRequest body (POST
+// /dweb/v1/groups/{group}/members): the contact must be there.
+func readInviteMember(w http.ResponseWriter, r *http.Request) (InviteMemberRequest, error) {
+	var req InviteMemberRequest
+	if err := decode(w, r, &req, decodeOptions{}); err != nil {
+		return req, err
+	}
+	if req.Contact == "" {
+		return req, &badRequestError{"contact: missing"}
+	}
+	return req, nil
+}
+
+// readRole reads a RoleRequest body: the role must be there.
+func readRole(w http.ResponseWriter, r *http.Request) (string, error) {
+	var req RoleRequest
+	if err := decode(w, r, &req, decodeOptions{}); err != nil {
+		return "", err
+	}
+	if req.Role == "" {
+		return "", &badRequestError{"role: missing"}
+	}
+	return req.Role, nil
+}

@@ -46,6 +46,9 @@ func (s *server) ready(w http.ResponseWriter, r *http.Request) error {
 // withURI adds g's invite URI.
 func (s *server) withURI(g core.GroupInfo) (Group, error) {
 	u, err := s.b.Invite(g.ID)
+	if errors.Is(err, core.ErrInviteForOne) {
+		return Group{GroupInfo: g, URI: ""}, nil // invites are made per person
+	}
 	return Group{GroupInfo: g, URI: u}, err
 }
 
@@ -70,7 +73,7 @@ func (s *server) createGroup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	g, err := s.b.CreateGroupWith(r.Context(), req.Name, core.GroupOptions{RepoName: req.RepoName})
+	g, err := s.b.CreateGroupWith(r.Context(), req.Name, core.GroupOptions{RepoName: req.RepoName, Checked: req.Checked})
 	if err != nil {
 		return err
 	}

@@ -28,6 +28,9 @@ type NameRequest struct {
 type CreateGroupRequest struct {
 	Name     string `json:"name"`
 	RepoName string `json:"repo_name,omitempty"`
+	// Checked (dweb's) makes a membership-checked group: members, roles,
+	// removal (core.GroupOptions.Checked, docs/trust.md).
+	Checked bool `json:"checked,omitempty"`
 }
 
 // MembershipRequest is the body of POST /api/memberships: the scanned join
@@ -130,6 +133,29 @@ type InviteInfo struct {
 	Key  key.RecordKey `json:"key"`
 	Name string        `json:"name"`
 	URI  string        `json:"uri"`
+}
+
+// InviteMemberRequest is the body of POST /dweb/v1/groups/{group}/members:
+// the contact code of the person to add, their role ("" is member) and
+// display name.
+type InviteMemberRequest struct {
+	Contact string `json:"contact"`
+	Role    string `json:"role,omitempty"`
+	Name    string `json:"name,omitempty"`
+}
+
+// RoleRequest is the body of POST /dweb/v1/groups/{group}/members/{member}/role.
+type RoleRequest struct {
+	Role string `json:"role"`
+}
+
+// MemberInviteInfo answers POST /dweb/v1/groups/{group}/members: the
+// invite sealed to the new member, and the list it was made at.
+type MemberInviteInfo struct {
+	Key        key.RecordKey       `json:"key"`
+	Name       string              `json:"name"`
+	URI        string              `json:"uri"`
+	Membership core.MembershipInfo `json:"membership"`
 }
 
 // FileInfosBody is the answer of dweb's file routes: core.FileInfo as is.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -53,10 +54,19 @@ func (a *app) groupCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "group", Short: "create, join, list, invite to and sync groups"}
 
 	var createRepoName string
+	var createChecked bool
 	create := &cobra.Command{
-		Use:   "create NAME [--repo-name REPO]",
+		Use:   "create NAME [--repo-name REPO] [--checked]",
 		Short: "create a group and print its key",
-		Args:  args(cobra.ExactArgs(1)),
+		Long: `create makes a group named NAME with this node's repo in it.
+
+--checked makes a membership-checked group (docs/trust.md): this device is
+its first admin; members are added one by one with "dweb group invite GROUP
+--for CONTACT", each invite usable only by that person's device; "dweb group
+remove" removes a member for good (a new group key that the removed member
+cannot open). Without --checked the group is of the Save app's kind: its
+invite carries the group's keys and works for whoever holds it.`,
+		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if createRepoName != "" {
 				if err := checkRepoName("--repo-name", createRepoName); err != nil {
@@ -64,16 +74,17 @@ func (a *app) groupCmd() *cobra.Command {
 				}
 			}
 			var g httpapi.Group
-			if err := a.client().call(cmd.Context(), http.MethodPost, "/api/groups", httpapi.CreateGroupRequest{Name: args[0], RepoName: createRepoName}, &g); err != nil {
+			if err := a.client().call(cmd.Context(), http.MethodPost, "/api/groups", httpapi.CreateGroupRequest{Name: args[0], RepoName: createRepoName, Checked: createChecked}, &g); err != nil {
 				return err
 			}
 			return a.printResult(g, "created group %s %s\n", g.Name, g.ID)
 		},
 	}
 	create.Flags().StringVar(&createRepoName, "repo-name", "", "name of this node's repo in the group (default: the device name)")
+	create.Flags().BoolVar(&createChecked, "checked", false, "make a membership-checked group: members, roles, invites for one person, removal (docs/trust.md)")
 
 	var inviteQR, inviteInvert bool
-	var invitePNG string
+	var invitePNG, inviteFor, inviteRole, inviteMemberName string
 	invite := &cobra.Command{
 		Use:   "invite GROUP",
 		Short: "print the invite URI of a group, or draw its join code as a QR code (GROUP: key or unique name)",
@@ -82,14 +93,33 @@ func (a *app) groupCmd() *cobra.Command {
 --qr draws the Save app's join code for the group (the invite URI, "&name="
 and the group name) as a QR code on the terminal, for the app to scan;
 --png FILE writes that QR code as a PNG image (mode 0600: it holds the group
-secret). --json prints {"key","name","uri","join_code"}.`,
+secret). --json prints {"key","name","uri","join_code"}.
+
+In a membership-checked group (create --checked) an invite is made for one
+person: --for CONTACT (the contact code "dweb contact" prints on their
+device) adds them to the members as --role (member, viewer or admin;
+default member) named --member-name, and prints an invite that only their
+device can use. It carries no key: showing it to anyone else gives nothing.`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := a.checkQRFlags(inviteQR, inviteInvert); err != nil {
 				return err
 			}
 			var inv httpapi.InviteInfo
-			if err := a.client().call(cmd.Context(), http.MethodGet, "/dweb/v1/groups/"+url.PathEscape(args[0])+"/invite", nil, &inv); err != nil {
+			if inviteFor == "" && (inviteRole != "" || inviteMemberName != "") {
+				return &usageError{errors.New("--role and --member-name go with --for CONTACT")}
+			}
+			if inviteFor != "" {
+				if _, err := uri.ParseContact(inviteFor); err != nil {
+					return &usageError{fmt.Errorf("--for: %w", err)}
+				}
+				var mi httpapi.MemberInviteInfo
+				req := httpapi.InviteMemberRequest{Contact: inviteFor, Role: inviteRole, Name: inviteMemberName}
+				if err := a.client().call(cmd.Context(), http.MethodPost, "/dweb/v1/groups/"+url.PathEscape(args[0])+"/members", req, &mi); err != nil {
+					return err
+				}
+				inv = httpapi.InviteInfo{Key: mi.Key, Name: mi.Name, URI: mi.URI}
+			} else if err := a.client().call(cmd.Context(), http.MethodGet, "/dweb/v1/groups/"+url.PathEscape(args[0])+"/invite", nil, &inv); err != nil {
 				return err
 			}
 			draw := inviteQR || invitePNG != ""
@@ -122,6 +152,9 @@ secret). --json prints {"key","name","uri","join_code"}.`,
 	invite.Flags().BoolVar(&inviteQR, "qr", false, "draw the Save app's join code as a QR code on the terminal")
 	invite.Flags().BoolVar(&inviteInvert, "invert", false, "with --qr: draw for dark text on a light background")
 	invite.Flags().StringVar(&invitePNG, "png", "", "write the Save app's join code as a QR code PNG image to `FILE`")
+	invite.Flags().StringVar(&inviteFor, "for", "", "membership-checked group: add the person of contact code `CONTACT` and make an invite only they can use")
+	invite.Flags().StringVar(&inviteRole, "role", "", "with --for: member, viewer or admin (default member)")
+	invite.Flags().StringVar(&inviteMemberName, "member-name", "", "with --for: the new member's display name")
 
 	var joinName string
 	join := &cobra.Command{
@@ -223,6 +256,7 @@ docs/http-api.md) with progress: POST /dweb/v1/groups/{group}/sync.`,
 	}
 
 	cmd.AddCommand(create, invite, join, list, sync)
+	cmd.AddCommand(a.membersCmds()...)
 	return cmd
 }
 

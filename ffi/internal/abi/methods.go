@@ -46,27 +46,31 @@ var methods map[string]method
 // literal because op.start refers back to the table.
 func init() {
 	methods = map[string]method{
-		"node.id":       def(parseNone, nodeID),
-		"node.peers":    def(parseNone, nodePeers),
-		"node.contact":  def(parseNone, nodeContact),
-		"group.create":  def(parseCreate, groupCreate),
-		"group.join":    def(parseJoin, groupJoin),
-		"group.list":    def(parseNone, groupList),
-		"group.get":     def(parseGroup, groupGet),
-		"group.invite":  def(parseGroup, groupInvite),
-		"group.leave":   def(parseGroup, groupLeave),
-		"repo.list":     def(parseGroup, repoList),
-		"repo.rename":   def(parseRename, repoRename),
-		"file.add":      def(parseFileAdd, fileAdd),
-		"file.list":     def(parseGroup, fileList),
-		"file.read":     def(parseTargetPath, fileRead),
-		"file.delete":   def(parseFileDelete, fileDelete),
-		"sync.refresh":  longDef(parseGroup, syncRefresh),
-		"sync.download": longDef(parseTargetPath, syncDownload),
-		"sync.fetch":    longDef(parseGroup, syncFetch),
-		"sync.status":   def(parseStatus, syncStatus),
-		"op.start":      longDef(parseOpStart, opStart),
-		"op.cancel":     def(parseOpCancel, opCancel),
+		"node.id":             def(parseNone, nodeID),
+		"node.peers":          def(parseNone, nodePeers),
+		"node.contact":        def(parseNone, nodeContact),
+		"group.create":        def(parseCreate, groupCreate),
+		"group.join":          def(parseJoin, groupJoin),
+		"group.list":          def(parseNone, groupList),
+		"group.get":           def(parseGroup, groupGet),
+		"group.invite":        def(parseGroup, groupInvite),
+		"group.leave":         def(parseGroup, groupLeave),
+		"group.members":       def(parseGroup, groupMembers),
+		"group.invite_member": def(parseInviteMember, groupInviteMember),
+		"group.remove_member": def(parseMember, groupRemoveMember),
+		"group.set_role":      def(parseSetRole, groupSetRole),
+		"repo.list":           def(parseGroup, repoList),
+		"repo.rename":         def(parseRename, repoRename),
+		"file.add":            def(parseFileAdd, fileAdd),
+		"file.list":           def(parseGroup, fileList),
+		"file.read":           def(parseTargetPath, fileRead),
+		"file.delete":         def(parseFileDelete, fileDelete),
+		"sync.refresh":        longDef(parseGroup, syncRefresh),
+		"sync.download":       longDef(parseTargetPath, syncDownload),
+		"sync.fetch":          longDef(parseGroup, syncFetch),
+		"sync.status":         def(parseStatus, syncStatus),
+		"op.start":            longDef(parseOpStart, opStart),
+		"op.cancel":           def(parseOpCancel, opCancel),
 	}
 }
 
@@ -140,16 +144,17 @@ func nodePeers(ctx context.Context, n *node, _ noParams) (any, error) {
 type createParams struct {
 	Name     string `json:"name"`
 	RepoName string `json:"repo_name"`
+	Checked  bool   `json:"checked"` // a membership-checked group (core.GroupOptions.Checked)
 }
 
-// parseCreate parses {"name", "repo_name"?}; core checks the names.
+// parseCreate parses {"name", "repo_name"?, "checked"?}; core checks the names.
 func parseCreate(p []byte) (createParams, error) {
 	var q createParams
 	return q, decodeStrict("params", p, &q)
 }
 
 func groupCreate(ctx context.Context, n *node, q createParams) (any, error) {
-	return n.b.CreateGroupWith(ctx, q.Name, core.GroupOptions{RepoName: q.RepoName})
+	return n.b.CreateGroupWith(ctx, q.Name, core.GroupOptions{RepoName: q.RepoName, Checked: q.Checked})
 }
 
 type joinParams struct {

@@ -1,0 +1,301 @@
+package core
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/dwebkit/dweb/group"
+	"github.com/dwebkit/dweb/internal/key"
+	"github.com/dwebkit/dweb/internal/transport"
+	"github.com/dwebkit/dweb/uri"
+)
+
+// Members of membership-checked groups (docs/trust.md): core keeps the
+// list group/ accepted in the protected store, re-seals this node's repo
+// after a key rotation, and names members for the surfaces. The rules
+// (who may change what, epochs, keys) are group's.
+
+// ErrNotChecked: the group is of the first invite's format, with no
+// members or roles (create it with GroupOptions.Checked).
+var ErrNotChecked = group.ErrNotChecked
+
+// ErrInviteForOne: Invite was asked for a membership-checked group,
+// whose invites are made for one person each (InviteMember).
+var ErrInviteForOne = errors.New("a membership-checked group has no invite for anyone: its invites are made for one person")
+
+// MemberInfo is one member of a membership-checked group, as the surfaces
+// show it.
+type MemberInfo struct {
+	Key     string `json:"key"`     // the member's signing key, base64url (43 characters)
+	Contact string `json:"contact"` // its contact code (dweb-contact:1:...)
+	Role    string `json:"role"`    // admin, member or viewer
+	Slot    uint32 `json:"slot"`    // repo subkey; 0 for a viewer
+	Name    string `json:"name"`    // display name, "" if none
+	AddedIn uint64 `json:"added_in_epoch"`
+	Self    bool   `json:"self"` // this device
+}
+
+// MembershipInfo is a group's membership list as this node holds it.
+type MembershipInfo struct {
+	Group   key.RecordKey `json:"group"`
+	Version uint64        `json:"version"`
+	Epoch   uint64        `json:"epoch"`
+	Removed bool          `json:"removed"` // this device is no longer a member
+	Members []MemberInfo  `json:"members"`
+}
+
+func memberKeyText(k ed25519.PublicKey) string { return base64.RawURLEncoding.EncodeToString(k) }
+
+// checkedGroup returns gs of group k, which must be membership-checked.
+func (b *Backend) checkedGroup(k key.RecordKey) (*groupState, error) {
+	gs, err := b.group(k)
+	if err != nil {
+		return nil, err
+	}
+	if !gs.g.Checked() {
+		return nil, fmt.Errorf("group %s: %w", k, ErrNotChecked)
+	}
+	return gs, nil
+}
+
+// Members refreshes group k's membership list from the DHT (the held one
+// answers when the network does not) and lists it.
+func (b *Backend) Members(ctx context.Context, k key.RecordKey) (MembershipInfo, error) {
+	gs, err := b.checkedGroup(k)
+	if err != nil {
+		return MembershipInfo{}, err
+	}
+	b.refreshMembership(ctx, gs, gs.g)
+	return membershipInfo(gs)
+}
+
+func membershipInfo(gs *groupState) (MembershipInfo, error) {
+	ms, err := gs.g.Members()
+	if err != nil {
+		return MembershipInfo{}, err
+	}
+	l := gs.g.Membership()
+	out := MembershipInfo{Group: gs.info.ID, Version: l.Version, Epoch: l.Epoch, Removed: gs.g.Removed(), Members: make([]MemberInfo, 0, len(ms))}
+	for _, m := range ms {
+		out.Members = append(out.Members, MemberInfo{
+			Key: memberKeyText(m.Contact.Sign), Contact: m.Contact.String(), Role: m.Role.String(),
+			Slot: m.Slot, Name: m.Name, AddedIn: m.AddedIn, Self: m.Self,
+		})
+	}
+	return out, nil
+}
+
+// InviteMember adds the person whose contact code is contact to group k
+// in role ("admin", "member" or "viewer"; "" is "member"), with display
+// name name, and returns an invite sealed to them: it names the group, the
+// list version that added them and bootstrap hints, and carries no
+// secret, so nobody else can use it. This node must be an admin. Bad
+// input is a *BadInputError.
+func (b *Backend) InviteMember(ctx context.Context, k key.RecordKey, contact, role, name string) (string, error) {
+	c, err := uri.ParseContact(contact)
+	if err != nil {
+		return "", badInput(err)
+	}
+	if role == "" {
+		role = group.RoleMember.String()
+	}
+	r, err := group.ParseRole(role)
+	if err != nil {
+		return "", badInput(err)
+	}
+	if len(name) > group.MaxMemberName {
+		return "", badInput(fmt.Errorf("member name of %d bytes, limit %d", len(name), group.MaxMemberName))
+	}
+	gs, err := b.checkedGroup(k)
+	if err != nil {
+		return "", err
+	}
+	l, ok := gs.g.Membership(), false
+	if _, ok = l.Member(c.Sign); !ok {
+		if l, err = gs.g.AddMember(ctx, c, r, name); err != nil {
+			return "", memberErr(err)
+		}
+		b.saveMembership(gs)
+	}
+	h, err := l.Hash()
+	if err != nil {
+		return "", err
+	}
+	inv := uri.Invite{Version: 2, Group: k, For: c.Sign, ListVersion: l.Version, ListHash: h, Name: gs.info.Name}
+	inv.Bootstrap = b.inviteHints()
+	return inv.JoinCode(gs.info.Name), nil
+}
+
+// RemoveMember removes a member of group k, named by who: its contact
+// code, its member key (MemberInfo.Key) or its display name if no other
+// member has it. The group moves to the next epoch: a new key, sealed to
+// the others only; this node's repo is sealed again under it. This node
+// must be an admin; the last admin cannot go.
+func (b *Backend) RemoveMember(ctx context.Context, k key.RecordKey, who string) (MembershipInfo, error) {
+	gs, err := b.checkedGroup(k)
+	if err != nil {
+		return MembershipInfo{}, err
+	}
+	b.refreshMembership(ctx, gs, gs.g)
+	sign, err := resolveMember(gs.g, who)
+	if err != nil {
+		return MembershipInfo{}, err
+	}
+	if _, err := gs.g.RemoveMember(ctx, sign); err != nil {
+		return MembershipInfo{}, memberErr(err)
+	}
+	b.saveMembership(gs)
+	b.resealOwn(ctx, gs)
+	return membershipInfo(gs)
+}
+
+// SetMemberRole gives a member of group k (named as for RemoveMember)
+// role: "admin" or "member" for a writer, "viewer" stays "viewer". This
+// node must be an admin.
+func (b *Backend) SetMemberRole(ctx context.Context, k key.RecordKey, who, role string) (MembershipInfo, error) {
+	r, err := group.ParseRole(role)
+	if err != nil {
+		return MembershipInfo{}, badInput(err)
+	}
+	gs, err := b.checkedGroup(k)
+	if err != nil {
+		return MembershipInfo{}, err
+	}
+	b.refreshMembership(ctx, gs, gs.g)
+	sign, err := resolveMember(gs.g, who)
+	if err != nil {
+		return MembershipInfo{}, err
+	}
+	if _, err := gs.g.SetMemberRole(ctx, sign, r); err != nil {
+		return MembershipInfo{}, memberErr(err)
+	}
+	b.saveMembership(gs)
+	return membershipInfo(gs)
+}
+
+// memberErr makes a refused change (not an admin, the last admin, a
+// role change the rules forbid) a *BadInputError; other errors pass.
+func memberErr(err error) error {
+	if errors.Is(err, group.ErrBadMembership) || errors.Is(err, group.ErrRemoved) || errors.Is(err, group.ErrNoEpochKey) || errors.Is(err, group.ErrFull) {
+		return badInput(err)
+	}
+	return err
+}
+
+// resolveMember finds the signing key of the member who names.
+func resolveMember(g *group.Group, who string) (ed25519.PublicKey, error) {
+	who = strings.TrimSpace(who)
+	if c, err := uri.ParseContact(who); err == nil {
+		return c.Sign, nil
+	}
+	if b, err := base64.RawURLEncoding.DecodeString(who); err == nil && len(b) == ed25519.PublicKeySize {
+		return ed25519.PublicKey(b), nil
+	}
+	ms, err := g.Members()
+	if err != nil {
+		return nil, err
+	}
+	var found []ed25519.PublicKey
+	for _, m := range ms {
+		if m.Name == who {
+			found = append(found, m.Contact.Sign)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return nil, badInput(fmt.Errorf("no member named %q (give its contact code or key)", who))
+	case 1:
+		return found[0], nil
+	}
+	return nil, badInput(fmt.Errorf("%w: %d members are named %q; give the contact code or key", ErrAmbiguous, len(found), who))
+}
+
+// refreshMembership has g (a handle on gs's group) accept the newest list
+// it can read, and acts on a change: the list saved, and after a key
+// rotation this node's repo sealed again under the new key.
+func (b *Backend) refreshMembership(ctx context.Context, gs *groupState, g *group.Group) {
+	if !g.Checked() {
+		return
+	}
+	before := g.Keyring().Epoch()
+	changed, err := g.Refresh(ctx)
+	if err != nil {
+		b.log.Warn("membership list refused", "group", gs.info.ID, "err", err)
+		return
+	}
+	if !changed {
+		return
+	}
+	b.saveMembership(gs)
+	if g.Removed() {
+		b.log.Warn("this device was removed from the group", "group", gs.info.ID)
+		return
+	}
+	if g.Keyring().Epoch() != before {
+		b.resealOwn(ctx, gs)
+	}
+}
+
+// resealOwn writes this node's repo slot and repo values again under the
+// group's current epoch key.
+func (b *Backend) resealOwn(ctx context.Context, gs *groupState) {
+	if _, err := gs.g.ClaimRepo(ctx, gs.info.Repo); err != nil {
+		b.log.Warn("reseal repo slot", "group", gs.info.ID, "err", err)
+	}
+	if err := gs.repo.Reseal(ctx); err != nil {
+		b.log.Warn("reseal repo", "group", gs.info.ID, "err", err)
+	}
+}
+
+// saveMembership keeps the list and keys gs's group holds in the
+// protected store, beside the repo keypair.
+func (b *Backend) saveMembership(gs *groupState) {
+	if err := b.saveMembershipErr(gs); err != nil {
+		b.log.Error("save membership list", "group", gs.info.ID, "err", err)
+	}
+}
+
+func (b *Backend) saveMembershipErr(gs *groupState) error {
+	b.memberMu.Lock()
+	defer b.memberMu.Unlock()
+	raw, err := b.prot.Get(protGroupName(gs.info.ID))
+	if err != nil {
+		return err
+	}
+	var sec groupSecrets
+	if err := transport.Unmarshal(raw, &sec); err != nil {
+		return err
+	}
+	if sec.Checked, err = gs.g.Save(); err != nil {
+		return err
+	}
+	if raw, err = transport.Marshal(sec); err != nil {
+		return err
+	}
+	return b.prot.Put(protGroupName(gs.info.ID), raw)
+}
+
+// joinChecked joins the membership-checked group of a sealed invite as
+// this device's member key.
+func (b *Backend) joinChecked(ctx context.Context, inv uri.Invite) (*group.Group, group.Meta, error) {
+	mk, err := b.memberKey()
+	if err != nil {
+		return nil, group.Meta{}, err
+	}
+	if inv.Bearer() {
+		return nil, group.Meta{}, badInput(errors.New("bearer invites (ik=) are not supported yet: ask an admin for an invite made for your contact code (dweb contact)"))
+	}
+	if !bytes.Equal(inv.For, mk.Public()) {
+		return nil, group.Meta{}, badInput(fmt.Errorf("%w: this invite was made for member key %s, this device's is %s", group.ErrNotInvited, memberKeyText(inv.For), memberKeyText(mk.Public())))
+	}
+	g, m, err := group.JoinChecked(ctx, records{b}, inv.Group, mk, group.Anchor{Version: inv.ListVersion, Hash: inv.ListHash})
+	if errors.Is(err, group.ErrNotInvited) {
+		return nil, group.Meta{}, badInput(err)
+	}
+	return g, m, err
+}

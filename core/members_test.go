@@ -1,0 +1,151 @@
+package core
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/dwebkit/dweb/internal/key"
+	"github.com/dwebkit/dweb/internal/tunnel"
+)
+
+// TestRemovedMemberGetsNothingNew: four real nodes on loopback share a
+// membership-checked group: alice (admin) invites bob and carol as
+// members and dave as a viewer, each with an invite sealed to its contact
+// code (eve, holding carol's invite, cannot use it). Everyone gets
+// alice's first file. alice removes carol: bob and dave reach the new
+// epoch through their watches, bob adds a file, and alice and dave get it
+// while carol gets 0 bytes of it, cannot list it, and her tunnel
+// handshake to bob is refused; she keeps her copy of the first file.
+func TestRemovedMemberGetsNothingNew(t *testing.T) {
+	tmp := t.TempDir()
+	ctx := testContext(t, 120*time.Second)
+	nodes := startNodes(t, tmp, "alice", "bob", "carol", "dave", "eve")
+	alice, bob, carol, dave, eve := nodes[0], nodes[1], nodes[2], nodes[3], nodes[4]
+	for _, n := range nodes {
+		waitBootedT(t, n)
+	}
+	g, err := alice.CreateGroupWith(ctx, "newsroom", GroupOptions{Checked: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Invite(g.ID); !errors.Is(err, ErrInviteForOne) {
+		t.Fatalf("an invite for anyone to a checked group: %v", err)
+	}
+	invites := map[string]string{}
+	for _, m := range []struct {
+		b    *Backend
+		role string
+	}{{bob, "member"}, {carol, "member"}, {dave, "viewer"}} {
+		c, err := m.b.MemberContact()
+		if err != nil {
+			t.Fatal(err)
+		}
+		inv, err := alice.InviteMember(ctx, g.ID, c.String(), m.role, m.b.DeviceName())
+		if err != nil {
+			t.Fatal(err)
+		}
+		invites[m.b.DeviceName()] = inv
+	}
+	var bad *BadInputError
+	if _, err := eve.JoinGroup(ctx, invites["carol"]); !errors.As(err, &bad) {
+		t.Fatalf("eve used carol's sealed invite: %v", err)
+	}
+	for _, m := range []*Backend{bob, carol, dave} {
+		if _, err := m.JoinGroup(ctx, invites[m.DeviceName()]); err != nil {
+			t.Fatalf("%s joins: %v", m.DeviceName(), err)
+		}
+	}
+	p1, b1 := writeFile(t, tmp, "before.bin", 300<<10)
+	if _, err := alice.AddFiles(ctx, g.ID, []string{p1}); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*Backend{bob, carol, dave} {
+		getFile(ctx, t, m, g.ID, "before.bin", filepath.Join(tmp, m.DeviceName()+"-before.bin"), b1)
+	}
+
+	start := time.Now()
+	carolContact, _ := carol.MemberContact()
+	ms, err := alice.RemoveMember(ctx, g.ID, carolContact.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ms.Epoch != 1 || len(ms.Members) != 3 {
+		t.Fatalf("after the removal: epoch %d, %d members", ms.Epoch, len(ms.Members))
+	}
+	epochOf := func(b *Backend) uint64 {
+		gs, err := b.group(g.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return gs.g.Keyring().Epoch()
+	}
+	waitFor(t, "bob and dave in epoch 1", func() bool { return epochOf(bob) == 1 && epochOf(dave) == 1 })
+	t.Logf("rotation: %v from the removal to every remaining member in epoch 1", time.Since(start))
+	waitFor(t, "carol to learn of her removal", func() bool {
+		gs, _ := carol.group(g.ID)
+		return gs.g.Removed()
+	})
+
+	p2, b2 := writeFile(t, tmp, "after.bin", 300<<10)
+	added, err := bob.AddFiles(ctx, g.ID, []string{p2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*Backend{alice, dave} {
+		waitFor(t, m.DeviceName()+" to list after.bin", func() bool {
+			l, _ := m.List(ctx, g.ID)
+			for _, f := range l.Files {
+				if f.Name == "after.bin" {
+					return true
+				}
+			}
+			return false
+		})
+		getFile(ctx, t, m, g.ID, "after.bin", filepath.Join(tmp, m.DeviceName()+"-after.bin"), b2)
+	}
+	out := filepath.Join(tmp, "carol-after.bin")
+	if _, err := carol.GetFile(ctx, g.ID, key.RecordKey{}, "after.bin", out, nil); err == nil {
+		t.Fatal("the removed member got a file added after her removal")
+	}
+	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the removed member's output exists: %v", err)
+	}
+	if ok, _ := carol.blobs.Has(added[0].Hash); ok {
+		t.Fatal("the removed member holds bytes of the new file")
+	}
+	l, _ := carol.List(ctx, g.ID)
+	for _, f := range l.Files {
+		if f.Name == "after.bin" {
+			t.Fatal("the removed member lists the new file")
+		}
+	}
+	if got, err := os.ReadFile(filepath.Join(tmp, "carol-before.bin")); err != nil || len(got) != len(b1) {
+		t.Fatalf("the removed member lost her copy: %v", err)
+	}
+
+	// carol's tunnel to bob: the handshake needs the new epoch's key.
+	gi, err := bob.group(g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	td, ok := descriptorOf(ctx, t, bob, gi.info)
+	if !ok {
+		t.Fatal("bob has no tunnel descriptor")
+	}
+	gc, err := carol.group(g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := carol.openTunnel(ctx, gc, td); !errors.Is(err, tunnel.ErrHandshake) {
+		t.Fatalf("the removed member's tunnel to bob: %v, want a refused handshake", err)
+	}
+	// alice's and dave's tunnels to bob work (they just downloaded), and a
+	// viewer cannot remove anyone.
+	bobContact, _ := bob.MemberContact()
+	if _, err := dave.RemoveMember(ctx, g.ID, bobContact.String()); !errors.As(err, &bad) {
+		t.Fatalf("a viewer removed a member: %v", err)
+	}
+}

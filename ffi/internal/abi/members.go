@@ -1,0 +1,100 @@
+package abi
+
+import "context"
+
+// Methods of membership-checked groups (core/members.go, docs/trust.md).
+
+type inviteMemberParams struct {
+	Group   string `json:"group"`
+	Contact string `json:"contact"`
+	Role    string `json:"role"`
+	Name    string `json:"name"`
+}
+
+// parseInviteMember parses {"group", "contact", "role"?, "name"?}; group
+// and contact are required; core checks the contact code and the role.
+func parseInviteMember(p []byte) (inviteMemberParams, error) {
+	var q inviteMemberParams
+	if err := decodeStrict("params", p, &q); err != nil {
+		return q, err
+	}
+	if q.Contact == "" {
+		return q, Errorf(CodeBadParams, "params: contact is required")
+	}
+	return q, requireGroup(q.Group)
+}
+
+// groupInviteMember adds a member and answers the invite sealed to it.
+func groupInviteMember(ctx context.Context, n *node, q inviteMemberParams) (any, error) {
+	g, err := n.resolve(q.Group)
+	if err != nil {
+		return nil, err
+	}
+	u, err := n.b.InviteMember(ctx, g.ID, q.Contact, q.Role, q.Name)
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		URI string `json:"uri"`
+	}{u}, nil
+}
+
+func groupMembers(ctx context.Context, n *node, q groupParams) (any, error) {
+	g, err := n.resolve(q.Group)
+	if err != nil {
+		return nil, err
+	}
+	return n.b.Members(ctx, g.ID)
+}
+
+type memberParams struct {
+	Group  string `json:"group"`
+	Member string `json:"member"` // contact code, member key or unique name
+	Role   string `json:"role,omitempty"`
+}
+
+// parseMember parses {"group", "member"}, both required.
+func parseMember(p []byte) (memberParams, error) {
+	var q memberParams
+	if err := decodeStrict("params", p, &q); err != nil {
+		return q, err
+	}
+	if q.Member == "" {
+		return q, Errorf(CodeBadParams, "params: member is required")
+	}
+	if q.Role != "" {
+		return q, Errorf(CodeBadParams, "params: role is not a parameter of group.remove_member")
+	}
+	return q, requireGroup(q.Group)
+}
+
+// parseSetRole parses {"group", "member", "role"}, all required.
+func parseSetRole(p []byte) (memberParams, error) {
+	var q memberParams
+	if err := decodeStrict("params", p, &q); err != nil {
+		return q, err
+	}
+	switch {
+	case q.Member == "":
+		return q, Errorf(CodeBadParams, "params: member is required")
+	case q.Role == "":
+		return q, Errorf(CodeBadParams, "params: role is required")
+	}
+	return q, requireGroup(q.Group)
+}
+
+func groupRemoveMember(ctx context.Context, n *node, q memberParams) (any, error) {
+	g, err := n.resolve(q.Group)
+	if err != nil {
+		return nil, err
+	}
+	return n.b.RemoveMember(ctx, g.ID, q.Member)
+}
+
+func groupSetRole(ctx context.Context, n *node, q memberParams) (any, error) {
+	g, err := n.resolve(q.Group)
+	if err != nil {
+		return nil, err
+	}
+	return n.b.SetMemberRole(ctx, g.ID, q.Member, q.Role)
+}
