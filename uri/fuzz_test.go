@@ -4,22 +4,33 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/dwebkit/dweb/internal/fuzzcorpus"
+	"github.com/dwebkit/dweb/internal/key"
 )
 
 // FuzzParseInvite checks that ParseInvite never panics, that every failure is
-// a one-line *ParamError, and that every accepted invite survives
+// a one-line *ParamError, that an accepted invite is of version 1 with a
+// secret or of version 2, sealed or bearer, without one, and that it survives
 // String/ParseInvite unchanged but for its name (String leaves it out), and
 // JoinCode(Name)/ParseInvite unchanged with the name, both no longer than
 // MaxURILen.
 // `go test` runs the seed corpus; `go test -fuzz FuzzParseInvite ./uri`
-// explores further.
+// explores further. The valid seeds, invites of both versions as String and
+// JoinCode write them, are also the checked-in corpus (internal/fuzzcorpus).
 func FuzzParseInvite(f *testing.F) {
 	fx := newFixture(f)
 	canon := build(fx.pairs)
 	query := strings.TrimPrefix(canon, "save+dweb:")
+	sealed, bearer := newFixtureV2(f, true), newFixtureV2(f, false)
+	canon2 := build(sealed.pairs)
+	for _, inv := range []Invite{fx.inv, sealed.inv, bearer.inv} {
+		fuzzcorpus.Add(f, inv.String())
+		fuzzcorpus.Add(f, inv.JoinCode("Tom & Jerry"))
+		inv.Bootstrap = nil
+		fuzzcorpus.Add(f, inv.String())
+	}
 	seeds := []string{
-		canon,
-		build(fx.with("bs")),
 		"save+dweb://" + query,
 		"SAVE+DWEB:" + query,
 		"  " + canon + "\n",
@@ -56,6 +67,22 @@ func FuzzParseInvite(f *testing.F) {
 		canon + "&name=a&name=b",
 		canon + "&name=a&name=a",
 		canon + "&name",
+		// version 2
+		"SAVE+DWEB://" + strings.TrimPrefix(canon2, "save+dweb:"),
+		build(sealed.with("lv", [2]string{"lv", "0"})),
+		build(sealed.with("lv", [2]string{"lv", "18446744073709551615"})),
+		build(sealed.with("lv", [2]string{"lv", "18446744073709551616"})),
+		build(sealed.with("lv", [2]string{"lv", "01"})),
+		build(sealed.with("lv")),
+		build(sealed.with("lh")),
+		build(sealed.with("for")),
+		build(sealed.with("", [2]string{"ik", bearer.value("ik")})),
+		build(sealed.with("", [2]string{"enc", fx.value("enc")})),
+		build(sealed.with("v", [2]string{"v", "1"})),
+		build(sealed.with("v", [2]string{"v", "3"})),
+		build(fx.with("", [2]string{"lh", sealed.value("lh")})),
+		build(bearer.with("ik", [2]string{"ik", key.RecordKey{}.String()})),
+		canon2 + "&name=" + strings.Repeat("%21", MaxNameLen),
 	}
 	for _, s := range seeds {
 		f.Add(s)
@@ -71,6 +98,18 @@ func FuzzParseInvite(f *testing.F) {
 				t.Fatalf("error %q is not one line starting with \"invite: \"", msg)
 			}
 			return
+		}
+		switch inv.Version {
+		case 1:
+			if inv.Sealed() || inv.Bearer() || inv.Secret.IsZero() {
+				t.Fatalf("accepted version 1 invite %#v", inv)
+			}
+		case 2:
+			if inv.Sealed() == inv.Bearer() || !inv.Secret.IsZero() || inv.Owner.Private != nil {
+				t.Fatalf("accepted version 2 invite %#v", inv)
+			}
+		default:
+			t.Fatalf("accepted version %d", inv.Version)
 		}
 		out := inv.String()
 		if len(out) > MaxURILen {
