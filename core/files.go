@@ -77,7 +77,7 @@ func (b *Backend) fileInfo(gs *groupState, repo key.RecordKey, repoName string, 
 // publication to the DHT is queued and sent in the background (publish.go;
 // FileInfo.Publication, Publications).
 func (b *Backend) AddFiles(ctx context.Context, g key.RecordKey, paths []string) ([]FileInfo, error) {
-	gs, err := b.group(g)
+	gs, err := b.writableGroup(g)
 	if err != nil {
 		return nil, err
 	}
@@ -412,7 +412,7 @@ func (b *Backend) findFile(ctx context.Context, gs *groupState, repo key.RecordK
 // Like AddFiles it returns once the new collection is stored locally; its
 // publication is queued.
 func (b *Backend) RemoveFile(ctx context.Context, g key.RecordKey, name string) error {
-	gs, err := b.group(g)
+	gs, err := b.writableGroup(g)
 	if err != nil {
 		return err
 	}

@@ -52,6 +52,10 @@ type groupState struct {
 	// node, so the next download from that member skips the handshake.
 	// Per group: a tunnel is bound to its group's key.
 	streams *blobsync.StreamPool
+
+	// known keeps the member tunnel descriptors read so far, by node
+	// (ping.go). Guarded by Backend.mu.
+	known map[key.NodeID]group.Member
 }
 
 func (b *Backend) newGroupState(info GroupInfo, g *group.Group, repo *datarepo.Repo) (*groupState, error) {

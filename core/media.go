@@ -53,7 +53,7 @@ func checkFileName(name string) error {
 // the reader's own error, wrapped (an *http.MaxBytesError stays
 // reachable with errors.As); store and DHT errors.
 func (b *Backend) AddReader(ctx context.Context, g key.RecordKey, name string, r io.Reader, maxBytes int64) (FileInfo, blobsync.Hash, error) {
-	if _, err := b.group(g); err != nil {
+	if _, err := b.writableGroup(g); err != nil {
 		return FileInfo{}, blobsync.Hash{}, err
 	}
 	if err := checkFileName(name); err != nil {

@@ -58,7 +58,21 @@ func (b *Backend) checkedGroup(k key.RecordKey) (*groupState, error) {
 		return nil, err
 	}
 	if !gs.g.Checked() {
-		return nil, fmt.Errorf("group %s: %w", k, ErrNotChecked)
+		return nil, badInput(fmt.Errorf("group %s: %w", k, ErrNotChecked))
+	}
+	return gs, nil
+}
+
+// writableGroup returns gs of group k if this node may write its repo
+// there: not a viewer or a removed member of a membership-checked group
+// (a *BadInputError naming why).
+func (b *Backend) writableGroup(k key.RecordKey) (*groupState, error) {
+	gs, err := b.group(k)
+	if err != nil {
+		return nil, err
+	}
+	if err := gs.g.CanWrite(); err != nil {
+		return nil, badInput(fmt.Errorf("group %s: %w", gs.info.Name, err))
 	}
 	return gs, nil
 }

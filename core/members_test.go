@@ -142,8 +142,34 @@ func TestRemovedMemberGetsNothingNew(t *testing.T) {
 	if _, err := carol.openTunnel(ctx, gc, td); !errors.Is(err, tunnel.ErrHandshake) {
 		t.Fatalf("the removed member's tunnel to bob: %v, want a refused handshake", err)
 	}
-	// alice's and dave's tunnels to bob work (they just downloaded), and a
-	// viewer cannot remove anyone.
+	// The same through PingMembers: carol's ping of bob (a descriptor she
+	// read before) is refused; alice's is answered.
+	pingOf := func(from *Backend, to *Backend) PingResult {
+		ps, err := from.PingMembers(ctx, g.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range ps {
+			if p.Node == to.NodeID() {
+				return p
+			}
+		}
+		t.Fatalf("%s's ping lists no %s: %+v", from.DeviceName(), to.DeviceName(), ps)
+		return PingResult{}
+	}
+	if p := pingOf(carol, bob); p.Result != PingRefused || !p.Stale {
+		t.Fatalf("carol pings bob: %+v", p)
+	}
+	if p := pingOf(alice, bob); p.Result != PingOK || p.Stale {
+		t.Fatalf("alice pings bob: %+v", p)
+	}
+	// Neither the viewer nor the removed member may add a file.
+	for _, m := range []*Backend{dave, carol} {
+		if _, err := m.AddFiles(ctx, g.ID, []string{p1}); !errors.As(err, &bad) {
+			t.Fatalf("%s added a file: %v", m.DeviceName(), err)
+		}
+	}
+	// A viewer cannot remove anyone.
 	bobContact, _ := bob.MemberContact()
 	if _, err := dave.RemoveMember(ctx, g.ID, bobContact.String()); !errors.As(err, &bad) {
 		t.Fatalf("a viewer removed a member: %v", err)

@@ -93,6 +93,7 @@ func (b *Backend) memberProviders(ctx context.Context, gs *groupState, prefer []
 	if len(members) == 0 {
 		return nil, fmt.Errorf("%w: %s", ErrNoMembers, gs.info.Name)
 	}
+	b.rememberMembers(gs, members)
 	members = b.health.order(members)
 	provs := make([]blobsync.Provider, len(members))
 	for i, m := range members {

@@ -40,6 +40,20 @@ func (c countingConn) Write(p []byte) (int, error) {
 
 // nodeCollectors are the node-wide figures beside the DHT's own metrics:
 // records held and blob bytes sent and received.
+// TrafficStats are the blob bytes this node moved through tunnels since
+// it started (the dweb_blob_* metrics).
+type TrafficStats struct {
+	BlobBytesSent     int64 `json:"blob_bytes_sent"`
+	BlobBytesReceived int64 `json:"blob_bytes_received"`
+	BlobStreamsOpened int64 `json:"blob_streams_opened"`
+}
+
+// Traffic returns the blob bytes this node sent and received through
+// tunnels, and the blob streams it opened, since it started.
+func (b *Backend) Traffic() TrafficStats {
+	return TrafficStats{BlobBytesSent: b.traffic.sent.Load(), BlobBytesReceived: b.traffic.received.Load(), BlobStreamsOpened: b.traffic.opened.Load()}
+}
+
 func (b *Backend) nodeCollectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{

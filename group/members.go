@@ -261,6 +261,24 @@ func (g *Group) Keyring() *Keyring {
 // names it.
 func (g *Group) Removed() bool { return g.member != nil && g.held.state.Load().removed }
 
+// CanWrite says whether this member may write its repo: nil in a group
+// of the first format; in a membership-checked group ErrRemoved after a
+// removal and ErrViewer for a viewer (holders refuse their slot writes
+// anyway: this says so before anything is stored).
+func (g *Group) CanWrite() error {
+	if g.member == nil {
+		return nil
+	}
+	st := g.held.state.Load()
+	if st.removed {
+		return ErrRemoved
+	}
+	if m, ok := st.list.Member(g.member.Public()); !ok || m.Role == RoleViewer {
+		return ErrViewer
+	}
+	return nil
+}
+
 // TunnelSecret is the secret the group's tunnel pre-shared key derives
 // from: the group secret, or the current epoch's key, so that a removed
 // member's handshakes fail once the others hold the new epoch.

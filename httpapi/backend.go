@@ -22,6 +22,8 @@ type Backend interface {
 	// Publications lists this node's own writes waiting for the DHT
 	// (core/publish.go): GET /dweb/v1/node.
 	Publications() []core.Publication
+	// Traffic: GET /dweb/v1/node.
+	Traffic() core.TrafficStats
 
 	// Groups.
 	CreateGroupWith(ctx context.Context, name string, o core.GroupOptions) (core.GroupInfo, error)
@@ -36,6 +38,7 @@ type Backend interface {
 	InviteMember(ctx context.Context, group key.RecordKey, contact, role, name string) (string, error)
 	RemoveMember(ctx context.Context, group key.RecordKey, who string) (core.MembershipInfo, error)
 	SetMemberRole(ctx context.Context, group key.RecordKey, who, role string) (core.MembershipInfo, error)
+	PingMembers(ctx context.Context, group key.RecordKey) ([]core.PingResult, error)
 
 	// Files of the node's own repo, and of the whole group.
 	AddFiles(ctx context.Context, group key.RecordKey, paths []string) ([]core.FileInfo, error)

@@ -23,10 +23,20 @@ func (s *server) routeDweb(mux *http.ServeMux) {
 	mux.HandleFunc("POST /dweb/v1/groups/{group}/sync", s.handle(s.syncGroup))
 	mux.HandleFunc("DELETE /dweb/v1/groups/{group}/files/{name}", s.handle(s.removeFile))
 	mux.HandleFunc("GET "+EventsPath, s.handle(s.events))
+	mux.HandleFunc("GET /dweb/v1/groups/{group}/ping", s.handle(s.ping))
 	mux.HandleFunc("GET /dweb/v1/groups/{group}/members", s.handle(s.members))
 	mux.HandleFunc("POST /dweb/v1/groups/{group}/members", s.handle(s.inviteMember))
 	mux.HandleFunc("DELETE /dweb/v1/groups/{group}/members/{member}", s.handle(s.removeMember))
 	mux.HandleFunc("POST /dweb/v1/groups/{group}/members/{member}/role", s.handle(s.setMemberRole))
+}
+
+func (s *server) ping(w http.ResponseWriter, r *http.Request) error {
+	g, err := s.group(r)
+	if err != nil {
+		return err
+	}
+	ps, err := s.b.PingMembers(r.Context(), g.ID)
+	return reply(w, PingBody{orEmpty(ps)}, err)
 }
 
 func (s *server) members(w http.ResponseWriter, r *http.Request) error {
@@ -84,6 +94,7 @@ func (s *server) node(w http.ResponseWriter, r *http.Request) error {
 		Contact:      s.b.Contact(),
 		DeviceName:   s.b.DeviceName(),
 		Publications: orEmpty(s.b.Publications()),
+		Traffic:      s.b.Traffic(),
 	})
 	return nil
 }

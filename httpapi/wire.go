@@ -120,6 +120,13 @@ type NodeInfo struct {
 	// name) that wait to be published to the DHT, with their state;
 	// empty when every write went out.
 	Publications []core.Publication `json:"publications"`
+	// Traffic: blob bytes moved through tunnels since the node started.
+	Traffic core.TrafficStats `json:"traffic"`
+}
+
+// PingBody answers GET /dweb/v1/groups/{group}/ping.
+type PingBody struct {
+	Members []core.PingResult `json:"members"`
 }
 
 // ContactInfo is the answer of GET /dweb/v1/contact: this device's

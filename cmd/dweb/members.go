@@ -59,7 +59,38 @@ admin cannot remove itself.`,
 			return a.printMembership(m)
 		},
 	}
-	return []*cobra.Command{members, remove, role}
+	ping := &cobra.Command{
+		Use:   "ping GROUP",
+		Short: "open a tunnel to every member node of GROUP and say which answered, refused or could not be reached",
+		Long: `ping opens a tunnel to every member node of GROUP whose descriptor this node
+can read, and to those it read one of before, at once (10 s each), and
+prints NODE REPO RESULT RTT: ok (the handshake completed), refused (the node
+answered and refused: this node and it do not share the group's current
+key, as after a removal) or unreachable. STALE marks a node whose current
+descriptor this node can no longer read. --json: {"members":[{"repo_key",
+"node_id","result","rtt_ms","stale","error"}...]}.`,
+		Args: args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var body httpapi.PingBody
+			if err := a.client().call(cmd.Context(), http.MethodGet, "/dweb/v1/groups/"+url.PathEscape(args[0])+"/ping", nil, &body); err != nil {
+				return err
+			}
+			if a.json {
+				return a.printJSON(body)
+			}
+			tw := a.table()
+			fmt.Fprintln(tw, "NODE\tREPO\tRESULT\tRTT\tSTALE")
+			for _, p := range body.Members {
+				stale := ""
+				if p.Stale {
+					stale = "stale"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f ms\t%s\n", p.Node, p.Repo, p.Result, p.RTTMs, stale)
+			}
+			return tw.Flush()
+		},
+	}
+	return []*cobra.Command{members, remove, role, ping}
 }
 
 func membersPath(group string) string { return "/dweb/v1/groups/" + url.PathEscape(group) + "/members" }

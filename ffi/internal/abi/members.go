@@ -98,3 +98,12 @@ func groupSetRole(ctx context.Context, n *node, q memberParams) (any, error) {
 	}
 	return n.b.SetMemberRole(ctx, g.ID, q.Member, q.Role)
 }
+
+// groupPing opens a tunnel to every member node (core.Backend.PingMembers).
+func groupPing(ctx context.Context, n *node, q groupParams) (any, error) {
+	g, err := n.resolve(q.Group)
+	if err != nil {
+		return nil, err
+	}
+	return n.b.PingMembers(ctx, g.ID)
+}

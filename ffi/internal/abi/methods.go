@@ -59,6 +59,7 @@ func init() {
 		"group.invite_member": def(parseInviteMember, groupInviteMember),
 		"group.remove_member": def(parseMember, groupRemoveMember),
 		"group.set_role":      def(parseSetRole, groupSetRole),
+		"group.ping":          def(parseGroup, groupPing),
 		"repo.list":           def(parseGroup, repoList),
 		"repo.rename":         def(parseRename, repoRename),
 		"file.add":            def(parseFileAdd, fileAdd),
