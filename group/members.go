@@ -39,7 +39,7 @@ var (
 	// ErrRemoved: the newest list no longer names this member.
 	ErrRemoved = errors.New("group: this member was removed from the group")
 	// ErrViewer: a viewer has no repo and writes nothing.
-	ErrViewer = errors.New("group: a viewer has no repo slot")
+	ErrViewer = errors.New("group: a viewer has no repo slot and writes nothing")
 	// ErrNotChecked: the operation needs a membership-checked group.
 	ErrNotChecked = errors.New("group: not a membership-checked group (an invite of format 1)")
 )
