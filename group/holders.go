@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/dwebkit/dweb/internal/dht"
 	"github.com/dwebkit/dweb/internal/key"
@@ -86,7 +87,8 @@ func CheckHeld(k key.RecordKey, firstAdmin ed25519.PublicKey, held, next *Member
 }
 
 // CheckSlotWriter checks that signer may write repo slot slot under l:
-// l assigns the slot to signer's member entry.
+// l assigns the slot to signer's member entry, which, if a bearer
+// invite's, has not expired (invite.go).
 func (l *Membership) CheckSlotWriter(slot uint32, signer ed25519.PublicKey) error {
 	m, ok := l.SlotMember(slot)
 	switch {
@@ -95,7 +97,7 @@ func (l *Membership) CheckSlotWriter(slot uint32, signer ed25519.PublicKey) erro
 	case !bytes.Equal(m.Sign, signer):
 		return fmt.Errorf("%w: list version %d assigns slot %d to %x, not %x", ErrBadMembership, l.Version, slot, m.Sign[:4], signer[:min(4, len(signer))])
 	}
-	return nil
+	return checkInviteWrite(m, time.Now())
 }
 
 // maxHeldLists bounds the decoded lists a Holders keeps.

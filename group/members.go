@@ -51,6 +51,11 @@ type listState struct {
 	list    *Membership
 	ring    *Keyring
 	removed bool
+	// member is the key this device is in the list as: its own member
+	// key, or a bearer invite's until an admin hands the slot over
+	// (device then holds the device's own key).
+	member MemberKey
+	device *MemberKey
 }
 
 // held is the list state every handle on one group shares, and a lock
@@ -75,9 +80,12 @@ func newChecked(recs datarepo.Records, desc *record.Descriptor, mk MemberKey, l 
 	g := &Group{desc: desc, recs: recs, member: &mk, held: &held{}}
 	g.SetLogger(nil)
 	g.keys = ringSealer{g.held}
-	g.held.state.Store(&listState{list: l, ring: ring})
+	g.held.state.Store(&listState{list: l, ring: ring, member: mk})
 	return g
 }
+
+// me is the key this device is in the list as.
+func (g *Group) me() MemberKey { return g.held.state.Load().member }
 
 // CreateChecked makes a new membership-checked group with mk's device as
 // its first admin: a descriptor signed by a throwaway owner key, and list
@@ -188,6 +196,9 @@ type SavedChecked struct {
 	Desc []byte `cbor:"1,keyasint"`
 	List []byte `cbor:"2,keyasint"`
 	Keys []byte `cbor:"3,keyasint"`
+	// Invite is the bearer invite's member key this device is in the
+	// list as, until an admin hands its slot over to the device's key.
+	Invite []byte `cbor:"4,keyasint,omitempty"`
 }
 
 // Save returns what OpenChecked needs to reopen g, encoded.
@@ -206,6 +217,9 @@ func (g *Group) Save() ([]byte, error) {
 	}
 	if s.Keys, err = st.ring.MarshalBinary(); err != nil {
 		return nil, err
+	}
+	if st.device != nil {
+		s.Invite = st.member.Bytes()
 	}
 	return memEnc.Marshal(s)
 }
@@ -229,10 +243,18 @@ func OpenChecked(recs datarepo.Records, mk MemberKey, saved []byte) (*Group, err
 	if err != nil {
 		return nil, fmt.Errorf("open group %s: %w", desc.Key(), err)
 	}
-	g := newChecked(recs, desc, mk, l, ring)
-	if _, ok := l.Member(mk.Public()); !ok {
-		g.held.state.Store(&listState{list: l, ring: ring, removed: true})
+	st := &listState{list: l, ring: ring, member: mk}
+	if s.Invite != nil {
+		im, err := ParseMemberKey(s.Invite)
+		if err != nil {
+			return nil, fmt.Errorf("open group %s: %w", desc.Key(), err)
+		}
+		st.member, st.device = im, &mk
 	}
+	g := newChecked(recs, desc, mk, l, ring)
+	_, ok := l.Member(st.member.Public())
+	st.removed = !ok
+	g.held.state.Store(st)
 	return g, nil
 }
 
@@ -273,7 +295,7 @@ func (g *Group) CanWrite() error {
 	if st.removed {
 		return ErrRemoved
 	}
-	if m, ok := st.list.Member(g.member.Public()); !ok || m.Role == RoleViewer {
+	if m, ok := st.list.Member(st.member.Public()); !ok || m.Role == RoleViewer {
 		return ErrViewer
 	}
 	return nil
@@ -296,7 +318,8 @@ func (g *Group) publish(ctx context.Context, l *Membership) error {
 	if err != nil {
 		return err
 	}
-	v, err := g.member.SignValue(g.Key(), SubkeyMembership, l.Version, b)
+	me := g.me()
+	v, err := me.SignValue(g.Key(), SubkeyMembership, l.Version, b)
 	if err != nil {
 		return err
 	}
@@ -328,8 +351,14 @@ func (g *Group) accept(next *Membership, writer []byte) (bool, error) {
 			return false, fmt.Errorf("%w: version %d is not signed by an admin of the held version %d", ErrBadMembership, next.Version, cur.list.Version)
 		}
 	}
-	st := &listState{list: next, ring: cur.ring}
-	ring, err := next.OpenKeys(*g.member)
+	st := &listState{list: next, ring: cur.ring, member: cur.member, device: cur.device}
+	if _, ok := next.Member(cur.member.Public()); !ok && cur.device != nil {
+		if _, ok := next.Member(cur.device.Public()); ok {
+			// An admin handed the invite's slot over to this device's key.
+			st.member, st.device = *cur.device, nil
+		}
+	}
+	ring, err := next.OpenKeys(st.member)
 	switch {
 	case errors.Is(err, ErrNoEpochKey):
 		st.removed = true
@@ -388,7 +417,7 @@ func (g *Group) change(ctx context.Context, edit func(l *Membership, admin Membe
 	if g.held.state.Load().removed {
 		return nil, ErrRemoved
 	}
-	next, err := edit(g.held.state.Load().list, *g.member)
+	next, err := edit(g.held.state.Load().list, g.me())
 	if err != nil {
 		return nil, err
 	}
@@ -466,7 +495,7 @@ func (g *Group) Members() ([]MemberInfo, error) {
 		return nil, ErrNotChecked
 	}
 	st := g.held.state.Load()
-	self := g.member.Public()
+	self := st.member.Public()
 	out := make([]MemberInfo, 0, len(st.list.Members))
 	for _, m := range st.list.Members {
 		name, err := st.list.MemberName(st.ring, m)
@@ -497,22 +526,40 @@ func (g *Group) claimChecked(ctx context.Context, repo key.RecordKey) (uint32, e
 	if st.removed {
 		return 0, ErrRemoved
 	}
-	m, ok := st.list.Member(g.member.Public())
+	m, ok := st.list.Member(st.member.Public())
 	if !ok {
 		return 0, ErrNotInvited
 	}
 	if m.Role == RoleViewer {
 		return 0, ErrViewer
 	}
+	value := repo[:]
+	if m.Invite() && st.device != nil {
+		value = claimValue(repo, st.device.Contact())
+	}
 	if _, v, err := g.recs.Get(ctx, g.Key(), m.Slot); err == nil && v != nil && bytes.Equal(v.Writer, m.Sign) {
-		if pt, err := g.keys.Open(g.Key(), m.Slot, v.Data); err == nil && bytes.Equal(pt, repo[:]) {
-			e, _ := epochOf(v.Data)
-			if e == st.ring.Epoch() {
+		pt, err := g.keys.Open(g.Key(), m.Slot, v.Data)
+		if err == nil && bytes.Equal(pt, value) {
+			if e, _ := epochOf(v.Data); e == st.ring.Epoch() {
 				return m.Slot, nil
 			}
+		} else if m.Invite() {
+			// Another joiner holds this use of the invite.
+			return 0, fmt.Errorf("claim repo slot %d of group %s: %w", m.Slot, g.Key(), ErrSlotTaken)
 		}
 	}
-	if _, err := datarepo.WriteSealed(ctx, g.recs, g.desc, m.Slot, key.Keypair{Private: g.member.sign}, g.keys, repo[:]); err != nil {
+	writer := key.Keypair{Private: st.member.sign}
+	if m.Invite() {
+		err := datarepo.CreateSealed(ctx, g.recs, g.desc, m.Slot, writer, g.keys, value)
+		if errors.Is(err, datarepo.ErrTaken) {
+			return 0, fmt.Errorf("claim repo slot %d of group %s: %w", m.Slot, g.Key(), ErrSlotTaken)
+		}
+		if err != nil {
+			return 0, fmt.Errorf("claim repo slot %d of group %s: %w", m.Slot, g.Key(), err)
+		}
+		return m.Slot, nil
+	}
+	if _, err := datarepo.WriteSealed(ctx, g.recs, g.desc, m.Slot, writer, g.keys, value); err != nil {
 		return 0, fmt.Errorf("claim repo slot %d of group %s: %w", m.Slot, g.Key(), err)
 	}
 	return m.Slot, nil
@@ -538,11 +585,139 @@ func (g *Group) checkedSlots(ctx context.Context) ([]repoSlot, error) {
 			continue
 		}
 		pt, err := g.keys.Open(g.Key(), m.Slot, v.Data)
-		if err != nil || len(pt) != key.Size {
+		rk, _, ok := parseSlotValue(pt)
+		if err != nil || !ok {
 			g.log.Warn("group: skipped a repo slot that does not open", "group", g.Key().String(), "subkey", m.Slot, "bytes", len(pt), "err", err)
 			continue
 		}
-		slots = append(slots, repoSlot{subkey: m.Slot, repo: key.RecordKey(pt)})
+		slots = append(slots, repoSlot{subkey: m.Slot, repo: rk})
 	}
 	return slots, nil
+}
+
+// AddInvite adds bearer invite seed to the list (Membership.AddInvite:
+// uses entries in role, each with a slot, usable until expires) and
+// publishes it; a viewer is invited sealed (AddMember), since a viewer
+// has no slot to claim a use with. This member must be an admin.
+func (g *Group) AddInvite(ctx context.Context, seed [32]byte, role Role, uses int, expires time.Time) (*Membership, error) {
+	if role == RoleViewer {
+		return nil, fmt.Errorf("%w: a bearer invite is for members or admins (invite a viewer with its contact code)", ErrBadMembership)
+	}
+	return g.change(ctx, func(l *Membership, admin MemberKey) (*Membership, error) {
+		return l.AddInvite(admin, seed, role, uses, expires)
+	})
+}
+
+// RevokeInvite removes the unused entries of bearer invite seed and
+// publishes the list (a new epoch). This member must be an admin.
+func (g *Group) RevokeInvite(ctx context.Context, seed [32]byte) (*Membership, error) {
+	return g.change(ctx, func(l *Membership, admin MemberKey) (*Membership, error) {
+		return l.RevokeInvite(admin, seed)
+	})
+}
+
+// HandOver is an admin's pass over the bearer invites of the list: each
+// use whose slot a joiner claimed is handed over to the contact written
+// there, and each expired use nobody claimed is dropped, in one new list
+// version (a new epoch). It reports how many entries it changed; 0 and no
+// new version when there was nothing to do.
+func (g *Group) HandOver(ctx context.Context) (int, error) {
+	if g.member == nil {
+		return 0, ErrNotChecked
+	}
+	st := g.held.state.Load()
+	if m, ok := st.list.Member(st.member.Public()); !ok || m.Role != RoleAdmin {
+		return 0, nil
+	}
+	repl := map[string]uri.Contact{}
+	var drop [][]byte
+	now := time.Now()
+	for _, m := range st.list.Members {
+		if !m.Invite() || m.Slot == 0 {
+			continue
+		}
+		_, v, err := g.recs.Get(ctx, g.Key(), m.Slot)
+		if err != nil && !errors.Is(err, dht.ErrNotFound) {
+			return 0, fmt.Errorf("hand over invite slot %d of group %s: %w", m.Slot, g.Key(), err)
+		}
+		if v == nil || !bytes.Equal(v.Writer, m.Sign) {
+			if now.After(time.Unix(m.Expires, 0)) {
+				drop = append(drop, m.Sign)
+			}
+			continue
+		}
+		pt, err := g.keys.Open(g.Key(), m.Slot, v.Data)
+		if _, c, ok := parseSlotValue(pt); err == nil && ok && c != nil {
+			if _, dup := st.list.Member(c.Sign); !dup {
+				repl[string(m.Sign)] = *c
+			}
+		}
+	}
+	if len(repl) == 0 && len(drop) == 0 {
+		return 0, nil
+	}
+	_, err := g.change(ctx, func(l *Membership, admin MemberKey) (*Membership, error) {
+		return l.replaceAll(admin, repl, drop)
+	})
+	if err != nil {
+		return 0, err
+	}
+	return len(repl) + len(drop), nil
+}
+
+// JoinBearer opens membership-checked group k with bearer invite seed
+// (anchored as JoinChecked), as the first use from index from on whose
+// entry is in the list, not expired and whose slot nobody claimed yet;
+// device is this device's own member key, which an admin will hand the
+// slot over to (HandOver). It returns the group, its metadata and the use
+// taken; ClaimRepo then claims the slot, and a joiner that loses the race
+// for it (ErrSlotTaken) tries again from the next use. ErrInviteExpired,
+// ErrInviteUsed when no use is left (or the invite was revoked).
+func JoinBearer(ctx context.Context, recs datarepo.Records, k key.RecordKey, seed [32]byte, a Anchor, device MemberKey, from int) (*Group, Meta, int, error) {
+	desc, v, err := recs.Get(ctx, k, SubkeyMembership)
+	switch {
+	case errors.Is(err, dht.ErrNotFound) || (err == nil && v == nil):
+		return nil, Meta{}, 0, fmt.Errorf("%w: %s", ErrNoGroupMeta, k)
+	case err != nil:
+		return nil, Meta{}, 0, fmt.Errorf("join group %s: %w", k, err)
+	case desc.Key() != k || !desc.Schema.MembershipChecked():
+		return nil, Meta{}, 0, fmt.Errorf("join group %s: %w", k, ErrNotChecked)
+	}
+	l, err := DecodeMembership(v.Data)
+	if err != nil {
+		return nil, Meta{}, 0, fmt.Errorf("join group %s: %w", k, err)
+	}
+	if err := checkFirst(k, desc, l, v.Writer, a); err != nil {
+		return nil, Meta{}, 0, fmt.Errorf("join group %s: %w", k, err)
+	}
+	expired := false
+	for i := from; i < MaxInviteUses; i++ {
+		mk := InviteMemberKey(seed, i)
+		m, ok := l.Member(mk.Public())
+		if !ok || !m.Invite() {
+			continue
+		}
+		if time.Now().After(time.Unix(m.Expires, 0)) {
+			expired = true
+			continue
+		}
+		if _, sv, err := recs.Get(ctx, k, m.Slot); err == nil && sv != nil && bytes.Equal(sv.Writer, m.Sign) {
+			continue // claimed by another joiner
+		}
+		ring, err := l.OpenKeys(mk)
+		if err != nil {
+			return nil, Meta{}, 0, fmt.Errorf("join group %s: %w", k, err)
+		}
+		g := newChecked(recs, desc, device, l, ring)
+		g.held.state.Store(&listState{list: l, ring: ring, member: mk, device: &device})
+		meta, err := g.heldMeta()
+		if err != nil {
+			return nil, Meta{}, 0, err
+		}
+		return g, meta, i, nil
+	}
+	if expired {
+		return nil, Meta{}, 0, fmt.Errorf("join group %s: %w", k, ErrInviteExpired)
+	}
+	return nil, Meta{}, 0, fmt.Errorf("join group %s: %w", k, ErrInviteUsed)
 }

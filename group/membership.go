@@ -87,7 +87,14 @@ type MemberEntry struct {
 	AddedIn uint64 `cbor:"7,keyasint"`           // epoch it was added in
 	Name    []byte `cbor:"8,keyasint,omitempty"` // display name, sealed (MemberName)
 	Key     []byte `cbor:"9,keyasint"`           // the list's epoch key sealed to Box, EpochKeyBoxSize bytes
+	// Expires, for a bearer invite's entry (invite.go), is when the invite
+	// stops working, in Unix seconds; 0 for a member's own key.
+	Expires int64 `cbor:"10,keyasint,omitempty"`
 }
+
+// Invite reports whether the entry is a bearer invite's, not yet taken
+// over by the member that used it.
+func (m MemberEntry) Invite() bool { return m.Expires != 0 }
 
 // Contact is the member's key as a contact code.
 func (m MemberEntry) Contact() uri.Contact {
@@ -240,6 +247,9 @@ func (l *Membership) Check() error {
 		}
 		if err := m.Contact().Verify(); err != nil {
 			return bad("member %d: %v", i, err)
+		}
+		if m.Expires < 0 {
+			return bad("member %d: expiry %d", i, m.Expires)
 		}
 		if m.AddedIn > l.Epoch {
 			return bad("member %d added in epoch %d, after the list's %d", i, m.AddedIn, l.Epoch)
@@ -433,7 +443,7 @@ func (l *Membership) CheckNext(next *Membership) error {
 			removed = true
 			continue
 		}
-		if !bytes.Equal(n.Box, m.Box) || n.Slot != m.Slot || !bytes.Equal(n.AddedBy, m.AddedBy) || n.AddedIn != m.AddedIn {
+		if !bytes.Equal(n.Box, m.Box) || n.Slot != m.Slot || !bytes.Equal(n.AddedBy, m.AddedBy) || n.AddedIn != m.AddedIn || n.Expires != m.Expires {
 			return fmt.Errorf("%w: version %d changes member %x's keys, slot or origin", ErrBadMembership, next.Version, m.Sign[:4])
 		}
 	}

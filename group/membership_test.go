@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dwebkit/dweb/group"
 	"github.com/dwebkit/dweb/internal/fuzzcorpus"
@@ -189,7 +190,8 @@ func FuzzDecodeMembership(f *testing.F) {
 	v1, _ := v0.Add(ks[0], ks[1].Contact(), group.RoleMember, nil)
 	v2, _ := v1.Add(ks[0], ks[2].Contact(), group.RoleViewer, nil)
 	v3, _ := v2.Remove(ks[0], signKey(ks[1]))
-	for _, v := range []*group.Membership{v0, v1, v2, v3} {
+	v4, _ := v3.AddInvite(ks[0], [32]byte{1}, group.RoleMember, 2, time.Now().Add(time.Hour))
+	for _, v := range []*group.Membership{v0, v1, v2, v3, v4} {
 		b, _ := v.Encode()
 		fuzzcorpus.Add(f, b)
 	}
