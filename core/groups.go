@@ -346,6 +346,9 @@ func (b *Backend) JoinGroupWith(ctx context.Context, inviteURI string, o GroupOp
 	var m group.Meta
 	if inv.Version >= 2 {
 		g, m, err = b.joinChecked(ctx, inv)
+		if errors.Is(err, errBearer) {
+			return b.joinBearer(ctx, inv, repoName)
+		}
 	} else {
 		g, m, err = group.Join(ctx, records{b}, inv.Group, inv.Secret, inv.Owner)
 	}
@@ -491,7 +494,7 @@ func (b *Backend) Invite(k key.RecordKey) (string, error) {
 		return "", err
 	}
 	if gs.g.Checked() {
-		return "", badInput(fmt.Errorf("group %s: %w (InviteMember; dweb group invite --for CONTACT)", k, ErrInviteForOne))
+		return "", badInput(fmt.Errorf("group %s: %w (dweb group invite GROUP --for CONTACT, or --uses N --expires DURATION)", k, ErrInviteForOne))
 	}
 	inv := uri.Invite{Version: 1, Group: gs.g.Key(), Secret: gs.g.Secret(), Owner: gs.g.Owner(), Bootstrap: b.inviteHints()}
 	return inv.String(), nil

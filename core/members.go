@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/dwebkit/dweb/group"
 	"github.com/dwebkit/dweb/internal/key"
@@ -26,7 +28,7 @@ var ErrNotChecked = group.ErrNotChecked
 
 // ErrInviteForOne: Invite was asked for a membership-checked group,
 // whose invites are made for one person each (InviteMember).
-var ErrInviteForOne = errors.New("a membership-checked group has no invite for anyone: its invites are made for one person")
+var ErrInviteForOne = errors.New("a membership-checked group has no standing invite: make one for a person's contact code, or a bearer invite with uses and an expiry")
 
 // MemberInfo is one member of a membership-checked group, as the surfaces
 // show it.
@@ -145,6 +147,81 @@ func (b *Backend) InviteMember(ctx context.Context, k key.RecordKey, contact, ro
 	return inv.JoinCode(gs.info.Name), nil
 }
 
+// Bearer invite defaults and bounds (group.MaxInviteUses,
+// group.MaxInviteLifetime).
+const (
+	DefaultInviteUses     = 1
+	DefaultInviteLifetime = 7 * 24 * time.Hour
+)
+
+// InviteBearer makes a bearer invite to group k: whoever holds the URI
+// can join, as role ("member" or "admin"; "" is "member"), up to uses
+// times (1..16; 0 is 1), until lifetime from now (at most 90 days; 0 is 7
+// days); an admin's node hands each use over to its joiner's own key. The
+// URI carries no key that can sign the list or read the group once its
+// uses are handed over. This node must be an admin.
+func (b *Backend) InviteBearer(ctx context.Context, k key.RecordKey, role string, uses int, lifetime time.Duration) (string, error) {
+	if role == "" {
+		role = group.RoleMember.String()
+	}
+	r, err := group.ParseRole(role)
+	if err != nil {
+		return "", badInput(err)
+	}
+	if uses == 0 {
+		uses = DefaultInviteUses
+	}
+	if lifetime == 0 {
+		lifetime = DefaultInviteLifetime
+	}
+	gs, err := b.checkedGroup(k)
+	if err != nil {
+		return "", err
+	}
+	var seed [32]byte
+	if _, err := rand.Read(seed[:]); err != nil {
+		return "", err
+	}
+	l, err := gs.g.AddInvite(ctx, seed, r, uses, time.Now().Add(lifetime))
+	if err != nil {
+		return "", memberErr(err)
+	}
+	b.saveMembership(gs)
+	h, err := l.Hash()
+	if err != nil {
+		return "", err
+	}
+	ik, err := key.KeypairFromSeed(seed[:])
+	if err != nil {
+		return "", err
+	}
+	inv := uri.Invite{Version: 2, Group: k, InviteKey: ik, ListVersion: l.Version, ListHash: h, Name: gs.info.Name, Bootstrap: b.inviteHints()}
+	return inv.JoinCode(gs.info.Name), nil
+}
+
+// RevokeInvite makes the bearer invite inviteURI of group k unusable: its
+// uses not yet taken are removed from the list (a new epoch). This node
+// must be an admin.
+func (b *Backend) RevokeInvite(ctx context.Context, k key.RecordKey, inviteURI string) (MembershipInfo, error) {
+	inv, err := uri.ParseInvite(inviteURI)
+	if err != nil {
+		return MembershipInfo{}, badInput(err)
+	}
+	if !inv.Bearer() || inv.Group != k {
+		return MembershipInfo{}, badInput(fmt.Errorf("not a bearer invite of group %s", k))
+	}
+	gs, err := b.checkedGroup(k)
+	if err != nil {
+		return MembershipInfo{}, err
+	}
+	if _, err := gs.g.RevokeInvite(ctx, [32]byte(inv.InviteKey.Seed())); err != nil {
+		return MembershipInfo{}, memberErr(err)
+	}
+	b.saveMembership(gs)
+	b.resealOwn(ctx, gs)
+	return membershipInfo(gs)
+}
+
 // RemoveMember removes a member of group k, named by who: its contact
 // code, its member key (MemberInfo.Key) or its display name if no other
 // member has it. The group moves to the next epoch: a new key, sealed to
@@ -195,7 +272,7 @@ func (b *Backend) SetMemberRole(ctx context.Context, k key.RecordKey, who, role 
 // memberErr makes a refused change (not an admin, the last admin, a
 // role change the rules forbid) a *BadInputError; other errors pass.
 func memberErr(err error) error {
-	if errors.Is(err, group.ErrBadMembership) || errors.Is(err, group.ErrRemoved) || errors.Is(err, group.ErrNoEpochKey) || errors.Is(err, group.ErrFull) {
+	if errors.Is(err, group.ErrInviteUsed) || errors.Is(err, group.ErrInviteExpired) || errors.Is(err, group.ErrBadMembership) || errors.Is(err, group.ErrRemoved) || errors.Is(err, group.ErrNoEpochKey) || errors.Is(err, group.ErrFull) {
 		return badInput(err)
 	}
 	return err
@@ -242,13 +319,22 @@ func (b *Backend) refreshMembership(ctx context.Context, gs *groupState, g *grou
 		b.log.Warn("membership list refused", "group", gs.info.ID, "err", err)
 		return
 	}
-	if !changed {
+	if changed {
+		b.saveMembership(gs)
+	}
+	if g.Removed() {
+		if changed {
+			b.log.Warn("this device was removed from the group", "group", gs.info.ID)
+		}
 		return
 	}
-	b.saveMembership(gs)
-	if g.Removed() {
-		b.log.Warn("this device was removed from the group", "group", gs.info.ID)
-		return
+	// An admin's node hands claimed bearer invite uses over (a slot write
+	// changes the group record without changing the list).
+	if n, err := g.HandOver(ctx); err != nil {
+		b.log.Warn("hand bearer invites over", "group", gs.info.ID, "err", err)
+	} else if n > 0 {
+		b.log.Info("handed bearer invite uses over", "group", gs.info.ID, "entries", n)
+		b.saveMembership(gs)
 	}
 	if g.Keyring().Epoch() != before {
 		b.resealOwn(ctx, gs)
@@ -294,6 +380,33 @@ func (b *Backend) saveMembershipErr(gs *groupState) error {
 	return b.prot.Put(protGroupName(gs.info.ID), raw)
 }
 
+// errBearer tells JoinGroupWith to take the bearer path (joinBearer).
+var errBearer = errors.New("bearer invite")
+
+// joinBearer joins with bearer invite inv: it takes the first free use,
+// and the next when another joiner claims that one first.
+func (b *Backend) joinBearer(ctx context.Context, inv uri.Invite, repoName string) (GroupInfo, error) {
+	mk, err := b.memberKey()
+	if err != nil {
+		return GroupInfo{}, err
+	}
+	for from := 0; from < group.MaxInviteUses; {
+		g, m, use, err := group.JoinBearer(ctx, records{b}, inv.Group, [32]byte(inv.InviteKey.Seed()), group.Anchor{Version: inv.ListVersion, Hash: inv.ListHash}, mk, from)
+		if errors.Is(err, group.ErrInviteUsed) || errors.Is(err, group.ErrInviteExpired) {
+			return GroupInfo{}, badInput(err)
+		}
+		if err != nil {
+			return GroupInfo{}, err
+		}
+		gi, err := b.addGroup(ctx, g, m, repoName)
+		if !errors.Is(err, group.ErrSlotTaken) {
+			return gi, err
+		}
+		from = use + 1
+	}
+	return GroupInfo{}, badInput(group.ErrInviteUsed)
+}
+
 // joinChecked joins the membership-checked group of a sealed invite as
 // this device's member key.
 func (b *Backend) joinChecked(ctx context.Context, inv uri.Invite) (*group.Group, group.Meta, error) {
@@ -302,7 +415,7 @@ func (b *Backend) joinChecked(ctx context.Context, inv uri.Invite) (*group.Group
 		return nil, group.Meta{}, err
 	}
 	if inv.Bearer() {
-		return nil, group.Meta{}, badInput(errors.New("bearer invites (ik=) are not supported yet: ask an admin for an invite made for your contact code (dweb contact)"))
+		return nil, group.Meta{}, errBearer
 	}
 	if !bytes.Equal(inv.For, mk.Public()) {
 		return nil, group.Meta{}, badInput(fmt.Errorf("%w: this invite was made for member key %s, this device's is %s", group.ErrNotInvited, memberKeyText(inv.For), memberKeyText(mk.Public())))

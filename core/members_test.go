@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dwebkit/dweb/group"
 	"github.com/dwebkit/dweb/internal/key"
 	"github.com/dwebkit/dweb/internal/tunnel"
 )
@@ -173,5 +174,80 @@ func TestRemovedMemberGetsNothingNew(t *testing.T) {
 	bobContact, _ := bob.MemberContact()
 	if _, err := dave.RemoveMember(ctx, g.ID, bobContact.String()); !errors.As(err, &bad) {
 		t.Fatalf("a viewer removed a member: %v", err)
+	}
+}
+
+// TestBearerInviteHandOver: a two-use bearer invite through real nodes:
+// bob and carol join with the same URI, eve finds it used up; alice's
+// node hands both uses over to bob's and carol's own member keys through
+// its watch, and bob then writes a file alice lists. An invite past its
+// expiry and a revoked one are refused.
+func TestBearerInviteHandOver(t *testing.T) {
+	tmp := t.TempDir()
+	ctx := testContext(t, 120*time.Second)
+	nodes := startNodes(t, tmp, "alice", "bob", "carol", "eve")
+	alice, bob, carol, eve := nodes[0], nodes[1], nodes[2], nodes[3]
+	for _, n := range nodes {
+		waitBootedT(t, n)
+	}
+	g, err := alice.CreateGroupWith(ctx, "desk", GroupOptions{Checked: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv, err := alice.InviteBearer(ctx, g.ID, "member", 2, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*Backend{bob, carol} {
+		if _, err := m.JoinGroup(ctx, inv); err != nil {
+			t.Fatalf("%s joins with the bearer invite: %v", m.DeviceName(), err)
+		}
+	}
+	var bad *BadInputError
+	if _, err := eve.JoinGroup(ctx, inv); !errors.As(err, &bad) || !errors.Is(err, group.ErrInviteUsed) {
+		t.Fatalf("a third use of a two-use invite: %v", err)
+	}
+	for _, m := range []*Backend{bob, carol} {
+		c, _ := m.MemberContact()
+		waitFor(t, m.DeviceName()+"'s use handed over to its own key", func() bool {
+			mi, err := m.Members(ctx, g.ID)
+			if err != nil {
+				return false
+			}
+			for _, x := range mi.Members {
+				if x.Self && x.Contact == c.String() {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	p, data := writeFile(t, tmp, "handed.bin", 64<<10)
+	if _, err := bob.AddFiles(ctx, g.ID, []string{p}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "alice to list bob's file", func() bool {
+		l, _ := alice.List(ctx, g.ID)
+		return len(l.Files) == 1
+	})
+	getFile(ctx, t, alice, g.ID, "handed.bin", filepath.Join(tmp, "alice-handed.bin"), data)
+
+	short, err := alice.InviteBearer(ctx, g.ID, "", 1, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if _, err := eve.JoinGroup(ctx, short); !errors.Is(err, group.ErrInviteExpired) {
+		t.Fatalf("an expired invite: %v", err)
+	}
+	revoked, err := alice.InviteBearer(ctx, g.ID, "", 1, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.RevokeInvite(ctx, g.ID, revoked); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eve.JoinGroup(ctx, revoked); !errors.Is(err, group.ErrInviteUsed) {
+		t.Fatalf("a revoked invite: %v", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/netip"
+	"time"
 
 	"github.com/dwebkit/dweb/blobsync"
 	"github.com/dwebkit/dweb/core"
@@ -39,6 +40,8 @@ type Backend interface {
 	RemoveMember(ctx context.Context, group key.RecordKey, who string) (core.MembershipInfo, error)
 	SetMemberRole(ctx context.Context, group key.RecordKey, who, role string) (core.MembershipInfo, error)
 	PingMembers(ctx context.Context, group key.RecordKey) ([]core.PingResult, error)
+	InviteBearer(ctx context.Context, group key.RecordKey, role string, uses int, lifetime time.Duration) (string, error)
+	RevokeInvite(ctx context.Context, group key.RecordKey, inviteURI string) (core.MembershipInfo, error)
 
 	// Files of the node's own repo, and of the whole group.
 	AddFiles(ctx context.Context, group key.RecordKey, paths []string) ([]core.FileInfo, error)

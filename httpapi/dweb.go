@@ -25,6 +25,8 @@ func (s *server) routeDweb(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+EventsPath, s.handle(s.events))
 	mux.HandleFunc("GET /dweb/v1/groups/{group}/ping", s.handle(s.ping))
 	mux.HandleFunc("GET /dweb/v1/groups/{group}/members", s.handle(s.members))
+	mux.HandleFunc("POST /dweb/v1/groups/{group}/invites", s.handle(s.inviteBearer))
+	mux.HandleFunc("POST /dweb/v1/groups/{group}/invites/revoke", s.handle(s.revokeInvite))
 	mux.HandleFunc("POST /dweb/v1/groups/{group}/members", s.handle(s.inviteMember))
 	mux.HandleFunc("DELETE /dweb/v1/groups/{group}/members/{member}", s.handle(s.removeMember))
 	mux.HandleFunc("POST /dweb/v1/groups/{group}/members/{member}/role", s.handle(s.setMemberRole))
@@ -37,6 +39,32 @@ func (s *server) ping(w http.ResponseWriter, r *http.Request) error {
 	}
 	ps, err := s.b.PingMembers(r.Context(), g.ID)
 	return reply(w, PingBody{orEmpty(ps)}, err)
+}
+
+func (s *server) inviteBearer(w http.ResponseWriter, r *http.Request) error {
+	req, err := readBearerInvite(w, r)
+	if err != nil {
+		return err
+	}
+	g, err := s.group(r)
+	if err != nil {
+		return err
+	}
+	u, err := s.b.InviteBearer(r.Context(), g.ID, req.Role, req.Uses, time.Duration(req.ExpiresS)*time.Second)
+	return reply(w, InviteInfo{Key: g.ID, Name: g.Name, URI: u}, err)
+}
+
+func (s *server) revokeInvite(w http.ResponseWriter, r *http.Request) error {
+	u, err := readRevoke(w, r)
+	if err != nil {
+		return err
+	}
+	g, err := s.group(r)
+	if err != nil {
+		return err
+	}
+	m, err := s.b.RevokeInvite(r.Context(), g.ID, u)
+	return reply(w, m, err)
 }
 
 func (s *server) members(w http.ResponseWriter, r *http.Request) error {

@@ -167,3 +167,28 @@ func readRole(w http.ResponseWriter, r *http.Request) (string, error) {
 	}
 	return req.Role, nil
 }
+
+// readBearerInvite reads a BearerInviteRequest body; uses and expires_s
+// must not be negative (core checks their upper bounds).
+func readBearerInvite(w http.ResponseWriter, r *http.Request) (BearerInviteRequest, error) {
+	var req BearerInviteRequest
+	if err := decode(w, r, &req, decodeOptions{}); err != nil {
+		return req, err
+	}
+	if req.Uses < 0 || req.ExpiresS < 0 || req.ExpiresS > 1<<32 {
+		return req, &badRequestError{"uses and expires_s: must not be negative (expires_s: seconds, at most 90 days)"}
+	}
+	return req, nil
+}
+
+// readRevoke reads a RevokeRequest body: the uri must be there.
+func readRevoke(w http.ResponseWriter, r *http.Request) (string, error) {
+	var req RevokeRequest
+	if err := decode(w, r, &req, decodeOptions{}); err != nil {
+		return "", err
+	}
+	if req.URI == "" {
+		return "", &badRequestError{"uri: missing"}
+	}
+	return req.URI, nil
+}

@@ -151,6 +151,21 @@ type InviteMemberRequest struct {
 	Name    string `json:"name,omitempty"`
 }
 
+// BearerInviteRequest is the body of POST /dweb/v1/groups/{group}/invites:
+// the role ("" is member), the uses (0 is 1; at most 16) and the lifetime
+// in seconds (0 is 7 days; at most 90 days) of a bearer invite.
+type BearerInviteRequest struct {
+	Role     string `json:"role,omitempty"`
+	Uses     int    `json:"uses,omitempty"`
+	ExpiresS int64  `json:"expires_s,omitempty"`
+}
+
+// RevokeRequest is the body of POST /dweb/v1/groups/{group}/invites/revoke:
+// the bearer invite to revoke.
+type RevokeRequest struct {
+	URI string `json:"uri"`
+}
+
 // RoleRequest is the body of POST /dweb/v1/groups/{group}/members/{member}/role.
 type RoleRequest struct {
 	Role string `json:"role"`

@@ -84,7 +84,9 @@ invite carries the group's keys and works for whoever holds it.`,
 	create.Flags().BoolVar(&createChecked, "checked", false, "make a membership-checked group: members, roles, invites for one person, removal (docs/trust.md)")
 
 	var inviteQR, inviteInvert bool
-	var invitePNG, inviteFor, inviteRole, inviteMemberName string
+	var invitePNG, inviteFor, inviteRole, inviteMemberName, inviteRevoke string
+	var inviteUses int
+	var inviteExpires time.Duration
 	invite := &cobra.Command{
 		Use:   "invite GROUP",
 		Short: "print the invite URI of a group, or draw its join code as a QR code (GROUP: key or unique name)",
@@ -99,17 +101,46 @@ In a membership-checked group (create --checked) an invite is made for one
 person: --for CONTACT (the contact code "dweb contact" prints on their
 device) adds them to the members as --role (member, viewer or admin;
 default member) named --member-name, and prints an invite that only their
-device can use. It carries no key: showing it to anyone else gives nothing.`,
+device can use. It carries no key: showing it to anyone else gives nothing.
+--uses N and/or --expires DURATION make a bearer invite instead (the Save
+app's QR flow): whoever holds it can join as --role (member or admin), N
+times (default 1, at most 16), until DURATION from now (default 168h, at
+most 2160h); an admin's node then hands each use over to its joiner's own
+key. --revoke URI makes a bearer invite unusable (its uses not yet taken).`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := a.checkQRFlags(inviteQR, inviteInvert); err != nil {
 				return err
 			}
 			var inv httpapi.InviteInfo
-			if inviteFor == "" && (inviteRole != "" || inviteMemberName != "") {
-				return &usageError{errors.New("--role and --member-name go with --for CONTACT")}
+			bearer := cmd.Flags().Changed("uses") || cmd.Flags().Changed("expires")
+			switch {
+			case inviteFor != "" && (bearer || inviteRevoke != ""):
+				return &usageError{errors.New("--for makes an invite for one person: it cannot go with --uses, --expires or --revoke")}
+			case inviteFor == "" && !bearer && (inviteRole != "" || inviteMemberName != ""):
+				return &usageError{errors.New("--role goes with --for CONTACT or a bearer invite (--uses/--expires); --member-name with --for")}
+			case bearer && inviteMemberName != "":
+				return &usageError{errors.New("--member-name goes with --for: a bearer invite's joiner names itself")}
+			case inviteUses < 0 || inviteExpires < 0:
+				return &usageError{errors.New("--uses and --expires must not be negative")}
 			}
-			if inviteFor != "" {
+			if inviteRevoke != "" {
+				var m core.MembershipInfo
+				if err := a.client().call(cmd.Context(), http.MethodPost, "/dweb/v1/groups/"+url.PathEscape(args[0])+"/invites/revoke", httpapi.RevokeRequest{URI: inviteRevoke}, &m); err != nil {
+					return err
+				}
+				if a.json {
+					return a.printJSON(m)
+				}
+				fmt.Fprintf(a.stdout, "revoked the invite: the group is now at epoch %d, list version %d\n", m.Epoch, m.Version)
+				return nil
+			}
+			if bearer {
+				req := httpapi.BearerInviteRequest{Role: inviteRole, Uses: inviteUses, ExpiresS: int64(inviteExpires / time.Second)}
+				if err := a.client().call(cmd.Context(), http.MethodPost, "/dweb/v1/groups/"+url.PathEscape(args[0])+"/invites", req, &inv); err != nil {
+					return err
+				}
+			} else if inviteFor != "" {
 				if _, err := uri.ParseContact(inviteFor); err != nil {
 					return &usageError{fmt.Errorf("--for: %w", err)}
 				}
@@ -155,6 +186,9 @@ device can use. It carries no key: showing it to anyone else gives nothing.`,
 	invite.Flags().StringVar(&inviteFor, "for", "", "membership-checked group: add the person of contact code `CONTACT` and make an invite only they can use")
 	invite.Flags().StringVar(&inviteRole, "role", "", "with --for: member, viewer or admin (default member)")
 	invite.Flags().StringVar(&inviteMemberName, "member-name", "", "with --for: the new member's display name")
+	invite.Flags().IntVar(&inviteUses, "uses", 0, "membership-checked group: a bearer invite usable `N` times (default 1, at most 16)")
+	invite.Flags().DurationVar(&inviteExpires, "expires", 0, "membership-checked group: a bearer invite usable for `DURATION` (default 168h, at most 2160h)")
+	invite.Flags().StringVar(&inviteRevoke, "revoke", "", "membership-checked group: make the bearer invite `URI` unusable")
 
 	var joinName string
 	join := &cobra.Command{

@@ -1,6 +1,9 @@
 package abi
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Methods of membership-checked groups (core/members.go, docs/trust.md).
 
@@ -106,4 +109,64 @@ func groupPing(ctx context.Context, n *node, q groupParams) (any, error) {
 		return nil, err
 	}
 	return n.b.PingMembers(ctx, g.ID)
+}
+
+type bearerParams struct {
+	Group    string `json:"group"`
+	Role     string `json:"role"`
+	Uses     int    `json:"uses"`
+	ExpiresS int64  `json:"expires_s"`
+}
+
+// parseBearer parses {"group", "role"?, "uses"?, "expires_s"?}; uses and
+// expires_s must not be negative (core checks their upper bounds).
+func parseBearer(p []byte) (bearerParams, error) {
+	var q bearerParams
+	if err := decodeStrict("params", p, &q); err != nil {
+		return q, err
+	}
+	if q.Uses < 0 || q.ExpiresS < 0 || q.ExpiresS > 1<<32 {
+		return q, Errorf(CodeBadParams, "params: uses and expires_s must not be negative (expires_s: seconds, at most 90 days)")
+	}
+	return q, requireGroup(q.Group)
+}
+
+// groupInviteBearer makes a bearer invite (core.Backend.InviteBearer).
+func groupInviteBearer(ctx context.Context, n *node, q bearerParams) (any, error) {
+	g, err := n.resolve(q.Group)
+	if err != nil {
+		return nil, err
+	}
+	u, err := n.b.InviteBearer(ctx, g.ID, q.Role, q.Uses, time.Duration(q.ExpiresS)*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		URI string `json:"uri"`
+	}{u}, nil
+}
+
+type revokeParams struct {
+	Group string `json:"group"`
+	URI   string `json:"uri"`
+}
+
+// parseRevoke parses {"group", "uri"}, both required.
+func parseRevoke(p []byte) (revokeParams, error) {
+	var q revokeParams
+	if err := decodeStrict("params", p, &q); err != nil {
+		return q, err
+	}
+	if q.URI == "" {
+		return q, Errorf(CodeBadParams, "params: uri is required")
+	}
+	return q, requireGroup(q.Group)
+}
+
+func groupRevokeInvite(ctx context.Context, n *node, q revokeParams) (any, error) {
+	g, err := n.resolve(q.Group)
+	if err != nil {
+		return nil, err
+	}
+	return n.b.RevokeInvite(ctx, g.ID, q.URI)
 }

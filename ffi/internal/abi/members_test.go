@@ -46,8 +46,14 @@ func TestMembersThroughABI(t *testing.T) {
 	if len(ps) != 1 || ps[0].Result != core.PingOK {
 		t.Fatalf("alice pings bob: %+v", ps)
 	}
+	var bearer struct{ URI string }
+	mustCall(t, a, "group.invite_bearer", fmt.Sprintf(`{"group":%q,"uses":2,"expires_s":3600}`, g.Key), &bearer)
+	mustCall(t, a, "group.revoke_invite", fmt.Sprintf(`{"group":%q,"uri":%q}`, g.Key, bearer.URI), &m)
+	wantCode(t, a, "group.revoke_invite", fmt.Sprintf(`{"group":%q,"uri":%q}`, g.Key, bearer.URI), CodeBadInput)
+	wantCode(t, a, "group.invite_bearer", fmt.Sprintf(`{"group":%q,"uses":-1}`, g.Key), CodeBadParams)
+	wantCode(t, a, "group.invite_bearer", fmt.Sprintf(`{"group":%q,"uses":17}`, g.Key), CodeBadInput)
 	mustCall(t, a, "group.remove_member", fmt.Sprintf(`{"group":%q,"member":"Bob"}`, g.Key), &m)
-	if len(m.Members) != 1 || m.Epoch != 1 {
+	if len(m.Members) != 1 || m.Epoch != 2 {
 		t.Fatalf("after the removal: %+v", m)
 	}
 

@@ -60,6 +60,8 @@ func init() {
 		"group.remove_member": def(parseMember, groupRemoveMember),
 		"group.set_role":      def(parseSetRole, groupSetRole),
 		"group.ping":          def(parseGroup, groupPing),
+		"group.invite_bearer": def(parseBearer, groupInviteBearer),
+		"group.revoke_invite": def(parseRevoke, groupRevokeInvite),
 		"repo.list":           def(parseGroup, repoList),
 		"repo.rename":         def(parseRename, repoRename),
 		"file.add":            def(parseFileAdd, fileAdd),
