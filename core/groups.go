@@ -382,6 +382,9 @@ func (b *Backend) addGroup(ctx context.Context, g *group.Group, m group.Meta, re
 	if err != nil {
 		return GroupInfo{}, fmt.Errorf("open repo %s: %w", created.Key(), err)
 	}
+	// A device that took a member's entry over takes its repo's files
+	// over too: read which repo the slot lists before claiming it.
+	inherited := b.inheritedRepo(ctx, g)
 	// A viewer of a membership-checked group has no slot: its repo stays
 	// unlisted (it holds its tunnel descriptor, and nothing else).
 	if _, err := g.ClaimRepo(ctx, repo.Key()); err != nil && !errors.Is(err, group.ErrViewer) {
@@ -408,7 +411,8 @@ func (b *Backend) addGroup(ctx context.Context, g *group.Group, m group.Meta, re
 	b.mu.Lock()
 	b.groups[gs.info.ID] = gs
 	b.mu.Unlock()
-	b.ownRepoChanged(ctx, gs) // its first, empty collection: servable, and told
+	b.adoptInherited(ctx, gs, inherited)
+	b.ownRepoChanged(ctx, gs) // its first collection: servable, and told
 	b.startWatch(gs)
 	b.log.Info("joined group", "group", gs.info.ID, "name", gs.info.Name, "repo", gs.info.Repo)
 	return gs.info, nil

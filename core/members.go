@@ -147,6 +147,81 @@ func (b *Backend) InviteMember(ctx context.Context, k key.RecordKey, contact, ro
 	return inv.JoinCode(gs.info.Name), nil
 }
 
+// ReplaceMember hands the entry of a member of group k (named as for
+// RemoveMember) over to the device whose contact code is contact, and
+// returns an invite sealed to that device: a member moving to a new
+// phone. The new device keeps the member's role, slot and name and takes
+// its repo's files over when it joins; the old device can no longer
+// write to the group or read anything new (a new epoch). This node must
+// be an admin (a member moving itself asks an admin; an admin may move
+// itself).
+func (b *Backend) ReplaceMember(ctx context.Context, k key.RecordKey, who, contact string) (string, error) {
+	c, err := uri.ParseContact(contact)
+	if err != nil {
+		return "", badInput(err)
+	}
+	gs, err := b.checkedGroup(k)
+	if err != nil {
+		return "", err
+	}
+	b.refreshMembership(ctx, gs, gs.g)
+	old, err := resolveMember(gs.g, who)
+	if err != nil {
+		return "", err
+	}
+	l, err := gs.g.ReplaceMember(ctx, old, c)
+	if err != nil {
+		return "", memberErr(err)
+	}
+	b.saveMembership(gs)
+	if gs.g.Removed() { // this device handed its own entry over
+		b.log.Warn("this device handed its membership over to another device", "group", gs.info.ID)
+	} else {
+		b.resealOwn(ctx, gs)
+	}
+	h, err := l.Hash()
+	if err != nil {
+		return "", err
+	}
+	inv := uri.Invite{Version: 2, Group: k, For: c.Sign, ListVersion: l.Version, ListHash: h, Name: gs.info.Name, Bootstrap: b.inviteHints()}
+	return inv.JoinCode(gs.info.Name), nil
+}
+
+// inheritedRepo is the repo g's slot lists from the member entry this
+// device took over (ReplaceMember), if any.
+func (b *Backend) inheritedRepo(ctx context.Context, g *group.Group) *key.RecordKey {
+	if !g.Checked() {
+		return nil
+	}
+	prev, ok, err := g.InheritedRepo(ctx)
+	if err != nil {
+		b.log.Warn("read the replaced device's repo", "group", g.Key(), "err", err)
+	}
+	if !ok {
+		return nil
+	}
+	return &prev
+}
+
+// adoptInherited, on a device that took a member's entry over, publishes
+// the old repo's collection (prev; nil: none) as its own repo's, so the
+// member's files stay listed under its slot. Failures are logged: the
+// device is a member either way.
+func (b *Backend) adoptInherited(ctx context.Context, gs *groupState, prev *key.RecordKey) {
+	if prev == nil || *prev == gs.info.Repo {
+		return
+	}
+	_, _, c, err := b.repoCollection(ctx, gs, *prev, false)
+	if err == nil {
+		err = gs.repo.Adopt(ctx, c)
+	}
+	if err != nil {
+		b.log.Warn("take the replaced device's files over", "group", gs.info.ID, "repo", *prev, "err", err)
+		return
+	}
+	b.log.Info("took the replaced device's files over", "group", gs.info.ID, "from", *prev, "files", len(c.Entries))
+}
+
 // Bearer invite defaults and bounds (group.MaxInviteUses,
 // group.MaxInviteLifetime).
 const (

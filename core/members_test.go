@@ -1,6 +1,7 @@
 package core
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -64,6 +65,7 @@ func TestRemovedMemberGetsNothingNew(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, m := range []*Backend{bob, carol, dave} {
+		waitListed(ctx, t, m, g.ID, "before.bin")
 		getFile(ctx, t, m, g.ID, "before.bin", filepath.Join(tmp, m.DeviceName()+"-before.bin"), b1)
 	}
 
@@ -96,15 +98,7 @@ func TestRemovedMemberGetsNothingNew(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, m := range []*Backend{alice, dave} {
-		waitFor(t, m.DeviceName()+" to list after.bin", func() bool {
-			l, _ := m.List(ctx, g.ID)
-			for _, f := range l.Files {
-				if f.Name == "after.bin" {
-					return true
-				}
-			}
-			return false
-		})
+		waitListed(ctx, t, m, g.ID, "after.bin")
 		getFile(ctx, t, m, g.ID, "after.bin", filepath.Join(tmp, m.DeviceName()+"-after.bin"), b2)
 	}
 	out := filepath.Join(tmp, "carol-after.bin")
@@ -226,10 +220,7 @@ func TestBearerInviteHandOver(t *testing.T) {
 	if _, err := bob.AddFiles(ctx, g.ID, []string{p}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "alice to list bob's file", func() bool {
-		l, _ := alice.List(ctx, g.ID)
-		return len(l.Files) == 1
-	})
+	waitListed(ctx, t, alice, g.ID, "handed.bin")
 	getFile(ctx, t, alice, g.ID, "handed.bin", filepath.Join(tmp, "alice-handed.bin"), data)
 
 	short, err := alice.InviteBearer(ctx, g.ID, "", 1, time.Second)
@@ -250,4 +241,110 @@ func TestBearerInviteHandOver(t *testing.T) {
 	if _, err := eve.JoinGroup(ctx, revoked); !errors.Is(err, group.ErrInviteUsed) {
 		t.Fatalf("a revoked invite: %v", err)
 	}
+}
+
+// TestDeviceMigration: bob moves to a new phone, once alice holds a copy
+// of his file. alice (admin) hands bob's
+// entry over to the new phone's contact code; the new phone joins with
+// the invite sealed to it, lists bob's files under its own repo and adds
+// more, which alice gets; the old phone can no longer add a file, and a
+// write to the slot signed by its key is refused by the holders.
+func TestDeviceMigration(t *testing.T) {
+	tmp := t.TempDir()
+	ctx := testContext(t, 120*time.Second)
+	nodes := startNodes(t, tmp, "alice", "bob", "bob2")
+	alice, bob, bob2 := nodes[0], nodes[1], nodes[2]
+	for _, n := range nodes {
+		waitBootedT(t, n)
+	}
+	g, err := alice.CreateGroupWith(ctx, "family", GroupOptions{Checked: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc, _ := bob.MemberContact()
+	inv, err := alice.InviteMember(ctx, g.ID, bc.String(), "member", "Bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.JoinGroup(ctx, inv); err != nil {
+		t.Fatal(err)
+	}
+	p1, b1 := writeFile(t, tmp, "old-phone.bin", 100<<10)
+	if _, err := bob.AddFiles(ctx, g.ID, []string{p1}); err != nil {
+		t.Fatal(err)
+	}
+
+	// alice holds a copy (as a backup server would): the old phone, once
+	// handed over, serves no one.
+	waitListed(ctx, t, alice, g.ID, "old-phone.bin")
+	getFile(ctx, t, alice, g.ID, "old-phone.bin", filepath.Join(tmp, "alice-old.bin"), b1)
+
+	nc, _ := bob2.MemberContact()
+	transfer, err := alice.ReplaceMember(ctx, g.ID, "Bob", nc.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob2.JoinGroup(ctx, transfer); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := bob2.Members(ctx, g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var self *MemberInfo
+	for i := range ms.Members {
+		if ms.Members[i].Self {
+			self = &ms.Members[i]
+		}
+	}
+	if self == nil || self.Name != "Bob" || self.Role != "member" || ms.Epoch != 1 {
+		t.Fatalf("the new phone's entry: %+v (epoch %d)", self, ms.Epoch)
+	}
+	mine, err := bob2.ListFiles(ctx, g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, f := range mine {
+		found = found || (f.Name == "old-phone.bin" && f.Mine)
+	}
+	if !found {
+		t.Fatalf("the new phone did not take the old phone's files over: %+v", mine)
+	}
+	getFile(ctx, t, bob2, g.ID, "old-phone.bin", filepath.Join(tmp, "bob2-old.bin"), b1)
+
+	p2, b2 := writeFile(t, tmp, "new-phone.bin", 100<<10)
+	if _, err := bob2.AddFiles(ctx, g.ID, []string{p2}); err != nil {
+		t.Fatal(err)
+	}
+	waitListed(ctx, t, alice, g.ID, "new-phone.bin")
+	getFile(ctx, t, alice, g.ID, "new-phone.bin", filepath.Join(tmp, "alice-new.bin"), b2)
+
+	waitFor(t, "the old phone to learn it was handed over", func() bool {
+		gs, _ := bob.group(g.ID)
+		bob.refreshMembership(ctx, gs, gs.g)
+		return gs.g.Removed()
+	})
+	var bad *BadInputError
+	if _, err := bob.AddFiles(ctx, g.ID, []string{p2}); !errors.As(err, &bad) {
+		t.Fatalf("the old phone added a file: %v", err)
+	}
+	gs, _ := bob.group(g.ID)
+	if _, err := gs.g.ClaimRepo(ctx, gs.info.Repo); err == nil {
+		t.Fatal("the old phone claimed its slot again")
+	}
+}
+
+// waitListed waits until b's listing of group g shows a file named name.
+func waitListed(ctx context.Context, t *testing.T, b *Backend, g key.RecordKey, name string) {
+	t.Helper()
+	waitFor(t, b.DeviceName()+" to list "+name, func() bool {
+		l, _ := b.List(ctx, g)
+		for _, f := range l.Files {
+			if f.Name == name {
+				return true
+			}
+		}
+		return false
+	})
 }

@@ -293,6 +293,18 @@ func (r *Repo) writeCollection(ctx context.Context, c *blobsync.Collection) erro
 	return r.write(ctx, SubkeyCollection, h[:])
 }
 
+// Adopt publishes c, another repo's collection, as this repo's: a member
+// moving to a new device takes its old repo's files over (docs/trust.md,
+// "Devices"). The entries' blobs need not be local: members fetch them
+// from whoever holds them, as for any collection. ErrReadOnly without
+// the repo keypair.
+func (r *Repo) Adopt(ctx context.Context, c *blobsync.Collection) error {
+	if r.writer == nil {
+		return ErrReadOnly
+	}
+	return r.writeCollection(ctx, c)
+}
+
 // AddFiles stores each file's blob (copy mode) and publishes one new
 // collection with them, under their base names; a file of the same name is
 // replaced. It returns the new entries.

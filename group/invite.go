@@ -156,7 +156,7 @@ func (l *Membership) replaceAll(admin MemberKey, repl map[string]uri.Contact, dr
 				out = append(out, m)
 				continue
 			}
-			out = append(out, MemberEntry{Sign: c.Sign, Box: c.Box[:], BoxSig: c.Sig, Role: m.Role, Slot: m.Slot, AddedBy: admin.Public(), AddedIn: epoch})
+			out = append(out, MemberEntry{Sign: c.Sign, Box: c.Box[:], BoxSig: c.Sig, Role: m.Role, Slot: m.Slot, AddedBy: admin.Public(), AddedIn: epoch, From: m.Sign})
 		}
 		return out, nil
 	}, names, nil)

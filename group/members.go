@@ -580,7 +580,7 @@ func (g *Group) checkedSlots(ctx context.Context) ([]repoSlot, error) {
 			continue // a member that has not joined yet
 		case err != nil:
 			return nil, fmt.Errorf("group %s: %w", g.Key(), err)
-		case !bytes.Equal(v.Writer, m.Sign):
+		case !bytes.Equal(v.Writer, m.Sign) && (m.From == nil || !bytes.Equal(v.Writer, m.From)):
 			g.log.Warn("group: skipped a repo slot not written by its member", "group", g.Key().String(), "subkey", m.Slot)
 			continue
 		}
@@ -720,4 +720,44 @@ func JoinBearer(ctx context.Context, recs datarepo.Records, k key.RecordKey, see
 		return nil, Meta{}, 0, fmt.Errorf("join group %s: %w", k, ErrInviteExpired)
 	}
 	return nil, Meta{}, 0, fmt.Errorf("join group %s: %w", k, ErrInviteUsed)
+}
+
+// ReplaceMember hands the entry of the member whose signing key is old
+// over to contact c (Membership.Replace: same slot, role and name, a new
+// epoch) and publishes the list: a member's new device, which then joins
+// with an invite sealed to c and takes the repo over (InheritedRepo); the
+// old device can no longer write the slot or read anything new. This
+// member must be an admin.
+func (g *Group) ReplaceMember(ctx context.Context, old ed25519.PublicKey, c uri.Contact) (*Membership, error) {
+	return g.change(ctx, func(l *Membership, admin MemberKey) (*Membership, error) {
+		return l.Replace(admin, old, c)
+	})
+}
+
+// InheritedRepo reads the repo this member's slot still lists from the
+// entry it replaced (Replace's From), if the slot's value was written by
+// that key: the repo a new device takes over. ok is false when there is
+// none.
+func (g *Group) InheritedRepo(ctx context.Context) (key.RecordKey, bool, error) {
+	if g.member == nil {
+		return key.RecordKey{}, false, ErrNotChecked
+	}
+	st := g.held.state.Load()
+	m, ok := st.list.Member(st.member.Public())
+	if !ok || m.From == nil || m.Slot == 0 {
+		return key.RecordKey{}, false, nil
+	}
+	_, v, err := g.recs.Get(ctx, g.Key(), m.Slot)
+	if errors.Is(err, dht.ErrNotFound) || (err == nil && (v == nil || !bytes.Equal(v.Writer, m.From))) {
+		return key.RecordKey{}, false, nil
+	}
+	if err != nil {
+		return key.RecordKey{}, false, fmt.Errorf("group %s: %w", g.Key(), err)
+	}
+	pt, err := g.keys.Open(g.Key(), m.Slot, v.Data)
+	if err != nil {
+		return key.RecordKey{}, false, fmt.Errorf("group %s: the replaced member's slot: %w", g.Key(), err)
+	}
+	rk, _, ok := parseSlotValue(pt)
+	return rk, ok, nil
 }

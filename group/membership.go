@@ -90,6 +90,12 @@ type MemberEntry struct {
 	// Expires, for a bearer invite's entry (invite.go), is when the invite
 	// stops working, in Unix seconds; 0 for a member's own key.
 	Expires int64 `cbor:"10,keyasint,omitempty"`
+	// From, for an entry that took another's over (Replace: a used
+	// bearer invite, a member's new device), is the signing key of the
+	// entry it replaced: readers take the slot's value from either key
+	// until this member writes it again (the holders take new writes from
+	// this member only).
+	From []byte `cbor:"11,keyasint,omitempty"`
 }
 
 // Invite reports whether the entry is a bearer invite's, not yet taken
@@ -248,8 +254,8 @@ func (l *Membership) Check() error {
 		if err := m.Contact().Verify(); err != nil {
 			return bad("member %d: %v", i, err)
 		}
-		if m.Expires < 0 {
-			return bad("member %d: expiry %d", i, m.Expires)
+		if m.Expires < 0 || (m.From != nil && len(m.From) != ed25519.PublicKeySize) {
+			return bad("member %d: expiry %d, replaced key of %d bytes", i, m.Expires, len(m.From))
 		}
 		if m.AddedIn > l.Epoch {
 			return bad("member %d added in epoch %d, after the list's %d", i, m.AddedIn, l.Epoch)
@@ -443,7 +449,7 @@ func (l *Membership) CheckNext(next *Membership) error {
 			removed = true
 			continue
 		}
-		if !bytes.Equal(n.Box, m.Box) || n.Slot != m.Slot || !bytes.Equal(n.AddedBy, m.AddedBy) || n.AddedIn != m.AddedIn || n.Expires != m.Expires {
+		if !bytes.Equal(n.Box, m.Box) || n.Slot != m.Slot || !bytes.Equal(n.AddedBy, m.AddedBy) || n.AddedIn != m.AddedIn || n.Expires != m.Expires || !bytes.Equal(n.From, m.From) {
 			return fmt.Errorf("%w: version %d changes member %x's keys, slot or origin", ErrBadMembership, next.Version, m.Sign[:4])
 		}
 	}

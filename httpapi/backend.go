@@ -37,6 +37,7 @@ type Backend interface {
 	// Members of membership-checked groups (core/members.go).
 	Members(ctx context.Context, group key.RecordKey) (core.MembershipInfo, error)
 	InviteMember(ctx context.Context, group key.RecordKey, contact, role, name string) (string, error)
+	ReplaceMember(ctx context.Context, group key.RecordKey, who, contact string) (string, error)
 	RemoveMember(ctx context.Context, group key.RecordKey, who string) (core.MembershipInfo, error)
 	SetMemberRole(ctx context.Context, group key.RecordKey, who, role string) (core.MembershipInfo, error)
 	PingMembers(ctx context.Context, group key.RecordKey) ([]core.PingResult, error)

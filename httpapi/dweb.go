@@ -85,7 +85,12 @@ func (s *server) inviteMember(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	u, err := s.b.InviteMember(r.Context(), g.ID, req.Contact, req.Role, req.Name)
+	var u string
+	if req.Replace != "" {
+		u, err = s.b.ReplaceMember(r.Context(), g.ID, req.Replace, req.Contact)
+	} else {
+		u, err = s.b.InviteMember(r.Context(), g.ID, req.Contact, req.Role, req.Name)
+	}
 	if err != nil {
 		return err
 	}

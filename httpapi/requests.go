@@ -153,6 +153,9 @@ func readInviteMember(w http.ResponseWriter, r *http.Request) (InviteMemberReque
 	if req.Contact == "" {
 		return req, &badRequestError{"contact: missing"}
 	}
+	if req.Replace != "" && (req.Role != "" || req.Name != "") {
+		return req, &badRequestError{"replace: the new device keeps the member's role and name (no role or name with it)"}
+	}
 	return req, nil
 }
 

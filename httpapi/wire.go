@@ -149,6 +149,10 @@ type InviteMemberRequest struct {
 	Contact string `json:"contact"`
 	Role    string `json:"role,omitempty"`
 	Name    string `json:"name,omitempty"`
+	// Replace names a member (contact code, key or unique name) whose
+	// entry, role, slot and files the contact's device takes over: a
+	// member's new device. Role and name are then the member's.
+	Replace string `json:"replace,omitempty"`
 }
 
 // BearerInviteRequest is the body of POST /dweb/v1/groups/{group}/invites:

@@ -84,7 +84,7 @@ invite carries the group's keys and works for whoever holds it.`,
 	create.Flags().BoolVar(&createChecked, "checked", false, "make a membership-checked group: members, roles, invites for one person, removal (docs/trust.md)")
 
 	var inviteQR, inviteInvert bool
-	var invitePNG, inviteFor, inviteRole, inviteMemberName, inviteRevoke string
+	var invitePNG, inviteFor, inviteRole, inviteMemberName, inviteRevoke, inviteReplace string
 	var inviteUses int
 	var inviteExpires time.Duration
 	invite := &cobra.Command{
@@ -106,7 +106,12 @@ device can use. It carries no key: showing it to anyone else gives nothing.
 app's QR flow): whoever holds it can join as --role (member or admin), N
 times (default 1, at most 16), until DURATION from now (default 168h, at
 most 2160h); an admin's node then hands each use over to its joiner's own
-key. --revoke URI makes a bearer invite unusable (its uses not yet taken).`,
+key. --revoke URI makes a bearer invite unusable (its uses not yet taken).
+--for CONTACT --replace MEMBER moves MEMBER to a new device: the device of
+CONTACT takes its entry, role, name and files over, and the old device can
+no longer write or read anything new (a new epoch). Do it once the
+member's files are held by another member or a backup server: the old
+device no longer serves them.`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := a.checkQRFlags(inviteQR, inviteInvert); err != nil {
@@ -119,6 +124,8 @@ key. --revoke URI makes a bearer invite unusable (its uses not yet taken).`,
 				return &usageError{errors.New("--for makes an invite for one person: it cannot go with --uses, --expires or --revoke")}
 			case inviteFor == "" && !bearer && (inviteRole != "" || inviteMemberName != ""):
 				return &usageError{errors.New("--role goes with --for CONTACT or a bearer invite (--uses/--expires); --member-name with --for")}
+			case inviteReplace != "" && (inviteFor == "" || inviteRole != "" || inviteMemberName != ""):
+				return &usageError{errors.New("--replace MEMBER goes with --for CONTACT (the new device), without --role or --member-name (it keeps the member's)")}
 			case bearer && inviteMemberName != "":
 				return &usageError{errors.New("--member-name goes with --for: a bearer invite's joiner names itself")}
 			case inviteUses < 0 || inviteExpires < 0:
@@ -145,7 +152,7 @@ key. --revoke URI makes a bearer invite unusable (its uses not yet taken).`,
 					return &usageError{fmt.Errorf("--for: %w", err)}
 				}
 				var mi httpapi.MemberInviteInfo
-				req := httpapi.InviteMemberRequest{Contact: inviteFor, Role: inviteRole, Name: inviteMemberName}
+				req := httpapi.InviteMemberRequest{Contact: inviteFor, Role: inviteRole, Name: inviteMemberName, Replace: inviteReplace}
 				if err := a.client().call(cmd.Context(), http.MethodPost, "/dweb/v1/groups/"+url.PathEscape(args[0])+"/members", req, &mi); err != nil {
 					return err
 				}
@@ -189,6 +196,7 @@ key. --revoke URI makes a bearer invite unusable (its uses not yet taken).`,
 	invite.Flags().IntVar(&inviteUses, "uses", 0, "membership-checked group: a bearer invite usable `N` times (default 1, at most 16)")
 	invite.Flags().DurationVar(&inviteExpires, "expires", 0, "membership-checked group: a bearer invite usable for `DURATION` (default 168h, at most 2160h)")
 	invite.Flags().StringVar(&inviteRevoke, "revoke", "", "membership-checked group: make the bearer invite `URI` unusable")
+	invite.Flags().StringVar(&inviteReplace, "replace", "", "with --for: the new device of `MEMBER` (contact code, key or name) takes its entry, role and files over; the old device is out")
 
 	var joinName string
 	join := &cobra.Command{

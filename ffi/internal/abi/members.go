@@ -12,6 +12,7 @@ type inviteMemberParams struct {
 	Contact string `json:"contact"`
 	Role    string `json:"role"`
 	Name    string `json:"name"`
+	Replace string `json:"replace"` // a member whose entry the contact's device takes over (core.Backend.ReplaceMember)
 }
 
 // parseInviteMember parses {"group", "contact", "role"?, "name"?}; group
@@ -24,6 +25,9 @@ func parseInviteMember(p []byte) (inviteMemberParams, error) {
 	if q.Contact == "" {
 		return q, Errorf(CodeBadParams, "params: contact is required")
 	}
+	if q.Replace != "" && (q.Role != "" || q.Name != "") {
+		return q, Errorf(CodeBadParams, "params: replace keeps the member's role and name (no role or name with it)")
+	}
 	return q, requireGroup(q.Group)
 }
 
@@ -33,7 +37,12 @@ func groupInviteMember(ctx context.Context, n *node, q inviteMemberParams) (any,
 	if err != nil {
 		return nil, err
 	}
-	u, err := n.b.InviteMember(ctx, g.ID, q.Contact, q.Role, q.Name)
+	var u string
+	if q.Replace != "" {
+		u, err = n.b.ReplaceMember(ctx, g.ID, q.Replace, q.Contact)
+	} else {
+		u, err = n.b.InviteMember(ctx, g.ID, q.Contact, q.Role, q.Name)
+	}
 	if err != nil {
 		return nil, err
 	}
