@@ -212,8 +212,8 @@ func TestHashFileMatchesB3sum(t *testing.T) {
 }
 
 // TestAddFileLargeOutboard covers the path for blobs over 2 GiB, where the
-// outboard is built in place in its file, on a smaller blob (one whose
-// outboard does not go inline).
+// outboard's parents go through a scratch file before the outboard file,
+// on a smaller blob (one whose outboard does not go inline).
 func TestAddFileLargeOutboard(t *testing.T) {
 	old := maxOutboardBuf
 	maxOutboardBuf = 0
@@ -264,4 +264,48 @@ func TestHashCBOR(t *testing.T) {
 	if err := wireDec.Unmarshal(b, &back); err != nil || back != h {
 		t.Fatalf("decode: %v", err)
 	}
+}
+
+// TestAddFileTree imports files of sizes around every boundary, with
+// blocks of two groups so that even small files are hashed by several
+// workers: each is named by the hash b3sum prints (zeebo/blake3 when
+// b3sum is absent), keeps bao's outboard where inlineOutboard says, holds
+// the file's bytes, and leaves no part or scratch file behind.
+func TestAddFileTree(t *testing.T) {
+	b3sum, _ := exec.LookPath("b3sum")
+	s := newTestStore(t)
+	ctx := context.Background()
+	sizes := append(treeSizes(), outboardSizes...)
+	withBlock(t, 2*ChunkGroupSize, func() {
+		for _, n := range sizes {
+			b := content(n, uint64(n)+77)
+			p := writeTemp(t, b)
+			want := HashBytes(b)
+			if b3sum != "" {
+				out, err := exec.Command(b3sum, "--no-names", p).Output()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want, err = ParseHash(strings.TrimSpace(string(out))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			h, size, err := s.AddFile(ctx, p)
+			if err != nil || h != want || size != int64(n) {
+				t.Fatalf("size %d: AddFile = %s %d %v, want %s", n, h, size, err, want)
+			}
+			got, err := s.ReadAll(h, int64(n))
+			if err != nil || !bytes.Equal(got, b) {
+				t.Fatalf("size %d: stored bytes differ (%v)", n, err)
+			}
+			if n > inlineMax {
+				checkOutboard(t, s, h, b, "AddFile")
+			}
+			for _, name := range dirFiles(t, s) {
+				if strings.HasSuffix(name, ".part") {
+					t.Fatalf("size %d: left %s", n, name)
+				}
+			}
+		}
+	})
 }
