@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dwebkit/dweb/internal/ctxio"
 	"github.com/dwebkit/dweb/internal/store"
 	"github.com/fxamacker/cbor/v2"
 	"github.com/zeebo/blake3"
@@ -411,9 +412,65 @@ func (s *Store) AddFile(ctx context.Context, path string) (Hash, int64, error) {
 		h, err := s.AddBytes(ctx, b)
 		return h, size, err
 	}
-	h, err := s.addTree(ctx, treeSource{ra: f, size: size})
+	h, _, err := s.addTree(ctx, treeSource{ra: f, size: size})
 	if err != nil {
 		return Hash{}, 0, fmt.Errorf("blobsync: add file %s: %w", path, err)
+	}
+	return h, size, nil
+}
+
+// AddReader stores the bytes r yields up to its end and returns their
+// hash and size: an upload streamed into the store once, hashed as it
+// arrives (hashTree), with no temporary file imported afterwards. r is
+// read in blocks of 1 MiB, one at a time, while other workers hash and
+// write the blocks already read; an r that is also an io.ReaderAt with a
+// Size method (a *bytes.Reader over a caller's buffer) is read by the
+// workers in parallel. Blobs of at most ChunkGroupSize bytes go inline
+// through AddBytes.
+//
+// Nothing is visible in the store until the whole blob is written,
+// fsynced and named by its hash (the data and outboard are ".part" files
+// until commit): if r fails, ends early or yields more than limit bytes
+// (limit <= 0 or over MaxBlobSize: MaxBlobSize), AddReader removes its
+// part files and returns the error (r's own, wrapped; a *LimitError for
+// too many bytes; ctx's error) and stores nothing.
+func (s *Store) AddReader(ctx context.Context, r io.Reader, limit int64) (Hash, int64, error) {
+	if limit <= 0 || limit > MaxBlobSize {
+		limit = MaxBlobSize
+	}
+	if ra, ok := r.(interface {
+		io.ReaderAt
+		Size() int64
+	}); ok {
+		size := ra.Size()
+		if size > limit {
+			return Hash{}, 0, &LimitError{What: "blob", Limit: limit, Got: size}
+		}
+		if size > inlineMax {
+			h, _, err := s.addTree(ctx, treeSource{ra: ra, size: size})
+			if err != nil {
+				return Hash{}, 0, fmt.Errorf("blobsync: add: %w", err)
+			}
+			return h, size, nil
+		}
+	}
+	// The first inlineMax+1 bytes say whether the blob goes inline.
+	first := make([]byte, inlineMax+1)
+	n, err := io.ReadFull(ctxio.NewReader(ctx, r), first)
+	switch {
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		if int64(n) > limit {
+			return Hash{}, 0, &LimitError{What: "blob", Limit: limit, Got: int64(n)}
+		}
+		h, err := s.AddBytes(ctx, first[:n])
+		return h, int64(n), err
+	case err != nil:
+		return Hash{}, 0, fmt.Errorf("blobsync: add: %w", err)
+	}
+	src := treeSource{r: ctxio.NewReader(ctx, io.MultiReader(bytes.NewReader(first), r)), limit: limit}
+	h, size, err := s.addTree(ctx, src)
+	if err != nil {
+		return Hash{}, 0, fmt.Errorf("blobsync: add: %w", err)
 	}
 	return h, size, nil
 }
@@ -424,15 +481,15 @@ func (s *Store) AddFile(ctx context.Context, path string) (Hash, int64, error) {
 // files are committed under the hash's lock unless the store already
 // holds the blob. On any error the part files are removed and nothing is
 // stored.
-func (s *Store) addTree(ctx context.Context, src treeSource) (Hash, error) {
+func (s *Store) addTree(ctx context.Context, src treeSource) (Hash, int64, error) {
 	tmp, err := s.newTempData()
 	if err != nil {
-		return Hash{}, err
+		return Hash{}, 0, err
 	}
 	if src.ra != nil {
 		if err := preallocate(tmp.dataF, src.size); err != nil {
 			tmp.abort()
-			return Hash{}, fmt.Errorf("blobsync: reserve %d bytes: %w", src.size, err)
+			return Hash{}, 0, fmt.Errorf("blobsync: reserve %d bytes: %w", src.size, err)
 		}
 	}
 	dw := newDirectWriter(tmp.dataF, s.log)
@@ -442,36 +499,36 @@ func (s *Store) addTree(ctx context.Context, src treeSource) (Hash, error) {
 	}
 	if err != nil {
 		tmp.abort()
-		return Hash{}, err
+		return Hash{}, 0, err
 	}
 	defer th.close()
 	if th.size <= inlineMax {
 		tmp.abort()
-		return Hash{}, fmt.Errorf("blobsync: internal error: tree import of %d bytes", th.size)
+		return Hash{}, 0, fmt.Errorf("blobsync: internal error: tree import of %d bytes", th.size)
 	}
 	if err := s.addObao(tmp, th.size); err != nil {
-		return Hash{}, err
+		return Hash{}, 0, err
 	}
 	if err := th.writeOutboard(tmp.obao); err != nil {
 		tmp.abort()
-		return Hash{}, err
+		return Hash{}, 0, err
 	}
 	h := th.root
 	unlock, err := s.lock(ctx, h)
 	if err != nil {
 		tmp.abort()
-		return Hash{}, err
+		return Hash{}, 0, err
 	}
 	defer unlock()
 	if ok, err := s.Has(h); err != nil || ok {
 		tmp.abort()
-		return h, err
+		return h, int64(th.size), err
 	}
 	tmp.h = h
 	if err := tmp.commit(int64(th.size)); err != nil {
-		return Hash{}, err
+		return Hash{}, 0, err
 	}
-	return h, nil
+	return h, int64(th.size), nil
 }
 
 // maxOutboardBuf: hashTree keeps the parents of outboards up to this size
