@@ -53,6 +53,11 @@ func importWorkers(nb uint64) int {
 	return int(min(uint64(w), max(nb, 1)))
 }
 
+// streamWorkers hash a stream: one reads the next block while the others
+// hash and write theirs; a stream arrives far slower than one core hashes,
+// so more would only hold more block buffers.
+const streamWorkers = 3
+
 // treeSource yields a blob's bytes: ra (random access: files, byte
 // slices), read by the workers in parallel, of size bytes; or r
 // (sequential: an upload), read one block at a time, whose end ends the
@@ -97,7 +102,7 @@ func hashTree(ctx context.Context, src treeSource, scratch string, data func(b [
 	var wg sync.WaitGroup
 	workers := importWorkers(nb)
 	if src.ra == nil {
-		workers = importWorkers(1 << 10)
+		workers = streamWorkers
 	}
 	for range workers {
 		wg.Go(t.work)
