@@ -271,10 +271,11 @@ func TestHashCBOR(t *testing.T) {
 // blocks of two groups so that even small files are hashed by several
 // workers: each is named by the hash b3sum prints (zeebo/blake3 when
 // b3sum is absent), keeps bao's outboard where inlineOutboard says, holds
-// the file's bytes, and leaves no part or scratch file behind.
+// the file's bytes, and leaves no part or scratch file behind; imported by
+// reference (AddFileRef), the same hash and outboard.
 func TestAddFileTree(t *testing.T) {
 	b3sum, _ := exec.LookPath("b3sum")
-	s := newTestStore(t)
+	s, ref := newTestStore(t), newTestStore(t)
 	ctx := context.Background()
 	sizes := append(treeSizes(), outboardSizes...)
 	withBlock(t, 2*ChunkGroupSize, func() {
@@ -302,7 +303,13 @@ func TestAddFileTree(t *testing.T) {
 			if n > inlineMax {
 				checkOutboard(t, s, h, b, "AddFile")
 			}
-			for _, name := range dirFiles(t, s) {
+			if h, _, err := ref.AddFileRef(ctx, p); err != nil || h != want {
+				t.Fatalf("size %d: AddFileRef = %s %v, want %s", n, h, err, want)
+			}
+			if n > inlineMax {
+				checkOutboard(t, ref, h, b, "AddFileRef")
+			}
+			for _, name := range append(dirFiles(t, s), dirFiles(t, ref)...) {
 				if strings.HasSuffix(name, ".part") {
 					t.Fatalf("size %d: left %s", n, name)
 				}
