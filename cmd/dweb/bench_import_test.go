@@ -27,7 +27,7 @@ func TestBenchImportSmall(t *testing.T) {
 		if !res.Verified || res.Size != size || len(res.Rounds) != 2 {
 			t.Fatalf("go-hash %v: %+v", goHash, res)
 		}
-		if res.ImportMBs <= 0 || res.HashMBs <= 0 || res.CopyMBs <= 0 || res.Ratio <= 0 {
+		if res.ImportMBs <= 0 || res.HashMBs <= 0 || res.CopyMBs <= 0 || res.Ratio <= 0 || res.RefMBs <= 0 || res.RefRatio <= 0 {
 			t.Fatalf("go-hash %v: figures %+v", goHash, res)
 		}
 		if goHash != (res.HashTool == "zeebo/blake3") {
