@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -45,8 +46,14 @@ type benchImportResult struct {
 	RatioToDisk float64 `json:"ratio_to_disk,omitempty"` // median of import_mb_s / disk_direct_mb_s
 	// RefMBs: Store.AddFileRef of the same file (reference mode: hash and
 	// outboard, no copy), and its ratio to hash_1t_mb_s.
-	RefMBs   float64            `json:"import_ref_mb_s"`
-	RefRatio float64            `json:"ref_ratio"`
+	RefMBs   float64 `json:"import_ref_mb_s"`
+	RefRatio float64 `json:"ref_ratio"`
+	// CLIMBs (--cli): the real `dweb file add GROUP FILE`, timed from the
+	// CLI's start to its exit, against a fresh `dweb serve` each round:
+	// CLI, local API, AddFile, the new collection; and its ratio to
+	// hash_1t_mb_s.
+	CLIMBs   float64            `json:"cli_file_add_mb_s,omitempty"`
+	CLIRatio float64            `json:"cli_ratio,omitempty"`
 	Hash     string             `json:"hash"`
 	Verified bool               `json:"verified"` // every import's hash was the baseline's
 	Cores    int                `json:"cores"`
@@ -59,6 +66,7 @@ type benchImportRound struct {
 	CopyMBs   float64 `json:"copy_fsync_mb_s"`
 	DiskMBs   float64 `json:"disk_direct_mb_s,omitempty"`
 	RefMBs    float64 `json:"import_ref_mb_s"`
+	CLIMBs    float64 `json:"cli_file_add_mb_s,omitempty"`
 }
 
 // benchImportCmd times Store.AddFile (what `dweb file add` runs for each
@@ -68,7 +76,7 @@ type benchImportRound struct {
 func benchImportCmd(a *app) *cobra.Command {
 	var sizeFlag, dir string
 	var rounds int
-	var goHash bool
+	var goHash, cli bool
 	cmd := &cobra.Command{
 		Use:   "import",
 		Short: "file import into the store (hash, outboard, durable copy) MB/s next to single-threaded BLAKE3 of the same file",
@@ -94,7 +102,7 @@ after each import; the figures are the medians of the rounds.`,
 				return err
 			}
 			defer os.RemoveAll(tmp)
-			res, err := benchImport(cmd.Context(), tmp, size, rounds, goHash)
+			res, err := benchImport(cmd.Context(), tmp, size, rounds, goHash, cli)
 			if err != nil {
 				return err
 			}
@@ -112,10 +120,11 @@ after each import; the figures are the medians of the rounds.`,
 	cmd.Flags().IntVar(&rounds, "rounds", 5, "rounds; the figures are their medians")
 	cmd.Flags().StringVar(&dir, "dir", "", "directory for the file and the store (default: the system temp dir)")
 	cmd.Flags().BoolVar(&goHash, "go-hash", false, "baseline with zeebo/blake3 in this process even when b3sum is on PATH")
+	cmd.Flags().BoolVar(&cli, "cli", false, "also time the real `dweb file add` against a fresh `dweb serve` each round")
 	return cmd
 }
 
-func benchImport(ctx context.Context, dir string, size int64, rounds int, goHash bool) (*benchImportResult, error) {
+func benchImport(ctx context.Context, dir string, size int64, rounds int, goHash, cli bool) (*benchImportResult, error) {
 	src := filepath.Join(dir, "file")
 	if err := bsWriteRandom(src, size, 7); err != nil {
 		return nil, err
@@ -141,8 +150,8 @@ func benchImport(ctx context.Context, dir string, size int64, rounds int, goHash
 		b3sum = ""
 	}
 	res := &benchImportResult{Size: size, HashTool: hashTool, Verified: true, Cores: runtime.NumCPU()}
-	var imp, hs, cp, disk, ref, ratio, ratioCp, ratioDisk, ratioRef []float64
-	for range rounds {
+	var imp, hs, cp, disk, ref, clis, ratio, ratioCp, ratioDisk, ratioRef, ratioCLI []float64
+	for i := range rounds {
 		want, hd, err := biHash(ctx, b3sum, src)
 		if err != nil {
 			return nil, err
@@ -189,6 +198,18 @@ func benchImport(ctx context.Context, dir string, size int64, rounds int, goHash
 			disk = append(disk, r.DiskMBs)
 			ratioDisk = append(ratioDisk, bsRound(r.ImportMBs/r.DiskMBs))
 		}
+		if cli {
+			cd, h, err := biCLIAdd(ctx, filepath.Join(dir, fmt.Sprintf("node%d", i)), src)
+			if err != nil {
+				return nil, err
+			}
+			if h != want.String() {
+				res.Verified = false
+			}
+			r.CLIMBs = biMBs(size, cd)
+			clis = append(clis, r.CLIMBs)
+			ratioCLI = append(ratioCLI, bsRound(r.CLIMBs/r.HashMBs))
+		}
 		res.Rounds = append(res.Rounds, r)
 		imp, hs, cp, ref = append(imp, r.ImportMBs), append(hs, r.HashMBs), append(cp, r.CopyMBs), append(ref, r.RefMBs)
 		ratio = append(ratio, bsRound(r.ImportMBs/r.HashMBs))
@@ -200,7 +221,51 @@ func benchImport(ctx context.Context, dir string, size int64, rounds int, goHash
 	if len(disk) > 0 {
 		res.DiskMBs, res.RatioToDisk = btMedian(disk), btMedian(ratioDisk)
 	}
+	if len(clis) > 0 {
+		res.CLIMBs, res.CLIRatio = btMedian(clis), btMedian(ratioCLI)
+	}
 	return res, nil
+}
+
+// biCLIAdd starts `dweb serve` on a fresh data dir, creates a group and
+// times `dweb file add GROUP src` from the CLI's start to its exit. It
+// returns the time and the hash the CLI printed; the daemon is stopped
+// and its data dir removed after.
+func biCLIAdd(ctx context.Context, data, src string) (time.Duration, string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return 0, "", err
+	}
+	defer os.RemoveAll(data)
+	defer os.Remove(data + ".log")
+	d, err := btStartDaemon(ctx, exe, data, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	defer d.stop()
+	out, err := d.cli(ctx, "group", "create", "bench")
+	if err != nil {
+		return 0, "", err
+	}
+	var g struct {
+		Key string `json:"key"`
+	}
+	if err := json.Unmarshal(out, &g); err != nil || g.Key == "" {
+		return 0, "", fmt.Errorf("bench import: group create said %q (%v)", out, err)
+	}
+	t := time.Now()
+	out, err = d.cli(ctx, "file", "add", g.Key, src)
+	dt := time.Since(t)
+	if err != nil {
+		return 0, "", err
+	}
+	var fs []struct {
+		Hash string `json:"hash"`
+	}
+	if err := json.Unmarshal(out, &fs); err != nil || len(fs) != 1 {
+		return 0, "", fmt.Errorf("bench import: file add said %q (%v)", out, err)
+	}
+	return dt, fs[0].Hash, nil
 }
 
 // biHash hashes the file at path with `b3sum --num-threads 1` (b3sum not

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -20,7 +21,7 @@ func TestBenchImportSmall(t *testing.T) {
 	}
 	for _, goHash := range tools {
 		dir := t.TempDir()
-		res, err := benchImport(context.Background(), dir, size, 2, goHash)
+		res, err := benchImport(context.Background(), dir, size, 2, goHash, false)
 		if err != nil {
 			t.Fatalf("go-hash %v: %v", goHash, err)
 		}
@@ -46,5 +47,23 @@ func TestBenchImportSmall(t *testing.T) {
 		if res.Hash != h.String() {
 			t.Fatalf("go-hash %v: hash %s, file hashes to %s", goHash, res.Hash, h)
 		}
+	}
+}
+
+// TestBenchImportCLI runs --cli on a small file: a `dweb serve` child (the
+// test binary running main) per round, and `dweb file add` must name the
+// file by the baseline's hash and leave no node directory behind.
+func TestBenchImportCLI(t *testing.T) {
+	t.Setenv("DWEB_TEST_RUN_MAIN", "1")
+	dir := t.TempDir()
+	res, err := benchImport(context.Background(), dir, 2<<20+3, 1, true, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Verified || res.CLIMBs <= 0 || res.CLIRatio <= 0 || res.Rounds[0].CLIMBs <= 0 {
+		t.Fatalf("%+v", res)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "node0")); !os.IsNotExist(err) {
+		t.Fatalf("node0 left behind (%v)", err)
 	}
 }
