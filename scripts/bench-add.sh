@@ -6,6 +6,9 @@
 # `dweb serve` on a temp data dir (a group created first) and is timed from
 # the CLI's start to its exit. Compares builds of different commits on one
 # file in one session (`dweb bench import --cli` times only its own build).
+# With UPLOAD=1 in the environment it times the Save app's upload instead:
+# a POST of FILE's bytes to /api/groups/G/repos/R/media/NAME on the
+# daemon's socket (curl), into a repo created first.
 # Prints one JSON line per measurement:
 #   {"bin": "...", "round": N, "ms": N, "mb_s": N, "hash": "..."}
 #   {"bin": "b3sum --num-threads 1", "round": N, "ms": N, "mb_s": N}
@@ -34,10 +37,23 @@ add_once() { # bin round
 	pid=$!
 	for _ in $(seq 300); do grep -q '"socket"' "$d/out" 2>/dev/null && break; sleep 0.1; done
 	g=$("$bin" --data "$d/n" --json group create bench | sed -n 's/.*"key": *"\([^"]*\)".*/\1/p')
-	s=$(now)
-	"$bin" --data "$d/n" --json file add "$g" "$FILE" >"$d/add"
-	e=$(now)
-	h=$(sed -n 's/.*"hash": *"\([0-9a-f]*\)".*/\1/p' "$d/add" | head -1)
+	if [ "${UPLOAD:-}" = 1 ]; then
+		local sock api repo
+		sock=$(sed -n 's/.*"socket": *"\([^"]*\)".*/\1/p' "$d/out" | head -1)
+		api=(curl -sf --unix-socket "$sock")
+		repo=$("${api[@]}" -H 'Content-Type: application/json' -d '{"name":"bench"}' "http://dweb/api/groups/$g/repos" |
+			sed -n 's/.*"key": *"\([^"]*\)".*/\1/p')
+		s=$(now)
+		"${api[@]}" -X POST -H 'Content-Type: application/octet-stream' -T "$FILE" \
+			"http://dweb/api/groups/$g/repos/$repo/media/bench.bin" >"$d/add"
+		e=$(now)
+		h=$(sed -n 's/.*"file_hash": *"\([0-9a-f]*\)".*/\1/p' "$d/add")
+	else
+		s=$(now)
+		"$bin" --data "$d/n" --json file add "$g" "$FILE" >"$d/add"
+		e=$(now)
+		h=$(sed -n 's/.*"hash": *"\([0-9a-f]*\)".*/\1/p' "$d/add" | head -1)
+	fi
 	kill "$pid"
 	wait "$pid" 2>/dev/null || true
 	rm -rf "$d"
