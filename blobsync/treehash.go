@@ -94,7 +94,7 @@ func hashTree(ctx context.Context, src treeSource, scratch string, data func(b [
 			return nil, &LimitError{What: "blob", Limit: MaxBlobSize, Got: src.size}
 		}
 		nb = max(1, (uint64(src.size)+block-1)/block)
-		t.nb = nb
+		t.nb, t.size = nb, uint64(src.size)
 		t.cvs = make([][8]uint32, nb)
 	} else if src.limit < 0 || src.limit > MaxBlobSize {
 		t.src.limit = MaxBlobSize
@@ -171,7 +171,6 @@ func (t *treeRun) claim(buf []byte) (k uint64, n int, ok bool) {
 			return 0, 0, false
 		}
 		t.next++
-		t.size = uint64(t.src.size)
 		t.mu.Unlock()
 		n = int(min(t.block, uint64(t.src.size)-k*t.block))
 		if m, err := t.src.ra.ReadAt(buf[:n], int64(k*t.block)); m < n {
