@@ -3,6 +3,7 @@ package blobsync
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"io"
 	"testing"
 
@@ -48,5 +49,24 @@ func BenchmarkEncode(b *testing.B) {
 		if err := e.encode(io.Discard, newFwdReader(bytes.NewReader(data), ioBufSize), newFwdReader(bytes.NewReader(ob[outboardHeader:]), ioBufSize), benchSize, nil, nil); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkHashTree is hashTree over 64 MiB in memory: the root and the
+// outboard, on -cpu workers' worth of cores (run with -cpu 1,2 to see it
+// scale), next to BenchmarkHash.
+func BenchmarkHashTree(b *testing.B) {
+	data := content(benchSize, 12)
+	dir := b.TempDir()
+	b.SetBytes(benchSize)
+	for b.Loop() {
+		th, err := hashTree(context.Background(), treeSource{ra: bytes.NewReader(data), size: benchSize}, dir, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := th.writeOutboard(io.Discard); err != nil {
+			b.Fatal(err)
+		}
+		th.close()
 	}
 }

@@ -34,37 +34,52 @@ func (s *Store) newPartFiles(h Hash, size uint64) (*partFiles, error) {
 	})
 }
 
-// newTempPartFiles creates uniquely named part files for a blob of size
-// bytes whose hash is not known yet (AddFile).
-func (s *Store) newTempPartFiles(size uint64) (*partFiles, error) {
-	return s.createParts(Hash{}, size, func(final string) (*os.File, error) {
-		ext := ".data.part"
-		if final == s.obaoPath(Hash{}) {
-			ext = ".obao.part"
-		}
-		return os.CreateTemp(s.dir, "add-*"+ext)
-	})
-}
-
 func (s *Store) createParts(h Hash, size uint64, create func(final string) (*os.File, error)) (*partFiles, error) {
 	df, err := create(s.dataPath(h))
 	if err != nil {
 		return nil, fmt.Errorf("blobsync: create part file: %w", err)
 	}
 	w := &partFiles{s: s, h: h, dataF: df, data: getDataWriter(df)}
+	if err := w.createObao(size, create); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// newTempData creates a uniquely named data part file for a blob whose
+// hash and size are not known yet (addTree); addObao adds the outboard
+// once the size is known.
+func (s *Store) newTempData() (*partFiles, error) {
+	df, err := os.CreateTemp(s.dir, "add-*.data.part")
+	if err != nil {
+		return nil, fmt.Errorf("blobsync: create part file: %w", err)
+	}
+	return &partFiles{s: s, dataF: df, data: getDataWriter(df)}, nil
+}
+
+// addObao gives w, made by newTempData, its outboard for a blob of size
+// bytes. On error the part files are removed.
+func (s *Store) addObao(w *partFiles, size uint64) error {
+	return w.createObao(size, func(string) (*os.File, error) { return os.CreateTemp(s.dir, "add-*.obao.part") })
+}
+
+// createObao creates the outboard part file with create, or the in-memory
+// outboard when it goes inline. On error the data part file is removed.
+func (w *partFiles) createObao(size uint64, create func(final string) (*os.File, error)) error {
 	if inlineOutboard(size) {
 		w.mem = bytes.NewBuffer(make([]byte, 0, outboardSize(size)))
 		w.obao = w.mem
-		return w, nil
+		return nil
 	}
-	if w.obaoF, err = create(s.obaoPath(h)); err != nil {
-		df.Close()
-		os.Remove(df.Name())
-		return nil, fmt.Errorf("blobsync: create part file: %w", err)
+	var err error
+	if w.obaoF, err = create(w.s.obaoPath(w.h)); err != nil {
+		w.dataF.Close()
+		os.Remove(w.dataF.Name())
+		return fmt.Errorf("blobsync: create part file: %w", err)
 	}
 	w.obaoW = bufio.NewWriterSize(w.obaoF, 64<<10)
 	w.obao = w.obaoW
-	return w, nil
+	return nil
 }
 
 // dataWriters keeps the part files' write buffers for the next blob: a

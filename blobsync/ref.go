@@ -2,19 +2,16 @@ package blobsync
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-
-	"github.com/dwebkit/dweb/internal/ctxio"
-	"github.com/zeebo/blake3"
-	"lukechampine.com/blake3/bao"
 )
 
 // AddFileRef imports the file at path in reference mode: the store computes
-// and keeps the blob's outboard but not a copy of its bytes; it remembers the
+// (reading the file once, hashing on every core: hashTree) and keeps the
+// blob's outboard but not a copy of its bytes; it remembers the
 // file's absolute path, size and modification time. Open, Export and Serve
 // then read the app's file and refuse it (ErrCorrupt, "changed since it was
 // imported") once its size or mtime differ; import it again after a change.
@@ -49,37 +46,24 @@ func (s *Store) AddFileRef(ctx context.Context, path string) (Hash, int64, error
 	if size <= inlineMax {
 		return s.AddFile(ctx, abs)
 	}
-	// The outboard: in memory when it goes inline in the entry, else in a
-	// temp file renamed into place once the entry is about to be written.
-	var ob *os.File
-	var mem *memWriterAt
-	var dst io.WriterAt
-	if inlineOutboard(uint64(size)) {
-		mem = &memWriterAt{b: make([]byte, outboardSize(uint64(size)))}
-		dst = mem
-	} else {
-		if ob, err = os.CreateTemp(s.dir, "ref-*.obao.part"); err != nil {
-			return Hash{}, 0, fmt.Errorf("blobsync: add file ref: %w", err)
-		}
-		dst = ob
+	// One pass over the file, hashed on every core (hashTree); the
+	// outboard then goes in memory when it goes inline in the entry, else
+	// to a temp file renamed into place once the entry is about to be
+	// written.
+	th, err := hashTree(ctx, treeSource{ra: f, size: size}, s.dir, nil)
+	if err != nil {
+		return Hash{}, 0, fmt.Errorf("blobsync: add file ref %s: %w", abs, err)
 	}
+	defer th.close()
+	h := th.root
+	var ob *os.File
+	var mem bytes.Buffer
 	fail := func(err error) (Hash, int64, error) {
 		if ob != nil {
 			ob.Close()
 			os.Remove(ob.Name())
 		}
 		return Hash{}, 0, fmt.Errorf("blobsync: add file ref %s: %w", abs, err)
-	}
-	hs := blake3.New()
-	src := ctxio.NewReader(ctx, bufio.NewReaderSize(teeHash{f, hs}, ioBufSize))
-	root, err := bao.Encode(dst, src, size, ChunkGroupLog, true)
-	if err != nil {
-		return fail(err)
-	}
-	var h Hash
-	hs.Sum(h[:0])
-	if root != h {
-		return fail(fmt.Errorf("internal error: bao root %x != blake3 %s", root, h))
 	}
 	after, err := os.Stat(abs)
 	if err != nil {
@@ -88,7 +72,21 @@ func (s *Store) AddFileRef(ctx context.Context, path string) (Hash, int64, error
 	if after.Size() != size || !after.ModTime().Equal(fi.ModTime()) {
 		return fail(fmt.Errorf("the file changed while it was hashed"))
 	}
-	if ob != nil {
+	if inlineOutboard(uint64(size)) {
+		if err := th.writeOutboard(&mem); err != nil {
+			return fail(err)
+		}
+	} else {
+		if ob, err = os.CreateTemp(s.dir, "ref-*.obao.part"); err != nil {
+			return fail(err)
+		}
+		bw := bufio.NewWriterSize(ob, 64<<10)
+		if err := th.writeOutboard(bw); err != nil {
+			return fail(err)
+		}
+		if err := bw.Flush(); err != nil {
+			return fail(err)
+		}
 		if err := ob.Sync(); err != nil {
 			return fail(err)
 		}
@@ -116,7 +114,7 @@ func (s *Store) AddFileRef(ctx context.Context, path string) (Hash, int64, error
 			return Hash{}, 0, err
 		}
 	} else {
-		e.Outboard = mem.b[outboardHeader:]
+		e.Outboard = mem.Bytes()[outboardHeader:]
 	}
 	if err := s.putEntry(h, e); err != nil {
 		return Hash{}, 0, err
@@ -126,17 +124,4 @@ func (s *Store) AddFileRef(ctx context.Context, path string) (Hash, int64, error
 	}
 	removeStale(s.dataPath(h)) // a partial download's leftover, if any
 	return h, size, nil
-}
-
-// teeHash is an io.Reader that hashes what it reads (hashing only bytes
-// actually read, so a short file cannot be hashed past its end).
-type teeHash struct {
-	r  *os.File
-	hs *blake3.Hasher
-}
-
-func (t teeHash) Read(p []byte) (int, error) {
-	n, err := t.r.Read(p)
-	t.hs.Write(p[:n])
-	return n, err
 }

@@ -1,7 +1,6 @@
 package blobsync
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -379,14 +378,15 @@ func (s *Store) AddBytes(ctx context.Context, b []byte) (Hash, error) {
 }
 
 // AddFile copies the file at path into the store and returns its hash and
-// size. One pass reads the file, hashing it (github.com/zeebo/blake3) and
-// building its outboard (bao.Encode, whose root must agree) while writing the
-// copy; the copy and outboard go to ".part" files that are fsynced and
-// renamed before the entry is written. Memory stays bounded (the outboard is
-// buffered in memory only up to 8 MiB, i.e. blobs up to 2 GiB). The file must
-// be a regular file of at most MaxBlobSize bytes; if it shrinks while being
-// read, AddFile fails; if it grows, the bytes present at the start are
-// stored.
+// size. It reads the file once, in blocks hashed on every core over the
+// BLAKE3 tree (hashTree: the root is the plain BLAKE3 hash, the outboard
+// Bao's pre-order down to 16 KiB groups), each block written to the copy
+// by the worker that hashed it, with O_DIRECT where the file system takes
+// it; the copy and outboard go to ".part" files that are fsynced and
+// renamed before the entry is written. Memory stays bounded (a block
+// buffer per worker; see hashTree). The file must be a regular file of at
+// most MaxBlobSize bytes; if it shrinks while being read, AddFile fails;
+// if it grows, the bytes present at the start are stored.
 func (s *Store) AddFile(ctx context.Context, path string) (Hash, int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -412,16 +412,108 @@ func (s *Store) AddFile(ctx context.Context, path string) (Hash, int64, error) {
 		h, err := s.AddBytes(ctx, b)
 		return h, size, err
 	}
+	h, _, err := s.addTree(ctx, treeSource{ra: f, size: size})
+	if err != nil {
+		return Hash{}, 0, fmt.Errorf("blobsync: add file %s: %w", path, err)
+	}
+	return h, size, nil
+}
 
-	tmp, err := s.newTempPartFiles(uint64(size))
+// AddReader stores the bytes r yields up to its end and returns their
+// hash and size: an upload streamed into the store once, hashed as it
+// arrives (hashTree), with no temporary file imported afterwards. r is
+// read in blocks of 1 MiB, one at a time, while other workers hash and
+// write the blocks already read; an r that is also an io.ReaderAt with a
+// Size method (a *bytes.Reader over a caller's buffer) is read by the
+// workers in parallel. Blobs of at most ChunkGroupSize bytes go inline
+// through AddBytes.
+//
+// Nothing is visible in the store until the whole blob is written,
+// fsynced and named by its hash (the data and outboard are ".part" files
+// until commit): if r fails, ends early or yields more than limit bytes
+// (limit <= 0 or over MaxBlobSize: MaxBlobSize), AddReader removes its
+// part files and returns the error (r's own, wrapped; a *LimitError for
+// too many bytes; ctx's error) and stores nothing.
+func (s *Store) AddReader(ctx context.Context, r io.Reader, limit int64) (Hash, int64, error) {
+	if limit <= 0 || limit > MaxBlobSize {
+		limit = MaxBlobSize
+	}
+	if ra, ok := r.(interface {
+		io.ReaderAt
+		Size() int64
+	}); ok {
+		size := ra.Size()
+		if size > limit {
+			return Hash{}, 0, &LimitError{What: "blob", Limit: limit, Got: size}
+		}
+		if size > inlineMax {
+			h, _, err := s.addTree(ctx, treeSource{ra: ra, size: size})
+			if err != nil {
+				return Hash{}, 0, fmt.Errorf("blobsync: add: %w", err)
+			}
+			return h, size, nil
+		}
+	}
+	// The first inlineMax+1 bytes say whether the blob goes inline.
+	first := make([]byte, inlineMax+1)
+	n, err := io.ReadFull(ctxio.NewReader(ctx, r), first)
+	switch {
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		if int64(n) > limit {
+			return Hash{}, 0, &LimitError{What: "blob", Limit: limit, Got: int64(n)}
+		}
+		h, err := s.AddBytes(ctx, first[:n])
+		return h, int64(n), err
+	case err != nil:
+		return Hash{}, 0, fmt.Errorf("blobsync: add: %w", err)
+	}
+	src := treeSource{r: ctxio.NewReader(ctx, io.MultiReader(bytes.NewReader(first), r)), limit: limit}
+	h, size, err := s.addTree(ctx, src)
+	if err != nil {
+		return Hash{}, 0, fmt.Errorf("blobsync: add: %w", err)
+	}
+	return h, size, nil
+}
+
+// addTree stores the blob src yields (more than inlineMax bytes, which a
+// stream's caller has checked) through temp-named part files: hashTree
+// writes the data as it hashes, then the outboard is written, and the
+// files are committed under the hash's lock unless the store already
+// holds the blob. On any error the part files are removed and nothing is
+// stored.
+func (s *Store) addTree(ctx context.Context, src treeSource) (Hash, int64, error) {
+	tmp, err := s.newTempData()
 	if err != nil {
 		return Hash{}, 0, err
 	}
-	h, err := s.copyAndHash(ctx, tmp, f, size)
+	if src.ra != nil {
+		if err := preallocate(tmp.dataF, src.size); err != nil {
+			tmp.abort()
+			return Hash{}, 0, fmt.Errorf("blobsync: reserve %d bytes: %w", src.size, err)
+		}
+	}
+	dw := newDirectWriter(tmp.dataF, s.log)
+	th, err := hashTree(ctx, src, s.dir, dw.writeAt)
+	if cerr := dw.close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		tmp.abort()
-		return Hash{}, 0, fmt.Errorf("blobsync: add file %s: %w", path, err)
+		return Hash{}, 0, err
 	}
+	defer th.close()
+	if th.size <= inlineMax {
+		tmp.abort()
+		return Hash{}, 0, fmt.Errorf("blobsync: internal error: tree import of %d bytes", th.size)
+	}
+	if err := s.addObao(tmp, th.size); err != nil {
+		return Hash{}, 0, err
+	}
+	if err := th.writeOutboard(tmp.obao); err != nil {
+		tmp.abort()
+		return Hash{}, 0, err
+	}
+	h := th.root
 	unlock, err := s.lock(ctx, h)
 	if err != nil {
 		tmp.abort()
@@ -430,44 +522,18 @@ func (s *Store) AddFile(ctx context.Context, path string) (Hash, int64, error) {
 	defer unlock()
 	if ok, err := s.Has(h); err != nil || ok {
 		tmp.abort()
-		return h, size, err
+		return h, int64(th.size), err
 	}
 	tmp.h = h
-	if err := tmp.commit(size); err != nil {
-		return Hash{}, 0, fmt.Errorf("blobsync: add file %s: %w", path, err)
+	if err := tmp.commit(int64(th.size)); err != nil {
+		return Hash{}, 0, err
 	}
-	return h, size, nil
+	return h, int64(th.size), nil
 }
 
-// maxOutboardBuf: outboards up to this size are built in memory and written
-// once; larger ones are built in place in the file.
+// maxOutboardBuf: hashTree keeps the parents of outboards up to this size
+// in memory; larger ones go through a scratch file (treehash.go).
 var maxOutboardBuf uint64 = 8 << 20
-
-func (s *Store) copyAndHash(ctx context.Context, w *partFiles, f io.Reader, size int64) (Hash, error) {
-	hs := blake3.New()
-	src := io.TeeReader(ctxio.NewReader(ctx, bufio.NewReaderSize(f, ioBufSize)), io.MultiWriter(w.data, hs))
-	var root [32]byte
-	var err error
-	if obs := outboardSize(uint64(size)); obs <= maxOutboardBuf || w.obaoF == nil {
-		ob := &memWriterAt{b: make([]byte, obs)}
-		if root, err = bao.Encode(ob, src, size, ChunkGroupLog, true); err == nil {
-			_, err = w.obao.Write(ob.b)
-		}
-	} else {
-		if err = w.obaoW.Flush(); err == nil {
-			root, err = bao.Encode(w.obaoF, src, size, ChunkGroupLog, true)
-		}
-	}
-	if err != nil {
-		return Hash{}, err
-	}
-	var h Hash
-	hs.Sum(h[:0])
-	if root != h {
-		return h, fmt.Errorf("blobsync: internal error: bao root %x != blake3 %s", root, h)
-	}
-	return h, nil
-}
 
 type memWriterAt struct{ b []byte }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -212,8 +213,8 @@ func TestHashFileMatchesB3sum(t *testing.T) {
 }
 
 // TestAddFileLargeOutboard covers the path for blobs over 2 GiB, where the
-// outboard is built in place in its file, on a smaller blob (one whose
-// outboard does not go inline).
+// outboard's parents go through a scratch file before the outboard file,
+// on a smaller blob (one whose outboard does not go inline).
 func TestAddFileLargeOutboard(t *testing.T) {
 	old := maxOutboardBuf
 	maxOutboardBuf = 0
@@ -264,4 +265,163 @@ func TestHashCBOR(t *testing.T) {
 	if err := wireDec.Unmarshal(b, &back); err != nil || back != h {
 		t.Fatalf("decode: %v", err)
 	}
+}
+
+// TestAddFileTree imports files of sizes around every boundary, with
+// blocks of two groups so that even small files are hashed by several
+// workers: each is named by the hash b3sum prints (zeebo/blake3 when
+// b3sum is absent), keeps bao's outboard where inlineOutboard says, holds
+// the file's bytes, and leaves no part or scratch file behind; imported by
+// reference (AddFileRef), the same hash and outboard.
+func TestAddFileTree(t *testing.T) {
+	b3sum, _ := exec.LookPath("b3sum")
+	s, ref := newTestStore(t), newTestStore(t)
+	ctx := context.Background()
+	sizes := append(treeSizes(), outboardSizes...)
+	withBlock(t, 2*ChunkGroupSize, func() {
+		for _, n := range sizes {
+			b := content(n, uint64(n)+77)
+			p := writeTemp(t, b)
+			want := HashBytes(b)
+			if b3sum != "" {
+				out, err := exec.Command(b3sum, "--no-names", p).Output()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want, err = ParseHash(strings.TrimSpace(string(out))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			h, size, err := s.AddFile(ctx, p)
+			if err != nil || h != want || size != int64(n) {
+				t.Fatalf("size %d: AddFile = %s %d %v, want %s", n, h, size, err, want)
+			}
+			got, err := s.ReadAll(h, int64(n))
+			if err != nil || !bytes.Equal(got, b) {
+				t.Fatalf("size %d: stored bytes differ (%v)", n, err)
+			}
+			if n > inlineMax {
+				checkOutboard(t, s, h, b, "AddFile")
+			}
+			if h, _, err := ref.AddFileRef(ctx, p); err != nil || h != want {
+				t.Fatalf("size %d: AddFileRef = %s %v, want %s", n, h, err, want)
+			}
+			if n > inlineMax {
+				checkOutboard(t, ref, h, b, "AddFileRef")
+			}
+			for _, name := range append(dirFiles(t, s), dirFiles(t, ref)...) {
+				if strings.HasSuffix(name, ".part") {
+					t.Fatalf("size %d: left %s", n, name)
+				}
+			}
+		}
+	})
+}
+
+// TestAddReader streams blobs of sizes around every boundary into the
+// store, as an upload arrives (short reads of random lengths) and from a
+// buffer (*bytes.Reader, read in parallel): each is named by its BLAKE3
+// hash, holds its bytes and bao's outboard, and leaves no part file.
+func TestAddReader(t *testing.T) {
+	s := newTestStore(t)
+	ctx := context.Background()
+	sizes := append(treeSizes(), outboardSizes...)
+	withBlock(t, 2*ChunkGroupSize, func() {
+		for _, n := range sizes {
+			b := content(n, uint64(n)+91)
+			for _, buffered := range []bool{false, true} {
+				var r io.Reader = &chunkyReader{bytes.NewReader(b), rand.New(rand.NewPCG(2, uint64(n)))}
+				if buffered {
+					r = bytes.NewReader(b)
+				}
+				h, size, err := s.AddReader(ctx, r, int64(n))
+				if err != nil || h != HashBytes(b) || size != int64(n) {
+					t.Fatalf("size %d buffered %v: AddReader = %s %d %v", n, buffered, h, size, err)
+				}
+				got, err := s.ReadAll(h, int64(n))
+				if err != nil || !bytes.Equal(got, b) {
+					t.Fatalf("size %d buffered %v: stored bytes differ (%v)", n, buffered, err)
+				}
+				if n > inlineMax {
+					checkOutboard(t, s, h, b, "AddReader")
+				}
+				for _, name := range dirFiles(t, s) {
+					if strings.HasSuffix(name, ".part") {
+						t.Fatalf("size %d: left %s", n, name)
+					}
+				}
+				if err := s.Delete(h); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	})
+}
+
+// TestAddReaderBroken: an upload that fails mid-way, yields more than its
+// limit, or whose context ends leaves nothing in the store: no entry, no
+// file (part or final), and the error says why.
+func TestAddReaderBroken(t *testing.T) {
+	s := newTestStore(t)
+	b := content(5<<20+17, 4)
+	boom := errors.New("connection reset")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancelAfter := &funcReader{r: bytes.NewReader(b), after: 2 << 20, f: cancel}
+	cases := []struct {
+		name  string
+		ctx   context.Context
+		r     io.Reader
+		limit int64
+		want  func(error) bool
+	}{
+		{"reader fails", context.Background(), io.MultiReader(bytes.NewReader(b[:3<<20]), iotestErr{boom}), 0,
+			func(err error) bool { return errors.Is(err, boom) }},
+		{"reader fails in the first group", context.Background(), io.MultiReader(bytes.NewReader(b[:1000]), iotestErr{boom}), 0,
+			func(err error) bool { return errors.Is(err, boom) }},
+		{"over the limit", context.Background(), bytes.NewReader(b), int64(len(b)) - 1,
+			func(err error) bool { var le *LimitError; return errors.As(err, &le) }},
+		{"stream over the limit", context.Background(), &chunkyReader{bytes.NewReader(b), rand.New(rand.NewPCG(3, 3))}, 4 << 20,
+			func(err error) bool { var le *LimitError; return errors.As(err, &le) }},
+		{"small stream over the limit", context.Background(), bytes.NewBufferString("0123456789"), 9,
+			func(err error) bool { var le *LimitError; return errors.As(err, &le) }},
+		{"context ends", ctx, cancelAfter, 0,
+			func(err error) bool { return errors.Is(err, context.Canceled) }},
+	}
+	for _, c := range cases {
+		h, _, err := s.AddReader(c.ctx, c.r, c.limit)
+		if !c.want(err) {
+			t.Fatalf("%s: err %v", c.name, err)
+		}
+		if !h.IsZero() {
+			t.Fatalf("%s: returned hash %s", c.name, h)
+		}
+		if left := dirFiles(t, s); len(left) != 0 {
+			t.Fatalf("%s: left %v", c.name, left)
+		}
+		if ok, _ := s.Has(HashBytes(b)); ok {
+			t.Fatalf("%s: the whole blob is in the store", c.name)
+		}
+		u, err := s.Usage()
+		if err != nil || u.Blobs != 0 {
+			t.Fatalf("%s: usage %+v %v", c.name, u, err)
+		}
+	}
+}
+
+// funcReader calls f once after it has read after bytes.
+type funcReader struct {
+	r     io.Reader
+	after int
+	f     func()
+	read  int
+}
+
+func (r *funcReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	r.read += n
+	if r.read >= r.after && r.f != nil {
+		r.f()
+		r.f = nil
+	}
+	return n, err
 }

@@ -1,26 +1,27 @@
 package core
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/dwebkit/dweb/blobsync"
 	"github.com/dwebkit/dweb/datarepo"
-	"github.com/dwebkit/dweb/internal/ctxio"
 	"github.com/dwebkit/dweb/internal/key"
 )
 
-// uploadsDir, under the data dir, holds uploads being received by
-// AddReader; each upload has its own subdirectory, removed when it ends.
+// uploadsDir, under the data dir, held uploads being received by earlier
+// versions of AddReader (bytes spooled to a file, then imported); Open
+// removes what an interrupted one left.
 const uploadsDir = "uploads"
 
-// uploadBuf is the copy buffer of an upload (bytes).
-const uploadBuf = 256 << 10
+// quotaStep is how many bytes of an upload AddReader reserves against the
+// storage quota at a time.
+const quotaStep = 64 << 20
 
 // checkFileName applies datarepo's file name rules (non-empty, not "." or
 // "..", at most datarepo.MaxNameLen bytes of UTF-8, no '/' or NUL) before
@@ -41,19 +42,22 @@ func checkFileName(name string) error {
 
 // AddReader adds the bytes of r as file name to this node's repo in group
 // g (replacing a file of that name) and publishes the new collection. The
-// bytes are streamed to a temporary file under DataDir/uploads and then
-// copied into the blob store (blobsync.Store.AddFile), so memory stays
-// bounded whatever the size; disk use is twice the file's size while it
-// runs. maxBytes bounds the upload (<= 0 or over blobsync.MaxBlobSize:
+// bytes are streamed into the blob store once, hashed as they arrive
+// (blobsync.Store.AddReader): no temporary file is written and imported
+// afterwards, memory stays bounded whatever the size, and if r fails or
+// breaks off, nothing is stored and the repo is unchanged. maxBytes
+// bounds the upload (<= 0 or over blobsync.MaxBlobSize:
 // blobsync.MaxBlobSize); more bytes give an error wrapping ErrTooLarge,
-// and nothing is added. It returns the new entry and the hash of the
-// repo's collection after the add.
+// and nothing is added. Under a storage quota the upload reserves its
+// bytes as they arrive, 64 MiB at a time. It returns the new entry and
+// the hash of the repo's collection after the add.
 //
 // Errors: ErrUnknownGroup; *BadInputError for a bad name; ErrTooLarge;
-// the reader's own error, wrapped (an *http.MaxBytesError stays
-// reachable with errors.As); store and DHT errors.
+// *QuotaError; the reader's own error, wrapped (an *http.MaxBytesError
+// stays reachable with errors.As); store and DHT errors.
 func (b *Backend) AddReader(ctx context.Context, g key.RecordKey, name string, r io.Reader, maxBytes int64) (FileInfo, blobsync.Hash, error) {
-	if _, err := b.writableGroup(g); err != nil {
+	gs, err := b.writableGroup(g)
+	if err != nil {
 		return FileInfo{}, blobsync.Hash{}, err
 	}
 	if err := checkFileName(name); err != nil {
@@ -62,49 +66,77 @@ func (b *Backend) AddReader(ctx context.Context, g key.RecordKey, name string, r
 	if maxBytes <= 0 || maxBytes > blobsync.MaxBlobSize {
 		maxBytes = blobsync.MaxBlobSize
 	}
-	root := filepath.Join(b.opts.DataDir, uploadsDir)
-	if err := os.MkdirAll(root, 0o700); err != nil {
-		return FileInfo{}, blobsync.Hash{}, fmt.Errorf("upload %q: %w", name, err)
+	var src io.Reader
+	if br, ok := r.(*bytes.Reader); ok {
+		// A caller's buffer (the C ABI): its size is known, and the
+		// store reads it on every core.
+		release, err := b.reserveStorage(br.Size())
+		if err != nil {
+			return FileInfo{}, blobsync.Hash{}, err
+		}
+		defer release()
+		src = br
+	} else {
+		qr := &quotaReader{r: r, reserve: b.reserveStorage}
+		defer qr.release()
+		src = qr
 	}
-	dir, err := os.MkdirTemp(root, "up-*")
-	if err != nil {
-		return FileInfo{}, blobsync.Hash{}, fmt.Errorf("upload %q: %w", name, err)
-	}
-	defer os.RemoveAll(dir)
-	path := filepath.Join(dir, name)
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
-		return FileInfo{}, blobsync.Hash{}, fmt.Errorf("upload %q: %w", name, err)
-	}
-	n, err := io.CopyBuffer(onlyWriter{f}, ctxio.NewReader(ctx, io.LimitReader(r, maxBytes+1)), make([]byte, uploadBuf))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return FileInfo{}, blobsync.Hash{}, fmt.Errorf("upload %q: %w", name, err)
-	}
-	if n > maxBytes {
+	e, err := gs.repo.AddReader(ctx, name, src, maxBytes)
+	var le *blobsync.LimitError
+	switch {
+	case errors.As(err, &le):
 		return FileInfo{}, blobsync.Hash{}, fmt.Errorf("upload %q: %w: over the limit of %d bytes", name, ErrTooLarge, maxBytes)
+	case errors.Is(err, datarepo.ErrBadName):
+		return FileInfo{}, blobsync.Hash{}, badInput(err)
+	case err != nil:
+		return FileInfo{}, blobsync.Hash{}, fmt.Errorf("upload %q: %w", name, err)
 	}
-	fis, err := b.AddFiles(ctx, g, []string{path})
+	b.ownRepoChanged(ctx, gs)
+	repoName, _ := gs.repo.Name(ctx)
+	fi := b.fileInfo(gs, gs.info.Repo, repoName, e)
+	fi.Publication = b.collectionPending(gs)
+	ch, _, err := b.CollectionHash(ctx, g, fi.Repo)
 	if err != nil {
-		return FileInfo{}, blobsync.Hash{}, err
+		return fi, ch, fmt.Errorf("upload %q: read the new collection hash: %w", name, err)
 	}
-	if len(fis) != 1 {
-		return FileInfo{}, blobsync.Hash{}, fmt.Errorf("upload %q: added %d files, want 1", name, len(fis))
-	}
-	ch, _, err := b.CollectionHash(ctx, g, fis[0].Repo)
-	if err != nil {
-		return fis[0], ch, fmt.Errorf("upload %q: read the new collection hash: %w", name, err)
-	}
-	return fis[0], ch, nil
+	return fi, ch, nil
 }
 
-// onlyWriter hides *os.File's ReadFrom so io.CopyBuffer uses the given
-// buffer instead of allocating its own.
-type onlyWriter struct{ w io.Writer }
+// quotaReader reserves storage (Backend.reserveStorage) for the bytes it
+// reads, quotaStep at a time (or just what it has read, when a whole step
+// does not fit), and fails with the *QuotaError once the bytes read do
+// not fit. release gives back every reservation.
+type quotaReader struct {
+	r        io.Reader
+	reserve  func(int64) (func(), error)
+	read     int64
+	reserved int64
+	releases []func()
+}
 
-func (o onlyWriter) Write(p []byte) (int, error) { return o.w.Write(p) }
+func (q *quotaReader) Read(p []byte) (int, error) {
+	n, err := q.r.Read(p)
+	q.read += int64(n)
+	if q.read > q.reserved {
+		step := max(quotaStep, q.read-q.reserved)
+		rel, rerr := q.reserve(step)
+		if rerr != nil {
+			step = q.read - q.reserved
+			if rel, rerr = q.reserve(step); rerr != nil {
+				return n, rerr
+			}
+		}
+		q.releases = append(q.releases, rel)
+		q.reserved += step
+	}
+	return n, err
+}
+
+func (q *quotaReader) release() {
+	for _, rel := range q.releases {
+		rel()
+	}
+}
 
 // fetch downloads fi's blob from the group's members if it is not local,
 // verifying every 16 KiB chunk group (from every member that holds it at

@@ -1,7 +1,9 @@
 package core
 
 import (
+	"bytes"
 	"errors"
+	"io"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -112,6 +114,36 @@ func TestQuotaOnAddAndGet(t *testing.T) {
 	if _, err := bob.AddFiles(ctx, g.ID, []string{small}); err != nil {
 		t.Fatalf("a small add under the quota: %v", err)
 	}
+
+	// Uploads (AddReader) reserve as the bytes arrive: a stream and a
+	// buffer over the quota are refused with nothing stored; one under it
+	// goes through.
+	before, err := bob.StorageUsage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream := io.LimitReader(neverEnding('x'), 2<<20)
+	if _, _, err := bob.AddReader(ctx, g.ID, "up.bin", stream, 0); !errors.Is(err, ErrQuota) {
+		t.Fatalf("bob uploads a 2 MiB stream under a 1 MiB quota: %v, want ErrQuota", err)
+	}
+	if _, _, err := bob.AddReader(ctx, g.ID, "buf.bin", bytes.NewReader(make([]byte, 2<<20)), 0); !errors.Is(err, ErrQuota) {
+		t.Fatalf("bob adds a 2 MiB buffer under a 1 MiB quota: %v, want ErrQuota", err)
+	}
+	if u, err := bob.StorageUsage(); err != nil || u != before {
+		t.Fatalf("bob's store after the refused uploads: %+v, was %+v (%v)", u, before, err)
+	}
+	if _, _, err := bob.AddReader(ctx, g.ID, "up.bin", io.LimitReader(neverEnding('y'), 300<<10), 0); err != nil {
+		t.Fatalf("a 300 KiB upload under the quota: %v", err)
+	}
+}
+
+type neverEnding byte
+
+func (b neverEnding) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte(b)
+	}
+	return len(p), nil
 }
 
 func TestFormatSize(t *testing.T) {

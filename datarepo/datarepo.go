@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"mime"
 	"os"
@@ -56,6 +57,7 @@ var (
 // Blobs is the blob store a repo keeps its files and collections in.
 type Blobs interface {
 	AddFile(ctx context.Context, path string) (blobsync.Hash, int64, error)
+	AddReader(ctx context.Context, r io.Reader, limit int64) (blobsync.Hash, int64, error)
 	AddBytes(ctx context.Context, b []byte) (blobsync.Hash, error)
 	ReadAll(h blobsync.Hash, max int64) ([]byte, error)
 }
@@ -348,6 +350,39 @@ func (r *Repo) AddFiles(ctx context.Context, paths []string) ([]blobsync.Entry, 
 		return nil, err
 	}
 	return added, nil
+}
+
+// AddReader stores the bytes r yields (at most limit bytes; see
+// blobsync.Store.AddReader) as file name, replacing a file of that name,
+// and publishes one new collection with it. The bytes go into the blob
+// store once, hashed as they arrive; if r fails or passes limit, nothing
+// is stored and the collection is unchanged. Both times of the entry are
+// now. Errors: ErrReadOnly; a name CheckName refuses (ErrBadName); the
+// store's errors (r's own error wrapped, *blobsync.LimitError).
+func (r *Repo) AddReader(ctx context.Context, name string, src io.Reader, limit int64) (blobsync.Entry, error) {
+	if r.writer == nil {
+		return blobsync.Entry{}, ErrReadOnly
+	}
+	if err := CheckName(name); err != nil {
+		return blobsync.Entry{}, err
+	}
+	h, size, err := r.blobs.AddReader(ctx, src, limit)
+	if err != nil {
+		return blobsync.Entry{}, fmt.Errorf("add %q: %w", name, err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, _, err := r.Collection(ctx, nil)
+	if err != nil {
+		return blobsync.Entry{}, err
+	}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	e := blobsync.Entry{Name: name, Hash: h, Size: size, CreatedAt: now, ModTime: now, MediaType: mediaType(name)}
+	c.Put(e)
+	if err := r.writeCollection(ctx, c); err != nil {
+		return blobsync.Entry{}, err
+	}
+	return e, nil
 }
 
 // DeleteFile publishes a collection without the named file.

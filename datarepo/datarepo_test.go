@@ -3,6 +3,7 @@ package datarepo_test
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -253,3 +254,50 @@ func TestTunnelsSkipBadSlot(t *testing.T) {
 		t.Fatalf("Tunnel(0) = %v, want ErrBadValue", err)
 	}
 }
+
+// TestAddReader: a stream becomes a file of the repo's collection, named
+// by its hash; a stream that breaks off leaves the collection as it was
+// and the store without its bytes; a bad name is refused before a byte is
+// read.
+func TestAddReader(t *testing.T) {
+	ctx := context.Background()
+	net := testnet.New(t, 1)
+	blobs := openBlobs(t, net[0])
+	repo, _, err := datarepo.Create(ctx, net[0].DHT, blobs, key.NewSecret(), "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := []byte(strings.Repeat("interview audio ", 200000))
+	e, err := repo.AddReader(ctx, "talk.mp3", strings.NewReader(string(data)), 0)
+	if err != nil || e.Hash != blobsync.HashBytes(data) || e.Size != int64(len(data)) || e.MediaType != "audio/mpeg" {
+		t.Fatalf("AddReader = %+v, %v", e, err)
+	}
+	c, before, err := repo.Collection(ctx, nil)
+	if err != nil || len(c.Entries) != 1 || c.Entries[0] != e {
+		t.Fatalf("collection %+v, %v", c, err)
+	}
+
+	boom := errors.New("link lost")
+	cut := io.MultiReader(strings.NewReader(string(data[:len(data)/2])), errReader{boom})
+	if _, err := repo.AddReader(ctx, "cut.mp3", cut, 0); !errors.Is(err, boom) {
+		t.Fatalf("broken stream: %v", err)
+	}
+	if _, after, err := repo.Collection(ctx, nil); err != nil || after != before {
+		t.Fatalf("collection changed to %s (%v), was %s", after, err, before)
+	}
+	if u, err := blobs.Usage(); err != nil || u.Blobs != 3 { // the file, the empty collection and the one listing it
+		t.Fatalf("usage %+v %v", u, err)
+	}
+	read := 0
+	if _, err := repo.AddReader(ctx, "a/b", readCounter{&read}, 0); !errors.Is(err, datarepo.ErrBadName) || read != 0 {
+		t.Fatalf("bad name: %v, %d bytes read", err, read)
+	}
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+type readCounter struct{ n *int }
+
+func (r readCounter) Read(p []byte) (int, error) { *r.n += len(p); return len(p), nil }

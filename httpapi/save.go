@@ -233,7 +233,8 @@ func isReadOnly(err error) bool {
 }
 
 // uploadMedia streams the body into the store as file {name} of the node's
-// own repo: never more than a copy buffer in memory. A declared
+// own repo, hashed as it arrives (core.Backend.AddReader): a few 1 MiB
+// blocks in memory, the bytes written once, nothing kept if it breaks off. A declared
 // Content-Length over the limit is refused before any byte is read; a body
 // that grows past it is cut off (413 either way).
 func (s *server) uploadMedia(w http.ResponseWriter, r *http.Request) error {

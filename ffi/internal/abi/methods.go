@@ -1,10 +1,10 @@
 package abi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -336,33 +336,18 @@ func checkBaseName(name string) error {
 	return nil
 }
 
-// addBytes adds data as file name: core imports files from paths, so the
-// bytes go through a temporary file under DataDir/ffi-tmp, removed after.
+// addBytes adds data as file name: the bytes go into the blob store once,
+// hashed on every core as they are copied (core.Backend.AddReader), with
+// no temporary file. data is only read during the call.
 func (n *node) addBytes(ctx context.Context, g core.GroupInfo, name string, data []byte) (core.FileInfo, error) {
 	if err := checkBaseName(name); err != nil {
 		return core.FileInfo{}, err
 	}
-	tmpRoot := filepath.Join(n.cfg.DataDir, "ffi-tmp")
-	if err := os.MkdirAll(tmpRoot, 0o700); err != nil {
-		return core.FileInfo{}, fmt.Errorf("add %q: %w", name, err)
-	}
-	dir, err := os.MkdirTemp(tmpRoot, "add-")
-	if err != nil {
-		return core.FileInfo{}, fmt.Errorf("add %q: %w", name, err)
-	}
-	defer os.RemoveAll(dir)
-	path, err := filepath.Abs(filepath.Join(dir, name))
+	fi, _, err := n.b.AddReader(ctx, g.ID, name, bytes.NewReader(data), MaxAddBytes)
 	if err != nil {
 		return core.FileInfo{}, err
 	}
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		return core.FileInfo{}, fmt.Errorf("add %q: %w", name, err)
-	}
-	fs, err := n.b.AddFiles(ctx, g.ID, []string{path})
-	if err != nil {
-		return core.FileInfo{}, err
-	}
-	return fs[0], nil
+	return fi, nil
 }
 
 func fileList(ctx context.Context, n *node, q groupParams) (any, error) {
