@@ -234,3 +234,53 @@ func TestCheckedGroupRemoval(t *testing.T) {
 		t.Fatalf("bo after the next change: %d members, %v", len(ms), err)
 	}
 }
+
+// TestCatchUpAcrossEpochs: bo is offline while ana removes carol and then
+// dave (two epochs, three list versions); on his next refresh he takes
+// the newest list (signed by an admin of the one he held), holds the keys
+// of every epoch he missed through its chain, and reads a value written
+// in the epoch between.
+func TestCatchUpAcrossEpochs(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	net := testnet.NewWith(t, 3, testnet.Options{Membership: group.NewHolders()})
+	ks := memberKeys(t, 4)
+	ana, bo, carol, dave := ks[0], ks[1], ks[2], ks[3]
+	ga, err := group.CreateChecked(ctx, net[0].DHT, ana, "g", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var l *group.Membership
+	for _, k := range []group.MemberKey{bo, carol, dave} {
+		if l, err = ga.AddMember(ctx, k.Contact(), group.RoleMember, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gb, _, err := group.JoinChecked(ctx, net[1].DHT, ga.Key(), bo, anchorOf(t, l))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ga.RemoveMember(ctx, carol.Public()); err != nil {
+		t.Fatal(err)
+	}
+	rk := key.RecordKey{4}
+	between, err := ga.Keys().Seal(rk, 1, []byte("epoch 1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ga.RemoveMember(ctx, dave.Public()); err != nil {
+		t.Fatal(err)
+	}
+	if gb.Keyring().Epoch() != 0 {
+		t.Fatal("bo moved on while offline")
+	}
+	if changed, err := gb.Refresh(ctx); err != nil || !changed {
+		t.Fatalf("bo's refresh: %v %v", changed, err)
+	}
+	if r := gb.Keyring(); r.Epoch() != 2 || len(r.Epochs()) != 3 {
+		t.Fatalf("bo holds epoch %d, keys %v", r.Epoch(), r.Epochs())
+	}
+	if pt, err := gb.Keys().Open(rk, 1, between); err != nil || string(pt) != "epoch 1" {
+		t.Fatalf("bo reads the epoch he missed: %q %v", pt, err)
+	}
+}
