@@ -263,7 +263,7 @@ func TestAddReader(t *testing.T) {
 	ctx := context.Background()
 	net := testnet.New(t, 1)
 	blobs := openBlobs(t, net[0])
-	repo, _, err := datarepo.Create(ctx, net[0].DHT, blobs, key.NewSecret(), "r")
+	repo, _, err := datarepo.Create(ctx, net[0].DHT, blobs, record.Secret(key.NewSecret()), "r")
 	if err != nil {
 		t.Fatal(err)
 	}

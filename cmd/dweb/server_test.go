@@ -44,6 +44,8 @@ func (f *fakeBackend) NodeID() key.NodeID               { return key.NodeID{1, 2
 func (f *fakeBackend) Addr() netip.AddrPort             { return netip.MustParseAddrPort("127.0.0.1:4242") }
 func (f *fakeBackend) Contact() string                  { return f.NodeID().String() + "@127.0.0.1:4242" }
 func (f *fakeBackend) DeviceName() string               { return core.DefaultDeviceName }
+func (f *fakeBackend) Traffic() core.TrafficStats { return core.TrafficStats{} }
+
 func (f *fakeBackend) Publications() []core.Publication { return nil }
 
 func (f *fakeBackend) CreateGroupWith(_ context.Context, name string, o core.GroupOptions) (core.GroupInfo, error) {
