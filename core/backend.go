@@ -89,6 +89,12 @@ type Options struct {
 	// Link, when set, shapes the node's UDP socket as an emulated lossy
 	// access link (netem.Conn), for tests and `dweb bench soak`. Nil: none.
 	Link *netem.Options
+	// Lanes is how many QUIC connections a download of a large blob
+	// (LaneMinSize and up) opens to each member that provides it, each
+	// with its own congestion window (transport.OpenStreamLane): 1..4;
+	// 0: DefaultLanes; 1: one connection per member, as for small blobs.
+	// Environment DWEB_LANES overrides it (for baselines).
+	Lanes int
 
 	// Backup makes this node a backup server (docs/backup.md): it keeps a
 	// full, verified copy of every repo of every group it belongs to and
@@ -136,6 +142,7 @@ type Backend struct {
 	metrics *dht.Metrics
 	rm      *rcmgr.Manager // the node's resource manager, shared by every layer
 	traffic traffic
+	lanes   int // Options.Lanes, resolved
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -178,6 +185,10 @@ func New(opts Options) (*Backend, error) {
 		}
 		dk = &k
 	}
+	lanes, err := lanesOf(opts.Lanes)
+	if err != nil {
+		return nil, err
+	}
 	db, err := store.Open(opts.DataDir, store.Options{Logger: log})
 	if err != nil {
 		return nil, err
@@ -186,7 +197,7 @@ func New(opts Options) (*Backend, error) {
 		opts.MaxPeerRequests = DefaultMaxPeerRequests
 	}
 	b := &Backend{
-		opts: opts, log: log, db: db, prot: db.Protected(*dk),
+		opts: opts, log: log, db: db, prot: db.Protected(*dk), lanes: lanes,
 		groups: make(map[key.RecordKey]*groupState),
 		limits: blobsync.NewPeerLimiter(blobsync.ServeLimits{UploadRate: opts.UploadRate, MaxRequests: opts.MaxPeerRequests}),
 	}

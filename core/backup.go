@@ -593,7 +593,7 @@ func (b *Backend) backupBatch(ctx context.Context, gs *groupState, rc repoColl, 
 		return
 	}
 	defer release()
-	provs, err := b.memberProviders(ctx, gs, []key.RecordKey{rc.rk})
+	provs, err := b.memberProviders(ctx, gs, []key.RecordKey{rc.rk}, 1)
 	if err != nil {
 		return
 	}

@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/dwebkit/dweb/blobsync"
 	"github.com/dwebkit/dweb/datarepo"
 	"github.com/dwebkit/dweb/internal/key"
+	"github.com/dwebkit/dweb/internal/transport"
 )
 
 // memberProvider is one group member's node as a blobsync.Provider: Open
@@ -19,20 +22,36 @@ import (
 // (the node may have moved to another address or relay since it was read)
 // and, if the descriptor changed, tries again, up to resolveRetries times.
 type memberProvider struct {
-	b  *Backend
-	gs *groupState
+	b    *Backend
+	gs   *groupState
+	lane int // transport lane: 0, the pooled connection; 1..: a connection of its own
 
 	mu sync.Mutex
 	td datarepo.TunnelDescriptor
 }
 
-func (p *memberProvider) ID() string { return p.td.Node.String() }
+func (p *memberProvider) ID() string {
+	if p.lane > 0 {
+		return p.td.Node.String() + "/" + strconv.Itoa(p.lane)
+	}
+	return p.td.Node.String()
+}
 
 func (p *memberProvider) Open(ctx context.Context) (io.ReadWriteCloser, error) {
 	p.mu.Lock()
 	td := p.td
 	p.mu.Unlock()
 	start := time.Now()
+	if p.lane > 0 {
+		// An extra lane: direct paths only, and its failure says nothing
+		// of the node (lane 0 tells that).
+		sess, err := p.b.openTunnelLane(ctx, p.gs, td, p.lane)
+		if err != nil {
+			return nil, err
+		}
+		p.b.traffic.opened.Add(1)
+		return countingConn{ReadWriteCloser: sess, read: &p.b.traffic.received}, nil
+	}
 	sess, err := p.b.openTunnel(ctx, p.gs, td)
 	for try := 0; err != nil && try < resolveRetries && ctx.Err() == nil; try++ {
 		fresh, rerr := p.b.resolveDescriptor(ctx, p.gs, td.Node)
@@ -57,6 +76,32 @@ func (p *memberProvider) Open(ctx context.Context) (io.ReadWriteCloser, error) {
 	return countingConn{ReadWriteCloser: sess, read: &p.b.traffic.received}, nil
 }
 
+// Lanes (Options.Lanes): the default, and the smallest blob whose download
+// is striped over them. Below it a blob takes a few round trips, which
+// one connection's window covers.
+const (
+	DefaultLanes = transport.MaxLanes
+	LaneMinSize  = 16 << 20
+)
+
+// lanesOf resolves Options.Lanes: DWEB_LANES when set, else n, else
+// DefaultLanes; outside 1..transport.MaxLanes is a *BadInputError.
+func lanesOf(n int) (int, error) {
+	if v := os.Getenv("DWEB_LANES"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil {
+			return 0, badInput(fmt.Errorf("DWEB_LANES=%q: not a number", v))
+		}
+	}
+	if n == 0 {
+		n = DefaultLanes
+	}
+	if n < 1 || n > transport.MaxLanes {
+		return 0, badInput(fmt.Errorf("lanes %d: want 1..%d", n, transport.MaxLanes))
+	}
+	return n, nil
+}
+
 // ErrNoMembers is returned when a blob must be fetched but no other member
 // of the group announces a node to fetch it from.
 var ErrNoMembers = errors.New("no other member of the group is reachable")
@@ -72,7 +117,11 @@ func (b *Backend) download(ctx context.Context, gs *groupState, h blobsync.Hash,
 	if ok, _ := b.blobs.Has(h); ok {
 		return nil
 	}
-	provs, err := b.memberProviders(ctx, gs, prefer)
+	lanes := 1
+	if size >= LaneMinSize {
+		lanes = b.lanes
+	}
+	provs, err := b.memberProviders(ctx, gs, prefer, lanes)
 	if err != nil {
 		return err
 	}
@@ -85,7 +134,10 @@ func (b *Backend) download(ctx context.Context, gs *groupState, h blobsync.Hash,
 // b.health: the nodes that answered before, fastest first, then the
 // others (those serving the repos in prefer first), without the nodes
 // down unless all are; ErrNoMembers if there is none.
-func (b *Backend) memberProviders(ctx context.Context, gs *groupState, prefer []key.RecordKey) ([]blobsync.Provider, error) {
+//
+// With lanes > 1 each member is lanes providers, one per transport lane
+// (its own QUIC connection), so that the download splits across them.
+func (b *Backend) memberProviders(ctx context.Context, gs *groupState, prefer []key.RecordKey, lanes int) ([]blobsync.Provider, error) {
 	members, err := gs.g.Providers(ctx, prefer, b.NodeID())
 	if err != nil {
 		return nil, err
@@ -95,9 +147,11 @@ func (b *Backend) memberProviders(ctx context.Context, gs *groupState, prefer []
 	}
 	b.rememberMembers(gs, members)
 	members = b.health.order(members)
-	provs := make([]blobsync.Provider, len(members))
-	for i, m := range members {
-		provs[i] = gs.streams.Provider(&memberProvider{b: b, gs: gs, td: m.Tunnel})
+	provs := make([]blobsync.Provider, 0, len(members)*max(1, lanes))
+	for _, m := range members {
+		for lane := range max(1, lanes) {
+			provs = append(provs, gs.streams.Provider(&memberProvider{b: b, gs: gs, td: m.Tunnel, lane: lane}))
+		}
 	}
 	return provs, nil
 }

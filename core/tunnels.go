@@ -146,6 +146,13 @@ type tunnelPath struct {
 // A relay that is this node itself is a direct stream over the connection
 // the node's reservation keeps open.
 func (b *Backend) openTunnel(ctx context.Context, gs *groupState, td datarepo.TunnelDescriptor) (*tunnel.Session, error) {
+	return b.openTunnelLane(ctx, gs, td, 0)
+}
+
+// openTunnelLane is openTunnel on transport lane lane: lane 0 is
+// openTunnel's; a lane above 0 is a QUIC connection of its own and takes
+// direct paths only (a relay circuit rides one connection).
+func (b *Backend) openTunnelLane(ctx context.Context, gs *groupState, td datarepo.TunnelDescriptor, lane int) (*tunnel.Session, error) {
 	var paths []tunnelPath
 	var errs []error
 	for _, a := range td.Addrs {
@@ -156,10 +163,13 @@ func (b *Backend) openTunnel(ctx context.Context, gs *groupState, td datarepo.Tu
 		}
 		paths = append(paths, tunnelPath{path: PathDirect, via: addr.String(), timeout: directPathTimeout,
 			open: func(ctx context.Context) (*quic.Stream, []byte, error) {
-				return b.ep.OpenStreamBinding(ctx, td.Node, addr, transport.ProtoTunnel)
+				return b.ep.OpenStreamLane(ctx, td.Node, addr, transport.ProtoTunnel, lane)
 			}})
 	}
 	for _, r := range td.Relays {
+		if lane > 0 {
+			break
+		}
 		c, err := dht.ParseContact(r)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("relay %q: %w", r, err))

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/dwebkit/dweb/blobsync"
+	"github.com/dwebkit/dweb/core"
 	"github.com/dwebkit/dweb/internal/key"
 	"github.com/dwebkit/dweb/internal/netem"
 	"github.com/dwebkit/dweb/internal/store"
@@ -39,6 +40,7 @@ type benchTransferResult struct {
 	NoBatch          bool                     `json:"no_batch,omitempty"`    // --no-batch: every file its own download
 	FilesPerSec      float64                  `json:"files_per_s,omitempty"` // with --files > 1: entries downloaded per second
 	Providers        int                      `json:"providers"`
+	Lanes            int                      `json:"lanes"` // connections per provider for the blob (1 below 16 MiB)
 	ProviderRateMBs  float64                  `json:"provider_rate_mb_s,omitempty"`
 	BaselineMBs      float64                  `json:"baseline_mb_s"` // raw QUIC stream, same endpoints' config, loopback
 	MBs              float64                  `json:"mb_s"`          // dweb download: tunnel + blobsync + verify + disk
@@ -110,6 +112,7 @@ type btJob struct {
 	Files     int           `json:"files"`    // > 1: Hash is a collection of that many entries (DownloadCollection)
 	NoBatch   bool          `json:"no_batch"` // no children requests: every entry its own download
 	NoPool    bool          `json:"no_pool"`  // no StreamPool: every blob's download opens its own tunnels
+	Lanes     int           `json:"lanes"`    // connections per provider for a blob of core.LaneMinSize and up, as core does
 }
 
 type btPeer struct {
@@ -144,7 +147,7 @@ type btReceived struct {
 
 func benchTransferCmd(a *app) *cobra.Command {
 	var sizeFlag, rateFlag, dir, role, job, tt, lossFlag, linkRateFlag string
-	var providers, rounds, files int
+	var providers, rounds, files, lanes int
 	var noBatch, noPool, e2e bool
 	var rtt time.Duration
 	cmd := &cobra.Command{
@@ -176,6 +179,9 @@ func benchTransferCmd(a *app) *cobra.Command {
 			if tt != "tls" && tt != "noise" {
 				return &usageError{fmt.Errorf("--tunnel-transport %q: want tls or noise", tt)}
 			}
+			if lanes < 1 || lanes > transport.MaxLanes {
+				return &usageError{fmt.Errorf("--lanes %d: want 1..%d", lanes, transport.MaxLanes)}
+			}
 			if rounds < 1 || rounds > 15 {
 				return &usageError{fmt.Errorf("--rounds %d: want 1..15", rounds)}
 			}
@@ -200,7 +206,7 @@ func benchTransferCmd(a *app) *cobra.Command {
 			if e2e && (providers != 1 || files != 1 || lo != (netem.Options{}) || rate != 0) {
 				return &usageError{errors.New("--e2e: one provider, one file, no emulated link and no --provider-rate")}
 			}
-			opts := btOptions{rate: rate, tls: tt == "tls", rounds: rounds, files: files, noBatch: noBatch, noPool: noPool, link: lo, e2e: e2e}
+			opts := btOptions{rate: rate, tls: tt == "tls", rounds: rounds, files: files, noBatch: noBatch, noPool: noPool, link: lo, e2e: e2e, lanes: lanes}
 			res, err := benchTransfer(cmd.Context(), tmp, size, providers, opts)
 			if err != nil {
 				return err
@@ -239,6 +245,7 @@ func benchTransferCmd(a *app) *cobra.Command {
 	cmd.Flags().IntVar(&files, "files", 1, "split --size into a collection of this many files and download it with DownloadCollection (small files go in children requests)")
 	cmd.Flags().BoolVar(&noBatch, "no-batch", false, "with --files: no children requests, every file its own download (to compare)")
 	cmd.Flags().StringVar(&rateFlag, "provider-rate", "", "upload rate limit of each provider, e.g. 25MB/s (default: none)")
+	cmd.Flags().IntVar(&lanes, "lanes", core.DefaultLanes, "QUIC connections per provider for a blob of 16 MiB and up, each with its own congestion window (core.Options.Lanes); 1: one, as stock quic-go")
 	cmd.Flags().BoolVar(&noPool, "no-pool", false, "no tunnel pool: every blob's download opens its own tunnels (to compare)")
 	cmd.Flags().DurationVar(&rtt, "rtt", 0, "emulate a wide-area path to each provider with this round-trip time, e.g. 50ms (a loopback UDP relay, internal/netem; baseline and dweb alike)")
 	cmd.Flags().StringVar(&lossFlag, "loss", "", "with the emulated path: datagrams lost at random each way, e.g. 0.1% (default: none)")
@@ -268,6 +275,7 @@ type btOptions struct {
 	tls             bool  // tunnel in TLS transport mode
 	rounds, files   int
 	noBatch, noPool bool
+	lanes           int           // connections per provider for a large blob (core.Options.Lanes)
 	link            netem.Options // the emulated path; zero: straight loopback
 	e2e             bool          // also the real file get between daemons, and cp
 	// providerNoTLS makes the providers decline the TLS transport mode
@@ -382,8 +390,8 @@ func benchTransfer(ctx context.Context, dir string, size int64, n int, o btOptio
 			s.Close()
 		})
 	}
-	job := btJob{Hash: h.String(), Size: size, Group: group, Secret: secret.Text(), TLS: tls, Files: files, NoBatch: noBatch, NoPool: o.noPool}
-	res := &benchTransferResult{Bytes: size, Files: files, NoBatch: noBatch, NoPool: o.noPool, Providers: n, Hash: h.String(), SenderDataOnDisk: true, TunnelAsked: "noise"}
+	job := btJob{Hash: h.String(), Size: size, Group: group, Secret: secret.Text(), TLS: tls, Files: files, NoBatch: noBatch, NoPool: o.noPool, Lanes: o.lanes}
+	res := &benchTransferResult{Lanes: o.lanes, Bytes: size, Files: files, NoBatch: noBatch, NoPool: o.noPool, Providers: n, Hash: h.String(), SenderDataOnDisk: true, TunnelAsked: "noise"}
 	emulate := o.link != (netem.Options{})
 	if emulate {
 		res.Link = &btLink{RTTms: float64(2*o.link.Delay) / 1e6, Loss: o.link.Loss, RateMBs: float64(o.link.Rate) / 1e6}
@@ -786,14 +794,24 @@ func btReceive(ctx context.Context, job *btJob) (*btChildResult, error) {
 	defer pool.Close()
 	var provs []blobsync.Provider
 	var opened btOpened
+	lanes := 1
+	if job.Files <= 1 && job.Size >= core.LaneMinSize {
+		lanes = max(1, job.Lanes)
+	}
 	for i, p := range peers {
-		var bp blobsync.Provider = &btTunnelProvider{id: strconv.Itoa(i), ep: ep, node: p.id, addr: p.addr, dial: tunnel.DialConfig{
-			Static: static, RemoteStatic: p.st, Group: job.Group, PSK: tunnel.PSK(secret), TLSTransport: job.TLS,
-		}, opened: &opened}
-		if !job.NoPool {
-			bp = pool.Provider(bp)
+		for lane := range lanes {
+			id := strconv.Itoa(i)
+			if lane > 0 {
+				id += "/" + strconv.Itoa(lane)
+			}
+			var bp blobsync.Provider = &btTunnelProvider{id: id, lane: lane, ep: ep, node: p.id, addr: p.addr, dial: tunnel.DialConfig{
+				Static: static, RemoteStatic: p.st, Group: job.Group, PSK: tunnel.PSK(secret), TLSTransport: job.TLS,
+			}, opened: &opened}
+			if !job.NoPool {
+				bp = pool.Provider(bp)
+			}
+			provs = append(provs, bp)
 		}
-		provs = append(provs, bp)
 	}
 	// The raw run opens its stream before its clock starts, so the QUIC
 	// handshake is outside its time; here too. The tunnel handshake, the
@@ -832,8 +850,13 @@ func btReceive(ctx context.Context, job *btJob) (*btChildResult, error) {
 	if job.NoPool {
 		res.Tunnels.Opened = res.TLSTunnels + res.NoiseTunnels
 	}
+	// Bytes per provider node, its lanes summed.
+	res.PerProv = make([]int64, len(peers))
 	for _, p := range last.Providers {
-		res.PerProv = append(res.PerProv, p.Bytes)
+		node, _, _ := strings.Cut(p.ID, "/")
+		if i, err := strconv.Atoi(node); err == nil && i >= 0 && i < len(peers) {
+			res.PerProv[i] += p.Bytes
+		}
 	}
 	// The CPU figures end with the download; hashing what it stored is the
 	// check's cost, not dweb's.
@@ -896,6 +919,7 @@ func btEntryName(i int) string { return fmt.Sprintf("file%06d", i) }
 // exporter and asks for TLS transport mode.
 type btTunnelProvider struct {
 	id     string
+	lane   int // transport lane (transport.OpenStreamLane)
 	ep     *transport.Endpoint
 	node   key.NodeID
 	addr   netip.AddrPort
@@ -906,7 +930,7 @@ type btTunnelProvider struct {
 func (p *btTunnelProvider) ID() string { return p.id }
 
 func (p *btTunnelProvider) Open(ctx context.Context) (io.ReadWriteCloser, error) {
-	s, binding, err := p.ep.OpenStreamBinding(ctx, p.node, p.addr, transport.ProtoTunnel)
+	s, binding, err := p.ep.OpenStreamLane(ctx, p.node, p.addr, transport.ProtoTunnel, p.lane)
 	if err != nil {
 		return nil, err
 	}

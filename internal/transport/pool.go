@@ -16,6 +16,10 @@ type pool struct {
 	byID   map[key.NodeID]*quic.Conn
 	all    map[*quic.Conn]key.NodeID
 	dials  map[key.NodeID]*dialCall
+	// lanes are the extra connections of OpenStreamLane, per peer and
+	// lane, and their in-flight dials.
+	lanes     map[laneKey]*quic.Conn
+	laneDials map[laneKey]*dialCall
 }
 
 // dialCall is one in-flight dial; done is closed once conn/err are set.
@@ -30,6 +34,9 @@ func newPool() *pool {
 		byID:  make(map[key.NodeID]*quic.Conn),
 		all:   make(map[*quic.Conn]key.NodeID),
 		dials: make(map[key.NodeID]*dialCall),
+
+		lanes:     make(map[laneKey]*quic.Conn),
+		laneDials: make(map[laneKey]*dialCall),
 	}
 }
 
@@ -67,6 +74,20 @@ func (p *pool) remove(id key.NodeID, c *quic.Conn) {
 	delete(p.all, c)
 	if p.byID[id] == c {
 		delete(p.byID, id)
+	}
+	for k, lc := range p.lanes {
+		if lc == c {
+			delete(p.lanes, k)
+		}
+	}
+}
+
+// dropLane unpools c if it is lane k's (it failed to open a stream).
+func (p *pool) dropLane(k laneKey, c *quic.Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.lanes[k] == c {
+		delete(p.lanes, k)
 	}
 }
 
