@@ -51,6 +51,16 @@ func (b *Backend) serveTunnelWith(ctx context.Context, peer transport.Peer, s *q
 	if err != nil {
 		return
 	}
+	// Through a relay, peer is the ID the relay claims: only a direct
+	// connection's (authenticated by TLS) tells who answered.
+	if binding != nil {
+		if refs := b.health.answered(peer.ID); refs != nil {
+			if len(refs) == 0 {
+				refs = []memberRef{{group: gs.info.ID}}
+			}
+			b.tellPeer(KindPeerReachable, peer.ID, PeerInbound, refs)
+		}
+	}
 	allow := func(h blobsync.Hash) bool {
 		b.mu.Lock()
 		defer b.mu.Unlock()
@@ -124,6 +134,7 @@ func (b *Backend) resolveDescriptor(ctx context.Context, gs *groupState, node ke
 	if err != nil {
 		return datarepo.TunnelDescriptor{}, err
 	}
+	b.health.serves(gs.info.ID, members)
 	for _, m := range members {
 		if m.Tunnel.Node == node {
 			return m.Tunnel, nil

@@ -258,7 +258,9 @@ func (r *recorder) waitFor(t *testing.T, d time.Duration, what string, keep func
 // TestCoreEventsThroughABI: the node's events reach the callback as they
 // happen, in the JSON of GET /dweb/v1/events with "type" set to the kind:
 // a file alice adds is a file.added on bob within a second of her call
-// returning, with its name and hash; its removal a file.removed.
+// returning, with its name and hash; its removal a file.removed. Alice's
+// node is peer.reachable on bob as he fetches her collection, and
+// peer.unreachable when she closes.
 func TestCoreEventsThroughABI(t *testing.T) {
 	tmp := t.TempDir()
 	a := newNode(t, filepath.Join(tmp, "alice"))
@@ -301,6 +303,21 @@ func TestCoreEventsThroughABI(t *testing.T) {
 	if e := rec.waitFor(t, time.Second, "file.removed", isFile("file.removed")); e["payload"].(map[string]any)["hash"] != fi.Hash {
 		t.Fatalf("file.removed event %v", e)
 	}
+	var aid struct {
+		NodeID string `json:"node_id"`
+	}
+	mustCall(t, a, "node.id", "{}", &aid)
+	isPeer := func(kind, reason string) func(map[string]any) bool {
+		return func(e map[string]any) bool {
+			p, _ := e["payload"].(map[string]any)
+			return e["type"] == kind && p["node"] == aid.NodeID && p["reason"] == reason && e["group"] == g.Key
+		}
+	}
+	rec.waitFor(t, time.Second, "peer.reachable of alice", isPeer("peer.reachable", "tunnel"))
+	if err := Close(a); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitFor(t, 5*time.Second, "peer.unreachable of alice", isPeer("peer.unreachable", "shutdown"))
 }
 
 // TestBadInput checks that malformed input gets its code, never a panic,
