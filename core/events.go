@@ -58,8 +58,8 @@ const (
 	KindDownloadProgress = "download.progress"
 	// KindPublicationState: a write of this node's own repo (its
 	// collection or its name) was published to the DHT, queued because
-	// no node was reachable, or left the queue superseded
-	// (PublicationEvent).
+	// no node was reachable, or left the queue superseded; or its tunnel
+	// descriptor was published (PublicationEvent).
 	KindPublicationState = "publication.state"
 	// KindPeerReachable: a member's node answered (PeerEvent): a tunnel
 	// to it opened, or it opened one to this node, after this node had
@@ -154,8 +154,12 @@ type DownloadEvent struct {
 
 // PublicationEvent is the payload of publication.state.
 type PublicationEvent struct {
-	Record string `json:"record"` // "collection" or "name": the subkey of the repo record
-	Seq    uint64 `json:"seq"`    // the write's sequence number
+	// Record is the subkey of the repo record: "collection", "name", or
+	// "tunnel" (this node's tunnel descriptor, which peers dial it by:
+	// published at start and resume and when its addresses or relays
+	// change; only "published" is told of it).
+	Record string `json:"record"`
+	Seq    uint64 `json:"seq"` // the write's sequence number; 0 for "tunnel"
 	// State: "published" (a DHT node took it), "queued" (none was
 	// reachable; it goes out when the network is back, across
 	// restarts) or "superseded" (it left the queue unsent: a later

@@ -140,23 +140,24 @@ func (b *Backend) openGroup(sec groupSecrets, info GroupInfo) (*groupState, erro
 }
 
 // records gives groups and repos the DHT once Start has made it; its reads
-// and writes wait for the node's first bootstrap attempt (waitBooted).
+// and writes wait for the node's first bootstrap attempt (waitBooted), and
+// fail with ErrPaused while the node is paused.
 type records struct{ b *Backend }
 
 func (r records) Set(ctx context.Context, desc *record.Descriptor, subkey uint32, v *record.Value) error {
-	if err := r.b.started(); err != nil {
+	if err := r.b.online(); err != nil {
 		return err
 	}
 	r.b.waitBooted(ctx)
-	return r.b.dht.Set(ctx, desc, subkey, v)
+	return r.b.curDHT().Set(ctx, desc, subkey, v)
 }
 
 func (r records) Get(ctx context.Context, k key.RecordKey, subkey uint32) (*record.Descriptor, *record.Value, error) {
-	if err := r.b.started(); err != nil {
+	if err := r.b.online(); err != nil {
 		return nil, nil, err
 	}
 	r.b.waitBooted(ctx)
-	return r.b.dht.Get(ctx, k, subkey)
+	return r.b.curDHT().Get(ctx, k, subkey)
 }
 
 // probedRecords is records that notes, in missed, a read no other node
@@ -171,11 +172,11 @@ func (r probedRecords) Set(ctx context.Context, desc *record.Descriptor, subkey 
 }
 
 func (r probedRecords) Get(ctx context.Context, k key.RecordKey, subkey uint32) (*record.Descriptor, *record.Value, error) {
-	if err := r.b.started(); err != nil {
+	if err := r.b.online(); err != nil {
 		return nil, nil, err
 	}
 	r.b.waitBooted(ctx)
-	desc, v, reached, err := r.b.dht.GetReached(ctx, k, subkey)
+	desc, v, reached, err := r.b.curDHT().GetReached(ctx, k, subkey)
 	if err == nil && !reached {
 		r.missed.Store(true)
 	}
@@ -193,7 +194,7 @@ func (r localRecords) Get(ctx context.Context, k key.RecordKey, subkey uint32) (
 	if err := r.b.started(); err != nil {
 		return nil, nil, err
 	}
-	return r.b.dht.GetLocal(ctx, k, subkey)
+	return r.b.curDHT().GetLocal(ctx, k, subkey)
 }
 
 func (b *Backend) saveGroup(gs *groupState, sec groupSecrets) error {
@@ -247,7 +248,7 @@ func (b *Backend) CreateGroupWith(ctx context.Context, name string, o GroupOptio
 	if err != nil {
 		return GroupInfo{}, err
 	}
-	if err := b.started(); err != nil {
+	if err := b.online(); err != nil {
 		return GroupInfo{}, err
 	}
 	g, err := group.Create(ctx, records{b}, name)
@@ -286,7 +287,7 @@ func (b *Backend) JoinGroupWith(ctx context.Context, inviteURI string, o GroupOp
 	if err != nil {
 		return GroupInfo{}, err
 	}
-	if err := b.started(); err != nil {
+	if err := b.online(); err != nil {
 		return GroupInfo{}, err
 	}
 	if gi, err := b.group(inv.Group); err == nil {
@@ -308,8 +309,8 @@ func (b *Backend) JoinGroupWith(ctx context.Context, inviteURI string, o GroupOp
 		}
 	}
 	if len(hints) > 0 {
-		b.dht.AddContacts(hints...)
-		if err := b.dht.Bootstrap(ctx); err != nil {
+		b.curDHT().AddContacts(hints...)
+		if err := b.curDHT().Bootstrap(ctx); err != nil {
 			b.log.Warn("bootstrap from invite hints failed", "err", err)
 		}
 		b.saveContacts(hints...)
@@ -364,8 +365,8 @@ func (b *Backend) addGroup(ctx context.Context, g *group.Group, m group.Meta, re
 	return gs.info, nil
 }
 
-func (b *Backend) publishTunnel(gs *groupState) {
-	ctx, cancel := context.WithTimeout(b.ctx, publishTimeout)
+func (b *Backend) publishTunnel(ctx context.Context, gs *groupState) {
+	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	defer cancel()
 	if err := b.publishTunnelErr(ctx, gs); err != nil {
 		b.log.Warn("publish tunnel descriptor", "group", gs.info.ID, "err", err)
@@ -373,12 +374,13 @@ func (b *Backend) publishTunnel(gs *groupState) {
 }
 
 // publishTunnelErr writes this node's tunnel descriptor into slot 0 of its
-// repo in gs.
+// repo in gs, and tells it (publication.state, record "tunnel").
 func (b *Backend) publishTunnelErr(ctx context.Context, gs *groupState) error {
 	td := b.tunnelDescriptor()
 	if err := gs.repo.SetTunnel(ctx, 0, td); err != nil {
 		return fmt.Errorf("publish tunnel descriptor: %w", err)
 	}
+	b.emit(KindPublicationState, gs.info.ID, gs.info.Repo, PublicationEvent{Record: "tunnel", State: "published"})
 	return nil
 }
 
@@ -447,8 +449,8 @@ func (b *Backend) Invite(k key.RecordKey) (string, error) {
 	if c := b.Contact(); b.Addr().IsValid() {
 		inv.Bootstrap = append(inv.Bootstrap, c)
 	}
-	if b.dht != nil {
-		for _, c := range b.dht.Contacts() {
+	if b.curDHT() != nil {
+		for _, c := range b.curDHT().Contacts() {
 			if len(inv.Bootstrap) >= maxInviteHints {
 				break
 			}
@@ -465,7 +467,7 @@ func (b *Backend) LeaveGroup(ctx context.Context, k key.RecordKey) error {
 	if err != nil {
 		return err
 	}
-	if b.dht != nil {
+	if b.curDHT() != nil {
 		if err := gs.repo.ClearTunnel(ctx, 0); err != nil {
 			b.log.Debug("clear tunnel descriptor", "group", k, "err", err)
 		}

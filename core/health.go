@@ -82,13 +82,40 @@ func (h *providerHealth) opened(id key.NodeID, took time.Duration) []memberRef {
 }
 
 // answered records that id reached this node by itself (it opened a
-// tunnel to it): as opened, without a time to learn from.
-func (h *providerHealth) answered(id key.NodeID) []memberRef {
+// tunnel of group g to it): as opened, without a time to learn from. A
+// node whose repo in g this node has not read yet is known as g's member
+// with no repo until then (serves), so its events name the group.
+func (h *providerHealth) answered(id key.NodeID, g key.RecordKey) []memberRef {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	n := h.node(id)
 	n.ok = time.Now()
+	if !slices.ContainsFunc(mapKeys(n.repos), func(r memberRef) bool { return r.group == g }) {
+		n.addRepo(memberRef{group: g})
+	}
 	return n.turn(reachUp)
+}
+
+func mapKeys(m map[memberRef]bool) []memberRef {
+	out := make([]memberRef, 0, len(m))
+	for r := range m {
+		out = append(out, r)
+	}
+	return out
+}
+
+// addRepo records that n serves r; a repo of a group replaces the
+// group's placeholder without a repo (answered).
+func (n *nodeHealth) addRepo(r memberRef) {
+	if n.repos == nil {
+		n.repos = make(map[memberRef]bool)
+	}
+	if !r.repo.IsZero() {
+		delete(n.repos, memberRef{group: r.group})
+	}
+	if len(n.repos) < maxNodeRepos {
+		n.repos[r] = true
+	}
 }
 
 // failed records that no path to id opened (or that id shut down). If the
@@ -131,13 +158,7 @@ func (h *providerHealth) serves(g key.RecordKey, ms []group.Member) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, m := range ms {
-		n := h.node(m.Tunnel.Node)
-		if n.repos == nil {
-			n.repos = make(map[memberRef]bool)
-		}
-		if len(n.repos) < maxNodeRepos {
-			n.repos[memberRef{g, m.Repo}] = true
-		}
+		h.node(m.Tunnel.Node).addRepo(memberRef{g, m.Repo})
 	}
 }
 

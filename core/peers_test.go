@@ -83,10 +83,10 @@ func TestReachTransitions(t *testing.T) {
 		want []memberRef
 	}{
 		{"opened again", func() []memberRef { return h.opened(id, time.Millisecond) }, nil},
-		{"answered while up", func() []memberRef { return h.answered(id) }, nil},
+		{"answered while up", func() []memberRef { return h.answered(id, g) }, nil},
 		{"failed", func() []memberRef { return h.failed(id) }, want},
 		{"shut down while down", func() []memberRef { return h.shutdown(id) }, nil},
-		{"answered", func() []memberRef { return h.answered(id) }, want},
+		{"answered", func() []memberRef { return h.answered(id, g) }, want},
 		{"shut down", func() []memberRef { return h.shutdown(id) }, want},
 	}
 	for _, s := range steps {

@@ -107,7 +107,7 @@ func (b *Backend) memberProviders(ctx context.Context, gs *groupState, prefer []
 // leave it out until it is heard from again.
 func (b *Backend) peerShutdown(id key.NodeID) {
 	b.log.Debug("peer shut down", "peer", id)
-	b.dht.PeerShutdown(id)
+	b.curDHT().PeerShutdown(id)
 	b.tellPeer(KindPeerUnreachable, id, PeerShutdown, b.health.shutdown(id))
 }
 

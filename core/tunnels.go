@@ -54,12 +54,7 @@ func (b *Backend) serveTunnelWith(ctx context.Context, peer transport.Peer, s *q
 	// Through a relay, peer is the ID the relay claims: only a direct
 	// connection's (authenticated by TLS) tells who answered.
 	if binding != nil {
-		if refs := b.health.answered(peer.ID); refs != nil {
-			if len(refs) == 0 {
-				refs = []memberRef{{group: gs.info.ID}}
-			}
-			b.tellPeer(KindPeerReachable, peer.ID, PeerInbound, refs)
-		}
+		b.tellPeer(KindPeerReachable, peer.ID, PeerInbound, b.health.answered(peer.ID, gs.info.ID))
 	}
 	allow := func(h blobsync.Hash) bool {
 		b.mu.Lock()
@@ -157,6 +152,7 @@ type tunnelPath struct {
 // A relay that is this node itself is a direct stream over the connection
 // the node's reservation keeps open.
 func (b *Backend) openTunnel(ctx context.Context, gs *groupState, td datarepo.TunnelDescriptor) (*tunnel.Session, error) {
+	run := b.run()
 	var paths []tunnelPath
 	var errs []error
 	for _, a := range td.Addrs {
@@ -167,7 +163,7 @@ func (b *Backend) openTunnel(ctx context.Context, gs *groupState, td datarepo.Tu
 		}
 		paths = append(paths, tunnelPath{path: PathDirect, via: addr.String(), timeout: directPathTimeout,
 			open: func(ctx context.Context) (*quic.Stream, []byte, error) {
-				return b.ep.OpenStreamBinding(ctx, td.Node, addr, transport.ProtoTunnel)
+				return run.ep.OpenStreamBinding(ctx, td.Node, addr, transport.ProtoTunnel)
 			}})
 	}
 	for _, r := range td.Relays {
@@ -179,14 +175,14 @@ func (b *Backend) openTunnel(ctx context.Context, gs *groupState, td datarepo.Tu
 		if c.ID == b.NodeID() {
 			paths = append(paths, tunnelPath{path: PathDirect, via: "its reservation on this node", timeout: relayPathTimeout,
 				open: func(ctx context.Context) (*quic.Stream, []byte, error) {
-					return b.ep.OpenStreamBinding(ctx, td.Node, netip.AddrPort{}, transport.ProtoTunnel)
+					return run.ep.OpenStreamBinding(ctx, td.Node, netip.AddrPort{}, transport.ProtoTunnel)
 				}})
 			continue
 		}
 		relay := transport.Peer{ID: c.ID, Addr: c.Addr}
 		paths = append(paths, tunnelPath{path: PathRelay, via: c.String(), timeout: relayPathTimeout,
 			open: func(ctx context.Context) (*quic.Stream, []byte, error) {
-				s, err := b.rs.relay.Connect(ctx, relay, td.Node)
+				s, err := run.relay.Connect(ctx, relay, td.Node)
 				return s, nil, err
 			}})
 	}
@@ -199,7 +195,7 @@ func (b *Backend) openTunnel(ctx context.Context, gs *groupState, td datarepo.Tu
 			via := p.via
 			if p.path == PathDirect {
 				// A pooled connection is used whatever address was asked.
-				if a, ok := b.ep.PooledAddr(td.Node); ok {
+				if a, ok := run.ep.PooledAddr(td.Node); ok {
 					via = a.String()
 				}
 			}
