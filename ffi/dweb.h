@@ -58,7 +58,8 @@ extern "C" {
  * valid only during the call; ctx is the pointer given to
  * dweb_set_event_callback. Types: the node's events as they happen
  * (file.added, file.removed, file.changed, repo.changed, member.joined,
- * member.left, download.progress, publication.state, lagged), in the JSON
+ * member.left, download.progress, publication.state, peer.reachable,
+ * peer.unreachable, lagged), in the JSON
  * of GET /dweb/v1/events ({"id","time","kind","group","repo","payload"})
  * with "type" = the kind; and this ABI's own (op.progress, op.done,
  * op.failed, group.changed, events.dropped). docs/ffi.md lists them.
