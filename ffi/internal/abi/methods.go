@@ -49,6 +49,8 @@ func init() {
 		"node.id":       def(parseNone, nodeID),
 		"node.peers":    def(parseNone, nodePeers),
 		"node.contact":  def(parseNone, nodeContact),
+		"node.pause":    def(parseNone, nodePause),
+		"node.resume":   def(parseNone, nodeResume),
 		"group.create":  def(parseCreate, groupCreate),
 		"group.join":    def(parseJoin, groupJoin),
 		"group.list":    def(parseNone, groupList),
@@ -125,6 +127,30 @@ func nodeContact(ctx context.Context, n *node, _ noParams) (any, error) {
 	return struct {
 		Contact string `json:"contact"`
 	}{c.String()}, nil
+}
+
+// pausedResult is the result of node.pause and node.resume.
+type pausedResult struct {
+	Paused bool `json:"paused"`
+}
+
+// nodePause takes the node off the network for an app in the background
+// (core.Backend.Pause): connections and socket closed, no timer or loop
+// left running. Pausing a paused node does nothing.
+func nodePause(ctx context.Context, n *node, _ noParams) (any, error) {
+	if err := n.b.Pause(); err != nil {
+		return nil, err
+	}
+	return pausedResult{Paused: true}, nil
+}
+
+// nodeResume puts a paused node back on the network (core.Backend.Resume):
+// it answers once the node listens; the node republishes behind it.
+func nodeResume(ctx context.Context, n *node, _ noParams) (any, error) {
+	if err := n.b.Resume(ctx); err != nil {
+		return nil, err
+	}
+	return pausedResult{Paused: n.b.Paused()}, nil
 }
 
 // nodePeers lists the nodes in this node's DHT routing table.
