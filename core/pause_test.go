@@ -74,6 +74,7 @@ func TestPauseResume(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	last := bob.LastEventID()
 	t0 = time.Now()
 	if err := bob.Resume(ctx); err != nil {
 		t.Fatal(err)
@@ -81,7 +82,7 @@ func TestPauseResume(t *testing.T) {
 	ready := time.Since(t0)
 	nextEvent(t, bobSub, time.Second, "bob's tunnel descriptor published", func(ev Event) bool {
 		pe, ok := ev.Payload.(PublicationEvent)
-		return ok && pe.Record == "tunnel" && pe.State == "published" && ev.Group == g.ID
+		return ok && ev.ID > last && pe.Record == "tunnel" && pe.State == "published" && ev.Group == g.ID
 	})
 	republished := time.Since(t0)
 	t.Logf("resume: ready in %v, tunnel descriptor republished in %v", ready, republished)
