@@ -63,8 +63,22 @@ type benchOfflineResult struct {
 	// AddFiles returning. Files of FileBytes.
 	EventLatency  float64 `json:"event_latency_ms"`
 	EventAfterAdd float64 `json:"event_latency_ms_after_add"`
-	FileBytes     int64   `json:"file_bytes"`
-	Rounds        int     `json:"rounds"`
+	// PausedWakeups: the wakeups per minute of the threads of a process
+	// running one node, a member of a group with another node, while the
+	// node is paused (core.Backend.Pause), counted by the kernel
+	// (internal/wakeups) over WakeupWindowS; RunningWakeups: the same
+	// node before its pause, idle on the network; IdleProcessWakeups: a
+	// Go process (this binary) that opened no node, the floor the runtime
+	// sets. ResumeReady and ResumeRepublished: from Resume's call to its
+	// return, and to the publication of the node's tunnel descriptor (ms).
+	PausedWakeups      float64 `json:"paused_wakeups_per_min"`
+	RunningWakeups     float64 `json:"running_wakeups_per_min"`
+	IdleProcessWakeups float64 `json:"idle_process_wakeups_per_min"`
+	WakeupWindowS      float64 `json:"wakeup_window_s"`
+	ResumeReady        float64 `json:"resume_ms"`
+	ResumeRepublished  float64 `json:"resume_ms_republished"`
+	FileBytes          int64   `json:"file_bytes"`
+	Rounds             int     `json:"rounds"`
 }
 
 // benchOfflineCmd builds the offline situations with in-process nodes on
@@ -72,10 +86,12 @@ type benchOfflineResult struct {
 // whose saved contacts (two peers) are all down restarts; a member adds
 // files while the only other member is down, after the other member's
 // node timed hearing of its adds; a member lists after the other
-// published a collection it cannot fetch and left.
+// published a collection it cannot fetch and left; a phone's node, in a
+// process of its own, pauses and resumes (bench_paused.go).
 func benchOfflineCmd(a *app) *cobra.Command {
 	var rounds int
 	var sizeFlag, dir string
+	var window time.Duration
 	cmd := &cobra.Command{
 		Use:   "offline",
 		Short: "start with every saved contact down, add with every peer down, list with the provider gone, beside the same with the network up",
@@ -91,22 +107,27 @@ func benchOfflineCmd(a *app) *cobra.Command {
 			if size < 1 || size > 1<<30 {
 				return &usageError{fmt.Errorf("--size %s: want 1 B..1 GiB", sizeFlag)}
 			}
+			if window < time.Second || window > 10*time.Minute {
+				return &usageError{fmt.Errorf("--wakeup-window %v: want 1s..10m", window)}
+			}
 			tmp, err := os.MkdirTemp(dir, "dweb-bench-offline-")
 			if err != nil {
 				return err
 			}
 			defer os.RemoveAll(tmp)
-			res, err := benchOffline(cmd.Context(), tmp, rounds, size)
+			res, err := benchOffline(cmd.Context(), tmp, rounds, size, window)
 			if err != nil {
 				return err
 			}
-			return a.printResult(res, "ready: %.1f ms with contacts dead, %.1f ms live; add: %.1f ms with no peers, %.1f ms with peers up; list: %.1f ms with the provider gone (complete %t), %.1f ms with it up; event: %.1f ms from an add to the other member's file.added\n",
-				res.ReadyDeadContacts, res.ReadyLiveContacts, res.AddNoPeers, res.AddPeersUp, res.ListProviderGone, res.ListComplete, res.ListProvidersUp, res.EventLatency)
+			return a.printResult(res, "ready: %.1f ms with contacts dead, %.1f ms live; add: %.1f ms with no peers, %.1f ms with peers up; list: %.1f ms with the provider gone (complete %t), %.1f ms with it up; event: %.1f ms from an add to the other member's file.added; paused: %.1f wakeups/min (running %.1f, a bare Go process %.1f), resumed in %.1f ms, republished in %.1f ms\n",
+				res.ReadyDeadContacts, res.ReadyLiveContacts, res.AddNoPeers, res.AddPeersUp, res.ListProviderGone, res.ListComplete, res.ListProvidersUp, res.EventLatency,
+				res.PausedWakeups, res.RunningWakeups, res.IdleProcessWakeups, res.ResumeReady, res.ResumeRepublished)
 		},
 	}
 	cmd.Flags().IntVar(&rounds, "rounds", 5, "measure each situation this many times; the median counts")
 	cmd.Flags().StringVar(&sizeFlag, "size", "64KiB", "size of each file added (B, KiB, MiB, GiB, KB, MB, GB)")
 	cmd.Flags().StringVar(&dir, "dir", "", "directory for the nodes' data (default: the system temp dir)")
+	cmd.Flags().DurationVar(&window, "wakeup-window", 20*time.Second, "how long to count the wakeups of the paused node's process, of it running, and of a bare Go process (each)")
 	return cmd
 }
 
@@ -125,8 +146,8 @@ func offlineNode(ctx context.Context, dir string, boot ...string) (*core.Backend
 	return b, time.Since(t), nil
 }
 
-func benchOffline(ctx context.Context, dir string, rounds int, size int64) (*benchOfflineResult, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+func benchOffline(ctx context.Context, dir string, rounds int, size int64, window time.Duration) (*benchOfflineResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute+3*window)
 	defer cancel()
 	res := &benchOfflineResult{FileBytes: size, Rounds: rounds}
 	var open []*core.Backend
@@ -255,6 +276,10 @@ func benchOffline(ctx context.Context, dir string, rounds int, size int64) (*ben
 		return nil, err
 	}
 	if err := benchBackupOnly(ctx, res, startWith, closeNode, dir, rounds); err != nil {
+		return nil, err
+	}
+	closeNode(slices.Clone(open)...) // the other situations' nodes are done
+	if err := benchPaused(ctx, res, startWith, dir, window); err != nil {
 		return nil, err
 	}
 	return res, nil
