@@ -465,7 +465,9 @@ func (b *Backend) Contact() string {
 
 // advertiseAddrs lists the addresses other nodes can dial: the listen
 // address, or, when it is unspecified (0.0.0.0, ::), every address of the
-// machine's interfaces with the listen port.
+// machine's interfaces with the listen port: of both families when the
+// socket is IPv6 (Go binds a "udp" socket on 0.0.0.0 or :: dual-stack,
+// and reports it as [::]), of IPv4 only when it is IPv4.
 func (b *Backend) advertiseAddrs() []string {
 	la := b.Addr()
 	if !la.IsValid() {
@@ -480,7 +482,7 @@ func (b *Backend) advertiseAddrs() []string {
 		if pn, ok := a.(*net.IPNet); ok {
 			if ip, ok := netip.AddrFromSlice(pn.IP); ok {
 				ip = ip.Unmap()
-				if la.Addr().Is4() != ip.Is4() || ip.IsLinkLocalUnicast() {
+				if (la.Addr().Is4() && !ip.Is4()) || ip.IsLinkLocalUnicast() {
 					continue
 				}
 				out = append(out, netip.AddrPortFrom(ip, la.Port()).String())
