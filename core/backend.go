@@ -358,7 +358,7 @@ func (b *Backend) startNet(listen string) error {
 		ep.Close()
 		return err
 	}
-	r := &netRun{ep: ep, dht: d, booted: make(chan struct{})}
+	r := &netRun{ep: ep, dht: d, booted: make(chan struct{}), netChanged: make(chan struct{}, 1)}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	ep.SetPeerShutdown(b.peerShutdown)
 	ep.Handle(transport.ProtoTunnel, b.serveTunnel)
@@ -377,6 +377,7 @@ func (b *Backend) startNet(listen string) error {
 	}
 	b.spawnLocked(b.republishLoop)
 	b.spawnLocked(b.reachLoop)
+	b.spawnLocked(func(ctx context.Context) { b.watchNetwork(ctx, r) })
 	b.mu.Unlock()
 	b.startBackup()
 	b.log.Info("node started", "node", b.ident.ID(), "addr", ep.LocalAddr())

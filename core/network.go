@@ -30,6 +30,9 @@ type netRun struct {
 	dht    *dht.DHT
 	relay  *tunnel.Relay
 	booted chan struct{} // closed when the first bootstrap attempt ends (connect.go)
+	// netChanged asks the network watch to redial and republish
+	// (Backend.NetworkChanged).
+	netChanged chan struct{}
 }
 
 // ErrPaused is returned by operations that need the network while the

@@ -294,8 +294,8 @@ func sameDescriptor(a, b datarepo.TunnelDescriptor) bool {
 	return a.Node == b.Node && a.Static == b.Static && slices.Equal(a.Addrs, b.Addrs) && slices.Equal(a.Relays, b.Relays)
 }
 
-// reachLoop checks reachability at start, every reachInterval and when a
-// relay reports a new observed address.
+// reachLoop checks reachability at start, every reachInterval, when a
+// relay reports a new observed address and after a network change.
 func (b *Backend) reachLoop(ctx context.Context) {
 	t := time.NewTimer(0)
 	defer t.Stop()
@@ -307,8 +307,9 @@ func (b *Backend) reachLoop(ctx context.Context) {
 		case <-b.rs.recheck:
 			// A check that ran since the signal may have seen the new
 			// address already (the first check races the first
-			// reservation): then there is nothing new to check.
-			if !b.observedChanged() {
+			// reservation): then there is nothing new to check. A
+			// network change forgets what was checked (netchange.go).
+			if b.Reachability().Checked && !b.observedChanged() {
 				continue
 			}
 			t.Stop()
