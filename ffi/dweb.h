@@ -95,7 +95,7 @@ int dweb_close(int64_t h);
  * on node h. Returns a malloc'd JSON string, {"result": ...} or
  * {"error": {"code": "...", "message": "..."}}, to free with dweb_free.
  * Methods: node.id, node.peers, node.contact, node.pause, node.resume,
- * group.create, group.join, group.list,
+ * node.network_changed, group.create, group.join, group.list,
  * group.get, group.invite, group.leave, repo.list, repo.rename, file.add,
  * file.list, file.read, file.delete, sync.refresh, sync.download,
  * sync.fetch, sync.status, op.start, op.cancel (see docs/ffi.md).

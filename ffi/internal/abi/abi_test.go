@@ -523,3 +523,36 @@ func TestNodeContact(t *testing.T) {
 	}
 	wantCode(t, a, "node.contact", `{"x":1}`, CodeBadParams)
 }
+
+// TestPauseResumeMethods: node.pause and node.resume answer the node's
+// state, twice in a row as once; while paused a new group is refused
+// with code "paused" and the files listed from the store;
+// node.network_changed answers in either state.
+func TestPauseResumeMethods(t *testing.T) {
+	h := newNode(t, filepath.Join(t.TempDir(), "phone"))
+	defer Close(h)
+	var g struct{ Key string }
+	mustCall(t, h, "group.create", `{"name":"g"}`, &g)
+	var st struct {
+		Paused *bool `json:"paused"`
+	}
+	for range 2 {
+		mustCall(t, h, "node.pause", "{}", &st)
+		if st.Paused == nil || !*st.Paused {
+			t.Fatalf("node.pause answered %+v", st)
+		}
+	}
+	mustCall(t, h, "node.network_changed", "{}", nil)
+	wantCode(t, h, "group.create", `{"name":"other"}`, CodePaused)
+	var files []any
+	mustCall(t, h, "file.list", fmt.Sprintf(`{"group":%q}`, g.Key), &files)
+	for range 2 {
+		mustCall(t, h, "node.resume", "{}", &st)
+		if st.Paused == nil || *st.Paused {
+			t.Fatalf("node.resume answered %+v", st)
+		}
+	}
+	mustCall(t, h, "node.network_changed", "{}", nil)
+	mustCall(t, h, "group.create", `{"name":"other"}`, nil)
+	wantCode(t, h, "node.pause", `{"x":1}`, CodeBadParams)
+}

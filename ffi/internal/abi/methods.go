@@ -46,29 +46,30 @@ var methods map[string]method
 // literal because op.start refers back to the table.
 func init() {
 	methods = map[string]method{
-		"node.id":       def(parseNone, nodeID),
-		"node.peers":    def(parseNone, nodePeers),
-		"node.contact":  def(parseNone, nodeContact),
-		"node.pause":    def(parseNone, nodePause),
-		"node.resume":   def(parseNone, nodeResume),
-		"group.create":  def(parseCreate, groupCreate),
-		"group.join":    def(parseJoin, groupJoin),
-		"group.list":    def(parseNone, groupList),
-		"group.get":     def(parseGroup, groupGet),
-		"group.invite":  def(parseGroup, groupInvite),
-		"group.leave":   def(parseGroup, groupLeave),
-		"repo.list":     def(parseGroup, repoList),
-		"repo.rename":   def(parseRename, repoRename),
-		"file.add":      def(parseFileAdd, fileAdd),
-		"file.list":     def(parseGroup, fileList),
-		"file.read":     def(parseTargetPath, fileRead),
-		"file.delete":   def(parseFileDelete, fileDelete),
-		"sync.refresh":  longDef(parseGroup, syncRefresh),
-		"sync.download": longDef(parseTargetPath, syncDownload),
-		"sync.fetch":    longDef(parseGroup, syncFetch),
-		"sync.status":   def(parseStatus, syncStatus),
-		"op.start":      longDef(parseOpStart, opStart),
-		"op.cancel":     def(parseOpCancel, opCancel),
+		"node.id":              def(parseNone, nodeID),
+		"node.peers":           def(parseNone, nodePeers),
+		"node.contact":         def(parseNone, nodeContact),
+		"node.pause":           def(parseNone, nodePause),
+		"node.resume":          def(parseNone, nodeResume),
+		"node.network_changed": def(parseNone, nodeNetworkChanged),
+		"group.create":         def(parseCreate, groupCreate),
+		"group.join":           def(parseJoin, groupJoin),
+		"group.list":           def(parseNone, groupList),
+		"group.get":            def(parseGroup, groupGet),
+		"group.invite":         def(parseGroup, groupInvite),
+		"group.leave":          def(parseGroup, groupLeave),
+		"repo.list":            def(parseGroup, repoList),
+		"repo.rename":          def(parseRename, repoRename),
+		"file.add":             def(parseFileAdd, fileAdd),
+		"file.list":            def(parseGroup, fileList),
+		"file.read":            def(parseTargetPath, fileRead),
+		"file.delete":          def(parseFileDelete, fileDelete),
+		"sync.refresh":         longDef(parseGroup, syncRefresh),
+		"sync.download":        longDef(parseTargetPath, syncDownload),
+		"sync.fetch":           longDef(parseGroup, syncFetch),
+		"sync.status":          def(parseStatus, syncStatus),
+		"op.start":             longDef(parseOpStart, opStart),
+		"op.cancel":            def(parseOpCancel, opCancel),
 	}
 }
 
@@ -151,6 +152,14 @@ func nodeResume(ctx context.Context, n *node, _ noParams) (any, error) {
 		return nil, err
 	}
 	return pausedResult{Paused: n.b.Paused()}, nil
+}
+
+// nodeNetworkChanged tells the node the device's network changed (the
+// app heard it from the platform: Android apps may not read the kernel's
+// notifications): it redials and republishes (core.Backend.NetworkChanged).
+func nodeNetworkChanged(ctx context.Context, n *node, _ noParams) (any, error) {
+	n.b.NetworkChanged()
+	return struct{}{}, nil
 }
 
 // nodePeers lists the nodes in this node's DHT routing table.
