@@ -83,10 +83,6 @@ func (b *Backend) waitBooted(ctx context.Context) {
 	}
 }
 
-// isBooted reports whether the first bootstrap attempt of the current run
-// has ended.
-func (b *Backend) isBooted() bool { return isClosed(b.run().booted) }
-
 // isClosed reports whether c is closed.
 func isClosed(c chan struct{}) bool {
 	select {
