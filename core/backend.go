@@ -394,7 +394,7 @@ func (b *Backend) stopNet(paused bool) {
 	r := b.run()
 	b.mu.Lock()
 	down := b.offNet
-	b.offNet, b.paused = true, paused
+	b.offNet = b.offNet || r == nil // nothing to stop: no run may start either
 	states := make([]*groupState, 0, len(b.groups))
 	for _, gs := range b.groups {
 		states = append(states, gs)
@@ -416,6 +416,12 @@ func (b *Backend) stopNet(paused bool) {
 		}
 	}
 	cancel()
+	// Off the network from here: no new work of the run starts, and what
+	// needs the network fails with ErrPaused (the clearing above needed
+	// it still).
+	b.mu.Lock()
+	b.offNet, b.paused = true, paused
+	b.mu.Unlock()
 	b.saveContacts()
 	r.cancel()
 	r.wg.Wait()

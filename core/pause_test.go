@@ -12,8 +12,9 @@ import (
 	"github.com/dwebkit/dweb/internal/dht"
 )
 
-// TestPauseResume: a paused bob is gone from the network (alice hears of
-// his shutdown, her pings to him fail) yet lists and adds from his store,
+// TestPauseResume: a paused bob is gone from the network (his tunnel
+// descriptor cleared, alice hears of his shutdown, her pings to him fail)
+// yet lists and adds from his store,
 // his add queued; a join fails with ErrPaused. Resume makes him ready and
 // his tunnel descriptor published within a second; then he hears of the
 // file alice added while he was paused, and she of his.
@@ -46,6 +47,17 @@ func TestPauseResume(t *testing.T) {
 		t.Fatal("bob not paused, or a second Pause failed")
 	}
 	nextEvent(t, aliceSub, 5*time.Second, "peer.unreachable of bob on alice", isPeer(KindPeerUnreachable, bob.NodeID()))
+	// His tunnel descriptor was cleared before he went: nobody dials him.
+	ags, _ := alice.group(g.ID)
+	members, err := ags.g.Providers(ctx, nil, alice.NodeID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range members {
+		if m.Tunnel.Node == bob.NodeID() {
+			t.Fatalf("alice still reads bob's tunnel descriptor while he is paused: %+v", m.Tunnel)
+		}
+	}
 	pctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	if err := alice.curDHT().Ping(pctx, dht.Contact{ID: bob.NodeID(), Addr: bob.Addr()}); err == nil {
