@@ -474,7 +474,8 @@ func (b *Backend) Contact() string {
 // address, or, when it is unspecified (0.0.0.0, ::), every address of the
 // machine's interfaces with the listen port: of both families when the
 // socket is IPv6 (Go binds a "udp" socket on 0.0.0.0 or :: dual-stack,
-// and reports it as [::]), of IPv4 only when it is IPv4.
+// and reports it as [::]), of IPv4 only when it is IPv4; loopback
+// addresses last.
 func (b *Backend) advertiseAddrs() []string {
 	la := b.Addr()
 	if !la.IsValid() {
@@ -483,7 +484,7 @@ func (b *Backend) advertiseAddrs() []string {
 	if !la.Addr().IsUnspecified() {
 		return []string{la.String()}
 	}
-	var out []string
+	var out, lo []string
 	ifaddrs, _ := interfaceAddrs()
 	for _, a := range ifaddrs {
 		if pn, ok := a.(*net.IPNet); ok {
@@ -492,11 +493,18 @@ func (b *Backend) advertiseAddrs() []string {
 				if (la.Addr().Is4() && !ip.Is4()) || ip.IsLinkLocalUnicast() {
 					continue
 				}
-				out = append(out, netip.AddrPortFrom(ip, la.Port()).String())
+				ap := netip.AddrPortFrom(ip, la.Port()).String()
+				if ip.IsLoopback() {
+					lo = append(lo, ap)
+				} else {
+					out = append(out, ap)
+				}
 			}
 		}
 	}
-	return out
+	// Loopback last: only a peer on this machine can use it, and a peer
+	// elsewhere tries the addresses in order, each until it times out.
+	return append(out, lo...)
 }
 
 func (b *Backend) started() error {
