@@ -70,8 +70,24 @@ func (sp *StreamPool) Stats() StreamPoolStats {
 func (sp *StreamPool) Close() error {
 	sp.mu.Lock()
 	sp.closed = true
+	sp.mu.Unlock()
+	return sp.CloseIdle()
+}
+
+// CloseIdle closes every idle stream (and stops its idle timer) but keeps
+// the pool open: streams that downloads end later are kept again. For a
+// node going off the network, whose connections are closing anyway.
+func (sp *StreamPool) CloseIdle() error {
+	sp.mu.Lock()
 	idle := sp.idle
 	sp.idle = make(map[string][]*pooledStream)
+	for _, ss := range idle {
+		for _, s := range ss {
+			if s.timer != nil {
+				s.timer.Stop()
+			}
+		}
+	}
 	sp.mu.Unlock()
 	for _, ss := range idle {
 		for _, s := range ss {

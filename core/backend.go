@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dwebkit/dweb/blobsync"
@@ -136,21 +137,19 @@ type Backend struct {
 	blobs    *blobsync.Store
 	limits   *blobsync.PeerLimiter // upload limits per peer
 
-	ep      *transport.Endpoint
-	dht     *dht.DHT
-	health  providerHealth // how member nodes answered (health.go)
+	netp    atomic.Pointer[netRun] // the network half (network.go); nil before Start
+	life    sync.Mutex             // serialises Start, Pause, Resume and Close
+	health  providerHealth         // how member nodes answered (health.go)
 	metrics *dht.Metrics
 	rm      *rcmgr.Manager // the node's resource manager, shared by every layer
 	traffic traffic
 	lanes   int // Options.Lanes, resolved
 
-	ctx    context.Context // cancelled by Close
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	booted chan struct{} // closed when the first bootstrap attempt ends (connect.go)
-
 	mu     sync.Mutex
 	groups map[key.RecordKey]*groupState
+	offNet bool // paused or closing: no new work on the network (spawn)
+	paused bool // Pause, until Resume
+	closed bool // Close has run
 
 	ev      eventHub    // events.go
 	changes changeState // changes.go
@@ -317,11 +316,13 @@ func (b *Backend) DeviceName() string { return b.opts.DeviceName }
 // and publishes its tunnel descriptors and watches its groups. Operations
 // that need the network (a join, a DHT read or write) wait for that first
 // attempt to end, within their own context; local ones never do. ctx is
-// not used after Start returns.
+// not used after Start returns. Start is called once; Pause and Resume
+// take the node off the network and back.
 func (b *Backend) Start(ctx context.Context) error {
-	relays, err := parseRelays(b.opts.Relays)
-	if err != nil {
-		return err
+	b.life.Lock()
+	defer b.life.Unlock()
+	if b.run() != nil {
+		return errors.New("core: Start called twice")
 	}
 	listen := b.opts.ListenAddr
 	if listen == "" {
@@ -330,11 +331,25 @@ func (b *Backend) Start(ctx context.Context) error {
 			listen = string(last)
 		}
 	}
+	return b.startNet(listen)
+}
+
+// startNet builds a network run listening on listen (falling back to
+// Options.ListenAddr, or a free port on 127.0.0.1, if that address is
+// taken) and starts its work. b.life is held.
+func (b *Backend) startNet(listen string) error {
+	relays, err := parseRelays(b.opts.Relays)
+	if err != nil {
+		return err
+	}
 	topts := transport.Options{Identity: b.ident, ListenAddr: listen, Logger: b.log, Resources: b.rm, FirstFrameTimeout: b.opts.FirstFrameTimeout, Link: b.opts.Link}
 	ep, err := transport.Listen(topts)
-	if err != nil && b.opts.ListenAddr == "" && listen != "127.0.0.1:0" {
+	if fallback := b.opts.ListenAddr; err != nil && listen != fallback {
+		if fallback == "" {
+			fallback = "127.0.0.1:0"
+		}
 		b.log.Info("last listen address unavailable, picking a new port", "addr", listen, "err", err)
-		topts.ListenAddr = "127.0.0.1:0"
+		topts.ListenAddr = fallback
 		ep, err = transport.Listen(topts)
 	}
 	if err != nil {
@@ -354,65 +369,92 @@ func (b *Backend) Start(ctx context.Context) error {
 		ep.Close()
 		return err
 	}
-	b.ep, b.dht = ep, d
+	r := &netRun{ep: ep, dht: d, booted: make(chan struct{}), netChanged: make(chan struct{}, 1)}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
 	ep.SetPeerShutdown(b.peerShutdown)
-	b.ctx, b.cancel = context.WithCancel(context.Background())
 	ep.Handle(transport.ProtoTunnel, b.serveTunnel)
-	b.startRelay(relays)
-
-	b.booted = make(chan struct{})
-	b.wg.Add(1)
-	go b.connect(len(boot) > 0)
+	b.startRelay(r, relays)
+	b.netp.Store(r)
 	b.mu.Lock()
+	b.offNet, b.paused = false, false
+	b.rs.closing.Store(false)
+	b.spawnLocked(func(ctx context.Context) { b.connect(ctx, r, len(boot) > 0) })
 	for _, gs := range b.groups {
-		b.wg.Add(1)
-		go func() {
-			defer b.wg.Done()
-			b.ownRepoChanged(b.ctx, gs)
-			b.publishTunnel(gs)
-		}()
-		b.startWatch(gs)
+		b.spawnLocked(func(ctx context.Context) {
+			b.ownRepoChanged(ctx, gs)
+			b.publishTunnel(ctx, gs)
+		})
+		b.startWatchLocked(gs)
 	}
+	b.spawnLocked(b.republishLoop)
+	b.spawnLocked(b.reachLoop)
+	b.spawnLocked(func(ctx context.Context) { b.watchNetwork(ctx, r) })
 	b.mu.Unlock()
 	b.startBackup()
 	b.log.Info("node started", "node", b.ident.ID(), "addr", ep.LocalAddr())
 	return nil
 }
 
-// Close removes this node's tunnel descriptors from its repos (so peers do
-// not dial a node that is gone), saves its DHT contacts, ends every event
-// subscription and closes everything. It is safe to call once.
-func (b *Backend) Close() error {
-	if b.dht != nil {
-		b.stopPublishing()
-		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-		b.mu.Lock()
-		states := make([]*groupState, 0, len(b.groups))
-		for _, gs := range b.groups {
-			states = append(states, gs)
-		}
-		b.mu.Unlock()
-		// A node that has not entered the network, or knows no one now,
-		// has nobody to tell: waiting would only delay the shutdown.
-		tell := b.isBooted() && len(b.dht.Contacts()) > 0
-		for _, gs := range states {
-			if gs.repo != nil && tell {
-				if err := gs.repo.ClearTunnel(ctx, 0); err != nil {
-					b.log.Debug("clear tunnel descriptor", "group", gs.info.ID, "err", err)
-				}
+// stopNet ends the current network run: it stops the republisher, removes
+// this node's tunnel descriptors from its repos (so peers do not dial a
+// node that is gone; at most shutdownTimeout), saves the DHT contacts,
+// stops every goroutine of the run and closes the relay, the DHT and the
+// endpoint (every connection: peers see a clean shutdown). The DHT object
+// stays, closed, for local reads and queued writes. b.life is held.
+func (b *Backend) stopNet(paused bool) {
+	r := b.run()
+	b.mu.Lock()
+	down := b.offNet
+	b.offNet = b.offNet || r == nil // nothing to stop: no run may start either
+	states := make([]*groupState, 0, len(b.groups))
+	for _, gs := range b.groups {
+		states = append(states, gs)
+	}
+	b.mu.Unlock()
+	if r == nil || down {
+		return
+	}
+	b.stopPublishing()
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	// A node that has not entered the network, or knows no one now,
+	// has nobody to tell: waiting would only delay the shutdown.
+	tell := isClosed(r.booted) && len(r.dht.Contacts()) > 0
+	for _, gs := range states {
+		if gs.repo != nil && tell {
+			if err := gs.repo.ClearTunnel(ctx, 0); err != nil {
+				b.log.Debug("clear tunnel descriptor", "group", gs.info.ID, "err", err)
 			}
 		}
-		cancel()
-		b.saveContacts()
-		b.cancel()
-		b.wg.Wait()
-		for _, gs := range states {
-			gs.streams.Close()
-		}
-		b.closeRelay()
-		b.dht.Close()
-		b.ep.Close()
 	}
+	cancel()
+	// Off the network from here: no new work of the run starts, and what
+	// needs the network fails with ErrPaused (the clearing above needed
+	// it still).
+	b.mu.Lock()
+	b.offNet, b.paused = true, paused
+	b.mu.Unlock()
+	b.saveContacts()
+	r.cancel()
+	r.wg.Wait()
+	for _, gs := range states {
+		gs.streams.CloseIdle()
+	}
+	r.relay.Close()
+	r.dht.Close()
+	r.ep.Close()
+}
+
+// Close removes this node's tunnel descriptors from its repos (so peers do
+// not dial a node that is gone), saves its DHT contacts, ends every event
+// subscription and closes everything. It is safe to call once; a paused
+// node closes at once (it told its peers when it paused).
+func (b *Backend) Close() error {
+	b.life.Lock()
+	defer b.life.Unlock()
+	b.stopNet(false)
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
 	b.closeEvents()
 	return b.db.Close()
 }
@@ -420,12 +462,14 @@ func (b *Backend) Close() error {
 // NodeID returns this node's ID.
 func (b *Backend) NodeID() key.NodeID { return b.ident.ID() }
 
-// Addr returns the QUIC listen address (zero before Start).
+// Addr returns the QUIC listen address (zero before Start; while paused,
+// the address the node listened on).
 func (b *Backend) Addr() netip.AddrPort {
-	if b.ep == nil {
+	ep := b.curEP()
+	if ep == nil {
 		return netip.AddrPort{}
 	}
-	return b.ep.LocalAddr()
+	return ep.LocalAddr()
 }
 
 // Contact returns "nodeID@host:port", what other nodes pass as a bootstrap.
@@ -439,7 +483,10 @@ func (b *Backend) Contact() string {
 
 // advertiseAddrs lists the addresses other nodes can dial: the listen
 // address, or, when it is unspecified (0.0.0.0, ::), every address of the
-// machine's interfaces with the listen port.
+// machine's interfaces with the listen port: of both families when the
+// socket is IPv6 (Go binds a "udp" socket on 0.0.0.0 or :: dual-stack,
+// and reports it as [::]), of IPv4 only when it is IPv4; loopback
+// addresses last.
 func (b *Backend) advertiseAddrs() []string {
 	la := b.Addr()
 	if !la.IsValid() {
@@ -448,24 +495,31 @@ func (b *Backend) advertiseAddrs() []string {
 	if !la.Addr().IsUnspecified() {
 		return []string{la.String()}
 	}
-	var out []string
+	var out, lo []string
 	ifaddrs, _ := interfaceAddrs()
 	for _, a := range ifaddrs {
 		if pn, ok := a.(*net.IPNet); ok {
 			if ip, ok := netip.AddrFromSlice(pn.IP); ok {
 				ip = ip.Unmap()
-				if la.Addr().Is4() != ip.Is4() || ip.IsLinkLocalUnicast() {
+				if (la.Addr().Is4() && !ip.Is4()) || ip.IsLinkLocalUnicast() {
 					continue
 				}
-				out = append(out, netip.AddrPortFrom(ip, la.Port()).String())
+				ap := netip.AddrPortFrom(ip, la.Port()).String()
+				if ip.IsLoopback() {
+					lo = append(lo, ap)
+				} else {
+					out = append(out, ap)
+				}
 			}
 		}
 	}
-	return out
+	// Loopback last: only a peer on this machine can use it, and a peer
+	// elsewhere tries the addresses in order, each until it times out.
+	return append(out, lo...)
 }
 
 func (b *Backend) started() error {
-	if b.dht == nil {
+	if b.curDHT() == nil {
 		return ErrNotStarted
 	}
 	return nil

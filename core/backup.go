@@ -193,15 +193,15 @@ func (b *Backend) startBackup() {
 		bs.mu.Lock()
 		bs.admin, bs.adminCreated = secret, created
 		bs.mu.Unlock()
-		b.ep.Handle(transport.ProtoAdmin, b.serveAdmin)
+		b.curEP().Handle(transport.ProtoAdmin, b.serveAdmin)
 	}
 	sub := b.Subscribe(SubscribeOptions{Kinds: []string{KindRepoChanged, KindMemberJoined, KindLagged}})
-	b.wg.Add(1)
-	go func() {
-		defer b.wg.Done()
+	if !b.spawn(func(ctx context.Context) {
 		defer sub.Close()
-		b.runBackup(b.ctx, sub.C)
-	}()
+		b.runBackup(ctx, sub.C)
+	}) {
+		sub.Close()
+	}
 	b.log.Info("backup mode on", "interval", b.opts.BackupInterval, "concurrency", b.opts.BackupConcurrency)
 }
 
@@ -287,8 +287,7 @@ func (b *Backend) backupHousekeeping(ctx context.Context, all bool) {
 }
 
 // schedulePass starts a pass of group g, or, if one is running, makes one
-// more follow it. It is called from the backup loop's goroutine only, so
-// the WaitGroup count is above zero when it adds.
+// more follow it. It is called from the backup loop's goroutine only.
 func (b *Backend) schedulePass(ctx context.Context, g key.RecordKey, full bool) {
 	bs := &b.bk
 	bs.mu.Lock()
@@ -305,9 +304,7 @@ func (b *Backend) schedulePass(ctx context.Context, g key.RecordKey, full bool) 
 	}
 	bg.running, bg.status.Running = true, true
 	bs.mu.Unlock()
-	b.wg.Add(1)
-	go func() {
-		defer b.wg.Done()
+	ok = b.spawn(func(context.Context) {
 		for {
 			bs.mu.Lock()
 			full := bg.full
@@ -322,7 +319,12 @@ func (b *Backend) schedulePass(ctx context.Context, g key.RecordKey, full bool) 
 			}
 			bs.mu.Unlock()
 		}
-	}()
+	})
+	if !ok { // the node is going off the network
+		bs.mu.Lock()
+		bg.running, bg.status.Running = false, false
+		bs.mu.Unlock()
+	}
 }
 
 // backupFile is one file blob a pass wants.
@@ -559,14 +561,14 @@ func (b *Backend) backupRepublish(ctx context.Context, g key.RecordKey, keys []k
 }
 
 func (b *Backend) republishRecord(ctx context.Context, k key.RecordKey) error {
-	desc, v, err := b.dht.GetLocal(ctx, k, 0)
+	desc, v, err := b.curDHT().GetLocal(ctx, k, 0)
 	if err != nil {
 		return err
 	}
 	sk := uint32(0)
 	for sk+1 < desc.SubkeyCount() && v == nil {
 		sk++
-		if _, v, err = b.dht.GetLocal(ctx, k, sk); err != nil {
+		if _, v, err = b.curDHT().GetLocal(ctx, k, sk); err != nil {
 			return err
 		}
 	}
@@ -575,7 +577,7 @@ func (b *Backend) republishRecord(ctx context.Context, k key.RecordKey) error {
 	}
 	sctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	defer cancel()
-	return b.dht.Set(sctx, desc, sk, v)
+	return b.curDHT().Set(sctx, desc, sk, v)
 }
 
 // backupBatch downloads the entries idx of repo collection rc in children

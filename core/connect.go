@@ -23,46 +23,46 @@ const (
 	bootstrapRetryMax = time.Minute
 )
 
-// connect is Start's background work of entering the network; hasBoot
-// tells whether there were any contacts to bootstrap through.
-func (b *Backend) connect(hasBoot bool) {
-	defer b.wg.Done()
+// connect is the background work of entering the network of run r (Start,
+// Resume), until ctx ends; hasBoot tells whether there were any contacts
+// to bootstrap through.
+func (b *Backend) connect(ctx context.Context, r *netRun, hasBoot bool) {
 	if !hasBoot {
-		close(b.booted) // the first node: nothing to wait for
+		close(r.booted) // the first node: nothing to wait for
 		return
 	}
 	retry := bootstrapRetryMin
 	for first := true; ; first = false {
-		err := b.bootstrapOnce()
+		err := bootstrapOnce(ctx, r)
 		if first {
-			close(b.booted)
+			close(r.booted)
 		}
 		if err == nil {
 			b.saveContacts()
 			return
 		}
-		if b.ctx.Err() != nil || b.reached() {
+		if ctx.Err() != nil || b.reached() {
 			return
 		}
 		b.log.Info("bootstrap: no contact answered; retrying", "in", retry, "err", err)
-		if !sleepCtx(b.ctx, retry) || b.reached() {
+		if !sleepCtx(ctx, retry) || b.reached() {
 			return
 		}
 		retry = min(2*retry, bootstrapRetryMax)
 	}
 }
 
-func (b *Backend) bootstrapOnce() error {
-	ctx, cancel := context.WithTimeout(b.ctx, bootstrapTimeout)
+func bootstrapOnce(ctx context.Context, r *netRun) error {
+	ctx, cancel := context.WithTimeout(ctx, bootstrapTimeout)
 	defer cancel()
-	return b.dht.Bootstrap(ctx)
+	return r.dht.Bootstrap(ctx)
 }
 
 // reached reports whether a node reached this one by itself (a failed
 // bootstrap leaves in the routing table only the nodes that answered or
 // called): the DHT's own table refresh then keeps it in the network.
 func (b *Backend) reached() bool {
-	if len(b.dht.Contacts()) == 0 {
+	if len(b.curDHT().Contacts()) == 0 {
 		return false
 	}
 	b.log.Info("bootstrap: reached by a node; the table refresh takes over")
@@ -70,21 +70,23 @@ func (b *Backend) reached() bool {
 	return true
 }
 
-// waitBooted waits until the first bootstrap attempt has ended, ctx ends
-// or the node closes, whichever comes first. The caller then goes on
-// either way: its own work fails by its context if it must.
+// waitBooted waits until the first bootstrap attempt of the current run
+// has ended, ctx ends or the run ends (the node pauses or closes),
+// whichever comes first. The caller then goes on either way: its own
+// work fails by its context if it must.
 func (b *Backend) waitBooted(ctx context.Context) {
+	r := b.run()
 	select {
-	case <-b.booted:
+	case <-r.booted:
 	case <-ctx.Done():
-	case <-b.ctx.Done():
+	case <-r.ctx.Done():
 	}
 }
 
-// isBooted reports whether the first bootstrap attempt has ended.
-func (b *Backend) isBooted() bool {
+// isClosed reports whether c is closed.
+func isClosed(c chan struct{}) bool {
 	select {
-	case <-b.booted:
+	case <-c:
 		return true
 	default:
 		return false

@@ -94,8 +94,8 @@ func (b *Backend) bootstrapContacts() ([]dht.Contact, error) {
 // contacts saved before, merged by mergeContacts.
 func (b *Backend) saveContacts(extra ...dht.Contact) {
 	var live []contactSeen
-	for _, c := range append(extra, b.dht.Contacts()...) {
-		live = append(live, contactSeen{c: c, seen: b.dht.LastSeen(c.ID)})
+	for _, c := range append(extra, b.curDHT().Contacts()...) {
+		live = append(live, contactSeen{c: c, seen: b.curDHT().LastSeen(c.ID)})
 	}
 	merged := mergeContacts(b.ident.ID(), len(extra), live, b.loadContacts(), maxContactsKV)
 	saved := make([]savedContact, len(merged))

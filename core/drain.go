@@ -417,7 +417,7 @@ func (b *Backend) adminFetch(req adminRequest) {
 	if err != nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(b.ctx, adminFetchWait)
+	ctx, cancel := context.WithTimeout(b.runCtx(), adminFetchWait)
 	defer cancel()
 	servable := func(h blobsync.Hash) bool {
 		b.mu.Lock()

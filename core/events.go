@@ -58,9 +58,22 @@ const (
 	KindDownloadProgress = "download.progress"
 	// KindPublicationState: a write of this node's own repo (its
 	// collection or its name) was published to the DHT, queued because
-	// no node was reachable, or left the queue superseded
-	// (PublicationEvent).
+	// no node was reachable, or left the queue superseded; or its tunnel
+	// descriptor was published (PublicationEvent).
 	KindPublicationState = "publication.state"
+	// KindPeerReachable: a member's node answered (PeerEvent): a tunnel
+	// to it opened, or it opened one to this node, after this node had
+	// told nothing of it or told it unreachable. Event.Repo is the
+	// member's repo (one event per repo of the group the node serves;
+	// zero when the node opened a tunnel before this node read its
+	// descriptor).
+	KindPeerReachable = "peer.reachable"
+	// KindPeerUnreachable: a member's node stopped answering (PeerEvent):
+	// it shut down cleanly (its connection closed with its endpoint), or
+	// no path to it opened, after it was told reachable or before
+	// anything was told of it. It is told once, until the node answers
+	// again.
+	KindPeerUnreachable = "peer.unreachable"
 	// KindLagged: events were lost for this subscriber (LaggedEvent): it
 	// fell behind, or resumed from an ID older than the ring. Re-list what
 	// the app shows.
@@ -71,7 +84,7 @@ const (
 var EventKinds = []string{
 	KindFileAdded, KindFileRemoved, KindFileChanged, KindRepoChanged,
 	KindMemberJoined, KindMemberLeft, KindDownloadProgress,
-	KindPublicationState, KindLagged,
+	KindPublicationState, KindPeerReachable, KindPeerUnreachable, KindLagged,
 }
 
 // IsEventKind reports whether k is one of EventKinds.
@@ -84,7 +97,8 @@ func IsEventKind(k string) bool { return slices.Contains(EventKinds, k) }
 //	 "repo":"<key>","payload":{"name":"a.jpg","hash":"<b3>",...}}
 //
 // Payload holds the kind's type (a value, not a pointer): FileEvent,
-// RepoEvent, MemberEvent, DownloadEvent, PublicationEvent or LaggedEvent;
+// RepoEvent, MemberEvent, DownloadEvent, PublicationEvent, PeerEvent or
+// LaggedEvent;
 // UnmarshalJSON restores it by kind.
 type Event struct {
 	ID      uint64        `json:"id"`
@@ -140,14 +154,37 @@ type DownloadEvent struct {
 
 // PublicationEvent is the payload of publication.state.
 type PublicationEvent struct {
-	Record string `json:"record"` // "collection" or "name": the subkey of the repo record
-	Seq    uint64 `json:"seq"`    // the write's sequence number
+	// Record is the subkey of the repo record: "collection", "name", or
+	// "tunnel" (this node's tunnel descriptor, which peers dial it by:
+	// published at start and resume and when its addresses or relays
+	// change; only "published" is told of it).
+	Record string `json:"record"`
+	Seq    uint64 `json:"seq"` // the write's sequence number; 0 for "tunnel"
 	// State: "published" (a DHT node took it), "queued" (none was
 	// reachable; it goes out when the network is back, across
 	// restarts) or "superseded" (it left the queue unsent: a later
 	// write went instead).
 	State string `json:"state"`
 }
+
+// PeerEvent is the payload of peer.reachable and peer.unreachable;
+// Event.Group and Event.Repo name the member.
+type PeerEvent struct {
+	Node key.NodeID `json:"node"` // the member's node
+	// Reason: of peer.reachable, "tunnel" (this node opened a tunnel to
+	// it) or "inbound" (it opened one to this node); of
+	// peer.unreachable, "shutdown" (it shut down cleanly) or "failed"
+	// (no path to it opened: direct addresses and relays).
+	Reason string `json:"reason"`
+}
+
+// Reasons of PeerEvent.
+const (
+	PeerTunnel   = "tunnel"
+	PeerInbound  = "inbound"
+	PeerShutdown = "shutdown"
+	PeerFailed   = "failed"
+)
 
 // LaggedEvent is the payload of lagged.
 type LaggedEvent struct {
@@ -185,6 +222,8 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 		e.Payload, err = decodePayload[DownloadEvent](raw.Payload)
 	case KindPublicationState:
 		e.Payload, err = decodePayload[PublicationEvent](raw.Payload)
+	case KindPeerReachable, KindPeerUnreachable:
+		e.Payload, err = decodePayload[PeerEvent](raw.Payload)
 	case KindLagged:
 		e.Payload, err = decodePayload[LaggedEvent](raw.Payload)
 	default:

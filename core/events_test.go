@@ -220,8 +220,8 @@ func TestPublicationState(t *testing.T) {
 	}
 
 	other := startNode(t, filepath.Join(tmp, "other"))
-	alone.dht.AddContacts(other.dht.Self())
-	if err := alone.dht.Bootstrap(ctx); err != nil {
+	alone.curDHT().AddContacts(other.curDHT().Self())
+	if err := alone.curDHT().Bootstrap(ctx); err != nil {
 		t.Fatal(err)
 	}
 	pub := nextEvent(t, sub, 10*time.Second, "publication.state published", isState("published"))

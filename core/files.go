@@ -327,7 +327,7 @@ func (b *Backend) readRepo(ctx context.Context, gs *groupState, rk key.RecordKey
 		return "", blobsync.Hash{}, nil, false, err
 	}
 	b.markServable(gs, h, c)
-	fresh := rk == gs.info.Repo || (!local && !missed.Load()) || (local && b.dht.Watching(rk))
+	fresh := rk == gs.info.Repo || (!local && !missed.Load()) || (local && b.curDHT().Watching(rk))
 	if fresh {
 		b.rememberRepo(gs.info.ID, rk, name, h)
 	}

@@ -154,23 +154,24 @@ func (b *Backend) openGroup(sec groupSecrets, info GroupInfo) (*groupState, erro
 }
 
 // records gives groups and repos the DHT once Start has made it; its reads
-// and writes wait for the node's first bootstrap attempt (waitBooted).
+// and writes wait for the node's first bootstrap attempt (waitBooted), and
+// fail with ErrPaused while the node is paused.
 type records struct{ b *Backend }
 
 func (r records) Set(ctx context.Context, desc *record.Descriptor, subkey uint32, v *record.Value) error {
-	if err := r.b.started(); err != nil {
+	if err := r.b.online(); err != nil {
 		return err
 	}
 	r.b.waitBooted(ctx)
-	return r.b.dht.Set(ctx, desc, subkey, v)
+	return r.b.curDHT().Set(ctx, desc, subkey, v)
 }
 
 func (r records) Get(ctx context.Context, k key.RecordKey, subkey uint32) (*record.Descriptor, *record.Value, error) {
-	if err := r.b.started(); err != nil {
+	if err := r.b.online(); err != nil {
 		return nil, nil, err
 	}
 	r.b.waitBooted(ctx)
-	return r.b.dht.Get(ctx, k, subkey)
+	return r.b.curDHT().Get(ctx, k, subkey)
 }
 
 // probedRecords is records that notes, in missed, a read no other node
@@ -185,11 +186,11 @@ func (r probedRecords) Set(ctx context.Context, desc *record.Descriptor, subkey 
 }
 
 func (r probedRecords) Get(ctx context.Context, k key.RecordKey, subkey uint32) (*record.Descriptor, *record.Value, error) {
-	if err := r.b.started(); err != nil {
+	if err := r.b.online(); err != nil {
 		return nil, nil, err
 	}
 	r.b.waitBooted(ctx)
-	desc, v, reached, err := r.b.dht.GetReached(ctx, k, subkey)
+	desc, v, reached, err := r.b.curDHT().GetReached(ctx, k, subkey)
 	if err == nil && !reached {
 		r.missed.Store(true)
 	}
@@ -207,7 +208,7 @@ func (r localRecords) Get(ctx context.Context, k key.RecordKey, subkey uint32) (
 	if err := r.b.started(); err != nil {
 		return nil, nil, err
 	}
-	return r.b.dht.GetLocal(ctx, k, subkey)
+	return r.b.curDHT().GetLocal(ctx, k, subkey)
 }
 
 func (b *Backend) saveGroup(gs *groupState, sec groupSecrets) error {
@@ -266,7 +267,7 @@ func (b *Backend) CreateGroupWith(ctx context.Context, name string, o GroupOptio
 	if err != nil {
 		return GroupInfo{}, err
 	}
-	if err := b.started(); err != nil {
+	if err := b.online(); err != nil {
 		return GroupInfo{}, err
 	}
 	var g *group.Group
@@ -314,7 +315,7 @@ func (b *Backend) JoinGroupWith(ctx context.Context, inviteURI string, o GroupOp
 	if err != nil {
 		return GroupInfo{}, err
 	}
-	if err := b.started(); err != nil {
+	if err := b.online(); err != nil {
 		return GroupInfo{}, err
 	}
 	if gi, err := b.group(inv.Group); err == nil {
@@ -336,8 +337,8 @@ func (b *Backend) JoinGroupWith(ctx context.Context, inviteURI string, o GroupOp
 		}
 	}
 	if len(hints) > 0 {
-		b.dht.AddContacts(hints...)
-		if err := b.dht.Bootstrap(ctx); err != nil {
+		b.curDHT().AddContacts(hints...)
+		if err := b.curDHT().Bootstrap(ctx); err != nil {
 			b.log.Warn("bootstrap from invite hints failed", "err", err)
 		}
 		b.saveContacts(hints...)
@@ -418,8 +419,8 @@ func (b *Backend) addGroup(ctx context.Context, g *group.Group, m group.Meta, re
 	return gs.info, nil
 }
 
-func (b *Backend) publishTunnel(gs *groupState) {
-	ctx, cancel := context.WithTimeout(b.ctx, publishTimeout)
+func (b *Backend) publishTunnel(ctx context.Context, gs *groupState) {
+	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	defer cancel()
 	if err := b.publishTunnelErr(ctx, gs); err != nil {
 		b.log.Warn("publish tunnel descriptor", "group", gs.info.ID, "err", err)
@@ -427,12 +428,13 @@ func (b *Backend) publishTunnel(gs *groupState) {
 }
 
 // publishTunnelErr writes this node's tunnel descriptor into slot 0 of its
-// repo in gs.
+// repo in gs, and tells it (publication.state, record "tunnel").
 func (b *Backend) publishTunnelErr(ctx context.Context, gs *groupState) error {
 	td := b.tunnelDescriptor()
 	if err := gs.repo.SetTunnel(ctx, 0, td); err != nil {
 		return fmt.Errorf("publish tunnel descriptor: %w", err)
 	}
+	b.emit(KindPublicationState, gs.info.ID, gs.info.Repo, PublicationEvent{Record: "tunnel", State: "published"})
 	return nil
 }
 
@@ -511,8 +513,8 @@ func (b *Backend) inviteHints() []string {
 	if c := b.Contact(); b.Addr().IsValid() {
 		hints = append(hints, c)
 	}
-	if b.dht != nil {
-		for _, c := range b.dht.Contacts() {
+	if d := b.curDHT(); d != nil {
+		for _, c := range d.Contacts() {
 			if len(hints) >= maxInviteHints {
 				break
 			}
@@ -529,7 +531,7 @@ func (b *Backend) LeaveGroup(ctx context.Context, k key.RecordKey) error {
 	if err != nil {
 		return err
 	}
-	if b.dht != nil {
+	if b.curDHT() != nil {
 		if err := gs.repo.ClearTunnel(ctx, 0); err != nil {
 			b.log.Debug("clear tunnel descriptor", "group", k, "err", err)
 		}

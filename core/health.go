@@ -1,6 +1,7 @@
 package core
 
 import (
+	"bytes"
 	"slices"
 	"sync"
 	"time"
@@ -15,6 +16,11 @@ import (
 // nodes that answered first, fastest first, and leave out a node that is
 // down (until downFor passes or it answers again), so no download waits
 // twice on a dead one. In memory: a restart starts afresh.
+//
+// It also keeps each node's reachability as the peer.reachable and
+// peer.unreachable events tell it (reach), and which repos of which
+// groups the node serves, as the tunnel descriptors last read said
+// (repos), so those events name the member.
 type providerHealth struct {
 	mu    sync.Mutex
 	nodes map[key.NodeID]*nodeHealth
@@ -24,7 +30,22 @@ type nodeHealth struct {
 	ok   time.Time     // last tunnel opened
 	down time.Time     // last opening failed, or the node shut down
 	rtt  time.Duration // moving average of opening times
+
+	reach int8               // what the events last told: 0 nothing, reachUp, reachDown
+	repos map[memberRef]bool // the (group, repo) pairs whose descriptors name the node
 }
+
+// Values of nodeHealth.reach.
+const (
+	reachUp   = 1
+	reachDown = -1
+)
+
+// memberRef is one repo of one group.
+type memberRef struct{ group, repo key.RecordKey }
+
+// maxNodeRepos bounds nodeHealth.repos.
+const maxNodeRepos = 256
 
 // downFor is how long a node whose tunnel could not be opened, or that
 // shut down, is left out of downloads.
@@ -45,8 +66,9 @@ func (h *providerHealth) node(id key.NodeID) *nodeHealth {
 	return n
 }
 
-// opened records a tunnel to id opened in took.
-func (h *providerHealth) opened(id key.NodeID, took time.Duration) {
+// opened records a tunnel to id opened in took. If the events had not
+// told id reachable, it returns the repos id serves, to tell now.
+func (h *providerHealth) opened(id key.NodeID, took time.Duration) []memberRef {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	n := h.node(id)
@@ -56,17 +78,89 @@ func (h *providerHealth) opened(id key.NodeID, took time.Duration) {
 	} else {
 		n.rtt = (3*n.rtt + took) / 4
 	}
+	return n.turn(reachUp)
 }
 
-// failed records that no path to id opened.
-func (h *providerHealth) failed(id key.NodeID) {
+// answered records that id reached this node by itself (it opened a
+// tunnel of group g to it): as opened, without a time to learn from. A
+// node whose repo in g this node has not read yet is known as g's member
+// with no repo until then (serves), so its events name the group.
+func (h *providerHealth) answered(id key.NodeID, g key.RecordKey) []memberRef {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.node(id).down = time.Now()
+	n := h.node(id)
+	n.ok = time.Now()
+	if !slices.ContainsFunc(mapKeys(n.repos), func(r memberRef) bool { return r.group == g }) {
+		n.addRepo(memberRef{group: g})
+	}
+	return n.turn(reachUp)
+}
+
+func mapKeys(m map[memberRef]bool) []memberRef {
+	out := make([]memberRef, 0, len(m))
+	for r := range m {
+		out = append(out, r)
+	}
+	return out
+}
+
+// addRepo records that n serves r; a repo of a group replaces the
+// group's placeholder without a repo (answered).
+func (n *nodeHealth) addRepo(r memberRef) {
+	if n.repos == nil {
+		n.repos = make(map[memberRef]bool)
+	}
+	if !r.repo.IsZero() {
+		delete(n.repos, memberRef{group: r.group})
+	}
+	if len(n.repos) < maxNodeRepos {
+		n.repos[r] = true
+	}
+}
+
+// failed records that no path to id opened (or that id shut down). If the
+// events had not told id unreachable, it returns the repos id serves, to
+// tell now.
+func (h *providerHealth) failed(id key.NodeID) []memberRef {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := h.node(id)
+	n.down = time.Now()
+	return n.turn(reachDown)
 }
 
 // shutdown records that id shut down cleanly.
-func (h *providerHealth) shutdown(id key.NodeID) { h.failed(id) }
+func (h *providerHealth) shutdown(id key.NodeID) []memberRef { return h.failed(id) }
+
+// turn sets n's reachability to r; if it was not r, it returns the repos
+// n serves (empty, not nil, when none is known); nil if it was r.
+func (n *nodeHealth) turn(r int8) []memberRef {
+	if n.reach == r {
+		return nil
+	}
+	n.reach = r
+	out := make([]memberRef, 0, len(n.repos))
+	for ref := range n.repos {
+		out = append(out, ref)
+	}
+	slices.SortFunc(out, func(a, b memberRef) int {
+		if c := bytes.Compare(a.group[:], b.group[:]); c != 0 {
+			return c
+		}
+		return bytes.Compare(a.repo[:], b.repo[:])
+	})
+	return out
+}
+
+// serves records which repos of group g each node serves, from the
+// tunnel descriptors just read (ms).
+func (h *providerHealth) serves(g key.RecordKey, ms []group.Member) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, m := range ms {
+		h.node(m.Tunnel.Node).addRepo(memberRef{g, m.Repo})
+	}
+}
 
 // isDown reports whether id failed or shut down within downFor and has
 // not answered since.

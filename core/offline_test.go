@@ -34,8 +34,8 @@ func savedContactIDs(t *testing.T, dir string) map[key.NodeID]time.Time {
 // knows reports whether b's routing table holds id and id answered b
 // during this run.
 func knows(b *Backend, id key.NodeID) bool {
-	return slices.ContainsFunc(b.dht.Contacts(), func(c dht.Contact) bool { return c.ID == id }) &&
-		!b.dht.LastSeen(id).IsZero()
+	return slices.ContainsFunc(b.curDHT().Contacts(), func(c dht.Contact) bool { return c.ID == id }) &&
+		!b.curDHT().LastSeen(id).IsZero()
 }
 
 // TestStartWithDeadContacts: a phone whose saved contacts are all down
@@ -65,7 +65,7 @@ func TestStartWithDeadContacts(t *testing.T) {
 		t.Fatalf("groups %v", phone.Groups())
 	}
 	waitBootedT(t, phone)
-	if cs := phone.dht.Contacts(); len(cs) != 0 {
+	if cs := phone.curDHT().Contacts(); len(cs) != 0 {
 		t.Fatalf("after a bootstrap to dead contacts the routing table holds %v", cs)
 	}
 	phone.Close()
@@ -175,7 +175,7 @@ func publicationOf(b *Backend, g GroupInfo) (Publication, bool) {
 // holds it (what the DHT stored there), without asking the network.
 func heldCollection(t *testing.T, b *Backend, rk key.RecordKey) (uint64, bool) {
 	t.Helper()
-	_, v, err := b.dht.GetLocal(context.Background(), rk, datarepo.SubkeyCollection)
+	_, v, err := b.curDHT().GetLocal(context.Background(), rk, datarepo.SubkeyCollection)
 	if err != nil || v == nil {
 		return 0, false
 	}

@@ -67,11 +67,11 @@ func (p *memberProvider) Open(ctx context.Context) (io.ReadWriteCloser, error) {
 	}
 	if err != nil {
 		if ctx.Err() == nil {
-			p.b.health.failed(td.Node)
+			p.b.tellPeer(KindPeerUnreachable, td.Node, PeerFailed, p.b.health.failed(td.Node))
 		}
 		return nil, err
 	}
-	p.b.health.opened(td.Node, time.Since(start))
+	p.b.tellPeer(KindPeerReachable, td.Node, PeerTunnel, p.b.health.opened(td.Node, time.Since(start)))
 	p.b.traffic.opened.Add(1)
 	return countingConn{ReadWriteCloser: sess, read: &p.b.traffic.received}, nil
 }
@@ -146,6 +146,7 @@ func (b *Backend) memberProviders(ctx context.Context, gs *groupState, prefer []
 		return nil, fmt.Errorf("%w: %s", ErrNoMembers, gs.info.Name)
 	}
 	b.rememberMembers(gs, members)
+	b.health.serves(gs.info.ID, members)
 	members = b.health.order(members)
 	provs := make([]blobsync.Provider, 0, len(members)*max(1, lanes))
 	for _, m := range members {
@@ -161,6 +162,14 @@ func (b *Backend) memberProviders(ctx context.Context, gs *groupState, prefer []
 // leave it out until it is heard from again.
 func (b *Backend) peerShutdown(id key.NodeID) {
 	b.log.Debug("peer shut down", "peer", id)
-	b.dht.PeerShutdown(id)
-	b.health.shutdown(id)
+	b.curDHT().PeerShutdown(id)
+	b.tellPeer(KindPeerUnreachable, id, PeerShutdown, b.health.shutdown(id))
+}
+
+// tellPeer emits a peer event of kind about node id for each member repo
+// in refs (what providerHealth returned: empty when nothing changed).
+func (b *Backend) tellPeer(kind string, id key.NodeID, reason string, refs []memberRef) {
+	for _, r := range refs {
+		b.emit(kind, r.group, r.repo, PeerEvent{Node: id, Reason: reason})
+	}
 }

@@ -40,7 +40,7 @@ func (r ownRecords) Set(ctx context.Context, desc *record.Descriptor, subkey uin
 	}
 	switch subkey {
 	case datarepo.SubkeyName, datarepo.SubkeyCollection:
-		return r.b.dht.SetQueued(desc, subkey, v)
+		return r.b.curDHT().SetQueued(desc, subkey, v)
 	}
 	return records(r).Set(ctx, desc, subkey, v)
 }
@@ -49,7 +49,7 @@ func (r ownRecords) Get(ctx context.Context, k key.RecordKey, subkey uint32) (*r
 	if err := r.b.started(); err != nil {
 		return nil, nil, err
 	}
-	desc, v, err := r.b.dht.GetLocal(ctx, k, subkey)
+	desc, v, err := r.b.curDHT().GetLocal(ctx, k, subkey)
 	if errors.Is(err, dht.ErrNotFound) {
 		// Not held here (a store from before the repo was made this
 		// way): the network has it.
@@ -90,7 +90,7 @@ func (b *Backend) Publications() []Publication {
 	if b.started() != nil {
 		return nil
 	}
-	q, err := b.dht.Queue()
+	q, err := b.curDHT().Queue()
 	if err != nil {
 		b.log.Warn("read the publication queue", "err", err)
 	}

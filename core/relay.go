@@ -62,7 +62,6 @@ type PeerPath struct {
 
 // relayState is the Backend's relay and reachability state.
 type relayState struct {
-	relay   *tunnel.Relay
 	relays  []transport.Peer // from Options.Relays
 	changed chan struct{}    // the tunnel descriptor may have changed
 	recheck chan struct{}    // run a reachability check now
@@ -93,18 +92,23 @@ func parseRelays(ss []string) ([]transport.Peer, error) {
 	return out, nil
 }
 
-// startRelay runs the relay protocol on the endpoint (serving as a relay if
-// Options.ServeRelay), holds reservations on Options.Relays, and starts the
-// reachability checker and the descriptor republisher. Called by Start once
-// b.ep and b.ctx exist.
-func (b *Backend) startRelay(relays []transport.Peer) {
+// startRelay runs the relay protocol on r's endpoint (serving as a relay
+// if Options.ServeRelay) and holds reservations on Options.Relays for as
+// long as r lasts. startNet then starts the reachability checker and the
+// descriptor republisher. The state that outlives a run (paths, observed
+// addresses, the last reachability) is kept across runs.
+func (b *Backend) startRelay(r *netRun, relays []transport.Peer) {
 	rs := &b.rs
+	rs.mu.Lock()
 	rs.relays = relays
-	rs.changed = make(chan struct{}, 1)
-	rs.recheck = make(chan struct{}, 1)
-	rs.paths = make(map[key.NodeID]PeerPath)
-	rs.observed = make(map[key.NodeID]netip.AddrPort)
-	rs.relay = tunnel.NewRelay(b.ep, tunnel.RelayOptions{
+	if rs.paths == nil {
+		rs.changed = make(chan struct{}, 1)
+		rs.recheck = make(chan struct{}, 1)
+		rs.paths = make(map[key.NodeID]PeerPath)
+		rs.observed = make(map[key.NodeID]netip.AddrPort)
+	}
+	rs.mu.Unlock()
+	r.relay = tunnel.NewRelay(r.ep, tunnel.RelayOptions{
 		Serve:     b.opts.ServeRelay,
 		Limits:    b.opts.RelayLimits,
 		Incoming:  b.serveRelayedTunnel,
@@ -113,11 +117,8 @@ func (b *Backend) startRelay(relays []transport.Peer) {
 		Logger:    b.log,
 	})
 	if len(relays) > 0 {
-		rs.relay.Keep(b.ctx, relays, b.reservationsChanged)
+		r.relay.Keep(r.ctx, relays, func() { b.reservationsChanged(r.relay) })
 	}
-	b.wg.Add(2)
-	go b.republishLoop()
-	go b.reachLoop()
 }
 
 // groupPSKs returns the tunnel PSKs of this node's groups: as a relay it
@@ -132,14 +133,6 @@ func (b *Backend) groupPSKs() [][32]byte {
 		out = append(out, tunnel.PSK(gs.g.TunnelSecret()))
 	}
 	return out
-}
-
-// closeRelay ends reservations and circuits. Called by Close after b.ctx is
-// cancelled and the loops have returned, before the endpoint closes.
-func (b *Backend) closeRelay() {
-	if b.rs.relay != nil {
-		b.rs.relay.Close()
-	}
 }
 
 // stopPublishing makes the republisher stop and waits for a write in
@@ -160,11 +153,11 @@ func signal(c chan struct{}) {
 // reservationsChanged runs when a reservation starts or ends: the relays
 // listed in the descriptor change, and a new observed address asks for a
 // reachability check.
-func (b *Backend) reservationsChanged() {
+func (b *Backend) reservationsChanged(relay *tunnel.Relay) {
 	rs := &b.rs
 	recheck := false
 	rs.mu.Lock()
-	for _, res := range rs.relay.Reservations() {
+	for _, res := range relay.Reservations() {
 		if res.Observed.IsValid() && rs.observed[res.Relay.ID] != res.Observed {
 			rs.observed[res.Relay.ID] = res.Observed
 			recheck = recheck || res.Observed != rs.reach.Observed
@@ -180,11 +173,12 @@ func (b *Backend) reservationsChanged() {
 // Relays lists the relays this node holds a reservation on now, as
 // "nodeID@host:port": the ones its tunnel descriptors name.
 func (b *Backend) Relays() []string {
-	if b.rs.relay == nil {
+	r := b.run()
+	if r == nil {
 		return nil
 	}
 	var out []string
-	for _, res := range b.rs.relay.Reservations() {
+	for _, res := range r.relay.Reservations() {
 		out = append(out, dht.Contact{ID: res.Relay.ID, Addr: res.Relay.Addr}.String())
 	}
 	return out
@@ -240,18 +234,17 @@ func (b *Backend) tunnelDescriptor() datarepo.TunnelDescriptor {
 // republishLoop rewrites the tunnel descriptors of every group when they
 // change (a reservation started or ended, the reachability check found a new
 // address), until the Backend closes.
-func (b *Backend) republishLoop() {
-	defer b.wg.Done()
+func (b *Backend) republishLoop(ctx context.Context) {
 	var last datarepo.TunnelDescriptor
 	for {
 		select {
-		case <-b.ctx.Done():
+		case <-ctx.Done():
 			return
 		case <-b.rs.changed:
 		}
 		// Let a burst of changes settle into one write.
 		select {
-		case <-b.ctx.Done():
+		case <-ctx.Done():
 			return
 		case <-time.After(100 * time.Millisecond):
 		}
@@ -259,7 +252,7 @@ func (b *Backend) republishLoop() {
 		if sameDescriptor(td, last) {
 			continue
 		}
-		if b.publishAll(td) {
+		if b.publishAll(ctx, td) {
 			last = td
 		}
 	}
@@ -267,7 +260,7 @@ func (b *Backend) republishLoop() {
 
 // publishAll writes td into every group; false if any write failed or the
 // Backend is closing.
-func (b *Backend) publishAll(td datarepo.TunnelDescriptor) bool {
+func (b *Backend) publishAll(ctx context.Context, td datarepo.TunnelDescriptor) bool {
 	b.rs.pubMu.Lock()
 	defer b.rs.pubMu.Unlock()
 	if b.rs.closing.Load() {
@@ -281,13 +274,15 @@ func (b *Backend) publishAll(td datarepo.TunnelDescriptor) bool {
 	b.mu.Unlock()
 	ok := true
 	for _, gs := range states {
-		ctx, cancel := context.WithTimeout(b.ctx, publishTimeout)
+		ctx, cancel := context.WithTimeout(ctx, publishTimeout)
 		err := gs.repo.SetTunnel(ctx, 0, td)
 		cancel()
 		if err != nil {
 			ok = false
 			b.log.Warn("republish tunnel descriptor", "group", gs.info.ID, "err", err)
+			continue
 		}
+		b.emit(KindPublicationState, gs.info.ID, gs.info.Repo, PublicationEvent{Record: "tunnel", State: "published"})
 	}
 	if ok && len(states) > 0 {
 		b.log.Info("tunnel descriptor republished", "addrs", td.Addrs, "relays", td.Relays)
@@ -299,27 +294,27 @@ func sameDescriptor(a, b datarepo.TunnelDescriptor) bool {
 	return a.Node == b.Node && a.Static == b.Static && slices.Equal(a.Addrs, b.Addrs) && slices.Equal(a.Relays, b.Relays)
 }
 
-// reachLoop checks reachability at start, every reachInterval and when a
-// relay reports a new observed address.
-func (b *Backend) reachLoop() {
-	defer b.wg.Done()
+// reachLoop checks reachability at start, every reachInterval, when a
+// relay reports a new observed address and after a network change.
+func (b *Backend) reachLoop(ctx context.Context) {
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
 		select {
-		case <-b.ctx.Done():
+		case <-ctx.Done():
 			return
 		case <-t.C:
 		case <-b.rs.recheck:
 			// A check that ran since the signal may have seen the new
 			// address already (the first check races the first
-			// reservation): then there is nothing new to check.
-			if !b.observedChanged() {
+			// reservation): then there is nothing new to check. A
+			// network change forgets what was checked (netchange.go).
+			if b.Reachability().Checked && !b.observedChanged() {
 				continue
 			}
 			t.Stop()
 		}
-		b.checkReach()
+		b.checkReach(ctx)
 		t.Reset(reachInterval)
 	}
 }
@@ -328,11 +323,12 @@ func (b *Backend) reachLoop() {
 // nodes, then routing-table contacts) to dial this node back, and puts the
 // DHT in client mode when the answer is "not reachable" (out of it when
 // reachable).
-func (b *Backend) checkReach() {
-	ctx, cancel := context.WithTimeout(b.ctx, reachTimeout)
+func (b *Backend) checkReach(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, reachTimeout)
 	defer cancel()
+	relay := b.run().relay
 	for _, p := range b.reachCandidates() {
-		res, err := b.rs.relay.DialBack(ctx, p, netip.AddrPort{})
+		res, err := relay.DialBack(ctx, p, netip.AddrPort{})
 		if err != nil {
 			b.log.Debug("dial-back check", "peer", p.ID, "err", err)
 			if ctx.Err() != nil {
@@ -343,9 +339,7 @@ func (b *Backend) checkReach() {
 		now := Reachability{Checked: true, Reachable: res.Reachable, Observed: res.Observed, By: p.ID, At: time.Now()}
 		// A node nothing can dial joins the DHT as a client: others keep it
 		// out of their routing tables and holder sets (docs/dht.md).
-		if b.dht != nil {
-			b.dht.SetClient(!now.Reachable)
-		}
+		b.curDHT().SetClient(!now.Reachable)
 		b.rs.mu.Lock()
 		prev := b.rs.reach
 		b.rs.reach = now
@@ -388,7 +382,7 @@ func (b *Backend) reachCandidates() []transport.Peer {
 			add(transport.Peer{ID: c.ID, Addr: c.Addr})
 		}
 	}
-	for _, c := range b.dht.Contacts() {
+	for _, c := range b.curDHT().Contacts() {
 		add(transport.Peer{ID: c.ID, Addr: c.Addr})
 	}
 	return out

@@ -52,7 +52,7 @@ func TestDownloadThroughRelay(t *testing.T) {
 	if r := alice.Reachability(); !r.Reachable || r.Observed != alice.Addr() || r.By != relay.NodeID() {
 		t.Errorf("alice's reachability = %+v, want reachable at %s by the relay", r, alice.Addr())
 	}
-	if alice.dht.Client() {
+	if alice.curDHT().Client() {
 		t.Fatal("alice is reachable but her DHT is in client mode")
 	}
 	// On loopback the check finds alice reachable; behind NAT it would not,
@@ -62,12 +62,12 @@ func TestDownloadThroughRelay(t *testing.T) {
 	// Her bootstrap, behind Start, must not send a request made before the
 	// switch after it.
 	waitBootedT(t, alice)
-	alice.dht.SetClient(true)
+	alice.curDHT().SetClient(true)
 	inTable := func(b *Backend) bool {
-		return slices.ContainsFunc(b.dht.Contacts(), func(c dht.Contact) bool { return c.ID == alice.NodeID() })
+		return slices.ContainsFunc(b.curDHT().Contacts(), func(c dht.Contact) bool { return c.ID == alice.NodeID() })
 	}
 	waitFor(t, "alice out of the relay's routing table", func() bool { return !inTable(relay) })
-	accepted := alice.ep.Stats().Accepted
+	accepted := alice.curEP().Stats().Accepted
 
 	p, data := writeFile(t, tmp, "report.bin", 2<<20+77)
 	g, _, inv := newGroup(ctx, t, alice, "newsroom", p)
@@ -87,13 +87,13 @@ func TestDownloadThroughRelay(t *testing.T) {
 	if path == nil || path.Path != PathRelay || path.Via != relay.Contact() || path.Encryption != "noise" {
 		t.Fatalf("bob's path to alice = %+v, want relay via %s", path, relay.Contact())
 	}
-	if st := relay.rs.relay.Stats(); st.Bytes < uint64(len(data)) {
+	if st := relay.run().relay.Stats(); st.Bytes < uint64(len(data)) {
 		t.Fatalf("relay spliced %d bytes, less than the %d-byte file", st.Bytes, len(data))
 	}
 	if inTable(relay) || inTable(bob) {
 		t.Fatalf("alice, a DHT client, is in a routing table (relay %v, bob %v)", inTable(relay), inTable(bob))
 	}
-	if n := alice.ep.Stats().Accepted - accepted; n != 0 {
+	if n := alice.curEP().Stats().Accepted - accepted; n != 0 {
 		t.Fatalf("%d connections were made to alice, a DHT client: nobody may dial her", n)
 	}
 }
@@ -232,7 +232,7 @@ func TestTunnelSurvivesPortChange(t *testing.T) {
 	}
 	var h2 = added[1].Hash
 	stalep := &memberProvider{b: bob, gs: gs, td: stale}
-	bob.ep.Disconnect(alice.NodeID())
+	bob.curEP().Disconnect(alice.NodeID())
 	if _, err := bob.blobs.Download(ctx, h2, []blobsync.Provider{stalep}, blobsync.DownloadOptions{}); err != nil {
 		t.Fatalf("fetch with a stale descriptor: %v", err)
 	}

@@ -104,7 +104,7 @@ func TestStalledStreams(t *testing.T) {
 	}
 	closeAtEnd(t, other)
 	victimContact := dht.Contact{ID: victim.NodeID(), Addr: victim.Addr()}
-	if err := other.dht.Ping(ctx, victimContact); err != nil {
+	if err := other.curDHT().Ping(ctx, victimContact); err != nil {
 		t.Fatal(err)
 	}
 
@@ -136,7 +136,7 @@ func TestStalledStreams(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		pingDuring <- other.dht.Ping(pctx, victimContact)
+		pingDuring <- other.curDHT().Ping(pctx, victimContact)
 	}()
 
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestStallAttacker$", "-test.v")

@@ -90,11 +90,13 @@ func startTogether(t testing.TB, dirs map[string]Options) map[string]*Backend {
 	return out
 }
 
-// closeAtEnd closes b when the test ends, unless it is closed already
-// (Close cancels b.ctx).
+// closeAtEnd closes b when the test ends, unless it is closed already.
 func closeAtEnd(t testing.TB, b *Backend) {
 	t.Cleanup(func() {
-		if b.ctx.Err() == nil {
+		b.mu.Lock()
+		closed := b.closed
+		b.mu.Unlock()
+		if !closed {
 			b.Close()
 		}
 	})
@@ -208,7 +210,7 @@ func getFile(ctx context.Context, t testing.TB, b *Backend, g key.RecordKey, nam
 func waitBootedT(t testing.TB, b *Backend) {
 	t.Helper()
 	select {
-	case <-b.booted:
+	case <-b.run().booted:
 	case <-time.After(30 * time.Second):
 		t.Fatalf("%s: the first bootstrap attempt did not end", b.DeviceName())
 	}

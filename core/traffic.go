@@ -59,10 +59,10 @@ func (b *Backend) nodeCollectors() []prometheus.Collector {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "dweb_dht_records_held", Help: "DHT records (descriptors) this node keeps: held for others, its own, read.",
 		}, func() float64 {
-			if b.dht == nil {
+			if b.curDHT() == nil {
 				return 0
 			}
-			n, _ := b.dht.RecordsHeld()
+			n, _ := b.curDHT().RecordsHeld()
 			return float64(n)
 		}),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{

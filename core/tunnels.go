@@ -51,6 +51,11 @@ func (b *Backend) serveTunnelWith(ctx context.Context, peer transport.Peer, s *q
 	if err != nil {
 		return
 	}
+	// Through a relay, peer is the ID the relay claims: only a direct
+	// connection's (authenticated by TLS) tells who answered.
+	if binding != nil {
+		b.tellPeer(KindPeerReachable, peer.ID, PeerInbound, b.health.answered(peer.ID, gs.info.ID))
+	}
 	allow := func(h blobsync.Hash) bool {
 		b.mu.Lock()
 		defer b.mu.Unlock()
@@ -124,6 +129,7 @@ func (b *Backend) resolveDescriptor(ctx context.Context, gs *groupState, node ke
 	if err != nil {
 		return datarepo.TunnelDescriptor{}, err
 	}
+	b.health.serves(gs.info.ID, members)
 	for _, m := range members {
 		if m.Tunnel.Node == node {
 			return m.Tunnel, nil
@@ -153,6 +159,7 @@ func (b *Backend) openTunnel(ctx context.Context, gs *groupState, td datarepo.Tu
 // openTunnel's; a lane above 0 is a QUIC connection of its own and takes
 // direct paths only (a relay circuit rides one connection).
 func (b *Backend) openTunnelLane(ctx context.Context, gs *groupState, td datarepo.TunnelDescriptor, lane int) (*tunnel.Session, error) {
+	run := b.run()
 	var paths []tunnelPath
 	var errs []error
 	for _, a := range td.Addrs {
@@ -163,7 +170,7 @@ func (b *Backend) openTunnelLane(ctx context.Context, gs *groupState, td datarep
 		}
 		paths = append(paths, tunnelPath{path: PathDirect, via: addr.String(), timeout: directPathTimeout,
 			open: func(ctx context.Context) (*quic.Stream, []byte, error) {
-				return b.ep.OpenStreamLane(ctx, td.Node, addr, transport.ProtoTunnel, lane)
+				return run.ep.OpenStreamLane(ctx, td.Node, addr, transport.ProtoTunnel, lane)
 			}})
 	}
 	for _, r := range td.Relays {
@@ -178,14 +185,14 @@ func (b *Backend) openTunnelLane(ctx context.Context, gs *groupState, td datarep
 		if c.ID == b.NodeID() {
 			paths = append(paths, tunnelPath{path: PathDirect, via: "its reservation on this node", timeout: relayPathTimeout,
 				open: func(ctx context.Context) (*quic.Stream, []byte, error) {
-					return b.ep.OpenStreamBinding(ctx, td.Node, netip.AddrPort{}, transport.ProtoTunnel)
+					return run.ep.OpenStreamBinding(ctx, td.Node, netip.AddrPort{}, transport.ProtoTunnel)
 				}})
 			continue
 		}
 		relay := transport.Peer{ID: c.ID, Addr: c.Addr}
 		paths = append(paths, tunnelPath{path: PathRelay, via: c.String(), timeout: relayPathTimeout,
 			open: func(ctx context.Context) (*quic.Stream, []byte, error) {
-				s, err := b.rs.relay.Connect(ctx, relay, td.Node)
+				s, err := run.relay.Connect(ctx, relay, td.Node)
 				return s, nil, err
 			}})
 	}
@@ -198,7 +205,7 @@ func (b *Backend) openTunnelLane(ctx context.Context, gs *groupState, td datarep
 			via := p.via
 			if p.path == PathDirect {
 				// A pooled connection is used whatever address was asked.
-				if a, ok := b.ep.PooledAddr(td.Node); ok {
+				if a, ok := run.ep.PooledAddr(td.Node); ok {
 					via = a.String()
 				}
 			}

@@ -16,18 +16,20 @@ const (
 	watchRetryMax = 30 * time.Second
 )
 
-// startWatch keeps gs current without polling, until the Backend closes:
+// startWatch keeps gs current without polling, until the network run ends
+// (the node pauses or closes; Resume starts it again):
 // a DHT watch on the group record (members joining) and one on each
 // member's repo (name and collection). When a repo's collection changes,
 // the new collection blob is fetched at once, so ListFiles reads only local
 // state and a new file of a member appears without asking the network;
 // subscribers hear of each change (changes.go).
 func (b *Backend) startWatch(gs *groupState) {
-	b.wg.Add(1)
-	go func() {
-		defer b.wg.Done()
-		b.watchGroup(b.ctx, gs)
-	}()
+	b.spawn(func(ctx context.Context) { b.watchGroup(ctx, gs) })
+}
+
+// startWatchLocked is startWatch with b.mu held.
+func (b *Backend) startWatchLocked(gs *groupState) {
+	b.spawnLocked(func(ctx context.Context) { b.watchGroup(ctx, gs) })
 }
 
 func (b *Backend) watchGroup(ctx context.Context, gs *groupState) {
@@ -36,7 +38,7 @@ func (b *Backend) watchGroup(ctx context.Context, gs *groupState) {
 	defer wg.Wait()
 	retry := watchRetryMin
 	for ctx.Err() == nil {
-		ch, err := b.dht.Watch(ctx, gs.info.ID, nil)
+		ch, err := b.curDHT().Watch(ctx, gs.info.ID, nil)
 		if err != nil {
 			b.log.Debug("watch group", "group", gs.info.ID, "err", err)
 			if !sleepCtx(ctx, retry) {
@@ -82,7 +84,7 @@ func (b *Backend) watchRepo(ctx context.Context, gs *groupState, rk key.RecordKe
 	retry := watchRetryMin
 	subkeys := []uint32{datarepo.SubkeyName, datarepo.SubkeyCollection}
 	for ctx.Err() == nil {
-		ch, err := b.dht.Watch(ctx, rk, subkeys)
+		ch, err := b.curDHT().Watch(ctx, rk, subkeys)
 		if err != nil {
 			b.log.Debug("watch repo", "group", gs.info.ID, "repo", rk, "err", err)
 			if !sleepCtx(ctx, retry) {

@@ -58,7 +58,8 @@ extern "C" {
  * valid only during the call; ctx is the pointer given to
  * dweb_set_event_callback. Types: the node's events as they happen
  * (file.added, file.removed, file.changed, repo.changed, member.joined,
- * member.left, download.progress, publication.state, lagged), in the JSON
+ * member.left, download.progress, publication.state, peer.reachable,
+ * peer.unreachable, lagged), in the JSON
  * of GET /dweb/v1/events ({"id","time","kind","group","repo","payload"})
  * with "type" = the kind; and this ABI's own (op.progress, op.done,
  * op.failed, group.changed, events.dropped). docs/ffi.md lists them.
@@ -93,7 +94,8 @@ int dweb_close(int64_t h);
  * Runs method with params_json (a JSON object; "{}" when there are none)
  * on node h. Returns a malloc'd JSON string, {"result": ...} or
  * {"error": {"code": "...", "message": "..."}}, to free with dweb_free.
- * Methods: node.id, node.peers, group.create, group.join, group.list,
+ * Methods: node.id, node.peers, node.contact, node.pause, node.resume,
+ * node.network_changed, group.create, group.join, group.list,
  * group.get, group.invite, group.leave, repo.list, repo.rename, file.add,
  * file.list, file.read, file.delete, sync.refresh, sync.download,
  * sync.fetch, sync.status, op.start, op.cancel (see docs/ffi.md).

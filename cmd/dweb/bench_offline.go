@@ -57,18 +57,41 @@ type benchOfflineResult struct {
 	GetBackupOnly       float64 `json:"get_ms_backup_only"`
 	GetMembersUp        float64 `json:"get_ms_members_up"`
 	BackupFileBytes     int64   `json:"backup_file_bytes"`
-	FileBytes           int64   `json:"file_bytes"`
-	Rounds              int     `json:"rounds"`
+	// EventLatency: from alice's AddFiles call to the file.added event of
+	// that file on bob, another member (its own node, through the DHT
+	// watch and a fetch of her collection); EventAfterAdd: the same from
+	// AddFiles returning. Files of FileBytes.
+	EventLatency  float64 `json:"event_latency_ms"`
+	EventAfterAdd float64 `json:"event_latency_ms_after_add"`
+	// PausedWakeups: the wakeups per minute of the threads of a process
+	// running one node, a member of a group with another node, while the
+	// node is paused (core.Backend.Pause), counted by the kernel
+	// (internal/wakeups) over WakeupWindowS; RunningWakeups: the same
+	// node before its pause, idle on the network; IdleProcessWakeups: a
+	// Go process (this binary) that opened no node, the floor the runtime
+	// sets. ResumeReady and ResumeRepublished: from Resume's call to its
+	// return, and to the publication of the node's tunnel descriptor (ms).
+	PausedWakeups      float64 `json:"paused_wakeups_per_min"`
+	RunningWakeups     float64 `json:"running_wakeups_per_min"`
+	IdleProcessWakeups float64 `json:"idle_process_wakeups_per_min"`
+	WakeupWindowS      float64 `json:"wakeup_window_s"`
+	ResumeReady        float64 `json:"resume_ms"`
+	ResumeRepublished  float64 `json:"resume_ms_republished"`
+	FileBytes          int64   `json:"file_bytes"`
+	Rounds             int     `json:"rounds"`
 }
 
 // benchOfflineCmd builds the offline situations with in-process nodes on
 // loopback (real QUIC, real Pebble, each in its own directory): a phone
 // whose saved contacts (two peers) are all down restarts; a member adds
-// files while the only other member is down; a member lists after the
-// other published a collection it cannot fetch and left.
+// files while the only other member is down, after the other member's
+// node timed hearing of its adds; a member lists after the other
+// published a collection it cannot fetch and left; a phone's node, in a
+// process of its own, pauses and resumes (bench_paused.go).
 func benchOfflineCmd(a *app) *cobra.Command {
 	var rounds int
 	var sizeFlag, dir string
+	var window time.Duration
 	cmd := &cobra.Command{
 		Use:   "offline",
 		Short: "start with every saved contact down, add with every peer down, list with the provider gone, beside the same with the network up",
@@ -84,22 +107,27 @@ func benchOfflineCmd(a *app) *cobra.Command {
 			if size < 1 || size > 1<<30 {
 				return &usageError{fmt.Errorf("--size %s: want 1 B..1 GiB", sizeFlag)}
 			}
+			if window < time.Second || window > 10*time.Minute {
+				return &usageError{fmt.Errorf("--wakeup-window %v: want 1s..10m", window)}
+			}
 			tmp, err := os.MkdirTemp(dir, "dweb-bench-offline-")
 			if err != nil {
 				return err
 			}
 			defer os.RemoveAll(tmp)
-			res, err := benchOffline(cmd.Context(), tmp, rounds, size)
+			res, err := benchOffline(cmd.Context(), tmp, rounds, size, window)
 			if err != nil {
 				return err
 			}
-			return a.printResult(res, "ready: %.1f ms with contacts dead, %.1f ms live; add: %.1f ms with no peers, %.1f ms with peers up; list: %.1f ms with the provider gone (complete %t), %.1f ms with it up\n",
-				res.ReadyDeadContacts, res.ReadyLiveContacts, res.AddNoPeers, res.AddPeersUp, res.ListProviderGone, res.ListComplete, res.ListProvidersUp)
+			return a.printResult(res, "ready: %.1f ms with contacts dead, %.1f ms live; add: %.1f ms with no peers, %.1f ms with peers up; list: %.1f ms with the provider gone (complete %t), %.1f ms with it up; event: %.1f ms from an add to the other member's file.added; paused: %.1f wakeups/min (running %.1f, a bare Go process %.1f), resumed in %.1f ms, republished in %.1f ms\n",
+				res.ReadyDeadContacts, res.ReadyLiveContacts, res.AddNoPeers, res.AddPeersUp, res.ListProviderGone, res.ListComplete, res.ListProvidersUp, res.EventLatency,
+				res.PausedWakeups, res.RunningWakeups, res.IdleProcessWakeups, res.ResumeReady, res.ResumeRepublished)
 		},
 	}
 	cmd.Flags().IntVar(&rounds, "rounds", 5, "measure each situation this many times; the median counts")
 	cmd.Flags().StringVar(&sizeFlag, "size", "64KiB", "size of each file added (B, KiB, MiB, GiB, KB, MB, GB)")
 	cmd.Flags().StringVar(&dir, "dir", "", "directory for the nodes' data (default: the system temp dir)")
+	cmd.Flags().DurationVar(&window, "wakeup-window", 20*time.Second, "how long to count the wakeups of the paused node's process, of it running, and of a bare Go process (each)")
 	return cmd
 }
 
@@ -118,8 +146,8 @@ func offlineNode(ctx context.Context, dir string, boot ...string) (*core.Backend
 	return b, time.Since(t), nil
 }
 
-func benchOffline(ctx context.Context, dir string, rounds int, size int64) (*benchOfflineResult, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+func benchOffline(ctx context.Context, dir string, rounds int, size int64, window time.Duration) (*benchOfflineResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute+3*window)
 	defer cancel()
 	res := &benchOfflineResult{FileBytes: size, Rounds: rounds}
 	var open []*core.Backend
@@ -215,6 +243,9 @@ func benchOffline(ctx context.Context, dir string, rounds int, size int64) (*ben
 	if _, err := bob.JoinGroup(ctx, inv); err != nil {
 		return nil, err
 	}
+	if res.EventLatency, res.EventAfterAdd, err = benchEventLatency(ctx, alice, bob, ga.ID, dir, rounds, size); err != nil {
+		return nil, err
+	}
 	add := func(tag string) (float64, error) {
 		var times []time.Duration
 		for i := range rounds {
@@ -247,7 +278,61 @@ func benchOffline(ctx context.Context, dir string, rounds int, size int64) (*ben
 	if err := benchBackupOnly(ctx, res, startWith, closeNode, dir, rounds); err != nil {
 		return nil, err
 	}
+	closeNode(slices.Clone(open)...) // the other situations' nodes are done
+	if err := benchPaused(ctx, res, startWith, dir, window); err != nil {
+		return nil, err
+	}
 	return res, nil
+}
+
+// benchEventLatency times, rounds times, alice's AddFiles of a new file
+// until bob's node emits its file.added, from the call and from its
+// return; a first file, not timed, waits for bob's watch to be up.
+func benchEventLatency(ctx context.Context, alice, bob *core.Backend, g key.RecordKey, dir string, rounds int, size int64) (float64, float64, error) {
+	sub := bob.Subscribe(core.SubscribeOptions{Groups: []key.RecordKey{g}, Kinds: []string{core.KindFileAdded}})
+	defer sub.Close()
+	var fromCall, fromReturn []time.Duration
+	for i := -1; i < rounds; i++ {
+		name := fmt.Sprintf("event-%d.bin", i+1)
+		p := filepath.Join(dir, name)
+		data := make([]byte, size)
+		rand.Read(data)
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			return 0, 0, err
+		}
+		t := time.Now()
+		if _, err := alice.AddFiles(ctx, g, []string{p}); err != nil {
+			return 0, 0, err
+		}
+		returned := time.Now()
+		wait := 5 * time.Second
+		if i < 0 {
+			wait = 30 * time.Second // bob's watch on alice's repo may not be up yet
+		}
+		timer := time.NewTimer(wait)
+	events:
+		for {
+			select {
+			case ev, ok := <-sub.C:
+				if !ok {
+					timer.Stop()
+					return 0, 0, fmt.Errorf("bob's subscription closed")
+				}
+				if fe, ok := ev.Payload.(core.FileEvent); ok && fe.Name == name {
+					break events
+				}
+			case <-timer.C:
+				return 0, 0, fmt.Errorf("bob heard no file.added of %s within %v", name, wait)
+			}
+		}
+		timer.Stop()
+		if i >= 0 {
+			now := time.Now()
+			fromCall = append(fromCall, now.Sub(t))
+			fromReturn = append(fromReturn, now.Sub(returned))
+		}
+	}
+	return median(fromCall), median(fromReturn), nil
 }
 
 // benchBackupFile is the size of each file benchBackupOnly gets (the

@@ -217,6 +217,12 @@ func (a *app) eventLine(ctx context.Context, names *groupNames, ev core.Event) s
 		return s
 	case core.PublicationEvent:
 		return fmt.Sprintf("%s  %s seq %d %s", head, p.Record, p.Seq, p.State)
+	case core.PeerEvent:
+		repo := "repo not read yet"
+		if !ev.Repo.IsZero() {
+			repo = "repo " + shortKey(ev.Repo)
+		}
+		return fmt.Sprintf("%s  %s  node %.8s  %s", head, repo, p.Node.String(), p.Reason)
 	case core.LaggedEvent:
 		s := head + "  events were lost"
 		if p.Missed > 0 {

@@ -162,12 +162,13 @@ type eventPair struct {
 	readyB       readyLine
 	stopB        func()
 	boot         string
+	nodeA        string // alice's node ID
 }
 
 func newEventPair(t *testing.T, ctx context.Context) *eventPair {
 	t.Helper()
 	dataA, readyA := startDaemon(t, ctx)
-	p := &eventPair{t: t, ctx: ctx, dataA: dataA, dataB: t.TempDir(), boot: readyA.Contact}
+	p := &eventPair{t: t, ctx: ctx, dataA: dataA, dataB: t.TempDir(), boot: readyA.Contact, nodeA: readyA.NodeID}
 	p.startB()
 	var inv httpapi.InviteInfo
 	p.cli(dataA, nil, "group", "create", "g")
@@ -208,7 +209,8 @@ func (p *eventPair) add(name string, size int) core.FileInfo {
 
 // TestWatchAndEventStream: a file alice adds reaches bob's `dweb watch
 // --json` and a client of bob's GET /dweb/v1/events within a second, with
-// its name and hash; so does its removal. Both resume after an event ID;
+// its name and hash; so does its removal. Both tell that alice's node
+// became reachable as bob fetched her first collection. Both resume after an event ID;
 // when bob's daemon stops, watch exits with an error that says so, and
 // `watch --reconnect` waits for the daemon and goes on (after a lagged
 // line: the IDs are of an earlier run).
@@ -224,6 +226,26 @@ func TestWatchAndEventStream(t *testing.T) {
 	p.add("warmup.txt", 10)
 	w.nextJSON(t, 15*time.Second, "warm-up file.added", fileEvent(core.KindFileAdded, "warmup.txt"))
 	sse.next(t, 15*time.Second, "warm-up file.added", fileEvent(core.KindFileAdded, "warmup.txt"))
+	// Bob's fetch of alice's collection opened a tunnel to her node: told
+	// before the file events of that collection, so replayed here.
+	peerKinds := []string{core.KindPeerReachable}
+	wp := startWatch(t, ctx, "--data", p.dataB, "--json", "g", "--kinds", strings.Join(peerKinds, ","), "--since", "1")
+	ssep := openSSE(t, p.readyB.Socket, httpapi.EventsQuery("g", peerKinds), 1)
+	isAlice := func(ev core.Event) bool {
+		pe, ok := ev.Payload.(core.PeerEvent)
+		return ev.Kind == core.KindPeerReachable && ok && pe.Node.String() == p.nodeA
+	}
+	for _, ev := range []core.Event{
+		wp.nextJSON(t, 5*time.Second, "peer.reachable of alice's node", isAlice),
+		ssep.next(t, 5*time.Second, "peer.reachable of alice's node", isAlice),
+	} {
+		if pe := ev.Payload.(core.PeerEvent); pe.Reason != core.PeerTunnel || ev.Repo.IsZero() {
+			t.Fatalf("peer.reachable %+v", ev)
+		}
+	}
+	if code := wp.stop(); code != exitOK {
+		t.Fatalf("interrupted watch: exit %d", code)
+	}
 
 	fi := p.add("photo.jpg", 50000)
 	returned := time.Now()

@@ -29,6 +29,7 @@ import (
 	"path/filepath"
 
 	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/vfs"
 )
 
 // ErrNotFound is returned by Get when the key is absent.
@@ -81,6 +82,11 @@ func Open(dir string, opts Options) (*DB, error) {
 	}
 	p, err := pebble.Open(filepath.Join(dir, "pebble"), &pebble.Options{
 		Logger: pebbleLogger{logger},
+		// The plain file system, not Pebble's default wrapper that checks
+		// for slow disks: its tickers wake the process every 2 s per open
+		// file for as long as the store is open, which a phone in the
+		// background (a paused node) must not do.
+		FS: vfs.Default,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", dir, err)

@@ -32,3 +32,28 @@ func (e *Endpoint) Disconnect(id key.NodeID) int {
 	}
 	return len(conns)
 }
+
+// DisconnectAll closes every connection of the endpoint, as Disconnect
+// does for one node, and returns how many it closed: for a node whose
+// own addresses changed (Wi-Fi to mobile data), whose connections are
+// bound to a path that may be gone. The next OpenStream to each peer
+// dials again from the new addresses. After Close it closes nothing and
+// returns 0.
+func (e *Endpoint) DisconnectAll() int {
+	p := e.pool
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return 0
+	}
+	conns := make([]*quic.Conn, 0, len(p.all))
+	for c := range p.all {
+		conns = append(conns, c)
+	}
+	clear(p.byID)
+	p.mu.Unlock()
+	for _, c := range conns {
+		c.CloseWithError(connCodeClosed, "disconnected")
+	}
+	return len(conns)
+}

@@ -74,3 +74,32 @@ func TestPeerShutdown(t *testing.T) {
 		t.Fatalf("a second shutdown reported, of %s", <-gone)
 	}
 }
+
+// TestDisconnectAll: DisconnectAll closes the connections to every peer,
+// which then see them gone, and the next OpenStream dials again.
+func TestDisconnectAll(t *testing.T) {
+	a, b, c := newTestEndpoint(t), newTestEndpoint(t), newTestEndpoint(t)
+	for _, e := range []*Endpoint{a, b, c} {
+		e.Handle(ProtoDHT, echoID)
+	}
+	checkReply(t, roundTrip(t, a, b, ProtoDHT, "b"), "b", a.ID())
+	checkReply(t, roundTrip(t, a, c, ProtoDHT, "c"), "c", a.ID())
+	if n := a.DisconnectAll(); n != 2 {
+		t.Fatalf("DisconnectAll closed %d connections, want 2", n)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for b.Stats().Conns+c.Stats().Conns != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("b and c still have %d and %d connections", b.Stats().Conns, c.Stats().Conns)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	checkReply(t, roundTrip(t, a, b, ProtoDHT, "again"), "again", a.ID())
+	if st := a.Stats(); st.Dials != 3 {
+		t.Fatalf("a dialled %d times, want 3", st.Dials)
+	}
+	a.Close()
+	if n := a.DisconnectAll(); n != 0 {
+		t.Fatalf("DisconnectAll after Close closed %d", n)
+	}
+}

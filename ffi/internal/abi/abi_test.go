@@ -258,7 +258,9 @@ func (r *recorder) waitFor(t *testing.T, d time.Duration, what string, keep func
 // TestCoreEventsThroughABI: the node's events reach the callback as they
 // happen, in the JSON of GET /dweb/v1/events with "type" set to the kind:
 // a file alice adds is a file.added on bob within a second of her call
-// returning, with its name and hash; its removal a file.removed.
+// returning, with its name and hash; its removal a file.removed. Alice's
+// node is peer.reachable on bob as he fetches her collection, and
+// peer.unreachable when she closes.
 func TestCoreEventsThroughABI(t *testing.T) {
 	tmp := t.TempDir()
 	a := newNode(t, filepath.Join(tmp, "alice"))
@@ -301,6 +303,21 @@ func TestCoreEventsThroughABI(t *testing.T) {
 	if e := rec.waitFor(t, time.Second, "file.removed", isFile("file.removed")); e["payload"].(map[string]any)["hash"] != fi.Hash {
 		t.Fatalf("file.removed event %v", e)
 	}
+	var aid struct {
+		NodeID string `json:"node_id"`
+	}
+	mustCall(t, a, "node.id", "{}", &aid)
+	isPeer := func(kind, reason string) func(map[string]any) bool {
+		return func(e map[string]any) bool {
+			p, _ := e["payload"].(map[string]any)
+			return e["type"] == kind && p["node"] == aid.NodeID && p["reason"] == reason && e["group"] == g.Key
+		}
+	}
+	rec.waitFor(t, time.Second, "peer.reachable of alice", isPeer("peer.reachable", "tunnel"))
+	if err := Close(a); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitFor(t, 5*time.Second, "peer.unreachable of alice", isPeer("peer.unreachable", "shutdown"))
 }
 
 // TestBadInput checks that malformed input gets its code, never a panic,
@@ -505,4 +522,37 @@ func TestNodeContact(t *testing.T) {
 		t.Fatalf("node.contact: %q then %q: %v", c1.Contact, c2.Contact, err)
 	}
 	wantCode(t, a, "node.contact", `{"x":1}`, CodeBadParams)
+}
+
+// TestPauseResumeMethods: node.pause and node.resume answer the node's
+// state, twice in a row as once; while paused a new group is refused
+// with code "paused" and the files listed from the store;
+// node.network_changed answers in either state.
+func TestPauseResumeMethods(t *testing.T) {
+	h := newNode(t, filepath.Join(t.TempDir(), "phone"))
+	defer Close(h)
+	var g struct{ Key string }
+	mustCall(t, h, "group.create", `{"name":"g"}`, &g)
+	var st struct {
+		Paused *bool `json:"paused"`
+	}
+	for range 2 {
+		mustCall(t, h, "node.pause", "{}", &st)
+		if st.Paused == nil || !*st.Paused {
+			t.Fatalf("node.pause answered %+v", st)
+		}
+	}
+	mustCall(t, h, "node.network_changed", "{}", nil)
+	wantCode(t, h, "group.create", `{"name":"other"}`, CodePaused)
+	var files []any
+	mustCall(t, h, "file.list", fmt.Sprintf(`{"group":%q}`, g.Key), &files)
+	for range 2 {
+		mustCall(t, h, "node.resume", "{}", &st)
+		if st.Paused == nil || *st.Paused {
+			t.Fatalf("node.resume answered %+v", st)
+		}
+	}
+	mustCall(t, h, "node.network_changed", "{}", nil)
+	mustCall(t, h, "group.create", `{"name":"other"}`, nil)
+	wantCode(t, h, "node.pause", `{"x":1}`, CodeBadParams)
 }

@@ -32,6 +32,7 @@ const (
 	CodeTimeout       Code = "timeout"        // the call exceeded its time limit
 	CodeClosed        Code = "closed"         // the node is closing
 	CodeFailed        Code = "failed"         // the operation failed (network, disk); see message
+	CodePaused        Code = "paused"         // the node is paused (node.pause) and the call needs the network
 	CodeInternal      Code = "internal"       // a bug: a recovered panic
 )
 
@@ -44,7 +45,7 @@ const (
 	NumRange         = -4
 	NumBusy          = -5
 	NumNotFound      = -6
-	NumFailed        = -7 // failed, timeout, cancelled, closed, ambiguous, unknown_method
+	NumFailed        = -7 // failed, timeout, cancelled, closed, paused, ambiguous, unknown_method
 	NumInternal      = -8
 )
 
@@ -105,6 +106,8 @@ func CodeOf(err error) Code {
 		return CodeNotFound
 	case errors.Is(err, core.ErrAmbiguous):
 		return CodeAmbiguous
+	case errors.Is(err, core.ErrPaused):
+		return CodePaused
 	case errors.Is(err, errClosed):
 		return CodeClosed
 	case errors.Is(err, context.Canceled):

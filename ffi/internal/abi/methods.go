@@ -46,34 +46,37 @@ var methods map[string]method
 // literal because op.start refers back to the table.
 func init() {
 	methods = map[string]method{
-		"node.id":             def(parseNone, nodeID),
-		"node.peers":          def(parseNone, nodePeers),
-		"node.contact":        def(parseNone, nodeContact),
-		"group.create":        def(parseCreate, groupCreate),
-		"group.join":          def(parseJoin, groupJoin),
-		"group.list":          def(parseNone, groupList),
-		"group.get":           def(parseGroup, groupGet),
-		"group.invite":        def(parseGroup, groupInvite),
-		"group.leave":         def(parseGroup, groupLeave),
-		"group.members":       def(parseGroup, groupMembers),
-		"group.invite_member": def(parseInviteMember, groupInviteMember),
-		"group.remove_member": def(parseMember, groupRemoveMember),
-		"group.set_role":      def(parseSetRole, groupSetRole),
-		"group.ping":          def(parseGroup, groupPing),
-		"group.invite_bearer": def(parseBearer, groupInviteBearer),
-		"group.revoke_invite": def(parseRevoke, groupRevokeInvite),
-		"repo.list":           def(parseGroup, repoList),
-		"repo.rename":         def(parseRename, repoRename),
-		"file.add":            def(parseFileAdd, fileAdd),
-		"file.list":           def(parseGroup, fileList),
-		"file.read":           def(parseTargetPath, fileRead),
-		"file.delete":         def(parseFileDelete, fileDelete),
-		"sync.refresh":        longDef(parseGroup, syncRefresh),
-		"sync.download":       longDef(parseTargetPath, syncDownload),
-		"sync.fetch":          longDef(parseGroup, syncFetch),
-		"sync.status":         def(parseStatus, syncStatus),
-		"op.start":            longDef(parseOpStart, opStart),
-		"op.cancel":           def(parseOpCancel, opCancel),
+		"node.id":              def(parseNone, nodeID),
+		"node.peers":           def(parseNone, nodePeers),
+		"node.contact":         def(parseNone, nodeContact),
+		"node.pause":           def(parseNone, nodePause),
+		"node.resume":          def(parseNone, nodeResume),
+		"node.network_changed": def(parseNone, nodeNetworkChanged),
+		"group.create":         def(parseCreate, groupCreate),
+		"group.join":           def(parseJoin, groupJoin),
+		"group.list":           def(parseNone, groupList),
+		"group.get":            def(parseGroup, groupGet),
+		"group.invite":         def(parseGroup, groupInvite),
+		"group.leave":          def(parseGroup, groupLeave),
+		"group.members":        def(parseGroup, groupMembers),
+		"group.invite_member":  def(parseInviteMember, groupInviteMember),
+		"group.remove_member":  def(parseMember, groupRemoveMember),
+		"group.set_role":       def(parseSetRole, groupSetRole),
+		"group.ping":           def(parseGroup, groupPing),
+		"group.invite_bearer":  def(parseBearer, groupInviteBearer),
+		"group.revoke_invite":  def(parseRevoke, groupRevokeInvite),
+		"repo.list":            def(parseGroup, repoList),
+		"repo.rename":          def(parseRename, repoRename),
+		"file.add":             def(parseFileAdd, fileAdd),
+		"file.list":            def(parseGroup, fileList),
+		"file.read":            def(parseTargetPath, fileRead),
+		"file.delete":          def(parseFileDelete, fileDelete),
+		"sync.refresh":         longDef(parseGroup, syncRefresh),
+		"sync.download":        longDef(parseTargetPath, syncDownload),
+		"sync.fetch":           longDef(parseGroup, syncFetch),
+		"sync.status":          def(parseStatus, syncStatus),
+		"op.start":             longDef(parseOpStart, opStart),
+		"op.cancel":            def(parseOpCancel, opCancel),
 	}
 }
 
@@ -132,6 +135,38 @@ func nodeContact(ctx context.Context, n *node, _ noParams) (any, error) {
 	return struct {
 		Contact string `json:"contact"`
 	}{c.String()}, nil
+}
+
+// pausedResult is the result of node.pause and node.resume.
+type pausedResult struct {
+	Paused bool `json:"paused"`
+}
+
+// nodePause takes the node off the network for an app in the background
+// (core.Backend.Pause): connections and socket closed, no timer or loop
+// left running. Pausing a paused node does nothing.
+func nodePause(ctx context.Context, n *node, _ noParams) (any, error) {
+	if err := n.b.Pause(); err != nil {
+		return nil, err
+	}
+	return pausedResult{Paused: true}, nil
+}
+
+// nodeResume puts a paused node back on the network (core.Backend.Resume):
+// it answers once the node listens; the node republishes behind it.
+func nodeResume(ctx context.Context, n *node, _ noParams) (any, error) {
+	if err := n.b.Resume(ctx); err != nil {
+		return nil, err
+	}
+	return pausedResult{Paused: n.b.Paused()}, nil
+}
+
+// nodeNetworkChanged tells the node the device's network changed (the
+// app heard it from the platform: Android apps may not read the kernel's
+// notifications): it redials and republishes (core.Backend.NetworkChanged).
+func nodeNetworkChanged(ctx context.Context, n *node, _ noParams) (any, error) {
+	n.b.NetworkChanged()
+	return struct{}{}, nil
 }
 
 // nodePeers lists the nodes in this node's DHT routing table.
