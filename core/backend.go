@@ -91,9 +91,10 @@ type Options struct {
 	// access link (netem.Conn), for tests and `dweb bench soak`. Nil: none.
 	Link *netem.Options
 	// Lanes is how many QUIC connections a download of a large blob
-	// (LaneMinSize and up) opens to each member that provides it, each
-	// with its own congestion window (transport.OpenStreamLane): 1..4;
-	// 0: DefaultLanes; 1: one connection per member, as for small blobs.
+	// (LaneMinSize and up) opens to each member that provides it over a
+	// path with a round trip of LaneMinRTT or more, each with its own
+	// congestion window (transport.OpenStreamLane): 1..4; 0: DefaultLanes;
+	// 1: one connection per member, as for small blobs and nearby nodes.
 	// Environment DWEB_LANES overrides it (for baselines).
 	Lanes int
 

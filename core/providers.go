@@ -76,13 +76,28 @@ func (p *memberProvider) Open(ctx context.Context) (io.ReadWriteCloser, error) {
 	return countingConn{ReadWriteCloser: sess, read: &p.b.traffic.received}, nil
 }
 
-// Lanes (Options.Lanes): the default, and the smallest blob whose download
-// is striped over them. Below it a blob takes a few round trips, which
-// one connection's window covers.
+// Lanes (Options.Lanes): the default; the smallest blob whose download is
+// striped over them (below it a blob takes a few round trips, which one
+// connection's window covers); and the round-trip time from which a path
+// is striped: on a LAN or loopback one window fills the link, and each
+// lane would only add its buffers.
 const (
 	DefaultLanes = transport.MaxLanes
 	LaneMinSize  = 16 << 20
+	LaneMinRTT   = 5 * time.Millisecond
 )
+
+// wideArea reports whether the pooled connection to node has a round
+// trip of LaneMinRTT or more; false when there is none yet (the first
+// download from a node runs on one lane).
+func (b *Backend) wideArea(node key.NodeID) bool {
+	r := b.run()
+	if r == nil {
+		return false
+	}
+	rtt, ok := r.ep.PeerRTT(node)
+	return ok && rtt >= LaneMinRTT
+}
 
 // lanesOf resolves Options.Lanes: DWEB_LANES when set, else n, else
 // DefaultLanes; outside 1..transport.MaxLanes is a *BadInputError.
@@ -135,8 +150,9 @@ func (b *Backend) download(ctx context.Context, gs *groupState, h blobsync.Hash,
 // others (those serving the repos in prefer first), without the nodes
 // down unless all are; ErrNoMembers if there is none.
 //
-// With lanes > 1 each member is lanes providers, one per transport lane
-// (its own QUIC connection), so that the download splits across them.
+// With lanes > 1 each member over a wide-area path (wideArea) is lanes
+// providers, one per transport lane (its own QUIC connection), so that
+// the download splits across them.
 func (b *Backend) memberProviders(ctx context.Context, gs *groupState, prefer []key.RecordKey, lanes int) ([]blobsync.Provider, error) {
 	members, err := gs.g.Providers(ctx, prefer, b.NodeID())
 	if err != nil {
@@ -150,7 +166,11 @@ func (b *Backend) memberProviders(ctx context.Context, gs *groupState, prefer []
 	members = b.health.order(members)
 	provs := make([]blobsync.Provider, 0, len(members)*max(1, lanes))
 	for _, m := range members {
-		for lane := range max(1, lanes) {
+		n := 1
+		if lanes > 1 && b.wideArea(m.Tunnel.Node) {
+			n = lanes
+		}
+		for lane := range n {
 			provs = append(provs, gs.streams.Provider(&memberProvider{b: b, gs: gs, td: m.Tunnel, lane: lane}))
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dwebkit/dweb/internal/key"
+	"github.com/dwebkit/dweb/internal/netem"
 )
 
 // TestDownloadFromEveryMember: once bob holds alice's file, carol's
@@ -35,27 +36,35 @@ func TestDownloadFromEveryMember(t *testing.T) {
 	}
 }
 
-// TestLargeBlobStripedOverLanes: a blob of LaneMinSize and up is fetched
-// over several transport lanes to its one provider (a tunnel on each),
-// and with Options.Lanes 1 over one, bytes alike.
+// TestLargeBlobStripedOverLanes: a blob of LaneMinSize and up from a node
+// over a wide-area path (alice's socket delays each datagram by 5 ms, a
+// 10 ms round trip) is fetched over several transport lanes, a tunnel on
+// each: more tunnels than with Options.Lanes 1, the bytes alike; a node
+// on plain loopback (near) is not a wide-area path, alice is.
 func TestLargeBlobStripedOverLanes(t *testing.T) {
 	tmp := t.TempDir()
-	ctx := testContext(t, 60*time.Second)
-	alice := startNode(t, filepath.Join(tmp, "alice"))
+	ctx := testContext(t, 90*time.Second)
+	alice := startWith(t, filepath.Join(tmp, "alice"), Options{Link: &netem.Options{Delay: 5 * time.Millisecond}}, false)
+	near := startNode(t, filepath.Join(tmp, "near"), alice.Contact())
 	waitBootedT(t, alice)
 	p, data := writeFile(t, tmp, "big.bin", LaneMinSize+1<<20)
 	g, _, inv := newGroup(ctx, t, alice, "big", p)
-	for _, lanes := range []int{DefaultLanes, 1} {
+	join(ctx, t, inv, near)
+	tunnels := map[int]int64{}
+	for _, lanes := range []int{1, DefaultLanes} {
 		name := fmt.Sprintf("bob-%d", lanes)
-		bob := startWith(t, filepath.Join(tmp, name), Options{Bootstrap: []string{alice.Contact()}, Lanes: lanes}, false)
+		bob := startWith(t, filepath.Join(tmp, name), Options{Bootstrap: []string{near.Contact()}, Lanes: lanes}, false)
 		join(ctx, t, inv, bob)
 		waitListed(ctx, t, bob, g.ID, "big.bin")
 		before := bob.Traffic().BlobStreamsOpened
-		getFile(ctx, t, bob, g.ID, "big.bin", filepath.Join(tmp, name+".bin"), data)
-		got := bob.Traffic().BlobStreamsOpened - before
-		if (lanes == 1 && got > 1) || (lanes > 1 && got < 2) {
-			t.Fatalf("lanes %d: the download opened %d tunnels", lanes, got)
+		getFile(ctx, t, bob, g.ID, "big.bin", filepath.Join(tmp, name+".out"), data)
+		tunnels[lanes] = bob.Traffic().BlobStreamsOpened - before
+		t.Logf("lanes %d: %d tunnels", lanes, tunnels[lanes])
+		if lanes > 1 && (!bob.wideArea(alice.NodeID()) || bob.wideArea(near.NodeID())) {
+			t.Fatalf("wide area: alice %v, near %v", bob.wideArea(alice.NodeID()), bob.wideArea(near.NodeID()))
 		}
-		t.Logf("lanes %d: %d tunnels", lanes, got)
+	}
+	if tunnels[DefaultLanes] < tunnels[1]+2 {
+		t.Fatalf("striping opened %d tunnels, one lane %d", tunnels[DefaultLanes], tunnels[1])
 	}
 }

@@ -40,7 +40,7 @@ type benchTransferResult struct {
 	NoBatch          bool                     `json:"no_batch,omitempty"`    // --no-batch: every file its own download
 	FilesPerSec      float64                  `json:"files_per_s,omitempty"` // with --files > 1: entries downloaded per second
 	Providers        int                      `json:"providers"`
-	Lanes            int                      `json:"lanes"` // connections per provider for the blob (1 below 16 MiB)
+	Lanes            int                      `json:"lanes"` // connections per provider the download used: --lanes for a blob of 16 MiB and up over a path with a round trip of 5 ms or more, else 1
 	ProviderRateMBs  float64                  `json:"provider_rate_mb_s,omitempty"`
 	BaselineMBs      float64                  `json:"baseline_mb_s"` // raw QUIC stream, same endpoints' config, loopback
 	MBs              float64                  `json:"mb_s"`          // dweb download: tunnel + blobsync + verify + disk
@@ -122,6 +122,7 @@ type btPeer struct {
 }
 
 type btChildResult struct {
+	Lanes   int                      `json:"lanes"` // connections per provider the download used
 	Seconds float64                  `json:"seconds"`
 	PeakRSS float64                  `json:"peak_rss_mb"`
 	PerProv []int64                  `json:"per_provider"`
@@ -391,7 +392,7 @@ func benchTransfer(ctx context.Context, dir string, size int64, n int, o btOptio
 		})
 	}
 	job := btJob{Hash: h.String(), Size: size, Group: group, Secret: secret.Text(), TLS: tls, Files: files, NoBatch: noBatch, NoPool: o.noPool, Lanes: o.lanes}
-	res := &benchTransferResult{Lanes: o.lanes, Bytes: size, Files: files, NoBatch: noBatch, NoPool: o.noPool, Providers: n, Hash: h.String(), SenderDataOnDisk: true, TunnelAsked: "noise"}
+	res := &benchTransferResult{Bytes: size, Files: files, NoBatch: noBatch, NoPool: o.noPool, Providers: n, Hash: h.String(), SenderDataOnDisk: true, TunnelAsked: "noise"}
 	emulate := o.link != (netem.Options{})
 	if emulate {
 		res.Link = &btLink{RTTms: float64(2*o.link.Delay) / 1e6, Loss: o.link.Loss, RateMBs: float64(o.link.Rate) / 1e6}
@@ -480,6 +481,7 @@ func benchTransfer(ctx context.Context, dir string, size int64, n int, o btOptio
 		r := d.child
 		check(fmt.Sprintf("round %d", i+1), r)
 		res.ReceiverSeconds, res.ReceiverPeakRSS, res.ProviderBytes = r.Seconds, max(res.ReceiverPeakRSS, r.PeakRSS), r.PerProv
+		res.Lanes = r.Lanes
 		res.ReceiverCPUUser, res.ReceiverCPUSys = r.CPUUser, r.CPUSys
 		res.CPU, res.MBs, res.Tunnels = d.cpu, d.mbs, r.Tunnels
 		res.Ratio = bsRound(res.MBs / res.BaselineMBs)
@@ -794,11 +796,22 @@ func btReceive(ctx context.Context, job *btJob) (*btChildResult, error) {
 	defer pool.Close()
 	var provs []blobsync.Provider
 	var opened btOpened
-	lanes := 1
-	if job.Files <= 1 && job.Size >= core.LaneMinSize {
-		lanes = max(1, job.Lanes)
+	lanesUsed := 1
+	// The raw run opens its stream before its clock starts, so the QUIC
+	// handshake is outside its time; here too. The tunnel handshake, the
+	// have query and the requests stay inside: they are dweb's own.
+	for _, p := range peers {
+		if err := ep.Connect(ctx, p.id, p.addr); err != nil {
+			return nil, err
+		}
 	}
 	for i, p := range peers {
+		// As core does: a large blob over a wide-area path is striped.
+		lanes := 1
+		if rtt, ok := ep.PeerRTT(p.id); ok && rtt >= core.LaneMinRTT && job.Files <= 1 && job.Size >= core.LaneMinSize {
+			lanes = max(1, job.Lanes)
+		}
+		lanesUsed = max(lanesUsed, lanes)
 		for lane := range lanes {
 			id := strconv.Itoa(i)
 			if lane > 0 {
@@ -811,14 +824,6 @@ func btReceive(ctx context.Context, job *btJob) (*btChildResult, error) {
 				bp = pool.Provider(bp)
 			}
 			provs = append(provs, bp)
-		}
-	}
-	// The raw run opens its stream before its clock starts, so the QUIC
-	// handshake is outside its time; here too. The tunnel handshake, the
-	// have query and the requests stay inside: they are dweb's own.
-	for _, p := range peers {
-		if err := ep.Connect(ctx, p.id, p.addr); err != nil {
-			return nil, err
 		}
 	}
 	var last blobsync.Progress
@@ -846,7 +851,7 @@ func btReceive(ctx context.Context, job *btJob) (*btChildResult, error) {
 		}
 		d = time.Since(t)
 	}
-	res := &btChildResult{Seconds: d.Seconds(), Tunnels: pool.Stats(), TLSTunnels: opened.tls.Load(), NoiseTunnels: opened.noise.Load()}
+	res := &btChildResult{Lanes: lanesUsed, Seconds: d.Seconds(), Tunnels: pool.Stats(), TLSTunnels: opened.tls.Load(), NoiseTunnels: opened.noise.Load()}
 	if job.NoPool {
 		res.Tunnels.Opened = res.TLSTunnels + res.NoiseTunnels
 	}

@@ -40,10 +40,10 @@ func newFake() *fakeBackend {
 	return &fakeBackend{files: map[key.RecordKey][]core.FileInfo{}}
 }
 
-func (f *fakeBackend) NodeID() key.NodeID               { return key.NodeID{1, 2, 3} }
-func (f *fakeBackend) Addr() netip.AddrPort             { return netip.MustParseAddrPort("127.0.0.1:4242") }
-func (f *fakeBackend) Contact() string                  { return f.NodeID().String() + "@127.0.0.1:4242" }
-func (f *fakeBackend) DeviceName() string               { return core.DefaultDeviceName }
+func (f *fakeBackend) NodeID() key.NodeID         { return key.NodeID{1, 2, 3} }
+func (f *fakeBackend) Addr() netip.AddrPort       { return netip.MustParseAddrPort("127.0.0.1:4242") }
+func (f *fakeBackend) Contact() string            { return f.NodeID().String() + "@127.0.0.1:4242" }
+func (f *fakeBackend) DeviceName() string         { return core.DefaultDeviceName }
 func (f *fakeBackend) Traffic() core.TrafficStats { return core.TrafficStats{} }
 
 func (f *fakeBackend) Publications() []core.Publication { return nil }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/dwebkit/dweb/internal/key"
 	"github.com/quic-go/quic-go"
@@ -133,4 +134,18 @@ func (e *Endpoint) dialLane(k laneKey, addr netip.AddrPort, call *dialCall) {
 	if errors.Is(err, ErrClosed) && c != nil {
 		c.CloseWithError(connCodeClosed, shutdownReason)
 	}
+}
+
+// PeerRTT is the smoothed round-trip time (RFC 9002 §5.3) of the pooled
+// connection to id, if there is one: what a caller weighs before
+// striping a transfer over lanes.
+func (e *Endpoint) PeerRTT(id key.NodeID) (time.Duration, bool) {
+	p := e.pool
+	p.mu.Lock()
+	c := p.liveLocked(id)
+	p.mu.Unlock()
+	if c == nil {
+		return 0, false
+	}
+	return c.ConnectionStats().SmoothedRTT, true
 }
