@@ -131,8 +131,11 @@ func (b *Backend) InviteMember(ctx context.Context, k key.RecordKey, contact, ro
 	if err != nil {
 		return "", err
 	}
-	l, ok := gs.g.Membership(), false
-	if _, ok = l.Member(c.Sign); !ok {
+	// Already a member: the invite is made again, anchored at the list
+	// as it is now.
+	b.refreshMembership(ctx, gs, gs.g)
+	l := gs.g.Membership()
+	if _, member := l.Member(c.Sign); !member {
 		if l, err = gs.g.AddMember(ctx, c, r, name); err != nil {
 			return "", memberErr(err)
 		}
