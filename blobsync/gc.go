@@ -43,7 +43,9 @@ func (s *Store) tryLock(h Hash) (unlock func(), ok bool) {
 //   - the hashes roots yields (core yields each repo's current collection,
 //     pinned blobs, and the blobs it means to download);
 //   - the entries of every root that is a collection (a complete blob of at
-//     most MaxCollectionSize bytes that DecodeCollection accepts);
+//     most MaxCollectionSize bytes that DecodeCollection accepts), and of a
+//     chunked entry its chunk list and every chunk that list names (when
+//     the store holds the list);
 //   - blobs under Download right now, and blobs being written or deleted;
 //   - blobs added less than StoreOptions.GCGrace ago.
 //
@@ -80,6 +82,14 @@ func (s *Store) GC(ctx context.Context, roots func(yield func(Hash) bool)) (remo
 		}
 		for _, e := range c.Entries {
 			live[e.Hash] = true
+			if !e.Chunks.IsZero() {
+				live[e.Chunks] = true
+				if l, err := s.ReadChunkList(e.Chunks); err == nil {
+					for _, ch := range l.Chunks {
+						live[ch.Hash] = true
+					}
+				}
+			}
 		}
 	}
 
