@@ -41,8 +41,10 @@ type collCache struct {
 // the child's index and, if its status is OK, the body of its ranges. A
 // child the peer may not have, or that is not held, gets a not-found
 // section; the others still come. A collection that is not held (or not
-// allowed) gets one not-found header and no sections. A blob that does not
-// decode as a collection, or an index past its entries, is a bad request.
+// allowed) gets one not-found header and no sections. A chunk list
+// (chunklist.go) is answered as a collection of its chunks, in list order.
+// A blob that decodes as neither, or an index past its entries, is a bad
+// request.
 func (s *Store) serveChildren(ctx context.Context, w io.Writer, enc *encoder, req Request, allow func(Hash) bool, cc *collCache) error {
 	coll := req.Hash
 	notFound := wireResponse{Status: statusNotFound, Msg: "not found"}
@@ -54,7 +56,7 @@ func (s *Store) serveChildren(ctx context.Context, w io.Writer, enc *encoder, re
 		if err != nil {
 			return writeFrame(w, notFound)
 		}
-		b, err := s.ReadAll(coll, MaxCollectionSize)
+		b, err := s.ReadAll(coll, max(MaxCollectionSize, MaxChunkListSize))
 		if err != nil {
 			if errors.As(err, new(*LimitError)) {
 				return fmt.Errorf("%w: blob %s is too large to be a collection", ErrProtocol, coll)
@@ -62,13 +64,9 @@ func (s *Store) serveChildren(ctx context.Context, w io.Writer, enc *encoder, re
 			s.log.Error("blobsync: serve: read collection", "hash", coll, "err", err)
 			return writeFrame(w, notFound)
 		}
-		c, err := DecodeCollection(b)
+		hashes, err := childHashes(b)
 		if err != nil {
-			return fmt.Errorf("%w: blob %s is not a collection: %v", ErrProtocol, coll, err)
-		}
-		hashes := make([]Hash, len(c.Entries))
-		for i, e := range c.Entries {
-			hashes[i] = e.Hash
+			return fmt.Errorf("%w: blob %s: %v", ErrProtocol, coll, err)
 		}
 		*cc = collCache{h: coll, size: uint64(size), hashes: hashes}
 	}
@@ -86,6 +84,35 @@ func (s *Store) serveChildren(ctx context.Context, w io.Writer, enc *encoder, re
 		}
 	}
 	return nil
+}
+
+// childHashes returns the hashes a children request indexes into: a
+// chunk list's chunks (the blob starts with the list's magic), else a
+// collection's entries.
+func childHashes(b []byte) ([]Hash, error) {
+	if len(b) >= 4 && [4]byte(b[:4]) == chunkListMagic {
+		l, err := DecodeChunkList(b)
+		if err != nil {
+			return nil, err
+		}
+		hashes := make([]Hash, len(l.Chunks))
+		for i, c := range l.Chunks {
+			hashes[i] = c.Hash
+		}
+		return hashes, nil
+	}
+	if len(b) > MaxCollectionSize {
+		return nil, fmt.Errorf("%d bytes, too large to be a collection", len(b))
+	}
+	c, err := DecodeCollection(b)
+	if err != nil {
+		return nil, fmt.Errorf("not a collection: %v", err)
+	}
+	hashes := make([]Hash, len(c.Entries))
+	for i, e := range c.Entries {
+		hashes[i] = e.Hash
+	}
+	return hashes, nil
 }
 
 // requestChildren writes a children request for collection coll.

@@ -19,12 +19,14 @@ type ChunkedDownload struct {
 // DownloadChunked fetches the chunked file whose chunk list is blob list
 // (a collection entry's Chunks; size is the entry's Size, or -1 if
 // unknown): first the list, then only the chunks the store does not hold.
-// Each chunk is a blob downloaded as Download does it: split across
-// providers, every 16 KiB group verified before it is stored, a lying
-// provider banned at its first bad group, an interrupted chunk resumed
-// from its verified ranges; a provider banned for one chunk is not asked
-// for the chunks that start after. At most opts.Concurrency chunks download at
-// once. Progress events cover the file: Total is the list's size, Done
+// Missing chunks come in children requests of the list (many chunks per
+// request, taken by providers as they ask for work, committed in batches),
+// as DownloadCollection fetches small blobs; a chunk held in part, or one
+// the batches did not bring, is downloaded as Download does a blob (split
+// across providers, resumed from its verified ranges), at most
+// opts.Concurrency at once. Every 16 KiB group is verified before it is
+// stored; a provider that sends a bad one is banned and asked for nothing
+// more of the file. Progress events cover the file: Total is the list's size, Done
 // counts held chunks as resumed bytes; Collection names the list.
 //
 // DownloadChunked does not assemble the file or check the whole-file
@@ -47,24 +49,68 @@ func (s *Store) DownloadChunked(ctx context.Context, list Hash, size int64, prov
 	if size >= 0 && res.Size != size {
 		return res, fmt.Errorf("blobsync: download chunked file: %w: chunk list %s adds up to %d bytes, the entry says %d", ErrBadChunkList, list, res.Size, size)
 	}
-	// Each distinct chunk once: a file may repeat a chunk (runs of equal
-	// bytes).
+	// The list as the collection the children requests index into (the
+	// server answers a chunk list's children in list order), and each
+	// distinct chunk once: a file may repeat a chunk (runs of equal bytes).
+	c := &Collection{Entries: make([]Entry, len(l.Chunks))}
 	seen := make(map[Hash]bool, len(l.Chunks))
-	var chunks []ChunkRef
-	for _, c := range l.Chunks {
-		if !seen[c.Hash] {
-			seen[c.Hash] = true
-			chunks = append(chunks, c)
+	var distinct, batch, each []int
+	for i, ch := range l.Chunks {
+		c.Entries[i] = Entry{Name: fmt.Sprintf("chunk %d", i), Hash: ch.Hash, Size: ch.Size}
+		if !seen[ch.Hash] {
+			seen[ch.Hash] = true
+			distinct = append(distinct, i)
 		}
 	}
-	res.Chunks = len(chunks)
-	rep := newReporter(opts, list, len(chunks))
+	res.Chunks = len(distinct)
+	rep := newReporter(opts, list, len(distinct))
 	defer rep.finish()
 	var total int64
-	for _, c := range chunks {
-		total += c.Size
+	for _, i := range distinct {
+		total += l.Chunks[i].Size
 	}
 	rep.setTotal(total)
+	for _, i := range distinct {
+		ch := l.Chunks[i]
+		e, found, err := s.rawEntry(ch.Hash)
+		switch {
+		case err != nil:
+			return res, err
+		case found && e.State == stateComplete:
+			rep.blobDone(ch.Hash, ch.Size, ch.Size, true)
+		case found:
+			each = append(each, i) // partial: resumes from its verified ranges
+		default:
+			batch = append(batch, i)
+		}
+	}
+	// Missing chunks go in children requests, many per request and their
+	// commits batched, as a collection's small blobs do: one download per
+	// chunk would pay a request round trip and a commit of its own per
+	// ~1 MiB. What the batches did not bring, and partial chunks, are
+	// downloaded one by one, which also says why one cannot be had.
+	var fetched, fetchedBytes atomic.Int64
+	if len(batch) > 0 && len(providers) > 0 {
+		var left []int
+		left, providers = s.downloadBatches(ctx, list, c, batch, providers, &opts, rep)
+		got := make(map[int]bool, len(batch))
+		for _, i := range batch {
+			got[i] = true
+		}
+		for _, i := range left {
+			got[i] = false
+		}
+		for i, ok := range got {
+			if ok {
+				fetched.Add(1)
+				fetchedBytes.Add(l.Chunks[i].Size)
+			}
+		}
+		each = append(each, left...)
+		slices.Sort(each)
+	} else {
+		each = append(each, batch...)
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -72,19 +118,14 @@ func (s *Store) DownloadChunked(ctx context.Context, list Hash, size int64, prov
 	var wg sync.WaitGroup
 	var once sync.Once
 	var first error
-	var fetched, fetchedBytes atomic.Int64
-	for i, c := range chunks {
+	for _, i := range each {
+		ch := l.Chunks[i]
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
 		}
 		if ctx.Err() != nil {
 			break
-		}
-		if ok, err := s.Has(c.Hash); err == nil && ok {
-			<-sem
-			rep.blobDone(c.Hash, c.Size, c.Size, true)
-			continue
 		}
 		// A provider that sent a bad group of an earlier chunk gets no
 		// more of this file's chunks.
@@ -93,9 +134,9 @@ func (s *Store) DownloadChunked(ctx context.Context, list Hash, size int64, prov
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			n, err := s.download(ctx, c.Hash, c.Size, provs, &opts, rep)
-			if err == nil && n != c.Size {
-				err = fmt.Errorf("%w: chunk %d (%s) is %d bytes, the list says %d", ErrCorrupt, i, c.Hash, n, c.Size)
+			n, err := s.download(ctx, ch.Hash, ch.Size, provs, &opts, rep)
+			if err == nil && n != ch.Size {
+				err = fmt.Errorf("%w: chunk %d (%s) is %d bytes, the list says %d", ErrCorrupt, i, ch.Hash, n, ch.Size)
 			}
 			if err != nil {
 				once.Do(func() { first = fmt.Errorf("blobsync: download chunked file (list %s): %w", list, err); cancel() })
