@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 
 	"github.com/dwebkit/dweb/internal/ctxio"
 	"github.com/zeebo/blake3"
@@ -74,18 +75,119 @@ func (s *Store) ExportChunked(ctx context.Context, whole, list Hash, size int64,
 }
 
 // OpenChunked returns a reader over the chunked file whose chunk list is
-// blob list: its chunks in order, read from the store one at a time. The
-// reader hashes what it yields and, at the end, returns an error wrapping
-// ErrWholeHash instead of io.EOF if the bytes' BLAKE3 is not whole, so a
-// caller that reads to the end learns of a list that does not describe
-// the file. The caller closes it.
-func (s *Store) OpenChunked(ctx context.Context, whole, list Hash) (io.ReadCloser, int64, error) {
+// blob list, and the file's size: its chunks in order, each read from the
+// store (complete, verified blobs) when the position reaches it. It
+// seeks (io.SeekStart, io.SeekCurrent, io.SeekEnd) within the file. Read
+// from the start to the end without a seek, it also hashes what it yields
+// and, at the end, returns an error wrapping ErrWholeHash instead of
+// io.EOF if the bytes' BLAKE3 is not whole, so a caller that reads the
+// file through learns of a list that does not describe it. A chunk the
+// store lacks is an error wrapping ErrNotFound when the read reaches it.
+// The caller closes it.
+func (s *Store) OpenChunked(ctx context.Context, whole, list Hash) (io.ReadSeekCloser, int64, error) {
 	l, err := s.ReadChunkList(list)
 	if err != nil {
 		return nil, 0, err
 	}
-	cr := s.chunkReader(ctx, l)
-	return &checkedReader{r: cr, c: cr, hs: blake3.New(), want: whole}, l.Size(), nil
+	r := &chunkSeeker{ctx: ctx, s: s, l: l, starts: make([]int64, len(l.Chunks)+1), hs: blake3.New(), want: whole, cur: -1}
+	for i, c := range l.Chunks {
+		r.starts[i+1] = r.starts[i] + c.Size
+	}
+	return r, r.size(), nil
+}
+
+// chunkSeeker is OpenChunked's reader.
+type chunkSeeker struct {
+	ctx    context.Context
+	s      *Store
+	l      *ChunkList
+	starts []int64 // starts[i]: the file offset of chunk i; the last is the size
+	pos    int64
+	cur    int // the chunk f holds open, or -1
+	f      io.ReadSeekCloser
+	hs     *blake3.Hasher // nil once a seek broke the sequential read
+	want   Hash
+}
+
+func (r *chunkSeeker) size() int64 { return r.starts[len(r.starts)-1] }
+
+func (r *chunkSeeker) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	if r.pos >= r.size() {
+		if r.hs != nil {
+			var got Hash
+			r.hs.Sum(got[:0])
+			if got != r.want {
+				return 0, fmt.Errorf("%w: chunks assemble to %s, want %s", ErrWholeHash, got, r.want)
+			}
+		}
+		return 0, io.EOF
+	}
+	i := sort.Search(len(r.l.Chunks), func(i int) bool { return r.starts[i+1] > r.pos })
+	c := r.l.Chunks[i]
+	if r.cur != i {
+		if r.f != nil {
+			r.f.Close()
+			r.f, r.cur = nil, -1
+		}
+		f, n, err := r.s.Open(c.Hash)
+		if err != nil {
+			return 0, fmt.Errorf("chunk %d (%s): %w", i, c.Hash, err)
+		}
+		if n != c.Size {
+			f.Close()
+			return 0, fmt.Errorf("%w: chunk %d (%s) is %d bytes, the list says %d", ErrCorrupt, i, c.Hash, n, c.Size)
+		}
+		r.f, r.cur = f, i
+	}
+	off := r.pos - r.starts[i]
+	if _, err := r.f.Seek(off, io.SeekStart); err != nil {
+		return 0, err
+	}
+	p = p[:min(int64(len(p)), c.Size-off)]
+	n, err := io.ReadFull(r.f, p)
+	if err != nil {
+		return n, fmt.Errorf("%w: chunk %d (%s) ended early: %v", ErrCorrupt, i, c.Hash, err)
+	}
+	if r.hs != nil {
+		r.hs.Write(p[:n])
+	}
+	r.pos += int64(n)
+	return n, nil
+}
+
+func (r *chunkSeeker) Seek(offset int64, whence int) (int64, error) {
+	var abs int64
+	switch whence {
+	case io.SeekStart:
+		abs = offset
+	case io.SeekCurrent:
+		abs = r.pos + offset
+	case io.SeekEnd:
+		abs = r.size() + offset
+	default:
+		return 0, fmt.Errorf("blobsync: chunked file: bad whence %d", whence)
+	}
+	if abs < 0 {
+		return 0, fmt.Errorf("blobsync: chunked file: negative position %d", abs)
+	}
+	if abs != r.pos {
+		r.hs = nil
+	}
+	r.pos = abs
+	return abs, nil
+}
+
+func (r *chunkSeeker) Close() error {
+	if r.f != nil {
+		r.cur = -1
+		f := r.f
+		r.f = nil
+		return f.Close()
+	}
+	return nil
 }
 
 // chunkReader reads l's chunks from the store in order.
@@ -144,27 +246,3 @@ func (r *chunkReader) Close() error {
 	}
 	return nil
 }
-
-// checkedReader hashes what r yields and turns its io.EOF into an
-// ErrWholeHash error when the hash is not want.
-type checkedReader struct {
-	r    io.Reader
-	c    io.Closer
-	hs   *blake3.Hasher
-	want Hash
-}
-
-func (c *checkedReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.hs.Write(p[:n])
-	if err == io.EOF {
-		var got Hash
-		c.hs.Sum(got[:0])
-		if got != c.want {
-			return n, fmt.Errorf("%w: chunks assemble to %s, want %s", ErrWholeHash, got, c.want)
-		}
-	}
-	return n, err
-}
-
-func (c *checkedReader) Close() error { return c.c.Close() }
