@@ -89,3 +89,69 @@ func TestChunkedFileGet(t *testing.T) {
 		t.Fatalf("one byte changed in %d: %d bytes moved", len(data), moved)
 	}
 }
+
+// TestDrainChunkedFile: two backup servers fetch alice's chunked file by
+// its chunks; when B loses one chunk, a drain of A without a target
+// reports exactly that chunk unplaced (under the file's name), and a
+// drain to B hands it over.
+func TestDrainChunkedFile(t *testing.T) {
+	tmp := t.TempDir()
+	ctx := testContext(t, 60*time.Second)
+	boot := startNode(t, filepath.Join(tmp, "boot"))
+	alice := startNode(t, filepath.Join(tmp, "alice"), boot.Contact())
+	bo := Options{Bootstrap: []string{boot.Contact()}, Backup: true, BackupInterval: time.Hour}
+	nodes := startTogether(t, map[string]Options{filepath.Join(tmp, "a"): bo, filepath.Join(tmp, "b"): bo})
+	a, bk := nodes[filepath.Join(tmp, "a")], nodes[filepath.Join(tmp, "b")]
+
+	g, _, inv := newGroup(ctx, t, alice, "newsroom")
+	gs, err := alice.group(g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs.repo.SetChunking(true)
+	p, _ := writeFile(t, tmp, "film.mp4", 9<<20+3)
+	added, err := alice.AddFiles(ctx, g.ID, []string{p})
+	if err != nil || added[0].chunks.IsZero() {
+		t.Fatalf("added %+v, %v", added, err)
+	}
+	join(ctx, t, inv, a, bk)
+	waitFor(t, "backup A to hold alice's file", holds(a, g.ID, 1))
+	waitFor(t, "backup B to hold alice's file", holds(bk, g.ID, 1))
+	alice.Close()
+
+	// B loses a chunk and cannot fetch it by itself.
+	for range cap(bk.bk.sem) {
+		bk.bk.sem <- struct{}{}
+	}
+	l, err := bk.blobs.ReadChunkList(added[0].chunks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := l.Chunks[1].Hash
+	if err := bk.blobs.Delete(lost); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := a.Drain(ctx, DrainOptions{Group: g.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dg := rep.Groups[0]
+	if dg.UnplacedN != 1 || len(dg.Unplaced) != 1 || dg.Unplaced[0].Hash != lost || dg.Unplaced[0].Name != "chunk of film.mp4" ||
+		dg.Checked < 2+len(l.Chunks) {
+		t.Fatalf("drain without a target: %+v", dg)
+	}
+	uri, _, err := bk.AdminURI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err = a.Drain(ctx, DrainOptions{Group: g.ID, To: []string{uri}, Wait: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dg := rep.Groups[0]; !dg.Complete || dg.HandedOver != 1 {
+		t.Fatalf("drain to B: %+v", dg)
+	}
+	if ok, err := bk.blobs.HasFile(blobsync.Entry{Hash: added[0].Hash, Size: added[0].Size, Chunks: added[0].chunks}); err != nil || !ok {
+		t.Fatalf("B does not hold the whole film after the drain (%v)", err)
+	}
+}
