@@ -167,15 +167,16 @@ func (discardSink) parent(uint64, []byte) error { return nil }
 func (discardSink) group(uint64, []byte) error  { return nil }
 
 // batches cuts the entries idx of c into children requests of at most
-// batchMaxChildren entries and about batchMaxBytes. For several providers
+// batchMaxChildren entries and about maxBytes (batchMaxBytes for a
+// collection's small blobs, chunkBatchBytes for a file's chunks). For several providers
 // (n > 1) it cuts finer, into at least n × batchPipeline × 2 batches (down
 // to 16 entries or 1 MiB each), as chunkGroups does for a blob: else the
 // first provider to ask takes every batch of a collection of a few dozen
 // megabytes into its pipeline and the others have nothing to do (measured
 // over emulated 40 ms paths: 320 files of 100 KB from three providers came
 // at the speed of one).
-func batches(c *Collection, idx []int, n int) [][]int {
-	maxChildren, maxBytes := batchMaxChildren, batchMaxBytes
+func batches(c *Collection, idx []int, n int, maxBytes int64) [][]int {
+	maxChildren := batchMaxChildren
 	if n > 1 {
 		var total int64
 		for _, i := range idx {
@@ -343,8 +344,8 @@ func (b *batchRun) drop(t *batchTask) {
 // for the caller to fetch blob by blob, which also reports why one cannot
 // be had, and the providers that did not lie (a liar is used for nothing
 // more).
-func (s *Store) downloadBatches(ctx context.Context, coll Hash, c *Collection, idx []int, providers []Provider, opts *DownloadOptions, rep *reporter) (left []int, honest []Provider) {
-	all := batches(c, idx, len(providers))
+func (s *Store) downloadBatches(ctx context.Context, coll Hash, c *Collection, idx []int, maxBytes int64, providers []Provider, opts *DownloadOptions, rep *reporter) (left []int, honest []Provider) {
+	all := batches(c, idx, len(providers), maxBytes)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	b := &batchRun{s: s, coll: coll, c: c, opts: opts, rep: rep, cancel: cancel,
@@ -624,7 +625,7 @@ func (s *Store) DownloadBatch(ctx context.Context, h Hash, c *Collection, idx []
 	}
 	left := append(each, dup...)
 	if len(ask) > 0 && len(providers) > 0 {
-		missed, _ := s.downloadBatches(ctx, h, c, ask, providers, &opts, rep)
+		missed, _ := s.downloadBatches(ctx, h, c, ask, batchMaxBytes, providers, &opts, rep)
 		left = append(left, missed...)
 	} else {
 		left = append(left, ask...)

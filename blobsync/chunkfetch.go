@@ -8,6 +8,14 @@ import (
 	"sync/atomic"
 )
 
+// chunkBatchBytes is about how many bytes of chunks one children request
+// of a chunk list asks for. A batch is committed, and its bytes reported
+// in Progress, when its answer has been read, and a batch cut off
+// mid-answer is fetched again: so a smaller batch shows progress sooner
+// and loses less to an interruption, a larger one pays fewer commits.
+// Variable only so tests can change it.
+var chunkBatchBytes int64 = 4 << 20
+
 // ChunkedDownload says what DownloadChunked moved.
 type ChunkedDownload struct {
 	Chunks       int   // distinct chunks the list names
@@ -92,7 +100,7 @@ func (s *Store) DownloadChunked(ctx context.Context, list Hash, size int64, prov
 	var fetched, fetchedBytes atomic.Int64
 	if len(batch) > 0 && len(providers) > 0 {
 		var left []int
-		left, providers = s.downloadBatches(ctx, list, c, batch, providers, &opts, rep)
+		left, providers = s.downloadBatches(ctx, list, c, batch, chunkBatchBytes, providers, &opts, rep)
 		got := make(map[int]bool, len(batch))
 		for _, i := range batch {
 			got[i] = true
