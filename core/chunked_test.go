@@ -12,7 +12,7 @@ import (
 	"github.com/dwebkit/dweb/internal/key"
 )
 
-// TestChunkedFileGet: alice's repo stores a 12 MiB file as chunks; bob,
+// TestChunkedFileGet: alice adds a 12 MiB file, stored as chunks; bob,
 // another real node, lists it (not local), gets it to a path and opens it,
 // byte-identical, its hash the whole file's BLAKE3; after alice re-adds it
 // with one byte changed, bob's get of the new version moves at most two
@@ -23,11 +23,6 @@ func TestChunkedFileGet(t *testing.T) {
 	nodes := startNodes(t, tmp, "alice", "bob")
 	alice, bob := nodes[0], nodes[1]
 	g, _, inv := newGroup(ctx, t, alice, "g")
-	gs, err := alice.group(g.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs.repo.SetChunking(true)
 	p, data := writeFile(t, tmp, "film.mp4", 12<<20+5)
 	added, err := alice.AddFiles(ctx, g.ID, []string{p})
 	if err != nil {
@@ -104,11 +99,6 @@ func TestDrainChunkedFile(t *testing.T) {
 	a, bk := nodes[filepath.Join(tmp, "a")], nodes[filepath.Join(tmp, "b")]
 
 	g, _, inv := newGroup(ctx, t, alice, "newsroom")
-	gs, err := alice.group(g.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs.repo.SetChunking(true)
 	p, _ := writeFile(t, tmp, "film.mp4", 9<<20+3)
 	added, err := alice.AddFiles(ctx, g.ID, []string{p})
 	if err != nil || added[0].chunks.IsZero() {
