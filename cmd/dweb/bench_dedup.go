@@ -60,7 +60,8 @@ type bdVersion struct {
 	StoredBytes int64 `json:"stored_bytes"` // bytes of new blobs (chunks and list) in the receiver's store
 	Chunks      int   `json:"chunks_fetched"`
 	// RsyncLiteral: rsync's "Literal data" for the same edit, from the
-	// previous version to this one; null when rsync is not installed.
+	// previous version to this one (rsync --stats --no-whole-file
+	// --ignore-times); null when rsync is not installed.
 	RsyncLiteral *int64 `json:"rsync_literal_bytes"`
 	// Budget: the changed bytes plus two mean chunks plus 1 % (the
 	// acceptance bound for sent_bytes).
@@ -397,13 +398,16 @@ func bdCheck(ctx context.Context, s *blobsync.Store, cf blobsync.ChunkedFile, sr
 
 // bdRsyncLiteral copies prev to work and runs rsync from next onto it,
 // returning the "Literal data" its --stats report: the bytes rsync would
-// send for the edit.
+// send for the edit. --no-whole-file: rsync copies local files whole by
+// default; --ignore-times: the copy may have next's size and mtime, and
+// rsync's quick check would skip it; no --inplace, which stops rsync from
+// matching blocks an insertion moved.
 func bdRsyncLiteral(ctx context.Context, rsync, prev, next, work string) (int64, error) {
 	if err := bdCopy(prev, work); err != nil {
 		return 0, err
 	}
 	defer os.Remove(work)
-	out, err := exec.CommandContext(ctx, rsync, "--stats", "--no-whole-file", "--inplace", next, work).CombinedOutput()
+	out, err := exec.CommandContext(ctx, rsync, "--stats", "--no-whole-file", "--ignore-times", next, work).CombinedOutput()
 	if err != nil {
 		return 0, fmt.Errorf("rsync: %v: %s", err, out)
 	}
