@@ -41,8 +41,10 @@ type collCache struct {
 // the child's index and, if its status is OK, the body of its ranges. A
 // child the peer may not have, or that is not held, gets a not-found
 // section; the others still come. A collection that is not held (or not
-// allowed) gets one not-found header and no sections. A blob that does not
-// decode as a collection, or an index past its entries, is a bad request.
+// allowed) gets one not-found header and no sections. A chunk list
+// (chunklist.go) is answered as a collection of its chunks, in list order.
+// A blob that decodes as neither, or an index past its entries, is a bad
+// request.
 func (s *Store) serveChildren(ctx context.Context, w io.Writer, enc *encoder, req Request, allow func(Hash) bool, cc *collCache) error {
 	coll := req.Hash
 	notFound := wireResponse{Status: statusNotFound, Msg: "not found"}
@@ -54,7 +56,7 @@ func (s *Store) serveChildren(ctx context.Context, w io.Writer, enc *encoder, re
 		if err != nil {
 			return writeFrame(w, notFound)
 		}
-		b, err := s.ReadAll(coll, MaxCollectionSize)
+		b, err := s.ReadAll(coll, max(MaxCollectionSize, MaxChunkListSize))
 		if err != nil {
 			if errors.As(err, new(*LimitError)) {
 				return fmt.Errorf("%w: blob %s is too large to be a collection", ErrProtocol, coll)
@@ -62,13 +64,9 @@ func (s *Store) serveChildren(ctx context.Context, w io.Writer, enc *encoder, re
 			s.log.Error("blobsync: serve: read collection", "hash", coll, "err", err)
 			return writeFrame(w, notFound)
 		}
-		c, err := DecodeCollection(b)
+		hashes, err := childHashes(b)
 		if err != nil {
-			return fmt.Errorf("%w: blob %s is not a collection: %v", ErrProtocol, coll, err)
-		}
-		hashes := make([]Hash, len(c.Entries))
-		for i, e := range c.Entries {
-			hashes[i] = e.Hash
+			return fmt.Errorf("%w: blob %s: %v", ErrProtocol, coll, err)
 		}
 		*cc = collCache{h: coll, size: uint64(size), hashes: hashes}
 	}
@@ -86,6 +84,35 @@ func (s *Store) serveChildren(ctx context.Context, w io.Writer, enc *encoder, re
 		}
 	}
 	return nil
+}
+
+// childHashes returns the hashes a children request indexes into: a
+// chunk list's chunks (the blob starts with the list's magic), else a
+// collection's entries.
+func childHashes(b []byte) ([]Hash, error) {
+	if len(b) >= 4 && [4]byte(b[:4]) == chunkListMagic {
+		l, err := DecodeChunkList(b)
+		if err != nil {
+			return nil, err
+		}
+		hashes := make([]Hash, len(l.Chunks))
+		for i, c := range l.Chunks {
+			hashes[i] = c.Hash
+		}
+		return hashes, nil
+	}
+	if len(b) > MaxCollectionSize {
+		return nil, fmt.Errorf("%d bytes, too large to be a collection", len(b))
+	}
+	c, err := DecodeCollection(b)
+	if err != nil {
+		return nil, fmt.Errorf("not a collection: %v", err)
+	}
+	hashes := make([]Hash, len(c.Entries))
+	for i, e := range c.Entries {
+		hashes[i] = e.Hash
+	}
+	return hashes, nil
 }
 
 // requestChildren writes a children request for collection coll.
@@ -140,15 +167,16 @@ func (discardSink) parent(uint64, []byte) error { return nil }
 func (discardSink) group(uint64, []byte) error  { return nil }
 
 // batches cuts the entries idx of c into children requests of at most
-// batchMaxChildren entries and about batchMaxBytes. For several providers
+// batchMaxChildren entries and about maxBytes (batchMaxBytes for a
+// collection's small blobs, chunkBatchBytes for a file's chunks). For several providers
 // (n > 1) it cuts finer, into at least n × batchPipeline × 2 batches (down
 // to 16 entries or 1 MiB each), as chunkGroups does for a blob: else the
 // first provider to ask takes every batch of a collection of a few dozen
 // megabytes into its pipeline and the others have nothing to do (measured
 // over emulated 40 ms paths: 320 files of 100 KB from three providers came
 // at the speed of one).
-func batches(c *Collection, idx []int, n int) [][]int {
-	maxChildren, maxBytes := batchMaxChildren, batchMaxBytes
+func batches(c *Collection, idx []int, n int, maxBytes int64) [][]int {
+	maxChildren := batchMaxChildren
 	if n > 1 {
 		var total int64
 		for _, i := range idx {
@@ -316,8 +344,8 @@ func (b *batchRun) drop(t *batchTask) {
 // for the caller to fetch blob by blob, which also reports why one cannot
 // be had, and the providers that did not lie (a liar is used for nothing
 // more).
-func (s *Store) downloadBatches(ctx context.Context, coll Hash, c *Collection, idx []int, providers []Provider, opts *DownloadOptions, rep *reporter) (left []int, honest []Provider) {
-	all := batches(c, idx, len(providers))
+func (s *Store) downloadBatches(ctx context.Context, coll Hash, c *Collection, idx []int, maxBytes int64, providers []Provider, opts *DownloadOptions, rep *reporter) (left []int, honest []Provider) {
+	all := batches(c, idx, len(providers), maxBytes)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	b := &batchRun{s: s, coll: coll, c: c, opts: opts, rep: rep, cancel: cancel,
@@ -597,7 +625,7 @@ func (s *Store) DownloadBatch(ctx context.Context, h Hash, c *Collection, idx []
 	}
 	left := append(each, dup...)
 	if len(ask) > 0 && len(providers) > 0 {
-		missed, _ := s.downloadBatches(ctx, h, c, ask, providers, &opts, rep)
+		missed, _ := s.downloadBatches(ctx, h, c, ask, batchMaxBytes, providers, &opts, rep)
 		left = append(left, missed...)
 	} else {
 		left = append(left, ask...)

@@ -383,7 +383,7 @@ func TestBatchesSplitForProviders(t *testing.T) {
 		idx = append(idx, i)
 	}
 	count := func(n int) (nb, largest int) {
-		bs := batches(c, idx, n)
+		bs := batches(c, idx, n, batchMaxBytes)
 		seen := 0
 		for _, b := range bs {
 			largest = max(largest, len(b))
@@ -406,10 +406,10 @@ func TestBatchesSplitForProviders(t *testing.T) {
 	for i := range 40 {
 		tiny.Entries = append(tiny.Entries, Entry{Name: fmt.Sprintf("t%02d", i), Size: 1000})
 	}
-	if bs := batches(tiny, idx[:40], 8); len(bs) != 3 || len(bs[0]) != 16 {
+	if bs := batches(tiny, idx[:40], 8, batchMaxBytes); len(bs) != 3 || len(bs[0]) != 16 {
 		t.Errorf("40 entries of 1 KB, 8 providers: %d batches, the first of %d", len(bs), len(bs[0]))
 	}
-	if bs := batches(c, idx[:40], 8); len(bs) != 4 || len(bs[0]) != 10 {
+	if bs := batches(c, idx[:40], 8, batchMaxBytes); len(bs) != 4 || len(bs[0]) != 10 {
 		t.Errorf("40 entries of 100 KB, 8 providers: %d batches, the first of %d", len(bs), len(bs[0]))
 	}
 }

@@ -14,7 +14,11 @@ import (
 
 // Collection limits.
 const (
-	CollectionVersion = 1        // the encoding version Encode writes and DecodeCollection accepts
+	// CollectionVersion is the newest encoding version: 2 adds chunked
+	// entries (Entry.Chunks). Encode writes version 1 when no entry is
+	// chunked, so builds that read only version 1 still read such
+	// collections; DecodeCollection reads both.
+	CollectionVersion = 2
 	MaxCollectionSize = 64 << 20 // bytes of an encoded collection (ReadAll's max for one)
 	MaxEntries        = 100000
 	MaxNameLen        = 255 // bytes of UTF-8 in an entry name
@@ -27,9 +31,13 @@ var ErrBadCollection = errors.New("blobsync: bad collection")
 
 // Entry is one file of a data repo's collection.
 type Entry struct {
-	Name      string    // file name: 1..255 bytes of UTF-8, no "/" and no NUL, unique in the collection
-	Hash      Hash      // BLAKE3-256 of the file's bytes (the blob)
-	Size      int64     // bytes, >= 0
+	Name string // file name: 1..255 bytes of UTF-8, no "/" and no NUL, unique in the collection
+	Hash Hash   // BLAKE3-256 of the whole file's bytes (what b3sum prints); the blob, when Chunks is zero
+	Size int64  // bytes, >= 0
+	// Chunks, when not zero, is the hash of the file's chunk list
+	// (chunklist.go): the file is stored as content-defined chunks, and no
+	// blob Hash need exist; assembling the chunks must give Hash.
+	Chunks    Hash
 	CreatedAt time.Time // when the file was added; zero = unknown
 	ModTime   time.Time // the file's modification time; zero = unknown
 	MediaType string    // e.g. "image/jpeg"; empty = unknown
@@ -58,6 +66,7 @@ type wireEntry struct {
 	CreatedAt int64  `cbor:"3,keyasint,omitempty"`
 	ModTime   int64  `cbor:"4,keyasint,omitempty"`
 	MediaType string `cbor:"5,keyasint,omitempty"`
+	Chunks    []byte `cbor:"6,keyasint,omitempty"` // version 2: the chunk list's hash
 }
 
 var collDec cbor.DecMode
@@ -111,19 +120,23 @@ func (c *Collection) find(name string) (int, bool) {
 	return i, i < len(c.Entries) && c.Entries[i].Name == name
 }
 
-// Encode returns the collection's deterministic CBOR encoding (version
-// CollectionVersion). It fails with ErrBadCollection if an entry is invalid
+// Encode returns the collection's deterministic CBOR encoding: version 1
+// when no entry is chunked, else version 2 (CollectionVersion). It fails with ErrBadCollection if an entry is invalid
 // (see DecodeCollection) or the entries are not sorted and unique.
 func (c *Collection) Encode() ([]byte, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
-	w := wireCollection{Version: CollectionVersion, Entries: make([]wireEntry, len(c.Entries))}
+	w := wireCollection{Version: 1, Entries: make([]wireEntry, len(c.Entries))}
 	for i, e := range c.Entries {
 		w.Entries[i] = wireEntry{
 			Name: e.Name, Hash: e.Hash[:], Size: e.Size,
 			CreatedAt: unixNano(e.CreatedAt), ModTime: unixNano(e.ModTime),
 			MediaType: e.MediaType,
+		}
+		if !e.Chunks.IsZero() {
+			w.Entries[i].Chunks = e.Chunks[:]
+			w.Version = 2
 		}
 	}
 	b, err := wireEnc.Marshal(w)
@@ -137,7 +150,8 @@ func (c *Collection) Encode() ([]byte, error) {
 }
 
 // DecodeCollection parses and validates an encoded collection: the version
-// must be CollectionVersion; at most MaxEntries entries; names 1..255 bytes
+// must be 1 or 2 (CollectionVersion), and only version 2 may have chunked
+// entries, whose chunk-list hash is 32 bytes, not all zero; at most MaxEntries entries; names 1..255 bytes
 // of valid UTF-8 without "/" or NUL, unique and sorted; hashes 32 bytes;
 // sizes >= 0; media types <= 255 bytes. Errors wrap ErrBadCollection and
 // name the entry at fault.
@@ -149,8 +163,8 @@ func DecodeCollection(b []byte) (*Collection, error) {
 	if err := collDec.Unmarshal(b, &w); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadCollection, err)
 	}
-	if w.Version != CollectionVersion {
-		return nil, fmt.Errorf("%w: version %d, this build reads version %d", ErrBadCollection, w.Version, CollectionVersion)
+	if w.Version < 1 || w.Version > CollectionVersion {
+		return nil, fmt.Errorf("%w: version %d, this build reads versions 1 to %d", ErrBadCollection, w.Version, CollectionVersion)
 	}
 	c := &Collection{Entries: make([]Entry, len(w.Entries))}
 	for i, we := range w.Entries {
@@ -160,6 +174,18 @@ func DecodeCollection(b []byte) (*Collection, error) {
 		e := Entry{Name: we.Name, Size: we.Size, MediaType: we.MediaType,
 			CreatedAt: fromUnixNano(we.CreatedAt), ModTime: fromUnixNano(we.ModTime)}
 		copy(e.Hash[:], we.Hash)
+		if we.Chunks != nil {
+			switch {
+			case w.Version < 2:
+				return nil, fmt.Errorf("%w: entry %d (%q): a chunk list in a version %d collection", ErrBadCollection, i, truncate(we.Name, 80), w.Version)
+			case len(we.Chunks) != len(Hash{}):
+				return nil, fmt.Errorf("%w: entry %d (%q): chunk list hash is %d bytes, want 32", ErrBadCollection, i, truncate(we.Name, 80), len(we.Chunks))
+			}
+			copy(e.Chunks[:], we.Chunks)
+			if e.Chunks.IsZero() {
+				return nil, fmt.Errorf("%w: entry %d (%q): chunk list hash is all zero", ErrBadCollection, i, truncate(we.Name, 80))
+			}
+		}
 		c.Entries[i] = e
 	}
 	if err := c.validate(); err != nil {

@@ -1,7 +1,9 @@
 package blobsync
 
 import (
+	"bytes"
 	"errors"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -86,7 +88,7 @@ func TestCollectionValidation(t *testing.T) {
 		b    []byte
 		want string
 	}{
-		"version 2":     {coll(2), "version 2"},
+		"version 3":     {coll(3), "version 3"},
 		"version 0":     {coll(0), "version 0"},
 		"empty name":    {coll(1, entry("", 1)), "empty name"},
 		"slash":         {coll(1, entry("a/b", 1)), "'/'"},
@@ -96,6 +98,9 @@ func TestCollectionValidation(t *testing.T) {
 		"duplicate":     {coll(1, entry("a", 1), entry("a", 2)), "twice"},
 		"unsorted":      {coll(1, entry("b", 1), entry("a", 2)), "out of order"},
 		"short hash":    {coll(1, map[int]any{0: "a", 1: []byte{1}, 2: 1}), "hash is 1 bytes"},
+		"chunks in v1":  {coll(1, map[int]any{0: "a", 1: h[:], 2: 1, 6: h[:]}), "version 1 collection"},
+		"short chunks":  {coll(2, map[int]any{0: "a", 1: h[:], 2: 1, 6: []byte{1}}), "chunk list hash is 1 bytes"},
+		"zero chunks":   {coll(2, map[int]any{0: "a", 1: h[:], 2: 1, 6: make([]byte, 32)}), "all zero"},
 		"bad utf8":      {enc(map[int]any{0: 1, 1: []any{map[int]any{0: cbor.RawMessage{0x61, 0xff}, 1: h[:], 2: 1}}}), "UTF-8"},
 		"not cbor":      {[]byte{0xff}, "cbor"},
 		"empty input":   {nil, "EOF"},
@@ -116,6 +121,42 @@ func TestCollectionValidation(t *testing.T) {
 	}
 }
 
+// TestCollectionVersions: a collection without chunked entries encodes as
+// version 1, byte for byte as builds before chunking wrote it
+// (testdata/collection-v1.cbor, written by the version 1 encoder); one
+// with a chunked entry encodes as version 2 and round-trips.
+func TestCollectionVersions(t *testing.T) {
+	old, err := os.ReadFile("testdata/collection-v1.cbor")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := DecodeCollection(old)
+	if err != nil {
+		t.Fatalf("a version 1 collection does not decode: %v", err)
+	}
+	if !reflect.DeepEqual(d, sampleCollection()) {
+		t.Fatalf("version 1 collection decoded to %+v", d)
+	}
+	b, err := d.Encode()
+	if err != nil || !bytes.Equal(b, old) {
+		t.Fatalf("a collection without chunked entries no longer encodes as version 1 did (%v)", err)
+	}
+	c := sampleCollection()
+	c.Entries[2].Chunks = HashBytes([]byte("chunk list"))
+	b, err = c.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var w wireCollection
+	if err := collDec.Unmarshal(b, &w); err != nil || w.Version != 2 {
+		t.Fatalf("a chunked collection encodes as version %d (%v), want 2", w.Version, err)
+	}
+	d, err = DecodeCollection(b)
+	if err != nil || !reflect.DeepEqual(d, c) {
+		t.Fatalf("version 2 round trip: %v\n%+v\n%+v", err, c, d)
+	}
+}
+
 func TestCollectionEntryLimit(t *testing.T) {
 	c := &Collection{Entries: make([]Entry, MaxEntries+1)}
 	var le *LimitError
@@ -132,6 +173,12 @@ func TestCollectionEntryLimit(t *testing.T) {
 func FuzzDecodeCollection(f *testing.F) {
 	b, err := sampleCollection().Encode()
 	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	c := sampleCollection()
+	c.Entries[0].Chunks = HashBytes([]byte("chunk list"))
+	if b, err = c.Encode(); err != nil {
 		f.Fatal(err)
 	}
 	f.Add(b)

@@ -80,12 +80,16 @@ func (c *countRW) Close() error {
 type flipAt struct {
 	net.Conn
 	off, at int64
+	flipped *atomic.Bool // if not nil, set once the byte is flipped
 }
 
 func (f *flipAt) Read(p []byte) (int, error) {
 	n, err := f.Conn.Read(p)
 	if f.off >= f.at && f.off < f.at+int64(n) {
 		p[f.off-f.at] ^= 0x40
+		if f.flipped != nil {
+			f.flipped.Store(true)
+		}
 	}
 	f.at += int64(n)
 	return n, err

@@ -43,7 +43,11 @@ func (s *Store) tryLock(h Hash) (unlock func(), ok bool) {
 //   - the hashes roots yields (core yields each repo's current collection,
 //     pinned blobs, and the blobs it means to download);
 //   - the entries of every root that is a collection (a complete blob of at
-//     most MaxCollectionSize bytes that DecodeCollection accepts);
+//     most MaxCollectionSize bytes that DecodeCollection accepts), and of a
+//     chunked entry its chunk list and every chunk that list names (when
+//     the store holds the list);
+//   - the chunks of every root that is a chunk list (a chunked file a
+//     caller means to download or keep);
 //   - blobs under Download right now, and blobs being written or deleted;
 //   - blobs added less than StoreOptions.GCGrace ago.
 //
@@ -67,11 +71,23 @@ func (s *Store) GC(ctx context.Context, roots func(yield func(Hash) bool)) (remo
 			return 0, err
 		}
 		n, err := s.Size(h)
-		if err != nil || n > MaxCollectionSize {
+		if err != nil || n > max(MaxCollectionSize, MaxChunkListSize) {
 			continue
 		}
-		b, err := s.ReadAll(h, MaxCollectionSize)
+		b, err := s.ReadAll(h, max(MaxCollectionSize, MaxChunkListSize))
 		if err != nil {
+			continue
+		}
+		if len(b) >= 4 && [4]byte(b[:4]) == chunkListMagic {
+			// A chunk list a download means to fill: its chunks.
+			if l, err := DecodeChunkList(b); err == nil {
+				for _, ch := range l.Chunks {
+					live[ch.Hash] = true
+				}
+			}
+			continue
+		}
+		if len(b) > MaxCollectionSize {
 			continue
 		}
 		c, err := DecodeCollection(b)
@@ -80,6 +96,14 @@ func (s *Store) GC(ctx context.Context, roots func(yield func(Hash) bool)) (remo
 		}
 		for _, e := range c.Entries {
 			live[e.Hash] = true
+			if !e.Chunks.IsZero() {
+				live[e.Chunks] = true
+				if l, err := s.ReadChunkList(e.Chunks); err == nil {
+					for _, ch := range l.Chunks {
+						live[ch.Hash] = true
+					}
+				}
+			}
 		}
 	}
 

@@ -615,7 +615,7 @@ func (b *Backend) backupBatch(ctx context.Context, gs *groupState, rc repoColl, 
 		if missed[i] {
 			continue
 		}
-		if ok, _ := b.blobs.Has(e.Hash); ok {
+		if ok, _ := b.blobs.HasFile(e); ok {
 			blobs[e.Hash].have = true
 			stored++
 		}
@@ -655,8 +655,9 @@ func (b *Backend) trackBackupDownload(d *BackupDownload) (progress func(blobsync
 	return progress, done
 }
 
-// backupDownload downloads one file blob from every member that holds it,
-// reporting progress in the status, and marks it servable.
+// backupDownload downloads one file (its blob, or the chunks of a chunked
+// file not held) from every member that holds it, reporting progress in
+// the status, and marks it servable.
 func (b *Backend) backupDownload(ctx context.Context, gs *groupState, fi FileInfo) error {
 	release, err := b.reserveStorage(fi.Size)
 	if err != nil {
@@ -664,17 +665,16 @@ func (b *Backend) backupDownload(ctx context.Context, gs *groupState, fi FileInf
 	}
 	defer release()
 	progress, done := b.trackBackupDownload(&BackupDownload{Group: gs.info.ID, Repo: fi.Repo, Name: fi.Name, Hash: fi.Hash, Total: fi.Size})
-	err = b.download(ctx, gs, fi.Hash, fi.Size, []key.RecordKey{fi.Repo}, progress)
+	e := fi.entry()
+	err = b.downloadFile(ctx, gs, e, []key.RecordKey{fi.Repo}, progress)
 	last := done()
 	if err != nil {
 		return err
 	}
-	if ok, herr := b.blobs.Has(fi.Hash); herr != nil || !ok {
-		return errors.Join(fmt.Errorf("blob %s not in the store after its download", fi.Hash), herr)
+	if ok, herr := b.blobs.HasFile(e); herr != nil || !ok {
+		return errors.Join(fmt.Errorf("file %s not in the store after its download", fi.Hash), herr)
 	}
-	b.mu.Lock()
-	gs.servable[fi.Hash] = true
-	b.mu.Unlock()
+	b.markFileServable(gs, e)
 	b.log.Info("backup: stored", "group", gs.info.ID, "repo", fi.Repo, "file", fi.Name, "hash", fi.Hash,
 		"bytes", fi.Size, "resumed", last.Resumed)
 	return nil

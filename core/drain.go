@@ -285,8 +285,9 @@ func without(hs []blobsync.Hash, drop map[blobsync.Hash]bool) []blobsync.Hash {
 	return out
 }
 
-// drainBlobs lists the blobs of gs's repos (collections and files) that
-// this node holds complete, read afresh from the DHT. errs lists the repos
+// drainBlobs lists the blobs of gs's repos (collections and files; a
+// chunked file's chunk list and chunks) that this node holds complete,
+// read afresh from the DHT. errs lists the repos
 // that could not be read (their blobs are not checked).
 func (b *Backend) drainBlobs(ctx context.Context, gs *groupState) (map[blobsync.Hash]*DrainBlob, []blobsync.Hash, []error) {
 	blobs := make(map[blobsync.Hash]*DrainBlob)
@@ -327,7 +328,21 @@ func (b *Backend) drainBlobs(ctx context.Context, gs *groupState) (map[blobsync.
 			add(DrainBlob{Hash: ch, Name: "collection of repo " + rk.String(), Repo: rk, Size: size})
 		}
 		for _, fi := range files {
-			add(DrainBlob{Hash: fi.Hash, Name: fi.Name, Repo: rk, Size: fi.Size})
+			if fi.chunks.IsZero() {
+				add(DrainBlob{Hash: fi.Hash, Name: fi.Name, Repo: rk, Size: fi.Size})
+				continue
+			}
+			// A chunked file is placed blob by blob: its chunk list and each
+			// chunk, which other files and versions may share.
+			b.blobs.FileBlobs(fi.entry(), func(h blobsync.Hash) bool {
+				name := "chunk of " + fi.Name
+				if h == fi.chunks {
+					name = "chunk list of " + fi.Name
+				}
+				size, _ := b.blobs.Size(h)
+				add(DrainBlob{Hash: h, Name: name, Repo: rk, Size: size})
+				return true
+			})
 		}
 	}
 	return blobs, order, errs

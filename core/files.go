@@ -37,6 +37,14 @@ type FileInfo struct {
 	// RepoReachable, whether the listing did now (List, RepoState).
 	RepoSeenFresh time.Time `json:"repo_seen_fresh"`
 	RepoReachable bool      `json:"repo_reachable"`
+
+	chunks blobsync.Hash // the entry's chunk list; zero: the file is blob Hash
+}
+
+// entry is the part of fi's collection entry that says where its bytes
+// are: blob Hash, or the chunk list chunks.
+func (fi *FileInfo) entry() blobsync.Entry {
+	return blobsync.Entry{Name: fi.Name, Hash: fi.Hash, Size: fi.Size, Chunks: fi.chunks}
 }
 
 // Progress reports a download: bytes verified and stored so far, of Total,
@@ -64,10 +72,10 @@ func progressOf(p blobsync.Progress) Progress {
 }
 
 func (b *Backend) fileInfo(gs *groupState, repo key.RecordKey, repoName string, e blobsync.Entry) FileInfo {
-	local, _ := b.blobs.Has(e.Hash)
+	local, _ := b.blobs.HasFile(e)
 	return FileInfo{
 		Name: e.Name, Hash: e.Hash, Size: e.Size, CreatedAt: e.CreatedAt, MediaType: e.MediaType,
-		Repo: repo, RepoName: repoName, Mine: repo == gs.info.Repo, Local: local,
+		Repo: repo, RepoName: repoName, Mine: repo == gs.info.Repo, Local: local, chunks: e.Chunks,
 	}
 }
 
@@ -336,7 +344,10 @@ func (b *Backend) readRepo(ctx context.Context, gs *groupState, rk key.RecordKey
 
 // GetFile writes the named file of the group to dst (an absolute path),
 // fetching it from the members first if its bytes are not local; every
-// 16 KiB chunk group is verified before it is stored. repo narrows the
+// 16 KiB chunk group is verified before it is stored. A chunked file
+// (blobsync.Entry.Chunks) fetches only the chunks not held, and is
+// written only if its chunks assemble to its whole-file hash
+// (blobsync.ErrWholeHash otherwise). repo narrows the
 // search to one repo (zero: this node's own repo first, then any other; a
 // name that several repos hold with different content is ErrAmbiguous).
 // progress, if not nil, is called as bytes arrive; subscribers hear of a
@@ -369,7 +380,7 @@ func (b *Backend) GetFile(ctx context.Context, g key.RecordKey, repo key.RecordK
 	} else if progress != nil {
 		progress(Progress{Done: fi.Size, Total: fi.Size})
 	}
-	if err := b.blobs.Export(ctx, fi.Hash, dst); err != nil {
+	if err := b.blobs.ExportFile(ctx, fi.entry(), dst); err != nil {
 		return fi, fmt.Errorf("write %s: %w", dst, err)
 	}
 	return fi, nil

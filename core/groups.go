@@ -63,6 +63,10 @@ func (b *Backend) newGroupState(info GroupInfo, g *group.Group, repo *datarepo.R
 	g.SetLogger(b.log)
 	local.SetLogger(b.log)
 	repo.SetLogger(b.log)
+	// Files above blobsync.ChunkThreshold are stored as content-defined
+	// chunks: a re-added file with an edit stores and sends only the
+	// chunks around the edit, and versions share the rest.
+	repo.SetChunking(true)
 	gs := &groupState{
 		info: info, g: g, repo: repo, local: local,
 		servable: make(map[blobsync.Hash]bool),
@@ -553,10 +557,32 @@ func (b *Backend) LeaveGroup(ctx context.Context, k key.RecordKey) error {
 // markServable records that the blobs of collection c (hash h) may be
 // served to the group's members.
 func (b *Backend) markServable(gs *groupState, h blobsync.Hash, c *blobsync.Collection) {
+	// A chunked entry's chunks, from its list if held (read outside b.mu).
+	var chunked []blobsync.Hash
+	for _, e := range c.Entries {
+		if !e.Chunks.IsZero() {
+			b.blobs.FileBlobs(e, func(h blobsync.Hash) bool { chunked = append(chunked, h); return true })
+		}
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	gs.servable[h] = true
 	for _, e := range c.Entries {
 		gs.servable[e.Hash] = true
+	}
+	for _, h := range chunked {
+		gs.servable[h] = true
+	}
+}
+
+// markFileServable lets members fetch entry e's bytes from this node: its
+// blob, or its chunk list and chunks.
+func (b *Backend) markFileServable(gs *groupState, e blobsync.Entry) {
+	var hs []blobsync.Hash
+	b.blobs.FileBlobs(e, func(h blobsync.Hash) bool { hs = append(hs, h); return true })
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, h := range hs {
+		gs.servable[h] = true
 	}
 }

@@ -173,7 +173,7 @@ func (b *Backend) knownBackupStatus(gi GroupInfo) BackupGroupStatus {
 			seen[e.Hash] = true
 			st.Files++
 			st.Bytes += e.Size
-			if ok, _ := b.blobs.Has(e.Hash); ok {
+			if ok, _ := b.blobs.HasFile(e); ok {
 				st.Held++
 				st.BytesHeld += e.Size
 			}

@@ -146,13 +146,12 @@ func (b *Backend) fetch(ctx context.Context, gs *groupState, fi *FileInfo, progr
 	if fi.Local {
 		return nil
 	}
-	if err := b.download(ctx, gs, fi.Hash, fi.Size, []key.RecordKey{fi.Repo}, progress); err != nil {
+	e := fi.entry()
+	if err := b.downloadFile(ctx, gs, e, []key.RecordKey{fi.Repo}, progress); err != nil {
 		return fmt.Errorf("download %q: %w", fi.Name, err)
 	}
 	fi.Local = true
-	b.mu.Lock()
-	gs.servable[fi.Hash] = true
-	b.mu.Unlock()
+	b.markFileServable(gs, e)
 	return nil
 }
 
@@ -198,7 +197,7 @@ func (b *Backend) OpenFile(ctx context.Context, g, repo key.RecordKey, name stri
 	if err := b.fetchTold(ctx, gs, &fi, nil); err != nil {
 		return nil, fi, err
 	}
-	rc, _, err := b.blobs.Open(fi.Hash)
+	rc, _, err := b.blobs.OpenFile(ctx, fi.entry())
 	if err != nil {
 		return nil, fi, fmt.Errorf("open %q: %w", name, err)
 	}

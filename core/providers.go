@@ -144,6 +144,24 @@ func (b *Backend) download(ctx context.Context, gs *groupState, h blobsync.Hash,
 	return err
 }
 
+// downloadFile is download for a collection entry: its blob, or for a
+// chunked entry its chunk list and the chunks not held
+// (blobsync.Store.DownloadChunked).
+func (b *Backend) downloadFile(ctx context.Context, gs *groupState, e blobsync.Entry, prefer []key.RecordKey, progress func(blobsync.Progress)) error {
+	if e.Chunks.IsZero() {
+		return b.download(ctx, gs, e.Hash, e.Size, prefer, progress)
+	}
+	if ok, _ := b.blobs.HasFile(e); ok {
+		return nil
+	}
+	provs, err := b.memberProviders(ctx, gs, prefer)
+	if err != nil {
+		return err
+	}
+	_, err = b.blobs.DownloadChunked(ctx, e.Chunks, e.Size, provs, blobsync.DownloadOptions{Progress: progress, Logger: b.log})
+	return err
+}
+
 // memberProviders returns every other member of gs that announces a node
 // as blob providers, their tunnels pooled in gs.streams, in the order of
 // b.health: the nodes that answered before, fastest first, then the

@@ -159,7 +159,7 @@ func (b *Backend) planRefresh(ctx context.Context, gs *groupState, rk key.Record
 	seen := make(map[blobsync.Hash]bool)
 	for i, e := range c.Entries {
 		p.rr.AllFiles = append(p.rr.AllFiles, e.Name)
-		if ok, err := b.blobs.Has(e.Hash); err != nil || ok {
+		if ok, err := b.blobs.HasFile(e); err != nil || ok {
 			continue
 		}
 		p.missing = append(p.missing, i)
@@ -201,7 +201,7 @@ func (b *Backend) runRefresh(ctx context.Context, gs *groupState, p *repoPlan, m
 	sem := make(chan struct{}, refreshConcurrency)
 	for _, i := range each {
 		e := p.c.Entries[i]
-		if ok, _ := b.blobs.Has(e.Hash); ok {
+		if ok, _ := b.blobs.HasFile(e); ok {
 			m.fileDone() // another entry names the same blob
 			continue
 		}
@@ -229,7 +229,7 @@ func (b *Backend) runRefresh(ctx context.Context, gs *groupState, p *repoPlan, m
 	}
 	for _, i := range p.missing {
 		e := p.c.Entries[i]
-		if ok, _ := b.blobs.Has(e.Hash); ok {
+		if ok, _ := b.blobs.HasFile(e); ok {
 			p.rr.RefreshedFiles = append(p.rr.RefreshedFiles, e.Name)
 			continue
 		}
@@ -275,7 +275,7 @@ func (b *Backend) refreshFile(ctx context.Context, gs *groupState, rk key.Record
 		return err
 	}
 	defer release()
-	return b.fetch(ctx, gs, &FileInfo{Name: e.Name, Hash: e.Hash, Repo: rk}, progress)
+	return b.fetch(ctx, gs, &FileInfo{Name: e.Name, Hash: e.Hash, Size: e.Size, Repo: rk, chunks: e.Chunks}, progress)
 }
 
 // refreshMeter adds up the progress of a refresh's downloads, which run

@@ -87,7 +87,22 @@ type Repo struct {
 	mu sync.Mutex // serialises this node's writes to the repo
 
 	beforePublish func(blobsync.Hash, *blobsync.Collection)
+	chunking      bool // SetChunking
 }
+
+// ChunkedBlobs is a Blobs that can store a file as content-defined chunks
+// (blobsync.Store.AddFileChunked).
+type ChunkedBlobs interface {
+	Blobs
+	AddFileChunked(ctx context.Context, path string) (blobsync.ChunkedFile, error)
+}
+
+// SetChunking makes AddFiles store a file of more than
+// blobsync.ChunkThreshold bytes as content-defined chunks (its entry's
+// Chunks names the chunk list; Hash stays the whole file's BLAKE3), when
+// the repo's Blobs is a ChunkedBlobs; off by default. Call it before the
+// repo is shared between goroutines.
+func (r *Repo) SetChunking(on bool) { r.chunking = on }
 
 // Create makes a new repo record with a fresh keypair, writes its name and
 // an empty collection, and returns it with the keypair, which the caller
@@ -307,9 +322,10 @@ func (r *Repo) Adopt(ctx context.Context, c *blobsync.Collection) error {
 	return r.writeCollection(ctx, c)
 }
 
-// AddFiles stores each file's blob (copy mode) and publishes one new
-// collection with them, under their base names; a file of the same name is
-// replaced. It returns the new entries.
+// AddFiles stores each file's blob (copy mode), or its chunks (see
+// SetChunking), and publishes one new collection with them, under their
+// base names; a file of the same name is replaced. It returns the new
+// entries.
 func (r *Repo) AddFiles(ctx context.Context, paths []string) ([]blobsync.Entry, error) {
 	if r.writer == nil {
 		return nil, ErrReadOnly
@@ -334,14 +350,18 @@ func (r *Repo) AddFiles(ctx context.Context, paths []string) ([]blobsync.Entry, 
 		if !fi.Mode().IsRegular() {
 			return nil, fmt.Errorf("add %s: not a regular file", p)
 		}
-		h, size, err := r.blobs.AddFile(ctx, p)
-		if err != nil {
-			return nil, fmt.Errorf("add %s: %w", p, err)
-		}
 		e := blobsync.Entry{
-			Name: name, Hash: h, Size: size,
-			CreatedAt: now, ModTime: fi.ModTime().UTC().Truncate(time.Millisecond),
+			Name: name, CreatedAt: now, ModTime: fi.ModTime().UTC().Truncate(time.Millisecond),
 			MediaType: mediaType(name),
+		}
+		if cb, ok := r.blobs.(ChunkedBlobs); ok && r.chunking && fi.Size() > blobsync.ChunkThreshold {
+			cf, err := cb.AddFileChunked(ctx, p)
+			if err != nil {
+				return nil, fmt.Errorf("add %s: %w", p, err)
+			}
+			e.Hash, e.Size, e.Chunks = cf.Hash, cf.Size, cf.List
+		} else if e.Hash, e.Size, err = r.blobs.AddFile(ctx, p); err != nil {
+			return nil, fmt.Errorf("add %s: %w", p, err)
 		}
 		c.Put(e)
 		added = append(added, e)

@@ -301,3 +301,87 @@ func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 type readCounter struct{ n *int }
 
 func (r readCounter) Read(p []byte) (int, error) { *r.n += len(p); return len(p), nil }
+
+// TestAddFilesChunking: with SetChunking, a file above the chunk threshold
+// is stored as chunks: its entry keeps the whole file's BLAKE3 (what b3sum
+// prints) and names a chunk list, the whole-file blob is not stored, and
+// re-adding it with one byte changed stores at most two chunks; a file at
+// the threshold stays one blob. Without SetChunking nothing is chunked.
+func TestAddFilesChunking(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	net := testnet.New(t, 1)
+	blobs := openBlobs(t, net[0])
+	repo, _, err := datarepo.Create(ctx, net[0].DHT, blobs, record.Secret(key.NewSecret()), "phone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	big := make([]byte, 3*blobsync.ChunkThreshold)
+	for i := range big {
+		big[i] = byte(i*7 + i>>11)
+	}
+	small := big[:blobsync.ChunkThreshold]
+	added, err := repo.AddFiles(ctx, []string{write("plain.bin", big[1:])})
+	if err != nil || !added[0].Chunks.IsZero() {
+		t.Fatalf("without SetChunking: %+v, %v", added, err)
+	}
+	repo.SetChunking(true)
+	added, err = repo.AddFiles(ctx, []string{write("film.mp4", big), write("small.bin", small)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	film, sm := added[0], added[1]
+	if film.Chunks.IsZero() || film.Hash != blobsync.HashBytes(big) || film.Size != int64(len(big)) {
+		t.Fatalf("film entry %+v", film)
+	}
+	if !sm.Chunks.IsZero() || sm.Hash != blobsync.HashBytes(small) {
+		t.Fatalf("a file at the threshold was chunked: %+v", sm)
+	}
+	if ok, err := blobs.HasFile(film); !ok || err != nil {
+		t.Fatalf("HasFile(film) = %v, %v", ok, err)
+	}
+	if ok, err := blobs.Has(film.Hash); ok || err != nil {
+		t.Fatalf("the whole film is stored as a blob too (%v, %v)", ok, err)
+	}
+	c, _, err := repo.Collection(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, ok := c.Get("film.mp4"); !ok || e.Chunks != film.Chunks {
+		t.Fatalf("published entry %+v", e)
+	}
+	l, err := blobs.ReadChunkList(film.Chunks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big[len(big)/2] ^= 1
+	edited, err := repo.AddFiles(ctx, []string{write("film.mp4", big)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2, err := blobs.ReadChunkList(edited[0].Chunks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := map[blobsync.Hash]bool{}
+	for _, ch := range l.Chunks {
+		old[ch.Hash] = true
+	}
+	fresh := 0
+	for _, ch := range l2.Chunks {
+		if !old[ch.Hash] {
+			fresh++
+		}
+	}
+	if fresh < 1 || fresh > 2 {
+		t.Fatalf("one byte changed: %d new chunks of %d", fresh, len(l2.Chunks))
+	}
+}
