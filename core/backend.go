@@ -97,6 +97,14 @@ type Options struct {
 	// 1: one connection per member, as for small blobs and nearby nodes.
 	// Environment DWEB_LANES overrides it (for baselines).
 	Lanes int
+	// Chunking stores this node's files above blobsync.ChunkThreshold
+	// (4 MiB) as content-defined chunks (docs/protocol.md), so that an
+	// edited file costs what changed. Off by default for now: a fresh
+	// chunked transfer runs at about half the speed of a whole blob
+	// (docs/BENCHMARKS.md, "dweb bench dedup"), and a node older than
+	// collection version 2 cannot read a repo that holds a chunked file.
+	// Environment DWEB_CHUNKING=1 turns it on.
+	Chunking bool
 
 	// Backup makes this node a backup server (docs/backup.md): it keeps a
 	// full, verified copy of every repo of every group it belongs to and
@@ -145,6 +153,8 @@ type Backend struct {
 	rm      *rcmgr.Manager // the node's resource manager, shared by every layer
 	traffic traffic
 	lanes   int // Options.Lanes, resolved
+	// chunking is Options.Chunking or DWEB_CHUNKING=1.
+	chunking bool
 
 	mu     sync.Mutex
 	groups map[key.RecordKey]*groupState
@@ -198,8 +208,9 @@ func New(opts Options) (*Backend, error) {
 	}
 	b := &Backend{
 		opts: opts, log: log, db: db, prot: db.Protected(*dk), lanes: lanes,
-		groups: make(map[key.RecordKey]*groupState),
-		limits: blobsync.NewPeerLimiter(blobsync.ServeLimits{UploadRate: opts.UploadRate, MaxRequests: opts.MaxPeerRequests}),
+		chunking: opts.Chunking || os.Getenv("DWEB_CHUNKING") == "1",
+		groups:   make(map[key.RecordKey]*groupState),
+		limits:   blobsync.NewPeerLimiter(blobsync.ServeLimits{UploadRate: opts.UploadRate, MaxRequests: opts.MaxPeerRequests}),
 	}
 	b.ev.init(time.Now())
 	b.changes.init()

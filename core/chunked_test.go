@@ -23,6 +23,7 @@ func TestChunkedFileGet(t *testing.T) {
 	nodes := startNodes(t, tmp, "alice", "bob")
 	alice, bob := nodes[0], nodes[1]
 	g, _, inv := newGroup(ctx, t, alice, "g")
+	chunkOwnRepo(t, alice, g.ID)
 	p, data := writeFile(t, tmp, "film.mp4", 12<<20+5)
 	added, err := alice.AddFiles(ctx, g.ID, []string{p})
 	if err != nil {
@@ -99,6 +100,7 @@ func TestDrainChunkedFile(t *testing.T) {
 	a, bk := nodes[filepath.Join(tmp, "a")], nodes[filepath.Join(tmp, "b")]
 
 	g, _, inv := newGroup(ctx, t, alice, "newsroom")
+	chunkOwnRepo(t, alice, g.ID)
 	p, _ := writeFile(t, tmp, "film.mp4", 9<<20+3)
 	added, err := alice.AddFiles(ctx, g.ID, []string{p})
 	if err != nil || added[0].chunks.IsZero() {
@@ -144,4 +146,15 @@ func TestDrainChunkedFile(t *testing.T) {
 	if ok, err := bk.blobs.HasFile(blobsync.Entry{Hash: added[0].Hash, Size: added[0].Size, Chunks: added[0].chunks}); err != nil || !ok {
 		t.Fatalf("B does not hold the whole film after the drain (%v)", err)
 	}
+}
+
+// chunkOwnRepo turns chunking on for b's repo in group g, as
+// Options.Chunking does for every group.
+func chunkOwnRepo(t *testing.T, b *Backend, g key.RecordKey) {
+	t.Helper()
+	gs, err := b.group(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs.repo.SetChunking(true)
 }

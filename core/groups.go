@@ -63,10 +63,11 @@ func (b *Backend) newGroupState(info GroupInfo, g *group.Group, repo *datarepo.R
 	g.SetLogger(b.log)
 	local.SetLogger(b.log)
 	repo.SetLogger(b.log)
-	// Files above blobsync.ChunkThreshold are stored as content-defined
-	// chunks: a re-added file with an edit stores and sends only the
-	// chunks around the edit, and versions share the rest.
-	repo.SetChunking(true)
+	// With Options.Chunking, files above blobsync.ChunkThreshold are
+	// stored as content-defined chunks: a re-added file with an edit
+	// stores and sends only the chunks around the edit, and versions
+	// share the rest.
+	repo.SetChunking(b.chunking)
 	gs := &groupState{
 		info: info, g: g, repo: repo, local: local,
 		servable: make(map[blobsync.Hash]bool),

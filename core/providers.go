@@ -154,7 +154,7 @@ func (b *Backend) downloadFile(ctx context.Context, gs *groupState, e blobsync.E
 	if ok, _ := b.blobs.HasFile(e); ok {
 		return nil
 	}
-	provs, err := b.memberProviders(ctx, gs, prefer)
+	provs, err := b.memberProviders(ctx, gs, prefer, 1) // chunks are at most 4 MiB
 	if err != nil {
 		return err
 	}

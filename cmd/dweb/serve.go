@@ -47,6 +47,7 @@ type serveOptions struct {
 	backupConcurrency int           // blobs downloaded at once; 0: core.DefaultBackupConcurrency
 	quota             string        // storage quota, core.ParseSize syntax ("50GiB"); "" or "0": none
 	link              string        // --emulate-link, netem.ParseOptions
+	chunking          bool          // --chunking, core.Options.Chunking
 	limitsLoopback    bool          // count loopback addresses in the IP and prefix scopes
 	limits            string        // "phone", "server" or "" (by role: server with --relay or --backup)
 }
@@ -89,6 +90,7 @@ func (a *app) serveCmd() *cobra.Command {
 	cmd.Flags().StringVar(&o.logLevel, "log-level", "info", "log level on stderr: debug, info, warn, error")
 	cmd.Flags().StringVar(&o.limits, "limits", "", "limits on what peers may make the node hold: phone or server (docs/limits.md); default server with --relay or --backup, else phone")
 	cmd.Flags().BoolVar(&o.limitsLoopback, "limits-loopback", false, "for tests: count loopback, private and link-local addresses in the per-IP and per-prefix limits, so that nodes on 127.x.y.z act as hosts of distinct networks")
+	cmd.Flags().BoolVar(&o.chunking, "chunking", false, "store this node's files above 4 MiB as content-defined chunks, so an edit costs what changed (core.Options.Chunking; off by default: nodes older than collection version 2 cannot read such repos)")
 	cmd.Flags().StringVar(&o.link, "emulate-link", "", "for tests: shape this node's UDP socket as a lossy link, e.g. delay=20ms,jitter=5ms,loss=2%,rate=1000000 (bytes/s) (docs/limits.md)")
 	return cmd
 }
@@ -177,7 +179,7 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 		relayTap = d.tap
 	}
 	b, err := core.New(core.Options{DataDir: dataDir, ListenAddr: o.listen, Bootstrap: o.bootstrap, DeviceName: o.device, Logger: log, ServeRelay: o.relay, Relays: o.relays, RelayTap: relayTap,
-		Backup: o.backup, BackupInterval: o.backupInterval, BackupConcurrency: o.backupConcurrency, StorageQuota: quota, Limits: limits, Link: link})
+		Backup: o.backup, BackupInterval: o.backupInterval, BackupConcurrency: o.backupConcurrency, StorageQuota: quota, Limits: limits, Link: link, Chunking: o.chunking})
 	if err != nil {
 		return fmt.Errorf("open node in %s: %w", dataDir, err)
 	}
