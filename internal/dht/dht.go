@@ -85,10 +85,19 @@ type Options struct {
 	K         int       // bucket size and lookup width; default DefaultK (20)
 	Alpha     int       // lookup concurrency; default DefaultAlpha (3)
 	R         int       // replicas per record; default DefaultR (8)
-	// RPCTimeout bounds one request, from opening the stream to reading the
-	// response; default DefaultRPCTimeout.
+	// RPCTimeout bounds one request, from opening the stream (dialing
+	// first when no connection is pooled) to reading the response; default
+	// DefaultRPCTimeout. A lookup waits less for each query: the
+	// contact's retransmission timeout from its measured round trips
+	// (RFC 6298; rtt.go), at least 20 ms and at most RPCTimeout.
 	RPCTimeout time.Duration
-	Logger     *slog.Logger // nil: discard
+	// FixedTimeouts turns off adaptive timeouts and the routing table's
+	// replacement cache: lookups run in rounds of Alpha and wait for every
+	// query up to RPCTimeout, and a contact that fails is dropped. It is
+	// the behaviour before both, kept as the baseline of benchmarks
+	// (`dweb bench dht --fixed-timeouts`).
+	FixedTimeouts bool
+	Logger        *slog.Logger // nil: discard
 
 	// Maintenance intervals (see docs/dht.md). Zero: the default; negative:
 	// never (the work can still be run by Replicate, Republish, Expire).
@@ -234,6 +243,7 @@ type DHT struct {
 	log   *slog.Logger
 	self  Contact
 	table *table
+	rtt   *rtts // round-trip estimates (rtt.go)
 	m     *Metrics
 
 	ctx    context.Context // cancelled by Close
@@ -287,6 +297,7 @@ func New(opts Options) (*DHT, error) {
 		log:    opts.Logger.With("dht", self.ID.String()[:8]),
 		self:   self,
 		table:  newTable(self.ID, opts.K),
+		rtt:    newRTTs(),
 		m:      opts.Metrics,
 		ctx:    ctx,
 		cancel: cancel,
@@ -589,6 +600,7 @@ func (d *DHT) GetReached(ctx context.Context, k key.RecordKey, subkey uint32) (_
 	var (
 		mu      sync.Mutex
 		answers = map[key.NodeID]*record.Value{}
+		ended   bool // the lookup returned: late answers are dropped
 	)
 	query := func(ctx context.Context, c Contact) ([]Contact, error) {
 		mu.Lock()
@@ -606,6 +618,9 @@ func (d *DHT) GetReached(ctx context.Context, k key.RecordKey, subkey uint32) (_
 		}
 		mu.Lock()
 		defer mu.Unlock()
+		if ended {
+			return fromWire(resp.Closer), nil
+		}
 		if desc == nil && resp.Desc != nil {
 			if rd, err := record.DecodeDescriptor(resp.Desc); err == nil && rd.Verify() == nil && rd.Key() == k {
 				desc = rd
@@ -625,6 +640,9 @@ func (d *DHT) GetReached(ctx context.Context, k key.RecordKey, subkey uint32) (_
 		return fromWire(resp.Closer), nil
 	}
 	others, err := d.lookup(ctx, "get", k, d.opts.R, query)
+	mu.Lock()
+	ended = true
+	mu.Unlock()
 	if err != nil {
 		return nil, nil, false, fmt.Errorf("dht: get %s/%d: %w", k, subkey, err)
 	}
@@ -719,12 +737,15 @@ func (d *DHT) Ping(ctx context.Context, c Contact) error {
 // within RPCTimeout. A transport failure removes c from the routing table
 // (unless c's resource manager refused the stream: transport.Refused);
 // an answer marks it seen, unless it carries the client flag (then c is
-// removed from the table and remembered as a client).
+// removed from the table and remembered as a client), and its round trip
+// is a sample of c's RTT estimate (rtt.go).
 func (d *DHT) call(ctx context.Context, c Contact, req *request) (*response, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.opts.RPCTimeout)
 	defer cancel()
 	stop := context.AfterFunc(d.ctx, cancel)
 	defer stop()
+	dialed := !d.pooled(c.ID)
+	t0 := time.Now()
 	resp, err := d.roundTrip(ctx, c, req)
 	if err != nil {
 		if d.ctx.Err() != nil {
@@ -734,9 +755,11 @@ func (d *DHT) call(ctx context.Context, c Contact, req *request) (*response, err
 		if (ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded)) && !transport.Refused(err) {
 			d.table.remove(c.ID)
 			d.markDead(c.ID, true)
+			d.rtt.forget(c.ID)
 		}
 		return nil, fmt.Errorf("dht: %s: %w", c, err)
 	}
+	d.rtt.sample(c.ID, time.Since(t0), dialed)
 	d.noteClient(c.ID, resp.Client)
 	if !resp.Client {
 		d.table.seen(c)

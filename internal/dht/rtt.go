@@ -1,0 +1,164 @@
+package dht
+
+import (
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/dwebkit/dweb/internal/key"
+)
+
+// Adaptive timeouts (docs/dht.md, "Lookups under churn"). Every answered
+// request is a round-trip sample, from opening the stream to reading the
+// response. Samples of requests that had to dial first feed one estimator
+// (a handshake is part of them); the others feed one estimator per contact
+// and one for contacts never measured; all by RFC 6298 §2
+// (Jacobson/Karels). A lookup stops waiting for a query after its
+// contact's retransmission timeout (RTO) and starts another in its place,
+// and ends without its answer after giveUpRTOs of them; the slow query
+// still runs to Options.RPCTimeout, and still counts if it answers before
+// the lookup ends.
+
+// Bounds of the stall timeout. minStall keeps a loaded machine's jitter from
+// starting needless queries; the upper bound is Options.RPCTimeout.
+const (
+	minStall = 20 * time.Millisecond
+	// rttGranularity is RFC 6298's G: the clock granularity added to the
+	// variance term, so that a perfectly regular contact still gets slack.
+	rttGranularity = time.Millisecond
+)
+
+// maxRTTKept bounds the contacts with an estimate; past it, the one not
+// sampled for longest is forgotten (it falls back to the first-request
+// estimate).
+const maxRTTKept = 4096
+
+// rttEst is one smoothed round-trip estimate, RFC 6298 §2: the first sample
+// R sets SRTT = R and RTTVAR = R/2; each later sample R' sets
+// RTTVAR = 3/4 RTTVAR + 1/4 |SRTT - R'| and then SRTT = 7/8 SRTT + 1/8 R'.
+// The zero value has no samples.
+type rttEst struct {
+	srtt, rttvar time.Duration
+	n            int
+	at           time.Time // last sample
+}
+
+// sample adds one measured round trip r.
+func (e *rttEst) sample(r time.Duration, now time.Time) {
+	if e.n == 0 {
+		e.srtt, e.rttvar = r, r/2
+	} else {
+		diff := e.srtt - r
+		if diff < 0 {
+			diff = -diff
+		}
+		e.rttvar = (3*e.rttvar + diff) / 4
+		e.srtt = (7*e.srtt + r) / 8
+	}
+	e.n++
+	e.at = now
+}
+
+// rto is RFC 6298's RTO = SRTT + max(G, 4 RTTVAR), unclamped; 0 without
+// samples.
+func (e *rttEst) rto() time.Duration {
+	if e.n == 0 {
+		return 0
+	}
+	return e.srtt + max(rttGranularity, 4*e.rttvar)
+}
+
+// rtts holds a DHT's estimates: one per contact of requests on a pooled
+// connection, pooled for contacts without one of their own, and dialed for
+// requests that had to dial first (a QUIC handshake more, whoever the
+// contact).
+type rtts struct {
+	mu     sync.Mutex
+	peers  map[key.NodeID]*rttEst
+	pooled rttEst
+	dialed rttEst
+}
+
+func newRTTs() *rtts { return &rtts{peers: map[key.NodeID]*rttEst{}} }
+
+// sample records a round trip r to id, which dialed first or not.
+func (t *rtts) sample(id key.NodeID, r time.Duration, dialed bool) {
+	now := time.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if dialed {
+		t.dialed.sample(r, now)
+		return
+	}
+	t.pooled.sample(r, now)
+	e, ok := t.peers[id]
+	if !ok {
+		if len(t.peers) >= maxRTTKept {
+			var oldest key.NodeID
+			var at time.Time
+			for x, o := range t.peers {
+				if at.IsZero() || o.at.Before(at) {
+					oldest, at = x, o.at
+				}
+			}
+			delete(t.peers, oldest)
+		}
+		e = &rttEst{}
+		t.peers[id] = e
+	}
+	e.sample(r, now)
+}
+
+// rto returns the retransmission timeout of a request to id: the dialed
+// estimate's when it must dial, else id's own estimate's, else the pooled
+// estimate's; 0 when the estimate it falls to has no samples yet.
+func (t *rtts) rto(id key.NodeID, dial bool) time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if dial {
+		return t.dialed.rto()
+	}
+	if e, ok := t.peers[id]; ok {
+		return e.rto()
+	}
+	return t.pooled.rto()
+}
+
+// forget drops id's estimate (it failed).
+func (t *rtts) forget(id key.NodeID) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.peers, id)
+}
+
+// pooled reports whether the endpoint holds a live connection to id (a
+// request need not dial); true when the endpoint cannot tell.
+func (d *DHT) pooled(id key.NodeID) bool {
+	p, ok := d.ep.(interface {
+		PooledAddr(key.NodeID) (netip.AddrPort, bool)
+	})
+	if !ok {
+		return true
+	}
+	_, live := p.PooledAddr(id)
+	return live
+}
+
+// giveUpRTOs: a lookup stops counting on a stalled query, for deciding
+// whether it is done, at this many stall timeouts after it was sent (the
+// first RTO and a backed-off, doubled one: RFC 6298 §5.5).
+const giveUpRTOs = 3
+
+// queryTimeouts returns how long a lookup waits for an answer from c
+// before it starts another query in its place (stall: c's RTO, clamped to
+// [minStall, Options.RPCTimeout]), and how long before it ends without
+// that answer (giveUp: giveUpRTOs stalls, at most RPCTimeout). Both are
+// RPCTimeout when nothing was measured yet or Options.FixedTimeouts is set.
+func (d *DHT) queryTimeouts(c Contact) (stall, giveUp time.Duration) {
+	r := d.rtt.rto(c.ID, !d.pooled(c.ID))
+	if d.opts.FixedTimeouts || r == 0 {
+		return d.opts.RPCTimeout, d.opts.RPCTimeout
+	}
+	stall = min(max(r, minStall), d.opts.RPCTimeout)
+	return stall, min(giveUpRTOs*stall, d.opts.RPCTimeout)
+}
