@@ -8,9 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/dwebkit/dweb/internal/dht"
@@ -50,6 +52,8 @@ type benchDHTResult struct {
 	TotalS               float64 `json:"total_s"`  // the whole run
 	Replicas             int     `json:"replicas"` // R
 	GoMaxProcs           int     `json:"gomaxprocs"`
+	PeakRSSMB            float64 `json:"peak_rss_mb"`    // the process's peak resident set (getrusage ru_maxrss), MB
+	FixedTimeouts        bool    `json:"fixed_timeouts"` // the baseline: dht.Options.FixedTimeouts
 }
 
 // benchDHTCmd measures a network of separate DHT nodes (each its own QUIC
@@ -101,6 +105,8 @@ func benchDHTCmd(a *app) *cobra.Command {
 	cmd.Flags().IntVar(&cfg.parallel, "parallel", 16, "operations in flight at once")
 	cmd.Flags().DurationVar(&cfg.timeout, "timeout", 10*time.Minute, "give up after this long")
 	cmd.Flags().StringVar(&dir, "dir", "", "directory for the node stores (default: the system temp dir)")
+	cmd.Flags().BoolVar(&cfg.fixed, "fixed-timeouts", false, "baseline: lookups in rounds that wait up to the RPC timeout, no replacement cache (dht.Options.FixedTimeouts)")
+	cmd.Flags().StringVar(&cfg.memProfile, "memprofile", "", "write a heap profile here after the first reads (for go tool pprof)")
 	return cmd
 }
 
@@ -109,6 +115,8 @@ type benchDHTConfig struct {
 	churn                             float64
 	timeout                           time.Duration
 	dir                               string
+	fixed                             bool
+	memProfile                        string
 }
 
 type benchNode struct {
@@ -145,7 +153,7 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 	if err := reg.Register(metrics); err != nil {
 		return nil, err
 	}
-	res := &benchDHTResult{Nodes: cfg.nodes, Records: cfg.records, Churn: cfg.churn, Replicas: dht.DefaultR, GoMaxProcs: runtime.GOMAXPROCS(0)}
+	res := &benchDHTResult{Nodes: cfg.nodes, Records: cfg.records, Churn: cfg.churn, Replicas: dht.DefaultR, GoMaxProcs: runtime.GOMAXPROCS(0), FixedTimeouts: cfg.fixed}
 
 	nodes := make([]*benchNode, cfg.nodes)
 	defer func() {
@@ -192,6 +200,7 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 			QueueRetry:        -1,
 			WatchRenew:        time.Minute,
 			Metrics:           metrics,
+			FixedTimeouts:     cfg.fixed,
 		})
 		if err != nil {
 			ep.Close()
@@ -253,6 +262,11 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 	}
 	res.GetSuccess = float64(ok) / float64(cfg.records)
 	res.GetP50ms, res.GetP99ms = percentile(getMS, 0.5), percentile(getMS, 0.99)
+	if cfg.memProfile != "" {
+		if err := writeHeapProfile(cfg.memProfile); err != nil {
+			return nil, err
+		}
+	}
 
 	// Watches: a random node watches a record, another writes it.
 	var watchMS []float64
@@ -292,7 +306,32 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 	res.GetSuccessAfterChurn = float64(ok) / float64(cfg.records)
 	res.GetAfterChurnP50ms, res.GetAfterChurnP99ms = percentile(getMS, 0.5), percentile(getMS, 0.99)
 	res.TotalS = time.Since(began).Seconds()
+	res.PeakRSSMB = peakRSSMB()
 	return res, ctx.Err()
+}
+
+// writeHeapProfile writes the heap profile (after a GC) to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// peakRSSMB is the process's peak resident set size in MB (ru_maxrss, which
+// Linux gives in KiB), 0 where getrusage fails.
+func peakRSSMB() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return math.Round(float64(ru.Maxrss)/1024*10) / 10
 }
 
 // benchReads reads every record from a random node of nodes and returns
