@@ -111,17 +111,24 @@ func (t *rtts) sample(id key.NodeID, r time.Duration, dialed bool) {
 
 // rto returns the retransmission timeout of a request to id: the dialed
 // estimate's when it must dial, else id's own estimate's, else the pooled
-// estimate's; 0 when the estimate it falls to has no samples yet.
+// estimate's (doubled for a dial when no dial was measured yet); 0 when
+// the estimate it falls to has no samples yet.
 func (t *rtts) rto(id key.NodeID, dial bool) time.Duration {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if dial {
+	if dial && t.dialed.n > 0 {
 		return t.dialed.rto()
 	}
+	r := t.pooled.rto()
 	if e, ok := t.peers[id]; ok {
-		return e.rto()
+		r = e.rto()
 	}
-	return t.pooled.rto()
+	if dial {
+		// Never dialed (every connection so far came in): a dial is a
+		// handshake round trip before the request's.
+		r *= 2
+	}
+	return r
 }
 
 // forget drops id's estimate (it failed).

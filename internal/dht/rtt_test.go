@@ -57,6 +57,21 @@ func TestQueryTimeouts(t *testing.T) {
 	if s, g := d.queryTimeouts(Contact{ID: a}); s != time.Second || g != time.Second {
 		t.Fatalf("a 5 s sample: %v, %v; want both clamped to RPCTimeout", s, g)
 	}
+	// A dial when none was measured: twice the pooled estimate; then the
+	// dial estimate.
+	d.ep = nothingPooled{}
+	if s, _ := d.queryTimeouts(Contact{ID: a}); s != time.Second {
+		t.Fatalf("dial to a: stall %v, want twice a's RTO, clamped", s)
+	}
+	c := key.NewKeypair().ID()
+	d.rtt.sample(c, 100*ms, false)
+	if s, _ := d.queryTimeouts(Contact{ID: c}); s != 600*ms {
+		t.Fatalf("dial to c: stall %v, want twice c's 300 ms", s)
+	}
+	d.rtt.sample(b, 30*ms, true)
+	if s, _ := d.queryTimeouts(Contact{ID: b}); s != 90*ms {
+		t.Fatalf("dial after one 30 ms dial: stall %v, want 90 ms", s)
+	}
 	d.opts.FixedTimeouts = true
 	if s, _ := d.queryTimeouts(Contact{ID: b}); s != time.Second {
 		t.Fatalf("FixedTimeouts: stall %v, want RPCTimeout", s)
@@ -68,3 +83,8 @@ func TestQueryTimeouts(t *testing.T) {
 type pooledEP struct{ Endpoint }
 
 func (pooledEP) PooledAddr(key.NodeID) (netip.AddrPort, bool) { return netip.AddrPort{}, true }
+
+// nothingPooled is an Endpoint with no pooled connection.
+type nothingPooled struct{ Endpoint }
+
+func (nothingPooled) PooledAddr(key.NodeID) (netip.AddrPort, bool) { return netip.AddrPort{}, false }
