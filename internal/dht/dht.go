@@ -367,7 +367,11 @@ func (d *DHT) Bootstrap(ctx context.Context) error {
 	boot := slices.Clone(d.boot)
 	d.mu.Unlock()
 	if len(boot) == 0 {
-		boot = d.table.closest(d.self.ID, d.opts.K, d.self.ID)
+		// Stale contacts too: after an outage of this node's network
+		// they are the ones to try.
+		boot = d.table.all()
+		sortByDistance(d.self.ID, boot)
+		boot = boot[:min(len(boot), d.opts.K)]
 	}
 	if len(boot) == 0 {
 		return fmt.Errorf("%w: no bootstrap contacts", ErrNoPeers)
@@ -734,8 +738,10 @@ func (d *DHT) Ping(ctx context.Context, c Contact) error {
 }
 
 // call sends one request to c on a new stream and reads the response,
-// within RPCTimeout. A transport failure removes c from the routing table
-// (unless c's resource manager refused the stream: transport.Refused);
+// within RPCTimeout. A transport failure counts against c in the routing
+// table (table.failed: replaced from the bucket's replacement cache, or
+// marked stale; unless c's resource manager refused the stream:
+// transport.Refused) and leaves it out of lookups for deadTTL;
 // an answer marks it seen, unless it carries the client flag (then c is
 // removed from the table and remembered as a client), and its round trip
 // is a sample of c's RTT estimate (rtt.go).
@@ -753,7 +759,11 @@ func (d *DHT) call(ctx context.Context, c Contact, req *request) (*response, err
 		}
 		// A node that refused us at one of its limits is alive: it stays.
 		if (ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded)) && !transport.Refused(err) {
-			d.table.remove(c.ID)
+			if d.opts.FixedTimeouts {
+				d.table.remove(c.ID)
+			} else {
+				d.table.failed(c.ID)
+			}
 			d.markDead(c.ID, true)
 			d.rtt.forget(c.ID)
 		}
