@@ -10,10 +10,8 @@ import (
 
 // Adaptive timeouts (docs/dht.md, "Lookups under churn"). Every answered
 // request is a round-trip sample, from opening the stream to reading the
-// response. Samples of requests that had to dial first feed one estimator
-// (a handshake is part of them); the others feed one estimator per contact
-// and one for contacts never measured; all by RFC 6298 §2
-// (Jacobson/Karels). A lookup stops waiting for a query after its
+// response (half of it when it dialed first), of one estimate per contact
+// and one of all contacts, each by RFC 6298 §2 (Jacobson/Karels). A lookup stops waiting for a query after its
 // contact's retransmission timeout (RTO) and starts another in its place,
 // and ends without its answer after giveUpRTOs of them; the slow query
 // still runs to Options.RPCTimeout, and still counts if it answers before
@@ -68,29 +66,34 @@ func (e *rttEst) rto() time.Duration {
 	return e.srtt + max(rttGranularity, 4*e.rttvar)
 }
 
-// rtts holds a DHT's estimates: one per contact of requests on a pooled
-// connection, pooled for contacts without one of their own, and dialed for
-// requests that had to dial first (a QUIC handshake more, whoever the
-// contact).
+// rttFresh is how long a contact's own estimate is trusted after its last
+// sample; past it the estimate of all contacts stands in (a contact last
+// measured while the machine or the path was loaded would keep a timeout
+// far from today's).
+const rttFresh = time.Minute
+
+// rtts holds a DHT's estimates: one per contact, and all over every
+// contact for those without a fresh one. A request that had to dial took
+// two round trips (QUIC's 1-RTT handshake, then the request): it is half
+// its time that is sampled, and a request that will dial gets twice the
+// RTO.
 type rtts struct {
-	mu     sync.Mutex
-	peers  map[key.NodeID]*rttEst
-	pooled rttEst
-	dialed rttEst
+	mu    sync.Mutex
+	peers map[key.NodeID]*rttEst
+	all   rttEst
 }
 
 func newRTTs() *rtts { return &rtts{peers: map[key.NodeID]*rttEst{}} }
 
-// sample records a round trip r to id, which dialed first or not.
+// sample records a request to id that took r, and dialed first or not.
 func (t *rtts) sample(id key.NodeID, r time.Duration, dialed bool) {
+	if dialed {
+		r /= 2
+	}
 	now := time.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if dialed {
-		t.dialed.sample(r, now)
-		return
-	}
-	t.pooled.sample(r, now)
+	t.all.sample(r, now)
 	e, ok := t.peers[id]
 	if !ok {
 		if len(t.peers) >= maxRTTKept {
@@ -109,23 +112,17 @@ func (t *rtts) sample(id key.NodeID, r time.Duration, dialed bool) {
 	e.sample(r, now)
 }
 
-// rto returns the retransmission timeout of a request to id: the dialed
-// estimate's when it must dial, else id's own estimate's, else the pooled
-// estimate's (doubled for a dial when no dial was measured yet); 0 when
-// the estimate it falls to has no samples yet.
+// rto returns the retransmission timeout of a request to id: its own
+// estimate's if sampled within rttFresh, else the estimate of all
+// contacts; doubled when it must dial; 0 when nothing was measured yet.
 func (t *rtts) rto(id key.NodeID, dial bool) time.Duration {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if dial && t.dialed.n > 0 {
-		return t.dialed.rto()
-	}
-	r := t.pooled.rto()
-	if e, ok := t.peers[id]; ok {
+	r := t.all.rto()
+	if e, ok := t.peers[id]; ok && time.Since(e.at) < rttFresh {
 		r = e.rto()
 	}
 	if dial {
-		// Never dialed (every connection so far came in): a dial is a
-		// handshake round trip before the request's.
 		r *= 2
 	}
 	return r

@@ -47,7 +47,7 @@ func TestQueryTimeouts(t *testing.T) {
 		t.Fatalf("one 100 ms sample: stall %v give-up %v, want 300 ms and 900 ms", s, g)
 	}
 	if s, _ := d.queryTimeouts(Contact{ID: b}); s != 300*ms {
-		t.Fatalf("an unmeasured contact: stall %v, want the pooled estimate's 300 ms", s)
+		t.Fatalf("an unmeasured contact: stall %v, want the estimate of all contacts, 300 ms", s)
 	}
 	d.rtt.sample(b, 100*time.Microsecond, false)
 	if s, _ := d.queryTimeouts(Contact{ID: b}); s != minStall {
@@ -57,20 +57,18 @@ func TestQueryTimeouts(t *testing.T) {
 	if s, g := d.queryTimeouts(Contact{ID: a}); s != time.Second || g != time.Second {
 		t.Fatalf("a 5 s sample: %v, %v; want both clamped to RPCTimeout", s, g)
 	}
-	// A dial when none was measured: twice the pooled estimate; then the
-	// dial estimate.
+	// A dial: twice the RTO; a dialed sample counts half.
 	d.ep = nothingPooled{}
-	if s, _ := d.queryTimeouts(Contact{ID: a}); s != time.Second {
-		t.Fatalf("dial to a: stall %v, want twice a's RTO, clamped", s)
-	}
 	c := key.NewKeypair().ID()
-	d.rtt.sample(c, 100*ms, false)
+	d.rtt.sample(c, 200*ms, true)
 	if s, _ := d.queryTimeouts(Contact{ID: c}); s != 600*ms {
-		t.Fatalf("dial to c: stall %v, want twice c's 300 ms", s)
+		t.Fatalf("dial to c after a 200 ms dialed request: stall %v, want twice 300 ms", s)
 	}
-	d.rtt.sample(b, 30*ms, true)
-	if s, _ := d.queryTimeouts(Contact{ID: b}); s != 90*ms {
-		t.Fatalf("dial after one 30 ms dial: stall %v, want 90 ms", s)
+	// A stale estimate gives way to the estimate of all contacts.
+	d.rtt.peers[c].at = time.Now().Add(-2 * rttFresh)
+	d.ep = pooledEP{}
+	if s, _ := d.queryTimeouts(Contact{ID: c}); s != min(d.rtt.all.rto(), time.Second) {
+		t.Fatalf("a stale estimate: stall %v, want that of all contacts", s)
 	}
 	d.opts.FixedTimeouts = true
 	if s, _ := d.queryTimeouts(Contact{ID: b}); s != time.Second {
