@@ -36,19 +36,29 @@ type queryFunc func(ctx context.Context, c Contact) ([]Contact, error)
 // lookup is the iterative lookup shared by Closest and Get, asynchronous
 // as go-libp2p-kad-dht's and Coral's: it keeps Alpha queries in flight to
 // the nearest unqueried candidates among the n nearest it knows, and
-// starts the next one as soon as one answers rather than in rounds. A
-// query that has not answered within its contact's stall timeout
-// (queryTimeouts: the RTO of RFC 6298 from that contact's measured round
-// trips) stops counting against Alpha, so one slow or dead contact widens
-// the lookup instead of holding it; after giveUpRTOs such timeouts the
-// lookup may end without it, and its answer still counts if it comes
-// before the lookup ends. An answer that brings nothing nearer than the
-// best known widens the lookup to all unqueried candidates among the n
-// nearest (the paper's final step); one that does narrows it back to Alpha.
-// The lookup ends when the n nearest candidates, leaving out the failed
-// and the late, have all answered, or when nothing is left to ask.
-// Queries still in flight then run on to their own timeout (so that a dead
-// contact is found dead and evicted), and their answers are dropped.
+// starts the next one as soon as one answers rather than in rounds.
+//
+// A query not answered within its RTO stalls (RFC 6298, from measured
+// round trips: its contact's by queryTimeout, or shorter from this
+// lookup's own once it has hereSamples answers, as the estimates lag
+// behind a load that just fell): it stops counting against Alpha, and its
+// place among the n nearest is taken by the next candidate, so a slow or
+// dead contact widens the lookup instead of holding it (by at most Alpha
+// more queries in flight). A query goes late after giveUpRTOs RTOs, but
+// only once a query sent after it has answered, or n have: then it is the
+// contact that is slow, not the whole machine or network, which would hold
+// every query alike and must not make a lookup end early on far nodes.
+// The lookup may end without a late query's answer; any answer that comes
+// before the end counts.
+//
+// An answer that brings nothing nearer than the best known widens the
+// lookup to all unqueried candidates among the n nearest (the paper's
+// final step); one that does narrows it back to Alpha. The lookup ends
+// when the n nearest candidates, leaving out the failed and the late,
+// have all answered (and, with fewer than n answers in all, the late
+// queries have ended), or when nothing is left to ask. Queries still in
+// flight then run on to their own timeout (so that a dead contact is found
+// dead and evicted), and their answers are dropped.
 //
 // With Options.FixedTimeouts it runs lookupRounds instead.
 //
@@ -72,11 +82,12 @@ func (d *DHT) lookup(ctx context.Context, op string, target [32]byte, n int, que
 		failed         // failed, or answered after it ended
 	)
 	type cand struct {
-		c      Contact
-		st     state
-		hop    int
-		stall  time.Time // when a waiting query stalls
-		giveUp time.Time // when a stalled query is late
+		c    Contact
+		st   state
+		hop  int
+		sent time.Time     // when it was asked
+		rto  time.Duration // its stall timeout then (queryTimeouts)
+		dial bool          // it had to dial
 	}
 	type result struct {
 		id  key.NodeID
@@ -128,6 +139,46 @@ func (d *DHT) lookup(ctx context.Context, op string, target [32]byte, n int, que
 	var best key.NodeID
 	haveBest, wide := false, false
 	inflight, running, answeredN := 0, 0, 0 // waiting; waiting, stalled or late; answered
+	stalledN := 0                           // stalled
+	var overtaken time.Time                 // latest send time of a query that answered
+	// A query stalls at its contact's RTO from the estimates of past
+	// requests, or sooner by this lookup's own round trips once it has a
+	// few (the freshest samples: the estimates lag behind a load that just
+	// fell). It goes late at giveUpRTOs of that, but only with evidence
+	// that it is that contact that is slow, not this node or every path
+	// (which would hold all queries alike, and must not end a lookup
+	// early on far nodes).
+	var here rttEst
+	// rto is x's RTO: its contact's, or shorter by this lookup's own round
+	// trips once there are hereSamples of them.
+	rto := func(x *cand) time.Duration {
+		r := x.rto
+		if l := here.rto(); here.n >= hereSamples {
+			if x.dial {
+				l *= 2
+			}
+			r = min(r, max(l, minStall))
+		}
+		return r
+	}
+	stallAt := func(x *cand) time.Time { return x.sent.Add(rto(x)) }
+	lateAt := func(x *cand) time.Time { return x.sent.Add(min(giveUpRTOs*rto(x), d.opts.RPCTimeout)) }
+	// evidence that x's contact, not everything, is slow: a query sent
+	// after it answered, or n answers in already (the lookup can end
+	// without it, and its own round trips set lateAt).
+	evidence := func(x *cand) bool { return overtaken.After(x.sent) || answeredN >= n }
+	goLate := func(now time.Time) {
+		for _, x := range cands {
+			if (x.st == waiting || x.st == stalled) && evidence(x) && !now.Before(lateAt(x)) {
+				if x.st == waiting {
+					inflight--
+				} else {
+					stalledN--
+				}
+				x.st = late
+			}
+		}
+	}
 	for {
 		// Among the n nearest that have not failed or gone late: are they
 		// all answered, and which are still to ask?
@@ -135,22 +186,35 @@ func (d *DHT) lookup(ctx context.Context, op string, target [32]byte, n int, que
 		if wide {
 			width = n
 		}
+		// The lookup is complete when the n nearest, leaving out the
+		// failed and the late, have answered; what to ask next is found
+		// among the n nearest leaving out the stalled too, so that a
+		// stalled query's place is taken at once.
 		top, complete := 0, true
-		var next []*cand
 		for _, x := range cands {
 			if top == n {
 				break
 			}
+			if x.st == failed || x.st == late {
+				continue
+			}
+			if x.st != answered {
+				complete = false
+			}
+			top++
+		}
+		top = 0
+		var next []*cand
+		for _, x := range cands {
+			// Stalled queries make room for at most Alpha more.
+			if top == n || inflight+len(next) >= width || inflight+stalledN+len(next) >= width+d.opts.Alpha {
+				break
+			}
 			switch x.st {
-			case failed, late:
+			case failed, late, stalled:
 				continue
 			case fresh:
-				complete = false
-				if inflight+len(next) < width {
-					next = append(next, x)
-				}
-			case waiting, stalled:
-				complete = false
+				next = append(next, x)
 			}
 			top++
 		}
@@ -161,8 +225,8 @@ func (d *DHT) lookup(ctx context.Context, op string, target [32]byte, n int, que
 		}
 		now := time.Now()
 		for _, x := range next {
-			stall, giveUp := d.queryTimeouts(x.c)
-			x.st, x.stall, x.giveUp = waiting, now.Add(stall), now.Add(giveUp)
+			x.rto, x.dial = d.queryTimeout(x.c)
+			x.st, x.sent = waiting, now
 			inflight++
 			running++
 			c := x.c
@@ -179,9 +243,15 @@ func (d *DHT) lookup(ctx context.Context, op string, target [32]byte, n int, que
 			var t time.Time
 			switch x.st {
 			case waiting:
-				t = x.stall
+				t = stallAt(x)
+				if evidence(x) {
+					t = minTime(t, lateAt(x))
+				}
 			case stalled:
-				t = x.giveUp
+				if !evidence(x) {
+					continue // an answer wakes the loop
+				}
+				t = lateAt(x)
 			default:
 				continue
 			}
@@ -205,19 +275,21 @@ func (d *DHT) lookup(ctx context.Context, op string, target [32]byte, n int, que
 		case <-tick:
 			now := time.Now()
 			for _, x := range cands {
-				if x.st == waiting && !now.Before(x.stall) {
+				if x.st == waiting && !now.Before(stallAt(x)) {
 					x.st = stalled
 					inflight--
+					stalledN++
 					d.m.LookupStalls.Inc()
 				}
-				if x.st == stalled && !now.Before(x.giveUp) {
-					x.st = late
-				}
 			}
+			goLate(now)
 		case r := <-results:
 			x := byID[r.id]
-			if x.st == waiting {
+			switch x.st {
+			case waiting:
 				inflight--
+			case stalled:
+				stalledN--
 			}
 			running--
 			if r.err != nil {
@@ -227,6 +299,13 @@ func (d *DHT) lookup(ctx context.Context, op string, target [32]byte, n int, que
 			}
 			x.st = answered
 			answeredN++
+			if took := time.Since(x.sent); x.dial {
+				here.sample(took/2, time.Now())
+			} else {
+				here.sample(took, time.Now())
+			}
+			overtaken = maxTime(overtaken, x.sent)
+			goLate(time.Now())
 			add(r.cs, x.hop+1)
 			var near *cand
 			for _, y := range cands {
@@ -373,3 +452,21 @@ func (d *DHT) lookupRounds(ctx context.Context, op string, target [32]byte, n in
 	}
 	return out, nil
 }
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// hereSamples is how many answers a lookup needs before its own round
+// trips may shorten its timeouts.
+const hereSamples = 3

@@ -18,9 +18,14 @@ import (
 // the lookup ends.
 
 // Bounds of the stall timeout. minStall keeps a loaded machine's jitter from
-// starting needless queries; the upper bound is Options.RPCTimeout.
+// starting needless queries. The upper bound is Options.RPCTimeout /
+// maxStallDiv: a stall costs one more query at most (and no early end,
+// which needs evidence: lookup), while estimates taken under a passing
+// overload would otherwise hold every lookup that meets a dead contact for
+// the whole RPCTimeout.
 const (
-	minStall = 20 * time.Millisecond
+	minStall    = 20 * time.Millisecond
+	maxStallDiv = 4
 	// rttGranularity is RFC 6298's G: the clock granularity added to the
 	// variance term, so that a perfectly regular contact still gets slack.
 	rttGranularity = time.Millisecond
@@ -67,10 +72,10 @@ func (e *rttEst) rto() time.Duration {
 }
 
 // rttFresh is how long a contact's own estimate is trusted after its last
-// sample; past it the estimate of all contacts stands in (a contact last
-// measured while the machine or the path was loaded would keep a timeout
-// far from today's).
-const rttFresh = time.Minute
+// sample; past it the estimate of all contacts, which many samples keep
+// current, stands in (a contact last measured while the machine or the
+// path was loaded would keep a timeout far from today's).
+const rttFresh = 10 * time.Second
 
 // rtts holds a DHT's estimates: one per contact, and all over every
 // contact for those without a fresh one. A request that had to dial took
@@ -148,21 +153,21 @@ func (d *DHT) pooled(id key.NodeID) bool {
 	return live
 }
 
-// giveUpRTOs: a lookup stops counting on a stalled query, for deciding
-// whether it is done, at this many stall timeouts after it was sent (the
-// first RTO and a backed-off, doubled one: RFC 6298 §5.5).
+// giveUpRTOs: a stalled lookup query may go late (the lookup may end
+// without it) this many stall timeouts after it was sent: the RTO and one
+// backed-off, doubled one (RFC 6298 §5.5).
 const giveUpRTOs = 3
 
-// queryTimeouts returns how long a lookup waits for an answer from c
-// before it starts another query in its place (stall: c's RTO, clamped to
-// [minStall, Options.RPCTimeout]), and how long before it ends without
-// that answer (giveUp: giveUpRTOs stalls, at most RPCTimeout). Both are
-// RPCTimeout when nothing was measured yet or Options.FixedTimeouts is set.
-func (d *DHT) queryTimeouts(c Contact) (stall, giveUp time.Duration) {
-	r := d.rtt.rto(c.ID, !d.pooled(c.ID))
+// queryTimeout returns how long a lookup waits for an answer from c before
+// it starts another query in its place: c's RTO (rtts.rto), clamped to
+// [minStall, Options.RPCTimeout/maxStallDiv]; RPCTimeout when nothing was
+// measured yet or Options.FixedTimeouts is set. dial reports that the request must dial
+// first (no pooled connection).
+func (d *DHT) queryTimeout(c Contact) (stall time.Duration, dial bool) {
+	dial = !d.pooled(c.ID)
+	r := d.rtt.rto(c.ID, dial)
 	if d.opts.FixedTimeouts || r == 0 {
-		return d.opts.RPCTimeout, d.opts.RPCTimeout
+		return d.opts.RPCTimeout, dial
 	}
-	stall = min(max(r, minStall), d.opts.RPCTimeout)
-	return stall, min(giveUpRTOs*stall, d.opts.RPCTimeout)
+	return min(max(r, minStall), d.opts.RPCTimeout/maxStallDiv), dial
 }

@@ -33,45 +33,49 @@ func TestRTTEstimate(t *testing.T) {
 	}
 }
 
-// TestQueryTimeouts checks which estimate a lookup's timeouts come from
-// and their clamps.
+// TestQueryTimeouts checks which estimate a lookup's stall timeout comes
+// from, and its clamps.
 func TestQueryTimeouts(t *testing.T) {
 	ms := time.Millisecond
-	d := &DHT{opts: Options{RPCTimeout: time.Second}, rtt: newRTTs(), ep: pooledEP{}}
+	d := &DHT{opts: Options{RPCTimeout: 4 * time.Second}, rtt: newRTTs(), ep: pooledEP{}}
 	a, b := key.NewKeypair().ID(), key.NewKeypair().ID()
-	if s, g := d.queryTimeouts(Contact{ID: a}); s != time.Second || g != time.Second {
-		t.Fatalf("nothing measured: %v, %v; want RPCTimeout", s, g)
+	stall := func(id key.NodeID) time.Duration {
+		s, _ := d.queryTimeout(Contact{ID: id})
+		return s
+	}
+	if s := stall(a); s != 4*time.Second {
+		t.Fatalf("nothing measured: %v, want RPCTimeout", s)
 	}
 	d.rtt.sample(a, 100*ms, false)
-	if s, g := d.queryTimeouts(Contact{ID: a}); s != 300*ms || g != 900*ms {
-		t.Fatalf("one 100 ms sample: stall %v give-up %v, want 300 ms and 900 ms", s, g)
+	if s := stall(a); s != 300*ms {
+		t.Fatalf("one 100 ms sample: stall %v, want 300 ms", s)
 	}
-	if s, _ := d.queryTimeouts(Contact{ID: b}); s != 300*ms {
+	if s := stall(b); s != 300*ms {
 		t.Fatalf("an unmeasured contact: stall %v, want the estimate of all contacts, 300 ms", s)
 	}
 	d.rtt.sample(b, 100*time.Microsecond, false)
-	if s, _ := d.queryTimeouts(Contact{ID: b}); s != minStall {
+	if s := stall(b); s != minStall {
 		t.Fatalf("a 0.1 ms contact: stall %v, want the floor %v", s, minStall)
 	}
 	d.rtt.sample(a, 5*time.Second, false)
-	if s, g := d.queryTimeouts(Contact{ID: a}); s != time.Second || g != time.Second {
-		t.Fatalf("a 5 s sample: %v, %v; want both clamped to RPCTimeout", s, g)
+	if s := stall(a); s != time.Second {
+		t.Fatalf("a 5 s sample: %v, want it clamped to RPCTimeout/4", s)
 	}
 	// A dial: twice the RTO; a dialed sample counts half.
 	d.ep = nothingPooled{}
 	c := key.NewKeypair().ID()
 	d.rtt.sample(c, 200*ms, true)
-	if s, _ := d.queryTimeouts(Contact{ID: c}); s != 600*ms {
-		t.Fatalf("dial to c after a 200 ms dialed request: stall %v, want twice 300 ms", s)
+	if s, dial := d.queryTimeout(Contact{ID: c}); s != 600*ms || !dial {
+		t.Fatalf("dial to c after a 200 ms dialed request: stall %v (dial %v), want twice 300 ms", s, dial)
 	}
 	// A stale estimate gives way to the estimate of all contacts.
 	d.rtt.peers[c].at = time.Now().Add(-2 * rttFresh)
 	d.ep = pooledEP{}
-	if s, _ := d.queryTimeouts(Contact{ID: c}); s != min(d.rtt.all.rto(), time.Second) {
+	if s := stall(c); s != min(d.rtt.all.rto(), time.Second) {
 		t.Fatalf("a stale estimate: stall %v, want that of all contacts", s)
 	}
 	d.opts.FixedTimeouts = true
-	if s, _ := d.queryTimeouts(Contact{ID: b}); s != time.Second {
+	if s := stall(b); s != 4*time.Second {
 		t.Fatalf("FixedTimeouts: stall %v, want RPCTimeout", s)
 	}
 }
