@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -40,6 +41,7 @@ type benchDHTResult struct {
 	GetP99ms             float64 `json:"get_p99_ms"`
 	GetAfterChurnP50ms   float64 `json:"get_after_churn_p50_ms"`
 	GetAfterChurnP99ms   float64 `json:"get_after_churn_p99_ms"`
+	SetQueued            int     `json:"set_queued"` // Sets that reached no holder and were queued offline (never retried here)
 	SetP50ms             float64 `json:"set_p50_ms"`
 	SetP99ms             float64 `json:"set_p99_ms"`
 	MeanHops             float64 `json:"mean_hops"` // rounds of a Get lookup until its nearest holder was asked
@@ -52,7 +54,12 @@ type benchDHTResult struct {
 	TotalS               float64 `json:"total_s"`  // the whole run
 	Replicas             int     `json:"replicas"` // R
 	GoMaxProcs           int     `json:"gomaxprocs"`
-	PeakRSSMB            float64 `json:"peak_rss_mb"`    // the process's peak resident set (getrusage ru_maxrss), MB
+	PeakRSSMB            float64 `json:"peak_rss_mb"`          // the process's peak resident set (getrusage ru_maxrss), MB
+	ConnsAfterReads      int     `json:"conns_after_reads"`    // QUIC connections open on all nodes together after the first reads (each counted at both ends)
+	PooledAfterReads     int     `json:"pooled_after_reads"`   // of which pooled (the one per peer that requests use)
+	HeapMBAfterReads     float64 `json:"heap_mb_after_reads"`  // Go heap in use after the first reads (runtime.MemStats.HeapInuse), MB
+	StackMBAfterReads    float64 `json:"stack_mb_after_reads"` // goroutine stacks then (StackInuse), MB
+	GoroutinesAfterReads int     `json:"goroutines_after_reads"`
 	FixedTimeouts        bool    `json:"fixed_timeouts"` // the baseline: dht.Options.FixedTimeouts
 }
 
@@ -149,6 +156,7 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 		cfg.parallel = 16
 	}
 	metrics := dht.NewMetrics()
+	var queued atomic.Int64
 	reg := prometheus.NewRegistry()
 	if err := reg.Register(metrics); err != nil {
 		return nil, err
@@ -201,6 +209,11 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 			WatchRenew:        time.Minute,
 			Metrics:           metrics,
 			FixedTimeouts:     cfg.fixed,
+			OnWrite: func(ev dht.WriteEvent) {
+				if ev.State == dht.WriteQueued {
+					queued.Add(1)
+				}
+			},
 		})
 		if err != nil {
 			ep.Close()
@@ -252,6 +265,7 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 		return nil, err
 	}
 	res.SetP50ms, res.SetP99ms = percentile(setMS, 0.5), percentile(setMS, 0.99)
+	res.SetQueued = int(queued.Load())
 
 	// Reads, each from a random node.
 	hops0, n0 := hopStats(reg)
@@ -262,6 +276,16 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 	}
 	res.GetSuccess = float64(ok) / float64(cfg.records)
 	res.GetP50ms, res.GetP99ms = percentile(getMS, 0.5), percentile(getMS, 0.99)
+	for _, n := range nodes {
+		st := n.ep.Stats()
+		res.ConnsAfterReads += st.Conns
+		res.PooledAfterReads += st.Pooled
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	res.HeapMBAfterReads = math.Round(float64(ms.HeapInuse)/(1<<20)*10) / 10
+	res.StackMBAfterReads = math.Round(float64(ms.StackInuse)/(1<<20)*10) / 10
+	res.GoroutinesAfterReads = runtime.NumGoroutine()
 	if cfg.memProfile != "" {
 		if err := writeHeapProfile(cfg.memProfile); err != nil {
 			return nil, err
