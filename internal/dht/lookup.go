@@ -55,8 +55,7 @@ type queryFunc func(ctx context.Context, c Contact) ([]Contact, error)
 // lookup to all unqueried candidates among the n nearest (the paper's
 // final step); one that does narrows it back to Alpha. The lookup ends
 // when the n nearest candidates, leaving out the failed and the late,
-// have all answered (and, with fewer than n answers in all, the late
-// queries have ended), or when nothing is left to ask. Queries still in
+// have all answered, or when nothing is left to ask. Queries still in
 // flight then run on to their own timeout (so that a dead contact is found
 // dead and evicted), and their answers are dropped.
 //
@@ -218,9 +217,9 @@ func (d *DHT) lookup(ctx context.Context, op string, target [32]byte, n int, que
 			}
 			top++
 		}
-		// Done when the n nearest answered; with fewer than n answers in
-		// all, late queries are waited for until they end.
-		if complete && (answeredN >= n || running == 0) {
+		// Done when the n nearest answered, the late left out: they are
+		// late on evidence that their contacts, not all, are slow.
+		if complete {
 			break
 		}
 		now := time.Now()
