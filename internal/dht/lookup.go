@@ -38,15 +38,15 @@ type queryFunc func(ctx context.Context, c Contact) ([]Contact, error)
 // the nearest unqueried candidates among the n nearest it knows, and
 // starts the next one as soon as one answers rather than in rounds.
 //
-// A query not answered within its RTO stalls (RFC 6298, from measured
-// round trips: its contact's by queryTimeout, or shorter from this
-// lookup's own once it has hereSamples answers, as the estimates lag
-// behind a load that just fell): it stops counting against Alpha, and its
-// place among the n nearest is taken by the next candidate, so a slow or
-// dead contact widens the lookup instead of holding it (by at most Alpha
-// more queries in flight). A query goes late after giveUpRTOs RTOs, but
-// only once a query sent after it has answered, or n have: then it is the
-// contact that is slow, not the whole machine or network, which would hold
+// A query not answered within its contact's RTO (RFC 6298, from measured
+// round trips; queryTimeout) stalls: it stops counting against Alpha, and
+// its place among the n nearest is taken by the next candidate, so a slow
+// or dead contact widens the lookup instead of holding it (by at most
+// Alpha more queries in flight). A query goes late after giveUpRTOs RTOs
+// (the RTO shortened by this lookup's own round trips once it has
+// hereSamples answers, as the estimates lag behind a load that just
+// fell), but only once a query sent after it has answered, or n have:
+// then it is the contact that is slow, not the whole machine or network, which would hold
 // every query alike and must not make a lookup end early on far nodes.
 // The lookup may end without a late query's answer; any answer that comes
 // before the end counts.
@@ -141,12 +141,13 @@ func (d *DHT) lookup(ctx context.Context, op string, target [32]byte, n int, que
 	stalledN := 0                           // stalled
 	var overtaken time.Time                 // latest send time of a query that answered
 	// A query stalls at its contact's RTO from the estimates of past
-	// requests, or sooner by this lookup's own round trips once it has a
-	// few (the freshest samples: the estimates lag behind a load that just
-	// fell). It goes late at giveUpRTOs of that, but only with evidence
-	// that it is that contact that is slow, not this node or every path
-	// (which would hold all queries alike, and must not end a lookup
-	// early on far nodes).
+	// requests: conservative, as a stall starts one more query, and on a
+	// loaded machine more queries are more load. It goes late at
+	// giveUpRTOs of an RTO that this lookup's own round trips may shorten
+	// once it has a few (the freshest samples: the estimates lag behind a
+	// load that just fell), but only with evidence that it is that contact
+	// that is slow, not this node or every path (which would hold all
+	// queries alike, and must not end a lookup early on far nodes).
 	var here rttEst
 	// rto is x's RTO: its contact's, or shorter by this lookup's own round
 	// trips once there are hereSamples of them.
@@ -160,7 +161,7 @@ func (d *DHT) lookup(ctx context.Context, op string, target [32]byte, n int, que
 		}
 		return r
 	}
-	stallAt := func(x *cand) time.Time { return x.sent.Add(rto(x)) }
+	stallAt := func(x *cand) time.Time { return x.sent.Add(x.rto) }
 	lateAt := func(x *cand) time.Time { return x.sent.Add(min(giveUpRTOs*rto(x), d.opts.RPCTimeout)) }
 	// evidence that x's contact, not everything, is slow: a query sent
 	// after it answered, or n answers in already (the lookup can end
