@@ -89,7 +89,7 @@ type Options struct {
 	// first when no connection is pooled) to reading the response; default
 	// DefaultRPCTimeout. A lookup waits less for each query: the
 	// contact's retransmission timeout from its measured round trips
-	// (RFC 6298; rtt.go), at least 20 ms and at most RPCTimeout.
+	// (RFC 6298; rtt.go), at least 50 ms and at most RPCTimeout/4.
 	RPCTimeout time.Duration
 	// FixedTimeouts turns off adaptive timeouts and the routing table's
 	// replacement cache: lookups run in rounds of Alpha and wait for every
