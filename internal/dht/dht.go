@@ -577,7 +577,8 @@ func (d *DHT) publish(ctx context.Context, desc *record.Descriptor, subkey uint3
 // Get returns the descriptor of record k and the best value (record.Better)
 // of subkey among this node and the R nodes nearest to k that answer (the
 // read quorum is all of them: the lookup ends only when the R nearest it
-// knows have all answered). The value is nil,
+// knows have all answered); when none of them has the record, among the K
+// nearest. The value is nil,
 // with no error, when the record exists but no one has written subkey. It
 // fails with ErrNotFound when no node answered with the descriptor. The
 // descriptor and best value are kept locally, and holders near k that
@@ -645,8 +646,19 @@ func (d *DHT) GetReached(ctx context.Context, k key.RecordKey, subkey uint32) (_
 	}
 	others, err := d.lookup(ctx, "get", k, d.opts.R, query)
 	mu.Lock()
-	ended = true
+	found := desc != nil
+	ended = err != nil || found || d.opts.FixedTimeouts
 	mu.Unlock()
+	if err == nil && !found && !d.opts.FixedTimeouts {
+		// None of the R nearest had it: a write made while the network
+		// was overloaded may sit a little farther out (its lookup left
+		// slow near nodes out). Ask the K nearest, as go-libp2p-kad-dht's
+		// GetValue does.
+		others, err = d.lookup(ctx, "get", k, d.opts.K, query)
+		mu.Lock()
+		ended = true
+		mu.Unlock()
+	}
 	if err != nil {
 		return nil, nil, false, fmt.Errorf("dht: get %s/%d: %w", k, subkey, err)
 	}

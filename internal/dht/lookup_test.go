@@ -68,3 +68,35 @@ func TestLookupDoesNotWaitForDeadContacts(t *testing.T) {
 		}
 	})
 }
+
+// TestGetBeyondTheRNearest stores a record only on the nodes ranked 9th to
+// 14th nearest to its key, as a write made while the near nodes were too
+// slow to answer leaves it, and reads it from another node: none of the R
+// nearest has it, so Get must look among the K nearest.
+func TestGetBeyondTheRNearest(t *testing.T) {
+	nodes := newNet(t, 24, churnOpts(false))
+	ctx := testCtx(t)
+	owner, desc := newRecord(t, 1)
+	v := newValue(t, desc, 0, 1, "a little farther out", owner)
+	near := nearest(nodes, desc.Key(), len(nodes))
+	for _, n := range near[DefaultR : DefaultR+6] {
+		if err := n.dht.accept(desc.Key(), desc, 0, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reader := near[len(near)-1]
+	_, got, err := reader.dht.Get(ctx, desc.Key(), 0)
+	if err != nil || !sameValue(got, v) {
+		t.Fatalf("Get of a record held only beyond the R nearest: %v, %v", got, err)
+	}
+	// Read repair put it where readers look first.
+	h := 0
+	for _, n := range near[:DefaultR] {
+		if sameValue(localValueOf(t, n, desc.Key(), 0), v) {
+			h++
+		}
+	}
+	if h == 0 {
+		t.Error("none of the R nearest holds the record after the Get")
+	}
+}
