@@ -46,10 +46,12 @@ type queryFunc func(ctx context.Context, c Contact) ([]Contact, error)
 // (the RTO shortened by this lookup's own round trips once it has
 // hereSamples answers, as the estimates lag behind a load that just
 // fell), but only once a query sent after it has answered, or n have:
-// then it is the contact that is slow, not the whole machine or network, which would hold
-// every query alike and must not make a lookup end early on far nodes.
-// The lookup may end without a late query's answer; any answer that comes
-// before the end counts.
+// then it is the contact that is slow, not the whole machine or network,
+// which would hold every query alike and must not make a lookup end early
+// on far nodes. Only a Get's lookup ("get") lets queries go late; the
+// others place records, and wait for every stalled query among the n
+// nearest to answer or fail. The lookup may end without a late query's
+// answer; any answer that comes before the end counts.
 //
 // An answer that brings nothing nearer than the best known widens the
 // lookup to all unqueried candidates among the n nearest (the paper's
@@ -166,7 +168,15 @@ func (d *DHT) lookup(ctx context.Context, op string, target [32]byte, n int, que
 	// evidence that x's contact, not everything, is slow: a query sent
 	// after it answered, or n answers in already (the lookup can end
 	// without it, and its own round trips set lateAt).
-	evidence := func(x *cand) bool { return overtaken.After(x.sent) || answeredN >= n }
+	//
+	// Only a read may end without a late query: a miss among the R nearest
+	// reads the K nearest (GetReached). A lookup whose result places a
+	// record (Set, replication, hand-off, watches) waits for stalled
+	// queries to answer or fail: measured, a loaded 200-node bench that
+	// let Set leave slow near nodes out stored a write where not even the
+	// K nearest of a reader had it.
+	leave := op == "get"
+	evidence := func(x *cand) bool { return leave && (overtaken.After(x.sent) || answeredN >= n) }
 	goLate := func(now time.Time) {
 		for _, x := range cands {
 			if (x.st == waiting || x.st == stalled) && evidence(x) && !now.Before(lateAt(x)) {
