@@ -418,15 +418,24 @@ func (e *Endpoint) openStream(ctx context.Context, id key.NodeID, addr netip.Add
 	if id == e.id {
 		return nil, nil, fmt.Errorf("open %s stream: %s is this node", p, id)
 	}
+	return e.openStreamOn(ctx, id, p,
+		func(ctx context.Context) (*quic.Conn, error) { return e.connTo(ctx, id, addr) },
+		func(c *quic.Conn) { e.pool.drop(id, c) })
+}
+
+// openStreamOn opens a stream of protocol p on the connection conn gives
+// (the pooled one, or a lane's), writing the protocol byte. A connection
+// that fails to open a stream is unpooled with drop and, once, replaced.
+func (e *Endpoint) openStreamOn(ctx context.Context, id key.NodeID, p Protocol, conn func(context.Context) (*quic.Conn, error), drop func(*quic.Conn)) (*quic.Stream, *quic.Conn, error) {
 	for attempt := 0; ; attempt++ {
-		c, err := e.connTo(ctx, id, addr)
+		c, err := conn(ctx)
 		if err != nil {
 			return nil, nil, fmt.Errorf("open %s stream: %w", p, err)
 		}
 		s, err := c.OpenStreamSync(ctx)
 		if err != nil {
 			if ctx.Err() == nil && attempt == 0 {
-				e.pool.drop(id, c)
+				drop(c)
 				continue
 			}
 			return nil, nil, fmt.Errorf("open %s stream to %s: %w", p, id, err)
@@ -474,16 +483,24 @@ func (e *Endpoint) connTo(ctx context.Context, id key.NodeID, addr netip.AddrPor
 
 // dial runs one shared dial and publishes its result in call.
 func (e *Endpoint) dial(id key.NodeID, addr netip.AddrPort, call *dialCall) {
+	e.dialThen(id, addr, call, func() { delete(e.pool.dials, id) }, func(c *quic.Conn) *quic.Conn { return e.adoptLocked(id, c) })
+}
+
+// dialThen dials id at addr for call: under e.pool.mu it runs done (the
+// dial is no longer in flight) and, on success with the pool open, adopt
+// (records the connection and returns the one call gets); then it
+// publishes the result in call.
+func (e *Endpoint) dialThen(id key.NodeID, addr netip.AddrPort, call *dialCall, done func(), adopt func(*quic.Conn) *quic.Conn) {
 	defer e.wg.Done()
 	c, err := e.dialConn(id, addr)
 	p := e.pool
 	p.mu.Lock()
-	delete(p.dials, id)
+	done()
 	if err == nil {
 		if p.closed {
 			err = ErrClosed
 		} else {
-			call.conn = e.adoptLocked(id, c)
+			call.conn = adopt(c)
 			e.dials.Add(1)
 		}
 	}

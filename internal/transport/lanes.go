@@ -2,7 +2,6 @@ package transport
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -48,32 +47,19 @@ func (e *Endpoint) OpenStreamLane(ctx context.Context, id key.NodeID, addr netip
 		addr, _ = e.PooledAddr(id)
 	}
 	k := laneKey{id, lane}
-	for attempt := 0; ; attempt++ {
-		c, err := e.laneConn(ctx, k, addr)
-		if err != nil {
-			return nil, nil, fmt.Errorf("open %s stream on lane %d: %w", p, lane, err)
-		}
-		s, err := c.OpenStreamSync(ctx)
-		if err != nil {
-			if ctx.Err() == nil && attempt == 0 {
-				e.pool.dropLane(k, c)
-				continue
-			}
-			return nil, nil, fmt.Errorf("open %s stream to %s on lane %d: %w", p, id, lane, err)
-		}
-		if _, err := s.Write([]byte{byte(p)}); err != nil {
-			s.CancelRead(CodeNoError)
-			s.CancelWrite(CodeNoError)
-			return nil, nil, fmt.Errorf("open %s stream to %s on lane %d: write protocol byte: %w", p, id, lane, err)
-		}
-		b, err := ConnBinding(c)
-		if err != nil {
-			s.CancelRead(CodeNoError)
-			s.CancelWrite(CodeNoError)
-			return nil, nil, fmt.Errorf("open %s stream to %s on lane %d: %w", p, id, lane, err)
-		}
-		return s, b, nil
+	st, c, err := e.openStreamOn(ctx, id, p,
+		func(ctx context.Context) (*quic.Conn, error) { return e.laneConn(ctx, k, addr) },
+		func(c *quic.Conn) { e.pool.dropLane(k, c) })
+	if err != nil {
+		return nil, nil, fmt.Errorf("lane %d: %w", lane, err)
 	}
+	b, err := ConnBinding(c)
+	if err != nil {
+		st.CancelRead(CodeNoError)
+		st.CancelWrite(CodeNoError)
+		return nil, nil, fmt.Errorf("open %s stream to %s on lane %d: %w", p, id, lane, err)
+	}
+	return st, b, nil
 }
 
 // laneConn returns lane k's live connection, or dials one (callers of
@@ -111,29 +97,13 @@ func (e *Endpoint) laneConn(ctx context.Context, k laneKey, addr netip.AddrPort)
 
 // dialLane dials lane k and publishes the result in call.
 func (e *Endpoint) dialLane(k laneKey, addr netip.AddrPort, call *dialCall) {
-	defer e.wg.Done()
-	c, err := e.dialConn(k.id, addr)
-	p := e.pool
-	p.mu.Lock()
-	delete(p.laneDials, k)
-	if err == nil {
-		if p.closed {
-			err = ErrClosed
-		} else {
-			p.all[c] = k.id
-			p.lanes[k] = c
-			e.wg.Add(1)
-			go e.serveConn(k.id, c)
-			call.conn = c
-			e.dials.Add(1)
-		}
-	}
-	call.err = err
-	p.mu.Unlock()
-	close(call.done)
-	if errors.Is(err, ErrClosed) && c != nil {
-		c.CloseWithError(connCodeClosed, shutdownReason)
-	}
+	e.dialThen(k.id, addr, call, func() { delete(e.pool.laneDials, k) }, func(c *quic.Conn) *quic.Conn {
+		e.pool.all[c] = k.id
+		e.pool.lanes[k] = c
+		e.wg.Add(1)
+		go e.serveConn(k.id, c)
+		return c
+	})
 }
 
 // PeerRTT is the smoothed round-trip time (RFC 9002 §5.3) of the pooled
