@@ -13,11 +13,11 @@ import (
 	"github.com/dwebkit/dweb/internal/record"
 )
 
-// scaleOpts are the options of the network tests: short timeouts, and
-// maintenance run by the test (Replicate) rather than by timers, so that
-// each step is deterministic.
+// scaleOpts are the options of the network tests: short timeouts (1 s, 2 s
+// under the race detector: raceSlowdown), and maintenance run by the test
+// (Replicate) rather than by timers, so that each step is deterministic.
 func scaleOpts(o *Options) {
-	o.RPCTimeout = time.Second
+	o.RPCTimeout = raceSlowdown * time.Second
 	o.ReplicateInterval = -1
 	o.RepublishInterval = -1
 	o.RefreshInterval = -1
@@ -61,7 +61,7 @@ func readAll(t *testing.T, nodes []*testNode, recs []testRec) {
 	var errs []error
 	ln := live(nodes)
 	par(len(ln), 8, func(i int) {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), raceSlowdown*30*time.Second)
 		defer cancel()
 		for j, r := range recs {
 			_, v, err := ln[i].dht.Get(ctx, r.desc.Key(), 0)
@@ -84,7 +84,7 @@ func replicateAll(t *testing.T, nodes []*testNode) {
 	t.Helper()
 	ln := live(nodes)
 	par(len(ln), len(ln), func(i int) {
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), raceSlowdown*60*time.Second)
 		defer cancel()
 		if err := ln[i].dht.Replicate(ctx); err != nil {
 			t.Errorf("replicate: %v", err)
