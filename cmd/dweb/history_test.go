@@ -25,14 +25,7 @@ func TestFileHistoryCLI(t *testing.T) {
 	defer cancel()
 	dataA, _ := startDaemon(t, ctx)
 	dataB, _ := startDaemon(t, ctx)
-	cli := func(data string, args ...string) string {
-		t.Helper()
-		code, out, errOut := runCLI(t, append([]string{"--data", data, "--json"}, args...)...)
-		if code != 0 {
-			t.Fatalf("dweb %v: exit %d: %s", args, code, errOut)
-		}
-		return out
-	}
+	cli := func(data string, args ...string) string { return jsonCLI(t, data, args...) }
 	var g core.GroupInfo
 	if err := json.Unmarshal([]byte(cli(dataA, "group", "create", "hist")), &g); err != nil {
 		t.Fatal(err)
