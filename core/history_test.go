@@ -2,6 +2,7 @@ package core
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -173,5 +174,49 @@ func TestRetentionOption(t *testing.T) {
 	}
 	if got := retention(Options{KeepVersionsFor: time.Hour}); got.MaxAge != time.Hour || got.Keep != -1 {
 		t.Fatalf("KeepVersionsFor: %+v", got)
+	}
+}
+
+// TestBackupKeepsHistory: a backup server copies every version a repo's
+// history keeps, a deleted file's included, and once alice is gone a new
+// member gets an old version from the backup alone, byte-identical.
+func TestBackupKeepsHistory(t *testing.T) {
+	tmp := t.TempDir()
+	ctx := testContext(t, 60*time.Second)
+	boot := startNode(t, filepath.Join(tmp, "boot"))
+	alice := startNode(t, filepath.Join(tmp, "alice"), boot.Contact())
+	backup := startWith(t, filepath.Join(tmp, "backup"), Options{Bootstrap: []string{boot.Contact()}, Backup: true}, false)
+	g, _, inv := newGroup(ctx, t, alice, "archive")
+	var docs [][]byte
+	for i := range 2 {
+		p, d := writeFile(t, tmp, "statement.txt", 2000+i)
+		docs = append(docs, d)
+		if _, err := alice.AddFiles(ctx, g.ID, []string{p}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := alice.RemoveFile(ctx, g.ID, "statement.txt"); err != nil {
+		t.Fatal(err)
+	}
+	join(ctx, t, inv, backup)
+	waitFor(t, "the backup to hold both versions of the deleted file", holds(backup, g.ID, 2))
+
+	alice.Close()
+	carol := startNode(t, filepath.Join(tmp, "carol"), boot.Contact())
+	join(ctx, t, inv, carol)
+	h, err := carol.FileHistory(ctx, g.ID, key.RecordKey{}, "statement.txt")
+	if err != nil || len(h.Versions) != 3 || !h.Versions[0].Deleted {
+		t.Fatalf("carol's history of the deleted file: %+v, %v", h, err)
+	}
+	for i, d := range []int{2, 1} {
+		out := filepath.Join(tmp, fmt.Sprintf("carol-%d.txt", i))
+		var last Progress
+		if _, err := carol.GetFileVersion(ctx, g.ID, key.RecordKey{}, "statement.txt", fmt.Sprint(d), out, func(p Progress) { last = p }); err != nil {
+			t.Fatal(err)
+		}
+		checkOut(t, out, docs[i])
+		if len(last.Providers) != 1 || last.Providers[0].Node != backup.NodeID().String() {
+			t.Fatalf("carol got version %d with progress %+v, want the backup as the one provider", d, last)
+		}
 	}
 }
