@@ -286,9 +286,8 @@ func without(hs []blobsync.Hash, drop map[blobsync.Hash]bool) []blobsync.Hash {
 }
 
 // drainBlobs lists the blobs of gs's repos (collections and every version
-// their histories keep; a
-// chunked file's chunk list and chunks) that this node holds complete,
-// read afresh from the DHT. errs lists the repos
+// their histories keep; a chunked file's chunk list and chunks) that this
+// node holds complete, read afresh from the DHT. errs lists the repos
 // that could not be read (their blobs are not checked).
 func (b *Backend) drainBlobs(ctx context.Context, gs *groupState) (map[blobsync.Hash]*DrainBlob, []blobsync.Hash, []error) {
 	blobs := make(map[blobsync.Hash]*DrainBlob)
