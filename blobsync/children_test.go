@@ -330,7 +330,7 @@ func TestDownloadBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	twin, ok := f.c.find("twin")
+	twin, ok := find(f.c.Entries, "twin")
 	if !ok {
 		t.Fatal("the collection has no entry named twin")
 	}

@@ -15,21 +15,31 @@ import (
 // Collection limits.
 const (
 	// CollectionVersion is the newest encoding version: 2 adds chunked
-	// entries (Entry.Chunks). Encode writes version 1 when no entry is
-	// chunked, so builds that read only version 1 still read such
-	// collections; DecodeCollection reads both.
-	CollectionVersion = 2
+	// entries (Entry.Chunks), 3 a name's history (Entry.Versions) and
+	// tombstones (Collection.Tombstones). Encode writes the lowest
+	// version that expresses the collection (1 without chunked entries
+	// and history, 2 with chunked entries and no history), so builds
+	// that read only an older version still read such collections;
+	// DecodeCollection reads all three.
+	CollectionVersion = 3
 	MaxCollectionSize = 64 << 20 // bytes of an encoded collection (ReadAll's max for one)
-	MaxEntries        = 100000
-	MaxNameLen        = 255 // bytes of UTF-8 in an entry name
-	MaxMediaTypeLen   = 255 // bytes in an entry's media type
+	MaxEntries        = 100000   // live entries and tombstones together
+	MaxNameLen        = 255      // bytes of UTF-8 in an entry name
+	MaxMediaTypeLen   = 255      // bytes in an entry's media type
+	// MaxVersions bounds one name's older versions (Entry.Versions).
+	MaxVersions = 1000
+	// MaxTotalVersions bounds the older versions of all names together,
+	// so a decoded collection stays within about 40 MiB of memory (a
+	// version takes about 150 bytes decoded, 50 to 110 encoded).
+	MaxTotalVersions = 1 << 18
 )
 
 // ErrBadCollection wraps every reason DecodeCollection or Encode rejects a
 // collection.
 var ErrBadCollection = errors.New("blobsync: bad collection")
 
-// Entry is one file of a data repo's collection.
+// Entry is one name of a data repo's collection: its current version (the
+// fields up to MediaType) and its history.
 type Entry struct {
 	Name string // file name: 1..255 bytes of UTF-8, no "/" and no NUL, unique in the collection
 	Hash Hash   // BLAKE3-256 of the whole file's bytes (what b3sum prints); the blob, when Chunks is zero
@@ -38,21 +48,46 @@ type Entry struct {
 	// (chunklist.go): the file is stored as content-defined chunks, and no
 	// blob Hash need exist; assembling the chunks must give Hash.
 	Chunks    Hash
-	CreatedAt time.Time // when the file was added; zero = unknown
+	CreatedAt time.Time // when this version was added (of a tombstone: when the name was deleted); zero = unknown
 	ModTime   time.Time // the file's modification time; zero = unknown
 	MediaType string    // e.g. "image/jpeg"; empty = unknown
+	// Deleted marks a tombstone (Collection.Tombstones): the name was
+	// deleted at CreatedAt; Hash, Size, Chunks, ModTime and MediaType are
+	// zero, and Versions holds what it was.
+	Deleted bool
+	// Versions are the name's earlier versions, newest first, at most
+	// MaxVersions (collection_history.go). Nil when there is no history.
+	Versions []Version
+}
+
+// Version is one earlier version of a name: the current fields of an
+// Entry as they were, or, when Deleted, a deletion of the name at
+// CreatedAt (the other fields zero).
+type Version struct {
+	Hash      Hash
+	Size      int64
+	Chunks    Hash
+	CreatedAt time.Time
+	ModTime   time.Time
+	MediaType string
+	Deleted   bool
 }
 
 // Collection is the list of a data repo's files, itself stored as a blob:
-// a repo's state is one hash. Entries are sorted by Name (byte order) and
-// names are unique; Put and Remove keep that.
+// a repo's state is one hash. Entries are the live names and Tombstones
+// the deleted names whose history is kept; each list is sorted by Name
+// (byte order), and a name appears once in both together. Put, Remove and
+// Prune keep that. Readers that list, fetch, back up or serve files read
+// Entries and never see a tombstone.
 type Collection struct {
-	Entries []Entry
+	Entries    []Entry
+	Tombstones []Entry
 }
 
 // wireCollection is the CBOR form: a map {0: version, 1: [entries]}, each
 // entry a map with small integer keys; times are Unix nanoseconds (UTC),
-// omitted when zero. Encoding is deterministic (RFC 8949 §4.2 core
+// omitted when zero. Live entries and tombstones share the one list,
+// sorted by name. Encoding is deterministic (RFC 8949 §4.2 core
 // deterministic), so equal collections have equal hashes.
 type wireCollection struct {
 	Version uint64      `cbor:"0,keyasint"`
@@ -61,22 +96,47 @@ type wireCollection struct {
 
 type wireEntry struct {
 	Name      string `cbor:"0,keyasint"`
-	Hash      []byte `cbor:"1,keyasint"`
+	Hash      []byte `cbor:"1,keyasint,omitempty"` // absent only in a tombstone (version 3)
 	Size      int64  `cbor:"2,keyasint"`
 	CreatedAt int64  `cbor:"3,keyasint,omitempty"`
 	ModTime   int64  `cbor:"4,keyasint,omitempty"`
 	MediaType string `cbor:"5,keyasint,omitempty"`
 	Chunks    []byte `cbor:"6,keyasint,omitempty"` // version 2: the chunk list's hash
+	// Version 3: the older versions (an array of wireVersion, decoded on
+	// its own so their total is bounded before it is allocated) and the
+	// tombstone mark.
+	Versions cbor.RawMessage `cbor:"7,keyasint,omitempty"`
+	Deleted  bool            `cbor:"8,keyasint,omitempty"`
 }
 
-var collDec cbor.DecMode
+// wireVersion is an entry without name and history, with the same keys.
+type wireVersion struct {
+	Hash      []byte `cbor:"1,keyasint,omitempty"`
+	Size      int64  `cbor:"2,keyasint"`
+	CreatedAt int64  `cbor:"3,keyasint,omitempty"`
+	ModTime   int64  `cbor:"4,keyasint,omitempty"`
+	MediaType string `cbor:"5,keyasint,omitempty"`
+	Chunks    []byte `cbor:"6,keyasint,omitempty"`
+	Deleted   bool   `cbor:"8,keyasint,omitempty"`
+}
+
+var collDec, versionsDec cbor.DecMode
 
 func init() {
 	var err error
 	if collDec, err = (cbor.DecOptions{
 		DupMapKey:        cbor.DupMapKeyEnforcedAPF,
-		MaxNestedLevels:  4,
+		MaxNestedLevels:  5,
 		MaxArrayElements: MaxEntries,
+		MaxMapPairs:      32,
+		UTF8:             cbor.UTF8RejectInvalid,
+	}).DecMode(); err != nil {
+		panic(err)
+	}
+	if versionsDec, err = (cbor.DecOptions{
+		DupMapKey:        cbor.DupMapKeyEnforcedAPF,
+		MaxNestedLevels:  4,
+		MaxArrayElements: MaxVersions,
 		MaxMapPairs:      32,
 		UTF8:             cbor.UTF8RejectInvalid,
 	}).DecMode(); err != nil {
@@ -84,59 +144,71 @@ func init() {
 	}
 }
 
-// Get returns the entry named name.
+// Get returns the live entry named name (not a tombstone; see Lookup).
 func (c *Collection) Get(name string) (Entry, bool) {
-	i, ok := c.find(name)
+	i, ok := find(c.Entries, name)
 	if !ok {
 		return Entry{}, false
 	}
 	return c.Entries[i], true
 }
 
-// Put adds e, replacing the entry of the same name, keeping Entries sorted.
-// It does not validate e; Encode does.
-func (c *Collection) Put(e Entry) {
-	i, ok := c.find(e.Name)
-	if ok {
-		c.Entries[i] = e
-		return
+func find(es []Entry, name string) (int, bool) {
+	i := sort.Search(len(es), func(i int) bool { return es[i].Name >= name })
+	return i, i < len(es) && es[i].Name == name
+}
+
+// all returns the live entries and the tombstones merged in name order:
+// the wire's one list.
+func (c *Collection) all() []Entry {
+	if len(c.Tombstones) == 0 {
+		return c.Entries
 	}
-	c.Entries = append(c.Entries, Entry{})
-	copy(c.Entries[i+1:], c.Entries[i:])
-	c.Entries[i] = e
-}
-
-// Remove deletes the entry named name and reports whether there was one.
-func (c *Collection) Remove(name string) bool {
-	i, ok := c.find(name)
-	if ok {
-		c.Entries = append(c.Entries[:i], c.Entries[i+1:]...)
+	out := make([]Entry, 0, len(c.Entries)+len(c.Tombstones))
+	a, b := c.Entries, c.Tombstones
+	for len(a) > 0 && len(b) > 0 {
+		if a[0].Name <= b[0].Name {
+			out, a = append(out, a[0]), a[1:]
+		} else {
+			out, b = append(out, b[0]), b[1:]
+		}
 	}
-	return ok
+	return append(append(out, a...), b...)
 }
 
-func (c *Collection) find(name string) (int, bool) {
-	i := sort.Search(len(c.Entries), func(i int) bool { return c.Entries[i].Name >= name })
-	return i, i < len(c.Entries) && c.Entries[i].Name == name
-}
-
-// Encode returns the collection's deterministic CBOR encoding: version 1
-// when no entry is chunked, else version 2 (CollectionVersion). It fails with ErrBadCollection if an entry is invalid
-// (see DecodeCollection) or the entries are not sorted and unique.
+// Encode returns the collection's deterministic CBOR encoding, in the
+// lowest version that expresses it: 3 with any history or tombstone, else
+// 2 with any chunked entry, else 1. It fails with ErrBadCollection if an
+// entry or version is invalid (see DecodeCollection), the names are not
+// sorted and unique, or a limit is passed.
 func (c *Collection) Encode() ([]byte, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
-	w := wireCollection{Version: 1, Entries: make([]wireEntry, len(c.Entries))}
-	for i, e := range c.Entries {
+	all := c.all()
+	w := wireCollection{Version: 1, Entries: make([]wireEntry, len(all))}
+	for i, e := range all {
+		v := toWire(e.Current())
 		w.Entries[i] = wireEntry{
-			Name: e.Name, Hash: e.Hash[:], Size: e.Size,
-			CreatedAt: unixNano(e.CreatedAt), ModTime: unixNano(e.ModTime),
-			MediaType: e.MediaType,
+			Name: e.Name, Hash: v.Hash, Size: v.Size, CreatedAt: v.CreatedAt, ModTime: v.ModTime,
+			MediaType: v.MediaType, Chunks: v.Chunks, Deleted: v.Deleted,
 		}
-		if !e.Chunks.IsZero() {
-			w.Entries[i].Chunks = e.Chunks[:]
-			w.Version = 2
+		if v.Chunks != nil {
+			w.Version = max(w.Version, 2)
+		}
+		if e.Deleted || len(e.Versions) > 0 {
+			w.Version = 3
+		}
+		if len(e.Versions) > 0 {
+			vs := make([]wireVersion, len(e.Versions))
+			for j, v := range e.Versions {
+				vs[j] = toWire(v)
+			}
+			b, err := wireEnc.Marshal(vs)
+			if err != nil {
+				return nil, fmt.Errorf("blobsync: encode collection: %w", err)
+			}
+			w.Entries[i].Versions = b
 		}
 	}
 	b, err := wireEnc.Marshal(w)
@@ -149,12 +221,27 @@ func (c *Collection) Encode() ([]byte, error) {
 	return b, nil
 }
 
+func toWire(v Version) wireVersion {
+	w := wireVersion{Size: v.Size, CreatedAt: unixNano(v.CreatedAt), ModTime: unixNano(v.ModTime), MediaType: v.MediaType, Deleted: v.Deleted}
+	if !v.Deleted {
+		w.Hash = v.Hash[:]
+	}
+	if !v.Chunks.IsZero() {
+		w.Chunks = v.Chunks[:]
+	}
+	return w
+}
+
 // DecodeCollection parses and validates an encoded collection: the version
-// must be 1 or 2 (CollectionVersion), and only version 2 may have chunked
-// entries, whose chunk-list hash is 32 bytes, not all zero; at most MaxEntries entries; names 1..255 bytes
-// of valid UTF-8 without "/" or NUL, unique and sorted; hashes 32 bytes;
-// sizes >= 0; media types <= 255 bytes. Errors wrap ErrBadCollection and
-// name the entry at fault.
+// is 1, 2 or 3 (CollectionVersion); chunked entries only from version 2,
+// their chunk-list hash 32 bytes, not all zero; history and tombstones
+// only in version 3. At most MaxEntries names (live and deleted), at most
+// MaxVersions older versions per name and MaxTotalVersions in all (counted
+// before they are allocated); names 1..255 bytes of valid UTF-8 without
+// "/" or NUL, unique and sorted; hashes 32 bytes, absent in a deletion;
+// sizes in [0, MaxBlobSize], 0 in a deletion; media types <= 255 bytes; a
+// tombstone has at least one older version. Errors wrap ErrBadCollection
+// (and a *LimitError for a limit) and name the entry at fault.
 func DecodeCollection(b []byte) (*Collection, error) {
 	if len(b) > MaxCollectionSize {
 		return nil, fmt.Errorf("%w: %w", ErrBadCollection, &LimitError{What: "encoded collection", Limit: MaxCollectionSize, Got: int64(len(b))})
@@ -166,27 +253,45 @@ func DecodeCollection(b []byte) (*Collection, error) {
 	if w.Version < 1 || w.Version > CollectionVersion {
 		return nil, fmt.Errorf("%w: version %d, this build reads versions 1 to %d", ErrBadCollection, w.Version, CollectionVersion)
 	}
-	c := &Collection{Entries: make([]Entry, len(w.Entries))}
+	c := &Collection{Entries: make([]Entry, 0, len(w.Entries))}
+	total := 0
 	for i, we := range w.Entries {
-		if len(we.Hash) != len(Hash{}) {
-			return nil, fmt.Errorf("%w: entry %d (%q): hash is %d bytes, want 32", ErrBadCollection, i, truncate(we.Name, 80), len(we.Hash))
+		bad := func(format string, a ...any) error {
+			return fmt.Errorf("%w: entry %d (%q): %s", ErrBadCollection, i, truncate(we.Name, 80), fmt.Sprintf(format, a...))
 		}
-		e := Entry{Name: we.Name, Size: we.Size, MediaType: we.MediaType,
-			CreatedAt: fromUnixNano(we.CreatedAt), ModTime: fromUnixNano(we.ModTime)}
-		copy(e.Hash[:], we.Hash)
-		if we.Chunks != nil {
-			switch {
-			case w.Version < 2:
-				return nil, fmt.Errorf("%w: entry %d (%q): a chunk list in a version %d collection", ErrBadCollection, i, truncate(we.Name, 80), w.Version)
-			case len(we.Chunks) != len(Hash{}):
-				return nil, fmt.Errorf("%w: entry %d (%q): chunk list hash is %d bytes, want 32", ErrBadCollection, i, truncate(we.Name, 80), len(we.Chunks))
+		if w.Version < 3 && (we.Deleted || we.Versions != nil) {
+			return nil, bad("history or a tombstone in a version %d collection", w.Version)
+		}
+		cur, err := fromWire(wireVersion{Hash: we.Hash, Size: we.Size, CreatedAt: we.CreatedAt, ModTime: we.ModTime,
+			MediaType: we.MediaType, Chunks: we.Chunks, Deleted: we.Deleted}, w.Version)
+		if err != nil {
+			return nil, bad("%v", err)
+		}
+		e := Entry{Name: we.Name, Hash: cur.Hash, Size: cur.Size, Chunks: cur.Chunks, CreatedAt: cur.CreatedAt,
+			ModTime: cur.ModTime, MediaType: cur.MediaType, Deleted: cur.Deleted}
+		if we.Versions != nil {
+			var wvs []wireVersion
+			if err := versionsDec.Unmarshal(we.Versions, &wvs); err != nil {
+				return nil, bad("versions: %v", err)
 			}
-			copy(e.Chunks[:], we.Chunks)
-			if e.Chunks.IsZero() {
-				return nil, fmt.Errorf("%w: entry %d (%q): chunk list hash is all zero", ErrBadCollection, i, truncate(we.Name, 80))
+			if len(wvs) == 0 {
+				return nil, bad("an empty version list")
+			}
+			if total += len(wvs); total > MaxTotalVersions {
+				return nil, fmt.Errorf("%w: %w", ErrBadCollection, &LimitError{What: "collection version count", Limit: MaxTotalVersions, Got: int64(total)})
+			}
+			e.Versions = make([]Version, len(wvs))
+			for j, wv := range wvs {
+				if e.Versions[j], err = fromWire(wv, w.Version); err != nil {
+					return nil, bad("version %d: %v", j+1, err)
+				}
 			}
 		}
-		c.Entries[i] = e
+		if e.Deleted {
+			c.Tombstones = append(c.Tombstones, e)
+		} else {
+			c.Entries = append(c.Entries, e)
+		}
 	}
 	if err := c.validate(); err != nil {
 		return nil, err
@@ -194,28 +299,93 @@ func DecodeCollection(b []byte) (*Collection, error) {
 	return c, nil
 }
 
-func (c *Collection) validate() error {
-	if len(c.Entries) > MaxEntries {
-		return fmt.Errorf("%w: %w", ErrBadCollection, &LimitError{What: "collection entry count", Limit: MaxEntries, Got: int64(len(c.Entries))})
+// fromWire reads one version's fields; validate checks the rest.
+func fromWire(w wireVersion, version uint64) (Version, error) {
+	v := Version{Size: w.Size, MediaType: w.MediaType, CreatedAt: fromUnixNano(w.CreatedAt),
+		ModTime: fromUnixNano(w.ModTime), Deleted: w.Deleted}
+	if w.Deleted {
+		if w.Hash != nil || w.Chunks != nil || w.Size != 0 || w.ModTime != 0 || w.MediaType != "" {
+			return v, errors.New("a deletion with a hash, chunks, size, mod time or media type")
+		}
+		return v, nil
 	}
-	for i, e := range c.Entries {
+	if len(w.Hash) != len(Hash{}) {
+		return v, fmt.Errorf("hash is %d bytes, want 32", len(w.Hash))
+	}
+	copy(v.Hash[:], w.Hash)
+	if w.Chunks != nil {
+		switch {
+		case version < 2:
+			return v, fmt.Errorf("a chunk list in a version %d collection", version)
+		case len(w.Chunks) != len(Hash{}):
+			return v, fmt.Errorf("chunk list hash is %d bytes, want 32", len(w.Chunks))
+		}
+		copy(v.Chunks[:], w.Chunks)
+		if v.Chunks.IsZero() {
+			return v, errors.New("chunk list hash is all zero")
+		}
+	}
+	return v, nil
+}
+
+func (c *Collection) validate() error {
+	if n := len(c.Entries) + len(c.Tombstones); n > MaxEntries {
+		return fmt.Errorf("%w: %w", ErrBadCollection, &LimitError{What: "collection entry count", Limit: MaxEntries, Got: int64(n)})
+	}
+	for _, e := range c.Entries {
+		if e.Deleted {
+			return fmt.Errorf("%w: live entry %q is marked deleted", ErrBadCollection, e.Name)
+		}
+	}
+	total := 0
+	for _, e := range c.Tombstones {
+		if !e.Deleted || len(e.Versions) == 0 {
+			return fmt.Errorf("%w: tombstone %q is not marked deleted or has no older version", ErrBadCollection, e.Name)
+		}
+	}
+	all := c.all()
+	for i, e := range all {
 		if err := ValidateName(e.Name); err != nil {
 			return fmt.Errorf("%w: entry %d: %w", ErrBadCollection, i, err)
 		}
-		if e.Size < 0 || e.Size > MaxBlobSize {
-			return fmt.Errorf("%w: entry %d (%q): size %d out of range [0, %d]", ErrBadCollection, i, e.Name, e.Size, MaxBlobSize)
+		if err := validVersion(e.Current()); err != nil {
+			return fmt.Errorf("%w: entry %d (%q): %w", ErrBadCollection, i, e.Name, err)
 		}
-		if len(e.MediaType) > MaxMediaTypeLen || !utf8.ValidString(e.MediaType) {
-			return fmt.Errorf("%w: entry %d (%q): media type longer than %d bytes or not UTF-8", ErrBadCollection, i, e.Name, MaxMediaTypeLen)
+		if len(e.Versions) > MaxVersions {
+			return fmt.Errorf("%w: entry %d (%q): %w", ErrBadCollection, i, e.Name, &LimitError{What: "version count of one name", Limit: MaxVersions, Got: int64(len(e.Versions))})
+		}
+		if total += len(e.Versions); total > MaxTotalVersions {
+			return fmt.Errorf("%w: %w", ErrBadCollection, &LimitError{What: "collection version count", Limit: MaxTotalVersions, Got: int64(total)})
+		}
+		for j, v := range e.Versions {
+			if err := validVersion(v); err != nil {
+				return fmt.Errorf("%w: entry %d (%q): version %d: %w", ErrBadCollection, i, e.Name, j+1, err)
+			}
 		}
 		if i > 0 {
-			switch prev := c.Entries[i-1].Name; {
+			switch prev := all[i-1].Name; {
 			case prev == e.Name:
 				return fmt.Errorf("%w: entry %d: name %q appears twice", ErrBadCollection, i, e.Name)
 			case prev > e.Name:
 				return fmt.Errorf("%w: entry %d: name %q is out of order (after %q)", ErrBadCollection, i, e.Name, prev)
 			}
 		}
+	}
+	return nil
+}
+
+func validVersion(v Version) error {
+	if v.Deleted {
+		if !v.Hash.IsZero() || !v.Chunks.IsZero() || v.Size != 0 || !v.ModTime.IsZero() || v.MediaType != "" {
+			return errors.New("a deletion with a hash, chunks, size, mod time or media type")
+		}
+		return nil
+	}
+	if v.Size < 0 || v.Size > MaxBlobSize {
+		return fmt.Errorf("size %d out of range [0, %d]", v.Size, MaxBlobSize)
+	}
+	if len(v.MediaType) > MaxMediaTypeLen || !utf8.ValidString(v.MediaType) {
+		return fmt.Errorf("media type longer than %d bytes or not UTF-8", MaxMediaTypeLen)
 	}
 	return nil
 }

@@ -88,24 +88,35 @@ func TestCollectionValidation(t *testing.T) {
 		b    []byte
 		want string
 	}{
-		"version 3":     {coll(3), "version 3"},
-		"version 0":     {coll(0), "version 0"},
-		"empty name":    {coll(1, entry("", 1)), "empty name"},
-		"slash":         {coll(1, entry("a/b", 1)), "'/'"},
-		"nul":           {coll(1, entry("a\x00b", 1)), "NUL"},
-		"long name":     {coll(1, entry(strings.Repeat("x", 256), 1)), "over 255"},
-		"negative size": {coll(1, entry("a", -1)), "size -1"},
-		"duplicate":     {coll(1, entry("a", 1), entry("a", 2)), "twice"},
-		"unsorted":      {coll(1, entry("b", 1), entry("a", 2)), "out of order"},
-		"short hash":    {coll(1, map[int]any{0: "a", 1: []byte{1}, 2: 1}), "hash is 1 bytes"},
-		"chunks in v1":  {coll(1, map[int]any{0: "a", 1: h[:], 2: 1, 6: h[:]}), "version 1 collection"},
-		"short chunks":  {coll(2, map[int]any{0: "a", 1: h[:], 2: 1, 6: []byte{1}}), "chunk list hash is 1 bytes"},
-		"zero chunks":   {coll(2, map[int]any{0: "a", 1: h[:], 2: 1, 6: make([]byte, 32)}), "all zero"},
-		"bad utf8":      {enc(map[int]any{0: 1, 1: []any{map[int]any{0: cbor.RawMessage{0x61, 0xff}, 1: h[:], 2: 1}}}), "UTF-8"},
-		"not cbor":      {[]byte{0xff}, "cbor"},
-		"empty input":   {nil, "EOF"},
-		"trailing":      {append(coll(1), 0), "extraneous"},
-		"dup map key":   {[]byte{0xa2, 0x00, 0x01, 0x00, 0x01}, "duplicate"},
+		"version 4":          {coll(4), "version 4"},
+		"version 0":          {coll(0), "version 0"},
+		"empty name":         {coll(1, entry("", 1)), "empty name"},
+		"slash":              {coll(1, entry("a/b", 1)), "'/'"},
+		"nul":                {coll(1, entry("a\x00b", 1)), "NUL"},
+		"long name":          {coll(1, entry(strings.Repeat("x", 256), 1)), "over 255"},
+		"negative size":      {coll(1, entry("a", -1)), "size -1"},
+		"duplicate":          {coll(1, entry("a", 1), entry("a", 2)), "twice"},
+		"unsorted":           {coll(1, entry("b", 1), entry("a", 2)), "out of order"},
+		"short hash":         {coll(1, map[int]any{0: "a", 1: []byte{1}, 2: 1}), "hash is 1 bytes"},
+		"chunks in v1":       {coll(1, map[int]any{0: "a", 1: h[:], 2: 1, 6: h[:]}), "version 1 collection"},
+		"short chunks":       {coll(2, map[int]any{0: "a", 1: h[:], 2: 1, 6: []byte{1}}), "chunk list hash is 1 bytes"},
+		"zero chunks":        {coll(2, map[int]any{0: "a", 1: h[:], 2: 1, 6: make([]byte, 32)}), "all zero"},
+		"versions in v2":     {coll(2, map[int]any{0: "a", 1: h[:], 2: 1, 7: []any{map[int]any{1: h[:], 2: 1}}}), "version 2 collection"},
+		"tombstone in v2":    {coll(2, map[int]any{0: "a", 2: 0, 8: true}), "version 2 collection"},
+		"bare tombstone":     {coll(3, map[int]any{0: "a", 2: 0, 8: true}), "no older version"},
+		"empty versions":     {coll(3, map[int]any{0: "a", 1: h[:], 2: 1, 7: []any{}}), "empty version list"},
+		"deletion w/ hash":   {coll(3, map[int]any{0: "a", 1: h[:], 2: 0, 8: true, 7: []any{map[int]any{1: h[:], 2: 1}}}), "a deletion with"},
+		"version no hash":    {coll(3, map[int]any{0: "a", 1: h[:], 2: 1, 7: []any{map[int]any{2: 1}}}), "version 1: hash is 0 bytes"},
+		"version size":       {coll(3, map[int]any{0: "a", 1: h[:], 2: 1, 7: []any{map[int]any{1: h[:], 2: -5}}}), "version 1: size -5"},
+		"version chunks":     {coll(3, map[int]any{0: "a", 1: h[:], 2: 1, 7: []any{map[int]any{1: h[:], 2: 1, 6: make([]byte, 32)}}}), "all zero"},
+		"versions not array": {coll(3, map[int]any{0: "a", 1: h[:], 2: 1, 7: 5}), "versions"},
+		"too many versions":  {coll(3, map[int]any{0: "a", 1: h[:], 2: 1, 7: make([]map[int]any, MaxVersions+1)}), "versions"},
+		"tombstone dup name": {coll(3, entry("a", 1), map[int]any{0: "a", 2: 0, 8: true, 7: []any{map[int]any{1: h[:], 2: 1}}}), "twice"},
+		"bad utf8":           {enc(map[int]any{0: 1, 1: []any{map[int]any{0: cbor.RawMessage{0x61, 0xff}, 1: h[:], 2: 1}}}), "UTF-8"},
+		"not cbor":           {[]byte{0xff}, "cbor"},
+		"empty input":        {nil, "EOF"},
+		"trailing":           {append(coll(1), 0), "extraneous"},
+		"dup map key":        {[]byte{0xa2, 0x00, 0x01, 0x00, 0x01}, "duplicate"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -179,6 +190,10 @@ func FuzzDecodeCollection(f *testing.F) {
 	c := sampleCollection()
 	c.Entries[0].Chunks = HashBytes([]byte("chunk list"))
 	if b, err = c.Encode(); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	if b, err = historyCollection().Encode(); err != nil {
 		f.Fatal(err)
 	}
 	f.Add(b)

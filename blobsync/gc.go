@@ -42,10 +42,13 @@ func (s *Store) tryLock(h Hash) (unlock func(), ok bool) {
 //
 //   - the hashes roots yields (core yields each repo's current collection,
 //     pinned blobs, and the blobs it means to download);
-//   - the entries of every root that is a collection (a complete blob of at
-//     most MaxCollectionSize bytes that DecodeCollection accepts), and of a
-//     chunked entry its chunk list and every chunk that list names (when
-//     the store holds the list);
+//   - the files of every root that is a collection (a complete blob of at
+//     most MaxCollectionSize bytes that DecodeCollection accepts): every
+//     version it keeps (Collection.KeptFiles: current, older, and those of
+//     tombstones), each its blob, or its chunk list and every chunk that
+//     list names (when the store holds the list). Versions a Prune dropped
+//     are not in the collection, so their blobs go unless another kept
+//     version shares them;
 //   - the chunks of every root that is a chunk list (a chunked file a
 //     caller means to download or keep);
 //   - blobs under Download right now, and blobs being written or deleted;
@@ -94,17 +97,11 @@ func (s *Store) GC(ctx context.Context, roots func(yield func(Hash) bool)) (remo
 		if err != nil {
 			continue
 		}
-		for _, e := range c.Entries {
+		c.KeptFiles(func(e Entry) bool {
 			live[e.Hash] = true
-			if !e.Chunks.IsZero() {
-				live[e.Chunks] = true
-				if l, err := s.ReadChunkList(e.Chunks); err == nil {
-					for _, ch := range l.Chunks {
-						live[ch.Hash] = true
-					}
-				}
-			}
-		}
+			s.FileBlobs(e, func(h Hash) bool { live[h] = true; return true })
+			return true
+		})
 	}
 
 	var doomed []Hash

@@ -105,6 +105,16 @@ type Options struct {
 	// collection version 2 cannot read a repo that holds a chunked file.
 	// Environment DWEB_CHUNKING=1 turns it on.
 	Chunking bool
+	// KeepVersions is how many older versions of each file this node's
+	// own repos keep (docs/design-notes.md, "History"): 0 (the default)
+	// keeps every one, as an archive of evidence should, up to
+	// blobsync.MaxVersions (1000) per name; N > 0 keeps the N newest;
+	// negative keeps none (a delete then leaves no trace). Each write of
+	// a repo prunes to it.
+	KeepVersions int
+	// KeepVersionsFor, when > 0, also drops an older version replaced more
+	// than this long ago. 0: no age bound.
+	KeepVersionsFor time.Duration
 
 	// Backup makes this node a backup server (docs/backup.md): it keeps a
 	// full, verified copy of every repo of every group it belongs to and

@@ -86,7 +86,8 @@ type BackupGroupStatus struct {
 	Group key.RecordKey `json:"group"`
 	Name  string        `json:"name"`
 	Repos int           `json:"repos"` // repos read in the last pass
-	// Files and Bytes: every file blob of the group's repos; Held and
+	// Files and Bytes: every file blob of the group's repos, of every
+	// version their history keeps (docs/design-notes.md, "History"); Held and
 	// BytesHeld: those this node holds complete and verified; Missing =
 	// Files - Held.
 	Files     int   `json:"files"`
@@ -406,13 +407,16 @@ func (b *Backend) backupPass(ctx context.Context, g key.RecordKey, bg *backupGro
 		}
 		repos++
 		colls = append(colls, repoColl{rk: rk, h: ch, c: c})
-		for _, e := range c.Entries {
+		// Every version the repo keeps, so its history survives the
+		// member's device.
+		c.KeptFiles(func(e blobsync.Entry) bool {
 			fi := b.fileInfo(gs, rk, name, e)
 			if _, ok := blobs[fi.Hash]; !ok {
 				blobs[fi.Hash] = &backupFile{fi: fi, have: fi.Local}
 				order = append(order, fi.Hash)
 			}
-		}
+			return true
+		})
 	}
 
 	if full {

@@ -285,9 +285,9 @@ func without(hs []blobsync.Hash, drop map[blobsync.Hash]bool) []blobsync.Hash {
 	return out
 }
 
-// drainBlobs lists the blobs of gs's repos (collections and files; a
-// chunked file's chunk list and chunks) that this node holds complete,
-// read afresh from the DHT. errs lists the repos
+// drainBlobs lists the blobs of gs's repos (collections and every version
+// their histories keep; a chunked file's chunk list and chunks) that this
+// node holds complete, read afresh from the DHT. errs lists the repos
 // that could not be read (their blobs are not checked).
 func (b *Backend) drainBlobs(ctx context.Context, gs *groupState) (map[blobsync.Hash]*DrainBlob, []blobsync.Hash, []error) {
 	blobs := make(map[blobsync.Hash]*DrainBlob)
@@ -309,7 +309,15 @@ func (b *Backend) drainBlobs(ctx context.Context, gs *groupState) (map[blobsync.
 	}
 	for _, rk := range keys {
 		lctx, cancel := context.WithTimeout(ctx, backupListWait)
-		files, err := b.repoFiles(lctx, gs, rk, false)
+		// Every version the repo's history keeps, not only current files.
+		var files []FileInfo
+		name, _, c, err := b.repoCollection(lctx, gs, rk, false)
+		if err == nil {
+			c.KeptFiles(func(e blobsync.Entry) bool {
+				files = append(files, b.fileInfo(gs, rk, name, e))
+				return true
+			})
+		}
 		var ch blobsync.Hash
 		var ok bool
 		if err == nil {

@@ -364,10 +364,16 @@ func (b *Backend) GetFile(ctx context.Context, g key.RecordKey, repo key.RecordK
 	if err != nil {
 		return FileInfo{}, err
 	}
+	return b.getFile(ctx, gs, fi, dst, progress)
+}
+
+// getFile writes file fi of gs to dst, fetching what of its bytes is not
+// local from fi's repo's providers first (GetFile, GetFileVersion).
+func (b *Backend) getFile(ctx context.Context, gs *groupState, fi FileInfo, dst string, progress func(Progress)) (FileInfo, error) {
 	if !fi.Local {
 		release, err := b.reserveStorage(fi.Size)
 		if err != nil {
-			return fi, fmt.Errorf("download %q: %w", name, err)
+			return fi, fmt.Errorf("download %q: %w", fi.Name, err)
 		}
 		defer release()
 		var cb func(blobsync.Progress)

@@ -68,6 +68,7 @@ func (b *Backend) newGroupState(info GroupInfo, g *group.Group, repo *datarepo.R
 	// stores and sends only the chunks around the edit, and versions
 	// share the rest.
 	repo.SetChunking(b.chunking)
+	repo.SetRetention(retention(b.opts))
 	gs := &groupState{
 		info: info, g: g, repo: repo, local: local,
 		servable: make(map[blobsync.Hash]bool),
@@ -556,22 +557,23 @@ func (b *Backend) LeaveGroup(ctx context.Context, k key.RecordKey) error {
 }
 
 // markServable records that the blobs of collection c (hash h) may be
-// served to the group's members.
+// served to the group's members: those of every version it keeps.
 func (b *Backend) markServable(gs *groupState, h blobsync.Hash, c *blobsync.Collection) {
 	// A chunked entry's chunks, from its list if held (read outside b.mu).
-	var chunked []blobsync.Hash
-	for _, e := range c.Entries {
+	// Every version the collection keeps, so members can get old ones too
+	// (read outside b.mu: a chunked entry's list is read from the store).
+	var hs []blobsync.Hash
+	c.KeptFiles(func(e blobsync.Entry) bool {
+		hs = append(hs, e.Hash)
 		if !e.Chunks.IsZero() {
-			b.blobs.FileBlobs(e, func(h blobsync.Hash) bool { chunked = append(chunked, h); return true })
+			b.blobs.FileBlobs(e, func(h blobsync.Hash) bool { hs = append(hs, h); return true })
 		}
-	}
+		return true
+	})
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	gs.servable[h] = true
-	for _, e := range c.Entries {
-		gs.servable[e.Hash] = true
-	}
-	for _, h := range chunked {
+	for _, h := range hs {
 		gs.servable[h] = true
 	}
 }

@@ -166,9 +166,9 @@ func (b *Backend) knownBackupStatus(gi GroupInfo) BackupGroupStatus {
 			continue
 		}
 		st.Repos++
-		for _, e := range c.Entries {
+		c.KeptFiles(func(e blobsync.Entry) bool {
 			if seen[e.Hash] {
-				continue
+				return true
 			}
 			seen[e.Hash] = true
 			st.Files++
@@ -177,7 +177,8 @@ func (b *Backend) knownBackupStatus(gi GroupInfo) BackupGroupStatus {
 				st.Held++
 				st.BytesHeld += e.Size
 			}
-		}
+			return true
+		})
 	}
 	st.Missing = st.Files - st.Held
 	return st

@@ -87,7 +87,8 @@ type Repo struct {
 	mu sync.Mutex // serialises this node's writes to the repo
 
 	beforePublish func(blobsync.Hash, *blobsync.Collection)
-	chunking      bool // SetChunking
+	chunking      bool               // SetChunking
+	retention     blobsync.Retention // SetRetention
 }
 
 // ChunkedBlobs is a Blobs that can store a file as content-defined chunks
@@ -132,7 +133,7 @@ func OpenWritable(recs Records, blobs Blobs, keys record.Sealer, writer key.Keyp
 	if err != nil {
 		return nil, err
 	}
-	return &Repo{desc: desc, writer: &writer, keys: keys, recs: recs, blobs: blobs, log: discard}, nil
+	return &Repo{desc: desc, writer: &writer, keys: keys, recs: recs, blobs: blobs, log: discard, retention: blobsync.KeepAll}, nil
 }
 
 // OpenKey returns a read-only handle on the repo whose record key is k, by
@@ -145,7 +146,7 @@ func OpenKey(ctx context.Context, recs Records, blobs Blobs, keys record.Sealer,
 	if desc.Key() != k {
 		return nil, fmt.Errorf("open repo %s: descriptor has key %s", k, desc.Key())
 	}
-	return &Repo{desc: desc, keys: keys, recs: recs, blobs: blobs, log: discard}, nil
+	return &Repo{desc: desc, keys: keys, recs: recs, blobs: blobs, log: discard, retention: blobsync.KeepAll}, nil
 }
 
 var discard = slog.New(slog.DiscardHandler)
@@ -295,7 +296,10 @@ func LocalCollection(blobs Blobs, h blobsync.Hash) (*blobsync.Collection, error)
 	return c, nil
 }
 
+// writeCollection prunes c to the repo's retention, stores it and
+// publishes its hash.
 func (r *Repo) writeCollection(ctx context.Context, c *blobsync.Collection) error {
+	c.Prune(r.retention, time.Now())
 	b, err := c.Encode()
 	if err != nil {
 		return err
@@ -312,9 +316,9 @@ func (r *Repo) writeCollection(ctx context.Context, c *blobsync.Collection) erro
 
 // Adopt publishes c, another repo's collection, as this repo's: a member
 // moving to a new device takes its old repo's files over (docs/trust.md,
-// "Devices"). The entries' blobs need not be local: members fetch them
-// from whoever holds them, as for any collection. ErrReadOnly without
-// the repo keypair.
+// "Devices"), with their history (pruned to this repo's retention). The
+// entries' blobs need not be local: members fetch them from whoever holds
+// them, as for any collection. ErrReadOnly without the repo keypair.
 func (r *Repo) Adopt(ctx context.Context, c *blobsync.Collection) error {
 	if r.writer == nil {
 		return ErrReadOnly
@@ -324,8 +328,10 @@ func (r *Repo) Adopt(ctx context.Context, c *blobsync.Collection) error {
 
 // AddFiles stores each file's blob (copy mode), or its chunks (see
 // SetChunking), and publishes one new collection with them, under their
-// base names; a file of the same name is replaced. It returns the new
-// entries.
+// base names. A file of the same name is replaced and its history kept:
+// what it was becomes its newest older version, unless the bytes are the
+// same (blobsync.Collection.Put); the repo's retention then prunes
+// (SetRetention). It returns the new entries, without their history.
 func (r *Repo) AddFiles(ctx context.Context, paths []string) ([]blobsync.Entry, error) {
 	if r.writer == nil {
 		return nil, ErrReadOnly
@@ -373,8 +379,9 @@ func (r *Repo) AddFiles(ctx context.Context, paths []string) ([]blobsync.Entry, 
 }
 
 // AddReader stores the bytes r yields (at most limit bytes; see
-// blobsync.Store.AddReader) as file name, replacing a file of that name,
-// and publishes one new collection with it. The bytes go into the blob
+// blobsync.Store.AddReader) as file name, replacing a file of that name
+// and keeping its history as AddFiles does, and publishes one new
+// collection with it. The bytes go into the blob
 // store once, hashed as they arrive; if r fails or passes limit, nothing
 // is stored and the collection is unchanged. Both times of the entry are
 // now. Errors: ErrReadOnly; a name CheckName refuses (ErrBadName); the
@@ -405,8 +412,10 @@ func (r *Repo) AddReader(ctx context.Context, name string, src io.Reader, limit 
 	return e, nil
 }
 
-// DeleteFile publishes a collection without the named file.
-// ErrFileNotFound if it is not there.
+// DeleteFile publishes a collection without the named file in its
+// listings: the name becomes a tombstone that keeps its history (History,
+// Restore), until the retention prunes all of it. ErrFileNotFound if no
+// live file has that name (a deleted one included).
 func (r *Repo) DeleteFile(ctx context.Context, name string) error {
 	if r.writer == nil {
 		return ErrReadOnly

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -273,7 +274,7 @@ func TestAddReader(t *testing.T) {
 		t.Fatalf("AddReader = %+v, %v", e, err)
 	}
 	c, before, err := repo.Collection(ctx, nil)
-	if err != nil || len(c.Entries) != 1 || c.Entries[0] != e {
+	if err != nil || len(c.Entries) != 1 || !reflect.DeepEqual(c.Entries[0], e) {
 		t.Fatalf("collection %+v, %v", c, err)
 	}
 

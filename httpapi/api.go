@@ -175,8 +175,8 @@ func (e *unsupportedTypeError) Error() string {
 }
 
 // StatusOf maps an error to the HTTP status of dweb's own routes: 400 bad
-// input, 403 a write to another member's repo, 404 unknown group, repo or
-// file, 409 ambiguous name, 413 body too large, 415 a JSON route's body of
+// input, 403 a write to another member's repo, 404 unknown group, repo,
+// file or version of a file, 409 ambiguous name, 413 body too large, 415 a JSON route's body of
 // another type, 507 storage quota reached, 503 node not started or request
 // cancelled, 500 otherwise.
 func StatusOf(err error) int {
@@ -193,7 +193,8 @@ func StatusOf(err error) int {
 		return http.StatusBadRequest
 	case isReadOnly(err):
 		return http.StatusForbidden
-	case errors.Is(err, core.ErrUnknownGroup), errors.Is(err, core.ErrUnknownRepo), errors.Is(err, core.ErrFileNotFound):
+	case errors.Is(err, core.ErrUnknownGroup), errors.Is(err, core.ErrUnknownRepo), errors.Is(err, core.ErrFileNotFound),
+		errors.Is(err, core.ErrVersionNotFound):
 		return http.StatusNotFound
 	case errors.Is(err, core.ErrAmbiguous):
 		return http.StatusConflict

@@ -52,6 +52,10 @@ type Backend interface {
 	GetFile(ctx context.Context, group, repo key.RecordKey, name, dst string, progress func(core.Progress)) (core.FileInfo, error)
 	OpenFile(ctx context.Context, g, repo key.RecordKey, name string) (io.ReadSeekCloser, core.FileInfo, error)
 	RemoveFile(ctx context.Context, group key.RecordKey, name string) error
+	// History (core/history.go).
+	FileHistory(ctx context.Context, group, repo key.RecordKey, name string) (core.FileHistory, error)
+	GetFileVersion(ctx context.Context, group, repo key.RecordKey, name, ref, dst string, progress func(core.Progress)) (core.FileInfo, error)
+	RestoreFile(ctx context.Context, group key.RecordKey, name, ref string) (core.FileInfo, error)
 
 	// Repos.
 	Repos(ctx context.Context, g key.RecordKey) ([]core.RepoInfo, error)

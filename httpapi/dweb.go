@@ -22,6 +22,8 @@ func (s *server) routeDweb(mux *http.ServeMux) {
 	mux.HandleFunc("POST /dweb/v1/groups/{group}/files/get", s.handle(s.getFile))
 	mux.HandleFunc("POST /dweb/v1/groups/{group}/sync", s.handle(s.syncGroup))
 	mux.HandleFunc("DELETE /dweb/v1/groups/{group}/files/{name}", s.handle(s.removeFile))
+	mux.HandleFunc("GET /dweb/v1/groups/{group}/files/{name}/history", s.handle(s.fileHistory))
+	mux.HandleFunc("POST /dweb/v1/groups/{group}/files/{name}/restore", s.handle(s.restoreFile))
 	mux.HandleFunc("GET "+EventsPath, s.handle(s.events))
 	mux.HandleFunc("GET /dweb/v1/groups/{group}/ping", s.handle(s.ping))
 	mux.HandleFunc("GET /dweb/v1/groups/{group}/members", s.handle(s.members))
@@ -180,6 +182,37 @@ func (s *server) removeFile(w http.ResponseWriter, r *http.Request) error {
 	return reply(w, map[string]string{"status": "success"}, err)
 }
 
+// fileHistory answers a file's history (core.FileHistory), ?repo= naming
+// the repo (default: this node's own first, then the one other that has
+// the name).
+func (s *server) fileHistory(w http.ResponseWriter, r *http.Request) error {
+	repo, err := readRepoQuery(r)
+	if err != nil {
+		return err
+	}
+	g, err := s.group(r)
+	if err != nil {
+		return err
+	}
+	h, err := s.b.FileHistory(r.Context(), g.ID, repo, r.PathValue("name"))
+	return reply(w, h, err)
+}
+
+// restoreFile makes a version of a file of this node's repo current again
+// (core.RestoreFile) and answers the file's new info.
+func (s *server) restoreFile(w http.ResponseWriter, r *http.Request) error {
+	req, err := readRestoreFile(w, r)
+	if err != nil {
+		return err
+	}
+	g, err := s.group(r)
+	if err != nil {
+		return err
+	}
+	fi, err := s.b.RestoreFile(r.Context(), g.ID, r.PathValue("name"), req.Version)
+	return reply(w, fi, err)
+}
+
 // getFile validates the request, then answers 200 with an NDJSON stream:
 // progress lines, then one final line. Errors found before the stream starts
 // get the usual error body and status.
@@ -197,7 +230,12 @@ func (s *server) getFile(w http.ResponseWriter, r *http.Request) error {
 	progress := func(p core.Progress) {
 		out.progress(GetFileLine{Done: new(p.Done), Total: new(p.Total)}, p.Done >= p.Total)
 	}
-	fi, err := s.b.GetFile(r.Context(), g.ID, repo, req.Name, req.Out, progress)
+	var fi core.FileInfo
+	if req.Version != "" {
+		fi, err = s.b.GetFileVersion(r.Context(), g.ID, repo, req.Name, req.Version, req.Out, progress)
+	} else {
+		fi, err = s.b.GetFile(r.Context(), g.ID, repo, req.Name, req.Out, progress)
+	}
 	if err != nil {
 		code := StatusOf(err)
 		if code >= 500 {

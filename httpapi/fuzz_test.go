@@ -97,6 +97,9 @@ var fuzzBodies = []fuzzBody{
 			if g.repo != want {
 				t.Fatalf("repo %q accepted as %s", g.req.Repo, g.repo)
 			}
+			if len(g.req.Version) > maxVersionRef {
+				t.Fatalf("version of %d bytes accepted", len(g.req.Version))
+			}
 		},
 		encode: func(v any) any { return v.(getFileRead).req },
 	},
@@ -107,6 +110,18 @@ var fuzzBodies = []fuzzBody{
 			req := v.(DrainRequest)
 			if len(req.To) > maxDrainServers || !(req.WaitS >= 0 && req.WaitS <= 24*3600) {
 				t.Fatalf("drain request %+v accepted, over its bounds", req)
+			}
+		},
+		encode: func(v any) any { return v },
+	},
+	{
+		name: "files/{name}/restore",
+		read: func(w http.ResponseWriter, r *http.Request) (any, error) { return readRestoreFile(w, r) },
+		check: func(t *testing.T, v any) {
+			req := v.(RestoreFileRequest)
+			nonEmpty(t, "version", req.Version)
+			if len(req.Version) > maxVersionRef {
+				t.Fatalf("version of %d bytes accepted", len(req.Version))
 			}
 		},
 		encode: func(v any) any { return v },
@@ -169,6 +184,9 @@ func FuzzRequest(f *testing.F) {
 		{4, GetFileRequest{Name: "photo.jpg", Repo: repo, Out: "/tmp/photo.jpg"}},
 		{5, DrainRequest{}},
 		{5, DrainRequest{Group: "family", To: []string{"dweb+admin:?v=1"}, Leave: true, WaitS: 30}},
+		{4, GetFileRequest{Name: "photo.jpg", Out: "/tmp/old.jpg", Version: "1"}},
+		{6, RestoreFileRequest{Version: "2"}},
+		{6, RestoreFileRequest{Version: "0123abcd"}},
 	}
 	for _, s := range valid {
 		b, err := json.Marshal(s.v)
@@ -198,6 +216,8 @@ func FuzzRequest(f *testing.F) {
 		{4, "application/json", `{"name":"a","out":"rel"}`, ""},
 		{4, "application/json", `{"name":"a","out":"/o","repo":"x"}`, ""},
 		{5, "", ``, ""},
+		{6, "application/json", `{}`, ""},
+		{6, "application/json", `{"version":1}`, ""},
 		{5, "application/json", `{"wait_s":-1}`, ""},
 		{5, "application/json", `{"wait_s":1e300}`, ""},
 		{5, "application/json", `{"to":["a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a"]}`, ""},

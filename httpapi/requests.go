@@ -107,6 +107,8 @@ func readGetFile(w http.ResponseWriter, r *http.Request) (GetFileRequest, key.Re
 		return req, repo, &badRequestError{"name: missing"}
 	case req.Out == "" || !filepath.IsAbs(req.Out):
 		return req, repo, &badRequestError{fmt.Sprintf("out: %q is not an absolute path", req.Out)}
+	case len(req.Version) > maxVersionRef:
+		return req, repo, &badRequestError{fmt.Sprintf("version: longer than %d bytes", maxVersionRef)}
 	case req.Repo != "":
 		var err error
 		if repo, err = key.ParseRecordKey(req.Repo); err != nil {
@@ -114,6 +116,41 @@ func readGetFile(w http.ResponseWriter, r *http.Request) (GetFileRequest, key.Re
 		}
 	}
 	return req, repo, nil
+}
+
+// maxVersionRef bounds a version reference in a request (bytes): a hash
+// in hex is 64; core checks the form (datarepo.ParseVersionRef).
+const maxVersionRef = 64
+
+// readRestoreFile reads a RestoreFileRequest body (POST
+// /dweb/v1/groups/{group}/files/{name}/restore): a version of at most
+// maxVersionRef bytes.
+func readRestoreFile(w http.ResponseWriter, r *http.Request) (RestoreFileRequest, error) {
+	var req RestoreFileRequest
+	if err := decode(w, r, &req, decodeOptions{}); err != nil {
+		return req, err
+	}
+	switch {
+	case req.Version == "":
+		return req, &badRequestError{"version: missing"}
+	case len(req.Version) > maxVersionRef:
+		return req, &badRequestError{fmt.Sprintf("version: longer than %d bytes", maxVersionRef)}
+	}
+	return req, nil
+}
+
+// readRepoQuery reads the optional ?repo= query parameter: empty (zero
+// key: any repo) or a record key.
+func readRepoQuery(r *http.Request) (key.RecordKey, error) {
+	s := r.URL.Query().Get("repo")
+	if s == "" {
+		return key.RecordKey{}, nil
+	}
+	rk, err := key.ParseRecordKey(s)
+	if err != nil {
+		return rk, &badRequestError{"repo: " + err.Error()}
+	}
+	return rk, nil
 }
 
 // readDrain reads a DrainRequest body (POST /dweb/v1/drain); an empty body

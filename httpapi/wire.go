@@ -212,6 +212,17 @@ type GetFileRequest struct {
 	Name string `json:"name"`
 	Repo string `json:"repo"`
 	Out  string `json:"out"`
+	// Version, when set, gets that version of the file instead of the
+	// current one: an index into its history (0: current) or 8 to 64 hex
+	// digits of the version's hash (core.GetFileVersion).
+	Version string `json:"version,omitempty"`
+}
+
+// RestoreFileRequest is the body of POST
+// /dweb/v1/groups/{group}/files/{name}/restore: the version to make
+// current again, as GetFileRequest.Version.
+type RestoreFileRequest struct {
+	Version string `json:"version"`
 }
 
 // GetFileLine is one NDJSON line of a file get: progress ({"done","total"}),

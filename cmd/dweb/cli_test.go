@@ -58,6 +58,11 @@ func TestUsageErrors(t *testing.T) {
 		{"repo", "rename", "g", "a/b"},
 		{"group", "create", "g", "--repo-name", ".."},
 		{"file", "get", "g", "n", "--repo", "not-a-key"},
+		{"file", "get", "g", "n", "--version", "latest"},
+		{"file", "restore", "g", "n"},
+		{"file", "history", "g"},
+		{"serve", "--keep-versions", "-2"},
+		{"serve", "--keep-versions-for", "-1h"},
 	} {
 		code, _, errOut := runCLI(t, append([]string{"--data", t.TempDir()}, args...)...)
 		if code != exitUsage || !strings.HasPrefix(errOut, "dweb: ") || strings.Count(errOut, "\n") != 1 {

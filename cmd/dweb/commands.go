@@ -13,6 +13,7 @@ import (
 
 	"github.com/dwebkit/dweb/blobsync"
 	"github.com/dwebkit/dweb/core"
+	"github.com/dwebkit/dweb/datarepo"
 	"github.com/dwebkit/dweb/httpapi"
 	"github.com/dwebkit/dweb/internal/key"
 	"github.com/dwebkit/dweb/uri"
@@ -303,7 +304,7 @@ docs/http-api.md) with progress: POST /dweb/v1/groups/{group}/sync.`,
 }
 
 func (a *app) fileCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "file", Short: "add, list, get and remove files of a group"}
+	cmd := &cobra.Command{Use: "file", Short: "add, list, get, remove and restore files of a group"}
 
 	add := &cobra.Command{
 		Use:   "add GROUP PATH...",
@@ -348,10 +349,10 @@ func (a *app) fileCmd() *cobra.Command {
 		},
 	}
 
-	var out, repo string
+	var out, repo, version string
 	get := &cobra.Command{
-		Use:   "get GROUP NAME [-o PATH] [--repo KEY]",
-		Short: "download a file of GROUP (verified) to PATH (default ./NAME)",
+		Use:   "get GROUP NAME [-o PATH] [--repo KEY] [--version N]",
+		Short: "download a file of GROUP (verified) to PATH (default ./NAME); --version an older one",
 		Args:  args(cobra.ExactArgs(2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dst := out
@@ -362,10 +363,11 @@ func (a *app) fileCmd() *cobra.Command {
 			if err != nil {
 				return &usageError{fmt.Errorf("-o %q: %w", dst, err)}
 			}
-			if repo != "" {
-				if _, err := key.ParseRecordKey(repo); err != nil {
-					return &usageError{fmt.Errorf("--repo: %w", err)}
-				}
+			if err := checkRepoFlag(repo); err != nil {
+				return err
+			}
+			if err := checkVersionFlag(version, cmd.Flags().Changed("version")); err != nil {
+				return err
 			}
 			var bar *progressbar.ProgressBar
 			progress := func(done, total int64) {
@@ -387,7 +389,7 @@ func (a *app) fileCmd() *cobra.Command {
 				}
 				bar.Set64(done)
 			}
-			l, err := a.client().getFile(cmd.Context(), url.PathEscape(args[0]), httpapi.GetFileRequest{Name: args[1], Repo: repo, Out: abs}, progress)
+			l, err := a.client().getFile(cmd.Context(), url.PathEscape(args[0]), httpapi.GetFileRequest{Name: args[1], Repo: repo, Out: abs, Version: version}, progress)
 			if bar != nil {
 				bar.Finish()
 			}
@@ -403,6 +405,51 @@ func (a *app) fileCmd() *cobra.Command {
 	}
 	get.Flags().StringVarP(&out, "output", "o", "", "destination path (default ./NAME)")
 	get.Flags().StringVar(&repo, "repo", "", "take the file from this repo (record key); default any, own first")
+	get.Flags().StringVar(&version, "version", "", versionFlagHelp)
+
+	var histRepo string
+	history := &cobra.Command{
+		Use:   "history GROUP NAME [--repo KEY]",
+		Short: "list the versions of a file of GROUP, newest first (deletions included)",
+		Args:  args(cobra.ExactArgs(2)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkRepoFlag(histRepo); err != nil {
+				return err
+			}
+			path := "/dweb/v1/groups/" + url.PathEscape(args[0]) + "/files/" + url.PathEscape(args[1]) + "/history"
+			if histRepo != "" {
+				path += "?repo=" + url.QueryEscape(histRepo)
+			}
+			var h core.FileHistory
+			if err := a.client().call(cmd.Context(), http.MethodGet, path, nil, &h); err != nil {
+				return err
+			}
+			if a.json {
+				return a.printJSON(h)
+			}
+			return a.printHistory(h)
+		},
+	}
+	history.Flags().StringVar(&histRepo, "repo", "", "the file of this repo (record key); default this node's own, then the one other repo that has it")
+
+	var restoreVersion string
+	restore := &cobra.Command{
+		Use:   "restore GROUP NAME --version N",
+		Short: "make an older version of a file of this node's repo in GROUP current again (a deleted file comes back)",
+		Args:  args(cobra.ExactArgs(2)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkVersionFlag(restoreVersion, true); err != nil {
+				return err
+			}
+			path := "/dweb/v1/groups/" + url.PathEscape(args[0]) + "/files/" + url.PathEscape(args[1]) + "/restore"
+			var fi core.FileInfo
+			if err := a.client().call(cmd.Context(), http.MethodPost, path, httpapi.RestoreFileRequest{Version: restoreVersion}, &fi); err != nil {
+				return err
+			}
+			return a.printResult(fi, "restored %s  %s (%d bytes)\n", fi.Name, fi.Hash, fi.Size)
+		},
+	}
+	restore.Flags().StringVar(&restoreVersion, "version", "", versionFlagHelp+" (required)")
 
 	rm := &cobra.Command{
 		Use:   "rm GROUP NAME",
@@ -417,8 +464,55 @@ func (a *app) fileCmd() *cobra.Command {
 		},
 	}
 
-	cmd.AddCommand(add, list, get, rm)
+	cmd.AddCommand(add, list, get, rm, history, restore)
 	return cmd
+}
+
+const versionFlagHelp = "a version of the file: its index in `dweb file history` (0 the current, 1 the one before, ...) or 8 to 64 hex digits of its BLAKE3 hash"
+
+// checkRepoFlag checks a --repo value: empty or a record key.
+func checkRepoFlag(repo string) error {
+	if repo == "" {
+		return nil
+	}
+	if _, err := key.ParseRecordKey(repo); err != nil {
+		return &usageError{fmt.Errorf("--repo: %w", err)}
+	}
+	return nil
+}
+
+// checkVersionFlag checks a --version value the user gave (set): an index
+// or a hash prefix, as datarepo.ParseVersionRef reads it.
+func checkVersionFlag(v string, set bool) error {
+	if !set {
+		return nil
+	}
+	if v == "" {
+		return &usageError{errors.New("--version: missing: give an index from `dweb file history` or a hash prefix")}
+	}
+	if _, err := datarepo.ParseVersionRef(v); err != nil {
+		return &usageError{fmt.Errorf("--version: %w", err)}
+	}
+	return nil
+}
+
+// printHistory writes h's versions as a table, newest first.
+func (a *app) printHistory(h core.FileHistory) error {
+	fmt.Fprintf(a.stdout, "%s in repo %s (%s)\n", h.Name, h.RepoName, h.Repo)
+	tw := a.table()
+	fmt.Fprintln(tw, "VERSION\tWHEN\tSIZE\tBLAKE3\tLOCAL")
+	for _, v := range h.Versions {
+		when := "unknown"
+		if !v.CreatedAt.IsZero() {
+			when = v.CreatedAt.Local().Format(time.DateTime)
+		}
+		if v.Deleted {
+			fmt.Fprintf(tw, "%d\t%s\t-\tdeleted\t-\n", v.Index, when)
+			continue
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%t\n", v.Index, when, v.Size, v.Hash, v.Local)
+	}
+	return tw.Flush()
 }
 
 // printFiles writes fs as a table; REPO is the repo's name, with a short

@@ -101,6 +101,17 @@ func runDaemon(t *testing.T, ctx context.Context, data string, o serveOptions) (
 	return readyLine{}, stop
 }
 
+// jsonCLI runs dweb --data data --json args and returns its stdout; it
+// fails t unless the command exits 0.
+func jsonCLI(t *testing.T, data string, args ...string) string {
+	t.Helper()
+	code, out, errOut := runCLI(t, append([]string{"--data", data, "--json"}, args...)...)
+	if code != 0 {
+		t.Fatalf("dweb %v: exit %d: %s", args, code, errOut)
+	}
+	return out
+}
+
 // TestEndToEnd runs two real nodes with their daemons and drives them with
 // the CLI: create on A, join from the invite on B (no --bootstrap: the
 // invite's hints must suffice), add on A, list and get on B.
@@ -112,14 +123,7 @@ func TestEndToEnd(t *testing.T) {
 	if !strings.HasSuffix(readyA.Contact, "@"+readyA.Addr) || readyA.Socket != filepath.Join(dataA, socketName) {
 		t.Fatalf("ready line %+v", readyA)
 	}
-	cli := func(data string, args ...string) string {
-		t.Helper()
-		code, out, errOut := runCLI(t, append([]string{"--data", data, "--json"}, args...)...)
-		if code != 0 {
-			t.Fatalf("dweb %v: exit %d: %s", args, code, errOut)
-		}
-		return out
-	}
+	cli := func(data string, args ...string) string { return jsonCLI(t, data, args...) }
 
 	// A second daemon on the same data dir refuses to start.
 	if err := (&app{dataDir: dataA, stdout: &syncBuffer{}, stderr: &syncBuffer{}}).serve(ctx, serveOptions{listen: "127.0.0.1:0", logLevel: "error"}); err == nil || !strings.Contains(err.Error(), "another daemon") {

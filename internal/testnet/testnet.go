@@ -8,8 +8,10 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -152,4 +154,22 @@ func RawStore(ctx context.Context, from *Node, to dht.Contact, desc *record.Desc
 		return 0, "", fmt.Errorf("testnet: STORE answer: %w", err)
 	}
 	return resp.Code, resp.Msg, nil
+}
+
+// B3sum returns the BLAKE3 hash, in hex, that the b3sum tool prints for
+// the file at path: the parity check of dweb's hashes against the
+// reference implementation. It returns "" when b3sum is not installed
+// (the caller then relies on its own hash alone) and fails t if b3sum
+// fails.
+func B3sum(t testing.TB, path string) string {
+	t.Helper()
+	bin, err := exec.LookPath("b3sum")
+	if err != nil {
+		return ""
+	}
+	out, err := exec.Command(bin, "--no-names", path).Output()
+	if err != nil {
+		t.Fatalf("b3sum %s: %v", path, err)
+	}
+	return strings.TrimSpace(string(out))
 }

@@ -24,7 +24,7 @@ const (
 	CodeUnknownMethod Code = "unknown_method" // dweb_call method not in the table
 	CodeBadParams     Code = "bad_params"     // JSON is valid but its fields are wrong
 	CodeBadInput      Code = "bad_input"      // core rejected the input (bad URI, bad name, relative path)
-	CodeNotFound      Code = "not_found"      // unknown group, file or operation
+	CodeNotFound      Code = "not_found"      // unknown group, file, version of a file or operation
 	CodeAmbiguous     Code = "ambiguous"      // a name matches several groups or files
 	CodeRange         Code = "range"          // a caller buffer is too small (ERANGE)
 	CodeBusy          Code = "busy"           // not allowed from inside the event callback
@@ -102,7 +102,7 @@ func CodeOf(err error) Code {
 		return ae.Code
 	case errors.As(err, &bi):
 		return CodeBadInput
-	case errors.Is(err, core.ErrUnknownGroup), errors.Is(err, core.ErrFileNotFound):
+	case errors.Is(err, core.ErrUnknownGroup), errors.Is(err, core.ErrFileNotFound), errors.Is(err, core.ErrVersionNotFound):
 		return CodeNotFound
 	case errors.Is(err, core.ErrAmbiguous):
 		return CodeAmbiguous

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dwebkit/dweb/datarepo"
 	"github.com/dwebkit/dweb/internal/fuzzcorpus"
 	"github.com/dwebkit/dweb/internal/key"
 )
@@ -55,6 +56,9 @@ func FuzzParams(f *testing.F) {
 		{"file.read", map[string]string{"group": "family", "name": "photo.jpg", "path": "/tmp/photo.jpg"}},
 		{"file.read", map[string]string{"group": "family", "name": "photo.jpg", "repo": repo, "path": "/tmp/photo.jpg"}},
 		{"file.delete", fileDeleteParams{Group: "family", Name: "photo.jpg"}},
+		{"file.history", map[string]string{"group": "family", "name": "photo.jpg"}},
+		{"file.read", map[string]string{"group": "family", "name": "photo.jpg", "path": "/tmp/old.jpg", "version": "1"}},
+		{"file.restore", fileRestoreParams{Group: "family", Name: "photo.jpg", Version: "0123abcd"}},
 		{"sync.refresh", groupParams{Group: "family"}},
 		{"sync.download", map[string]string{"group": "family", "name": "photo.jpg", "path": "/tmp/p.jpg"}},
 		{"sync.fetch", groupParams{Group: "family"}},
@@ -88,6 +92,9 @@ func FuzzParams(f *testing.F) {
 		{"file.read", `{"group":"g","name":"a","path":"/o","repo":"x"}`},
 		{"file.read", `{"group":"g","path":"/o"}`},
 		{"sync.download", `{"group":"g","name":"a"}`},
+		{"file.read", `{"group":"g","name":"a","path":"/o","version":"x"}`},
+		{"file.history", `{"group":"g","name":"a","version":"1"}`},
+		{"file.restore", `{"group":"g","name":"a"}`},
 		{"op.start", `{"method":"sync.fetch","params":{"group":"g"}}`},
 		{"op.start", `{"method":"op.start","params":{"method":"node.id"}}`},
 		{"op.start", `{"method":"group.get","params":{"x":1}}`},
@@ -169,8 +176,11 @@ func checkParams(t *testing.T, name string, q any) {
 			t.Fatalf("%s: %+v accepted", name, q)
 		}
 	case fileTarget:
-		if q.Group == "" || q.Name == "" || !filepath.IsAbs(q.Path) {
+		if q.Group == "" || q.Name == "" || (name == "file.history") != (q.Path == "") || (q.Path != "" && !filepath.IsAbs(q.Path)) {
 			t.Fatalf("%s: %+v accepted", name, q)
+		}
+		if _, err := datarepo.ParseVersionRef(q.Version); q.Version != "" && (err != nil || name == "file.history") {
+			t.Fatalf("%s: version %q accepted: %v", name, q.Version, err)
 		}
 		want := key.RecordKey{}
 		if q.Repo != "" {
@@ -181,6 +191,10 @@ func checkParams(t *testing.T, name string, q any) {
 		}
 		if q.repo != want {
 			t.Fatalf("%s: repo %q parsed as %s", name, q.Repo, q.repo)
+		}
+	case fileRestoreParams:
+		if _, err := datarepo.ParseVersionRef(q.Version); q.Group == "" || q.Name == "" || err != nil {
+			t.Fatalf("%s: %+v accepted (%v)", name, q, err)
 		}
 	case opStartParams:
 		m, ok := methods[q.Method]

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dwebkit/dweb/core"
+	"github.com/dwebkit/dweb/datarepo"
 	"github.com/dwebkit/dweb/internal/key"
 )
 
@@ -71,6 +72,8 @@ func init() {
 		"file.list":            def(parseGroup, fileList),
 		"file.read":            def(parseTargetPath, fileRead),
 		"file.delete":          def(parseFileDelete, fileDelete),
+		"file.history":         def(parseTargetNoPath, fileHistory),
+		"file.restore":         def(parseFileRestore, fileRestore),
 		"sync.refresh":         longDef(parseGroup, syncRefresh),
 		"sync.download":        longDef(parseTargetPath, syncDownload),
 		"sync.fetch":           longDef(parseGroup, syncFetch),
@@ -422,12 +425,17 @@ func (n *node) listFiles(ctx context.Context, g core.GroupInfo) ([]core.FileInfo
 	return fs, nil
 }
 
-// fileTarget is the params of file.read, sync.download and dweb_read_file.
+// fileTarget is the params of file.read, sync.download, file.history and
+// dweb_read_file.
 type fileTarget struct {
 	Group string `json:"group"`
 	Name  string `json:"name"`
 	Repo  string `json:"repo"` // optional repo key
-	Path  string `json:"path"` // absolute output path; not for dweb_read_file
+	Path  string `json:"path"` // absolute output path; not for dweb_read_file and file.history
+	// Version, optional with a path (file.read, sync.download), names an
+	// older version of the file: an index in its history or a hash prefix
+	// (datarepo.ParseVersionRef).
+	Version string `json:"version,omitempty"`
 
 	repo key.RecordKey // Repo parsed; zero without one
 }
@@ -459,8 +467,68 @@ func parseTarget(p []byte, needPath bool) (fileTarget, error) {
 		return q, Errorf(CodeBadInput, "params: path %q is not absolute", q.Path)
 	case !needPath && q.Path != "":
 		return q, Errorf(CodeBadParams, "params: path is not used here")
+	case !needPath && q.Version != "":
+		return q, Errorf(CodeBadParams, "params: version is not used here")
+	}
+	if q.Version != "" {
+		if _, err := datarepo.ParseVersionRef(q.Version); err != nil {
+			return q, Errorf(CodeBadInput, "params: version: %v", err)
+		}
 	}
 	return q, nil
+}
+
+// parseTargetNoPath is parseTarget without a path: file.history.
+func parseTargetNoPath(p []byte) (fileTarget, error) { return parseTarget(p, false) }
+
+func fileHistory(ctx context.Context, n *node, q fileTarget) (any, error) {
+	g, err := n.resolve(q.Group)
+	if err != nil {
+		return nil, err
+	}
+	return n.b.FileHistory(ctx, g.ID, q.repo, q.Name)
+}
+
+type fileRestoreParams struct {
+	Group   string `json:"group"`
+	Name    string `json:"name"`
+	Version string `json:"version"`
+}
+
+// parseFileRestore parses {"group", "name", "version"}, all required; the
+// version as datarepo.ParseVersionRef reads it.
+func parseFileRestore(p []byte) (fileRestoreParams, error) {
+	var q fileRestoreParams
+	if err := decodeStrict("params", p, &q); err != nil {
+		return q, err
+	}
+	if err := requireGroup(q.Group); err != nil {
+		return q, err
+	}
+	if q.Name == "" || q.Version == "" {
+		return q, Errorf(CodeBadParams, "params: name and version are required")
+	}
+	if _, err := datarepo.ParseVersionRef(q.Version); err != nil {
+		return q, Errorf(CodeBadInput, "params: version: %v", err)
+	}
+	return q, nil
+}
+
+func fileRestore(ctx context.Context, n *node, q fileRestoreParams) (any, error) {
+	g, err := n.resolve(q.Group)
+	if err != nil {
+		return nil, err
+	}
+	return n.b.RestoreFile(ctx, g.ID, q.Name, q.Version)
+}
+
+// getTarget writes file q (its version q.Version when set) to q.Path:
+// file.read and sync.download.
+func (n *node) getTarget(ctx context.Context, g core.GroupInfo, q fileTarget, progress func(core.Progress)) (core.FileInfo, error) {
+	if q.Version != "" {
+		return n.b.GetFileVersion(ctx, g.ID, q.repo, q.Name, q.Version, q.Path, progress)
+	}
+	return n.b.GetFile(ctx, g.ID, q.repo, q.Name, q.Path, progress)
 }
 
 // parseTargetPath is parseTarget with a path: file.read, sync.download.
@@ -471,7 +539,7 @@ func fileRead(ctx context.Context, n *node, q fileTarget) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return n.b.GetFile(ctx, g.ID, q.repo, q.Name, q.Path, nil)
+	return n.getTarget(ctx, g, q, nil)
 }
 
 type fileDeleteParams struct {
@@ -537,7 +605,7 @@ func syncDownload(ctx context.Context, n *node, q fileTarget) (any, error) {
 		return nil, err
 	}
 	id, err := n.startOp("sync.download", g.ID.String(), q.Name, func(ctx context.Context, progress func(int64, int64)) (any, error) {
-		return n.b.GetFile(ctx, g.ID, q.repo, q.Name, q.Path, func(pr core.Progress) { progress(pr.Done, pr.Total) })
+		return n.getTarget(ctx, g, q, func(pr core.Progress) { progress(pr.Done, pr.Total) })
 	})
 	return opResult{id}, err
 }

@@ -1,0 +1,54 @@
+package abi
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/dwebkit/dweb/blobsync"
+	"github.com/dwebkit/dweb/core"
+)
+
+// TestHistoryThroughABI: two versions of a file added through the C ABI's
+// entry points are listed by file.history; file.read with a version
+// writes the old bytes; after file.delete, file.restore brings them back;
+// bad versions get bad_input and not_found.
+func TestHistoryThroughABI(t *testing.T) {
+	tmp := t.TempDir()
+	a := newNode(t, filepath.Join(tmp, "alice"))
+	defer Close(a)
+	var g struct{ Key string }
+	mustCall(t, a, "group.create", `{"name":"family"}`, &g)
+	versions := [][]byte{[]byte("first"), []byte("second")}
+	for _, v := range versions {
+		if res := AddBytes(a, []byte(`{"group":"family","name":"note.txt"}`), v); !bytes.HasPrefix(res, []byte(`{"result":`)) {
+			t.Fatalf("AddBytes: %s", res)
+		}
+	}
+	var h core.FileHistory
+	mustCall(t, a, "file.history", `{"group":"family","name":"note.txt"}`, &h)
+	if len(h.Versions) != 2 || h.Versions[1].Hash != blobsync.HashBytes(versions[0]) || !h.Mine {
+		t.Fatalf("file.history: %+v", h)
+	}
+	out := filepath.Join(tmp, "old.txt")
+	mustCall(t, a, "file.read", fmt.Sprintf(`{"group":"family","name":"note.txt","path":%q,"version":"1"}`, out), nil)
+	if got, err := os.ReadFile(out); err != nil || !bytes.Equal(got, versions[0]) {
+		t.Fatalf("file.read version 1: %q (%v)", got, err)
+	}
+	mustCall(t, a, "file.delete", `{"group":"family","name":"note.txt"}`, nil)
+	wantCode(t, a, "file.restore", `{"group":"family","name":"note.txt","version":"0"}`, CodeBadInput) // the deletion
+	wantCode(t, a, "file.restore", `{"group":"family","name":"note.txt","version":"7"}`, CodeNotFound)
+	wantCode(t, a, "file.restore", `{"group":"family","name":"note.txt","version":"latest"}`, CodeBadInput)
+	var fi core.FileInfo
+	mustCall(t, a, "file.restore", `{"group":"family","name":"note.txt","version":"2"}`, &fi)
+	if fi.Hash != blobsync.HashBytes(versions[0]) {
+		t.Fatalf("file.restore: %+v", fi)
+	}
+	var files []core.FileInfo
+	mustCall(t, a, "file.list", `{"group":"family"}`, &files)
+	if len(files) != 1 || files[0].Hash != fi.Hash {
+		t.Fatalf("file.list after the restore: %+v", files)
+	}
+}
