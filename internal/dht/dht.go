@@ -259,6 +259,9 @@ type DHT struct {
 	deadMu sync.Mutex
 	dead   map[key.NodeID]time.Time // nodes whose last RPC failed, skipped by lookups for deadTTL
 	seenAt map[key.NodeID]time.Time // when each node last answered or called this run (LastSeen)
+	// seenWait, when not nil, is closed when the next node answers or
+	// calls (nextSeen): watches that found no node to lease wait on it.
+	seenWait chan struct{}
 
 	client   atomic.Bool // this node is in client mode (client.go)
 	clientMu sync.Mutex
@@ -772,6 +775,10 @@ func (d *DHT) markDead(id key.NodeID, dead bool) {
 			delete(d.seenAt, oldest)
 		}
 		d.seenAt[id] = now
+		if d.seenWait != nil {
+			close(d.seenWait)
+			d.seenWait = nil
+		}
 		d.queueNodeSeen()
 		return
 	}
@@ -801,6 +808,17 @@ func (d *DHT) LastSeen(id key.NodeID) time.Time {
 	d.deadMu.Lock()
 	defer d.deadMu.Unlock()
 	return d.seenAt[id]
+}
+
+// nextSeen returns a channel closed when a node next answers a request of
+// this node or calls it.
+func (d *DHT) nextSeen() <-chan struct{} {
+	d.deadMu.Lock()
+	defer d.deadMu.Unlock()
+	if d.seenWait == nil {
+		d.seenWait = make(chan struct{})
+	}
+	return d.seenWait
 }
 
 // isDead reports whether id failed within deadTTL.

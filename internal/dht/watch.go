@@ -85,6 +85,10 @@ func (w *watcher) offer(sk uint32, v *record.Value) {
 	}
 }
 
+// watchRetryMin is the first wait before a watch's renewal that leased
+// fewer than the R nearest is tried again.
+const watchRetryMin = 250 * time.Millisecond
+
 // Watch asks the R nodes nearest to record k to push changes of subkeys
 // (empty: every subkey of the record) and returns the channel the changes
 // arrive on. The channel first carries the watched subkeys whose value on
@@ -94,7 +98,13 @@ func (w *watcher) offer(sk uint32, v *record.Value) {
 // it always gets the latest. The lease (Options.WatchLease) is renewed
 // every Options.WatchRenew; on each renewal holders report their seqs and
 // any subkey newer than what was delivered is re-read, so pushes missed
-// while a holder died are recovered within one renewal. The channel is
+// while a holder died are recovered within one renewal. A renewal that
+// leased fewer than the R nearest (R-1 other nodes; a node may be among
+// them) is tried again sooner, from watchRetryMin doubling up to
+// WatchRenew, and one that found no other node at all (a start or resume
+// before the network is back) also as soon as a node answers or calls: a
+// watch placed before the routing table filled catches up within moments
+// of it filling, not a WatchRenew later. The channel is
 // closed when ctx ends or the DHT closes; the leases are then cancelled.
 //
 // Errors: ErrNotFound if the record's descriptor is not found,
@@ -190,13 +200,30 @@ func (d *DHT) runWatch(ctx context.Context, w *watcher, out chan<- Change) {
 	}()
 	renew := time.NewTimer(0)
 	defer renew.Stop()
+	retry := min(watchRetryMin, d.opts.WatchRenew)
+	var seen <-chan struct{}
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-seen:
+			// The first node since a renewal that knew none: renew now.
+			seen = nil
+			renew.Reset(0)
 		case <-renew.C:
-			d.renewWatch(ctx, w)
-			renew.Reset(d.opts.WatchRenew)
+			found, placed := d.renewWatch(ctx, w)
+			seen = nil
+			switch {
+			case placed == found && found >= d.opts.R-1:
+				retry = min(watchRetryMin, d.opts.WatchRenew)
+				renew.Reset(d.opts.WatchRenew)
+			case found == 0:
+				seen = d.nextSeen()
+				fallthrough
+			default:
+				renew.Reset(retry)
+				retry = min(2*retry, d.opts.WatchRenew)
+			}
 		case <-w.kick:
 			w.mu.Lock()
 			var batch []Change
@@ -244,11 +271,12 @@ func (d *DHT) Watching(k key.RecordKey) bool {
 
 // renewWatch finds the R nearest holders of w's record, (re)places the
 // lease with each, and re-reads the subkeys a holder reports newer than
-// what was delivered.
-func (d *DHT) renewWatch(ctx context.Context, w *watcher) {
+// what was delivered. It returns how many other nodes it found to ask and
+// how many accepted the lease.
+func (d *DHT) renewWatch(ctx context.Context, w *watcher) (found, placed int) {
 	near, err := d.closest(ctx, "watch", w.k, d.opts.R)
 	if err != nil {
-		return
+		return 0, 0
 	}
 	var holders []Contact
 	for _, c := range d.holders(w.k, near, d.opts.R) {
@@ -258,10 +286,9 @@ func (d *DHT) renewWatch(ctx context.Context, w *watcher) {
 	}
 	req := &request{Op: opWatch, Target: w.k[:], Subkeys: w.subs, Watch: w.id, LeaseMS: uint32(d.opts.WatchLease / time.Millisecond)}
 	var (
-		mu     sync.Mutex
-		newer  = map[uint32]bool{}
-		placed int
-		wg     sync.WaitGroup
+		mu    sync.Mutex
+		newer = map[uint32]bool{}
+		wg    sync.WaitGroup
 	)
 	for _, c := range holders {
 		wg.Add(1)
@@ -302,6 +329,7 @@ func (d *DHT) renewWatch(ctx context.Context, w *watcher) {
 	w.mu.Lock()
 	w.placed = placed
 	w.mu.Unlock()
+	return len(holders), placed
 }
 
 // serveWatch answers WATCH: it places, renews or (lease 0) cancels peer's
