@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 )
 
 // A chunk-run delta rebuilds a run of a new version's chunks from a run of
@@ -136,7 +137,9 @@ func applyDelta(r io.Reader, base []byte, size int64) ([]byte, error) {
 	if size < 0 || size > MaxDeltaRun {
 		return nil, fmt.Errorf("%w: delta target of %d bytes: %w", ErrCorrupt, size, &LimitError{What: "delta target", Limit: MaxDeltaRun, Got: size})
 	}
-	out := make([]byte, 0, size)
+	// The buffer grows with the bytes that arrive (a literal in steps of
+	// 1 MiB), so a body cut short costs what it sent, not size.
+	out := make([]byte, 0, min(size, 1<<20))
 	var hdr [17]byte
 	for ops := 0; int64(len(out)) < size; ops++ {
 		if ops == maxDeltaOps {
@@ -155,7 +158,7 @@ func applyDelta(r io.Reader, base []byte, size int64) ([]byte, error) {
 			if n == 0 || n > uint64(left) || off > uint64(len(base)) || n > uint64(len(base))-off {
 				return nil, fmt.Errorf("%w: delta op %d copies [%d, +%d) of a %d-byte base into the %d bytes left", ErrCorrupt, ops, off, n, len(base), left)
 			}
-			out = append(out, base[off:off+n]...)
+			out = append(out, base[off:off+n]...) // n <= len(base): bounded by what the receiver holds
 		case deltaLiteral:
 			if _, err := io.ReadFull(r, hdr[1:9]); err != nil {
 				return nil, deltaEOF(err)
@@ -164,10 +167,14 @@ func applyDelta(r io.Reader, base []byte, size int64) ([]byte, error) {
 			if n == 0 || n > uint64(left) {
 				return nil, fmt.Errorf("%w: delta op %d: a literal of %d bytes, %d left", ErrCorrupt, ops, n, left)
 			}
-			m := len(out)
-			out = out[:m+int(n)]
-			if _, err := io.ReadFull(r, out[m:]); err != nil {
-				return nil, deltaEOF(err)
+			for n > 0 {
+				step := min(n, 1<<20)
+				m := len(out)
+				out = slices.Grow(out, int(step))[:m+int(step)]
+				if _, err := io.ReadFull(r, out[m:]); err != nil {
+					return nil, deltaEOF(err)
+				}
+				n -= step
 			}
 		default:
 			return nil, fmt.Errorf("%w: delta op %d of unknown kind %d", ErrCorrupt, ops, hdr[0])
