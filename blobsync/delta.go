@@ -11,10 +11,12 @@ import (
 
 // A chunk-run delta rebuilds a run of a new version's chunks from a run of
 // an older version's chunks that the receiver holds (docs/protocol.md,
-// "Chunk-run deltas"). Its body is a sequence of ops, each a kind byte:
+// "Chunk-run deltas"). Its body is a sequence of ops, each a kind byte
+// and unsigned LEB128 varints (encoding/binary's Uvarint, at most 10
+// bytes):
 //
-//	0 copy     offset (uint64 BE), length (uint64 BE): bytes of the base
-//	1 literal  length (uint64 BE), then that many bytes
+//	0 copy     offset, length: bytes of the base
+//	1 literal  length, then that many bytes
 //
 // The ops, applied in order, write the target from its first byte to its
 // last; the body ends when the target's announced size is written. A
@@ -101,18 +103,15 @@ func commonSuffix(a, b []byte) int {
 
 // writeDelta writes ops as a delta body.
 func writeDelta(w io.Writer, ops []deltaOp) error {
-	var hdr [17]byte
+	var hdr [1 + 2*binary.MaxVarintLen64]byte
 	for _, op := range ops {
-		var h []byte
+		h := hdr[:1]
 		if op.Lit != nil {
 			hdr[0] = deltaLiteral
-			binary.BigEndian.PutUint64(hdr[1:], uint64(len(op.Lit)))
-			h = hdr[:9]
+			h = binary.AppendUvarint(h, uint64(len(op.Lit)))
 		} else {
 			hdr[0] = deltaCopy
-			binary.BigEndian.PutUint64(hdr[1:], uint64(op.Off))
-			binary.BigEndian.PutUint64(hdr[9:], uint64(op.Len))
-			h = hdr[:17]
+			h = binary.AppendUvarint(binary.AppendUvarint(h, uint64(op.Off)), uint64(op.Len))
 		}
 		if _, err := w.Write(h); err != nil {
 			return err
@@ -126,6 +125,12 @@ func writeDelta(w io.Writer, ops []deltaOp) error {
 	return nil
 }
 
+// deltaReader is what applyDelta reads: a bufio.Reader or a bytes.Reader.
+type deltaReader interface {
+	io.Reader
+	io.ByteReader
+}
+
 // applyDelta reads a delta body from r and returns the target it makes
 // from base: exactly size bytes (0..MaxDeltaRun, which the caller knows
 // from elsewhere, such as a chunk list). It reads no byte past the body.
@@ -133,37 +138,41 @@ func writeDelta(w io.Writer, ops []deltaOp) error {
 // base, an op that would write past size, an empty op; a body cut short
 // gives io.ErrUnexpectedEOF. The target is not verified here: the caller
 // checks its hashes.
-func applyDelta(r io.Reader, base []byte, size int64) ([]byte, error) {
+func applyDelta(r deltaReader, base []byte, size int64) ([]byte, error) {
 	if size < 0 || size > MaxDeltaRun {
 		return nil, fmt.Errorf("%w: delta target of %d bytes: %w", ErrCorrupt, size, &LimitError{What: "delta target", Limit: MaxDeltaRun, Got: size})
 	}
 	// The buffer grows with the bytes that arrive (a literal in steps of
 	// 1 MiB), so a body cut short costs what it sent, not size.
 	out := make([]byte, 0, min(size, 1<<20))
-	var hdr [17]byte
 	for ops := 0; int64(len(out)) < size; ops++ {
 		if ops == maxDeltaOps {
 			return nil, fmt.Errorf("%w: delta of more than %d ops", ErrCorrupt, maxDeltaOps)
 		}
-		if _, err := io.ReadFull(r, hdr[:1]); err != nil {
+		kind, err := r.ReadByte()
+		if err != nil {
 			return nil, deltaEOF(err)
 		}
 		left := size - int64(len(out))
-		switch hdr[0] {
+		switch kind {
 		case deltaCopy:
-			if _, err := io.ReadFull(r, hdr[1:17]); err != nil {
-				return nil, deltaEOF(err)
+			off, err := readUvarint(r)
+			if err != nil {
+				return nil, err
 			}
-			off, n := binary.BigEndian.Uint64(hdr[1:]), binary.BigEndian.Uint64(hdr[9:])
+			n, err := readUvarint(r)
+			if err != nil {
+				return nil, err
+			}
 			if n == 0 || n > uint64(left) || off > uint64(len(base)) || n > uint64(len(base))-off {
 				return nil, fmt.Errorf("%w: delta op %d copies [%d, +%d) of a %d-byte base into the %d bytes left", ErrCorrupt, ops, off, n, len(base), left)
 			}
 			out = append(out, base[off:off+n]...) // n <= len(base): bounded by what the receiver holds
 		case deltaLiteral:
-			if _, err := io.ReadFull(r, hdr[1:9]); err != nil {
-				return nil, deltaEOF(err)
+			n, err := readUvarint(r)
+			if err != nil {
+				return nil, err
 			}
-			n := binary.BigEndian.Uint64(hdr[1:])
 			if n == 0 || n > uint64(left) {
 				return nil, fmt.Errorf("%w: delta op %d: a literal of %d bytes, %d left", ErrCorrupt, ops, n, left)
 			}
@@ -177,10 +186,23 @@ func applyDelta(r io.Reader, base []byte, size int64) ([]byte, error) {
 				n -= step
 			}
 		default:
-			return nil, fmt.Errorf("%w: delta op %d of unknown kind %d", ErrCorrupt, ops, hdr[0])
+			return nil, fmt.Errorf("%w: delta op %d of unknown kind %d", ErrCorrupt, ops, kind)
 		}
 	}
 	return out, nil
+}
+
+// readUvarint reads one varint of an op; an overlong one is ErrCorrupt.
+func readUvarint(r io.ByteReader) (uint64, error) {
+	v, err := binary.ReadUvarint(r)
+	switch {
+	case err == nil:
+		return v, nil
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		return 0, deltaEOF(err)
+	default:
+		return 0, fmt.Errorf("%w: delta varint: %v", ErrCorrupt, err)
+	}
 }
 
 func deltaEOF(err error) error {
@@ -191,12 +213,13 @@ func deltaEOF(err error) error {
 }
 
 // deltaSkip is the literal head deltaOps keeps for base and target: a
-// chunk list's 9-byte header when both are single chunk lists (an
-// insertion or an append changes its count, which would end the common
-// prefix after 5 bytes), else 0.
+// chunk list's 9-byte header when both are chunk lists whose counts differ
+// (an append or a cut changes the count, which would end the common prefix
+// after 5 bytes), else 0.
 func deltaSkip(base, target []byte) int {
 	if len(base) >= chunkListHeader && len(target) >= chunkListHeader &&
-		bytes.Equal(base[:4], chunkListMagic[:]) && bytes.Equal(target[:4], chunkListMagic[:]) {
+		bytes.Equal(base[:4], chunkListMagic[:]) && bytes.Equal(target[:4], chunkListMagic[:]) &&
+		!bytes.Equal(base[:chunkListHeader], target[:chunkListHeader]) {
 		return chunkListHeader
 	}
 	return 0

@@ -649,8 +649,8 @@ func FuzzApplyDelta(f *testing.F) {
 		writeDelta(&b, deltaOps(base, t, deltaSkip(base, t)))
 		f.Add(b.Bytes(), uint16(len(base)), uint32(len(t)))
 	}
-	f.Add([]byte{deltaCopy, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, uint16(100), uint32(50))
-	f.Add([]byte{deltaLiteral, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0}, uint16(0), uint32(1<<20))
+	f.Add([]byte{deltaCopy, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, uint16(100), uint32(50))
+	f.Add([]byte{deltaLiteral, 0xff, 0xff, 0xff, 0xff, 0x0f}, uint16(0), uint32(1<<20))
 	f.Fuzz(func(t *testing.T, body []byte, baseLen uint16, size uint32) {
 		b := base[:min(int(baseLen), len(base))]
 		r := bytes.NewReader(body)
