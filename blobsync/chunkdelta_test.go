@@ -181,3 +181,39 @@ func TestDownloadChunkedDeltaFallback(t *testing.T) {
 		})
 	}
 }
+
+// TestDeltaBaseOf: DownloadFile takes as its delta base the most recent
+// earlier version in the entry's history whose chunks the store holds,
+// skipping a newer one it does not hold, and moves only about the edit.
+func TestDeltaBaseOf(t *testing.T) {
+	srv, cl := newTestStore(t), newTestStore(t)
+	v0 := content(chunkedFixture, 95)
+	v1 := deltaEdits[0].edit(v0)
+	v2 := deltaEdits[1].edit(v1)
+	cf0, cf1, cf2 := addChunked(t, srv, v0), addChunked(t, srv, v1), addChunked(t, srv, v2)
+	p := prov(t, "srv", srv)
+	ctx := context.Background()
+	if _, err := cl.DownloadChunked(ctx, cf0.List, cf0.Size, []Provider{p}, DownloadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e := Entry{Name: "f", Hash: cf2.Hash, Size: cf2.Size, Chunks: cf2.List, Versions: []Version{
+		{Hash: cf1.Hash, Size: cf1.Size, Chunks: cf1.List}, // not held
+		{Deleted: true},
+		{Hash: cf0.Hash, Size: cf0.Size, Chunks: cf0.List},
+	}}
+	if got := cl.DeltaBaseOf(e); got != cf0.List {
+		t.Fatalf("DeltaBaseOf = %s, want the held version's list %s", got, cf0.List)
+	}
+	if got := cl.DeltaBaseOf(Entry{Chunks: cf2.List}); !got.IsZero() {
+		t.Fatalf("DeltaBaseOf without history = %s", got)
+	}
+	before := p.read.Load()
+	if err := cl.DownloadFile(ctx, e, []Provider{p}, DownloadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Two edits against v0: the 1 MiB overwrite and the 100 bytes.
+	if wire, lim := p.read.Load()-before, int64(1<<20+100+64<<10); wire > lim {
+		t.Fatalf("DownloadFile moved %d bytes, want at most %d", wire, lim)
+	}
+	exportChunked(t, cl, cf2, v2)
+}
