@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 )
 
 // Chunk-run deltas: a receiver that holds an earlier version of a chunked
@@ -122,15 +121,11 @@ func requestDelta(ctx context.Context, p Provider, d DeltaRequest, base []byte, 
 		return nil, err
 	}
 	br := bufio.NewReaderSize(rw, ioBufSize)
-	var resp wireResponse
-	if err := readFrame(br, maxResponseFrame, "delta response header", &resp); err != nil {
-		if err == io.EOF {
-			err = fmt.Errorf("read delta response header: %w", io.ErrUnexpectedEOF)
-		}
-		return nil, err
-	}
-	if err := statusErr(resp.Status, resp.Msg); err != nil {
-		clean = resp.Status != statusBadRequest
+	resp, err := readResponse(br)
+	if err != nil {
+		// A status answer (no base, not found) leaves the stream usable;
+		// a bad request ends it.
+		clean = resp.Status != statusOK && resp.Status != statusBadRequest
 		return nil, err
 	}
 	switch {

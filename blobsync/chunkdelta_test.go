@@ -39,9 +39,7 @@ func TestDownloadChunkedDelta(t *testing.T) {
 	v := content(chunkedFixture, 70)
 	cf := addChunked(t, srv, v)
 	p := prov(t, "srv", srv)
-	if _, err := cl.DownloadChunked(ctx, cf.List, cf.Size, []Provider{p}, DownloadOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	fetchWhole(t, cl, cf, p)
 	for _, e := range deltaEdits {
 		nv := e.edit(v)
 		ncf := addChunked(t, srv, nv)
@@ -71,10 +69,16 @@ func deltaPair(t *testing.T, srv *Store) (cl *Store, v1 []byte, cf0, cf1 Chunked
 	v1 = deltaEdits[0].edit(v0)
 	cf0, cf1 = addChunked(t, srv, v0), addChunked(t, srv, v1)
 	cl = newTestStore(t)
-	if _, err := cl.DownloadChunked(context.Background(), cf0.List, cf0.Size, []Provider{prov(t, "seed", srv)}, DownloadOptions{}); err != nil {
+	fetchWhole(t, cl, cf0, prov(t, "seed", srv))
+	return cl, v1, cf0, cf1
+}
+
+// fetchWhole downloads cf from p into cl, without a delta base.
+func fetchWhole(t *testing.T, cl *Store, cf ChunkedFile, p Provider) {
+	t.Helper()
+	if _, err := cl.DownloadChunked(context.Background(), cf.List, cf.Size, []Provider{p}, DownloadOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	return cl, v1, cf0, cf1
 }
 
 // TestDownloadChunkedDeltaLiar: a provider whose deltas are corrupted (a
@@ -193,9 +197,7 @@ func TestDeltaBaseOf(t *testing.T) {
 	cf0, cf1, cf2 := addChunked(t, srv, v0), addChunked(t, srv, v1), addChunked(t, srv, v2)
 	p := prov(t, "srv", srv)
 	ctx := context.Background()
-	if _, err := cl.DownloadChunked(ctx, cf0.List, cf0.Size, []Provider{p}, DownloadOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	fetchWhole(t, cl, cf0, p)
 	e := Entry{Name: "f", Hash: cf2.Hash, Size: cf2.Size, Chunks: cf2.List, Versions: []Version{
 		{Hash: cf1.Hash, Size: cf1.Size, Chunks: cf1.List}, // not held
 		{Deleted: true},
