@@ -20,38 +20,38 @@ type deltaRun struct {
 	I, J, A, B int
 }
 
-// findDeltaRuns returns, for each maximal run of new chunks that missing
-// says the receiver lacks, the old run it replaced: the chunks of old
-// between the run's unchanged neighbours in new (matched by hash; the
+// findDeltaRuns returns, for each maximal run of chunks of the new list
+// next that missing says the receiver lacks, the old run it replaced: the
+// chunks of old between the run's unchanged neighbours in next (matched by hash; the
 // first match of the left neighbour, then the first match of the right
 // one after it), or the file's start or end where the run touches it. A
 // run whose neighbours are not found in old, whose old run is empty, or
 // whose either side is over MaxDeltaRun bytes or MaxDeltaChunks chunks is
 // left out: its chunks are fetched whole.
-func findDeltaRuns(old, new *ChunkList, missing func(i int) bool) []deltaRun {
+func findDeltaRuns(old, next *ChunkList, missing func(i int) bool) []deltaRun {
 	first := make(map[Hash]int, len(old.Chunks))
 	for i := len(old.Chunks) - 1; i >= 0; i-- {
 		first[old.Chunks[i].Hash] = i
 	}
 	var runs []deltaRun
-	for i := 0; i < len(new.Chunks); {
+	for i := 0; i < len(next.Chunks); {
 		if !missing(i) {
 			i++
 			continue
 		}
 		j := i
-		for j < len(new.Chunks) && missing(j) {
+		for j < len(next.Chunks) && missing(j) {
 			j++
 		}
 		r, ok := deltaRun{I: i, J: j, A: 0, B: len(old.Chunks)}, true
 		if i > 0 {
-			a, found := first[new.Chunks[i-1].Hash]
+			a, found := first[next.Chunks[i-1].Hash]
 			r.A, ok = a+1, found
 		}
-		if ok && j < len(new.Chunks) {
+		if ok && j < len(next.Chunks) {
 			r.B = -1
 			for b := r.A; b < len(old.Chunks); b++ {
-				if old.Chunks[b].Hash == new.Chunks[j].Hash {
+				if old.Chunks[b].Hash == next.Chunks[j].Hash {
 					r.B = b
 					break
 				}
@@ -59,7 +59,7 @@ func findDeltaRuns(old, new *ChunkList, missing func(i int) bool) []deltaRun {
 			ok = r.B >= 0
 		}
 		if ok && r.B > r.A && j-i <= MaxDeltaChunks && r.B-r.A <= MaxDeltaChunks &&
-			runBytes(new.Chunks[i:j]) <= MaxDeltaRun && runBytes(old.Chunks[r.A:r.B]) <= MaxDeltaRun {
+			runBytes(next.Chunks[i:j]) <= MaxDeltaRun && runBytes(old.Chunks[r.A:r.B]) <= MaxDeltaRun {
 			runs = append(runs, r)
 		}
 		i = j
