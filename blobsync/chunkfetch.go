@@ -2,6 +2,7 @@ package blobsync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -22,6 +23,12 @@ type ChunkedDownload struct {
 	Fetched      int   // of those, chunks downloaded (the others were held)
 	FetchedBytes int64 // bytes of the chunks downloaded
 	Size         int64 // the file's size: the sum of the list's chunk sizes
+	// Of Fetched: the runs and chunks rebuilt from deltas against
+	// opts.DeltaBase, and the chunks' bytes (not the bytes that moved).
+	DeltaRuns, DeltaChunks int
+	DeltaBytes             int64
+	// ListDelta: the chunk list itself came as a delta.
+	ListDelta bool
 }
 
 // DownloadChunked fetches the chunked file whose chunk list is blob list
@@ -37,6 +44,12 @@ type ChunkedDownload struct {
 // more of the file. Progress events cover the file: Total is the list's size, Done
 // counts held chunks as resumed bytes; Collection names the list.
 //
+// With opts.DeltaBase (an earlier version's chunk list, held), the list
+// and each run of missing chunks are first asked for as deltas against the
+// old version (chunkdelta.go): every chunk so rebuilt is checked against
+// its BLAKE3 before anything is stored, and a run no provider gives that
+// way, or that a provider gets wrong, is fetched whole as above.
+//
 // DownloadChunked does not assemble the file or check the whole-file
 // hash: ExportChunked and OpenChunked do, when the bytes are read. Errors:
 // ErrBadChunkList (wrapped) for a list that does not decode, or whose
@@ -45,6 +58,18 @@ type ChunkedDownload struct {
 func (s *Store) DownloadChunked(ctx context.Context, list Hash, size int64, providers []Provider, opts DownloadOptions) (ChunkedDownload, error) {
 	opts.defaults()
 	var res ChunkedDownload
+	logf := func(p Provider, err error) {
+		opts.Logger.Debug("blobsync: chunk-run delta", "provider", p.ID(), "list", list, "err", err)
+	}
+	var base *ChunkList
+	if !opts.NoDelta && !opts.DeltaBase.IsZero() && opts.DeltaBase != list {
+		if b, err := s.ReadChunkList(opts.DeltaBase); err == nil {
+			base = b
+			if held, _ := s.Has(list); !held {
+				res.ListDelta = s.fetchListDelta(ctx, list, opts.DeltaBase, providers, logf)
+			}
+		}
+	}
 	lrep := newReporter(DownloadOptions{}, Hash{}, 1)
 	if _, err := s.download(ctx, list, 0, providers, &opts, lrep); err != nil {
 		return res, fmt.Errorf("blobsync: download chunk list %s: %w", list, err)
@@ -92,12 +117,45 @@ func (s *Store) DownloadChunked(ctx context.Context, list Hash, size int64, prov
 			batch = append(batch, i)
 		}
 	}
+	// With an earlier version held, each run of missing chunks is asked
+	// for as a delta against the old chunks it replaced; what no provider
+	// gives that way is fetched whole below.
+	var fetched, fetchedBytes atomic.Int64
+	if base != nil && len(batch) > 0 && len(providers) > 0 {
+		absent := make(map[Hash]bool, len(batch))
+		for _, i := range batch {
+			absent[l.Chunks[i].Hash] = true
+		}
+		for _, r := range findDeltaRuns(base, l, func(i int) bool { return absent[l.Chunks[i].Hash] }) {
+			cs := l.Chunks[r.I:r.J]
+			ok, err := s.fetchRunDelta(ctx, cs, base.Chunks[r.A:r.B], providers, rep, logf)
+			if err != nil && ctx.Err() != nil {
+				return res, ctx.Err()
+			}
+			if ok {
+				res.DeltaRuns++
+				for _, c := range cs {
+					if absent[c.Hash] {
+						absent[c.Hash] = false
+						res.DeltaChunks++
+						res.DeltaBytes += c.Size
+						fetched.Add(1)
+						fetchedBytes.Add(c.Size)
+						rep.blobDone(c.Hash, c.Size, c.Size, false)
+					}
+				}
+			}
+			if errors.Is(err, ErrCorrupt) {
+				break // a lying provider: the rest come whole
+			}
+		}
+		batch = slices.DeleteFunc(batch, func(i int) bool { return !absent[l.Chunks[i].Hash] })
+	}
 	// Missing chunks go in children requests, many per request and their
 	// commits batched, as a collection's small blobs do: one download per
 	// chunk would pay a request round trip and a commit of its own per
 	// ~1 MiB. What the batches did not bring, and partial chunks, are
 	// downloaded one by one, which also says why one cannot be had.
-	var fetched, fetchedBytes atomic.Int64
 	if len(batch) > 0 && len(providers) > 0 {
 		var left []int
 		left, providers = s.downloadBatches(ctx, list, c, batch, chunkBatchBytes, providers, &opts, rep)

@@ -69,6 +69,14 @@ type DownloadOptions struct {
 	SizeHint int64
 	// Logger gets provider failures at debug level; nil discards.
 	Logger *slog.Logger
+	// DeltaBase is the chunk list of an earlier version of the file that
+	// the store holds (DeltaBaseOf picks it from an entry's history); zero:
+	// none. DownloadChunked then asks for the new chunk list, and for each
+	// run of new chunks the store lacks, as a delta against the old ones
+	// (chunkdelta.go), and fetches whole what no provider gives that way.
+	DeltaBase Hash
+	// NoDelta turns chunk-run deltas off even with a DeltaBase.
+	NoDelta bool
 }
 
 func (o *DownloadOptions) defaults() {

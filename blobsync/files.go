@@ -28,8 +28,27 @@ func (s *Store) DownloadFile(ctx context.Context, e Entry, providers []Provider,
 		_, err := s.Download(ctx, e.Hash, providers, opts)
 		return err
 	}
+	if opts.DeltaBase.IsZero() {
+		opts.DeltaBase = s.DeltaBaseOf(e)
+	}
 	_, err := s.DownloadChunked(ctx, e.Chunks, e.Size, providers, opts)
 	return err
+}
+
+// DeltaBaseOf returns the chunk list of the most recent earlier version of
+// entry e (e.Versions, newest first) that the store holds whole, list and
+// every chunk: the base DownloadChunked asks deltas against
+// (DownloadOptions.DeltaBase). Zero if there is none.
+func (s *Store) DeltaBaseOf(e Entry) Hash {
+	for _, v := range e.Versions {
+		if v.Deleted || v.Chunks.IsZero() || v.Chunks == e.Chunks {
+			continue
+		}
+		if ok, err := s.HasChunks(v.Chunks); err == nil && ok {
+			return v.Chunks
+		}
+	}
+	return Hash{}
 }
 
 // ExportFile writes entry e's bytes to the file dst: Export of blob e.Hash,

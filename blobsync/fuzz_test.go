@@ -380,6 +380,8 @@ func FuzzRequestDecode(f *testing.F) {
 		{Hash: h, Ranges: most},
 		{Hash: h, Ranges: []ChunkRange{}}, // present and empty: selects nothing
 		{Hash: h, Children: []ChildRanges{{Index: 0}, {Index: 3, Ranges: []ChunkRange{{1, 2}}}, {Index: 1 << 40}}},
+		{Hash: h, Delta: &DeltaRequest{Base: []Hash{h, h}, Target: []Hash{h}}},
+		{Hash: h, Delta: &DeltaRequest{Base: make([]Hash, MaxDeltaChunks), Target: append([]Hash{h}, make([]Hash, MaxDeltaChunks-1)...)}},
 	} {
 		b, err := wireEnc.Marshal(encodeRequest(req))
 		if err != nil {
@@ -626,6 +628,48 @@ func FuzzChildrenAnswer(f *testing.F) {
 		}
 		if len(b) >= 4 && binary.BigEndian.Uint32(b) > maxResponseFrame && !errors.As(err, new(*LimitError)) {
 			t.Fatalf("header of %d bytes over the limit refused with %v, want a *LimitError", binary.BigEndian.Uint32(b), err)
+		}
+	})
+}
+
+// FuzzApplyDelta: a provider's delta body (delta.go), applied to a base of
+// 0..4 KiB for a target of the fuzzed size. Whatever it sends, applyDelta
+// returns exactly size bytes or an error that wraps ErrCorrupt or
+// io.ErrUnexpectedEOF, and a delta made by deltaOps rebuilds its target
+// and reads to its end.
+func FuzzApplyDelta(f *testing.F) {
+	base := content(4096, 5)
+	for _, t := range [][]byte{
+		append(append(bytes.Clone(base[:1000]), "changed"...), base[1500:]...),
+		append([]byte("head"), base...),
+		append(bytes.Clone(base), "tail"...),
+		[]byte("all new"),
+	} {
+		var b bytes.Buffer
+		writeDelta(&b, deltaOps(base, t, deltaSkip(base, t)))
+		f.Add(b.Bytes(), uint16(len(base)), uint32(len(t)))
+	}
+	f.Add([]byte{deltaCopy, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, uint16(100), uint32(50))
+	f.Add([]byte{deltaLiteral, 0xff, 0xff, 0xff, 0xff, 0x0f}, uint16(0), uint32(1<<20))
+	f.Fuzz(func(t *testing.T, body []byte, baseLen uint16, size uint32) {
+		b := base[:min(int(baseLen), len(base))]
+		r := bytes.NewReader(body)
+		out, err := applyDelta(r, b, int64(size))
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) && !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Fatalf("applyDelta error %v is neither ErrCorrupt nor io.ErrUnexpectedEOF", err)
+			}
+			return
+		}
+		if int64(len(out)) != int64(size) {
+			t.Fatalf("applyDelta returned %d bytes for a %d-byte target", len(out), size)
+		}
+		// What deltaOps makes of base and out rebuilds out.
+		var d bytes.Buffer
+		writeDelta(&d, deltaOps(b, out, deltaSkip(b, out)))
+		again, err := applyDelta(&d, b, int64(len(out)))
+		if err != nil || !bytes.Equal(again, out) || d.Len() != 0 {
+			t.Fatalf("deltaOps round trip: %v (%d bytes left)", err, d.Len())
 		}
 	})
 }

@@ -39,6 +39,10 @@ type ServeOptions struct {
 	// Limit is the peer's upload rate and request limit, shared by all of
 	// its streams (PeerLimiter.Acquire); nil: none.
 	Limit *PeerLimit
+	// NoDelta answers delta requests as a server that predates them does
+	// (bad request, and the stream ends): for tests and to turn the
+	// feature off.
+	NoDelta bool
 }
 
 // ServeWith is Serve with options: besides whole blobs and ranges of
@@ -58,7 +62,10 @@ func (s *Store) ServeWith(ctx context.Context, rw io.ReadWriter, opts ServeOptio
 		err := readFrame(br, maxRequestFrame, "request frame", &wr)
 		if err == nil {
 			var req Request
-			if req, err = wr.decode(); err == nil {
+			if req, err = wr.decode(); err == nil && opts.NoDelta && req.Delta != nil {
+				err = fmt.Errorf("%w: unknown request op %d", ErrProtocol, opDelta)
+			}
+			if err == nil {
 				var leave func()
 				if leave, err = opts.Limit.enter(ctx); err == nil {
 					err = s.serveOne(ctx, bw, enc, req, allow, &cc)
@@ -91,6 +98,9 @@ func (s *Store) ServeWith(ctx context.Context, rw io.ReadWriter, opts ServeOptio
 func (s *Store) serveOne(ctx context.Context, w io.Writer, enc *encoder, req Request, allow func(Hash) bool, cc *collCache) error {
 	if req.Children != nil {
 		return s.serveChildren(ctx, w, enc, req, allow, cc)
+	}
+	if req.Delta != nil {
+		return s.serveDelta(w, req.Delta, allow)
 	}
 	return s.serveBlob(ctx, w, enc, req.Hash, req.Ranges, req.Have, allow, 0)
 }

@@ -33,6 +33,16 @@ type Request struct {
 	// (Ranges must then be nil): 1..MaxChildren children with strictly
 	// increasing indexes, at most maxRanges ranges in all.
 	Children []ChildRanges
+	// Delta, if not nil, asks for the blobs Delta.Target, concatenated, as
+	// a delta against the blobs Delta.Base (Hash must be Target[0]; Ranges
+	// nil); see delta.go and docs/protocol.md, "Chunk-run deltas".
+	Delta *DeltaRequest
+}
+
+// DeltaRequest names a run of new chunks and the run of old chunks it
+// replaced: 1..MaxDeltaChunks hashes each, in file order.
+type DeltaRequest struct {
+	Base, Target []Hash
 }
 
 // ChildRanges selects ranges of the blob at position Index of a
@@ -61,6 +71,7 @@ const (
 	statusBadRequest  = 2
 	statusUnsupported = 3 // a feature this server lacks (none in v1)
 	statusMissing     = 4 // the server holds the blob only in part, not every requested group
+	statusNoBase      = 5 // a delta's base is not held (or not shared): fetch the target whole
 )
 
 // Request operations (wire key 3).
@@ -68,6 +79,7 @@ const (
 	opGet      = 0 // send the stream of the ranges (absent key)
 	opHave     = 1 // answer which ranges are held
 	opChildren = 2 // send ranges of blobs a collection lists
+	opDelta    = 3 // send blobs as a delta against others (delta.go)
 )
 
 type wireRange struct {
@@ -81,6 +93,8 @@ type wireRequest struct {
 	Ranges   []wireRange `cbor:"2,keyasint,omitzero"` // nil: absent (whole blob); empty: present, selects nothing
 	Op       uint64      `cbor:"3,keyasint,omitempty"`
 	Children []wireChild `cbor:"4,keyasint,omitempty"` // op children
+	Base     [][]byte    `cbor:"5,keyasint,omitempty"` // op delta: the base run's hashes
+	Target   [][]byte    `cbor:"6,keyasint,omitempty"` // op delta: the target run's hashes
 }
 
 // wireChild is [index, ranges]; an empty ranges array means the whole blob.
@@ -131,6 +145,8 @@ func statusErr(status uint64, msg string) error {
 		return fmt.Errorf("%w: peer says unsupported: %s", ErrProtocol, truncate(msg, 200))
 	case statusMissing:
 		return fmt.Errorf("%w: peer holds only part of the blob, not every requested group", ErrNotFound)
+	case statusNoBase:
+		return ErrNoBase
 	default:
 		return fmt.Errorf("%w: unknown status %d", ErrProtocol, status)
 	}
@@ -188,6 +204,9 @@ func (r *wireRequest) decode() (Request, error) {
 	if r.Children != nil && r.Op != opChildren {
 		return req, fmt.Errorf("%w: children in a request of op %d", ErrProtocol, r.Op)
 	}
+	if (r.Base != nil || r.Target != nil) && r.Op != opDelta {
+		return req, fmt.Errorf("%w: delta runs in a request of op %d", ErrProtocol, r.Op)
+	}
 	switch r.Op {
 	case opGet:
 	case opHave:
@@ -220,6 +239,22 @@ func (r *wireRequest) decode() (Request, error) {
 			}
 			req.Children[i] = ChildRanges{Index: c.Index, Ranges: rs}
 		}
+	case opDelta:
+		if r.Ranges != nil {
+			return req, fmt.Errorf("%w: a delta request carries ranges", ErrProtocol)
+		}
+		d := &DeltaRequest{}
+		var err error
+		if d.Base, err = decodeHashes(r.Base, "base"); err != nil {
+			return req, err
+		}
+		if d.Target, err = decodeHashes(r.Target, "target"); err != nil {
+			return req, err
+		}
+		if d.Target[0] != req.Hash {
+			return req, fmt.Errorf("%w: a delta request's hash is not its first target", ErrProtocol)
+		}
+		req.Delta = d
 	default:
 		return req, fmt.Errorf("%w: unknown request op %d", ErrProtocol, r.Op)
 	}
@@ -231,6 +266,21 @@ func (r *wireRequest) decode() (Request, error) {
 		req.Ranges = rs
 	}
 	return req, nil
+}
+
+// decodeHashes checks a delta run: 1..MaxDeltaChunks hashes of 32 bytes.
+func decodeHashes(w [][]byte, what string) ([]Hash, error) {
+	if len(w) == 0 || len(w) > MaxDeltaChunks {
+		return nil, fmt.Errorf("%w: a delta %s of %d chunks, want 1..%d", ErrProtocol, what, len(w), MaxDeltaChunks)
+	}
+	hs := make([]Hash, len(w))
+	for i, b := range w {
+		if len(b) != len(hs[i]) {
+			return nil, fmt.Errorf("%w: delta %s hash %d is %d bytes, want %d", ErrProtocol, what, i, len(b), len(hs[i]))
+		}
+		copy(hs[i][:], b)
+	}
+	return hs, nil
 }
 
 // decodeRanges checks that ranges are non-empty, sorted and disjoint.
@@ -257,6 +307,15 @@ func encodeRequest(req Request) wireRequest {
 	}
 	for _, r := range req.Ranges {
 		w.Ranges = append(w.Ranges, wireRange{Start: r.Start, End: r.End})
+	}
+	if req.Delta != nil {
+		w.Op = opDelta
+		for _, h := range req.Delta.Base {
+			w.Base = append(w.Base, h[:])
+		}
+		for _, h := range req.Delta.Target {
+			w.Target = append(w.Target, h[:])
+		}
 	}
 	if req.Children != nil {
 		w.Op = opChildren

@@ -158,7 +158,7 @@ func (b *Backend) downloadFile(ctx context.Context, gs *groupState, e blobsync.E
 	if err != nil {
 		return err
 	}
-	_, err = b.blobs.DownloadChunked(ctx, e.Chunks, e.Size, provs, blobsync.DownloadOptions{Progress: progress, Logger: b.log})
+	_, err = b.blobs.DownloadChunked(ctx, e.Chunks, e.Size, provs, blobsync.DownloadOptions{Progress: progress, Logger: b.log, DeltaBase: b.blobs.DeltaBaseOf(e)})
 	return err
 }
 

@@ -59,6 +59,11 @@ type bdVersion struct {
 	SentBytes   int64 `json:"sent_bytes"`
 	StoredBytes int64 `json:"stored_bytes"` // bytes of new blobs (chunks and list) in the receiver's store
 	Chunks      int   `json:"chunks_fetched"`
+	// DeltaRuns and DeltaBytes: of the chunks fetched, the runs rebuilt
+	// from chunk-run deltas against the previous version and their chunks'
+	// bytes (not the bytes sent); 0 with --no-delta.
+	DeltaRuns  int   `json:"delta_runs"`
+	DeltaBytes int64 `json:"delta_bytes"`
 	// RsyncLiteral: rsync's "Literal data" for the same edit, from the
 	// previous version to this one (rsync --stats --no-whole-file
 	// --ignore-times); null when rsync is not installed.
@@ -70,6 +75,7 @@ type bdVersion struct {
 
 func benchDedupCmd(a *app) *cobra.Command {
 	var sizeFlag, dir string
+	var noDelta bool
 	cmd := &cobra.Command{
 		Use:   "dedup",
 		Short: "sync a file and three edited versions between two nodes: bytes sent and stored per version, next to rsync",
@@ -87,7 +93,7 @@ func benchDedupCmd(a *app) *cobra.Command {
 				return err
 			}
 			defer os.RemoveAll(tmp)
-			res, err := benchDedup(cmd.Context(), tmp, size)
+			res, err := benchDedup(cmd.Context(), tmp, size, noDelta)
 			if err != nil {
 				return err
 			}
@@ -102,6 +108,7 @@ func benchDedupCmd(a *app) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&sizeFlag, "size", "1GiB", "size of the first version (B, KiB, MiB, GiB, KB, MB, GB); at least 16 MiB")
+	cmd.Flags().BoolVar(&noDelta, "no-delta", false, "sync each version by whole chunks, without chunk-run deltas against the previous one")
 	cmd.Flags().StringVar(&dir, "dir", "", "directory for the files and the stores (default: the system temp dir)")
 	return cmd
 }
@@ -143,8 +150,10 @@ func (n *bdNode) close() {
 	n.db.Close()
 }
 
-// benchDedup runs the bench in dir with a first version of size bytes.
-func benchDedup(ctx context.Context, dir string, size int64) (*benchDedupResult, error) {
+// benchDedup runs the bench in dir with a first version of size bytes;
+// each version after the first syncs by chunk-run deltas against the one
+// before (blobsync.DownloadOptions.DeltaBase) unless noDelta.
+func benchDedup(ctx context.Context, dir string, size int64, noDelta bool) (*benchDedupResult, error) {
 	group, secret := key.RecordKey(key.NewSecret()), key.NewSecret()
 	psk := tunnel.PSK(secret)
 	snd, err := bdOpenNode(filepath.Join(dir, "sender"))
@@ -259,6 +268,7 @@ func benchDedup(ctx context.Context, dir string, size int64) (*benchDedupResult,
 		res.Rsync = "not installed: rsync_literal_bytes are null"
 	}
 	mean := res.AvgChunkBytes
+	prevList := cf.List
 	for i, e := range bdEdits {
 		next := filepath.Join(dir, fmt.Sprintf("v%d", i+1))
 		changed, err := e.apply(prev, next)
@@ -270,12 +280,13 @@ func benchDedup(ctx context.Context, dir string, size int64) (*benchDedupResult,
 			return nil, err
 		}
 		before, beforeUsage := sent.Load(), bdStored(rcv.blobs, cf)
-		dl, err := rcv.blobs.DownloadChunked(ctx, cf.List, cf.Size, provs, blobsync.DownloadOptions{})
+		dl, err := rcv.blobs.DownloadChunked(ctx, cf.List, cf.Size, provs, blobsync.DownloadOptions{DeltaBase: prevList, NoDelta: noDelta})
 		if err != nil {
 			return nil, fmt.Errorf("edit %q: download: %w", e.name, err)
 		}
 		v := bdVersion{Edit: e.name, Size: cf.Size, ChangedByte: changed, SentBytes: sent.Load() - before, Chunks: dl.Fetched,
-			StoredBytes: beforeUsage, Budget: changed + 2*mean + cf.Size/100}
+			DeltaRuns: dl.DeltaRuns, DeltaBytes: dl.DeltaBytes, StoredBytes: beforeUsage, Budget: changed + 2*mean + cf.Size/100}
+		prevList = cf.List
 		if err := bdCheck(ctx, rcv.blobs, cf, next); err != nil {
 			fmt.Fprintf(os.Stderr, "bench dedup: edit %q: %v\n", e.name, err)
 			res.Verified = false
