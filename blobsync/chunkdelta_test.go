@@ -139,12 +139,12 @@ func TestApplyDeltaRefuses(t *testing.T) {
 }
 
 // TestDownloadChunkedDeltaFallback: a provider without the base answers
-// no-base, a provider that predates deltas answers bad request, and a
+// no-base, and so does one already answering MaxDeltaServes deltas, a provider that predates deltas answers bad request, and a
 // receiver with deltas off asks for none; each time the chunks come whole
 // and the file assembles byte-identical.
 func TestDownloadChunkedDeltaFallback(t *testing.T) {
 	ctx := context.Background()
-	for _, c := range []string{"no base", "old peer", "off"} {
+	for _, c := range []string{"no base", "busy", "old peer", "off"} {
 		t.Run(c, func(t *testing.T) {
 			srv := newTestStore(t)
 			cl, v1, cf0, cf1 := deltaPair(t, srv)
@@ -168,6 +168,15 @@ func TestDownloadChunkedDeltaFallback(t *testing.T) {
 				d := DeltaRequest{Base: runHashes(gone[:1]), Target: runHashes(cf1.Chunks[:1])}
 				if _, err := requestDelta(ctx, p, d, nil, cf1.Chunks[0].Size); !errors.Is(err, ErrNoBase) {
 					t.Fatalf("delta from a provider without the base: %v", err)
+				}
+			case "busy":
+				// MaxDeltaServes requests in progress on the provider.
+				for range MaxDeltaServes {
+					srv.deltaSlots <- struct{}{}
+				}
+				d := DeltaRequest{Base: runHashes(cf0.Chunks[:1]), Target: runHashes(cf1.Chunks[:1])}
+				if _, err := requestDelta(ctx, p, d, nil, cf1.Chunks[0].Size); !errors.Is(err, ErrNoBase) {
+					t.Fatalf("delta from a provider at MaxDeltaServes: %v, want ErrNoBase", err)
 				}
 			case "old peer":
 				p.opts.NoDelta = true

@@ -225,11 +225,25 @@ func deltaSkip(base, target []byte) int {
 	return 0
 }
 
+// MaxDeltaServes is how many delta requests a store answers at once, from
+// all peers together: each holds up to two runs of MaxDeltaRun bytes in
+// memory (64 MiB), so at most 128 MiB goes to deltas however many members
+// ask. A request past it is answered no-base, and the receiver fetches the
+// run's chunks whole, as from a provider without the old version.
+const MaxDeltaServes = 2
+
 // serveDelta answers a delta request: a response header with the target
 // run's size, then the delta body. A target not held (or not allowed) is
 // answered not found, a base not held no-base, a run over MaxDeltaRun bad
-// request; it reads only the two runs, never a whole file.
+// request, and a request past MaxDeltaServes at once no-base; it reads only
+// the two runs, never a whole file.
 func (s *Store) serveDelta(w io.Writer, d *DeltaRequest, allow func(Hash) bool) error {
+	select {
+	case s.deltaSlots <- struct{}{}:
+		defer func() { <-s.deltaSlots }()
+	default:
+		return writeFrame(w, wireResponse{Status: statusNoBase, Msg: fmt.Sprintf("busy: %d delta requests in progress", MaxDeltaServes)})
+	}
 	target, status, err := s.readRun(d.Target, allow)
 	if status == statusNotFound || status == statusBadRequest {
 		return writeFrame(w, wireResponse{Status: status, Msg: err.Error()})

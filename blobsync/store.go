@@ -66,6 +66,8 @@ type Store struct {
 	busy   map[Hash]chan struct{} // hashes being written or deleted
 	active map[Hash]int           // hashes under download (GC keeps them)
 
+	deltaSlots chan struct{} // delta requests being answered (MaxDeltaServes)
+
 	usage usageCount // Usage's figures (usage.go)
 
 	exportFrom  ExportMethod
@@ -159,7 +161,8 @@ func OpenStore(db *store.DB, dir string, opts StoreOptions) (*Store, error) {
 		grace = 10 * time.Minute
 	}
 	return &Store{db: db, dir: dir, log: log, gcGrace: max(grace, 0), exportFrom: export, commitEach: commitEach,
-		busy: make(map[Hash]chan struct{}), active: make(map[Hash]int)}, nil
+		busy: make(map[Hash]chan struct{}), active: make(map[Hash]int),
+		deltaSlots: make(chan struct{}, MaxDeltaServes)}, nil
 }
 
 // Dir returns the directory holding the store's large blob files.
