@@ -115,6 +115,11 @@ type Options struct {
 	// KeepVersionsFor, when > 0, also drops an older version replaced more
 	// than this long ago. 0: no age bound.
 	KeepVersionsFor time.Duration
+	// GCGrace: CollectGarbage keeps every blob added less than this long
+	// ago, so that a file being added is not collected before its
+	// collection names it (blobsync.StoreOptions.GCGrace). 0: 10 minutes;
+	// negative: no grace (tests).
+	GCGrace time.Duration
 
 	// Backup makes this node a backup server (docs/backup.md): it keeps a
 	// full, verified copy of every repo of every group it belongs to and
@@ -232,7 +237,7 @@ func New(opts Options) (*Backend, error) {
 		db.Close()
 		return nil, err
 	}
-	b.blobs, err = blobsync.OpenStore(db, filepath.Join(opts.DataDir, "blobs"), blobsync.StoreOptions{Logger: log})
+	b.blobs, err = blobsync.OpenStore(db, filepath.Join(opts.DataDir, "blobs"), blobsync.StoreOptions{Logger: log, GCGrace: opts.GCGrace})
 	if err != nil {
 		db.Close()
 		return nil, err

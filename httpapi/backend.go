@@ -56,6 +56,7 @@ type Backend interface {
 	FileHistory(ctx context.Context, group, repo key.RecordKey, name string) (core.FileHistory, error)
 	GetFileVersion(ctx context.Context, group, repo key.RecordKey, name, ref, dst string, progress func(core.Progress)) (core.FileInfo, error)
 	RestoreFile(ctx context.Context, group key.RecordKey, name, ref string) (core.FileInfo, error)
+	CollectGarbage(ctx context.Context) (core.GCResult, error)
 
 	// Repos.
 	Repos(ctx context.Context, g key.RecordKey) ([]core.RepoInfo, error)

@@ -16,6 +16,7 @@ import (
 func (s *server) routeDweb(mux *http.ServeMux) {
 	mux.HandleFunc("GET /dweb/v1/node", s.handle(s.node))
 	mux.HandleFunc("GET /dweb/v1/contact", s.handle(s.contact))
+	mux.HandleFunc("POST /dweb/v1/node/gc", s.handle(s.collectGarbage))
 	mux.HandleFunc("GET /dweb/v1/groups/{group}/invite", s.handle(s.invite))
 	mux.HandleFunc("POST /dweb/v1/groups/{group}/files", s.handle(s.addFiles))
 	mux.HandleFunc("GET /dweb/v1/groups/{group}/files", s.handle(s.listFiles))
@@ -32,6 +33,13 @@ func (s *server) routeDweb(mux *http.ServeMux) {
 	mux.HandleFunc("POST /dweb/v1/groups/{group}/members", s.handle(s.inviteMember))
 	mux.HandleFunc("DELETE /dweb/v1/groups/{group}/members/{member}", s.handle(s.removeMember))
 	mux.HandleFunc("POST /dweb/v1/groups/{group}/members/{member}/role", s.handle(s.setMemberRole))
+}
+
+// collectGarbage removes the blobs no group of the node needs any more
+// (core.CollectGarbage) and answers what it did.
+func (s *server) collectGarbage(w http.ResponseWriter, r *http.Request) error {
+	res, err := s.b.CollectGarbage(r.Context())
+	return reply(w, res, err)
 }
 
 func (s *server) ping(w http.ResponseWriter, r *http.Request) error {

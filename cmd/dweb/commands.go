@@ -595,7 +595,20 @@ func (a *app) nodeCmd() *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	cmd.AddCommand(id, status)
+	gc := &cobra.Command{
+		Use:   "gc",
+		Short: "remove the blobs no group of this node needs any more: versions its retention dropped, old collections, groups it left (POST /dweb/v1/node/gc)",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var res core.GCResult
+			if err := a.client().call(cmd.Context(), http.MethodPost, "/dweb/v1/node/gc", nil, &res); err != nil {
+				return err
+			}
+			return a.printResult(res, "removed %d blobs: %d blobs, %d bytes before; %d blobs, %d bytes after (%v)\n",
+				res.Removed, res.BlobsBefore, res.BytesBefore, res.BlobsAfter, res.BytesAfter, res.Took.Round(time.Millisecond))
+		},
+	}
+	cmd.AddCommand(id, status, gc)
 	return cmd
 }
 

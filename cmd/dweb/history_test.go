@@ -78,6 +78,13 @@ func TestFileHistoryCLI(t *testing.T) {
 		t.Fatalf("A lists %+v after the restore (%v)", files, err)
 	}
 
+	// A GC right away removes nothing: every blob is within the grace
+	// (core.Options.GCGrace, 10 minutes), and the history keeps them all.
+	var res core.GCResult
+	if err := json.Unmarshal([]byte(cli(dataA, "node", "gc")), &res); err != nil || res.Removed != 0 || res.BlobsBefore == 0 || res.BlobsAfter != res.BlobsBefore {
+		t.Fatalf("node gc: %+v (%v)", res, err)
+	}
+
 	// Errors through the whole stack, and usage errors before it.
 	for _, tc := range []struct {
 		args []string
