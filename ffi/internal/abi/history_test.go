@@ -51,4 +51,11 @@ func TestHistoryThroughABI(t *testing.T) {
 	if len(files) != 1 || files[0].Hash != fi.Hash {
 		t.Fatalf("file.list after the restore: %+v", files)
 	}
+	// node.gc right away keeps every blob: all within the 10-minute grace.
+	var gc core.GCResult
+	mustCall(t, a, "node.gc", "{}", &gc)
+	if gc.Removed != 0 || gc.BlobsBefore == 0 || gc.BlobsAfter != gc.BlobsBefore {
+		t.Fatalf("node.gc: %+v", gc)
+	}
+	wantCode(t, a, "node.gc", `{"all":true}`, CodeBadParams)
 }

@@ -53,6 +53,7 @@ func init() {
 		"node.pause":           def(parseNone, nodePause),
 		"node.resume":          def(parseNone, nodeResume),
 		"node.network_changed": def(parseNone, nodeNetworkChanged),
+		"node.gc":              def(parseNone, nodeGC),
 		"group.create":         def(parseCreate, groupCreate),
 		"group.join":           def(parseJoin, groupJoin),
 		"group.list":           def(parseNone, groupList),
@@ -138,6 +139,12 @@ func nodeContact(ctx context.Context, n *node, _ noParams) (any, error) {
 	return struct {
 		Contact string `json:"contact"`
 	}{c.String()}, nil
+}
+
+// nodeGC removes the blobs no group of the node needs any more
+// (core.Backend.CollectGarbage) and answers its core.GCResult.
+func nodeGC(ctx context.Context, n *node, _ noParams) (any, error) {
+	return n.b.CollectGarbage(ctx)
 }
 
 // pausedResult is the result of node.pause and node.resume.
