@@ -63,7 +63,7 @@ func (s *Store) ServeWith(ctx context.Context, rw io.ReadWriter, opts ServeOptio
 		if err == nil {
 			var req Request
 			if req, err = wr.decode(); err == nil && opts.NoDelta && req.Delta != nil {
-				err = fmt.Errorf("%w: unknown request op %d", ErrProtocol, opDelta)
+				err = fmt.Errorf("%w: unknown request op %d", ErrProtocol, wr.Op)
 			}
 			if err == nil {
 				var leave func()
@@ -98,6 +98,9 @@ func (s *Store) ServeWith(ctx context.Context, rw io.ReadWriter, opts ServeOptio
 func (s *Store) serveOne(ctx context.Context, w io.Writer, enc *encoder, req Request, allow func(Hash) bool, cc *collCache) error {
 	if req.Children != nil {
 		return s.serveChildren(ctx, w, enc, req, allow, cc)
+	}
+	if req.Delta != nil && req.Delta.Runs {
+		return s.serveListRuns(w, req.Delta, allow)
 	}
 	if req.Delta != nil {
 		return s.serveDelta(w, req.Delta, allow)
