@@ -255,12 +255,15 @@ const MaxDeltaServes = 2
 // run's size, then the delta body. A target not held (or not allowed) is
 // answered not found, a base not held no-base, a run over MaxDeltaRun bad
 // request, and a request past MaxDeltaServes at once no-base; it reads only
-// the two runs, never a whole file.
+// the two runs, never a whole file. A list-runs request (d.Runs) is
+// answered by serveListRuns once its two lists are read.
 func (s *Store) serveDelta(w io.Writer, d *DeltaRequest, allow func(Hash) bool) error {
-	if !s.enterDelta() {
-		return writeBusy(w)
+	select {
+	case s.deltaSlots <- struct{}{}:
+		defer func() { <-s.deltaSlots }()
+	default:
+		return writeFrame(w, wireResponse{Status: statusNoBase, Msg: fmt.Sprintf("busy: %d delta requests in progress", MaxDeltaServes)})
 	}
-	defer s.leaveDelta()
 	target, status, err := s.readRun(d.Target, allow)
 	if status == statusNotFound || status == statusBadRequest {
 		return writeFrame(w, wireResponse{Status: status, Msg: err.Error()})
@@ -272,28 +275,13 @@ func (s *Store) serveDelta(w io.Writer, d *DeltaRequest, allow func(Hash) bool) 
 	if status != statusOK {
 		return writeFrame(w, wireResponse{Status: status, Msg: err.Error()})
 	}
+	if d.Runs {
+		return s.serveListRuns(w, base, target, allow)
+	}
 	if err := writeFrame(w, wireResponse{Status: statusOK, Size: uint64(len(target))}); err != nil {
 		return err
 	}
 	return writeDelta(w, deltaOps(base, target, deltaSkip(base, target)))
-}
-
-// enterDelta takes one of the MaxDeltaServes slots, or reports that all
-// are taken; leaveDelta gives it back.
-func (s *Store) enterDelta() bool {
-	select {
-	case s.deltaSlots <- struct{}{}:
-		return true
-	default:
-		return false
-	}
-}
-
-func (s *Store) leaveDelta() { <-s.deltaSlots }
-
-// writeBusy answers a delta request past MaxDeltaServes: no base.
-func writeBusy(w io.Writer) error {
-	return writeFrame(w, wireResponse{Status: statusNoBase, Msg: fmt.Sprintf("busy: %d delta requests in progress", MaxDeltaServes)})
 }
 
 // readRun reads complete blobs hs, concatenated, at most MaxDeltaRun bytes

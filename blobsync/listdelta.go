@@ -31,32 +31,11 @@ type rebuiltRun struct {
 	Data   []byte
 }
 
-// serveListRuns answers a list-runs request: the target list as a delta
-// against the base list, the chunks of the runs it derives zeroed out,
-// then each such run's delta in list order. A run is derived when the
-// store holds (and may share) both its sides and the derived runs' new
-// bytes stay within MaxDeltaRun in all, the most the receiver holds
-// before the list verifies; the others keep their hashes and the
-// receiver fetches them as before. Statuses as serveDelta: target list
-// not held 1, base list not held or MaxDeltaServes busy 5, a list over
-// MaxDeltaRun or not a chunk list 2. It holds the two lists, then one run
-// pair at a time.
-func (s *Store) serveListRuns(w io.Writer, d *DeltaRequest, allow func(Hash) bool) error {
-	if !s.enterDelta() {
-		return writeBusy(w)
-	}
-	defer s.leaveDelta()
-	nextB, status, err := s.readRun(d.Target, allow)
-	if status == statusNotFound || status == statusBadRequest {
-		return writeFrame(w, wireResponse{Status: status, Msg: err.Error()})
-	}
-	oldB, status, err := s.readRun(d.Base, allow)
-	if status == statusNotFound {
-		status = statusNoBase
-	}
-	if status != statusOK {
-		return writeFrame(w, wireResponse{Status: status, Msg: err.Error()})
-	}
+// serveListRuns answers a list-runs request whose lists serveDelta read
+// (oldB, the base, and nextB, the target; each at most MaxDeltaRun bytes,
+// within its MaxDeltaServes slot): lists that do not decode are a bad
+// request, else writeListRuns answers.
+func (s *Store) serveListRuns(w io.Writer, oldB, nextB []byte, allow func(Hash) bool) error {
 	next, err := DecodeChunkList(nextB)
 	if err == nil {
 		var old *ChunkList
@@ -68,7 +47,13 @@ func (s *Store) serveListRuns(w io.Writer, d *DeltaRequest, allow func(Hash) boo
 }
 
 // writeListRuns writes a list-runs answer for lists old and next (oldB and
-// nextB encoded).
+// nextB encoded): the target list as a delta against the base list, the
+// chunks of the runs it derives zeroed out, then each such run's delta in
+// list order. A run is derived when the store holds (and may share) both
+// its sides and the derived runs' new bytes stay within MaxDeltaRun in
+// all, the most the receiver holds before the list verifies; the others
+// keep their hashes and the receiver fetches them as before. It holds the
+// two lists, then one run pair at a time.
 func (s *Store) writeListRuns(w io.Writer, oldB, nextB []byte, old, next *ChunkList, allow func(Hash) bool) error {
 	inOld := make(map[Hash]bool, len(old.Chunks))
 	for _, c := range old.Chunks {
