@@ -45,10 +45,14 @@ type ChunkedDownload struct {
 // counts held chunks as resumed bytes; Collection names the list.
 //
 // With opts.DeltaBase (an earlier version's chunk list, held), the list
-// and each run of missing chunks are first asked for as deltas against the
-// old version (chunkdelta.go): every chunk so rebuilt is checked against
-// its BLAKE3 before anything is stored, and a run no provider gives that
-// way, or that a provider gets wrong, is fetched whole as above.
+// and its runs of new chunks are first asked for in one answer as deltas
+// against the old version (listdelta.go), the rebuilt chunks' hashes
+// derived and the list checked against its hash before anything is
+// stored; from a provider that predates that answer, the list and each
+// run of missing chunks are asked for as deltas one by one
+// (chunkdelta.go), each chunk checked against its BLAKE3. A run no
+// provider gives that way, or that a provider gets wrong, is fetched
+// whole as above.
 //
 // DownloadChunked does not assemble the file or check the whole-file
 // hash: ExportChunked and OpenChunked do, when the bytes are read. Errors:
