@@ -55,10 +55,17 @@ func (s *Store) DeltaBaseOf(e Entry) Hash {
 // or ExportChunked, which checks the whole-file hash e.Hash and size
 // e.Size before dst appears (ErrWholeHash).
 func (s *Store) ExportFile(ctx context.Context, e Entry, dst string) error {
+	_, err := s.ExportFileMethod(ctx, e, dst)
+	return err
+}
+
+// ExportFileMethod is ExportFile that returns the method it used: the
+// blob's (reflink, copy_file_range, copy) or ExportAssembled.
+func (s *Store) ExportFileMethod(ctx context.Context, e Entry, dst string) (ExportMethod, error) {
 	if e.Chunks.IsZero() {
-		return s.Export(ctx, e.Hash, dst)
+		return s.export(ctx, e.Hash, dst, s.exportFrom)
 	}
-	return s.ExportChunked(ctx, e.Hash, e.Chunks, e.Size, dst)
+	return ExportAssembled, s.ExportChunked(ctx, e.Hash, e.Chunks, e.Size, dst)
 }
 
 // ExportFileMove is ExportFile without the store keeping its own copy
@@ -73,7 +80,7 @@ func (s *Store) ExportFileMove(ctx context.Context, e Entry, dst string) (Export
 	if e.Chunks.IsZero() {
 		return s.ExportMove(ctx, e.Hash, dst)
 	}
-	return ExportAssembled, s.ExportChunked(ctx, e.Hash, e.Chunks, e.Size, dst)
+	return s.ExportFileMethod(ctx, e, dst)
 }
 
 // OpenFile returns a seekable reader over entry e's bytes and their size:
