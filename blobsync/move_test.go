@@ -10,9 +10,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/dwebkit/dweb/internal/store"
+	"github.com/dwebkit/dweb/internal/testnet"
 	"github.com/zeebo/blake3"
 )
 
@@ -172,24 +172,10 @@ func TestExportMoveEdited(t *testing.T) {
 		t.Fatal(err)
 	}
 	dst := filepath.Join(t.TempDir(), "out.bin")
-	edit := func() {
-		f, err := os.OpenFile(dst, os.O_WRONLY, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := f.WriteAt([]byte("edited"), 100); err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
-		later := time.Now().Add(time.Hour)
-		if err := os.Chtimes(dst, later, later); err != nil {
-			t.Fatal(err)
-		}
-	}
 	var during error
 	s.moveHook = func(step moveStep) error {
 		if step == moveRenamed {
-			edit() // dst and the store's data file are one inode now
+			testnet.EditFile(t, dst, 100) // dst and the store's data file are one inode now
 			_, _, during = s.Open(h)
 		}
 		return nil

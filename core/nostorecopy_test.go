@@ -92,18 +92,7 @@ func TestGetFileNoStoreCopy(t *testing.T) {
 	}
 
 	// bob edits his file: his store no longer serves it as verified.
-	f, err := os.OpenFile(out, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteAt([]byte("edited"), 1000); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	later := time.Now().Add(time.Minute)
-	if err := os.Chtimes(out, later, later); err != nil {
-		t.Fatal(err)
-	}
+	testnet.EditFile(t, out, 1000)
 	_, _, err = bob.blobs.Open(fi.Hash)
 	if !errors.Is(err, blobsync.ErrCorrupt) || !strings.Contains(err.Error(), "changed since") {
 		t.Fatalf("bob opens the edited file's blob: %v, want ErrCorrupt (changed since)", err)
