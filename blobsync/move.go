@@ -315,3 +315,30 @@ func (s *Store) recoverMove(h Hash, mv moveIntent) error {
 	}
 	return s.db.Delete(moveKey(h), true)
 }
+
+// DropBrokenRef deletes blob h if it is a reference-mode blob whose file
+// no longer has the size and mtime recorded (edited, moved away or
+// deleted since AddFileRef or ExportMove), so that it can be fetched
+// again; the file itself is left alone. It reports whether it deleted
+// the blob; a blob held otherwise, or whose file is intact, stays.
+func (s *Store) DropBrokenRef(h Hash) (bool, error) {
+	unlock, err := s.lock(context.Background(), h)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	e, err := s.getEntry(h)
+	if err != nil || e.RefPath == "" {
+		return false, nil
+	}
+	f, err := s.openData(h, e)
+	if err == nil {
+		f.Close()
+		return false, nil
+	}
+	if !errors.Is(err, ErrCorrupt) {
+		return false, err
+	}
+	s.log.Info("blobsync: dropping a broken reference", "hash", h, "path", e.RefPath, "err", err)
+	return true, s.deleteLocked(h)
+}

@@ -137,6 +137,9 @@ func TestExportMove(t *testing.T) {
 		t.Fatalf("method %v, want move", m)
 	}
 	checkOneCopy(t, s, h, b, dst)
+	if dropped, err := s.DropBrokenRef(h); dropped || err != nil {
+		t.Fatalf("DropBrokenRef of an intact reference: %v, %v", dropped, err)
+	}
 	u, err := s.Usage()
 	if err != nil {
 		t.Fatal(err)
@@ -190,6 +193,16 @@ func TestExportMoveEdited(t *testing.T) {
 	}
 	if err := s.Export(ctx, h, filepath.Join(t.TempDir(), "x")); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("Export after the edit: %v, want ErrCorrupt", err)
+	}
+	// The broken reference can be dropped, the user's file stays.
+	if dropped, err := s.DropBrokenRef(h); !dropped || err != nil {
+		t.Fatalf("DropBrokenRef: %v, %v", dropped, err)
+	}
+	if has(t, s, h) {
+		t.Fatal("the blob is still held")
+	}
+	if _, err := os.Stat(dst); err != nil {
+		t.Fatalf("DropBrokenRef touched the user's file: %v", err)
 	}
 }
 

@@ -403,8 +403,23 @@ func (b *Backend) GetFileWith(ctx context.Context, g key.RecordKey, repo key.Rec
 }
 
 // getFile writes file fi of gs to dst, fetching what of its bytes is not
-// local from fi's repo's providers first (GetFile, GetFileVersion).
+// local from fi's repo's providers first (GetFile, GetFileVersion). A
+// file held by reference whose file changed since (a moved file the user
+// edited or deleted: GetOptions.NoStoreCopy) is dropped from the store
+// and fetched again.
 func (b *Backend) getFile(ctx context.Context, gs *groupState, fi FileInfo, dst string, opts GetOptions) (FileInfo, error) {
+	got, err := b.getFileOnce(ctx, gs, fi, dst, opts)
+	if fi.Local && fi.chunks.IsZero() && errors.Is(err, blobsync.ErrCorrupt) {
+		if dropped, derr := b.blobs.DropBrokenRef(fi.Hash); derr == nil && dropped {
+			fi.Local = false
+			return b.getFileOnce(ctx, gs, fi, dst, opts)
+		}
+	}
+	return got, err
+}
+
+// getFileOnce is getFile without the second try.
+func (b *Backend) getFileOnce(ctx context.Context, gs *groupState, fi FileInfo, dst string, opts GetOptions) (FileInfo, error) {
 	progress := opts.Progress
 	if !fi.Local {
 		release, err := b.reserveStorage(fi.Size)

@@ -18,7 +18,8 @@ import (
 // his output is the only copy on his disk (the store's data file moved
 // there, its BLAKE3 as b3sum prints it), he still serves the file to
 // carol from it, GC leaves it alone, and once he edits it his store
-// refuses it as changed. A small file is copied instead.
+// refuses it as changed, and a get fetches it again. A small file is
+// copied instead.
 func TestGetFileNoStoreCopy(t *testing.T) {
 	tmp := t.TempDir()
 	ctx := testContext(t, 60*time.Second)
@@ -96,5 +97,21 @@ func TestGetFileNoStoreCopy(t *testing.T) {
 	_, _, err = bob.blobs.Open(fi.Hash)
 	if !errors.Is(err, blobsync.ErrCorrupt) || !strings.Contains(err.Error(), "changed since") {
 		t.Fatalf("bob opens the edited file's blob: %v, want ErrCorrupt (changed since)", err)
+	}
+
+	// Getting it again fetches it afresh and leaves the edited file be.
+	again := filepath.Join(tmp, "bob-again.mp4")
+	fi2, err := bob.GetFileWith(ctx, g.ID, key.RecordKey{}, "clip.mp4", again, GetOptions{NoStoreCopy: true})
+	if err != nil {
+		t.Fatalf("get after the edit: %v", err)
+	}
+	if fi2.Export != "move" {
+		t.Fatalf("export after the edit %q, want move", fi2.Export)
+	}
+	if sum := testnet.B3sum(t, again); sum != "" && sum != fi.Hash.String() {
+		t.Fatalf("b3sum %s = %s, want %s", again, sum, fi.Hash)
+	}
+	if sum := testnet.B3sum(t, out); sum == fi.Hash.String() {
+		t.Fatalf("the edited %s was replaced", out)
 	}
 }
