@@ -111,7 +111,7 @@ func (s *Store) moveLocked(ctx context.Context, h Hash, dst string) (ExportMetho
 	if err != nil {
 		return 0, err
 	}
-	if e.Size <= inlineMax || e.RefPath != "" {
+	if e.Size <= inlineMax || e.RefPath != "" || s.inStoreDir(dst) {
 		return ExportAuto, nil
 	}
 	f, err := s.openData(h, e)
@@ -187,6 +187,18 @@ func (s *Store) moveLocked(ctx context.Context, h Hash, dst string) (ExportMetho
 	}
 	s.log.Debug("blobsync: moved", "hash", h, "dst", dst, "bytes", e.Size)
 	return ExportMoved, nil
+}
+
+// inStoreDir reports whether dst's directory is the store's own (by
+// inode, whatever the path says): a move there could rename the data
+// file onto itself and then unlink it, so Export copies instead.
+func (s *Store) inStoreDir(dst string) bool {
+	a, err := os.Stat(filepath.Dir(dst))
+	if err != nil {
+		return false // the link or rename fails and says why
+	}
+	b, err := os.Stat(s.dir)
+	return err == nil && os.SameFile(a, b)
 }
 
 // finishMove does a move's last steps once dst is the store's data file:

@@ -214,9 +214,9 @@ func openErr(s *Store, h Hash) error {
 	return err
 }
 
-// TestExportMoveFallback: inline and reference-mode blobs, and a
-// destination on another file system, are copied; the store keeps what
-// it had.
+// TestExportMoveFallback: inline and reference-mode blobs, a destination
+// in the store's own directory and one on another file system are
+// copied; the store keeps what it had.
 func TestExportMoveFallback(t *testing.T) {
 	ctx := context.Background()
 	s := newTestStore(t)
@@ -250,6 +250,16 @@ func TestExportMoveFallback(t *testing.T) {
 		}
 		checkServes(t, s, c.h, c.b)
 	}
+	// Into the store's own directory: copied, never moved onto itself.
+	big := content(1<<20+5, 27)
+	hb, err := s.AddBytes(ctx, big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := s.ExportMove(ctx, hb, s.dataPath(hb)); err != nil || m == ExportMoved {
+		t.Fatalf("move onto the store's own file: %v, %v (want a copy)", m, err)
+	}
+	checkServes(t, s, hb, big)
 	if e, _ := s.getEntry(hr); e.RefPath != refPath {
 		t.Errorf("reference entry now names %q, want %q", e.RefPath, refPath)
 	}
