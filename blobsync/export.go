@@ -40,6 +40,10 @@ func (m ExportMethod) String() string {
 		return "auto"
 	case exportReflink:
 		return "reflink"
+	case ExportMoved:
+		return "move"
+	case ExportAssembled:
+		return "assemble"
 	case ExportCopyRange:
 		return "copy_file_range"
 	case ExportCopy:
