@@ -269,7 +269,11 @@ func (s *Store) movingMod(h Hash) (int64, bool) {
 //     untouched.
 //
 // Then the intent is deleted. A blob without a complete entry (which
-// cannot happen while a move holds its lock) only loses its intent.
+// cannot happen while a move holds its lock) only loses its intent. A
+// recovery that fails (a file system error) or an intent that cannot be
+// decoded is logged and left for the next open; the store opens all the
+// same, so that one file's leftover never keeps a node from starting. Only
+// a failure to read Pebble fails it.
 func (s *Store) recoverMoves() error {
 	type pending struct {
 		h  Hash
@@ -284,7 +288,8 @@ func (s *Store) recoverMoves() error {
 		}
 		copy(p.h[:], k[len(prefix):])
 		if err := entryDec.Unmarshal(v, &p.mv); err != nil {
-			return fmt.Errorf("%w: move intent %x: %v", ErrCorrupt, k[len(prefix):], err)
+			s.log.Error("blobsync: a move intent cannot be read: left as it is", "hash", p.h, "err", err)
+			return nil
 		}
 		todo = append(todo, p)
 		return nil
@@ -294,7 +299,11 @@ func (s *Store) recoverMoves() error {
 	}
 	for _, p := range todo {
 		if err := s.recoverMove(p.h, p.mv); err != nil {
-			return fmt.Errorf("recover move of %s to %s: %w", p.h, p.mv.Dst, err)
+			// The node starts all the same: the intent stays for the next
+			// open, and until then opens of the blob's data file are held
+			// to the recorded mtime, as during the move itself.
+			s.log.Error("blobsync: an interrupted move could not be finished or undone: tried again at the next open", "hash", p.h, "dst", p.mv.Dst, "err", err)
+			s.moving[p.h] = p.mv
 		}
 	}
 	return nil
