@@ -143,7 +143,7 @@ func askDelta(ctx context.Context, p Provider, d DeltaRequest, read func(br *buf
 		return err
 	}
 	br := bufio.NewReaderSize(rw, ioBufSize)
-	resp, err := readResponse(br)
+	resp, err := readDeltaResponse(br)
 	if err != nil {
 		clean = resp.Status != statusOK && resp.Status != statusBadRequest
 		return err

@@ -151,7 +151,8 @@ func statusErr(status uint64, msg string) error {
 	case statusMissing:
 		return fmt.Errorf("%w: peer holds only part of the blob, not every requested group", ErrNotFound)
 	case statusNoBase:
-		return ErrNoBase
+		// Only a delta request's answer may say no-base (readDeltaResponse).
+		return fmt.Errorf("%w: peer says no base to a request that names none", ErrProtocol)
 	default:
 		return fmt.Errorf("%w: unknown status %d", ErrProtocol, status)
 	}
