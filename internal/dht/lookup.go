@@ -80,7 +80,13 @@ func (d *DHT) lookup(ctx context.Context, op string, target [32]byte, n int, que
 		}
 		var batch []Contact
 		for i := 0; i < len(cands) && i < n && len(batch) < width; i++ {
-			if seen[cands[i].ID] == fresh {
+			switch {
+			case seen[cands[i].ID] != fresh:
+			case d.isDead(cands[i].ID):
+				// Known dead since it became a candidate (a clean
+				// shutdown heard meanwhile): not asked.
+				seen[cands[i].ID] = failed
+			default:
 				batch = append(batch, cands[i])
 			}
 		}
