@@ -308,9 +308,10 @@ func TestOfflineWrites(t *testing.T) {
 	if err := x.dht.Bootstrap(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for x.dht.Pending() > 0 {
+	// The queue drops the write, then tells OnWrite: wait for both.
+	for x.dht.Pending() > 0 || len(heard()) < 2 {
 		if ctx.Err() != nil {
-			t.Fatal("queue not sent")
+			t.Fatalf("queue not sent: %d pending, OnWrite heard %v", x.dht.Pending(), heard())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
