@@ -45,7 +45,10 @@ func checkFileName(name string) error {
 // bytes are streamed into the blob store once, hashed as they arrive
 // (blobsync.Store.AddReader): no temporary file is written and imported
 // afterwards, memory stays bounded whatever the size, and if r fails or
-// breaks off, nothing is stored and the repo is unchanged. maxBytes
+// breaks off, nothing is added and the repo is unchanged (with
+// Options.Chunking, the bytes of more than blobsync.ChunkThreshold are
+// cut into chunks as they arrive, and chunks stored before the failure
+// are left for CollectGarbage). maxBytes
 // bounds the upload (<= 0 or over blobsync.MaxBlobSize:
 // blobsync.MaxBlobSize); more bytes give an error wrapping ErrTooLarge,
 // and nothing is added. Under a storage quota the upload reserves its
