@@ -15,6 +15,11 @@
 #     export to PATH (fsync, rename): the file whole and verified on disk.
 #     Alice's `file add` (hashing) and the cmp against the original are not
 #     timed.
+#   - download_no_store_copy_ms, dweb_no_store_copy_mb_s: scripts/demo.sh
+#     again (fresh daemons) with `file get --no-store-copy`: the same
+#     download, then the store's verified file is moved to PATH (a link and
+#     a rename) instead of copied there, so the node keeps one copy of the
+#     file, as Syncthing does. BENCH_SHARE_NO_STORE_COPY=0 skips this run.
 #   - b3sum_ms, b3sum_mb_s: `b3sum` of the file (multi-threaded hashing).
 #   - cp_ms, cp_mb_s: `cp` of the file plus `sync` of the copy.
 #   - syncthing_ms, syncthing_mb_s: two Syncthing instances on 127.0.0.1
@@ -36,7 +41,8 @@
 #     timed) /rest/db/status of the receiver must say needBytes 0 with
 #     inSyncBytes = the size, and cmp must find the same bytes.
 #   - syncthing_version: `syncthing --version`'s version.
-#   - dweb_vs_syncthing: dweb_mb_s / syncthing_mb_s (>= 1.0: dweb as fast).
+#   - dweb_vs_syncthing: dweb_mb_s / syncthing_mb_s (>= 1.0: dweb as fast);
+#     dweb_no_store_copy_vs_syncthing: the same for --no-store-copy.
 #   - load1_start: the 1-minute load average when the run started.
 # BENCH_SHARE_SYNCTHING=0 skips Syncthing (its keys are then null);
 # BENCH_SHARE_SYNCTHING_TIMEOUT bounds its transfer (seconds, default 900);
@@ -113,6 +119,15 @@ download_ms=$(sed -n 's/.*"download_ms": *\([0-9]*\).*/\1/p' <<<"$out")
 if [[ -z $join_ms || -z $download_ms ]]; then say "demo.sh did not report: $out"; exit 1; fi
 dweb_mb_s=$(rate "$bytes" "$download_ms")
 say "dweb: download_ms $download_ms ($dweb_mb_s MB/s)"
+
+nsc_ms=null nsc_mb_s=null
+if [[ ${BENCH_SHARE_NO_STORE_COPY:-1} != 0 ]]; then
+	out=$(DWEB_DEMO_GET_FLAGS=--no-store-copy scripts/demo.sh "$file" | tail -n 1)
+	nsc_ms=$(sed -n 's/.*"download_ms": *\([0-9]*\).*/\1/p' <<<"$out")
+	if [[ -z $nsc_ms ]]; then say "demo.sh (--no-store-copy) did not report: $out"; exit 1; fi
+	nsc_mb_s=$(rate "$bytes" "$nsc_ms")
+	say "dweb --no-store-copy: download_ms $nsc_ms ($nsc_mb_s MB/s)"
+fi
 
 # --- Syncthing ---------------------------------------------------------------
 ST=$work/st
@@ -212,7 +227,7 @@ st_connected() {
 		grep -o "\"${ST_ID[$2]}\":{[^}]*}" | grep -q '"connected":true'
 }
 
-syncthing_ms=null syncthing_mb_s=null syncthing_version=null dweb_vs_syncthing=null
+syncthing_ms=null syncthing_mb_s=null syncthing_version=null dweb_vs_syncthing=null nsc_vs_syncthing=null
 if [[ $st_on != 0 ]]; then
 	syncthing_version=\"$(syncthing --version | awk '{print $2}')\"
 	say "syncthing $syncthing_version"
@@ -271,12 +286,14 @@ if [[ $st_on != 0 ]]; then
 	say "syncthing recv reports the folder complete $(($(now_ms) - t1)) ms after the file stood at its path"
 	cmp -- "$file" "$got" >&2 || st_fail "recv's file differs from the original"
 	syncthing_mb_s=$(rate "$bytes" "$syncthing_ms")
-	dweb_vs_syncthing=$(awk -v d="$dweb_mb_s" -v s="$syncthing_mb_s" 'BEGIN { printf "%.2f", (s > 0 ? d / s : 0) }')
+	ratio() { awk -v d="$1" -v s="$2" 'BEGIN { printf "%.2f", (s > 0 ? d / s : 0) }'; }
+	dweb_vs_syncthing=$(ratio "$dweb_mb_s" "$syncthing_mb_s")
+	if [[ $nsc_mb_s != null ]]; then nsc_vs_syncthing=$(ratio "$nsc_mb_s" "$syncthing_mb_s"); fi
 	say "syncthing: $syncthing_ms ms ($syncthing_mb_s MB/s), same bytes (cmp); dweb/syncthing = $dweb_vs_syncthing"
 	for s in send recv; do st_api "$s" POST /rest/system/shutdown >/dev/null 2>&1 || true; done
 fi
 
-printf '{"size_bytes": %d, "join_ms": %d, "download_ms": %d, "dweb_mb_s": %s, "b3sum_ms": %d, "b3sum_mb_s": %s, "cp_ms": %d, "cp_mb_s": %s, "syncthing_ms": %s, "syncthing_mb_s": %s, "syncthing_version": %s, "dweb_vs_syncthing": %s, "cores": %d, "load1_start": %s}\n' \
-	"$bytes" "$join_ms" "$download_ms" "$dweb_mb_s" \
+printf '{"size_bytes": %d, "join_ms": %d, "download_ms": %d, "dweb_mb_s": %s, "download_no_store_copy_ms": %s, "dweb_no_store_copy_mb_s": %s, "b3sum_ms": %d, "b3sum_mb_s": %s, "cp_ms": %d, "cp_mb_s": %s, "syncthing_ms": %s, "syncthing_mb_s": %s, "syncthing_version": %s, "dweb_vs_syncthing": %s, "dweb_no_store_copy_vs_syncthing": %s, "cores": %d, "load1_start": %s}\n' \
+	"$bytes" "$join_ms" "$download_ms" "$dweb_mb_s" "$nsc_ms" "$nsc_mb_s" \
 	"$b3sum_ms" "$(rate "$bytes" "$b3sum_ms")" "$cp_ms" "$(rate "$bytes" "$cp_ms")" \
-	"$syncthing_ms" "$syncthing_mb_s" "$syncthing_version" "$dweb_vs_syncthing" "$(nproc)" "$load1"
+	"$syncthing_ms" "$syncthing_mb_s" "$syncthing_version" "$dweb_vs_syncthing" "$nsc_vs_syncthing" "$(nproc)" "$load1"
