@@ -44,6 +44,13 @@
 #   - dweb_vs_syncthing: dweb_mb_s / syncthing_mb_s (>= 1.0: dweb as fast);
 #     dweb_no_store_copy_vs_syncthing: the same for --no-store-copy.
 #   - load1_start: the 1-minute load average when the run started.
+#   - rounds: BENCH_SHARE_ROUNDS=N (default 1) repeats the three timed runs
+#     (dweb, dweb --no-store-copy, Syncthing, each with fresh processes and
+#     homes; the order reversed every other round, so drift in the machine's
+#     other load falls on both sides) N times on the same file. The top-level
+#     *_ms figures are then the medians over the rounds, the MB/s figures
+#     come from those medians, the *_vs_syncthing ratios are the medians of
+#     each round's own ratio, and per_round lists every round's times.
 # BENCH_SHARE_SYNCTHING=0 skips Syncthing (its keys are then null);
 # BENCH_SHARE_SYNCTHING_TIMEOUT bounds its transfer (seconds, default 900);
 # BENCH_SHARE_KEEP=1 keeps the work dir (the Syncthing homes and logs).
@@ -66,6 +73,9 @@ else
 	echo "usage: scripts/bench-share.sh [SIZE_MB | SIZE{MB,GB,MiB,GiB}]" >&2
 	exit 2
 fi
+rounds=${BENCH_SHARE_ROUNDS:-1}
+[[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "bench-share: BENCH_SHARE_ROUNDS must be a positive integer" >&2; exit 2; }
+nsc_on=${BENCH_SHARE_NO_STORE_COPY:-1}
 st_on=${BENCH_SHARE_SYNCTHING:-1}
 st_timeout=${BENCH_SHARE_SYNCTHING_TIMEOUT:-900}
 say() { echo "bench-share: $*" >&2; }
@@ -113,24 +123,19 @@ t0=$(now_ms); cp "$file" "$work/copy.bin"; sync "$work/copy.bin"; t1=$(now_ms)
 cp_ms=$((t1 - t0))
 rm -f "$work/copy.bin"
 
-out=$(scripts/demo.sh "$file" | tail -n 1)
-join_ms=$(sed -n 's/.*"join_ms": *\([0-9]*\).*/\1/p' <<<"$out")
-download_ms=$(sed -n 's/.*"download_ms": *\([0-9]*\).*/\1/p' <<<"$out")
-if [[ -z $join_ms || -z $download_ms ]]; then say "demo.sh did not report: $out"; exit 1; fi
-dweb_mb_s=$(rate "$bytes" "$download_ms")
-say "dweb: download_ms $download_ms ($dweb_mb_s MB/s)"
-
-nsc_ms=null nsc_mb_s=null
-if [[ ${BENCH_SHARE_NO_STORE_COPY:-1} != 0 ]]; then
-	out=$(DWEB_DEMO_GET_FLAGS=--no-store-copy scripts/demo.sh "$file" | tail -n 1)
-	nsc_ms=$(sed -n 's/.*"download_ms": *\([0-9]*\).*/\1/p' <<<"$out")
-	if [[ -z $nsc_ms ]]; then say "demo.sh (--no-store-copy) did not report: $out"; exit 1; fi
-	nsc_mb_s=$(rate "$bytes" "$nsc_ms")
-	say "dweb --no-store-copy: download_ms $nsc_ms ($nsc_mb_s MB/s)"
-fi
+# dweb_run [FLAGS]: scripts/demo.sh with the file, `file get FLAGS`; sets
+# DL_MS (download_ms) and JOIN_MS.
+dweb_run() {
+	local out
+	out=$(DWEB_DEMO_GET_FLAGS="${1:-}" scripts/demo.sh "$file" | tail -n 1)
+	JOIN_MS=$(sed -n 's/.*"join_ms": *\([0-9]*\).*/\1/p' <<<"$out")
+	DL_MS=$(sed -n 's/.*"download_ms": *\([0-9]*\).*/\1/p' <<<"$out")
+	if [[ -z $JOIN_MS || -z $DL_MS ]]; then say "demo.sh ${1:-} did not report: $out"; exit 1; fi
+	say "dweb file get ${1:-(default export)}: download_ms $DL_MS ($(rate "$bytes" "$DL_MS") MB/s)"
+}
 
 # --- Syncthing ---------------------------------------------------------------
-ST=$work/st
+ST=
 ST_KEY=
 declare -A ST_GUI ST_ID ST_LISTEN
 ST_USED=" "
@@ -227,10 +232,30 @@ st_connected() {
 		grep -o "\"${ST_ID[$2]}\":{[^}]*}" | grep -q '"connected":true'
 }
 
-syncthing_ms=null syncthing_mb_s=null syncthing_version=null dweb_vs_syncthing=null nsc_vs_syncthing=null
-if [[ $st_on != 0 ]]; then
-	syncthing_version=\"$(syncthing --version | awk '{print $2}')\"
-	say "syncthing $syncthing_version"
+# st_stop asks both instances to shut down, then reaps them (bounded).
+st_stop() {
+	local s p i
+	for s in send recv; do
+		if [[ -n ${ST_GUI[$s]:-} ]]; then st_api "$s" POST /rest/system/shutdown >/dev/null 2>&1 || true; fi
+	done
+	for p in "${ST_PIDS[@]}"; do
+		for ((i = 0; i < 100; i++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
+	ST_PIDS=()
+}
+
+# folder ID PATH TYPE SELF OTHER: a folder's JSON for /rest/config/folders.
+folder() {
+	printf '{"id": "%s", "label": "%s", "path": "%s", "type": "%s", "rescanIntervalS": 3600, "fsWatcherEnabled": false, "devices": [{"deviceID": "%s"}, {"deviceID": "%s"}]}' \
+		"$1" "$1" "$2" "$3" "$4" "$5"
+}
+
+# st_run R: round R of Syncthing, with fresh homes in $work/stR; sets ST_MS.
+st_run() {
+	local i t0 t1 deadline status got
+	ST=$work/st$1
 	mkdir -p "$ST/send-dir" "$ST/recv-dir"
 	ln "$file" "$ST/send-dir/big.bin" 2>/dev/null || cp "$file" "$ST/send-dir/big.bin"
 	ST_KEY=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
@@ -244,10 +269,6 @@ if [[ $st_on != 0 ]]; then
 		st_fail "adding send to recv"
 
 	# The sender's folder, shared with recv; its scan must finish first.
-	folder() { # folder ID PATH TYPE SELF OTHER
-		printf '{"id": "%s", "label": "%s", "path": "%s", "type": "%s", "rescanIntervalS": 3600, "fsWatcherEnabled": false, "devices": [{"deviceID": "%s"}, {"deviceID": "%s"}]}' \
-			"$1" "$1" "$2" "$3" "$4" "$5"
-	}
 	st_api send POST /rest/config/folders "$(folder bench "$ST/send-dir" sendonly "${ST_ID[send]}" "${ST_ID[recv]}")" >/dev/null ||
 		st_fail "adding the folder to send"
 	t0=$(now_ms)
@@ -276,7 +297,7 @@ if [[ $st_on != 0 ]]; then
 		sleep 0.02
 	done
 	t1=$(now_ms)
-	syncthing_ms=$((t1 - t0))
+	ST_MS=$((t1 - t0))
 	for ((i = 0; ; i++)); do
 		status=$(st_api recv GET "/rest/db/status?folder=bench" 2>/dev/null || true)
 		if [[ $(st_num needBytes <<<"$status") == 0 && $(st_num inSyncBytes <<<"$status") == "$bytes" ]]; then break; fi
@@ -285,15 +306,75 @@ if [[ $st_on != 0 ]]; then
 	done
 	say "syncthing recv reports the folder complete $(($(now_ms) - t1)) ms after the file stood at its path"
 	cmp -- "$file" "$got" >&2 || st_fail "recv's file differs from the original"
-	syncthing_mb_s=$(rate "$bytes" "$syncthing_ms")
-	ratio() { awk -v d="$1" -v s="$2" 'BEGIN { printf "%.2f", (s > 0 ? d / s : 0) }'; }
-	dweb_vs_syncthing=$(ratio "$dweb_mb_s" "$syncthing_mb_s")
-	if [[ $nsc_mb_s != null ]]; then nsc_vs_syncthing=$(ratio "$nsc_mb_s" "$syncthing_mb_s"); fi
-	say "syncthing: $syncthing_ms ms ($syncthing_mb_s MB/s), same bytes (cmp); dweb/syncthing = $dweb_vs_syncthing"
-	for s in send recv; do st_api "$s" POST /rest/system/shutdown >/dev/null 2>&1 || true; done
-fi
+	say "syncthing: $ST_MS ms ($(rate "$bytes" "$ST_MS") MB/s), same bytes (cmp)"
+	st_stop
+	if [[ -z ${BENCH_SHARE_KEEP:-} ]]; then rm -rf "$ST"; fi
+}
 
-printf '{"size_bytes": %d, "join_ms": %d, "download_ms": %d, "dweb_mb_s": %s, "download_no_store_copy_ms": %s, "dweb_no_store_copy_mb_s": %s, "b3sum_ms": %d, "b3sum_mb_s": %s, "cp_ms": %d, "cp_mb_s": %s, "syncthing_ms": %s, "syncthing_mb_s": %s, "syncthing_version": %s, "dweb_vs_syncthing": %s, "dweb_no_store_copy_vs_syncthing": %s, "cores": %d, "load1_start": %s}\n' \
+# median N...: the median of integers.
+median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { m = int((NR + 1) / 2); printf "%d", (NR % 2 ? v[m] : (v[m] + v[m + 1]) / 2) }'; }
+# median_ratio A B: the median over the rounds of A[r] / B[r] (times in ms:
+# B's time over A's is A's speed over B's), 2 decimals.
+median_ratio() {
+	local -n a=$1 b=$2
+	local r
+	for r in "${!a[@]}"; do awk -v x="${a[$r]}" -v y="${b[$r]}" 'BEGIN { printf "%.6f\n", (x > 0 ? y / x : 0) }'; done |
+		sort -g | awk '{ v[NR] = $1 } END { m = int((NR + 1) / 2); printf "%.2f", (NR % 2 ? v[m] : (v[m] + v[m + 1]) / 2) }'
+}
+
+syncthing_version=null
+if [[ $st_on != 0 ]]; then
+	syncthing_version=\"$(syncthing --version | awk '{print $2}')\"
+	say "syncthing $syncthing_version"
+fi
+R_JOIN=() R_DL=() R_NSC=() R_ST=()
+for ((r = 1; r <= rounds; r++)); do
+	say "round $r of $rounds"
+	legs=(dweb nsc st)
+	if ((r % 2 == 0)); then legs=(st nsc dweb); fi
+	for leg in "${legs[@]}"; do
+		case $leg in
+		dweb)
+			dweb_run
+			R_JOIN[r]=$JOIN_MS R_DL[r]=$DL_MS
+			;;
+		nsc)
+			if [[ $nsc_on != 0 ]]; then
+				dweb_run --no-store-copy
+				R_NSC[r]=$DL_MS
+			fi
+			;;
+		st)
+			if [[ $st_on != 0 ]]; then
+				st_run "$r"
+				R_ST[r]=$ST_MS
+			fi
+			;;
+		esac
+	done
+done
+
+join_ms=$(median "${R_JOIN[@]}")
+download_ms=$(median "${R_DL[@]}")
+dweb_mb_s=$(rate "$bytes" "$download_ms")
+nsc_ms=null nsc_mb_s=null syncthing_ms=null syncthing_mb_s=null dweb_vs_syncthing=null nsc_vs_syncthing=null
+if ((${#R_NSC[@]})); then
+	nsc_ms=$(median "${R_NSC[@]}")
+	nsc_mb_s=$(rate "$bytes" "$nsc_ms")
+fi
+if ((${#R_ST[@]})); then
+	syncthing_ms=$(median "${R_ST[@]}")
+	syncthing_mb_s=$(rate "$bytes" "$syncthing_ms")
+	dweb_vs_syncthing=$(median_ratio R_DL R_ST)
+	if ((${#R_NSC[@]})); then nsc_vs_syncthing=$(median_ratio R_NSC R_ST); fi
+	say "dweb/syncthing = $dweb_vs_syncthing; with --no-store-copy $nsc_vs_syncthing"
+fi
+per_round=
+for ((r = 1; r <= rounds; r++)); do
+	per_round+="${per_round:+, }{\"download_ms\": ${R_DL[r]}, \"download_no_store_copy_ms\": ${R_NSC[r]:-null}, \"syncthing_ms\": ${R_ST[r]:-null}}"
+done
+
+printf '{"size_bytes": %d, "join_ms": %d, "download_ms": %d, "dweb_mb_s": %s, "download_no_store_copy_ms": %s, "dweb_no_store_copy_mb_s": %s, "b3sum_ms": %d, "b3sum_mb_s": %s, "cp_ms": %d, "cp_mb_s": %s, "syncthing_ms": %s, "syncthing_mb_s": %s, "syncthing_version": %s, "dweb_vs_syncthing": %s, "dweb_no_store_copy_vs_syncthing": %s, "rounds": %d, "per_round": [%s], "cores": %d, "load1_start": %s}\n' \
 	"$bytes" "$join_ms" "$download_ms" "$dweb_mb_s" "$nsc_ms" "$nsc_mb_s" \
 	"$b3sum_ms" "$(rate "$bytes" "$b3sum_ms")" "$cp_ms" "$(rate "$bytes" "$cp_ms")" \
-	"$syncthing_ms" "$syncthing_mb_s" "$syncthing_version" "$dweb_vs_syncthing" "$nsc_vs_syncthing" "$(nproc)" "$load1"
+	"$syncthing_ms" "$syncthing_mb_s" "$syncthing_version" "$dweb_vs_syncthing" "$nsc_vs_syncthing" "$rounds" "$per_round" "$(nproc)" "$load1"
