@@ -26,7 +26,8 @@
 #     (Debian's package, installed with apt-get when missing), TCP only:
 #     listening on tcp://127.0.0.1:PORT, relays, global and local discovery,
 #     NAT traversal, usage and crash reporting and auto-upgrade off, the
-#     low-priority (nice) default off; each its own --home in the work dir,
+#     low-priority (nice) default off, redial every 1 s (not 60: the devices
+#     connect before the clock starts); each its own --home in the work dir,
 #     configured through its REST API (127.0.0.1, a generated API key).
 #     Before the clock starts: the sender's folder (type sendonly, holding a
 #     hard link to the file) is added and its scan (SHA-256 of every block)
