@@ -77,6 +77,9 @@ type DownloadOptions struct {
 	DeltaBase Hash
 	// NoDelta turns chunk-run deltas off even with a DeltaBase.
 	NoDelta bool
+	// Mirror, if not nil, gets a copy of every verified byte Download
+	// writes to the store, at its offset (DownloadTo). Download only.
+	Mirror *Mirror
 }
 
 func (o *DownloadOptions) defaults() {

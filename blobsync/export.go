@@ -42,6 +42,8 @@ func (m ExportMethod) String() string {
 		return "reflink"
 	case ExportMoved:
 		return "move"
+	case ExportMirrored:
+		return "mirror"
 	case ExportAssembled:
 		return "assemble"
 	case ExportCopyRange:
@@ -92,22 +94,10 @@ func (s *Store) export(ctx context.Context, h Hash, dst string, from ExportMetho
 	if err != nil {
 		return 0, err
 	}
-	var src *os.File
-	if e.Size > inlineMax {
-		if src, err = s.openData(h, e); err != nil {
-			return 0, err
-		}
-		defer src.Close()
-	}
 	var used ExportMethod
 	err = writeExport(ctx, h, dst, func(f *os.File) error {
-		if src == nil {
-			used = ExportCopy
-			_, err := io.Copy(f, ctxio.NewReader(ctx, bytes.NewReader(e.Inline)))
-			return err
-		}
 		var err error
-		used, err = s.exportData(ctx, f, src, e.Size, from)
+		used, err = s.exportEntry(ctx, h, e, f, from)
 		return err
 	})
 	if err != nil {
@@ -115,6 +105,30 @@ func (s *Store) export(ctx context.Context, h Hash, dst string, from ExportMetho
 	}
 	s.log.Debug("blobsync: exported", "hash", h, "dst", dst, "bytes", e.Size, "method", used)
 	return used, nil
+}
+
+// exportInto writes blob h's bytes to the empty file f, starting at
+// method from; it returns the method that wrote them.
+func (s *Store) exportInto(ctx context.Context, h Hash, f *os.File, from ExportMethod) (ExportMethod, error) {
+	e, err := s.getEntry(h)
+	if err != nil {
+		return 0, err
+	}
+	return s.exportEntry(ctx, h, e, f, from)
+}
+
+// exportEntry is exportInto for h's entry e.
+func (s *Store) exportEntry(ctx context.Context, h Hash, e entry, f *os.File, from ExportMethod) (ExportMethod, error) {
+	if e.Size <= inlineMax {
+		_, err := io.Copy(f, ctxio.NewReader(ctx, bytes.NewReader(e.Inline)))
+		return ExportCopy, err
+	}
+	src, err := s.openData(h, e)
+	if err != nil {
+		return 0, err
+	}
+	defer src.Close()
+	return s.exportData(ctx, f, src, e.Size, from)
 }
 
 // writeExport writes file dst of blob or file h atomically: write fills a
