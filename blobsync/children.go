@@ -27,6 +27,14 @@ var (
 
 const batchPipeline = 2 // children requests in flight per provider
 
+// Group commits of staged batches (committer): answers staged while a
+// commit runs wait in a queue of commitQueue, and are committed together,
+// at most commitGroupMax blobs at once.
+const (
+	commitQueue    = 16
+	commitGroupMax = 512
+)
+
 // collCache keeps the entry hashes of the collection a serve session last
 // answered a children request for, so a stream of batches decodes it once.
 type collCache struct {
@@ -356,7 +364,7 @@ func (s *Store) downloadBatches(ctx context.Context, coll Hash, c *Collection, i
 	}
 	close(b.work)
 	if !s.commitEach {
-		b.commits = make(chan stagedBatch, 1)
+		b.commits = make(chan stagedBatch, commitQueue)
 		b.committed = make(chan struct{})
 		go b.committer()
 		b.pool = newPartPool(s.dir)
@@ -564,28 +572,53 @@ func (b *batchRun) commit(ps *providerState, sts []*staged) {
 	}
 }
 
-// committer commits the staged batches one after the other, and only then
-// settles their entries and reports them stored. An entry whose commit
-// failed is left to the blob-by-blob path, which reports why.
+// committer commits the staged batches, and only then settles their
+// entries and reports them stored. Batches that arrive while a commit
+// runs are committed together in the next (up to commitGroupMax), so
+// the fsyncs of a fast download are paid once per group rather than
+// once per children answer, and a reader is held up only when
+// commitQueue batches wait. An entry whose commit failed is left to the
+// blob-by-blob path, which reports why.
 func (b *batchRun) committer() {
 	defer close(b.committed)
 	for sb := range b.commits {
-		stored, err := b.s.commitStaged(sb.sts)
+		group := []stagedBatch{sb}
+		n := len(sb.sts)
+	more:
+		for n < commitGroupMax {
+			select {
+			case sb, ok := <-b.commits:
+				if !ok {
+					break more
+				}
+				group = append(group, sb)
+				n += len(sb.sts)
+			default:
+				break more
+			}
+		}
+		sts := make([]*staged, 0, n)
+		for _, sb := range group {
+			sts = append(sts, sb.sts...)
+		}
+		stored, err := b.s.commitStaged(sts)
 		if err != nil {
-			b.s.log.Error("blobsync: commit a batch of blobs", "collection", b.coll, "blobs", len(sb.sts), "stored", len(stored), "err", err)
+			b.s.log.Error("blobsync: commit a batch of blobs", "collection", b.coll, "blobs", len(sts), "stored", len(stored), "err", err)
 		}
 		done := make(map[*staged]bool, len(stored))
 		for _, st := range stored {
 			done[st] = true
-			e := b.c.Entries[st.tag]
-			if b.settle(st.tag, entryStored) {
-				b.rep.add(sb.ps, e.Hash, e.Size)
-				b.rep.blobDone(e.Hash, e.Size, e.Size, false)
-			}
 		}
-		for _, st := range sb.sts {
-			if !done[st] {
-				b.settle(st.tag, entryLeft)
+		for _, sb := range group {
+			for _, st := range sb.sts {
+				e := b.c.Entries[st.tag]
+				switch {
+				case !done[st]:
+					b.settle(st.tag, entryLeft)
+				case b.settle(st.tag, entryStored):
+					b.rep.add(sb.ps, e.Hash, e.Size)
+					b.rep.blobDone(e.Hash, e.Size, e.Size, false)
+				}
 			}
 		}
 	}
