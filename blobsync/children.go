@@ -223,6 +223,7 @@ type batchRun struct {
 
 	commits   chan stagedBatch // to the committer (nil: s.commitEach)
 	pool      *partPool        // data part files created ahead (nil: s.commitEach)
+	pack      *packFile        // where chunks go (pack.go); nil: a file each
 	committed chan struct{}    // closed when the committer has finished
 
 	mu        sync.Mutex
@@ -351,8 +352,10 @@ func (b *batchRun) drop(t *batchTask) {
 // provider that was asked had them, or streams failed beyond MaxRetries —
 // for the caller to fetch blob by blob, which also reports why one cannot
 // be had, and the providers that did not lie (a liar is used for nothing
-// more).
-func (s *Store) downloadBatches(ctx context.Context, coll Hash, c *Collection, idx []int, maxBytes int64, providers []Provider, opts *DownloadOptions, rep *reporter) (left []int, honest []Provider) {
+// more). With chunks (coll is a chunk list, the entries its chunks) the
+// blobs are appended to one pack file (pack.go) unless the store keeps a
+// file per chunk.
+func (s *Store) downloadBatches(ctx context.Context, coll Hash, c *Collection, idx []int, maxBytes int64, chunks bool, providers []Provider, opts *DownloadOptions, rep *reporter) (left []int, honest []Provider) {
 	all := batches(c, idx, len(providers), maxBytes)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -368,6 +371,12 @@ func (s *Store) downloadBatches(ctx context.Context, coll Hash, c *Collection, i
 		b.committed = make(chan struct{})
 		go b.committer()
 		b.pool = newPartPool(s.dir)
+		if chunks && !s.chunkFiles {
+			var err error
+			if b.pack, err = s.newPack(); err != nil {
+				s.log.Warn("blobsync: no pack for a chunked download; a file per chunk", "list", coll, "err", err)
+			}
+		}
 	}
 	var wg sync.WaitGroup
 	for _, p := range providers {
@@ -383,6 +392,9 @@ func (s *Store) downloadBatches(ctx context.Context, coll Hash, c *Collection, i
 		b.pool.close()
 		close(b.commits)
 		<-b.committed
+		if b.pack != nil {
+			b.pack.close()
+		}
 	}
 	for x := range b.work { // batches no provider took
 		for _, ei := range x {
@@ -562,7 +574,7 @@ func (b *batchRun) stage(ctx context.Context, conn *rangeConn, v *verifier, h Ha
 		unlock()
 		return nil, v.verify(conn.br, h, size, nil, discardSink{}, prog)
 	}
-	return b.s.stageWhole(conn.br, v, h, size, unlock, b.pool, prog)
+	return b.s.stageWhole(conn.br, v, h, size, unlock, b.pool, b.pack, prog)
 }
 
 // commit hands staged blobs from provider ps to the committer.
@@ -658,7 +670,7 @@ func (s *Store) DownloadBatch(ctx context.Context, h Hash, c *Collection, idx []
 	}
 	left := append(each, dup...)
 	if len(ask) > 0 && len(providers) > 0 {
-		missed, _ := s.downloadBatches(ctx, h, c, ask, batchMaxBytes, providers, &opts, rep)
+		missed, _ := s.downloadBatches(ctx, h, c, ask, batchMaxBytes, false, providers, &opts, rep)
 		left = append(left, missed...)
 	} else {
 		left = append(left, ask...)

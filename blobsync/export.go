@@ -93,11 +93,15 @@ func (s *Store) export(ctx context.Context, h Hash, dst string, from ExportMetho
 		return 0, err
 	}
 	var src *os.File
+	var off int64
 	if e.Size > inlineMax {
-		if src, err = s.openData(h, e); err != nil {
+		if src, off, err = s.openData(h, e); err != nil {
 			return 0, err
 		}
 		defer src.Close()
+		if e.Pack != "" && from == ExportAuto {
+			from = ExportCopyRange // a reflink would clone the whole pack
+		}
 	}
 	var used ExportMethod
 	err = writeExport(ctx, h, dst, func(f *os.File) error {
@@ -107,7 +111,7 @@ func (s *Store) export(ctx context.Context, h Hash, dst string, from ExportMetho
 			return err
 		}
 		var err error
-		used, err = s.exportData(ctx, f, src, e.Size, from)
+		used, err = s.exportData(ctx, f, src, off, e.Size, from)
 		return err
 	})
 	if err != nil {
@@ -152,10 +156,11 @@ func writeExport(ctx context.Context, h Hash, dst string, write func(f *os.File)
 	return syncDir(filepath.Dir(dst))
 }
 
-// exportData writes the size bytes of src to the empty file dst, starting
+// exportData writes the size bytes of src at offset off (0 but for a
+// packed blob, which is never reflinked) to the empty file dst, starting
 // at method from and falling back while nothing has been written; it
 // returns the method that wrote them.
-func (s *Store) exportData(ctx context.Context, dst, src *os.File, size int64, from ExportMethod) (ExportMethod, error) {
+func (s *Store) exportData(ctx context.Context, dst, src *os.File, off, size int64, from ExportMethod) (ExportMethod, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -170,7 +175,7 @@ func (s *Store) exportData(ctx context.Context, dst, src *os.File, size int64, f
 		if chunk <= 0 {
 			chunk = exportChunkDefault
 		}
-		done, ok, err := copyRange(ctx, dst, src, size, chunk, s.exportHook)
+		done, ok, err := copyRange(ctx, dst, src, off, size, chunk, s.exportHook)
 		if ok || err != nil {
 			return ExportCopyRange, err
 		}
@@ -178,8 +183,8 @@ func (s *Store) exportData(ctx context.Context, dst, src *os.File, size int64, f
 			return 0, fmt.Errorf("blobsync: internal error: copy_file_range refused after %d bytes", done)
 		}
 	}
-	// Plain copy, from offset 0 whatever the descriptors' positions.
-	r := &hookReader{r: io.NewSectionReader(src, 0, size), hook: s.exportHook}
+	// Plain copy, from offset off whatever the descriptors' positions.
+	r := &hookReader{r: io.NewSectionReader(src, off, size), hook: s.exportHook}
 	n, err := io.CopyBuffer(onlyWriter{dst}, ctxio.NewReader(ctx, r), make([]byte, ioBufSize))
 	if err == nil && n != size {
 		err = fmt.Errorf("%w: data file shrank to %d bytes while exported (want %d)", ErrCorrupt, n, size)
