@@ -27,6 +27,11 @@ var (
 
 const batchPipeline = 2 // children requests in flight per provider
 
+// chunkPipeline: children requests in flight per provider for a chunked
+// file's chunks (about 4 MiB each: chunkBatchBytes), 16 MiB ahead as a
+// blob's Download asks by default (DownloadOptions.Pipeline).
+const chunkPipeline = 4
+
 // Group commits of staged batches (committer): answers staged while a
 // commit runs wait in a queue of commitQueue, and are committed together,
 // at most commitGroupMax blobs at once.
@@ -224,6 +229,7 @@ type batchRun struct {
 	commits   chan stagedBatch // to the committer (nil: s.commitEach)
 	pool      *partPool        // data part files created ahead (nil: s.commitEach)
 	pack      *packFile        // where chunks go (pack.go); nil: a file each
+	pipeline  int              // requests in flight per provider
 	committed chan struct{}    // closed when the committer has finished
 
 	mu        sync.Mutex
@@ -354,14 +360,17 @@ func (b *batchRun) drop(t *batchTask) {
 // be had, and the providers that did not lie (a liar is used for nothing
 // more). With chunks (coll is a chunk list, the entries its chunks) the
 // blobs are appended to one pack file (pack.go) unless the store keeps a
-// file per chunk.
+// file per chunk, and each provider has chunkPipeline requests in flight.
 func (s *Store) downloadBatches(ctx context.Context, coll Hash, c *Collection, idx []int, maxBytes int64, chunks bool, providers []Provider, opts *DownloadOptions, rep *reporter) (left []int, honest []Provider) {
 	all := batches(c, idx, len(providers), maxBytes)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	b := &batchRun{s: s, coll: coll, c: c, opts: opts, rep: rep, cancel: cancel,
 		work: make(chan []int, len(all)), state: make(map[int]entryState, len(idx)), remaining: len(idx),
-		inflight: map[*batchTask]struct{}{}, banned: map[string]bool{}}
+		inflight: map[*batchTask]struct{}{}, banned: map[string]bool{}, pipeline: batchPipeline}
+	if chunks {
+		b.pipeline = chunkPipeline
+	}
 	for _, x := range all {
 		b.work <- x
 	}
@@ -438,7 +447,7 @@ func (b *batchRun) session(ctx context.Context, p Provider, ps *providerState) (
 	b.rep.setState(ps, "active", nil)
 
 	// Requests go out from their own goroutine (see download.session).
-	reqs := make(chan []ChildRanges, batchPipeline)
+	reqs := make(chan []ChildRanges, b.pipeline)
 	defer close(reqs)
 	go func() {
 		failed := false
@@ -458,7 +467,7 @@ func (b *batchRun) session(ctx context.Context, p Provider, ps *providerState) (
 	}()
 	v := new(verifier)
 	for {
-		for len(inflight) < batchPipeline {
+		for len(inflight) < b.pipeline {
 			t := b.take(ctx, ps, len(inflight) == 0)
 			if t == nil {
 				break
