@@ -348,3 +348,55 @@ func TestPackLiar(t *testing.T) {
 		}
 	}
 }
+
+// TestPackGuard: a pack opened and closed while a GC runs stays busy for
+// that GC (its entries may postdate GC's scan), and not for the next; a
+// data file left beside a packed blob (a partial download's, the blob
+// then stored in a pack) is removed by GC, the blob kept.
+func TestPackGuard(t *testing.T) {
+	ctx := context.Background()
+	srv, cl := newTestStore(t), newTestStoreOpts(t, StoreOptions{GCGrace: -1})
+	g := cl.packGuard()
+	pk, err := cl.newPack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !g.busy(pk.name) {
+		t.Fatal("a pack opened during GC is not busy")
+	}
+	pk.stored(1) // as if a commit had named it
+	pk.close()
+	if !g.busy(pk.name) {
+		t.Fatal("a pack opened and closed during GC is not busy for it")
+	}
+	g.release()
+	g = cl.packGuard()
+	if g.busy(pk.name) {
+		t.Fatal("a pack closed before GC began is busy")
+	}
+	g.release()
+	os.Remove(filepath.Join(cl.Dir(), pk.name))
+
+	v := content(chunkedFixture, 37)
+	cf := addChunked(t, srv, v)
+	if _, err := cl.DownloadChunked(ctx, cf.List, cf.Size, []Provider{prov(t, "srv", srv)}, DownloadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c := cf.Chunks[0]
+	stray := cl.dataPath(c.Hash)
+	if err := os.WriteFile(stray, v[:c.Size], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.GC(ctx, func(yield func(Hash) bool) { yield(cf.List) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stray); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("data file beside a packed chunk after GC: %v", err)
+	}
+	packs := packsIn(t, cl)
+	if len(packs) != 1 {
+		t.Fatalf("packs %v", packs)
+	}
+	checkPacked(t, cl, cf, packs[0])
+	exportChunked(t, cl, cf, v)
+}
