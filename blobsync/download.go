@@ -967,7 +967,7 @@ func (s *Store) DownloadCollection(ctx context.Context, h Hash, providers []Prov
 	each = append(each, held...)
 	if len(small) > 0 && len(providers) > 0 {
 		var left []int
-		left, providers = s.downloadBatches(ctx, h, c, small, batchMaxBytes, providers, &opts, rep)
+		left, providers = s.downloadBatches(ctx, h, c, small, batchMaxBytes, false, providers, &opts, rep)
 		slices.Sort(left)
 		each = append(each, left...)
 	} else {

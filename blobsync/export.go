@@ -123,12 +123,15 @@ func (s *Store) exportEntry(ctx context.Context, h Hash, e entry, f *os.File, fr
 		_, err := io.Copy(f, ctxio.NewReader(ctx, bytes.NewReader(e.Inline)))
 		return ExportCopy, err
 	}
-	src, err := s.openData(h, e)
+	src, off, err := s.openData(h, e)
 	if err != nil {
 		return 0, err
 	}
 	defer src.Close()
-	return s.exportData(ctx, f, src, e.Size, from)
+	if e.Pack != "" && from == ExportAuto {
+		from = ExportCopyRange // a reflink would clone the whole pack
+	}
+	return s.exportData(ctx, f, src, off, e.Size, from)
 }
 
 // writeExport writes file dst of blob or file h atomically: write fills a
@@ -166,10 +169,11 @@ func writeExport(ctx context.Context, h Hash, dst string, write func(f *os.File)
 	return syncDir(filepath.Dir(dst))
 }
 
-// exportData writes the size bytes of src to the empty file dst, starting
+// exportData writes the size bytes of src at offset off (0 but for a
+// packed blob, which is never reflinked) to the empty file dst, starting
 // at method from and falling back while nothing has been written; it
 // returns the method that wrote them.
-func (s *Store) exportData(ctx context.Context, dst, src *os.File, size int64, from ExportMethod) (ExportMethod, error) {
+func (s *Store) exportData(ctx context.Context, dst, src *os.File, off, size int64, from ExportMethod) (ExportMethod, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -184,7 +188,7 @@ func (s *Store) exportData(ctx context.Context, dst, src *os.File, size int64, f
 		if chunk <= 0 {
 			chunk = exportChunkDefault
 		}
-		done, ok, err := copyRange(ctx, dst, src, size, chunk, s.exportHook)
+		done, ok, err := copyRange(ctx, dst, src, off, size, chunk, s.exportHook)
 		if ok || err != nil {
 			return ExportCopyRange, err
 		}
@@ -192,8 +196,8 @@ func (s *Store) exportData(ctx context.Context, dst, src *os.File, size int64, f
 			return 0, fmt.Errorf("blobsync: internal error: copy_file_range refused after %d bytes", done)
 		}
 	}
-	// Plain copy, from offset 0 whatever the descriptors' positions.
-	r := &hookReader{r: io.NewSectionReader(src, 0, size), hook: s.exportHook}
+	// Plain copy, from offset off whatever the descriptors' positions.
+	r := &hookReader{r: io.NewSectionReader(src, off, size), hook: s.exportHook}
 	n, err := io.CopyBuffer(onlyWriter{dst}, ctxio.NewReader(ctx, r), make([]byte, ioBufSize))
 	if err == nil && n != size {
 		err = fmt.Errorf("%w: data file shrank to %d bytes while exported (want %d)", ErrCorrupt, n, size)
