@@ -123,13 +123,13 @@ func (s *Store) exportEntry(ctx context.Context, h Hash, e entry, f *os.File, fr
 		_, err := io.Copy(f, ctxio.NewReader(ctx, bytes.NewReader(e.Inline)))
 		return ExportCopy, err
 	}
-	src, off, err := s.openData(h, e)
+	src, off, e, err := s.openData(h, e)
 	if err != nil {
 		return 0, err
 	}
 	defer src.Close()
-	if e.Pack != "" && from == ExportAuto {
-		from = ExportCopyRange // a reflink would clone the whole pack
+	if e.slice() && from == ExportAuto {
+		from = ExportCopyRange // a reflink would clone the whole pack or file
 	}
 	return s.exportData(ctx, f, src, off, e.Size, from)
 }
