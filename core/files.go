@@ -42,7 +42,9 @@ type FileInfo struct {
 	// "mirror" (written by the download as the bytes arrived, beside the
 	// store's copy: blobsync.Store.DownloadTo), "reflink",
 	// "copy_file_range" or "copy" (from the store, which keeps its copy),
-	// "assemble" (a chunked file written from its chunks).
+	// "assemble" (a chunked file written from its chunks), "assemble-ref"
+	// (so written, its chunks then kept as references into the path:
+	// GetOptions.NoStoreCopy).
 	Export string `json:"export,omitempty"`
 
 	chunks blobsync.Hash // the entry's chunk list; zero: the file is blob Hash
