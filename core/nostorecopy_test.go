@@ -3,9 +3,11 @@ package core
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -286,5 +288,55 @@ func TestGetFileNoStoreCopyChunked(t *testing.T) {
 	}
 	if got, err := os.ReadFile(out); err != nil || bytes.Equal(got, data) {
 		t.Fatalf("the edited %s was replaced (%v)", out, err)
+	}
+}
+
+// TestNoStoreCopyChunkedDisk measures the bytes on bob's disk (his blob
+// directory and the output, allocated blocks) before and after a get of
+// a chunked file of DWEB_DISK_MIB MiB (default 256) from alice, with and
+// without the store copy, each get by a fresh node. A figure for
+// docs/BENCHMARKS.md, not a check: it runs only with DWEB_DISK_FIGURE=1
+// (go test ./core -run TestNoStoreCopyChunkedDisk -v).
+func TestNoStoreCopyChunkedDisk(t *testing.T) {
+	if os.Getenv("DWEB_DISK_FIGURE") != "1" {
+		t.Skip("a measurement: set DWEB_DISK_FIGURE=1")
+	}
+	mib := 256
+	if v, err := strconv.Atoi(os.Getenv("DWEB_DISK_MIB")); err == nil && v > 0 {
+		mib = v
+	}
+	tmp := t.TempDir()
+	ctx := testContext(t, 10*time.Minute)
+	nodes := startNodes(t, tmp, "alice", "bob", "bob2")
+	alice := nodes[0]
+	g, _, inv := newGroup(ctx, t, alice, "g")
+	chunkOwnRepo(t, alice, g.ID)
+	p, _ := writeFile(t, tmp, "film.mp4", mib<<20)
+	added, err := alice.AddFiles(ctx, g.ID, []string{p})
+	if err != nil || added[0].chunks.IsZero() {
+		t.Fatalf("add: %+v, %v", added, err)
+	}
+	join(ctx, t, inv, nodes[1], nodes[2])
+	fileBytes := func(path string) int64 {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return 0
+		}
+		return fi.Sys().(*syscall.Stat_t).Blocks * 512
+	}
+	for i, noCopy := range []bool{false, true} {
+		b := nodes[1+i]
+		out := filepath.Join(tmp, fmt.Sprintf("out-%v.mp4", noCopy))
+		before := storeDiskBytes(t, b) + fileBytes(out)
+		start := time.Now()
+		fi, err := b.GetFileWith(ctx, g.ID, key.RecordKey{}, "film.mp4", out, GetOptions{NoStoreCopy: noCopy})
+		if err != nil {
+			t.Fatal(err)
+		}
+		took := time.Since(start)
+		store, outB := storeDiskBytes(t, b), fileBytes(out)
+		u, _ := b.blobs.Usage()
+		t.Logf(`{"mib":%d,"no_store_copy":%v,"export":%q,"disk_before":%d,"store_after":%d,"out_after":%d,"disk_after":%d,"usage_bytes":%d,"usage_ref_bytes":%d,"get_s":%.2f}`,
+			mib, noCopy, fi.Export, before, store, outB, store+outB, u.Bytes, u.RefBytes, took.Seconds())
 	}
 }
