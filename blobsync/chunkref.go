@@ -58,9 +58,13 @@ type ChunkRefs struct {
 // Only a chunk whose only copy is the store's own becomes a reference:
 // one keep reports true for (a chunk other files or versions name:
 // ChunksBesides), one of at most ChunkGroupSize bytes (inline), one
-// already held by reference, and one another writer, deleter or download
-// holds now stay as they are. A dst in the store's own directory keeps
-// every chunk.
+// already held by reference to another file, and one another writer,
+// deleter or download holds now stay as they are. A chunk held by
+// reference to dst itself (an earlier get to the same path, whose file
+// the rename has just replaced) is pointed at the new dst whatever keep
+// says; references to the old dst of chunks this file lacks (an earlier
+// version's own) break, refused from then on, as dst's old bytes are
+// gone. A dst in the store's own directory keeps every chunk.
 //
 // The steps: dst assembled (fsynced, renamed, directory synced); then, by
 // batches of chunkRefBatch chunks under their locks: dst checked to be
@@ -110,7 +114,7 @@ func (s *Store) ExportChunkedRef(ctx context.Context, whole, list Hash, size int
 			continue
 		}
 		seen[c.Hash] = true
-		cand, ok := s.chunkRefCandidate(c, at, keep)
+		cand, ok := s.chunkRefCandidate(c, at, abs, keep)
 		if !ok {
 			r.Kept++
 			r.KeptBytes += c.Size
@@ -148,10 +152,13 @@ type chunkRefCand struct {
 }
 
 // chunkRefCandidate takes c's lock if c may become a reference at offset
-// off (its own copy is the store's only one, as above); ok false: it is
-// kept, and no lock is held.
-func (s *Store) chunkRefCandidate(c ChunkRef, off int64, keep func(Hash) bool) (chunkRefCand, bool) {
-	if c.Size <= inlineMax || keep != nil && keep(c.Hash) {
+// off of dst: its own copy is the store's only one (as above), or it is
+// a reference into dst already, whose file the export has just replaced
+// with the same bytes at off (a get to the path of an earlier one: the
+// reference must follow, whatever keep says, or it would name a file
+// that is gone). ok false: it is kept, and no lock is held.
+func (s *Store) chunkRefCandidate(c ChunkRef, off int64, dst string, keep func(Hash) bool) (chunkRefCand, bool) {
+	if c.Size <= inlineMax {
 		return chunkRefCand{}, false
 	}
 	unlock, ok := s.tryLock(c.Hash)
@@ -159,11 +166,15 @@ func (s *Store) chunkRefCandidate(c ChunkRef, off int64, keep func(Hash) bool) (
 		return chunkRefCand{}, false
 	}
 	e, err := s.getEntry(c.Hash)
-	if err != nil || e.RefPath != "" || e.Size != c.Size || e.Size <= inlineMax {
-		unlock()
-		return chunkRefCand{}, false
+	switch {
+	case err != nil || e.Size != c.Size:
+	case e.RefPath == dst:
+		return chunkRefCand{h: c.Hash, off: off, e: e, unlock: unlock}, true
+	case e.RefPath == "" && (keep == nil || !keep(c.Hash)):
+		return chunkRefCand{h: c.Hash, off: off, e: e, unlock: unlock}, true
 	}
-	return chunkRefCand{h: c.Hash, off: off, e: e, unlock: unlock}, true
+	unlock()
+	return chunkRefCand{}, false
 }
 
 // refBatch makes the chunks of batch references into dst (whose identity

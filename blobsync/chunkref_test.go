@@ -303,3 +303,47 @@ func TestExportChunkedRefCrash(t *testing.T) {
 		}
 	}
 }
+
+// TestExportChunkedRefSamePath: getting a file again, or its next version,
+// to the path an earlier export referenced points the chunks of the new
+// file at the new output, shared ones included (the old output is gone);
+// only the chunks the new file lacks are left referencing the replaced
+// file, and are refused.
+func TestExportChunkedRefSamePath(t *testing.T) {
+	ctx := context.Background()
+	srv := newTestStore(t)
+	v1 := content(chunkedFixture, 53)
+	v2 := bytes.Clone(v1)
+	copy(v2[len(v2)/2:], "a different middle")
+	cf1, cf2 := addChunked(t, srv, v1), addChunked(t, srv, v2)
+	m := newMoveStore(t)
+	if _, err := m.DownloadChunked(ctx, cf1.List, cf1.Size, []Provider{prov(t, "srv", srv)}, DownloadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(t.TempDir(), "film.bin")
+	if _, err := m.ExportChunkedRef(ctx, cf1.Hash, cf1.List, cf1.Size, dst, nil); err != nil {
+		t.Fatal(err)
+	}
+	// The same file to the same path: every reference follows.
+	r, err := m.ExportChunkedRef(ctx, cf1.Hash, cf1.List, cf1.Size, dst, nil)
+	if err != nil || r.Referenced == 0 {
+		t.Fatalf("second export to the same path: %+v, %v", r, err)
+	}
+	checkRefs(t, m.Store, cf1, v1, dst)
+
+	// The next version to the same path, its shared chunks claimed by v1.
+	if _, err := m.DownloadChunked(ctx, cf2.List, cf2.Size, []Provider{prov(t, "srv", srv)}, DownloadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	shared, err := m.ChunksBesides(ctx, []Hash{cf1.List, cf2.List}, cf2.List)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.ExportChunkedRef(ctx, cf2.Hash, cf2.List, cf2.Size, dst, func(h Hash) bool { return shared[h] }); err != nil {
+		t.Fatal(err)
+	}
+	checkRefs(t, m.Store, cf2, v2, dst)
+	if _, err := readChunked(m.Store, cf1); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("v1, whose own chunks' file was replaced, reads: %v, want ErrCorrupt", err)
+	}
+}
