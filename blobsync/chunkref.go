@@ -27,8 +27,8 @@ const (
 
 // chunkRefBatch: ExportChunkedRef rewrites at most this many entries in
 // one Pebble batch (a chunk's entry is about 5 KiB with its outboard), so
-// a batch stays a few MiB whatever the file's size.
-const chunkRefBatch = 512
+// a batch stays a few MiB whatever the file's size. A variable for tests.
+var chunkRefBatch = 512
 
 // ChunkRefs is what ExportChunkedRef did with a file's distinct chunks.
 type ChunkRefs struct {

@@ -347,3 +347,65 @@ func TestExportChunkedRefSamePath(t *testing.T) {
 		t.Fatalf("v1, whose own chunks' file was replaced, reads: %v, want ErrCorrupt", err)
 	}
 }
+
+// TestExportChunkedRefCrashBetweenBatches: a crash after the first batch
+// of entries leaves a file held partly by reference, partly as the
+// store's own chunks: read right after a reopen, GC takes what the
+// first batch left, and the export run again references the rest.
+func TestExportChunkedRefCrashBetweenBatches(t *testing.T) {
+	defer func(n int) { chunkRefBatch = n }(chunkRefBatch)
+	chunkRefBatch = 4
+	ctx := context.Background()
+	srv := newTestStore(t)
+	v := content(chunkedFixture, 59)
+	cf := addChunked(t, srv, v)
+	if len(cf.Chunks) < 9 {
+		t.Fatalf("fixture has %d chunks, want more than two batches", len(cf.Chunks))
+	}
+	m := newMoveStore(t)
+	if _, err := m.DownloadChunked(ctx, cf.List, cf.Size, []Provider{prov(t, "srv", srv)}, DownloadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	errCrash := errors.New("crash")
+	batches := 0
+	m.moveHook = func(s moveStep) error {
+		if s == chunkRefEntries {
+			if batches++; batches == 2 {
+				return errCrash
+			}
+		}
+		return nil
+	}
+	dst := filepath.Join(t.TempDir(), "out.bin")
+	if _, err := m.ExportChunkedRef(ctx, cf.Hash, cf.List, cf.Size, dst, nil); !errors.Is(err, errCrash) {
+		t.Fatalf("export: %v, want the crash", err)
+	}
+	m.reopen(t)
+	refs := 0
+	for _, c := range cf.Chunks {
+		if e, _ := entryOf(t, m.Store, c.Hash); e.RefPath == dst {
+			refs++
+		}
+	}
+	if refs != 8 {
+		t.Fatalf("%d chunks reference the output after the crash, want the two batches' 8", refs)
+	}
+	if got, err := readChunked(m.Store, cf); err != nil || !bytes.Equal(got, v) {
+		t.Fatalf("after the crash the store reads other bytes (%v)", err)
+	}
+	m.gcGrace = 0
+	if _, err := m.GC(ctx, func(yield func(Hash) bool) { yield(cf.List) }); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := readChunked(m.Store, cf); err != nil || !bytes.Equal(got, v) {
+		t.Fatalf("after GC the store reads other bytes (%v)", err)
+	}
+	if len(packsIn(t, m.Store)) != 1 {
+		t.Fatalf("packs after GC: %v, want the one the rest still use", packsIn(t, m.Store))
+	}
+	m.moveHook = nil
+	if _, err := m.ExportChunkedRef(ctx, cf.Hash, cf.List, cf.Size, dst, nil); err != nil {
+		t.Fatal(err)
+	}
+	checkRefs(t, m.Store, cf, v, dst)
+}
