@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -408,4 +409,83 @@ func TestExportChunkedRefCrashBetweenBatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkRefs(t, m.Store, cf, v, dst)
+}
+
+// TestExportChunkedRefReaders: readers of the file and servers of its
+// chunks running while ExportChunkedRef rewrites the entries and removes
+// the pack read the right bytes throughout: a reader whose entry named
+// the pack or data file that went opens the reference instead.
+func TestExportChunkedRefReaders(t *testing.T) {
+	defer func(n int) { chunkRefBatch = n }(chunkRefBatch)
+	chunkRefBatch = 2
+	for _, mode := range []string{"pack", "files"} {
+		t.Run(mode, func(t *testing.T) {
+			ctx := context.Background()
+			srv := newTestStore(t)
+			v := content(chunkedFixture, 61)
+			cf := addChunked(t, srv, v)
+			m := newMoveStore(t)
+			if mode == "pack" {
+				if _, err := m.DownloadChunked(ctx, cf.List, cf.Size, []Provider{prov(t, "srv", srv)}, DownloadOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				addChunked(t, m.Store, v)
+			}
+			stale := make([]entry, len(cf.Chunks))
+			for i, c := range cf.Chunks {
+				stale[i], _ = entryOf(t, m.Store, c.Hash)
+			}
+			stop := make(chan struct{})
+			errs := make(chan error, 2)
+			for range 2 {
+				go func() {
+					for {
+						select {
+						case <-stop:
+							errs <- nil
+							return
+						default:
+						}
+						if got, err := readChunked(m.Store, cf); err != nil || !bytes.Equal(got, v) {
+							errs <- fmt.Errorf("a read during the export: %d bytes, %v", len(got), err)
+							return
+						}
+					}
+				}()
+			}
+			dst := filepath.Join(t.TempDir(), "out.bin")
+			_, err := m.ExportChunkedRef(ctx, cf.Hash, cf.List, cf.Size, dst, nil)
+			close(stop)
+			for range 2 {
+				if e := <-errs; e != nil {
+					t.Fatal(e)
+				}
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkRefs(t, m.Store, cf, v, dst)
+			// The window the readers above may miss: an entry read before
+			// the rewrite, its file opened after.
+			var off int64
+			for i, c := range cf.Chunks {
+				want := v[off : off+c.Size]
+				off += c.Size
+				if c.Size <= inlineMax {
+					continue
+				}
+				f, at, e, err := m.openData(c.Hash, stale[i])
+				if err != nil {
+					t.Fatalf("chunk %d opened by its entry from before the export: %v", i, err)
+				}
+				got := make([]byte, e.Size)
+				_, err = f.ReadAt(got, at)
+				f.Close()
+				if err != nil || !bytes.Equal(got, want) || e.RefPath != dst {
+					t.Fatalf("chunk %d read by its stale entry: %v, entry %+v", i, err, e)
+				}
+			}
+		})
+	}
 }
