@@ -354,6 +354,18 @@ func (s *Store) DropBrokenChunkRefs(list Hash) (int, error) {
 	return n, nil
 }
 
+// refIdentity is what a reference-mode entry holds its file to: one
+// open per identity tells about every chunk that shares it.
+type refIdentity struct {
+	path      string
+	mod, size int64
+	ino       uint64
+}
+
+func refIdentityOf(e entry) refIdentity {
+	return refIdentity{path: e.RefPath, mod: e.RefMod, size: e.RefSize, ino: e.RefIno}
+}
+
 // chunkRefsIntact reports whether every chunk of list that the store holds
 // by reference can still be opened (its file unchanged): DeltaBaseOf does
 // not pick a base it could not read. One open per referenced file.
@@ -362,13 +374,13 @@ func (s *Store) chunkRefsIntact(list Hash) bool {
 	if err != nil {
 		return false
 	}
-	checked := make(map[string]bool)
+	checked := make(map[refIdentity]bool)
 	for _, c := range l.Chunks {
 		e, err := s.getEntry(c.Hash)
 		if err != nil {
 			return false
 		}
-		if e.RefPath == "" || checked[e.RefPath] {
+		if e.RefPath == "" || checked[refIdentityOf(e)] {
 			continue
 		}
 		f, _, _, err := s.openData(c.Hash, e)
@@ -376,7 +388,40 @@ func (s *Store) chunkRefsIntact(list Hash) bool {
 			return false
 		}
 		f.Close()
-		checked[e.RefPath] = true
+		checked[refIdentityOf(e)] = true
 	}
 	return true
+}
+
+// dropBrokenRefs deletes the chunks of l held by reference to a file that
+// changed since (DropBrokenRef), so that a download fetches them again
+// instead of counting them held. One open per referenced file; an error
+// leaves the chunk, for the reader to refuse.
+func (s *Store) dropBrokenRefs(l *ChunkList) {
+	intact := make(map[refIdentity]bool)
+	seen := make(map[Hash]bool, len(l.Chunks))
+	for _, c := range l.Chunks {
+		if seen[c.Hash] {
+			continue
+		}
+		seen[c.Hash] = true
+		e, err := s.getEntry(c.Hash)
+		if err != nil || e.RefPath == "" {
+			continue
+		}
+		id := refIdentityOf(e)
+		if ok, known := intact[id]; known && ok {
+			continue
+		}
+		f, _, _, err := s.openData(c.Hash, e)
+		if err == nil {
+			f.Close()
+			intact[id] = true
+			continue
+		}
+		intact[id] = false
+		if _, err := s.DropBrokenRef(c.Hash); err != nil {
+			s.log.Debug("blobsync: drop a broken reference", "hash", c.Hash, "err", err)
+		}
+	}
 }

@@ -489,3 +489,49 @@ func TestExportChunkedRefReaders(t *testing.T) {
 		})
 	}
 }
+
+// TestExportChunkedRefDeltaBase: a version held by reference into an
+// output is the base of the next version's delta (its old chunks read
+// from the output, and the next version rebuilt from a small delta);
+// once the output changed, DeltaBaseOf does not pick it and the next
+// version is fetched whole, verified, rather than failing.
+func TestExportChunkedRefDeltaBase(t *testing.T) {
+	for _, edited := range []bool{false, true} {
+		t.Run(map[bool]string{false: "intact", true: "edited"}[edited], func(t *testing.T) {
+			ctx := context.Background()
+			srv := newTestStore(t)
+			v1 := content(chunkedFixture, 67)
+			v2 := bytes.Clone(v1)
+			copy(v2[len(v2)/2:], "a different middle")
+			cf1, cf2 := addChunked(t, srv, v1), addChunked(t, srv, v2)
+			m := newMoveStore(t)
+			p := prov(t, "srv", srv)
+			if _, err := m.DownloadChunked(ctx, cf1.List, cf1.Size, []Provider{p}, DownloadOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			dst := filepath.Join(t.TempDir(), "v1.bin")
+			if r, err := m.ExportChunkedRef(ctx, cf1.Hash, cf1.List, cf1.Size, dst, nil); err != nil || r.Kept > 1 {
+				t.Fatalf("export v1: %+v, %v", r, err)
+			}
+			if edited {
+				editInPlace(t, dst, 0)
+			}
+			e2 := Entry{Name: "film", Hash: cf2.Hash, Size: cf2.Size, Chunks: cf2.List,
+				Versions: []Version{{Hash: cf1.Hash, Size: cf1.Size, Chunks: cf1.List}}}
+			base := m.DeltaBaseOf(e2)
+			if want := map[bool]Hash{false: cf1.List, true: {}}[edited]; base != want {
+				t.Fatalf("DeltaBaseOf %s, want %s", base, want)
+			}
+			res, err := m.DownloadChunked(ctx, cf2.List, cf2.Size, []Provider{p}, DownloadOptions{DeltaBase: base})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !edited && (res.DeltaRuns < 1 || res.DeltaChunks != res.Fetched) {
+				t.Fatalf("v2 against v1 held by reference: %+v, want every fetched chunk from a delta", res)
+			}
+			if got, err := readChunked(m.Store, cf2); err != nil || !bytes.Equal(got, v2) {
+				t.Fatalf("v2 reads other bytes (%v)", err)
+			}
+		})
+	}
+}
