@@ -535,3 +535,51 @@ func TestExportChunkedRefDeltaBase(t *testing.T) {
 		})
 	}
 }
+
+// TestExportChunkedRefGC: GC removes reference chunks no root keeps (their
+// entries only: the output stays, byte for byte); with the output deleted,
+// kept chunks are refused, never served, until they are dropped.
+func TestExportChunkedRefGC(t *testing.T) {
+	ctx := context.Background()
+	srv := newTestStore(t)
+	v := content(chunkedFixture, 71)
+	cf := addChunked(t, srv, v)
+	m := newMoveStore(t)
+	m.gcGrace = 0
+	if _, err := m.DownloadChunked(ctx, cf.List, cf.Size, []Provider{prov(t, "srv", srv)}, DownloadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(t.TempDir(), "out.bin")
+	if _, err := m.ExportChunkedRef(ctx, cf.Hash, cf.List, cf.Size, dst, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	// Deleted output, file kept: refused, then dropped.
+	if err := os.Rename(dst, dst+".away"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.GC(ctx, func(yield func(Hash) bool) { yield(cf.List) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readChunked(m.Store, cf); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("read with the output gone: %v, want ErrCorrupt", err)
+	}
+	if err := os.Rename(dst+".away", dst); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := readChunked(m.Store, cf); err != nil || !bytes.Equal(got, v) {
+		t.Fatalf("read with the output back: %v", err)
+	}
+
+	// Nothing keeps the file: GC removes its chunks, not the output.
+	n, err := m.GC(ctx, nil)
+	if err != nil || n < len(cf.Chunks) {
+		t.Fatalf("GC removed %d, %v; want the chunks", n, err)
+	}
+	if u, err := m.Usage(); err != nil || u.RefBlobs != 0 || u.RefBytes != 0 {
+		t.Fatalf("usage after GC %+v, %v", u, err)
+	}
+	if got, err := os.ReadFile(dst); err != nil || !bytes.Equal(got, v) {
+		t.Fatalf("GC touched the output (%v)", err)
+	}
+}
