@@ -34,7 +34,14 @@ func (s *Store) ExportChunked(ctx context.Context, whole, list Hash, size int64,
 	if size >= 0 && l.Size() != size {
 		return fmt.Errorf("blobsync: export %s: %w: chunk list %s adds up to %d bytes, the entry says %d", whole, ErrWholeHash, list, l.Size(), size)
 	}
-	return writeExport(ctx, whole, dst, func(f *os.File) error {
+	_, err = s.assemble(ctx, whole, list, l, dst)
+	return err
+}
+
+// assemble is ExportChunked once the list l is read and its size checked;
+// it returns dst's identity as fstat gave it before the rename.
+func (s *Store) assemble(ctx context.Context, whole, list Hash, l *ChunkList, dst string) (os.FileInfo, error) {
+	return writeExportStat(ctx, whole, dst, func(f *os.File) error {
 		hs := blake3.New()
 		if _, err := io.CopyBuffer(onlyWriter{io.MultiWriter(f, hs)}, s.chunkReader(ctx, l), make([]byte, ioBufSize)); err != nil {
 			return err

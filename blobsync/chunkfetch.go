@@ -105,6 +105,9 @@ func (s *Store) DownloadChunked(ctx context.Context, list Hash, size int64, prov
 	if size >= 0 && res.Size != size {
 		return res, fmt.Errorf("blobsync: download chunked file: %w: chunk list %s adds up to %d bytes, the entry says %d", ErrBadChunkList, list, res.Size, size)
 	}
+	// Chunks held by reference to a file that changed since
+	// (ExportChunkedRef) are not held: fetched again.
+	s.dropBrokenRefs(l)
 	// The list as the collection the children requests index into (the
 	// server answers a chunk list's children in list order), and each
 	// distinct chunk once: a file may repeat a chunk (runs of equal bytes).

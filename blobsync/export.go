@@ -46,6 +46,8 @@ func (m ExportMethod) String() string {
 		return "mirror"
 	case ExportAssembled:
 		return "assemble"
+	case ExportAssembledRef:
+		return "assemble-ref"
 	case ExportCopyRange:
 		return "copy_file_range"
 	case ExportCopy:
@@ -123,13 +125,13 @@ func (s *Store) exportEntry(ctx context.Context, h Hash, e entry, f *os.File, fr
 		_, err := io.Copy(f, ctxio.NewReader(ctx, bytes.NewReader(e.Inline)))
 		return ExportCopy, err
 	}
-	src, off, err := s.openData(h, e)
+	src, off, e, err := s.openData(h, e)
 	if err != nil {
 		return 0, err
 	}
 	defer src.Close()
-	if e.Pack != "" && from == ExportAuto {
-		from = ExportCopyRange // a reflink would clone the whole pack
+	if e.slice() && from == ExportAuto {
+		from = ExportCopyRange // a reflink would clone the whole pack or file
 	}
 	return s.exportData(ctx, f, src, off, e.Size, from)
 }
@@ -141,9 +143,17 @@ func (s *Store) exportEntry(ctx context.Context, h Hash, e entry, f *os.File, fr
 // any error the temp file is removed and dst is untouched; the error
 // names h and dst. Export and ExportChunked write through it.
 func writeExport(ctx context.Context, h Hash, dst string, write func(f *os.File) error) error {
+	_, err := writeExportStat(ctx, h, dst, write)
+	return err
+}
+
+// writeExportStat is writeExport that also returns what fstat said of
+// the file once it was fsynced, before it became dst: the identity
+// (size, mtime, inode) of the bytes written (ExportChunkedRef).
+func writeExportStat(ctx context.Context, h Hash, dst string, write func(f *os.File) error) (os.FileInfo, error) {
 	f, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".*.part")
 	if err != nil {
-		return fmt.Errorf("blobsync: export %s: %w", h, err)
+		return nil, fmt.Errorf("blobsync: export %s: %w", h, err)
 	}
 	tmp := f.Name()
 	err = write(f)
@@ -152,6 +162,10 @@ func writeExport(ctx context.Context, h Hash, dst string, write func(f *os.File)
 	}
 	if err == nil {
 		err = f.Sync()
+	}
+	var fi os.FileInfo
+	if err == nil {
+		fi, err = f.Stat()
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -164,9 +178,9 @@ func writeExport(ctx context.Context, h Hash, dst string, write func(f *os.File)
 	}
 	if err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("blobsync: export %s to %s: %w", h, dst, err)
+		return nil, fmt.Errorf("blobsync: export %s to %s: %w", h, dst, err)
 	}
-	return syncDir(filepath.Dir(dst))
+	return fi, syncDir(filepath.Dir(dst))
 }
 
 // exportData writes the size bytes of src at offset off (0 but for a

@@ -37,14 +37,15 @@ func (s *Store) DownloadFile(ctx context.Context, e Entry, providers []Provider,
 
 // DeltaBaseOf returns the chunk list of the most recent earlier version of
 // entry e (e.Versions, newest first) that the store holds whole, list and
-// every chunk: the base DownloadChunked asks deltas against
+// every chunk, and whose chunks held by reference (ExportChunkedRef) are
+// still readable from their file: the base DownloadChunked asks deltas against
 // (DownloadOptions.DeltaBase). Zero if there is none.
 func (s *Store) DeltaBaseOf(e Entry) Hash {
 	for _, v := range e.Versions {
 		if v.Deleted || v.Chunks.IsZero() || v.Chunks == e.Chunks {
 			continue
 		}
-		if ok, err := s.HasChunks(v.Chunks); err == nil && ok {
+		if ok, err := s.HasChunks(v.Chunks); err == nil && ok && s.chunkRefsIntact(v.Chunks) {
 			return v.Chunks
 		}
 	}
@@ -72,15 +73,24 @@ func (s *Store) ExportFileMethod(ctx context.Context, e Entry, dst string) (Expo
 // where it can: a file that is one blob goes through ExportMove (the
 // store's data file becomes dst and the blob a reference to it; inline
 // and reference-mode blobs and another file system are copied). A
-// chunked file is assembled as ExportFile does and its chunks stay in the
-// store: they may be shared with other files and versions, and dst is
-// not any one of them. It returns the method used: ExportMoved,
-// ExportAssembled for a chunked file, else the copy's method.
-func (s *Store) ExportFileMove(ctx context.Context, e Entry, dst string) (ExportMethod, error) {
+// chunked file goes through ExportChunkedRef: assembled to dst, then its
+// chunks that keep does not claim (those other files or versions share:
+// ChunksBesides; nil keeps none) become references into dst. It returns
+// the method used: ExportMoved; ExportAssembledRef for a chunked file
+// whose chunks, or some of them, are now references into dst, and
+// ExportAssembled when none could be; else the copy's method.
+func (s *Store) ExportFileMove(ctx context.Context, e Entry, dst string, keep func(Hash) bool) (ExportMethod, error) {
 	if e.Chunks.IsZero() {
 		return s.ExportMove(ctx, e.Hash, dst)
 	}
-	return s.ExportFileMethod(ctx, e, dst)
+	r, err := s.ExportChunkedRef(ctx, e.Hash, e.Chunks, e.Size, dst, keep)
+	if err != nil {
+		return 0, err
+	}
+	if r.Referenced == 0 {
+		return ExportAssembled, nil
+	}
+	return ExportAssembledRef, nil
 }
 
 // OpenFile returns a seekable reader over entry e's bytes and their size:

@@ -64,13 +64,13 @@ func TestFileEntries(t *testing.T) {
 				t.Fatalf("FileBlobs named %d blobs", len(blobs))
 			}
 			// Without the store's copy: the blob is moved, the chunked
-			// file assembled and its chunks kept.
+			// file assembled and its chunks kept as references into it.
 			moved := filepath.Join(t.TempDir(), "moved")
-			m, err := cl.ExportFileMove(ctx, tc.e, moved)
+			m, err := cl.ExportFileMove(ctx, tc.e, moved, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if want := map[bool]ExportMethod{true: ExportMoved, false: ExportAssembled}[tc.e.Chunks.IsZero()]; m != want {
+			if want := map[bool]ExportMethod{true: ExportMoved, false: ExportAssembledRef}[tc.e.Chunks.IsZero()]; m != want {
 				t.Fatalf("ExportFileMove used %v, want %v", m, want)
 			}
 			if got, err := os.ReadFile(moved); err != nil || !bytes.Equal(got, tc.want) {
@@ -80,6 +80,15 @@ func TestFileEntries(t *testing.T) {
 				if !has(t, cl, h) {
 					t.Fatalf("after ExportFileMove the store lacks %s", h)
 				}
+			}
+			rd, _, err := cl.OpenFile(ctx, tc.e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			back, err := io.ReadAll(rd)
+			rd.Close()
+			if err != nil || !bytes.Equal(back, tc.want) {
+				t.Fatalf("the store reads other bytes after ExportFileMove (%v)", err)
 			}
 		})
 	}

@@ -114,7 +114,7 @@ func (s *Store) GC(ctx context.Context, roots func(yield func(Hash) bool)) (remo
 	known := make(map[Hash]bool)
 	packRefs := make(map[string]int) // entries naming each pack
 	packOf := make(map[Hash]string)  // of doomed packed blobs
-	packed := make(map[Hash]bool)    // complete blobs in a pack
+	packed := make(map[Hash]bool)    // complete blobs in a pack or held by reference
 	prefix := []byte(store.PrefixBlob)
 	err = s.db.Scan(prefix, func(k, v []byte) error {
 		if len(k) != len(prefix)+len(Hash{}) {
@@ -127,6 +127,8 @@ func (s *Store) GC(ctx context.Context, roots func(yield func(Hash) bool)) (remo
 		decoded := entryDec.Unmarshal(v, &e) == nil
 		if decoded && e.Pack != "" {
 			packRefs[e.Pack]++
+		}
+		if decoded && (e.Pack != "" || e.RefPath != "") {
 			packed[h] = true
 		}
 		if live[h] {
@@ -195,10 +197,13 @@ func (s *Store) GC(ctx context.Context, roots func(yield func(Hash) bool)) (remo
 			// An .obao left beside a complete entry that keeps its
 			// outboard inline (removeStale failed) is stray too, and so
 			// is a .data beside a packed blob (a partial download's
-			// files, the blob then stored whole in a pack).
+			// files, the blob then stored whole in a pack) or a
+			// reference-mode one (ExportChunkedRef or ExportMove
+			// stopped by a crash before it removed the store's file;
+			// the lock keeps a move under way out).
 			if !obao && packed[h] {
 				if unlock, ok := s.tryLock(h); ok {
-					if e, found, err := s.rawEntry(h); err == nil && found && e.State == stateComplete && e.Pack != "" {
+					if e, found, err := s.rawEntry(h); err == nil && found && e.State == stateComplete && (e.Pack != "" || e.RefPath != "") {
 						os.Remove(filepath.Join(s.dir, name))
 					}
 					unlock()

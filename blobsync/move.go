@@ -19,7 +19,9 @@ import (
 const ExportMoved ExportMethod = 254
 
 // ExportAssembled is the method ExportFileMove reports for a chunked
-// file, which it writes from its chunks (ExportChunked).
+// file it wrote from its chunks (ExportChunkedRef) when none of them
+// could become a reference into the output (all shared or inline), and
+// ExportFileMethod for every chunked file (ExportChunked).
 const ExportAssembled ExportMethod = 253
 
 // moveIntent is the Pebble value (CBOR, at store.Key(store.PrefixMove,

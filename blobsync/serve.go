@@ -156,14 +156,14 @@ func (s *Store) serveBlob(ctx context.Context, w io.Writer, enc *encoder, h Hash
 	if size <= inlineMax {
 		data = newFwdReader(bytes.NewReader(e.Inline), int(inlineMax))
 	} else {
-		df, off, err := s.openData(h, e)
+		df, off, e, err := s.openData(h, e)
 		if err != nil {
 			s.log.Error("blobsync: serve: data file", "hash", h, "err", err)
 			return writeFrame(w, notFound)
 		}
 		defer df.Close()
 		var src io.Reader = df
-		if e.Pack != "" {
+		if e.slice() {
 			src = io.NewSectionReader(df, off, e.Size)
 		}
 		data = newFwdReader(src, int(min(e.Size, ioBufSize))) // a small blob needs no more

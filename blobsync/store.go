@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/dwebkit/dweb/internal/ctxio"
@@ -104,7 +105,20 @@ type entry struct {
 	// (pack.go) rather than its own <hex>.data; its outboard is inline.
 	Pack    string `cbor:"8,keyasint,omitempty"`
 	PackOff int64  `cbor:"9,keyasint,omitempty"`
+	// RefOff, RefSize, RefIno: a reference into part of the app's file
+	// (a chunk of a file ExportChunkedRef wrote, chunkref.go): the
+	// blob's bytes are Size bytes at RefOff of RefPath, which must still
+	// be RefSize bytes long, be inode RefIno and have mtime RefMod.
+	// RefSize 0: the whole file is the blob (AddFileRef, ExportMove).
+	RefOff  int64  `cbor:"10,keyasint,omitempty"`
+	RefSize int64  `cbor:"11,keyasint,omitempty"`
+	RefIno  uint64 `cbor:"12,keyasint,omitempty"`
 }
+
+// slice reports whether e's bytes are part of a larger file (a pack, or
+// a reference into part of the app's file): read from an offset, never
+// reflinked.
+func (e entry) slice() bool { return e.Pack != "" || e.RefSize != 0 }
 
 // outboardFits reports whether an inline outboard, if e has one, is as
 // long as its size needs.
@@ -265,6 +279,9 @@ func (s *Store) getEntry(h Hash) (entry, error) {
 	if e.Pack != "" && (!isPackName(e.Pack) || e.PackOff < 0 || e.Size <= inlineMax || len(e.Outboard) == 0 || e.RefPath != "") {
 		return e, fmt.Errorf("%w: blob %s entry: pack %q at %d, size %d, %d outboard bytes", ErrCorrupt, h, e.Pack, e.PackOff, e.Size, len(e.Outboard))
 	}
+	if e.RefSize != 0 && (e.RefPath == "" || e.RefOff < 0 || e.RefSize < 0 || e.RefOff > e.RefSize-e.Size || e.Size <= inlineMax) {
+		return e, fmt.Errorf("%w: blob %s entry: reference to %d bytes at %d of %q (%d bytes)", ErrCorrupt, h, e.Size, e.RefOff, e.RefPath, e.RefSize)
+	}
 	return e, nil
 }
 
@@ -317,17 +334,18 @@ func (s *Store) Open(h Hash) (io.ReadSeekCloser, int64, error) {
 	if e.Size <= inlineMax {
 		return bytesReadSeekCloser{bytes.NewReader(e.Inline)}, e.Size, nil
 	}
-	f, off, err := s.openData(h, e)
+	f, off, e, err := s.openData(h, e)
 	if err != nil {
 		return nil, 0, err
 	}
-	if e.Pack != "" {
+	if e.slice() {
 		return packReader{io.NewSectionReader(f, off, e.Size), f}, e.Size, nil
 	}
 	return f, e.Size, nil
 }
 
-// packReader reads a packed blob's bytes and closes its pack.
+// packReader reads a packed (or partly referenced) blob's bytes and
+// closes its file.
 type packReader struct {
 	*io.SectionReader
 	f *os.File
@@ -336,17 +354,37 @@ type packReader struct {
 func (r packReader) Close() error { return r.f.Close() }
 
 // openData opens the data file of the large blob h with entry e and
-// returns the offset of the blob's bytes in it: its own <hex>.data (offset
-// 0), its pack (pack.go; the entry's offset), or in reference mode the
-// app's file (offset 0), which must still have the size and modification
-// time it had when imported. Errors wrap ErrCorrupt (missing, wrong size,
-// a pack too short for the blob, changed since import).
-func (s *Store) openData(h Hash, e entry) (*os.File, int64, error) {
+// returns the offset of the blob's bytes in it and the entry it used: its
+// own <hex>.data (offset 0), its pack (pack.go; the entry's offset), or in
+// reference mode the app's file (offset 0, or RefOff for a reference into
+// part of it), which must still have the size and modification time (and
+// for a part, the inode) it had when imported. When the store's file is
+// gone because ExportMove or ExportChunkedRef made e a reference since it
+// was read, the entry is read again and its file opened: the entry
+// returned is the one to read by. Errors wrap ErrCorrupt (missing, wrong
+// size, a pack too short for the blob, changed since import).
+func (s *Store) openData(h Hash, e entry) (*os.File, int64, entry, error) {
+	f, off, err := s.openDataOnce(h, e)
+	if errors.Is(err, fs.ErrNotExist) && e.RefPath == "" {
+		if e2, err2 := s.getEntry(h); err2 == nil && e2.RefPath != "" {
+			f, off, err = s.openDataOnce(h, e2)
+			e = e2
+		}
+	}
+	if err != nil && !errors.Is(err, ErrCorrupt) {
+		err = fmt.Errorf("%w: blob %s data: %w", ErrCorrupt, h, err)
+	}
+	return f, off, e, err
+}
+
+// openDataOnce is openData without the second look at the entry; an
+// error that is not ErrCorrupt is the open's (fs.ErrNotExist).
+func (s *Store) openDataOnce(h Hash, e entry) (*os.File, int64, error) {
 	if e.Pack != "" {
 		path := filepath.Join(s.dir, e.Pack)
 		f, err := os.Open(path)
 		if err != nil {
-			return nil, 0, fmt.Errorf("%w: blob %s pack: %v", ErrCorrupt, h, err)
+			return nil, 0, err
 		}
 		fi, err := f.Stat()
 		if err != nil || fi.Size() < e.PackOff+e.Size {
@@ -355,31 +393,22 @@ func (s *Store) openData(h Hash, e entry) (*os.File, int64, error) {
 		}
 		return f, e.PackOff, nil
 	}
-	f, err := s.openFile(h, e)
-	return f, 0, err
-}
-
-// openFile is openData for a blob that is not in a pack.
-func (s *Store) openFile(h Hash, e entry) (*os.File, error) {
 	path := s.dataPath(h)
 	if e.RefPath != "" {
 		path = e.RefPath
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		if e.RefPath == "" && errors.Is(err, fs.ErrNotExist) {
-			// ExportMove may have made the entry read before this a
-			// reference to the file since.
-			if e2, err2 := s.getEntry(h); err2 == nil && e2.RefPath != "" {
-				return s.openFile(h, e2)
-			}
-		}
-		return nil, fmt.Errorf("%w: blob %s data: %v", ErrCorrupt, h, err)
+		return nil, 0, err
 	}
 	fi, err := f.Stat()
-	if err != nil || fi.Size() != e.Size {
+	want := e.Size
+	if e.RefSize != 0 {
+		want = e.RefSize
+	}
+	if err != nil || fi.Size() != want {
 		f.Close()
-		return nil, fmt.Errorf("%w: blob %s data file %s is not %d bytes (%v)", ErrCorrupt, h, path, e.Size, err)
+		return nil, 0, fmt.Errorf("%w: blob %s data file %s is not %d bytes (%v)", ErrCorrupt, h, path, want, err)
 	}
 	refMod, ref := e.RefMod, e.RefPath != ""
 	if !ref {
@@ -388,11 +417,26 @@ func (s *Store) openFile(h Hash, e entry) (*os.File, error) {
 		// reference.
 		refMod, ref = s.movingMod(h)
 	}
-	if ref && fi.ModTime().UnixNano() != refMod {
+	if ref && fi.ModTime().UnixNano() != refMod || e.RefIno != 0 && fileIno(fi) != e.RefIno {
 		f.Close()
-		return nil, fmt.Errorf("%w: blob %s: referenced file %s changed since it was imported (%v, was %v); import it again", ErrCorrupt, h, path, fi.ModTime(), time.Unix(0, refMod))
+		return nil, 0, fmt.Errorf("%w: blob %s: referenced file %s changed since it was imported or exported (%v, was %v); get or import it again", ErrCorrupt, h, path, fi.ModTime(), time.Unix(0, refMod))
 	}
-	return f, nil
+	return f, e.RefOff, nil
+}
+
+// openFile is openData for a blob that is not in a pack nor a part of a
+// referenced file (ExportMove, DropBrokenRef).
+func (s *Store) openFile(h Hash, e entry) (*os.File, error) {
+	f, _, _, err := s.openData(h, e)
+	return f, err
+}
+
+// fileIno is fi's inode number (0 where the system does not say).
+func fileIno(fi os.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return uint64(st.Ino)
+	}
+	return 0
 }
 
 // ReadAll returns the bytes of blob h, which must be at most max bytes (for

@@ -137,7 +137,8 @@ type Options struct {
 	StorageQuota int64
 	// NoStoreCopy makes every GetFile and GetFileVersion behave as
 	// GetFileWith with GetOptions.NoStoreCopy: a file got to a path is
-	// moved out of the store, which keeps it as a reference to that path.
+	// moved out of the store, which keeps it as a reference to that path
+	// (a chunked file's own chunks as references into it).
 	NoStoreCopy bool
 }
 

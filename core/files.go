@@ -42,7 +42,9 @@ type FileInfo struct {
 	// "mirror" (written by the download as the bytes arrived, beside the
 	// store's copy: blobsync.Store.DownloadTo), "reflink",
 	// "copy_file_range" or "copy" (from the store, which keeps its copy),
-	// "assemble" (a chunked file written from its chunks).
+	// "assemble" (a chunked file written from its chunks), "assemble-ref"
+	// (so written, its chunks then kept as references into the path:
+	// GetOptions.NoStoreCopy).
 	Export string `json:"export,omitempty"`
 
 	chunks blobsync.Hash // the entry's chunk list; zero: the file is blob Hash
@@ -379,8 +381,12 @@ type GetOptions struct {
 	// that it refuses to serve it as verified, and the node no longer
 	// holds the file (edit a copy to keep it). Inline blobs (at most
 	// 16 KiB), reference-mode blobs and a dst on another file system
-	// are copied; chunked files are assembled from their chunks, which
-	// the store keeps. FileInfo.Export says which.
+	// are copied. A chunked file is assembled from its chunks, and then
+	// those of its chunks no other file or version of any group names
+	// become references into dst (blobsync.Store.ExportChunkedRef;
+	// "assemble-ref"), with the same rule: served from dst until dst
+	// changes; shared chunks stay the store's own. FileInfo.Export says
+	// which.
 	NoStoreCopy bool
 }
 
@@ -411,13 +417,47 @@ func (b *Backend) GetFileWith(ctx context.Context, g key.RecordKey, repo key.Rec
 // and fetched again.
 func (b *Backend) getFile(ctx context.Context, gs *groupState, fi FileInfo, dst string, opts GetOptions) (FileInfo, error) {
 	got, err := b.getFileOnce(ctx, gs, fi, dst, opts)
-	if fi.Local && fi.chunks.IsZero() && errors.Is(err, blobsync.ErrCorrupt) {
-		if dropped, derr := b.blobs.DropBrokenRef(fi.Hash); derr == nil && dropped {
+	if fi.Local && errors.Is(err, blobsync.ErrCorrupt) {
+		dropped := false
+		if fi.chunks.IsZero() {
+			dropped, _ = b.blobs.DropBrokenRef(fi.Hash)
+		} else if n, derr := b.blobs.DropBrokenChunkRefs(fi.chunks); derr == nil && n > 0 {
+			dropped = true
+		}
+		if dropped {
 			fi.Local = false
 			return b.getFileOnce(ctx, gs, fi, dst, opts)
 		}
 	}
 	return got, err
+}
+
+// chunksBesides is what a get without a store copy of the chunked file
+// with chunk list list must leave as the store's own: the chunks every
+// other file and version of every group this node is in names
+// (blobsync.Store.ChunksBesides over CollectGarbage's roots). When a
+// group's roots cannot be read it keeps every chunk (nil, false).
+func (b *Backend) chunksBesides(ctx context.Context, list blobsync.Hash) (map[blobsync.Hash]bool, bool) {
+	b.mu.Lock()
+	groups := make([]*groupState, 0, len(b.groups))
+	for _, gs := range b.groups {
+		groups = append(groups, gs)
+	}
+	b.mu.Unlock()
+	var roots []blobsync.Hash
+	for _, gs := range groups {
+		rs, err := b.groupRoots(ctx, gs)
+		if err != nil {
+			b.log.Info("get: the store keeps its copy of the chunks: group roots", "group", gs.info.Name, "err", err)
+			return nil, false
+		}
+		roots = append(roots, rs...)
+	}
+	shared, err := b.blobs.ChunksBesides(ctx, roots, list)
+	if err != nil {
+		return nil, false
+	}
+	return shared, true
 }
 
 // getFileOnce is getFile without the second try.
@@ -452,7 +492,13 @@ func (b *Backend) getFileOnce(ctx context.Context, gs *groupState, fi FileInfo, 
 	var m blobsync.ExportMethod
 	var err error
 	if opts.NoStoreCopy || b.opts.NoStoreCopy {
-		m, err = b.blobs.ExportFileMove(ctx, fi.entry(), dst)
+		keep := func(blobsync.Hash) bool { return true }
+		if !fi.chunks.IsZero() {
+			if shared, ok := b.chunksBesides(ctx, fi.chunks); ok {
+				keep = func(h blobsync.Hash) bool { return shared[h] }
+			}
+		}
+		m, err = b.blobs.ExportFileMove(ctx, fi.entry(), dst, keep)
 	} else {
 		m, err = b.blobs.ExportFileMethod(ctx, fi.entry(), dst)
 	}

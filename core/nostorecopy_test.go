@@ -1,9 +1,13 @@
 package core
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -151,5 +155,188 @@ func TestGetFileMirror(t *testing.T) {
 	again, _ := getFile(ctx, t, bob, g.ID, "clip.mp4", filepath.Join(tmp, "again.mp4"), data["clip.mp4"])
 	if again.Export == "mirror" || again.Export == "" {
 		t.Fatalf("a held file's export %q, want a copy from the store", again.Export)
+	}
+}
+
+// storeDiskBytes is what the files of b's blob directory occupy on disk.
+func storeDiskBytes(t *testing.T, b *Backend) int64 {
+	t.Helper()
+	des, err := os.ReadDir(b.blobs.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, de := range des {
+		if fi, err := de.Info(); err == nil {
+			n += fi.Sys().(*syscall.Stat_t).Blocks * 512
+		}
+	}
+	return n
+}
+
+// TestGetFileNoStoreCopyChunked: bob, holding one chunked file of alice's
+// (cut.mp4), gets another that shares most of its chunks (film.mp4)
+// without a store copy: his output is the file (its BLAKE3 the whole
+// hash), his store's disk grows by about nothing, the chunks only
+// film.mp4 has are references into the output and the shared ones stay
+// his own. He still serves film.mp4 to carol, from the output, and GC
+// leaves it alone. Once he edits the output his store refuses those
+// chunks (a reader gets "changed since"), cut.mp4 still reads right, and a
+// get of film.mp4 fetches its chunks again.
+func TestGetFileNoStoreCopyChunked(t *testing.T) {
+	tmp := t.TempDir()
+	ctx := testContext(t, 90*time.Second)
+	nodes := startNodes(t, tmp, "alice", "bob", "carol")
+	alice, bob, carol := nodes[0], nodes[1], nodes[2]
+	g, _, inv := newGroup(ctx, t, alice, "g")
+	chunkOwnRepo(t, alice, g.ID)
+	film, data := writeFile(t, tmp, "film.mp4", 24<<20+5)
+	cutData := bytes.Clone(data[:16<<20])
+	cut := filepath.Join(tmp, "cut.mp4")
+	if err := os.WriteFile(cut, cutData, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	added, err := alice.AddFiles(ctx, g.ID, []string{film, cut})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range added {
+		if a.chunks.IsZero() {
+			t.Fatalf("%s is not chunked", a.Name)
+		}
+	}
+	join(ctx, t, inv, bob, carol)
+	getFile(ctx, t, bob, g.ID, "cut.mp4", filepath.Join(tmp, "bob-cut.mp4"), cutData)
+	before := storeDiskBytes(t, bob)
+
+	out := filepath.Join(tmp, "bob.mp4")
+	fi, err := bob.GetFileWith(ctx, g.ID, key.RecordKey{}, "film.mp4", out, GetOptions{NoStoreCopy: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Export != "assemble-ref" {
+		t.Fatalf("export %q, want assemble-ref", fi.Export)
+	}
+	if got, err := os.ReadFile(out); err != nil || blobsync.HashBytes(got) != fi.Hash || !bytes.Equal(got, data) {
+		t.Fatalf("%s is not the file (%v)", out, err)
+	}
+	if sum := testnet.B3sum(t, out); sum != "" && sum != fi.Hash.String() {
+		t.Fatalf("b3sum %s = %s, want %s", out, sum, fi.Hash)
+	}
+	after := storeDiskBytes(t, bob)
+	if after-before > 2<<20 {
+		t.Fatalf("bob's store grew by %d bytes on disk (%d -> %d) for a %d-byte file got without a store copy", after-before, before, after, fi.Size)
+	}
+	u, err := bob.blobs.Usage()
+	if err != nil || u.RefBytes < int64(len(data))-int64(len(cutData))-(4<<20) || u.RefBytes > int64(len(data))-int64(len(cutData))+(4<<20) {
+		t.Fatalf("bob's usage %+v, %v: want film.mp4's own chunks (about %d bytes) as references", u, err, len(data)-len(cutData))
+	}
+	t.Logf("bob's store on disk: %d bytes before the get, %d after; usage %+v", before, after, u)
+
+	// bob serves film.mp4 to carol from his output.
+	_, last := getFile(ctx, t, carol, g.ID, "film.mp4", filepath.Join(tmp, "carol.mp4"), data)
+	var fromBob int64
+	for _, p := range last.Providers {
+		if p.Node == bob.NodeID().String() {
+			fromBob = p.Bytes
+		}
+	}
+	if fromBob == 0 {
+		t.Fatalf("carol got nothing from bob after the get: %+v", last.Providers)
+	}
+	if _, err := bob.CollectGarbage(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := testnet.B3sum(t, out); got != "" && got != fi.Hash.String() {
+		t.Fatalf("GC changed %s", out)
+	}
+	if ok, err := bob.blobs.HasFile(fi.entry()); !ok || err != nil {
+		t.Fatalf("after GC bob lacks film.mp4 (%v)", err)
+	}
+
+	// bob edits his output: his store refuses film.mp4's own chunks.
+	testnet.EditFile(t, out, int64(len(data))-1000)
+	rc, _, err := bob.OpenFile(ctx, g.ID, key.RecordKey{}, "film.mp4")
+	if err == nil {
+		_, err = io.ReadAll(rc)
+		rc.Close()
+	}
+	if !errors.Is(err, blobsync.ErrCorrupt) || !strings.Contains(err.Error(), "changed since") {
+		t.Fatalf("bob reads film.mp4 after the edit: %v, want ErrCorrupt (changed since)", err)
+	}
+	rc, _, err = bob.OpenFile(ctx, g.ID, key.RecordKey{}, "cut.mp4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(got, cutData) {
+		t.Fatalf("cut.mp4, which shares chunks with film.mp4, reads other bytes after the edit (%v)", err)
+	}
+
+	// A get fetches the refused chunks again and leaves the edited file be.
+	again := filepath.Join(tmp, "bob-again.mp4")
+	fi2, err := bob.GetFileWith(ctx, g.ID, key.RecordKey{}, "film.mp4", again, GetOptions{NoStoreCopy: true})
+	if err != nil {
+		t.Fatalf("get after the edit: %v", err)
+	}
+	if fi2.Export != "assemble-ref" {
+		t.Fatalf("export after the edit %q, want assemble-ref", fi2.Export)
+	}
+	if got, err := os.ReadFile(again); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("%s is not the file (%v)", again, err)
+	}
+	if got, err := os.ReadFile(out); err != nil || bytes.Equal(got, data) {
+		t.Fatalf("the edited %s was replaced (%v)", out, err)
+	}
+}
+
+// TestNoStoreCopyChunkedDisk measures the bytes on bob's disk (his blob
+// directory and the output, allocated blocks) before and after a get of
+// a chunked file of DWEB_DISK_MIB MiB (default 256) from alice, with and
+// without the store copy, each get by a fresh node. A figure for
+// docs/BENCHMARKS.md, not a check: it runs only with DWEB_DISK_FIGURE=1
+// (go test ./core -run TestNoStoreCopyChunkedDisk -v).
+func TestNoStoreCopyChunkedDisk(t *testing.T) {
+	if os.Getenv("DWEB_DISK_FIGURE") != "1" {
+		t.Skip("a measurement: set DWEB_DISK_FIGURE=1")
+	}
+	mib := 256
+	if v, err := strconv.Atoi(os.Getenv("DWEB_DISK_MIB")); err == nil && v > 0 {
+		mib = v
+	}
+	tmp := t.TempDir()
+	ctx := testContext(t, 10*time.Minute)
+	nodes := startNodes(t, tmp, "alice", "bob", "bob2")
+	alice := nodes[0]
+	g, _, inv := newGroup(ctx, t, alice, "g")
+	chunkOwnRepo(t, alice, g.ID)
+	p, _ := writeFile(t, tmp, "film.mp4", mib<<20)
+	added, err := alice.AddFiles(ctx, g.ID, []string{p})
+	if err != nil || added[0].chunks.IsZero() {
+		t.Fatalf("add: %+v, %v", added, err)
+	}
+	join(ctx, t, inv, nodes[1], nodes[2])
+	fileBytes := func(path string) int64 {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return 0
+		}
+		return fi.Sys().(*syscall.Stat_t).Blocks * 512
+	}
+	for i, noCopy := range []bool{false, true} {
+		b := nodes[1+i]
+		out := filepath.Join(tmp, fmt.Sprintf("out-%v.mp4", noCopy))
+		before := storeDiskBytes(t, b) + fileBytes(out)
+		start := time.Now()
+		fi, err := b.GetFileWith(ctx, g.ID, key.RecordKey{}, "film.mp4", out, GetOptions{NoStoreCopy: noCopy})
+		if err != nil {
+			t.Fatal(err)
+		}
+		took := time.Since(start)
+		store, outB := storeDiskBytes(t, b), fileBytes(out)
+		u, _ := b.blobs.Usage()
+		t.Logf(`{"mib":%d,"no_store_copy":%v,"export":%q,"disk_before":%d,"store_after":%d,"out_after":%d,"disk_after":%d,"usage_bytes":%d,"usage_ref_bytes":%d,"get_s":%.2f}`,
+			mib, noCopy, fi.Export, before, store, outB, store+outB, u.Bytes, u.RefBytes, took.Seconds())
 	}
 }

@@ -408,7 +408,7 @@ func (a *app) fileCmd() *cobra.Command {
 		},
 	}
 	get.Flags().StringVarP(&out, "output", "o", "", "destination path (default ./NAME)")
-	get.Flags().BoolVar(&noStoreCopy, "no-store-copy", false, "move the store's file to PATH instead of copying it, keeping it in the store as a reference to PATH (served until PATH changes); copies when it cannot (small or chunked file, another file system); docs/cli.md")
+	get.Flags().BoolVar(&noStoreCopy, "no-store-copy", false, "keep the file's bytes once on disk: move the store's file to PATH (a chunked file: write PATH, then keep its chunks no other file shares as references into PATH), the store serving them from PATH until PATH changes; copies when it cannot (small file, another file system); docs/cli.md")
 	get.Flags().StringVar(&repo, "repo", "", "take the file from this repo (record key); default any, own first")
 	get.Flags().StringVar(&version, "version", "", versionFlagHelp)
 

@@ -96,7 +96,7 @@ func (a *app) serveCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&o.limitsLoopback, "limits-loopback", false, "for tests: count loopback, private and link-local addresses in the per-IP and per-prefix limits, so that nodes on 127.x.y.z act as hosts of distinct networks")
 	cmd.Flags().IntVar(&o.keepVersions, "keep-versions", 0, "older versions of each file this node's repos keep: 0 every one (the default, up to 1000 per name), N the N newest, -1 none (core.Options.KeepVersions)")
 	cmd.Flags().DurationVar(&o.keepVersionsFor, "keep-versions-for", 0, "also drop older versions replaced longer ago than this, e.g. 720h (0: no age limit; core.Options.KeepVersionsFor)")
-	cmd.Flags().BoolVar(&o.noStoreCopy, "no-store-copy", false, "every file get to a path moves the store's file there and keeps it as a reference to that path, as file get --no-store-copy (core.Options.NoStoreCopy)")
+	cmd.Flags().BoolVar(&o.noStoreCopy, "no-store-copy", false, "every file get to a path keeps the bytes once on disk: moves the store's file there (a chunked file: keeps its own chunks as references into it), as file get --no-store-copy (core.Options.NoStoreCopy)")
 	cmd.Flags().BoolVar(&o.chunking, "chunking", false, "store this node's files above 4 MiB as content-defined chunks, so an edit costs what changed (core.Options.Chunking; off by default: nodes older than collection version 2 cannot read such repos)")
 	cmd.Flags().StringVar(&o.link, "emulate-link", "", "for tests: shape this node's UDP socket as a lossy link, e.g. delay=20ms,jitter=5ms,loss=2%,rate=1000000 (bytes/s) (docs/limits.md)")
 	return cmd

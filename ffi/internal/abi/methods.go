@@ -445,7 +445,9 @@ type fileTarget struct {
 	Version string `json:"version,omitempty"`
 	// NoStoreCopy, optional with a path: the store does not keep its own
 	// copy of a large file written to path but keeps it as a reference to
-	// path (core.GetOptions.NoStoreCopy; the result's export says "move").
+	// path (core.GetOptions.NoStoreCopy; the result's export says "move",
+	// or "assemble-ref" for a chunked file whose chunks became references
+	// into path).
 	NoStoreCopy bool `json:"no_store_copy,omitempty"`
 
 	repo key.RecordKey // Repo parsed; zero without one
