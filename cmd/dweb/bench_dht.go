@@ -8,9 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/dwebkit/dweb/internal/dht"
@@ -38,6 +41,7 @@ type benchDHTResult struct {
 	GetP99ms             float64 `json:"get_p99_ms"`
 	GetAfterChurnP50ms   float64 `json:"get_after_churn_p50_ms"`
 	GetAfterChurnP99ms   float64 `json:"get_after_churn_p99_ms"`
+	SetQueued            int     `json:"set_queued"` // Sets that reached no holder and were queued offline (never retried here)
 	SetP50ms             float64 `json:"set_p50_ms"`
 	SetP99ms             float64 `json:"set_p99_ms"`
 	MeanHops             float64 `json:"mean_hops"` // rounds of a Get lookup until its nearest holder was asked
@@ -50,6 +54,13 @@ type benchDHTResult struct {
 	TotalS               float64 `json:"total_s"`  // the whole run
 	Replicas             int     `json:"replicas"` // R
 	GoMaxProcs           int     `json:"gomaxprocs"`
+	PeakRSSMB            float64 `json:"peak_rss_mb"`          // the process's peak resident set (getrusage ru_maxrss), MB
+	ConnsAfterReads      int     `json:"conns_after_reads"`    // QUIC connections open on all nodes together after the first reads (each counted at both ends)
+	PooledAfterReads     int     `json:"pooled_after_reads"`   // of which pooled (the one per peer that requests use)
+	HeapMBAfterReads     float64 `json:"heap_mb_after_reads"`  // Go heap in use after the first reads (runtime.MemStats.HeapInuse), MB
+	StackMBAfterReads    float64 `json:"stack_mb_after_reads"` // goroutine stacks then (StackInuse), MB
+	GoroutinesAfterReads int     `json:"goroutines_after_reads"`
+	FixedTimeouts        bool    `json:"fixed_timeouts"` // the baseline: dht.Options.FixedTimeouts
 }
 
 // benchDHTCmd measures a network of separate DHT nodes (each its own QUIC
@@ -101,6 +112,8 @@ func benchDHTCmd(a *app) *cobra.Command {
 	cmd.Flags().IntVar(&cfg.parallel, "parallel", 16, "operations in flight at once")
 	cmd.Flags().DurationVar(&cfg.timeout, "timeout", 10*time.Minute, "give up after this long")
 	cmd.Flags().StringVar(&dir, "dir", "", "directory for the node stores (default: the system temp dir)")
+	cmd.Flags().BoolVar(&cfg.fixed, "fixed-timeouts", false, "baseline: lookups in rounds that wait up to the RPC timeout, no replacement cache (dht.Options.FixedTimeouts)")
+	cmd.Flags().StringVar(&cfg.memProfile, "memprofile", "", "write a heap profile here after the first reads (for go tool pprof)")
 	return cmd
 }
 
@@ -109,6 +122,8 @@ type benchDHTConfig struct {
 	churn                             float64
 	timeout                           time.Duration
 	dir                               string
+	fixed                             bool
+	memProfile                        string
 }
 
 type benchNode struct {
@@ -141,11 +156,12 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 		cfg.parallel = 16
 	}
 	metrics := dht.NewMetrics()
+	var queued atomic.Int64
 	reg := prometheus.NewRegistry()
 	if err := reg.Register(metrics); err != nil {
 		return nil, err
 	}
-	res := &benchDHTResult{Nodes: cfg.nodes, Records: cfg.records, Churn: cfg.churn, Replicas: dht.DefaultR, GoMaxProcs: runtime.GOMAXPROCS(0)}
+	res := &benchDHTResult{Nodes: cfg.nodes, Records: cfg.records, Churn: cfg.churn, Replicas: dht.DefaultR, GoMaxProcs: runtime.GOMAXPROCS(0), FixedTimeouts: cfg.fixed}
 
 	nodes := make([]*benchNode, cfg.nodes)
 	defer func() {
@@ -192,6 +208,12 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 			QueueRetry:        -1,
 			WatchRenew:        time.Minute,
 			Metrics:           metrics,
+			FixedTimeouts:     cfg.fixed,
+			OnWrite: func(ev dht.WriteEvent) {
+				if ev.State == dht.WriteQueued {
+					queued.Add(1)
+				}
+			},
 		})
 		if err != nil {
 			ep.Close()
@@ -243,6 +265,7 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 		return nil, err
 	}
 	res.SetP50ms, res.SetP99ms = percentile(setMS, 0.5), percentile(setMS, 0.99)
+	res.SetQueued = int(queued.Load())
 
 	// Reads, each from a random node.
 	hops0, n0 := hopStats(reg)
@@ -253,6 +276,21 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 	}
 	res.GetSuccess = float64(ok) / float64(cfg.records)
 	res.GetP50ms, res.GetP99ms = percentile(getMS, 0.5), percentile(getMS, 0.99)
+	for _, n := range nodes {
+		st := n.ep.Stats()
+		res.ConnsAfterReads += st.Conns
+		res.PooledAfterReads += st.Pooled
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	res.HeapMBAfterReads = math.Round(float64(ms.HeapInuse)/(1<<20)*10) / 10
+	res.StackMBAfterReads = math.Round(float64(ms.StackInuse)/(1<<20)*10) / 10
+	res.GoroutinesAfterReads = runtime.NumGoroutine()
+	if cfg.memProfile != "" {
+		if err := writeHeapProfile(cfg.memProfile); err != nil {
+			return nil, err
+		}
+	}
 
 	// Watches: a random node watches a record, another writes it.
 	var watchMS []float64
@@ -292,7 +330,32 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 	res.GetSuccessAfterChurn = float64(ok) / float64(cfg.records)
 	res.GetAfterChurnP50ms, res.GetAfterChurnP99ms = percentile(getMS, 0.5), percentile(getMS, 0.99)
 	res.TotalS = time.Since(began).Seconds()
+	res.PeakRSSMB = peakRSSMB()
 	return res, ctx.Err()
+}
+
+// writeHeapProfile writes the heap profile (after a GC) to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// peakRSSMB is the process's peak resident set size in MB (ru_maxrss, which
+// Linux gives in KiB), 0 where getrusage fails.
+func peakRSSMB() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return math.Round(float64(ru.Maxrss)/1024*10) / 10
 }
 
 // benchReads reads every record from a random node of nodes and returns

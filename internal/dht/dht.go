@@ -85,10 +85,19 @@ type Options struct {
 	K         int       // bucket size and lookup width; default DefaultK (20)
 	Alpha     int       // lookup concurrency; default DefaultAlpha (3)
 	R         int       // replicas per record; default DefaultR (8)
-	// RPCTimeout bounds one request, from opening the stream to reading the
-	// response; default DefaultRPCTimeout.
+	// RPCTimeout bounds one request, from opening the stream (dialing
+	// first when no connection is pooled) to reading the response; default
+	// DefaultRPCTimeout. A lookup waits less for each query: the
+	// contact's retransmission timeout from its measured round trips
+	// (RFC 6298; rtt.go), at least 50 ms and at most RPCTimeout/4.
 	RPCTimeout time.Duration
-	Logger     *slog.Logger // nil: discard
+	// FixedTimeouts turns off adaptive timeouts and the routing table's
+	// replacement cache: lookups run in rounds of Alpha and wait for every
+	// query up to RPCTimeout, and a contact that fails is dropped. It is
+	// the behaviour before both, kept as the baseline of benchmarks
+	// (`dweb bench dht --fixed-timeouts`).
+	FixedTimeouts bool
+	Logger        *slog.Logger // nil: discard
 
 	// Maintenance intervals (see docs/dht.md). Zero: the default; negative:
 	// never (the work can still be run by Replicate, Republish, Expire).
@@ -234,6 +243,7 @@ type DHT struct {
 	log   *slog.Logger
 	self  Contact
 	table *table
+	rtt   *rtts // round-trip estimates (rtt.go)
 	m     *Metrics
 
 	ctx    context.Context // cancelled by Close
@@ -290,6 +300,7 @@ func New(opts Options) (*DHT, error) {
 		log:    opts.Logger.With("dht", self.ID.String()[:8]),
 		self:   self,
 		table:  newTable(self.ID, opts.K),
+		rtt:    newRTTs(),
 		m:      opts.Metrics,
 		ctx:    ctx,
 		cancel: cancel,
@@ -359,7 +370,11 @@ func (d *DHT) Bootstrap(ctx context.Context) error {
 	boot := slices.Clone(d.boot)
 	d.mu.Unlock()
 	if len(boot) == 0 {
-		boot = d.table.closest(d.self.ID, d.opts.K, d.self.ID)
+		// Stale contacts too: after an outage of this node's network
+		// they are the ones to try.
+		boot = d.table.all()
+		sortByDistance(d.self.ID, boot)
+		boot = boot[:min(len(boot), d.opts.K)]
 	}
 	if len(boot) == 0 {
 		return fmt.Errorf("%w: no bootstrap contacts", ErrNoPeers)
@@ -565,7 +580,8 @@ func (d *DHT) publish(ctx context.Context, desc *record.Descriptor, subkey uint3
 // Get returns the descriptor of record k and the best value (record.Better)
 // of subkey among this node and the R nodes nearest to k that answer (the
 // read quorum is all of them: the lookup ends only when the R nearest it
-// knows have all answered). The value is nil,
+// knows have all answered); when none of them has the record, among the K
+// nearest. The value is nil,
 // with no error, when the record exists but no one has written subkey. It
 // fails with ErrNotFound when no node answered with the descriptor. The
 // descriptor and best value are kept locally, and holders near k that
@@ -592,6 +608,7 @@ func (d *DHT) GetReached(ctx context.Context, k key.RecordKey, subkey uint32) (_
 	var (
 		mu      sync.Mutex
 		answers = map[key.NodeID]*record.Value{}
+		ended   bool // the lookup returned: late answers are dropped
 	)
 	query := func(ctx context.Context, c Contact) ([]Contact, error) {
 		mu.Lock()
@@ -609,6 +626,9 @@ func (d *DHT) GetReached(ctx context.Context, k key.RecordKey, subkey uint32) (_
 		}
 		mu.Lock()
 		defer mu.Unlock()
+		if ended {
+			return fromWire(resp.Closer), nil
+		}
 		if desc == nil && resp.Desc != nil {
 			if rd, err := record.DecodeDescriptor(resp.Desc); err == nil && rd.Verify() == nil && rd.Key() == k {
 				desc = rd
@@ -628,6 +648,20 @@ func (d *DHT) GetReached(ctx context.Context, k key.RecordKey, subkey uint32) (_
 		return fromWire(resp.Closer), nil
 	}
 	others, err := d.lookup(ctx, "get", k, d.opts.R, query)
+	mu.Lock()
+	found := desc != nil
+	ended = err != nil || found || d.opts.FixedTimeouts
+	mu.Unlock()
+	if err == nil && !found && !d.opts.FixedTimeouts {
+		// None of the R nearest had it: a write made while the network
+		// was overloaded may sit a little farther out (its lookup left
+		// slow near nodes out). Ask the K nearest, as go-libp2p-kad-dht's
+		// GetValue does.
+		others, err = d.lookup(ctx, "get", k, d.opts.K, query)
+		mu.Lock()
+		ended = true
+		mu.Unlock()
+	}
 	if err != nil {
 		return nil, nil, false, fmt.Errorf("dht: get %s/%d: %w", k, subkey, err)
 	}
@@ -719,15 +753,20 @@ func (d *DHT) Ping(ctx context.Context, c Contact) error {
 }
 
 // call sends one request to c on a new stream and reads the response,
-// within RPCTimeout. A transport failure removes c from the routing table
-// (unless c's resource manager refused the stream: transport.Refused);
+// within RPCTimeout. A transport failure counts against c in the routing
+// table (table.failed: replaced from the bucket's replacement cache, or
+// marked stale; unless c's resource manager refused the stream:
+// transport.Refused) and leaves it out of lookups for deadTTL;
 // an answer marks it seen, unless it carries the client flag (then c is
-// removed from the table and remembered as a client).
+// removed from the table and remembered as a client), and its round trip
+// is a sample of c's RTT estimate (rtt.go).
 func (d *DHT) call(ctx context.Context, c Contact, req *request) (*response, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.opts.RPCTimeout)
 	defer cancel()
 	stop := context.AfterFunc(d.ctx, cancel)
 	defer stop()
+	dialed := !d.pooled(c.ID)
+	t0 := time.Now()
 	resp, err := d.roundTrip(ctx, c, req)
 	if err != nil {
 		if d.ctx.Err() != nil {
@@ -735,11 +774,17 @@ func (d *DHT) call(ctx context.Context, c Contact, req *request) (*response, err
 		}
 		// A node that refused us at one of its limits is alive: it stays.
 		if (ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded)) && !transport.Refused(err) {
-			d.table.remove(c.ID)
+			if d.opts.FixedTimeouts {
+				d.table.remove(c.ID)
+			} else {
+				d.table.failed(c.ID)
+			}
 			d.markDead(c.ID, true)
+			d.rtt.forget(c.ID)
 		}
 		return nil, fmt.Errorf("dht: %s: %w", c, err)
 	}
+	d.rtt.sample(c.ID, time.Since(t0), dialed)
 	d.noteClient(c.ID, resp.Client)
 	if !resp.Client {
 		d.table.seen(c)

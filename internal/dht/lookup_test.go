@@ -1,0 +1,102 @@
+package dht
+
+import (
+	"testing"
+	"time"
+)
+
+// churnOpts are the options of the churn tests: a long RPC timeout, so
+// that a lookup that waits it out on a dead contact is plain to see, and
+// maintenance left to the test.
+func churnOpts(fixed bool) func(*Options) {
+	return func(o *Options) {
+		scaleOpts(o)
+		o.RPCTimeout = 5 * time.Second
+		o.FixedTimeouts = fixed
+	}
+}
+
+// TestLookupDoesNotWaitForDeadContacts kills the four nodes nearest to a
+// record (the other four of its R holders live on) and reads it from a
+// node that still has them in its routing table: each query to a dead node
+// hangs in a QUIC handshake until RPCTimeout (5 s), but the lookup stops
+// waiting after their measured RTO (that of requests that dial, some tens
+// of milliseconds on loopback) and reads the value in under a third of
+// that. Without -short, the same with Options.FixedTimeouts (the rounds
+// that wait out every query) must take at least RPCTimeout: the test's
+// baseline, so that it can tell the two apart.
+func TestLookupDoesNotWaitForDeadContacts(t *testing.T) {
+	run := func(t *testing.T, fixed bool) time.Duration {
+		nodes := newNet(t, 24, churnOpts(fixed))
+		ctx := testCtx(t)
+		owner, desc := newRecord(t, 1)
+		v := newValue(t, desc, 0, 1, "survives", owner)
+		near := nearest(nodes, desc.Key(), len(nodes))
+		writer, reader := near[len(near)-1], near[len(near)-2]
+		if err := writer.dht.Set(ctx, desc, 0, v); err != nil {
+			t.Fatalf("Set: %v", err)
+		}
+		for _, n := range near[:4] {
+			// The reader must know them to meet them dead; a node of 24
+			// usually does already.
+			reader.dht.AddContacts(n.dht.Self())
+			n.stop()
+		}
+		t0 := time.Now()
+		_, got, err := reader.dht.Get(ctx, desc.Key(), 0)
+		took := time.Since(t0)
+		if err != nil || !sameValue(got, v) {
+			t.Fatalf("Get after the four nearest died: %v, %v", got, err)
+		}
+		return took
+	}
+	t.Run("Adaptive", func(t *testing.T) {
+		if took := run(t, false); took > 5*time.Second/3 {
+			t.Errorf("Get took %v with dead contacts; want under a third of RPCTimeout (5 s)", took)
+		} else {
+			t.Logf("Get took %v with the four nearest dead", took)
+		}
+	})
+	t.Run("FixedTimeoutsBaseline", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("the baseline waits out RPCTimeout")
+		}
+		if took := run(t, true); took < 5*time.Second {
+			t.Errorf("Get with fixed timeouts took %v with dead contacts; want at least RPCTimeout (5 s)", took)
+		} else {
+			t.Logf("Get with fixed timeouts took %v", took)
+		}
+	})
+}
+
+// TestGetBeyondTheRNearest stores a record only on the nodes ranked 9th to
+// 14th nearest to its key, as a write made while the near nodes were too
+// slow to answer leaves it, and reads it from another node: none of the R
+// nearest has it, so Get must look among the K nearest.
+func TestGetBeyondTheRNearest(t *testing.T) {
+	nodes := newNet(t, 24, churnOpts(false))
+	ctx := testCtx(t)
+	owner, desc := newRecord(t, 1)
+	v := newValue(t, desc, 0, 1, "a little farther out", owner)
+	near := nearest(nodes, desc.Key(), len(nodes))
+	for _, n := range near[DefaultR : DefaultR+6] {
+		if err := n.dht.accept(desc.Key(), desc, 0, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reader := near[len(near)-1]
+	_, got, err := reader.dht.Get(ctx, desc.Key(), 0)
+	if err != nil || !sameValue(got, v) {
+		t.Fatalf("Get of a record held only beyond the R nearest: %v, %v", got, err)
+	}
+	// Read repair put it where readers look first.
+	h := 0
+	for _, n := range near[:DefaultR] {
+		if sameValue(localValueOf(t, n, desc.Key(), 0), v) {
+			h++
+		}
+	}
+	if h == 0 {
+		t.Error("none of the R nearest holds the record after the Get")
+	}
+}
