@@ -354,8 +354,11 @@ func (d *DHT) AddContacts(cs ...Contact) {
 	}
 }
 
-// Contacts returns a snapshot of the routing table.
-func (d *DHT) Contacts() []Contact { return d.table.all() }
+// Contacts returns a snapshot of the routing table's live contacts: not
+// those kept stale after a failure with no replacement (routing.go),
+// which the DHT still tries itself but gives to no one, so that callers
+// (invite hints, saved contacts, peer lists) never hand a dead node on.
+func (d *DHT) Contacts() []Contact { return d.table.live() }
 
 // Bootstrap joins the network: it sends FIND_NODE(self) to every bootstrap
 // contact (with none, to the nearest contacts of the routing table), then

@@ -243,6 +243,22 @@ func (t *table) size() int {
 	return n - len(t.fails)
 }
 
+// live returns the contacts of the buckets that are not stale, bucket by
+// bucket.
+func (t *table) live() []Contact {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []Contact
+	for _, b := range t.buckets {
+		for _, c := range b {
+			if t.fails[c.ID] == 0 {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
+
 // all returns every contact of the buckets, stale ones too, bucket by
 // bucket.
 func (t *table) all() []Contact {
