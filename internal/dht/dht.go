@@ -266,8 +266,12 @@ type DHT struct {
 	watchers map[uint64]*watcher                    // this node's own watches, by ID
 	pushSem  chan struct{}                          // bounds concurrent VALUE_CHANGED pushes
 
+	// answerDelay, in nanoseconds, holds back every answer this node
+	// serves: tests make slow but live nodes with it.
+	answerDelay atomic.Int64
+
 	deadMu sync.Mutex
-	dead   map[key.NodeID]time.Time // nodes whose last RPC failed, skipped by lookups for deadTTL
+	dead   map[key.NodeID]deadMark  // nodes whose last RPC failed, skipped by lookups for deadTTL
 	seenAt map[key.NodeID]time.Time // when each node last answered or called this run (LastSeen)
 	// seenWait, when not nil, is closed when the next node answers or
 	// calls (nextSeen): watches that found no node to lease wait on it.
@@ -317,7 +321,7 @@ func New(opts Options) (*DHT, error) {
 		watches:   map[key.RecordKey]map[watchRef]*served{},
 		watchers:  map[uint64]*watcher{},
 		pushSem:   make(chan struct{}, 64),
-		dead:      map[key.NodeID]time.Time{},
+		dead:      map[key.NodeID]deadMark{},
 		seenAt:    map[key.NodeID]time.Time{},
 		clients:   map[key.NodeID]time.Time{},
 		queueKick: make(chan struct{}, 1),
@@ -756,14 +760,17 @@ func (d *DHT) Ping(ctx context.Context, c Contact) error {
 }
 
 // call sends one request to c on a new stream and reads the response,
-// within RPCTimeout. A transport failure counts against c in the routing
-// table (table.failed: replaced from the bucket's replacement cache, or
-// marked stale; unless c's resource manager refused the stream:
-// transport.Refused) and leaves it out of lookups for deadTTL;
-// an answer marks it seen, unless it carries the client flag (then c is
-// removed from the table and remembered as a client), and its round trip
-// is a sample of c's RTT estimate (rtt.go).
+// within RPCTimeout. A transport failure counts against c (unless c's
+// resource manager refused the stream: transport.Refused, or the
+// caller's own context ended first): a failure that is sure (fail) evicts
+// c from the routing table (table.failed: replaced from the bucket's
+// replacement cache, or marked stale), one that is not only marks it
+// stale; either leaves it out of reads' lookups for deadTTL, and a sure
+// one out of every lookup. An answer marks it seen, unless it carries the
+// client flag (then c is removed from the table and remembered as a
+// client), and its round trip is a sample of c's RTT estimate (rtt.go).
 func (d *DHT) call(ctx context.Context, c Contact, req *request) (*response, error) {
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, d.opts.RPCTimeout)
 	defer cancel()
 	stop := context.AfterFunc(d.ctx, cancel)
@@ -776,13 +783,16 @@ func (d *DHT) call(ctx context.Context, c Contact, req *request) (*response, err
 			return nil, fmt.Errorf("%w: %v", ErrClosed, err)
 		}
 		// A node that refused us at one of its limits is alive: it stays.
-		if (ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded)) && !transport.Refused(err) {
-			if d.opts.FixedTimeouts {
+		if parent.Err() == nil && (ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded)) && !transport.Refused(err) {
+			sure := d.fail(c.ID, ctx.Err() != nil)
+			switch {
+			case d.opts.FixedTimeouts:
 				d.table.remove(c.ID)
-			} else {
+			case sure:
 				d.table.failed(c.ID)
+			default:
+				d.table.suspect(c.ID)
 			}
-			d.markDead(c.ID, true)
 			d.rtt.forget(c.ID)
 		}
 		return nil, fmt.Errorf("dht: %s: %w", c, err)
@@ -792,7 +802,7 @@ func (d *DHT) call(ctx context.Context, c Contact, req *request) (*response, err
 	if !resp.Client {
 		d.table.seen(c)
 	}
-	d.markDead(c.ID, false)
+	d.markSeen(c.ID)
 	return resp, nil
 }
 
@@ -804,48 +814,79 @@ const deadTTL = time.Minute
 // heard from for longest are forgotten first.
 const maxSeenAt = 4096
 
-// markDead records that id failed (or, with false, answered: its last-seen
-// time becomes now).
-func (d *DHT) markDead(id key.NodeID, dead bool) {
+// deadMark is the failure of a node's last request, or its clean
+// shutdown. A request that ran out its whole RPCTimeout once is weak
+// evidence: on a machine or path overloaded for a moment a live node
+// answers that late (measured: TestScale under the race detector with
+// two CPU burners marked some of a record's nearest nodes so, and writes
+// skipped them), so such a node is only suspected. It is sure to be dead
+// after a clean shutdown (PeerShutdown), a request that failed before its
+// timeout (the connection closed, the handshake refused), or a second
+// failure in a row within deadTTL.
+type deadMark struct {
+	at   time.Time
+	sure bool
+}
+
+// fail records that a request to id failed, by running out RPCTimeout
+// (timedOut) or otherwise, and reports whether id is now sure to be dead
+// (deadMark).
+func (d *DHT) fail(id key.NodeID, timedOut bool) (sure bool) {
 	d.deadMu.Lock()
 	defer d.deadMu.Unlock()
 	now := time.Now()
-	if !dead {
-		delete(d.dead, id)
-		if _, ok := d.seenAt[id]; !ok && len(d.seenAt) >= maxSeenAt {
-			var oldest key.NodeID
-			var at time.Time
-			for x, t := range d.seenAt {
-				if at.IsZero() || t.Before(at) {
-					oldest, at = x, t
-				}
-			}
-			delete(d.seenAt, oldest)
-		}
-		d.seenAt[id] = now
-		if d.seenWait != nil {
-			close(d.seenWait)
-			d.seenWait = nil
-		}
-		d.queueNodeSeen()
-		return
+	sure = !timedOut
+	if m, ok := d.dead[id]; ok && now.Sub(m.at) < deadTTL {
+		sure = true
 	}
+	d.setDeadLocked(id, deadMark{at: now, sure: sure})
+	return sure
+}
+
+func (d *DHT) setDeadLocked(id key.NodeID, m deadMark) {
 	if len(d.dead) > 4096 {
-		for x, t := range d.dead {
-			if now.Sub(t) > deadTTL {
+		for x, o := range d.dead {
+			if m.at.Sub(o.at) > deadTTL {
 				delete(d.dead, x)
 			}
 		}
 	}
-	d.dead[id] = now
+	d.dead[id] = m
+}
+
+// markSeen records that id answered or called: it is not dead, and its
+// last-seen time becomes now.
+func (d *DHT) markSeen(id key.NodeID) {
+	d.deadMu.Lock()
+	defer d.deadMu.Unlock()
+	now := time.Now()
+	delete(d.dead, id)
+	if _, ok := d.seenAt[id]; !ok && len(d.seenAt) >= maxSeenAt {
+		var oldest key.NodeID
+		var at time.Time
+		for x, t := range d.seenAt {
+			if at.IsZero() || t.Before(at) {
+				oldest, at = x, t
+			}
+		}
+		delete(d.seenAt, oldest)
+	}
+	d.seenAt[id] = now
+	if d.seenWait != nil {
+		close(d.seenWait)
+		d.seenWait = nil
+	}
+	d.queueNodeSeen()
 }
 
 // PeerShutdown records that node id shut down cleanly (its connection
 // closed as its endpoint closed: transport.Endpoint.SetPeerShutdown):
-// lookups leave it out, as a node whose request failed, until it is heard
-// from again, rather than each waiting out RPCTimeout on it.
+// lookups leave it out, as a node sure to be dead (deadMark), until it
+// is heard from again, rather than each waiting out RPCTimeout on it.
 func (d *DHT) PeerShutdown(id key.NodeID) {
-	d.markDead(id, true)
+	d.deadMu.Lock()
+	defer d.deadMu.Unlock()
+	d.setDeadLocked(id, deadMark{at: time.Now(), sure: true})
 }
 
 // LastSeen returns when node id last answered a request of this node or
@@ -869,12 +910,13 @@ func (d *DHT) nextSeen() <-chan struct{} {
 	return d.seenWait
 }
 
-// isDead reports whether id failed within deadTTL.
-func (d *DHT) isDead(id key.NodeID) bool {
+// isDead reports whether id failed within deadTTL; with sure, only if it
+// is sure to be dead (deadMark).
+func (d *DHT) isDead(id key.NodeID, sure bool) bool {
 	d.deadMu.Lock()
 	defer d.deadMu.Unlock()
-	t, ok := d.dead[id]
-	return ok && time.Since(t) < deadTTL
+	m, ok := d.dead[id]
+	return ok && time.Since(m.at) < deadTTL && (m.sure || !sure)
 }
 
 // unixTime is t in Unix seconds, 0 for the zero time.
@@ -972,9 +1014,15 @@ func (d *DHT) serve(ctx context.Context, peer transport.Peer, s *quic.Stream) {
 	if !req.Client {
 		d.table.seen(Contact{ID: peer.ID, Addr: peer.Addr})
 	}
-	d.markDead(peer.ID, false)
+	d.markSeen(peer.ID)
 	resp := d.handlePeer(req, peer)
 	resp.Client = d.client.Load()
+	if dl := time.Duration(d.answerDelay.Load()); dl > 0 {
+		select {
+		case <-time.After(dl):
+		case <-ctx.Done():
+		}
+	}
 	if err := transport.WriteMsg(s, resp); err != nil {
 		d.log.Debug("write response", "peer", peer.ID.String(), "err", err)
 	}

@@ -95,12 +95,23 @@ func (d *DHT) lookup(ctx context.Context, op string, target [32]byte, n int, que
 		cs  []Contact
 		err error
 	}
+	// Only a read (Get: op "get") may end without a late query, and skip
+	// a contact only suspected dead (deadMark): a miss among the R nearest
+	// reads the K nearest (GetReached). A lookup whose result places a
+	// record (Set, replication, hand-off, watches) asks the suspected
+	// too, and waits for stalled queries to answer or fail: measured, a
+	// loaded 200-node bench that let Set leave slow near nodes out stored
+	// a write where not even the K nearest of a reader had it, and
+	// TestScale under the race detector with two CPU burners wrote records
+	// on 2 of the 8 nearest when writers skipped nodes that had timed out
+	// once.
+	read := op == "get"
 	byID := map[key.NodeID]*cand{}
 	var cands []*cand // sorted by distance to target
 	add := func(cs []Contact, hop int) {
 		grew := false
 		for _, c := range cs {
-			if c.ID == d.self.ID || d.isDead(c.ID) || d.isClient(c.ID) {
+			if c.ID == d.self.ID || d.isDead(c.ID, !read) || d.isClient(c.ID) {
 				continue
 			}
 			if _, ok := byID[c.ID]; ok {
@@ -167,16 +178,8 @@ func (d *DHT) lookup(ctx context.Context, op string, target [32]byte, n int, que
 	lateAt := func(x *cand) time.Time { return x.sent.Add(min(giveUpRTOs*rto(x), d.opts.RPCTimeout)) }
 	// evidence that x's contact, not everything, is slow: a query sent
 	// after it answered, or n answers in already (the lookup can end
-	// without it, and its own round trips set lateAt).
-	//
-	// Only a read may end without a late query: a miss among the R nearest
-	// reads the K nearest (GetReached). A lookup whose result places a
-	// record (Set, replication, hand-off, watches) waits for stalled
-	// queries to answer or fail: measured, a loaded 200-node bench that
-	// let Set leave slow near nodes out stored a write where not even the
-	// K nearest of a reader had it.
-	leave := op == "get"
-	evidence := func(x *cand) bool { return leave && (overtaken.After(x.sent) || answeredN >= n) }
+	// without it, and its own round trips set lateAt). Reads only (read).
+	evidence := func(x *cand) bool { return read && (overtaken.After(x.sent) || answeredN >= n) }
 	goLate := func(now time.Time) {
 		for _, x := range cands {
 			if (x.st == waiting || x.st == stalled) && evidence(x) && !now.Before(lateAt(x)) {
@@ -370,7 +373,7 @@ func (d *DHT) lookupRounds(ctx context.Context, op string, target [32]byte, n in
 	var cands []Contact             // sorted by distance, failed ones removed
 	add := func(cs []Contact) {
 		for _, c := range cs {
-			if c.ID == d.self.ID || d.isDead(c.ID) || d.isClient(c.ID) {
+			if c.ID == d.self.ID || d.isDead(c.ID, false) || d.isClient(c.ID) {
 				continue
 			}
 			if _, ok := seen[c.ID]; ok {

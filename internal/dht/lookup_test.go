@@ -100,3 +100,56 @@ func TestGetBeyondTheRNearest(t *testing.T) {
 		t.Error("none of the R nearest holds the record after the Get")
 	}
 }
+
+// TestSetPlacesOnSlowNearest makes the four nodes nearest to a record
+// slow but alive (each answer held back 600 ms, far past the stall
+// timeout that the writer's warm loopback estimates give, but within
+// RPCTimeout), and has the writer suspect the fifth nearest, as after one
+// request that ran out its timeout on an overloaded machine. Set must
+// still place the record on all R nearest: its lookup waits for the slow
+// answers and asks the suspected node, and neither a stall nor the slow
+// answers mark anyone dead. A Get, which may leave late queries out, still
+// reads the value.
+func TestSetPlacesOnSlowNearest(t *testing.T) {
+	nodes := newNet(t, 24, churnOpts(false))
+	ctx := testCtx(t)
+	owner, desc := newRecord(t, 1)
+	v := newValue(t, desc, 0, 1, "on the slow nearest", owner)
+	k := desc.Key()
+	near := nearest(nodes, k, len(nodes))
+	writer, reader := near[len(near)-1], near[len(near)-2]
+	// Warm the writer's estimates: loopback answers in about a
+	// millisecond, so its stall timeout is the 50 ms floor.
+	for range 3 {
+		if _, err := writer.dht.Closest(ctx, k, DefaultK); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range near[:4] {
+		n.dht.answerDelay.Store(int64(600 * time.Millisecond))
+	}
+	sus := near[4].dht.Self().ID
+	writer.dht.fail(sus, true)
+	writer.dht.table.suspect(sus)
+	if !writer.dht.isDead(sus, false) || writer.dht.isDead(sus, true) {
+		t.Fatal("one timeout should make a node suspected, not sure to be dead")
+	}
+
+	if err := writer.dht.Set(ctx, desc, 0, v); err != nil {
+		t.Fatalf("Set: %v", err)
+	}
+	if h := holding(t, nodes, testRec{owner, desc, v}); h != DefaultR {
+		t.Errorf("%d of the %d nearest hold the record after Set; want all", h, DefaultR)
+	}
+	for _, n := range near[:4] {
+		if id := n.dht.Self().ID; writer.dht.isDead(id, false) {
+			t.Errorf("slow node %s marked dead", id)
+		}
+	}
+	t0 := time.Now()
+	_, got, err := reader.dht.Get(ctx, k, 0)
+	if err != nil || !sameValue(got, v) {
+		t.Fatalf("Get with the four nearest slow: %v, %v", got, err)
+	}
+	t.Logf("Get with the four nearest slow took %v", time.Since(t0))
+}

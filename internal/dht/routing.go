@@ -122,12 +122,22 @@ func (t *table) seen(c Contact) bool {
 	return true
 }
 
-// failed records that a request to id failed. If id is in a bucket whose
-// replacement cache holds a contact (within the IP diversity limits), the
-// most recently seen one takes id's place; otherwise id stays, stale, and
-// leaves after maxFails failures in a row. An id in a replacement cache
-// leaves it. It reports whether id left the buckets.
-func (t *table) failed(id key.NodeID) bool {
+// failed records that a request to id failed and id is sure to be dead
+// (deadMark). If id is in a bucket whose replacement cache holds a
+// contact (within the IP diversity limits), the most recently seen one
+// takes id's place; otherwise id stays, stale, and leaves after maxFails
+// failures in a row. An id in a replacement cache leaves it. It reports
+// whether id left the buckets.
+func (t *table) failed(id key.NodeID) bool { return t.fail(id, true) }
+
+// suspect records that a request to id failed, but id may be alive (it
+// ran out its timeout once: deadMark): id stays in its bucket, stale, and
+// leaves it after maxFails failures in a row; no replacement takes its
+// place yet, as on an overloaded machine that would evict the live but
+// slow nearest nodes of the records this node writes.
+func (t *table) suspect(id key.NodeID) bool { return t.fail(id, false) }
+
+func (t *table) fail(id key.NodeID, replace bool) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	bi := bucketIndex(t.self, id)
@@ -139,7 +149,7 @@ func (t *table) failed(id key.NodeID) bool {
 	}
 	c0 := (*b)[i]
 	*b = slices.Delete(*b, i, i+1)
-	for j := len(*r) - 1; j >= 0; j-- {
+	for j := len(*r) - 1; replace && j >= 0; j-- {
 		c := (*r)[j]
 		if t.diverseLocked(*b, c) {
 			*r = slices.Delete(*r, j, j+1)
