@@ -95,23 +95,25 @@ func (d *DHT) lookup(ctx context.Context, op string, target [32]byte, n int, que
 		cs  []Contact
 		err error
 	}
-	// Only a read (Get: op "get") may end without a late query, and skip
-	// a contact only suspected dead (deadMark): a miss among the R nearest
-	// reads the K nearest (GetReached). A lookup whose result places a
-	// record (Set, replication, hand-off, watches) asks the suspected
-	// too, and waits for stalled queries to answer or fail: measured, a
-	// loaded 200-node bench that let Set leave slow near nodes out stored
-	// a write where not even the K nearest of a reader had it, and
-	// TestScale under the race detector with two CPU burners wrote records
-	// on 2 of the 8 nearest when writers skipped nodes that had timed out
-	// once.
+	// Only a read (Get: op "get") may end without a late query: a miss
+	// among the R nearest reads the K nearest (GetReached). A lookup
+	// whose result places a record (Set, replication, hand-off, watches)
+	// waits for stalled queries to answer or fail: measured, a loaded
+	// 200-node bench that let Set leave slow near nodes out stored a
+	// write where not even the K nearest of a reader had it. Those that
+	// place a record or a watch (places) also ask contacts only suspected
+	// dead (deadMark): TestScale under the race detector with two CPU
+	// burners wrote records on 2 of the 8 nearest when writers skipped
+	// nodes that had timed out once. Reads, bootstrap and refresh skip
+	// them, as a second timeout would cost them its seconds.
 	read := op == "get"
+	places := op == "set" || op == "replicate" || op == "watch"
 	byID := map[key.NodeID]*cand{}
 	var cands []*cand // sorted by distance to target
 	add := func(cs []Contact, hop int) {
 		grew := false
 		for _, c := range cs {
-			if c.ID == d.self.ID || d.isDead(c.ID, !read) || d.isClient(c.ID) {
+			if c.ID == d.self.ID || d.isDead(c.ID, places) || d.isClient(c.ID) {
 				continue
 			}
 			if _, ok := byID[c.ID]; ok {
