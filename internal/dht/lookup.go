@@ -178,10 +178,20 @@ func (d *DHT) lookup(ctx context.Context, op string, target [32]byte, n int, que
 	}
 	stallAt := func(x *cand) time.Time { return x.sent.Add(x.rto) }
 	lateAt := func(x *cand) time.Time { return x.sent.Add(min(giveUpRTOs*rto(x), d.opts.RPCTimeout)) }
-	// evidence that x's contact, not everything, is slow: a query sent
-	// after it answered, or n answers in already (the lookup can end
-	// without it, and its own round trips set lateAt). Reads only (read).
-	evidence := func(x *cand) bool { return read && (overtaken.After(x.sent) || answeredN >= n) }
+	// slow: evidence that x's contact, not everything, is slow: a query
+	// sent after it answered, or n answers in already (the lookup can end
+	// without it, and its own round trips set lateAt). Only a read may
+	// end without a query on that evidence (evidence). A lookup that
+	// places a record waits for its stalled queries anyway, so a stall
+	// gains it nothing unless the contact is slow (dead): only then does
+	// it stall (canStall). On a machine overloaded as a whole, every query
+	// outlasts RTOs from quieter moments, and stalls that start more
+	// queries would only add load, and with it RPCs that fail at
+	// RPCTimeout and leave live nodes out of where a record is placed
+	// (TestScale's repair under the race detector with two CPU burners).
+	slow := func(x *cand) bool { return overtaken.After(x.sent) || answeredN >= n }
+	evidence := func(x *cand) bool { return read && slow(x) }
+	canStall := func(x *cand) bool { return read || slow(x) }
 	goLate := func(now time.Time) {
 		for _, x := range cands {
 			if (x.st == waiting || x.st == stalled) && evidence(x) && !now.Before(lateAt(x)) {
@@ -258,6 +268,9 @@ func (d *DHT) lookup(ctx context.Context, op string, target [32]byte, n int, que
 			var t time.Time
 			switch x.st {
 			case waiting:
+				if !canStall(x) {
+					continue // an answer wakes the loop
+				}
 				t = stallAt(x)
 				if evidence(x) {
 					t = minTime(t, lateAt(x))
@@ -290,7 +303,7 @@ func (d *DHT) lookup(ctx context.Context, op string, target [32]byte, n int, que
 		case <-tick:
 			now := time.Now()
 			for _, x := range cands {
-				if x.st == waiting && !now.Before(stallAt(x)) {
+				if x.st == waiting && canStall(x) && !now.Before(stallAt(x)) {
 					x.st = stalled
 					inflight--
 					stalledN++
