@@ -784,7 +784,8 @@ func (d *DHT) call(ctx context.Context, c Contact, req *request) (*response, err
 		}
 		// A node that refused us at one of its limits is alive: it stays.
 		if parent.Err() == nil && (ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded)) && !transport.Refused(err) {
-			sure := d.fail(c.ID, ctx.Err() != nil)
+			timedOut := ctx.Err() != nil
+			sure := d.fail(c.ID, timedOut)
 			switch {
 			case d.opts.FixedTimeouts:
 				d.table.remove(c.ID)
@@ -794,6 +795,9 @@ func (d *DHT) call(ctx context.Context, c Contact, req *request) (*response, err
 				d.table.suspect(c.ID)
 			}
 			d.rtt.forget(c.ID)
+			if timedOut && !sure {
+				return nil, fmt.Errorf("dht: %s: %w: %w", c, errTimedOut, err)
+			}
 		}
 		return nil, fmt.Errorf("dht: %s: %w", c, err)
 	}
@@ -804,6 +808,24 @@ func (d *DHT) call(ctx context.Context, c Contact, req *request) (*response, err
 	}
 	d.markSeen(c.ID)
 	return resp, nil
+}
+
+// errTimedOut marks a request that ran out RPCTimeout to a node not yet
+// sure to be dead (deadMark): the request may be worth once more
+// (callAgain).
+var errTimedOut = errors.New("no answer within the RPC timeout")
+
+// callAgain is call, sent once more when it ran out RPCTimeout on a node
+// not yet sure to be dead. The paths that place a record on nodes a
+// lookup has just found alive use it: there a timeout is far more likely
+// a moment's overload than a node gone, and leaving the node out puts
+// the record where readers do not look.
+func (d *DHT) callAgain(ctx context.Context, c Contact, req *request) (*response, error) {
+	resp, err := d.call(ctx, c, req)
+	if err != nil && errors.Is(err, errTimedOut) && ctx.Err() == nil {
+		return d.call(ctx, c, req)
+	}
+	return resp, err
 }
 
 // deadTTL is how long a node whose RPC failed is left out of lookups

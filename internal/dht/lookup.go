@@ -3,6 +3,7 @@ package dht
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -83,12 +84,13 @@ func (d *DHT) lookup(ctx context.Context, op string, target [32]byte, n int, que
 		failed         // failed, or answered after it ended
 	)
 	type cand struct {
-		c    Contact
-		st   state
-		hop  int
-		sent time.Time     // when it was asked
-		rto  time.Duration // its stall timeout then (queryTimeouts)
-		dial bool          // it had to dial
+		c     Contact
+		st    state
+		hop   int
+		sent  time.Time     // when it was asked
+		rto   time.Duration // its stall timeout then (queryTimeouts)
+		dial  bool          // it had to dial
+		again bool          // asked once more after it ran out RPCTimeout
 	}
 	type result struct {
 		id  key.NodeID
@@ -321,6 +323,13 @@ func (d *DHT) lookup(ctx context.Context, op string, target [32]byte, n int, que
 			}
 			running--
 			if r.err != nil {
+				if places && !x.again && errors.Is(r.err, errTimedOut) {
+					// Not sure to be dead (deadMark), and a lookup that
+					// places a record must not leave a live near node
+					// out for a moment's overload: asked once more.
+					x.again, x.st = true, fresh
+					continue
+				}
 				x.st = failed
 				d.log.Debug("lookup query failed", "peer", r.id.String(), "err", r.err)
 				continue

@@ -203,11 +203,12 @@ func (d *DHT) replicateRecord(ctx context.Context, k key.RecordKey, republish bo
 	wg.Wait()
 }
 
-// syncTo compares c's copy of record k with this node's (INSPECT), sends c
-// the values it lacks or has worse, and takes from c the values it has
-// better. Only differing values move.
+// syncTo compares c's copy of record k with this node's (INSPECT, once
+// more if it ran out RPCTimeout: callAgain), sends c the values it lacks
+// or has worse, and takes from c the values it has better. Only differing
+// values move.
 func (d *DHT) syncTo(ctx context.Context, c Contact, k key.RecordKey, desc *record.Descriptor, refreshed time.Time) error {
-	resp, err := d.call(ctx, c, &request{Op: opInspect, Target: k[:], Refreshed: unixTime(refreshed)})
+	resp, err := d.callAgain(ctx, c, &request{Op: opInspect, Target: k[:], Refreshed: unixTime(refreshed)})
 	if err != nil {
 		return err
 	}
