@@ -50,9 +50,16 @@ type queryFunc func(ctx context.Context, c Contact) ([]Contact, error)
 // then it is the contact that is slow, not the whole machine or network,
 // which would hold every query alike and must not make a lookup end early
 // on far nodes. Only a Get's lookup ("get") lets queries go late; the
-// others place records, and wait for every stalled query among the n
-// nearest to answer or fail. The lookup may end without a late query's
-// answer; any answer that comes before the end counts.
+// others wait for every stalled query among the n nearest to answer or
+// fail. The lookup may end without a late query's answer; any answer that
+// comes before the end counts.
+//
+// The lookups that place a record or a watch ("set", "replicate",
+// "watch") stall a query only on that same evidence (they wait anyway:
+// a stall would only add load), ask contacts only suspected dead
+// (deadMark), and ask once more a contact whose query ran out RPCTimeout
+// while not sure to be dead: on an overloaded machine a live near node
+// left out is a replica placed where readers do not look.
 //
 // An answer that brings nothing nearer than the best known widens the
 // lookup to all unqueried candidates among the n nearest (the paper's
