@@ -104,9 +104,31 @@ func (s *Store) readLocalRun(cs []ChunkRef) ([]byte, error) {
 // delta requests (an older peer: it answers bad request), ErrCorrupt for
 // a body that breaks the format or its limits.
 func requestDelta(ctx context.Context, p Provider, d DeltaRequest, base []byte, size int64) ([]byte, error) {
+	var out []byte
+	err := askDelta(ctx, p, d, func(br *bufio.Reader, resp wireResponse) error {
+		switch {
+		case size < 0 && resp.Size > MaxDeltaRun:
+			return fmt.Errorf("%w: %w", ErrCorrupt, &LimitError{What: "delta target", Limit: MaxDeltaRun, Got: int64(min(resp.Size, 1<<62))})
+		case size < 0:
+			size = int64(resp.Size)
+		case resp.Size != uint64(size):
+			return fmt.Errorf("%w: delta target of %d bytes, the list says %d", ErrCorrupt, resp.Size, size)
+		}
+		var err error
+		out, err = applyDelta(br, base, size)
+		return err
+	})
+	return out, err
+}
+
+// askDelta sends delta request d to provider p and, for a status-0
+// answer, has read take its body. A status answer (no base, not found)
+// leaves the stream for reuse, and so does a body read to its end; a bad
+// request ends it.
+func askDelta(ctx context.Context, p Provider, d DeltaRequest, read func(br *bufio.Reader, resp wireResponse) error) error {
 	rw, err := p.Open(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	clean := false
 	defer func() {
@@ -118,30 +140,19 @@ func requestDelta(ctx context.Context, p Provider, d DeltaRequest, base []byte, 
 	stop := watchCtx(ctx, rw)
 	defer stop()
 	if err := writeFrame(rw, encodeRequest(Request{Hash: d.Target[0], Delta: &d})); err != nil {
-		return nil, err
+		return err
 	}
 	br := bufio.NewReaderSize(rw, ioBufSize)
-	resp, err := readResponse(br)
+	resp, err := readDeltaResponse(br)
 	if err != nil {
-		// A status answer (no base, not found) leaves the stream usable;
-		// a bad request ends it.
 		clean = resp.Status != statusOK && resp.Status != statusBadRequest
-		return nil, err
+		return err
 	}
-	switch {
-	case size < 0 && resp.Size > MaxDeltaRun:
-		return nil, fmt.Errorf("%w: %w", ErrCorrupt, &LimitError{What: "delta target", Limit: MaxDeltaRun, Got: int64(min(resp.Size, 1<<62))})
-	case size < 0:
-		size = int64(resp.Size)
-	case resp.Size != uint64(size):
-		return nil, fmt.Errorf("%w: delta target of %d bytes, the list says %d", ErrCorrupt, resp.Size, size)
-	}
-	out, err := applyDelta(br, base, size)
-	if err != nil {
-		return nil, err
+	if err := read(br, resp); err != nil {
+		return err
 	}
 	clean = br.Buffered() == 0
-	return out, nil
+	return nil
 }
 
 // deltaStats counts what deltas brought.
@@ -184,20 +195,28 @@ func (s *Store) fetchRunDelta(ctx context.Context, cs, base []ChunkRef, provider
 			}
 			continue
 		}
-		var off int64
-		for _, c := range cs {
-			h, err := s.AddBytes(ctx, out[off:off+c.Size])
-			if err != nil {
-				return false, err
-			}
-			if h != c.Hash {
-				return false, fmt.Errorf("%w: stored chunk %s as %s", ErrCorrupt, c.Hash, h)
-			}
-			off += c.Size
+		if err := s.storeRun(ctx, cs, out); err != nil {
+			return false, err
 		}
 		return true, nil
 	}
 	return false, nil
+}
+
+// storeRun stores the verified bytes out of chunks cs, one blob each.
+func (s *Store) storeRun(ctx context.Context, cs []ChunkRef, out []byte) error {
+	var off int64
+	for _, c := range cs {
+		h, err := s.AddBytes(ctx, out[off:off+c.Size])
+		if err != nil {
+			return err
+		}
+		if h != c.Hash {
+			return fmt.Errorf("%w: stored chunk %s as %s", ErrCorrupt, c.Hash, h)
+		}
+		off += c.Size
+	}
+	return nil
 }
 
 // verifyRun checks that out is the chunks cs, in order, by their BLAKE3.

@@ -30,9 +30,9 @@ var deltaEdits = []struct {
 }
 
 // TestDownloadChunkedDelta: a receiver holding the version before fetches
-// each new version's missing chunks as deltas against the old ones; each
-// edit moves about its changed bytes on the wire (not the chunks around
-// it), and every version assembles byte-identical.
+// each new version's list and missing chunks in one list-runs answer; each
+// edit moves at most 1.5 times its changed bytes on the wire (not the
+// chunks around it), and every version assembles byte-identical.
 func TestDownloadChunkedDelta(t *testing.T) {
 	ctx := context.Background()
 	srv, cl := newTestStore(t), newTestStore(t)
@@ -52,7 +52,9 @@ func TestDownloadChunkedDelta(t *testing.T) {
 		if res.DeltaRuns < 1 || res.DeltaChunks != res.Fetched || !res.ListDelta {
 			t.Fatalf("%s: %+v, want every fetched chunk from a delta", e.name, res)
 		}
-		if lim := e.changed + 64<<10; wire > lim {
+		// Issue 21's bound: at most 1.5 times the changed bytes (rsync's
+		// literal data for these edits), the 100-byte insertion included.
+		if lim := min(e.changed+64<<10, e.changed*3/2); wire > lim {
 			t.Fatalf("%s: moved %d bytes on the wire, want at most %d (changed %d)", e.name, wire, lim, e.changed)
 		}
 		t.Logf("%s: %d bytes on the wire for %d changed (%d chunks rebuilt, %d bytes)", e.name, wire, e.changed, res.DeltaChunks, res.DeltaBytes)
@@ -96,10 +98,34 @@ func TestDownloadChunkedDeltaLiar(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The list's delta may verify (the flip can fall in its framing), the
-	// run's cannot: byte 40 is inside the 1 MiB literal.
+	// The list-runs answer cannot verify: byte 40 is inside its run's
+	// 1 MiB literal (after a header and the list's ops of about 30
+	// bytes), so the list's hash, which covers the rebuilt chunk's, fails.
 	if res.DeltaChunks != 0 || res.Fetched < 1 || liar.opens.Load() < 2 {
 		t.Fatalf("%+v, liar opened %d times: want no chunk from a corrupted delta", res, liar.opens.Load())
+	}
+	exportChunked(t, cl, cf1, v1)
+}
+
+// TestDownloadChunkedDeltaOp3Peer: a provider that knows chunk-run deltas
+// (op 3) but not list-runs answers (op 4) answers bad request; the list
+// and the runs then come as op-3 deltas, as before, and the file
+// assembles byte-identical.
+func TestDownloadChunkedDeltaOp3Peer(t *testing.T) {
+	srv := newTestStore(t)
+	cl, v1, cf0, cf1 := deltaPair(t, srv)
+	p := prov(t, "op3", srv)
+	p.opts.noListRuns = true
+	before := p.read.Load()
+	res, err := cl.DownloadChunked(context.Background(), cf1.List, cf1.Size, []Provider{p}, DownloadOptions{DeltaBase: cf0.List})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.ListDelta || res.DeltaRuns < 1 || res.DeltaChunks != res.Fetched || p.opens.Load() < 3 {
+		t.Fatalf("%+v, %d streams: want the list and the runs as op-3 deltas after a refused op 4", res, p.opens.Load())
+	}
+	if wire, lim := p.read.Load()-before, int64(1<<20+64<<10); wire > lim {
+		t.Fatalf("moved %d bytes, want at most %d", wire, lim)
 	}
 	exportChunked(t, cl, cf1, v1)
 }
@@ -126,6 +152,8 @@ func TestApplyDeltaRefuses(t *testing.T) {
 		"literal too long": {lit(20), 10},
 		"empty literal":    {lit(0), 10},
 		"unknown op":       {[]byte{7}, 10},
+		"zeros over 1 MiB": {[]byte{deltaZeros, 0x81, 0x80, 0x40}, 2 << 20},
+		"empty zeros":      {[]byte{deltaZeros, 0}, 10},
 		"target too big":   {nil, MaxDeltaRun + 1},
 		"too many ops":     {bytes.Repeat(lit(1), maxDeltaOps+1), maxDeltaOps + 1},
 	} {

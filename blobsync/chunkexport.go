@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sort"
 
 	"github.com/dwebkit/dweb/internal/ctxio"
@@ -35,43 +34,18 @@ func (s *Store) ExportChunked(ctx context.Context, whole, list Hash, size int64,
 	if size >= 0 && l.Size() != size {
 		return fmt.Errorf("blobsync: export %s: %w: chunk list %s adds up to %d bytes, the entry says %d", whole, ErrWholeHash, list, l.Size(), size)
 	}
-	f, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".*.part")
-	if err != nil {
-		return fmt.Errorf("blobsync: export %s: %w", whole, err)
-	}
-	tmp := f.Name()
-	fail := func(err error) error {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("blobsync: export %s to %s: %w", whole, dst, err)
-	}
-	hs := blake3.New()
-	if _, err := io.CopyBuffer(onlyWriter{io.MultiWriter(f, hs)}, s.chunkReader(ctx, l), make([]byte, ioBufSize)); err != nil {
-		return fail(err)
-	}
-	var got Hash
-	hs.Sum(got[:0])
-	if got != whole {
-		return fail(fmt.Errorf("%w: chunk list %s assembles to %s", ErrWholeHash, list, got))
-	}
-	if err := f.Chmod(0o644); err != nil {
-		return fail(err)
-	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		return fail(err)
-	}
-	if err := ctx.Err(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("blobsync: export %s to %s: %w", whole, dst, err)
-	}
-	if err := os.Rename(tmp, dst); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("blobsync: export %s to %s: %w", whole, dst, err)
-	}
-	return syncDir(filepath.Dir(dst))
+	return writeExport(ctx, whole, dst, func(f *os.File) error {
+		hs := blake3.New()
+		if _, err := io.CopyBuffer(onlyWriter{io.MultiWriter(f, hs)}, s.chunkReader(ctx, l), make([]byte, ioBufSize)); err != nil {
+			return err
+		}
+		var got Hash
+		hs.Sum(got[:0])
+		if got != whole {
+			return fmt.Errorf("%w: chunk list %s assembles to %s", ErrWholeHash, list, got)
+		}
+		return nil
+	})
 }
 
 // OpenChunked returns a reader over the chunked file whose chunk list is

@@ -45,10 +45,14 @@ type ChunkedDownload struct {
 // counts held chunks as resumed bytes; Collection names the list.
 //
 // With opts.DeltaBase (an earlier version's chunk list, held), the list
-// and each run of missing chunks are first asked for as deltas against the
-// old version (chunkdelta.go): every chunk so rebuilt is checked against
-// its BLAKE3 before anything is stored, and a run no provider gives that
-// way, or that a provider gets wrong, is fetched whole as above.
+// and its runs of new chunks are first asked for in one answer as deltas
+// against the old version (listdelta.go), the rebuilt chunks' hashes
+// derived and the list checked against its hash before anything is
+// stored; from a provider that predates that answer, the list and each
+// run of missing chunks are asked for as deltas one by one
+// (chunkdelta.go), each chunk checked against its BLAKE3. A run no
+// provider gives that way, or that a provider gets wrong, is fetched
+// whole as above.
 //
 // DownloadChunked does not assemble the file or check the whole-file
 // hash: ExportChunked and OpenChunked do, when the bytes are read. Errors:
@@ -62,11 +66,30 @@ func (s *Store) DownloadChunked(ctx context.Context, list Hash, size int64, prov
 		opts.Logger.Debug("blobsync: chunk-run delta", "provider", p.ID(), "list", list, "err", err)
 	}
 	var base *ChunkList
+	derived := map[Hash]bool{} // chunks a list-runs answer brought
 	if !opts.NoDelta && !opts.DeltaBase.IsZero() && opts.DeltaBase != list {
 		if b, err := s.ReadChunkList(opts.DeltaBase); err == nil {
 			base = b
 			if held, _ := s.Has(list); !held {
-				res.ListDelta = s.fetchListDelta(ctx, list, opts.DeltaBase, providers, logf)
+				// The list and its new runs in one answer; from a peer
+				// that predates it, the list alone, then each run below.
+				runs, ok, err := s.fetchListRuns(ctx, list, opts.DeltaBase, base, providers, logf)
+				for _, rn := range runs {
+					res.DeltaRuns++
+					for _, c := range rn.Chunks {
+						derived[c.Hash] = true
+					}
+				}
+				switch {
+				case ok:
+					res.ListDelta = true
+				case errors.Is(err, ErrCorrupt):
+					base = nil // a lying provider: no more deltas for this file
+				case ctx.Err() != nil:
+					return res, ctx.Err()
+				default:
+					res.ListDelta = s.fetchListDelta(ctx, list, opts.DeltaBase, providers, logf)
+				}
 			}
 		}
 	}
@@ -98,6 +121,7 @@ func (s *Store) DownloadChunked(ctx context.Context, list Hash, size int64, prov
 	res.Chunks = len(distinct)
 	rep := newReporter(opts, list, len(distinct))
 	defer rep.finish()
+	var fetched, fetchedBytes atomic.Int64
 	var total int64
 	for _, i := range distinct {
 		total += l.Chunks[i].Size
@@ -109,6 +133,12 @@ func (s *Store) DownloadChunked(ctx context.Context, list Hash, size int64, prov
 		switch {
 		case err != nil:
 			return res, err
+		case found && e.State == stateComplete && derived[ch.Hash]:
+			res.DeltaChunks++
+			res.DeltaBytes += ch.Size
+			fetched.Add(1)
+			fetchedBytes.Add(ch.Size)
+			rep.blobDone(ch.Hash, ch.Size, ch.Size, false)
 		case found && e.State == stateComplete:
 			rep.blobDone(ch.Hash, ch.Size, ch.Size, true)
 		case found:
@@ -117,10 +147,10 @@ func (s *Store) DownloadChunked(ctx context.Context, list Hash, size int64, prov
 			batch = append(batch, i)
 		}
 	}
-	// With an earlier version held, each run of missing chunks is asked
-	// for as a delta against the old chunks it replaced; what no provider
-	// gives that way is fetched whole below.
-	var fetched, fetchedBytes atomic.Int64
+	// With an earlier version held, each run of missing chunks the
+	// list-runs answer did not bring is asked for as a delta against the
+	// old chunks it replaced; what no provider gives that way is fetched
+	// whole below.
 	if base != nil && len(batch) > 0 && len(providers) > 0 {
 		absent := make(map[Hash]bool, len(batch))
 		for _, i := range batch {

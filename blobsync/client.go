@@ -59,13 +59,22 @@ func readHaveAnswer(r io.Reader) (uint64, RangeSet, error) {
 
 // readResponse reads a response header, maps its status to an error and
 // checks the announced size against MaxBlobSize.
-func readResponse(r io.Reader) (wireResponse, error) {
+func readResponse(r io.Reader) (wireResponse, error) { return readResponseOf(r, false) }
+
+// readDeltaResponse is readResponse for a delta request (op 3 or 4),
+// whose answer may also be no-base: ErrNoBase.
+func readDeltaResponse(r io.Reader) (wireResponse, error) { return readResponseOf(r, true) }
+
+func readResponseOf(r io.Reader, delta bool) (wireResponse, error) {
 	var resp wireResponse
 	if err := readFrame(r, maxResponseFrame, "response header", &resp); err != nil {
 		if err == io.EOF {
 			err = fmt.Errorf("read response header: %w", io.ErrUnexpectedEOF)
 		}
 		return resp, err
+	}
+	if delta && resp.Status == statusNoBase {
+		return resp, ErrNoBase
 	}
 	if err := statusErr(resp.Status, resp.Msg); err != nil {
 		return resp, err

@@ -17,6 +17,9 @@ import (
 //
 //	0 copy     offset, length: bytes of the base
 //	1 literal  length, then that many bytes
+//	2 zeros    length: that many zero bytes (sent only in a list-runs
+//	           answer, where it stands for a hash the receiver derives;
+//	           listdelta.go)
 //
 // The ops, applied in order, write the target from its first byte to its
 // last; the body ends when the target's announced size is written. A
@@ -37,6 +40,7 @@ const (
 
 	deltaCopy    = 0
 	deltaLiteral = 1
+	deltaZeros   = 2
 )
 
 // ErrNoBase is a delta request's answer from a provider that does not hold
@@ -44,10 +48,12 @@ const (
 // target chunks whole.
 var ErrNoBase = errors.New("blobsync: provider does not hold the delta's base")
 
-// deltaOp is one op of a delta: a copy of base[Off:Off+Len], or Lit.
+// deltaOp is one op of a delta: a copy of base[Off:Off+Len], Lit, or
+// with Zeros, Len zero bytes.
 type deltaOp struct {
 	Off, Len int64
 	Lit      []byte
+	Zeros    bool
 }
 
 // deltaOps returns the ops that make target from base: the first skip
@@ -106,10 +112,14 @@ func writeDelta(w io.Writer, ops []deltaOp) error {
 	var hdr [1 + 2*binary.MaxVarintLen64]byte
 	for _, op := range ops {
 		h := hdr[:1]
-		if op.Lit != nil {
+		switch {
+		case op.Zeros:
+			hdr[0] = deltaZeros
+			h = binary.AppendUvarint(h, uint64(op.Len))
+		case op.Lit != nil:
 			hdr[0] = deltaLiteral
 			h = binary.AppendUvarint(h, uint64(len(op.Lit)))
-		} else {
+		default:
 			hdr[0] = deltaCopy
 			h = binary.AppendUvarint(binary.AppendUvarint(h, uint64(op.Off)), uint64(op.Len))
 		}
@@ -135,7 +145,7 @@ type deltaReader interface {
 // from base: exactly size bytes (0..MaxDeltaRun, which the caller knows
 // from elsewhere, such as a chunk list). It reads no byte past the body.
 // Errors wrap ErrCorrupt: an unknown op, more than 64 ops, a copy outside
-// base, an op that would write past size, an empty op; a body cut short
+// base, an op that would write past size, an empty op, zeros over 1 MiB; a body cut short
 // gives io.ErrUnexpectedEOF. The target is not verified here: the caller
 // checks its hashes.
 func applyDelta(r deltaReader, base []byte, size int64) ([]byte, error) {
@@ -168,13 +178,22 @@ func applyDelta(r deltaReader, base []byte, size int64) ([]byte, error) {
 				return nil, fmt.Errorf("%w: delta op %d copies [%d, +%d) of a %d-byte base into the %d bytes left", ErrCorrupt, ops, off, n, len(base), left)
 			}
 			out = append(out, base[off:off+n]...) // n <= len(base): bounded by what the receiver holds
-		case deltaLiteral:
+		case deltaLiteral, deltaZeros:
 			n, err := readUvarint(r)
 			if err != nil {
 				return nil, err
 			}
 			if n == 0 || n > uint64(left) {
-				return nil, fmt.Errorf("%w: delta op %d: a literal of %d bytes, %d left", ErrCorrupt, ops, n, left)
+				return nil, fmt.Errorf("%w: delta op %d: %d bytes of kind %d, %d left", ErrCorrupt, ops, n, kind, left)
+			}
+			if kind == deltaZeros {
+				// At most 1 MiB, as a literal's step: 64 ops of zeros
+				// cost the sender little, the receiver at most 64 MiB.
+				if n > 1<<20 {
+					return nil, fmt.Errorf("%w: delta op %d: %d zero bytes, more than 1 MiB", ErrCorrupt, ops, n)
+				}
+				out = append(out, make([]byte, n)...)
+				continue
 			}
 			for n > 0 {
 				step := min(n, 1<<20)
@@ -236,7 +255,8 @@ const MaxDeltaServes = 2
 // run's size, then the delta body. A target not held (or not allowed) is
 // answered not found, a base not held no-base, a run over MaxDeltaRun bad
 // request, and a request past MaxDeltaServes at once no-base; it reads only
-// the two runs, never a whole file.
+// the two runs, never a whole file. A list-runs request (d.Runs) is
+// answered by serveListRuns once its two lists are read.
 func (s *Store) serveDelta(w io.Writer, d *DeltaRequest, allow func(Hash) bool) error {
 	select {
 	case s.deltaSlots <- struct{}{}:
@@ -254,6 +274,9 @@ func (s *Store) serveDelta(w io.Writer, d *DeltaRequest, allow func(Hash) bool) 
 	}
 	if status != statusOK {
 		return writeFrame(w, wireResponse{Status: status, Msg: err.Error()})
+	}
+	if d.Runs {
+		return s.serveListRuns(w, base, target, allow)
 	}
 	if err := writeFrame(w, wireResponse{Status: statusOK, Size: uint64(len(target))}); err != nil {
 		return err

@@ -40,6 +40,10 @@ func (m ExportMethod) String() string {
 		return "auto"
 	case exportReflink:
 		return "reflink"
+	case ExportMoved:
+		return "move"
+	case ExportAssembled:
+		return "assemble"
 	case ExportCopyRange:
 		return "copy_file_range"
 	case ExportCopy:
@@ -95,46 +99,57 @@ func (s *Store) export(ctx context.Context, h Hash, dst string, from ExportMetho
 		}
 		defer src.Close()
 	}
-	f, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".*.part")
-	if err != nil {
-		return 0, fmt.Errorf("blobsync: export %s: %w", h, err)
-	}
-	tmp := f.Name()
-	fail := func(err error) (ExportMethod, error) {
-		f.Close()
-		os.Remove(tmp)
-		return 0, fmt.Errorf("blobsync: export %s to %s: %w", h, dst, err)
-	}
 	var used ExportMethod
-	if src == nil {
-		used = ExportCopy
-		_, err = io.Copy(f, ctxio.NewReader(ctx, bytes.NewReader(e.Inline)))
-	} else {
+	err = writeExport(ctx, h, dst, func(f *os.File) error {
+		if src == nil {
+			used = ExportCopy
+			_, err := io.Copy(f, ctxio.NewReader(ctx, bytes.NewReader(e.Inline)))
+			return err
+		}
+		var err error
 		used, err = s.exportData(ctx, f, src, e.Size, from)
-	}
+		return err
+	})
 	if err != nil {
-		return fail(err)
-	}
-	if err := f.Chmod(0o644); err != nil {
-		return fail(err)
-	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		return fail(err)
-	}
-	// The last chance to stop before dst changes.
-	if err := ctx.Err(); err != nil {
-		os.Remove(tmp)
-		return 0, fmt.Errorf("blobsync: export %s to %s: %w", h, dst, err)
-	}
-	if err := os.Rename(tmp, dst); err != nil {
-		os.Remove(tmp)
-		return 0, fmt.Errorf("blobsync: export %s to %s: %w", h, dst, err)
+		return 0, err
 	}
 	s.log.Debug("blobsync: exported", "hash", h, "dst", dst, "bytes", e.Size, "method", used)
-	return used, syncDir(filepath.Dir(dst))
+	return used, nil
+}
+
+// writeExport writes file dst of blob or file h atomically: write fills a
+// ".part" temp file in dst's directory, which is then made mode 0644,
+// fsynced, closed and, unless ctx ended meanwhile (the last chance to
+// stop before dst changes), renamed to dst, and the directory synced. On
+// any error the temp file is removed and dst is untouched; the error
+// names h and dst. Export and ExportChunked write through it.
+func writeExport(ctx context.Context, h Hash, dst string, write func(f *os.File) error) error {
+	f, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".*.part")
+	if err != nil {
+		return fmt.Errorf("blobsync: export %s: %w", h, err)
+	}
+	tmp := f.Name()
+	err = write(f)
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err == nil {
+		err = os.Rename(tmp, dst)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("blobsync: export %s to %s: %w", h, dst, err)
+	}
+	return syncDir(filepath.Dir(dst))
 }
 
 // exportData writes the size bytes of src to the empty file dst, starting

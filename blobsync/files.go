@@ -55,10 +55,32 @@ func (s *Store) DeltaBaseOf(e Entry) Hash {
 // or ExportChunked, which checks the whole-file hash e.Hash and size
 // e.Size before dst appears (ErrWholeHash).
 func (s *Store) ExportFile(ctx context.Context, e Entry, dst string) error {
+	_, err := s.ExportFileMethod(ctx, e, dst)
+	return err
+}
+
+// ExportFileMethod is ExportFile that returns the method it used: the
+// blob's (reflink, copy_file_range, copy) or ExportAssembled.
+func (s *Store) ExportFileMethod(ctx context.Context, e Entry, dst string) (ExportMethod, error) {
 	if e.Chunks.IsZero() {
-		return s.Export(ctx, e.Hash, dst)
+		return s.export(ctx, e.Hash, dst, s.exportFrom)
 	}
-	return s.ExportChunked(ctx, e.Hash, e.Chunks, e.Size, dst)
+	return ExportAssembled, s.ExportChunked(ctx, e.Hash, e.Chunks, e.Size, dst)
+}
+
+// ExportFileMove is ExportFile without the store keeping its own copy
+// where it can: a file that is one blob goes through ExportMove (the
+// store's data file becomes dst and the blob a reference to it; inline
+// and reference-mode blobs and another file system are copied). A
+// chunked file is assembled as ExportFile does and its chunks stay in the
+// store: they may be shared with other files and versions, and dst is
+// not any one of them. It returns the method used: ExportMoved,
+// ExportAssembled for a chunked file, else the copy's method.
+func (s *Store) ExportFileMove(ctx context.Context, e Entry, dst string) (ExportMethod, error) {
+	if e.Chunks.IsZero() {
+		return s.ExportMove(ctx, e.Hash, dst)
+	}
+	return s.ExportFileMethod(ctx, e, dst)
 }
 
 // OpenFile returns a seekable reader over entry e's bytes and their size:

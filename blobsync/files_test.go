@@ -63,6 +63,24 @@ func TestFileEntries(t *testing.T) {
 			if want := 1; tc.e.Chunks.IsZero() && len(blobs) != want || !tc.e.Chunks.IsZero() && len(blobs) != 1+len(cf.Chunks) {
 				t.Fatalf("FileBlobs named %d blobs", len(blobs))
 			}
+			// Without the store's copy: the blob is moved, the chunked
+			// file assembled and its chunks kept.
+			moved := filepath.Join(t.TempDir(), "moved")
+			m, err := cl.ExportFileMove(ctx, tc.e, moved)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := map[bool]ExportMethod{true: ExportMoved, false: ExportAssembled}[tc.e.Chunks.IsZero()]; m != want {
+				t.Fatalf("ExportFileMove used %v, want %v", m, want)
+			}
+			if got, err := os.ReadFile(moved); err != nil || !bytes.Equal(got, tc.want) {
+				t.Fatalf("ExportFileMove wrote other bytes (%v)", err)
+			}
+			for _, h := range blobs {
+				if !has(t, cl, h) {
+					t.Fatalf("after ExportFileMove the store lacks %s", h)
+				}
+			}
 		})
 	}
 }

@@ -649,6 +649,11 @@ func FuzzApplyDelta(f *testing.F) {
 		writeDelta(&b, deltaOps(base, t, deltaSkip(base, t)))
 		f.Add(b.Bytes(), uint16(len(base)), uint32(len(t)))
 	}
+	var zb bytes.Buffer
+	zt := append(append(bytes.Clone(base[:100]), make([]byte, 32)...), base[132:]...)
+	writeDelta(&zb, zeroOps(deltaOps(base, zt, 0)))
+	f.Add(zb.Bytes(), uint16(len(base)), uint32(len(zt)))
+	f.Add([]byte{deltaZeros, 32, deltaLiteral, 1, 'x'}, uint16(0), uint32(33))
 	f.Add([]byte{deltaCopy, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, uint16(100), uint32(50))
 	f.Add([]byte{deltaLiteral, 0xff, 0xff, 0xff, 0xff, 0x0f}, uint16(0), uint32(1<<20))
 	f.Fuzz(func(t *testing.T, body []byte, baseLen uint16, size uint32) {
@@ -670,6 +675,80 @@ func FuzzApplyDelta(f *testing.F) {
 		again, err := applyDelta(&d, b, int64(len(out)))
 		if err != nil || !bytes.Equal(again, out) || d.Len() != 0 {
 			t.Fatalf("deltaOps round trip: %v (%d bytes left)", err, d.Len())
+		}
+		// And so do those ops with their zeros split out (zeroOps).
+		writeDelta(&d, zeroOps(deltaOps(b, out, deltaSkip(b, out))))
+		again, err = applyDelta(&d, b, int64(len(out)))
+		if err != nil || !bytes.Equal(again, out) || d.Len() != 0 {
+			t.Fatalf("zeroOps round trip: %v (%d bytes left)", err, d.Len())
+		}
+	})
+}
+
+// FuzzApplyListRuns: a provider's list-runs answer (listdelta.go) against
+// an old list of four 1 KiB chunks the receiver holds. Whatever it sends,
+// applyListRuns returns a list that decodes, without a zero hash, whose
+// rebuilt chunks hash to what it names, or an error that wraps ErrCorrupt
+// or io.ErrUnexpectedEOF; the answer a store writes for a 5-byte
+// insertion rebuilds the new list exactly.
+func FuzzApplyListRuns(f *testing.F) {
+	srv := newTestStore(f)
+	ctx := context.Background()
+	data := content(4096, 6)
+	cut := func(b []byte, sizes ...int) (*ChunkList, []byte) {
+		l := &ChunkList{}
+		for _, n := range sizes {
+			h, err := srv.AddBytes(ctx, b[:n])
+			if err != nil {
+				f.Fatal(err)
+			}
+			l.Chunks = append(l.Chunks, ChunkRef{Hash: h, Size: int64(n)})
+			b = b[n:]
+		}
+		enc, err := l.Encode()
+		if err != nil {
+			f.Fatal(err)
+		}
+		return l, enc
+	}
+	old, oldB := cut(data, 1024, 1024, 1024, 1024)
+	next, nextB := cut(append([]byte("hello"), data...), 1029, 1024, 1024, 1024)
+	var ans bytes.Buffer
+	if err := srv.writeListRuns(&ans, oldB, nextB, old, next, nil); err != nil {
+		f.Fatal(err)
+	}
+	resp, err := readResponse(&ans)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(ans.Bytes(), uint32(resp.Size))
+	f.Add([]byte{deltaCopy, 0, 9, deltaZeros, 32, deltaCopy, 41, 0x83, 0x01}, uint32(len(oldB)))
+	readBase := func(cs []ChunkRef) ([]byte, error) { return srv.readLocalRun(cs) }
+	list, _, err := applyListRuns(bytes.NewReader(ans.Bytes()), oldB, old, int64(resp.Size), readBase)
+	if err != nil || !bytes.Equal(list, nextB) {
+		f.Fatalf("a store's list-runs answer: %v, list equal %v", err, bytes.Equal(list, nextB))
+	}
+	f.Fuzz(func(t *testing.T, body []byte, size uint32) {
+		list, runs, err := applyListRuns(bytes.NewReader(body), oldB, old, int64(size), readBase)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) && !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Fatalf("applyListRuns error %v is neither ErrCorrupt nor io.ErrUnexpectedEOF", err)
+			}
+			return
+		}
+		l, err := DecodeChunkList(list)
+		if err != nil {
+			t.Fatalf("applyListRuns returned a list that does not decode: %v", err)
+		}
+		for i, c := range l.Chunks {
+			if c.Hash.IsZero() {
+				t.Fatalf("chunk %d keeps a zero hash", i)
+			}
+		}
+		for _, rn := range runs {
+			if err := verifyRun(rn.Chunks, rn.Data); err != nil {
+				t.Fatal(err)
+			}
 		}
 	})
 }

@@ -43,6 +43,9 @@ type ServeOptions struct {
 	// (bad request, and the stream ends): for tests and to turn the
 	// feature off.
 	NoDelta bool
+	// noListRuns answers list-runs requests (op 4) as a server with
+	// only chunk-run deltas (op 3) does: for tests.
+	noListRuns bool
 }
 
 // ServeWith is Serve with options: besides whole blobs and ranges of
@@ -62,8 +65,8 @@ func (s *Store) ServeWith(ctx context.Context, rw io.ReadWriter, opts ServeOptio
 		err := readFrame(br, maxRequestFrame, "request frame", &wr)
 		if err == nil {
 			var req Request
-			if req, err = wr.decode(); err == nil && opts.NoDelta && req.Delta != nil {
-				err = fmt.Errorf("%w: unknown request op %d", ErrProtocol, opDelta)
+			if req, err = wr.decode(); err == nil && req.Delta != nil && (opts.NoDelta || opts.noListRuns && req.Delta.Runs) {
+				err = fmt.Errorf("%w: unknown request op %d", ErrProtocol, wr.Op)
 			}
 			if err == nil {
 				var leave func()

@@ -65,15 +65,17 @@ type Store struct {
 	mu     sync.Mutex
 	busy   map[Hash]chan struct{} // hashes being written or deleted
 	active map[Hash]int           // hashes under download (GC keeps them)
+	moving map[Hash]moveIntent    // hashes whose data file ExportMove is moving
 
 	deltaSlots chan struct{} // delta requests being answered (MaxDeltaServes)
 
 	usage usageCount // Usage's figures (usage.go)
 
 	exportFrom  ExportMethod
-	commitEach  bool        // commit whole blobs one by one (StoreOptions.CommitEach)
-	exportChunk int64       // copy_file_range chunk; 0: exportChunkDefault (tests set it)
-	exportHook  func(int64) // tests: called with the bytes exported so far after each chunk
+	commitEach  bool                 // commit whole blobs one by one (StoreOptions.CommitEach)
+	exportChunk int64                // copy_file_range chunk; 0: exportChunkDefault (tests set it)
+	exportHook  func(int64)          // tests: called with the bytes exported so far after each chunk
+	moveHook    func(moveStep) error // tests: called after each step of ExportMove; an error stops it there
 }
 
 // entry is a blob's Pebble value (CBOR).
@@ -117,7 +119,8 @@ func init() {
 
 // OpenStore opens the blob store kept in db, with large blob files in dir
 // (normally <data>/blobs, created with mode 0700). It removes the ".part"
-// files that an interrupted write left behind.
+// files that an interrupted write left behind, and finishes or undoes the
+// moves (ExportMove) a crash interrupted.
 func OpenStore(db *store.DB, dir string, opts StoreOptions) (*Store, error) {
 	if db == nil {
 		return nil, errors.New("blobsync: open store: nil db")
@@ -160,9 +163,13 @@ func OpenStore(db *store.DB, dir string, opts StoreOptions) (*Store, error) {
 	if grace == 0 {
 		grace = 10 * time.Minute
 	}
-	return &Store{db: db, dir: dir, log: log, gcGrace: max(grace, 0), exportFrom: export, commitEach: commitEach,
-		busy: make(map[Hash]chan struct{}), active: make(map[Hash]int),
-		deltaSlots: make(chan struct{}, MaxDeltaServes)}, nil
+	s := &Store{db: db, dir: dir, log: log, gcGrace: max(grace, 0), exportFrom: export, commitEach: commitEach,
+		busy: make(map[Hash]chan struct{}), active: make(map[Hash]int), moving: make(map[Hash]moveIntent),
+		deltaSlots: make(chan struct{}, MaxDeltaServes)}
+	if err := s.recoverMoves(); err != nil {
+		return nil, fmt.Errorf("blobsync: open store: %w", err)
+	}
+	return s, nil
 }
 
 // Dir returns the directory holding the store's large blob files.
@@ -304,6 +311,13 @@ func (s *Store) openData(h Hash, e entry) (*os.File, error) {
 	}
 	f, err := os.Open(path)
 	if err != nil {
+		if e.RefPath == "" && errors.Is(err, fs.ErrNotExist) {
+			// ExportMove may have made the entry read before this a
+			// reference to the file since.
+			if e2, err2 := s.getEntry(h); err2 == nil && e2.RefPath != "" {
+				return s.openData(h, e2)
+			}
+		}
 		return nil, fmt.Errorf("%w: blob %s data: %v", ErrCorrupt, h, err)
 	}
 	fi, err := f.Stat()
@@ -311,9 +325,16 @@ func (s *Store) openData(h Hash, e entry) (*os.File, error) {
 		f.Close()
 		return nil, fmt.Errorf("%w: blob %s data file %s is not %d bytes (%v)", ErrCorrupt, h, path, e.Size, err)
 	}
-	if e.RefPath != "" && fi.ModTime().UnixNano() != e.RefMod {
+	refMod, ref := e.RefMod, e.RefPath != ""
+	if !ref {
+		// While ExportMove runs, the store's data file may already be
+		// the user's file too: held to its recorded mtime, as a
+		// reference.
+		refMod, ref = s.movingMod(h)
+	}
+	if ref && fi.ModTime().UnixNano() != refMod {
 		f.Close()
-		return nil, fmt.Errorf("%w: blob %s: referenced file %s changed since it was imported (%v, was %v); import it again", ErrCorrupt, h, path, fi.ModTime(), time.Unix(0, e.RefMod))
+		return nil, fmt.Errorf("%w: blob %s: referenced file %s changed since it was imported (%v, was %v); import it again", ErrCorrupt, h, path, fi.ModTime(), time.Unix(0, refMod))
 	}
 	return f, nil
 }

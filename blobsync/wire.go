@@ -40,9 +40,13 @@ type Request struct {
 }
 
 // DeltaRequest names a run of new chunks and the run of old chunks it
-// replaced: 1..MaxDeltaChunks hashes each, in file order.
+// replaced: 1..MaxDeltaChunks hashes each, in file order. With Runs, the
+// target and the base are one chunk list each, and the answer is the new
+// list, the hashes of the chunks it rebuilds left out, followed by those
+// chunks' runs as deltas (listdelta.go).
 type DeltaRequest struct {
 	Base, Target []Hash
+	Runs         bool
 }
 
 // ChildRanges selects ranges of the blob at position Index of a
@@ -80,6 +84,7 @@ const (
 	opHave     = 1 // answer which ranges are held
 	opChildren = 2 // send ranges of blobs a collection lists
 	opDelta    = 3 // send blobs as a delta against others (delta.go)
+	opListRuns = 4 // send a chunk list and its new runs as deltas (listdelta.go)
 )
 
 type wireRange struct {
@@ -146,7 +151,8 @@ func statusErr(status uint64, msg string) error {
 	case statusMissing:
 		return fmt.Errorf("%w: peer holds only part of the blob, not every requested group", ErrNotFound)
 	case statusNoBase:
-		return ErrNoBase
+		// Only a delta request's answer may say no-base (readDeltaResponse).
+		return fmt.Errorf("%w: peer says no base to a request that names none", ErrProtocol)
 	default:
 		return fmt.Errorf("%w: unknown status %d", ErrProtocol, status)
 	}
@@ -204,7 +210,7 @@ func (r *wireRequest) decode() (Request, error) {
 	if r.Children != nil && r.Op != opChildren {
 		return req, fmt.Errorf("%w: children in a request of op %d", ErrProtocol, r.Op)
 	}
-	if (r.Base != nil || r.Target != nil) && r.Op != opDelta {
+	if (r.Base != nil || r.Target != nil) && r.Op != opDelta && r.Op != opListRuns {
 		return req, fmt.Errorf("%w: delta runs in a request of op %d", ErrProtocol, r.Op)
 	}
 	switch r.Op {
@@ -239,11 +245,14 @@ func (r *wireRequest) decode() (Request, error) {
 			}
 			req.Children[i] = ChildRanges{Index: c.Index, Ranges: rs}
 		}
-	case opDelta:
+	case opDelta, opListRuns:
 		if r.Ranges != nil {
 			return req, fmt.Errorf("%w: a delta request carries ranges", ErrProtocol)
 		}
-		d := &DeltaRequest{}
+		d := &DeltaRequest{Runs: r.Op == opListRuns}
+		if d.Runs && (len(r.Base) != 1 || len(r.Target) != 1) {
+			return req, fmt.Errorf("%w: a list-runs request names %d base and %d target lists, want 1 each", ErrProtocol, len(r.Base), len(r.Target))
+		}
 		var err error
 		if d.Base, err = decodeHashes(r.Base, "base"); err != nil {
 			return req, err
@@ -310,6 +319,9 @@ func encodeRequest(req Request) wireRequest {
 	}
 	if req.Delta != nil {
 		w.Op = opDelta
+		if req.Delta.Runs {
+			w.Op = opListRuns
+		}
 		for _, h := range req.Delta.Base {
 			w.Base = append(w.Base, h[:])
 		}

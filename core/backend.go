@@ -135,6 +135,10 @@ type Options struct {
 	// (quota.go); a backup download that would pass it fails with a
 	// *QuotaError (ErrQuota). 0: no quota.
 	StorageQuota int64
+	// NoStoreCopy makes every GetFile and GetFileVersion behave as
+	// GetFileWith with GetOptions.NoStoreCopy: a file got to a path is
+	// moved out of the store, which keeps it as a reference to that path.
+	NoStoreCopy bool
 }
 
 // DefaultMaxPeerRequests is Options.MaxPeerRequests when unset.

@@ -37,6 +37,11 @@ type FileInfo struct {
 	// RepoReachable, whether the listing did now (List, RepoState).
 	RepoSeenFresh time.Time `json:"repo_seen_fresh"`
 	RepoReachable bool      `json:"repo_reachable"`
+	// Export, set by a get only, is how the bytes reached the output
+	// path: "move" (the store's file became it; GetOptions.NoStoreCopy),
+	// "reflink", "copy_file_range" or "copy" (the store keeps its copy),
+	// "assemble" (a chunked file written from its chunks).
+	Export string `json:"export,omitempty"`
 
 	chunks blobsync.Hash // the entry's chunk list; zero: the file is blob Hash
 }
@@ -353,6 +358,36 @@ func (b *Backend) readRepo(ctx context.Context, gs *groupState, rk key.RecordKey
 // progress, if not nil, is called as bytes arrive; subscribers hear of a
 // download as download.progress events.
 func (b *Backend) GetFile(ctx context.Context, g key.RecordKey, repo key.RecordKey, name, dst string, progress func(Progress)) (FileInfo, error) {
+	return b.GetFileWith(ctx, g, repo, name, dst, GetOptions{Progress: progress})
+}
+
+// GetOptions configures GetFileWith. The zero value is GetFile's get.
+type GetOptions struct {
+	// Version, when set, gets that version of the file instead of the
+	// current one, as GetFileVersion's ref.
+	Version string
+	// Progress, if not nil, is called as bytes arrive.
+	Progress func(Progress)
+	// NoStoreCopy: the store does not keep its own copy of the bytes
+	// written to dst when it can avoid it (Options.NoStoreCopy makes it
+	// every get's default): a file that is one large blob held as the
+	// store's own data file is moved to dst, and the store keeps the
+	// blob as a reference to dst (blobsync.Store.ExportMove), so it
+	// still lists and serves it, from dst, until dst is changed; after
+	// that it refuses to serve it as verified, and the node no longer
+	// holds the file (edit a copy to keep it). Inline blobs (at most
+	// 16 KiB), reference-mode blobs and a dst on another file system
+	// are copied; chunked files are assembled from their chunks, which
+	// the store keeps. FileInfo.Export says which.
+	NoStoreCopy bool
+}
+
+// GetFileWith is GetFile (or, with opts.Version, GetFileVersion) with
+// options; the FileInfo returned has Export set.
+func (b *Backend) GetFileWith(ctx context.Context, g key.RecordKey, repo key.RecordKey, name, dst string, opts GetOptions) (FileInfo, error) {
+	if opts.Version != "" {
+		return b.getFileVersion(ctx, g, repo, name, dst, opts)
+	}
 	gs, err := b.group(g)
 	if err != nil {
 		return FileInfo{}, err
@@ -364,12 +399,28 @@ func (b *Backend) GetFile(ctx context.Context, g key.RecordKey, repo key.RecordK
 	if err != nil {
 		return FileInfo{}, err
 	}
-	return b.getFile(ctx, gs, fi, dst, progress)
+	return b.getFile(ctx, gs, fi, dst, opts)
 }
 
 // getFile writes file fi of gs to dst, fetching what of its bytes is not
-// local from fi's repo's providers first (GetFile, GetFileVersion).
-func (b *Backend) getFile(ctx context.Context, gs *groupState, fi FileInfo, dst string, progress func(Progress)) (FileInfo, error) {
+// local from fi's repo's providers first (GetFile, GetFileVersion). A
+// file held by reference whose file changed since (a moved file the user
+// edited or deleted: GetOptions.NoStoreCopy) is dropped from the store
+// and fetched again.
+func (b *Backend) getFile(ctx context.Context, gs *groupState, fi FileInfo, dst string, opts GetOptions) (FileInfo, error) {
+	got, err := b.getFileOnce(ctx, gs, fi, dst, opts)
+	if fi.Local && fi.chunks.IsZero() && errors.Is(err, blobsync.ErrCorrupt) {
+		if dropped, derr := b.blobs.DropBrokenRef(fi.Hash); derr == nil && dropped {
+			fi.Local = false
+			return b.getFileOnce(ctx, gs, fi, dst, opts)
+		}
+	}
+	return got, err
+}
+
+// getFileOnce is getFile without the second try.
+func (b *Backend) getFileOnce(ctx context.Context, gs *groupState, fi FileInfo, dst string, opts GetOptions) (FileInfo, error) {
+	progress := opts.Progress
 	if !fi.Local {
 		release, err := b.reserveStorage(fi.Size)
 		if err != nil {
@@ -386,9 +437,17 @@ func (b *Backend) getFile(ctx context.Context, gs *groupState, fi FileInfo, dst 
 	} else if progress != nil {
 		progress(Progress{Done: fi.Size, Total: fi.Size})
 	}
-	if err := b.blobs.ExportFile(ctx, fi.entry(), dst); err != nil {
+	var m blobsync.ExportMethod
+	var err error
+	if opts.NoStoreCopy || b.opts.NoStoreCopy {
+		m, err = b.blobs.ExportFileMove(ctx, fi.entry(), dst)
+	} else {
+		m, err = b.blobs.ExportFileMethod(ctx, fi.entry(), dst)
+	}
+	if err != nil {
 		return fi, fmt.Errorf("write %s: %w", dst, err)
 	}
+	fi.Export = m.String()
 	return fi, nil
 }
 

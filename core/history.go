@@ -100,6 +100,12 @@ func (b *Backend) FileHistory(ctx context.Context, g, repo key.RecordKey, name s
 // a *BadInputError for a bad ref, a relative dst or a version that is a
 // deletion; ErrVersionNotFound; download errors.
 func (b *Backend) GetFileVersion(ctx context.Context, g, repo key.RecordKey, name, ref, dst string, progress func(Progress)) (FileInfo, error) {
+	return b.getFileVersion(ctx, g, repo, name, dst, GetOptions{Version: ref, Progress: progress})
+}
+
+// getFileVersion is GetFileVersion of version opts.Version.
+func (b *Backend) getFileVersion(ctx context.Context, g, repo key.RecordKey, name, dst string, opts GetOptions) (FileInfo, error) {
+	ref := opts.Version
 	gs, err := b.group(g)
 	if err != nil {
 		return FileInfo{}, err
@@ -120,7 +126,7 @@ func (b *Backend) GetFileVersion(ctx context.Context, g, repo key.RecordKey, nam
 		return FileInfo{}, versionErr(name, err)
 	}
 	fi := b.fileInfo(gs, rk, repoName, v.Entry(name))
-	return b.getFile(ctx, gs, fi, dst, progress)
+	return b.getFile(ctx, gs, fi, dst, opts)
 }
 
 // RestoreFile makes version ref (as GetFileVersion's) of file name of this

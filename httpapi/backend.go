@@ -49,12 +49,11 @@ type Backend interface {
 	AddReader(ctx context.Context, g key.RecordKey, name string, r io.Reader, maxBytes int64) (core.FileInfo, blobsync.Hash, error)
 	ListFiles(ctx context.Context, group key.RecordKey) ([]core.FileInfo, error)
 	List(ctx context.Context, group key.RecordKey) (core.Listing, error)
-	GetFile(ctx context.Context, group, repo key.RecordKey, name, dst string, progress func(core.Progress)) (core.FileInfo, error)
+	GetFileWith(ctx context.Context, group, repo key.RecordKey, name, dst string, opts core.GetOptions) (core.FileInfo, error)
 	OpenFile(ctx context.Context, g, repo key.RecordKey, name string) (io.ReadSeekCloser, core.FileInfo, error)
 	RemoveFile(ctx context.Context, group key.RecordKey, name string) error
 	// History (core/history.go).
 	FileHistory(ctx context.Context, group, repo key.RecordKey, name string) (core.FileHistory, error)
-	GetFileVersion(ctx context.Context, group, repo key.RecordKey, name, ref, dst string, progress func(core.Progress)) (core.FileInfo, error)
 	RestoreFile(ctx context.Context, group key.RecordKey, name, ref string) (core.FileInfo, error)
 	CollectGarbage(ctx context.Context) (core.GCResult, error)
 

@@ -238,12 +238,8 @@ func (s *server) getFile(w http.ResponseWriter, r *http.Request) error {
 	progress := func(p core.Progress) {
 		out.progress(GetFileLine{Done: new(p.Done), Total: new(p.Total)}, p.Done >= p.Total)
 	}
-	var fi core.FileInfo
-	if req.Version != "" {
-		fi, err = s.b.GetFileVersion(r.Context(), g.ID, repo, req.Name, req.Version, req.Out, progress)
-	} else {
-		fi, err = s.b.GetFile(r.Context(), g.ID, repo, req.Name, req.Out, progress)
-	}
+	fi, err := s.b.GetFileWith(r.Context(), g.ID, repo, req.Name, req.Out,
+		core.GetOptions{Version: req.Version, Progress: progress, NoStoreCopy: req.NoStoreCopy})
 	if err != nil {
 		code := StatusOf(err)
 		if code >= 500 {

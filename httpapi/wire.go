@@ -216,6 +216,11 @@ type GetFileRequest struct {
 	// current one: an index into its history (0: current) or 8 to 64 hex
 	// digits of the version's hash (core.GetFileVersion).
 	Version string `json:"version,omitempty"`
+	// NoStoreCopy: the store does not keep its own copy of the file; it
+	// moves its file to Out where it can and keeps the file as a
+	// reference to Out (core.GetOptions.NoStoreCopy). The final line's
+	// file.export says how Out was written ("move", or a copy's method).
+	NoStoreCopy bool `json:"no_store_copy,omitempty"`
 }
 
 // RestoreFileRequest is the body of POST

@@ -235,8 +235,8 @@ func benchTransferCmd(a *app) *cobra.Command {
 					l.RTTms, l.Loss*100, l.RateMBs, l.Lost, l.QueueDrops)
 			}
 			if e := res.E2E; e != nil {
-				fmt.Fprintf(a.stdout, "file get end to end: %.0f MB/s (%.2f of raw QUIC, %.2f of the bench); with the old copy export %.0f MB/s; cp %.0f MB/s (%s); outputs match: %v\n",
-					e.MBs, e.RatioToRaw, e.RatioToBench, e.CopyMBs, e.CpMBs, e.FileSystem, e.Verified)
+				fmt.Fprintf(a.stdout, "file get end to end: %.0f MB/s (%.2f of raw QUIC, %.2f of the bench); with the old copy export %.0f MB/s; --no-store-copy %.0f MB/s (%.2f of the bench, %s); cp %.0f MB/s (%s); outputs match: %v\n",
+					e.MBs, e.RatioToRaw, e.RatioToBench, e.CopyMBs, e.MoveMBs, e.RatioToBenchMove, e.MoveExport, e.CpMBs, e.FileSystem, e.Verified)
 			}
 			return bad
 		},
@@ -253,7 +253,7 @@ func benchTransferCmd(a *app) *cobra.Command {
 	cmd.Flags().StringVar(&linkRateFlag, "link-rate", "", "with the emulated path: its bottleneck each way, e.g. 12.5MB/s (default: none)")
 	cmd.Flags().IntVar(&rounds, "rounds", 5, "dweb runs, each between two baseline runs (its ratio is to their mean); the figures are the medians (on a shared machine one run of either can swing by 20 %)")
 	cmd.Flags().StringVar(&tt, "tunnel-transport", "tls", "tls: tunnel handshake bound to the direct QUIC connection, bytes protected by its TLS only (tunnel.DialConfig.TLSTransport); noise: Noise-encrypt every byte as over a relay")
-	cmd.Flags().BoolVar(&e2e, "e2e", false, "also time, in each round, the real `dweb file get` of the file to a path between two `dweb serve` daemons (fresh receiver each time), with the default export and with DWEB_EXPORT=copy, and `cp` of the file")
+	cmd.Flags().BoolVar(&e2e, "e2e", false, "also time, in each round, the real `dweb file get` of the file to a path between two `dweb serve` daemons (fresh receiver each time), with the default export, with DWEB_EXPORT=copy and with --no-store-copy, and `cp` of the file")
 	cmd.Flags().StringVar(&dir, "dir", "", "directory for stores and temp files (default: the system temp dir)")
 	cmd.Flags().StringVar(&role, "role", "", "internal: run as the receiver child")
 	cmd.Flags().StringVar(&job, "job", "", "internal: the receiver's job file")
@@ -441,7 +441,7 @@ func benchTransfer(ctx context.Context, dir string, size int64, n int, o btOptio
 	// round instead of charging it to one side.
 	var base, dwebR, ratios []float64
 	var e2eSetup *btE2ESetup
-	var e2eMBs, e2eCopy, e2eCp, e2eRaw, e2eBench, e2eVsCopy, e2eVsCp []float64
+	var e2eMBs, e2eCopy, e2eMove, e2eCp, e2eRaw, e2eBench, e2eBenchMove, e2eVsCopy, e2eVsCp []float64
 	if o.e2e {
 		edir := filepath.Join(dir, "e2e")
 		if err := os.Mkdir(edir, 0o700); err != nil {
@@ -462,10 +462,10 @@ func benchTransfer(ctx context.Context, dir string, size int64, n int, o btOptio
 		if err != nil {
 			return nil, err
 		}
-		var esecs [3]float64
+		var esecs [4]float64
 		if o.e2e {
 			var ok bool
-			if esecs, ok, err = btE2ERun(ctx, e2eSetup, want[""], i%2 == 1); err != nil {
+			if esecs, res.E2E.MoveExport, ok, err = btE2ERun(ctx, e2eSetup, want[""], i); err != nil {
 				return nil, err
 			}
 			res.E2E.Verified = res.E2E.Verified && ok
@@ -489,20 +489,22 @@ func benchTransfer(ctx context.Context, dir string, size int64, n int, o btOptio
 		res.Rounds = append(res.Rounds, btRound{res.BaselineMBs, res.MBs, res.Ratio, res.BaselineCPU, res.CPU})
 		if o.e2e {
 			mbs := func(sec float64) float64 { return bsRound(float64(size) / 1e6 / sec) }
-			r := btE2ERound{MBs: mbs(esecs[0]), CopyMBs: mbs(esecs[1]), CpMBs: mbs(esecs[2])}
+			r := btE2ERound{MBs: mbs(esecs[0]), CopyMBs: mbs(esecs[1]), MoveMBs: mbs(esecs[2]), CpMBs: mbs(esecs[3])}
 			e := res.E2E
 			e.Rounds = append(e.Rounds, r)
-			e.Seconds, e.CopySeconds, e.CpSeconds = esecs[0], esecs[1], esecs[2]
-			e2eMBs, e2eCopy, e2eCp = append(e2eMBs, r.MBs), append(e2eCopy, r.CopyMBs), append(e2eCp, r.CpMBs)
+			e.Seconds, e.CopySeconds, e.MoveSeconds, e.CpSeconds = esecs[0], esecs[1], esecs[2], esecs[3]
+			e2eMBs, e2eCopy, e2eMove, e2eCp = append(e2eMBs, r.MBs), append(e2eCopy, r.CopyMBs), append(e2eMove, r.MoveMBs), append(e2eCp, r.CpMBs)
 			e2eRaw = append(e2eRaw, bsRound(r.MBs/res.BaselineMBs))
 			e2eBench = append(e2eBench, bsRound(r.MBs/res.MBs))
+			e2eBenchMove = append(e2eBenchMove, bsRound(r.MoveMBs/res.MBs))
 			e2eVsCopy = append(e2eVsCopy, bsRound(r.MBs/r.CopyMBs))
 			e2eVsCp = append(e2eVsCp, bsRound(r.MBs/r.CpMBs))
 		}
 		prev = next
 	}
 	if e := res.E2E; e != nil {
-		e.MBs, e.CopyMBs, e.CpMBs = btMedian(e2eMBs), btMedian(e2eCopy), btMedian(e2eCp)
+		e.MBs, e.CopyMBs, e.MoveMBs, e.CpMBs = btMedian(e2eMBs), btMedian(e2eCopy), btMedian(e2eMove), btMedian(e2eCp)
+		e.RatioToBenchMove = btMedian(e2eBenchMove)
 		e.RatioToRaw, e.RatioToBench, e.RatioToCopy, e.RatioToCp = btMedian(e2eRaw), btMedian(e2eBench), btMedian(e2eVsCopy), btMedian(e2eVsCp)
 		if rounds == 1 {
 			e.Rounds = nil

@@ -27,15 +27,22 @@ type btE2E struct {
 	// CopyMBs: the same with the daemon's DWEB_EXPORT=copy, the export
 	// that read the blob back through a buffer before copy_file_range and
 	// reflinks.
-	CopyMBs      float64 `json:"copy_export_mb_s"`
-	CopySeconds  float64 `json:"copy_export_seconds"`
-	CpMBs        float64 `json:"cp_mb_s"` // cp of the source file (page cache warm) to the same file system, then fsync
-	CpSeconds    float64 `json:"cp_seconds"`
-	RatioToRaw   float64 `json:"ratio_to_raw"`   // mb_s / baseline_mb_s
-	RatioToBench float64 `json:"ratio_to_bench"` // mb_s / the bench's mb_s (the download into the store alone)
-	RatioToCopy  float64 `json:"ratio_to_copy_export"`
-	RatioToCp    float64 `json:"ratio_to_cp"`
-	FileSystem   string  `json:"file_system"` // of the receiver's store and output dir
+	CopyMBs     float64 `json:"copy_export_mb_s"`
+	CopySeconds float64 `json:"copy_export_seconds"`
+	// MoveMBs: the same with `file get --no-store-copy`: the store's file
+	// moved to the path (MoveExport says what the daemon did: "move",
+	// or a copy's method when it could not).
+	MoveMBs          float64 `json:"move_mb_s"`
+	MoveSeconds      float64 `json:"move_seconds"`
+	MoveExport       string  `json:"move_export"`
+	RatioToBenchMove float64 `json:"ratio_to_bench_move"` // move_mb_s / the bench's mb_s
+	CpMBs            float64 `json:"cp_mb_s"`             // cp of the source file (page cache warm) to the same file system, then fsync
+	CpSeconds        float64 `json:"cp_seconds"`
+	RatioToRaw       float64 `json:"ratio_to_raw"`   // mb_s / baseline_mb_s
+	RatioToBench     float64 `json:"ratio_to_bench"` // mb_s / the bench's mb_s (the download into the store alone)
+	RatioToCopy      float64 `json:"ratio_to_copy_export"`
+	RatioToCp        float64 `json:"ratio_to_cp"`
+	FileSystem       string  `json:"file_system"` // of the receiver's store and output dir
 	// Verified: every file get's output hashed (BLAKE3) to its source's.
 	Verified bool         `json:"verified"`
 	Rounds   []btE2ERound `json:"rounds,omitempty"`
@@ -45,6 +52,7 @@ type btE2E struct {
 type btE2ERound struct {
 	MBs     float64 `json:"mb_s"`
 	CopyMBs float64 `json:"copy_export_mb_s"`
+	MoveMBs float64 `json:"move_mb_s"`
 	CpMBs   float64 `json:"cp_mb_s"`
 }
 
@@ -187,20 +195,21 @@ func (s *btE2ESetup) close() {
 
 // get starts a fresh receiver daemon (env added to its environment), has
 // it join the group and list the file, then times `dweb file get` of the
-// file to a path beside its data dir; it returns the seconds and the
-// BLAKE3 hash of the output, and removes the receiver and the output.
-func (s *btE2ESetup) get(ctx context.Context, env []string) (float64, string, error) {
+// file (with flags added) to a path beside its data dir; it returns the
+// seconds, the BLAKE3 hash of the output and the export method the get
+// reported, and removes the receiver and the output.
+func (s *btE2ESetup) get(ctx context.Context, env []string, flags ...string) (float64, string, string, error) {
 	data := filepath.Join(s.dir, "bob")
 	out := filepath.Join(s.dir, "got")
 	defer os.RemoveAll(data)
 	defer os.Remove(out)
 	bob, err := btStartDaemon(ctx, s.exe, data, env)
 	if err != nil {
-		return 0, "", err
+		return 0, "", "", err
 	}
 	defer bob.stop()
 	if _, err := bob.cli(ctx, "group", "join", s.invite); err != nil {
-		return 0, "", err
+		return 0, "", "", err
 	}
 	name := filepath.Base(s.src)
 	deadline := time.Now().Add(60 * time.Second)
@@ -213,17 +222,22 @@ func (s *btE2ESetup) get(ctx context.Context, env []string) (float64, string, er
 			break
 		}
 		if time.Now().After(deadline) {
-			return 0, "", fmt.Errorf("bench transfer: the receiver does not list %s after 60 s (%s, %v)", name, b, err)
+			return 0, "", "", fmt.Errorf("bench transfer: the receiver does not list %s after 60 s (%s, %v)", name, b, err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	t := time.Now()
-	if _, err := bob.cli(ctx, "file", "get", s.group, name, "-o", out); err != nil {
-		return 0, "", err
+	got, err := bob.cli(ctx, append([]string{"file", "get", s.group, name, "-o", out}, flags...)...)
+	if err != nil {
+		return 0, "", "", err
 	}
 	sec := time.Since(t).Seconds()
+	var fi struct {
+		Export string `json:"export"`
+	}
+	json.Unmarshal(got, &fi)
 	h, err := btHashFile(out)
-	return sec, h, err
+	return sec, h, fi.Export, err
 }
 
 // btCp times `cp src dst` and an fsync of dst, then removes dst.
@@ -265,32 +279,36 @@ func btFileSystem(dir string) string {
 	return fmt.Sprintf("0x%x", st.Type)
 }
 
-// btE2ERun is one round of --e2e: file get with the default export and
-// with DWEB_EXPORT=copy (copy first when copyFirst, so that a drift of
-// the machine's speed does not always favour one), then cp. secs are
-// those three times; verified is false if a get's output differs from
-// the source (BLAKE3 want).
-func btE2ERun(ctx context.Context, s *btE2ESetup, want string, copyFirst bool) (secs [3]float64, verified bool, err error) {
+// btE2ERun is round number round of --e2e: file get with the default
+// export, with DWEB_EXPORT=copy and with --no-store-copy (the order
+// turning with the round, so that a drift of the machine's speed does not
+// always favour one), then cp. secs are those four times, moved the
+// export the --no-store-copy get reported; verified is false if a get's
+// output differs from the source (BLAKE3 want).
+func btE2ERun(ctx context.Context, s *btE2ESetup, want string, round int) (secs [4]float64, moved string, verified bool, err error) {
 	verified = true
-	order := []int{0, 1}
-	if copyFirst {
-		order = []int{1, 0}
-	}
-	for _, i := range order {
-		var env []string
-		if i == 1 {
+	for k := range 3 {
+		i := (k + round) % 3
+		var env, flags []string
+		switch i {
+		case 1:
 			env = []string{"DWEB_EXPORT=copy"}
+		case 2:
+			flags = []string{"--no-store-copy"}
 		}
-		sec, h, err := s.get(ctx, env)
+		sec, h, m, err := s.get(ctx, env, flags...)
 		if err != nil {
-			return secs, false, err
+			return secs, "", false, err
 		}
 		if h != want {
-			fmt.Fprintf(os.Stderr, "bench transfer: file get (env %q) wrote BLAKE3 %s, the source has %s\n", env, h, want)
+			fmt.Fprintf(os.Stderr, "bench transfer: file get (env %q, flags %q) wrote BLAKE3 %s, the source has %s\n", env, flags, h, want)
 			verified = false
+		}
+		if i == 2 {
+			moved = m
 		}
 		secs[i] = sec
 	}
-	secs[2], err = btCp(ctx, s.src, filepath.Join(s.dir, "cp-copy"))
-	return secs, verified, err
+	secs[3], err = btCp(ctx, s.src, filepath.Join(s.dir, "cp-copy"))
+	return secs, moved, verified, err
 }

@@ -226,7 +226,7 @@ func TestBenchTransferE2E(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := res.E2E
-	if e == nil || !e.Verified || e.MBs <= 0 || e.CopyMBs <= 0 || e.CpMBs <= 0 || e.RatioToRaw <= 0 || e.RatioToBench <= 0 || e.FileSystem == "" {
+	if e == nil || !e.Verified || e.MBs <= 0 || e.CopyMBs <= 0 || e.MoveMBs <= 0 || e.MoveExport != "move" || e.RatioToBenchMove <= 0 || e.CpMBs <= 0 || e.RatioToRaw <= 0 || e.RatioToBench <= 0 || e.FileSystem == "" {
 		t.Fatalf("e2e result %+v", e)
 	}
 	// Each receiver and its output are gone after its get.

@@ -350,8 +350,9 @@ func (a *app) fileCmd() *cobra.Command {
 	}
 
 	var out, repo, version string
+	var noStoreCopy bool
 	get := &cobra.Command{
-		Use:   "get GROUP NAME [-o PATH] [--repo KEY] [--version N]",
+		Use:   "get GROUP NAME [-o PATH] [--repo KEY] [--version N] [--no-store-copy]",
 		Short: "download a file of GROUP (verified) to PATH (default ./NAME); --version an older one",
 		Args:  args(cobra.ExactArgs(2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -389,7 +390,7 @@ func (a *app) fileCmd() *cobra.Command {
 				}
 				bar.Set64(done)
 			}
-			l, err := a.client().getFile(cmd.Context(), url.PathEscape(args[0]), httpapi.GetFileRequest{Name: args[1], Repo: repo, Out: abs, Version: version}, progress)
+			l, err := a.client().getFile(cmd.Context(), url.PathEscape(args[0]), httpapi.GetFileRequest{Name: args[1], Repo: repo, Out: abs, Version: version, NoStoreCopy: noStoreCopy}, progress)
 			if bar != nil {
 				bar.Finish()
 			}
@@ -400,10 +401,14 @@ func (a *app) fileCmd() *cobra.Command {
 				core.FileInfo
 				Path string `json:"path"`
 			}{*l.File, abs}
+			if noStoreCopy {
+				return a.printResult(got, "%s  %s (%d bytes, %s)\n", l.File.Hash, abs, l.File.Size, l.File.Export)
+			}
 			return a.printResult(got, "%s  %s (%d bytes)\n", l.File.Hash, abs, l.File.Size)
 		},
 	}
 	get.Flags().StringVarP(&out, "output", "o", "", "destination path (default ./NAME)")
+	get.Flags().BoolVar(&noStoreCopy, "no-store-copy", false, "move the store's file to PATH instead of copying it, keeping it in the store as a reference to PATH (served until PATH changes); copies when it cannot (small or chunked file, another file system); docs/cli.md")
 	get.Flags().StringVar(&repo, "repo", "", "take the file from this repo (record key); default any, own first")
 	get.Flags().StringVar(&version, "version", "", versionFlagHelp)
 

@@ -49,6 +49,7 @@ type serveOptions struct {
 	quota             string        // storage quota, core.ParseSize syntax ("50GiB"); "" or "0": none
 	link              string        // --emulate-link, netem.ParseOptions
 	chunking          bool          // --chunking, core.Options.Chunking
+	noStoreCopy       bool          // --no-store-copy, core.Options.NoStoreCopy
 	keepVersions      int           // --keep-versions, core.Options.KeepVersions
 	keepVersionsFor   time.Duration // --keep-versions-for, core.Options.KeepVersionsFor
 	limitsLoopback    bool          // count loopback addresses in the IP and prefix scopes
@@ -95,6 +96,7 @@ func (a *app) serveCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&o.limitsLoopback, "limits-loopback", false, "for tests: count loopback, private and link-local addresses in the per-IP and per-prefix limits, so that nodes on 127.x.y.z act as hosts of distinct networks")
 	cmd.Flags().IntVar(&o.keepVersions, "keep-versions", 0, "older versions of each file this node's repos keep: 0 every one (the default, up to 1000 per name), N the N newest, -1 none (core.Options.KeepVersions)")
 	cmd.Flags().DurationVar(&o.keepVersionsFor, "keep-versions-for", 0, "also drop older versions replaced longer ago than this, e.g. 720h (0: no age limit; core.Options.KeepVersionsFor)")
+	cmd.Flags().BoolVar(&o.noStoreCopy, "no-store-copy", false, "every file get to a path moves the store's file there and keeps it as a reference to that path, as file get --no-store-copy (core.Options.NoStoreCopy)")
 	cmd.Flags().BoolVar(&o.chunking, "chunking", false, "store this node's files above 4 MiB as content-defined chunks, so an edit costs what changed (core.Options.Chunking; off by default: nodes older than collection version 2 cannot read such repos)")
 	cmd.Flags().StringVar(&o.link, "emulate-link", "", "for tests: shape this node's UDP socket as a lossy link, e.g. delay=20ms,jitter=5ms,loss=2%,rate=1000000 (bytes/s) (docs/limits.md)")
 	return cmd
@@ -188,7 +190,7 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 	}
 	b, err := core.New(core.Options{DataDir: dataDir, ListenAddr: o.listen, Bootstrap: o.bootstrap, DeviceName: o.device, Logger: log, ServeRelay: o.relay, Relays: o.relays, RelayTap: relayTap,
 		Backup: o.backup, BackupInterval: o.backupInterval, BackupConcurrency: o.backupConcurrency, StorageQuota: quota, Limits: limits, Link: link, Chunking: o.chunking,
-		KeepVersions: o.keepVersions, KeepVersionsFor: o.keepVersionsFor})
+		NoStoreCopy: o.noStoreCopy, KeepVersions: o.keepVersions, KeepVersionsFor: o.keepVersionsFor})
 	if err != nil {
 		return fmt.Errorf("open node in %s: %w", dataDir, err)
 	}

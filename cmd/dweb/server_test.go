@@ -133,7 +133,8 @@ func (f *fakeBackend) List(ctx context.Context, g key.RecordKey) (core.Listing, 
 	return core.Listing{Files: fs}, err
 }
 
-func (f *fakeBackend) GetFile(_ context.Context, g, _ key.RecordKey, name, dst string, progress func(core.Progress)) (core.FileInfo, error) {
+func (f *fakeBackend) GetFileWith(_ context.Context, g, _ key.RecordKey, name, dst string, opts core.GetOptions) (core.FileInfo, error) {
+	progress := opts.Progress
 	f.mu.Lock()
 	var fi *core.FileInfo
 	for i := range f.files[g] {

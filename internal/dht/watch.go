@@ -85,8 +85,8 @@ func (w *watcher) offer(sk uint32, v *record.Value) {
 	}
 }
 
-// watchRetryMin is the first wait before a watch's renewal that leased
-// fewer than the R nearest is tried again.
+// watchRetryMin is the first wait before a watch's renewal that did not
+// lease every holder it found is tried again.
 const watchRetryMin = 250 * time.Millisecond
 
 // Watch asks the R nodes nearest to record k to push changes of subkeys
@@ -99,12 +99,12 @@ const watchRetryMin = 250 * time.Millisecond
 // every Options.WatchRenew; on each renewal holders report their seqs and
 // any subkey newer than what was delivered is re-read, so pushes missed
 // while a holder died are recovered within one renewal. A renewal that
-// leased fewer than the R nearest (R-1 other nodes; a node may be among
-// them) is tried again sooner, from watchRetryMin doubling up to
-// WatchRenew, and one that found no other node at all (a start or resume
-// before the network is back) also as soon as a node answers or calls: a
-// watch placed before the routing table filled catches up within moments
-// of it filling, not a WatchRenew later. The channel is
+// some of the nearest holders it found refused or did not answer is tried
+// again sooner, from watchRetryMin doubling up to WatchRenew, and one that
+// found no other node at all (a start or resume before the network is
+// back) also as soon as a node answers or calls: a watch placed before
+// the network came back catches up within moments of it, not a WatchRenew
+// later. The channel is
 // closed when ctx ends or the DHT closes; the leases are then cancelled.
 //
 // Errors: ErrNotFound if the record's descriptor is not found,
@@ -214,7 +214,7 @@ func (d *DHT) runWatch(ctx context.Context, w *watcher, out chan<- Change) {
 			found, placed := d.renewWatch(ctx, w)
 			seen = nil
 			switch {
-			case placed == found && found >= d.opts.R-1:
+			case found > 0 && placed == found:
 				retry = min(watchRetryMin, d.opts.WatchRenew)
 				renew.Reset(d.opts.WatchRenew)
 			case found == 0:

@@ -10,6 +10,7 @@
 //	rec/<key 32>/s/<sk be32>  a DHT record's subkey value (CBOR)          internal/dht
 //	dhtq/<key 32><sk be32>    a DHT write queued while offline (CBOR)     internal/dht
 //	blob/<hash 32>            blob entry: size, state, inline bytes       blobsync
+//	bmove/<hash 32>           a blob's data file being moved out (CBOR)   blobsync
 //	grp/<key 32>              a group this node belongs to (CBOR)         core, group
 //	repo/<key 32>             a data repo this node owns (CBOR)           datarepo
 //
@@ -41,6 +42,7 @@ const (
 	PrefixProt   = "prot/"
 	PrefixRecord = "rec/"
 	PrefixBlob   = "blob/"
+	PrefixMove   = "bmove/"
 	PrefixGroup  = "grp/"
 	PrefixRepo   = "repo/"
 )

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -172,4 +173,27 @@ func B3sum(t testing.TB, path string) string {
 		t.Fatalf("b3sum %s: %v", path, err)
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// EditFile changes the file at path as a user's edit would: it writes
+// "edited" at byte off and sets its modification time an hour ahead, so
+// that a check of size and mtime (reference-mode blobs) sees the change
+// whatever the file system's time granularity.
+func EditFile(t testing.TB, path string, off int64) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.WriteAt([]byte("edited"), off)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(time.Hour)
+	if err := os.Chtimes(path, later, later); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -59,3 +59,29 @@ func TestHistoryThroughABI(t *testing.T) {
 	}
 	wantCode(t, a, "node.gc", `{"all":true}`, CodeBadParams)
 }
+
+// TestReadNoStoreCopy: file.read with no_store_copy moves a large file's
+// bytes to the path (export "move") and the node still reads it from
+// there; no_store_copy without a path is refused.
+func TestReadNoStoreCopy(t *testing.T) {
+	tmp := t.TempDir()
+	a := newNode(t, filepath.Join(tmp, "alice"))
+	defer Close(a)
+	mustCall(t, a, "group.create", `{"name":"family"}`, nil)
+	data := bytes.Repeat([]byte("a film of the march "), 10000) // 200 KB: a blob with its own data file
+	if res := AddBytes(a, []byte(`{"group":"family","name":"film.mp4"}`), data); !bytes.HasPrefix(res, []byte(`{"result":`)) {
+		t.Fatalf("AddBytes: %s", res)
+	}
+	out := filepath.Join(tmp, "film.mp4")
+	var fi core.FileInfo
+	mustCall(t, a, "file.read", fmt.Sprintf(`{"group":"family","name":"film.mp4","path":%q,"no_store_copy":true}`, out), &fi)
+	if got, err := os.ReadFile(out); err != nil || !bytes.Equal(got, data) || fi.Export != "move" {
+		t.Fatalf("file.read no_store_copy: export %q, %d bytes (%v)", fi.Export, len(got), err)
+	}
+	again := filepath.Join(tmp, "again.mp4")
+	mustCall(t, a, "file.read", fmt.Sprintf(`{"group":"family","name":"film.mp4","path":%q}`, again), &fi)
+	if got, err := os.ReadFile(again); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("file.read after the move: %d bytes (%v)", len(got), err)
+	}
+	wantCode(t, a, "file.history", `{"group":"family","name":"film.mp4","no_store_copy":true}`, CodeBadParams)
+}

@@ -443,6 +443,10 @@ type fileTarget struct {
 	// older version of the file: an index in its history or a hash prefix
 	// (datarepo.ParseVersionRef).
 	Version string `json:"version,omitempty"`
+	// NoStoreCopy, optional with a path: the store does not keep its own
+	// copy of a large file written to path but keeps it as a reference to
+	// path (core.GetOptions.NoStoreCopy; the result's export says "move").
+	NoStoreCopy bool `json:"no_store_copy,omitempty"`
 
 	repo key.RecordKey // Repo parsed; zero without one
 }
@@ -476,6 +480,8 @@ func parseTarget(p []byte, needPath bool) (fileTarget, error) {
 		return q, Errorf(CodeBadParams, "params: path is not used here")
 	case !needPath && q.Version != "":
 		return q, Errorf(CodeBadParams, "params: version is not used here")
+	case !needPath && q.NoStoreCopy:
+		return q, Errorf(CodeBadParams, "params: no_store_copy is not used here")
 	}
 	if q.Version != "" {
 		if _, err := datarepo.ParseVersionRef(q.Version); err != nil {
@@ -529,13 +535,11 @@ func fileRestore(ctx context.Context, n *node, q fileRestoreParams) (any, error)
 	return n.b.RestoreFile(ctx, g.ID, q.Name, q.Version)
 }
 
-// getTarget writes file q (its version q.Version when set) to q.Path:
-// file.read and sync.download.
+// getTarget writes file q (its version q.Version when set) to q.Path,
+// moving the store's copy there with q.NoStoreCopy: file.read and
+// sync.download.
 func (n *node) getTarget(ctx context.Context, g core.GroupInfo, q fileTarget, progress func(core.Progress)) (core.FileInfo, error) {
-	if q.Version != "" {
-		return n.b.GetFileVersion(ctx, g.ID, q.repo, q.Name, q.Version, q.Path, progress)
-	}
-	return n.b.GetFile(ctx, g.ID, q.repo, q.Name, q.Path, progress)
+	return n.b.GetFileWith(ctx, g.ID, q.repo, q.Name, q.Path, core.GetOptions{Version: q.Version, Progress: progress, NoStoreCopy: q.NoStoreCopy})
 }
 
 // parseTargetPath is parseTarget with a path: file.read, sync.download.
