@@ -23,6 +23,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -762,7 +763,10 @@ func (d *DHT) Ping(ctx context.Context, c Contact) error {
 // call sends one request to c on a new stream and reads the response,
 // within RPCTimeout. A transport failure counts against c (unless c's
 // resource manager refused the stream: transport.Refused, or the
-// caller's own context ended first): a failure that is sure (fail) evicts
+// caller's own context ended first, by cancellation or by a deadline no
+// later than RPCTimeout's): a request that ran out its time, by ctx or
+// by the stream deadline set from it, is a timeout, whichever of the two
+// fired first. A failure that is sure (fail) evicts
 // c from the routing table (table.failed: replaced from the bucket's
 // replacement cache, or marked stale), one that is not only marks it
 // stale; either leaves it out of reads' lookups for deadTTL, and a sure
@@ -775,6 +779,7 @@ func (d *DHT) call(ctx context.Context, c Contact, req *request) (*response, err
 	defer cancel()
 	stop := context.AfterFunc(d.ctx, cancel)
 	defer stop()
+	dl, _ := ctx.Deadline()
 	dialed := !d.pooled(c.ID)
 	t0 := time.Now()
 	resp, err := d.roundTrip(ctx, c, req)
@@ -782,9 +787,18 @@ func (d *DHT) call(ctx context.Context, c Contact, req *request) (*response, err
 		if d.ctx.Err() != nil {
 			return nil, fmt.Errorf("%w: %v", ErrClosed, err)
 		}
+		// The request ran out its time either way: ctx's timer, or the
+		// stream's deadline (roundTrip sets it to ctx's), whichever fired
+		// first; the stream's often does, and ctx.Err is then still nil.
+		timedOut := ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded)
+		// The caller's own end is not c's failure: its cancellation, or
+		// its deadline when that came no later than RPCTimeout's.
+		callerEnded := parent.Err() != nil
+		if pdl, ok := parent.Deadline(); ok && timedOut && !pdl.After(dl) {
+			callerEnded = true
+		}
 		// A node that refused us at one of its limits is alive: it stays.
-		if parent.Err() == nil && (ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded)) && !transport.Refused(err) {
-			timedOut := ctx.Err() != nil
+		if !callerEnded && (ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded)) && !transport.Refused(err) {
 			sure := d.fail(c.ID, timedOut)
 			switch {
 			case d.opts.FixedTimeouts:

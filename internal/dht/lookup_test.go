@@ -1,6 +1,8 @@
 package dht
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 )
@@ -152,4 +154,46 @@ func TestSetPlacesOnSlowNearest(t *testing.T) {
 		t.Fatalf("Get with the four nearest slow: %v, %v", got, err)
 	}
 	t.Logf("Get with the four nearest slow took %v", time.Since(t0))
+}
+
+// TestTimeoutOnlySuspects: a request that runs out RPCTimeout on a node
+// that is alive but slow must only suspect it (deadMark), however the
+// timeout shows: ctx's timer or the stream deadline roundTrip sets from it,
+// which often fires first with ctx.Err still nil (TestScale under load
+// then made live nodes sure to be dead for a minute, and left records
+// off them). A request whose caller's deadline ran out first must not
+// count against the node at all.
+func TestTimeoutOnlySuspects(t *testing.T) {
+	nodes := newNet(t, 2, func(o *Options) {
+		scaleOpts(o)
+		o.RPCTimeout = 100 * time.Millisecond * raceSlowdown
+	})
+	a, b := nodes[0].dht, nodes[1].dht
+	ctx := testCtx(t)
+	if err := a.Ping(ctx, b.Self()); err != nil {
+		t.Fatal(err)
+	}
+	b.answerDelay.Store(int64(time.Second))
+	id := b.Self().ID
+	for i := range 20 {
+		err := a.Ping(ctx, b.Self())
+		if !errors.Is(err, errTimedOut) {
+			t.Fatalf("ping %d: %v, want a timeout that only suspects", i, err)
+		}
+		if !a.isDead(id, false) || a.isDead(id, true) {
+			t.Fatalf("ping %d: one timeout made the node sure to be dead", i)
+		}
+		a.markSeen(id) // as an answer would: the next timeout is a first again
+	}
+	for i := range 5 {
+		pctx, cancel := context.WithTimeout(ctx, 30*time.Millisecond*raceSlowdown)
+		err := a.Ping(pctx, b.Self())
+		cancel()
+		if err == nil {
+			t.Fatal("ping answered despite the delay")
+		}
+		if a.isDead(id, false) {
+			t.Fatalf("ping %d: the caller's own deadline counted against the node: %v", i, err)
+		}
+	}
 }
