@@ -43,10 +43,10 @@ type queryFunc func(ctx context.Context, c Contact) ([]Contact, error)
 // round trips; queryTimeout) stalls: it stops counting against Alpha, and
 // its place among the n nearest is taken by the next candidate, so a slow
 // or dead contact widens the lookup instead of holding it (by at most
-// Alpha more queries in flight). A query goes late after giveUpRTOs RTOs
-// (the RTO shortened by this lookup's own round trips once it has
-// hereSamples answers, as the estimates lag behind a load that just
-// fell), but only once a query sent after it has answered, or n have:
+// Alpha more queries in flight). A query goes late after giveUpRTOs RTOs,
+// or after one once n queries have answered (the RTO shortened by this
+// lookup's own round trips once it has hereSamples answers, as the
+// estimates lag behind a load that just fell), but only once a query sent after it has answered, or n have:
 // then it is the contact that is slow, not the whole machine or network,
 // which would hold every query alike and must not make a lookup end early
 // on far nodes. Only a Get's lookup ("get") lets queries go late; the
@@ -186,7 +186,17 @@ func (d *DHT) lookup(ctx context.Context, op string, target [32]byte, n int, que
 		return r
 	}
 	stallAt := func(x *cand) time.Time { return x.sent.Add(x.rto) }
-	lateAt := func(x *cand) time.Time { return x.sent.Add(min(giveUpRTOs*rto(x), d.opts.RPCTimeout)) }
+	// Once n answered, the lookup has as many responsive nodes as it
+	// returns: a query past its RTO is then a straggler, and goes late at
+	// once rather than after giveUpRTOs (bench dht after churn: reads that
+	// had their n answers waited up to a second more for dead contacts).
+	lateAt := func(x *cand) time.Time {
+		k := time.Duration(giveUpRTOs)
+		if answeredN >= n {
+			k = 1
+		}
+		return x.sent.Add(min(k*rto(x), d.opts.RPCTimeout))
+	}
 	// slow: evidence that x's contact, not everything, is slow: a query
 	// sent after it answered, or n answers in already (the lookup can end
 	// without it, and its own round trips set lateAt). Only a read may
