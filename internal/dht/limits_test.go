@@ -308,9 +308,11 @@ func TestOfflineWrites(t *testing.T) {
 	if err := x.dht.Bootstrap(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for x.dht.Pending() > 0 {
+	// The queue drops the write before OnWrite hears it sent: wait for
+	// both.
+	for x.dht.Pending() > 0 || len(heard()) < 2 {
 		if ctx.Err() != nil {
-			t.Fatal("queue not sent")
+			t.Fatalf("queue not sent (pending %d, heard %v)", x.dht.Pending(), heard())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
