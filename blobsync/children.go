@@ -27,6 +27,19 @@ var (
 
 const batchPipeline = 2 // children requests in flight per provider
 
+// chunkPipeline: children requests in flight per provider for a chunked
+// file's chunks (about 4 MiB each: chunkBatchBytes), 16 MiB ahead as a
+// blob's Download asks by default (DownloadOptions.Pipeline).
+const chunkPipeline = 4
+
+// Group commits of staged batches (committer): answers staged while a
+// commit runs wait in a queue of commitQueue, and are committed together,
+// at most commitGroupMax blobs at once.
+const (
+	commitQueue    = 16
+	commitGroupMax = 512
+)
+
 // collCache keeps the entry hashes of the collection a serve session last
 // answered a children request for, so a stream of batches decodes it once.
 type collCache struct {
@@ -215,6 +228,8 @@ type batchRun struct {
 
 	commits   chan stagedBatch // to the committer (nil: s.commitEach)
 	pool      *partPool        // data part files created ahead (nil: s.commitEach)
+	pack      *packFile        // where chunks go (pack.go); nil: a file each
+	pipeline  int              // requests in flight per provider
 	committed chan struct{}    // closed when the committer has finished
 
 	mu        sync.Mutex
@@ -343,23 +358,34 @@ func (b *batchRun) drop(t *batchTask) {
 // provider that was asked had them, or streams failed beyond MaxRetries —
 // for the caller to fetch blob by blob, which also reports why one cannot
 // be had, and the providers that did not lie (a liar is used for nothing
-// more).
-func (s *Store) downloadBatches(ctx context.Context, coll Hash, c *Collection, idx []int, maxBytes int64, providers []Provider, opts *DownloadOptions, rep *reporter) (left []int, honest []Provider) {
+// more). With chunks (coll is a chunk list, the entries its chunks) the
+// blobs are appended to one pack file (pack.go) unless the store keeps a
+// file per chunk, and each provider has chunkPipeline requests in flight.
+func (s *Store) downloadBatches(ctx context.Context, coll Hash, c *Collection, idx []int, maxBytes int64, chunks bool, providers []Provider, opts *DownloadOptions, rep *reporter) (left []int, honest []Provider) {
 	all := batches(c, idx, len(providers), maxBytes)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	b := &batchRun{s: s, coll: coll, c: c, opts: opts, rep: rep, cancel: cancel,
 		work: make(chan []int, len(all)), state: make(map[int]entryState, len(idx)), remaining: len(idx),
-		inflight: map[*batchTask]struct{}{}, banned: map[string]bool{}}
+		inflight: map[*batchTask]struct{}{}, banned: map[string]bool{}, pipeline: batchPipeline}
+	if chunks {
+		b.pipeline = chunkPipeline
+	}
 	for _, x := range all {
 		b.work <- x
 	}
 	close(b.work)
 	if !s.commitEach {
-		b.commits = make(chan stagedBatch, 1)
+		b.commits = make(chan stagedBatch, commitQueue)
 		b.committed = make(chan struct{})
 		go b.committer()
 		b.pool = newPartPool(s.dir)
+		if chunks && !s.chunkFiles {
+			var err error
+			if b.pack, err = s.newPack(); err != nil {
+				s.log.Warn("blobsync: no pack for a chunked download; a file per chunk", "list", coll, "err", err)
+			}
+		}
 	}
 	var wg sync.WaitGroup
 	for _, p := range providers {
@@ -375,6 +401,9 @@ func (s *Store) downloadBatches(ctx context.Context, coll Hash, c *Collection, i
 		b.pool.close()
 		close(b.commits)
 		<-b.committed
+		if b.pack != nil {
+			b.pack.close()
+		}
 	}
 	for x := range b.work { // batches no provider took
 		for _, ei := range x {
@@ -418,7 +447,7 @@ func (b *batchRun) session(ctx context.Context, p Provider, ps *providerState) (
 	b.rep.setState(ps, "active", nil)
 
 	// Requests go out from their own goroutine (see download.session).
-	reqs := make(chan []ChildRanges, batchPipeline)
+	reqs := make(chan []ChildRanges, b.pipeline)
 	defer close(reqs)
 	go func() {
 		failed := false
@@ -438,7 +467,7 @@ func (b *batchRun) session(ctx context.Context, p Provider, ps *providerState) (
 	}()
 	v := new(verifier)
 	for {
-		for len(inflight) < batchPipeline {
+		for len(inflight) < b.pipeline {
 			t := b.take(ctx, ps, len(inflight) == 0)
 			if t == nil {
 				break
@@ -554,7 +583,7 @@ func (b *batchRun) stage(ctx context.Context, conn *rangeConn, v *verifier, h Ha
 		unlock()
 		return nil, v.verify(conn.br, h, size, nil, discardSink{}, prog)
 	}
-	return b.s.stageWhole(conn.br, v, h, size, unlock, b.pool, prog)
+	return b.s.stageWhole(conn.br, v, h, size, unlock, b.pool, b.pack, prog)
 }
 
 // commit hands staged blobs from provider ps to the committer.
@@ -564,28 +593,53 @@ func (b *batchRun) commit(ps *providerState, sts []*staged) {
 	}
 }
 
-// committer commits the staged batches one after the other, and only then
-// settles their entries and reports them stored. An entry whose commit
-// failed is left to the blob-by-blob path, which reports why.
+// committer commits the staged batches, and only then settles their
+// entries and reports them stored. Batches that arrive while a commit
+// runs are committed together in the next (up to commitGroupMax), so
+// the fsyncs of a fast download are paid once per group rather than
+// once per children answer, and a reader is held up only when
+// commitQueue batches wait. An entry whose commit failed is left to the
+// blob-by-blob path, which reports why.
 func (b *batchRun) committer() {
 	defer close(b.committed)
 	for sb := range b.commits {
-		stored, err := b.s.commitStaged(sb.sts)
+		group := []stagedBatch{sb}
+		n := len(sb.sts)
+	more:
+		for n < commitGroupMax {
+			select {
+			case sb, ok := <-b.commits:
+				if !ok {
+					break more
+				}
+				group = append(group, sb)
+				n += len(sb.sts)
+			default:
+				break more
+			}
+		}
+		sts := make([]*staged, 0, n)
+		for _, sb := range group {
+			sts = append(sts, sb.sts...)
+		}
+		stored, err := b.s.commitStaged(sts)
 		if err != nil {
-			b.s.log.Error("blobsync: commit a batch of blobs", "collection", b.coll, "blobs", len(sb.sts), "stored", len(stored), "err", err)
+			b.s.log.Error("blobsync: commit a batch of blobs", "collection", b.coll, "blobs", len(sts), "stored", len(stored), "err", err)
 		}
 		done := make(map[*staged]bool, len(stored))
 		for _, st := range stored {
 			done[st] = true
-			e := b.c.Entries[st.tag]
-			if b.settle(st.tag, entryStored) {
-				b.rep.add(sb.ps, e.Hash, e.Size)
-				b.rep.blobDone(e.Hash, e.Size, e.Size, false)
-			}
 		}
-		for _, st := range sb.sts {
-			if !done[st] {
-				b.settle(st.tag, entryLeft)
+		for _, sb := range group {
+			for _, st := range sb.sts {
+				e := b.c.Entries[st.tag]
+				switch {
+				case !done[st]:
+					b.settle(st.tag, entryLeft)
+				case b.settle(st.tag, entryStored):
+					b.rep.add(sb.ps, e.Hash, e.Size)
+					b.rep.blobDone(e.Hash, e.Size, e.Size, false)
+				}
 			}
 		}
 	}
@@ -625,7 +679,7 @@ func (s *Store) DownloadBatch(ctx context.Context, h Hash, c *Collection, idx []
 	}
 	left := append(each, dup...)
 	if len(ask) > 0 && len(providers) > 0 {
-		missed, _ := s.downloadBatches(ctx, h, c, ask, batchMaxBytes, providers, &opts, rep)
+		missed, _ := s.downloadBatches(ctx, h, c, ask, batchMaxBytes, false, providers, &opts, rep)
 		left = append(left, missed...)
 	} else {
 		left = append(left, ask...)

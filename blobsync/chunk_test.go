@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/dwebkit/dweb/internal/fuzzcorpus"
 )
@@ -291,5 +293,49 @@ func TestGCKeepsChunks(t *testing.T) {
 	}
 	if gone == 0 || has(t, s, old.List) {
 		t.Fatalf("GC removed %d of the old version's chunks; its list held: %v", gone, has(t, s, old.List))
+	}
+}
+
+// TestAddReaderChunked: a stream of more than ChunkThreshold bytes is cut
+// as it arrives into the same chunks and list as the same bytes added from
+// a file, and assembles byte-identical; one of at most ChunkThreshold
+// bytes stays one blob; too many bytes or a failing stream is an error
+// that names nothing.
+func TestAddReaderChunked(t *testing.T) {
+	ctx := context.Background()
+	s := newTestStore(t)
+	big := content(ChunkThreshold+3<<20, 21)
+	cf, err := s.AddReaderChunked(ctx, io.MultiReader(bytes.NewReader(big)), 0) // a plain io.Reader
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cf.Hash != HashBytes(big) || cf.Size != int64(len(big)) || cf.List.IsZero() || len(cf.Chunks) < 2 {
+		t.Fatalf("stream of %d bytes: hash %s size %d list %s, %d chunks; want the whole BLAKE3 and chunks", len(big), cf.Hash, cf.Size, cf.List, len(cf.Chunks))
+	}
+	fromFile := addChunked(t, newTestStore(t), big)
+	if cf.List != fromFile.List {
+		t.Fatalf("chunk list %s from the stream, %s from a file of the same bytes", cf.List, fromFile.List)
+	}
+	exportChunked(t, s, cf, big)
+
+	small := content(ChunkThreshold, 22)
+	sf, err := s.AddReaderChunked(ctx, io.MultiReader(bytes.NewReader(small)), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sf.Hash != HashBytes(small) || sf.Size != ChunkThreshold || !sf.List.IsZero() || len(sf.Chunks) != 0 || !has(t, s, sf.Hash) {
+		t.Fatalf("stream of ChunkThreshold bytes: %+v; want one blob", sf)
+	}
+
+	var le *LimitError
+	for _, limit := range []int64{1 << 20, ChunkThreshold + 1<<20} {
+		if _, err := s.AddReaderChunked(ctx, bytes.NewReader(big), limit); !errors.As(err, &le) {
+			t.Fatalf("%d bytes with limit %d: %v, want a *LimitError", len(big), limit, err)
+		}
+	}
+	broken := errors.New("connection reset")
+	r := io.MultiReader(bytes.NewReader(big[:ChunkThreshold+2<<20]), iotest.ErrReader(broken))
+	if _, err := s.AddReaderChunked(ctx, r, 0); !errors.Is(err, broken) {
+		t.Fatalf("a stream that fails: %v, want its error", err)
 	}
 }

@@ -1,12 +1,14 @@
 package blobsync
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 
+	"github.com/dwebkit/dweb/internal/ctxio"
 	"github.com/restic/chunker"
 	"github.com/zeebo/blake3"
 )
@@ -102,6 +104,61 @@ func (s *Store) AddFileChunked(ctx context.Context, path string) (ChunkedFile, e
 		return ChunkedFile{}, fmt.Errorf("blobsync: add file %s: %w", path, err)
 	}
 	return cf, nil
+}
+
+// AddReaderChunked stores the bytes r yields as AddReader does when they
+// are at most ChunkThreshold bytes (one blob: the result's List is zero,
+// Chunks empty), and as content-defined chunks and a chunk list, as
+// AddFileChunked, when they are more: an upload of unknown length (the
+// Save app's, the C ABI's bytes) chunked as it streams in, read once.
+// At most ChunkThreshold+1 bytes are buffered to decide. More than limit
+// bytes (limit <= 0 or over MaxBlobSize: MaxBlobSize) is a *LimitError;
+// r's error is returned wrapped. After an error nothing names what was
+// read, but chunks stored before it stay in the store, unreferenced, for
+// GC (as AddFileChunked's).
+func (s *Store) AddReaderChunked(ctx context.Context, r io.Reader, limit int64) (ChunkedFile, error) {
+	if limit <= 0 || limit > MaxBlobSize {
+		limit = MaxBlobSize
+	}
+	first := make([]byte, min(limit, ChunkThreshold)+1)
+	n, err := io.ReadFull(ctxio.NewReader(ctx, r), first)
+	switch {
+	case (err == io.EOF || err == io.ErrUnexpectedEOF) && n <= ChunkThreshold:
+		h, size, err := s.AddReader(ctx, bytes.NewReader(first[:n]), limit)
+		if err != nil {
+			return ChunkedFile{}, err
+		}
+		return ChunkedFile{Hash: h, Size: size, Stored: size}, nil
+	case err == io.EOF || err == io.ErrUnexpectedEOF, err == nil:
+		if int64(n) > limit {
+			return ChunkedFile{}, &LimitError{What: "blob", Limit: limit, Got: int64(n)}
+		}
+	default:
+		return ChunkedFile{}, fmt.Errorf("blobsync: add: %w", err)
+	}
+	src := &limitedReader{r: io.MultiReader(bytes.NewReader(first[:n]), ctxio.NewReader(ctx, r)), left: limit}
+	cf, err := s.addChunked(ctx, src)
+	if err != nil {
+		return ChunkedFile{}, fmt.Errorf("blobsync: add: %w", err)
+	}
+	return cf, nil
+}
+
+// limitedReader yields r's bytes and fails with a *LimitError past left
+// of them (io.LimitReader would end the stream quietly instead).
+type limitedReader struct {
+	r    io.Reader
+	left int64
+	read int64
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	l.read += int64(n)
+	if l.read > l.left {
+		return 0, &LimitError{What: "blob", Limit: l.left, Got: l.read}
+	}
+	return n, err
 }
 
 // addChunked cuts r into chunks, stores each and the chunk list.

@@ -188,7 +188,7 @@ func (s *Store) DownloadChunked(ctx context.Context, list Hash, size int64, prov
 	// downloaded one by one, which also says why one cannot be had.
 	if len(batch) > 0 && len(providers) > 0 {
 		var left []int
-		left, providers = s.downloadBatches(ctx, list, c, batch, chunkBatchBytes, providers, &opts, rep)
+		left, providers = s.downloadBatches(ctx, list, c, batch, chunkBatchBytes, true, providers, &opts, rep)
 		got := make(map[int]bool, len(batch))
 		for _, i := range batch {
 			got[i] = true

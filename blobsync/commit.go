@@ -1,12 +1,14 @@
 package blobsync
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sync"
 	"time"
 )
@@ -48,10 +50,15 @@ type staged struct {
 	s      *Store
 	h      Hash
 	size   int64
-	w      *partFiles // nil: the blob is inline
+	w      *partFiles // nil: the blob is inline or packed
 	inline []byte
-	unlock func()
-	tag    int // the caller's (the collection entry)
+	// A blob appended to a pack (pack.go): the pack, its offset there,
+	// and its inline outboard (parents, no header).
+	pk       *packFile
+	off      int64
+	outboard []byte
+	unlock   func()
+	tag      int // the caller's (the collection entry)
 }
 
 // release gives up the blob's lock and active mark.
@@ -66,8 +73,9 @@ func (st *staged) release() {
 // makes it durable and stored. On error nothing of h is kept and h is
 // released.
 // A data file from pool, if one is ready, saves the reader the file's
-// creation.
-func (s *Store) stageWhole(r io.Reader, v *verifier, h Hash, size uint64, unlock func(), pool *partPool, prog func(uint64) error) (*staged, error) {
+// creation. With a pack pk, a blob whose outboard goes inline is
+// appended to the pack instead (stagePacked).
+func (s *Store) stageWhole(r io.Reader, v *verifier, h Hash, size uint64, unlock func(), pool *partPool, pk *packFile, prog func(uint64) error) (*staged, error) {
 	s.activeAdd(h)
 	st := &staged{s: s, h: h, size: int64(size), unlock: unlock}
 	if size <= inlineMax {
@@ -77,6 +85,13 @@ func (s *Store) stageWhole(r io.Reader, v *verifier, h Hash, size uint64, unlock
 			return nil, err
 		}
 		st.inline = buf.Bytes()
+		return st, nil
+	}
+	if pk != nil && inlineOutboard(size) {
+		if err := st.stagePacked(r, v, pk, prog); err != nil {
+			st.release()
+			return nil, err
+		}
 		return st, nil
 	}
 	var w *partFiles
@@ -109,6 +124,46 @@ func (s *Store) stageWhole(r io.Reader, v *verifier, h Hash, size uint64, unlock
 	}
 	st.w = w
 	return st, nil
+}
+
+// stagePacked verifies st's body from r into bytes reserved for it in pack
+// pk, its outboard into memory. The bytes are written (not synced); on
+// error the reserved bytes are left unnamed in the pack.
+func (st *staged) stagePacked(r io.Reader, v *verifier, pk *packFile, prog func(uint64) error) error {
+	size := uint64(st.size)
+	off := pk.reserve(st.size)
+	cw := &packCounter{w: io.NewOffsetWriter(pk.f, off)}
+	bw := dataWriters.Get().(*bufio.Writer)
+	bw.Reset(cw)
+	defer func() {
+		bw.Reset(nil)
+		dataWriters.Put(bw)
+	}()
+	ob := bytes.NewBuffer(make([]byte, outboardHeader, outboardSize(size)))
+	binary.LittleEndian.PutUint64(ob.Bytes(), size)
+	if err := v.verify(r, st.h, size, nil, seqSink{data: bw, outboard: ob}, prog); err != nil {
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("blobsync: write %s to pack %s: %w", st.h, pk.name, err)
+	}
+	if cw.n != st.size || uint64(ob.Len()) != outboardSize(size) {
+		return fmt.Errorf("blobsync: internal error: packed %s: %d bytes and %d of outboard, want %d and %d", st.h, cw.n, ob.Len(), size, outboardSize(size))
+	}
+	st.pk, st.off, st.outboard = pk, off, ob.Bytes()[outboardHeader:]
+	return nil
+}
+
+// packCounter counts the bytes written through it.
+type packCounter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *packCounter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // partPool creates empty data part files ahead of the reader that fills
@@ -200,14 +255,23 @@ func (s *Store) commitStaged(sts []*staged) (stored []*staged, err error) {
 			st.release()
 		}
 	}()
-	// 1. Sync every part file, commitSyncParallel at a time.
+	// 1. Sync every part file, commitSyncParallel at a time, and every
+	// pack the batch wrote to, once.
 	var files []*os.File
+	var packs []*packFile
 	for _, st := range sts {
 		if st.w != nil {
 			files = append(files, st.w.files()...)
 		}
+		if st.pk != nil && !slices.Contains(packs, st.pk) {
+			packs = append(packs, st.pk)
+		}
 	}
-	if err := syncFiles(files); err != nil {
+	err = syncFiles(files)
+	for _, pk := range packs {
+		err = errors.Join(err, pk.sync())
+	}
+	if err != nil {
 		for _, st := range sts {
 			if st.w != nil {
 				st.w.abort()
@@ -222,6 +286,9 @@ func (s *Store) commitStaged(sts []*staged) (stored []*staged, err error) {
 	renamed := false
 	for _, st := range sts {
 		e := entry{Size: st.size, State: stateComplete, Inline: st.inline}
+		if st.pk != nil {
+			e.Pack, e.PackOff, e.Outboard = st.pk.name, st.off, st.outboard
+		}
 		if st.w != nil {
 			var err error
 			if e.Outboard, err = st.w.rename(); err != nil {
@@ -247,6 +314,9 @@ func (s *Store) commitStaged(sts []*staged) (stored []*staged, err error) {
 	for i, st := range ok {
 		if st.w != nil && len(es[i].Outboard) > 0 {
 			removeStale(s.obaoPath(st.h)) // a partial download's leftover, if any
+		}
+		if st.pk != nil {
+			st.pk.stored(1)
 		}
 	}
 	return ok, errors.Join(errs...)

@@ -77,6 +77,9 @@ type DownloadOptions struct {
 	DeltaBase Hash
 	// NoDelta turns chunk-run deltas off even with a DeltaBase.
 	NoDelta bool
+	// Mirror, if not nil, gets a copy of every verified byte Download
+	// writes to the store, at its offset (DownloadTo). Download only.
+	Mirror *Mirror
 }
 
 func (o *DownloadOptions) defaults() {
@@ -964,7 +967,7 @@ func (s *Store) DownloadCollection(ctx context.Context, h Hash, providers []Prov
 	each = append(each, held...)
 	if len(small) > 0 && len(providers) > 0 {
 		var left []int
-		left, providers = s.downloadBatches(ctx, h, c, small, batchMaxBytes, providers, &opts, rep)
+		left, providers = s.downloadBatches(ctx, h, c, small, batchMaxBytes, false, providers, &opts, rep)
 		slices.Sort(left)
 		each = append(each, left...)
 	} else {

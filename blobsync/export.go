@@ -42,6 +42,8 @@ func (m ExportMethod) String() string {
 		return "reflink"
 	case ExportMoved:
 		return "move"
+	case ExportMirrored:
+		return "mirror"
 	case ExportAssembled:
 		return "assemble"
 	case ExportCopyRange:
@@ -92,22 +94,10 @@ func (s *Store) export(ctx context.Context, h Hash, dst string, from ExportMetho
 	if err != nil {
 		return 0, err
 	}
-	var src *os.File
-	if e.Size > inlineMax {
-		if src, err = s.openData(h, e); err != nil {
-			return 0, err
-		}
-		defer src.Close()
-	}
 	var used ExportMethod
 	err = writeExport(ctx, h, dst, func(f *os.File) error {
-		if src == nil {
-			used = ExportCopy
-			_, err := io.Copy(f, ctxio.NewReader(ctx, bytes.NewReader(e.Inline)))
-			return err
-		}
 		var err error
-		used, err = s.exportData(ctx, f, src, e.Size, from)
+		used, err = s.exportEntry(ctx, h, e, f, from)
 		return err
 	})
 	if err != nil {
@@ -115,6 +105,33 @@ func (s *Store) export(ctx context.Context, h Hash, dst string, from ExportMetho
 	}
 	s.log.Debug("blobsync: exported", "hash", h, "dst", dst, "bytes", e.Size, "method", used)
 	return used, nil
+}
+
+// exportInto writes blob h's bytes to the empty file f, starting at
+// method from; it returns the method that wrote them.
+func (s *Store) exportInto(ctx context.Context, h Hash, f *os.File, from ExportMethod) (ExportMethod, error) {
+	e, err := s.getEntry(h)
+	if err != nil {
+		return 0, err
+	}
+	return s.exportEntry(ctx, h, e, f, from)
+}
+
+// exportEntry is exportInto for h's entry e.
+func (s *Store) exportEntry(ctx context.Context, h Hash, e entry, f *os.File, from ExportMethod) (ExportMethod, error) {
+	if e.Size <= inlineMax {
+		_, err := io.Copy(f, ctxio.NewReader(ctx, bytes.NewReader(e.Inline)))
+		return ExportCopy, err
+	}
+	src, off, err := s.openData(h, e)
+	if err != nil {
+		return 0, err
+	}
+	defer src.Close()
+	if e.Pack != "" && from == ExportAuto {
+		from = ExportCopyRange // a reflink would clone the whole pack
+	}
+	return s.exportData(ctx, f, src, off, e.Size, from)
 }
 
 // writeExport writes file dst of blob or file h atomically: write fills a
@@ -152,10 +169,11 @@ func writeExport(ctx context.Context, h Hash, dst string, write func(f *os.File)
 	return syncDir(filepath.Dir(dst))
 }
 
-// exportData writes the size bytes of src to the empty file dst, starting
+// exportData writes the size bytes of src at offset off (0 but for a
+// packed blob, which is never reflinked) to the empty file dst, starting
 // at method from and falling back while nothing has been written; it
 // returns the method that wrote them.
-func (s *Store) exportData(ctx context.Context, dst, src *os.File, size int64, from ExportMethod) (ExportMethod, error) {
+func (s *Store) exportData(ctx context.Context, dst, src *os.File, off, size int64, from ExportMethod) (ExportMethod, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -170,7 +188,7 @@ func (s *Store) exportData(ctx context.Context, dst, src *os.File, size int64, f
 		if chunk <= 0 {
 			chunk = exportChunkDefault
 		}
-		done, ok, err := copyRange(ctx, dst, src, size, chunk, s.exportHook)
+		done, ok, err := copyRange(ctx, dst, src, off, size, chunk, s.exportHook)
 		if ok || err != nil {
 			return ExportCopyRange, err
 		}
@@ -178,8 +196,8 @@ func (s *Store) exportData(ctx context.Context, dst, src *os.File, size int64, f
 			return 0, fmt.Errorf("blobsync: internal error: copy_file_range refused after %d bytes", done)
 		}
 	}
-	// Plain copy, from offset 0 whatever the descriptors' positions.
-	r := &hookReader{r: io.NewSectionReader(src, 0, size), hook: s.exportHook}
+	// Plain copy, from offset off whatever the descriptors' positions.
+	r := &hookReader{r: io.NewSectionReader(src, off, size), hook: s.exportHook}
 	n, err := io.CopyBuffer(onlyWriter{dst}, ctxio.NewReader(ctx, r), make([]byte, ioBufSize))
 	if err == nil && n != size {
 		err = fmt.Errorf("%w: data file shrank to %d bytes while exported (want %d)", ErrCorrupt, n, size)

@@ -32,14 +32,14 @@ func reflink(dst, src *os.File) bool {
 	return cerr == nil && ierr == nil
 }
 
-// copyRange copies size bytes of src from offset 0 to dst from offset 0
+// copyRange copies size bytes of src from offset off to dst from offset 0
 // with copy_file_range, at most chunk bytes per call, checking ctx before
 // each and calling hook (tests; may be nil) with the bytes copied after
 // each. ok is false, with done = 0 and no error, when the kernel refuses
 // copy_file_range for these files before any byte moved (ENOSYS, EXDEV
 // across file systems, EOPNOTSUPP, EINVAL); the caller then copies
 // another way.
-func copyRange(ctx context.Context, dst, src *os.File, size, chunk int64, hook func(int64)) (done int64, ok bool, err error) {
+func copyRange(ctx context.Context, dst, src *os.File, off, size, chunk int64, hook func(int64)) (done int64, ok bool, err error) {
 	sc, err := src.SyscallConn()
 	if err != nil {
 		return 0, false, err
@@ -48,7 +48,7 @@ func copyRange(ctx context.Context, dst, src *os.File, size, chunk int64, hook f
 	if err != nil {
 		return 0, false, err
 	}
-	var roff, woff int64
+	roff, woff := off, int64(0)
 	for done < size {
 		if err := ctx.Err(); err != nil {
 			return done, true, err

@@ -11,6 +11,6 @@ import (
 func reflink(dst, src *os.File) bool { return false }
 
 // copyRange: copy_file_range is used on Linux only.
-func copyRange(ctx context.Context, dst, src *os.File, size, chunk int64, hook func(int64)) (int64, bool, error) {
+func copyRange(ctx context.Context, dst, src *os.File, off, size, chunk int64, hook func(int64)) (int64, bool, error) {
 	return 0, false, nil
 }

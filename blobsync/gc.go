@@ -56,10 +56,16 @@ func (s *Store) tryLock(h Hash) (unlock func(), ok bool) {
 //
 // It also removes blob files that have no entry (left by a crash between
 // creating a partial blob's files and writing its entry) once they are
-// older than the grace. A file imported by reference is never touched. GC
-// stops at the first error or when ctx ends; what it removed stays removed.
+// older than the grace, and pack files (pack.go) that no entry names any
+// more and no download is writing: a pack goes when the last of its blobs
+// does. A file imported by reference is never touched. GC stops at the
+// first error or when ctx ends; what it removed stays removed.
 func (s *Store) GC(ctx context.Context, roots func(yield func(Hash) bool)) (removed int, err error) {
 	start := time.Now()
+	// Before the scan of entries: a pack being written now may gain
+	// entries the scan does not see.
+	guard := s.packGuard()
+	defer guard.release()
 	live := make(map[Hash]bool)
 	var rootList []Hash
 	if roots != nil {
@@ -106,6 +112,9 @@ func (s *Store) GC(ctx context.Context, roots func(yield func(Hash) bool)) (remo
 
 	var doomed []Hash
 	known := make(map[Hash]bool)
+	packRefs := make(map[string]int) // entries naming each pack
+	packOf := make(map[Hash]string)  // of doomed packed blobs
+	packed := make(map[Hash]bool)    // complete blobs in a pack
 	prefix := []byte(store.PrefixBlob)
 	err = s.db.Scan(prefix, func(k, v []byte) error {
 		if len(k) != len(prefix)+len(Hash{}) {
@@ -114,12 +123,20 @@ func (s *Store) GC(ctx context.Context, roots func(yield func(Hash) bool)) (remo
 		var h Hash
 		copy(h[:], k[len(prefix):])
 		known[h] = true
+		var e entry
+		decoded := entryDec.Unmarshal(v, &e) == nil
+		if decoded && e.Pack != "" {
+			packRefs[e.Pack]++
+			packed[h] = true
+		}
 		if live[h] {
 			return nil
 		}
-		var e entry
-		if err := entryDec.Unmarshal(v, &e); err == nil && e.AddedAt != 0 && start.Sub(time.Unix(e.AddedAt, 0)) < s.gcGrace {
+		if decoded && e.AddedAt != 0 && start.Sub(time.Unix(e.AddedAt, 0)) < s.gcGrace {
 			return nil
+		}
+		if decoded && e.Pack != "" {
+			packOf[h] = e.Pack
 		}
 		doomed = append(doomed, h)
 		return nil
@@ -141,6 +158,9 @@ func (s *Store) GC(ctx context.Context, roots func(yield func(Hash) bool)) (remo
 			return removed, fmt.Errorf("blobsync: gc: %w", err)
 		}
 		removed++
+		if p, ok := packOf[h]; ok {
+			packRefs[p]--
+		}
 	}
 
 	// Stray files without an entry.
@@ -150,6 +170,14 @@ func (s *Store) GC(ctx context.Context, roots func(yield func(Hash) bool)) (remo
 	}
 	for _, de := range des {
 		name := de.Name()
+		if isPackName(name) {
+			if packRefs[name] <= 0 && !guard.busy(name) {
+				if err := os.Remove(filepath.Join(s.dir, name)); err == nil {
+					s.log.Info("blobsync: gc: removed a pack no blob uses", "pack", name)
+				}
+			}
+			continue
+		}
 		base, ok := strings.CutSuffix(name, ".data")
 		obao := false
 		if !ok {
@@ -165,7 +193,17 @@ func (s *Store) GC(ctx context.Context, roots func(yield func(Hash) bool)) (remo
 		}
 		if known[h] {
 			// An .obao left beside a complete entry that keeps its
-			// outboard inline (removeStale failed) is stray too.
+			// outboard inline (removeStale failed) is stray too, and so
+			// is a .data beside a packed blob (a partial download's
+			// files, the blob then stored whole in a pack).
+			if !obao && packed[h] {
+				if unlock, ok := s.tryLock(h); ok {
+					if e, found, err := s.rawEntry(h); err == nil && found && e.State == stateComplete && e.Pack != "" {
+						os.Remove(filepath.Join(s.dir, name))
+					}
+					unlock()
+				}
+			}
 			if obao {
 				if unlock, ok := s.tryLock(h); ok {
 					if e, found, err := s.rawEntry(h); err == nil && found && e.State == stateComplete && len(e.Outboard) > 0 {

@@ -111,10 +111,10 @@ func (s *Store) moveLocked(ctx context.Context, h Hash, dst string) (ExportMetho
 	if err != nil {
 		return 0, err
 	}
-	if e.Size <= inlineMax || e.RefPath != "" || s.inStoreDir(dst) {
+	if e.Size <= inlineMax || e.RefPath != "" || e.Pack != "" || s.inStoreDir(dst) {
 		return ExportAuto, nil
 	}
-	f, err := s.openData(h, e)
+	f, err := s.openFile(h, e)
 	if err != nil {
 		return 0, err
 	}
@@ -352,7 +352,7 @@ func (s *Store) DropBrokenRef(h Hash) (bool, error) {
 	if err != nil || e.RefPath == "" {
 		return false, nil
 	}
-	f, err := s.openData(h, e)
+	f, err := s.openFile(h, e)
 	if err == nil {
 		f.Close()
 		return false, nil

@@ -156,13 +156,17 @@ func (s *Store) serveBlob(ctx context.Context, w io.Writer, enc *encoder, h Hash
 	if size <= inlineMax {
 		data = newFwdReader(bytes.NewReader(e.Inline), int(inlineMax))
 	} else {
-		df, err := s.openData(h, e)
+		df, off, err := s.openData(h, e)
 		if err != nil {
 			s.log.Error("blobsync: serve: data file", "hash", h, "err", err)
 			return writeFrame(w, notFound)
 		}
 		defer df.Close()
-		data = newFwdReader(df, int(min(e.Size, ioBufSize))) // a small blob needs no more
+		var src io.Reader = df
+		if e.Pack != "" {
+			src = io.NewSectionReader(df, off, e.Size)
+		}
+		data = newFwdReader(src, int(min(e.Size, ioBufSize))) // a small blob needs no more
 		if len(e.Outboard) > 0 {
 			if !e.outboardFits() {
 				s.log.Error("blobsync: serve: inline outboard", "hash", h, "bytes", len(e.Outboard))

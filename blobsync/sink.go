@@ -114,11 +114,15 @@ func (g *groupSink) write(it sinkItem) error {
 	if err := d.p.writeData(it.buf, int64(it.at)); err != nil {
 		return localError{fmt.Errorf("write partial %s: %w", d.h, err)}
 	}
+	mirrored := d.opts.Mirror != nil && d.opts.Mirror.write(it.buf, int64(it.at))
 	first := it.at / ChunkGroupSize
 	end := (it.at + uint64(len(it.buf)) + ChunkGroupSize - 1) / ChunkGroupSize
 	fresh, err := d.p.mark(ChunkRange{first, end}, uint64(len(it.buf)))
 	if err != nil {
 		return localError{err}
+	}
+	if mirrored {
+		d.opts.Mirror.covered.Add(int64(fresh.Bytes(d.size)))
 	}
 	d.mu.Lock()
 	if it.t.next < end {

@@ -42,6 +42,12 @@ type StoreOptions struct {
 	// ("batch" or "each") decides, a knob for benchmarks that compare the
 	// two in one run (docs/BENCHMARKS.md); unset: batches.
 	CommitEach bool
+	// ChunkFiles stores every chunk a chunked download fetches in a data
+	// file of its own, as stores did before packs (pack.go), instead of
+	// appending a download's chunks to one pack file. False: the
+	// environment variable DWEB_CHUNK_STORE ("pack" or "files") decides,
+	// a knob for benchmarks that compare the two in one run; unset: packs.
+	ChunkFiles bool
 }
 
 // Store holds complete, verified blobs. A blob of at most ChunkGroupSize
@@ -73,6 +79,8 @@ type Store struct {
 
 	exportFrom  ExportMethod
 	commitEach  bool                 // commit whole blobs one by one (StoreOptions.CommitEach)
+	chunkFiles  bool                 // no packs: a file per chunk (StoreOptions.ChunkFiles)
+	packs       packState            // packs being written (pack.go)
 	exportChunk int64                // copy_file_range chunk; 0: exportChunkDefault (tests set it)
 	exportHook  func(int64)          // tests: called with the bytes exported so far after each chunk
 	moveHook    func(moveStep) error // tests: called after each step of ExportMove; an error stops it there
@@ -91,6 +99,11 @@ type entry struct {
 	// file. Empty: the outboard is the .obao file (larger blobs, partial
 	// downloads that completed, and stores written before this field).
 	Outboard []byte `cbor:"7,keyasint,omitempty"`
+	// Pack, PackOff: a complete blob whose bytes are Size bytes at
+	// PackOff in the pack file named Pack in the store's directory
+	// (pack.go) rather than its own <hex>.data; its outboard is inline.
+	Pack    string `cbor:"8,keyasint,omitempty"`
+	PackOff int64  `cbor:"9,keyasint,omitempty"`
 }
 
 // outboardFits reports whether an inline outboard, if e has one, is as
@@ -159,11 +172,19 @@ func OpenStore(db *store.DB, dir string, opts StoreOptions) (*Store, error) {
 	default:
 		return nil, fmt.Errorf("blobsync: open store: DWEB_BLOB_COMMIT=%q: want batch or each", v)
 	}
+	chunkFiles := opts.ChunkFiles
+	switch v := os.Getenv("DWEB_CHUNK_STORE"); {
+	case chunkFiles, v == "", v == "pack":
+	case v == "files":
+		chunkFiles = true
+	default:
+		return nil, fmt.Errorf("blobsync: open store: DWEB_CHUNK_STORE=%q: want pack or files", v)
+	}
 	grace := opts.GCGrace
 	if grace == 0 {
 		grace = 10 * time.Minute
 	}
-	s := &Store{db: db, dir: dir, log: log, gcGrace: max(grace, 0), exportFrom: export, commitEach: commitEach,
+	s := &Store{db: db, dir: dir, log: log, gcGrace: max(grace, 0), exportFrom: export, commitEach: commitEach, chunkFiles: chunkFiles,
 		busy: make(map[Hash]chan struct{}), active: make(map[Hash]int), moving: make(map[Hash]moveIntent),
 		deltaSlots: make(chan struct{}, MaxDeltaServes)}
 	if err := s.recoverMoves(); err != nil {
@@ -241,6 +262,9 @@ func (s *Store) getEntry(h Hash) (entry, error) {
 	if !e.outboardFits() {
 		return e, fmt.Errorf("%w: blob %s entry: size %d, %d outboard bytes", ErrCorrupt, h, e.Size, len(e.Outboard))
 	}
+	if e.Pack != "" && (!isPackName(e.Pack) || e.PackOff < 0 || e.Size <= inlineMax || len(e.Outboard) == 0 || e.RefPath != "") {
+		return e, fmt.Errorf("%w: blob %s entry: pack %q at %d, size %d, %d outboard bytes", ErrCorrupt, h, e.Pack, e.PackOff, e.Size, len(e.Outboard))
+	}
 	return e, nil
 }
 
@@ -293,18 +317,50 @@ func (s *Store) Open(h Hash) (io.ReadSeekCloser, int64, error) {
 	if e.Size <= inlineMax {
 		return bytesReadSeekCloser{bytes.NewReader(e.Inline)}, e.Size, nil
 	}
-	f, err := s.openData(h, e)
+	f, off, err := s.openData(h, e)
 	if err != nil {
 		return nil, 0, err
+	}
+	if e.Pack != "" {
+		return packReader{io.NewSectionReader(f, off, e.Size), f}, e.Size, nil
 	}
 	return f, e.Size, nil
 }
 
-// openData opens the data file of the large blob h with entry e: its own
-// <hex>.data, or in reference mode the app's file, which must still have the
-// size and modification time it had when imported. Errors wrap ErrCorrupt
-// (missing, wrong size, changed since import).
-func (s *Store) openData(h Hash, e entry) (*os.File, error) {
+// packReader reads a packed blob's bytes and closes its pack.
+type packReader struct {
+	*io.SectionReader
+	f *os.File
+}
+
+func (r packReader) Close() error { return r.f.Close() }
+
+// openData opens the data file of the large blob h with entry e and
+// returns the offset of the blob's bytes in it: its own <hex>.data (offset
+// 0), its pack (pack.go; the entry's offset), or in reference mode the
+// app's file (offset 0), which must still have the size and modification
+// time it had when imported. Errors wrap ErrCorrupt (missing, wrong size,
+// a pack too short for the blob, changed since import).
+func (s *Store) openData(h Hash, e entry) (*os.File, int64, error) {
+	if e.Pack != "" {
+		path := filepath.Join(s.dir, e.Pack)
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, 0, fmt.Errorf("%w: blob %s pack: %v", ErrCorrupt, h, err)
+		}
+		fi, err := f.Stat()
+		if err != nil || fi.Size() < e.PackOff+e.Size {
+			f.Close()
+			return nil, 0, fmt.Errorf("%w: blob %s: pack %s is too short for %d bytes at %d (%v)", ErrCorrupt, h, path, e.Size, e.PackOff, err)
+		}
+		return f, e.PackOff, nil
+	}
+	f, err := s.openFile(h, e)
+	return f, 0, err
+}
+
+// openFile is openData for a blob that is not in a pack.
+func (s *Store) openFile(h Hash, e entry) (*os.File, error) {
 	path := s.dataPath(h)
 	if e.RefPath != "" {
 		path = e.RefPath
@@ -315,7 +371,7 @@ func (s *Store) openData(h Hash, e entry) (*os.File, error) {
 			// ExportMove may have made the entry read before this a
 			// reference to the file since.
 			if e2, err2 := s.getEntry(h); err2 == nil && e2.RefPath != "" {
-				return s.openData(h, e2)
+				return s.openFile(h, e2)
 			}
 		}
 		return nil, fmt.Errorf("%w: blob %s data: %v", ErrCorrupt, h, err)

@@ -39,7 +39,9 @@ type FileInfo struct {
 	RepoReachable bool      `json:"repo_reachable"`
 	// Export, set by a get only, is how the bytes reached the output
 	// path: "move" (the store's file became it; GetOptions.NoStoreCopy),
-	// "reflink", "copy_file_range" or "copy" (the store keeps its copy),
+	// "mirror" (written by the download as the bytes arrived, beside the
+	// store's copy: blobsync.Store.DownloadTo), "reflink",
+	// "copy_file_range" or "copy" (from the store, which keeps its copy),
 	// "assemble" (a chunked file written from its chunks).
 	Export string `json:"export,omitempty"`
 
@@ -431,7 +433,17 @@ func (b *Backend) getFileOnce(ctx context.Context, gs *groupState, fi FileInfo, 
 		if progress != nil {
 			cb = func(p blobsync.Progress) { progress(progressOf(p)) }
 		}
-		if err := b.fetchTold(ctx, gs, &fi, cb); err != nil {
+		if !opts.NoStoreCopy && !b.opts.NoStoreCopy && fi.chunks.IsZero() {
+			// The store keeps its copy: the download writes dst
+			// beside it as the bytes arrive.
+			m, err := b.fetchTold(ctx, gs, &fi, cb, dst)
+			if err != nil {
+				return fi, err
+			}
+			fi.Export = m.String()
+			return fi, nil
+		}
+		if _, err := b.fetchTold(ctx, gs, &fi, cb, ""); err != nil {
 			return fi, err
 		}
 	} else if progress != nil {

@@ -45,7 +45,10 @@ func checkFileName(name string) error {
 // bytes are streamed into the blob store once, hashed as they arrive
 // (blobsync.Store.AddReader): no temporary file is written and imported
 // afterwards, memory stays bounded whatever the size, and if r fails or
-// breaks off, nothing is stored and the repo is unchanged. maxBytes
+// breaks off, nothing is added and the repo is unchanged (with
+// Options.Chunking, the bytes of more than blobsync.ChunkThreshold are
+// cut into chunks as they arrive, and chunks stored before the failure
+// are left for CollectGarbage). maxBytes
 // bounds the upload (<= 0 or over blobsync.MaxBlobSize:
 // blobsync.MaxBlobSize); more bytes give an error wrapping ErrTooLarge,
 // and nothing is added. Under a storage quota the upload reserves its
@@ -143,33 +146,48 @@ func (q *quotaReader) release() {
 // once), and marks it servable. progress, if not nil, gets the download's
 // state.
 func (b *Backend) fetch(ctx context.Context, gs *groupState, fi *FileInfo, progress func(blobsync.Progress)) error {
+	_, err := b.fetchTo(ctx, gs, fi, progress, "")
+	return err
+}
+
+// fetchTo is fetch that, given a path dst and a file that is one blob,
+// also writes the file to dst as the download verifies it
+// (blobsync.Store.DownloadTo), and returns how dst was written.
+func (b *Backend) fetchTo(ctx context.Context, gs *groupState, fi *FileInfo, progress func(blobsync.Progress), dst string) (blobsync.ExportMethod, error) {
 	if fi.Local {
-		return nil
+		return 0, nil
 	}
 	e := fi.entry()
-	if err := b.downloadFile(ctx, gs, e, []key.RecordKey{fi.Repo}, progress); err != nil {
-		return fmt.Errorf("download %q: %w", fi.Name, err)
+	var m blobsync.ExportMethod
+	var err error
+	if dst != "" && e.Chunks.IsZero() {
+		m, err = b.downloadTo(ctx, gs, e.Hash, e.Size, []key.RecordKey{fi.Repo}, progress, dst)
+	} else {
+		err = b.downloadFile(ctx, gs, e, []key.RecordKey{fi.Repo}, progress)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("download %q: %w", fi.Name, err)
 	}
 	fi.Local = true
 	b.markFileServable(gs, e)
-	return nil
+	return m, nil
 }
 
-// fetchTold is fetch for a download an app asked for: subscribers hear of
-// it (download.progress events, op "get") if there is one.
-func (b *Backend) fetchTold(ctx context.Context, gs *groupState, fi *FileInfo, progress func(blobsync.Progress)) error {
+// fetchTold is fetchTo for a download an app asked for: subscribers hear
+// of it (download.progress events, op "get") if there is one.
+func (b *Backend) fetchTold(ctx context.Context, gs *groupState, fi *FileInfo, progress func(blobsync.Progress), dst string) (blobsync.ExportMethod, error) {
 	if fi.Local {
-		return nil
+		return 0, nil
 	}
 	de := b.newDownloadEvents(gs.info.ID, fi.Repo, DownloadEvent{Op: "get", Name: fi.Name, Hash: fi.Hash, Total: fi.Size})
-	err := b.fetch(ctx, gs, fi, func(p blobsync.Progress) {
+	m, err := b.fetchTo(ctx, gs, fi, func(p blobsync.Progress) {
 		de.update(func(e *DownloadEvent) { e.Done, e.Total = p.Done, p.Total })
 		if progress != nil {
 			progress(p)
 		}
-	})
+	}, dst)
 	de.end(err)
-	return err
+	return m, err
 }
 
 // OpenFile opens the named file of group g for reading, fetching it from
@@ -194,7 +212,7 @@ func (b *Backend) OpenFile(ctx context.Context, g, repo key.RecordKey, name stri
 	if err != nil {
 		return nil, FileInfo{}, err
 	}
-	if err := b.fetchTold(ctx, gs, &fi, nil); err != nil {
+	if _, err := b.fetchTold(ctx, gs, &fi, nil, ""); err != nil {
 		return nil, fi, err
 	}
 	rc, _, err := b.blobs.OpenFile(ctx, fi.entry())

@@ -115,3 +115,41 @@ func TestGetFileNoStoreCopy(t *testing.T) {
 		t.Fatalf("the edited %s was replaced", out)
 	}
 }
+
+// TestGetFileMirror: by default a get keeps the store's copy and writes
+// the output as the download verifies the bytes ("mirror"): the file's
+// BLAKE3 as b3sum prints it, the store holding and serving its own copy,
+// an independent file (one link); a get of a file already held is a copy
+// from the store.
+func TestGetFileMirror(t *testing.T) {
+	tmp := t.TempDir()
+	ctx := testContext(t, 60*time.Second)
+	nodes := startNodes(t, tmp, "alice", "bob")
+	alice, bob := nodes[0], nodes[1]
+	paths, data := writeFiles(t, tmp, []string{"clip.mp4"}, 6<<20+5)
+	g, _, inv := newGroup(ctx, t, alice, "g", paths...)
+	join(ctx, t, inv, bob)
+
+	out := filepath.Join(tmp, "bob.mp4")
+	fi, _ := getFile(ctx, t, bob, g.ID, "clip.mp4", out, data["clip.mp4"])
+	if fi.Export != "mirror" {
+		t.Fatalf("export %q, want mirror", fi.Export)
+	}
+	if sum := testnet.B3sum(t, out); sum != "" && sum != fi.Hash.String() {
+		t.Fatalf("b3sum %s = %s, want %s", out, sum, fi.Hash)
+	}
+	st, err := os.Stat(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := st.Sys().(*syscall.Stat_t).Nlink; n != 1 {
+		t.Fatalf("%s has %d links, want 1", out, n)
+	}
+	if ok, err := bob.blobs.Has(fi.Hash); !ok || err != nil {
+		t.Fatalf("bob's store does not hold the file (%v)", err)
+	}
+	again, _ := getFile(ctx, t, bob, g.ID, "clip.mp4", filepath.Join(tmp, "again.mp4"), data["clip.mp4"])
+	if again.Export == "mirror" || again.Export == "" {
+		t.Fatalf("a held file's export %q, want a copy from the store", again.Export)
+	}
+}

@@ -132,16 +132,36 @@ func (b *Backend) download(ctx context.Context, gs *groupState, h blobsync.Hash,
 	if ok, _ := b.blobs.Has(h); ok {
 		return nil
 	}
-	lanes := 1
-	if size >= LaneMinSize {
-		lanes = b.lanes
-	}
-	provs, err := b.memberProviders(ctx, gs, prefer, lanes)
+	provs, err := b.blobProviders(ctx, gs, size, prefer)
 	if err != nil {
 		return err
 	}
 	_, err = b.blobs.Download(ctx, h, provs, blobsync.DownloadOptions{Progress: progress, Logger: b.log, SizeHint: size})
 	return err
+}
+
+// downloadTo is download that also writes the blob to the file dst
+// (blobsync.Store.DownloadTo: as the bytes arrive when this download
+// verifies them all, else from the store after), and returns how.
+func (b *Backend) downloadTo(ctx context.Context, gs *groupState, h blobsync.Hash, size int64, prefer []key.RecordKey, progress func(blobsync.Progress), dst string) (blobsync.ExportMethod, error) {
+	var provs []blobsync.Provider
+	if ok, _ := b.blobs.Has(h); !ok {
+		var err error
+		if provs, err = b.blobProviders(ctx, gs, size, prefer); err != nil {
+			return 0, err
+		}
+	}
+	return b.blobs.DownloadTo(ctx, h, provs, blobsync.DownloadOptions{Progress: progress, Logger: b.log, SizeHint: size}, dst)
+}
+
+// blobProviders is memberProviders for one blob of size bytes: striped
+// over lanes from 16 MiB (LaneMinSize).
+func (b *Backend) blobProviders(ctx context.Context, gs *groupState, size int64, prefer []key.RecordKey) ([]blobsync.Provider, error) {
+	lanes := 1
+	if size >= LaneMinSize {
+		lanes = b.lanes
+	}
+	return b.memberProviders(ctx, gs, prefer, lanes)
 }
 
 // downloadFile is download for a collection entry: its blob, or for a

@@ -232,14 +232,27 @@ func TestTunnelSurvivesPortChange(t *testing.T) {
 	}
 	var h2 = added[1].Hash
 	stalep := &memberProvider{b: bob, gs: gs, td: stale}
-	bob.curEP().Disconnect(alice.NodeID())
-	if _, err := bob.blobs.Download(ctx, h2, []blobsync.Provider{stalep}, blobsync.DownloadOptions{}); err != nil {
-		t.Fatalf("fetch with a stale descriptor: %v", err)
+	var used datarepo.TunnelDescriptor
+	for try := range 5 {
+		bob.curEP().Disconnect(alice.NodeID())
+		if _, err := bob.blobs.Download(ctx, h2, []blobsync.Provider{stalep}, blobsync.DownloadOptions{}); err != nil {
+			t.Fatalf("fetch with a stale descriptor: %v", err)
+		}
+		// Only the re-resolve path replaces the provider's descriptor.
+		stalep.mu.Lock()
+		used = stalep.td
+		stalep.mu.Unlock()
+		if len(used.Addrs) > 0 && used.Addrs[0] == alice.Addr().String() {
+			break
+		}
+		// Alice's node called bob's between the Disconnect and the
+		// fetch (its DHT at work, on a loaded machine): the tunnel rode
+		// her connection and no re-read was needed. Again.
+		t.Logf("try %d: the fetch used a connection alice opened", try)
+		if err := bob.blobs.Delete(h2); err != nil {
+			t.Fatal(err)
+		}
 	}
-	// Only the re-resolve path replaces the provider's descriptor.
-	stalep.mu.Lock()
-	used := stalep.td
-	stalep.mu.Unlock()
 	if len(used.Addrs) == 0 || used.Addrs[0] != alice.Addr().String() {
 		t.Fatalf("the provider still uses descriptor %+v: the fetch did not re-read it from the DHT", used)
 	}

@@ -96,9 +96,10 @@ type Repo struct {
 type ChunkedBlobs interface {
 	Blobs
 	AddFileChunked(ctx context.Context, path string) (blobsync.ChunkedFile, error)
+	AddReaderChunked(ctx context.Context, r io.Reader, limit int64) (blobsync.ChunkedFile, error)
 }
 
-// SetChunking makes AddFiles store a file of more than
+// SetChunking makes AddFiles and AddReader store a file of more than
 // blobsync.ChunkThreshold bytes as content-defined chunks (its entry's
 // Chunks names the chunk list; Hash stays the whole file's BLAKE3), when
 // the repo's Blobs is a ChunkedBlobs; off by default. Call it before the
@@ -382,8 +383,11 @@ func (r *Repo) AddFiles(ctx context.Context, paths []string) ([]blobsync.Entry, 
 // blobsync.Store.AddReader) as file name, replacing a file of that name
 // and keeping its history as AddFiles does, and publishes one new
 // collection with it. The bytes go into the blob
-// store once, hashed as they arrive; if r fails or passes limit, nothing
-// is stored and the collection is unchanged. Both times of the entry are
+// store once, hashed as they arrive (and, with SetChunking and more than
+// blobsync.ChunkThreshold of them, cut into chunks as they arrive:
+// blobsync.Store.AddReaderChunked); if r fails or passes limit, nothing
+// names them and the collection is unchanged (chunks already stored are
+// left for GC). Both times of the entry are
 // now. Errors: ErrReadOnly; a name CheckName refuses (ErrBadName); the
 // store's errors (r's own error wrapped, *blobsync.LimitError).
 func (r *Repo) AddReader(ctx context.Context, name string, src io.Reader, limit int64) (blobsync.Entry, error) {
@@ -393,7 +397,17 @@ func (r *Repo) AddReader(ctx context.Context, name string, src io.Reader, limit 
 	if err := CheckName(name); err != nil {
 		return blobsync.Entry{}, err
 	}
-	h, size, err := r.blobs.AddReader(ctx, src, limit)
+	var chunks blobsync.Hash
+	var h blobsync.Hash
+	var size int64
+	var err error
+	if cb, ok := r.blobs.(ChunkedBlobs); ok && r.chunking {
+		var cf blobsync.ChunkedFile
+		cf, err = cb.AddReaderChunked(ctx, src, limit)
+		h, size, chunks = cf.Hash, cf.Size, cf.List
+	} else {
+		h, size, err = r.blobs.AddReader(ctx, src, limit)
+	}
 	if err != nil {
 		return blobsync.Entry{}, fmt.Errorf("add %q: %w", name, err)
 	}
@@ -404,7 +418,7 @@ func (r *Repo) AddReader(ctx context.Context, name string, src io.Reader, limit 
 		return blobsync.Entry{}, err
 	}
 	now := time.Now().UTC().Truncate(time.Millisecond)
-	e := blobsync.Entry{Name: name, Hash: h, Size: size, CreatedAt: now, ModTime: now, MediaType: mediaType(name)}
+	e := blobsync.Entry{Name: name, Hash: h, Size: size, Chunks: chunks, CreatedAt: now, ModTime: now, MediaType: mediaType(name)}
 	c.Put(e)
 	if err := r.writeCollection(ctx, c); err != nil {
 		return blobsync.Entry{}, err

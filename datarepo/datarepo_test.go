@@ -1,6 +1,7 @@
 package datarepo_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -384,5 +385,52 @@ func TestAddFilesChunking(t *testing.T) {
 	}
 	if fresh < 1 || fresh > 2 {
 		t.Fatalf("one byte changed: %d new chunks of %d", fresh, len(l2.Chunks))
+	}
+}
+
+// TestAddReaderChunking: with SetChunking, bytes streamed in through
+// AddReader (the Save app's upload, the C ABI's bytes) are cut as they
+// arrive, into the same chunk list as the same file added from disk, and
+// the entry keeps the whole file's BLAKE3; a stream at the threshold
+// stays one blob.
+func TestAddReaderChunking(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	net := testnet.New(t, 1)
+	blobs := openBlobs(t, net[0])
+	repo, _, err := datarepo.Create(ctx, net[0].DHT, blobs, record.Secret(key.NewSecret()), "phone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo.SetChunking(true)
+	big := make([]byte, 2*blobsync.ChunkThreshold+12345)
+	for i := range big {
+		big[i] = byte(i*13 + i>>9)
+	}
+	e, err := repo.AddReader(ctx, "upload.mp4", io.MultiReader(bytes.NewReader(big)), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Chunks.IsZero() || e.Hash != blobsync.HashBytes(big) || e.Size != int64(len(big)) {
+		t.Fatalf("streamed entry %+v: want chunks and the whole file's BLAKE3", e)
+	}
+	p := filepath.Join(t.TempDir(), "same.mp4")
+	if err := os.WriteFile(p, big, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	added, err := repo.AddFiles(ctx, []string{p})
+	if err != nil || added[0].Chunks != e.Chunks {
+		t.Fatalf("the same bytes from a file: %+v, %v; want chunk list %s", added, err, e.Chunks)
+	}
+	c, _, err := repo.Collection(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := c.Get("upload.mp4"); !ok || got.Chunks != e.Chunks || got.Hash != e.Hash {
+		t.Fatalf("published entry %+v", got)
+	}
+	small, err := repo.AddReader(ctx, "note.txt", bytes.NewReader(big[:blobsync.ChunkThreshold]), 0)
+	if err != nil || !small.Chunks.IsZero() || small.Hash != blobsync.HashBytes(big[:blobsync.ChunkThreshold]) {
+		t.Fatalf("a stream at the threshold: %+v, %v; want one blob", small, err)
 	}
 }

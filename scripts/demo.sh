@@ -21,17 +21,21 @@
 # Needs: go, and what every Debian machine has (coreutils' `timeout`,
 # diffutils' `cmp`); nothing else to install.
 # Env: DWEB_DEMO_KEEP=1 keeps the work dir; DWEB_DEMO_GET_TIMEOUT (seconds per
-# download, default 900).
+# download, default 900); DWEB_DEMO_GET_FLAGS (words added to each `file get`,
+# e.g. --no-store-copy).
 #
 # Output: progress on stderr; the last line on stdout is exactly one JSON
 # object: {"ok": true, "files": N, "bytes": N, "join_ms": N, "download_ms": N}.
 # join_ms = bob's join + his first list showing every file; download_ms = all
-# downloads. On failure: the failed step, the daemons' log tails, exit 1.
+# downloads: each `dweb file get GROUP NAME -o PATH`, from the CLI's start to
+# its exit (the verified download into bob's store and the export to PATH,
+# fsynced), one after the other; the cmp against the originals is not timed. On failure: the failed step, the daemons' log tails, exit 1.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CALL_TIMEOUT=120
 GET_TIMEOUT=${DWEB_DEMO_GET_TIMEOUT:-900}
+read -r -a GET_FLAGS <<<"${DWEB_DEMO_GET_FLAGS:-}"
 NODES=(boot alice bob)
 declare -A PID ADDR
 STEP=init
@@ -125,7 +129,7 @@ t1=$(now_ms)
 STEP="bob downloads"
 for name in "${NAMES[@]}"; do
 	STEP="bob downloads $name"
-	timeout "$GET_TIMEOUT" "$DWEB" --data "$WORK/bob" --json file get "$GROUP" "$name" -o "$WORK/got/$name" >/dev/null
+	timeout "$GET_TIMEOUT" "$DWEB" --data "$WORK/bob" --json file get "$GROUP" "$name" -o "$WORK/got/$name" ${GET_FLAGS[@]+"${GET_FLAGS[@]}"} >/dev/null
 done
 t2=$(now_ms)
 

@@ -308,11 +308,10 @@ func TestOfflineWrites(t *testing.T) {
 	if err := x.dht.Bootstrap(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// The queue drops the write before OnWrite hears it sent: wait for
-	// both.
+	// The queue drops the write, then tells OnWrite: wait for both.
 	for x.dht.Pending() > 0 || len(heard()) < 2 {
 		if ctx.Err() != nil {
-			t.Fatalf("queue not sent (pending %d, heard %v)", x.dht.Pending(), heard())
+			t.Fatalf("queue not sent: %d pending, OnWrite heard %v", x.dht.Pending(), heard())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -258,6 +258,12 @@ func (d *DHT) lookup(ctx context.Context, op string, target [32]byte, n int, que
 			case failed, late, stalled:
 				continue
 			case fresh:
+				if d.isDead(x.c.ID, true) {
+					// Sure to be dead since it became a candidate (a
+					// clean shutdown heard meanwhile): not asked.
+					x.st = failed
+					continue
+				}
 				next = append(next, x)
 			}
 			top++
@@ -442,7 +448,13 @@ func (d *DHT) lookupRounds(ctx context.Context, op string, target [32]byte, n in
 		}
 		var batch []Contact
 		for i := 0; i < len(cands) && i < n && len(batch) < width; i++ {
-			if seen[cands[i].ID] == fresh {
+			switch {
+			case seen[cands[i].ID] != fresh:
+			case d.isDead(cands[i].ID, false):
+				// Known dead since it became a candidate (a clean
+				// shutdown heard meanwhile): not asked.
+				seen[cands[i].ID] = failed
+			default:
 				batch = append(batch, cands[i])
 			}
 		}

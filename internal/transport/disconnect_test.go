@@ -1,6 +1,8 @@
 package transport
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -102,4 +104,61 @@ func TestDisconnectAll(t *testing.T) {
 	if n := a.DisconnectAll(); n != 0 {
 		t.Fatalf("DisconnectAll after Close closed %d", n)
 	}
+}
+
+// TestShutdownHold: right after a peer's clean shutdown, a request to it
+// fails at once (ErrPeerShutdown, or the closed connection) instead of
+// dialling a node that is gone and waiting out the dial timeout; once the
+// peer is back and has connected, it is reached again.
+func TestShutdownHold(t *testing.T) {
+	for i := range 20 {
+		a, b := newTestEndpoint(t), newTestEndpoint(t)
+		a.Handle(ProtoDHT, echoID)
+		b.Handle(ProtoDHT, echoID)
+		checkReply(t, roundTrip(t, a, b, ProtoDHT, "b"), "b", a.ID())
+		b.Close()
+		time.Sleep(time.Duration(i%4) * time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		start := time.Now()
+		s, err := a.OpenStream(ctx, b.ID(), b.LocalAddr(), ProtoDHT)
+		if err == nil {
+			s.SetDeadline(time.Now().Add(5 * time.Second))
+			if err = WriteFrame(s, []byte("gone?")); err == nil {
+				_, err = ReadFrame(s, 1024)
+			}
+		}
+		cancel()
+		if took := time.Since(start); err == nil || took > time.Second {
+			t.Fatalf("run %d: a request %d ms after b's Close: %v after %v; want an error at once", i, i%4, err, took)
+		}
+		a.Close()
+	}
+
+	kp := key.NewKeypair()
+	a := newTestEndpoint(t)
+	a.Handle(ProtoDHT, echoID)
+	b, err := Listen(Options{Identity: kp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Handle(ProtoDHT, echoID)
+	gone := make(chan key.NodeID, 1)
+	a.SetPeerShutdown(func(id key.NodeID) { gone <- id })
+	addr := b.LocalAddr()
+	checkReply(t, roundTrip(t, a, b, ProtoDHT, "b"), "b", a.ID())
+	b.Close()
+	<-gone
+	start := time.Now()
+	if _, err := a.OpenStream(testCtx(t), kp.ID(), addr, ProtoDHT); !errors.Is(err, ErrPeerShutdown) || time.Since(start) > 200*time.Millisecond {
+		t.Fatalf("OpenStream to a peer that shut down: %v after %v; want ErrPeerShutdown at once", err, time.Since(start))
+	}
+	// b comes back at its address and calls a: the hold ends.
+	b2, err := Listen(Options{Identity: kp, ListenAddr: addr.String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b2.Close() })
+	b2.Handle(ProtoDHT, echoID)
+	checkReply(t, roundTrip(t, b2, a, ProtoDHT, "back"), "back", b2.ID())
+	checkReply(t, roundTrip(t, a, b2, ProtoDHT, "again"), "again", a.ID())
 }

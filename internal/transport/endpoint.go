@@ -97,6 +97,10 @@ const (
 // ErrClosed is returned (wrapped) by OpenStream once the endpoint is closed.
 var ErrClosed = errors.New("transport: endpoint closed")
 
+// ErrPeerShutdown is returned (wrapped) by OpenStream and Connect to a
+// peer that shut down cleanly within ShutdownHold, without dialling it.
+var ErrPeerShutdown = errors.New("transport: peer shut down")
+
 // Default values for zero Options fields.
 const (
 	DefaultHandshakeTimeout   = 5 * time.Second
@@ -434,6 +438,10 @@ func (e *Endpoint) openStreamOn(ctx context.Context, id key.NodeID, p Protocol, 
 		}
 		s, err := c.OpenStreamSync(ctx)
 		if err != nil {
+			if isShutdown(err) {
+				drop(c)
+				return nil, nil, fmt.Errorf("open %s stream to %s: %w: %w", p, id, ErrPeerShutdown, err)
+			}
 			if ctx.Err() == nil && attempt == 0 {
 				drop(c)
 				continue
@@ -460,6 +468,10 @@ func (e *Endpoint) connTo(ctx context.Context, id key.NodeID, addr netip.AddrPor
 	if c := p.liveLocked(id); c != nil {
 		p.mu.Unlock()
 		return c, nil
+	}
+	if p.goneLocked(id) {
+		p.mu.Unlock()
+		return nil, fmt.Errorf("connect to %s: %w", id, ErrPeerShutdown)
 	}
 	call := p.dials[id]
 	if call == nil {

@@ -268,6 +268,13 @@ func TestRedialAfterPeerRestart(t *testing.T) {
 	for a.Stats().Pooled != 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
+	// b shut down cleanly: for ShutdownHold a does not dial it (b2 has
+	// not called a), then it does.
+	closed := time.Now()
+	if _, err := a.OpenStream(testCtx(t), kb.ID(), addr, ProtoDHT); !errors.Is(err, ErrPeerShutdown) {
+		t.Fatalf("OpenStream within ShutdownHold: %v, want ErrPeerShutdown", err)
+	}
+	time.Sleep(ShutdownHold - time.Since(closed) + 10*time.Millisecond)
 	checkReply(t, roundTrip(t, a, b2, ProtoDHT, "two"), "two", a.ID())
 	if st := a.Stats(); st.Dials != 2 || st.Conns != 1 {
 		t.Fatalf("stats %+v, want a second dial and one live connection", st)

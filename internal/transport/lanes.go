@@ -75,6 +75,10 @@ func (e *Endpoint) laneConn(ctx context.Context, k laneKey, addr netip.AddrPort)
 		p.mu.Unlock()
 		return c, nil
 	}
+	if p.goneLocked(k.id) {
+		p.mu.Unlock()
+		return nil, fmt.Errorf("connect to %s: %w", k.id, ErrPeerShutdown)
+	}
 	call := p.laneDials[k]
 	if call == nil {
 		if !addr.IsValid() {

@@ -1,7 +1,9 @@
 package transport
 
 import (
+	"context"
 	"sync"
+	"time"
 
 	"github.com/dwebkit/dweb/internal/key"
 	"github.com/quic-go/quic-go"
@@ -20,7 +22,19 @@ type pool struct {
 	// lane, and their in-flight dials.
 	lanes     map[laneKey]*quic.Conn
 	laneDials map[laneKey]*dialCall
+	// gone is when each peer's pooled connection ended because the
+	// peer shut down cleanly (isShutdown); see ShutdownHold.
+	gone map[key.NodeID]time.Time
 }
+
+// ShutdownHold is how long after a peer's clean shutdown (its endpoint
+// closed its connection to this one, see SetPeerShutdown) OpenStream and
+// Connect to it fail at once with ErrPeerShutdown instead of dialling:
+// a dial to a node that is gone waits out DialTimeout. The DHT and the
+// tunnels stop asking the node as soon as SetPeerShutdown's callback
+// runs; the hold covers the requests already on their way then. A new
+// connection from the peer (it came back) ends the hold early.
+const ShutdownHold = time.Second
 
 // dialCall is one in-flight dial; done is closed once conn/err are set.
 type dialCall struct {
@@ -37,12 +51,14 @@ func newPool() *pool {
 
 		lanes:     make(map[laneKey]*quic.Conn),
 		laneDials: make(map[laneKey]*dialCall),
+		gone:      make(map[key.NodeID]time.Time),
 	}
 }
 
 func alive(c *quic.Conn) bool { return c != nil && c.Context().Err() == nil }
 
-// liveLocked returns the pooled live connection to id, dropping a dead one.
+// liveLocked returns the pooled live connection to id, dropping a dead one
+// (and noting when it died of the peer's shutdown: goneLocked).
 func (p *pool) liveLocked(id key.NodeID) *quic.Conn {
 	c := p.byID[id]
 	if c == nil {
@@ -50,9 +66,31 @@ func (p *pool) liveLocked(id key.NodeID) *quic.Conn {
 	}
 	if !alive(c) {
 		delete(p.byID, id)
+		p.endedLocked(id, c)
 		return nil
 	}
 	return c
+}
+
+// endedLocked notes that c, a connection to id, has ended: if the peer
+// closed it as it shut down, id is gone from now (goneLocked).
+func (p *pool) endedLocked(id key.NodeID, c *quic.Conn) {
+	if isShutdown(context.Cause(c.Context())) {
+		if _, ok := p.gone[id]; !ok {
+			p.gone[id] = time.Now()
+		}
+	}
+}
+
+// goneLocked reports whether id shut down within ShutdownHold and has not
+// connected since, forgetting older shutdowns.
+func (p *pool) goneLocked(id key.NodeID) bool {
+	t, ok := p.gone[id]
+	if ok && time.Since(t) >= ShutdownHold {
+		delete(p.gone, id)
+		return false
+	}
+	return ok
 }
 
 // addLocked records c as a connection to id and pools it unless another live
@@ -60,6 +98,7 @@ func (p *pool) liveLocked(id key.NodeID) *quic.Conn {
 // the older one). The caller has checked p.closed.
 func (p *pool) addLocked(id key.NodeID, c *quic.Conn) *quic.Conn {
 	p.all[c] = id
+	delete(p.gone, id)
 	if cur := p.liveLocked(id); cur != nil {
 		return cur
 	}
@@ -74,6 +113,7 @@ func (p *pool) remove(id key.NodeID, c *quic.Conn) {
 	delete(p.all, c)
 	if p.byID[id] == c {
 		delete(p.byID, id)
+		p.endedLocked(id, c)
 	}
 	for k, lc := range p.lanes {
 		if lc == c {
@@ -97,6 +137,7 @@ func (p *pool) drop(id key.NodeID, c *quic.Conn) {
 	defer p.mu.Unlock()
 	if p.byID[id] == c {
 		delete(p.byID, id)
+		p.endedLocked(id, c)
 	}
 }
 
