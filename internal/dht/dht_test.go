@@ -3,9 +3,11 @@ package dht
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"net/netip"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -438,4 +440,53 @@ func TestReplacementCache(t *testing.T) {
 		t.Fatalf("not evicted after %d failures", maxFails)
 	}
 	has(d)
+}
+
+// TestLookupSkipsNewlyDead: candidates that become known dead while a
+// lookup runs (another request to them failed) are not asked, and the
+// next candidates take their places among the n nearest: the lookup
+// still returns n nodes that answered.
+func TestLookupSkipsNewlyDead(t *testing.T) {
+	n, err := launch(t, t.TempDir(), key.NewKeypair(), "", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := n.dht
+	var target [32]byte
+	rand.Read(target[:])
+	universe := make([]Contact, 30)
+	for i := range universe {
+		universe[i] = Contact{ID: key.NewKeypair().ID(), Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(20000+i))}
+	}
+	sortByDistance(target, universe)
+	d.AddContacts(universe...)
+	var mu sync.Mutex
+	asked := map[key.NodeID]bool{}
+	got, err := d.lookup(context.Background(), "test", target, 8, func(ctx context.Context, c Contact) ([]Contact, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		asked[c.ID] = true
+		if c.ID == universe[3].ID {
+			// While the lookup's second round runs, 6 and 7 shut
+			// down.
+			d.PeerShutdown(universe[6].ID)
+			d.PeerShutdown(universe[7].ID)
+		}
+		return nil, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if asked[universe[6].ID] || asked[universe[7].ID] {
+		t.Fatal("the lookup asked candidates known dead")
+	}
+	want := append(append([]Contact(nil), universe[:6]...), universe[8:10]...)
+	if len(got) != len(want) {
+		t.Fatalf("lookup returned %d nodes, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i].ID != want[i].ID {
+			t.Fatalf("node %d of the result is not the %d-th nearest live one", i, i)
+		}
+	}
 }

@@ -446,15 +446,22 @@ func (d *DHT) lookupRounds(ctx context.Context, op string, target [32]byte, n in
 		if wide {
 			width = n
 		}
+		// A candidate known dead since it was found (a clean shutdown
+		// heard, another lookup's request failed) is not asked, and
+		// leaves the n nearest to the next candidate.
+		kept := cands[:0]
+		for _, c := range cands {
+			if seen[c.ID] == fresh && d.isDead(c.ID, false) {
+				seen[c.ID] = failed
+			}
+			if seen[c.ID] != failed {
+				kept = append(kept, c)
+			}
+		}
+		cands = kept
 		var batch []Contact
 		for i := 0; i < len(cands) && i < n && len(batch) < width; i++ {
-			switch {
-			case seen[cands[i].ID] != fresh:
-			case d.isDead(cands[i].ID, false):
-				// Known dead since it became a candidate (a clean
-				// shutdown heard meanwhile): not asked.
-				seen[cands[i].ID] = failed
-			default:
+			if seen[cands[i].ID] == fresh {
 				batch = append(batch, cands[i])
 			}
 		}
