@@ -95,6 +95,9 @@ func (s *Store) DownloadTo(ctx context.Context, h Hash, providers []Provider, op
 		}
 		// Some of the bytes were verified before this download (or
 		// the mirror failed): the whole file from the store.
+		if merr := m.Err(); merr != nil {
+			s.log.Debug("blobsync: writing the file beside the download failed; exporting it from the store", "hash", h, "dst", dst, "err", merr)
+		}
 		if err := f.Truncate(0); err != nil {
 			return err
 		}

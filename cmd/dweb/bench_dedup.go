@@ -36,17 +36,29 @@ type benchDedupResult struct {
 	// FreshRatio: the chunked download of the first version (list, then
 	// every chunk) against the unchunked download of the same file as one
 	// blob, both from the same provider to an empty store, MB/s over MB/s;
-	// the unchunked figure is the mean of one run before and one after.
-	FreshRatio    float64     `json:"fresh_ratio"`
-	FreshMBs      float64     `json:"fresh_mb_s"`
-	UnchunkedMBs  float64     `json:"unchunked_mb_s"`
-	FreshSentByte int64       `json:"fresh_sent_bytes"` // on the wire, chunked
+	// each round's unchunked figure is the mean of one run before and one
+	// after it (rounds share those), and the three figures are medians
+	// over the rounds (--rounds).
+	FreshRatio   float64 `json:"fresh_ratio"`
+	FreshMBs     float64 `json:"fresh_mb_s"`
+	UnchunkedMBs float64 `json:"unchunked_mb_s"`
+	// FreshRounds: each round's chunked download, each into a fresh
+	// receiver store, against the unchunked runs around it.
+	FreshRounds   []bdRound   `json:"fresh_rounds"`
+	FreshSentByte int64       `json:"fresh_sent_bytes"` // on the wire, chunked (the last round)
 	AddMBs        float64     `json:"add_chunked_mb_s"` // AddFileChunked of the first version on the sender
 	Versions      []bdVersion `json:"versions"`
 	// Rsync says where rsync_literal_bytes comes from: the rsync binary
 	// that ran (`rsync --stats --no-whole-file`), or why none did.
 	Rsync    string `json:"rsync"`
 	Verified bool   `json:"verified"` // every version the receiver assembled has its source's BLAKE3
+}
+
+// bdRound is one round of the fresh figure.
+type bdRound struct {
+	Ratio        float64 `json:"ratio"`
+	FreshMBs     float64 `json:"fresh_mb_s"`
+	UnchunkedMBs float64 `json:"unchunked_mb_s"` // the mean of the runs before and after
 }
 
 // bdVersion is one new version of the file, synced to the receiver.
@@ -76,6 +88,7 @@ type bdVersion struct {
 func benchDedupCmd(a *app) *cobra.Command {
 	var sizeFlag, dir string
 	var noDelta bool
+	var rounds int
 	cmd := &cobra.Command{
 		Use:   "dedup",
 		Short: "sync a file and three edited versions between two nodes: bytes sent and stored per version, next to rsync",
@@ -88,12 +101,15 @@ func benchDedupCmd(a *app) *cobra.Command {
 			if size < 16<<20 {
 				return &usageError{fmt.Errorf("--size %d: want at least 16 MiB (the edits take 11 MiB)", size)}
 			}
+			if rounds < 1 {
+				return &usageError{fmt.Errorf("--rounds %d: want at least 1", rounds)}
+			}
 			tmp, err := os.MkdirTemp(dir, "dweb-bench-dedup-")
 			if err != nil {
 				return err
 			}
 			defer os.RemoveAll(tmp)
-			res, err := benchDedup(cmd.Context(), tmp, size, noDelta)
+			res, err := benchDedup(cmd.Context(), tmp, size, rounds, noDelta)
 			if err != nil {
 				return err
 			}
@@ -109,6 +125,7 @@ func benchDedupCmd(a *app) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&sizeFlag, "size", "1GiB", "size of the first version (B, KiB, MiB, GiB, KB, MB, GB); at least 16 MiB")
 	cmd.Flags().BoolVar(&noDelta, "no-delta", false, "sync each version by whole chunks, without chunk-run deltas against the previous one")
+	cmd.Flags().IntVar(&rounds, "rounds", 3, "rounds of the fresh figure: each a chunked download into a fresh store between two unchunked ones (N chunked, N+1 unchunked downloads of --size); the medians are reported")
 	cmd.Flags().StringVar(&dir, "dir", "", "directory for the files and the stores (default: the system temp dir)")
 	return cmd
 }
@@ -151,9 +168,11 @@ func (n *bdNode) close() {
 }
 
 // benchDedup runs the bench in dir with a first version of size bytes;
-// each version after the first syncs by chunk-run deltas against the one
+// the fresh figure takes rounds chunked downloads, each into a fresh
+// receiver, between rounds+1 unchunked ones; each version after the first
+// syncs to the last round's receiver by chunk-run deltas against the one
 // before (blobsync.DownloadOptions.DeltaBase) unless noDelta.
-func benchDedup(ctx context.Context, dir string, size int64, noDelta bool) (*benchDedupResult, error) {
+func benchDedup(ctx context.Context, dir string, size int64, rounds int, noDelta bool) (*benchDedupResult, error) {
 	group, secret := key.RecordKey(key.NewSecret()), key.NewSecret()
 	psk := tunnel.PSK(secret)
 	snd, err := bdOpenNode(filepath.Join(dir, "sender"))
@@ -173,16 +192,6 @@ func benchDedup(ctx context.Context, dir string, size int64, noDelta bool) (*ben
 		defer sess.Close()
 		snd.blobs.ServeWith(ctx, sess, blobsync.ServeOptions{})
 	})
-	rcv, err := bdOpenNode(filepath.Join(dir, "receiver"))
-	if err != nil {
-		return nil, err
-	}
-	defer rcv.close()
-	base, err := bdOpenNode(filepath.Join(dir, "unchunked"))
-	if err != nil {
-		return nil, err
-	}
-	defer base.close()
 	// Each receiver dials the sender through a tunnel, counting the bytes
 	// it reads.
 	provider := func(n *bdNode, count *atomic.Int64) (blobsync.Provider, func(), error) {
@@ -199,18 +208,18 @@ func benchDedup(ctx context.Context, dir string, size int64, noDelta bool) (*ben
 		}, opened: &btOpened{}}})
 		return p, func() { pool.Close() }, nil
 	}
-	var sent, baseSent atomic.Int64
-	rp, closeR, err := provider(rcv, &sent)
+	base, err := bdOpenNode(filepath.Join(dir, "unchunked"))
 	if err != nil {
 		return nil, err
 	}
-	defer closeR()
+	defer base.close()
+	var baseSent atomic.Int64
 	bp, closeB, err := provider(base, &baseSent)
 	if err != nil {
 		return nil, err
 	}
 	defer closeB()
-	provs, baseProvs := []blobsync.Provider{rp}, []blobsync.Provider{bp}
+	baseProvs := []blobsync.Provider{bp}
 
 	// The first version, added both ways on the sender.
 	prev := filepath.Join(dir, "v0")
@@ -229,7 +238,8 @@ func benchDedup(ctx context.Context, dir string, size int64, noDelta bool) (*ben
 		return nil, err
 	}
 
-	// Fresh: unchunked, chunked, unchunked.
+	// Fresh: unchunked, then rounds times chunked (into a fresh receiver)
+	// and unchunked. The last round's receiver takes the versions.
 	unchunked := func() (float64, error) {
 		if err := base.blobs.Delete(whole); err != nil {
 			return 0, err
@@ -240,26 +250,67 @@ func benchDedup(ctx context.Context, dir string, size int64, noDelta bool) (*ben
 		}
 		return float64(size) / 1e6 / time.Since(t).Seconds(), nil
 	}
-	u1, err := unchunked()
+	var (
+		rcv   *bdNode
+		provs []blobsync.Provider
+		sent  atomic.Int64
+	)
+	u, err := unchunked()
 	if err != nil {
 		return nil, err
 	}
-	t = time.Now()
-	if _, err := rcv.blobs.DownloadChunked(ctx, cf.List, cf.Size, provs, blobsync.DownloadOptions{}); err != nil {
-		return nil, fmt.Errorf("chunked download: %w", err)
+	for i := range rounds {
+		rdir := filepath.Join(dir, fmt.Sprintf("receiver-%d", i))
+		n, err := bdOpenNode(rdir)
+		if err != nil {
+			return nil, err
+		}
+		sent.Store(0)
+		p, closeP, err := provider(n, &sent)
+		if err != nil {
+			n.close()
+			return nil, err
+		}
+		t := time.Now()
+		_, err = n.blobs.DownloadChunked(ctx, cf.List, cf.Size, []blobsync.Provider{p}, blobsync.DownloadOptions{})
+		fresh := float64(size) / 1e6 / time.Since(t).Seconds()
+		last := i == rounds-1
+		if err == nil {
+			if err := bdCheck(ctx, n.blobs, cf, prev); err != nil {
+				fmt.Fprintf(os.Stderr, "bench dedup: first version, round %d: %v\n", i+1, err)
+				res.Verified = false
+			}
+		}
+		if err != nil || !last {
+			closeP()
+			n.close()
+			if rerr := os.RemoveAll(rdir); rerr != nil && err == nil {
+				err = rerr
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("chunked download: %w", err)
+		}
+		if last {
+			rcv, provs = n, []blobsync.Provider{p}
+			defer func() { closeP(); n.close() }()
+		}
+		u2, err := unchunked()
+		if err != nil {
+			return nil, err
+		}
+		r := bdRound{FreshMBs: fresh, UnchunkedMBs: (u + u2) / 2}
+		r.Ratio = r.FreshMBs / r.UnchunkedMBs
+		res.FreshRounds = append(res.FreshRounds, r)
+		u = u2
 	}
-	res.FreshMBs = float64(size) / 1e6 / time.Since(t).Seconds()
 	res.FreshSentByte = sent.Load()
-	u2, err := unchunked()
-	if err != nil {
-		return nil, err
-	}
-	res.UnchunkedMBs = (u1 + u2) / 2
-	res.FreshRatio = bsRound(res.FreshMBs / res.UnchunkedMBs)
-	res.FreshMBs, res.UnchunkedMBs = bsRound(res.FreshMBs), bsRound(res.UnchunkedMBs)
-	if err := bdCheck(ctx, rcv.blobs, cf, prev); err != nil {
-		fmt.Fprintf(os.Stderr, "bench dedup: first version: %v\n", err)
-		res.Verified = false
+	res.FreshRatio = bsRound(bdMedian(res.FreshRounds, func(r bdRound) float64 { return r.Ratio }))
+	res.FreshMBs = bsRound(bdMedian(res.FreshRounds, func(r bdRound) float64 { return r.FreshMBs }))
+	res.UnchunkedMBs = bsRound(bdMedian(res.FreshRounds, func(r bdRound) float64 { return r.UnchunkedMBs }))
+	for i := range res.FreshRounds {
+		r := &res.FreshRounds[i]
+		r.Ratio, r.FreshMBs, r.UnchunkedMBs = bsRound(r.Ratio), bsRound(r.FreshMBs), bsRound(r.UnchunkedMBs)
 	}
 
 	rsync, rsyncErr := exec.LookPath("rsync")
@@ -305,6 +356,15 @@ func benchDedup(ctx context.Context, dir string, size int64, noDelta bool) (*ben
 		prev = next
 	}
 	return res, nil
+}
+
+// bdMedian is the median of f over rs (not empty).
+func bdMedian(rs []bdRound, f func(bdRound) float64) float64 {
+	v := make([]float64, len(rs))
+	for i, r := range rs {
+		v[i] = f(r)
+	}
+	return btMedian(v)
 }
 
 // bdEdits are the three versions, each made from the one before.

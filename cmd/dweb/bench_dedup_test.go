@@ -15,14 +15,14 @@ import (
 // chunk list's delta and framing).
 func TestBenchDedupSmall(t *testing.T) {
 	const size = 24 << 20
-	res, err := benchDedup(context.Background(), t.TempDir(), size, false)
+	res, err := benchDedup(context.Background(), t.TempDir(), size, 2, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !res.Verified || res.Size != size || res.Chunks < 5 || res.AvgChunkBytes != size/int64(res.Chunks) {
 		t.Fatalf("%+v", res)
 	}
-	if res.FreshRatio <= 0 || res.FreshSentByte < size {
+	if res.FreshRatio <= 0 || res.FreshSentByte < size || len(res.FreshRounds) != 2 {
 		t.Fatalf("fresh: ratio %v, sent %d", res.FreshRatio, res.FreshSentByte)
 	}
 	if len(res.Versions) != 3 {

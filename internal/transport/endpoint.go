@@ -424,13 +424,13 @@ func (e *Endpoint) openStream(ctx context.Context, id key.NodeID, addr netip.Add
 	}
 	return e.openStreamOn(ctx, id, p,
 		func(ctx context.Context) (*quic.Conn, error) { return e.connTo(ctx, id, addr) },
-		func(c *quic.Conn) { e.pool.drop(id, c) })
+		func(c *quic.Conn, err error) { e.pool.drop(id, c, err) })
 }
 
 // openStreamOn opens a stream of protocol p on the connection conn gives
 // (the pooled one, or a lane's), writing the protocol byte. A connection
 // that fails to open a stream is unpooled with drop and, once, replaced.
-func (e *Endpoint) openStreamOn(ctx context.Context, id key.NodeID, p Protocol, conn func(context.Context) (*quic.Conn, error), drop func(*quic.Conn)) (*quic.Stream, *quic.Conn, error) {
+func (e *Endpoint) openStreamOn(ctx context.Context, id key.NodeID, p Protocol, conn func(context.Context) (*quic.Conn, error), drop func(*quic.Conn, error)) (*quic.Stream, *quic.Conn, error) {
 	for attempt := 0; ; attempt++ {
 		c, err := conn(ctx)
 		if err != nil {
@@ -439,11 +439,11 @@ func (e *Endpoint) openStreamOn(ctx context.Context, id key.NodeID, p Protocol, 
 		s, err := c.OpenStreamSync(ctx)
 		if err != nil {
 			if isShutdown(err) {
-				drop(c)
+				drop(c, err)
 				return nil, nil, fmt.Errorf("open %s stream to %s: %w: %w", p, id, ErrPeerShutdown, err)
 			}
 			if ctx.Err() == nil && attempt == 0 {
-				drop(c)
+				drop(c, err)
 				continue
 			}
 			return nil, nil, fmt.Errorf("open %s stream to %s: %w", p, id, err)
@@ -602,10 +602,12 @@ func (e *Endpoint) acceptLoop() {
 // serveConn accepts the peer's streams on c until c ends, then forgets c.
 func (e *Endpoint) serveConn(id key.NodeID, c *quic.Conn) {
 	defer e.wg.Done()
-	defer e.pool.remove(id, c)
+	var ended error
+	defer func() { e.pool.remove(id, c, ended) }()
 	for {
 		s, err := c.AcceptStream(e.ctx)
 		if err != nil {
+			ended = err
 			e.log.Debug("connection ended", "peer", id.String(), "err", err)
 			if fn := e.peerShutdown.Load(); fn != nil && isShutdown(err) {
 				(*fn)(id)

@@ -49,7 +49,7 @@ func (e *Endpoint) OpenStreamLane(ctx context.Context, id key.NodeID, addr netip
 	k := laneKey{id, lane}
 	st, c, err := e.openStreamOn(ctx, id, p,
 		func(ctx context.Context) (*quic.Conn, error) { return e.laneConn(ctx, k, addr) },
-		func(c *quic.Conn) { e.pool.dropLane(k, c) })
+		func(c *quic.Conn, _ error) { e.pool.dropLane(k, c) })
 	if err != nil {
 		return nil, nil, fmt.Errorf("lane %d: %w", lane, err)
 	}

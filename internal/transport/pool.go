@@ -66,16 +66,18 @@ func (p *pool) liveLocked(id key.NodeID) *quic.Conn {
 	}
 	if !alive(c) {
 		delete(p.byID, id)
-		p.endedLocked(id, c)
+		p.endedLocked(id, c, nil)
 		return nil
 	}
 	return c
 }
 
-// endedLocked notes that c, a connection to id, has ended: if the peer
-// closed it as it shut down, id is gone from now (goneLocked).
-func (p *pool) endedLocked(id key.NodeID, c *quic.Conn) {
-	if isShutdown(context.Cause(c.Context())) {
+// endedLocked notes that c, a connection to id, has ended (with err, if
+// the caller saw one): if the peer closed it as it shut down, id is gone
+// from now (goneLocked). err counts as well as c's context: quic-go fails
+// the connection's calls before it cancels the context.
+func (p *pool) endedLocked(id key.NodeID, c *quic.Conn, err error) {
+	if isShutdown(err) || isShutdown(context.Cause(c.Context())) {
 		if _, ok := p.gone[id]; !ok {
 			p.gone[id] = time.Now()
 		}
@@ -106,14 +108,14 @@ func (p *pool) addLocked(id key.NodeID, c *quic.Conn) *quic.Conn {
 	return c
 }
 
-// remove forgets c, which has ended.
-func (p *pool) remove(id key.NodeID, c *quic.Conn) {
+// remove forgets c, which has ended with err.
+func (p *pool) remove(id key.NodeID, c *quic.Conn, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.all, c)
 	if p.byID[id] == c {
 		delete(p.byID, id)
-		p.endedLocked(id, c)
+		p.endedLocked(id, c, err)
 	}
 	for k, lc := range p.lanes {
 		if lc == c {
@@ -131,13 +133,14 @@ func (p *pool) dropLane(k laneKey, c *quic.Conn) {
 	}
 }
 
-// drop unpools c if it is pooled for id (it failed to open a stream).
-func (p *pool) drop(id key.NodeID, c *quic.Conn) {
+// drop unpools c if it is pooled for id (it failed to open a stream,
+// with err).
+func (p *pool) drop(id key.NodeID, c *quic.Conn, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.byID[id] == c {
 		delete(p.byID, id)
-		p.endedLocked(id, c)
+		p.endedLocked(id, c, err)
 	}
 }
 
