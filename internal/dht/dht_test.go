@@ -462,16 +462,21 @@ func TestLookupSkipsNewlyDead(t *testing.T) {
 	d.AddContacts(universe...)
 	var mu sync.Mutex
 	asked := map[key.NodeID]bool{}
+	// While the lookup's first query runs, 6 and 7 shut down; no other
+	// query answers before that, so the lookup (in rounds or adaptive, 3
+	// in flight) has not chosen 6 or 7 yet.
+	shut := make(chan struct{})
 	got, err := d.lookup(context.Background(), "test", target, 8, func(ctx context.Context, c Contact) ([]Contact, error) {
+		if c.ID == universe[0].ID {
+			d.PeerShutdown(universe[6].ID)
+			d.PeerShutdown(universe[7].ID)
+			close(shut)
+		} else {
+			<-shut
+		}
 		mu.Lock()
 		defer mu.Unlock()
 		asked[c.ID] = true
-		if c.ID == universe[3].ID {
-			// While the lookup's second round runs, 6 and 7 shut
-			// down.
-			d.PeerShutdown(universe[6].ID)
-			d.PeerShutdown(universe[7].ID)
-		}
 		return nil, nil
 	})
 	if err != nil {
