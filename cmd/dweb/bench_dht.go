@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -46,7 +47,7 @@ type benchDHTResult struct {
 	SetP99ms             float64 `json:"set_p99_ms"`
 	MeanHops             float64 `json:"mean_hops"` // rounds of a Get lookup until its nearest holder was asked
 	Watches              int     `json:"watches"`
-	WatchSeen            int     `json:"watch_seen"` // changes that reached their watcher
+	WatchSeen            int     `json:"watch_seen"` // changes that reached their watcher (a watch whose first read failed is a miss)
 	WatchP50ms           float64 `json:"watch_p50_ms"`
 	WatchP99ms           float64 `json:"watch_p99_ms"`
 	RepairS              float64 `json:"repair_s"` // one replication sweep on every survivor, in parallel
@@ -61,6 +62,21 @@ type benchDHTResult struct {
 	StackMBAfterReads    float64 `json:"stack_mb_after_reads"` // goroutine stacks then (StackInuse), MB
 	GoroutinesAfterReads int     `json:"goroutines_after_reads"`
 	FixedTimeouts        bool    `json:"fixed_timeouts"` // the baseline: dht.Options.FixedTimeouts
+	// Misses: each read that did not return the written value, with where
+	// the record lay then (empty when every read succeeded).
+	Misses []benchMiss `json:"misses,omitempty"`
+}
+
+// benchMiss is one failed read of the bench: the record's index, the
+// phase ("get", "watch" or "after_churn"), the reader's error, and the
+// ranks (0 = nearest) by XOR distance to the record's key, among the
+// nodes live in that phase, of the nodes that held the record just after
+// the read (holders include earlier readers, which keep what they read).
+type benchMiss struct {
+	Record      int    `json:"record"`
+	Phase       string `json:"phase"`
+	Err         string `json:"err,omitempty"`
+	HolderRanks []int  `json:"holder_ranks"`
 }
 
 // benchDHTCmd measures a network of separate DHT nodes (each its own QUIC
@@ -269,7 +285,8 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 
 	// Reads, each from a random node.
 	hops0, n0 := hopStats(reg)
-	ok, getMS := benchReads(ctx, nodes, recs, cfg.parallel)
+	ok, getMS, misses := benchReads(ctx, nodes, recs, cfg.parallel, "get")
+	res.Misses = append(res.Misses, misses...)
 	hops1, n1 := hopStats(reg)
 	if n1 > n0 {
 		res.MeanHops = (hops1 - hops0) / (n1 - n0)
@@ -296,6 +313,12 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 	var watchMS []float64
 	for i := range min(cfg.watches, cfg.records) {
 		ms, err := benchWatch(ctx, nodes, recs[i])
+		if errors.Is(err, dht.ErrNotFound) {
+			// The watcher's read found no holder: a miss, reported.
+			res.Watches++
+			res.Misses = append(res.Misses, benchMiss{Record: i, Phase: "watch", Err: err.Error(), HolderRanks: holderRanks(ctx, nodes, recs[i].desc.Key())})
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -326,7 +349,8 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 		return nil, fmt.Errorf("repair: %w", err)
 	}
 	res.RepairS = time.Since(t0).Seconds()
-	ok, getMS = benchReads(ctx, alive, recs, cfg.parallel)
+	ok, getMS, misses = benchReads(ctx, alive, recs, cfg.parallel, "after_churn")
+	res.Misses = append(res.Misses, misses...)
 	res.GetSuccessAfterChurn = float64(ok) / float64(cfg.records)
 	res.GetAfterChurnP50ms, res.GetAfterChurnP99ms = percentile(getMS, 0.5), percentile(getMS, 0.99)
 	res.TotalS = time.Since(began).Seconds()
@@ -359,24 +383,59 @@ func peakRSSMB() float64 {
 }
 
 // benchReads reads every record from a random node of nodes and returns
-// how many came back with the written value, and the latencies.
-func benchReads(ctx context.Context, nodes []*benchNode, recs []benchRec, parallel int) (int, []float64) {
-	var mu sync.Mutex
-	ok := 0
+// how many came back with the written value, the latencies, and the
+// misses (phase names them).
+func benchReads(ctx context.Context, nodes []*benchNode, recs []benchRec, parallel int, phase string) (int, []float64, []benchMiss) {
+	var (
+		mu     sync.Mutex
+		ok     int
+		misses []benchMiss
+	)
 	ms := make([]float64, len(recs))
 	benchPar(ctx, len(recs), parallel, func(i int) error {
 		r := recs[i]
 		t0 := time.Now()
 		_, v, err := nodes[rand.N(len(nodes))].d.Get(ctx, r.desc.Key(), 0)
 		ms[i] = msSince(t0)
+		mu.Lock()
+		defer mu.Unlock()
 		if err == nil && v != nil && !record.Better(v, r.val) && !record.Better(r.val, v) {
-			mu.Lock()
 			ok++
-			mu.Unlock()
+			return nil
 		}
+		m := benchMiss{Record: i, Phase: phase, HolderRanks: holderRanks(ctx, nodes, r.desc.Key())}
+		if err != nil {
+			m.Err = err.Error()
+		}
+		misses = append(misses, m)
 		return nil
 	})
-	return ok, ms
+	return ok, ms, misses
+}
+
+// holderRanks returns the ranks (0 = nearest by XOR distance to k) among
+// nodes of those that hold record k locally.
+func holderRanks(ctx context.Context, nodes []*benchNode, k key.RecordKey) []int {
+	byDist := slices.Clone(nodes)
+	slices.SortFunc(byDist, func(a, b *benchNode) int {
+		x, y := a.d.Self().ID, b.d.Self().ID
+		for i := range x {
+			if dx, dy := x[i]^k[i], y[i]^k[i]; dx != dy {
+				if dx < dy {
+					return -1
+				}
+				return 1
+			}
+		}
+		return 0
+	})
+	ranks := []int{}
+	for i, n := range byDist {
+		if _, _, err := n.d.GetLocal(ctx, k, 0); err == nil {
+			ranks = append(ranks, i)
+		}
+	}
+	return ranks
 }
 
 // benchWatch has a random node watch r, waits for the lease to be placed,
