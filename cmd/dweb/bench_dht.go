@@ -77,6 +77,12 @@ type benchMiss struct {
 	Phase       string `json:"phase"`
 	Err         string `json:"err,omitempty"`
 	HolderRanks []int  `json:"holder_ranks"`
+	// NearerKnown: for each holder, how many of its live contacts
+	// (dht.DHT.Contacts) are nearer to the key than the nearest holder.
+	NearerKnown []int `json:"nearer_known"`
+	// NearestKnownBy: for each of the R nodes nearest to the key, how
+	// many nodes have it among their live contacts.
+	NearestKnownBy []int `json:"nearest_known_by"`
 }
 
 // benchDHTCmd measures a network of separate DHT nodes (each its own QUIC
@@ -316,7 +322,7 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 		if errors.Is(err, dht.ErrNotFound) {
 			// The watcher's read found no holder: a miss, reported.
 			res.Watches++
-			res.Misses = append(res.Misses, benchMiss{Record: i, Phase: "watch", Err: err.Error(), HolderRanks: holderRanks(ctx, nodes, recs[i].desc.Key())})
+			res.Misses = append(res.Misses, newMiss(ctx, nodes, i, "watch", recs[i].desc.Key(), err))
 			continue
 		}
 		if err != nil {
@@ -403,39 +409,67 @@ func benchReads(ctx context.Context, nodes []*benchNode, recs []benchRec, parall
 			ok++
 			return nil
 		}
-		m := benchMiss{Record: i, Phase: phase, HolderRanks: holderRanks(ctx, nodes, r.desc.Key())}
-		if err != nil {
-			m.Err = err.Error()
-		}
-		misses = append(misses, m)
+		misses = append(misses, newMiss(ctx, nodes, i, phase, r.desc.Key(), err))
 		return nil
 	})
 	return ok, ms, misses
 }
 
-// holderRanks returns the ranks (0 = nearest by XOR distance to k) among
-// nodes of those that hold record k locally.
-func holderRanks(ctx context.Context, nodes []*benchNode, k key.RecordKey) []int {
+// newMiss describes a read of record k that missed: where the record
+// lay among nodes (benchMiss).
+func newMiss(ctx context.Context, nodes []*benchNode, i int, phase string, k key.RecordKey, err error) benchMiss {
+	m := benchMiss{Record: i, Phase: phase}
+	if err != nil {
+		m.Err = err.Error()
+	}
+	nearer := func(a, b key.NodeID) bool {
+		for i := range a {
+			if da, db := a[i]^k[i], b[i]^k[i]; da != db {
+				return da < db
+			}
+		}
+		return false
+	}
 	byDist := slices.Clone(nodes)
 	slices.SortFunc(byDist, func(a, b *benchNode) int {
-		x, y := a.d.Self().ID, b.d.Self().ID
-		for i := range x {
-			if dx, dy := x[i]^k[i], y[i]^k[i]; dx != dy {
-				if dx < dy {
-					return -1
-				}
-				return 1
-			}
+		switch x, y := a.d.Self().ID, b.d.Self().ID; {
+		case nearer(x, y):
+			return -1
+		case nearer(y, x):
+			return 1
 		}
 		return 0
 	})
-	ranks := []int{}
-	for i, n := range byDist {
+	var holders []*benchNode
+	for r, n := range byDist {
 		if _, _, err := n.d.GetLocal(ctx, k, 0); err == nil {
-			ranks = append(ranks, i)
+			m.HolderRanks = append(m.HolderRanks, r)
+			holders = append(holders, n)
 		}
 	}
-	return ranks
+	if len(holders) == 0 {
+		return m
+	}
+	first := holders[0].d.Self().ID
+	for _, h := range holders {
+		c := 0
+		for _, x := range h.d.Contacts() {
+			if nearer(x.ID, first) {
+				c++
+			}
+		}
+		m.NearerKnown = append(m.NearerKnown, c)
+	}
+	for _, t := range byDist[:min(dht.DefaultR, len(byDist))] {
+		c := 0
+		for _, n := range nodes {
+			if slices.ContainsFunc(n.d.Contacts(), func(x dht.Contact) bool { return x.ID == t.d.Self().ID }) {
+				c++
+			}
+		}
+		m.NearestKnownBy = append(m.NearestKnownBy, c)
+	}
+	return m
 }
 
 // benchWatch has a random node watch r, waits for the lease to be placed,
