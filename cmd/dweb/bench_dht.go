@@ -2,15 +2,19 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/dwebkit/dweb/internal/dht"
@@ -38,11 +42,12 @@ type benchDHTResult struct {
 	GetP99ms             float64 `json:"get_p99_ms"`
 	GetAfterChurnP50ms   float64 `json:"get_after_churn_p50_ms"`
 	GetAfterChurnP99ms   float64 `json:"get_after_churn_p99_ms"`
+	SetQueued            int     `json:"set_queued"` // Sets that reached no holder and were queued offline (never retried here)
 	SetP50ms             float64 `json:"set_p50_ms"`
 	SetP99ms             float64 `json:"set_p99_ms"`
 	MeanHops             float64 `json:"mean_hops"` // rounds of a Get lookup until its nearest holder was asked
 	Watches              int     `json:"watches"`
-	WatchSeen            int     `json:"watch_seen"` // changes that reached their watcher
+	WatchSeen            int     `json:"watch_seen"` // changes that reached their watcher (a watch whose first read failed is a miss)
 	WatchP50ms           float64 `json:"watch_p50_ms"`
 	WatchP99ms           float64 `json:"watch_p99_ms"`
 	RepairS              float64 `json:"repair_s"` // one replication sweep on every survivor, in parallel
@@ -50,6 +55,34 @@ type benchDHTResult struct {
 	TotalS               float64 `json:"total_s"`  // the whole run
 	Replicas             int     `json:"replicas"` // R
 	GoMaxProcs           int     `json:"gomaxprocs"`
+	PeakRSSMB            float64 `json:"peak_rss_mb"`          // the process's peak resident set (getrusage ru_maxrss), MB
+	ConnsAfterReads      int     `json:"conns_after_reads"`    // QUIC connections open on all nodes together after the first reads (each counted at both ends)
+	PooledAfterReads     int     `json:"pooled_after_reads"`   // of which pooled (the one per peer that requests use)
+	HeapMBAfterReads     float64 `json:"heap_mb_after_reads"`  // Go heap in use after the first reads (runtime.MemStats.HeapInuse), MB
+	StackMBAfterReads    float64 `json:"stack_mb_after_reads"` // goroutine stacks then (StackInuse), MB
+	GoroutinesAfterReads int     `json:"goroutines_after_reads"`
+	FixedTimeouts        bool    `json:"fixed_timeouts"` // the baseline: dht.Options.FixedTimeouts
+	// Misses: each read that did not return the written value, with where
+	// the record lay then (empty when every read succeeded).
+	Misses []benchMiss `json:"misses,omitempty"`
+}
+
+// benchMiss is one failed read of the bench: the record's index, the
+// phase ("get", "watch" or "after_churn"), the reader's error, and the
+// ranks (0 = nearest) by XOR distance to the record's key, among the
+// nodes live in that phase, of the nodes that held the record just after
+// the read (holders include earlier readers, which keep what they read).
+type benchMiss struct {
+	Record      int    `json:"record"`
+	Phase       string `json:"phase"`
+	Err         string `json:"err,omitempty"`
+	HolderRanks []int  `json:"holder_ranks"`
+	// NearerKnown: for each holder, how many of its live contacts
+	// (dht.DHT.Contacts) are nearer to the key than the nearest holder.
+	NearerKnown []int `json:"nearer_known"`
+	// NearestKnownBy: for each of the R nodes nearest to the key, how
+	// many nodes have it among their live contacts.
+	NearestKnownBy []int `json:"nearest_known_by"`
 }
 
 // benchDHTCmd measures a network of separate DHT nodes (each its own QUIC
@@ -101,6 +134,8 @@ func benchDHTCmd(a *app) *cobra.Command {
 	cmd.Flags().IntVar(&cfg.parallel, "parallel", 16, "operations in flight at once")
 	cmd.Flags().DurationVar(&cfg.timeout, "timeout", 10*time.Minute, "give up after this long")
 	cmd.Flags().StringVar(&dir, "dir", "", "directory for the node stores (default: the system temp dir)")
+	cmd.Flags().BoolVar(&cfg.fixed, "fixed-timeouts", false, "baseline: lookups in rounds that wait up to the RPC timeout, no replacement cache (dht.Options.FixedTimeouts)")
+	cmd.Flags().StringVar(&cfg.memProfile, "memprofile", "", "write a heap profile here after the first reads (for go tool pprof)")
 	return cmd
 }
 
@@ -109,6 +144,8 @@ type benchDHTConfig struct {
 	churn                             float64
 	timeout                           time.Duration
 	dir                               string
+	fixed                             bool
+	memProfile                        string
 }
 
 type benchNode struct {
@@ -141,11 +178,12 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 		cfg.parallel = 16
 	}
 	metrics := dht.NewMetrics()
+	var queued atomic.Int64
 	reg := prometheus.NewRegistry()
 	if err := reg.Register(metrics); err != nil {
 		return nil, err
 	}
-	res := &benchDHTResult{Nodes: cfg.nodes, Records: cfg.records, Churn: cfg.churn, Replicas: dht.DefaultR, GoMaxProcs: runtime.GOMAXPROCS(0)}
+	res := &benchDHTResult{Nodes: cfg.nodes, Records: cfg.records, Churn: cfg.churn, Replicas: dht.DefaultR, GoMaxProcs: runtime.GOMAXPROCS(0), FixedTimeouts: cfg.fixed}
 
 	nodes := make([]*benchNode, cfg.nodes)
 	defer func() {
@@ -192,6 +230,12 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 			QueueRetry:        -1,
 			WatchRenew:        time.Minute,
 			Metrics:           metrics,
+			FixedTimeouts:     cfg.fixed,
+			OnWrite: func(ev dht.WriteEvent) {
+				if ev.State == dht.WriteQueued {
+					queued.Add(1)
+				}
+			},
 		})
 		if err != nil {
 			ep.Close()
@@ -243,21 +287,44 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 		return nil, err
 	}
 	res.SetP50ms, res.SetP99ms = percentile(setMS, 0.5), percentile(setMS, 0.99)
+	res.SetQueued = int(queued.Load())
 
 	// Reads, each from a random node.
 	hops0, n0 := hopStats(reg)
-	ok, getMS := benchReads(ctx, nodes, recs, cfg.parallel)
+	ok, getMS, misses := benchReads(ctx, nodes, recs, cfg.parallel, "get")
+	res.Misses = append(res.Misses, misses...)
 	hops1, n1 := hopStats(reg)
 	if n1 > n0 {
 		res.MeanHops = (hops1 - hops0) / (n1 - n0)
 	}
 	res.GetSuccess = float64(ok) / float64(cfg.records)
 	res.GetP50ms, res.GetP99ms = percentile(getMS, 0.5), percentile(getMS, 0.99)
+	for _, n := range nodes {
+		st := n.ep.Stats()
+		res.ConnsAfterReads += st.Conns
+		res.PooledAfterReads += st.Pooled
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	res.HeapMBAfterReads = math.Round(float64(ms.HeapInuse)/(1<<20)*10) / 10
+	res.StackMBAfterReads = math.Round(float64(ms.StackInuse)/(1<<20)*10) / 10
+	res.GoroutinesAfterReads = runtime.NumGoroutine()
+	if cfg.memProfile != "" {
+		if err := writeHeapProfile(cfg.memProfile); err != nil {
+			return nil, err
+		}
+	}
 
 	// Watches: a random node watches a record, another writes it.
 	var watchMS []float64
 	for i := range min(cfg.watches, cfg.records) {
 		ms, err := benchWatch(ctx, nodes, recs[i])
+		if errors.Is(err, dht.ErrNotFound) {
+			// The watcher's read found no holder: a miss, reported.
+			res.Watches++
+			res.Misses = append(res.Misses, newMiss(ctx, nodes, i, "watch", recs[i].desc.Key(), err))
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -288,32 +355,121 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 		return nil, fmt.Errorf("repair: %w", err)
 	}
 	res.RepairS = time.Since(t0).Seconds()
-	ok, getMS = benchReads(ctx, alive, recs, cfg.parallel)
+	ok, getMS, misses = benchReads(ctx, alive, recs, cfg.parallel, "after_churn")
+	res.Misses = append(res.Misses, misses...)
 	res.GetSuccessAfterChurn = float64(ok) / float64(cfg.records)
 	res.GetAfterChurnP50ms, res.GetAfterChurnP99ms = percentile(getMS, 0.5), percentile(getMS, 0.99)
 	res.TotalS = time.Since(began).Seconds()
+	res.PeakRSSMB = peakRSSMB()
 	return res, ctx.Err()
 }
 
+// writeHeapProfile writes the heap profile (after a GC) to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// peakRSSMB is the process's peak resident set size in MB (ru_maxrss, which
+// Linux gives in KiB), 0 where getrusage fails.
+func peakRSSMB() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return math.Round(float64(ru.Maxrss)/1024*10) / 10
+}
+
 // benchReads reads every record from a random node of nodes and returns
-// how many came back with the written value, and the latencies.
-func benchReads(ctx context.Context, nodes []*benchNode, recs []benchRec, parallel int) (int, []float64) {
-	var mu sync.Mutex
-	ok := 0
+// how many came back with the written value, the latencies, and the
+// misses (phase names them).
+func benchReads(ctx context.Context, nodes []*benchNode, recs []benchRec, parallel int, phase string) (int, []float64, []benchMiss) {
+	var (
+		mu     sync.Mutex
+		ok     int
+		misses []benchMiss
+	)
 	ms := make([]float64, len(recs))
 	benchPar(ctx, len(recs), parallel, func(i int) error {
 		r := recs[i]
 		t0 := time.Now()
 		_, v, err := nodes[rand.N(len(nodes))].d.Get(ctx, r.desc.Key(), 0)
 		ms[i] = msSince(t0)
+		mu.Lock()
+		defer mu.Unlock()
 		if err == nil && v != nil && !record.Better(v, r.val) && !record.Better(r.val, v) {
-			mu.Lock()
 			ok++
-			mu.Unlock()
+			return nil
 		}
+		misses = append(misses, newMiss(ctx, nodes, i, phase, r.desc.Key(), err))
 		return nil
 	})
-	return ok, ms
+	return ok, ms, misses
+}
+
+// newMiss describes a read of record k that missed: where the record
+// lay among nodes (benchMiss).
+func newMiss(ctx context.Context, nodes []*benchNode, i int, phase string, k key.RecordKey, err error) benchMiss {
+	m := benchMiss{Record: i, Phase: phase}
+	if err != nil {
+		m.Err = err.Error()
+	}
+	nearer := func(a, b key.NodeID) bool {
+		for i := range a {
+			if da, db := a[i]^k[i], b[i]^k[i]; da != db {
+				return da < db
+			}
+		}
+		return false
+	}
+	byDist := slices.Clone(nodes)
+	slices.SortFunc(byDist, func(a, b *benchNode) int {
+		switch x, y := a.d.Self().ID, b.d.Self().ID; {
+		case nearer(x, y):
+			return -1
+		case nearer(y, x):
+			return 1
+		}
+		return 0
+	})
+	var holders []*benchNode
+	for r, n := range byDist {
+		if _, _, err := n.d.GetLocal(ctx, k, 0); err == nil {
+			m.HolderRanks = append(m.HolderRanks, r)
+			holders = append(holders, n)
+		}
+	}
+	if len(holders) == 0 {
+		return m
+	}
+	first := holders[0].d.Self().ID
+	for _, h := range holders {
+		c := 0
+		for _, x := range h.d.Contacts() {
+			if nearer(x.ID, first) {
+				c++
+			}
+		}
+		m.NearerKnown = append(m.NearerKnown, c)
+	}
+	for _, t := range byDist[:min(dht.DefaultR, len(byDist))] {
+		c := 0
+		for _, n := range nodes {
+			if slices.ContainsFunc(n.d.Contacts(), func(x dht.Contact) bool { return x.ID == t.d.Self().ID }) {
+				c++
+			}
+		}
+		m.NearestKnownBy = append(m.NearestKnownBy, c)
+	}
+	return m
 }
 
 // benchWatch has a random node watch r, waits for the lease to be placed,

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -369,6 +370,78 @@ func TestRoutingTable(t *testing.T) {
 	}
 }
 
+// TestReplacementCache follows one bucket of two through newcomers while
+// it is full, failures with and without a replacement, and a stale
+// contact's return (Kademlia §2.2, §4.1).
+func TestReplacementCache(t *testing.T) {
+	self := key.NewKeypair().ID()
+	tb := newTable(self, 2)
+	addr := mustAddrPort(t, "127.0.0.1:1000")
+	var cs []Contact
+	for len(cs) < 5 {
+		if id := key.NewKeypair().ID(); bucketIndex(self, id) == 0 {
+			cs = append(cs, Contact{ID: id, Addr: addr})
+		}
+	}
+	a, b, c, d, e := cs[0], cs[1], cs[2], cs[3], cs[4]
+	has := func(want ...Contact) {
+		t.Helper()
+		got := tb.all()
+		if len(got) != len(want) {
+			t.Fatalf("bucket %v, want %v", got, want)
+		}
+		for _, w := range want {
+			if !slices.Contains(got, w) {
+				t.Fatalf("bucket %v lacks %v", got, w)
+			}
+		}
+	}
+	tb.seen(a)
+	tb.seen(b)
+	if tb.seen(c) || tb.seen(d) {
+		t.Fatal("a full bucket took a newcomer")
+	}
+	has(a, b)
+	// d was seen last: it replaces a at a's first failure.
+	if !tb.failed(a.ID) {
+		t.Fatal("a failed contact with replacements known was not evicted")
+	}
+	has(b, d)
+	if !tb.failed(b.ID) {
+		t.Fatal("second failure, c still cached: b not evicted")
+	}
+	has(d, c)
+	// The cache is empty: d stays, stale, out of closest and size.
+	if tb.failed(d.ID) {
+		t.Fatal("a contact without replacement left at its first failure")
+	}
+	has(d, c)
+	if tb.size() != 1 || slices.ContainsFunc(tb.closest(d.ID, 5, key.NodeID{}), func(x Contact) bool { return x.ID == d.ID }) {
+		t.Fatalf("a stale contact is counted (size %d) or given out", tb.size())
+	}
+	// A message from d makes it fresh again.
+	tb.seen(d)
+	if tb.size() != 2 {
+		t.Fatalf("size %d after the stale contact was heard from", tb.size())
+	}
+	// A stale contact makes room for a newcomer at once.
+	tb.failed(c.ID)
+	if !tb.seen(e) {
+		t.Fatal("a newcomer did not take a stale contact's place")
+	}
+	has(d, e)
+	// Without replacements, maxFails failures in a row evict.
+	for i := 1; i < maxFails; i++ {
+		if tb.failed(e.ID) {
+			t.Fatalf("evicted after %d failures, want %d", i, maxFails)
+		}
+	}
+	if !tb.failed(e.ID) {
+		t.Fatalf("not evicted after %d failures", maxFails)
+	}
+	has(d)
+}
+
 // TestLookupSkipsNewlyDead: candidates that become known dead while a
 // lookup runs (another request to them failed) are not asked, and the
 // next candidates take their places among the n nearest: the lookup
@@ -389,16 +462,21 @@ func TestLookupSkipsNewlyDead(t *testing.T) {
 	d.AddContacts(universe...)
 	var mu sync.Mutex
 	asked := map[key.NodeID]bool{}
+	// While the lookup's first query runs, 6 and 7 shut down; no other
+	// query answers before that, so the lookup (in rounds or adaptive, 3
+	// in flight) has not chosen 6 or 7 yet.
+	shut := make(chan struct{})
 	got, err := d.lookup(context.Background(), "test", target, 8, func(ctx context.Context, c Contact) ([]Contact, error) {
+		if c.ID == universe[0].ID {
+			d.PeerShutdown(universe[6].ID)
+			d.PeerShutdown(universe[7].ID)
+			close(shut)
+		} else {
+			<-shut
+		}
 		mu.Lock()
 		defer mu.Unlock()
 		asked[c.ID] = true
-		if c.ID == universe[3].ID {
-			// While the lookup's second round runs, 6 and 7 fail
-			// for someone else.
-			d.markDead(universe[6].ID, true)
-			d.markDead(universe[7].ID, true)
-		}
 		return nil, nil
 	})
 	if err != nil {

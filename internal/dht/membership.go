@@ -89,9 +89,10 @@ func (d *DHT) verifyValue(k key.RecordKey, desc *record.Descriptor, subkey uint3
 // record that has no list refuses a slot value with ErrNoList; then this
 // node's list (subkey 0), if it has one, is sent first and req once more,
 // so a write reaches a holder that missed the list. Bounded: at most one
-// list and one retry.
+// list and one retry. A STORE that ran out RPCTimeout is sent once more
+// (callAgain): c is a holder that a lookup has just found alive.
 func (d *DHT) storeTo(ctx context.Context, c Contact, req *request) (*response, error) {
-	resp, err := d.call(ctx, c, req)
+	resp, err := d.callAgain(ctx, c, req)
 	if err != nil || resp.Code != codeNoList || req.Subkey == 0 {
 		return resp, err
 	}

@@ -33,19 +33,21 @@ const (
 //
 //	dweb_dht_requests_total{op}        requests served, by op (ping, find_node, get, store, inspect, watch, value_changed, handoff)
 //	dweb_dht_refused_total{reason}     requests, values and contacts refused (see the Reason constants)
-//	dweb_dht_lookup_hops{op}           rounds of an iterative lookup until its nearest answering node was first asked (histogram)
+//	dweb_dht_lookup_hops{op}           hops of an iterative lookup to its nearest answering node: 1 for a contact from the routing table, one more per answer that led to it (histogram)
+//	dweb_dht_lookup_stalls_total       lookup queries not answered within their contact's stall timeout (RFC 6298 RTO), each replaced by another query
 //	dweb_dht_replicated_total          values sent to holders by replication, hand-off and republishing
 //	dweb_dht_expired_total             records dropped because nobody refreshed them within Options.Expiry
 //	dweb_dht_watch_pushes_total        VALUE_CHANGED pushes sent to watchers
 //	dweb_dht_queued_writes             offline writes waiting for the network (gauge, last value set by any DHT sharing the Metrics)
 type Metrics struct {
-	Requests   *prometheus.CounterVec
-	Refused    *prometheus.CounterVec
-	LookupHops *prometheus.HistogramVec
-	Replicated prometheus.Counter
-	Expired    prometheus.Counter
-	Pushes     prometheus.Counter
-	Queued     prometheus.Gauge
+	Requests     *prometheus.CounterVec
+	Refused      *prometheus.CounterVec
+	LookupHops   *prometheus.HistogramVec
+	LookupStalls prometheus.Counter
+	Replicated   prometheus.Counter
+	Expired      prometheus.Counter
+	Pushes       prometheus.Counter
+	Queued       prometheus.Gauge
 }
 
 // NewMetrics returns a fresh, unregistered set of collectors.
@@ -59,9 +61,12 @@ func NewMetrics() *Metrics {
 		}, []string{"reason"}),
 		LookupHops: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "dweb_dht_lookup_hops",
-			Help:    "Rounds of an iterative lookup until its nearest answering node was first asked.",
+			Help:    "Hops of an iterative lookup to its nearest answering node (1: from the routing table).",
 			Buckets: []float64{1, 2, 3, 4, 5, 6, 8, 12, 16},
 		}, []string{"op"}),
+		LookupStalls: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dweb_dht_lookup_stalls_total", Help: "Lookup queries not answered within their contact's stall timeout, each replaced by another query.",
+		}),
 		Replicated: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "dweb_dht_replicated_total", Help: "Values sent to holders by replication, hand-off and republishing.",
 		}),
@@ -78,7 +83,7 @@ func NewMetrics() *Metrics {
 }
 
 func (m *Metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.Requests, m.Refused, m.LookupHops, m.Replicated, m.Expired, m.Pushes, m.Queued}
+	return []prometheus.Collector{m.Requests, m.Refused, m.LookupHops, m.LookupStalls, m.Replicated, m.Expired, m.Pushes, m.Queued}
 }
 
 // Describe implements prometheus.Collector.

@@ -344,3 +344,50 @@ func TestExpiryAndRepublish(t *testing.T) {
 		t.Errorf("Get of expired record: %v, want ErrNotFound", err)
 	}
 }
+
+// TestMisplacedRecordHandedOn: a record a far node was sent to hold (as a
+// write whose lookup met slow near nodes leaves it) reaches the R nearest
+// at that node's next sweep; a copy a far node only read does not cost a
+// sweep anything and moves nowhere.
+func TestMisplacedRecordHandedOn(t *testing.T) {
+	nodes := newNet(t, 20, scaleOpts)
+	ctx, cancel := context.WithTimeout(context.Background(), raceSlowdown*30*time.Second)
+	defer cancel()
+	rec := func(data string) testRec {
+		owner := key.NewKeypair()
+		desc, err := record.NewDescriptor(owner, record.Schema{OwnerSubkeys: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return testRec{owner, desc, signedAt(desc.Key(), 0, 1, []byte(data), owner)}
+	}
+	farthest := func(r testRec) *testNode {
+		byDist := nearest(nodes, r.desc.Key(), len(nodes))
+		return byDist[len(byDist)-1]
+	}
+
+	held, read := rec("held"), rec("read")
+	f := farthest(held)
+	if _, err := f.dht.acceptFrom(held.desc.Key(), held.desc, 0, held.val, time.Now(), nil); err != nil {
+		t.Fatal(err)
+	}
+	g := farthest(read)
+	if err := g.dht.accept(read.desc.Key(), read.desc, 0, read.val); err != nil {
+		t.Fatal(err)
+	}
+	if h := holding(t, nodes, held); h != 0 {
+		t.Fatalf("%d of the nearest hold the record before the sweep", h)
+	}
+	if err := f.dht.Replicate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.dht.Replicate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if h := holding(t, nodes, held); h != DefaultR {
+		t.Fatalf("%d of the %d nearest hold the handed-on record after the far holder's sweep", h, DefaultR)
+	}
+	if h := holding(t, nodes, read); h != 0 {
+		t.Fatalf("a reader's copy moved to %d of the nearest", h)
+	}
+}

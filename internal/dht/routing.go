@@ -44,10 +44,15 @@ func bucketIndex(self, id key.NodeID) int {
 
 // table is the Kademlia routing table: 256 buckets by common-prefix length
 // with self, each holding at most k contacts in least-recently-seen order
-// (oldest first). Policy when a bucket is full: the newcomer is dropped;
-// contacts that fail an RPC are removed (remove), which makes room. The
-// paper pings the oldest first; that, and a replacement cache, come with the
-// churn work.
+// (oldest first), and beside each bucket a replacement cache of at most k
+// contacts seen while it was full (Maymounkov & Mazières 2002, §2.2 and
+// §4.1). A newcomer to a full bucket takes the place of a stale contact
+// if the bucket has one, else it goes to the cache. A contact that fails a
+// request (failed) is replaced at once by the most recently seen contact
+// of the cache; with an empty cache it stays, marked stale (an outage of
+// this node's own network must not empty its table), until it has failed
+// maxFails times in a row. Stale contacts are given to no one (closest)
+// and not counted (size); any message from one makes it fresh again.
 //
 // IP diversity (against eclipse attacks, as go-libp2p-kad-dht's peer
 // diversity filter): at most perBucket contacts of one IP prefix (ipPrefix)
@@ -58,30 +63,40 @@ type table struct {
 	k       int
 	mu      sync.Mutex
 	buckets [256][]Contact
+	repl    [256][]Contact     // replacement caches, least recently seen first
+	fails   map[key.NodeID]int // failures in a row of contacts in the buckets; absent: fresh
 
 	perBucket, perTable int
 	allAddrs            bool // apply the diversity limit to loopback and private addresses too
 	refused             func()
 }
 
-func newTable(self key.NodeID, k int) *table { return &table{self: self, k: k} }
+// maxFails is how many requests in a row a contact may fail before it
+// leaves a bucket whose replacement cache is empty (the paper's §4.1
+// suggests five).
+const maxFails = 5
+
+func newTable(self key.NodeID, k int) *table {
+	return &table{self: self, k: k, fails: map[key.NodeID]int{}}
+}
 
 // seen records that c is alive: it moves to the tail of its bucket (with
-// its address updated), or is appended if there is room. It reports whether
-// c is in the table afterwards.
+// its address updated, no longer stale), or is appended if there is room,
+// or takes the place of the bucket's first stale contact; failing all
+// that it goes to the tail of the bucket's replacement cache (the oldest
+// there dropped past k). It reports whether c is in the buckets afterwards.
 func (t *table) seen(c Contact) bool {
 	if c.ID == t.self || c.validate() != nil {
 		return false
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	b := &t.buckets[bucketIndex(t.self, c.ID)]
+	bi := bucketIndex(t.self, c.ID)
+	b := &t.buckets[bi]
 	if i := slices.IndexFunc(*b, func(x Contact) bool { return x.ID == c.ID }); i >= 0 {
 		*b = append(slices.Delete(*b, i, i+1), c)
+		delete(t.fails, c.ID)
 		return true
-	}
-	if len(*b) >= t.k {
-		return false
 	}
 	if !t.diverseLocked(*b, c) {
 		if t.refused != nil {
@@ -89,8 +104,68 @@ func (t *table) seen(c Contact) bool {
 		}
 		return false
 	}
+	if len(*b) >= t.k {
+		i := slices.IndexFunc(*b, func(x Contact) bool { return t.fails[x.ID] > 0 })
+		if i < 0 {
+			r := &t.repl[bi]
+			*r = slices.DeleteFunc(*r, func(x Contact) bool { return x.ID == c.ID })
+			if len(*r) >= t.k {
+				*r = slices.Delete(*r, 0, 1)
+			}
+			*r = append(*r, c)
+			return false
+		}
+		delete(t.fails, (*b)[i].ID)
+		*b = slices.Delete(*b, i, i+1)
+	}
 	*b = append(*b, c)
 	return true
+}
+
+// failed records that a request to id failed and id is sure to be dead
+// (deadMark). If id is in a bucket whose replacement cache holds a
+// contact (within the IP diversity limits), the most recently seen one
+// takes id's place; otherwise id stays, stale, and leaves after maxFails
+// failures in a row. An id in a replacement cache leaves it. It reports
+// whether id left the buckets.
+func (t *table) failed(id key.NodeID) bool { return t.fail(id, true) }
+
+// suspect records that a request to id failed, but id may be alive (it
+// ran out its timeout once: deadMark): id stays in its bucket, stale, and
+// leaves it after maxFails failures in a row; no replacement takes its
+// place yet, as on an overloaded machine that would evict the live but
+// slow nearest nodes of the records this node writes.
+func (t *table) suspect(id key.NodeID) bool { return t.fail(id, false) }
+
+func (t *table) fail(id key.NodeID, replace bool) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	bi := bucketIndex(t.self, id)
+	b, r := &t.buckets[bi], &t.repl[bi]
+	*r = slices.DeleteFunc(*r, func(x Contact) bool { return x.ID == id })
+	i := slices.IndexFunc(*b, func(x Contact) bool { return x.ID == id })
+	if i < 0 {
+		return false
+	}
+	c0 := (*b)[i]
+	*b = slices.Delete(*b, i, i+1)
+	for j := len(*r) - 1; replace && j >= 0; j-- {
+		c := (*r)[j]
+		if t.diverseLocked(*b, c) {
+			*r = slices.Delete(*r, j, j+1)
+			*b = append(*b, c)
+			delete(t.fails, id)
+			return true
+		}
+	}
+	// No replacement: put it back, at the head (oldest), stale.
+	if t.fails[id]+1 >= maxFails {
+		delete(t.fails, id)
+		return true
+	}
+	t.fails[id]++
+	*b = slices.Insert(*b, 0, c0)
+	return false
 }
 
 // diverseLocked reports whether adding c to bucket b keeps within the IP
@@ -134,18 +209,32 @@ func (t *table) diverseLocked(b []Contact, c Contact) bool {
 	return true
 }
 
-// remove drops id (after a failed RPC).
+// remove drops id from its bucket and replacement cache (a client, or
+// with Options.FixedTimeouts a contact whose request failed), without
+// promoting a replacement.
 func (t *table) remove(id key.NodeID) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	b := &t.buckets[bucketIndex(t.self, id)]
-	*b = slices.DeleteFunc(*b, func(x Contact) bool { return x.ID == id })
+	bi := bucketIndex(t.self, id)
+	is := func(x Contact) bool { return x.ID == id }
+	t.buckets[bi] = slices.DeleteFunc(t.buckets[bi], is)
+	t.repl[bi] = slices.DeleteFunc(t.repl[bi], is)
+	delete(t.fails, id)
 }
 
-// closest returns up to n contacts nearest to target, excluding skip.
+// closest returns up to n contacts nearest to target, excluding skip and
+// stale contacts.
 func (t *table) closest(target [32]byte, n int, skip key.NodeID) []Contact {
-	all := t.all()
-	all = slices.DeleteFunc(all, func(c Contact) bool { return c.ID == skip })
+	t.mu.Lock()
+	var all []Contact
+	for _, b := range t.buckets {
+		for _, c := range b {
+			if c.ID != skip && t.fails[c.ID] == 0 {
+				all = append(all, c)
+			}
+		}
+	}
+	t.mu.Unlock()
 	sortByDistance(target, all)
 	if len(all) > n {
 		all = all[:n]
@@ -153,7 +242,7 @@ func (t *table) closest(target [32]byte, n int, skip key.NodeID) []Contact {
 	return all
 }
 
-// size returns the number of contacts.
+// size returns the number of contacts that are not stale.
 func (t *table) size() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -161,10 +250,27 @@ func (t *table) size() int {
 	for _, b := range t.buckets {
 		n += len(b)
 	}
-	return n
+	return n - len(t.fails)
 }
 
-// all returns every contact, bucket by bucket.
+// live returns the contacts of the buckets that are not stale, bucket by
+// bucket.
+func (t *table) live() []Contact {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []Contact
+	for _, b := range t.buckets {
+		for _, c := range b {
+			if t.fails[c.ID] == 0 {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
+
+// all returns every contact of the buckets, stale ones too, bucket by
+// bucket.
 func (t *table) all() []Contact {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -141,7 +141,8 @@ func newNet(t testing.TB, n int, opt func(*Options)) []*testNode {
 	return nodes
 }
 
-// refill runs Bootstrap on every live node, in parallel.
+// refill runs Bootstrap on every live node, in parallel, each tried up
+// to three times as launch does.
 func refill(t testing.TB, nodes []*testNode) {
 	t.Helper()
 	errs := make([]error, len(nodes))
@@ -151,7 +152,12 @@ func refill(t testing.TB, nodes []*testNode) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		errs[i] = nodes[i].dht.Bootstrap(ctx)
+		for try := 1; ; try++ {
+			errs[i] = nodes[i].dht.Bootstrap(ctx)
+			if errs[i] == nil || try == 3 || ctx.Err() != nil {
+				return
+			}
+		}
 	})
 	if err := errors.Join(errs...); err != nil {
 		t.Fatal(err)
