@@ -278,7 +278,19 @@ func TestStallAttacker(t *testing.T) {
 					continue
 				}
 				if _, err := s.Write(first); err != nil {
-					note(func(r *stallReport) { r.Other++ })
+					// The victim may refuse the stream (STOP_SENDING with
+					// CodeRefused) before this write leaves.
+					var se *quic.StreamError
+					note(func(r *stallReport) {
+						if errors.As(err, &se) && se.Remote && se.ErrorCode == transport.CodeRefused {
+							r.Refused++
+							return
+						}
+						if r.Other == 0 {
+							r.FirstOtherError = fmt.Sprintf("write: %v", err)
+						}
+						r.Other++
+					})
 					continue
 				}
 				opened := time.Now()
