@@ -37,9 +37,9 @@ import (
 //
 // Space: deleting a packed blob removes its entry only; its bytes stay in
 // the pack until no entry names the pack any more, when GC removes the
-// whole pack file. A pack is never removed while a download writes it.
-// (Punching holes for deleted chunks, or rewriting packs that are mostly
-// dead, would reclaim space sooner; neither is done yet.)
+// whole pack file, or until GC rewrites the pack's live blobs into a new
+// one because at least half its bytes are dead (compact.go). A pack is
+// never removed nor rewritten while a download writes it.
 //
 // Old stores are unchanged: an entry without Pack keeps its <hex>.data.
 // StoreOptions.ChunkFiles (or DWEB_CHUNK_STORE=files) stores every chunk
@@ -73,6 +73,7 @@ type packFile struct {
 	mu        sync.Mutex
 	end       int64 // bytes reserved so far
 	committed int   // entries that name the pack
+	counted   int64 // bytes counted in Usage (packFilesGrew)
 }
 
 // packState is the Store's record of the packs its downloads write, for
@@ -130,11 +131,15 @@ func (p *packFile) sync() error {
 	return nil
 }
 
-// stored counts n entries written that name the pack.
+// stored counts n entries written that name the pack, and the bytes
+// reserved so far as the pack file's size in Usage.
 func (p *packFile) stored(n int) {
 	p.mu.Lock()
 	p.committed += n
+	grew := p.end - p.counted
+	p.counted = p.end
 	p.mu.Unlock()
+	p.s.packFilesGrew(grew)
 }
 
 // close closes the pack once its download has committed all it will, and
@@ -145,8 +150,22 @@ func (p *packFile) close() {
 	unused := p.committed == 0
 	p.mu.Unlock()
 	if unused {
-		os.Remove(p.f.Name())
+		if os.Remove(p.f.Name()) == nil {
+			p.s.packFilesGrew(-p.counted)
+		}
 	}
+	p.s.packs.mu.Lock()
+	delete(p.s.packs.open, p.name)
+	if p.s.packs.gcs > 0 {
+		p.s.packs.closed[p.name] = true
+	}
+	p.s.packs.mu.Unlock()
+}
+
+// abandon closes the pack's file and forgets it as open, leaving the
+// file as it is (a test's crash, compact.go).
+func (p *packFile) abandon() {
+	p.f.Close()
 	p.s.packs.mu.Lock()
 	delete(p.s.packs.open, p.name)
 	if p.s.packs.gcs > 0 {
