@@ -77,6 +77,30 @@ func packedChunks(t *testing.T, cl *Store) *packFixture {
 	return f
 }
 
+// packedCollection downloads a collection of 12 blobs of about 100 KB
+// from a server into cl (its blobs land in one pack).
+func packedCollection(t *testing.T, cl *Store) *packFixture {
+	t.Helper()
+	srv := newTestStore(t)
+	sizes := make([]int, 12)
+	for i := range sizes {
+		sizes[i] = 100_000 + i
+	}
+	c := makeCollection(t, sizes, []*Store{srv}, nil)
+	downloadAll(t, cl, c, prov(t, "srv", srv))
+	f := &packFixture{data: c.blobs}
+	for _, e := range c.c.Entries {
+		f.hs = append(f.hs, e.Hash)
+	}
+	packs := packsIn(t, cl)
+	if len(packs) != 1 {
+		t.Fatalf("packs after the download: %v, want one", packs)
+	}
+	f.pack = packs[0]
+	f.checkInPack(t, cl, f.pack, allOf(f)...)
+	return f
+}
+
 func allOf(f *packFixture) []int {
 	idx := make([]int, len(f.hs))
 	for i := range idx {
@@ -113,7 +137,8 @@ func checkKept(t *testing.T, s *Store, f *packFixture, idx ...int) {
 
 // packBuilders make a store's blobs that land in one pack.
 var packBuilders = map[string]func(*testing.T, *Store) *packFixture{
-	"chunks": packedChunks,
+	"chunks":     packedChunks,
+	"collection": packedCollection,
 }
 
 // TestPackCompact: a download's blobs land in one pack; when most of
@@ -286,5 +311,21 @@ func TestPackCompactCrash(t *testing.T) {
 			}
 			checkKept(t, cl, f, keep...)
 		})
+	}
+}
+
+// TestPackedCollectionFiles: with SmallFiles a collection's blobs get a
+// data file each, as before packs (inline ones stay inline either way).
+func TestPackedCollectionFiles(t *testing.T) {
+	srv, cl := newTestStore(t), newTestStoreOpts(t, StoreOptions{SmallFiles: true})
+	f := makeCollection(t, []int{100_000, 200_000, 1000}, []*Store{srv}, nil)
+	downloadAll(t, cl, f, prov(t, "srv", srv))
+	if packs := packsIn(t, cl); len(packs) != 0 {
+		t.Fatalf("packs with SmallFiles: %v", packs)
+	}
+	for _, e := range f.c.Entries {
+		if pe, _ := entryOf(t, cl, e.Hash); pe.Pack != "" {
+			t.Fatalf("%s in pack %s", e.Name, pe.Pack)
+		}
 	}
 }

@@ -49,6 +49,13 @@ type StoreOptions struct {
 	// environment variable DWEB_CHUNK_STORE ("pack" or "files") decides,
 	// a knob for benchmarks that compare the two in one run; unset: packs.
 	ChunkFiles bool
+	// SmallFiles stores every blob a collection download fetches in
+	// children requests (at most BatchMax bytes) in a data file of its
+	// own, as stores did before, instead of appending a download's blobs
+	// to one pack file (pack.go). False: the environment variable
+	// DWEB_SMALL_STORE ("pack" or "files") decides, a knob for benchmarks
+	// that compare the two in one run; unset: packs.
+	SmallFiles bool
 }
 
 // Store holds complete, verified blobs. A blob of at most ChunkGroupSize
@@ -81,6 +88,7 @@ type Store struct {
 	exportFrom  ExportMethod
 	commitEach  bool                    // commit whole blobs one by one (StoreOptions.CommitEach)
 	chunkFiles  bool                    // no packs: a file per chunk (StoreOptions.ChunkFiles)
+	smallFiles  bool                    // no packs: a file per collection blob (StoreOptions.SmallFiles)
 	packs       packState               // packs being written (pack.go)
 	exportChunk int64                   // copy_file_range chunk; 0: exportChunkDefault (tests set it)
 	exportHook  func(int64)             // tests: called with the bytes exported so far after each chunk
@@ -196,11 +204,19 @@ func OpenStore(db *store.DB, dir string, opts StoreOptions) (*Store, error) {
 	default:
 		return nil, fmt.Errorf("blobsync: open store: DWEB_CHUNK_STORE=%q: want pack or files", v)
 	}
+	smallFiles := opts.SmallFiles
+	switch v := os.Getenv("DWEB_SMALL_STORE"); {
+	case smallFiles, v == "", v == "pack":
+	case v == "files":
+		smallFiles = true
+	default:
+		return nil, fmt.Errorf("blobsync: open store: DWEB_SMALL_STORE=%q: want pack or files", v)
+	}
 	grace := opts.GCGrace
 	if grace == 0 {
 		grace = 10 * time.Minute
 	}
-	s := &Store{db: db, dir: dir, log: log, gcGrace: max(grace, 0), exportFrom: export, commitEach: commitEach, chunkFiles: chunkFiles,
+	s := &Store{db: db, dir: dir, log: log, gcGrace: max(grace, 0), exportFrom: export, commitEach: commitEach, chunkFiles: chunkFiles, smallFiles: smallFiles,
 		busy: make(map[Hash]chan struct{}), active: make(map[Hash]int), moving: make(map[Hash]moveIntent),
 		deltaSlots: make(chan struct{}, MaxDeltaServes)}
 	if err := s.recoverMoves(); err != nil {
