@@ -2,8 +2,10 @@ package blobsync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -200,7 +202,8 @@ func (s *Store) compactPack(ctx context.Context, name string, live []packedBlob)
 	if keepOld {
 		return 0, nil
 	}
-	if err := s.removePack(name); err != nil {
+	if err := s.removePack(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		// (Not there: ExportChunkedRef removed it once no entry named it.)
 		return 0, fmt.Errorf("blobsync: compact pack %s: %w", name, err)
 	}
 	s.log.Info("blobsync: compacted a pack", "pack", name, "into", np.name, "blobs", len(moved), "freed", fi.Size()-np.end)
