@@ -329,3 +329,31 @@ func TestPackedCollectionFiles(t *testing.T) {
 		}
 	}
 }
+
+// TestPackCompactSkipsOpen: a pack a download still writes is not
+// compacted, however dead; once closed, the next GC compacts it.
+func TestPackCompactSkipsOpen(t *testing.T) {
+	ctx := context.Background()
+	cl := newTestStoreOpts(t, StoreOptions{GCGrace: -1})
+	f := packedCollection(t, cl)
+	cl.packs.mu.Lock()
+	cl.packs.open[f.pack] = true // as if its download were still writing
+	cl.packs.mu.Unlock()
+	if _, err := cl.GC(ctx, f.keep(3)); err != nil {
+		t.Fatal(err)
+	}
+	if got := packsIn(t, cl); !slices.Equal(got, []string{f.pack}) {
+		t.Fatalf("packs while the pack is open: %v, want %s untouched", got, f.pack)
+	}
+	f.checkInPack(t, cl, f.pack, 3)
+	cl.packs.mu.Lock()
+	delete(cl.packs.open, f.pack)
+	cl.packs.mu.Unlock()
+	if _, err := cl.GC(ctx, f.keep(3)); err != nil {
+		t.Fatal(err)
+	}
+	if got := packsIn(t, cl); len(got) != 1 || got[0] == f.pack {
+		t.Fatalf("packs after the download closed: %v, want one new pack", got)
+	}
+	checkKept(t, cl, f, 3)
+}
