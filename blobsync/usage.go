@@ -32,7 +32,7 @@ type Usage struct {
 
 // Usage sums the complete blobs of the store. The first call scans their
 // Pebble entries (O(blobs); about a millisecond per 10,000 blobs on an idle
-// machine); after it, every entry write moves the figures, so later calls
+// machine) and lists the store's directory for the packs' sizes; after it, every entry write moves the figures, so later calls
 // cost nothing. An entry that does not decode, or whose size is out of
 // range, is an ErrCorrupt error (from the scan; a write that meets one makes
 // the next call scan again).
