@@ -228,7 +228,7 @@ type batchRun struct {
 
 	commits   chan stagedBatch // to the committer (nil: s.commitEach)
 	pool      *partPool        // data part files created ahead (nil: s.commitEach)
-	pack      *packFile        // where chunks go (pack.go); nil: a file each
+	pack      *packFile        // where blobs go (pack.go); nil: a file each
 	pipeline  int              // requests in flight per provider
 	committed chan struct{}    // closed when the committer has finished
 
@@ -358,9 +358,10 @@ func (b *batchRun) drop(t *batchTask) {
 // provider that was asked had them, or streams failed beyond MaxRetries —
 // for the caller to fetch blob by blob, which also reports why one cannot
 // be had, and the providers that did not lie (a liar is used for nothing
-// more). With chunks (coll is a chunk list, the entries its chunks) the
-// blobs are appended to one pack file (pack.go) unless the store keeps a
-// file per chunk, and each provider has chunkPipeline requests in flight.
+// more). The blobs too large to be inline are appended to one pack file
+// (pack.go) unless the store keeps a file per blob (StoreOptions.SmallFiles;
+// for chunks, ChunkFiles). With chunks (coll is a chunk list, the entries
+// its chunks) each provider has chunkPipeline requests in flight.
 func (s *Store) downloadBatches(ctx context.Context, coll Hash, c *Collection, idx []int, maxBytes int64, chunks bool, providers []Provider, opts *DownloadOptions, rep *reporter) (left []int, honest []Provider) {
 	all := batches(c, idx, len(providers), maxBytes)
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -380,10 +381,10 @@ func (s *Store) downloadBatches(ctx context.Context, coll Hash, c *Collection, i
 		b.committed = make(chan struct{})
 		go b.committer()
 		b.pool = newPartPool(s.dir)
-		if chunks && !s.chunkFiles {
+		if chunks && !s.chunkFiles || !chunks && !s.smallFiles && anyLarge(c, idx) {
 			var err error
 			if b.pack, err = s.newPack(); err != nil {
-				s.log.Warn("blobsync: no pack for a chunked download; a file per chunk", "list", coll, "err", err)
+				s.log.Warn("blobsync: no pack for a download; a file per blob", "collection", coll, "err", err)
 			}
 		}
 	}
@@ -421,6 +422,17 @@ func (s *Store) downloadBatches(ctx context.Context, coll Hash, c *Collection, i
 		}
 	}
 	return left, honest
+}
+
+// anyLarge reports whether an entry of c among idx is too large to be
+// inline, so would go to a pack.
+func anyLarge(c *Collection, idx []int) bool {
+	for _, i := range idx {
+		if c.Entries[i].Size > inlineMax {
+			return true
+		}
+	}
+	return false
 }
 
 // provider runs one provider's sessions until the batches run out, it

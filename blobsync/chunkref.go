@@ -269,7 +269,7 @@ func (s *Store) removeDeadPacks(names map[string]bool) error {
 		if refs[n] > 0 || guard.busy(n) {
 			continue
 		}
-		if err := os.Remove(filepath.Join(s.dir, n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := s.removePack(n); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("blobsync: remove pack %s: %w", n, err)
 		}
 		s.log.Debug("blobsync: removed a pack no blob uses", "pack", n)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -58,7 +59,8 @@ func (s *Store) tryLock(h Hash) (unlock func(), ok bool) {
 // creating a partial blob's files and writing its entry) once they are
 // older than the grace, and pack files (pack.go) that no entry names any
 // more and no download is writing: a pack goes when the last of its blobs
-// does. A file imported by reference is never touched. GC stops at the
+// does; and it rewrites the live blobs of each pack no download is writing
+// whose dead bytes are at least half of it into a new pack (compact.go). A file imported by reference is never touched. GC stops at the
 // first error or when ctx ends; what it removed stays removed.
 func (s *Store) GC(ctx context.Context, roots func(yield func(Hash) bool)) (removed int, err error) {
 	start := time.Now()
@@ -112,9 +114,10 @@ func (s *Store) GC(ctx context.Context, roots func(yield func(Hash) bool)) (remo
 
 	var doomed []Hash
 	known := make(map[Hash]bool)
-	packRefs := make(map[string]int) // entries naming each pack
-	packOf := make(map[Hash]string)  // of doomed packed blobs
-	packed := make(map[Hash]bool)    // complete blobs in a pack or held by reference
+	packRefs := make(map[string]int)        // entries naming each pack
+	packOf := make(map[Hash]string)         // of doomed packed blobs
+	packed := make(map[Hash]bool)           // complete blobs in a pack or held by reference
+	inPack := make(map[string][]packedBlob) // complete blobs of each pack (compaction)
 	prefix := []byte(store.PrefixBlob)
 	err = s.db.Scan(prefix, func(k, v []byte) error {
 		if len(k) != len(prefix)+len(Hash{}) {
@@ -127,6 +130,9 @@ func (s *Store) GC(ctx context.Context, roots func(yield func(Hash) bool)) (remo
 		decoded := entryDec.Unmarshal(v, &e) == nil
 		if decoded && e.Pack != "" {
 			packRefs[e.Pack]++
+			if e.State == stateComplete {
+				inPack[e.Pack] = append(inPack[e.Pack], packedBlob{h: h, off: e.PackOff, size: e.Size})
+			}
 		}
 		if decoded && (e.Pack != "" || e.RefPath != "") {
 			packed[h] = true
@@ -146,6 +152,7 @@ func (s *Store) GC(ctx context.Context, roots func(yield func(Hash) bool)) (remo
 	if err != nil {
 		return 0, fmt.Errorf("blobsync: gc: %w", err)
 	}
+	gone := make(map[Hash]bool)
 	for _, h := range doomed {
 		if err := ctx.Err(); err != nil {
 			return removed, err
@@ -160,6 +167,7 @@ func (s *Store) GC(ctx context.Context, roots func(yield func(Hash) bool)) (remo
 			return removed, fmt.Errorf("blobsync: gc: %w", err)
 		}
 		removed++
+		gone[h] = true
 		if p, ok := packOf[h]; ok {
 			packRefs[p]--
 		}
@@ -173,9 +181,28 @@ func (s *Store) GC(ctx context.Context, roots func(yield func(Hash) bool)) (remo
 	for _, de := range des {
 		name := de.Name()
 		if isPackName(name) {
-			if packRefs[name] <= 0 && !guard.busy(name) {
-				if err := os.Remove(filepath.Join(s.dir, name)); err == nil {
+			if guard.busy(name) {
+				continue
+			}
+			if packRefs[name] <= 0 {
+				if err := s.removePack(name); err == nil {
 					s.log.Info("blobsync: gc: removed a pack no blob uses", "pack", name)
+				}
+				continue
+			}
+			fi, err := de.Info()
+			if err != nil {
+				continue
+			}
+			live := slices.DeleteFunc(inPack[name], func(b packedBlob) bool { return gone[b.h] })
+			if _, ok := packDead(fi.Size(), live); ok {
+				if _, err := s.compactPack(ctx, name, live); err != nil {
+					if ctx.Err() != nil {
+						return removed, ctx.Err()
+					}
+					// Not GC's failure (a full disk, say): the pack
+					// stays as it was, its blobs readable.
+					s.log.Warn("blobsync: gc: pack not compacted", "pack", name, "err", err)
 				}
 			}
 			continue

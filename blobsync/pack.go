@@ -11,7 +11,13 @@ import (
 	"sync"
 )
 
-// Packs: the chunks of a chunked file downloaded fresh share one data file.
+// Packs: the blobs one download fetches in children requests share one
+// data file: a chunked file's chunks, and a collection's files of at most
+// BatchMax (each of those cost a file creation, 0.2-0.3 ms of kernel CPU
+// on ext4, which held 2000 files of 100 KB to 0.3-0.4 of raw QUIC;
+// docs/BENCHMARKS.md, issue 20). What follows says it of chunks; a
+// collection's blobs are packed the same way, their outboards inline too
+// (at most 1 MiB each).
 //
 // A file's chunks (about 1.3 MB each, 829 per GiB) used to be stored as
 // a data file each, created, fsynced, renamed and its directory fsynced:
@@ -37,13 +43,15 @@ import (
 //
 // Space: deleting a packed blob removes its entry only; its bytes stay in
 // the pack until no entry names the pack any more, when GC removes the
-// whole pack file. A pack is never removed while a download writes it.
-// (Punching holes for deleted chunks, or rewriting packs that are mostly
-// dead, would reclaim space sooner; neither is done yet.)
+// whole pack file, or until GC rewrites the pack's live blobs into a new
+// one because at least half its bytes are dead (compact.go). A pack is
+// never removed nor rewritten while a download writes it.
 //
 // Old stores are unchanged: an entry without Pack keeps its <hex>.data.
 // StoreOptions.ChunkFiles (or DWEB_CHUNK_STORE=files) stores every chunk
-// in a file of its own as before, for benchmarks that compare the two.
+// in a file of its own as before, StoreOptions.SmallFiles (or
+// DWEB_SMALL_STORE=files) every collection blob, for benchmarks that
+// compare the two.
 
 const packSuffix = ".pack"
 
@@ -73,6 +81,7 @@ type packFile struct {
 	mu        sync.Mutex
 	end       int64 // bytes reserved so far
 	committed int   // entries that name the pack
+	counted   int64 // bytes counted in Usage (packFilesGrew)
 }
 
 // packState is the Store's record of the packs its downloads write, for
@@ -130,11 +139,15 @@ func (p *packFile) sync() error {
 	return nil
 }
 
-// stored counts n entries written that name the pack.
+// stored counts n entries written that name the pack, and the bytes
+// reserved so far as the pack file's size in Usage.
 func (p *packFile) stored(n int) {
 	p.mu.Lock()
 	p.committed += n
+	grew := p.end - p.counted
+	p.counted = p.end
 	p.mu.Unlock()
+	p.s.packFilesGrew(grew)
 }
 
 // close closes the pack once its download has committed all it will, and
@@ -145,8 +158,22 @@ func (p *packFile) close() {
 	unused := p.committed == 0
 	p.mu.Unlock()
 	if unused {
-		os.Remove(p.f.Name())
+		if os.Remove(p.f.Name()) == nil {
+			p.s.packFilesGrew(-p.counted)
+		}
 	}
+	p.s.packs.mu.Lock()
+	delete(p.s.packs.open, p.name)
+	if p.s.packs.gcs > 0 {
+		p.s.packs.closed[p.name] = true
+	}
+	p.s.packs.mu.Unlock()
+}
+
+// abandon closes the pack's file and forgets it as open, leaving the
+// file as it is (a test's crash, compact.go).
+func (p *packFile) abandon() {
+	p.f.Close()
 	p.s.packs.mu.Lock()
 	delete(p.s.packs.open, p.name)
 	if p.s.packs.gcs > 0 {

@@ -164,11 +164,19 @@ func TestPackGC(t *testing.T) {
 	if err := cl.Delete(cf.Chunks[0].Hash); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl.GC(ctx, keep(cf.Chunks[1].Hash)); err != nil {
+	if _, err := cl.GC(ctx, keep(cf.List)); err != nil {
 		t.Fatal(err)
 	}
 	if got := packsIn(t, cl); !slices.Equal(got, packs) {
-		t.Fatalf("packs while chunk 1 is kept: %v", got)
+		t.Fatalf("packs while all but one chunk are kept: %v", got)
+	}
+	// Only chunk 1 kept: the pack is mostly dead, so GC rewrites chunk 1
+	// into a pack of its own (compact.go) and removes the old one.
+	if _, err := cl.GC(ctx, keep(cf.Chunks[1].Hash)); err != nil {
+		t.Fatal(err)
+	}
+	if got := packsIn(t, cl); len(got) != 1 || got[0] == packs[0] {
+		t.Fatalf("packs while chunk 1 is kept: %v, want one new pack (was %v)", got, packs)
 	}
 	if b, err := cl.ReadAll(cf.Chunks[1].Hash, ChunkMax); err != nil || !bytes.Equal(b, v[cf.Chunks[0].Size:cf.Chunks[0].Size+cf.Chunks[1].Size]) {
 		t.Fatalf("kept chunk after GC: %v", err)

@@ -153,8 +153,12 @@ func (s *Store) serveBlob(ctx context.Context, w io.Writer, enc *encoder, h Hash
 		ranges = nil
 	}
 	var data, outboard *fwdReader
+	defer func() {
+		data.release()
+		outboard.release()
+	}()
 	if size <= inlineMax {
-		data = newFwdReader(bytes.NewReader(e.Inline), int(inlineMax))
+		data = pooledFwdReader(bytes.NewReader(e.Inline), int(inlineMax))
 	} else {
 		df, off, e, err := s.openData(h, e)
 		if err != nil {
@@ -166,13 +170,13 @@ func (s *Store) serveBlob(ctx context.Context, w io.Writer, enc *encoder, h Hash
 		if e.slice() {
 			src = io.NewSectionReader(df, off, e.Size)
 		}
-		data = newFwdReader(src, int(min(e.Size, ioBufSize))) // a small blob needs no more
+		data = pooledFwdReader(src, int(min(e.Size, ioBufSize))) // a small blob needs no more
 		if len(e.Outboard) > 0 {
 			if !e.outboardFits() {
 				s.log.Error("blobsync: serve: inline outboard", "hash", h, "bytes", len(e.Outboard))
 				return writeFrame(w, notFound)
 			}
-			outboard = newFwdReader(bytes.NewReader(e.Outboard), ChunkGroupSize)
+			outboard = pooledFwdReader(bytes.NewReader(e.Outboard), ChunkGroupSize)
 		} else {
 			of, err := os.Open(s.obaoPath(h))
 			if err != nil {
@@ -180,7 +184,7 @@ func (s *Store) serveBlob(ctx context.Context, w io.Writer, enc *encoder, h Hash
 				return writeFrame(w, notFound)
 			}
 			defer of.Close()
-			outboard = newFwdReader(of, 64<<10)
+			outboard = pooledFwdReader(of, 64<<10)
 			if err := readOutboardHeader(outboard, size); err != nil {
 				s.log.Error("blobsync: serve: outboard", "hash", h, "err", err)
 				return writeFrame(w, notFound)

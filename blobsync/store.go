@@ -49,6 +49,13 @@ type StoreOptions struct {
 	// environment variable DWEB_CHUNK_STORE ("pack" or "files") decides,
 	// a knob for benchmarks that compare the two in one run; unset: packs.
 	ChunkFiles bool
+	// SmallFiles stores every blob a collection download fetches in
+	// children requests (at most BatchMax bytes) in a data file of its
+	// own, as stores did before, instead of appending a download's blobs
+	// to one pack file (pack.go). False: the environment variable
+	// DWEB_SMALL_STORE ("pack" or "files") decides, a knob for benchmarks
+	// that compare the two in one run; unset: packs.
+	SmallFiles bool
 }
 
 // Store holds complete, verified blobs. A blob of at most ChunkGroupSize
@@ -79,12 +86,15 @@ type Store struct {
 	usage usageCount // Usage's figures (usage.go)
 
 	exportFrom  ExportMethod
-	commitEach  bool                 // commit whole blobs one by one (StoreOptions.CommitEach)
-	chunkFiles  bool                 // no packs: a file per chunk (StoreOptions.ChunkFiles)
-	packs       packState            // packs being written (pack.go)
-	exportChunk int64                // copy_file_range chunk; 0: exportChunkDefault (tests set it)
-	exportHook  func(int64)          // tests: called with the bytes exported so far after each chunk
-	moveHook    func(moveStep) error // tests: called after each step of ExportMove; an error stops it there
+	commitEach  bool                    // commit whole blobs one by one (StoreOptions.CommitEach)
+	chunkFiles  bool                    // no packs: a file per chunk (StoreOptions.ChunkFiles)
+	smallFiles  bool                    // no packs: a file per collection blob (StoreOptions.SmallFiles)
+	packs       packState               // packs being written (pack.go)
+	exportChunk int64                   // copy_file_range chunk; 0: exportChunkDefault (tests set it)
+	exportHook  func(int64)             // tests: called with the bytes exported so far after each chunk
+	moveHook    func(moveStep) error    // tests: called after each step of ExportMove; an error stops it there
+	compactMu   sync.Mutex              // one pack compaction at a time (compact.go)
+	compactHook func(compactStep) error // tests: called after each step of a compaction; an error stops it there
 }
 
 // entry is a blob's Pebble value (CBOR).
@@ -194,11 +204,19 @@ func OpenStore(db *store.DB, dir string, opts StoreOptions) (*Store, error) {
 	default:
 		return nil, fmt.Errorf("blobsync: open store: DWEB_CHUNK_STORE=%q: want pack or files", v)
 	}
+	smallFiles := opts.SmallFiles
+	switch v := os.Getenv("DWEB_SMALL_STORE"); {
+	case smallFiles, v == "", v == "pack":
+	case v == "files":
+		smallFiles = true
+	default:
+		return nil, fmt.Errorf("blobsync: open store: DWEB_SMALL_STORE=%q: want pack or files", v)
+	}
 	grace := opts.GCGrace
 	if grace == 0 {
 		grace = 10 * time.Minute
 	}
-	s := &Store{db: db, dir: dir, log: log, gcGrace: max(grace, 0), exportFrom: export, commitEach: commitEach, chunkFiles: chunkFiles,
+	s := &Store{db: db, dir: dir, log: log, gcGrace: max(grace, 0), exportFrom: export, commitEach: commitEach, chunkFiles: chunkFiles, smallFiles: smallFiles,
 		busy: make(map[Hash]chan struct{}), active: make(map[Hash]int), moving: make(map[Hash]moveIntent),
 		deltaSlots: make(chan struct{}, MaxDeltaServes)}
 	if err := s.recoverMoves(); err != nil {
@@ -361,12 +379,15 @@ func (r packReader) Close() error { return r.f.Close() }
 // for a part, the inode) it had when imported. When the store's file is
 // gone because ExportMove or ExportChunkedRef made e a reference since it
 // was read, the entry is read again and its file opened: the entry
-// returned is the one to read by. Errors wrap ErrCorrupt (missing, wrong
+// returned is the one to read by; so when GC compacted e's pack since
+// (compact.go). Errors wrap ErrCorrupt (missing, wrong
 // size, a pack too short for the blob, changed since import).
 func (s *Store) openData(h Hash, e entry) (*os.File, int64, entry, error) {
 	f, off, err := s.openDataOnce(h, e)
 	if errors.Is(err, fs.ErrNotExist) && e.RefPath == "" {
-		if e2, err2 := s.getEntry(h); err2 == nil && e2.RefPath != "" {
+		// A reference since e was read, or a pack compacted since (its
+		// blobs now in another pack, compact.go).
+		if e2, err2 := s.getEntry(h); err2 == nil && (e2.RefPath != "" || e2.Pack != e.Pack) {
 			f, off, err = s.openDataOnce(h, e2)
 			e = e2
 		}

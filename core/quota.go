@@ -77,7 +77,7 @@ func (b *Backend) refreshStoreBytes() {
 	}
 	q := &b.bk.quota
 	q.mu.Lock()
-	q.held, q.read = u.Bytes, true
+	q.held, q.read = u.Bytes+u.PackDeadBytes, true
 	q.mu.Unlock()
 }
 
@@ -85,10 +85,13 @@ func (b *Backend) refreshStoreBytes() {
 type StorageUsage struct {
 	Quota    int64 `json:"quota"`     // bytes; 0: no quota
 	Blobs    int64 `json:"blobs"`     // complete blobs the store keeps itself
-	Bytes    int64 `json:"bytes"`     // their bytes (what the quota bounds)
+	Bytes    int64 `json:"bytes"`     // their bytes (the quota bounds these and PackDeadBytes)
 	RefBlobs int64 `json:"ref_blobs"` // complete blobs in reference mode (not counted)
 	RefBytes int64 `json:"ref_bytes"`
 	Reserved int64 `json:"reserved"` // bytes of downloads and adds under way
+	// PackDeadBytes: bytes of deleted blobs still in pack files until GC
+	// compacts them (blobsync.Usage); counted against the quota.
+	PackDeadBytes int64 `json:"pack_dead_bytes"`
 }
 
 // StorageUsage reports the store's usage, the quota and the bytes reserved
@@ -103,10 +106,10 @@ func (b *Backend) StorageUsage() (StorageUsage, error) {
 	q := &b.bk.quota
 	q.mu.Lock()
 	reserved := q.reserved
-	q.held, q.read = u.Bytes, true
+	q.held, q.read = u.Bytes+u.PackDeadBytes, true
 	q.mu.Unlock()
 	return StorageUsage{Quota: b.opts.StorageQuota, Blobs: u.Blobs, Bytes: u.Bytes,
-		RefBlobs: u.RefBlobs, RefBytes: u.RefBytes, Reserved: reserved}, nil
+		RefBlobs: u.RefBlobs, RefBytes: u.RefBytes, Reserved: reserved, PackDeadBytes: u.PackDeadBytes}, nil
 }
 
 // reserveStorage reserves need bytes (the size of a blob about to be
@@ -130,9 +133,10 @@ func (b *Backend) reserveStorage(need int64) (release func(), err error) {
 	if err != nil {
 		return nil, fmt.Errorf("reserve storage: %w", err)
 	}
-	q.held, q.read = u.Bytes, true
-	if u.Bytes+q.reserved+need > quota {
-		return nil, &QuotaError{Quota: quota, Held: u.Bytes, Reserved: q.reserved, Need: need}
+	held := u.Bytes + u.PackDeadBytes // dead pack bytes are on disk until GC compacts them
+	q.held, q.read = held, true
+	if held+q.reserved+need > quota {
+		return nil, &QuotaError{Quota: quota, Held: held, Reserved: q.reserved, Need: need}
 	}
 	q.reserved += need
 	var once sync.Once

@@ -17,7 +17,8 @@ var _ StorageSource = (*core.Backend)(nil)
 // (docs/http-api.md, "Metrics"), read once per scrape:
 //
 //	dweb_blobs_stored                      complete blobs the store keeps itself (gauge)
-//	dweb_blob_bytes_stored                 their bytes: what --quota bounds (gauge)
+//	dweb_blob_bytes_stored                 their bytes: what --quota bounds with the next (gauge)
+//	dweb_blob_pack_dead_bytes              bytes of deleted blobs still in pack files until GC compacts them (gauge)
 //	dweb_blob_ref_bytes                    bytes of blobs in reference mode, kept in the app's files (gauge)
 //	dweb_storage_quota_bytes               --quota; 0: none (gauge)
 //	dweb_storage_reserved_bytes            bytes of downloads under way reserved against the quota (gauge)
@@ -33,9 +34,10 @@ var _ StorageSource = (*core.Backend)(nil)
 type backupCollector struct {
 	src StorageSource
 
-	blobs, bytes, refBytes, quota, reserved *prometheus.Desc
-	inFlight, fetched, resumed, passes      *prometheus.Desc
-	errs, files                             *prometheus.Desc
+	blobs, bytes, deadBytes, refBytes  *prometheus.Desc
+	quota, reserved                    *prometheus.Desc
+	inFlight, fetched, resumed, passes *prometheus.Desc
+	errs, files                        *prometheus.Desc
 }
 
 // errorKinds are the kinds dweb_backup_errors_total always exports (0 when
@@ -49,23 +51,24 @@ func NewBackupCollector(src StorageSource) prometheus.Collector {
 		return prometheus.NewDesc(name, help, labels, nil)
 	}
 	return &backupCollector{
-		src:      src,
-		blobs:    d("dweb_blobs_stored", "Complete blobs the blob store keeps itself."),
-		bytes:    d("dweb_blob_bytes_stored", "Bytes of the complete blobs the store keeps itself (what --quota bounds)."),
-		refBytes: d("dweb_blob_ref_bytes", "Bytes of complete blobs in reference mode, kept in the app's files."),
-		quota:    d("dweb_storage_quota_bytes", "The storage quota in bytes (--quota); 0: none."),
-		reserved: d("dweb_storage_reserved_bytes", "Bytes of downloads under way reserved against the quota."),
-		inFlight: d("dweb_backup_downloads_in_flight", "Blobs the backup is downloading."),
-		fetched:  d("dweb_backup_fetched_bytes_total", "Verified bytes the backup received from members, this process."),
-		resumed:  d("dweb_backup_resumed_bytes_total", "Bytes backup downloads found verified by an earlier run."),
-		passes:   d("dweb_backup_passes_total", "Backup group passes completed."),
-		errs:     d("dweb_backup_errors_total", "Errors of the backup passes, by kind.", "kind"),
-		files:    d("dweb_backup_files", "File blobs of a group at its last backup pass, held or missing.", "group", "state"),
+		src:       src,
+		blobs:     d("dweb_blobs_stored", "Complete blobs the blob store keeps itself."),
+		bytes:     d("dweb_blob_bytes_stored", "Bytes of the complete blobs the store keeps itself (what --quota bounds, with dweb_blob_pack_dead_bytes)."),
+		deadBytes: d("dweb_blob_pack_dead_bytes", "Bytes of deleted blobs still in pack files until GC compacts them (counted against --quota)."),
+		refBytes:  d("dweb_blob_ref_bytes", "Bytes of complete blobs in reference mode, kept in the app's files."),
+		quota:     d("dweb_storage_quota_bytes", "The storage quota in bytes (--quota); 0: none."),
+		reserved:  d("dweb_storage_reserved_bytes", "Bytes of downloads under way reserved against the quota."),
+		inFlight:  d("dweb_backup_downloads_in_flight", "Blobs the backup is downloading."),
+		fetched:   d("dweb_backup_fetched_bytes_total", "Verified bytes the backup received from members, this process."),
+		resumed:   d("dweb_backup_resumed_bytes_total", "Bytes backup downloads found verified by an earlier run."),
+		passes:    d("dweb_backup_passes_total", "Backup group passes completed."),
+		errs:      d("dweb_backup_errors_total", "Errors of the backup passes, by kind.", "kind"),
+		files:     d("dweb_backup_files", "File blobs of a group at its last backup pass, held or missing.", "group", "state"),
 	}
 }
 
 func (c *backupCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.blobs, c.bytes, c.refBytes, c.quota, c.reserved,
+	for _, d := range []*prometheus.Desc{c.blobs, c.bytes, c.deadBytes, c.refBytes, c.quota, c.reserved,
 		c.inFlight, c.fetched, c.resumed, c.passes, c.errs, c.files} {
 		ch <- d
 	}
@@ -81,6 +84,7 @@ func (c *backupCollector) Collect(ch chan<- prometheus.Metric) {
 	if u, err := c.src.StorageUsage(); err == nil {
 		gauge(c.blobs, float64(u.Blobs))
 		gauge(c.bytes, float64(u.Bytes))
+		gauge(c.deadBytes, float64(u.PackDeadBytes))
 		gauge(c.refBytes, float64(u.RefBytes))
 		gauge(c.quota, float64(u.Quota))
 		gauge(c.reserved, float64(u.Reserved))

@@ -41,7 +41,7 @@ func (f *fakeStorage) StorageUsage() (core.StorageUsage, error) { return f.u, f.
 func TestBackupMetrics(t *testing.T) {
 	g := key.RecordKey{7}
 	src := &fakeStorage{
-		u: core.StorageUsage{Quota: 50 << 30, Blobs: 3, Bytes: 12345, RefBlobs: 1, RefBytes: 99, Reserved: 4096},
+		u: core.StorageUsage{Quota: 50 << 30, Blobs: 3, Bytes: 12345, RefBlobs: 1, RefBytes: 99, Reserved: 4096, PackDeadBytes: 777},
 		st: core.BackupStatus{Enabled: true, Fetched: 1000, Resumed: 200, Passes: 5,
 			ErrorsByKind: map[string]int{"quota": 2, "download": 1},
 			Downloading:  []core.BackupDownload{{Name: "a"}, {Name: "b"}},
@@ -59,6 +59,7 @@ func TestBackupMetrics(t *testing.T) {
 		"dweb_blobs_stored 3\n",
 		"dweb_blob_bytes_stored 12345\n",
 		"dweb_blob_ref_bytes 99\n",
+		"dweb_blob_pack_dead_bytes 777\n",
 		"dweb_storage_quota_bytes 5.36870912e+10\n",
 		"dweb_storage_reserved_bytes 4096\n",
 		"dweb_backup_downloads_in_flight 2\n",
