@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/dwebkit/dweb/internal/dht"
+	"github.com/dwebkit/dweb/internal/dht/dhtsim"
 	"github.com/dwebkit/dweb/internal/key"
 	"github.com/dwebkit/dweb/internal/record"
 	"github.com/dwebkit/dweb/internal/store"
@@ -50,6 +51,10 @@ type benchDHTResult struct {
 	WatchP50ms           float64 `json:"watch_p50_ms"`
 	WatchP99ms           float64 `json:"watch_p99_ms"`
 	RepairS              float64 `json:"repair_s"` // one replication sweep on every survivor, in parallel
+	SetS                 float64 `json:"set_s"`    // the phases' wall times: the writes,
+	GetS                 float64 `json:"get_s"`    // the reads,
+	WatchS               float64 `json:"watch_s"`  // the watch samples (one at a time),
+	GetAfterChurnS       float64 `json:"get_after_churn_s"`
 	StartS               float64 `json:"start_s"`  // starting and bootstrapping the nodes
 	TotalS               float64 `json:"total_s"`  // the whole run
 	Replicas             int     `json:"replicas"` // R
@@ -61,10 +66,23 @@ type benchDHTResult struct {
 	StackMBAfterReads    float64 `json:"stack_mb_after_reads"` // goroutine stacks then (StackInuse), MB
 	GoroutinesAfterReads int     `json:"goroutines_after_reads"`
 	FixedTimeouts        bool    `json:"fixed_timeouts"` // the baseline: dht.Options.FixedTimeouts
+
+	// With --sim: the simulated network (internal/dht/dhtsim) and the
+	// latencies in its round trips.
+	Sim                  bool    `json:"sim,omitempty"`
+	NATNodes             int     `json:"nat_nodes,omitempty"`    // nodes behind NAT, in client mode
+	Loss                 float64 `json:"loss,omitempty"`         // probability that a write is lost (and sent again)
+	RTTp50ms             float64 `json:"rtt_p50_ms,omitempty"`   // the simulated pairwise RTTs, 10,000 random pairs of the model
+	RTTp99ms             float64 `json:"rtt_p99_ms,omitempty"`   //
+	GetP50RTTs           float64 `json:"get_p50_rtts,omitempty"` // get_p50_ms / rtt_p50_ms
+	GetAfterChurnP50RTTs float64 `json:"get_after_churn_p50_rtts,omitempty"`
+	SetP50RTTs           float64 `json:"set_p50_rtts,omitempty"`
 }
 
 // benchDHTCmd measures a network of separate DHT nodes (each its own QUIC
-// endpoint on 127.0.0.1 and its own Pebble store) in this process.
+// endpoint on 127.0.0.1 and its own Pebble store) in this process; with
+// --sim, nodes on a simulated wide-area network (internal/dht/dhtsim) with
+// in-memory stores, up to 20,000 of them.
 func benchDHTCmd(a *app) *cobra.Command {
 	var cfg benchDHTConfig
 	var dir string
@@ -73,8 +91,14 @@ func benchDHTCmd(a *app) *cobra.Command {
 		Short: "a loopback network of DHT nodes: set/get/watch latencies, hops, and reads after churn (prints JSON)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if cfg.nodes < 2 || cfg.nodes > 1000 {
-				return &usageError{fmt.Errorf("--nodes %d: want 2..1000", cfg.nodes)}
+			if maxNodes := map[bool]int{false: 1000, true: 20000}[cfg.sim]; cfg.nodes < 2 || cfg.nodes > maxNodes {
+				return &usageError{fmt.Errorf("--nodes %d: want 2..%d", cfg.nodes, maxNodes)}
+			}
+			if cfg.nat < 0 || cfg.nat > 0.9 || math.IsNaN(cfg.nat) {
+				return &usageError{fmt.Errorf("--nat %v: want 0..0.9", cfg.nat)}
+			}
+			if cfg.loss < 0 || cfg.loss > 0.5 || math.IsNaN(cfg.loss) {
+				return &usageError{fmt.Errorf("--loss %v: want 0..0.5", cfg.loss)}
 			}
 			if cfg.records < 1 || cfg.records > 100000 {
 				return &usageError{fmt.Errorf("--records %d: want 1..100000", cfg.records)}
@@ -84,6 +108,14 @@ func benchDHTCmd(a *app) *cobra.Command {
 			}
 			if cfg.watches < 0 || cfg.watches > 1000 {
 				return &usageError{fmt.Errorf("--watches %d: want 0..1000", cfg.watches)}
+			}
+			if cfg.sim && !cmd.Flags().Changed("parallel") {
+				// Simulated operations spend their time waiting for
+				// round trips of ~150 ms, not CPU.
+				cfg.parallel = 64
+			}
+			if cfg.sim && !cmd.Flags().Changed("timeout") {
+				cfg.timeout = 30 * time.Minute // 10,000 nodes take minutes to join
 			}
 			tmp, err := os.MkdirTemp(dir, "dweb-bench-dht-")
 			if err != nil {
@@ -109,11 +141,15 @@ func benchDHTCmd(a *app) *cobra.Command {
 	cmd.Flags().IntVar(&cfg.records, "records", 1000, "records written (one subkey each)")
 	cmd.Flags().Float64Var(&cfg.churn, "churn", 0.3, "fraction of nodes killed before the second read")
 	cmd.Flags().IntVar(&cfg.watches, "watches", 50, "watch latency samples")
-	cmd.Flags().IntVar(&cfg.parallel, "parallel", 16, "operations in flight at once")
-	cmd.Flags().DurationVar(&cfg.timeout, "timeout", 10*time.Minute, "give up after this long")
+	cmd.Flags().IntVar(&cfg.parallel, "parallel", 16, "operations in flight at once (64 with --sim)")
+	cmd.Flags().DurationVar(&cfg.timeout, "timeout", 10*time.Minute, "give up after this long (30 min with --sim)")
 	cmd.Flags().StringVar(&dir, "dir", "", "directory for the node stores (default: the system temp dir)")
 	cmd.Flags().BoolVar(&cfg.fixed, "fixed-timeouts", false, "baseline: lookups in rounds that wait up to the RPC timeout, no replacement cache (dht.Options.FixedTimeouts)")
 	cmd.Flags().StringVar(&cfg.memProfile, "memprofile", "", "write a heap profile here after the first reads (for go tool pprof)")
+	cmd.Flags().BoolVar(&cfg.sim, "sim", false, "run the nodes on a simulated wide-area network (internal/dht/dhtsim: King-like RTTs, loss, NAT) with in-memory stores; churn crashes nodes silently")
+	cmd.Flags().Float64Var(&cfg.nat, "nat", 0.2, "with --sim: fraction of nodes behind NAT, which nothing can dial and which run in client mode")
+	cmd.Flags().Float64Var(&cfg.loss, "loss", 0.01, "with --sim: probability that a write is lost and sent again a probe timeout later")
+	cmd.Flags().Uint64Var(&cfg.seed, "seed", 1, "with --sim: seed of the pairwise RTTs and addresses")
 	return cmd
 }
 
@@ -124,17 +160,27 @@ type benchDHTConfig struct {
 	dir                               string
 	fixed                             bool
 	memProfile                        string
+	sim                               bool
+	nat, loss                         float64
+	seed                              uint64
 }
 
 type benchNode struct {
-	ep   *transport.Endpoint
+	ep   *transport.Endpoint // nil with --sim
 	db   *store.DB
 	d    *dht.DHT
+	sim  *dhtsim.Node // with --sim
 	dead bool
 }
 
+// close stops the node: with --sim it crashes, silently, as a node that
+// loses power or network does; on loopback its endpoint closes.
 func (n *benchNode) close() {
 	n.dead = true
+	if n.sim != nil {
+		n.sim.Crash()
+		return
+	}
 	n.d.Close()
 	n.ep.Close()
 	n.db.Close()
@@ -163,6 +209,25 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 	}
 	res := &benchDHTResult{Nodes: cfg.nodes, Records: cfg.records, Churn: cfg.churn, Replicas: dht.DefaultR, GoMaxProcs: runtime.GOMAXPROCS(0), FixedTimeouts: cfg.fixed}
 
+	var simNet *dhtsim.Network
+	if cfg.sim {
+		var err error
+		if simNet, err = dhtsim.New(dhtsim.Options{Seed: cfg.seed, Loss: cfg.loss}); err != nil {
+			return nil, err
+		}
+		res.Sim, res.Loss = true, cfg.loss
+		// Pairs of the model's distribution: the nodes are not there
+		// yet, and their RTTs are drawn from it alike.
+		rtts := make([]time.Duration, 10000)
+		for i := range rtts {
+			rtts[i] = simNet.RTT(key.NewKeypair().ID(), key.NewKeypair().ID())
+		}
+		ms := make([]float64, len(rtts))
+		for i, r := range rtts {
+			ms[i] = float64(r.Microseconds()) / 1000
+		}
+		res.RTTp50ms, res.RTTp99ms = percentile(ms, 0.5), percentile(ms, 0.99)
+	}
 	nodes := make([]*benchNode, cfg.nodes)
 	defer func() {
 		var wg sync.WaitGroup
@@ -174,7 +239,47 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 		}
 		wg.Wait()
 	}()
+	dhtOpts := func(boot []dht.Contact) dht.Options {
+		return dht.Options{
+			Bootstrap: boot,
+			// A dead node costs one timeout per caller, which dominates
+			// reads after churn; under the load of 200 nodes starting on
+			// 2 cores, 1 s is too short for a busy bootstrap node. On the
+			// simulated Internet, the default (5 s): a dial and a request
+			// there take two RTTs of up to 2 s each.
+			RPCTimeout: map[bool]time.Duration{false: 2 * time.Second, true: dht.DefaultRPCTimeout}[cfg.sim],
+			// Maintenance is driven by the benchmark (Replicate) so that
+			// the phases are measured apart.
+			ReplicateInterval: -1,
+			RepublishInterval: -1,
+			RefreshInterval:   -1,
+			QueueRetry:        -1,
+			WatchRenew:        time.Minute,
+			Metrics:           metrics,
+			FixedTimeouts:     cfg.fixed,
+			OnWrite: func(ev dht.WriteEvent) {
+				if ev.State == dht.WriteQueued {
+					queued.Add(1)
+				}
+			},
+		}
+	}
+	var natNodes atomic.Int64
 	start := func(i int, boot []dht.Contact) error {
+		if simNet != nil {
+			// Node 0, the bootstrap node, is reachable; of the others
+			// a fraction cfg.nat is behind NAT, spread evenly.
+			nat := i > 0 && int(float64(i)*cfg.nat) != int(float64(i-1)*cfg.nat)
+			nd, err := simNet.StartNode(nat, dhtOpts(boot))
+			if err != nil {
+				return err
+			}
+			if nat {
+				natNodes.Add(1)
+			}
+			nodes[i] = &benchNode{db: nd.DB, d: nd.DHT, sim: nd}
+			return nil
+		}
 		ep, err := transport.Listen(transport.Options{
 			Identity:    key.NewKeypair(),
 			ListenAddr:  "127.0.0.1:0",
@@ -192,29 +297,9 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 			ep.Close()
 			return err
 		}
-		d, err := dht.New(dht.Options{
-			Endpoint:  ep,
-			Store:     db,
-			Bootstrap: boot,
-			// A dead node costs one timeout per caller, which dominates
-			// reads after churn; under the load of 200 nodes starting on
-			// 2 cores, 1 s is too short for a busy bootstrap node.
-			RPCTimeout: 2 * time.Second,
-			// Maintenance is driven by the benchmark (Replicate) so that
-			// the phases are measured apart.
-			ReplicateInterval: -1,
-			RepublishInterval: -1,
-			RefreshInterval:   -1,
-			QueueRetry:        -1,
-			WatchRenew:        time.Minute,
-			Metrics:           metrics,
-			FixedTimeouts:     cfg.fixed,
-			OnWrite: func(ev dht.WriteEvent) {
-				if ev.State == dht.WriteQueued {
-					queued.Add(1)
-				}
-			},
-		})
+		o := dhtOpts(boot)
+		o.Endpoint, o.Store = ep, db
+		d, err := dht.New(o)
 		if err != nil {
 			ep.Close()
 			db.Close()
@@ -227,7 +312,13 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 		return nil, err
 	}
 	boot := []dht.Contact{nodes[0].d.Self()}
-	if err := benchPar(ctx, cfg.nodes-1, cfg.parallel, func(i int) error {
+	// Simulated nodes spend their start waiting for round trips, not CPU:
+	// many join at once.
+	startWidth := cfg.parallel
+	if cfg.sim {
+		startWidth = max(cfg.parallel, 1024)
+	}
+	if err := benchPar(ctx, cfg.nodes-1, startWidth, func(i int) error {
 		if err := start(i+1, boot); err != nil {
 			return err
 		}
@@ -236,10 +327,11 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 		return nil, fmt.Errorf("start nodes: %w", err)
 	}
 	// A second self-lookup everywhere fills the tables of the early nodes.
-	if err := benchPar(ctx, cfg.nodes, cfg.parallel, func(i int) error { return bootstrapRetry(ctx, nodes[i].d) }); err != nil {
+	if err := benchPar(ctx, cfg.nodes, startWidth, func(i int) error { return bootstrapRetry(ctx, nodes[i].d) }); err != nil {
 		return nil, fmt.Errorf("refresh tables: %w", err)
 	}
 	res.StartS = time.Since(began).Seconds()
+	res.NATNodes = int(natNodes.Load())
 
 	// Writes.
 	recs := make([]benchRec, cfg.records)
@@ -265,6 +357,8 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 		return nil, err
 	}
 	res.SetP50ms, res.SetP99ms = percentile(setMS, 0.5), percentile(setMS, 0.99)
+	res.SetS = time.Since(began).Seconds() - res.StartS
+	phase := time.Now()
 	res.SetQueued = int(queued.Load())
 
 	// Reads, each from a random node.
@@ -276,10 +370,13 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 	}
 	res.GetSuccess = float64(ok) / float64(cfg.records)
 	res.GetP50ms, res.GetP99ms = percentile(getMS, 0.5), percentile(getMS, 0.99)
+	res.GetS = time.Since(phase).Seconds()
 	for _, n := range nodes {
-		st := n.ep.Stats()
-		res.ConnsAfterReads += st.Conns
-		res.PooledAfterReads += st.Pooled
+		if n.ep != nil {
+			st := n.ep.Stats()
+			res.ConnsAfterReads += st.Conns
+			res.PooledAfterReads += st.Pooled
+		}
 	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
@@ -293,6 +390,7 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 	}
 
 	// Watches: a random node watches a record, another writes it.
+	phase = time.Now()
 	var watchMS []float64
 	for i := range min(cfg.watches, cfg.records) {
 		ms, err := benchWatch(ctx, nodes, recs[i])
@@ -306,6 +404,7 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 		}
 	}
 	res.WatchP50ms, res.WatchP99ms = percentile(watchMS, 0.5), percentile(watchMS, 0.99)
+	res.WatchS = time.Since(phase).Seconds()
 
 	// Churn: kill a fraction, repair, read again.
 	res.Killed = int(math.Round(cfg.churn * float64(cfg.nodes)))
@@ -326,11 +425,17 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 		return nil, fmt.Errorf("repair: %w", err)
 	}
 	res.RepairS = time.Since(t0).Seconds()
+	phase = time.Now()
 	ok, getMS = benchReads(ctx, alive, recs, cfg.parallel)
+	res.GetAfterChurnS = time.Since(phase).Seconds()
 	res.GetSuccessAfterChurn = float64(ok) / float64(cfg.records)
 	res.GetAfterChurnP50ms, res.GetAfterChurnP99ms = percentile(getMS, 0.5), percentile(getMS, 0.99)
 	res.TotalS = time.Since(began).Seconds()
 	res.PeakRSSMB = peakRSSMB()
+	if simNet != nil {
+		perRTT := func(ms float64) float64 { return math.Round(ms/res.RTTp50ms*100) / 100 }
+		res.GetP50RTTs, res.GetAfterChurnP50RTTs, res.SetP50RTTs = perRTT(res.GetP50ms), perRTT(res.GetAfterChurnP50ms), perRTT(res.SetP50ms)
+	}
 	return res, ctx.Err()
 }
 
