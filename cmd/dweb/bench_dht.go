@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -114,6 +116,9 @@ func benchDHTCmd(a *app) *cobra.Command {
 				// round trips of ~150 ms, not CPU.
 				cfg.parallel = 64
 			}
+			if cfg.sim {
+				cfg.diag = a.stderr
+			}
 			if cfg.sim && !cmd.Flags().Changed("timeout") {
 				cfg.timeout = 30 * time.Minute // 10,000 nodes take minutes to join
 			}
@@ -163,6 +168,7 @@ type benchDHTConfig struct {
 	sim                               bool
 	nat, loss                         float64
 	seed                              uint64
+	diag                              io.Writer // with --sim: where each record a read missed is held
 }
 
 type benchNode struct {
@@ -361,7 +367,7 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 
 	// Reads, each from a random node.
 	hops0, n0 := hopStats(reg)
-	ok, getMS := benchReads(ctx, nodes, recs, cfg.parallel)
+	ok, getMS := benchReads(ctx, nodes, recs, cfg.parallel, cfg.diag)
 	hops1, n1 := hopStats(reg)
 	if n1 > n0 {
 		res.MeanHops = (hops1 - hops0) / (n1 - n0)
@@ -424,7 +430,7 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 	}
 	res.RepairS = time.Since(t0).Seconds()
 	phase = time.Now()
-	ok, getMS = benchReads(ctx, alive, recs, cfg.parallel)
+	ok, getMS = benchReads(ctx, alive, recs, cfg.parallel, cfg.diag)
 	res.GetAfterChurnS = time.Since(phase).Seconds()
 	res.GetSuccessAfterChurn = float64(ok) / float64(cfg.records)
 	res.GetAfterChurnP50ms, res.GetAfterChurnP99ms = percentile(getMS, 0.5), percentile(getMS, 0.99)
@@ -503,7 +509,7 @@ func peakRSSMB() float64 {
 
 // benchReads reads every record from a random node of nodes and returns
 // how many came back with the written value, and the latencies.
-func benchReads(ctx context.Context, nodes []*benchNode, recs []benchRec, parallel int) (int, []float64) {
+func benchReads(ctx context.Context, nodes []*benchNode, recs []benchRec, parallel int, diag io.Writer) (int, []float64) {
 	var mu sync.Mutex
 	ok := 0
 	ms := make([]float64, len(recs))
@@ -516,10 +522,44 @@ func benchReads(ctx context.Context, nodes []*benchNode, recs []benchRec, parall
 			mu.Lock()
 			ok++
 			mu.Unlock()
+		} else if diag != nil {
+			whereIs(diag, nodes, r, err)
 		}
 		return nil
 	})
 	return ok, ms
+}
+
+// whereIs writes to w where a record a read did not find is held: the
+// ranks of its holders among the live nodes that can hold records
+// (reachable ones), by distance to its key.
+func whereIs(w io.Writer, nodes []*benchNode, r benchRec, err error) {
+	k := r.desc.Key()
+	var cand []*benchNode
+	for _, n := range nodes {
+		if !n.dead && (n.sim == nil || !n.sim.EP.NAT()) {
+			cand = append(cand, n)
+		}
+	}
+	dist := func(n *benchNode) [32]byte {
+		id := n.d.Self().ID
+		var d [32]byte
+		for i := range d {
+			d[i] = k[i] ^ id[i]
+		}
+		return d
+	}
+	slices.SortFunc(cand, func(a, b *benchNode) int {
+		da, db := dist(a), dist(b)
+		return bytes.Compare(da[:], db[:])
+	})
+	var ranks []int
+	for i, n := range cand {
+		if _, v, _ := n.d.GetLocal(context.Background(), k, 0); v != nil {
+			ranks = append(ranks, i)
+		}
+	}
+	fmt.Fprintf(w, "not read: %s (%v): held at ranks %v of %d\n", k, err, ranks, len(cand))
 }
 
 // benchWatch has a random node watch r, waits for the lease to be placed,
