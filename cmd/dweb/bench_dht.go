@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/dwebkit/dweb/internal/dht"
+	"github.com/dwebkit/dweb/internal/dht/dhtsim"
 	"github.com/dwebkit/dweb/internal/key"
 	"github.com/dwebkit/dweb/internal/record"
 	"github.com/dwebkit/dweb/internal/store"
@@ -51,6 +52,10 @@ type benchDHTResult struct {
 	WatchP50ms           float64 `json:"watch_p50_ms"`
 	WatchP99ms           float64 `json:"watch_p99_ms"`
 	RepairS              float64 `json:"repair_s"` // one replication sweep on every survivor, in parallel
+	SetS                 float64 `json:"set_s"`    // the phases' wall times: the writes,
+	GetS                 float64 `json:"get_s"`    // the reads,
+	WatchS               float64 `json:"watch_s"`  // the watch samples (one at a time),
+	GetAfterChurnS       float64 `json:"get_after_churn_s"`
 	StartS               float64 `json:"start_s"`  // starting and bootstrapping the nodes
 	TotalS               float64 `json:"total_s"`  // the whole run
 	Replicas             int     `json:"replicas"` // R
@@ -62,6 +67,18 @@ type benchDHTResult struct {
 	StackMBAfterReads    float64 `json:"stack_mb_after_reads"` // goroutine stacks then (StackInuse), MB
 	GoroutinesAfterReads int     `json:"goroutines_after_reads"`
 	FixedTimeouts        bool    `json:"fixed_timeouts"` // the baseline: dht.Options.FixedTimeouts
+
+	// With --sim: the simulated network (internal/dht/dhtsim) and the
+	// latencies in its round trips.
+	Sim                  bool    `json:"sim,omitempty"`
+	NATNodes             int     `json:"nat_nodes,omitempty"`    // nodes behind NAT, in client mode
+	Loss                 float64 `json:"loss,omitempty"`         // probability that a write is lost (and sent again)
+	RTTp50ms             float64 `json:"rtt_p50_ms,omitempty"`   // the simulated pairwise RTTs, 10,000 random pairs of the model
+	RTTp99ms             float64 `json:"rtt_p99_ms,omitempty"`   //
+	GetP50RTTs           float64 `json:"get_p50_rtts,omitempty"` // get_p50_ms / rtt_p50_ms
+	GetAfterChurnP50RTTs float64 `json:"get_after_churn_p50_rtts,omitempty"`
+	SetP50RTTs           float64 `json:"set_p50_rtts,omitempty"`
+
 	// Misses: each read that did not return the written value, with where
 	// the record lay then (empty when every read succeeded).
 	Misses []benchMiss `json:"misses,omitempty"`
@@ -70,8 +87,8 @@ type benchDHTResult struct {
 // benchMiss is one failed read of the bench: the record's index, the
 // phase ("get", "watch" or "after_churn"), the reader's error, and the
 // ranks (0 = nearest) by XOR distance to the record's key, among the
-// nodes live in that phase, of the nodes that held the record just after
-// the read (holders include earlier readers, which keep what they read).
+// nodes live in that phase that can hold records (not behind a NAT), of
+// the nodes that held the record just after the read (holders include earlier readers, which keep what they read).
 type benchMiss struct {
 	Record      int    `json:"record"`
 	Phase       string `json:"phase"`
@@ -86,7 +103,9 @@ type benchMiss struct {
 }
 
 // benchDHTCmd measures a network of separate DHT nodes (each its own QUIC
-// endpoint on 127.0.0.1 and its own Pebble store) in this process.
+// endpoint on 127.0.0.1 and its own Pebble store) in this process; with
+// --sim, nodes on a simulated wide-area network (internal/dht/dhtsim) with
+// in-memory stores, up to 20,000 of them.
 func benchDHTCmd(a *app) *cobra.Command {
 	var cfg benchDHTConfig
 	var dir string
@@ -95,8 +114,14 @@ func benchDHTCmd(a *app) *cobra.Command {
 		Short: "a loopback network of DHT nodes: set/get/watch latencies, hops, and reads after churn (prints JSON)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if cfg.nodes < 2 || cfg.nodes > 1000 {
-				return &usageError{fmt.Errorf("--nodes %d: want 2..1000", cfg.nodes)}
+			if maxNodes := map[bool]int{false: 1000, true: 20000}[cfg.sim]; cfg.nodes < 2 || cfg.nodes > maxNodes {
+				return &usageError{fmt.Errorf("--nodes %d: want 2..%d", cfg.nodes, maxNodes)}
+			}
+			if cfg.nat < 0 || cfg.nat > 0.9 || math.IsNaN(cfg.nat) {
+				return &usageError{fmt.Errorf("--nat %v: want 0..0.9", cfg.nat)}
+			}
+			if cfg.loss < 0 || cfg.loss > 0.5 || math.IsNaN(cfg.loss) {
+				return &usageError{fmt.Errorf("--loss %v: want 0..0.5", cfg.loss)}
 			}
 			if cfg.records < 1 || cfg.records > 100000 {
 				return &usageError{fmt.Errorf("--records %d: want 1..100000", cfg.records)}
@@ -106,6 +131,14 @@ func benchDHTCmd(a *app) *cobra.Command {
 			}
 			if cfg.watches < 0 || cfg.watches > 1000 {
 				return &usageError{fmt.Errorf("--watches %d: want 0..1000", cfg.watches)}
+			}
+			if cfg.sim && !cmd.Flags().Changed("parallel") {
+				// Simulated operations spend their time waiting for
+				// round trips of ~150 ms, not CPU.
+				cfg.parallel = 64
+			}
+			if cfg.sim && !cmd.Flags().Changed("timeout") {
+				cfg.timeout = 30 * time.Minute // 10,000 nodes take minutes to join
 			}
 			tmp, err := os.MkdirTemp(dir, "dweb-bench-dht-")
 			if err != nil {
@@ -131,11 +164,15 @@ func benchDHTCmd(a *app) *cobra.Command {
 	cmd.Flags().IntVar(&cfg.records, "records", 1000, "records written (one subkey each)")
 	cmd.Flags().Float64Var(&cfg.churn, "churn", 0.3, "fraction of nodes killed before the second read")
 	cmd.Flags().IntVar(&cfg.watches, "watches", 50, "watch latency samples")
-	cmd.Flags().IntVar(&cfg.parallel, "parallel", 16, "operations in flight at once")
-	cmd.Flags().DurationVar(&cfg.timeout, "timeout", 10*time.Minute, "give up after this long")
+	cmd.Flags().IntVar(&cfg.parallel, "parallel", 16, "operations in flight at once (64 with --sim)")
+	cmd.Flags().DurationVar(&cfg.timeout, "timeout", 10*time.Minute, "give up after this long (30 min with --sim)")
 	cmd.Flags().StringVar(&dir, "dir", "", "directory for the node stores (default: the system temp dir)")
 	cmd.Flags().BoolVar(&cfg.fixed, "fixed-timeouts", false, "baseline: lookups in rounds that wait up to the RPC timeout, no replacement cache (dht.Options.FixedTimeouts)")
 	cmd.Flags().StringVar(&cfg.memProfile, "memprofile", "", "write a heap profile here after the first reads (for go tool pprof)")
+	cmd.Flags().BoolVar(&cfg.sim, "sim", false, "run the nodes on a simulated wide-area network (internal/dht/dhtsim: King-like RTTs, loss, NAT) with in-memory stores; churn crashes nodes silently")
+	cmd.Flags().Float64Var(&cfg.nat, "nat", 0.2, "with --sim: fraction of nodes behind NAT, which nothing can dial and which run in client mode")
+	cmd.Flags().Float64Var(&cfg.loss, "loss", 0.01, "with --sim: probability that a write is lost and sent again a probe timeout later")
+	cmd.Flags().Uint64Var(&cfg.seed, "seed", 1, "with --sim: seed of the pairwise RTTs and addresses")
 	return cmd
 }
 
@@ -146,17 +183,27 @@ type benchDHTConfig struct {
 	dir                               string
 	fixed                             bool
 	memProfile                        string
+	sim                               bool
+	nat, loss                         float64
+	seed                              uint64
 }
 
 type benchNode struct {
-	ep   *transport.Endpoint
+	ep   *transport.Endpoint // nil with --sim
 	db   *store.DB
 	d    *dht.DHT
+	sim  *dhtsim.Node // with --sim
 	dead bool
 }
 
+// close stops the node: with --sim it crashes, silently, as a node that
+// loses power or network does; on loopback its endpoint closes.
 func (n *benchNode) close() {
 	n.dead = true
+	if n.sim != nil {
+		n.sim.Crash()
+		return
+	}
 	n.d.Close()
 	n.ep.Close()
 	n.db.Close()
@@ -185,6 +232,25 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 	}
 	res := &benchDHTResult{Nodes: cfg.nodes, Records: cfg.records, Churn: cfg.churn, Replicas: dht.DefaultR, GoMaxProcs: runtime.GOMAXPROCS(0), FixedTimeouts: cfg.fixed}
 
+	var simNet *dhtsim.Network
+	if cfg.sim {
+		var err error
+		if simNet, err = dhtsim.New(dhtsim.Options{Seed: cfg.seed, Loss: cfg.loss}); err != nil {
+			return nil, err
+		}
+		res.Sim, res.Loss = true, cfg.loss
+		// Pairs of the model's distribution: the nodes are not there
+		// yet, and their RTTs are drawn from it alike.
+		rtts := make([]time.Duration, 10000)
+		for i := range rtts {
+			rtts[i] = simNet.RTT(key.NewKeypair().ID(), key.NewKeypair().ID())
+		}
+		ms := make([]float64, len(rtts))
+		for i, r := range rtts {
+			ms[i] = float64(r.Microseconds()) / 1000
+		}
+		res.RTTp50ms, res.RTTp99ms = percentile(ms, 0.5), percentile(ms, 0.99)
+	}
 	nodes := make([]*benchNode, cfg.nodes)
 	defer func() {
 		var wg sync.WaitGroup
@@ -196,7 +262,47 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 		}
 		wg.Wait()
 	}()
+	dhtOpts := func(boot []dht.Contact) dht.Options {
+		return dht.Options{
+			Bootstrap: boot,
+			// A dead node costs one timeout per caller, which dominates
+			// reads after churn; under the load of 200 nodes starting on
+			// 2 cores, 1 s is too short for a busy bootstrap node. On the
+			// simulated Internet, the default (5 s): a dial and a request
+			// there take two RTTs of up to 2 s each.
+			RPCTimeout: map[bool]time.Duration{false: 2 * time.Second, true: dht.DefaultRPCTimeout}[cfg.sim],
+			// Maintenance is driven by the benchmark (Replicate) so that
+			// the phases are measured apart.
+			ReplicateInterval: -1,
+			RepublishInterval: -1,
+			RefreshInterval:   -1,
+			QueueRetry:        -1,
+			WatchRenew:        time.Minute,
+			Metrics:           metrics,
+			FixedTimeouts:     cfg.fixed,
+			OnWrite: func(ev dht.WriteEvent) {
+				if ev.State == dht.WriteQueued {
+					queued.Add(1)
+				}
+			},
+		}
+	}
+	var natNodes atomic.Int64
 	start := func(i int, boot []dht.Contact) error {
+		if simNet != nil {
+			// Node 0, the bootstrap node, is reachable; of the others
+			// a fraction cfg.nat is behind NAT, spread evenly.
+			nat := i > 0 && int(float64(i)*cfg.nat) != int(float64(i-1)*cfg.nat)
+			nd, err := simNet.StartNode(nat, dhtOpts(boot))
+			if err != nil {
+				return err
+			}
+			if nat {
+				natNodes.Add(1)
+			}
+			nodes[i] = &benchNode{db: nd.DB, d: nd.DHT, sim: nd}
+			return nil
+		}
 		ep, err := transport.Listen(transport.Options{
 			Identity:    key.NewKeypair(),
 			ListenAddr:  "127.0.0.1:0",
@@ -214,29 +320,9 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 			ep.Close()
 			return err
 		}
-		d, err := dht.New(dht.Options{
-			Endpoint:  ep,
-			Store:     db,
-			Bootstrap: boot,
-			// A dead node costs one timeout per caller, which dominates
-			// reads after churn; under the load of 200 nodes starting on
-			// 2 cores, 1 s is too short for a busy bootstrap node.
-			RPCTimeout: 2 * time.Second,
-			// Maintenance is driven by the benchmark (Replicate) so that
-			// the phases are measured apart.
-			ReplicateInterval: -1,
-			RepublishInterval: -1,
-			RefreshInterval:   -1,
-			QueueRetry:        -1,
-			WatchRenew:        time.Minute,
-			Metrics:           metrics,
-			FixedTimeouts:     cfg.fixed,
-			OnWrite: func(ev dht.WriteEvent) {
-				if ev.State == dht.WriteQueued {
-					queued.Add(1)
-				}
-			},
-		})
+		o := dhtOpts(boot)
+		o.Endpoint, o.Store = ep, db
+		d, err := dht.New(o)
 		if err != nil {
 			ep.Close()
 			db.Close()
@@ -249,19 +335,24 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 		return nil, err
 	}
 	boot := []dht.Contact{nodes[0].d.Self()}
-	if err := benchPar(ctx, cfg.nodes-1, cfg.parallel, func(i int) error {
-		if err := start(i+1, boot); err != nil {
-			return err
+	if !cfg.sim {
+		if err := benchPar(ctx, cfg.nodes-1, cfg.parallel, func(i int) error {
+			if err := start(i+1, boot); err != nil {
+				return err
+			}
+			return bootstrapRetry(ctx, nodes[i+1].d)
+		}); err != nil {
+			return nil, fmt.Errorf("start nodes: %w", err)
 		}
-		return bootstrapRetry(ctx, nodes[i+1].d)
-	}); err != nil {
-		return nil, fmt.Errorf("start nodes: %w", err)
-	}
-	// A second self-lookup everywhere fills the tables of the early nodes.
-	if err := benchPar(ctx, cfg.nodes, cfg.parallel, func(i int) error { return bootstrapRetry(ctx, nodes[i].d) }); err != nil {
-		return nil, fmt.Errorf("refresh tables: %w", err)
+		// A second self-lookup everywhere fills the tables of the early nodes.
+		if err := benchPar(ctx, cfg.nodes, cfg.parallel, func(i int) error { return bootstrapRetry(ctx, nodes[i].d) }); err != nil {
+			return nil, fmt.Errorf("refresh tables: %w", err)
+		}
+	} else if err := simJoin(ctx, cfg, nodes, start); err != nil {
+		return nil, err
 	}
 	res.StartS = time.Since(began).Seconds()
+	res.NATNodes = int(natNodes.Load())
 
 	// Writes.
 	recs := make([]benchRec, cfg.records)
@@ -287,6 +378,8 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 		return nil, err
 	}
 	res.SetP50ms, res.SetP99ms = percentile(setMS, 0.5), percentile(setMS, 0.99)
+	res.SetS = time.Since(began).Seconds() - res.StartS
+	phase := time.Now()
 	res.SetQueued = int(queued.Load())
 
 	// Reads, each from a random node.
@@ -299,10 +392,13 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 	}
 	res.GetSuccess = float64(ok) / float64(cfg.records)
 	res.GetP50ms, res.GetP99ms = percentile(getMS, 0.5), percentile(getMS, 0.99)
+	res.GetS = time.Since(phase).Seconds()
 	for _, n := range nodes {
-		st := n.ep.Stats()
-		res.ConnsAfterReads += st.Conns
-		res.PooledAfterReads += st.Pooled
+		if n.ep != nil {
+			st := n.ep.Stats()
+			res.ConnsAfterReads += st.Conns
+			res.PooledAfterReads += st.Pooled
+		}
 	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
@@ -316,6 +412,7 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 	}
 
 	// Watches: a random node watches a record, another writes it.
+	phase = time.Now()
 	var watchMS []float64
 	for i := range min(cfg.watches, cfg.records) {
 		ms, err := benchWatch(ctx, nodes, recs[i])
@@ -335,6 +432,7 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 		}
 	}
 	res.WatchP50ms, res.WatchP99ms = percentile(watchMS, 0.5), percentile(watchMS, 0.99)
+	res.WatchS = time.Since(phase).Seconds()
 
 	// Churn: kill a fraction, repair, read again.
 	res.Killed = int(math.Round(cfg.churn * float64(cfg.nodes)))
@@ -355,13 +453,59 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 		return nil, fmt.Errorf("repair: %w", err)
 	}
 	res.RepairS = time.Since(t0).Seconds()
+	phase = time.Now()
 	ok, getMS, misses = benchReads(ctx, alive, recs, cfg.parallel, "after_churn")
 	res.Misses = append(res.Misses, misses...)
+	res.GetAfterChurnS = time.Since(phase).Seconds()
 	res.GetSuccessAfterChurn = float64(ok) / float64(cfg.records)
 	res.GetAfterChurnP50ms, res.GetAfterChurnP99ms = percentile(getMS, 0.5), percentile(getMS, 0.99)
 	res.TotalS = time.Since(began).Seconds()
 	res.PeakRSSMB = peakRSSMB()
+	if simNet != nil {
+		perRTT := func(ms float64) float64 { return math.Round(ms/res.RTTp50ms*100) / 100 }
+		res.GetP50RTTs, res.GetAfterChurnP50RTTs, res.SetP50RTTs = perRTT(res.GetP50ms), perRTT(res.GetAfterChurnP50ms), perRTT(res.SetP50ms)
+	}
 	return res, ctx.Err()
+}
+
+// simJoin starts and bootstraps nodes 1.. of a simulated network (node 0
+// runs already). As on the Internet, where invites carry hints, not one
+// node is everyone's way in: the first simFirst nodes join through node
+// 0, with cfg.parallel at once, and bootstrap a second time to fill the
+// tables of the earliest; every later node joins through a random
+// reachable one of them, simWidth at once (they wait for round trips,
+// not CPU). 10,000 joins through node 0 alone, 1024 at once, left it too
+// busy to answer within the RPC timeout.
+func simJoin(ctx context.Context, cfg benchDHTConfig, nodes []*benchNode, start func(int, []dht.Contact) error) error {
+	const simFirst, simWidth = 256, 512
+	first := min(simFirst, len(nodes))
+	boot := []dht.Contact{nodes[0].d.Self()}
+	if err := benchPar(ctx, first-1, cfg.parallel, func(i int) error {
+		if err := start(i+1, boot); err != nil {
+			return err
+		}
+		return bootstrapRetry(ctx, nodes[i+1].d)
+	}); err != nil {
+		return fmt.Errorf("start nodes: %w", err)
+	}
+	if err := benchPar(ctx, first, cfg.parallel, func(i int) error { return bootstrapRetry(ctx, nodes[i].d) }); err != nil {
+		return fmt.Errorf("refresh tables: %w", err)
+	}
+	var entry []dht.Contact
+	for _, n := range nodes[:first] {
+		if !n.sim.EP.NAT() {
+			entry = append(entry, n.d.Self())
+		}
+	}
+	if err := benchPar(ctx, len(nodes)-first, simWidth, func(i int) error {
+		if err := start(first+i, []dht.Contact{entry[rand.N(len(entry))]}); err != nil {
+			return err
+		}
+		return bootstrapRetry(ctx, nodes[first+i].d)
+	}); err != nil {
+		return fmt.Errorf("start nodes: %w", err)
+	}
+	return nil
 }
 
 // writeHeapProfile writes the heap profile (after a GC) to path.
@@ -430,7 +574,14 @@ func newMiss(ctx context.Context, nodes []*benchNode, i int, phase string, k key
 		}
 		return false
 	}
-	byDist := slices.Clone(nodes)
+	// Nodes that can hold records: behind a NAT (--sim) a node is a
+	// client and holds none.
+	var byDist []*benchNode
+	for _, n := range nodes {
+		if n.sim == nil || !n.sim.EP.NAT() {
+			byDist = append(byDist, n)
+		}
+	}
 	slices.SortFunc(byDist, func(a, b *benchNode) int {
 		switch x, y := a.d.Self().ID, b.d.Self().ID; {
 		case nearer(x, y):
@@ -460,14 +611,17 @@ func newMiss(ctx context.Context, nodes []*benchNode, i int, phase string, k key
 		}
 		m.NearerKnown = append(m.NearerKnown, c)
 	}
-	for _, t := range byDist[:min(dht.DefaultR, len(byDist))] {
-		c := 0
-		for _, n := range nodes {
-			if slices.ContainsFunc(n.d.Contacts(), func(x dht.Contact) bool { return x.ID == t.d.Self().ID }) {
-				c++
+	nearest := map[key.NodeID]int{}
+	for i, t := range byDist[:min(dht.DefaultR, len(byDist))] {
+		nearest[t.d.Self().ID] = i
+	}
+	m.NearestKnownBy = make([]int, len(nearest))
+	for _, n := range nodes {
+		for _, x := range n.d.Contacts() {
+			if i, ok := nearest[x.ID]; ok {
+				m.NearestKnownBy[i]++
 			}
 		}
-		m.NearestKnownBy = append(m.NearestKnownBy, c)
 	}
 	return m
 }

@@ -46,6 +46,58 @@ type Endpoint interface {
 	OpenStream(ctx context.Context, id key.NodeID, addr netip.AddrPort, p transport.Protocol) (*quic.Stream, error)
 }
 
+// Stream is what the DHT uses of a bidirectional stream; *quic.Stream
+// implements it. Close ends the writing side only (QUIC's FIN); the
+// Cancel methods reset a direction with an application error code, and
+// the other end's Read or Write then fails with a *quic.StreamError
+// whose Remote is true. A read or write past the deadline fails with an
+// error that is os.ErrDeadlineExceeded.
+type Stream interface {
+	io.ReadWriteCloser
+	SetDeadline(t time.Time) error
+	CancelRead(code quic.StreamErrorCode)
+	CancelWrite(code quic.StreamErrorCode)
+}
+
+// StreamHandler serves one inbound stream of a StreamEndpoint; ctx and
+// peer are as for a transport.Handler.
+type StreamHandler func(ctx context.Context, peer transport.Peer, s Stream)
+
+// StreamEndpoint is an endpoint whose streams need not be QUIC streams:
+// the simulated network of internal/dht/dhtsim. It may also have
+// Resources() *rcmgr.Manager and PooledAddr(key.NodeID)
+// (netip.AddrPort, bool) as *transport.Endpoint does; the DHT uses them
+// when present.
+type StreamEndpoint interface {
+	HandleStreams(p transport.Protocol, h StreamHandler)
+	ID() key.NodeID
+	LocalAddr() netip.AddrPort
+	OpenStream(ctx context.Context, id key.NodeID, addr netip.AddrPort, p transport.Protocol) (Stream, error)
+}
+
+// quicEndpoint runs the DHT over an Endpoint: its *quic.Stream is passed
+// on as a Stream, unchanged.
+type quicEndpoint struct{ ep Endpoint }
+
+func (q quicEndpoint) HandleStreams(p transport.Protocol, h StreamHandler) {
+	if h == nil {
+		q.ep.Handle(p, nil)
+		return
+	}
+	q.ep.Handle(p, func(ctx context.Context, peer transport.Peer, s *quic.Stream) { h(ctx, peer, s) })
+}
+
+func (q quicEndpoint) ID() key.NodeID            { return q.ep.ID() }
+func (q quicEndpoint) LocalAddr() netip.AddrPort { return q.ep.LocalAddr() }
+
+func (q quicEndpoint) OpenStream(ctx context.Context, id key.NodeID, addr netip.AddrPort, p transport.Protocol) (Stream, error) {
+	s, err := q.ep.OpenStream(ctx, id, addr, p)
+	if err != nil {
+		return nil, err // not a nil *quic.Stream in a non-nil Stream
+	}
+	return s, nil
+}
+
 // Defaults for zero Options fields.
 const (
 	DefaultK          = 20
@@ -77,10 +129,13 @@ const (
 // maxRounds bounds the rounds of one iterative lookup.
 const maxRounds = 32
 
-// Options configure a DHT. Endpoint and Store are required; other zero
-// fields take the documented defaults.
+// Options configure a DHT. Endpoint (or Streams) and Store are required;
+// other zero fields take the documented defaults.
 type Options struct {
-	Endpoint  Endpoint  // the node's transport endpoint; the DHT registers transport.ProtoDHT on it
+	Endpoint Endpoint // the node's transport endpoint; the DHT registers transport.ProtoDHT on it
+	// Streams, when Endpoint is nil, is the endpoint instead: one whose
+	// streams are not QUIC's (internal/dht/dhtsim's simulated network).
+	Streams   StreamEndpoint
 	Store     *store.DB // the node's store; records go under store.PrefixRecord, offline writes under "dhtq/"
 	Bootstrap []Contact // nodes to join through (Bootstrap)
 	K         int       // bucket size and lookup width; default DefaultK (20)
@@ -164,6 +219,15 @@ type Options struct {
 	OnWrite func(WriteEvent)
 }
 
+// endpoint returns Endpoint, or Streams when Endpoint is nil, for the
+// optional methods (Resources, PooledAddr) the DHT looks for on it.
+func (o *Options) endpoint() any {
+	if o.Endpoint != nil {
+		return o.Endpoint
+	}
+	return o.Streams
+}
+
 func (o *Options) setDefaults() {
 	def := func(v *time.Duration, d time.Duration) {
 		if *v == 0 {
@@ -212,7 +276,7 @@ func (o *Options) setDefaults() {
 		o.PrefixRequestBurst = DefaultPrefixBurst
 	}
 	if o.Resources == nil {
-		if r, ok := o.Endpoint.(interface{ Resources() *rcmgr.Manager }); ok {
+		if r, ok := o.endpoint().(interface{ Resources() *rcmgr.Manager }); ok {
 			o.Resources = r.Resources()
 		}
 	}
@@ -238,7 +302,8 @@ func (o *Options) setDefaults() {
 // DHT is one node's view of the DHT. Its methods are safe for concurrent
 // use.
 type DHT struct {
-	ep    Endpoint
+	ep    StreamEndpoint
+	rawEP any // Options.Endpoint or Options.Streams, for its optional methods (pooled)
 	db    *store.DB
 	opts  Options
 	log   *slog.Logger
@@ -292,14 +357,19 @@ type DHT struct {
 // offline-write queue) running in the background until Close. It sends
 // nothing before the first maintenance tick; call Bootstrap to join.
 func New(opts Options) (*DHT, error) {
-	if opts.Endpoint == nil || opts.Store == nil {
+	var ep StreamEndpoint = opts.Streams
+	if opts.Endpoint != nil {
+		ep = quicEndpoint{opts.Endpoint}
+	}
+	if ep == nil || opts.Store == nil {
 		return nil, errors.New("dht: Options.Endpoint and Options.Store are required")
 	}
 	opts.setDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	self := Contact{ID: opts.Endpoint.ID(), Addr: opts.Endpoint.LocalAddr()}
+	self := Contact{ID: ep.ID(), Addr: ep.LocalAddr()}
 	d := &DHT{
-		ep:     opts.Endpoint,
+		ep:     ep,
+		rawEP:  opts.endpoint(),
 		db:     opts.Store,
 		opts:   opts,
 		log:    opts.Logger.With("dht", self.ID.String()[:8]),
@@ -333,7 +403,7 @@ func New(opts Options) (*DHT, error) {
 	d.table.refused = func() { d.m.refused(ReasonIPDiversity) }
 	d.client.Store(opts.Client)
 	d.AddContacts(opts.Bootstrap...)
-	d.ep.Handle(transport.ProtoDHT, d.serve)
+	d.ep.HandleStreams(transport.ProtoDHT, d.serve)
 	d.bg.Add(1)
 	go d.maintain()
 	return d, nil
@@ -415,11 +485,38 @@ func (d *DHT) Bootstrap(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("dht: bootstrap lookup: %w", err)
 	}
+	d.refreshFar(ctx)
 	if !d.client.Load() {
 		d.askHandoff(ctx, near)
 	}
 	d.kickQueue()
 	return nil
+}
+
+// refreshFar runs a lookup of a random ID in each bucket farther from this
+// node than its nearest contact's that holds no live contact (Kademlia
+// §2.3: a joining node "refreshes all k-buckets further away than its
+// closest neighbor"; only the empty ones here, so it costs a few lookups
+// at most). A self-lookup fills only the buckets near this node: without
+// this, nodes that joined in a 300-node simulation (dhtsim) were left with
+// no contact in the half of the key space across from them, their Sets'
+// lookups ended on the nodes nearest to the key within their own half, and
+// readers, whose lookups found the true nearest, did not find the record.
+func (d *DHT) refreshFar(ctx context.Context) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, d.opts.Alpha)
+	for _, i := range d.table.emptyFar() {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if _, err := d.closest(ctx, "refresh", randomInBucket(d.self.ID, i), d.opts.K); err != nil {
+				d.log.Debug("refresh bucket", "bucket", i, "err", err)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // Close stops serving DHT requests and waits for the ones in flight; it
@@ -433,7 +530,7 @@ func (d *DHT) Close() error {
 	}
 	d.closed = true
 	d.mu.Unlock()
-	d.ep.Handle(transport.ProtoDHT, nil)
+	d.ep.HandleStreams(transport.ProtoDHT, nil)
 	d.cancel()
 	d.inflight.Wait()
 	d.bg.Wait()
@@ -1007,7 +1104,7 @@ func (d *DHT) roundTrip(ctx context.Context, c Contact, req *request) (*response
 const codeCanceled quic.StreamErrorCode = 0x100
 
 // serve handles one inbound DHT stream.
-func (d *DHT) serve(ctx context.Context, peer transport.Peer, s *quic.Stream) {
+func (d *DHT) serve(ctx context.Context, peer transport.Peer, s Stream) {
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()

@@ -97,7 +97,8 @@ func (d *DHT) every(interval time.Duration, kick <-chan struct{}, fn func(ctx co
 	})
 }
 
-// refresh re-runs the self-lookup (Kademlia's bucket refresh), or
+// refresh re-runs the self-lookup (Kademlia's bucket refresh) and looks
+// up an ID in each far bucket left empty (refreshFar), or
 // Bootstrap when the table has emptied (every contact failed: the network
 // was gone).
 func (d *DHT) refresh(ctx context.Context) {
@@ -108,6 +109,7 @@ func (d *DHT) refresh(ctx context.Context) {
 	if _, err := d.closest(ctx, "refresh", d.self.ID, d.opts.K); err != nil {
 		d.log.Debug("refresh", "err", err)
 	}
+	d.refreshFar(ctx)
 }
 
 // Replicate runs one replication sweep now: for every record this node

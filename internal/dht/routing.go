@@ -2,6 +2,7 @@ package dht
 
 import (
 	"bytes"
+	"crypto/rand"
 	"math/bits"
 	"slices"
 	"sync"
@@ -279,4 +280,44 @@ func (t *table) all() []Contact {
 		out = append(out, b...)
 	}
 	return out
+}
+
+// emptyFar returns the buckets farther from this node than its nearest
+// live contact's (shorter common prefix) that hold no live contact: the
+// parts of the key space a lookup from this node cannot start in.
+func (t *table) emptyFar() []int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	live := func(i int) bool {
+		return slices.ContainsFunc(t.buckets[i], func(c Contact) bool { return t.fails[c.ID] == 0 })
+	}
+	deepest := -1
+	for i := len(t.buckets) - 1; i >= 0; i-- {
+		if live(i) {
+			deepest = i
+			break
+		}
+	}
+	var out []int
+	for i := range deepest {
+		if !live(i) {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// randomInBucket returns a random ID whose common prefix with self is
+// exactly i bits long (bucketIndex(self, id) == i), 0 <= i < 256.
+func randomInBucket(self key.NodeID, i int) key.NodeID {
+	var id key.NodeID
+	rand.Read(id[:])
+	for b := range i / 8 {
+		id[b] = self[b]
+	}
+	byteI, bit := i/8, uint(i%8)
+	keep := byte(0xff) << (8 - bit) // the bits of self kept in byte byteI
+	flip := byte(0x80) >> bit       // the first bit that differs
+	id[byteI] = self[byteI]&keep | (^self[byteI])&flip | id[byteI]&^(keep|flip)
+	return id
 }

@@ -146,7 +146,7 @@ func (t *rtts) forget(id key.NodeID) {
 // pooled reports whether the endpoint holds a live connection to id (a
 // request need not dial); true when the endpoint cannot tell.
 func (d *DHT) pooled(id key.NodeID) bool {
-	p, ok := d.ep.(interface {
+	p, ok := d.rawEP.(interface {
 		PooledAddr(key.NodeID) (netip.AddrPort, bool)
 	})
 	if !ok {

@@ -37,7 +37,7 @@ func TestRTTEstimate(t *testing.T) {
 // from, and its clamps.
 func TestQueryTimeouts(t *testing.T) {
 	ms := time.Millisecond
-	d := &DHT{opts: Options{RPCTimeout: 4 * time.Second}, rtt: newRTTs(), ep: pooledEP{}}
+	d := &DHT{opts: Options{RPCTimeout: 4 * time.Second}, rtt: newRTTs(), rawEP: pooledEP{}}
 	a, b := key.NewKeypair().ID(), key.NewKeypair().ID()
 	stall := func(id key.NodeID) time.Duration {
 		s, _ := d.queryTimeout(Contact{ID: id})
@@ -62,7 +62,7 @@ func TestQueryTimeouts(t *testing.T) {
 		t.Fatalf("a 5 s sample: %v, want it clamped to RPCTimeout/4", s)
 	}
 	// A dial: twice the RTO; a dialed sample counts half.
-	d.ep = nothingPooled{}
+	d.rawEP = nothingPooled{}
 	c := key.NewKeypair().ID()
 	d.rtt.sample(c, 200*ms, true)
 	if s, dial := d.queryTimeout(Contact{ID: c}); s != 600*ms || !dial {
@@ -70,7 +70,7 @@ func TestQueryTimeouts(t *testing.T) {
 	}
 	// A stale estimate gives way to the estimate of all contacts.
 	d.rtt.peers[c].at = time.Now().Add(-2 * rttFresh)
-	d.ep = pooledEP{}
+	d.rawEP = pooledEP{}
 	if s := stall(c); s != min(d.rtt.all.rto(), time.Second) {
 		t.Fatalf("a stale estimate: stall %v, want that of all contacts", s)
 	}

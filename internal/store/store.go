@@ -65,6 +65,12 @@ func Key(prefix string, parts ...[]byte) []byte {
 type Options struct {
 	// Logger receives Pebble's own log lines at debug level. Nil: discarded.
 	Logger *slog.Logger
+	// Memory keeps the database in memory (Pebble's vfs.NewMem), with a
+	// small memtable (256 KiB) and block cache (64 KiB): nothing is written
+	// to dir, which is only what Dir returns, and everything is lost on
+	// Close. For simulations that run thousands of nodes in one process
+	// (internal/dht/dhtsim), not for a node's real state.
+	Memory bool
 }
 
 // DB is a node's Pebble database. Its methods are safe for concurrent use.
@@ -75,6 +81,9 @@ type DB struct {
 
 // Open opens or creates the database in dir (created with mode 0700).
 func Open(dir string, opts Options) (*DB, error) {
+	if opts.Memory {
+		return openMemory(dir, opts)
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store: create %s: %w", dir, err)
 	}
@@ -92,6 +101,26 @@ func Open(dir string, opts Options) (*DB, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", dir, err)
+	}
+	return &DB{p: p, dir: dir}, nil
+}
+
+// openMemory opens an empty in-memory database (Options.Memory).
+func openMemory(dir string, opts Options) (*DB, error) {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	cache := pebble.NewCache(64 << 10)
+	defer cache.Unref()
+	p, err := pebble.Open("pebble", &pebble.Options{
+		Logger:       pebbleLogger{logger},
+		FS:           vfs.NewMem(),
+		Cache:        cache,
+		MemTableSize: 256 << 10,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: open in memory: %w", err)
 	}
 	return &DB{p: p, dir: dir}, nil
 }

@@ -97,3 +97,35 @@ func TestProtected(t *testing.T) {
 		t.Fatal("world-readable device key accepted")
 	}
 }
+
+// TestMemory: an in-memory store works like a disk one, writes nothing to
+// its directory, and starts empty each time.
+func TestMemory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "mem")
+	db, err := Open(dir, Options{Memory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := Key(PrefixRecord, []byte{1})
+	if err := db.Set(k, []byte("one"), true); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := db.Get(k); err != nil || string(v) != "one" {
+		t.Fatalf("get: %q, %v", v, err)
+	}
+	if db.Dir() != dir {
+		t.Fatalf("Dir() = %q, want %q", db.Dir(), dir)
+	}
+	db.Close()
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the in-memory store touched its directory: %v", err)
+	}
+	db, err = Open(dir, Options{Memory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Get(k); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a new in-memory store holds %v", err)
+	}
+}

@@ -1,0 +1,7 @@
+//go:build !race
+
+package dhtsim
+
+const raceEnabled = false
+
+const raceSlowdown = 0
