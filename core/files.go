@@ -438,20 +438,10 @@ func (b *Backend) getFile(ctx context.Context, gs *groupState, fi FileInfo, dst 
 // (blobsync.Store.ChunksBesides over CollectGarbage's roots). When a
 // group's roots cannot be read it keeps every chunk (nil, false).
 func (b *Backend) chunksBesides(ctx context.Context, list blobsync.Hash) (map[blobsync.Hash]bool, bool) {
-	b.mu.Lock()
-	groups := make([]*groupState, 0, len(b.groups))
-	for _, gs := range b.groups {
-		groups = append(groups, gs)
-	}
-	b.mu.Unlock()
-	var roots []blobsync.Hash
-	for _, gs := range groups {
-		rs, err := b.groupRoots(ctx, gs)
-		if err != nil {
-			b.log.Info("get: the store keeps its copy of the chunks: group roots", "group", gs.info.Name, "err", err)
-			return nil, false
-		}
-		roots = append(roots, rs...)
+	roots, err := b.allRoots(ctx)
+	if err != nil {
+		b.log.Info("get: the store keeps its copy of the chunks", "err", err)
+		return nil, false
 	}
 	shared, err := b.blobs.ChunksBesides(ctx, roots, list)
 	if err != nil {

@@ -21,6 +21,26 @@ type GCResult struct {
 	Took        time.Duration `json:"took_ns"`
 }
 
+// allRoots returns the roots (groupRoots) of every group this node is in;
+// an error names the group whose roots could not be read.
+func (b *Backend) allRoots(ctx context.Context) ([]blobsync.Hash, error) {
+	b.mu.Lock()
+	groups := make([]*groupState, 0, len(b.groups))
+	for _, gs := range b.groups {
+		groups = append(groups, gs)
+	}
+	b.mu.Unlock()
+	var roots []blobsync.Hash
+	for _, gs := range groups {
+		rs, err := b.groupRoots(ctx, gs)
+		if err != nil {
+			return nil, fmt.Errorf("group %s: %w", gs.info.Name, err)
+		}
+		roots = append(roots, rs...)
+	}
+	return roots, nil
+}
+
 // CollectGarbage removes from the store every blob that no group of this
 // node still needs (blobsync.Store.GC), and reports how many and the
 // store's size before and after. What is kept, per group this node is in:
@@ -42,19 +62,9 @@ func (b *Backend) CollectGarbage(ctx context.Context) (GCResult, error) {
 		return GCResult{}, err
 	}
 	start := time.Now()
-	b.mu.Lock()
-	groups := make([]*groupState, 0, len(b.groups))
-	for _, gs := range b.groups {
-		groups = append(groups, gs)
-	}
-	b.mu.Unlock()
-	var roots []blobsync.Hash
-	for _, gs := range groups {
-		rs, err := b.groupRoots(ctx, gs)
-		if err != nil {
-			return GCResult{}, fmt.Errorf("gc: group %s: %w", gs.info.Name, err)
-		}
-		roots = append(roots, rs...)
+	roots, err := b.allRoots(ctx)
+	if err != nil {
+		return GCResult{}, fmt.Errorf("gc: %w", err)
 	}
 	var res GCResult
 	res.Roots = len(roots)
