@@ -496,27 +496,31 @@ func (d *DHT) Bootstrap(ctx context.Context) error {
 // refreshFar runs a lookup of a random ID in each bucket farther from this
 // node than its nearest contact's that holds no live contact (Kademlia
 // §2.3: a joining node "refreshes all k-buckets further away than its
-// closest neighbor"; only the empty ones here, so it costs a few lookups
-// at most). A self-lookup fills only the buckets near this node: without
-// this, nodes that joined in a 300-node simulation (dhtsim) were left with
-// no contact in the half of the key space across from them, their Sets'
-// lookups ended on the nodes nearest to the key within their own half, and
-// readers, whose lookups found the true nearest, did not find the record.
+// closest neighbor"; only the empty ones here). A self-lookup fills only
+// the buckets near this node: without this, nodes that joined in a
+// 300-node simulation (dhtsim) were left with no contact in the half of
+// the key space across from them, their Sets' lookups ended on the nodes
+// nearest to the key within their own half, and readers, whose lookups
+// found the true nearest, did not find the record. The lookups run one
+// after another, farthest bucket first, and stop at one that brought no
+// new contact into the table: the nodes it could ask know no one else
+// (a small network), and more would only spend their request budget.
 func (d *DHT) refreshFar(ctx context.Context) {
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, d.opts.Alpha)
 	for _, i := range d.table.emptyFar() {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			if _, err := d.closest(ctx, "refresh", randomInBucket(d.self.ID, i), d.opts.K); err != nil {
-				d.log.Debug("refresh bucket", "bucket", i, "err", err)
-			}
-		}()
+		if ctx.Err() != nil {
+			return
+		}
+		if !slices.Contains(d.table.emptyFar(), i) {
+			continue // an earlier lookup filled it
+		}
+		before := d.table.size()
+		if _, err := d.closest(ctx, "refresh", randomInBucket(d.self.ID, i), d.opts.K); err != nil {
+			d.log.Debug("refresh bucket", "bucket", i, "err", err)
+		}
+		if d.table.size() <= before {
+			return
+		}
 	}
-	wg.Wait()
 }
 
 // Close stops serving DHT requests and waits for the ones in flight; it
