@@ -24,7 +24,6 @@ import (
 	"github.com/dwebkit/dweb/internal/store"
 	"github.com/dwebkit/dweb/internal/transport"
 	"github.com/dwebkit/dweb/internal/transport/rcmgr"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 )
 
@@ -226,10 +225,6 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 	}
 	metrics := dht.NewMetrics()
 	var queued atomic.Int64
-	reg := prometheus.NewRegistry()
-	if err := reg.Register(metrics); err != nil {
-		return nil, err
-	}
 	res := &benchDHTResult{Nodes: cfg.nodes, Records: cfg.records, Churn: cfg.churn, Replicas: dht.DefaultR, GoMaxProcs: runtime.GOMAXPROCS(0), FixedTimeouts: cfg.fixed}
 
 	var simNet *dhtsim.Network
@@ -383,12 +378,12 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 	res.SetQueued = int(queued.Load())
 
 	// Reads, each from a random node.
-	hops0, n0 := hopStats(reg)
+	hops0, n0 := metrics.Hops("get")
 	ok, getMS, misses := benchReads(ctx, nodes, recs, cfg.parallel, "get")
 	res.Misses = append(res.Misses, misses...)
-	hops1, n1 := hopStats(reg)
+	hops1, n1 := metrics.Hops("get")
 	if n1 > n0 {
-		res.MeanHops = (hops1 - hops0) / (n1 - n0)
+		res.MeanHops = (hops1 - hops0) / float64(n1-n0)
 	}
 	res.GetSuccess = float64(ok) / float64(cfg.records)
 	res.GetP50ms, res.GetP99ms = percentile(getMS, 0.5), percentile(getMS, 0.99)
@@ -662,28 +657,6 @@ func benchWatch(ctx context.Context, nodes []*benchNode, r benchRec) (float64, e
 			return 0, ctx.Err()
 		}
 	}
-}
-
-// hopStats returns the sum and count of dweb_dht_lookup_hops{op="get"}.
-func hopStats(reg *prometheus.Registry) (sum, count float64) {
-	mfs, err := reg.Gather()
-	if err != nil {
-		return 0, 0
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "dweb_dht_lookup_hops" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "op" && l.GetValue() == "get" {
-					sum += m.GetHistogram().GetSampleSum()
-					count += float64(m.GetHistogram().GetSampleCount())
-				}
-			}
-		}
-	}
-	return sum, count
 }
 
 // benchPar runs fn(0..n-1), width at once, and returns the first error.

@@ -6,6 +6,7 @@ import (
 	"github.com/dwebkit/dweb/internal/record"
 	"github.com/dwebkit/dweb/internal/transport"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Refusal reasons, the values of the "reason" label of
@@ -80,6 +81,20 @@ func NewMetrics() *Metrics {
 			Name: "dweb_dht_queued_writes", Help: "Offline writes waiting for the network.",
 		}),
 	}
+}
+
+// Hops returns the sum and count of the hops observed for lookups of op
+// (dweb_dht_lookup_hops{op}: "get", "set", ...); zeros if none were.
+func (m *Metrics) Hops(op string) (sum float64, count uint64) {
+	h, ok := m.LookupHops.WithLabelValues(op).(prometheus.Metric)
+	if !ok {
+		return 0, 0
+	}
+	var d dto.Metric
+	if h.Write(&d) != nil || d.Histogram == nil {
+		return 0, 0
+	}
+	return d.Histogram.GetSampleSum(), d.Histogram.GetSampleCount()
 }
 
 func (m *Metrics) collectors() []prometheus.Collector {

@@ -17,7 +17,6 @@ import (
 	"github.com/dwebkit/dweb/internal/key"
 	"github.com/dwebkit/dweb/internal/record"
 	"github.com/dwebkit/dweb/internal/transport"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/quic-go/quic-go"
 )
 
@@ -182,8 +181,6 @@ func TestDHTOverSim(t *testing.T) {
 	}
 	n := newNet(t, Options{Seed: 1, RTTMedian: 20 * time.Millisecond, MaxRTT: 300 * time.Millisecond, Loss: 0.01})
 	m := dht.NewMetrics()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(m)
 	opts := dht.Options{
 		// Lookups that place records wait for a dead node's requests to
 		// time out (twice, for a node only suspected): the timeout, not
@@ -275,12 +272,12 @@ func TestDHTOverSim(t *testing.T) {
 		return ok
 	}
 	t.Logf("written: %v", time.Since(began))
-	h0, c0 := getHops(t, reg)
+	h0, c0 := m.Hops("get")
 	if ok := read(all); ok != records {
 		t.Fatalf("read back %d of %d records", ok, records)
 	}
-	h1, c1 := getHops(t, reg)
-	if mean := (h1 - h0) / (c1 - c0); mean > 5 {
+	h1, c1 := m.Hops("get")
+	if mean := (h1 - h0) / float64(c1-c0); mean > 5 {
 		t.Fatalf("mean hops %.2f, want at most 5", mean)
 	} else {
 		t.Logf("%d nodes: mean hops %.2f", nodes, mean)
@@ -320,29 +317,6 @@ func bootstrap(ctx context.Context, d *dht.DHT) error {
 		}
 	}
 	return err
-}
-
-// getHops returns the sum and count of the Get lookups' hops.
-func getHops(t *testing.T, reg *prometheus.Registry) (sum, count float64) {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "dweb_dht_lookup_hops" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "op" && l.GetValue() == "get" {
-					sum += m.GetHistogram().GetSampleSum()
-					count += float64(m.GetHistogram().GetSampleCount())
-				}
-			}
-		}
-	}
-	return sum, count
 }
 
 // par runs fn(0..n-1), width at once, and fails t on the first error.
