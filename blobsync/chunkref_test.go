@@ -11,7 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
+
+	"github.com/dwebkit/dweb/internal/testnet"
 )
 
 // diskBytes is what the files in dir occupy on disk (allocated blocks).
@@ -32,27 +33,6 @@ func diskBytes(t testing.TB, dir string) int64 {
 		}
 	}
 	return n
-}
-
-// editInPlace overwrites a few bytes of path at off, keeping its size,
-// and moves its mtime, as a user's edit does.
-func editInPlace(t testing.TB, path string, off int64) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = f.WriteAt([]byte("edited"), off)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	later := time.Now().Add(time.Hour)
-	if err := os.Chtimes(path, later, later); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // readChunked reads cf through from s (OpenChunked checks the whole-file
@@ -164,7 +144,7 @@ func TestExportChunkedRef(t *testing.T) {
 			checkRefs(t, m.Store, cf, v, dst)
 
 			// The user edits dst: the store refuses, never serves.
-			editInPlace(t, dst, cf.Chunks[0].Size+10)
+			testnet.EditFile(t, dst, cf.Chunks[0].Size+10)
 			_, err = readChunked(m.Store, cf)
 			if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "changed since") {
 				t.Fatalf("read after the edit: %v, want ErrCorrupt (changed since)", err)
@@ -237,7 +217,7 @@ func TestExportChunkedRefShared(t *testing.T) {
 	if got, err := readChunked(m.Store, cf1); err != nil || !bytes.Equal(got, v1) {
 		t.Fatalf("v1 reads other bytes (%v)", err)
 	}
-	editInPlace(t, dst, 0)
+	testnet.EditFile(t, dst, 0)
 	if got, err := readChunked(m.Store, cf2); err != nil || !bytes.Equal(got, v2) {
 		t.Fatalf("v2 reads other bytes after v1's output was edited (%v)", err)
 	}
@@ -514,7 +494,7 @@ func TestExportChunkedRefDeltaBase(t *testing.T) {
 				t.Fatalf("export v1: %+v, %v", r, err)
 			}
 			if edited {
-				editInPlace(t, dst, 0)
+				testnet.EditFile(t, dst, 0)
 			}
 			e2 := Entry{Name: "film", Hash: cf2.Hash, Size: cf2.Size, Chunks: cf2.List,
 				Versions: []Version{{Hash: cf1.Hash, Size: cf1.Size, Chunks: cf1.List}}}
