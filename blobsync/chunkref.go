@@ -286,43 +286,25 @@ func (s *Store) removeDeadPacks(names map[string]bool) error {
 // A root or list the store does not hold adds nothing.
 func (s *Store) ChunksBesides(ctx context.Context, roots []Hash, list Hash) (map[Hash]bool, error) {
 	out := make(map[Hash]bool)
-	addList := func(h Hash) {
+	addList := func(h Hash, l *ChunkList) {
 		if h == list {
 			return
 		}
-		if l, err := s.ReadChunkList(h); err == nil {
-			for _, c := range l.Chunks {
-				out[c.Hash] = true
-			}
+		for _, c := range l.Chunks {
+			out[c.Hash] = true
 		}
 	}
-	for _, h := range roots {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		b, err := s.ReadAll(h, max(MaxCollectionSize, MaxChunkListSize))
-		if err != nil {
-			continue
-		}
-		if len(b) >= 4 && [4]byte(b[:4]) == chunkListMagic {
-			addList(h)
-			continue
-		}
-		if len(b) > MaxCollectionSize {
-			continue
-		}
-		c, err := DecodeCollection(b)
-		if err != nil {
-			continue
-		}
-		c.KeptFiles(func(e Entry) bool {
-			if e.Chunks.IsZero() {
-				out[e.Hash] = true
-			} else {
-				addList(e.Chunks)
+	err := s.walkRoots(ctx, roots, addList, func(e Entry) {
+		if e.Chunks.IsZero() {
+			out[e.Hash] = true
+		} else if e.Chunks != list {
+			if l, err := s.ReadChunkList(e.Chunks); err == nil {
+				addList(e.Chunks, l)
 			}
-			return true
-		})
+		}
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -38,6 +38,45 @@ func (s *Store) tryLock(h Hash) (unlock func(), ok bool) {
 	return u, err == nil
 }
 
+// walkRoots reads each of roots the store holds whole: a chunk list goes
+// to list, and each kept file (Collection.KeptFiles) of a collection to
+// file. A root the store lacks, larger than a collection or chunk list
+// may be, or that decodes as neither is skipped. It returns ctx's error
+// if ctx ends.
+func (s *Store) walkRoots(ctx context.Context, roots []Hash, list func(Hash, *ChunkList), file func(Entry)) error {
+	for _, h := range roots {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n, err := s.Size(h)
+		if err != nil || n > max(MaxCollectionSize, MaxChunkListSize) {
+			continue
+		}
+		b, err := s.ReadAll(h, max(MaxCollectionSize, MaxChunkListSize))
+		if err != nil {
+			continue
+		}
+		if len(b) >= 4 && [4]byte(b[:4]) == chunkListMagic {
+			if l, err := DecodeChunkList(b); err == nil {
+				list(h, l)
+			}
+			continue
+		}
+		if len(b) > MaxCollectionSize {
+			continue
+		}
+		c, err := DecodeCollection(b)
+		if err != nil {
+			continue
+		}
+		c.KeptFiles(func(e Entry) bool {
+			file(e)
+			return true
+		})
+	}
+	return nil
+}
+
 // GC removes every blob, complete or partial, that is not live, and returns
 // how many it removed. Live blobs are:
 //
@@ -77,39 +116,17 @@ func (s *Store) GC(ctx context.Context, roots func(yield func(Hash) bool)) (remo
 			return true
 		})
 	}
-	for _, h := range rootList {
-		if err := ctx.Err(); err != nil {
-			return 0, err
+	err = s.walkRoots(ctx, rootList, func(_ Hash, l *ChunkList) {
+		// A chunk list a download means to fill: its chunks.
+		for _, ch := range l.Chunks {
+			live[ch.Hash] = true
 		}
-		n, err := s.Size(h)
-		if err != nil || n > max(MaxCollectionSize, MaxChunkListSize) {
-			continue
-		}
-		b, err := s.ReadAll(h, max(MaxCollectionSize, MaxChunkListSize))
-		if err != nil {
-			continue
-		}
-		if len(b) >= 4 && [4]byte(b[:4]) == chunkListMagic {
-			// A chunk list a download means to fill: its chunks.
-			if l, err := DecodeChunkList(b); err == nil {
-				for _, ch := range l.Chunks {
-					live[ch.Hash] = true
-				}
-			}
-			continue
-		}
-		if len(b) > MaxCollectionSize {
-			continue
-		}
-		c, err := DecodeCollection(b)
-		if err != nil {
-			continue
-		}
-		c.KeptFiles(func(e Entry) bool {
-			live[e.Hash] = true
-			s.FileBlobs(e, func(h Hash) bool { live[h] = true; return true })
-			return true
-		})
+	}, func(e Entry) {
+		live[e.Hash] = true
+		s.FileBlobs(e, func(h Hash) bool { live[h] = true; return true })
+	})
+	if err != nil {
+		return 0, err
 	}
 
 	var doomed []Hash
