@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -18,10 +19,12 @@ import (
 // Deleting the blob (Delete, GC) never touches the app's file.
 //
 // Files of at most ChunkGroupSize bytes are copied inline instead (there is
-// no outboard to save). If the store already holds the blob (copied or by
-// reference) AddFileRef changes nothing. The file must not change while it
-// is hashed: AddFileRef checks size and mtime before and after and fails if
-// they moved.
+// no outboard to save). If the store already holds the blob, copied or by
+// a reference whose file is intact, AddFileRef changes nothing (RefPath
+// tells how it is held); a reference whose file changed since (a touched
+// file, or one edited back to the same bytes) is replaced by one to path.
+// The file must not change while it is hashed: AddFileRef checks size and
+// mtime before and after and fails if they moved.
 func (s *Store) AddFileRef(ctx context.Context, path string) (Hash, int64, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -99,7 +102,7 @@ func (s *Store) AddFileRef(ctx context.Context, path string) (Hash, int64, error
 		return fail(err)
 	}
 	defer unlock()
-	if ok, err := s.Has(h); err != nil || ok {
+	if held, err := s.heldIntact(h); err != nil || held {
 		if ob != nil {
 			os.Remove(ob.Name())
 		}
@@ -124,4 +127,46 @@ func (s *Store) AddFileRef(ctx context.Context, path string) (Hash, int64, error
 	}
 	removeStale(s.dataPath(h)) // a partial download's leftover, if any
 	return h, size, nil
+}
+
+// heldIntact reports whether the store holds blob h complete and, if it
+// holds it by reference to a whole file, that file is unchanged: false
+// for a blob not held and for a broken whole-file reference, which
+// AddFileRef then replaces. The caller holds h's lock.
+func (s *Store) heldIntact(h Hash) (bool, error) {
+	e, err := s.getEntry(h)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if e.RefPath == "" || e.RefSize != 0 {
+		return true, nil
+	}
+	f, err := s.openFile(h, e)
+	if err == nil {
+		f.Close()
+		return true, nil
+	}
+	if errors.Is(err, ErrCorrupt) {
+		s.log.Info("blobsync: replacing a broken reference", "hash", h, "path", e.RefPath, "err", err)
+		return false, nil
+	}
+	return false, err
+}
+
+// RefPath returns the absolute path of the file whose bytes the store
+// reads for blob h when it holds h in reference mode (AddFileRef,
+// ExportMove, or a chunk kept inside a file by ExportChunkedRef), and ""
+// when it keeps h's bytes itself (inline, a data file, a pack). It does
+// not check that the file is unchanged (Open does). Errors: ErrNotFound
+// when the store does not hold h complete; ErrCorrupt for an entry that
+// does not decode.
+func (s *Store) RefPath(h Hash) (string, error) {
+	e, err := s.getEntry(h)
+	if err != nil {
+		return "", err
+	}
+	return e.RefPath, nil
 }
