@@ -99,6 +99,15 @@ type ChunkedBlobs interface {
 	AddReaderChunked(ctx context.Context, r io.Reader, limit int64) (blobsync.ChunkedFile, error)
 }
 
+// RefBlobs is a Blobs that can keep a file by reference instead of a copy
+// (blobsync.Store.AddFileRef) and say how it holds a blob
+// (blobsync.Store.RefPath: the file's path, or "" for its own copy).
+type RefBlobs interface {
+	Blobs
+	AddFileRef(ctx context.Context, path string) (blobsync.Hash, int64, error)
+	RefPath(h blobsync.Hash) (string, error)
+}
+
 // SetChunking makes AddFiles and AddReader store a file of more than
 // blobsync.ChunkThreshold bytes as content-defined chunks (its entry's
 // Chunks names the chunk list; Hash stays the whole file's BLAKE3), when
@@ -333,17 +342,74 @@ func (r *Repo) Adopt(ctx context.Context, c *blobsync.Collection) error {
 // what it was becomes its newest older version, unless the bytes are the
 // same (blobsync.Collection.Put); the repo's retention then prunes
 // (SetRetention). It returns the new entries, without their history.
+// It is AddFilesWith with the zero AddOptions.
 func (r *Repo) AddFiles(ctx context.Context, paths []string) ([]blobsync.Entry, error) {
+	added, err := r.AddFilesWith(ctx, paths, AddOptions{})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]blobsync.Entry, len(added))
+	for i, a := range added {
+		out[i] = a.Entry
+	}
+	return out, nil
+}
+
+// AddOptions configures AddFilesWith. The zero value is AddFiles's add:
+// each file copied into the blob store, or cut into chunks the store
+// keeps (SetChunking).
+type AddOptions struct {
+	// NoStoreCopy keeps each file by reference instead of a copy, when
+	// the repo's Blobs is a RefBlobs: the store reads the file once
+	// (hashing on every core), keeps its outboard (64 bytes per 16 KiB,
+	// about 1/256 of the size) and its path, size and mtime, and reads
+	// the file itself to serve or export it, refusing it once its size or
+	// mtime changed (blobsync.Store.AddFileRef). A file of at most
+	// blobsync.ChunkGroupSize (16 KiB) bytes, bytes the store already
+	// keeps as its own copy, and every file when Blobs is not a RefBlobs
+	// are copied instead; Added.Store says which. In a chunked repo
+	// (SetChunking) such a file is kept as one whole-file blob by
+	// reference, not as chunks: the chunks would be copies of its bytes,
+	// the very copy this option avoids, so it gives up chunking's
+	// deduplication and deltas for that file.
+	NoStoreCopy bool
+}
+
+// How AddFilesWith kept a file's bytes (Added.Store).
+const (
+	StoreCopy      = "copy"      // the blob store's own copy of the whole file
+	StoreChunks    = "chunks"    // the blob store's own copies of its chunks (SetChunking)
+	StoreReference = "reference" // no copy: the store reads the user's file (AddOptions.NoStoreCopy)
+)
+
+// Added is one file AddFilesWith stored: its new collection entry
+// (without history) and how the blob store keeps its bytes: StoreCopy,
+// StoreChunks or StoreReference.
+type Added struct {
+	blobsync.Entry
+	Store string
+}
+
+// AddFilesWith is AddFiles with options (AddOptions.NoStoreCopy: keep the
+// files by reference). Each path must name a regular file whose base
+// name CheckName accepts (ErrBadName); the first file that fails stops
+// the add and nothing is published (blobs already stored are left for
+// GC). Errors: ErrReadOnly; ErrBadName; the file's (os.Stat, not a
+// regular file); the store's (*blobsync.LimitError over
+// blobsync.MaxBlobSize; with NoStoreCopy, a file that changed while it
+// was hashed).
+func (r *Repo) AddFilesWith(ctx context.Context, paths []string, opts AddOptions) ([]Added, error) {
 	if r.writer == nil {
 		return nil, ErrReadOnly
 	}
+	rb, canRef := r.blobs.(RefBlobs)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	c, _, err := r.Collection(ctx, nil)
 	if err != nil {
 		return nil, err
 	}
-	added := make([]blobsync.Entry, 0, len(paths))
+	added := make([]Added, 0, len(paths))
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	for _, p := range paths {
 		name := filepath.Base(p)
@@ -361,17 +427,30 @@ func (r *Repo) AddFiles(ctx context.Context, paths []string) ([]blobsync.Entry, 
 			Name: name, CreatedAt: now, ModTime: fi.ModTime().UTC().Truncate(time.Millisecond),
 			MediaType: mediaType(name),
 		}
-		if cb, ok := r.blobs.(ChunkedBlobs); ok && r.chunking && fi.Size() > blobsync.ChunkThreshold {
+		kept := StoreCopy
+		if cb, ok := r.blobs.(ChunkedBlobs); ok && r.chunking && !(opts.NoStoreCopy && canRef) && fi.Size() > blobsync.ChunkThreshold {
 			cf, err := cb.AddFileChunked(ctx, p)
 			if err != nil {
 				return nil, fmt.Errorf("add %s: %w", p, err)
 			}
 			e.Hash, e.Size, e.Chunks = cf.Hash, cf.Size, cf.List
+			kept = StoreChunks
+		} else if opts.NoStoreCopy && canRef {
+			if e.Hash, e.Size, err = rb.AddFileRef(ctx, p); err != nil {
+				return nil, fmt.Errorf("add %s: %w", p, err)
+			}
+			ref, err := rb.RefPath(e.Hash)
+			if err != nil {
+				return nil, fmt.Errorf("add %s: %w", p, err)
+			}
+			if ref != "" {
+				kept = StoreReference
+			}
 		} else if e.Hash, e.Size, err = r.blobs.AddFile(ctx, p); err != nil {
 			return nil, fmt.Errorf("add %s: %w", p, err)
 		}
 		c.Put(e)
-		added = append(added, e)
+		added = append(added, Added{Entry: e, Store: kept})
 	}
 	if err := r.writeCollection(ctx, c); err != nil {
 		return nil, err

@@ -434,3 +434,115 @@ func TestAddReaderChunking(t *testing.T) {
 		t.Fatalf("a stream at the threshold: %+v, %v; want one blob", small, err)
 	}
 }
+
+// copyOnly is a real store seen through Blobs alone: a store without
+// reference support.
+type copyOnly struct{ datarepo.Blobs }
+
+// blobDirBytes is what the files of s's directory hold (bytes).
+func blobDirBytes(t *testing.T, s *blobsync.Store) int64 {
+	t.Helper()
+	des, err := os.ReadDir(s.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, de := range des {
+		if fi, err := de.Info(); err == nil {
+			n += fi.Size()
+		}
+	}
+	return n
+}
+
+// TestAddFilesNoStoreCopy: AddFilesWith with NoStoreCopy keeps a large
+// file by reference (the store's directory grows by its outboard only,
+// the store reads the file, Store says "reference"), copies a small one
+// ("copy"), keeps a large file of a chunked repo by reference unchunked,
+// and copies when the Blobs cannot keep references. A directory is
+// refused by name.
+func TestAddFilesNoStoreCopy(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	net := testnet.New(t, 1)
+	blobs := openBlobs(t, net[0])
+	secret := record.Secret(key.NewSecret())
+	repo, kp, err := datarepo.Create(ctx, net[0].DHT, blobs, secret, "server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	write := func(name string, n int, seed byte) (string, []byte) {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(i*13+i>>9) ^ seed
+		}
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p, b
+	}
+	bigPath, big := write("archive.tar", 3<<20+5, 1)
+	smallPath, _ := write("note.txt", 900, 2)
+	before := blobDirBytes(t, blobs)
+	added, err := repo.AddFilesWith(ctx, []string{bigPath, smallPath}, datarepo.AddOptions{NoStoreCopy: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if added[0].Store != datarepo.StoreReference || added[0].Hash != blobsync.HashBytes(big) || !added[0].Chunks.IsZero() {
+		t.Fatalf("large file added %+v, want a reference", added[0])
+	}
+	if added[1].Store != datarepo.StoreCopy {
+		t.Fatalf("small file kept as %q, want copy", added[1].Store)
+	}
+	if grew := blobDirBytes(t, blobs) - before; grew > int64(len(big))/100 {
+		t.Fatalf("the store's directory grew by %d bytes for a %d-byte file kept by reference", grew, len(big))
+	}
+	if p, err := blobs.RefPath(added[0].Hash); err != nil || p != bigPath {
+		t.Fatalf("RefPath = %q, %v; want %q", p, err, bigPath)
+	}
+	if got, err := blobs.ReadAll(added[0].Hash, int64(len(big))); err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("reading the reference back: %v", err)
+	}
+	c, _, err := repo.Collection(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, ok := c.Get("archive.tar"); !ok || e.Hash != added[0].Hash {
+		t.Fatalf("published entry %+v, %v", e, ok)
+	}
+
+	// A chunked repo keeps it by reference as one blob.
+	repo.SetChunking(true)
+	filmPath, film := write("film.mp4", 3*blobsync.ChunkThreshold, 3)
+	added, err = repo.AddFilesWith(ctx, []string{filmPath}, datarepo.AddOptions{NoStoreCopy: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := added[0]; a.Store != datarepo.StoreReference || !a.Chunks.IsZero() || a.Hash != blobsync.HashBytes(film) {
+		t.Fatalf("chunked repo: %+v, want one blob by reference", a)
+	}
+	added, err = repo.AddFilesWith(ctx, []string{filmPath}, datarepo.AddOptions{})
+	if err != nil || added[0].Store != datarepo.StoreChunks || added[0].Chunks.IsZero() {
+		t.Fatalf("chunked repo, copy: %+v, %v", added, err)
+	}
+
+	// A store without references copies.
+	plain, err := datarepo.OpenWritable(net[0].DHT, copyOnly{blobs}, secret, kp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherPath, _ := write("other.bin", 1<<20, 4)
+	added, err = plain.AddFilesWith(ctx, []string{otherPath}, datarepo.AddOptions{NoStoreCopy: true})
+	if err != nil || added[0].Store != datarepo.StoreCopy {
+		t.Fatalf("a store without references: %+v, %v; want a copy", added, err)
+	}
+	if p, err := blobs.RefPath(added[0].Hash); err != nil || p != "" {
+		t.Fatalf("RefPath = %q, %v; want the store's own copy", p, err)
+	}
+
+	if _, err := repo.AddFilesWith(ctx, []string{dir}, datarepo.AddOptions{NoStoreCopy: true}); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Fatalf("a directory: %v", err)
+	}
+}
