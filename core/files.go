@@ -46,6 +46,12 @@ type FileInfo struct {
 	// (so written, its chunks then kept as references into the path:
 	// GetOptions.NoStoreCopy).
 	Export string `json:"export,omitempty"`
+	// Store, set by an add only, is how this node's blob store keeps the
+	// file's bytes: "reference" (no copy: it reads the user's file,
+	// until that changes; AddOptions.NoStoreCopy), "copy" (its own copy
+	// of the whole file) or "chunks" (its own copies of the file's
+	// content-defined chunks: Options.Chunking).
+	Store string `json:"store,omitempty"`
 
 	chunks blobsync.Hash // the entry's chunk list; zero: the file is blob Hash
 }
@@ -92,8 +98,39 @@ func (b *Backend) fileInfo(gs *groupState, repo key.RecordKey, repoName string, 
 // in the group, under their base names, and publishes the new collection.
 // It returns once the blobs and the collection are stored locally: the
 // publication to the DHT is queued and sent in the background (publish.go;
-// FileInfo.Publication, Publications).
+// FileInfo.Publication, Publications). The store copies each file
+// (AddFilesWith with the zero AddOptions).
 func (b *Backend) AddFiles(ctx context.Context, g key.RecordKey, paths []string) ([]FileInfo, error) {
+	return b.AddFilesWith(ctx, g, paths, AddOptions{})
+}
+
+// AddOptions configures AddFilesWith. The zero value is AddFiles's add.
+type AddOptions struct {
+	// NoStoreCopy keeps each file by reference instead of copying it
+	// into the store (datarepo.AddOptions.NoStoreCopy,
+	// blobsync.Store.AddFileRef): the store reads the file once,
+	// hashing it on every core, and keeps only its outboard (about 1/256
+	// of its size) with its path, size and mtime; it lists and serves
+	// the file from the path until the file's size or mtime change, then
+	// refuses it (never serving changed bytes as verified) and the node
+	// no longer holds the file: other members fetch it from other
+	// holders; add it again after an edit. GC drops the reference, never
+	// the file. Files of at most 16 KiB and bytes the store already
+	// keeps as its own copy are copied; a chunked repo (Options.Chunking)
+	// keeps such a file as one blob by reference, unchunked.
+	// FileInfo.Store says how each file was kept. The storage quota
+	// counts the outboard only, as it counts reference-mode blobs
+	// nothing (StorageUsage.RefBytes).
+	NoStoreCopy bool
+}
+
+// AddFilesWith is AddFiles with options; the FileInfos returned have
+// Store set. Errors: a *BadInputError for no paths, a relative path, or a
+// base name datarepo.CheckName refuses; a *QuotaError when the copies (or
+// with NoStoreCopy, the outboards) would pass Options.StorageQuota; the
+// file's or the store's (not a regular file, missing; with NoStoreCopy, a
+// file that changed while it was hashed).
+func (b *Backend) AddFilesWith(ctx context.Context, g key.RecordKey, paths []string, opts AddOptions) ([]FileInfo, error) {
 	gs, err := b.writableGroup(g)
 	if err != nil {
 		return nil, err
@@ -107,7 +144,7 @@ func (b *Backend) AddFiles(ctx context.Context, g key.RecordKey, paths []string)
 			return nil, badInput(fmt.Errorf("path %q is not absolute", p))
 		}
 		if fi, err := os.Stat(p); err == nil {
-			need += fi.Size()
+			need += addReserve(fi.Size(), opts.NoStoreCopy)
 		}
 	}
 	release, err := b.reserveStorage(need)
@@ -115,7 +152,7 @@ func (b *Backend) AddFiles(ctx context.Context, g key.RecordKey, paths []string)
 		return nil, err
 	}
 	defer release()
-	entries, err := gs.repo.AddFiles(ctx, paths)
+	added, err := gs.repo.AddFilesWith(ctx, paths, datarepo.AddOptions{NoStoreCopy: opts.NoStoreCopy})
 	if errors.Is(err, datarepo.ErrBadName) {
 		return nil, badInput(err)
 	}
@@ -125,12 +162,24 @@ func (b *Backend) AddFiles(ctx context.Context, g key.RecordKey, paths []string)
 	b.ownRepoChanged(ctx, gs)
 	name, _ := gs.repo.Name(ctx)
 	pending := b.collectionPending(gs)
-	out := make([]FileInfo, len(entries))
-	for i, e := range entries {
-		out[i] = b.fileInfo(gs, gs.info.Repo, name, e)
+	out := make([]FileInfo, len(added))
+	for i, a := range added {
+		out[i] = b.fileInfo(gs, gs.info.Repo, name, a.Entry)
 		out[i].Publication = pending
+		out[i].Store = a.Store
 	}
 	return out, nil
+}
+
+// addReserve is what an add of a file of size bytes reserves against the
+// storage quota: its size for a copy; by reference, its outboard (one
+// 64-byte parent per 16 KiB group, about 1/256 of the size), or the
+// size itself for a file the store keeps inline (at most 16 KiB).
+func addReserve(size int64, byRef bool) int64 {
+	if !byRef || size <= blobsync.ChunkGroupSize {
+		return size
+	}
+	return 64 * ((size + blobsync.ChunkGroupSize - 1) / blobsync.ChunkGroupSize)
 }
 
 // Listing is a group's files as this node knows them, with the state of
