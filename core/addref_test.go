@@ -143,7 +143,8 @@ func TestAddFileNoStoreCopyChunked(t *testing.T) {
 
 // TestAddFileNoStoreCopyQuota: an add by reference reserves the outboard,
 // not the bytes: under a 1 MiB quota a 4 MiB file is refused as a copy
-// and taken by reference. A relative path is bad input.
+// and taken by reference. A relative path, a directory and a missing file
+// are bad input.
 func TestAddFileNoStoreCopyQuota(t *testing.T) {
 	tmp := t.TempDir()
 	ctx := testContext(t, 60*time.Second)
@@ -161,7 +162,10 @@ func TestAddFileNoStoreCopyQuota(t *testing.T) {
 	if _, err := alice.AddFilesWith(ctx, g.ID, []string{"big.bin"}, AddOptions{NoStoreCopy: true}); !errors.As(err, &bad) {
 		t.Fatalf("a relative path: %v, want bad input", err)
 	}
-	if _, err := alice.AddFilesWith(ctx, g.ID, []string{tmp}, AddOptions{NoStoreCopy: true}); err == nil || !strings.Contains(err.Error(), "not a regular file") {
-		t.Fatalf("a directory: %v", err)
+	if _, err := alice.AddFilesWith(ctx, g.ID, []string{tmp}, AddOptions{NoStoreCopy: true}); !errors.As(err, &bad) || !strings.Contains(err.Error(), "not a regular file") {
+		t.Fatalf("a directory: %v, want bad input (not a regular file)", err)
+	}
+	if _, err := alice.AddFilesWith(ctx, g.ID, []string{filepath.Join(tmp, "missing")}, AddOptions{NoStoreCopy: true}); !errors.As(err, &bad) || !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a missing file: %v, want bad input (not exist)", err)
 	}
 }

@@ -125,11 +125,11 @@ type AddOptions struct {
 }
 
 // AddFilesWith is AddFiles with options; the FileInfos returned have
-// Store set. Errors: a *BadInputError for no paths, a relative path, or a
-// base name datarepo.CheckName refuses; a *QuotaError when the copies (or
+// Store set. Errors: a *BadInputError for no paths, a relative path, a
+// path that is missing or not a regular file, or a base name
+// datarepo.CheckName refuses; a *QuotaError when the copies (or
 // with NoStoreCopy, the outboards) would pass Options.StorageQuota; the
-// file's or the store's (not a regular file, missing; with NoStoreCopy, a
-// file that changed while it was hashed).
+// store's (with NoStoreCopy, a file that changed while it was hashed).
 func (b *Backend) AddFilesWith(ctx context.Context, g key.RecordKey, paths []string, opts AddOptions) ([]FileInfo, error) {
 	gs, err := b.writableGroup(g)
 	if err != nil {
@@ -143,9 +143,14 @@ func (b *Backend) AddFilesWith(ctx context.Context, g key.RecordKey, paths []str
 		if !filepath.IsAbs(p) {
 			return nil, badInput(fmt.Errorf("path %q is not absolute", p))
 		}
-		if fi, err := os.Stat(p); err == nil {
-			need += addReserve(fi.Size(), opts.NoStoreCopy)
+		fi, err := os.Stat(p)
+		if err != nil {
+			return nil, badInput(fmt.Errorf("add %s: %w", p, err))
 		}
+		if !fi.Mode().IsRegular() {
+			return nil, badInput(fmt.Errorf("add %s: not a regular file (%v)", p, fi.Mode().Type()))
+		}
+		need += addReserve(fi.Size(), opts.NoStoreCopy)
 	}
 	release, err := b.reserveStorage(need)
 	if err != nil {
