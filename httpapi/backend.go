@@ -45,7 +45,7 @@ type Backend interface {
 	RevokeInvite(ctx context.Context, group key.RecordKey, inviteURI string) (core.MembershipInfo, error)
 
 	// Files of the node's own repo, and of the whole group.
-	AddFiles(ctx context.Context, group key.RecordKey, paths []string) ([]core.FileInfo, error)
+	AddFilesWith(ctx context.Context, group key.RecordKey, paths []string, opts core.AddOptions) ([]core.FileInfo, error)
 	AddReader(ctx context.Context, g key.RecordKey, name string, r io.Reader, maxBytes int64) (core.FileInfo, blobsync.Hash, error)
 	ListFiles(ctx context.Context, group key.RecordKey) ([]core.FileInfo, error)
 	List(ctx context.Context, group key.RecordKey) (core.Listing, error)

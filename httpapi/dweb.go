@@ -161,7 +161,7 @@ func (s *server) invite(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *server) addFiles(w http.ResponseWriter, r *http.Request) error {
-	paths, err := readAddFiles(w, r)
+	req, err := readAddFiles(w, r)
 	if err != nil {
 		return err
 	}
@@ -169,7 +169,7 @@ func (s *server) addFiles(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	fs, err := s.b.AddFiles(r.Context(), g.ID, paths)
+	fs, err := s.b.AddFilesWith(r.Context(), g.ID, req.Paths, core.AddOptions{NoStoreCopy: req.NoStoreCopy})
 	return reply(w, FileInfosBody{orEmpty(fs)}, err)
 }
 

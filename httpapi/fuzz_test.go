@@ -63,7 +63,7 @@ var fuzzBodies = []fuzzBody{
 		name: "files",
 		read: func(w http.ResponseWriter, r *http.Request) (any, error) { return readAddFiles(w, r) },
 		check: func(t *testing.T, v any) {
-			paths := v.([]string)
+			paths := v.(AddFilesRequest).Paths
 			if len(paths) == 0 {
 				t.Fatal("no paths accepted")
 			}
@@ -73,7 +73,7 @@ var fuzzBodies = []fuzzBody{
 				}
 			}
 		},
-		encode: func(v any) any { return AddFilesRequest{Paths: v.([]string)} },
+		encode: func(v any) any { return v },
 	},
 	{
 		name: "files/get",
@@ -180,6 +180,7 @@ func FuzzRequest(f *testing.F) {
 		{1, JoinURLRequest{GroupURL: "save+dweb:?v=1&dht=x"}},
 		{2, MembershipRequest{URI: "save+dweb:?v=1&dht=x&name=Family"}},
 		{3, AddFilesRequest{Paths: []string{"/home/a/photo.jpg", "/tmp/b c.png"}}},
+		{3, AddFilesRequest{Paths: []string{"/srv/archive.tar"}, NoStoreCopy: true}},
 		{4, GetFileRequest{Name: "photo.jpg", Out: "/tmp/photo.jpg"}},
 		{4, GetFileRequest{Name: "photo.jpg", Repo: repo, Out: "/tmp/photo.jpg"}},
 		{5, DrainRequest{}},

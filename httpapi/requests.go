@@ -77,20 +77,20 @@ func readMembership(w http.ResponseWriter, r *http.Request) (string, error) {
 
 // readAddFiles reads an AddFilesRequest body (POST
 // /dweb/v1/groups/{group}/files): at least one path, every one absolute.
-func readAddFiles(w http.ResponseWriter, r *http.Request) ([]string, error) {
+func readAddFiles(w http.ResponseWriter, r *http.Request) (AddFilesRequest, error) {
 	var req AddFilesRequest
 	if err := decode(w, r, &req, decodeOptions{}); err != nil {
-		return nil, err
+		return req, err
 	}
 	if len(req.Paths) == 0 {
-		return nil, &badRequestError{"paths: empty, want at least one absolute path"}
+		return req, &badRequestError{"paths: empty, want at least one absolute path"}
 	}
 	for _, p := range req.Paths {
 		if !filepath.IsAbs(p) {
-			return nil, &badRequestError{fmt.Sprintf("paths: %q is not absolute", p)}
+			return req, &badRequestError{fmt.Sprintf("paths: %q is not absolute", p)}
 		}
 	}
-	return req.Paths, nil
+	return req, nil
 }
 
 // readGetFile reads a GetFileRequest body (POST

@@ -203,6 +203,12 @@ type FileListBody struct {
 // absolute paths on the daemon's machine.
 type AddFilesRequest struct {
 	Paths []string `json:"paths"`
+	// NoStoreCopy: the store keeps each file by reference instead of a
+	// copy, serving it from its path until it changes
+	// (core.AddOptions.NoStoreCopy); each file's "store" in the answer
+	// says how it was kept ("reference", "copy", "chunks"). Absent
+	// (older clients): false, a copy.
+	NoStoreCopy bool `json:"no_store_copy,omitempty"`
 }
 
 // GetFileRequest is the body of POST /dweb/v1/groups/{group}/files/get.

@@ -306,8 +306,9 @@ docs/http-api.md) with progress: POST /dweb/v1/groups/{group}/sync.`,
 func (a *app) fileCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "file", Short: "add, list, get, remove and restore files of a group"}
 
+	var addNoStoreCopy bool
 	add := &cobra.Command{
-		Use:   "add GROUP PATH...",
+		Use:   "add GROUP PATH... [--no-store-copy]",
 		Short: "add files to this node's repo in GROUP (name = base name)",
 		Args:  args(cobra.MinimumNArgs(2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -320,15 +321,23 @@ func (a *app) fileCmd() *cobra.Command {
 				paths = append(paths, abs)
 			}
 			var body httpapi.FileInfosBody
-			if err := a.client().call(cmd.Context(), http.MethodPost, "/dweb/v1/groups/"+url.PathEscape(args[0])+"/files", httpapi.AddFilesRequest{Paths: paths}, &body); err != nil {
+			req := httpapi.AddFilesRequest{Paths: paths, NoStoreCopy: addNoStoreCopy}
+			if err := a.client().call(cmd.Context(), http.MethodPost, "/dweb/v1/groups/"+url.PathEscape(args[0])+"/files", req, &body); err != nil {
 				return err
 			}
 			if a.json {
 				return a.printJSON(body.Files)
 			}
+			if addNoStoreCopy && len(body.Files) == len(paths) {
+				for i, f := range body.Files {
+					fmt.Fprintf(a.stdout, "%s  %s (%d bytes, %s)\n", f.Hash, paths[i], f.Size, f.Store)
+				}
+				return nil
+			}
 			return a.printFiles(body.Files)
 		},
 	}
+	add.Flags().BoolVar(&addNoStoreCopy, "no-store-copy", false, "keep each file's bytes once on disk: the store hashes PATH and keeps only its outboard (1/256 of its size) and a reference to PATH, serving the file from PATH until PATH changes (edit, move, delete: then the node no longer holds it; add it again); copies a file of at most 16 KiB; docs/cli.md")
 
 	list := &cobra.Command{
 		Use:   "list GROUP",

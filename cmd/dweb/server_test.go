@@ -107,14 +107,18 @@ func (f *fakeBackend) LeaveGroup(_ context.Context, id key.RecordKey) error {
 	return core.ErrUnknownGroup
 }
 
-func (f *fakeBackend) AddFiles(_ context.Context, g key.RecordKey, paths []string) ([]core.FileInfo, error) {
+func (f *fakeBackend) AddFilesWith(_ context.Context, g key.RecordKey, paths []string, opts core.AddOptions) ([]core.FileInfo, error) {
 	var out []core.FileInfo
+	kept := "copy"
+	if opts.NoStoreCopy {
+		kept = "reference"
+	}
 	for _, p := range paths {
 		st, err := os.Stat(p)
 		if err != nil {
 			return nil, &core.BadInputError{Err: err}
 		}
-		out = append(out, core.FileInfo{Name: filepath.Base(p), Size: st.Size(), Mine: true, Local: true})
+		out = append(out, core.FileInfo{Name: filepath.Base(p), Size: st.Size(), Mine: true, Local: true, Store: kept})
 	}
 	f.mu.Lock()
 	f.files[g] = append(f.files[g], out...)
