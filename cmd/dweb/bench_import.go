@@ -52,12 +52,19 @@ type benchImportResult struct {
 	// CLI's start to its exit, against a fresh `dweb serve` each round:
 	// CLI, local API, AddFile, the new collection; and its ratio to
 	// hash_1t_mb_s.
-	CLIMBs   float64            `json:"cli_file_add_mb_s,omitempty"`
-	CLIRatio float64            `json:"cli_ratio,omitempty"`
-	Hash     string             `json:"hash"`
-	Verified bool               `json:"verified"` // every import's hash was the baseline's
-	Cores    int                `json:"cores"`
-	Rounds   []benchImportRound `json:"rounds"`
+	CLIMBs   float64 `json:"cli_file_add_mb_s,omitempty"`
+	CLIRatio float64 `json:"cli_ratio,omitempty"`
+	// CLIRefMBs (--cli): the real `dweb file add --no-store-copy GROUP
+	// FILE`, timed the same way against another fresh `dweb serve` of
+	// the round (the store keeps the file by reference: hash and
+	// outboard, no copy; the bench fails unless the daemon says
+	// "reference"); and its ratio to the same round's hash_1t_mb_s.
+	CLIRefMBs   float64            `json:"cli_file_add_ref_mb_s,omitempty"`
+	CLIRefRatio float64            `json:"cli_ref_ratio,omitempty"`
+	Hash        string             `json:"hash"`
+	Verified    bool               `json:"verified"` // every import's hash was the baseline's
+	Cores       int                `json:"cores"`
+	Rounds      []benchImportRound `json:"rounds"`
 }
 
 type benchImportRound struct {
@@ -67,6 +74,7 @@ type benchImportRound struct {
 	DiskMBs   float64 `json:"disk_direct_mb_s,omitempty"`
 	RefMBs    float64 `json:"import_ref_mb_s"`
 	CLIMBs    float64 `json:"cli_file_add_mb_s,omitempty"`
+	CLIRefMBs float64 `json:"cli_file_add_ref_mb_s,omitempty"`
 }
 
 // benchImportCmd times Store.AddFile (what `dweb file add` runs for each
@@ -87,7 +95,9 @@ b3sum is not on PATH, or with --go-hash) and a copy of the file with fsync.
 It also times an O_DIRECT write of as many bytes from memory (the disk's
 ceiling for an import that keeps a copy) and Store.AddFileRef of the file
 (reference mode: no copy). Each round runs them in turn and deletes the blob
-after each import; the figures are the medians of the rounds.`,
+after each import; the figures are the medians of the rounds. With --cli
+each round also times the real 'dweb file add' and 'dweb file add
+--no-store-copy' of the file, each against a fresh 'dweb serve'.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			size, err := bsParseSize(sizeFlag)
@@ -106,8 +116,13 @@ after each import; the figures are the medians of the rounds.`,
 			if err != nil {
 				return err
 			}
-			if err := a.printResult(res, "%d bytes: import %.0f MB/s, %s %.0f MB/s, ratio %.2f; copy+fsync %.0f MB/s, O_DIRECT disk %.0f MB/s; by reference %.0f MB/s (ratio %.2f)\n",
-				res.Size, res.ImportMBs, res.HashTool, res.HashMBs, res.Ratio, res.CopyMBs, res.DiskMBs, res.RefMBs, res.RefRatio); err != nil {
+			format := "%d bytes: import %.0f MB/s, %s %.0f MB/s, ratio %.2f; copy+fsync %.0f MB/s, O_DIRECT disk %.0f MB/s; by reference %.0f MB/s (ratio %.2f)"
+			fargs := []any{res.Size, res.ImportMBs, res.HashTool, res.HashMBs, res.Ratio, res.CopyMBs, res.DiskMBs, res.RefMBs, res.RefRatio}
+			if cli {
+				format += "; dweb file add %.0f MB/s (ratio %.2f), --no-store-copy %.0f MB/s (ratio %.2f)"
+				fargs = append(fargs, res.CLIMBs, res.CLIRatio, res.CLIRefMBs, res.CLIRefRatio)
+			}
+			if err := a.printResult(res, format+"\n", fargs...); err != nil {
 				return err
 			}
 			if !res.Verified {
@@ -120,7 +135,7 @@ after each import; the figures are the medians of the rounds.`,
 	cmd.Flags().IntVar(&rounds, "rounds", 5, "rounds; the figures are their medians")
 	cmd.Flags().StringVar(&dir, "dir", "", "directory for the file and the store (default: the system temp dir)")
 	cmd.Flags().BoolVar(&goHash, "go-hash", false, "baseline with zeebo/blake3 in this process even when b3sum is on PATH")
-	cmd.Flags().BoolVar(&cli, "cli", false, "also time the real `dweb file add` against a fresh `dweb serve` each round")
+	cmd.Flags().BoolVar(&cli, "cli", false, "also time the real `dweb file add`, and `dweb file add --no-store-copy`, each against a fresh `dweb serve`, each round")
 	return cmd
 }
 
@@ -150,7 +165,7 @@ func benchImport(ctx context.Context, dir string, size int64, rounds int, goHash
 		b3sum = ""
 	}
 	res := &benchImportResult{Size: size, HashTool: hashTool, Verified: true, Cores: runtime.NumCPU()}
-	var imp, hs, cp, disk, ref, clis, ratio, ratioCp, ratioDisk, ratioRef, ratioCLI []float64
+	var imp, hs, cp, disk, ref, clis, cliRefs, ratio, ratioCp, ratioDisk, ratioRef, ratioCLI, ratioCLIRef []float64
 	for i := range rounds {
 		want, hd, err := biHash(ctx, b3sum, src)
 		if err != nil {
@@ -199,7 +214,7 @@ func benchImport(ctx context.Context, dir string, size int64, rounds int, goHash
 			ratioDisk = append(ratioDisk, bsRound(r.ImportMBs/r.DiskMBs))
 		}
 		if cli {
-			cd, h, err := biCLIAdd(ctx, filepath.Join(dir, fmt.Sprintf("node%d", i)), src)
+			cd, h, _, err := biCLIAdd(ctx, filepath.Join(dir, fmt.Sprintf("node%d", i)), src)
 			if err != nil {
 				return nil, err
 			}
@@ -209,6 +224,19 @@ func benchImport(ctx context.Context, dir string, size int64, rounds int, goHash
 			r.CLIMBs = biMBs(size, cd)
 			clis = append(clis, r.CLIMBs)
 			ratioCLI = append(ratioCLI, bsRound(r.CLIMBs/r.HashMBs))
+			cd, h, kept, err := biCLIAdd(ctx, filepath.Join(dir, fmt.Sprintf("node%d-ref", i)), src, "--no-store-copy")
+			if err != nil {
+				return nil, err
+			}
+			if kept != "reference" && size > blobsync.ChunkGroupSize {
+				return nil, fmt.Errorf("bench import: file add --no-store-copy kept the file as %q, want reference", kept)
+			}
+			if h != want.String() {
+				res.Verified = false
+			}
+			r.CLIRefMBs = biMBs(size, cd)
+			cliRefs = append(cliRefs, r.CLIRefMBs)
+			ratioCLIRef = append(ratioCLIRef, bsRound(r.CLIRefMBs/r.HashMBs))
 		}
 		res.Rounds = append(res.Rounds, r)
 		imp, hs, cp, ref = append(imp, r.ImportMBs), append(hs, r.HashMBs), append(cp, r.CopyMBs), append(ref, r.RefMBs)
@@ -223,49 +251,52 @@ func benchImport(ctx context.Context, dir string, size int64, rounds int, goHash
 	}
 	if len(clis) > 0 {
 		res.CLIMBs, res.CLIRatio = btMedian(clis), btMedian(ratioCLI)
+		res.CLIRefMBs, res.CLIRefRatio = btMedian(cliRefs), btMedian(ratioCLIRef)
 	}
 	return res, nil
 }
 
 // biCLIAdd starts `dweb serve` on a fresh data dir, creates a group and
-// times `dweb file add GROUP src` from the CLI's start to its exit. It
-// returns the time and the hash the CLI printed; the daemon is stopped
-// and its data dir removed after.
-func biCLIAdd(ctx context.Context, data, src string) (time.Duration, string, error) {
+// times `dweb file add [flags] GROUP src` from the CLI's start to its
+// exit. It returns the time, the hash the CLI printed and how the daemon
+// said it kept the file ("copy", "reference": core.FileInfo.Store); the
+// daemon is stopped and its data dir removed after.
+func biCLIAdd(ctx context.Context, data, src string, flags ...string) (time.Duration, string, string, error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return 0, "", err
+		return 0, "", "", err
 	}
 	defer os.RemoveAll(data)
 	defer os.Remove(data + ".log")
 	d, err := btStartDaemon(ctx, exe, data, nil)
 	if err != nil {
-		return 0, "", err
+		return 0, "", "", err
 	}
 	defer d.stop()
 	out, err := d.cli(ctx, "group", "create", "bench")
 	if err != nil {
-		return 0, "", err
+		return 0, "", "", err
 	}
 	var g struct {
 		Key string `json:"key"`
 	}
 	if err := json.Unmarshal(out, &g); err != nil || g.Key == "" {
-		return 0, "", fmt.Errorf("bench import: group create said %q (%v)", out, err)
+		return 0, "", "", fmt.Errorf("bench import: group create said %q (%v)", out, err)
 	}
 	t := time.Now()
-	out, err = d.cli(ctx, "file", "add", g.Key, src)
+	out, err = d.cli(ctx, append(append([]string{"file", "add"}, flags...), g.Key, src)...)
 	dt := time.Since(t)
 	if err != nil {
-		return 0, "", err
+		return 0, "", "", err
 	}
 	var fs []struct {
-		Hash string `json:"hash"`
+		Hash  string `json:"hash"`
+		Store string `json:"store"`
 	}
 	if err := json.Unmarshal(out, &fs); err != nil || len(fs) != 1 {
-		return 0, "", fmt.Errorf("bench import: file add said %q (%v)", out, err)
+		return 0, "", "", fmt.Errorf("bench import: file add said %q (%v)", out, err)
 	}
-	return dt, fs[0].Hash, nil
+	return dt, fs[0].Hash, fs[0].Store, nil
 }
 
 // biHash hashes the file at path with `b3sum --num-threads 1` (b3sum not

@@ -50,9 +50,11 @@ func TestBenchImportSmall(t *testing.T) {
 	}
 }
 
-// TestBenchImportCLI runs --cli on a small file: a `dweb serve` child (the
-// test binary running main) per round, and `dweb file add` must name the
-// file by the baseline's hash and leave no node directory behind.
+// TestBenchImportCLI runs --cli on a small file: two `dweb serve`
+// children (the test binary running main) per round, and `dweb file add`
+// and `dweb file add --no-store-copy` (which must keep the file by
+// reference) must name the file by the baseline's hash, give their
+// figures and leave no node directory behind.
 func TestBenchImportCLI(t *testing.T) {
 	t.Setenv("DWEB_TEST_RUN_MAIN", "1")
 	dir := t.TempDir()
@@ -63,7 +65,12 @@ func TestBenchImportCLI(t *testing.T) {
 	if !res.Verified || res.CLIMBs <= 0 || res.CLIRatio <= 0 || res.Rounds[0].CLIMBs <= 0 {
 		t.Fatalf("%+v", res)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "node0")); !os.IsNotExist(err) {
-		t.Fatalf("node0 left behind (%v)", err)
+	if res.CLIRefMBs <= 0 || res.CLIRefRatio <= 0 || res.Rounds[0].CLIRefMBs <= 0 {
+		t.Fatalf("no file add --no-store-copy figure: %+v", res)
+	}
+	for _, node := range []string{"node0", "node0-ref"} {
+		if _, err := os.Stat(filepath.Join(dir, node)); !os.IsNotExist(err) {
+			t.Fatalf("%s left behind (%v)", node, err)
+		}
 	}
 }
