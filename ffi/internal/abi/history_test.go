@@ -2,6 +2,7 @@ package abi
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -84,4 +85,42 @@ func TestReadNoStoreCopy(t *testing.T) {
 		t.Fatalf("file.read after the move: %d bytes (%v)", len(got), err)
 	}
 	wantCode(t, a, "file.history", `{"group":"family","name":"film.mp4","no_store_copy":true}`, CodeBadParams)
+}
+
+// TestAddNoStoreCopy: file.add with no_store_copy keeps a large file by
+// reference to its path (store "reference", no data file in the store)
+// and file.read reads it back from there; a plain file.add copies;
+// no_store_copy with bytes instead of a path is refused.
+func TestAddNoStoreCopy(t *testing.T) {
+	tmp := t.TempDir()
+	a := newNode(t, filepath.Join(tmp, "alice"))
+	defer Close(a)
+	mustCall(t, a, "group.create", `{"name":"family"}`, nil)
+	data := bytes.Repeat([]byte("an archive of the march "), 20000) // 480 KB
+	src := filepath.Join(tmp, "archive.tar")
+	if err := os.WriteFile(src, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var fi core.FileInfo
+	mustCall(t, a, "file.add", fmt.Sprintf(`{"group":"family","path":%q,"no_store_copy":true}`, src), &fi)
+	if fi.Store != "reference" {
+		t.Fatalf("file.add no_store_copy: store %q, want reference", fi.Store)
+	}
+	if _, err := os.Stat(filepath.Join(tmp, "alice", "blobs", fi.Hash.String()+".data")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the store has a data file for it (%v)", err)
+	}
+	out := filepath.Join(tmp, "out.tar")
+	mustCall(t, a, "file.read", fmt.Sprintf(`{"group":"family","name":"archive.tar","path":%q}`, out), &fi)
+	if got, err := os.ReadFile(out); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("file.read of the reference: %d bytes (%v)", len(got), err)
+	}
+	plain := filepath.Join(tmp, "plain.tar")
+	if err := os.WriteFile(plain, data[1:], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustCall(t, a, "file.add", fmt.Sprintf(`{"group":"family","path":%q}`, plain), &fi)
+	if fi.Store != "copy" {
+		t.Fatalf("plain file.add: store %q, want copy", fi.Store)
+	}
+	wantCode(t, a, "file.add", `{"group":"family","name":"x.bin","data":"AAAA","no_store_copy":true}`, CodeBadParams)
 }

@@ -334,11 +334,16 @@ type fileAddParams struct {
 	Path  string  `json:"path"`
 	Name  string  `json:"name"`
 	Data  *[]byte `json:"data"` // standard base64 in JSON
+	// NoStoreCopy, optional with a path: the store keeps the file by
+	// reference to path instead of a copy (core.AddOptions.NoStoreCopy;
+	// the result's store says "reference", or "copy").
+	NoStoreCopy bool `json:"no_store_copy,omitempty"`
 }
 
-// parseFileAdd parses {"group", "path"} or {"group", "name", "data"}:
-// exactly one of the two forms, and in the second a name that is one path
-// element (checkBaseName). core checks the path.
+// parseFileAdd parses {"group", "path", "no_store_copy"?} or {"group",
+// "name", "data"}: exactly one of the two forms, and in the second a name
+// that is one path element (checkBaseName) and no no_store_copy (the
+// bytes have no file to refer to). core checks the path.
 func parseFileAdd(p []byte) (fileAddParams, error) {
 	var q fileAddParams
 	if err := decodeStrict("params", p, &q); err != nil {
@@ -352,6 +357,8 @@ func parseFileAdd(p []byte) (fileAddParams, error) {
 		return q, Errorf(CodeBadParams, "params: give path, or name and data, not both")
 	case q.Path != "":
 		return q, nil
+	case q.NoStoreCopy:
+		return q, Errorf(CodeBadParams, "params: no_store_copy needs a path")
 	case q.Data != nil:
 		return q, checkBaseName(q.Name)
 	}
@@ -364,7 +371,7 @@ func fileAdd(ctx context.Context, n *node, q fileAddParams) (any, error) {
 		return nil, err
 	}
 	if q.Path != "" {
-		fs, err := n.b.AddFiles(ctx, g.ID, []string{q.Path})
+		fs, err := n.b.AddFilesWith(ctx, g.ID, []string{q.Path}, core.AddOptions{NoStoreCopy: q.NoStoreCopy})
 		if err != nil {
 			return nil, err
 		}
