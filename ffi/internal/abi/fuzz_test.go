@@ -52,6 +52,7 @@ func FuzzParams(f *testing.F) {
 		{"group.join", joinParams{URI: "save+dweb:?v=1&dht=x", RepoName: "phone"}},
 		{"file.add", map[string]string{"group": "family", "path": "/sdcard/DCIM/photo.jpg"}},
 		{"file.add", map[string]any{"group": "family", "name": "note.txt", "data": []byte("hello")}},
+		{"file.add", map[string]any{"group": "family", "path": "/srv/archive.tar", "no_store_copy": true}},
 		{"file.list", groupParams{Group: "family"}},
 		{"file.read", map[string]string{"group": "family", "name": "photo.jpg", "path": "/tmp/photo.jpg"}},
 		{"file.read", map[string]string{"group": "family", "name": "photo.jpg", "repo": repo, "path": "/tmp/photo.jpg"}},
@@ -88,6 +89,7 @@ func FuzzParams(f *testing.F) {
 		{"file.add", `{"group":"g","name":"..","data":"aGk="}`},
 		{"file.add", `{"group":"g","data":"!!"}`},
 		{"file.add", `{"group":"g"}`},
+		{"file.add", `{"group":"g","name":"a","data":"aGk=","no_store_copy":true}`},
 		{"file.read", `{"group":"g","name":"a","path":"rel"}`},
 		{"file.read", `{"group":"g","name":"a","path":"/o","repo":"x"}`},
 		{"file.read", `{"group":"g","path":"/o"}`},
@@ -163,7 +165,7 @@ func checkParams(t *testing.T, name string, q any) {
 		}
 	case fileAddParams:
 		byPath := q.Path != "" && q.Data == nil && q.Name == ""
-		byData := q.Path == "" && q.Data != nil && checkBaseName(q.Name) == nil
+		byData := q.Path == "" && q.Data != nil && checkBaseName(q.Name) == nil && !q.NoStoreCopy
 		if q.Group == "" || byPath == byData {
 			t.Fatalf("%s: %+v accepted", name, q)
 		}
