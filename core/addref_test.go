@@ -169,3 +169,42 @@ func TestAddFileNoStoreCopyQuota(t *testing.T) {
 		t.Fatalf("a missing file: %v, want bad input (not exist)", err)
 	}
 }
+
+// TestAddFileNoStoreCopyHiddenEdit: an edit the store cannot see (bytes
+// changed in place, size and mtime put back) makes alice send bytes that
+// are not the file's; bob's download verifies every 16 KiB group, so it
+// fails with nothing stored and no output written.
+func TestAddFileNoStoreCopyHiddenEdit(t *testing.T) {
+	tmp := t.TempDir()
+	ctx := testContext(t, 60*time.Second)
+	nodes := startNodes(t, tmp, "alice", "bob")
+	alice, bob := nodes[0], nodes[1]
+	g, _, inv := newGroup(ctx, t, alice, "g")
+	p, _ := writeFile(t, tmp, "archive.tar", 1<<20+3)
+	added, err := alice.AddFilesWith(ctx, g.ID, []string{p}, AddOptions{NoStoreCopy: true})
+	if err != nil || added[0].Store != "reference" {
+		t.Fatalf("add: %+v, %v", added, err)
+	}
+	st, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testnet.EditFile(t, p, 600<<10)
+	if err := os.Chtimes(p, st.ModTime(), st.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	join(ctx, t, inv, bob)
+	out := filepath.Join(tmp, "bob.tar")
+	short, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	_, err = bob.GetFile(short, g.ID, key.RecordKey{}, "archive.tar", out, nil)
+	if !errors.Is(err, blobsync.ErrNoProviders) {
+		t.Fatalf("bob's get of bytes changed under alice's reference: %v, want no provider", err)
+	}
+	if ok, _ := bob.blobs.Has(added[0].Hash); ok {
+		t.Fatal("bob stored the blob")
+	}
+	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("bob's output exists (%v)", err)
+	}
+}
