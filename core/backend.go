@@ -94,7 +94,8 @@ type Options struct {
 	// (LaneMinSize and up) opens to each member that provides it over a
 	// path with a round trip of LaneMinRTT or more, each with its own
 	// congestion window (transport.OpenStreamLane): 1..4; 0: DefaultLanes;
-	// 1: one connection per member, as for small blobs and nearby nodes.
+	// 1: one connection per member, as for small blobs. A nearer member
+	// (a LAN, loopback) gets at most NearLanes (LanesFor says why).
 	// Environment DWEB_LANES overrides it (for baselines).
 	Lanes int
 	// Chunking stores this node's files above blobsync.ChunkThreshold

@@ -599,7 +599,7 @@ func (b *Backend) backupBatch(ctx context.Context, gs *groupState, rc repoColl, 
 		return
 	}
 	defer release()
-	provs, err := b.memberProviders(ctx, gs, []key.RecordKey{rc.rk}, 1)
+	provs, err := b.memberProviders(ctx, gs, []key.RecordKey{rc.rk}, 0)
 	if err != nil {
 		return
 	}

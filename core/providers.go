@@ -78,25 +78,52 @@ func (p *memberProvider) Open(ctx context.Context) (io.ReadWriteCloser, error) {
 
 // Lanes (Options.Lanes): the default; the smallest blob whose download is
 // striped over them (below it a blob takes a few round trips, which one
-// connection's window covers); and the round-trip time from which a path
-// is striped: on a LAN or loopback one window fills the link, and each
-// lane would only add its buffers.
+// connection's window covers); the round-trip time from which a path is
+// wide-area and gets every lane; and the lanes of a nearer path (a LAN,
+// loopback).
+//
+// A near path gets lanes too, fewer: there one window fills the link,
+// but quic-go handles each connection's packets in one goroutine (its run
+// loop: decryption, frames, acknowledgements), so one connection moves at
+// most what one core on each side can process; with two, the two run
+// loops work on two cores. Measured on loopback, 2 cores, 1 GiB, 3 rounds
+// a run, interleaved (docs/BENCHMARKS.md, "Two lanes on a near path"):
+// one lane 0.69-0.80 of a raw quic-go stream, two 0.78-0.93, four no
+// better than two; the receiver's peak RSS 35-40 MB against 51-56 MB.
 const (
 	DefaultLanes = transport.MaxLanes
 	LaneMinSize  = 16 << 20
 	LaneMinRTT   = 5 * time.Millisecond
+	NearLanes    = 2
 )
 
-// wideArea reports whether the pooled connection to node has a round
-// trip of LaneMinRTT or more; false when there is none yet (the first
-// download from a node runs on one lane).
-func (b *Backend) wideArea(node key.NodeID) bool {
+// LanesFor is how many lanes (QUIC connections, each with its own
+// congestion window: transport.OpenStreamLane) a download of a blob of
+// size bytes opens to one provider, given Options.Lanes (lanes) and the
+// round trip of the pooled connection to it (rtt; known false when there
+// is none yet): 1 for a blob under LaneMinSize or with no round trip
+// known (the first download from a node); lanes over a path of LaneMinRTT
+// or more; at most NearLanes over a nearer one.
+func LanesFor(lanes int, size int64, rtt time.Duration, known bool) int {
+	switch {
+	case lanes <= 1 || size < LaneMinSize || !known:
+		return 1
+	case rtt >= LaneMinRTT:
+		return lanes
+	default:
+		return min(lanes, NearLanes)
+	}
+}
+
+// lanesTo is LanesFor for a blob of size bytes from node, with this
+// node's Options.Lanes and the round trip of its pooled connection.
+func (b *Backend) lanesTo(node key.NodeID, size int64) int {
 	r := b.run()
 	if r == nil {
-		return false
+		return 1
 	}
 	rtt, ok := r.ep.PeerRTT(node)
-	return ok && rtt >= LaneMinRTT
+	return LanesFor(b.lanes, size, rtt, ok)
 }
 
 // lanesOf resolves Options.Lanes: DWEB_LANES when set, else n, else
@@ -155,13 +182,9 @@ func (b *Backend) downloadTo(ctx context.Context, gs *groupState, h blobsync.Has
 }
 
 // blobProviders is memberProviders for one blob of size bytes: striped
-// over lanes from 16 MiB (LaneMinSize).
+// over lanes from 16 MiB (LaneMinSize; lanesTo).
 func (b *Backend) blobProviders(ctx context.Context, gs *groupState, size int64, prefer []key.RecordKey) ([]blobsync.Provider, error) {
-	lanes := 1
-	if size >= LaneMinSize {
-		lanes = b.lanes
-	}
-	return b.memberProviders(ctx, gs, prefer, lanes)
+	return b.memberProviders(ctx, gs, prefer, size)
 }
 
 // downloadFile is download for a collection entry: its blob, or for a
@@ -174,7 +197,7 @@ func (b *Backend) downloadFile(ctx context.Context, gs *groupState, e blobsync.E
 	if ok, _ := b.blobs.HasFile(e); ok {
 		return nil
 	}
-	provs, err := b.memberProviders(ctx, gs, prefer, 1) // chunks are at most 4 MiB
+	provs, err := b.memberProviders(ctx, gs, prefer, 0) // chunks are at most 4 MiB: one lane
 	if err != nil {
 		return err
 	}
@@ -188,10 +211,10 @@ func (b *Backend) downloadFile(ctx context.Context, gs *groupState, e blobsync.E
 // others (those serving the repos in prefer first), without the nodes
 // down unless all are; ErrNoMembers if there is none.
 //
-// With lanes > 1 each member over a wide-area path (wideArea) is lanes
-// providers, one per transport lane (its own QUIC connection), so that
-// the download splits across them.
-func (b *Backend) memberProviders(ctx context.Context, gs *groupState, prefer []key.RecordKey, lanes int) ([]blobsync.Provider, error) {
+// For a blob of size bytes (0: small ones, one lane) each member is
+// lanesTo(member, size) providers, one per transport lane (its own QUIC
+// connection), so that the download splits across them.
+func (b *Backend) memberProviders(ctx context.Context, gs *groupState, prefer []key.RecordKey, size int64) ([]blobsync.Provider, error) {
 	members, err := gs.g.Providers(ctx, prefer, b.NodeID())
 	if err != nil {
 		return nil, err
@@ -202,13 +225,9 @@ func (b *Backend) memberProviders(ctx context.Context, gs *groupState, prefer []
 	b.rememberMembers(gs, members)
 	b.health.serves(gs.info.ID, members)
 	members = b.health.order(members)
-	provs := make([]blobsync.Provider, 0, len(members)*max(1, lanes))
+	provs := make([]blobsync.Provider, 0, len(members))
 	for _, m := range members {
-		n := 1
-		if lanes > 1 && b.wideArea(m.Tunnel.Node) {
-			n = lanes
-		}
-		for lane := range n {
+		for lane := range b.lanesTo(m.Tunnel.Node, size) {
 			provs = append(provs, gs.streams.Provider(&memberProvider{b: b, gs: gs, td: m.Tunnel, lane: lane}))
 		}
 	}

@@ -40,7 +40,7 @@ func TestDownloadFromEveryMember(t *testing.T) {
 // over a wide-area path (alice's socket delays each datagram by 5 ms, a
 // 10 ms round trip) is fetched over several transport lanes, a tunnel on
 // each: more tunnels than with Options.Lanes 1, the bytes alike; a node
-// on plain loopback (near) is not a wide-area path, alice is.
+// on plain loopback (near) is not a wide-area path and gets NearLanes.
 func TestLargeBlobStripedOverLanes(t *testing.T) {
 	tmp := t.TempDir()
 	ctx := testContext(t, 90*time.Second)
@@ -60,11 +60,39 @@ func TestLargeBlobStripedOverLanes(t *testing.T) {
 		getFile(ctx, t, bob, g.ID, "big.bin", filepath.Join(tmp, name+".out"), data)
 		tunnels[lanes] = bob.Traffic().BlobStreamsOpened - before
 		t.Logf("lanes %d: %d tunnels", lanes, tunnels[lanes])
-		if lanes > 1 && (!bob.wideArea(alice.NodeID()) || bob.wideArea(near.NodeID())) {
-			t.Fatalf("wide area: alice %v, near %v", bob.wideArea(alice.NodeID()), bob.wideArea(near.NodeID()))
+		if lanes > 1 {
+			if a, n := bob.lanesTo(alice.NodeID(), LaneMinSize), bob.lanesTo(near.NodeID(), LaneMinSize); a != DefaultLanes || n != NearLanes {
+				t.Fatalf("lanes to alice %d (want %d: wide area), to near %d (want %d)", a, DefaultLanes, n, NearLanes)
+			}
 		}
 	}
 	if tunnels[DefaultLanes] < tunnels[1]+2 {
 		t.Fatalf("striping opened %d tunnels, one lane %d", tunnels[DefaultLanes], tunnels[1])
+	}
+}
+
+// TestLanesFor: one lane for a small blob, with no round trip known, or
+// with Options.Lanes 1; every lane over a wide-area path; at most
+// NearLanes over a near one.
+func TestLanesFor(t *testing.T) {
+	for _, c := range []struct {
+		lanes int
+		size  int64
+		rtt   time.Duration
+		known bool
+		want  int
+	}{
+		{4, LaneMinSize - 1, 50 * time.Millisecond, true, 1},
+		{4, LaneMinSize, 50 * time.Millisecond, false, 1},
+		{1, 1 << 30, 50 * time.Millisecond, true, 1},
+		{4, LaneMinSize, LaneMinRTT, true, 4},
+		{3, 1 << 30, 80 * time.Millisecond, true, 3},
+		{4, LaneMinSize, LaneMinRTT - 1, true, NearLanes},
+		{4, 1 << 30, 50 * time.Microsecond, true, NearLanes},
+		{1, 1 << 30, 50 * time.Microsecond, true, 1},
+	} {
+		if got := LanesFor(c.lanes, c.size, c.rtt, c.known); got != c.want {
+			t.Errorf("LanesFor(%d, %d, %v, %v) = %d, want %d", c.lanes, c.size, c.rtt, c.known, got, c.want)
+		}
 	}
 }

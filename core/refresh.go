@@ -253,7 +253,7 @@ func (b *Backend) refreshBatch(ctx context.Context, gs *groupState, rk key.Recor
 		return nil, err
 	}
 	defer release()
-	provs, err := b.memberProviders(ctx, gs, []key.RecordKey{rk}, 1)
+	provs, err := b.memberProviders(ctx, gs, []key.RecordKey{rk}, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -40,7 +40,7 @@ type benchTransferResult struct {
 	NoBatch          bool                     `json:"no_batch,omitempty"`    // --no-batch: every file its own download
 	FilesPerSec      float64                  `json:"files_per_s,omitempty"` // with --files > 1: entries downloaded per second
 	Providers        int                      `json:"providers"`
-	Lanes            int                      `json:"lanes"` // connections per provider the download used: --lanes for a blob of 16 MiB and up over a path with a round trip of 5 ms or more, else 1
+	Lanes            int                      `json:"lanes"` // connections per provider the download used: core.LanesFor: --lanes for a blob of 16 MiB and up over a path with a round trip of 5 ms or more, at most 2 (core.NearLanes) over a nearer one, else 1
 	ProviderRateMBs  float64                  `json:"provider_rate_mb_s,omitempty"`
 	BaselineMBs      float64                  `json:"baseline_mb_s"` // raw QUIC stream, same endpoints' config, loopback
 	MBs              float64                  `json:"mb_s"`          // dweb download: tunnel + blobsync + verify + disk
@@ -246,7 +246,7 @@ func benchTransferCmd(a *app) *cobra.Command {
 	cmd.Flags().IntVar(&files, "files", 1, "split --size into a collection of this many files and download it with DownloadCollection (small files go in children requests)")
 	cmd.Flags().BoolVar(&noBatch, "no-batch", false, "with --files: no children requests, every file its own download (to compare)")
 	cmd.Flags().StringVar(&rateFlag, "provider-rate", "", "upload rate limit of each provider, e.g. 25MB/s (default: none)")
-	cmd.Flags().IntVar(&lanes, "lanes", core.DefaultLanes, "QUIC connections per provider for a blob of 16 MiB and up, each with its own congestion window (core.Options.Lanes); 1: one, as stock quic-go")
+	cmd.Flags().IntVar(&lanes, "lanes", core.DefaultLanes, "QUIC connections per provider for a blob of 16 MiB and up, each with its own congestion window (core.Options.Lanes; at most 2 on a path under 5 ms); 1: one, as stock quic-go")
 	cmd.Flags().BoolVar(&noPool, "no-pool", false, "no tunnel pool: every blob's download opens its own tunnels (to compare)")
 	cmd.Flags().DurationVar(&rtt, "rtt", 0, "emulate a wide-area path to each provider with this round-trip time, e.g. 50ms (a loopback UDP relay, internal/netem; baseline and dweb alike)")
 	cmd.Flags().StringVar(&lossFlag, "loss", "", "with the emulated path: datagrams lost at random each way, e.g. 0.1% (default: none)")
@@ -808,10 +808,11 @@ func btReceive(ctx context.Context, job *btJob) (*btChildResult, error) {
 		}
 	}
 	for i, p := range peers {
-		// As core does: a large blob over a wide-area path is striped.
+		// As core does: a large blob is striped (core.LanesFor).
 		lanes := 1
-		if rtt, ok := ep.PeerRTT(p.id); ok && rtt >= core.LaneMinRTT && job.Files <= 1 && job.Size >= core.LaneMinSize {
-			lanes = max(1, job.Lanes)
+		if job.Files <= 1 {
+			rtt, ok := ep.PeerRTT(p.id)
+			lanes = core.LanesFor(job.Lanes, job.Size, rtt, ok)
 		}
 		lanesUsed = max(lanesUsed, lanes)
 		for lane := range lanes {
