@@ -1,0 +1,59 @@
+package dht
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/dwebkit/dweb/internal/key"
+)
+
+// TestFlushQueue: with no timed passes (QueueRetry < 0), a write queued
+// offline stays queued until FlushQueue runs a pass, which reports it
+// sent and none left, and places it on the nodes; a pass that reaches no
+// node, or whose context ended, leaves it queued and says why.
+func TestFlushQueue(t *testing.T) {
+	ctx := testCtx(t)
+	nodes := newNet(t, 5, scaleOpts)
+	x, err := launch(t, t.TempDir(), key.NewKeypair(), "", nil, scaleOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner, desc := newRecord(t, 1)
+	v := newValue(t, desc, 0, 1, "queued", owner)
+	if err := x.dht.Set(ctx, desc, 0, v); err != nil {
+		t.Fatalf("offline Set: %v", err)
+	}
+	sent, left, err := x.dht.FlushQueue(ctx)
+	if !errors.Is(err, ErrNoPeers) || sent != 0 || left != 1 {
+		t.Fatalf("FlushQueue with no node known = %d sent, %d left, %v; want 0, 1, ErrNoPeers", sent, left, err)
+	}
+	// Contacts known, but no Bootstrap (which would wake the queue):
+	// nothing sends the write until FlushQueue.
+	for _, n := range nodes {
+		x.dht.AddContacts(n.dht.Self())
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := x.dht.Pending(); n != 1 {
+		t.Fatalf("Pending = %d before FlushQueue, want 1", n)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	sent, left, err = x.dht.FlushQueue(cctx)
+	if !errors.Is(err, context.Canceled) || sent != 0 || left != 1 {
+		t.Fatalf("FlushQueue with a cancelled context = %d sent, %d left, %v; want 0, 1, context.Canceled", sent, left, err)
+	}
+	sent, left, err = x.dht.FlushQueue(ctx)
+	if err != nil || sent != 1 || left != 0 {
+		t.Fatalf("FlushQueue = %d sent, %d left, %v; want 1, 0, nil", sent, left, err)
+	}
+	for i, n := range nodes {
+		if lv := localValueOf(t, n, desc.Key(), 0); !sameValue(lv, v) {
+			t.Errorf("node %d does not hold the flushed write", i)
+		}
+	}
+	if sent, left, err := x.dht.FlushQueue(ctx); err != nil || sent != 0 || left != 0 {
+		t.Fatalf("FlushQueue of an empty queue = %d sent, %d left, %v; want 0, 0, nil", sent, left, err)
+	}
+}
