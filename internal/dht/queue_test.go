@@ -57,3 +57,47 @@ func TestFlushQueue(t *testing.T) {
 		t.Fatalf("FlushQueue of an empty queue = %d sent, %d left, %v; want 0, 0, nil", sent, left, err)
 	}
 }
+
+// TestSetRejoinsWhenTableWentStale: a Set on a node every contact of
+// whose routing table has timed out once (stale and suspected, as on a
+// machine overloaded for a moment: 3 of the Sets of a 10,000-node
+// simulation met this, in microseconds, with table size 0) bootstraps
+// again from its bootstrap contact and places the write, rather than
+// queueing it until the queue's next pass.
+func TestSetRejoinsWhenTableWentStale(t *testing.T) {
+	ctx := testCtx(t)
+	nodes := newNet(t, 6, scaleOpts)
+	x, err := launch(t, t.TempDir(), key.NewKeypair(), "", []Contact{nodes[0].dht.Self()}, scaleOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := x.dht.table.all()
+	if len(all) < len(nodes) {
+		t.Fatalf("table of %d contacts after Bootstrap, want %d", len(all), len(nodes))
+	}
+	for _, c := range all {
+		// What call does when a request to c runs out RPCTimeout.
+		x.dht.fail(c.ID, true)
+		x.dht.table.suspect(c.ID)
+	}
+	if n := x.dht.table.size(); n != 0 {
+		t.Fatalf("%d live contacts after every one timed out, want 0", n)
+	}
+	owner, desc := newRecord(t, 1)
+	v := newValue(t, desc, 0, 1, "written", owner)
+	if err := x.dht.Set(ctx, desc, 0, v); err != nil {
+		t.Fatalf("Set: %v", err)
+	}
+	if n := x.dht.Pending(); n != 0 {
+		t.Fatalf("Set queued the write (Pending %d) with a bootstrap contact alive", n)
+	}
+	held := 0
+	for _, n := range nodes {
+		if sameValue(localValueOf(t, n, desc.Key(), 0), v) {
+			held++
+		}
+	}
+	if held < len(nodes)-1 {
+		t.Fatalf("%d of %d nodes hold the write", held, len(nodes))
+	}
+}
