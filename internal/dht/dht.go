@@ -622,8 +622,10 @@ func (d *DHT) Set(ctx context.Context, desc *record.Descriptor, subkey uint32, v
 // RPCTimeout once and go stale (routing.go), and a lookup then has no
 // one to start from. Measured: the 3 Sets of a 10,000-node simulation
 // (dweb bench dht --sim) that reached no holder failed so, in
-// microseconds, on nodes whose tables had no live contact; they were
-// queued until the queue's next pass, which bootstraps likewise.
+// microseconds, on nodes whose tables held one contact, stale (their
+// join's self-lookup had timed out on it); they were queued until the
+// queue's next pass, which bootstraps likewise. Reads from such nodes
+// found nothing, as fast.
 func (d *DHT) rejoin(ctx context.Context) bool {
 	if d.table.size() > 0 || ctx.Err() != nil || d.ctx.Err() != nil {
 		return false
@@ -715,7 +717,8 @@ func (d *DHT) publish(ctx context.Context, desc *record.Descriptor, subkey uint3
 // of subkey among this node and the R nodes nearest to k that answer (the
 // read quorum is all of them: the lookup ends only when the R nearest it
 // knows have all answered); when none of them has the record, among the K
-// nearest. The value is nil,
+// nearest. When no node answered and the routing table has no live
+// contact left, Get bootstraps again once first (rejoin). The value is nil,
 // with no error, when the record exists but no one has written subkey. It
 // fails with ErrNotFound when no node answered with the descriptor. The
 // descriptor and best value are kept locally, and holders near k that
@@ -782,6 +785,11 @@ func (d *DHT) GetReached(ctx context.Context, k key.RecordKey, subkey uint32) (_
 		return fromWire(resp.Closer), nil
 	}
 	others, err := d.lookup(ctx, "get", k, d.opts.R, query)
+	if err == nil && len(others) == 0 && d.rejoin(ctx) {
+		// No one answered, and the table has no live contact left:
+		// joined again, read again.
+		others, err = d.lookup(ctx, "get", k, d.opts.R, query)
+	}
 	mu.Lock()
 	found := desc != nil
 	ended = err != nil || found || d.opts.FixedTimeouts
