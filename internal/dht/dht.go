@@ -622,10 +622,10 @@ func (d *DHT) Set(ctx context.Context, desc *record.Descriptor, subkey uint32, v
 // RPCTimeout once and go stale (routing.go), and a lookup then has no
 // one to start from. Measured: the 3 Sets of a 10,000-node simulation
 // (dweb bench dht --sim) that reached no holder failed so, in
-// microseconds, on nodes whose tables held one contact, stale (their
-// join's self-lookup had timed out on it); they were queued until the
-// queue's next pass, which bootstraps likewise. Reads from such nodes
-// found nothing, as fast.
+// microseconds, on nodes whose tables held one contact, stale (most
+// likely their join's self-lookup timed out on it); they were queued
+// until the queue's next pass, which bootstraps likewise. Reads from
+// such nodes found nothing, as fast.
 func (d *DHT) rejoin(ctx context.Context) bool {
 	if d.table.size() > 0 || ctx.Err() != nil || d.ctx.Err() != nil {
 		return false
