@@ -620,8 +620,8 @@ func (d *DHT) Set(ctx context.Context, desc *record.Descriptor, subkey uint32, v
 // brought one back. A table empties so without this node going offline:
 // on a machine overloaded for a moment every contact may run out
 // RPCTimeout once and go stale (routing.go), and a lookup then has no
-// one to start from. Measured: the 3 Sets of a 10,000-node simulation
-// (dweb bench dht --sim) that reached no holder failed so, in
+// one to start from. Measured: the 6 Sets of two 10,000-node
+// simulations (dweb bench dht --sim) that reached no holder failed so, in
 // microseconds, on nodes whose tables held one contact, stale (most
 // likely their join's self-lookup timed out on it); they were queued
 // until the queue's next pass, which bootstraps likewise. Reads from
