@@ -42,7 +42,17 @@ type benchDHTResult struct {
 	GetP99ms             float64 `json:"get_p99_ms"`
 	GetAfterChurnP50ms   float64 `json:"get_after_churn_p50_ms"`
 	GetAfterChurnP99ms   float64 `json:"get_after_churn_p99_ms"`
-	SetQueued            int     `json:"set_queued"` // Sets that reached no holder and were queued offline (never retried here)
+	// SetQueued: Sets that reached no holder and were queued offline.
+	// The daemon retries its queue (every 30 s, dht.Options.QueueRetry);
+	// the bench runs no timers, so it drives the queues itself between
+	// the writes and the reads, as the daemon's passes would: passes of
+	// dht.DHT.FlushQueue on every node with writes queued, at once, then
+	// 1 s and 2 s later for what is left (the queue loop's retries after
+	// a pass that left writes behind). SetQueuedLeft: writes still queued
+	// when the reads start (those records are held by their writer alone).
+	SetQueued            int     `json:"set_queued"`
+	SetQueuedLeft        int     `json:"set_queued_left"`
+	QueueS               float64 `json:"queue_s"` // the queue passes' wall time (0: nothing queued)
 	SetP50ms             float64 `json:"set_p50_ms"`
 	SetP99ms             float64 `json:"set_p99_ms"`
 	MeanHops             float64 `json:"mean_hops"` // rounds of a Get lookup until its nearest holder was asked
@@ -266,8 +276,9 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 			// simulated Internet, the default (5 s): a dial and a request
 			// there take two RTTs of up to 2 s each.
 			RPCTimeout: map[bool]time.Duration{false: 2 * time.Second, true: dht.DefaultRPCTimeout}[cfg.sim],
-			// Maintenance is driven by the benchmark (Replicate) so that
-			// the phases are measured apart.
+			// Maintenance is driven by the benchmark (Replicate, and
+			// the offline queue: benchFlushQueues) so that the phases
+			// are measured apart.
 			ReplicateInterval: -1,
 			RepublishInterval: -1,
 			RefreshInterval:   -1,
@@ -376,6 +387,15 @@ func benchDHT(ctx context.Context, cfg benchDHTConfig) (*benchDHTResult, error) 
 	res.SetS = time.Since(began).Seconds() - res.StartS
 	phase := time.Now()
 	res.SetQueued = int(queued.Load())
+	if res.SetQueued > 0 {
+		left, err := benchFlushQueues(ctx, nodes)
+		if err != nil {
+			return nil, fmt.Errorf("send queued writes: %w", err)
+		}
+		res.SetQueuedLeft = left
+		res.QueueS = time.Since(phase).Seconds()
+		phase = time.Now()
+	}
 
 	// Reads, each from a random node.
 	hops0, n0 := metrics.Hops("get")
@@ -501,6 +521,46 @@ func simJoin(ctx context.Context, cfg benchDHTConfig, nodes []*benchNode, start 
 		return fmt.Errorf("start nodes: %w", err)
 	}
 	return nil
+}
+
+// benchFlushQueues sends the nodes' offline queues as the queue loop of
+// a daemon would (dht.Options.QueueRetry): a pass (dht.DHT.FlushQueue)
+// on every node with writes queued, in parallel, and for those that
+// still have some, another pass 1 s later, then one 2 s after that. It
+// returns the writes still queued on all nodes; an error only when ctx
+// ended (a pass that reached no node leaves its writes counted).
+func benchFlushQueues(ctx context.Context, nodes []*benchNode) (left int, _ error) {
+	wait := time.Duration(0)
+	for pass := 0; pass < 3; pass++ {
+		var pending []*benchNode
+		for _, n := range nodes {
+			if !n.dead && n.d.Pending() > 0 {
+				pending = append(pending, n)
+			}
+		}
+		if len(pending) == 0 {
+			return 0, nil
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+		wait = max(time.Second, 2*wait)
+		benchPar(ctx, len(pending), len(pending), func(i int) error {
+			pending[i].d.FlushQueue(ctx)
+			return nil
+		})
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+	}
+	for _, n := range nodes {
+		if !n.dead {
+			left += n.d.Pending()
+		}
+	}
+	return left, nil
 }
 
 // writeHeapProfile writes the heap profile (after a GC) to path.

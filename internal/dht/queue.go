@@ -33,7 +33,8 @@ import (
 // a pass found no node to send to, a node answering or calling this one
 // wakes the queue at once (no sooner than queueRetryMin after the last
 // pass), so a write goes out as soon as the network is back. Close stops
-// it; the next run goes on from the store.
+// it; the next run goes on from the store. FlushQueue runs a pass at
+// once, one at a time with the loop's.
 
 // queuePrefix is the store prefix of the offline-write queue (documented in
 // internal/store's prefix table).
@@ -94,6 +95,7 @@ const queueRetryMin = time.Second
 
 // queueState is the queue loop's view of its retries.
 type queueState struct {
+	pass    sync.Mutex  // one pass at a time: the loop's or FlushQueue's
 	stalled atomic.Bool // the last pass found no node to send to
 	entryMu sync.Mutex  // serialises writing an entry with removing it (dequeue)
 
@@ -205,7 +207,7 @@ func (d *DHT) queueLoop() {
 		case <-t.C:
 		case <-d.queueKick:
 		}
-		err := d.flushQueue(d.ctx)
+		_, err := d.flushQueue(d.ctx)
 		if d.ctx.Err() != nil {
 			return
 		}
@@ -326,11 +328,33 @@ func (d *DHT) kickQueue() {
 	}
 }
 
-// flushQueue sends the queued writes. An entry leaves the queue when a
-// holder accepted it, when a better value is known (locally or by a
-// holder: the write lost anyway), or when it no longer decodes or verifies.
-// It stops at the first write that reaches no node.
-func (d *DHT) flushQueue(ctx context.Context) error {
+// FlushQueue runs one pass of the offline queue now, as the queue loop
+// does on its timer (the schedule is in the comment at the top of
+// queue.go): each queued write is sent to the R nearest nodes of its
+// record, by a fresh lookup, within ctx. It returns how many writes left
+// the queue (a holder accepted them, or a better value of their subkey
+// was known and went instead: WriteSent or WriteSuperseded), and how many
+// are still queued after the pass (Pending). err is the first error that
+// ended the pass early: ErrNoPeers when a write reached no node (the
+// writes after it are not tried), ctx's error, or the store's; a write
+// that failed otherwise stays queued without ending the pass. A pass of
+// the loop running at the time is waited for first. The loop's own
+// schedule is unchanged: a program that sets Options.QueueRetry < 0 (no
+// timed passes) drives the queue with this.
+func (d *DHT) FlushQueue(ctx context.Context) (sent, left int, err error) {
+	sent, err = d.flushQueue(ctx)
+	return sent, d.Pending(), err
+}
+
+// flushQueue sends the queued writes and returns how many left the
+// queue. An entry leaves the queue when a holder accepted it, when a
+// better value is known (locally or by a holder: the write lost anyway),
+// or when it no longer decodes or verifies (not counted in sent). It
+// stops at the first write that reaches no node. Passes run one at a
+// time.
+func (d *DHT) flushQueue(ctx context.Context) (sent int, _ error) {
+	d.qs.pass.Lock()
+	defer d.qs.pass.Unlock()
 	type entry struct {
 		k   []byte
 		raw []byte
@@ -349,14 +373,14 @@ func (d *DHT) flushQueue(ctx context.Context) error {
 		return nil
 	})
 	if err != nil || len(entries) == 0 {
-		return err
+		return 0, err
 	}
 	if d.table.size() == 0 {
 		if err := d.Bootstrap(ctx); err != nil {
 			for _, e := range entries {
 				d.queueTried(e.k)
 			}
-			return err
+			return 0, err
 		}
 	}
 	defer func() { d.m.Queued.Set(float64(d.Pending())) }()
@@ -381,8 +405,9 @@ func (d *DHT) flushQueue(ctx context.Context) error {
 		switch {
 		case err == nil, errors.Is(err, ErrStale):
 			if err := d.dequeue(e.k, e.raw); err != nil {
-				return err
+				return sent, err
 			}
+			sent++
 			if err == nil && v.Seq == queuedSeq {
 				d.noteWrite(k, e.sk, queuedSeq, WriteSent)
 			} else {
@@ -393,11 +418,14 @@ func (d *DHT) flushQueue(ctx context.Context) error {
 			for _, e := range entries[i:] {
 				d.queueTried(e.k)
 			}
-			return err
+			return sent, err
 		default:
 			d.queueTried(e.k)
 			d.log.Debug("offline write", "record", k.String(), "subkey", e.sk, "err", err)
+			if ctx.Err() != nil {
+				return sent, ctx.Err()
+			}
 		}
 	}
-	return nil
+	return sent, nil
 }
