@@ -27,7 +27,9 @@ import (
 // mtime before and after and fails if they moved.
 //
 // On Linux the file is hashed from a read-only memory mapping (no copy out
-// of the page cache; it falls back to ReadAt where mmap fails). A file
+// of the page cache; it falls back to ReadAt where mmap fails): 1 GiB in
+// the page cache at 6.9-7.0 GB/s on 2 cores, 1.24x b3sum on one thread,
+// against 5.4 GB/s with ReadAt (docs/BENCHMARKS.md). A file
 // truncated by another process meanwhile faults on the lost pages; the
 // fault is recovered into an error wrapping io.ErrUnexpectedEOF (the same
 // as a short read), the process does not crash and nothing is stored. Like
