@@ -25,6 +25,17 @@ import (
 // file, or one edited back to the same bytes) is replaced by one to path.
 // The file must not change while it is hashed: AddFileRef checks size and
 // mtime before and after and fails if they moved.
+//
+// On Linux the file is hashed from a read-only memory mapping (no copy out
+// of the page cache; it falls back to ReadAt where mmap fails): 1 GiB in
+// the page cache at 6.9-7.0 GB/s on 2 cores, 1.24x b3sum on one thread,
+// against 5.4 GB/s with ReadAt (docs/BENCHMARKS.md). A file
+// truncated by another process meanwhile faults on the lost pages; the
+// fault is recovered into an error wrapping io.ErrUnexpectedEOF (the same
+// as a short read), the process does not crash and nothing is stored. Like
+// the ReadAt path, the mapping sees writes made during the hash, which
+// only the mtime check catches (an mtime put back hides them: import
+// files that are no longer written to).
 func (s *Store) AddFileRef(ctx context.Context, path string) (Hash, int64, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -49,11 +60,16 @@ func (s *Store) AddFileRef(ctx context.Context, path string) (Hash, int64, error
 	if size <= inlineMax {
 		return s.AddFile(ctx, abs)
 	}
-	// One pass over the file, hashed on every core (hashTree); the
-	// outboard then goes in memory when it goes inline in the entry, else
-	// to a temp file renamed into place once the entry is about to be
-	// written.
-	th, err := hashTree(ctx, treeSource{ra: f, size: size}, s.dir, nil)
+	// One pass over the file, hashed on every core (hashTree) from a
+	// mapping of it where it maps (no copy out of the page cache), else
+	// read with ReadAt; the outboard then goes in memory when it goes
+	// inline in the entry, else to a temp file renamed into place once
+	// the entry is about to be written.
+	mapped, unmap := mapFile(f, size)
+	if unmap != nil {
+		defer unmap()
+	}
+	th, err := hashTree(ctx, treeSource{ra: f, size: size, mem: mapped}, s.dir, nil)
 	if err != nil {
 		return Hash{}, 0, fmt.Errorf("blobsync: add file ref %s: %w", abs, err)
 	}

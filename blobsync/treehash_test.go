@@ -50,8 +50,8 @@ func (c *chunkyReader) Read(p []byte) (int, error) {
 
 // TestHashTree checks hashTree against zeebo/blake3 (the root is the
 // plain hash) and against lukechampine's bao.Encode with 16 KiB groups
-// (the outboard is the sequential one, byte for byte), for random-access
-// and streamed sources, several block sizes and sizes around every
+// (the outboard is the sequential one, byte for byte), for random-access,
+// streamed and in-memory (mapped) sources, several block sizes and sizes around every
 // boundary; and that the data callback sees every byte once, at its
 // offset.
 func TestHashTree(t *testing.T) {
@@ -68,11 +68,16 @@ func TestHashTree(t *testing.T) {
 					t.Fatalf("size %d: bao root %x, blake3 %s", size, root, wantRoot)
 				}
 			}
-			for _, stream := range []bool{false, true} {
-				name := fmt.Sprintf("block %d size %d stream %v", block, size, stream)
+			for _, mode := range []string{"readat", "stream", "mem"} {
+				name := fmt.Sprintf("block %d size %d %s", block, size, mode)
 				src := treeSource{ra: bytes.NewReader(b), size: int64(size)}
-				if stream {
+				switch mode {
+				case "stream":
 					src = treeSource{r: &chunkyReader{bytes.NewReader(b), rand.New(rand.NewPCG(1, uint64(size)))}, limit: int64(size)}
+				case "mem":
+					// Hashed in place (as from a mapping), so no
+					// data callback.
+					src.mem = b[:size:size]
 				}
 				got := make([]byte, size)
 				var mu sync.Mutex
@@ -86,7 +91,12 @@ func TestHashTree(t *testing.T) {
 				}
 				var th *treeHash
 				var err error
-				withBlock(t, block, func() { th, err = hashTree(context.Background(), src, t.TempDir(), data) })
+				cb := data
+				if mode == "mem" {
+					cb = nil
+					got, seen = b, size
+				}
+				withBlock(t, block, func() { th, err = hashTree(context.Background(), src, t.TempDir(), cb) })
 				if err != nil {
 					t.Fatalf("%s: %v", name, err)
 				}
