@@ -202,3 +202,43 @@ func TestTimeoutOnlySuspects(t *testing.T) {
 		}
 	}
 }
+
+// TestGetPastSixDeadContacts kills the seven nodes nearest to a record
+// (its eighth holder lives on) and reads it from a node that has them
+// all in its routing table. The first six queries (Alpha, and Alpha more
+// in place of the stalled) all go to dead nodes and nothing answers:
+// the lookup must still go on to the next candidates rather than wait
+// for the six to fail at RPCTimeout (5 s). Traced in bench dht after the
+// churn: reads whose first six queries met dead nodes took RPCTimeout.
+func TestGetPastSixDeadContacts(t *testing.T) {
+	nodes := newNet(t, 24, churnOpts(false))
+	ctx := testCtx(t)
+	owner, desc := newRecord(t, 1)
+	v := newValue(t, desc, 0, 1, "survives", owner)
+	near := nearest(nodes, desc.Key(), len(nodes))
+	writer, reader := near[len(near)-1], near[len(near)-2]
+	if err := writer.dht.Set(ctx, desc, 0, v); err != nil {
+		t.Fatalf("Set: %v", err)
+	}
+	if !sameValue(localValueOf(t, near[DefaultR-1], desc.Key(), 0), v) {
+		t.Fatal("the R-th nearest does not hold the record after Set")
+	}
+	for _, n := range near[:DefaultR-1] {
+		reader.dht.AddContacts(n.dht.Self())
+		n.stop()
+	}
+	time.Sleep(transport.ShutdownHold + 100*time.Millisecond)
+	t0 := time.Now()
+	_, got, err := reader.dht.Get(ctx, desc.Key(), 0)
+	took := time.Since(t0)
+	if err != nil || !sameValue(got, v) {
+		t.Fatalf("Get after the seven nearest died: %v, %v", got, err)
+	}
+	// Under a third of RPCTimeout (5 s), which the old rule waited out;
+	// under the race detector (raceSlowdown) two thirds.
+	if limit := raceSlowdown * 5 * time.Second / 3; took > limit {
+		t.Errorf("Get took %v past seven dead contacts; want under %v (RPCTimeout 5 s)", took, limit)
+	} else {
+		t.Logf("Get took %v past seven dead contacts", took)
+	}
+}
