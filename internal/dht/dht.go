@@ -348,8 +348,11 @@ type DHT struct {
 	clients  map[key.NodeID]time.Time // peers that said they are clients, kept out of the table and lookups
 
 	queueKick chan struct{} // wakes the offline-write queue
-	qs        queueState    // the queue's retries (queue.go)
-	handoffs  chan struct{} // bounds concurrent hand-offs served
+
+	rejoinMu   sync.Mutex    // one rejoin at a time (TryLock)
+	lastRejoin time.Time     // when the last rejoin started; under rejoinMu
+	qs         queueState    // the queue's retries (queue.go)
+	handoffs   chan struct{} // bounds concurrent hand-offs served
 }
 
 // New returns a DHT serving transport.ProtoDHT on opts.Endpoint, with its
@@ -614,6 +617,9 @@ func (d *DHT) Set(ctx context.Context, desc *record.Descriptor, subkey uint32, v
 	return err
 }
 
+// rejoinEvery is the least time between two rejoins of a DHT.
+const rejoinEvery = 30 * time.Second
+
 // rejoin bootstraps again (Bootstrap: from the bootstrap contacts, or
 // with none from the table's stale contacts), within ctx, when the
 // routing table has no live contact left, and reports whether that
@@ -626,10 +632,25 @@ func (d *DHT) Set(ctx context.Context, desc *record.Descriptor, subkey uint32, v
 // likely their join's self-lookup timed out on it); they were queued
 // until the queue's next pass, which bootstraps likewise. Reads from
 // such nodes found nothing, as fast.
+//
+// A node that is in fact offline, or whose every peer is gone, would
+// otherwise pay a Bootstrap (dials that run out RPCTimeout) on every Set
+// and Get: so one rejoin runs at a time, at most once per rejoinEvery,
+// and a Set or Get that finds one running, or one run recently, goes on
+// without (a Set is then queued, as before; the queue's passes bootstrap
+// on their own schedule).
 func (d *DHT) rejoin(ctx context.Context) bool {
 	if d.table.size() > 0 || ctx.Err() != nil || d.ctx.Err() != nil {
 		return false
 	}
+	if !d.rejoinMu.TryLock() {
+		return false
+	}
+	defer d.rejoinMu.Unlock()
+	if !d.lastRejoin.IsZero() && time.Since(d.lastRejoin) < rejoinEvery {
+		return false
+	}
+	d.lastRejoin = time.Now()
 	if err := d.Bootstrap(ctx); err != nil {
 		d.log.Debug("rejoin", "err", err)
 		return false

@@ -102,6 +102,16 @@ func TestSetRejoinsWhenTableWentStale(t *testing.T) {
 	if held < len(nodes)-1 {
 		t.Fatalf("%d of %d nodes hold the write", held, len(nodes))
 	}
+
+	// Stale again within rejoinEvery: no second rejoin (a node offline
+	// for good would pay a Bootstrap on every Set and Get).
+	for _, c := range x.dht.table.all() {
+		x.dht.fail(c.ID, true)
+		x.dht.table.suspect(c.ID)
+	}
+	if x.dht.rejoin(ctx) || x.dht.table.size() != 0 {
+		t.Fatalf("a second rejoin within %v bootstrapped (%d live contacts)", rejoinEvery, x.dht.table.size())
+	}
 }
 
 // TestGetRejoinsWhenTableWentStale: a Get on a node every contact of
