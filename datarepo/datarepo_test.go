@@ -439,22 +439,6 @@ func TestAddReaderChunking(t *testing.T) {
 // reference support.
 type copyOnly struct{ datarepo.Blobs }
 
-// blobDirBytes is what the files of s's directory hold (bytes).
-func blobDirBytes(t *testing.T, s *blobsync.Store) int64 {
-	t.Helper()
-	des, err := os.ReadDir(s.Dir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n int64
-	for _, de := range des {
-		if fi, err := de.Info(); err == nil {
-			n += fi.Size()
-		}
-	}
-	return n
-}
-
 // TestAddFilesNoStoreCopy: AddFilesWith with NoStoreCopy keeps a large
 // file by reference (the store's directory grows by its outboard only,
 // the store reads the file, Store says "reference"), copies a small one
@@ -485,7 +469,7 @@ func TestAddFilesNoStoreCopy(t *testing.T) {
 	}
 	bigPath, big := write("archive.tar", 3<<20+5, 1)
 	smallPath, _ := write("note.txt", 900, 2)
-	before := blobDirBytes(t, blobs)
+	before := testnet.DirBytes(t, blobs.Dir())
 	added, err := repo.AddFilesWith(ctx, []string{bigPath, smallPath}, datarepo.AddOptions{NoStoreCopy: true})
 	if err != nil {
 		t.Fatal(err)
@@ -496,7 +480,7 @@ func TestAddFilesNoStoreCopy(t *testing.T) {
 	if added[1].Store != datarepo.StoreCopy {
 		t.Fatalf("small file kept as %q, want copy", added[1].Store)
 	}
-	if grew := blobDirBytes(t, blobs) - before; grew > int64(len(big))/100 {
+	if grew := testnet.DirBytes(t, blobs.Dir()) - before; grew > int64(len(big))/100 {
 		t.Fatalf("the store's directory grew by %d bytes for a %d-byte file kept by reference", grew, len(big))
 	}
 	if p, err := blobs.RefPath(added[0].Hash); err != nil || p != bigPath {

@@ -14,23 +14,8 @@ import (
 
 	"github.com/dwebkit/dweb/core"
 	"github.com/dwebkit/dweb/httpapi"
+	"github.com/dwebkit/dweb/internal/testnet"
 )
-
-// blobDirBytes is what the files of data's blob store directory hold.
-func blobDirBytes(t *testing.T, data string) int64 {
-	t.Helper()
-	des, err := os.ReadDir(filepath.Join(data, "blobs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n int64
-	for _, de := range des {
-		if fi, err := de.Info(); err == nil {
-			n += fi.Size()
-		}
-	}
-	return n
-}
 
 // TestFileAddNoStoreCopy drives `dweb file add --no-store-copy` against
 // two real daemons: A's answer says the file is kept by reference, A's
@@ -56,7 +41,7 @@ func TestFileAddNoStoreCopy(t *testing.T) {
 	if err := os.WriteFile(src, content, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	before := blobDirBytes(t, dataA)
+	before := testnet.DirBytes(t, filepath.Join(dataA, "blobs"))
 	var added []core.FileInfo
 	if err := json.Unmarshal([]byte(cli(dataA, "file", "add", "--no-store-copy", "arch", src)), &added); err != nil {
 		t.Fatal(err)
@@ -64,7 +49,7 @@ func TestFileAddNoStoreCopy(t *testing.T) {
 	if len(added) != 1 || added[0].Store != "reference" || added[0].Size != int64(len(content)) {
 		t.Fatalf("file add --no-store-copy: %+v, want archive.tar kept by reference", added)
 	}
-	if grew := blobDirBytes(t, dataA) - before; grew > int64(len(content))/10 {
+	if grew := testnet.DirBytes(t, filepath.Join(dataA, "blobs")) - before; grew > int64(len(content))/10 {
 		t.Fatalf("A's blob store grew by %d bytes for a %d-byte file added by reference", grew, len(content))
 	}
 	if _, err := os.Stat(filepath.Join(dataA, "blobs", added[0].Hash.String()+".data")); !errors.Is(err, os.ErrNotExist) {

@@ -197,3 +197,20 @@ func EditFile(t testing.TB, path string, off int64) {
 		t.Fatal(err)
 	}
 }
+
+// DirBytes is the sum of the sizes of the files directly in dir (bytes;
+// subdirectories count their own entry's size, not their contents).
+func DirBytes(t testing.TB, dir string) int64 {
+	t.Helper()
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, de := range des {
+		if fi, err := de.Info(); err == nil {
+			n += fi.Size()
+		}
+	}
+	return n
+}
