@@ -170,18 +170,28 @@ func (s *Store) Download(ctx context.Context, h Hash, providers []Provider, opts
 // download fetches h as Download does; hint is its size if known (0: not),
 // see DownloadOptions.SizeHint.
 func (s *Store) download(ctx context.Context, h Hash, hint int64, providers []Provider, opts *DownloadOptions, rep *reporter) (int64, error) {
-	if n, err := s.Size(h); err == nil {
-		rep.blobDone(h, n, n, true)
-		return n, nil
+	if ok, _ := s.Has(h); ok {
+		n, err := s.Size(h)
+		if err == nil {
+			rep.blobDone(h, n, n, true)
+			return n, nil
+		}
 	}
 	unlock, err := s.lock(ctx, h)
 	if err != nil {
 		return 0, err
 	}
 	defer unlock()
-	if n, err := s.Size(h); err == nil {
-		rep.blobDone(h, n, n, true)
-		return n, nil
+	if e, err := s.getEntry(h); err == nil {
+		if !refChanged(e) {
+			rep.blobDone(h, e.Size, e.Size, true)
+			return e.Size, nil
+		}
+		// Held by reference to a file changed since: fetched again.
+		s.log.Info("blobsync: dropping a broken reference to download it again", "hash", h, "path", e.RefPath)
+		if err := s.deleteLocked(h); err != nil {
+			return 0, err
+		}
 	}
 	s.activeAdd(h)
 	defer s.activeDel(h)

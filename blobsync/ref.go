@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -118,7 +117,7 @@ func (s *Store) AddFileRef(ctx context.Context, path string) (Hash, int64, error
 		return fail(err)
 	}
 	defer unlock()
-	if held, err := s.heldIntact(h); err != nil || held {
+	if held, err := s.Has(h); err != nil || held { // a broken reference is replaced
 		if ob != nil {
 			os.Remove(ob.Name())
 		}
@@ -143,33 +142,6 @@ func (s *Store) AddFileRef(ctx context.Context, path string) (Hash, int64, error
 	}
 	removeStale(s.dataPath(h)) // a partial download's leftover, if any
 	return h, size, nil
-}
-
-// heldIntact reports whether the store holds blob h complete and, if it
-// holds it by reference to a whole file, that file is unchanged: false
-// for a blob not held and for a broken whole-file reference, which
-// AddFileRef then replaces. The caller holds h's lock.
-func (s *Store) heldIntact(h Hash) (bool, error) {
-	e, err := s.getEntry(h)
-	if errors.Is(err, ErrNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	if e.RefPath == "" || e.RefSize != 0 {
-		return true, nil
-	}
-	f, err := s.openFile(h, e)
-	if err == nil {
-		f.Close()
-		return true, nil
-	}
-	if errors.Is(err, ErrCorrupt) {
-		s.log.Info("blobsync: replacing a broken reference", "hash", h, "path", e.RefPath, "err", err)
-		return false, nil
-	}
-	return false, err
 }
 
 // RefPath returns the absolute path of the file whose bytes the store

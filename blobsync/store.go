@@ -322,13 +322,42 @@ func (s *Store) putEntry(h Hash, e entry) error {
 	return nil
 }
 
-// Has reports whether the store holds the complete, verified blob h.
+// Has reports whether the store holds the complete, verified blob h. A
+// blob held by reference (AddFileRef, ExportMove, ExportChunkedRef) whose
+// file no longer has the size, mtime or inode recorded is not held: its
+// bytes are gone or changed, so a listing shows it missing, an add or a
+// download stores it again and replaces the broken reference. One stat
+// of the file per call for such a blob. A file edited in place with its
+// size and mtime restored passes this check; receivers still refuse its
+// bytes (every group is verified), and DropBrokenRef's open finds no
+// more.
 func (s *Store) Has(h Hash) (bool, error) {
-	_, err := s.getEntry(h)
+	e, err := s.getEntry(h)
 	if errors.Is(err, ErrNotFound) {
 		return false, nil
 	}
-	return err == nil, err
+	if err != nil {
+		return false, err
+	}
+	return !refChanged(e), nil
+}
+
+// refChanged reports whether e holds its bytes by reference to a file
+// that is gone or no longer has the size, mtime and inode recorded (the
+// check openDataOnce makes on open, here by one stat).
+func refChanged(e entry) bool {
+	if e.RefPath == "" {
+		return false
+	}
+	fi, err := os.Stat(e.RefPath)
+	if err != nil {
+		return true
+	}
+	want := e.Size
+	if e.RefSize != 0 {
+		want = e.RefSize
+	}
+	return fi.Size() != want || fi.ModTime().UnixNano() != e.RefMod || e.RefIno != 0 && fileIno(fi) != e.RefIno
 }
 
 // Size returns the size in bytes of blob h, or an error wrapping ErrNotFound.

@@ -19,10 +19,11 @@ import (
 // store's directory does not grow by its size (no data file; usage counts
 // it as a reference), a small file beside it is copied, and FileInfo.Store
 // says which. bob downloads it, verified, from her file; GC leaves her
-// file alone. Once she edits it her store refuses it: carol's download
-// takes nothing from her and gets the right bytes from bob; with bob gone
-// dave's download fails with an error and stores nothing; alice adding
-// the edited file again makes it a new version dave then gets.
+// file alone. Once she edits it her store refuses it and her listing no
+// longer shows it local: carol's download takes nothing from her and gets
+// the right bytes from bob; with bob gone dave's download fails with an
+// error and stores nothing; alice adding the edited file again makes it a
+// new version dave then gets.
 func TestAddFileNoStoreCopy(t *testing.T) {
 	tmp := t.TempDir()
 	ctx := testContext(t, 90*time.Second)
@@ -69,6 +70,15 @@ func TestAddFileNoStoreCopy(t *testing.T) {
 	testnet.EditFile(t, paths[0], 3<<20)
 	if _, _, err := alice.blobs.Open(fi.Hash); !errors.Is(err, blobsync.ErrCorrupt) || !strings.Contains(err.Error(), "changed since") {
 		t.Fatalf("alice opens the edited file's blob: %v, want ErrCorrupt (changed since)", err)
+	}
+	files, err := alice.ListFiles(ctx, g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if f.Name == "archive.tar" && f.Local {
+			t.Fatalf("alice's listing shows her edited file's blob as local: %+v", f)
+		}
 	}
 	_, last = getFile(ctx, t, carol, g.ID, "archive.tar", filepath.Join(tmp, "carol.tar"), data["archive.tar"])
 	if n := providerBytes(last, alice); n != 0 {

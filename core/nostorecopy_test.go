@@ -180,9 +180,10 @@ func storeDiskBytes(t *testing.T, b *Backend) int64 {
 // hash), his store's disk grows by about nothing, the chunks only
 // film.mp4 has are references into the output and the shared ones stay
 // his own. He still serves film.mp4 to carol, from the output, and GC
-// leaves it alone. Once he edits the output his store refuses those
-// chunks (a reader gets "changed since"), cut.mp4 still reads right, and a
-// get of film.mp4 fetches its chunks again.
+// leaves it alone. Once he edits the output his store no longer holds
+// those chunks (film.mp4 lists as not local, and reading it fetches them
+// again), cut.mp4 still reads right, and a get of film.mp4 leaves the
+// edited output alone.
 func TestGetFileNoStoreCopyChunked(t *testing.T) {
 	tmp := t.TempDir()
 	ctx := testContext(t, 90*time.Second)
@@ -254,21 +255,36 @@ func TestGetFileNoStoreCopyChunked(t *testing.T) {
 		t.Fatalf("after GC bob lacks film.mp4 (%v)", err)
 	}
 
-	// bob edits his output: his store refuses film.mp4's own chunks.
+	// bob edits his output: his store no longer counts film.mp4's own
+	// chunks as held (its listing says so), and reading it fetches them
+	// again from alice.
 	testnet.EditFile(t, out, int64(len(data))-1000)
-	rc, _, err := bob.OpenFile(ctx, g.ID, key.RecordKey{}, "film.mp4")
-	if err == nil {
-		_, err = io.ReadAll(rc)
-		rc.Close()
+	if ok, err := bob.blobs.HasFile(fi.entry()); ok || err != nil {
+		t.Fatalf("after the edit bob's store holds film.mp4: %v, %v", ok, err)
 	}
-	if !errors.Is(err, blobsync.ErrCorrupt) || !strings.Contains(err.Error(), "changed since") {
-		t.Fatalf("bob reads film.mp4 after the edit: %v, want ErrCorrupt (changed since)", err)
+	if files, err := bob.ListFiles(ctx, g.ID); err != nil {
+		t.Fatal(err)
+	} else {
+		for _, f := range files {
+			if f.Name == "film.mp4" && f.Local {
+				t.Fatalf("bob's listing shows film.mp4 local after the edit: %+v", f)
+			}
+		}
+	}
+	rc, _, err := bob.OpenFile(ctx, g.ID, key.RecordKey{}, "film.mp4")
+	if err != nil {
+		t.Fatalf("bob opens film.mp4 after the edit: %v", err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("bob reads film.mp4 after the edit: %d bytes, %v; want the file, fetched again", len(got), err)
 	}
 	rc, _, err = bob.OpenFile(ctx, g.ID, key.RecordKey{}, "cut.mp4")
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := io.ReadAll(rc)
+	got, err = io.ReadAll(rc)
 	rc.Close()
 	if err != nil || !bytes.Equal(got, cutData) {
 		t.Fatalf("cut.mp4, which shares chunks with film.mp4, reads other bytes after the edit (%v)", err)
