@@ -4,9 +4,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/quic-go/quic-go"
 	"io"
 	"sync"
+
+	"github.com/quic-go/quic-go"
 
 	"github.com/dwebkit/dweb/internal/key"
 	"github.com/flynn/noise"
