@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/dwebkit/dweb/internal/store"
-	"golang.org/x/sys/unix"
 )
 
 // ExportMoved is the method ExportMove reports when it moved the store's
@@ -148,7 +147,7 @@ func (s *Store) moveLocked(ctx context.Context, h Hash, dst string) (ExportMetho
 	data := s.dataPath(h)
 	if err := os.Link(data, mv.Tmp); err != nil {
 		s.db.Delete(moveKey(h), true)
-		if errors.Is(err, unix.EXDEV) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EMLINK) || errors.Is(err, unix.EOPNOTSUPP) {
+		if linkUnsupported(err) {
 			return 0, fmt.Errorf("%w: %v", errMoveUnsupported, err)
 		}
 		return 0, err

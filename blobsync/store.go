@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/dwebkit/dweb/internal/ctxio"
@@ -479,14 +478,6 @@ func (s *Store) openDataOnce(h Hash, e entry) (*os.File, int64, error) {
 func (s *Store) openFile(h Hash, e entry) (*os.File, error) {
 	f, _, _, err := s.openData(h, e)
 	return f, err
-}
-
-// fileIno is fi's inode number (0 where the system does not say).
-func fileIno(fi os.FileInfo) uint64 {
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return uint64(st.Ino)
-	}
-	return 0
 }
 
 // ReadAll returns the bytes of blob h, which must be at most max bytes (for

@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/dwebkit/dweb/internal/dht"
@@ -575,16 +574,6 @@ func writeHeapProfile(path string) error {
 		return err
 	}
 	return f.Close()
-}
-
-// peakRSSMB is the process's peak resident set size in MB (ru_maxrss, which
-// Linux gives in KiB), 0 where getrusage fails.
-func peakRSSMB() float64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return math.Round(float64(ru.Maxrss)/1024*10) / 10
 }
 
 // benchReads reads every record from a random node of nodes and returns

@@ -351,8 +351,7 @@ func (s *soak) start(ctx context.Context, n *soakNode) error {
 	}
 	cmd := exec.Command(s.exe, args...)
 	cmd.Stderr = n.log
-	// The daemons die with the bench, even when it is killed itself.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	dieWithParent(cmd) // the daemons die with the bench, even when it is killed itself
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return err

@@ -12,8 +12,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // btE2E is what --e2e adds to bench transfer's result: the real `dweb
@@ -256,27 +254,6 @@ func btCp(ctx context.Context, src, dst string) (float64, error) {
 		return 0, err
 	}
 	return time.Since(t).Seconds(), nil
-}
-
-// btFileSystem names the file system holding dir.
-func btFileSystem(dir string) string {
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
-		return "unknown"
-	}
-	switch st.Type {
-	case unix.EXT4_SUPER_MAGIC:
-		return "ext2/3/4"
-	case unix.XFS_SUPER_MAGIC:
-		return "xfs"
-	case unix.BTRFS_SUPER_MAGIC:
-		return "btrfs"
-	case unix.TMPFS_MAGIC:
-		return "tmpfs"
-	case unix.OVERLAYFS_SUPER_MAGIC:
-		return "overlay"
-	}
-	return fmt.Sprintf("0x%x", st.Type)
 }
 
 // btE2ERun is round number round of --e2e: file get with the default
