@@ -164,8 +164,8 @@ func (g *groupSink) writeParents() error {
 }
 
 // lend gives the verifier the free tail of the write buffer to read the
-// group at start into, handing the buffer over first if the group would
-// not extend it.
+// group at start (and the groups after it) into, handing the buffer over
+// first if the group would not extend it.
 func (g *groupSink) lend(start uint64) ([]byte, error) {
 	if len(g.buf) > 0 && (g.bufAt+uint64(len(g.buf)) != start || len(g.buf)+ChunkGroupSize > cap(g.buf)) {
 		if err := g.flush(); err != nil {
@@ -175,7 +175,7 @@ func (g *groupSink) lend(start uint64) ([]byte, error) {
 	if g.buf == nil {
 		g.buf = <-g.free
 	}
-	return g.buf[len(g.buf) : len(g.buf)+ChunkGroupSize], nil
+	return g.buf[len(g.buf):cap(g.buf)], nil
 }
 
 func (g *groupSink) group(start uint64, b []byte) error {

@@ -35,10 +35,14 @@ type sink interface {
 }
 
 // groupLender is a sink that lends the verifier the memory to read a
-// whole group into, saving a copy: lend returns ChunkGroupSize bytes for
-// the group at byte offset start, or nil to use the verifier's own buffer.
-// The verifier then calls group with exactly that slice if, and only if,
-// the group verified.
+// whole group into, saving a copy: lend returns at least ChunkGroupSize
+// bytes for the group at byte offset start (the groups after it may
+// follow in the rest), or nil to use the verifier's own buffer. The
+// verifier then calls group with exactly the first ChunkGroupSize bytes
+// if, and only if, the group verified; when it read the next group of the
+// stream into the next ChunkGroupSize bytes (two sibling groups, one read:
+// half the stream's read calls), it calls group with those too if that
+// group verified, and otherwise leaves them.
 type groupLender interface {
 	lend(start uint64) ([]byte, error)
 }
@@ -107,6 +111,8 @@ func (v *verifier) verify(r io.Reader, root Hash, size uint64, ranges []ChunkRan
 			continue
 		}
 		arr := &v.buf
+		var pair []byte                // this group's room and its sibling's, read at once
+		var next *[ChunkGroupSize]byte // the sibling's
 		if l, ok := out.(groupLender); ok && e.n == ChunkGroupSize {
 			b, err := l.lend(e.start)
 			if err != nil {
@@ -115,18 +121,40 @@ func (v *verifier) verify(r io.Reader, root Hash, size uint64, ranges []ChunkRan
 			if len(b) >= ChunkGroupSize {
 				arr = (*[ChunkGroupSize]byte)(b)
 			}
+			if len(b) >= 2*ChunkGroupSize && v.nextIsSibling(e, ranges) {
+				pair = b[:2*ChunkGroupSize]
+				next = (*[ChunkGroupSize]byte)(pair[ChunkGroupSize:])
+			}
 		}
 		g := arr[:e.n]
-		if _, err := io.ReadFull(r, g); err != nil {
+		var rerr error
+		if next != nil {
+			// One read for both: the sibling's bytes follow in the stream
+			// and in the lent buffer. A stream that breaks inside the
+			// sibling still yields this group.
+			var n int
+			n, rerr = io.ReadFull(r, pair)
+			if n < ChunkGroupSize {
+				return streamErr(rerr, e.start, size)
+			}
+		} else if _, err := io.ReadFull(r, g); err != nil {
 			return streamErr(err, e.start, size)
 		}
-		if groupCV(arr, int(e.n), e.start/ChunkSize, e.root) != e.cv {
-			return fmt.Errorf("%w: chunk group %d (bytes %d-%d)", ErrCorrupt, e.start/ChunkGroupSize, e.start, e.start+e.n)
-		}
-		if err := out.group(e.start, g); err != nil {
+		if err := v.pass(arr, e, out); err != nil {
 			return err
 		}
 		done += e.n
+		if next != nil {
+			if rerr != nil {
+				return streamErr(rerr, e.start+e.n, size)
+			}
+			e = v.stack[len(v.stack)-1]
+			v.stack = v.stack[:len(v.stack)-1]
+			if err := v.pass(next, e, out); err != nil {
+				return err
+			}
+			done += e.n
+		}
 		if progress != nil && done-reported >= progressStep {
 			reported, called = done, true
 			if err := progress(done); err != nil {
@@ -138,6 +166,26 @@ func (v *verifier) verify(r io.Reader, root Hash, size uint64, ranges []ChunkRan
 		return progress(done)
 	}
 	return nil
+}
+
+// nextIsSibling reports whether the subtree the verifier takes after
+// group e is a whole group that the stream sends right after e's bytes:
+// next on the stack, starting where e ends, and not skipped by ranges.
+func (v *verifier) nextIsSibling(e expect, ranges []ChunkRange) bool {
+	if len(v.stack) == 0 {
+		return false
+	}
+	nx := v.stack[len(v.stack)-1]
+	return nx.n == ChunkGroupSize && nx.start == e.start+e.n && (ranges == nil || intersects(ranges, nx.start, nx.n))
+}
+
+// pass checks group e, read into arr, against the chaining value its
+// parent promised and hands it to out.
+func (v *verifier) pass(arr *[ChunkGroupSize]byte, e expect, out sink) error {
+	if groupCV(arr, int(e.n), e.start/ChunkSize, e.root) != e.cv {
+		return fmt.Errorf("%w: chunk group %d (bytes %d-%d)", ErrCorrupt, e.start/ChunkGroupSize, e.start, e.start+e.n)
+	}
+	return out.group(e.start, arr[:e.n])
 }
 
 func streamErr(err error, at, size uint64) error {
