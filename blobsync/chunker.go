@@ -219,8 +219,9 @@ func (s *Store) ReadChunkList(h Hash) (*ChunkList, error) {
 }
 
 // HasChunks reports whether the store holds the chunk list h and every
-// chunk it names: a chunked file that can be assembled without the
-// network.
+// chunk it names (Has): a chunked file that can be assembled without the
+// network. Chunks held by reference into one file (ExportChunkedRef) cost
+// one stat of it, not one per chunk.
 func (s *Store) HasChunks(h Hash) (bool, error) {
 	l, err := s.ReadChunkList(h)
 	if errors.Is(err, ErrNotFound) {
@@ -229,9 +230,26 @@ func (s *Store) HasChunks(h Hash) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	intact := make(map[refIdentity]bool)
 	for _, c := range l.Chunks {
-		if ok, err := s.Has(c.Hash); err != nil || !ok {
+		e, err := s.getEntry(c.Hash)
+		if errors.Is(err, ErrNotFound) {
+			return false, nil
+		}
+		if err != nil {
 			return false, err
+		}
+		if e.RefPath == "" {
+			continue
+		}
+		id := refIdentityOf(e)
+		ok, checked := intact[id]
+		if !checked {
+			ok = !refChanged(e)
+			intact[id] = ok
+		}
+		if !ok {
+			return false, nil
 		}
 	}
 	return true, nil

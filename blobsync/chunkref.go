@@ -348,33 +348,6 @@ func refIdentityOf(e entry) refIdentity {
 	return refIdentity{path: e.RefPath, mod: e.RefMod, size: e.RefSize, ino: e.RefIno}
 }
 
-// chunkRefsIntact reports whether every chunk of list that the store holds
-// by reference can still be opened (its file unchanged): DeltaBaseOf does
-// not pick a base it could not read. One open per referenced file.
-func (s *Store) chunkRefsIntact(list Hash) bool {
-	l, err := s.ReadChunkList(list)
-	if err != nil {
-		return false
-	}
-	checked := make(map[refIdentity]bool)
-	for _, c := range l.Chunks {
-		e, err := s.getEntry(c.Hash)
-		if err != nil {
-			return false
-		}
-		if e.RefPath == "" || checked[refIdentityOf(e)] {
-			continue
-		}
-		f, _, _, err := s.openData(c.Hash, e)
-		if err != nil {
-			return false
-		}
-		f.Close()
-		checked[refIdentityOf(e)] = true
-	}
-	return true
-}
-
 // dropBrokenRefs deletes the chunks of l held by reference to a file that
 // changed since (DropBrokenRef), so that a download fetches them again
 // instead of counting them held. One open per referenced file; an error

@@ -45,7 +45,7 @@ func (s *Store) DeltaBaseOf(e Entry) Hash {
 		if v.Deleted || v.Chunks.IsZero() || v.Chunks == e.Chunks {
 			continue
 		}
-		if ok, err := s.HasChunks(v.Chunks); err == nil && ok && s.chunkRefsIntact(v.Chunks) {
+		if ok, err := s.HasChunks(v.Chunks); err == nil && ok {
 			return v.Chunks
 		}
 	}
