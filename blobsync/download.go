@@ -135,7 +135,8 @@ type ProviderProgress struct {
 var ErrNoProviders = errors.New("blobsync: no provider could supply the blob")
 
 // Download fetches blob h from providers and stores it, verified, returning
-// its size. If the store already holds h it returns at once.
+// its size. If the store already holds h (Has) it returns at once; a blob
+// held by reference to a file changed since is dropped and fetched again.
 //
 // The blob's missing chunk groups (all of them, or those a previous run did
 // not record: resume) are cut into chunks of ChunkBytes and handed to
@@ -167,12 +168,9 @@ func (s *Store) Download(ctx context.Context, h Hash, providers []Provider, opts
 // download fetches h as Download does; hint is its size if known (0: not),
 // see DownloadOptions.SizeHint.
 func (s *Store) download(ctx context.Context, h Hash, hint int64, providers []Provider, opts *DownloadOptions, rep *reporter) (int64, error) {
-	if ok, _ := s.Has(h); ok {
-		n, err := s.Size(h)
-		if err == nil {
-			rep.blobDone(h, n, n, true)
-			return n, nil
-		}
+	if e, err := s.getEntry(h); err == nil && !refChanged(e) {
+		rep.blobDone(h, e.Size, e.Size, true)
+		return e.Size, nil
 	}
 	unlock, err := s.lock(ctx, h)
 	if err != nil {
@@ -184,7 +182,7 @@ func (s *Store) download(ctx context.Context, h Hash, hint int64, providers []Pr
 			rep.blobDone(h, e.Size, e.Size, true)
 			return e.Size, nil
 		}
-		// Held by reference to a file changed since: fetched again.
+		// Held by reference to a file changed since (Has): fetched again.
 		s.log.Info("blobsync: dropping a broken reference to download it again", "hash", h, "path", e.RefPath)
 		if err := s.deleteLocked(h); err != nil {
 			return 0, err
