@@ -230,7 +230,7 @@ func (s *Store) HasChunks(h Hash) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	intact := make(map[refIdentity]bool)
+	refs := refChecker{}
 	for _, c := range l.Chunks {
 		e, err := s.getEntry(c.Hash)
 		if errors.Is(err, ErrNotFound) {
@@ -239,16 +239,7 @@ func (s *Store) HasChunks(h Hash) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		if e.RefPath == "" {
-			continue
-		}
-		id := refIdentityOf(e)
-		ok, checked := intact[id]
-		if !checked {
-			ok = !refChanged(e)
-			intact[id] = ok
-		}
-		if !ok {
+		if refs.changed(e) {
 			return false, nil
 		}
 	}

@@ -350,10 +350,10 @@ func refIdentityOf(e entry) refIdentity {
 
 // dropBrokenRefs deletes the chunks of l held by reference to a file that
 // changed since (DropBrokenRef), so that a download fetches them again
-// instead of counting them held. One open per referenced file; an error
+// instead of counting them held. One stat per referenced file; an error
 // leaves the chunk, for the reader to refuse.
 func (s *Store) dropBrokenRefs(l *ChunkList) {
-	intact := make(map[refIdentity]bool)
+	refs := refChecker{}
 	seen := make(map[Hash]bool, len(l.Chunks))
 	for _, c := range l.Chunks {
 		if seen[c.Hash] {
@@ -361,20 +361,9 @@ func (s *Store) dropBrokenRefs(l *ChunkList) {
 		}
 		seen[c.Hash] = true
 		e, err := s.getEntry(c.Hash)
-		if err != nil || e.RefPath == "" {
+		if err != nil || !refs.changed(e) {
 			continue
 		}
-		id := refIdentityOf(e)
-		if ok, known := intact[id]; known && ok {
-			continue
-		}
-		f, _, _, err := s.openData(c.Hash, e)
-		if err == nil {
-			f.Close()
-			intact[id] = true
-			continue
-		}
-		intact[id] = false
 		if _, err := s.DropBrokenRef(c.Hash); err != nil {
 			s.log.Debug("blobsync: drop a broken reference", "hash", c.Hash, "err", err)
 		}

@@ -349,14 +349,39 @@ func refChanged(e entry) bool {
 		return false
 	}
 	fi, err := os.Stat(e.RefPath)
-	if err != nil {
-		return true
+	return err != nil || fi.Size() != e.fileSize() || !sameRefFile(fi, e.RefMod, e.RefIno)
+}
+
+// refChecker is refChanged asked once per referenced file: the chunks
+// one output holds by reference (ExportChunkedRef) share its answer.
+type refChecker map[refIdentity]bool
+
+func (rc refChecker) changed(e entry) bool {
+	if e.RefPath == "" {
+		return false
 	}
-	want := e.Size
+	id := refIdentityOf(e)
+	ch, ok := rc[id]
+	if !ok {
+		ch = refChanged(e)
+		rc[id] = ch
+	}
+	return ch
+}
+
+// fileSize is the size the file holding e's bytes must have: the whole
+// referenced file for a chunk inside one, else the blob.
+func (e entry) fileSize() int64 {
 	if e.RefSize != 0 {
-		want = e.RefSize
+		return e.RefSize
 	}
-	return fi.Size() != want || fi.ModTime().UnixNano() != e.RefMod || e.RefIno != 0 && fileIno(fi) != e.RefIno
+	return e.Size
+}
+
+// sameRefFile reports whether fi still has the mtime (Unix ns) and inode
+// (0: not recorded) a reference was taken with.
+func sameRefFile(fi os.FileInfo, mod int64, ino uint64) bool {
+	return fi.ModTime().UnixNano() == mod && (ino == 0 || fileIno(fi) == ino)
 }
 
 // Size returns the size in bytes of blob h, or an error wrapping ErrNotFound.
@@ -451,10 +476,7 @@ func (s *Store) openDataOnce(h Hash, e entry) (*os.File, int64, error) {
 		return nil, 0, err
 	}
 	fi, err := f.Stat()
-	want := e.Size
-	if e.RefSize != 0 {
-		want = e.RefSize
-	}
+	want := e.fileSize()
 	if err != nil || fi.Size() != want {
 		f.Close()
 		return nil, 0, fmt.Errorf("%w: blob %s data file %s is not %d bytes (%v)", ErrCorrupt, h, path, want, err)
@@ -466,7 +488,7 @@ func (s *Store) openDataOnce(h Hash, e entry) (*os.File, int64, error) {
 		// reference.
 		refMod, ref = s.movingMod(h)
 	}
-	if ref && fi.ModTime().UnixNano() != refMod || e.RefIno != 0 && fileIno(fi) != e.RefIno {
+	if ref && !sameRefFile(fi, refMod, e.RefIno) {
 		f.Close()
 		return nil, 0, fmt.Errorf("%w: blob %s: referenced file %s changed since it was imported or exported (%v, was %v); get or import it again", ErrCorrupt, h, path, fi.ModTime(), time.Unix(0, refMod))
 	}
