@@ -81,6 +81,7 @@ type flipAt struct {
 	net.Conn
 	off, at int64
 	flipped *atomic.Bool // if not nil, set once the byte is flipped
+	onFlip  func()       // if not nil, called once the byte is flipped
 }
 
 func (f *flipAt) Read(p []byte) (int, error) {
@@ -89,6 +90,9 @@ func (f *flipAt) Read(p []byte) (int, error) {
 		p[f.off-f.at] ^= 0x40
 		if f.flipped != nil {
 			f.flipped.Store(true)
+		}
+		if f.onFlip != nil {
+			f.onFlip()
 		}
 	}
 	f.at += int64(n)

@@ -70,28 +70,41 @@ func TestStreamPoolDropsBadStreams(t *testing.T) {
 	b := content(300<<10, 70)
 	h := addBlob(t, srv, b)
 
-	// A liar (flips a byte of its first stream) and an honest provider.
+	// A liar (flips a byte of its first stream, in its second chunk) and
+	// an honest provider whose answers are held back until the liar has
+	// lied: otherwise the honest one may serve the whole blob before the
+	// liar's lie is read (the liar then ends clean and is rightly kept),
+	// or be cut answering an end-game duplicate of the liar's first chunk
+	// (rightly closed).
 	pool := NewStreamPool(0, 0)
 	defer pool.Close()
 	liar, good := prov(t, "liar", srv), prov(t, "good", srv)
+	lied := make(chan struct{})
 	liar.fault = func(n int, c net.Conn) io.ReadWriteCloser {
 		if n == 0 {
-			return &flipAt{Conn: c, off: 40 << 10}
+			return &flipAt{Conn: c, off: 40 << 10, onFlip: func() { close(lied) }}
 		}
 		return c
 	}
+	good.fault = func(n int, c net.Conn) io.ReadWriteCloser { return &gatedConn{Conn: c, open: lied} }
 	cl := newTestStore(t)
 	if _, err := cl.Download(ctx, h, []Provider{pool.Provider(liar), pool.Provider(good)}, DownloadOptions{ChunkBytes: 2 * ChunkGroupSize}); err != nil {
 		t.Fatal(err)
 	}
 	checkBlob(t, cl, h, b)
-	if s := pool.take("liar"); s != nil {
+	// A stream taken from the pool is closed before any check fails, so
+	// that its server ends and the test's cleanup does not wait for it.
+	sl, sg := pool.take("liar"), pool.take("good")
+	for _, s := range []*pooledStream{sl, sg} {
+		if s != nil {
+			s.closeIdle()
+		}
+	}
+	if sl != nil {
 		t.Fatal("the liar's stream was kept")
 	}
-	if s := pool.take("good"); s == nil {
+	if sg == nil {
 		t.Fatal("the honest provider's stream was not kept")
-	} else {
-		s.closeIdle()
 	}
 
 	// A kept stream that dies while idle.
@@ -134,6 +147,21 @@ func TestStreamPoolDropsBadStreams(t *testing.T) {
 	if s := short.take("q"); s != nil {
 		t.Fatal("an expired stream is still in the pool")
 	}
+}
+
+// gatedConn holds back reads until open is closed, or for 10 s at most
+// (so that a test whose gate never opens fails instead of hanging).
+type gatedConn struct {
+	net.Conn
+	open <-chan struct{}
+}
+
+func (g *gatedConn) Read(p []byte) (int, error) {
+	select {
+	case <-g.open:
+	case <-time.After(10 * time.Second):
+	}
+	return g.Conn.Read(p)
 }
 
 // fakeStream is a stream that only records Close.
