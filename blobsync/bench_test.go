@@ -6,6 +6,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/zeebo/blake3"
@@ -50,6 +52,43 @@ func BenchmarkEncode(b *testing.B) {
 		if err := e.encode(io.Discard, newFwdReader(bytes.NewReader(data), ioBufSize), newFwdReader(bytes.NewReader(ob[outboardHeader:]), ioBufSize), benchSize, nil, nil); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkServeFile builds the stream of a 64 MiB blob from a file (in
+// the page cache) as the serve loop does, into a buffered writer over
+// io.Discard: "reader" through a read buffer (the path inline blobs
+// take), "file" with the file path's vectored reads into its batches.
+func BenchmarkServeFile(b *testing.B) {
+	data := content(benchSize, 12)
+	ob, _ := bao.EncodeBuf(data, ChunkGroupLog, true)
+	path := filepath.Join(b.TempDir(), "blob")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	for _, mode := range []string{"reader", "file"} {
+		b.Run(mode, func(b *testing.B) {
+			e := &encoder{direct: io.Discard}
+			bw := bufio.NewWriterSize(io.Discard, ioBufSize)
+			b.SetBytes(benchSize)
+			for b.Loop() {
+				obr := newFwdReader(bytes.NewReader(ob[outboardHeader:]), 64<<10)
+				if mode == "file" {
+					err = e.encodeFile(bw, f, 0, obr, benchSize, nil, nil)
+				} else {
+					err = e.encode(bw, newFwdReader(io.NewSectionReader(f, 0, benchSize), ioBufSize), obr, benchSize, nil, nil)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				bw.Flush()
+			}
+		})
 	}
 }
 

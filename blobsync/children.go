@@ -1,6 +1,7 @@
 package blobsync
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -58,7 +59,7 @@ type collCache struct {
 // (chunklist.go) is answered as a collection of its chunks, in list order.
 // A blob that decodes as neither, or an index past its entries, is a bad
 // request.
-func (s *Store) serveChildren(ctx context.Context, w io.Writer, enc *encoder, req Request, allow func(Hash) bool, cc *collCache) error {
+func (s *Store) serveChildren(ctx context.Context, w *bufio.Writer, enc *encoder, req Request, allow func(Hash) bool, cc *collCache) error {
 	coll := req.Hash
 	notFound := wireResponse{Status: statusNotFound, Msg: "not found"}
 	if allow != nil && !allow(coll) {

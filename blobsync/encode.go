@@ -29,6 +29,15 @@ import (
 // memory (one group buffer).
 type encoder struct {
 	buf [ChunkGroupSize]byte
+
+	// The file path (encode_file.go): the batch buffer, its slots still
+	// to be read, and the vectored read's buffers.
+	// direct is the writer under the serve loop's buffered writer (nil:
+	// batches go through the buffered writer).
+	out    []byte
+	slots  []slot
+	iov    [][]byte
+	direct io.Writer
 }
 
 // encode writes the stream of a blob of size bytes for ranges (nil: the

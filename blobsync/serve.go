@@ -57,8 +57,9 @@ func (s *Store) ServeWith(ctx context.Context, rw io.ReadWriter, opts ServeOptio
 	defer stop()
 	allow := opts.Allow
 	br := bufio.NewReaderSize(rw, 4<<10)
-	bw := bufio.NewWriterSize(opts.Limit.writer(ctx, rw), ioBufSize)
-	enc := new(encoder)
+	lw := opts.Limit.writer(ctx, rw)
+	bw := bufio.NewWriterSize(lw, ioBufSize)
+	enc := &encoder{direct: lw}
 	var cc collCache
 	for {
 		var wr wireRequest
@@ -98,7 +99,7 @@ func (s *Store) ServeWith(ctx context.Context, rw io.ReadWriter, opts ServeOptio
 	}
 }
 
-func (s *Store) serveOne(ctx context.Context, w io.Writer, enc *encoder, req Request, allow func(Hash) bool, cc *collCache) error {
+func (s *Store) serveOne(ctx context.Context, w *bufio.Writer, enc *encoder, req Request, allow func(Hash) bool, cc *collCache) error {
 	if req.Children != nil {
 		return s.serveChildren(ctx, w, enc, req, allow, cc)
 	}
@@ -111,7 +112,7 @@ func (s *Store) serveOne(ctx context.Context, w io.Writer, enc *encoder, req Req
 // serveBlob answers a get (ranges; nil: the whole blob) or a have query
 // for h: a response header, with index in it for a child section, and the
 // body.
-func (s *Store) serveBlob(ctx context.Context, w io.Writer, enc *encoder, h Hash, ranges []ChunkRange, have bool, allow func(Hash) bool, index uint64) error {
+func (s *Store) serveBlob(ctx context.Context, w *bufio.Writer, enc *encoder, h Hash, ranges []ChunkRange, have bool, allow func(Hash) bool, index uint64) error {
 	notFound := wireResponse{Status: statusNotFound, Msg: "not found", Index: index}
 	if allow != nil && !allow(h) {
 		return writeFrame(w, notFound)
@@ -157,20 +158,21 @@ func (s *Store) serveBlob(ctx context.Context, w io.Writer, enc *encoder, h Hash
 		data.release()
 		outboard.release()
 	}()
+	var df *os.File // the blob's bytes, from base, when not inline
+	var base int64
 	if size <= inlineMax {
 		data = pooledFwdReader(bytes.NewReader(e.Inline), int(inlineMax))
 	} else {
-		df, off, e, err := s.openData(h, e)
+		f, off, e, err := s.openData(h, e)
 		if err != nil {
 			s.log.Error("blobsync: serve: data file", "hash", h, "err", err)
 			return writeFrame(w, notFound)
 		}
-		defer df.Close()
-		var src io.Reader = df
+		defer f.Close()
+		df = f
 		if e.slice() {
-			src = io.NewSectionReader(df, off, e.Size)
+			base = off
 		}
-		data = pooledFwdReader(src, int(min(e.Size, ioBufSize))) // a small blob needs no more
 		if len(e.Outboard) > 0 {
 			if !e.outboardFits() {
 				s.log.Error("blobsync: serve: inline outboard", "hash", h, "bytes", len(e.Outboard))
@@ -194,7 +196,11 @@ func (s *Store) serveBlob(ctx context.Context, w io.Writer, enc *encoder, h Hash
 	if err := writeFrame(w, wireResponse{Status: statusOK, Size: size, Index: index}); err != nil {
 		return err
 	}
-	err = enc.encode(w, data, outboard, size, ranges, ctx.Err)
+	if df != nil {
+		err = enc.encodeFile(w, df, base, outboard, size, ranges, ctx.Err)
+	} else {
+		err = enc.encode(w, data, outboard, size, ranges, ctx.Err)
+	}
 	if errors.Is(err, ErrCorrupt) {
 		s.log.Error("blobsync: serve: local blob broken mid-stream", "hash", h, "err", err)
 	}
