@@ -19,23 +19,30 @@ import (
 type Mirror struct {
 	w       io.WriterAt
 	covered atomic.Int64 // bytes this download marked verified after mirroring them
+	failed  atomic.Bool  // err is set
 
 	mu  sync.Mutex
 	err error
 }
 
-// NewMirror returns a Mirror writing to w.
+// NewMirror returns a Mirror writing to w, which must allow parallel
+// WriteAt calls on disjoint ranges (an *os.File does).
 func NewMirror(w io.WriterAt) *Mirror { return &Mirror{w: w} }
 
 // write copies b to offset off; false once the mirror has failed.
+// The lanes of a download write their buffers at the same time (w must
+// allow parallel WriteAt calls on disjoint ranges, as io.WriterAt says).
 func (m *Mirror) write(b []byte, off int64) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.err != nil {
+	if m.failed.Load() {
 		return false
 	}
 	if _, err := m.w.WriteAt(b, off); err != nil {
-		m.err = err
+		m.mu.Lock()
+		if m.err == nil {
+			m.err = err
+		}
+		m.mu.Unlock()
+		m.failed.Store(true)
 		return false
 	}
 	return true

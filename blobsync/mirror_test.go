@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // TestDownloadTo: a get to a path writes the file as the verified bytes
@@ -77,4 +78,41 @@ func TestDownloadTo(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("small.bin", small)
+}
+
+// TestMirrorWritesInParallel: the lanes of a download write their buffers
+// to the mirror at the same time; the mirror does not make one wait for
+// the other's device write. The writer here lets a write return only once
+// another one is in flight (or fails it after 5 s).
+func TestMirrorWritesInParallel(t *testing.T) {
+	w := &pairedWriter{in: make(chan struct{}, 2)}
+	m := NewMirror(w)
+	errs := make(chan bool, 2)
+	for i := range 2 {
+		go func() { errs <- m.write(make([]byte, 100), int64(i)*100) }()
+	}
+	for range 2 {
+		if !<-errs {
+			t.Fatalf("a write failed: %v (the two were not in flight at once)", m.Err())
+		}
+	}
+	if m.Err() != nil {
+		t.Fatal(m.Err())
+	}
+}
+
+// pairedWriter's WriteAt waits until two calls have entered it.
+type pairedWriter struct{ in chan struct{} }
+
+func (p *pairedWriter) WriteAt(b []byte, off int64) (int, error) {
+	p.in <- struct{}{}
+	deadline := time.After(5 * time.Second)
+	for len(p.in) < 2 {
+		select {
+		case <-deadline:
+			return 0, errors.New("the other write never came")
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return len(b), nil
 }

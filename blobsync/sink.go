@@ -6,11 +6,17 @@ import (
 	"time"
 )
 
-// sinkBuffers is how many write buffers of sinkBufSize one provider's
-// stream uses: one the verifier fills while the writer writes the other.
+// sinkBuffers is how many write buffers of at most sinkBufSize one
+// provider's stream uses: the verifier fills one while the writer writes
+// another and a third absorbs a slow write. A write with O_DIRECT waits
+// for the device; with two 1 MiB buffers a get that also writes the output
+// file (a Mirror) left the verifier waiting 0.1-0.6 s per lane and GiB on
+// the writer, with three of 2 MiB under 1 ms (docs/BENCHMARKS.md, "The
+// writer kept up"). Buffers are made as the stream needs them and no
+// larger than the blob, so a blob of one buffer costs one.
 const (
-	sinkBuffers = 2
-	sinkBufSize = 1 << 20
+	sinkBuffers = 3
+	sinkBufSize = 2 << 20
 	sinkParents = 512 // parents coalesced into one outboard write (32 KiB)
 )
 
@@ -31,8 +37,8 @@ const (
 // So the rule of partial.go holds: a group is marked only after its bytes
 // and its parents are written. Tasks are released through the writer too
 // (release), after their last buffer: a released task's cursor counts
-// every group the writer has written. Memory: sinkBuffers × 1 MiB plus
-// 32 KiB of parents.
+// every group the writer has written. Memory: at most sinkBuffers ×
+// sinkBufSize (6 MiB) plus 32 KiB of parents.
 type groupSink struct {
 	d       *download
 	ps      *providerState
@@ -46,9 +52,11 @@ type groupSink struct {
 	par   []byte // coalesced parents, for outboard slots parAt...
 	parAt uint64
 
-	free  chan []byte
-	items chan sinkItem
-	done  chan struct{}
+	free    chan []byte
+	made    int // buffers made so far (at most sinkBuffers)
+	bufSize int // their capacity: sinkBufSize, or less for a smaller blob
+	items   chan sinkItem
+	done    chan struct{}
 
 	mu  sync.Mutex
 	err error // the writer's first error (a localError)
@@ -65,16 +73,29 @@ type sinkItem struct {
 func newGroupSink(d *download, ps *providerState, stall *time.Timer, timeout time.Duration) *groupSink {
 	g := &groupSink{
 		d: d, ps: ps, stall: stall, timeout: timeout,
-		par:   make([]byte, 0, sinkParents*parentSize),
-		free:  make(chan []byte, sinkBuffers),
-		items: make(chan sinkItem, sinkBuffers+8),
-		done:  make(chan struct{}),
-	}
-	for range sinkBuffers {
-		g.free <- alignedBuf(sinkBufSize)
+		par:     make([]byte, 0, sinkParents*parentSize),
+		free:    make(chan []byte, sinkBuffers),
+		bufSize: int(min(sinkBufSize, numGroups(d.size)*ChunkGroupSize)),
+		items:   make(chan sinkItem, sinkBuffers+8),
+		done:    make(chan struct{}),
 	}
 	go g.run()
 	return g
+}
+
+// take returns an empty write buffer: a free one, a new one while fewer
+// than sinkBuffers were made, else the next the writer gives back.
+func (g *groupSink) take() []byte {
+	select {
+	case b := <-g.free:
+		return b
+	default:
+	}
+	if g.made < sinkBuffers {
+		g.made++
+		return alignedBuf(g.bufSize)
+	}
+	return <-g.free
 }
 
 // run is the writer goroutine. After an error it writes nothing more but
@@ -111,10 +132,22 @@ func (g *groupSink) failed() error {
 // cursor past them.
 func (g *groupSink) write(it sinkItem) error {
 	d := g.d
-	if err := d.p.writeData(it.buf, int64(it.at)); err != nil {
+	// The mirror's copy is written at the same time as the store's: each
+	// waits for the device.
+	var mirrored bool
+	var wg sync.WaitGroup
+	if d.opts.Mirror != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			mirrored = d.opts.Mirror.write(it.buf, int64(it.at))
+		}()
+	}
+	err := d.p.writeData(it.buf, int64(it.at))
+	wg.Wait()
+	if err != nil {
 		return localError{fmt.Errorf("write partial %s: %w", d.h, err)}
 	}
-	mirrored := d.opts.Mirror != nil && d.opts.Mirror.write(it.buf, int64(it.at))
 	first := it.at / ChunkGroupSize
 	end := (it.at + uint64(len(it.buf)) + ChunkGroupSize - 1) / ChunkGroupSize
 	fresh, err := d.p.mark(ChunkRange{first, end}, uint64(len(it.buf)))
@@ -173,7 +206,7 @@ func (g *groupSink) lend(start uint64) ([]byte, error) {
 		}
 	}
 	if g.buf == nil {
-		g.buf = <-g.free
+		g.buf = g.take()
 	}
 	return g.buf[len(g.buf):cap(g.buf)], nil
 }
@@ -194,7 +227,7 @@ func (g *groupSink) group(start uint64, b []byte) error {
 		}
 	}
 	if g.buf == nil {
-		g.buf = <-g.free
+		g.buf = g.take()
 	}
 	if len(g.buf) == 0 {
 		g.bufAt = start
