@@ -46,13 +46,27 @@ type encoder struct {
 // ChunkGroupSize). done, if not nil, is checked before each group so a
 // cancelled server stops promptly.
 func (e *encoder) encode(w io.Writer, data, outboard *fwdReader, size uint64, ranges []ChunkRange, done func() error) error {
-	return e.node(w, data, outboard, 0, size, ranges, done)
+	return walkStream(&readerOut{w: w, data: data, buf: &e.buf}, outboard, 0, size, ranges, done)
 }
 
-func (e *encoder) node(w io.Writer, data, outboard *fwdReader, start, n uint64, ranges []ChunkRange, done func() error) error {
+// streamOut is what walkStream puts the stream into.
+type streamOut interface {
+	// skipData passes over n bytes of the blob's data that the stream
+	// leaves out.
+	skipData(n uint64) error
+	// group puts the group of n bytes at blob offset start.
+	group(start, n uint64) error
+	// parent puts the next parent, read from outboard.
+	parent(outboard *fwdReader) error
+}
+
+// walkStream walks the subtree over n bytes at blob offset start in the
+// stream's order (pre-order, subtrees that hold none of ranges left out),
+// putting its parents and groups into out.
+func walkStream(out streamOut, outboard *fwdReader, start, n uint64, ranges []ChunkRange, done func() error) error {
 	if ranges != nil && !intersects(ranges, start, n) {
-		if err := data.skip(n); err != nil {
-			return fmt.Errorf("%w: skip data: %v", ErrCorrupt, err)
+		if err := out.skipData(n); err != nil {
+			return err
 		}
 		if n > ChunkGroupSize {
 			if err := outboard.skip(parentSize * (numGroups(n) - 1)); err != nil {
@@ -67,29 +81,52 @@ func (e *encoder) node(w io.Writer, data, outboard *fwdReader, start, n uint64, 
 				return err
 			}
 		}
-		// The group goes out straight from the reader's buffer (no copy).
-		g, err := data.Peek(int(n))
-		if err != nil {
-			return fmt.Errorf("%w: read data: %v", ErrCorrupt, err)
-		}
-		if _, err := w.Write(g); err != nil {
-			return err
-		}
-		_, err = data.Discard(int(n))
-		return err
+		return out.group(start, n)
 	}
-	p := e.buf[:parentSize]
-	if _, err := io.ReadFull(outboard, p); err != nil {
-		return fmt.Errorf("%w: read outboard: %v", ErrCorrupt, err)
-	}
-	if _, err := w.Write(p); err != nil {
+	if err := out.parent(outboard); err != nil {
 		return err
 	}
 	mid := leftSize(n)
-	if err := e.node(w, data, outboard, start, mid, ranges, done); err != nil {
+	if err := walkStream(out, outboard, start, mid, ranges, done); err != nil {
 		return err
 	}
-	return e.node(w, data, outboard, start+mid, n-mid, ranges, done)
+	return walkStream(out, outboard, start+mid, n-mid, ranges, done)
+}
+
+// readerOut writes the stream to w, the groups from the data reader.
+type readerOut struct {
+	w    io.Writer
+	data *fwdReader
+	buf  *[ChunkGroupSize]byte
+}
+
+func (r *readerOut) skipData(n uint64) error {
+	if err := r.data.skip(n); err != nil {
+		return fmt.Errorf("%w: skip data: %v", ErrCorrupt, err)
+	}
+	return nil
+}
+
+func (r *readerOut) group(_, n uint64) error {
+	// The group goes out straight from the reader's buffer (no copy).
+	g, err := r.data.Peek(int(n))
+	if err != nil {
+		return fmt.Errorf("%w: read data: %v", ErrCorrupt, err)
+	}
+	if _, err := r.w.Write(g); err != nil {
+		return err
+	}
+	_, err = r.data.Discard(int(n))
+	return err
+}
+
+func (r *readerOut) parent(outboard *fwdReader) error {
+	p := r.buf[:parentSize]
+	if _, err := io.ReadFull(outboard, p); err != nil {
+		return fmt.Errorf("%w: read outboard: %v", ErrCorrupt, err)
+	}
+	_, err := r.w.Write(p)
+	return err
 }
 
 // intersects reports whether the subtree over bytes [start, start+n) holds a

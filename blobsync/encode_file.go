@@ -31,8 +31,10 @@ type slot struct {
 	off   int64
 }
 
-// fileBatch is the batch state of one encodeFile call.
+// fileBatch is the batch state of one encodeFile call: the streamOut of
+// the file path.
 type fileBatch struct {
+	e    *encoder
 	f    *os.File
 	base int64 // the blob's offset in f (a pack's slice), 0 otherwise
 	size uint64
@@ -51,39 +53,44 @@ func (e *encoder) encodeFile(bw *bufio.Writer, f *os.File, base int64, outboard 
 	if e.out == nil {
 		e.out = make([]byte, batchSize)
 	}
-	b := fileBatch{f: f, base: base, size: size, bw: bw}
+	b := &fileBatch{e: e, f: f, base: base, size: size, bw: bw}
 	e.slots = e.slots[:0]
-	if err := e.fileNode(&b, outboard, 0, size, ranges, done); err != nil {
+	if err := walkStream(b, outboard, 0, size, ranges, done); err != nil {
 		return err
 	}
-	return e.flushBatch(&b)
+	return b.flush()
 }
 
-func (e *encoder) fileNode(b *fileBatch, outboard *fwdReader, start, n uint64, ranges []ChunkRange, done func() error) error {
-	if ranges != nil && !intersects(ranges, start, n) {
-		if n > ChunkGroupSize {
-			if err := outboard.skip(parentSize * (numGroups(n) - 1)); err != nil {
-				return fmt.Errorf("%w: skip outboard: %v", ErrCorrupt, err)
-			}
+// skipData: a group left out is simply not read.
+func (b *fileBatch) skipData(uint64) error { return nil }
+
+// group leaves n bytes of the batch for the group at blob offset start,
+// joined to the previous slot when it ends where this one starts in both
+// the batch and the file (sibling groups).
+func (b *fileBatch) group(start, n uint64) error {
+	e := b.e
+	if b.fill+int(n) > len(e.out) {
+		if err := b.flush(); err != nil {
+			return err
 		}
-		return nil
 	}
-	if n <= ChunkGroupSize {
-		if done != nil {
-			if err := done(); err != nil {
-				return err
-			}
+	off := int64(start)
+	if k := len(e.slots) - 1; k >= 0 {
+		if s := &e.slots[k]; s.at+s.n == b.fill && s.off+int64(s.n) == off {
+			s.n += int(n)
+			b.fill += int(n)
+			return nil
 		}
-		if b.fill+int(n) > len(e.out) {
-			if err := e.flushBatch(b); err != nil {
-				return err
-			}
-		}
-		e.reserve(b, int64(start), int(n))
-		return nil
 	}
+	e.slots = append(e.slots, slot{at: b.fill, n: int(n), off: off})
+	b.fill += int(n)
+	return nil
+}
+
+func (b *fileBatch) parent(outboard *fwdReader) error {
+	e := b.e
 	if b.fill+parentSize > len(e.out) {
-		if err := e.flushBatch(b); err != nil {
+		if err := b.flush(); err != nil {
 			return err
 		}
 	}
@@ -91,31 +98,13 @@ func (e *encoder) fileNode(b *fileBatch, outboard *fwdReader, start, n uint64, r
 		return fmt.Errorf("%w: read outboard: %v", ErrCorrupt, err)
 	}
 	b.fill += parentSize
-	mid := leftSize(n)
-	if err := e.fileNode(b, outboard, start, mid, ranges, done); err != nil {
-		return err
-	}
-	return e.fileNode(b, outboard, start+mid, n-mid, ranges, done)
+	return nil
 }
 
-// reserve leaves n bytes of the batch for the group at blob offset off,
-// joined to the previous slot when it ends where this one starts in both
-// the batch and the file (sibling groups).
-func (e *encoder) reserve(b *fileBatch, off int64, n int) {
-	if k := len(e.slots) - 1; k >= 0 {
-		if s := &e.slots[k]; s.at+s.n == b.fill && s.off+int64(s.n) == off {
-			s.n += n
-			b.fill += n
-			return
-		}
-	}
-	e.slots = append(e.slots, slot{at: b.fill, n: n, off: off})
-	b.fill += n
-}
-
-// flushBatch reads the batch's slots from the file, one vectored read per
-// run of slots contiguous in the file, and writes the batch.
-func (e *encoder) flushBatch(b *fileBatch) error {
+// flush reads the batch's slots from the file, one vectored read per run
+// of slots contiguous in the file, and writes the batch.
+func (b *fileBatch) flush() error {
+	e := b.e
 	for i := 0; i < len(e.slots); {
 		j := i + 1
 		for j < len(e.slots) && e.slots[j].off == e.slots[j-1].off+int64(e.slots[j-1].n) {
