@@ -463,11 +463,17 @@ func benchTransfer(ctx context.Context, dir string, size int64, n int, o btOptio
 			return nil, err
 		}
 		var esecs [4]float64
+		var emethods [3]string
 		if o.e2e {
 			var ok bool
-			if esecs, res.E2E.MoveExport, ok, err = btE2ERun(ctx, e2eSetup, want[""], i); err != nil {
+			if esecs, emethods, ok, err = btE2ERun(ctx, e2eSetup, want[""], i); err != nil {
 				return nil, err
 			}
+			res.E2E.MoveExport = emethods[2]
+			if res.E2E.Exports == nil {
+				res.E2E.Exports = make(map[string]int)
+			}
+			res.E2E.Exports[emethods[0]]++
 			res.E2E.Verified = res.E2E.Verified && ok
 		}
 		next, err := btRawRun(ctx, dir, job)
@@ -489,7 +495,7 @@ func benchTransfer(ctx context.Context, dir string, size int64, n int, o btOptio
 		res.Rounds = append(res.Rounds, btRound{res.BaselineMBs, res.MBs, res.Ratio, res.BaselineCPU, res.CPU})
 		if o.e2e {
 			mbs := func(sec float64) float64 { return bsRound(float64(size) / 1e6 / sec) }
-			r := btE2ERound{MBs: mbs(esecs[0]), CopyMBs: mbs(esecs[1]), MoveMBs: mbs(esecs[2]), CpMBs: mbs(esecs[3])}
+			r := btE2ERound{MBs: mbs(esecs[0]), Export: emethods[0], CopyMBs: mbs(esecs[1]), MoveMBs: mbs(esecs[2]), CpMBs: mbs(esecs[3])}
 			e := res.E2E
 			e.Rounds = append(e.Rounds, r)
 			e.Seconds, e.CopySeconds, e.MoveSeconds, e.CpSeconds = esecs[0], esecs[1], esecs[2], esecs[3]

@@ -22,6 +22,10 @@ import (
 type btE2E struct {
 	MBs     float64 `json:"mb_s"` // file get: CLI, daemon, DHT lookups, tunnel, verified download into the store, export to the path
 	Seconds float64 `json:"seconds"`
+	// Exports counts how the default get's daemon wrote the file, over
+	// the rounds: "mirror" (as the download verified the bytes) or the
+	// method of an export from the store after the download.
+	Exports map[string]int `json:"exports"`
 	// CopyMBs: the same with the daemon's DWEB_EXPORT=copy, the export
 	// that read the blob back through a buffer before copy_file_range and
 	// reflinks.
@@ -46,9 +50,13 @@ type btE2E struct {
 	Rounds   []btE2ERound `json:"rounds,omitempty"`
 }
 
-// btE2ERound is one round's end-to-end figures.
+// btE2ERound is one round's end-to-end figures. Export is what the
+// default get's daemon did to write the file: "mirror" when it wrote the
+// file as the download verified the bytes, else the method of an export
+// from the store after the download (a slower round's first suspect).
 type btE2ERound struct {
 	MBs     float64 `json:"mb_s"`
+	Export  string  `json:"export"`
 	CopyMBs float64 `json:"copy_export_mb_s"`
 	MoveMBs float64 `json:"move_mb_s"`
 	CpMBs   float64 `json:"cp_mb_s"`
@@ -259,10 +267,10 @@ func btCp(ctx context.Context, src, dst string) (float64, error) {
 // btE2ERun is round number round of --e2e: file get with the default
 // export, with DWEB_EXPORT=copy and with --no-store-copy (the order
 // turning with the round, so that a drift of the machine's speed does not
-// always favour one), then cp. secs are those four times, moved the
-// export the --no-store-copy get reported; verified is false if a get's
-// output differs from the source (BLAKE3 want).
-func btE2ERun(ctx context.Context, s *btE2ESetup, want string, round int) (secs [4]float64, moved string, verified bool, err error) {
+// always favour one), then cp. secs are those four times, methods the
+// exports the three gets reported; verified is false if a get's output
+// differs from the source (BLAKE3 want).
+func btE2ERun(ctx context.Context, s *btE2ESetup, want string, round int) (secs [4]float64, methods [3]string, verified bool, err error) {
 	verified = true
 	for k := range 3 {
 		i := (k + round) % 3
@@ -275,17 +283,14 @@ func btE2ERun(ctx context.Context, s *btE2ESetup, want string, round int) (secs 
 		}
 		sec, h, m, err := s.get(ctx, env, flags...)
 		if err != nil {
-			return secs, "", false, err
+			return secs, methods, false, err
 		}
 		if h != want {
 			fmt.Fprintf(os.Stderr, "bench transfer: file get (env %q, flags %q) wrote BLAKE3 %s, the source has %s\n", env, flags, h, want)
 			verified = false
 		}
-		if i == 2 {
-			moved = m
-		}
-		secs[i] = sec
+		secs[i], methods[i] = sec, m
 	}
 	secs[3], err = btCp(ctx, s.src, filepath.Join(s.dir, "cp-copy"))
-	return secs, moved, verified, err
+	return secs, methods, verified, err
 }
