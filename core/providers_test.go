@@ -61,8 +61,12 @@ func TestLargeBlobStripedOverLanes(t *testing.T) {
 		tunnels[lanes] = bob.Traffic().BlobStreamsOpened - before
 		t.Logf("lanes %d: %d tunnels", lanes, tunnels[lanes])
 		if lanes > 1 {
-			if a, n := bob.lanesTo(alice.NodeID(), LaneMinSize), bob.lanesTo(near.NodeID(), LaneMinSize); a != DefaultLanes || n != NearLanes {
-				t.Fatalf("lanes to alice %d (want %d: wide area), to near %d (want %d)", a, DefaultLanes, n, NearLanes)
+			// The near path is loopback, but a loaded machine can make
+			// its measured round trip reach LaneMinRTT, and then it is
+			// rightly treated as wide area (TestLanesFor has the rule).
+			nearRTT, _ := bob.run().ep.PeerRTT(near.NodeID())
+			if a, n := bob.lanesTo(alice.NodeID(), LaneMinSize), bob.lanesTo(near.NodeID(), LaneMinSize); a != DefaultLanes || (n != NearLanes && nearRTT < LaneMinRTT) {
+				t.Fatalf("lanes to alice %d (want %d: wide area), to near %d (want %d, its round trip %v)", a, DefaultLanes, n, NearLanes, nearRTT)
 			}
 		}
 	}
