@@ -31,9 +31,9 @@ type encoder struct {
 	buf [ChunkGroupSize]byte
 
 	// The file path (encode_file.go): the batch buffer, its slots still
-	// to be read, and the vectored read's buffers.
-	// direct is the writer under the serve loop's buffered writer (nil:
-	// batches go through the buffered writer).
+	// to be read, the vectored read's buffers, and direct, the writer
+	// under the serve loop's buffered writer (nil: batches go through
+	// the buffered writer).
 	out    []byte
 	slots  []slot
 	iov    [][]byte
