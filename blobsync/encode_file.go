@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 )
 
 // The file path of the encoder: a blob whose bytes sit in a file (its own
@@ -23,6 +24,11 @@ import (
 // next group or parent does not fit, so each full batch holds at least
 // ioBufSize bytes and goes to the stream in one write.
 const batchSize = ioBufSize + ChunkGroupSize + parentSize
+
+// batchPool holds batch buffers (*[batchSize]byte) between serving
+// streams, so a server answering many short streams does not allocate
+// 272 KiB for each.
+var batchPool = sync.Pool{New: func() any { return new([batchSize]byte) }}
 
 // slot is a part of the batch buffer still to be read from the file: n
 // bytes at out[at:] from blob offset off.
@@ -51,7 +57,7 @@ type fileBatch struct {
 // needed the missing bytes is written.
 func (e *encoder) encodeFile(bw *bufio.Writer, f *os.File, base int64, outboard *fwdReader, size uint64, ranges []ChunkRange, done func() error) error {
 	if e.out == nil {
-		e.out = make([]byte, batchSize)
+		e.out = batchPool.Get().(*[batchSize]byte)[:]
 	}
 	b := &fileBatch{e: e, f: f, base: base, size: size, bw: bw}
 	e.slots = e.slots[:0]
@@ -59,6 +65,17 @@ func (e *encoder) encodeFile(bw *bufio.Writer, f *os.File, base int64, outboard 
 		return err
 	}
 	return b.flush()
+}
+
+// release returns the encoder's batch buffer, if it took one from
+// batchPool, to it; the encoder may be used again after.
+func (e *encoder) release() {
+	if len(e.out) == batchSize {
+		batchPool.Put((*[batchSize]byte)(e.out))
+	}
+	e.out = nil
+	clear(e.iov)
+	e.iov = e.iov[:0]
 }
 
 // skipData: a group left out is simply not read.

@@ -60,6 +60,7 @@ func (s *Store) ServeWith(ctx context.Context, rw io.ReadWriter, opts ServeOptio
 	lw := opts.Limit.writer(ctx, rw)
 	bw := bufio.NewWriterSize(lw, ioBufSize)
 	enc := &encoder{direct: lw}
+	defer enc.release()
 	var cc collCache
 	for {
 		var wr wireRequest
