@@ -599,11 +599,54 @@ func (s *Store) AddFile(ctx context.Context, path string) (Hash, int64, error) {
 		h, err := s.AddBytes(ctx, b)
 		return h, size, err
 	}
-	h, _, err := s.addTree(ctx, treeSource{ra: f, size: size})
+	h, n, cloned, err := s.addClone(ctx, f)
+	if !cloned && err == nil {
+		h, n, err = s.addTree(ctx, treeSource{ra: f, size: size})
+	}
 	if err != nil {
 		return Hash{}, 0, fmt.Errorf("blobsync: add file %s: %w", path, err)
 	}
-	return h, size, nil
+	return h, n, nil
+}
+
+// addClone imports f by reflink (ioctl FICLONE) where the store's file
+// system can clone it (btrfs, XFS, bcachefs; not ext4 or tmpfs): the
+// store's part file shares f's extents, so no byte is written, and the
+// store still holds its own copy, which later writes to f do not touch.
+// The tree is hashed over the clone, which only the store can change, so
+// the entry names exactly the bytes kept, whatever happens to f meanwhile
+// (f's size at the clone is the blob's size). cloned is false, with no
+// error and nothing left behind, when the file system cannot clone f
+// there, or the clone holds at most inlineMax bytes (f shrank: AddFile's
+// copy path decides); the caller then copies.
+func (s *Store) addClone(ctx context.Context, f *os.File) (h Hash, size int64, cloned bool, err error) {
+	tmp, err := s.newTempData()
+	if err != nil {
+		return Hash{}, 0, false, err
+	}
+	if !reflink(tmp.dataF, f) {
+		tmp.abort()
+		return Hash{}, 0, false, nil
+	}
+	fi, err := tmp.dataF.Stat()
+	switch {
+	case err != nil:
+		tmp.abort()
+		return Hash{}, 0, true, err
+	case fi.Size() <= inlineMax:
+		tmp.abort()
+		return Hash{}, 0, false, nil
+	case fi.Size() > MaxBlobSize:
+		tmp.abort()
+		return Hash{}, 0, true, &LimitError{What: "file " + f.Name(), Limit: MaxBlobSize, Got: fi.Size()}
+	}
+	th, err := hashTree(ctx, treeSource{ra: tmp.dataF, size: fi.Size()}, s.dir, nil)
+	if err != nil {
+		tmp.abort()
+		return Hash{}, 0, true, err
+	}
+	h, size, err = s.commitTree(ctx, tmp, th)
+	return h, size, true, err
 }
 
 // AddReader stores the bytes r yields up to its end and returns their
@@ -688,6 +731,13 @@ func (s *Store) addTree(ctx context.Context, src treeSource) (Hash, int64, error
 		tmp.abort()
 		return Hash{}, 0, err
 	}
+	return s.commitTree(ctx, tmp, th)
+}
+
+// commitTree writes the outboard of th, the tree hashed over the data in
+// tmp's part file, and commits tmp under the hash's lock unless the store
+// already holds the blob. On any error the part files are removed.
+func (s *Store) commitTree(ctx context.Context, tmp *partFiles, th *treeHash) (Hash, int64, error) {
 	defer th.close()
 	if th.size <= inlineMax {
 		tmp.abort()

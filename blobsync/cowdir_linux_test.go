@@ -1,0 +1,74 @@
+package blobsync
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// cowDir returns a directory on a file system that clones files (FICLONE):
+// the test's temp dir when its file system does (btrfs, XFS), else, as
+// root with mkfs.xfs (Debian's xfsprogs, which .ci/run installs), a 512
+// MiB XFS image in the temp dir mounted through a loop device for the
+// test's life. It skips the test when neither is possible.
+func cowDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if canClone(t, dir) {
+		return dir
+	}
+	mkfs, err := exec.LookPath("mkfs.xfs")
+	if os.Geteuid() != 0 || err != nil {
+		t.Skipf("the temp dir's file system does not clone files, and no XFS can be mounted here (root: %v, mkfs.xfs: %v)", os.Geteuid() == 0, err)
+	}
+	img, mnt := filepath.Join(dir, "xfs.img"), filepath.Join(dir, "mnt")
+	f, err := os.Create(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = f.Truncate(512 << 20)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(mkfs, "-q", "-m", "reflink=1", img).CombinedOutput(); err != nil {
+		t.Skipf("mkfs.xfs: %v: %s", err, out)
+	}
+	if err := os.Mkdir(mnt, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
+		t.Skipf("mount the XFS image: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", mnt, err, out)
+		}
+	})
+	if !canClone(t, mnt) {
+		t.Fatalf("a fresh XFS with reflink=1 at %s does not clone files", mnt)
+	}
+	return mnt
+}
+
+// canClone reports whether dir's file system clones a file (FICLONE).
+func canClone(t *testing.T, dir string) bool {
+	t.Helper()
+	src, err := os.CreateTemp(dir, "probe-src-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(src.Name())
+	defer src.Close()
+	if _, err := src.Write(make([]byte, 4096)); err != nil {
+		t.Fatal(err)
+	}
+	dst, err := os.CreateTemp(dir, "probe-dst-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(dst.Name())
+	defer dst.Close()
+	return reflink(dst, src)
+}
