@@ -88,3 +88,43 @@ func copyRange(ctx context.Context, dst, src *os.File, off, size, chunk int64, h
 	}
 	return done, true, nil
 }
+
+// clonesInto reports whether a file of the store's directory can be
+// cloned (FICLONE) into directory dir: the same file system, and one that
+// clones files. The first call for dir's device clones a 4 KiB probe file
+// of the store's directory into dir (both removed after); the answer is
+// kept for that device for the store's life. False when dir cannot be
+// read or written.
+func (s *Store) clonesInto(dir string) bool {
+	var st unix.Stat_t
+	if unix.Stat(dir, &st) != nil {
+		return false
+	}
+	if v, ok := s.clones.Load(st.Dev); ok {
+		return v.(bool)
+	}
+	ok := probeClone(s.dir, dir)
+	s.clones.Store(st.Dev, ok)
+	return ok
+}
+
+// probeClone clones a 4 KiB temp file of directory from into a temp file
+// of directory to, and removes both.
+func probeClone(from, to string) bool {
+	src, err := os.CreateTemp(from, "clone-probe-*.part")
+	if err != nil {
+		return false
+	}
+	defer os.Remove(src.Name())
+	defer src.Close()
+	if _, err := src.Write(make([]byte, 4096)); err != nil {
+		return false
+	}
+	dst, err := os.CreateTemp(to, ".dweb-clone-probe-*.part")
+	if err != nil {
+		return false
+	}
+	defer os.Remove(dst.Name())
+	defer dst.Close()
+	return reflink(dst, src)
+}

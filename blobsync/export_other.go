@@ -14,3 +14,6 @@ func reflink(dst, src *os.File) bool { return false }
 func copyRange(ctx context.Context, dst, src *os.File, off, size, chunk int64, hook func(int64)) (int64, bool, error) {
 	return 0, false, nil
 }
+
+// clonesInto: files are cloned on Linux only.
+func (s *Store) clonesInto(string) bool { return false }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 )
@@ -74,9 +75,21 @@ const ExportMirrored ExportMethod = 252
 // blob already (a resumed download, a blob of at most ChunkGroupSize
 // bytes), or the mirror failed, the temp file is written from the store
 // after the download, as Export does, with the method Export reports.
+// Where the store's files clone into dst's directory (one file system
+// that clones: btrfs, XFS with reflink, bcachefs) the download writes the
+// store's copy only and dst is then a clone of it ("reflink"): the bytes
+// are written once and the disk's space is not doubled.
 // Errors: Download's (dst untouched); Export's.
 func (s *Store) DownloadTo(ctx context.Context, h Hash, providers []Provider, opts DownloadOptions, dst string) (ExportMethod, error) {
 	if ok, _ := s.Has(h); ok {
+		return s.export(ctx, h, dst, s.exportFrom)
+	}
+	if s.exportFrom == ExportAuto && s.clonesInto(filepath.Dir(dst)) {
+		// One write: the store's copy, then a clone of it at dst (no
+		// byte written twice, nor read back).
+		if _, err := s.Download(ctx, h, providers, opts); err != nil {
+			return 0, err
+		}
 		return s.export(ctx, h, dst, s.exportFrom)
 	}
 	used := ExportMirrored

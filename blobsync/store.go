@@ -85,6 +85,7 @@ type Store struct {
 	usage usageCount // Usage's figures (usage.go)
 
 	exportFrom  ExportMethod
+	clones      sync.Map                // device of a destination directory -> whether the store's files clone into it (clonesInto)
 	commitEach  bool                    // commit whole blobs one by one (StoreOptions.CommitEach)
 	chunkFiles  bool                    // no packs: a file per chunk (StoreOptions.ChunkFiles)
 	smallFiles  bool                    // no packs: a file per collection blob (StoreOptions.SmallFiles)
