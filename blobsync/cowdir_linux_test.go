@@ -42,8 +42,13 @@ func cowDir(t *testing.T) string {
 		t.Skipf("mount the XFS image: %v: %s", err, out)
 	}
 	t.Cleanup(func() {
+		// A file still open under mnt (a goroutine of the test not yet
+		// gone) makes umount refuse; a lazy one detaches the mount now
+		// and frees the loop device when the last file closes.
 		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", mnt, err, out)
+			if lout, lerr := exec.Command("umount", "-l", mnt).CombinedOutput(); lerr != nil {
+				t.Errorf("umount %s: %v: %s; umount -l: %v: %s", mnt, err, out, lerr, lout)
+			}
 		}
 	})
 	if !canClone(t, mnt) {
