@@ -8,7 +8,6 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/dwebkit/dweb/internal/store"
 	lblake3 "lukechampine.com/blake3"
 	"lukechampine.com/blake3/bao"
 )
@@ -114,24 +113,4 @@ func TestDownloadToClones(t *testing.T) {
 	if m, err = cl2.DownloadTo(ctx, h, []Provider{prov(t, "srv2", srv)}, DownloadOptions{}, filepath.Join(other, "got.bin")); err != nil || m != ExportMirrored {
 		t.Fatalf("DownloadTo across file systems: %v, %v; want %v", m, err, ExportMirrored)
 	}
-}
-
-// newStoreIn opens a Store over a real Pebble database in a new
-// directory under dir.
-func newStoreIn(t *testing.T, dir string) *Store {
-	t.Helper()
-	dir, err := os.MkdirTemp(dir, "store-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := store.Open(filepath.Join(dir, "db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	s, err := OpenStore(db, filepath.Join(dir, "blobs"), StoreOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
 }

@@ -21,7 +21,17 @@ var testSizes = []int{0, 1, 1024, 16384, 16385, 1<<20 + 3}
 // newTestStore opens a Store over a real Pebble database in a temp dir.
 func newTestStore(t testing.TB) *Store {
 	t.Helper()
-	dir := t.TempDir()
+	return newStoreIn(t, t.TempDir())
+}
+
+// newStoreIn opens a Store over a real Pebble database in a new
+// directory under dir.
+func newStoreIn(t testing.TB, dir string) *Store {
+	t.Helper()
+	dir, err := os.MkdirTemp(dir, "store-")
+	if err != nil {
+		t.Fatal(err)
+	}
 	db, err := store.Open(filepath.Join(dir, "db"), store.Options{})
 	if err != nil {
 		t.Fatal(err)
