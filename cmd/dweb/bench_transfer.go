@@ -464,11 +464,13 @@ func benchTransfer(ctx context.Context, dir string, size int64, n int, o btOptio
 		}
 		var esecs [4]float64
 		var emethods [3]string
+		var ecpu btCPUSplit
 		if o.e2e {
 			var ok bool
-			if esecs, emethods, ok, err = btE2ERun(ctx, e2eSetup, want[""], i); err != nil {
+			if esecs, emethods, ecpu, ok, err = btE2ERun(ctx, e2eSetup, want[""], i); err != nil {
 				return nil, err
 			}
+			res.E2E.CPU = ecpu
 			res.E2E.MoveExport = emethods[2]
 			if res.E2E.Exports == nil {
 				res.E2E.Exports = make(map[string]int)
@@ -495,7 +497,7 @@ func benchTransfer(ctx context.Context, dir string, size int64, n int, o btOptio
 		res.Rounds = append(res.Rounds, btRound{res.BaselineMBs, res.MBs, res.Ratio, res.BaselineCPU, res.CPU})
 		if o.e2e {
 			mbs := func(sec float64) float64 { return bsRound(float64(size) / 1e6 / sec) }
-			r := btE2ERound{MBs: mbs(esecs[0]), Export: emethods[0], CopyMBs: mbs(esecs[1]), MoveMBs: mbs(esecs[2]), CpMBs: mbs(esecs[3])}
+			r := btE2ERound{MBs: mbs(esecs[0]), Export: emethods[0], CPU: ecpu, CopyMBs: mbs(esecs[1]), MoveMBs: mbs(esecs[2]), CpMBs: mbs(esecs[3])}
 			e := res.E2E
 			e.Rounds = append(e.Rounds, r)
 			e.Seconds, e.CopySeconds, e.MoveSeconds, e.CpSeconds = esecs[0], esecs[1], esecs[2], esecs[3]
@@ -989,8 +991,13 @@ func btSelfCPU() float64 {
 }
 
 // btCPU returns this process's user and system CPU seconds (/proc/self/stat).
-func btCPU() (user, sys float64, ok bool) {
-	b, err := os.ReadFile("/proc/self/stat")
+func btCPU() (user, sys float64, ok bool) { return btProcCPU("self") }
+
+// btProcCPU returns the user and system CPU seconds of process pid (a
+// number, or "self") from /proc/PID/stat; ok is false where there is no
+// such file (not Linux, or the process is gone).
+func btProcCPU(pid string) (user, sys float64, ok bool) {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
 	if err != nil {
 		return 0, 0, false
 	}

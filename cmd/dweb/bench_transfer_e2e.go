@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -26,6 +27,10 @@ type btE2E struct {
 	// the rounds: "mirror" (as the download verified the bytes) or the
 	// method of an export from the store after the download.
 	Exports map[string]int `json:"exports"`
+	// CPU: the CPU seconds the default get cost the sending and the
+	// receiving daemon (last round), to set beside the bench's cpu_s:
+	// the same work per byte, or not.
+	CPU btCPUSplit `json:"cpu_s"`
 	// CopyMBs: the same with the daemon's DWEB_EXPORT=copy, the export
 	// that read the blob back through a buffer before copy_file_range and
 	// reflinks.
@@ -55,11 +60,12 @@ type btE2E struct {
 // file as the download verified the bytes, else the method of an export
 // from the store after the download (a slower round's first suspect).
 type btE2ERound struct {
-	MBs     float64 `json:"mb_s"`
-	Export  string  `json:"export"`
-	CopyMBs float64 `json:"copy_export_mb_s"`
-	MoveMBs float64 `json:"move_mb_s"`
-	CpMBs   float64 `json:"cp_mb_s"`
+	MBs     float64    `json:"mb_s"`
+	Export  string     `json:"export"`
+	CPU     btCPUSplit `json:"cpu_s"` // the default get's, per daemon
+	CopyMBs float64    `json:"copy_export_mb_s"`
+	MoveMBs float64    `json:"move_mb_s"`
+	CpMBs   float64    `json:"cp_mb_s"`
 }
 
 // btDaemon is one `dweb serve` child process.
@@ -68,6 +74,13 @@ type btDaemon struct {
 	cmd       *exec.Cmd
 	ready     readyLine
 	done      chan error
+}
+
+// cpu returns the daemon's user and system CPU seconds so far (0 where
+// /proc cannot tell).
+func (d *btDaemon) cpu() float64 {
+	u, s, _ := btProcCPU(strconv.Itoa(d.cmd.Process.Pid))
+	return u + s
 }
 
 // btStartDaemon starts `dweb --data data --json serve args...` with env
@@ -204,18 +217,18 @@ func (s *btE2ESetup) close() {
 // file (with flags added) to a path beside its data dir; it returns the
 // seconds, the BLAKE3 hash of the output and the export method the get
 // reported, and removes the receiver and the output.
-func (s *btE2ESetup) get(ctx context.Context, env []string, flags ...string) (float64, string, string, error) {
+func (s *btE2ESetup) get(ctx context.Context, env []string, flags ...string) (float64, string, string, btCPUSplit, error) {
 	data := filepath.Join(s.dir, "bob")
 	out := filepath.Join(s.dir, "got")
 	defer os.RemoveAll(data)
 	defer os.Remove(out)
 	bob, err := btStartDaemon(ctx, s.exe, data, env)
 	if err != nil {
-		return 0, "", "", err
+		return 0, "", "", btCPUSplit{}, err
 	}
 	defer bob.stop()
 	if _, err := bob.cli(ctx, "group", "join", s.invite); err != nil {
-		return 0, "", "", err
+		return 0, "", "", btCPUSplit{}, err
 	}
 	name := filepath.Base(s.src)
 	deadline := time.Now().Add(60 * time.Second)
@@ -228,22 +241,24 @@ func (s *btE2ESetup) get(ctx context.Context, env []string, flags ...string) (fl
 			break
 		}
 		if time.Now().After(deadline) {
-			return 0, "", "", fmt.Errorf("bench transfer: the receiver does not list %s after 60 s (%s, %v)", name, b, err)
+			return 0, "", "", btCPUSplit{}, fmt.Errorf("bench transfer: the receiver does not list %s after 60 s (%s, %v)", name, b, err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	a0, b0 := s.alice.cpu(), bob.cpu()
 	t := time.Now()
 	got, err := bob.cli(ctx, append([]string{"file", "get", s.group, name, "-o", out}, flags...)...)
 	if err != nil {
-		return 0, "", "", err
+		return 0, "", "", btCPUSplit{}, err
 	}
 	sec := time.Since(t).Seconds()
+	cpu := btCPUSplit{Sender: bsRound(s.alice.cpu() - a0), Receiver: bsRound(bob.cpu() - b0)}
 	var fi struct {
 		Export string `json:"export"`
 	}
 	json.Unmarshal(got, &fi)
 	h, err := btHashFile(out)
-	return sec, h, fi.Export, err
+	return sec, h, fi.Export, cpu, err
 }
 
 // btCp times `cp src dst` and an fsync of dst, then removes dst.
@@ -268,9 +283,10 @@ func btCp(ctx context.Context, src, dst string) (float64, error) {
 // export, with DWEB_EXPORT=copy and with --no-store-copy (the order
 // turning with the round, so that a drift of the machine's speed does not
 // always favour one), then cp. secs are those four times, methods the
-// exports the three gets reported; verified is false if a get's output
-// differs from the source (BLAKE3 want).
-func btE2ERun(ctx context.Context, s *btE2ESetup, want string, round int) (secs [4]float64, methods [3]string, verified bool, err error) {
+// exports the three gets reported, cpu the default get's CPU seconds per
+// daemon; verified is false if a get's output differs from the source
+// (BLAKE3 want).
+func btE2ERun(ctx context.Context, s *btE2ESetup, want string, round int) (secs [4]float64, methods [3]string, cpu btCPUSplit, verified bool, err error) {
 	verified = true
 	for k := range 3 {
 		i := (k + round) % 3
@@ -281,9 +297,12 @@ func btE2ERun(ctx context.Context, s *btE2ESetup, want string, round int) (secs 
 		case 2:
 			flags = []string{"--no-store-copy"}
 		}
-		sec, h, m, err := s.get(ctx, env, flags...)
+		sec, h, m, c, err := s.get(ctx, env, flags...)
 		if err != nil {
-			return secs, methods, false, err
+			return secs, methods, cpu, false, err
+		}
+		if i == 0 {
+			cpu = c
 		}
 		if h != want {
 			fmt.Fprintf(os.Stderr, "bench transfer: file get (env %q, flags %q) wrote BLAKE3 %s, the source has %s\n", env, flags, h, want)
@@ -292,5 +311,5 @@ func btE2ERun(ctx context.Context, s *btE2ESetup, want string, round int) (secs 
 		secs[i], methods[i] = sec, m
 	}
 	secs[3], err = btCp(ctx, s.src, filepath.Join(s.dir, "cp-copy"))
-	return secs, methods, verified, err
+	return secs, methods, cpu, verified, err
 }

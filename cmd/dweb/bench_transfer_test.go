@@ -234,6 +234,11 @@ func TestBenchTransferE2E(t *testing.T) {
 	if e.Exports["mirror"]+e.Exports["reflink"] != 1 || len(e.Exports) != 1 {
 		t.Fatalf("e2e exports %v, want the one default get's \"mirror\"", e.Exports)
 	}
+	// The receiving daemon's CPU for the get is counted (in 10 ms ticks:
+	// the sender's for 4 MiB may be under one).
+	if e.CPU.Receiver <= 0 || e.CPU.Sender < 0 {
+		t.Fatalf("e2e cpu_s %+v", e.CPU)
+	}
 	// Each receiver and its output are gone after its get.
 	for _, p := range []string{"bob", "got", "cp-copy"} {
 		if _, err := os.Stat(filepath.Join(dir, "e2e", p)); !os.IsNotExist(err) {
