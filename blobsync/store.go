@@ -571,10 +571,13 @@ func (s *Store) AddBytes(ctx context.Context, b []byte) (Hash, error) {
 // Bao's pre-order down to 16 KiB groups), each block written to the copy
 // by the worker that hashed it, with O_DIRECT where the file system takes
 // it; the copy and outboard go to ".part" files that are fsynced and
-// renamed before the entry is written. Memory stays bounded (a block
-// buffer per worker; see hashTree). The file must be a regular file of at
-// most MaxBlobSize bytes; if it shrinks while being read, AddFile fails;
-// if it grows, the bytes present at the start are stored.
+// renamed before the entry is written. Where the store's file system
+// clones files and the file is on it (btrfs, XFS with reflink, bcachefs),
+// the copy is a clone instead, hashed after it is made (addClone): no
+// byte written. Memory stays bounded (a block buffer per worker; see
+// hashTree). The file must be a regular file of at most MaxBlobSize
+// bytes; if it shrinks while being read, AddFile fails; if it grows, the
+// bytes present at the start (at the clone) are stored.
 func (s *Store) AddFile(ctx context.Context, path string) (Hash, int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
