@@ -574,7 +574,7 @@ func (s *Store) AddBytes(ctx context.Context, b []byte) (Hash, error) {
 // renamed before the entry is written. Where the store's file system
 // clones files and the file is on it (btrfs, XFS with reflink, bcachefs),
 // the copy is a clone instead, hashed after it is made (addClone): no
-// byte written. Memory stays bounded (a block buffer per worker; see
+// byte written; a refused clone leaves the part file empty for the copy. Memory stays bounded (a block buffer per worker; see
 // hashTree). The file must be a regular file of at most MaxBlobSize
 // bytes; if it shrinks while being read, AddFile fails; if it grows, the
 // bytes present at the start (at the clone) are stored.
@@ -603,9 +603,16 @@ func (s *Store) AddFile(ctx context.Context, path string) (Hash, int64, error) {
 		h, err := s.AddBytes(ctx, b)
 		return h, size, err
 	}
-	h, n, cloned, err := s.addClone(ctx, f)
-	if !cloned && err == nil {
-		h, n, err = s.addTree(ctx, treeSource{ra: f, size: size})
+	tmp, err := s.newTempData()
+	if err != nil {
+		return Hash{}, 0, err
+	}
+	var h Hash
+	var n int64
+	if reflink(tmp.dataF, f) {
+		h, n, err = s.addClone(ctx, tmp, f.Name())
+	} else {
+		h, n, err = s.addTreeInto(ctx, tmp, treeSource{ra: f, size: size})
 	}
 	if err != nil {
 		return Hash{}, 0, fmt.Errorf("blobsync: add file %s: %w", path, err)
@@ -613,44 +620,35 @@ func (s *Store) AddFile(ctx context.Context, path string) (Hash, int64, error) {
 	return h, n, nil
 }
 
-// addClone imports f by reflink (ioctl FICLONE) where the store's file
-// system can clone it (btrfs, XFS, bcachefs; not ext4 or tmpfs): the
-// store's part file shares f's extents, so no byte is written, and the
-// store still holds its own copy, which later writes to f do not touch.
-// The tree is hashed over the clone, which only the store can change, so
-// the entry names exactly the bytes kept, whatever happens to f meanwhile
-// (f's size at the clone is the blob's size). cloned is false, with no
-// error and nothing left behind, when the file system cannot clone f
-// there, or the clone holds at most inlineMax bytes (f shrank: AddFile's
-// copy path decides); the caller then copies.
-func (s *Store) addClone(ctx context.Context, f *os.File) (h Hash, size int64, cloned bool, err error) {
-	tmp, err := s.newTempData()
-	if err != nil {
-		return Hash{}, 0, false, err
-	}
-	if !reflink(tmp.dataF, f) {
-		tmp.abort()
-		return Hash{}, 0, false, nil
-	}
+// addClone commits the part file tmp, into which the file at path was
+// just cloned (reflink, ioctl FICLONE: where the store's file system can
+// clone it, btrfs, XFS, bcachefs; not ext4 or tmpfs). The clone shares
+// the file's extents, so no byte was written, and the store still holds
+// its own copy, which later writes to the file do not touch. The tree is
+// hashed over the clone, which only the store can change, so the entry
+// names exactly the bytes kept, whatever happens to the file meanwhile
+// (its size at the clone is the blob's size). A file that shrank to at
+// most inlineMax bytes before the clone is an error, as it is for the
+// copy. On any error the part files are removed.
+func (s *Store) addClone(ctx context.Context, tmp *partFiles, path string) (Hash, int64, error) {
 	fi, err := tmp.dataF.Stat()
 	switch {
 	case err != nil:
 		tmp.abort()
-		return Hash{}, 0, true, err
+		return Hash{}, 0, err
 	case fi.Size() <= inlineMax:
 		tmp.abort()
-		return Hash{}, 0, false, nil
+		return Hash{}, 0, fmt.Errorf("the file shrank to %d bytes while being added", fi.Size())
 	case fi.Size() > MaxBlobSize:
 		tmp.abort()
-		return Hash{}, 0, true, &LimitError{What: "file " + f.Name(), Limit: MaxBlobSize, Got: fi.Size()}
+		return Hash{}, 0, &LimitError{What: "file " + path, Limit: MaxBlobSize, Got: fi.Size()}
 	}
 	th, err := hashTree(ctx, treeSource{ra: tmp.dataF, size: fi.Size()}, s.dir, nil)
 	if err != nil {
 		tmp.abort()
-		return Hash{}, 0, true, err
+		return Hash{}, 0, err
 	}
-	h, size, err = s.commitTree(ctx, tmp, th)
-	return h, size, true, err
+	return s.commitTree(ctx, tmp, th)
 }
 
 // AddReader stores the bytes r yields up to its end and returns their
@@ -720,6 +718,11 @@ func (s *Store) addTree(ctx context.Context, src treeSource) (Hash, int64, error
 	if err != nil {
 		return Hash{}, 0, err
 	}
+	return s.addTreeInto(ctx, tmp, src)
+}
+
+// addTreeInto is addTree into the empty part files tmp (newTempData).
+func (s *Store) addTreeInto(ctx context.Context, tmp *partFiles, src treeSource) (Hash, int64, error) {
 	if src.ra != nil {
 		if err := preallocate(tmp.dataF, src.size); err != nil {
 			tmp.abort()
