@@ -57,23 +57,9 @@ func cowDir(t *testing.T) string {
 	return mnt
 }
 
-// canClone reports whether dir's file system clones a file (FICLONE).
+// canClone reports whether dir's file system clones a file (FICLONE),
+// with the store's own probe.
 func canClone(t *testing.T, dir string) bool {
 	t.Helper()
-	src, err := os.CreateTemp(dir, "probe-src-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.Remove(src.Name())
-	defer src.Close()
-	if _, err := src.Write(make([]byte, 4096)); err != nil {
-		t.Fatal(err)
-	}
-	dst, err := os.CreateTemp(dir, "probe-dst-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.Remove(dst.Name())
-	defer dst.Close()
-	return reflink(dst, src)
+	return probeClone(dir, dir)
 }

@@ -24,8 +24,9 @@ type btE2E struct {
 	MBs     float64 `json:"mb_s"` // file get: CLI, daemon, DHT lookups, tunnel, verified download into the store, export to the path
 	Seconds float64 `json:"seconds"`
 	// Exports counts how the default get's daemon wrote the file, over
-	// the rounds: "mirror" (as the download verified the bytes) or the
-	// method of an export from the store after the download.
+	// the rounds: "mirror" (as the download verified the bytes), or the
+	// method of an export from the store after the download ("reflink"
+	// where the file system clones).
 	Exports map[string]int `json:"exports"`
 	// CPU: the CPU seconds the default get cost the sending and the
 	// receiving daemon (last round), to set beside the bench's cpu_s:
@@ -57,7 +58,8 @@ type btE2E struct {
 
 // btE2ERound is one round's end-to-end figures. Export is what the
 // default get's daemon did to write the file: "mirror" when it wrote the
-// file as the download verified the bytes, else the method of an export
+// file as the download verified the bytes, "reflink" when it cloned the
+// store's copy (a file system that clones), else the method of a copy
 // from the store after the download (a slower round's first suspect).
 type btE2ERound struct {
 	MBs     float64    `json:"mb_s"`
