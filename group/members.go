@@ -618,10 +618,19 @@ func (g *Group) RevokeInvite(ctx context.Context, seed [32]byte) (*Membership, e
 
 // HandOver is an admin's pass over the bearer invites of the list: each
 // use whose slot a joiner claimed is handed over to the contact written
-// there, and each expired use nobody claimed is dropped, in one new list
-// version (a new epoch). It reports how many entries it changed; 0 and no
+// there, and each use nobody claimed is dropped once no DHT holder would
+// take a claim by it any more (its expiry plus expiryGrace, the rule of
+// checkInviteWrite), in one new list version (a new epoch). Until then a
+// claim written near the expiry still finds its entry, and a joiner still
+// reads that the invite expired (ErrInviteExpired) rather than that it is
+// gone (ErrInviteUsed). It reports how many entries it changed; 0 and no
 // new version when there was nothing to do.
 func (g *Group) HandOver(ctx context.Context) (int, error) {
+	return g.handOver(ctx, time.Now())
+}
+
+// handOver is HandOver at time now.
+func (g *Group) handOver(ctx context.Context, now time.Time) (int, error) {
 	if g.member == nil {
 		return 0, ErrNotChecked
 	}
@@ -631,7 +640,6 @@ func (g *Group) HandOver(ctx context.Context) (int, error) {
 	}
 	repl := map[string]uri.Contact{}
 	var drop [][]byte
-	now := time.Now()
 	for _, m := range st.list.Members {
 		if !m.Invite() || m.Slot == 0 {
 			continue
@@ -641,7 +649,7 @@ func (g *Group) HandOver(ctx context.Context) (int, error) {
 			return 0, fmt.Errorf("hand over invite slot %d of group %s: %w", m.Slot, g.Key(), err)
 		}
 		if v == nil || !bytes.Equal(v.Writer, m.Sign) {
-			if now.After(time.Unix(m.Expires, 0)) {
+			if checkInviteWrite(m, now) != nil {
 				drop = append(drop, m.Sign)
 			}
 			continue
