@@ -443,7 +443,8 @@ func (d *DHT) Contacts() []Contact { return d.table.live() }
 // records this node is now among the R nearest to (HANDOFF; not in client
 // mode, where this node holds no records for others), and sends the
 // offline-write queue. It fails with ErrNoPeers if no bootstrap contact
-// answered (or there is none).
+// answered (or there is none), or if the lookup of its own ID then
+// reached no node.
 func (d *DHT) Bootstrap(ctx context.Context) error {
 	d.mu.Lock()
 	boot := slices.Clone(d.boot)
@@ -485,6 +486,12 @@ func (d *DHT) Bootstrap(ctx context.Context) error {
 	near, err := d.closest(ctx, "bootstrap", d.self.ID, d.opts.K)
 	if err != nil {
 		return fmt.Errorf("dht: bootstrap lookup: %w", err)
+	}
+	if len(near) == 0 {
+		// The contacts that answered the ping failed the lookup (gone,
+		// or refusing this node's requests): no node learned of this
+		// one, so it has not joined, and its caller should try again.
+		return fmt.Errorf("%w: bootstrap: %d of %d contacts answered, but the lookup of this node's ID reached none", ErrNoPeers, ok, len(boot))
 	}
 	d.refreshFar(ctx)
 	if !d.client.Load() {

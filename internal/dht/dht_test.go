@@ -6,7 +6,9 @@ import (
 	"crypto/rand"
 	"errors"
 	"net/netip"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -300,6 +302,31 @@ func TestSingleNodeAndBootstrapFailure(t *testing.T) {
 	defer cancel()
 	if err := n.dht.Bootstrap(sctx); !errors.Is(err, ErrNoPeers) {
 		t.Fatalf("Bootstrap via a dead contact: err = %v", err)
+	}
+}
+
+// TestBootstrapLookupReachedNone: a bootstrap contact that answers the
+// first FIND_NODE and then refuses this node's requests (its rate limit:
+// one request, then none for a long while) leaves the self-lookup with no
+// node: Bootstrap fails with ErrNoPeers instead of reporting a join that
+// no node learned of, so that its caller tries again.
+func TestBootstrapLookupReachedNone(t *testing.T) {
+	ctx := testCtx(t)
+	base := t.TempDir()
+	boot, err := launch(t, filepath.Join(base, "boot"), key.NewKeypair(), "", nil, func(o *Options) {
+		o.RequestRate, o.RequestBurst = 0.001, 1
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := launch(t, filepath.Join(base, "n"), key.NewKeypair(), "", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.dht.AddContacts(boot.dht.Self())
+	err = n.dht.Bootstrap(ctx)
+	if !errors.Is(err, ErrNoPeers) || !strings.Contains(err.Error(), "1 of 1 contacts answered") {
+		t.Fatalf("Bootstrap through a contact that refuses the lookup: err = %v", err)
 	}
 }
 
