@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -182,12 +184,23 @@ func TestRefusals(t *testing.T) {
 
 func TestRateLimit(t *testing.T) {
 	m := NewMetrics()
-	nodes := newNet(t, 2, func(o *Options) {
-		scaleOpts(o)
-		o.RequestRate = 10
-		o.RequestBurst = 5
-		o.Metrics = m
-	})
+	// Two nodes that do not bootstrap: a join's requests would spend the
+	// five tokens before the pings below, and a Bootstrap whose lookup
+	// is refused fails.
+	base := t.TempDir()
+	nodes := make([]*testNode, 2)
+	for i := range nodes {
+		n, err := launch(t, filepath.Join(base, strconv.Itoa(i)), key.NewKeypair(), "", nil, func(o *Options) {
+			scaleOpts(o)
+			o.RequestRate = 10
+			o.RequestBurst = 5
+			o.Metrics = m
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes[i] = n
+	}
 	ctx := testCtx(t)
 	limited := 0
 	for range 20 {
