@@ -96,10 +96,20 @@ func StartWith(t testing.TB, dir string, boot []dht.Contact, o Options) *Node {
 		db.Close()
 	})
 	if len(boot) > 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		// Tried up to three times, as a node's start retries it
+		// (core/connect.go): on two busy cores under the race detector a
+		// request can outlast the RPC timeout, and Bootstrap fails when
+		// its lookup reached no node.
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		if err := d.Bootstrap(ctx); err != nil {
-			t.Fatalf("testnet: bootstrap: %v", err)
+		for try := 1; ; try++ {
+			err := d.Bootstrap(ctx)
+			if err == nil {
+				break
+			}
+			if try == 3 || ctx.Err() != nil {
+				t.Fatalf("testnet: bootstrap (%d tries): %v", try, err)
+			}
 		}
 	}
 	return n
