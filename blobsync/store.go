@@ -574,10 +574,11 @@ func (s *Store) AddBytes(ctx context.Context, b []byte) (Hash, error) {
 // renamed before the entry is written. Where the store's file system
 // clones files and the file is on it (btrfs, XFS with reflink, bcachefs),
 // the copy is a clone instead, hashed after it is made (addClone): no
-// byte written; a refused clone leaves the part file empty for the copy. Memory stays bounded (a block buffer per worker; see
-// hashTree). The file must be a regular file of at most MaxBlobSize
-// bytes; if it shrinks while being read, AddFile fails; if it grows, the
-// bytes present at the start (at the clone) are stored.
+// byte written; a refused clone leaves the part file empty for the copy.
+// Memory stays bounded (a block buffer per worker; see hashTree). The
+// file must be a regular file of at most MaxBlobSize bytes; if it shrinks
+// while being read, AddFile fails; if it grows, the bytes present at the
+// start (at the clone) are stored.
 func (s *Store) AddFile(ctx context.Context, path string) (Hash, int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
